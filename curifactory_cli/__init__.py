@@ -1,0 +1,57 @@
+"""curifactory_cli: run Curifactory-style experiments from the command line, cache-correct.
+
+`import curifactory_cli as cf` gives the experiment API (`cf.stage`, `cf.aggregate`, `cf.Lazy`,
+`cf.Record`, `cf.ArtifactManager`, `cf.ExperimentParameters`). Names are imported on first
+use, so importing the package (and `curi --help`) stays fast and never loads pandas.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "stage": "curifactory_cli.staging",
+    "aggregate": "curifactory_cli.staging",
+    "Lazy": "curifactory_cli.caching",
+    "Record": "curifactory_cli.record",
+    "ArtifactManager": "curifactory_cli.record",
+    "ExperimentParameters": "curifactory_cli.params",
+    "set_hash_functions": "curifactory_cli.params",
+    "RunOptions": "curifactory_cli.runner",
+    "RunResult": "curifactory_cli.runner",
+    "run_experiment": "curifactory_cli.runner",
+    "InputSignatureError": "curifactory_cli.errors",
+    "OutputSignatureError": "curifactory_cli.errors",
+    "CachersMismatchError": "curifactory_cli.errors",
+    "EmptyCachersError": "curifactory_cli.errors",
+    "CurifactoryError": "curifactory_cli.errors",
+}
+
+__all__ = [*sorted(_EXPORTS), "__version__"]
+
+if TYPE_CHECKING:
+    from curifactory_cli.caching import Lazy
+    from curifactory_cli.errors import (
+        CachersMismatchError,
+        CurifactoryError,
+        EmptyCachersError,
+        InputSignatureError,
+        OutputSignatureError,
+    )
+    from curifactory_cli.params import ExperimentParameters, set_hash_functions
+    from curifactory_cli.record import ArtifactManager, Record
+    from curifactory_cli.runner import RunOptions, RunResult, run_experiment
+    from curifactory_cli.staging import aggregate, stage
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        msg = f"module 'curifactory_cli' has no attribute {name!r}"
+        raise AttributeError(msg)
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,192 @@
+"""Finding experiments and parameter files in a project, and importing experiments.
+
+Listing never imports user code: it reads each file's syntax tree for `def run(`,
+`def get_params(` and the module docstring.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+from curifactory_cli.errors import DiscoveryError, ExperimentImportError, close_matches_hint
+
+EXPERIMENTS_DIR = "experiments"
+PARAMS_DIR = "params"
+PARAM_SUFFIXES = (".yaml", ".yml", ".py")
+
+
+@dataclass(frozen=True)
+class Listed:
+    name: str
+    path: Path
+    description: str
+    has_get_params: bool = False
+
+
+def _first_line(text: str | None) -> str:
+    return (text or "").strip().splitlines()[0].strip() if (text or "").strip() else ""
+
+
+def _scan_python(path: Path) -> tuple[bool, bool, str] | None:
+    """(defines run, defines get_params, first docstring line), or None if unparsable."""
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    except (SyntaxError, UnicodeDecodeError, OSError, ValueError):
+        return None
+    names = {
+        node.name
+        for node in tree.body
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+    }
+    return "run" in names, "get_params" in names, _first_line(ast.get_docstring(tree))
+
+
+def _walk_py(base: Path) -> list[Path]:
+    if not base.is_dir():
+        return []
+    out = []
+    for dirpath, dirnames, filenames in os.walk(base):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith((".", "__")))
+        out.extend(Path(dirpath, f) for f in sorted(filenames) if f.endswith(".py"))
+    return out
+
+
+def _module_name(base: Path, path: Path) -> str:
+    return path.relative_to(base).with_suffix("").as_posix()
+
+
+def list_experiments(root: Path) -> list[Listed]:
+    base = root / EXPERIMENTS_DIR
+    out = []
+    for path in _walk_py(base):
+        if path.name == "__init__.py":
+            continue
+        scanned = _scan_python(path)
+        if scanned and scanned[0]:
+            out.append(Listed(_module_name(base, path), path, scanned[2], scanned[1]))
+    return out
+
+
+def _yaml_description(path: Path) -> str:
+    try:
+        with open(path, encoding="utf-8") as infile:
+            for line in infile:
+                stripped = line.strip()
+                if stripped.startswith("#"):
+                    return stripped.lstrip("#").strip()
+                if stripped and stripped != "---":
+                    return ""
+    except (OSError, UnicodeDecodeError):
+        pass
+    return ""
+
+
+def list_param_files(root: Path) -> list[Listed]:
+    base = root / PARAMS_DIR
+    if not base.is_dir():
+        return []
+    out = []
+    for dirpath, dirnames, filenames in os.walk(base):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith((".", "__")))
+        for filename in sorted(filenames):
+            path = Path(dirpath, filename)
+            rel = path.relative_to(base).as_posix()
+            if filename.endswith((".yaml", ".yml")):
+                out.append(Listed(rel, path, _yaml_description(path)))
+            elif filename.endswith(".py") and filename != "__init__.py":
+                scanned = _scan_python(path)
+                if scanned and scanned[1]:
+                    out.append(Listed(rel, path, scanned[2], True))
+    return out
+
+
+def _ensure_importable(root: Path) -> None:
+    text = str(root)
+    if text not in sys.path:
+        sys.path.insert(0, text)
+
+
+def import_experiment(root: Path, name: str) -> ModuleType:
+    """Import `experiments/<name>.py` (subfolders as `sub/name` or `sub.name`)."""
+    clean = name[:-3] if name.endswith(".py") else name
+    clean = clean.replace("\\", "/")
+    if clean.startswith(f"{EXPERIMENTS_DIR}/"):
+        clean = clean[len(EXPERIMENTS_DIR) + 1 :]
+    rel = clean.replace(".", "/")
+    path = root / EXPERIMENTS_DIR / f"{rel}.py"
+    if not path.is_file() or ".." in rel.split("/"):
+        available = [e.name for e in list_experiments(root)]
+        raise DiscoveryError(
+            f"no experiment named {name!r} in {root / EXPERIMENTS_DIR}",
+            hint=close_matches_hint(name, available, "experiments", "`curi ls` lists them"),
+        )
+    _ensure_importable(root)
+    module_name = f"{EXPERIMENTS_DIR}.{rel.replace('/', '.')}"
+    if module_name in sys.modules:
+        module = sys.modules[module_name]
+        if getattr(module, "__file__", None) and Path(module.__file__).resolve() == path.resolve():
+            return module
+        del sys.modules[module_name]
+    importlib.invalidate_caches()
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        raise ExperimentImportError(
+            f"experiment {clean!r} ({path}) failed to import: {type(exc).__name__}: {exc}",
+            exc,
+        ) from exc
+    if not callable(getattr(module, "run", None)):
+        raise DiscoveryError(
+            f"experiment {clean!r} ({path}) has no run(param_sets, manager) function",
+            hint="define `def run(param_sets, manager):` that calls your stages.",
+        )
+    return module
+
+
+def resolve_param_file(root: Path, spec: str) -> Path:
+    """A parameter file given as a path, or a bare name looked up in `params/`."""
+    direct = Path(spec)
+    candidates = [direct] if direct.suffix in PARAM_SUFFIXES else []
+    base = root / PARAMS_DIR
+    rel = spec.replace(".", "/") if not direct.suffix else spec
+    candidates += [base / f"{rel}{suffix}" for suffix in PARAM_SUFFIXES]
+    candidates += [base / spec] if direct.suffix in PARAM_SUFFIXES else []
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    available = [p.name.rsplit(".", 1)[0] for p in list_param_files(root)]
+    raise DiscoveryError(
+        f"no parameter file {spec!r} (looked for {', '.join(str(c) for c in candidates[:4])})",
+        hint=close_matches_hint(Path(spec).stem, available, "parameter files", "`curi ls`"),
+    )
+
+
+def import_param_module(root: Path, path: Path) -> ModuleType:
+    """Import a Python parameter file (a module with `get_params()`)."""
+    _ensure_importable(root)
+    try:
+        rel = path.resolve().relative_to(root.resolve()).with_suffix("")
+        module_name = ".".join(rel.parts)
+    except ValueError:
+        module_name = path.stem
+    try:
+        if module_name in sys.modules:
+            del sys.modules[module_name]
+        importlib.invalidate_caches()
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        raise ExperimentImportError(
+            f"parameter file {path} failed to import: {type(exc).__name__}: {exc}", exc
+        ) from exc
+    if not callable(getattr(module, "get_params", None)):
+        raise DiscoveryError(
+            f"parameter file {path} has no get_params() function",
+            hint="define `def get_params(): return [MyParams(name=...), ...]`.",
+        )
+    return module

@@ -1,0 +1,519 @@
+"""Executes a traced stage graph against the cache.
+
+Every node has two keys:
+
+* the **data key**: params hash, stage name, code fingerprint, cachers, output names, keyword
+  arguments, and the *data versions* (checksums) of its inputs. A re-run that reproduces
+  byte-identical outputs leaves its dependants' data keys unchanged (early cutoff).
+* the **lineage key**: the same, but with the *lineage keys* of its upstream stages instead
+  of their data versions. It is computable without any data, so a stage whose upstream entry
+  was deleted can still be found in the cache without re-running the upstream stage.
+
+Nodes are settled in traced (topological) order. A cached stage whose entry is missing is
+not run at once: it runs only when something needs its data (a consumer that misses, or a
+consumer that executes), or straight away if it is a leaf or forced. Each node is settled and
+executed at most once, so the cost is linear in the number of nodes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from curifactory_cli.caching import Cacheable, Lazy
+from curifactory_cli.errors import CacheError, CurifactoryError, OutputSignatureError, StageError
+from curifactory_cli.graph import NOT_COMPUTED, Node, Outcome, OutputRef
+from curifactory_cli.hashing import canonical_json, digest, hash_value, param_set_representation
+from curifactory_cli.record import _CachedOutput
+from curifactory_cli.store import CorruptEntryError, Entry, write_text_atomic
+
+if TYPE_CHECKING:
+    from curifactory_cli.events import Reporter
+    from curifactory_cli.hashing import CodeFingerprinter
+    from curifactory_cli.store import CacheStore
+
+KEY_FORMAT = 1
+_CACHER_PRIVATE = {"path", "metadata", "extra_metadata", "record", "stage", "name", "_curi_loader"}
+
+
+@dataclass(frozen=True)
+class StageJob:
+    """Plain data describing one node's execution, picklable so another process can run it.
+
+    A worker imports `stage_ref`, loads its inputs from `input_entries` through their cachers,
+    calls the stage, saves into a staging folder under `cache_root` and publishes `entry_dir`.
+    """
+
+    stage_ref: str
+    experiment: str
+    record_name: str
+    params_hash: str
+    key: str
+    lineage_key: str
+    cache_root: str
+    entry_dir: str
+    outputs: tuple[str, ...]
+    input_entries: tuple[tuple[str, str | None], ...]  # (input name, producer entry dir)
+
+
+def _cacher_id(template: Any) -> Any:
+    cls = template if isinstance(template, type) else type(template)
+    ident: dict[str, Any] = {"type": f"{cls.__module__}.{cls.__qualname__}"}
+    if not isinstance(template, type):
+        config = {k: v for k, v in vars(template).items() if k not in _CACHER_PRIVATE}
+        try:
+            ident["config"] = hash_value(config, "cacher options")
+        except CurifactoryError:
+            ident["config"] = repr(sorted(config))
+    return ident
+
+
+def params_json(params: Any) -> Any:
+    """A JSON-friendly view of a parameter set for metadata (name included)."""
+    if params is None:
+        return None
+    data = getattr(params, "_data", None)
+    if data is None:
+        try:
+            data = param_set_representation(params)
+        except CurifactoryError:
+            data = {"repr": repr(params)}
+    return {"name": getattr(params, "name", None), **data}
+
+
+class Executor:
+    """Settles and executes the nodes of one run. Emits progress through a `Reporter`."""
+
+    def __init__(
+        self,
+        *,
+        store: CacheStore,
+        experiment: str,
+        fingerprinter: CodeFingerprinter,
+        reporter: Reporter,
+        overwrite: bool = False,
+        overwrite_stages: frozenset[str] = frozenset(),
+        provenance: dict[str, Any] | None = None,
+    ) -> None:
+        self.store = store
+        self.experiment = experiment
+        self.fingerprinter = fingerprinter
+        self.reporter = reporter
+        self.overwrite = overwrite
+        self.overwrite_stages = overwrite_stages
+        self.provenance = provenance or {}
+        self._pending: set[int] = set()
+        self._repaired: set[int] = set()
+
+    # ------------------------------------------------------------------ driving
+    def run(self, nodes: list[Node]) -> None:
+        for node in nodes:
+            self._settle(node)
+        for node in nodes:
+            if node.outcome is None:
+                node.outcome = Outcome.SKIPPED
+                node.reason = (
+                    "cache entry missing, but nothing needs it"
+                    if node.is_cached_stage
+                    else "uncached, and nothing needs its outputs"
+                )
+                self.reporter.node_finished(node)
+
+    def _forced(self, node: Node) -> str | None:
+        if self.overwrite or getattr(node.record.params, "overwrite", False) is True:
+            return "forced by --overwrite"
+        if node.stage.name in self.overwrite_stages:
+            return "forced by --overwrite-stage"
+        return None
+
+    def _settle(self, node: Node) -> None:
+        known = all(ref.version is not None for ref in node.upstream())
+        node.lineage_key = self._key(node, lineage=True)
+        if known:
+            node.key_parts, node.key = self._data_key(node)
+        if not node.is_cached_stage:
+            if known:
+                self._set_derived_versions(node)
+            if node.consumers == 0:
+                self._execute(node, "uncached leaf stage")
+            return
+        forced = self._forced(node)
+        if forced:
+            self._execute(node, forced)
+            return
+        entry = self._lookup(node) if known else self._lookup_lineage(node)
+        if entry is None and not known:
+            # Nothing found by lineage: the upstream data is needed to decide.
+            self._ensure_versions(node)
+            node.key_parts, node.key = self._data_key(node)
+            entry = self._lookup(node)
+        if entry is not None:
+            self._hit(node, entry)
+        elif node.consumers == 0 or not self._lineage_pointer(node).exists():
+            # A leaf must run; so must a stage never computed with this lineage, since no
+            # consumer can have been cached from it. Only a stage computed before (whose
+            # entry is gone) waits to see whether its consumers are still cached.
+            self._execute(node, node.reason or "no cache entry")
+        else:
+            self._pending.add(node.index)
+            node.reason = node.reason or "no cache entry"
+
+    # ------------------------------------------------------------------ keys
+    def _base_parts(self, node: Node) -> dict[str, Any]:
+        spec = node.stage
+        parts: dict[str, Any] = {
+            "format": KEY_FORMAT,
+            "experiment": self.experiment,
+            "stage": spec.name,
+            "params": node.record.get_hash(),
+            "code": self.fingerprinter.fingerprint(spec.fn),
+            "outputs": [ref.name for ref in node.outputs],
+            "cachers": [_cacher_id(t) for t in node.cacher_templates or []],
+        }
+        if node.kwargs:
+            parts["kwargs"] = hash_value(node.kwargs, f"keyword arguments of {spec.name!r}")
+        return parts
+
+    def _input_parts(self, node: Node, lineage: bool) -> dict[str, Any]:
+        def version(src: Any) -> Any:
+            if isinstance(src, OutputRef):
+                if lineage:
+                    return f"{src.node.lineage_key}:{src.name}"
+                return src.version
+            return "value:" + hash_value(src, f"input of {node.stage.name!r}")
+
+        inputs: dict[str, Any] = {name: version(src) for name, src in node.inputs.items()}
+        for name, pairs in node.aggregate_inputs.items():
+            inputs[name] = sorted([rec.get_hash(), version(src)] for rec, src in pairs)
+        return inputs
+
+    def _key(self, node: Node, lineage: bool) -> str:
+        parts = self._base_parts(node)
+        parts["inputs"] = self._input_parts(node, lineage)
+        if lineage:
+            parts["lineage"] = True
+        return digest(canonical_json(parts))
+
+    def _data_key(self, node: Node) -> tuple[dict[str, Any], str]:
+        parts = self._base_parts(node)
+        parts["inputs"] = self._input_parts(node, lineage=False)
+        return parts, digest(canonical_json(parts))
+
+    def _set_derived_versions(self, node: Node) -> None:
+        # An in-memory output has no bytes to checksum: its version is derived from its key.
+        for ref in node.outputs:
+            ref.version = digest(f"memory:{node.key}:{ref.name}")
+
+    def _entry_dir(self, node: Node, key: str) -> Path:
+        return self.store.entry_dir(self.experiment, node.record.get_hash(), node.stage.name, key)
+
+    def _lineage_pointer(self, node: Node) -> Path:
+        stage_dir = self._entry_dir(node, "x").parent
+        return stage_dir / "lineage" / node.lineage_key[:16]
+
+    # ------------------------------------------------------------------ lookups
+    def _lookup(self, node: Node) -> Entry | None:
+        directory = self._entry_dir(node, node.key)
+        node.entry_dir = str(directory)
+        entry, problem = self.store.lookup(directory, node.key)
+        if problem:
+            self.reporter.warning(f"{node.label}: ignoring damaged cache entry: {problem}")
+            node.reason = "cache entry damaged"
+        return entry
+
+    def _lookup_lineage(self, node: Node) -> Entry | None:
+        try:
+            key = self._lineage_pointer(node).read_text().strip()
+        except OSError:
+            return None
+        entry, _ = self.store.lookup(self._entry_dir(node, key), key)
+        if entry is None or entry.meta.get("lineage_key") != node.lineage_key:
+            return None
+        node.key, node.key_parts = key, entry.meta.get("key_parts")
+        node.entry_dir = str(entry.directory)
+        return entry
+
+    # ------------------------------------------------------------------ cache hits
+    def _hit(self, node: Node, entry: Entry) -> None:
+        node.outcome = Outcome.CACHED
+        node.reason = "cached"
+        node.entry_dir = str(entry.directory)
+        for i, ref in enumerate(node.outputs):
+            info = entry.meta["outputs"][ref.name]
+            ref.version = info["version"]
+            cacher = self._bound_cacher(node, i, entry.directory, info, verified=False)
+            ref.value = ref.lazy._copy_for(cacher) if ref.lazy else _CachedOutput(cacher, keep=True)
+        self.reporter.node_finished(node)
+
+    def _bound_cacher(
+        self, node: Node, i: int, directory: Path, info: dict[str, Any], verified: bool
+    ) -> Cacheable:
+        cacher = node.record.manager.copy_cacher(node.cacher_templates[i])
+        cacher._bind(str(directory), node.outputs[i].name)
+        cacher.stage = node.stage.name
+        cacher.extra_metadata = dict(info.get("extra") or {})
+        cacher.metadata = info
+        store, files, state = self.store, info["files"], {"verified": verified}
+
+        def load() -> Any:
+            if not state["verified"]:
+                store.verify(directory, files)
+                state["verified"] = True
+            return cacher.load()
+
+        cacher._curi_loader = load  # type: ignore[attr-defined]
+        return cacher
+
+    # ------------------------------------------------------------------ execution
+    def _ensure_versions(self, node: Node) -> None:
+        for ref in node.upstream():
+            if ref.version is None:
+                self._execute(ref.node, ref.node.reason or "needed by " + node.label)
+
+    def _resolve(self, ref: OutputRef) -> Any:
+        if ref.value is NOT_COMPUTED:
+            producer = ref.node
+            if producer.outcome is not None:
+                msg = f"{ref!r} is unavailable because its stage {producer.outcome.value}"
+                raise CacheError(msg)
+            self._execute(producer, producer.reason or "needed downstream")
+        value = ref.value
+        try:
+            if isinstance(value, _CachedOutput):
+                return value.get()
+            if isinstance(value, Lazy) and value.resolve:
+                return value.load()
+        except CorruptEntryError as exc:
+            if ref.node.index in self._repaired:
+                raise
+            self.reporter.warning(f"{ref.node.label}: {exc.message}; recomputing")
+            self._repaired.add(ref.node.index)
+            ref.node.outcome = None
+            self._execute(ref.node, "cache entry corrupt")
+            return self._resolve(ref)
+        return value
+
+    def _gather(self, node: Node) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for name, src in node.inputs.items():
+            values[name] = self._resolve(src) if isinstance(src, OutputRef) else src
+        for name, pairs in node.aggregate_inputs.items():
+            values[name] = {
+                rec: self._resolve(src) if isinstance(src, OutputRef) else src for rec, src in pairs
+            }
+        return values
+
+    def _execute(self, node: Node, reason: str) -> None:
+        self._pending.discard(node.index)
+        node.reason = reason
+        self.reporter.node_started(node)
+        started = time.perf_counter()
+        inputs = self._gather(node)
+        # Inputs are final now (a damaged upstream may have been recomputed): key them.
+        node.key_parts, node.key = self._data_key(node)
+        if not node.is_cached_stage:
+            self._set_derived_versions(node)
+        kwargs = dict(node.kwargs)
+        args = kwargs.pop("__args__", ())
+        cachers: list[Cacheable] = []
+        staging: Path | None = None
+        record = node.record
+        try:
+            if node.is_cached_stage:
+                staging = self.store.new_staging()
+                for i, ref in enumerate(node.outputs):
+                    cacher = record.manager.copy_cacher(node.cacher_templates[i])
+                    cacher._bind(str(staging), ref.name)
+                    cacher.stage = node.stage.name
+                    cachers.append(cacher)
+            record.stage_cachers = cachers
+            record._staging = staging
+            call_inputs = {**inputs, **kwargs}
+            del inputs
+            try:
+                if node.stage.is_aggregate:
+                    result = node.stage.fn(record, record.input_records, *args, **call_inputs)
+                else:
+                    result = node.stage.fn(record, *args, **call_inputs)
+            except Exception as exc:
+                node.outcome = Outcome.FAILED
+                node.seconds = time.perf_counter() - started
+                node.reason = f"{type(exc).__name__}: {exc}"
+                self.reporter.node_finished(node)
+                raise StageError(node.stage.name, record.name, exc) from exc
+            finally:
+                del call_inputs
+                record.stage_cachers = None
+                record._staging = None
+            values = self._split(node, result)
+            del result
+            compute_s = time.perf_counter() - started
+            if node.is_cached_stage:
+                self._save(node, cachers, values, staging, compute_s)
+                staging = None  # published (or kept for a dry run)
+            else:
+                for ref, value in zip(node.outputs, values):
+                    ref.value = value
+            values.clear()
+        except BaseException:
+            if staging is not None:
+                self.store.discard(staging)
+            if node.outcome is None:
+                node.outcome = Outcome.FAILED
+                self.reporter.node_finished(node)
+            raise
+        node.outcome = Outcome.EXECUTED
+        node.seconds = time.perf_counter() - started
+        self.reporter.node_finished(node)
+
+    def _split(self, node: Node, result: Any) -> list[Any]:
+        n = len(node.outputs)
+        if n == 0:
+            return []
+        if n == 1:
+            return [result]
+        if not isinstance(result, (tuple, list)) or len(result) != n:
+            got = f"{len(result)} values" if isinstance(result, (tuple, list)) else "1 value"
+            node.outcome = Outcome.FAILED
+            self.reporter.node_finished(node)
+            raise OutputSignatureError(
+                f"stage {node.stage.name!r} returned {got} for parameter set "
+                f"{node.record_name!r} but declares {n} outputs "
+                f"({', '.join(r.name for r in node.outputs)})",
+                hint="return a tuple with one value per output, in order.",
+            )
+        return list(result)
+
+    def _save(
+        self,
+        node: Node,
+        cachers: list[Cacheable],
+        values: list[Any],
+        staging: Path,
+        compute_s: float,
+    ) -> None:
+        save_started = time.perf_counter()
+        for i, (ref, cacher) in enumerate(zip(node.outputs, cachers)):
+            try:
+                cacher.save(values[i])
+            except Exception as exc:
+                what = f"stage {node.stage.name!r} ({node.record_name}), output {ref.name!r}"
+                if isinstance(exc, CurifactoryError):
+                    raise CacheError(f"{what}: {exc.message}", exc.hint) from exc
+                raise CacheError(
+                    f"{what}: {type(cacher).__name__} could not save it: "
+                    f"{type(exc).__name__}: {exc}",
+                    hint="pick a cacher that can store this value (PickleCacher stores most).",
+                ) from exc
+            if ref.lazy:
+                values[i] = None  # drop the object as soon as it is on disk
+        files = self.store.describe_files(staging, [ref.name for ref in node.outputs])
+        outputs_meta: dict[str, Any] = {}
+        for ref, cacher in zip(node.outputs, cachers):
+            own = files[ref.name]
+            ref.version = digest(
+                canonical_json(
+                    [_cacher_id(type(cacher))["type"],
+                     [(f["path"][len(ref.name):], f["sha256"]) for f in own]]
+                )
+            )
+            outputs_meta[ref.name] = {
+                "cacher": _cacher_id(type(cacher))["type"],
+                "lazy": ref.lazy is not None,
+                "version": ref.version,
+                "files": own,
+                "extra": cacher.extra_metadata,
+            }
+        final = self._entry_dir(node, node.key)
+        node.entry_dir = str(final)
+        meta = self._metadata(node, outputs_meta, files[""], compute_s,
+                              time.perf_counter() - save_started)
+        if self.store.dry:
+            location = staging
+        else:
+            self.store.publish(staging, final, meta)
+            pointer = self._lineage_pointer(node)
+            try:
+                pointer.parent.mkdir(parents=True, exist_ok=True)
+                write_text_atomic(pointer, node.key)
+            except OSError:
+                pass  # the pointer only saves work later; the entry itself is committed
+            location = final
+        for i, ref in enumerate(node.outputs):
+            cacher = self._bound_cacher(node, i, location, outputs_meta[ref.name], verified=True)
+            ref.value = ref.lazy._copy_for(cacher) if ref.lazy else values[i]
+
+    def _metadata(
+        self,
+        node: Node,
+        outputs: dict[str, Any],
+        extra_files: list[dict[str, Any]],
+        compute_s: float,
+        save_s: float,
+    ) -> dict[str, Any]:
+        record = node.record
+        inputs = {}
+        for name, src in node.inputs.items():
+            if isinstance(src, OutputRef):
+                inputs[name] = self._input_meta(src)
+        for name, pairs in node.aggregate_inputs.items():
+            inputs[name] = [
+                {"record": rec.name, **self._input_meta(src)}
+                for rec, src in pairs
+                if isinstance(src, OutputRef)
+            ]
+        return {
+            "format": 1,
+            "key": node.key,
+            "lineage_key": node.lineage_key,
+            "key_parts": node.key_parts,
+            "experiment": self.experiment,
+            "stage": node.stage.name,
+            "stage_ref": node.stage.ref,
+            "aggregate": node.stage.is_aggregate,
+            "record": record.name,
+            "params_hash": record.get_hash(),
+            "params": params_json(record.params),
+            "input_records": [r.name for r in record.input_records],
+            "inputs": inputs,
+            "outputs": outputs,
+            "extra_files": extra_files,
+            "timings": {
+                "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                "compute_s": round(compute_s, 6),
+                "save_s": round(save_s, 6),
+            },
+            **self.provenance,
+        }
+
+    def _input_meta(self, src: OutputRef) -> dict[str, Any]:
+        producer = src.node
+        entry = None
+        if producer.entry_dir and producer.is_cached_stage:
+            try:
+                entry = Path(producer.entry_dir).relative_to(self.store.root).as_posix()
+            except ValueError:
+                entry = producer.entry_dir
+        return {
+            "stage": producer.stage.name,
+            "output": src.name,
+            "record": producer.record_name,
+            "version": src.version,
+            "entry": entry,
+        }
+
+
+def format_user_traceback(exc: BaseException) -> str:
+    """The user's traceback with this package's frames removed."""
+    import curifactory_cli
+
+    package_dir = curifactory_cli.__path__[0]
+    tb = traceback.extract_tb(exc.__traceback__)
+    frames = [f for f in tb if not f.filename.startswith(package_dir)]
+    lines = ["Traceback (most recent call last):\n", *traceback.format_list(frames)]
+    lines.extend(traceback.format_exception_only(type(exc), exc))
+    return "".join(lines)

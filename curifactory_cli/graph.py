@@ -1,0 +1,96 @@
+"""The stage graph traced from an experiment's `run()`: (record, stage) nodes joined by artifacts.
+
+Stages are called in `run()` in an order where every input already exists, so the order in
+which nodes are traced is a topological order: no sort and no cycle can occur.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from curifactory_cli.caching import Cacheable, Lazy
+    from curifactory_cli.record import Record
+    from curifactory_cli.staging import StageSpec
+
+
+class Outcome(str, enum.Enum):
+    """What happened to a node in a run."""
+
+    EXECUTED = "executed"  # the stage function ran
+    CACHED = "cached"  # a valid cache entry was found; nothing was loaded unless needed
+    SKIPPED = "skipped"  # an uncached stage nobody needed, or downstream of a failure
+    FAILED = "failed"
+
+
+class _NotComputed:
+    def __repr__(self) -> str:
+        return "<not computed>"
+
+
+NOT_COMPUTED = _NotComputed()
+
+
+@dataclass(eq=False)
+class OutputRef:
+    """One artifact: output `name` of `node`. Holds the value once it is known."""
+
+    node: Node
+    name: str
+    lazy: Lazy | None  # the declaration, if the output is lazy
+    version: str | None = None  # data version: checksum of the cached bytes (or derived key)
+    value: Any = NOT_COMPUTED  # the in-memory value, a per-record Lazy, or a cached handle
+
+    def __repr__(self) -> str:
+        return f"<artifact {self.name!r} of stage {self.node.stage.name!r} ({self.node.record_name})>"
+
+
+@dataclass(eq=False)
+class Node:
+    """One stage call on one record."""
+
+    index: int
+    stage: StageSpec
+    record: Record
+    inputs: dict[str, OutputRef | Any]  # input name -> producing artifact, or a kwarg value
+    aggregate_inputs: dict[str, list[tuple[Record, OutputRef]]]
+    kwargs: dict[str, Any]
+    outputs: list[OutputRef] = field(default_factory=list)
+    cacher_templates: list[type[Cacheable] | Cacheable] | None = None
+    consumers: int = 0
+    # filled in by the executor
+    key: str | None = None
+    lineage_key: str | None = None
+    key_parts: dict[str, Any] | None = None
+    outcome: Outcome | None = None
+    reason: str = ""
+    seconds: float = 0.0
+    entry_dir: str | None = None
+
+    @property
+    def record_name(self) -> str:
+        return self.record.name
+
+    @property
+    def is_cached_stage(self) -> bool:
+        return self.cacher_templates is not None
+
+    @property
+    def label(self) -> str:
+        return f"{self.stage.name} [{self.record_name}]"
+
+    def upstream(self) -> list[OutputRef]:
+        refs = [v for v in self.inputs.values() if isinstance(v, OutputRef)]
+        for pairs in self.aggregate_inputs.values():
+            refs.extend(ref for _, ref in pairs)
+        return refs
+
+
+@dataclass
+class Graph:
+    nodes: list[Node] = field(default_factory=list)
+
+    def stage_names(self) -> list[str]:
+        return list(dict.fromkeys(n.stage.name for n in self.nodes))

@@ -1,0 +1,586 @@
+"""Parameter sets: the `ExperimentParameters` base, YAML files, grids, `--set` overrides.
+
+A YAML parameter file is either a list of sets, or a mapping with any of:
+
+    defaults: {...}          # values shared by every set below
+    sets: [{name: ..., ...}]  # named sets
+    grid: {name: ..., vary: {key: [v1, v2], ...}, <fixed keys>: ...}   # or a list of grids
+
+A grid expands to the cartesian product of its `vary` lists, in order, with generated names
+like `sweep_lr=0.1_depth=3`. Dotted keys (`model.depth`) address nested mappings everywhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from curifactory_cli.errors import ParamsError
+from curifactory_cli.hashing import hash_params
+
+RESERVED_TOP_KEYS = ("defaults", "sets", "grid")
+
+
+@dataclass
+class ExperimentParameters:
+    """Base class for typed parameter sets (subclass it as a `@dataclass`)."""
+
+    name: str = "UNNAMED"
+    hash: str | None = None
+    overwrite: bool = False
+    hash_representations: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def params_hash(self, dry: bool = False) -> str:
+        """The set's parameter hash (its name and built-in fields excluded)."""
+        if dry or self.hash is None:
+            value = hash_params(self, f"parameter set {self.name!r}")
+            if dry:
+                return value
+            self.hash = value
+        return self.hash
+
+
+def set_hash_functions(**kwargs: Any) -> dict[str, Any]:
+    """Curifactory's helper: `hash_representations=set_hash_functions(n_workers=None)`."""
+    return dict(kwargs)
+
+
+class Params:
+    """Attribute access over a parameter mapping (`record.params.model.depth`); read-only."""
+
+    __slots__ = ("_data", "name")
+
+    def __init__(self, name: str, data: Mapping[str, Any]) -> None:
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "_data", dict(data))
+
+    def __getattr__(self, key: str) -> Any:
+        try:
+            return _wrap(self._data[key], key)
+        except KeyError:
+            known = ", ".join(sorted(self._data)) or "none"
+            msg = f"parameter set {self.name!r} has no parameter {key!r} (it has: {known})"
+            raise AttributeError(msg) from None
+
+    def __getitem__(self, key: str) -> Any:
+        return _wrap(self._data[key], key)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._data
+
+    def __iter__(self) -> Iterable[str]:
+        return iter(self._data)
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        msg = "parameters are read-only inside a run (they are part of the cache key)"
+        raise AttributeError(msg)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return _wrap(self._data.get(key, default), key)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self._data)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Params) and other._data == self._data and other.name == self.name
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    def __repr__(self) -> str:
+        body = ", ".join(f"{k}={v!r}" for k, v in self._data.items())
+        return f"Params(name={self.name!r}, {body})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Params, (self.name, self._data))
+
+
+def _wrap(value: Any, key: str) -> Any:
+    if isinstance(value, Mapping):
+        return Params(key, value)
+    return value
+
+
+@dataclass
+class ParamSet:
+    """One parameter set as the runner sees it."""
+
+    name: str
+    params: Any  # an ExperimentParameters instance, a Params view, or any user object
+    source: str  # the file (or experiment) it came from
+    line: int | None = None
+    index: int = 0  # position within its source file
+    _hash: str | None = None
+
+    @property
+    def hash(self) -> str:
+        if self._hash is None:
+            self._hash = hash_params(
+                _hash_view(self.params), f"{self.source}: parameter set {self.name!r}"
+            )
+            if isinstance(self.params, ExperimentParameters):
+                self.params.hash = self._hash
+        return self._hash
+
+
+def _hash_view(params: Any) -> Any:
+    return params._data if isinstance(params, Params) else params
+
+
+# --------------------------------------------------------------------------------------------
+# YAML with line numbers
+
+
+class _Mapping(dict):
+    """A dict that remembers the line of each key (1-based) and its own line."""
+
+    line: int = 0
+    key_lines: dict[str, int]
+
+
+class _LineLoader(yaml.SafeLoader):
+    """`yaml.SafeLoader` that records line numbers; no other constructors are added."""
+
+
+def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> Iterable[_Mapping]:
+    data = _Mapping()
+    data.line = node.start_mark.line + 1
+    data.key_lines = {}
+    yield data
+    loader.flatten_mapping(node)
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            hash(key)
+        except TypeError:
+            msg = f"line {key_node.start_mark.line + 1}: a mapping key must be a plain value"
+            raise ParamsError(msg) from None
+        if key in data:
+            msg = f"line {key_node.start_mark.line + 1}: duplicate key {key!r}"
+            raise ParamsError(msg, hint="each key may appear once per mapping.")
+        data[key] = loader.construct_object(value_node, deep=True)
+        data.key_lines[str(key)] = key_node.start_mark.line + 1
+
+
+_LineLoader.add_constructor("tag:yaml.org,2002:map", _construct_mapping)
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ParamsError(f"{path}: not a UTF-8 text file ({exc.reason})") from None
+    except OSError as exc:
+        raise ParamsError(f"{path}: cannot be read: {exc.strerror}") from None
+    try:
+        return yaml.load(text, Loader=_LineLoader)  # noqa: S506 - a SafeLoader subclass
+    except ParamsError as exc:
+        raise ParamsError(f"{path}: {exc.message}", exc.hint) from None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = " ".join(str(exc.problem or exc.context or "invalid YAML").split())
+        hint = None
+        if "constructor" in problem or "tag" in problem:
+            hint = "only plain YAML is accepted (no python tags); values are loaded safely."
+        raise ParamsError(f"{where}: {problem}", hint) from None
+    except yaml.YAMLError as exc:
+        problem = " ".join(str(exc).split())
+        raise ParamsError(f"{path}: invalid YAML: {problem}") from None
+    except RecursionError:
+        raise ParamsError(f"{path}: the document is nested too deeply") from None
+
+
+def _line(mapping: Any, key: str | None = None) -> int | None:
+    if not isinstance(mapping, _Mapping):
+        return None
+    if key is not None and key in mapping.key_lines:
+        return mapping.key_lines[key]
+    return mapping.line
+
+
+def _where(path: Path, line: int | None) -> str:
+    return f"{path}:{line}" if line else str(path)
+
+
+def _set_dotted(target: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        child = target.get(part)
+        if not isinstance(child, dict):
+            child = {} if child is None else None
+            if child is None:
+                msg = f"cannot set {dotted!r}: {part!r} is not a mapping"
+                raise ParamsError(msg)
+            target[part] = child
+        else:
+            child = dict(child)
+            target[part] = child
+        target = child
+    target[parts[-1]] = value
+
+
+def _merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """Deep-merge `update` into a copy of `base`; dotted keys address nested values."""
+    out = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in base.items()}
+    for key, value in update.items():
+        if "." in str(key):
+            _set_dotted(out, str(key), value)
+        elif isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (int, float, str)):
+        return str(value)
+    return yaml.safe_dump(value, default_flow_style=True).strip().replace(" ", "")
+
+
+@dataclass
+class _RawSet:
+    name: str
+    values: dict[str, Any]
+    line: int | None
+    key_lines: dict[str, int]
+
+
+def _expand(path: Path, doc: Any) -> list[_RawSet]:
+    if doc is None:
+        raise ParamsError(
+            f"{path}: the file is empty",
+            hint="list parameter sets, e.g. `- name: small` then `  n_rows: 10`.",
+        )
+    if isinstance(doc, list):
+        doc_map: Mapping[str, Any] = {"sets": doc}
+        defaults: Mapping[str, Any] = {}
+    elif isinstance(doc, Mapping):
+        unknown = [k for k in doc if k not in RESERVED_TOP_KEYS]
+        if unknown:
+            key = unknown[0]
+            raise ParamsError(
+                f"{_where(path, _line(doc, str(key)))}: unknown top-level key {key!r}",
+                hint="a parameter file is a list of sets, or a mapping with "
+                "`defaults`, `sets` and/or `grid`.",
+            )
+        doc_map = doc
+        defaults = doc.get("defaults") or {}
+        if not isinstance(defaults, Mapping):
+            raise ParamsError(f"{_where(path, _line(doc, 'defaults'))}: `defaults` must be a mapping")
+    else:
+        raise ParamsError(
+            f"{path}: expected a list of parameter sets or a mapping, got {type(doc).__name__}",
+            hint="see the parameter file format in the README.",
+        )
+    sets = doc_map.get("sets") or []
+    if not isinstance(sets, list):
+        raise ParamsError(f"{_where(path, _line(doc_map, 'sets'))}: `sets` must be a list")
+    out: list[_RawSet] = []
+    for i, entry in enumerate(sets):
+        if not isinstance(entry, Mapping):
+            line = _line(doc_map, "sets")
+            raise ParamsError(
+                f"{_where(path, line)}: set #{i} is a {type(entry).__name__}, not a mapping",
+                hint="write each set as a mapping with a `name` key.",
+            )
+        name = entry.get("name")
+        if not isinstance(name, (str, int)) or isinstance(name, bool) or name == "":
+            raise ParamsError(
+                f"{_where(path, _line(entry))}: set #{i} has no `name`",
+                hint="give every set a unique `name: ...`.",
+            )
+        values = _merge(defaults, {k: v for k, v in entry.items() if k != "name"})
+        out.append(_RawSet(str(name), values, _line(entry), _key_lines(entry, defaults)))
+    grids = doc_map.get("grid") or []
+    for grid in grids if isinstance(grids, list) else [grids]:
+        out.extend(_expand_grid(path, grid, defaults))
+    if not out:
+        raise ParamsError(f"{path}: defines no parameter sets", hint="add `sets:` or `grid:`.")
+    seen: dict[str, int | None] = {}
+    for raw in out:
+        if raw.name in seen:
+            raise ParamsError(
+                f"{_where(path, raw.line)}: duplicate parameter set name {raw.name!r} "
+                f"(first defined at line {seen[raw.name]})",
+                hint="set names must be unique within a file.",
+            )
+        seen[raw.name] = raw.line
+    return out
+
+
+def _key_lines(*mappings: Any) -> dict[str, int]:
+    lines: dict[str, int] = {}
+    for mapping in reversed(mappings):
+        if isinstance(mapping, _Mapping):
+            for key, line in mapping.key_lines.items():
+                lines.setdefault(key, line)
+    return lines
+
+
+def _expand_grid(path: Path, grid: Any, defaults: Mapping[str, Any]) -> list[_RawSet]:
+    if not isinstance(grid, Mapping) or not isinstance(grid.get("vary"), Mapping):
+        raise ParamsError(
+            f"{_where(path, _line(grid))}: a grid needs a `vary` mapping of key: [values]",
+            hint="e.g. `grid: {name: sweep, vary: {lr: [0.1, 0.01]}}`.",
+        )
+    vary = grid["vary"]
+    for key, values in vary.items():
+        if not isinstance(values, list) or not values:
+            raise ParamsError(
+                f"{_where(path, _line(vary, str(key)))}: grid key {key!r} needs a non-empty list",
+            )
+    prefix = grid.get("name")
+    fixed = {k: v for k, v in grid.items() if k not in ("name", "vary")}
+    base = _merge(defaults, fixed)
+    out = []
+    keys = list(vary)
+    for combo in itertools.product(*(vary[k] for k in keys)):
+        label = "_".join(f"{k}={_format_value(v)}" for k, v in zip(keys, combo))
+        name = f"{prefix}_{label}" if prefix else label
+        values = _merge(base, dict(zip(keys, combo)))
+        out.append(_RawSet(name, values, _line(grid), _key_lines(vary, grid, defaults)))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Validation into an ExperimentParameters subclass
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check `value` against the annotation `tp`; return it (ints become floats for float)."""
+    if tp is Any or tp is typing.Any or isinstance(tp, (str, typing.TypeVar)):
+        return value
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except _Mismatch as exc:
+                errors.append(exc)
+        raise _Mismatch(tp, value)
+    if origin is typing.Literal:
+        if value in args:
+            return value
+        raise _Mismatch(tp, value)
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise _Mismatch(tp, value)
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise _Mismatch(tp, value)
+    if tp in (str, bool):
+        if type(value) is tp:
+            return value
+        raise _Mismatch(tp, value)
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        if isinstance(value, tp):
+            return value
+        if isinstance(value, Mapping):
+            return _build(tp, value, key)
+        raise _Mismatch(tp, value)
+    if origin in (list, tuple, set, frozenset) or tp in (list, tuple, set, frozenset):
+        container = origin or tp
+        if not isinstance(value, (list, tuple)):
+            raise _Mismatch(tp, value)
+        if container is tuple and args and args[-1] is not Ellipsis:
+            if len(args) != len(value):
+                raise _Mismatch(tp, value)
+            return tuple(_coerce(v, a, key) for v, a in zip(value, args))
+        item_tp = args[0] if args else Any
+        return container(_coerce(v, item_tp, key) for v in value)
+    if origin is dict or tp is dict or origin is Mapping:
+        if not isinstance(value, Mapping):
+            raise _Mismatch(tp, value)
+        vt = args[1] if len(args) == 2 else Any
+        return {k: _coerce(v, vt, f"{key}.{k}") for k, v in value.items()}
+    if isinstance(tp, type):
+        if isinstance(value, tp):
+            return value
+        try:
+            return tp(value)  # e.g. Path, Enum
+        except Exception:
+            raise _Mismatch(tp, value) from None
+    return value
+
+
+class _Mismatch(Exception):
+    def __init__(self, tp: Any, value: Any) -> None:
+        super().__init__(f"expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
+
+
+class _FieldError(Exception):
+    def __init__(self, key: str, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.key, self.message, self.hint = key, message, hint
+
+
+def _build(cls: type, values: Mapping[str, Any], prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        full = f"{prefix}.{key}" if prefix else str(key)
+        if key not in fields or key in ("hash",):
+            known = sorted(k for k in fields if k not in ("name", "hash", "hash_representations"))
+            raise _FieldError(
+                full,
+                f"unknown parameter {full!r} for {cls.__name__}",
+                _suggest(str(key), known),
+            )
+        try:
+            kwargs[key] = _coerce(value, hints.get(key, Any), full)
+        except _Mismatch as exc:
+            raise _FieldError(full, f"parameter {full!r}: {exc}") from None
+    missing = [
+        name
+        for name, f in fields.items()
+        if name not in kwargs
+        and f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        full = f"{prefix}.{missing[0]}" if prefix else missing[0]
+        raise _FieldError(full, f"missing required parameter {full!r} for {cls.__name__}")
+    try:
+        return cls(**kwargs)
+    except _FieldError:
+        raise
+    except Exception as exc:  # the user's __post_init__ validation
+        raise _FieldError(prefix or "", f"{cls.__name__} rejected the values: {exc}") from None
+
+
+def _suggest(key: str, known: list[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(key, known, n=1)
+    if close:
+        return f"did you mean {close[0]!r}?"
+    return "known parameters: " + (", ".join(known) or "none")
+
+
+# --------------------------------------------------------------------------------------------
+# Public entry points
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`key=value` from `--set`; the value is read as a YAML scalar (`3`, `0.1`, `true`, `[1,2]`)."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ParamsError(f"--set {text!r}: expected KEY=VALUE", hint="e.g. --set model.depth=3")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key, value
+
+
+def load_yaml_sets(
+    path: Path,
+    params_class: type | None = None,
+    overrides: list[tuple[str, Any]] | None = None,
+) -> list[ParamSet]:
+    """Read and validate one YAML parameter file."""
+    raws = _expand(path, _read_yaml(path))
+    out = []
+    for index, raw in enumerate(raws):
+        values = raw.values
+        if overrides:
+            values = _merge(values, dict(overrides))
+        if params_class is not None:
+            try:
+                params = _build(params_class, {"name": raw.name, **values})
+            except _FieldError as exc:
+                root = exc.key.split(".")[0]
+                line = raw.key_lines.get(exc.key) or raw.key_lines.get(root) or raw.line
+                if overrides and any(k == exc.key or k.startswith(exc.key) for k, _ in overrides):
+                    where = f"--set {exc.key}"
+                    raise ParamsError(f"{where}: {exc.message}", exc.hint) from None
+                raise ParamsError(
+                    f"{_where(path, line)}: set {raw.name!r}: {exc.message}", exc.hint
+                ) from None
+        else:
+            params = Params(raw.name, values)
+        out.append(ParamSet(raw.name, params, str(path), raw.line, index))
+    return out
+
+
+def sets_from_objects(objects: Any, source: str, overrides: list[tuple[str, Any]] | None) -> list[ParamSet]:
+    """Parameter sets returned by a Python `get_params()`."""
+    if not isinstance(objects, (list, tuple)):
+        raise ParamsError(
+            f"{source}: get_params() returned a {type(objects).__name__}, not a list",
+            hint="return a list of ExperimentParameters instances.",
+        )
+    out = []
+    seen: set[str] = set()
+    for index, obj in enumerate(objects):
+        name = getattr(obj, "name", None)
+        if name is None and isinstance(obj, Mapping):
+            name = obj.get("name")
+            obj = Params(str(name), {k: v for k, v in obj.items() if k != "name"})
+        if name is None:
+            raise ParamsError(f"{source}: item #{index} of get_params() has no name")
+        if str(name) in seen:
+            raise ParamsError(
+                f"{source}: duplicate parameter set name {name!r}",
+                hint="set names must be unique within a file.",
+            )
+        seen.add(str(name))
+        for key, value in overrides or []:
+            obj = _override_object(obj, key, value, source)
+        out.append(ParamSet(str(name), obj, source, None, index))
+    return out
+
+
+def _override_object(obj: Any, key: str, value: Any, source: str) -> Any:
+    if isinstance(obj, Params):
+        return Params(obj.name, _merge(obj.to_dict(), {key: value}))
+    if dataclasses.is_dataclass(obj):
+        head, _, rest = key.partition(".")
+        names = {f.name for f in dataclasses.fields(obj)}
+        if head not in names:
+            raise ParamsError(
+                f"--set {key}: unknown parameter {head!r} for {type(obj).__name__} ({source})",
+                _suggest(head, sorted(names - {"hash", "hash_representations"})),
+            )
+        current = getattr(obj, head)
+        if rest:
+            new_value = _override_object(current, rest, value, source)
+        else:
+            hints = typing.get_type_hints(type(obj))
+            try:
+                new_value = _coerce(value, hints.get(head, Any), key)
+            except _Mismatch as exc:
+                raise ParamsError(f"--set {key}: {exc}") from None
+        obj = dataclasses.replace(obj, **{head: new_value})
+        if hasattr(obj, "hash"):
+            obj.hash = None
+        return obj
+    if isinstance(obj, dict):
+        return _merge(obj, {key: value})
+    raise ParamsError(f"--set {key}: cannot override parameters of a {type(obj).__name__}")

@@ -1,0 +1,191 @@
+"""`Record` (one parameter set's state as stages pass over it) and `ArtifactManager`."""
+
+from __future__ import annotations
+
+import copy
+from typing import TYPE_CHECKING, Any
+
+from curifactory_cli.caching import Lazy
+from curifactory_cli.errors import CacheError
+from curifactory_cli.graph import NOT_COMPUTED, Graph, Node, OutputRef
+from curifactory_cli.hashing import digest, hash_params
+
+if TYPE_CHECKING:
+    from curifactory_cli.caching import Cacheable
+
+
+class CacheAwareDict(dict):
+    """A record's state: artifacts by output name.
+
+    Reading an entry gives its value: a cached output is loaded on first read, and a `Lazy`
+    output is loaded through its cacher on every read (unless `resolve` is off), so large
+    objects stay out of memory between the stages that use them.
+    """
+
+    resolve = True
+
+    def __getitem__(self, key: str) -> Any:
+        item = dict.__getitem__(self, key)
+        if isinstance(item, OutputRef):
+            item = _ref_value(item)
+        if isinstance(item, Lazy) and self.resolve and item.resolve:
+            return item.load()
+        return item
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self[key] if key in self else default
+
+    def raw(self, key: str) -> Any:
+        """The stored entry itself (an artifact reference or a Lazy), without loading."""
+        return dict.__getitem__(self, key)
+
+
+def _ref_value(ref: OutputRef) -> Any:
+    value = ref.value
+    if value is NOT_COMPUTED:
+        msg = (
+            f"{ref.name!r} of stage {ref.node.stage.name!r} ({ref.node.record_name}) was not "
+            "computed: no stage that ran needed it"
+        )
+        raise CacheError(msg, hint=f"list {ref.name!r} in the inputs of the stage that reads it.")
+    if isinstance(value, _CachedOutput):
+        return value.get()
+    return value
+
+
+class _CachedOutput:
+    """A cached, not-yet-loaded output of a stage that did not need to run."""
+
+    __slots__ = ("cacher", "keep", "loaded", "value")
+
+    def __init__(self, cacher: Cacheable, keep: bool) -> None:
+        self.cacher = cacher
+        self.keep = keep  # memoise after the first load (plain outputs); Lazy ones never are
+        self.loaded = False
+        self.value: Any = None
+
+    def get(self) -> Any:
+        if self.loaded:
+            return self.value
+        value = self.cacher._curi_loader()  # type: ignore[attr-defined]
+        if self.keep:
+            self.value, self.loaded = value, True
+        return value
+
+
+class Record:
+    """One parameter set's state as stages pass over it (Curifactory's `Record`).
+
+    Args:
+        manager: the `ArtifactManager` that `run()` received.
+        params: a parameter set from `param_sets`, or None for an aggregate record.
+        hide: do not add the record to `manager.records`.
+    """
+
+    def __init__(self, manager: ArtifactManager, params: Any, hide: bool = False) -> None:
+        self.manager = manager
+        self.params = params
+        self.state = CacheAwareDict()
+        self.output: Any = None
+        self.input_records: list[Record] = []
+        self.is_aggregate = False
+        self.stages: list[str] = []
+        self.stage_cachers: list[Cacheable] | None = None
+        self.reportables: list[Any] = []
+        self._hash: str | None = None
+        self._combo_hash: str | None = None
+        self.index = -1
+        if not hide:
+            self.index = len(manager.records)
+            manager.records.append(self)
+
+    @property
+    def name(self) -> str:
+        if self.params is None:
+            return "aggregate" if self.is_aggregate else "None"
+        return str(getattr(self.params, "name", "UNNAMED"))
+
+    def get_hash(self) -> str:
+        """The parameter hash that names this record's cache folder."""
+        if self._combo_hash is not None:
+            return self._combo_hash
+        if self._hash is None:
+            self._hash = self.manager._params_hash(self.params)
+        return self._hash
+
+    def _set_aggregate(self, records: list[Record]) -> None:
+        self.is_aggregate = True
+        self.input_records = list(records)
+        own = self.manager._params_hash(self.params) if self.params is not None else "None"
+        parts = [own, *sorted(r.get_hash() for r in records)]
+        self._combo_hash = digest("|".join(parts), 32)
+
+    def get_reference_name(self) -> str:
+        return f"Record {self.index} ({self.name})"
+
+    def make_copy(self, param_set: Any = None, add_to_manager: bool = True) -> Record:
+        """A new record with this one's state (its artifacts) and optionally other params."""
+        child = Record(self.manager, self.params if param_set is None else param_set, hide=True)
+        if add_to_manager:
+            child.index = len(self.manager.records)
+            self.manager.records.append(child)
+        for key in self.state:
+            dict.__setitem__(child.state, key, self.state.raw(key))
+        child.input_records = [self]
+        return child
+
+    def report(self, reportable: Any) -> None:
+        """Keeps a Curifactory reportable with the record (reports are not rendered)."""
+        self.reportables.append(reportable)
+
+    def __repr__(self) -> str:
+        return f"Record({self.name!r})"
+
+
+class ArtifactManager:
+    """What `run(param_sets, manager)` receives: owns the records and the traced stage graph.
+
+    Stage calls made while `run()` executes are recorded as graph nodes; the runner then
+    executes that graph, reusing the cache.
+    """
+
+    def __init__(
+        self,
+        experiment_name: str = "experiment",
+        *,
+        dry: bool = False,
+        lazy: bool = False,
+        ignore_lazy: bool = False,
+        overwrite: bool = False,
+        overwrite_stages: list[str] | None = None,
+        cache_path: str = "data/cache",
+        param_hashes: dict[int, str] | None = None,
+    ) -> None:
+        self.experiment_name = experiment_name
+        self.dry = dry
+        self.lazy = lazy
+        self.ignore_lazy = ignore_lazy
+        self.overwrite = overwrite
+        self.overwrite_stages = list(overwrite_stages or [])
+        self.cache_path = cache_path
+        self.records: list[Record] = []
+        self.graph = Graph()
+        self._param_hashes = dict(param_hashes or {})
+
+    def _params_hash(self, params: Any) -> str:
+        if params is None:
+            return "None"
+        known = self._param_hashes.get(id(params))
+        if known is None:
+            known = hash_params(params, f"parameter set {getattr(params, 'name', '?')!r}")
+            self._param_hashes[id(params)] = known
+        return known
+
+    def _add_node(self, node: Node) -> None:
+        self.graph.nodes.append(node)
+
+    def get_reference_name(self) -> str:
+        return self.experiment_name
+
+    def copy_cacher(self, template: Any) -> Cacheable:
+        return template() if isinstance(template, type) else copy.deepcopy(template)

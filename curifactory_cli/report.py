@@ -1,0 +1,186 @@
+"""Rendering with rich: live progress of a run, plain progress lines, summaries, errors."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from curifactory_cli.graph import Outcome
+
+if TYPE_CHECKING:
+    from curifactory_cli.graph import Graph, Node
+    from curifactory_cli.runner import RunResult
+
+_STYLE = {
+    Outcome.EXECUTED: "green",
+    Outcome.CACHED: "cyan",
+    Outcome.SKIPPED: "dim",
+    Outcome.FAILED: "bold red",
+}
+
+
+class _Counts:
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.by_outcome = dict.fromkeys(Outcome, 0)
+        self.running: str | None = None
+        self.seconds = 0.0
+
+    @property
+    def done(self) -> int:
+        return sum(self.by_outcome.values())
+
+
+class PlainReporter:
+    """One line per stage execution (for logs, CI and pipes); `quiet` prints only warnings."""
+
+    def __init__(self, console: Console, err_console: Console, quiet: bool = False) -> None:
+        self.console = console
+        self.err = err_console
+        self.quiet = quiet
+        self.warnings: list[str] = []
+
+    def run_started(self, graph: Graph) -> None:
+        if not self.quiet:
+            records = len({id(n.record) for n in graph.nodes})
+            self.console.print(
+                f"running {len(graph.nodes)} stage calls over {records} records", highlight=False
+            )
+
+    def node_started(self, node: Node) -> None:
+        pass
+
+    def node_finished(self, node: Node) -> None:
+        if self.quiet or node.outcome is None:
+            return
+        timing = f" {node.seconds:.2f}s" if node.outcome is Outcome.EXECUTED else ""
+        self.console.print(
+            f"{node.outcome.value:>8}  {node.stage.name} [{node.record_name}]{timing}",
+            highlight=False,
+            markup=False,
+        )
+
+    def warning(self, message: str) -> None:
+        self.warnings.append(message)
+        self.err.print(f"warning: {message}", style="yellow", markup=False, highlight=False)
+
+    def run_finished(self, result: RunResult) -> None:
+        pass
+
+
+class LiveReporter(PlainReporter):
+    """A live table on a terminal: per stage, records done, executed vs cached, what runs now."""
+
+    def __init__(self, console: Console, err_console: Console) -> None:
+        super().__init__(console, err_console)
+        self.stages: dict[str, _Counts] = {}
+        self.live: Live | None = None
+        self.started = time.perf_counter()
+
+    def _render(self) -> Table:
+        table = Table(box=None, pad_edge=False, show_edge=False)
+        table.add_column("stage")
+        table.add_column("done", justify="right")
+        table.add_column("executed", justify="right", style="green")
+        table.add_column("cached", justify="right", style="cyan")
+        table.add_column("skipped", justify="right", style="dim")
+        table.add_column("now")
+        for name, counts in self.stages.items():
+            table.add_row(
+                name,
+                f"{counts.done}/{counts.total}",
+                str(counts.by_outcome[Outcome.EXECUTED]),
+                str(counts.by_outcome[Outcome.CACHED]),
+                str(counts.by_outcome[Outcome.SKIPPED]),
+                Text(f"running {counts.running}", style="yellow") if counts.running else "",
+            )
+        table.caption = f"{time.perf_counter() - self.started:.1f}s"
+        return table
+
+    def run_started(self, graph: Graph) -> None:
+        for node in graph.nodes:
+            self.stages.setdefault(node.stage.name, _Counts(0)).total += 1
+        self.live = Live(
+            get_renderable=self._render, console=self.console, refresh_per_second=8, transient=True
+        )
+        self.live.start()
+
+    def node_started(self, node: Node) -> None:
+        self.stages[node.stage.name].running = node.record_name
+
+    def node_finished(self, node: Node) -> None:
+        counts = self.stages[node.stage.name]
+        if node.outcome is not None:
+            counts.by_outcome[node.outcome] += 1
+        if counts.running == node.record_name:
+            counts.running = None
+        if node.outcome is Outcome.FAILED and self.live is not None:
+            self.live.console.print(
+                f"failed  {node.stage.name} [{node.record_name}]", style="bold red", markup=False
+            )
+
+    def run_finished(self, result: RunResult) -> None:
+        if self.live is not None:
+            self.live.stop()
+            self.live = None
+
+    def close(self) -> None:
+        self.run_finished(None)  # type: ignore[arg-type]
+
+
+def print_summary(console: Console, result: RunResult) -> None:
+    table = Table(title=None, box=None, show_edge=False, pad_edge=False)
+    table.add_column("stage")
+    for label, style in (("executed", "green"), ("cached", "cyan"), ("skipped", "dim"),
+                         ("failed", "red")):
+        table.add_column(label, justify="right", style=style)
+    table.add_column("time", justify="right")
+    for summary in result.stage_summaries():
+        table.add_row(
+            summary.stage,
+            str(summary.executed),
+            str(summary.cached),
+            str(summary.skipped),
+            str(summary.failed) if summary.failed else "",
+            f"{summary.seconds:.2f}s",
+        )
+    console.print(table)
+    counts = result.counts()
+    status = Text("ok", style="green") if result.ok else Text("failed", style="bold red")
+    line = Text.assemble(
+        status,
+        f": {counts.get('executed', 0)} executed, {counts.get('cached', 0)} cached, "
+        f"{counts.get('skipped', 0)} skipped",
+        f", {counts['failed']} failed" if counts.get("failed") else "",
+        f" in {result.seconds:.2f}s (run {result.run_id})",
+    )
+    console.print(line, highlight=False)
+
+
+def print_error(console: Console, message: str, hint: str | None = None) -> None:
+    console.print(Text.assemble(("error: ", "bold red"), message), highlight=False)
+    if hint:
+        console.print(Text.assemble(("hint: ", "yellow"), hint), highlight=False)
+
+
+def print_traceback(console: Console, text: str) -> None:
+    console.print(Text(text.rstrip(), style="red"), highlight=False)
+
+
+def print_table(console: Console, columns: list[str], rows: list[list[str]], *,
+                right: tuple[str, ...] = (), caption: str | None = None) -> None:
+    table = Table(box=None, show_edge=False, pad_edge=False, caption=caption)
+    for column in columns:
+        table.add_column(column, justify="right" if column in right else "left")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+
+
+def group(*items: object) -> Group:
+    return Group(*items)

@@ -1,0 +1,352 @@
+"""One `curi run`, end to end, as a Python function: `run_experiment(options) -> RunResult`."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import inspect
+import os
+import sys
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from curifactory_cli import discovery
+from curifactory_cli.errors import (
+    ConfigError,
+    CurifactoryError,
+    GraphError,
+    ParamsError,
+    StageError,
+    close_matches_hint,
+)
+from curifactory_cli.events import NullReporter
+from curifactory_cli.executor import Executor
+from curifactory_cli.graph import Graph, Node, Outcome
+from curifactory_cli.hashing import CodeFingerprinter
+from curifactory_cli.params import (
+    ExperimentParameters,
+    ParamSet,
+    load_yaml_sets,
+    parse_override,
+    sets_from_objects,
+)
+from curifactory_cli.provenance import git_info, host_info, library_versions
+from curifactory_cli.record import ArtifactManager, Record
+from curifactory_cli.store import CacheStore
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+    from curifactory_cli.events import Reporter
+
+DEFAULT_CACHE = Path("data") / "cache"
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Everything `curi run` accepts (see `curi run --help`)."""
+
+    experiment: str
+    params: tuple[str, ...] = ()
+    names: tuple[str, ...] = ()
+    indices: tuple[str, ...] = ()
+    overrides: tuple[str, ...] = ()
+    overwrite: bool = False
+    overwrite_stages: tuple[str, ...] = ()
+    dry: bool = False
+    cache_dir: str | None = None
+    lazy: bool = False
+    ignore_lazy: bool = False
+    root: str | None = None  # the project folder (default: the current directory)
+    command: tuple[str, ...] = ()
+
+
+@dataclass
+class StageSummary:
+    stage: str
+    executed: int = 0
+    cached: int = 0
+    skipped: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class RunResult:
+    """What a run did. `ok` is False when a stage failed."""
+
+    experiment: str
+    run_id: str
+    param_sets: list[ParamSet]
+    records: list[Record]
+    graph: Graph
+    cache_dir: Path
+    seconds: float = 0.0
+    error: CurifactoryError | None = None
+    warnings: list[str] = field(default_factory=list)
+    results: Any = None  # what the experiment's run() returned
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def failed_node(self) -> Node | None:
+        return next((n for n in self.graph.nodes if n.outcome is Outcome.FAILED), None)
+
+    def counts(self) -> Counter[str]:
+        return Counter(n.outcome.value if n.outcome else "skipped" for n in self.graph.nodes)
+
+    def executed(self) -> list[tuple[str, str]]:
+        """(stage, record name) of every node whose function ran, in order of execution."""
+        return [(n.stage.name, n.record_name) for n in self.graph.nodes if n.outcome is Outcome.EXECUTED]
+
+    def stage_summaries(self) -> list[StageSummary]:
+        by_stage: dict[str, StageSummary] = {}
+        for node in self.graph.nodes:
+            summary = by_stage.setdefault(node.stage.name, StageSummary(node.stage.name))
+            outcome = node.outcome or Outcome.SKIPPED
+            setattr(summary, outcome.value, getattr(summary, outcome.value) + 1)
+            summary.seconds += node.seconds
+        return list(by_stage.values())
+
+    def to_json(self) -> dict[str, Any]:
+        failed = self.failed_node
+        return {
+            "experiment": self.experiment,
+            "run_id": self.run_id,
+            "ok": self.ok,
+            "seconds": round(self.seconds, 3),
+            "cache_dir": str(self.cache_dir),
+            "param_sets": [{"name": p.name, "hash": p.hash, "source": p.source} for p in self.param_sets],
+            "counts": {k: self.counts().get(k, 0) for k in ("executed", "cached", "skipped", "failed")},
+            "stages": [dataclasses.asdict(s) | {"seconds": round(s.seconds, 4)} for s in self.stage_summaries()],
+            "nodes": [
+                {
+                    "stage": n.stage.name,
+                    "record": n.record_name,
+                    "outcome": (n.outcome or Outcome.SKIPPED).value,
+                    "reason": n.reason,
+                    "seconds": round(n.seconds, 4),
+                    "key": n.key,
+                    "entry": n.entry_dir,
+                }
+                for n in self.graph.nodes
+            ],
+            "error": None if self.error is None else {
+                "message": self.error.message,
+                "stage": failed.stage.name if failed else None,
+                "record": failed.record_name if failed else None,
+            },
+            "warnings": self.warnings,
+        }
+
+
+# ---------------------------------------------------------------------------------- selection
+def parse_indices(specs: tuple[str, ...]) -> set[int]:
+    """`--indices 0-2,5` -> {0, 1, 5}: `A-B` is A up to but excluding B, as in Curifactory."""
+    out: set[int] = set()
+    for spec in specs:
+        for part in spec.split(","):
+            part = part.strip()
+            try:
+                if "-" in part:
+                    low, high = (int(x) for x in part.split("-", 1))
+                    if high <= low:
+                        raise ValueError
+                    out.update(range(low, high))
+                else:
+                    out.add(int(part))
+            except ValueError:
+                raise ConfigError(
+                    f"--indices {spec!r}: expected numbers or ranges like 0-3 (3 excluded)",
+                    hint="e.g. --indices 0-2,5",
+                ) from None
+    return out
+
+
+def find_params_class(module: ModuleType) -> type | None:
+    """The ExperimentParameters subclass the experiment uses, if it defines or imports one."""
+    found = [
+        value
+        for value in vars(module).values()
+        if inspect.isclass(value)
+        and issubclass(value, ExperimentParameters)
+        and value is not ExperimentParameters
+        and dataclasses.is_dataclass(value)
+    ]
+    own = [c for c in found if c.__module__ == module.__name__]
+    candidates = own or found
+    if len(candidates) > 1:
+        names = ", ".join(sorted(c.__name__ for c in candidates))
+        raise ParamsError(
+            f"experiment {module.__name__} has several parameter classes ({names})",
+            hint="set `PARAMS_CLASS = MyParams` in the experiment module.",
+        )
+    explicit = getattr(module, "PARAMS_CLASS", None)
+    return explicit or (candidates[0] if candidates else None)
+
+
+def load_param_sets(root: Path, module: ModuleType, options: RunOptions) -> list[ParamSet]:
+    overrides = [parse_override(text) for text in options.overrides]
+    params_class = find_params_class(module)
+    sources: list[list[ParamSet]] = []
+    specs = list(options.params)
+    if not specs:
+        if callable(getattr(module, "get_params", None)):
+            sources.append(_sets_from_get_params(module, f"experiments/{options.experiment}.py", overrides))
+        else:
+            try:
+                specs = [str(discovery.resolve_param_file(root, options.experiment))]
+            except CurifactoryError:
+                raise ConfigError(
+                    f"no parameters given for experiment {options.experiment!r}",
+                    hint=f"pass a file: `curi run {options.experiment} params/FILE.yaml`, or "
+                    "define get_params() in the experiment.",
+                ) from None
+    for spec in specs:
+        path = discovery.resolve_param_file(root, spec)
+        if path.suffix == ".py":
+            param_module = discovery.import_param_module(root, path)
+            sources.append(_sets_from_get_params(param_module, str(path), overrides))
+        else:
+            sources.append(load_yaml_sets(path, params_class, overrides))
+    indices = parse_indices(options.indices) if options.indices else None
+    selected: list[ParamSet] = []
+    for sets in sources:
+        for position, param_set in enumerate(sets):
+            if indices is not None and position not in indices:
+                continue
+            selected.append(param_set)
+    if options.names:
+        available = [p.name for p in selected]
+        for name in options.names:
+            if name not in available:
+                raise ParamsError(
+                    f"--names {name!r}: no parameter set of that name",
+                    hint=close_matches_hint(name, available, "sets", "see the parameter file"),
+                )
+        selected = [p for p in selected if p.name in set(options.names)]
+    if not selected:
+        raise ParamsError("no parameter sets selected", hint="check --names and --indices.")
+    names = Counter(p.name for p in selected)
+    duplicates = [n for n, count in names.items() if count > 1]
+    if duplicates:
+        raise ParamsError(
+            f"parameter set name {duplicates[0]!r} appears in more than one file",
+            hint="set names must be unique within a run; rename one of them.",
+        )
+    for param_set in selected:
+        param_set.hash  # noqa: B018 - hash now, so a bad value fails before any stage runs
+    return selected
+
+
+def _sets_from_get_params(module: ModuleType, source: str, overrides: list[tuple[str, Any]]) -> list[ParamSet]:
+    from curifactory_cli.errors import ExperimentImportError
+
+    try:
+        objects = module.get_params()
+    except Exception as exc:
+        raise ExperimentImportError(f"{source}: get_params() raised {type(exc).__name__}: {exc}", exc) from exc
+    return sets_from_objects(objects, source, overrides)
+
+
+# ---------------------------------------------------------------------------------- running
+def run_experiment(options: RunOptions, reporter: Reporter | None = None) -> RunResult:
+    """Load, trace and execute one experiment. Raises CurifactoryError for setup problems;
+    a failing stage is returned as `result.error` (a StageError)."""
+    started = time.perf_counter()
+    reporter = reporter or NullReporter()
+    root = Path(options.root or os.getcwd()).resolve()
+    module = discovery.import_experiment(root, options.experiment)
+    param_sets = load_param_sets(root, module, options)
+    cache_dir = Path(options.cache_dir) if options.cache_dir else root / DEFAULT_CACHE
+    if not cache_dir.is_absolute():
+        cache_dir = (Path.cwd() / cache_dir).resolve()
+    experiment = options.experiment.removesuffix(".py").replace("/", ".").replace("\\", ".")
+    if experiment.startswith("experiments."):
+        experiment = experiment[len("experiments."):]
+    manager = ArtifactManager(
+        experiment,
+        dry=options.dry,
+        lazy=options.lazy,
+        ignore_lazy=options.ignore_lazy,
+        overwrite=options.overwrite,
+        overwrite_stages=list(options.overwrite_stages),
+        cache_path=str(cache_dir),
+        param_hashes={id(p.params): p.hash for p in param_sets},
+    )
+    run_id = f"{experiment}_{dt.datetime.now().strftime('%Y-%m-%d-T%H%M%S')}_{uuid.uuid4().hex[:6]}"
+    result = RunResult(experiment, run_id, param_sets, manager.records, manager.graph, cache_dir)
+    results = _trace(module, manager, param_sets)
+    result.results = results
+    stage_names = manager.graph.stage_names()
+    for name in options.overwrite_stages:
+        if name not in stage_names:
+            raise ConfigError(
+                f"--overwrite-stage {name!r}: the experiment has no stage of that name",
+                hint=close_matches_hint(name, stage_names, "stages", "see the experiment"),
+            )
+    store = CacheStore(cache_dir, dry=options.dry)
+    provenance = {
+        "run": {
+            "id": run_id,
+            "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "command": list(options.command) or sys.argv,
+            **host_info(),
+        },
+        "versions": library_versions(),
+        "git": git_info(str(root)),
+    }
+    executor = Executor(
+        store=store,
+        experiment=experiment,
+        fingerprinter=CodeFingerprinter(root),
+        reporter=reporter,
+        overwrite=options.overwrite,
+        overwrite_stages=frozenset(options.overwrite_stages),
+        provenance=provenance,
+    )
+    if not options.dry and manager.graph.nodes:
+        store.prepare()
+    reporter.run_started(manager.graph)
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 20_000))
+    try:
+        executor.run(manager.graph.nodes)
+    except StageError as exc:
+        result.error = exc
+    except CurifactoryError as exc:
+        if not isinstance(exc, GraphError) or result.failed_node is None:
+            raise
+        result.error = exc
+    finally:
+        sys.setrecursionlimit(limit)
+        if options.dry:
+            store.close()
+        result.seconds = time.perf_counter() - started
+        result.warnings = list(getattr(reporter, "warnings", []))
+    for node in manager.graph.nodes:
+        if node.outcome is None:
+            node.outcome = Outcome.SKIPPED
+            node.reason = "not run: an earlier stage failed"
+    # Re-raise declaration errors found while executing (wrong return count) as usage errors.
+    if result.error is not None and not isinstance(result.error, StageError):
+        reporter.run_finished(result)
+        raise result.error
+    reporter.run_finished(result)
+    return result
+
+
+def _trace(module: ModuleType, manager: ArtifactManager, param_sets: list[ParamSet]) -> Any:
+    """Call the experiment's run() once; stage calls inside it only build the graph."""
+    try:
+        return module.run([p.params for p in param_sets], manager)
+    except CurifactoryError:
+        raise
+    except Exception as exc:
+        raise StageError("run", "(experiment)", exc) from exc

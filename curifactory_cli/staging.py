@@ -1,0 +1,252 @@
+"""`@stage` and `@aggregate`: declare what a stage consumes and produces.
+
+Calling a decorated stage inside `run()` does not execute it: it adds a (record, stage) node to
+the manager's graph, puts references to the stage's future outputs into `record.state`, and
+returns the record so calls chain (`evaluate(train(load(record)))`). The runner executes the
+graph afterwards.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from curifactory_cli.caching import Cacheable, Lazy, PickleCacher
+from curifactory_cli.errors import (
+    CachersMismatchError,
+    EmptyCachersError,
+    GraphError,
+    InputSignatureError,
+    MissingInputError,
+)
+from curifactory_cli.graph import Node, OutputRef
+from curifactory_cli.record import Record
+
+if TYPE_CHECKING:
+    from curifactory_cli.record import ArtifactManager
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,99}$")
+
+
+def check_name(name: str, what: str, stage: str) -> None:
+    """Reject names that could escape the cache directory or confuse the layout."""
+    if not isinstance(name, str) or not _NAME_RE.match(name) or ".." in name:
+        msg = f"stage {stage!r}: invalid {what} name {name!r}"
+        raise GraphError(
+            msg,
+            hint="use letters, digits, '_', '-' and '.', not starting with '.' and without '..' "
+            "or path separators (at most 100 characters).",
+        )
+
+
+@dataclass(eq=False)
+class StageSpec:
+    """A stage as declared by its decorator."""
+
+    fn: Callable[..., Any]
+    inputs: list[str]
+    outputs: list[str | Lazy]
+    cachers: list[type[Cacheable] | Cacheable] | None
+    suppress_missing_inputs: bool = False
+    is_aggregate: bool = False
+    _checked: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.fn.__name__
+
+    @property
+    def ref(self) -> str:
+        """Importable reference `module:qualname`, used to hand a job to another process."""
+        return f"{self.fn.__module__}:{self.fn.__qualname__}"
+
+    def check(self) -> None:
+        """Validate the declaration once, at its first call (so errors name the stage)."""
+        if self._checked:
+            return
+        name = self.name
+        check_name(name, "stage", name)
+        for out in self.outputs:
+            check_name(str(out), "output", name)
+        if len({str(o) for o in self.outputs}) != len(self.outputs):
+            raise GraphError(f"stage {name!r}: an output name is listed twice")
+        if self.cachers is not None:
+            if len(self.cachers) == 0:
+                raise EmptyCachersError(
+                    f"stage {name!r} has an empty cachers list",
+                    hint="use cachers=None for a stage whose outputs stay in memory.",
+                )
+            if len(self.cachers) != len(self.outputs):
+                raise CachersMismatchError(
+                    f"stage {name!r} declares {len(self.outputs)} output(s) but "
+                    f"{len(self.cachers)} cacher(s)",
+                    hint="give exactly one cacher per output, in the same order.",
+                )
+            for cacher in self.cachers:
+                ok = isinstance(cacher, Cacheable) or (
+                    isinstance(cacher, type) and issubclass(cacher, Cacheable)
+                )
+                if not ok:
+                    raise GraphError(
+                        f"stage {name!r}: cacher {cacher!r} is not a Cacheable class or instance",
+                        hint="subclass curifactory_cli.caching.Cacheable.",
+                    )
+        params = inspect.signature(self.fn).parameters
+        takes_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+        for input_name in self.inputs:
+            if not isinstance(input_name, str):
+                raise GraphError(f"stage {name!r}: input names must be strings, got {input_name!r}")
+            if input_name not in params and not takes_kwargs:
+                raise InputSignatureError(
+                    f"stage {name!r} lists input {input_name!r} but its function has no "
+                    f"parameter of that name",
+                    hint=f"add `{input_name}` to the signature of {name}().",
+                )
+        self._checked = True
+
+    def effective_outputs(self, manager: ArtifactManager) -> tuple[list[tuple[str, Lazy | None]], Any]:
+        """Output names with their Lazy declaration, and the cachers, after --lazy/--ignore-lazy.
+
+        Computed per call so command-line modes never mutate the decorator's own lists.
+        """
+        outputs: list[tuple[str, Lazy | None]] = []
+        for out in self.outputs:
+            lazy = out if isinstance(out, Lazy) else None
+            if manager.ignore_lazy:
+                lazy = None
+            elif manager.lazy and lazy is None:
+                lazy = Lazy(str(out))
+            outputs.append((str(out), lazy))
+        cachers = self.cachers
+        if cachers is None and any(lazy for _, lazy in outputs):
+            # Lazy outputs live only in the cache: an uncached stage gets pickle cachers.
+            cachers = [PickleCacher] * len(outputs)
+        return outputs, cachers
+
+    def default_of(self, input_name: str) -> Any:
+        param = inspect.signature(self.fn).parameters.get(input_name)
+        if param is None or param.default is inspect.Parameter.empty:
+            raise InputSignatureError(
+                f"stage {self.name!r}: input {input_name!r} is missing and "
+                "suppress_missing_inputs=True, but the function gives it no default",
+                hint=f"give `{input_name}` a default value in {self.name}().",
+            )
+        return param.default
+
+
+def _trace(spec: StageSpec, record: Any, args: tuple, kwargs: dict[str, Any],
+           records: list[Record] | None = None) -> Record:
+    if not isinstance(record, Record):
+        msg = (
+            f"stage {spec.name!r} was called with {type(record).__name__!s} instead of a Record"
+        )
+        raise GraphError(msg, hint="call stages as `stage(record)` on a cf.Record.")
+    spec.check()
+    manager = record.manager
+    outputs, cachers = spec.effective_outputs(manager)
+    if args:
+        kwargs = {**kwargs, "__args__": args}
+    inputs: dict[str, Any] = {}
+    aggregate_inputs: dict[str, list[tuple[Record, OutputRef]]] = {}
+    if spec.is_aggregate:
+        if records is None:
+            records = [r for r in manager.records if r is not record]
+        record._set_aggregate(records)
+        for name in spec.inputs:
+            aggregate_inputs[name] = [(r, r.state.raw(name)) for r in records if name in r.state]
+    else:
+        for name in spec.inputs:
+            if name in kwargs:
+                inputs[name] = kwargs.pop(name)
+            elif name in record.state:
+                inputs[name] = record.state.raw(name)
+            elif spec.suppress_missing_inputs:
+                spec.default_of(name)  # validates that the default exists
+            else:
+                have = ", ".join(sorted(record.state)) or "nothing yet"
+                raise MissingInputError(
+                    f"stage {spec.name!r} needs input {name!r} for parameter set "
+                    f"{record.name!r}, but no earlier stage produced it (the record has: {have})",
+                    hint=f"call the stage that outputs {name!r} first, or pass it as "
+                    f"{spec.name}(record, {name}=...).",
+                )
+    node = Node(
+        index=len(manager.graph.nodes),
+        stage=spec,
+        record=record,
+        inputs=inputs,
+        aggregate_inputs=aggregate_inputs,
+        kwargs=kwargs,
+        cacher_templates=cachers,
+    )
+    for ref in node.upstream():
+        if isinstance(ref, OutputRef):
+            ref.node.consumers += 1
+    node.outputs = [OutputRef(node, name, lazy) for name, lazy in outputs]
+    for ref in node.outputs:
+        dict.__setitem__(record.state, ref.name, ref)
+    record.stages.append(spec.name)
+    if len(node.outputs) == 1:
+        record.output = node.outputs[0]
+    elif node.outputs:
+        record.output = tuple(node.outputs)
+    manager._add_node(node)
+    return record
+
+
+def stage(
+    inputs: list[str] | None = None,
+    outputs: list[str | Lazy] | None = None,
+    cachers: list[type[Cacheable] | Cacheable] | None = None,
+    suppress_missing_inputs: bool = False,
+) -> Callable[[Callable[..., Any]], Callable[..., Record]]:
+    """Declare a stage: `fn(record, <one argument per input>)` returns one value per output.
+
+    Args:
+        inputs: names of artifacts in the record's state that the function receives.
+        outputs: names (or `Lazy(name)`) of the values it returns, a tuple for several.
+        cachers: one cacher per output (a class or an instance); None keeps outputs in memory.
+        suppress_missing_inputs: use the function's default for inputs that are not present.
+    """
+
+    def decorator(fn: Callable[..., Any]) -> Callable[..., Record]:
+        spec = StageSpec(fn, list(inputs or []), list(outputs or []),
+                         None if cachers is None else list(cachers), suppress_missing_inputs)
+
+        @functools.wraps(fn)
+        def wrapper(record: Record, *args: Any, **kwargs: Any) -> Record:
+            return _trace(spec, record, args, kwargs)
+
+        wrapper.__curi_stage__ = spec  # type: ignore[attr-defined]
+        return wrapper
+
+    return decorator
+
+
+def aggregate(
+    inputs: list[str] | None = None,
+    outputs: list[str | Lazy] | None = None,
+    cachers: list[type[Cacheable] | Cacheable] | None = None,
+) -> Callable[[Callable[..., Any]], Callable[..., Record]]:
+    """Declare a stage over many records: `fn(record, records, <input>: dict[Record, value])`.
+
+    Call it on `cf.Record(manager, None)`; it covers every other record of the manager unless
+    `records=[...]` is given. Each input maps the records that have it to their value.
+    """
+
+    def decorator(fn: Callable[..., Any]) -> Callable[..., Record]:
+        spec = StageSpec(fn, list(inputs or []), list(outputs or []),
+                         None if cachers is None else list(cachers), is_aggregate=True)
+
+        @functools.wraps(fn)
+        def wrapper(record: Record, records: list[Record] | None = None, **kwargs: Any) -> Record:
+            return _trace(spec, record, (), kwargs, records=records)
+
+        wrapper.__curi_stage__ = spec  # type: ignore[attr-defined]
+        return wrapper
+
+    return decorator

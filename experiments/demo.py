@@ -1,0 +1,52 @@
+"""Demo: build a noisy dataset per parameter set, fit a line, and compare the fits."""
+
+import curifactory_cli as cf
+from curifactory_cli.caching import JsonCacher, PandasCsvCacher, PandasJsonCacher, PickleCacher
+
+
+@cf.stage(inputs=None, outputs=["data"], cachers=[PandasCsvCacher])
+def make_data(record):
+    """Sample y = slope * x + noise."""
+    import numpy as np
+    import pandas as pd
+
+    p = record.params
+    rng = np.random.default_rng(p.seed)
+    x = np.linspace(0, 10, p.n_rows)
+    y = p.slope * x + rng.normal(0, p.noise, p.n_rows)
+    return pd.DataFrame({"x": x, "y": y})
+
+
+@cf.stage(inputs=["data"], outputs=["fit", cf.Lazy("residuals")], cachers=[JsonCacher, PandasJsonCacher])
+def fit_line(record, data):
+    """Least-squares line through the data."""
+    import numpy as np
+
+    slope, intercept = np.polyfit(data["x"], data["y"], 1)
+    residuals = data.assign(residual=data["y"] - (slope * data["x"] + intercept))
+    return {"slope": float(slope), "intercept": float(intercept)}, residuals
+
+
+@cf.stage(inputs=["fit", "residuals"], outputs=["report"], cachers=[PickleCacher])
+def summarize(record, fit, residuals):
+    """Collect the fit and the residual spread."""
+    return {
+        "params": record.params.name,
+        "slope_error": abs(fit["slope"] - record.params.slope),
+        "residual_std": float(residuals["residual"].std()),
+    }
+
+
+@cf.aggregate(inputs=["report"], outputs=["comparison"], cachers=[PandasCsvCacher])
+def compare(record, records, report):
+    """One row per parameter set, best fit first."""
+    import pandas as pd
+
+    rows = [dict(report[r]) for r in records if r in report]
+    return pd.DataFrame(rows).sort_values("slope_error").reset_index(drop=True)
+
+
+def run(param_sets, manager):
+    for params in param_sets:
+        summarize(fit_line(make_data(cf.Record(manager, params))))
+    compare(cf.Record(manager, None))
