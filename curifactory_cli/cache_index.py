@@ -113,9 +113,11 @@ def select(
             continue
         if stage and entry.stage != stage:
             continue
-        if params and entry.params_name != params and not str(
-            entry.meta.get("params_hash", "")
-        ).startswith(params):
+        if (
+            params
+            and entry.params_name != params
+            and not str(entry.meta.get("params_hash", "")).startswith(params)
+        ):
             continue
         out.append(entry)
     return out

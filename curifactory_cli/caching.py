@@ -160,7 +160,7 @@ class PickleCacher(Cacheable):
 
     def load(self) -> Any:
         with open(self.path, "rb") as infile:
-            return pickle.load(infile)  # noqa: S301 - checksum verified by the runner first
+            return pickle.load(infile)
 
 
 class PandasCsvCacher(Cacheable):

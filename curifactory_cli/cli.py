@@ -10,7 +10,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -38,7 +38,7 @@ console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
 
 CacheOpt = Annotated[
-    Optional[Path], typer.Option("--cache", "-c", help="Cache directory (default: data/cache).")
+    Path | None, typer.Option("--cache", "-c", help="Cache directory (default: data/cache).")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
@@ -68,33 +68,45 @@ def _cache_root(cache: Path | None) -> Path:
 def run(
     experiment: Annotated[str, typer.Argument(help="Experiment name: experiments/NAME.py.")],
     params: Annotated[
-        Optional[list[str]],
+        list[str] | None,
         typer.Argument(help="Parameter files: paths, or names in params/ (YAML or Python)."),
     ] = None,
     names: Annotated[
-        Optional[list[str]], typer.Option("--names", "-n", help="Only the sets with these names.")
+        list[str] | None, typer.Option("--names", "-n", help="Only the sets with these names.")
     ] = None,
     indices: Annotated[
-        Optional[list[str]],
-        typer.Option("--indices", help="Only these set positions in each file: 0,2 or 0-3 (3 excluded)."),
+        list[str] | None,
+        typer.Option(
+            "--indices", help="Only these set positions in each file: 0,2 or 0-3 (3 excluded)."
+        ),
     ] = None,
     sets: Annotated[
-        Optional[list[str]],
-        typer.Option("--set", help="Override a parameter in every set: key=value (dotted keys nest)."),
+        list[str] | None,
+        typer.Option(
+            "--set", help="Override a parameter in every set: key=value (dotted keys nest)."
+        ),
     ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Recompute every stage.")] = False,
     overwrite_stage: Annotated[
-        Optional[list[str]],
-        typer.Option("--overwrite-stage", help="Recompute this stage (and whatever its new outputs change)."),
+        list[str] | None,
+        typer.Option(
+            "--overwrite-stage", help="Recompute this stage (and whatever its new outputs change)."
+        ),
     ] = None,
-    dry: Annotated[bool, typer.Option("--dry", help="Read the cache but write nothing at all.")] = False,
+    dry: Annotated[
+        bool, typer.Option("--dry", help="Read the cache but write nothing at all.")
+    ] = False,
     cache: CacheOpt = None,
     lazy: Annotated[bool, typer.Option("--lazy", help="Treat every output as Lazy.")] = False,
     ignore_lazy: Annotated[
         bool, typer.Option("--ignore-lazy", help="Keep Lazy outputs in memory.")
     ] = False,
-    no_progress: Annotated[bool, typer.Option("--no-progress", help="Plain lines instead of a live display.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only warnings and errors.")] = False,
+    no_progress: Annotated[
+        bool, typer.Option("--no-progress", help="Plain lines instead of a live display.")
+    ] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Print only warnings and errors.")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Run EXPERIMENT once per parameter set, reusing every valid cached stage."""
@@ -117,7 +129,9 @@ def run(
     )
     out = err_console if as_json else console
     if quiet or as_json or no_progress or not console.is_terminal:
-        reporter: report.PlainReporter = report.PlainReporter(out, err_console, quiet=quiet or as_json)
+        reporter: report.PlainReporter = report.PlainReporter(
+            out, err_console, quiet=quiet or as_json
+        )
     else:
         reporter = report.LiveReporter(console, err_console)
     try:
@@ -146,12 +160,20 @@ def list_project(as_json: JsonOpt = False) -> None:
     if as_json:
         data = {
             "experiments": [
-                {"name": e.name, "path": str(e.path.relative_to(root)), "description": e.description,
-                 "has_get_params": e.has_get_params}
+                {
+                    "name": e.name,
+                    "path": str(e.path.relative_to(root)),
+                    "description": e.description,
+                    "has_get_params": e.has_get_params,
+                }
                 for e in experiments
             ],
             "params": [
-                {"name": p.name, "path": str(p.path.relative_to(root)), "description": p.description}
+                {
+                    "name": p.name,
+                    "path": str(p.path.relative_to(root)),
+                    "description": p.description,
+                }
                 for p in params
             ],
         }
@@ -159,20 +181,27 @@ def list_project(as_json: JsonOpt = False) -> None:
         return
     console.print("EXPERIMENTS", style="bold")
     for e in experiments:
-        console.print(f"  {e.name}" + (f" - {e.description}" if e.description else ""), markup=False)
+        console.print(
+            f"  {e.name}" + (f" - {e.description}" if e.description else ""), markup=False
+        )
     if not experiments:
         console.print("  (none in experiments/)", style="dim")
     console.print("PARAMS", style="bold")
     for p in params:
-        console.print(f"  {p.name}" + (f" - {p.description}" if p.description else ""), markup=False)
+        console.print(
+            f"  {p.name}" + (f" - {p.description}" if p.description else ""), markup=False
+        )
     if not params:
         console.print("  (none in params/)", style="dim")
 
 
-ExperimentFilter = Annotated[Optional[str], typer.Option("--experiment", "-e", help="Only this experiment.")]
-StageFilter = Annotated[Optional[str], typer.Option("--stage", "-s", help="Only this stage.")]
+ExperimentFilter = Annotated[
+    str | None, typer.Option("--experiment", "-e", help="Only this experiment.")
+]
+StageFilter = Annotated[str | None, typer.Option("--stage", "-s", help="Only this stage.")]
 ParamsFilter = Annotated[
-    Optional[str], typer.Option("--params", "-p", help="Only this parameter set (name or hash prefix).")
+    str | None,
+    typer.Option("--params", "-p", help="Only this parameter set (name or hash prefix)."),
 ]
 
 
@@ -198,19 +227,41 @@ def cache_ls(
         console.out(json.dumps(data, indent=2))
         return
     if not entries:
-        console.print(f"no cached entries in {root}" + (" matching the filters" if
-                      (experiment or stage or params) else ""))
+        console.print(
+            f"no cached entries in {root}"
+            + (" matching the filters" if (experiment or stage or params) else "")
+        )
         return
     now = time.time()
     rows = []
     for e in entries:
         outputs = ", ".join(e.outputs) or "-"
-        cachers = ", ".join(sorted({str(o.get("cacher", "?")).rsplit(".", 1)[-1] for o in e.outputs.values()})) or "-"
-        rows.append([e.short_id, e.experiment, e.params_name, e.stage, outputs, cachers,
-                     cache_index.human_size(e.size), cache_index.human_age(now - e.created)])
+        cachers = (
+            ", ".join(
+                sorted({str(o.get("cacher", "?")).rsplit(".", 1)[-1] for o in e.outputs.values()})
+            )
+            or "-"
+        )
+        rows.append(
+            [
+                e.short_id,
+                e.experiment,
+                e.params_name,
+                e.stage,
+                outputs,
+                cachers,
+                cache_index.human_size(e.size),
+                cache_index.human_age(now - e.created),
+            ]
+        )
     total = cache_index.human_size(sum(e.size for e in entries))
-    report.print_table(console, ["id", "experiment", "params", "stage", "outputs", "cacher", "size", "age"],
-                       rows, right=("size",), caption=f"{len(entries)} entries, {total}")
+    report.print_table(
+        console,
+        ["id", "experiment", "params", "stage", "outputs", "cacher", "size", "age"],
+        rows,
+        right=("size",),
+        caption=f"{len(entries)} entries, {total}",
+    )
 
 
 @cache_app.command("clear")
@@ -220,7 +271,9 @@ def cache_clear(
     params: ParamsFilter = None,
     cache: CacheOpt = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would be removed.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only list what would be removed.")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Remove cached entries matching the filters (all entries if none is given)."""
@@ -230,22 +283,30 @@ def cache_clear(
     entries = cache_index.select(cache_index.iter_entries(root), experiment, stage, params)
     size = sum(e.size for e in entries)
     if as_json and (dry_run or not entries):
-        console.out(json.dumps({"removed": [], "would_remove": [e.to_json(root) for e in entries],
-                                "size": size}, indent=2))
+        console.out(
+            json.dumps(
+                {"removed": [], "would_remove": [e.to_json(root) for e in entries], "size": size},
+                indent=2,
+            )
+        )
         return
     if not entries:
         console.print("nothing to remove")
         return
     if dry_run or not as_json:
         for e in entries:
-            console.print(f"  {e.short_id}  {e.experiment} / {e.params_name} / {e.stage}", markup=False)
+            console.print(
+                f"  {e.short_id}  {e.experiment} / {e.params_name} / {e.stage}", markup=False
+            )
     summary = f"{len(entries)} entries, {cache_index.human_size(size)}"
     if dry_run:
         console.print(f"would remove {summary} (dry run)")
         return
     if not yes:
         if not sys.stdin.isatty():
-            err_console.print("error: refusing to delete without confirmation; pass --yes", style="red")
+            err_console.print(
+                "error: refusing to delete without confirmation; pass --yes", style="red"
+            )
             raise typer.Exit(code=int(ExitCode.USAGE))
         if not typer.confirm(f"Remove {summary}?", default=False):
             raise typer.Exit(code=int(ExitCode.OK))
@@ -254,8 +315,16 @@ def cache_clear(
     except CurifactoryError as exc:
         raise _fail(exc) from None
     if as_json:
-        console.out(json.dumps({"removed": [e.to_json(root) | {"path": str(e.directory)} for e in entries],
-                                "size": size}, indent=2, default=str))
+        console.out(
+            json.dumps(
+                {
+                    "removed": [e.to_json(root) | {"path": str(e.directory)} for e in entries],
+                    "size": size,
+                },
+                indent=2,
+                default=str,
+            )
+        )
     else:
         console.print(f"removed {summary}")
 

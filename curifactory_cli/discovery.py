@@ -40,9 +40,7 @@ def _scan_python(path: Path) -> tuple[bool, bool, str] | None:
     except (SyntaxError, UnicodeDecodeError, OSError, ValueError):
         return None
     names = {
-        node.name
-        for node in tree.body
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+        node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
     }
     return "run" in names, "get_params" in names, _first_line(ast.get_docstring(tree))
 

@@ -10,9 +10,8 @@ class ExitCode(enum.IntEnum):
     """Process exit codes of `curi`, documented in the README."""
 
     OK = 0
-    STAGE_FAILED = 1  # the user's stage code raised
+    STAGE_FAILED = 1  # a stage raised, or its outputs could not be cached
     USAGE = 2  # bad command line, parameters, experiment or stage declaration
-    CACHE = 3  # the cache directory cannot be read or written
     INTERRUPTED = 130  # Ctrl-C / SIGINT
 
 
@@ -75,9 +74,9 @@ class MissingInputError(GraphError, KeyError):
 
 
 class CacheError(CurifactoryError):
-    """An artifact cannot be written to or read from the cache."""
+    """An artifact cannot be written to or read from the cache (the run fails: exit 1)."""
 
-    exit_code = ExitCode.CACHE
+    exit_code = ExitCode.STAGE_FAILED
 
 
 class StageError(CurifactoryError):
@@ -94,6 +93,19 @@ class StageError(CurifactoryError):
             f"{type(original).__name__}: {original}",
             hint="finished stages stay cached; fix the stage and run again to resume.",
         )
+
+
+class RunFunctionError(StageError):
+    """The experiment's own `run()` raised outside any stage."""
+
+    def __init__(self, experiment: str, original: BaseException) -> None:
+        CurifactoryError.__init__(
+            self,
+            f"run() of experiment {experiment!r} raised {type(original).__name__}: {original}",
+            hint="stage calls inside run() only build the stage graph: values are not "
+            "available in record.state until the stages have run.",
+        )
+        self.stage, self.record, self.original = "run", "(experiment)", original
 
 
 def exit_code_for(exc: BaseException) -> ExitCode:

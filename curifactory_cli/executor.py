@@ -17,10 +17,11 @@ executed at most once, so the cost is linear in the number of nodes.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,21 +43,28 @@ _CACHER_PRIVATE = {"path", "metadata", "extra_metadata", "record", "stage", "nam
 
 @dataclass(frozen=True)
 class StageJob:
-    """Plain data describing one node's execution, picklable so another process can run it.
+    """Plain data describing one stage call: what to run and where its entry goes.
 
-    A worker imports `stage_ref`, loads its inputs from `input_entries` through their cachers,
-    calls the stage, saves into a staging folder under `cache_root` and publishes `entry_dir`.
+    It holds no graph objects and pickles, so it can be handed to another process: a worker
+    imports `stage_ref`, loads its inputs from `input_entries` through their cachers, and calls
+    `execute_job`. The driver publishes the staged result.
     """
 
-    stage_ref: str
+    stage_ref: str  # "module:qualname"
+    stage_name: str
     experiment: str
     record_name: str
     params_hash: str
     key: str
     lineage_key: str
     cache_root: str
-    entry_dir: str
+    entry_dir: str | None  # None for a stage without cachers
     outputs: tuple[str, ...]
+    lazy: tuple[bool, ...]
+    cachers: tuple[Any, ...] | None  # cacher classes or instances, one per output
+    kwargs: dict[str, Any]
+    is_aggregate: bool
+    dry: bool
     input_entries: tuple[tuple[str, str | None], ...]  # (input name, producer entry dir)
 
 
@@ -312,130 +320,71 @@ class Executor:
         node.reason = reason
         self.reporter.node_started(node)
         started = time.perf_counter()
-        inputs = self._gather(node)
-        # Inputs are final now (a damaged upstream may have been recomputed): key them.
-        node.key_parts, node.key = self._data_key(node)
-        if not node.is_cached_stage:
-            self._set_derived_versions(node)
-        kwargs = dict(node.kwargs)
-        args = kwargs.pop("__args__", ())
-        cachers: list[Cacheable] = []
-        staging: Path | None = None
-        record = node.record
         try:
-            if node.is_cached_stage:
-                staging = self.store.new_staging()
-                for i, ref in enumerate(node.outputs):
-                    cacher = record.manager.copy_cacher(node.cacher_templates[i])
-                    cacher._bind(str(staging), ref.name)
-                    cacher.stage = node.stage.name
-                    cachers.append(cacher)
-            record.stage_cachers = cachers
-            record._staging = staging
-            call_inputs = {**inputs, **kwargs}
+            inputs = self._gather(node)
+            # Inputs are final now (a damaged upstream may have been recomputed): key them.
+            node.key_parts, node.key = self._data_key(node)
+            if not node.is_cached_stage:
+                self._set_derived_versions(node)
+            job = self._job(node)
+            node.entry_dir = job.entry_dir
+            result = execute_job(job, node.stage.fn, node.record, inputs, self.store)
             del inputs
-            try:
-                if node.stage.is_aggregate:
-                    result = node.stage.fn(record, record.input_records, *args, **call_inputs)
-                else:
-                    result = node.stage.fn(record, *args, **call_inputs)
-            except Exception as exc:
+            if node.is_cached_stage:
+                self._commit(node, job, result)
+            else:
+                for ref, value in zip(node.outputs, result.values):
+                    ref.value = value
+            result.values.clear()
+        except BaseException as exc:
+            if node.outcome is None:
                 node.outcome = Outcome.FAILED
                 node.seconds = time.perf_counter() - started
                 node.reason = f"{type(exc).__name__}: {exc}"
-                self.reporter.node_finished(node)
-                raise StageError(node.stage.name, record.name, exc) from exc
-            finally:
-                del call_inputs
-                record.stage_cachers = None
-                record._staging = None
-            values = self._split(node, result)
-            del result
-            compute_s = time.perf_counter() - started
-            if node.is_cached_stage:
-                self._save(node, cachers, values, staging, compute_s)
-                staging = None  # published (or kept for a dry run)
-            else:
-                for ref, value in zip(node.outputs, values):
-                    ref.value = value
-            values.clear()
-        except BaseException:
-            if staging is not None:
-                self.store.discard(staging)
-            if node.outcome is None:
-                node.outcome = Outcome.FAILED
+                if isinstance(exc, StageError):
+                    node.reason = f"{type(exc.original).__name__}: {exc.original}"
                 self.reporter.node_finished(node)
             raise
         node.outcome = Outcome.EXECUTED
         node.seconds = time.perf_counter() - started
         self.reporter.node_finished(node)
 
-    def _split(self, node: Node, result: Any) -> list[Any]:
-        n = len(node.outputs)
-        if n == 0:
-            return []
-        if n == 1:
-            return [result]
-        if not isinstance(result, (tuple, list)) or len(result) != n:
-            got = f"{len(result)} values" if isinstance(result, (tuple, list)) else "1 value"
-            node.outcome = Outcome.FAILED
-            self.reporter.node_finished(node)
-            raise OutputSignatureError(
-                f"stage {node.stage.name!r} returned {got} for parameter set "
-                f"{node.record_name!r} but declares {n} outputs "
-                f"({', '.join(r.name for r in node.outputs)})",
-                hint="return a tuple with one value per output, in order.",
-            )
-        return list(result)
+    def _job(self, node: Node) -> StageJob:
+        inputs = tuple(
+            (name, src.node.entry_dir if isinstance(src, OutputRef) else None)
+            for name, src in node.inputs.items()
+        )
+        return StageJob(
+            stage_ref=node.stage.ref,
+            stage_name=node.stage.name,
+            experiment=self.experiment,
+            record_name=node.record_name,
+            params_hash=node.record.get_hash(),
+            key=node.key,
+            lineage_key=node.lineage_key,
+            cache_root=str(self.store.root),
+            entry_dir=str(self._entry_dir(node, node.key)) if node.is_cached_stage else None,
+            outputs=tuple(ref.name for ref in node.outputs),
+            lazy=tuple(ref.lazy is not None for ref in node.outputs),
+            cachers=tuple(node.cacher_templates) if node.is_cached_stage else None,
+            kwargs=dict(node.kwargs),
+            is_aggregate=node.stage.is_aggregate,
+            dry=self.store.dry,
+            input_entries=inputs,
+        )
 
-    def _save(
-        self,
-        node: Node,
-        cachers: list[Cacheable],
-        values: list[Any],
-        staging: Path,
-        compute_s: float,
-    ) -> None:
-        save_started = time.perf_counter()
-        for i, (ref, cacher) in enumerate(zip(node.outputs, cachers)):
-            try:
-                cacher.save(values[i])
-            except Exception as exc:
-                what = f"stage {node.stage.name!r} ({node.record_name}), output {ref.name!r}"
-                if isinstance(exc, CurifactoryError):
-                    raise CacheError(f"{what}: {exc.message}", exc.hint) from exc
-                raise CacheError(
-                    f"{what}: {type(cacher).__name__} could not save it: "
-                    f"{type(exc).__name__}: {exc}",
-                    hint="pick a cacher that can store this value (PickleCacher stores most).",
-                ) from exc
-            if ref.lazy:
-                values[i] = None  # drop the object as soon as it is on disk
-        files = self.store.describe_files(staging, [ref.name for ref in node.outputs])
-        outputs_meta: dict[str, Any] = {}
-        for ref, cacher in zip(node.outputs, cachers):
-            own = files[ref.name]
-            ref.version = digest(
-                canonical_json(
-                    [_cacher_id(type(cacher))["type"],
-                     [(f["path"][len(ref.name):], f["sha256"]) for f in own]]
-                )
-            )
-            outputs_meta[ref.name] = {
-                "cacher": _cacher_id(type(cacher))["type"],
-                "lazy": ref.lazy is not None,
-                "version": ref.version,
-                "files": own,
-                "extra": cacher.extra_metadata,
-            }
-        final = self._entry_dir(node, node.key)
-        node.entry_dir = str(final)
-        meta = self._metadata(node, outputs_meta, files[""], compute_s,
-                              time.perf_counter() - save_started)
+    def _commit(self, node: Node, job: StageJob, result: JobResult) -> None:
+        """Publish an executed stage's staged files, then point its outputs at them."""
+        for ref in node.outputs:
+            ref.version = result.outputs_meta[ref.name]["version"]
+        final = Path(job.entry_dir)
+        meta = self._metadata(
+            node, result.outputs_meta, result.extra_files, result.compute_s, result.save_s
+        )
         if self.store.dry:
-            location = staging
+            location = result.staging
         else:
-            self.store.publish(staging, final, meta)
+            self.store.publish(result.staging, final, meta)
             pointer = self._lineage_pointer(node)
             try:
                 pointer.parent.mkdir(parents=True, exist_ok=True)
@@ -444,8 +393,8 @@ class Executor:
                 pass  # the pointer only saves work later; the entry itself is committed
             location = final
         for i, ref in enumerate(node.outputs):
-            cacher = self._bound_cacher(node, i, location, outputs_meta[ref.name], verified=True)
-            ref.value = ref.lazy._copy_for(cacher) if ref.lazy else values[i]
+            cacher = self._bound_cacher(node, i, location, result.outputs_meta[ref.name], True)
+            ref.value = ref.lazy._copy_for(cacher) if ref.lazy else result.values[i]
 
     def _metadata(
         self,
@@ -505,6 +454,116 @@ class Executor:
             "version": src.version,
             "entry": entry,
         }
+
+
+@dataclass
+class JobResult:
+    """What executing a StageJob produced (files are still in `staging`, unpublished)."""
+
+    values: list[Any]  # in-memory values; None for Lazy outputs, which live only on disk
+    staging: Path | None = None
+    outputs_meta: dict[str, Any] = field(default_factory=dict)
+    extra_files: list[dict[str, Any]] = field(default_factory=list)
+    compute_s: float = 0.0
+    save_s: float = 0.0
+
+
+def execute_job(
+    job: StageJob, fn: Any, record: Any, inputs: dict[str, Any], store: CacheStore
+) -> JobResult:
+    """Run one stage call and save its outputs into a fresh staging folder.
+
+    Everything it needs besides the inputs' values is in `job`; it touches no graph state, so
+    a worker process can call it with `fn` imported from `job.stage_ref`.
+    """
+    started = time.perf_counter()
+    kwargs = dict(job.kwargs)
+    args = kwargs.pop("__args__", ())
+    staging = store.new_staging() if job.cachers is not None else None
+    cachers: list[Cacheable] = []
+    try:
+        for name, template in zip(job.outputs, job.cachers or ()):
+            cacher = template() if isinstance(template, type) else copy.deepcopy(template)
+            cacher._bind(str(staging), name)
+            cacher.stage = job.stage_name
+            cachers.append(cacher)
+        record.stage_cachers = cachers
+        record._staging = staging
+        call_inputs = {**inputs, **kwargs}
+        inputs.clear()
+        try:
+            if job.is_aggregate:
+                returned = fn(record, record.input_records, *args, **call_inputs)
+            else:
+                returned = fn(record, *args, **call_inputs)
+        except Exception as exc:
+            raise StageError(job.stage_name, job.record_name, exc) from exc
+        finally:
+            del call_inputs
+            record.stage_cachers = None
+            record._staging = None
+        values = _split_outputs(job, returned)
+        del returned
+        result = JobResult(values, staging, compute_s=time.perf_counter() - started)
+        if staging is not None:
+            _save_outputs(job, cachers, result, store)
+        return result
+    except BaseException:
+        if staging is not None:
+            store.discard(staging)
+        raise
+
+
+def _split_outputs(job: StageJob, returned: Any) -> list[Any]:
+    n = len(job.outputs)
+    if n == 0:
+        return []
+    if n == 1:
+        return [returned]
+    if not isinstance(returned, (tuple, list)) or len(returned) != n:
+        got = f"{len(returned)} values" if isinstance(returned, (tuple, list)) else "1 value"
+        raise OutputSignatureError(
+            f"stage {job.stage_name!r} returned {got} for parameter set {job.record_name!r} "
+            f"but declares {n} outputs ({', '.join(job.outputs)})",
+            hint="return a tuple with one value per output, in order.",
+        )
+    return list(returned)
+
+
+def _save_outputs(
+    job: StageJob, cachers: list[Cacheable], result: JobResult, store: CacheStore
+) -> None:
+    save_started = time.perf_counter()
+    values = result.values
+    for i, (name, cacher) in enumerate(zip(job.outputs, cachers)):
+        try:
+            cacher.save(values[i])
+        except Exception as exc:
+            what = f"stage {job.stage_name!r} ({job.record_name}), output {name!r}"
+            if isinstance(exc, CurifactoryError):
+                raise CacheError(f"{what}: {exc.message}", exc.hint) from exc
+            raise CacheError(
+                f"{what}: {type(cacher).__name__} could not save it: {type(exc).__name__}: {exc}",
+                hint="pick a cacher that can store this value (PickleCacher stores most).",
+            ) from exc
+        if job.lazy[i]:
+            values[i] = None  # drop the object as soon as it is on disk
+    files = store.describe_files(result.staging, list(job.outputs))
+    for name, cacher in zip(job.outputs, cachers):
+        own = files[name]
+        cacher_type = _cacher_id(type(cacher))["type"]
+        version = digest(
+            canonical_json([cacher_type, [(f["path"][len(name) :], f["sha256"]) for f in own]])
+        )
+        result.outputs_meta[name] = {
+            "cacher": cacher_type,
+            "lazy": job.lazy[job.outputs.index(name)],
+            "version": version,
+            "files": own,
+            "extra": cacher.extra_metadata,
+        }
+    result.extra_files = files[""]
+    result.save_s = time.perf_counter() - save_started
 
 
 def format_user_traceback(exc: BaseException) -> str:

@@ -44,7 +44,9 @@ class OutputRef:
     value: Any = NOT_COMPUTED  # the in-memory value, a per-record Lazy, or a cached handle
 
     def __repr__(self) -> str:
-        return f"<artifact {self.name!r} of stage {self.node.stage.name!r} ({self.node.record_name})>"
+        return (
+            f"<artifact {self.name!r} of stage {self.node.stage.name!r} ({self.node.record_name})>"
+        )
 
 
 @dataclass(eq=False)

@@ -92,7 +92,9 @@ class _Walker:
             items = []
             for key, value in obj.items():
                 key_tree = self.walk(key, f"{path}.<key>", depth + 1)
-                items.append((canonical_json(key_tree), self.walk(value, f"{path}.{key}", depth + 1)))
+                items.append(
+                    (canonical_json(key_tree), self.walk(value, f"{path}.{key}", depth + 1))
+                )
             items.sort(key=lambda kv: kv[0])
             return {"__map__": items}
         if isinstance(obj, (list, tuple)):
@@ -117,8 +119,9 @@ def _array_like_digest(obj: Any) -> str:
     data = to_numpy() if to_numpy is not None and not hasattr(obj, "tobytes") else obj
     try:
         raw = data.tobytes()
-        return f"{type(obj).__qualname__}:{getattr(data, 'dtype', '')}:{getattr(data, 'shape', '')}:" + (
-            hashlib.sha256(raw).hexdigest()
+        return (
+            f"{type(obj).__qualname__}:{getattr(data, 'dtype', '')}:{getattr(data, 'shape', '')}:"
+            + (hashlib.sha256(raw).hexdigest())
         )
     except (AttributeError, ValueError, TypeError):
         return f"{type(obj).__qualname__}:{obj!r}"
@@ -186,12 +189,12 @@ class _StripDocstrings(ast.NodeTransformer):
         self.generic_visit(node)
         return node
 
-    def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.AST:  # noqa: N802
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.AST:
         node.decorator_list = []
         return self._strip(node)
 
-    visit_AsyncFunctionDef = visit_FunctionDef  # noqa: N815
-    visit_ClassDef = _strip  # noqa: N815
+    visit_AsyncFunctionDef = visit_FunctionDef
+    visit_ClassDef = _strip
 
 
 def _source_fingerprint(obj: Any) -> str | None:

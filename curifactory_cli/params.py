@@ -181,7 +181,7 @@ def _read_yaml(path: Path) -> Any:
     except OSError as exc:
         raise ParamsError(f"{path}: cannot be read: {exc.strerror}") from None
     try:
-        return yaml.load(text, Loader=_LineLoader)  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(text, Loader=_LineLoader)
     except ParamsError as exc:
         raise ParamsError(f"{path}: {exc.message}", exc.hint) from None
     except yaml.MarkedYAMLError as exc:
@@ -278,7 +278,9 @@ def _expand(path: Path, doc: Any) -> list[_RawSet]:
         doc_map = doc
         defaults = doc.get("defaults") or {}
         if not isinstance(defaults, Mapping):
-            raise ParamsError(f"{_where(path, _line(doc, 'defaults'))}: `defaults` must be a mapping")
+            raise ParamsError(
+                f"{_where(path, _line(doc, 'defaults'))}: `defaults` must be a mapping"
+            )
     else:
         raise ParamsError(
             f"{path}: expected a list of parameter sets or a mapping, got {type(doc).__name__}",
@@ -487,7 +489,7 @@ def _suggest(key: str, known: list[str]) -> str:
 
 
 def parse_override(text: str) -> tuple[str, Any]:
-    """`key=value` from `--set`; the value is read as a YAML scalar (`3`, `0.1`, `true`, `[1,2]`)."""
+    """`key=value` from `--set`; the value is read as YAML (`3`, `0.1`, `true`, `[1,2]`)."""
     key, sep, raw = text.partition("=")
     key = key.strip()
     if not sep or not key:
@@ -529,7 +531,9 @@ def load_yaml_sets(
     return out
 
 
-def sets_from_objects(objects: Any, source: str, overrides: list[tuple[str, Any]] | None) -> list[ParamSet]:
+def sets_from_objects(
+    objects: Any, source: str, overrides: list[tuple[str, Any]] | None
+) -> list[ParamSet]:
     """Parameter sets returned by a Python `get_params()`."""
     if not isinstance(objects, (list, tuple)):
         raise ParamsError(

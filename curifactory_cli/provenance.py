@@ -14,6 +14,7 @@ from typing import Any
 @lru_cache(maxsize=8)
 def git_info(root: str) -> dict[str, Any]:
     """The full commit and whether the work tree has changes (untracked files count)."""
+
     def git(*args: str) -> str | None:
         try:
             out = subprocess.run(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 from typing import TYPE_CHECKING, Any
 
 from curifactory_cli.caching import Lazy
@@ -33,7 +34,7 @@ class CacheAwareDict(dict):
         return item
 
     def get(self, key: str, default: Any = None) -> Any:
-        return self[key] if key in self else default
+        return self[key] if key in self else default  # noqa: SIM401 - must load via []
 
     def raw(self, key: str) -> Any:
         """The stored entry itself (an artifact reference or a Lazy), without loading."""
@@ -94,6 +95,7 @@ class Record:
         self.reportables: list[Any] = []
         self._hash: str | None = None
         self._combo_hash: str | None = None
+        self._staging: Any = None  # the executing stage's private folder, set by the executor
         self.index = -1
         if not hide:
             self.index = len(manager.records)
@@ -133,6 +135,26 @@ class Record:
             dict.__setitem__(child.state, key, self.state.raw(key))
         child.input_records = [self]
         return child
+
+    def get_path(self, obj_name: str, subdir: str | None = None, *args: Any, **kwargs: Any) -> str:
+        """A path for an extra file written by the running stage; it is published with the
+        stage's cache entry (and checksummed), like the files its cachers write."""
+        if self._staging is None:
+            msg = "record.get_path() can only be used inside a stage that has cachers"
+            raise CacheError(msg, hint="call it from the stage body, or add cachers to the stage.")
+        from curifactory_cli.staging import check_name
+
+        for part in [*(subdir.split("/") if subdir else []), obj_name]:
+            check_name(part, "file", self.stages[-1] if self.stages else "?")
+        base = os.path.join(str(self._staging), "files", *(subdir.split("/") if subdir else []))
+        os.makedirs(base, exist_ok=True)
+        return os.path.join(base, obj_name)
+
+    def get_dir(self, dir_name: str, subdir: str | None = None, *args: Any, **kwargs: Any) -> str:
+        """Like get_path(), but creates and returns a directory."""
+        path = self.get_path(dir_name, subdir)
+        os.makedirs(path, exist_ok=True)
+        return path
 
     def report(self, reportable: Any) -> None:
         """Keeps a Curifactory reportable with the record (reports are not rendered)."""

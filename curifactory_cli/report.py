@@ -136,8 +136,12 @@ class LiveReporter(PlainReporter):
 def print_summary(console: Console, result: RunResult) -> None:
     table = Table(title=None, box=None, show_edge=False, pad_edge=False)
     table.add_column("stage")
-    for label, style in (("executed", "green"), ("cached", "cyan"), ("skipped", "dim"),
-                         ("failed", "red")):
+    for label, style in (
+        ("executed", "green"),
+        ("cached", "cyan"),
+        ("skipped", "dim"),
+        ("failed", "red"),
+    ):
         table.add_column(label, justify="right", style=style)
     table.add_column("time", justify="right")
     for summary in result.stage_summaries():
@@ -172,8 +176,14 @@ def print_traceback(console: Console, text: str) -> None:
     console.print(Text(text.rstrip(), style="red"), highlight=False)
 
 
-def print_table(console: Console, columns: list[str], rows: list[list[str]], *,
-                right: tuple[str, ...] = (), caption: str | None = None) -> None:
+def print_table(
+    console: Console,
+    columns: list[str],
+    rows: list[list[str]],
+    *,
+    right: tuple[str, ...] = (),
+    caption: str | None = None,
+) -> None:
     table = Table(box=None, show_edge=False, pad_edge=False, caption=caption)
     for column in columns:
         table.add_column(column, justify="right" if column in right else "left")

@@ -20,6 +20,7 @@ from curifactory_cli.errors import (
     CurifactoryError,
     GraphError,
     ParamsError,
+    RunFunctionError,
     StageError,
     close_matches_hint,
 )
@@ -103,7 +104,9 @@ class RunResult:
 
     def executed(self) -> list[tuple[str, str]]:
         """(stage, record name) of every node whose function ran, in order of execution."""
-        return [(n.stage.name, n.record_name) for n in self.graph.nodes if n.outcome is Outcome.EXECUTED]
+        return [
+            (n.stage.name, n.record_name) for n in self.graph.nodes if n.outcome is Outcome.EXECUTED
+        ]
 
     def stage_summaries(self) -> list[StageSummary]:
         by_stage: dict[str, StageSummary] = {}
@@ -122,9 +125,16 @@ class RunResult:
             "ok": self.ok,
             "seconds": round(self.seconds, 3),
             "cache_dir": str(self.cache_dir),
-            "param_sets": [{"name": p.name, "hash": p.hash, "source": p.source} for p in self.param_sets],
-            "counts": {k: self.counts().get(k, 0) for k in ("executed", "cached", "skipped", "failed")},
-            "stages": [dataclasses.asdict(s) | {"seconds": round(s.seconds, 4)} for s in self.stage_summaries()],
+            "param_sets": [
+                {"name": p.name, "hash": p.hash, "source": p.source} for p in self.param_sets
+            ],
+            "counts": {
+                k: self.counts().get(k, 0) for k in ("executed", "cached", "skipped", "failed")
+            },
+            "stages": [
+                dataclasses.asdict(s) | {"seconds": round(s.seconds, 4)}
+                for s in self.stage_summaries()
+            ],
             "nodes": [
                 {
                     "stage": n.stage.name,
@@ -137,7 +147,9 @@ class RunResult:
                 }
                 for n in self.graph.nodes
             ],
-            "error": None if self.error is None else {
+            "error": None
+            if self.error is None
+            else {
                 "message": self.error.message,
                 "stage": failed.stage.name if failed else None,
                 "record": failed.record_name if failed else None,
@@ -198,7 +210,9 @@ def load_param_sets(root: Path, module: ModuleType, options: RunOptions) -> list
     specs = list(options.params)
     if not specs:
         if callable(getattr(module, "get_params", None)):
-            sources.append(_sets_from_get_params(module, f"experiments/{options.experiment}.py", overrides))
+            sources.append(
+                _sets_from_get_params(module, f"experiments/{options.experiment}.py", overrides)
+            )
         else:
             try:
                 specs = [str(discovery.resolve_param_file(root, options.experiment))]
@@ -245,13 +259,17 @@ def load_param_sets(root: Path, module: ModuleType, options: RunOptions) -> list
     return selected
 
 
-def _sets_from_get_params(module: ModuleType, source: str, overrides: list[tuple[str, Any]]) -> list[ParamSet]:
+def _sets_from_get_params(
+    module: ModuleType, source: str, overrides: list[tuple[str, Any]]
+) -> list[ParamSet]:
     from curifactory_cli.errors import ExperimentImportError
 
     try:
         objects = module.get_params()
     except Exception as exc:
-        raise ExperimentImportError(f"{source}: get_params() raised {type(exc).__name__}: {exc}", exc) from exc
+        raise ExperimentImportError(
+            f"{source}: get_params() raised {type(exc).__name__}: {exc}", exc
+        ) from exc
     return sets_from_objects(objects, source, overrides)
 
 
@@ -269,7 +287,7 @@ def run_experiment(options: RunOptions, reporter: Reporter | None = None) -> Run
         cache_dir = (Path.cwd() / cache_dir).resolve()
     experiment = options.experiment.removesuffix(".py").replace("/", ".").replace("\\", ".")
     if experiment.startswith("experiments."):
-        experiment = experiment[len("experiments."):]
+        experiment = experiment[len("experiments.") :]
     manager = ArtifactManager(
         experiment,
         dry=options.dry,
@@ -349,4 +367,4 @@ def _trace(module: ModuleType, manager: ArtifactManager, param_sets: list[ParamS
     except CurifactoryError:
         raise
     except Exception as exc:
-        raise StageError("run", "(experiment)", exc) from exc
+        raise RunFunctionError(manager.experiment_name, exc) from exc

@@ -108,7 +108,9 @@ class StageSpec:
                 )
         self._checked = True
 
-    def effective_outputs(self, manager: ArtifactManager) -> tuple[list[tuple[str, Lazy | None]], Any]:
+    def effective_outputs(
+        self, manager: ArtifactManager
+    ) -> tuple[list[tuple[str, Lazy | None]], Any]:
         """Output names with their Lazy declaration, and the cachers, after --lazy/--ignore-lazy.
 
         Computed per call so command-line modes never mutate the decorator's own lists.
@@ -138,12 +140,15 @@ class StageSpec:
         return param.default
 
 
-def _trace(spec: StageSpec, record: Any, args: tuple, kwargs: dict[str, Any],
-           records: list[Record] | None = None) -> Record:
+def _trace(
+    spec: StageSpec,
+    record: Any,
+    args: tuple,
+    kwargs: dict[str, Any],
+    records: list[Record] | None = None,
+) -> Record:
     if not isinstance(record, Record):
-        msg = (
-            f"stage {spec.name!r} was called with {type(record).__name__!s} instead of a Record"
-        )
+        msg = f"stage {spec.name!r} was called with {type(record).__name__!s} instead of a Record"
         raise GraphError(msg, hint="call stages as `stage(record)` on a cf.Record.")
     spec.check()
     manager = record.manager
@@ -214,8 +219,13 @@ def stage(
     """
 
     def decorator(fn: Callable[..., Any]) -> Callable[..., Record]:
-        spec = StageSpec(fn, list(inputs or []), list(outputs or []),
-                         None if cachers is None else list(cachers), suppress_missing_inputs)
+        spec = StageSpec(
+            fn,
+            list(inputs or []),
+            list(outputs or []),
+            None if cachers is None else list(cachers),
+            suppress_missing_inputs,
+        )
 
         @functools.wraps(fn)
         def wrapper(record: Record, *args: Any, **kwargs: Any) -> Record:
@@ -239,8 +249,13 @@ def aggregate(
     """
 
     def decorator(fn: Callable[..., Any]) -> Callable[..., Record]:
-        spec = StageSpec(fn, list(inputs or []), list(outputs or []),
-                         None if cachers is None else list(cachers), is_aggregate=True)
+        spec = StageSpec(
+            fn,
+            list(inputs or []),
+            list(outputs or []),
+            None if cachers is None else list(cachers),
+            is_aggregate=True,
+        )
 
         @functools.wraps(fn)
         def wrapper(record: Record, records: list[Record] | None = None, **kwargs: Any) -> Record:

@@ -85,8 +85,8 @@ class CacheStore:
             ignore = self.root / ".gitignore"
             if not ignore.exists():
                 ignore.write_text(GITIGNORE)
-            probe = tempfile.NamedTemporaryFile(dir=self.root, prefix=".probe-", delete=True)
-            probe.close()
+            with tempfile.NamedTemporaryFile(dir=self.root, prefix=".probe-"):
+                pass
         except OSError as exc:
             raise CacheError(
                 f"cache directory {self.root} is not writable: {exc.strerror or exc}",

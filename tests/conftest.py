@@ -1,0 +1,75 @@
+"""Shared fixtures: a throwaway project folder with experiments/, params/ and a cache."""
+
+from __future__ import annotations
+
+import os
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from curifactory_cli.runner import RunOptions, run_experiment
+
+
+class Project:
+    """A temporary project; `write` files into it, `run` experiments through the Python API."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.cache = root / "data" / "cache"
+
+    def write(self, rel: str, text: str) -> Path:
+        path = self.root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).lstrip("\n"))
+        # Make edits visible to a re-import within the same second.
+        stat = path.stat()
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 2_000_000_000))
+        return path
+
+    def run(self, experiment: str, *params: str, **options):
+        """Run through the Python API; returns the RunResult (a failed stage is result.error)."""
+        _forget_user_modules()
+        return run_experiment(RunOptions(experiment=experiment, params=params, root=str(self.root), **options))
+
+    def entries(self) -> list[Path]:
+        return sorted(p.parent for p in self.cache.rglob("meta.json"))
+
+    def snapshot(self) -> dict[str, tuple[int, int]]:
+        """Every file under the project with its size and mtime, to prove nothing changed."""
+        out = {}
+        for path in sorted(self.root.rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                st = path.stat()
+                out[str(path.relative_to(self.root))] = (st.st_size, st.st_mtime_ns)
+        return out
+
+
+def _forget_user_modules() -> None:
+    for name in list(sys.modules):
+        if name == "experiments" or name.startswith(("experiments.", "params.")) or name == "params":
+            del sys.modules[name]
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch) -> Project:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield Project(tmp_path)
+    _forget_user_modules()
+
+
+@pytest.fixture
+def cli(project):
+    """Invoke `curi` in the project folder: cli("run", "exp", "params/p.yaml")."""
+    from curifactory_cli.cli import app
+
+    runner = CliRunner()
+
+    def invoke(*args: str, input: str | None = None):
+        _forget_user_modules()
+        return runner.invoke(app, list(args), input=input)
+
+    return invoke
