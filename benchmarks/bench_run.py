@@ -133,8 +133,9 @@ def big_yaml(records: int, mb: int) -> str:
     return "".join(f"- name: big_{i}\n  index: {i}\n  size_mb: {mb}\n" for i in range(records))
 
 
-def make_project(records: int, stages: int, lazy_records: int, lazy_mb: int) -> Path:
-    project = Path(tempfile.mkdtemp(prefix="curi-bench-"))
+def make_project(records: int, stages: int, lazy_records: int, lazy_mb: int,
+                 tmpdir: str | None = None) -> Path:
+    project = Path(tempfile.mkdtemp(prefix="curi-bench-", dir=tmpdir))
     (project / "experiments").mkdir()
     (project / "params").mkdir()
     (project / "experiments" / "synthetic.py").write_text(synthetic_experiment(stages))
@@ -218,6 +219,22 @@ def bench_memory(project: Path, records: int, mb: int) -> dict[str, float]:
 
 
 # ------------------------------------------------------------------------------ report
+def filesystem(path: Path) -> str:
+    """The filesystem type holding `path`, from /proc/mounts (Linux), or "unknown"."""
+    best, kind, target = "", "unknown", str(path.resolve())
+    try:
+        with open("/proc/mounts", encoding="utf-8") as mounts:
+            for line in mounts:
+                parts = line.split()
+                mount = parts[1] if len(parts) > 2 else ""
+                inside = target == mount or target.startswith(mount.rstrip("/") + "/")
+                if mount and inside and len(mount) >= len(best):
+                    best, kind = parts[1], parts[2]
+    except OSError:
+        pass
+    return kind
+
+
 def mib(n: float) -> str:
     return f"{n / 2**20:,.1f} MiB"
 
@@ -241,11 +258,14 @@ def main() -> None:
     parser.add_argument("--skip-lazy", action="store_true", help="skip the memory benchmark")
     parser.add_argument("--repeat", type=int, default=1, help="repeat cold+cached K times (default 1)")
     parser.add_argument("--keep", action="store_true", help="keep the temp project and print its path")
+    parser.add_argument("--tmpdir", default=None,
+                        help="where to create the temp project (default: tempfile's default, "
+                        "e.g. /tmp; try /dev/shm to take the disk out of the figures)")
     opts = parser.parse_args()
     if opts.records < 1 or opts.stages < 1 or opts.lazy_records < 1 or opts.lazy_mb < 1:
         parser.error("counts and sizes must be positive")
 
-    project = make_project(opts.records, opts.stages, opts.lazy_records, opts.lazy_mb)
+    project = make_project(opts.records, opts.stages, opts.lazy_records, opts.lazy_mb, opts.tmpdir)
     try:
         # Compile the package's bytecode once so no timed run pays for it.
         run_checked([sys.executable, "-c", "import curifactory_cli.cli, curifactory_cli.runner"],
@@ -265,6 +285,7 @@ def main() -> None:
     print()
     print(f"machine: {os.cpu_count()} cores, Python {platform.python_version()} "
           f"({platform.python_implementation()}), {platform.system()} {platform.machine()}")
+    print(f"project dir: {project.parent} ({filesystem(project.parent)})")
     print(f"synthetic: {opts.records} records x {opts.stages} stages = {nodes} nodes (JsonCacher)")
     print()
     rows = [

@@ -161,10 +161,10 @@ class Executor:
             entry = self._lookup(node)
         if entry is not None:
             self._hit(node, entry)
-        elif node.consumers == 0 or not self._lineage_pointer(node).exists():
-            # A leaf must run; so must a stage never computed with this lineage, since no
-            # consumer can have been cached from it. Only a stage computed before (whose
-            # entry is gone) waits to see whether its consumers are still cached.
+        elif node.consumers == 0 or not self._entry_was_deleted(node):
+            # A leaf must run; so must a stage whose inputs changed or that never ran with
+            # this lineage. Only a stage whose entry is gone while its inputs are unchanged
+            # waits to see whether its consumers are still cached.
             self._execute(node, node.reason or "no cache entry")
         else:
             self._pending.add(node.index)
@@ -216,6 +216,10 @@ class Executor:
         for ref in node.outputs:
             ref.version = digest(f"memory:{node.key}:{ref.name}")
 
+    @staticmethod
+    def _output_names(node: Node) -> list[str]:
+        return [ref.name for ref in node.outputs]
+
     def _entry_dir(self, node: Node, key: str) -> Path:
         return self.store.entry_dir(self.experiment, node.record.get_hash(), node.stage.name, key)
 
@@ -224,10 +228,17 @@ class Executor:
         return stage_dir / "lineage" / node.lineage_key[:16]
 
     # ------------------------------------------------------------------ lookups
+    def _entry_was_deleted(self, node: Node) -> bool:
+        """Whether this exact computation (same data key) was published before."""
+        try:
+            return self._lineage_pointer(node).read_text().strip() == node.key
+        except OSError:
+            return False
+
     def _lookup(self, node: Node) -> Entry | None:
         directory = self._entry_dir(node, node.key)
         node.entry_dir = str(directory)
-        entry, problem = self.store.lookup(directory, node.key)
+        entry, problem = self.store.lookup(directory, node.key, self._output_names(node))
         if problem:
             self.reporter.warning(f"{node.label}: ignoring damaged cache entry: {problem}")
             node.reason = "cache entry damaged"
@@ -238,7 +249,7 @@ class Executor:
             key = self._lineage_pointer(node).read_text().strip()
         except OSError:
             return None
-        entry, _ = self.store.lookup(self._entry_dir(node, key), key)
+        entry, _ = self.store.lookup(self._entry_dir(node, key), key, self._output_names(node))
         if entry is None or entry.meta.get("lineage_key") != node.lineage_key:
             return None
         node.key, node.key_parts = key, entry.meta.get("key_parts")

@@ -146,6 +146,12 @@ class _Mapping(dict):
     key_lines: dict[str, int]
 
 
+class _LineError(Exception):
+    def __init__(self, node: yaml.Node, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.line, self.message, self.hint = node.start_mark.line + 1, message, hint
+
+
 class _LineLoader(yaml.SafeLoader):
     """`yaml.SafeLoader` that records line numbers; no other constructors are added."""
 
@@ -161,11 +167,11 @@ def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> Iterable[
         try:
             hash(key)
         except TypeError:
-            msg = f"line {key_node.start_mark.line + 1}: a mapping key must be a plain value"
-            raise ParamsError(msg) from None
+            raise _LineError(key_node, "a mapping key must be a plain value") from None
         if key in data:
-            msg = f"line {key_node.start_mark.line + 1}: duplicate key {key!r}"
-            raise ParamsError(msg, hint="each key may appear once per mapping.")
+            raise _LineError(
+                key_node, f"duplicate key {key!r}", "each key may appear once per mapping."
+            )
         data[key] = loader.construct_object(value_node, deep=True)
         data.key_lines[str(key)] = key_node.start_mark.line + 1
 
@@ -182,8 +188,8 @@ def _read_yaml(path: Path) -> Any:
         raise ParamsError(f"{path}: cannot be read: {exc.strerror}") from None
     try:
         return yaml.load(text, Loader=_LineLoader)
-    except ParamsError as exc:
-        raise ParamsError(f"{path}: {exc.message}", exc.hint) from None
+    except _LineError as exc:
+        raise ParamsError(f"{path}:{exc.line}: {exc.message}", exc.hint) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
@@ -212,32 +218,27 @@ def _where(path: Path, line: int | None) -> str:
 
 
 def _set_dotted(target: dict[str, Any], dotted: str, value: Any) -> None:
-    parts = dotted.split(".")
-    for part in parts[:-1]:
-        child = target.get(part)
-        if not isinstance(child, dict):
-            child = {} if child is None else None
-            if child is None:
-                msg = f"cannot set {dotted!r}: {part!r} is not a mapping"
-                raise ParamsError(msg)
-            target[part] = child
-        else:
-            child = dict(child)
-            target[part] = child
-        target = child
-    target[parts[-1]] = value
+    head, _, rest = dotted.partition(".")
+    current = target.get(head)
+    if current is not None and not isinstance(current, Mapping):
+        msg = f"cannot set {dotted!r}: {head!r} is {current!r}, not a mapping"
+        raise ParamsError(msg, hint="set the whole value instead, or make it a mapping.")
+    target[head] = _merge(current or {}, {rest: value})
 
 
 def _merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
-    """Deep-merge `update` into a copy of `base`; dotted keys address nested values."""
-    out = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in base.items()}
-    for key, value in update.items():
-        if "." in str(key):
-            _set_dotted(out, str(key), value)
-        elif isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
+    """Deep-merge `update` into a copy of `base`; dotted keys address nested values in both."""
+    out: dict[str, Any] = {}
+    for source in (base, update):
+        for key, value in source.items():
+            if isinstance(value, Mapping):
+                value = _merge({}, value)
+            if "." in str(key):
+                _set_dotted(out, str(key), value)
+            elif isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+                out[key] = _merge(out[key], value)
+            else:
+                out[key] = value
     return out
 
 
@@ -324,7 +325,7 @@ def _expand(path: Path, doc: Any) -> list[_RawSet]:
 
 def _key_lines(*mappings: Any) -> dict[str, int]:
     lines: dict[str, int] = {}
-    for mapping in reversed(mappings):
+    for mapping in mappings:  # highest priority first
         if isinstance(mapping, _Mapping):
             for key, line in mapping.key_lines.items():
                 lines.setdefault(key, line)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from rich.console import Console, Group
+from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
@@ -63,11 +63,14 @@ class PlainReporter:
             f"{node.outcome.value:>8}  {node.stage.name} [{node.record_name}]{timing}",
             highlight=False,
             markup=False,
+            soft_wrap=True,
         )
 
     def warning(self, message: str) -> None:
         self.warnings.append(message)
-        self.err.print(f"warning: {message}", style="yellow", markup=False, highlight=False)
+        self.err.print(
+            f"warning: {message}", style="yellow", markup=False, highlight=False, soft_wrap=True
+        )
 
     def run_finished(self, result: RunResult) -> None:
         pass
@@ -79,6 +82,7 @@ class LiveReporter(PlainReporter):
     def __init__(self, console: Console, err_console: Console) -> None:
         super().__init__(console, err_console)
         self.stages: dict[str, _Counts] = {}
+        self.outcomes: dict[int, Outcome] = {}
         self.live: Live | None = None
         self.started = time.perf_counter()
 
@@ -115,8 +119,12 @@ class LiveReporter(PlainReporter):
 
     def node_finished(self, node: Node) -> None:
         counts = self.stages[node.stage.name]
+        previous = self.outcomes.get(node.index)
+        if previous is not None:  # a damaged cached entry that was recomputed
+            counts.by_outcome[previous] -= 1
         if node.outcome is not None:
             counts.by_outcome[node.outcome] += 1
+            self.outcomes[node.index] = node.outcome
         if counts.running == node.record_name:
             counts.running = None
         if node.outcome is Outcome.FAILED and self.live is not None:
@@ -163,17 +171,18 @@ def print_summary(console: Console, result: RunResult) -> None:
         f", {counts['failed']} failed" if counts.get("failed") else "",
         f" in {result.seconds:.2f}s (run {result.run_id})",
     )
-    console.print(line, highlight=False)
+    console.print(line, highlight=False, soft_wrap=True)
 
 
 def print_error(console: Console, message: str, hint: str | None = None) -> None:
-    console.print(Text.assemble(("error: ", "bold red"), message), highlight=False)
+    # soft_wrap: long paths and messages must stay copy-pasteable, not hard-wrapped.
+    console.print(Text.assemble(("error: ", "bold red"), message), highlight=False, soft_wrap=True)
     if hint:
-        console.print(Text.assemble(("hint: ", "yellow"), hint), highlight=False)
+        console.print(Text.assemble(("hint: ", "yellow"), hint), highlight=False, soft_wrap=True)
 
 
 def print_traceback(console: Console, text: str) -> None:
-    console.print(Text(text.rstrip(), style="red"), highlight=False)
+    console.print(Text(text.rstrip(), style="red"), highlight=False, soft_wrap=True)
 
 
 def print_table(
@@ -190,7 +199,3 @@ def print_table(
     for row in rows:
         table.add_row(*row)
     console.print(table)
-
-
-def group(*items: object) -> Group:
-    return Group(*items)

@@ -95,7 +95,9 @@ class CacheStore:
         self._prepared = True
 
     # ---------------------------------------------------------------- reading
-    def lookup(self, directory: Path, key: str) -> tuple[Entry | None, str | None]:
+    def lookup(
+        self, directory: Path, key: str, outputs: list[str]
+    ) -> tuple[Entry | None, str | None]:
         """The valid entry at `directory` for `key`, or None and why it is unusable."""
         meta_path = directory / META_NAME
         try:
@@ -110,7 +112,11 @@ class CacheStore:
                 return None, f"metadata {meta_path} has an unknown format"
             if meta["key"] != key:
                 return None, f"metadata {meta_path} belongs to another key"
+            if sorted(meta["outputs"]) != sorted(outputs):
+                return None, f"metadata {meta_path} lists other outputs than the stage declares"
             for output in meta["outputs"].values():
+                if not isinstance(output["version"], str):
+                    return None, f"metadata {meta_path} is incomplete"
                 for info in output["files"]:
                     path = directory / info["path"]
                     if os.path.islink(path):
