@@ -133,8 +133,9 @@ def big_yaml(records: int, mb: int) -> str:
     return "".join(f"- name: big_{i}\n  index: {i}\n  size_mb: {mb}\n" for i in range(records))
 
 
-def make_project(records: int, stages: int, lazy_records: int, lazy_mb: int,
-                 tmpdir: str | None = None) -> Path:
+def make_project(
+    records: int, stages: int, lazy_records: int, lazy_mb: int, tmpdir: str | None = None
+) -> Path:
     project = Path(tempfile.mkdtemp(prefix="curi-bench-", dir=tmpdir))
     (project / "experiments").mkdir()
     (project / "params").mkdir()
@@ -146,7 +147,9 @@ def make_project(records: int, stages: int, lazy_records: int, lazy_mb: int,
 
 
 # ------------------------------------------------------------------------------ running
-def run_checked(args: list[str], cwd: Path, what: str) -> tuple[float, subprocess.CompletedProcess[str]]:
+def run_checked(
+    args: list[str], cwd: Path, what: str
+) -> tuple[float, subprocess.CompletedProcess[str]]:
     started = time.perf_counter()
     proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True)
     elapsed = time.perf_counter() - started
@@ -164,7 +167,7 @@ def curi(*args: str) -> list[str]:
 def peak_rss_kib(proc: subprocess.CompletedProcess[str]) -> int:
     for line in reversed(proc.stderr.splitlines()):
         if line.startswith(RSS_MARK):
-            return int(line[len(RSS_MARK):])
+            return int(line[len(RSS_MARK) :])
     raise RuntimeError("the child did not report its peak RSS:\n" + proc.stderr[-2000:])
 
 
@@ -176,7 +179,9 @@ def check_counts(project: Path, experiment: str, params: str, expected: dict[str
         raise SystemExit(f"{experiment}: unexpected outcome counts {counts}, expected {expected}")
 
 
-def bench_synthetic(project: Path, records: int, stages: int, repeat: int) -> dict[str, list[float]]:
+def bench_synthetic(
+    project: Path, records: int, stages: int, repeat: int
+) -> dict[str, list[float]]:
     cmd = curi("run", "synthetic", "params/grid.yaml", "--quiet")
     cache = project / "data" / "cache"
     cold, cached = [], []
@@ -186,8 +191,12 @@ def bench_synthetic(project: Path, records: int, stages: int, repeat: int) -> di
         cold.append(elapsed)
         elapsed, _ = run_checked(cmd, project, "cached run")
         cached.append(elapsed)
-    check_counts(project, "synthetic", "params/grid.yaml",
-                 {"cached": records * stages, "executed": 0, "failed": 0})
+    check_counts(
+        project,
+        "synthetic",
+        "params/grid.yaml",
+        {"cached": records * stages, "executed": 0, "failed": 0},
+    )
     return {"cold": cold, "cached": cached}
 
 
@@ -203,8 +212,9 @@ def bench_memory(project: Path, records: int, mb: int) -> dict[str, float]:
     wrapper = [sys.executable, "-c", RSS_WRAPPER, "run", "lazybig", "params/big.yaml", "--quiet"]
     cold_s, cold = run_checked(wrapper, project, "lazybig cold run")
     cached_s, cached = run_checked(wrapper, project, "lazybig cached run")
-    check_counts(project, "lazybig", "params/big.yaml",
-                 {"cached": 2 * records, "executed": 0, "failed": 0})
+    check_counts(
+        project, "lazybig", "params/big.yaml", {"cached": 2 * records, "executed": 0, "failed": 0}
+    )
     obj = mb * 2**20 // 8 * 8
     peak = peak_rss_kib(cold) * 1024
     return {
@@ -252,15 +262,28 @@ def fmt_times(values: list[float]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--records", type=int, default=1000, help="parameter sets (default 1000)")
-    parser.add_argument("--stages", type=int, default=5, help="chained stages per record (default 5)")
-    parser.add_argument("--lazy-records", type=int, default=5, help="records in lazybig (default 5)")
-    parser.add_argument("--lazy-mb", type=int, default=200, help="MiB per Lazy object (default 200)")
+    parser.add_argument(
+        "--stages", type=int, default=5, help="chained stages per record (default 5)"
+    )
+    parser.add_argument(
+        "--lazy-records", type=int, default=5, help="records in lazybig (default 5)"
+    )
+    parser.add_argument(
+        "--lazy-mb", type=int, default=200, help="MiB per Lazy object (default 200)"
+    )
     parser.add_argument("--skip-lazy", action="store_true", help="skip the memory benchmark")
-    parser.add_argument("--repeat", type=int, default=1, help="repeat cold+cached K times (default 1)")
-    parser.add_argument("--keep", action="store_true", help="keep the temp project and print its path")
-    parser.add_argument("--tmpdir", default=None,
-                        help="where to create the temp project (default: tempfile's default, "
-                        "e.g. /tmp; try /dev/shm to take the disk out of the figures)")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="repeat cold+cached K times (default 1)"
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the temp project and print its path"
+    )
+    parser.add_argument(
+        "--tmpdir",
+        default=None,
+        help="where to create the temp project (default: tempfile's default, "
+        "e.g. /tmp; try /dev/shm to take the disk out of the figures)",
+    )
     opts = parser.parse_args()
     if opts.records < 1 or opts.stages < 1 or opts.lazy_records < 1 or opts.lazy_mb < 1:
         parser.error("counts and sizes must be positive")
@@ -268,8 +291,11 @@ def main() -> None:
     project = make_project(opts.records, opts.stages, opts.lazy_records, opts.lazy_mb, opts.tmpdir)
     try:
         # Compile the package's bytecode once so no timed run pays for it.
-        run_checked([sys.executable, "-c", "import curifactory_cli.cli, curifactory_cli.runner"],
-                    project, "warm-up import")
+        run_checked(
+            [sys.executable, "-c", "import curifactory_cli.cli, curifactory_cli.runner"],
+            project,
+            "warm-up import",
+        )
         help_times = bench_help(project)
         synthetic = bench_synthetic(project, opts.records, opts.stages, max(1, opts.repeat))
         memory = None if opts.skip_lazy else bench_memory(project, opts.lazy_records, opts.lazy_mb)
@@ -283,17 +309,27 @@ def main() -> None:
     help_median = statistics.median(help_times)
     nodes = opts.records * opts.stages
     print()
-    print(f"machine: {os.cpu_count()} cores, Python {platform.python_version()} "
-          f"({platform.python_implementation()}), {platform.system()} {platform.machine()}")
+    print(
+        f"machine: {os.cpu_count()} cores, Python {platform.python_version()} "
+        f"({platform.python_implementation()}), {platform.system()} {platform.machine()}"
+    )
     print(f"project dir: {project.parent} ({filesystem(project.parent)})")
     print(f"synthetic: {opts.records} records x {opts.stages} stages = {nodes} nodes (JsonCacher)")
     print()
     rows = [
-        ("cold run (empty cache)", fmt_times(synthetic["cold"]), f"< {COLD_TARGET_S:g} s",
-         verdict(cold < COLD_TARGET_S)),
+        (
+            "cold run (empty cache)",
+            fmt_times(synthetic["cold"]),
+            f"< {COLD_TARGET_S:g} s",
+            verdict(cold < COLD_TARGET_S),
+        ),
         ("  per node", f"{cold / nodes * 1e3:.3f} ms", "", ""),
-        ("cached re-run", fmt_times(synthetic["cached"]), f"< {CACHED_TARGET_S:g} s",
-         verdict(cached < CACHED_TARGET_S)),
+        (
+            "cached re-run",
+            fmt_times(synthetic["cached"]),
+            f"< {CACHED_TARGET_S:g} s",
+            verdict(cached < CACHED_TARGET_S),
+        ),
         ("  per node", f"{cached / nodes * 1e3:.3f} ms", "", ""),
         ("curi --help (median of 5)", f"{help_median:.3f} s", "", ""),
     ]
@@ -303,11 +339,19 @@ def main() -> None:
             ("  baseline (imports) RSS", mib(memory["baseline"]), "", ""),
             ("  one object", mib(memory["object"]), "", ""),
             ("  peak RSS, cold run", mib(memory["peak_cold"]), "", ""),
-            ("  peak / (baseline + object)", f"{memory['ratio']:.3f}", f"< {MEMORY_TARGET:g}",
-             verdict(memory["ratio"] < MEMORY_TARGET)),
+            (
+                "  peak / (baseline + object)",
+                f"{memory['ratio']:.3f}",
+                f"< {MEMORY_TARGET:g}",
+                verdict(memory["ratio"] < MEMORY_TARGET),
+            ),
             ("  peak RSS, cached re-run", mib(memory["peak_cached"]), "", ""),
-            ("  wall time cold / cached", f"{memory['cold_s']:.2f} s / {memory['cached_s']:.2f} s",
-             "", ""),
+            (
+                "  wall time cold / cached",
+                f"{memory['cold_s']:.2f} s / {memory['cached_s']:.2f} s",
+                "",
+                "",
+            ),
         ]
     widths = [max(len(r[c]) for r in rows) for c in range(4)]
     header = ("measure", "value", "target", "")

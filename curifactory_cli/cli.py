@@ -139,6 +139,15 @@ def run(
     except (CurifactoryError, KeyboardInterrupt) as exc:
         if isinstance(reporter, report.LiveReporter):
             reporter.close()
+        if as_json:  # CI still gets a document on stdout
+            error = {
+                "message": getattr(exc, "message", "interrupted"),
+                "hint": getattr(exc, "hint", None),
+                "exit_code": int(exit_code_for(exc)),
+            }
+            console.out(
+                json.dumps({"experiment": experiment, "ok": False, "error": error}, indent=2)
+            )
         raise _fail(exc) from None
     if result.error is not None:
         _fail(result.error)

@@ -104,6 +104,14 @@ def list_param_files(root: Path) -> list[Listed]:
     return out
 
 
+def _show(path: Path, root: Path) -> str:
+    """A path as the user would type it: relative to the project when inside it."""
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
+
+
 def _ensure_importable(root: Path) -> None:
     text = str(root)
     if text not in sys.path:
@@ -121,7 +129,7 @@ def import_experiment(root: Path, name: str) -> ModuleType:
     if not path.is_file() or ".." in rel.split("/"):
         available = [e.name for e in list_experiments(root)]
         raise DiscoveryError(
-            f"no experiment named {name!r} in {root / EXPERIMENTS_DIR}",
+            f"no experiment named {name!r} in {EXPERIMENTS_DIR}/",
             hint=close_matches_hint(name, available, "experiments", "`curi ls` lists them"),
         )
     _ensure_importable(root)
@@ -136,12 +144,13 @@ def import_experiment(root: Path, name: str) -> ModuleType:
         module = importlib.import_module(module_name)
     except Exception as exc:
         raise ExperimentImportError(
-            f"experiment {clean!r} ({path}) failed to import: {type(exc).__name__}: {exc}",
+            f"experiment {clean!r} ({_show(path, root)}) failed to import: "
+            f"{type(exc).__name__}: {exc}",
             exc,
         ) from exc
     if not callable(getattr(module, "run", None)):
         raise DiscoveryError(
-            f"experiment {clean!r} ({path}) has no run(param_sets, manager) function",
+            f"experiment {clean!r} ({_show(path, root)}) has no run(param_sets, manager) function",
             hint="define `def run(param_sets, manager):` that calls your stages.",
         )
     return module
@@ -160,7 +169,8 @@ def resolve_param_file(root: Path, spec: str) -> Path:
             return candidate
     available = [p.name.rsplit(".", 1)[0] for p in list_param_files(root)]
     raise DiscoveryError(
-        f"no parameter file {spec!r} (looked for {', '.join(str(c) for c in candidates[:4])})",
+        f"no parameter file {spec!r} (looked for "
+        f"{', '.join(_show(c, root) for c in candidates[:4])})",
         hint=close_matches_hint(Path(spec).stem, available, "parameter files", "`curi ls`"),
     )
 

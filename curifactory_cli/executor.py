@@ -583,7 +583,7 @@ def format_user_traceback(exc: BaseException) -> str:
 
     package_dir = curifactory_cli.__path__[0]
     tb = traceback.extract_tb(exc.__traceback__)
-    frames = [f for f in tb if not f.filename.startswith(package_dir)]
+    frames = [f for f in tb if not f.filename.startswith((package_dir, "<frozen importlib"))]
     lines = ["Traceback (most recent call last):\n", *traceback.format_list(frames)]
     lines.extend(traceback.format_exception_only(type(exc), exc))
     return "".join(lines)

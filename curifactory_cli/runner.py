@@ -223,7 +223,7 @@ def load_param_sets(root: Path, module: ModuleType, options: RunOptions) -> list
                     "define get_params() in the experiment.",
                 ) from None
     for spec in specs:
-        path = discovery.resolve_param_file(root, spec)
+        path = _display_path(discovery.resolve_param_file(root, spec))
         if path.suffix == ".py":
             param_module = discovery.import_param_module(root, path)
             sources.append(_sets_from_get_params(param_module, str(path), overrides))
@@ -257,6 +257,14 @@ def load_param_sets(root: Path, module: ModuleType, options: RunOptions) -> list
     for param_set in selected:
         param_set.hash  # noqa: B018 - hash now, so a bad value fails before any stage runs
     return selected
+
+
+def _display_path(path: Path) -> Path:
+    """Relative to the working directory when inside it, so messages read like the command."""
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        return path
 
 
 def _sets_from_get_params(

@@ -80,6 +80,11 @@ class CacheStore:
         """Create the cache dir (with a `.gitignore`) and check it is writable, once."""
         if self._prepared or self.dry:
             return
+        if self.root.exists() and not self.root.is_dir():
+            raise CacheError(
+                f"cache path {self.root} is a file, not a directory",
+                hint="choose a directory with --cache DIR.",
+            )
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             ignore = self.root / ".gitignore"

@@ -87,7 +87,7 @@ def run(param_sets, manager):
         total(cf.Record(manager, p))
 '''
 
-FAIL_BROKEN = '''
+FAIL_BROKEN = """
 import curifactory_cli as cf
 from curifactory_cli.caching import JsonCacher
 
@@ -110,7 +110,7 @@ def third(record, b):
 def run(param_sets, manager):
     for p in param_sets:
         third(second(first(cf.Record(manager, p))))
-'''
+"""
 
 FAIL_FIXED = FAIL_BROKEN.replace('raise ValueError("boom from second")', "return a * 10")
 
@@ -157,13 +157,30 @@ def cache_json(cli, *args: str) -> dict:
     ("args", "expected"),
     [
         ((), ["run", "ls", "cache"]),
-        (("run",), ["--names", "--indices", "--set", "--overwrite", "--overwrite-stage", "--dry",
-                    "--cache", "--lazy", "--ignore-lazy", "--no-progress", "--quiet", "--json"]),
+        (
+            ("run",),
+            [
+                "--names",
+                "--indices",
+                "--set",
+                "--overwrite",
+                "--overwrite-stage",
+                "--dry",
+                "--cache",
+                "--lazy",
+                "--ignore-lazy",
+                "--no-progress",
+                "--quiet",
+                "--json",
+            ],
+        ),
         (("ls",), ["--json"]),
         (("cache",), ["ls", "clear"]),
         (("cache", "ls"), ["--experiment", "--stage", "--params", "--cache", "--json"]),
-        (("cache", "clear"), ["--experiment", "--stage", "--params", "--cache", "--yes",
-                              "--dry-run", "--json"]),
+        (
+            ("cache", "clear"),
+            ["--experiment", "--stage", "--params", "--cache", "--yes", "--dry-run", "--json"],
+        ),
     ],
 )
 def test_help_lists_options(cli, args, expected):
@@ -171,13 +188,19 @@ def test_help_lists_options(cli, args, expected):
     assert result.exit_code == 0, result.output
     assert "Usage:" in result.output
     for option in expected:
-        assert re.search(rf"(?<![\w-]){re.escape(option)}(?![\w-])", result.output), (option, result.output)
+        assert re.search(rf"(?<![\w-]){re.escape(option)}(?![\w-])", result.output), (
+            option,
+            result.output,
+        )
 
 
 def test_python_m_help_in_subprocess(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "curifactory_cli", "--help"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
     assert "Usage:" in proc.stdout
@@ -194,11 +217,13 @@ def test_importing_the_cli_loads_no_heavy_or_user_modules(tmp_path):
         "import sys\n"
         "import curifactory_cli\n"
         "import curifactory_cli.cli\n"
-        "bad = [m for m in ('pandas', 'numpy', 'experiments', 'experiments.touchy') if m in sys.modules]\n"
+        "heavy = ('pandas', 'numpy', 'experiments', 'experiments.touchy')\n"
+        "bad = [m for m in heavy if m in sys.modules]\n"
         "print('LOADED=' + ','.join(bad))\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0, proc.stderr
     assert "LOADED=\n" in proc.stdout, proc.stdout
     assert not (tmp_path / "IMPORTED").exists()
@@ -250,13 +275,18 @@ def test_ls_json_shape(project, cli):
     experiments = {e["name"]: e for e in data["experiments"]}
     assert set(experiments) == {"bomb", "count", "sub/deep"}
     assert experiments["count"] == {
-        "name": "count", "path": "experiments/count.py",
-        "description": "Count numbers, then total them.", "has_get_params": False,
+        "name": "count",
+        "path": "experiments/count.py",
+        "description": "Count numbers, then total them.",
+        "has_get_params": False,
     }
     assert experiments["sub/deep"]["path"] == "experiments/sub/deep.py"
     params = {p["name"]: p for p in data["params"]}
-    assert params["p.yaml"] == {"name": "p.yaml", "path": "params/p.yaml",
-                                "description": "Four sizes for the count experiment"}
+    assert params["p.yaml"] == {
+        "name": "p.yaml",
+        "path": "params/p.yaml",
+        "description": "Four sizes for the count experiment",
+    }
     assert params["pp.py"]["description"] == "Typed sets written in Python."
     assert not (project.root / "IMPORTED_MARKER").exists()
 
@@ -408,10 +438,16 @@ def test_run_no_progress_prints_plain_lines(project, cli):
     result = cli("run", "count", "params/p.yaml", "--no-progress")
     assert result.exit_code == 0, result.output
     lines = [line.strip() for line in result.output.splitlines()]
-    assert any(re.fullmatch(r"executed\s+load \[a\] \d+\.\d+s", line) for line in lines), result.output
-    assert any(re.fullmatch(r"executed\s+total \[d\] \d+\.\d+s", line) for line in lines), result.output
+    assert any(re.fullmatch(r"executed\s+load \[a\] \d+\.\d+s", line) for line in lines), (
+        result.output
+    )
+    assert any(re.fullmatch(r"executed\s+total \[d\] \d+\.\d+s", line) for line in lines), (
+        result.output
+    )
     again = cli("run", "count", "params/p.yaml", "--no-progress")
-    assert any(re.fullmatch(r"cached\s+total \[b\]", line.strip()) for line in again.output.splitlines())
+    assert any(
+        re.fullmatch(r"cached\s+total \[b\]", line.strip()) for line in again.output.splitlines()
+    )
 
 
 def test_run_bare_params_name(project, cli):
@@ -464,11 +500,16 @@ def test_cache_ls_table(project, cli):
     header = next(line for line in lines if "experiment" in line)
     for column in ("id", "experiment", "params", "stage", "outputs", "cacher", "size"):
         assert column in header.split(), header
-    rows = [line.split() for line in lines if line.split()[:1] and re.fullmatch(r"[0-9a-f]{10}", line.split()[0])]
+    rows = [
+        line.split()
+        for line in lines
+        if line.split()[:1] and re.fullmatch(r"[0-9a-f]{10}", line.split()[0])
+    ]
     assert len(rows) == 4, result.output
     assert {(r[1], r[2], r[3], r[4], r[5]) for r in rows} == {
         ("count", name, stage, output, "JsonCacher")
-        for name in ("a", "b") for stage, output in (("load", "numbers"), ("total", "total"))
+        for name in ("a", "b")
+        for stage, output in (("load", "numbers"), ("total", "total"))
     }
     assert all(re.fullmatch(r"\d+", r[6]) and r[7] == "B" for r in rows), rows
     assert "4 entries" in result.output
@@ -584,7 +625,9 @@ def test_cache_clear_nothing_to_remove(project, cli):
 def test_stage_failure_exit_code_traceback_and_resume(project, cli):
     path = project.write("experiments/fail.py", FAIL_BROKEN)
     project.write("params/one.yaml", "- name: only\n  n: 2\n")
-    raise_line = FAIL_BROKEN.lstrip("\n").splitlines().index('    raise ValueError("boom from second")') + 1
+    raise_line = (
+        FAIL_BROKEN.lstrip("\n").splitlines().index('    raise ValueError("boom from second")') + 1
+    )
 
     result = cli("run", "fail", "one")
     assert result.exit_code == 1, result.output
@@ -608,8 +651,11 @@ def test_stage_failure_exit_code_traceback_and_resume(project, cli):
 
     project.write("experiments/fail.py", FAIL_FIXED)
     data = run_json(cli, "fail", "one")
-    assert outcomes(data) == {("first", "only"): "cached", ("second", "only"): "executed",
-                              ("third", "only"): "executed"}
+    assert outcomes(data) == {
+        ("first", "only"): "cached",
+        ("second", "only"): "executed",
+        ("third", "only"): "executed",
+    }
     assert _json_entry(data, "third") == 21
 
 
@@ -634,10 +680,14 @@ def test_stage_failure_output_is_not_hard_wrapped(project, cli):
     """Piped/CI output must keep each traceback and error line whole (grep-able)."""
     path = project.write("experiments/fail.py", FAIL_BROKEN)
     project.write("params/one.yaml", "- name: only\n  n: 2\n")
-    raise_line = FAIL_BROKEN.lstrip("\n").splitlines().index('    raise ValueError("boom from second")') + 1
+    raise_line = (
+        FAIL_BROKEN.lstrip("\n").splitlines().index('    raise ValueError("boom from second")') + 1
+    )
     result = cli("run", "fail", "one")
     assert result.exit_code == 1, result.output
     lines = [line.strip() for line in result.output.splitlines()]
     assert f'File "{path}", line {raise_line}, in second' in lines, result.output
-    assert ("error: stage 'second' failed for parameter set 'only': ValueError: boom from second"
-            in lines), result.output
+    assert (
+        "error: stage 'second' failed for parameter set 'only': ValueError: boom from second"
+        in lines
+    ), result.output
