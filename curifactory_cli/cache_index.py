@@ -142,9 +142,6 @@ def remove_entries(root: Path, entries: list[CacheEntry]) -> int:
 
 def _prune_empty_parents(directory: Path, root: Path) -> None:
     while directory.resolve() != root and directory.resolve().is_relative_to(root):
-        lineage = directory / "lineage"
-        if lineage.is_dir() and not any(p for p in directory.iterdir() if p.name != "lineage"):
-            shutil.rmtree(lineage, ignore_errors=True)
         try:
             directory.rmdir()
         except OSError:

@@ -30,7 +30,7 @@ from curifactory_cli.errors import CacheError, CurifactoryError, OutputSignature
 from curifactory_cli.graph import NOT_COMPUTED, Node, Outcome, OutputRef
 from curifactory_cli.hashing import canonical_json, digest, hash_value, param_set_representation
 from curifactory_cli.record import _CachedOutput
-from curifactory_cli.store import CorruptEntryError, Entry, write_text_atomic
+from curifactory_cli.store import CorruptEntryError, Entry
 
 if TYPE_CHECKING:
     from curifactory_cli.events import Reporter
@@ -115,6 +115,9 @@ class Executor:
         self.overwrite_stages = overwrite_stages
         self.provenance = provenance or {}
         self._pending: set[int] = set()
+        self._fresh: set[int] = set()  # nodes executed in this run
+        self._bases: dict[int, dict[str, Any]] = {}
+        self._stage_prefixes: dict[int, str] = {}
         self._repaired: set[int] = set()
 
     # ------------------------------------------------------------------ driving
@@ -140,6 +143,7 @@ class Executor:
 
     def _settle(self, node: Node) -> None:
         known = all(ref.version is not None for ref in node.upstream())
+        self._bases[node.index] = self._base_parts(node)
         node.lineage_key = self._key(node, lineage=True)
         if known:
             node.key_parts, node.key = self._data_key(node)
@@ -161,10 +165,10 @@ class Executor:
             entry = self._lookup(node)
         if entry is not None:
             self._hit(node, entry)
-        elif node.consumers == 0 or not self._entry_was_deleted(node):
-            # A leaf must run; so must a stage whose inputs changed or that never ran with
-            # this lineage. Only a stage whose entry is gone while its inputs are unchanged
-            # waits to see whether its consumers are still cached.
+        elif node.consumers == 0 or self._has_fresh_input(node):
+            # A leaf must run, and so must a stage whose inputs were just recomputed. Any
+            # other missing stage waits: its consumers may still be cached (found by
+            # lineage), and then it is not needed at all.
             self._execute(node, node.reason or "no cache entry")
         else:
             self._pending.add(node.index)
@@ -200,15 +204,13 @@ class Executor:
         return inputs
 
     def _key(self, node: Node, lineage: bool) -> str:
-        parts = self._base_parts(node)
-        parts["inputs"] = self._input_parts(node, lineage)
+        parts = {**self._bases[node.index], "inputs": self._input_parts(node, lineage)}
         if lineage:
             parts["lineage"] = True
         return digest(canonical_json(parts))
 
     def _data_key(self, node: Node) -> tuple[dict[str, Any], str]:
-        parts = self._base_parts(node)
-        parts["inputs"] = self._input_parts(node, lineage=False)
+        parts = {**self._bases[node.index], "inputs": self._input_parts(node, lineage=False)}
         return parts, digest(canonical_json(parts))
 
     def _set_derived_versions(self, node: Node) -> None:
@@ -220,24 +222,33 @@ class Executor:
     def _output_names(node: Node) -> list[str]:
         return [ref.name for ref in node.outputs]
 
-    def _entry_dir(self, node: Node, key: str) -> Path:
-        return self.store.entry_dir(self.experiment, node.record.get_hash(), node.stage.name, key)
+    def _stage_prefix(self, node: Node) -> str:
+        found = self._stage_prefixes.get(node.index)
+        if found is None:
+            found = self.store.stage_prefix(
+                self.experiment, node.record.get_hash(), node.stage.name
+            )
+            self._stage_prefixes[node.index] = found
+        return found
 
-    def _lineage_pointer(self, node: Node) -> Path:
-        stage_dir = self._entry_dir(node, "x").parent
-        return stage_dir / "lineage" / node.lineage_key[:16]
+    def _entry_dir(self, node: Node, key: str) -> str:
+        return self.store.entry_dir(self._stage_prefix(node), key)
 
     # ------------------------------------------------------------------ lookups
-    def _entry_was_deleted(self, node: Node) -> bool:
-        """Whether this exact computation (same data key) was published before."""
-        try:
-            return self._lineage_pointer(node).read_text().strip() == node.key
-        except OSError:
-            return False
+    def _has_fresh_input(self, node: Node) -> bool:
+        """Whether an input was (re)computed in this run, directly or through uncached stages."""
+        for ref in node.upstream():
+            producer = ref.node
+            if producer.index in self._fresh:
+                return True
+            if not producer.is_cached_stage and self._has_fresh_input(producer):
+                self._fresh.add(producer.index)
+                return True
+        return False
 
     def _lookup(self, node: Node) -> Entry | None:
         directory = self._entry_dir(node, node.key)
-        node.entry_dir = str(directory)
+        node.entry_dir = directory
         entry, problem = self.store.lookup(directory, node.key, self._output_names(node))
         if problem:
             self.reporter.warning(f"{node.label}: ignoring damaged cache entry: {problem}")
@@ -245,14 +256,12 @@ class Executor:
         return entry
 
     def _lookup_lineage(self, node: Node) -> Entry | None:
-        try:
-            key = self._lineage_pointer(node).read_text().strip()
-        except OSError:
+        entry = self.store.find_by_lineage(
+            self._stage_prefix(node), node.lineage_key, self._output_names(node)
+        )
+        if entry is None:
             return None
-        entry, _ = self.store.lookup(self._entry_dir(node, key), key, self._output_names(node))
-        if entry is None or entry.meta.get("lineage_key") != node.lineage_key:
-            return None
-        node.key, node.key_parts = key, entry.meta.get("key_parts")
+        node.key, node.key_parts = entry.meta["key"], entry.meta.get("key_parts")
         node.entry_dir = str(entry.directory)
         return entry
 
@@ -358,6 +367,7 @@ class Executor:
             raise
         node.outcome = Outcome.EXECUTED
         node.seconds = time.perf_counter() - started
+        self._fresh.add(node.index)
         self.reporter.node_finished(node)
 
     def _job(self, node: Node) -> StageJob:
@@ -374,7 +384,7 @@ class Executor:
             key=node.key,
             lineage_key=node.lineage_key,
             cache_root=str(self.store.root),
-            entry_dir=str(self._entry_dir(node, node.key)) if node.is_cached_stage else None,
+            entry_dir=self._entry_dir(node, node.key) if node.is_cached_stage else None,
             outputs=tuple(ref.name for ref in node.outputs),
             lazy=tuple(ref.lazy is not None for ref in node.outputs),
             cachers=tuple(node.cacher_templates) if node.is_cached_stage else None,
@@ -388,7 +398,7 @@ class Executor:
         """Publish an executed stage's staged files, then point its outputs at them."""
         for ref in node.outputs:
             ref.version = result.outputs_meta[ref.name]["version"]
-        final = Path(job.entry_dir)
+        final = job.entry_dir
         meta = self._metadata(
             node, result.outputs_meta, result.extra_files, result.compute_s, result.save_s
         )
@@ -396,12 +406,6 @@ class Executor:
             location = result.staging
         else:
             self.store.publish(result.staging, final, meta)
-            pointer = self._lineage_pointer(node)
-            try:
-                pointer.parent.mkdir(parents=True, exist_ok=True)
-                write_text_atomic(pointer, node.key)
-            except OSError:
-                pass  # the pointer only saves work later; the entry itself is committed
             location = final
         for i, ref in enumerate(node.outputs):
             cacher = self._bound_cacher(node, i, location, result.outputs_meta[ref.name], True)

@@ -152,8 +152,12 @@ class _LineError(Exception):
         self.line, self.message, self.hint = node.start_mark.line + 1, message, hint
 
 
-class _LineLoader(yaml.SafeLoader):
-    """`yaml.SafeLoader` that records line numbers; no other constructors are added."""
+# libyaml's parser when available (about 7x faster); the constructors stay the safe ones.
+_SafeBase = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _LineLoader(_SafeBase):  # type: ignore[misc,valid-type]
+    """A safe YAML loader that records line numbers; no other constructors are added."""
 
 
 def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> Iterable[_Mapping]:

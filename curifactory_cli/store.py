@@ -2,8 +2,8 @@
 
 Layout, readable by a person:
 
-    <cache>/<experiment>/<params hash[:16]>/<stage>/<key[:16]>/
-        meta.json            # written last: the commit record of the entry
+    <cache>/<experiment>/<params hash[:16]>/<stage>-<key[:16]>/
+        meta.json            # the commit record of the entry, listing every file's checksum
         <output><ext>        # files written by each output's cacher (plus its sibling files)
 
 An entry is valid only if its `meta.json` parses, names the expected key, and every file it
@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 import uuid
 from dataclasses import dataclass
@@ -69,12 +70,54 @@ class CacheStore:
     def __init__(self, root: str | os.PathLike[str], dry: bool = False) -> None:
         self.root = Path(root)
         self.dry = dry
+        self._root = str(self.root)
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._prepared = False
+        self._made: set[str] = set()
 
     # ---------------------------------------------------------------- layout
-    def entry_dir(self, experiment: str, params_hash: str, stage: str, key: str) -> Path:
-        return self.root / experiment / params_hash[:16] / stage / key[:16]
+    # Paths are plain strings on the hot path: a run builds thousands of them. Entries of one
+    # parameter set share a folder (one directory fewer to create per stage call).
+    def stage_prefix(self, experiment: str, params_hash: str, stage: str) -> str:
+        return os.path.join(self._root, experiment, params_hash[:16], stage)
+
+    @staticmethod
+    def entry_dir(stage_prefix: str, key: str) -> str:
+        return f"{stage_prefix}-{key[:16]}"
+
+    def find_by_lineage(
+        self, stage_prefix: str, lineage_key: str, outputs: list[str]
+    ) -> Entry | None:
+        """A valid entry of this stage whose lineage key matches, whatever its data key.
+
+        Used only when an upstream entry is missing, so scanning the few entries of one
+        stage of one parameter set is cheap.
+        """
+        directory, stage = os.path.split(stage_prefix)
+        try:
+            names = os.listdir(directory)
+        except OSError:
+            return None
+        for name in names:
+            if not name.startswith(stage + "-") or len(name) != len(stage) + 17:
+                continue
+            candidate = os.path.join(directory, name)
+            try:
+                with open(os.path.join(candidate, META_NAME), "rb") as infile:
+                    meta = json.loads(infile.read())
+                key = meta["key"] if meta.get("lineage_key") == lineage_key else None
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                continue
+            if key is not None:
+                entry, _ = self.lookup(candidate, key, outputs)
+                if entry is not None:
+                    return entry
+        return None
+
+    def _makedirs(self, directory: str) -> None:
+        if directory not in self._made:
+            os.makedirs(directory, exist_ok=True)
+            self._made.add(directory)
 
     def prepare(self) -> None:
         """Create the cache dir (with a `.gitignore`) and check it is writable, once."""
@@ -101,13 +144,13 @@ class CacheStore:
 
     # ---------------------------------------------------------------- reading
     def lookup(
-        self, directory: Path, key: str, outputs: list[str]
+        self, directory: str, key: str, outputs: list[str]
     ) -> tuple[Entry | None, str | None]:
         """The valid entry at `directory` for `key`, or None and why it is unusable."""
-        meta_path = directory / META_NAME
+        meta_path = os.path.join(directory, META_NAME)
         try:
-            with open(meta_path, encoding="utf-8") as infile:
-                meta = json.load(infile)
+            with open(meta_path, "rb") as infile:
+                meta = json.loads(infile.read())
         except FileNotFoundError:
             return None, None
         except (OSError, ValueError) as exc:
@@ -123,21 +166,22 @@ class CacheStore:
                 if not isinstance(output["version"], str):
                     return None, f"metadata {meta_path} is incomplete"
                 for info in output["files"]:
-                    path = directory / info["path"]
-                    if os.path.islink(path):
-                        return None, f"{path} is a symlink"
-                    if os.stat(path).st_size != info["size"]:
+                    path = os.path.join(directory, info["path"])
+                    st = os.lstat(path)
+                    if not stat.S_ISREG(st.st_mode):
+                        return None, f"{path} is not a regular file"
+                    if st.st_size != info["size"]:
                         return None, f"{path} has the wrong size (truncated or changed)"
         except FileNotFoundError as exc:
             return None, f"{exc.filename} is missing"
         except (KeyError, TypeError, AttributeError):
             return None, f"metadata {meta_path} is incomplete"
-        return Entry(directory, meta), None
+        return Entry(Path(directory), meta), None
 
-    def verify(self, directory: Path, files: list[dict[str, Any]]) -> None:
+    def verify(self, directory: str | Path, files: list[dict[str, Any]]) -> None:
         """Raise CorruptEntryError unless every file matches its recorded size and checksum."""
         for info in files:
-            path = directory / info["path"]
+            path = os.path.join(directory, info["path"])
             try:
                 ok = os.stat(path).st_size == info["size"] and file_sha256(path) == info["sha256"]
             except OSError:
@@ -185,18 +229,27 @@ class CacheStore:
             )
         return by_output
 
-    def publish(self, staging: Path, final: Path, meta: dict[str, Any]) -> None:
-        """Move a staged entry into place, then write its metadata last (the commit)."""
+    def publish(self, staging: Path, final: str, meta: dict[str, Any]) -> None:
+        """Make a staged entry visible in one atomic rename.
+
+        `meta.json` is the entry's commit record: it lists every file with its checksum, and
+        it goes into the staging folder last, so the entry appears in one step, whole.
+        """
         try:
-            final.parent.mkdir(parents=True, exist_ok=True)
-            if final.exists():
+            with open(os.path.join(staging, META_NAME), "w", encoding="utf-8") as outfile:
+                outfile.write(json.dumps(meta, separators=(",", ":"), default=str))
+            self._makedirs(os.path.dirname(final))
+            try:
+                os.replace(staging, final)
+            except OSError:
+                if not os.path.isdir(final):
+                    raise
                 # An old or damaged entry for the same key: move it aside atomically first.
                 trash = self.root / TRASH_DIR / f"{os.getpid()}-{uuid.uuid4().hex}"
-                trash.parent.mkdir(parents=True, exist_ok=True)
+                self._makedirs(str(trash.parent))
                 os.replace(final, trash)
+                os.replace(staging, final)
                 shutil.rmtree(trash, ignore_errors=True)
-            os.replace(staging, final)
-            write_json_atomic(final / META_NAME, meta)
         except OSError as exc:
             shutil.rmtree(staging, ignore_errors=True)
             raise CacheError(
@@ -208,19 +261,3 @@ class CacheStore:
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write through a unique temp file in the same folder, then rename it into place."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as outfile:
-            outfile.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    write_text_atomic(path, json.dumps(data, indent=1, default=str))

@@ -576,7 +576,7 @@ def test_cache_layout_and_meta_json_contents(project):
     directory = entry_of(result, "load", "a")
 
     rel = directory.relative_to(project.cache).parts
-    assert rel == ("chain", params_hash[:16], "load", load_node.key[:16])
+    assert rel == ("chain", params_hash[:16], f"load-{load_node.key[:16]}")
     assert sorted(p.name for p in directory.iterdir()) == ["meta.json", "numbers.json"]
 
     meta = json.loads((directory / "meta.json").read_text())

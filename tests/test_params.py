@@ -327,7 +327,7 @@ def test_malformed_flow_sequence_reports_line_and_column(write):
         - name: b
         """
     )
-    with pytest.raises(ParamsError, match=r"p\.yaml:3:\d+: expected ',' or ']'"):
+    with pytest.raises(ParamsError, match=r"p\.yaml:3:\d+: (did not find )?expected ',' or ']'"):
         load_yaml_sets(path)
 
 
