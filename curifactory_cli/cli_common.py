@@ -1,0 +1,59 @@
+"""What every `curi` command shares: consoles, common options, and error display."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from curifactory_cli.errors import (
+    CurifactoryError,
+    ExperimentImportError,
+    StageError,
+    exit_code_for,
+)
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+CacheOpt = Annotated[
+    Path | None, typer.Option("--cache", "-c", help="Cache directory (default: data/cache).")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+ExperimentFilter = Annotated[
+    str | None, typer.Option("--experiment", "-e", help="Only this experiment.")
+]
+StageFilter = Annotated[str | None, typer.Option("--stage", "-s", help="Only this stage.")]
+ParamsFilter = Annotated[
+    str | None,
+    typer.Option("--params", "-p", help="Only this parameter set (name or hash prefix)."),
+]
+
+
+def fail(exc: BaseException) -> typer.Exit:
+    """Show an error the way its kind deserves and return the exit to raise."""
+    from curifactory_cli import report
+
+    if isinstance(exc, (StageError, ExperimentImportError)):
+        from curifactory_cli.executor import format_user_traceback
+
+        report.print_traceback(err_console, format_user_traceback(exc.original))
+    if isinstance(exc, CurifactoryError):
+        report.print_error(err_console, exc.message, exc.hint)
+    elif isinstance(exc, KeyboardInterrupt):
+        report.print_error(err_console, "interrupted; finished stages stay cached")
+    else:
+        report.print_error(err_console, f"{type(exc).__name__}: {exc}")
+    return typer.Exit(code=int(exit_code_for(exc)))
+
+
+def _cache_root(cache: Path | None) -> Path:
+    return cache if cache is not None else Path("data") / "cache"
+
+
+def cache_root(cache: Path | None) -> Path:
+    return cache if cache is not None else Path("data") / "cache"
