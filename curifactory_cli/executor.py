@@ -30,7 +30,7 @@ from curifactory_cli.errors import CacheError, CurifactoryError, OutputSignature
 from curifactory_cli.graph import NOT_COMPUTED, Node, Outcome, OutputRef
 from curifactory_cli.hashing import canonical_json, digest, hash_value, param_set_representation
 from curifactory_cli.record import _CachedOutput
-from curifactory_cli.store import CorruptEntryError, Entry
+from curifactory_cli.store import INVALIDATED, CorruptEntryError, Entry
 
 if TYPE_CHECKING:
     from curifactory_cli.events import Reporter
@@ -250,7 +250,9 @@ class Executor:
         directory = self._entry_dir(node, node.key)
         node.entry_dir = directory
         entry, problem = self.store.lookup(directory, node.key, self._output_names(node))
-        if problem:
+        if problem == INVALIDATED:
+            node.reason = "invalidated by `curi cache invalidate`"
+        elif problem:
             self.reporter.warning(f"{node.label}: ignoring damaged cache entry: {problem}")
             node.reason = "cache entry damaged"
         return entry

@@ -30,6 +30,7 @@ FORMAT_VERSION = 1
 STAGING_DIR = ".staging"
 TRASH_DIR = ".trash"
 GITIGNORE = "*\n"
+INVALIDATED = "invalidated"  # lookup's reason for an entry marked by `curi cache invalidate`
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
@@ -160,6 +161,8 @@ class CacheStore:
                 return None, f"metadata {meta_path} has an unknown format"
             if meta["key"] != key:
                 return None, f"metadata {meta_path} belongs to another key"
+            if meta.get("invalidated"):
+                return None, INVALIDATED
             if sorted(meta["outputs"]) != sorted(outputs):
                 return None, f"metadata {meta_path} lists other outputs than the stage declares"
             for output in meta["outputs"].values():
