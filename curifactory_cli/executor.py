@@ -29,6 +29,7 @@ from curifactory_cli.caching import Cacheable, Lazy
 from curifactory_cli.errors import CacheError, CurifactoryError, OutputSignatureError, StageError
 from curifactory_cli.graph import NOT_COMPUTED, Node, Outcome, OutputRef
 from curifactory_cli.hashing import canonical_json, digest, hash_value, param_set_representation
+from curifactory_cli.provenance import library_versions
 from curifactory_cli.record import _CachedOutput
 from curifactory_cli.store import INVALIDATED, CorruptEntryError, Entry
 
@@ -454,6 +455,8 @@ class Executor:
                 "save_s": round(save_s, 6),
             },
             **self.provenance,
+            # Read now, not at start: stages import pandas, numpy, ... as they run.
+            "versions": library_versions(),
         }
 
     def _input_meta(self, src: OutputRef) -> dict[str, Any]:

@@ -35,7 +35,7 @@ from curifactory_cli.params import (
     parse_override,
     sets_from_objects,
 )
-from curifactory_cli.provenance import git_info, host_info, library_versions
+from curifactory_cli.provenance import git_info, host_info
 from curifactory_cli.record import ArtifactManager, Record
 from curifactory_cli.store import CacheStore
 
@@ -325,7 +325,6 @@ def run_experiment(options: RunOptions, reporter: Reporter | None = None) -> Run
             "command": list(options.command) or sys.argv,
             **host_info(),
         },
-        "versions": library_versions(),
         "git": git_info(str(root)),
     }
     executor = Executor(
