@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 class Reporter(Protocol):
     def run_started(self, graph: Graph) -> None: ...
     def node_started(self, node: Node) -> None: ...
+    def node_waiting(self, node: Node) -> None: ...  # another run holds the entry's lock
     def node_finished(self, node: Node) -> None: ...
     def warning(self, message: str) -> None: ...
     def run_finished(self, result: RunResult) -> None: ...
@@ -30,6 +31,9 @@ class NullReporter:
         pass
 
     def node_started(self, node: Node) -> None:
+        pass
+
+    def node_waiting(self, node: Node) -> None:
         pass
 
     def node_finished(self, node: Node) -> None:

@@ -17,6 +17,7 @@ executed at most once, so the cost is linear in the number of nodes.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime as dt
 import time
@@ -34,6 +35,8 @@ from curifactory_cli.record import _CachedOutput
 from curifactory_cli.store import INVALIDATED, CorruptEntryError, Entry
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from curifactory_cli.events import Reporter
     from curifactory_cli.hashing import CodeFingerprinter
     from curifactory_cli.store import CacheStore
@@ -269,9 +272,9 @@ class Executor:
         return entry
 
     # ------------------------------------------------------------------ cache hits
-    def _hit(self, node: Node, entry: Entry) -> None:
+    def _hit(self, node: Node, entry: Entry, reason: str = "cached") -> None:
         node.outcome = Outcome.CACHED
-        node.reason = "cached"
+        node.reason = reason
         node.entry_dir = str(entry.directory)
         for i, ref in enumerate(node.outputs):
             info = entry.meta["outputs"][ref.name]
@@ -351,14 +354,21 @@ class Executor:
                 self._set_derived_versions(node)
             job = self._job(node)
             node.entry_dir = job.entry_dir
-            result = execute_job(job, node.stage.fn, node.record, inputs, self.store)
-            del inputs
-            if node.is_cached_stage:
-                self._commit(node, job, result)
-            else:
-                for ref, value in zip(node.outputs, result.values):
-                    ref.value = value
-            result.values.clear()
+            with self._entry_lock(node):
+                # Another run may have published this entry while we waited for the lock.
+                recheck = node.index not in self._repaired and not self._forced(node)
+                entry = self._lookup(node) if node.is_cached_stage and recheck else None
+                if entry is not None:
+                    self._hit(node, entry, reason="cached (computed by a concurrent run)")
+                    return
+                result = execute_job(job, node.stage.fn, node.record, inputs, self.store)
+                del inputs
+                if node.is_cached_stage:
+                    self._commit(node, job, result)
+                else:
+                    for ref, value in zip(node.outputs, result.values):
+                        ref.value = value
+                result.values.clear()
         except BaseException as exc:
             if node.outcome is None:
                 node.outcome = Outcome.FAILED
@@ -372,6 +382,21 @@ class Executor:
         node.seconds = time.perf_counter() - started
         self._fresh.add(node.index)
         self.reporter.node_finished(node)
+
+    @contextlib.contextmanager
+    def _entry_lock(self, node: Node) -> Iterator[None]:
+        """Hold the entry's file lock while computing it, so concurrent runs compute it once."""
+        if not node.is_cached_stage or self.store.dry:
+            yield
+            return
+        lock = self.store.entry_lock(node.key)
+        if not lock.acquire_nowait():
+            self.reporter.node_waiting(node)
+            lock.acquire()
+        try:
+            yield
+        finally:
+            lock.release()
 
     def _job(self, node: Node) -> StageJob:
         inputs = tuple(

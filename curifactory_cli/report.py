@@ -55,6 +55,16 @@ class PlainReporter:
     def node_started(self, node: Node) -> None:
         pass
 
+    def node_waiting(self, node: Node) -> None:
+        if not self.quiet:
+            self.console.print(
+                f"{'waiting':>8}  {node.stage.name} [{node.record_name}]: another run is "
+                "computing it",
+                highlight=False,
+                markup=False,
+                soft_wrap=True,
+            )
+
     def node_finished(self, node: Node) -> None:
         if self.quiet or node.outcome is None:
             return
@@ -117,6 +127,9 @@ class LiveReporter(PlainReporter):
     def node_started(self, node: Node) -> None:
         self.stages[node.stage.name].running = node.record_name
 
+    def node_waiting(self, node: Node) -> None:
+        self.stages[node.stage.name].running = f"{node.record_name} (waiting for another run)"
+
     def node_finished(self, node: Node) -> None:
         counts = self.stages[node.stage.name]
         previous = self.outcomes.get(node.index)
@@ -125,7 +138,7 @@ class LiveReporter(PlainReporter):
         if node.outcome is not None:
             counts.by_outcome[node.outcome] += 1
             self.outcomes[node.index] = node.outcome
-        if counts.running == node.record_name:
+        if counts.running and counts.running.startswith(node.record_name):
             counts.running = None
         if node.outcome is Outcome.FAILED and self.live is not None:
             self.live.console.print(

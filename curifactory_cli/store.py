@@ -29,6 +29,7 @@ META_NAME = "meta.json"
 FORMAT_VERSION = 1
 STAGING_DIR = ".staging"
 TRASH_DIR = ".trash"
+LOCK_DIR = ".locks"
 GITIGNORE = "*\n"
 INVALIDATED = "invalidated"  # lookup's reason for an entry marked by `curi cache invalidate`
 
@@ -114,6 +115,15 @@ class CacheStore:
                 if entry is not None:
                     return entry
         return None
+
+    def entry_lock(self, key: str) -> EntryLock:
+        """The inter-process lock of one entry (a `filelock.FileLock` under `.locks/`)."""
+        directory = os.path.join(self._root, LOCK_DIR)
+        try:
+            self._makedirs(directory)
+        except OSError as exc:
+            raise CacheError(f"cannot create {directory}: {exc.strerror or exc}") from None
+        return EntryLock(os.path.join(directory, key[:32] + ".lock"))
 
     def _makedirs(self, directory: str) -> None:
         if directory not in self._made:
@@ -264,3 +274,28 @@ class CacheStore:
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
+
+
+class EntryLock:
+    """An flock-based lock: the kernel releases it if its holder dies, even by SIGKILL."""
+
+    def __init__(self, path: str) -> None:
+        from filelock import FileLock  # imported on the first miss only: cached runs skip it
+
+        self.path = path
+        self._lock = FileLock(path)
+
+    def acquire_nowait(self) -> bool:
+        from filelock import Timeout
+
+        try:
+            self._lock.acquire(timeout=0)
+        except Timeout:
+            return False
+        return True
+
+    def acquire(self) -> None:
+        self._lock.acquire()
+
+    def release(self) -> None:
+        self._lock.release()

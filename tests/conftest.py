@@ -38,9 +38,15 @@ class Project:
         return sorted(p.parent for p in self.cache.rglob("meta.json"))
 
     def snapshot(self) -> dict[str, tuple[int, int]]:
-        """Every file under the project with its size and mtime, to prove nothing changed."""
+        """Every file under the project with its size and mtime, to prove nothing changed.
+
+        Empty lock files under the cache's `.locks/` are coordination state, not cached data
+        (flock-based locks keep their file), so they are left out.
+        """
         out = {}
         for path in sorted(self.root.rglob("*")):
+            if ".locks" in path.parts and path.suffix == ".lock" and path.stat().st_size == 0:
+                continue
             if path.is_file() and "__pycache__" not in path.parts:
                 st = path.stat()
                 out[str(path.relative_to(self.root))] = (st.st_size, st.st_mtime_ns)

@@ -1,0 +1,481 @@
+"""The run registry: one SQLite database per project (`data/runs.sqlite`) recording every run.
+
+Each `curi run` adds a row when it starts (status 'running') and completes it when it ends,
+with its stage outcomes in a child table. Many `curi run` processes may share the file at
+once, so the database is in WAL mode, waits up to 30 s for locks, and numbers runs inside a
+`BEGIN IMMEDIATE` transaction. Only the standard library is used; rendering lives in
+`cli_runs.py`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import shlex
+import sqlite3
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from curifactory_cli.errors import CacheError, ConfigError
+
+REGISTRY_FILE = Path("data") / "runs.sqlite"
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_S = 30.0
+STATUSES = ("running", "complete", "error", "interrupted")
+FINAL_STATUSES = ("complete", "error", "interrupted")
+
+# Flags that make a run differ from "the same run again": dropped from the reproduce command.
+_DROP_FLAGS = frozenset({"--overwrite", "--store-full"})
+_DROP_OPTIONS = frozenset({"--overwrite-stage", "--notes"})  # each takes one value
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id            INTEGER PRIMARY KEY,
+    reference     TEXT    NOT NULL UNIQUE,
+    experiment    TEXT    NOT NULL,
+    number        INTEGER NOT NULL,
+    status        TEXT    NOT NULL,
+    started       TEXT    NOT NULL,
+    finished      TEXT,
+    duration_s    REAL,
+    command       TEXT    NOT NULL,
+    param_files   TEXT    NOT NULL,
+    param_sets    TEXT    NOT NULL,
+    git           TEXT    NOT NULL,
+    host          TEXT    NOT NULL,
+    versions      TEXT    NOT NULL,
+    notes         TEXT,
+    cache_dir     TEXT    NOT NULL,
+    dry           INTEGER NOT NULL DEFAULT 0,
+    counts        TEXT,
+    error         TEXT,
+    failed_stage  TEXT,
+    failed_record TEXT,
+    UNIQUE (experiment, number)
+);
+CREATE TABLE IF NOT EXISTS run_stages (
+    run_id   INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    position INTEGER NOT NULL,
+    stage    TEXT    NOT NULL,
+    record   TEXT    NOT NULL,
+    outcome  TEXT    NOT NULL,
+    reason   TEXT,
+    seconds  REAL,
+    key      TEXT,
+    entry    TEXT,
+    PRIMARY KEY (run_id, position)
+);
+CREATE INDEX IF NOT EXISTS runs_by_status ON runs(status);
+"""
+
+# Columns holding JSON documents; decoded when rows are read.
+_JSON_COLUMNS = ("command", "param_files", "param_sets", "git", "host", "versions", "counts")
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """The identity of a run just started: give `reference` back to `finish_run`."""
+
+    reference: str
+    number: int
+    experiment: str
+    started: str  # ISO 8601, local time with offset
+
+
+def registry_path(root: Path) -> Path:
+    """Where a project's registry lives."""
+    return root / REGISTRY_FILE
+
+
+def reproduce_command(command: list[str]) -> str:
+    """The command line that runs the same thing again: `curi` + the original arguments,
+    minus the flags that only change how (or with which notes) it ran."""
+    if not command:
+        return ""
+    args: list[str] = []
+    rest = iter(command[1:])
+    for arg in rest:
+        if arg == "--":  # everything after is positional: keep it verbatim
+            args.extend([arg, *rest])
+            break
+        name = arg.split("=", 1)[0]
+        if arg in _DROP_FLAGS:
+            continue
+        if name in _DROP_OPTIONS:
+            if "=" not in arg:
+                next(rest, None)  # the option's value is the next argument
+            continue
+        args.append(arg)
+    return shlex.join(["curi", *args])
+
+
+def make_reference(experiment: str, number: int, when: dt.datetime) -> str:
+    """`<experiment>_<n>_<YYYY-MM-DD-THHMMSS>`; '/' becomes '.' so it is one path component."""
+    return f"{_numbered(experiment, number)}_{when.strftime('%Y-%m-%d-T%H%M%S')}"
+
+
+def _numbered(experiment: str, number: int) -> str:
+    """`<experiment>_<n>`: the start of a reference, also accepted on its own by get_run."""
+    return f"{experiment.replace('/', '.').replace(chr(92), '.')}_{number}"
+
+
+class RunRegistry:
+    """Access to one registry file. Connections are short-lived (one per call) so a long
+    `curi run` holds no lock and a forked worker never inherits an open connection."""
+
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
+        self.path = Path(path)
+        self.read_only = read_only
+        if not read_only:
+            self._initialise()
+
+    # ------------------------------------------------------------------------- writing
+    def start_run(
+        self,
+        *,
+        experiment: str,
+        command: list[str],
+        param_files: list[dict],
+        param_sets: list[dict],
+        git: dict,
+        host: dict,
+        versions: dict,
+        notes: str | None,
+        cache_dir: str,
+        dry: bool,
+    ) -> RunRecord:
+        """Record a run as 'running' and give it the next number of its experiment."""
+        self._require_writable()
+        now = dt.datetime.now().astimezone()
+        started = now.isoformat(timespec="seconds")
+        with self._transaction() as conn:
+            # IMMEDIATE took the write lock, so no other process can take the same number.
+            (number,) = conn.execute(
+                "SELECT COALESCE(MAX(number), 0) + 1 FROM runs WHERE experiment = ?",
+                (experiment,),
+            ).fetchone()
+            reference = make_reference(experiment, number, now)
+            conn.execute(
+                "INSERT INTO runs (reference, experiment, number, status, started, command,"
+                " param_files, param_sets, git, host, versions, notes, cache_dir, dry)"
+                " VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    reference,
+                    experiment,
+                    number,
+                    started,
+                    _dumps(list(command)),
+                    _dumps(param_files),
+                    _dumps(param_sets),
+                    _dumps(git),
+                    _dumps(host),
+                    _dumps(versions),
+                    notes,
+                    cache_dir,
+                    int(dry),
+                ),
+            )
+        return RunRecord(reference, number, experiment, started)
+
+    def finish_run(
+        self,
+        reference: str,
+        *,
+        status: str,
+        duration_s: float,
+        counts: dict,
+        error: str | None,
+        failed_stage: str | None,
+        failed_record: str | None,
+        stages: list[dict],
+    ) -> None:
+        """Store how a run ended and what each stage call did (replacing any earlier finish)."""
+        self._require_writable()
+        if status not in FINAL_STATUSES:
+            raise ConfigError(
+                f"run status {status!r} is not a final status",
+                hint="use one of: " + ", ".join(FINAL_STATUSES),
+            )
+        finished = dt.datetime.now().astimezone().isoformat(timespec="seconds")
+        with self._transaction() as conn:
+            row = conn.execute("SELECT id FROM runs WHERE reference = ?", (reference,)).fetchone()
+            if row is None:
+                raise ConfigError(
+                    f"no run {reference!r} in the run registry {self.path}",
+                    hint="finish_run takes the reference returned by start_run.",
+                )
+            run_id = row[0]
+            conn.execute(
+                "UPDATE runs SET status = ?, finished = ?, duration_s = ?, counts = ?, error = ?,"
+                " failed_stage = ?, failed_record = ? WHERE id = ?",
+                (
+                    status,
+                    finished,
+                    float(duration_s),
+                    _dumps(counts),
+                    error,
+                    failed_stage,
+                    failed_record,
+                    run_id,
+                ),
+            )
+            conn.execute("DELETE FROM run_stages WHERE run_id = ?", (run_id,))
+            conn.executemany(
+                "INSERT INTO run_stages (run_id, position, stage, record, outcome, reason,"
+                " seconds, key, entry) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        run_id,
+                        position,
+                        s["stage"],
+                        s["record"],
+                        s["outcome"],
+                        s.get("reason"),
+                        s.get("seconds"),
+                        s.get("key"),
+                        s.get("entry"),
+                    )
+                    for position, s in enumerate(stages)
+                ],
+            )
+
+    # ------------------------------------------------------------------------- reading
+    def list_runs(
+        self, experiment: str | None = None, status: str | None = None, limit: int | None = 50
+    ) -> list[dict]:
+        """Runs newest first (without their stages), optionally filtered; `limit=None`: all."""
+        if status is not None and status not in STATUSES:
+            raise ConfigError(
+                f"unknown run status {status!r}", hint="use one of: " + ", ".join(STATUSES)
+            )
+        where, args = [], []
+        if experiment is not None:
+            # Accept both spellings of a subfolder experiment: a/b and a.b.
+            where.append("experiment IN (?, ?)")
+            args += [experiment, experiment.replace("/", ".")]
+        if status is not None:
+            where.append("status = ?")
+            args.append(status)
+        sql = "SELECT * FROM runs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id DESC"  # ids grow in start order; clock changes cannot reorder
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(int(limit))
+        with self._reader() as conn:
+            if conn is None:
+                return []
+            return [_run_dict(row) for row in conn.execute(sql, args)]
+
+    def get_run(self, reference: str) -> dict:
+        """One run with its stages, by exact reference, `<experiment>_<n>`, or unique prefix."""
+        with self._reader() as conn:
+            if conn is None:
+                raise ConfigError(
+                    f"no runs recorded yet (no run registry at {self.path})",
+                    hint="`curi run` records every run there; pass --registry PATH for another "
+                    "file.",
+                )
+            row = _find_run(conn, reference, self.path)
+            run = _run_dict(row)
+            stages = conn.execute(
+                "SELECT stage, record, outcome, reason, seconds, key, entry FROM run_stages"
+                " WHERE run_id = ? ORDER BY position",
+                (row["id"],),
+            )
+            run["stages"] = [dict(s) for s in stages]
+        return run
+
+    # ------------------------------------------------------------------------- plumbing
+    def _require_writable(self) -> None:
+        if self.read_only:
+            raise ConfigError(f"the run registry {self.path} was opened read-only")
+
+    def _initialise(self) -> None:
+        """Create the file if needed, with its schema."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CacheError(
+                f"cannot create the folder of the run registry {self.path} ({exc})",
+                hint="check the permissions of the project's data/ folder.",
+            ) from exc
+        with self._connection() as conn:
+            self._ensure_schema(conn)
+
+    def _ensure_schema(self, conn: sqlite3.Connection) -> None:
+        """Switch a new file to WAL (a persistent setting) and create the tables, once."""
+        if self._schema_version(conn) >= SCHEMA_VERSION:
+            return
+        _retry_locked(lambda: conn.execute("PRAGMA journal_mode=WAL").fetchone())
+        _retry_locked(lambda: conn.execute("BEGIN IMMEDIATE"))
+        try:
+            # IF NOT EXISTS: another process may have created them while we waited.
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def _open(self) -> sqlite3.Connection:
+        """A connection in autocommit mode (transactions are explicit) with our pragmas."""
+        if self.read_only:
+            # mode=ro never creates the database file.
+            target, uri = f"{self.path.resolve().as_uri()}?mode=ro", True
+        else:
+            target, uri = str(self.path), False
+        conn = sqlite3.connect(target, uri=uri, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        try:
+            conn.row_factory = sqlite3.Row
+            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            if not self.read_only:
+                # NORMAL is durable enough in WAL mode and avoids an fsync per commit.
+                conn.execute("PRAGMA synchronous = NORMAL")
+                conn.execute("PRAGMA foreign_keys = ON")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        """A connection closed afterwards, with sqlite errors turned into CacheError."""
+        with self._guarded():
+            conn = self._open()
+            try:
+                yield conn
+            finally:
+                conn.close()
+
+    @contextlib.contextmanager
+    def _reader(self) -> Iterator[sqlite3.Connection | None]:
+        """A connection for reading, or None when nothing was recorded yet (read-only mode
+        with no file, or a file a writer has not initialised yet)."""
+        if self.read_only and not self.path.exists():
+            yield None
+            return
+        with self._connection() as conn:
+            yield conn if self._schema_version(conn) == SCHEMA_VERSION else None
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction that holds the lock from its first statement."""
+        with self._connection() as conn:
+            # The file may have been moved aside since this registry was opened.
+            self._ensure_schema(conn)
+            _retry_locked(lambda: conn.execute("BEGIN IMMEDIATE"))
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def _schema_version(self, conn: sqlite3.Connection) -> int:
+        """The file's schema version; refuses files written by a newer curifactory_cli."""
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise CacheError(
+                f"the run registry {self.path} has schema version {version}, newer than this "
+                f"curifactory_cli understands ({SCHEMA_VERSION})",
+                hint="upgrade curifactory_cli, or move the file aside to start a new one.",
+            )
+        return version
+
+    @contextlib.contextmanager
+    def _guarded(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise _registry_error(self.path, exc) from exc
+
+
+def _retry_locked(action: Any, deadline_s: float = BUSY_TIMEOUT_S) -> Any:
+    """Run `action`, retrying while the database is locked. SQLite skips the busy handler in
+    some cases (switching to WAL, lock upgrades), so a short backoff loop covers those."""
+    deadline = time.monotonic() + deadline_s
+    delay = 0.005
+    while True:
+        try:
+            return action()
+        except sqlite3.OperationalError as exc:
+            if not _is_locked(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
+
+
+def _is_locked(exc: sqlite3.Error) -> bool:
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
+def _registry_error(path: Path, exc: sqlite3.Error) -> CacheError:
+    """Explain a sqlite failure in terms of the registry file; never repair it by deleting."""
+    if _is_locked(exc):
+        return CacheError(
+            f"the run registry {path} stayed locked for {BUSY_TIMEOUT_S:.0f} s ({exc})",
+            hint="another curi process is writing to it; try again.",
+        )
+    if "unable to open" in str(exc).lower():
+        return CacheError(
+            f"cannot open the run registry {path} ({exc})",
+            hint="check that the file and its folder exist and are readable and writable.",
+        )
+    return CacheError(
+        f"the run registry {path} is unreadable or corrupt ({exc})",
+        hint=f"move it aside (e.g. `mv {path} {path}.broken`); the next run starts a new one.",
+    )
+
+
+def _find_run(conn: sqlite3.Connection, reference: str, path: Path) -> sqlite3.Row:
+    """Resolve a reference: exact, then `<experiment>_<n>` (so `exp_1` is not `exp_10`),
+    then a unique prefix."""
+    row = conn.execute("SELECT * FROM runs WHERE reference = ?", (reference,)).fetchone()
+    if row is not None:
+        return row
+    # substr() rather than LIKE: references contain '_', a LIKE wildcard.
+    matches = conn.execute(
+        "SELECT * FROM runs WHERE substr(reference, 1, ?) = ? ORDER BY id DESC",
+        (len(reference), reference),
+    ).fetchall()
+    numbered = [m for m in matches if _numbered(m["experiment"], m["number"]) == reference]
+    if len(numbered) == 1:
+        return numbered[0]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise ConfigError(
+            f"no run {reference!r} in the run registry {path}",
+            hint="see `curi runs ls` for the references of recorded runs.",
+        )
+    shown = ", ".join(m["reference"] for m in matches[:5]) + (", ..." if len(matches) > 5 else "")
+    raise ConfigError(
+        f"run reference {reference!r} is ambiguous: it matches {len(matches)} runs ({shown})",
+        hint="give more of the reference; see `curi runs ls`.",
+    )
+
+
+def _run_dict(row: sqlite3.Row) -> dict[str, Any]:
+    """A run row as plain JSON-ready data, with the derived reproduce command."""
+    run = dict(row)
+    run.pop("id", None)
+    for column in _JSON_COLUMNS:
+        if run.get(column) is not None:
+            run[column] = json.loads(run[column])
+    run["dry"] = bool(run["dry"])
+    run["reproduce"] = reproduce_command(run["command"])
+    return run
+
+
+def _dumps(value: Any) -> str:
+    # default=str: provenance may hold Paths or other simple objects; never fail a run over it.
+    return json.dumps(value, default=str, sort_keys=True)
