@@ -32,7 +32,7 @@ from curifactory_cli.graph import NOT_COMPUTED, Node, Outcome, OutputRef
 from curifactory_cli.hashing import canonical_json, digest, hash_value, param_set_representation
 from curifactory_cli.provenance import library_versions
 from curifactory_cli.record import _CachedOutput
-from curifactory_cli.store import INVALIDATED, CorruptEntryError, Entry
+from curifactory_cli.store import INVALIDATED, CorruptEntryError, Entry, fault_point
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -593,6 +593,7 @@ def _save_outputs(
             ) from exc
         if job.lazy[i]:
             values[i] = None  # drop the object as soon as it is on disk
+    fault_point("after-data")
     files = store.describe_files(result.staging, list(job.outputs))
     for name, cacher in zip(job.outputs, cachers):
         own = files[name]

@@ -13,6 +13,7 @@ lists exists with the recorded size; checksums are verified before any file is l
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import os
 import shutil
@@ -32,6 +33,34 @@ TRASH_DIR = ".trash"
 LOCK_DIR = ".locks"
 GITIGNORE = "*\n"
 INVALIDATED = "invalidated"  # lookup's reason for an entry marked by `curi cache invalidate`
+
+
+# Test hook: `CURI_FAULT=<point>` makes the process die (as if killed) at that step of a
+# publish, so the fault-injection tests can prove no crash point leaves a loadable bad entry.
+FAULT_ENV = "CURI_FAULT"
+FAULT_POINTS = ("after-data", "before-meta", "mid-meta", "before-rename", "after-rename")
+SIGNING_ENV = "CURI_CACHE_KEY"
+
+
+def fault_point(point: str) -> None:
+    if os.environ.get(FAULT_ENV) == point:
+        os._exit(86)
+
+
+def _signing_key() -> bytes | None:
+    secret = os.environ.get(SIGNING_ENV)
+    return secret.encode() if secret else None
+
+
+def entry_signature(meta: dict[str, Any], secret: bytes) -> str:
+    """HMAC-SHA256 over the entry's key and every file's checksum (what loading trusts)."""
+    files = {
+        name: sorted((f["path"], f["sha256"]) for f in output["files"])
+        for name, output in meta["outputs"].items()
+    }
+    extra = sorted((f["path"], f["sha256"]) for f in meta.get("extra_files") or [])
+    payload = json.dumps([meta["key"], files, extra], sort_keys=True, separators=(",", ":"))
+    return hmac.new(secret, payload.encode(), hashlib.sha256).hexdigest()
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
@@ -173,6 +202,11 @@ class CacheStore:
                 return None, f"metadata {meta_path} belongs to another key"
             if meta.get("invalidated"):
                 return None, INVALIDATED
+            secret = _signing_key()
+            if secret is not None and not hmac.compare_digest(
+                str(meta.get("signature", "")), entry_signature(meta, secret)
+            ):
+                return None, f"entry {directory} is not signed with this {SIGNING_ENV}"
             if sorted(meta["outputs"]) != sorted(outputs):
                 return None, f"metadata {meta_path} lists other outputs than the stage declares"
             for output in meta["outputs"].values():
@@ -248,10 +282,20 @@ class CacheStore:
         `meta.json` is the entry's commit record: it lists every file with its checksum, and
         it goes into the staging folder last, so the entry appears in one step, whole.
         """
+        secret = _signing_key()
+        if secret is not None:
+            meta = {**meta, "signature": entry_signature(meta, secret)}
         try:
+            fault_point("before-meta")
+            text = json.dumps(meta, separators=(",", ":"), default=str)
             with open(os.path.join(staging, META_NAME), "w", encoding="utf-8") as outfile:
-                outfile.write(json.dumps(meta, separators=(",", ":"), default=str))
+                if os.environ.get(FAULT_ENV) == "mid-meta":
+                    outfile.write(text[: len(text) // 2])
+                    outfile.flush()
+                    fault_point("mid-meta")
+                outfile.write(text)
             self._makedirs(os.path.dirname(final))
+            fault_point("before-rename")
             try:
                 os.replace(staging, final)
             except OSError:
@@ -263,6 +307,7 @@ class CacheStore:
                 os.replace(final, trash)
                 os.replace(staging, final)
                 shutil.rmtree(trash, ignore_errors=True)
+            fault_point("after-rename")
         except OSError as exc:
             shutil.rmtree(staging, ignore_errors=True)
             raise CacheError(

@@ -1,0 +1,248 @@
+"""`curi runs ...`: read the run registry (data/runs.sqlite). Never creates or writes it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shlex
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from curifactory_cli.cli_common import ExperimentFilter, JsonOpt, console, fail
+from curifactory_cli.errors import CurifactoryError
+from curifactory_cli.registry import RunRegistry, registry_path
+
+runs_app = typer.Typer(
+    help="The run registry: every curi run, its status and provenance.", no_args_is_help=True
+)
+
+RegistryOpt = Annotated[
+    Path | None,
+    typer.Option("--registry", help="Registry file (default: data/runs.sqlite)."),
+]
+
+STATUS_STYLE = {
+    "running": "yellow",
+    "complete": "green",
+    "error": "bold red",
+    "interrupted": "magenta",
+}
+OUTCOME_STYLE = {"executed": "green", "cached": "cyan", "skipped": "dim", "failed": "bold red"}
+
+
+@runs_app.command("ls")
+def runs_ls(
+    experiment: ExperimentFilter = None,
+    status: Annotated[
+        str | None,
+        typer.Option(
+            "--status", help="Only runs with this status: running, complete, error, interrupted."
+        ),
+    ] = None,
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, help="Show at most this many runs (newest first).")
+    ] = 50,
+    registry: RegistryOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List recorded runs, newest first."""
+    path = _registry_path(registry)
+    try:
+        runs = _open(path).list_runs(experiment=experiment, status=status, limit=limit)
+    except CurifactoryError as exc:
+        raise fail(exc) from None
+    if as_json:
+        console.out(json.dumps({"registry": str(path), "runs": runs}, indent=2))
+        return
+    if not runs:
+        filtered = experiment is not None or status is not None
+        console.print(
+            "no runs match the filters" if filtered else f"no runs recorded yet in {path}",
+            markup=False,
+        )
+        return
+    console.print(_runs_table(runs))
+
+
+@runs_app.command("show")
+def runs_show(
+    reference: Annotated[
+        str, typer.Argument(help="A run reference, `<experiment>_<n>`, or a unique prefix.")
+    ],
+    registry: RegistryOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show one run: status, error, parameters, command, provenance and its stages."""
+    path = _registry_path(registry)
+    try:
+        run = _open(path).get_run(reference)
+    except CurifactoryError as exc:
+        raise fail(exc) from None
+    if as_json:
+        console.out(json.dumps(run, indent=2))
+        return
+    _print_run(run)
+
+
+# ------------------------------------------------------------------------------ helpers
+def _registry_path(registry: Path | None) -> Path:
+    """The project is the current directory, as for every other curi command."""
+    return registry if registry is not None else registry_path(Path.cwd())
+
+
+def _open(path: Path) -> RunRegistry:
+    return RunRegistry(path, read_only=True)  # read-only: listing must not create the file
+
+
+def _runs_table(runs: list[dict]) -> Table:
+    table = Table(box=None, show_edge=False, pad_edge=False)
+    for column in ("reference", "status", "started", "duration", "exec", "cached", "skip"):
+        justify = "right" if column in ("duration", "exec", "cached", "skip") else "left"
+        table.add_column(column, justify=justify, no_wrap=column == "reference")
+    table.add_column("notes", max_width=30, no_wrap=True, overflow="ellipsis")
+    table.add_column("command", max_width=50, no_wrap=True, overflow="ellipsis")
+    for run in runs:
+        counts = run.get("counts") or {}
+        table.add_row(
+            Text(run["reference"]),
+            _status_text(run["status"]),
+            _when(run["started"]),
+            _duration(run.get("duration_s")),
+            *(
+                str(counts.get(k, "-")) if counts else "-"
+                for k in ("executed", "cached", "skipped")
+            ),
+            Text(_first_line(run.get("notes"))),
+            Text(_short_command(run.get("command") or [])),
+        )
+    return table
+
+
+def _print_run(run: dict) -> None:
+    """Key/value lines, then the stage calls as a table."""
+    fields: list[tuple[str, Any]] = [
+        ("reference", Text(run["reference"], style="bold")),
+        ("status", _status_text(run["status"])),
+        ("experiment", run["experiment"]),
+        ("started", _when(run["started"])),
+        ("finished", _when(run.get("finished"))),
+        ("duration", _duration(run.get("duration_s"))),
+        ("counts", _counts_text(run.get("counts"))),
+    ]
+    if run.get("error"):
+        fields.append(("error", Text(run["error"], style="red")))
+    if run.get("failed_stage"):
+        fields.append(("failed at", f"{run['failed_stage']} [{run.get('failed_record') or '?'}]"))
+    if run.get("notes"):
+        fields.append(("notes", run["notes"]))
+    fields += [
+        ("command", shlex.join(run.get("command") or []) or "-"),
+        ("reproduce", run.get("reproduce") or "-"),
+        ("git", _git_text(run.get("git") or {})),
+        ("host", _host_text(run.get("host") or {})),
+        ("versions", ", ".join(f"{k} {v}" for k, v in (run.get("versions") or {}).items()) or "-"),
+        ("cache", run.get("cache_dir") or "-"),
+    ]
+    if run.get("dry"):
+        fields.append(("dry", "yes"))
+    for label, value in fields:
+        line = Text(f"{label:>10}  ", style="dim")
+        line.append(value if isinstance(value, Text) else Text(str(value)))
+        console.print(line, soft_wrap=True)
+    _print_params(run)
+    _print_stages(run.get("stages") or [])
+
+
+def _print_params(run: dict) -> None:
+    files = run.get("param_files") or []
+    sets = run.get("param_sets") or []
+    if files:
+        console.print(Text("param files", style="bold"))
+        for f in files:
+            names = ", ".join(f"{s['name']} ({str(s.get('hash', ''))[:10]})" for s in f["sets"])
+            console.print(Text(f"  {f['path']}: {names or '-'}"), soft_wrap=True)
+    if sets:
+        console.print(Text("param sets", style="bold"))
+        for s in sets:
+            source = f"  from {s['source']}" if s.get("source") else ""
+            console.print(Text(f"  {s['name']}  {s.get('hash', '')}{source}"), soft_wrap=True)
+
+
+def _print_stages(stages: list[dict]) -> None:
+    if not stages:
+        console.print(Text("no stage calls recorded", style="dim"))
+        return
+    table = Table(box=None, show_edge=False, pad_edge=False, title="stages", title_justify="left")
+    for column in ("stage", "record", "outcome", "time", "entry", "reason"):
+        table.add_column(column, justify="right" if column == "time" else "left")
+    for s in stages:
+        outcome = s.get("outcome") or "?"
+        seconds = s.get("seconds")
+        table.add_row(
+            Text(s["stage"]),
+            Text(s["record"]),
+            Text(outcome, style=OUTCOME_STYLE.get(outcome, "")),
+            f"{seconds:.2f}s" if outcome == "executed" and seconds is not None else "",
+            Text(s.get("entry") or ""),
+            Text(s.get("reason") or "", style="dim"),
+        )
+    console.print(table)
+
+
+def _status_text(status: str) -> Text:
+    return Text(status, style=STATUS_STYLE.get(status, ""))
+
+
+def _when(iso: str | None) -> str:
+    """ISO timestamp as local 'YYYY-MM-DD HH:MM:SS'."""
+    if not iso:
+        return "-"
+    try:
+        return dt.datetime.fromisoformat(iso).strftime("%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        return iso
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def _counts_text(counts: dict | None) -> str:
+    if not counts:
+        return "-"
+    return ", ".join(f"{v} {k}" for k, v in counts.items() if v) or "nothing ran"
+
+
+def _git_text(git: dict) -> str:
+    commit = git.get("commit")
+    if not commit:
+        return "not a git repository"
+    return f"{commit[:12]}" + (" (uncommitted changes)" if git.get("dirty") else "")
+
+
+def _host_text(host: dict) -> str:
+    parts = [str(host[k]) for k in ("host", "platform") if host.get(k)]
+    if host.get("pid"):
+        parts.append(f"pid {host['pid']}")
+    return ", ".join(parts) or "-"
+
+
+def _first_line(text: str | None) -> str:
+    return (text or "").strip().splitlines()[0] if (text or "").strip() else ""
+
+
+def _short_command(command: list[str]) -> str:
+    """`curi run exp params.yaml`: the program path adds nothing in a listing."""
+    return shlex.join(["curi", *command[1:]]) if command else "-"
