@@ -252,7 +252,9 @@ class Lineage:
         groups: dict[str, dict[str, Any]] = {}
         for name, ref in input_refs(entry.meta):
             rel = ref.get("entry")
-            group_key = rel if isinstance(rel, str) else f"memory:{ref.get('stage')}:{ref.get('record')}"
+            group_key = (
+                rel if isinstance(rel, str) else f"memory:{ref.get('stage')}:{ref.get('record')}"
+            )
             node = groups.get(group_key)
             if node is None:
                 node = groups[group_key] = self._upstream_node(rel, ref)

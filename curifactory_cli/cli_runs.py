@@ -65,7 +65,7 @@ def runs_ls(
             markup=False,
         )
         return
-    console.print(_runs_table(runs))
+    console.print(_runs_table(runs, console.width))
 
 
 @runs_app.command("show")
@@ -98,28 +98,62 @@ def _open(path: Path) -> RunRegistry:
     return RunRegistry(path, read_only=True)  # read-only: listing must not create the file
 
 
-def _runs_table(runs: list[dict]) -> Table:
-    table = Table(box=None, show_edge=False, pad_edge=False)
-    for column in ("reference", "status", "started", "duration", "exec", "cached", "skip"):
-        justify = "right" if column in ("duration", "exec", "cached", "skip") else "left"
-        table.add_column(column, justify=justify, no_wrap=column == "reference")
-    table.add_column("notes", max_width=30, no_wrap=True, overflow="ellipsis")
-    table.add_column("command", max_width=50, no_wrap=True, overflow="ellipsis")
-    for run in runs:
-        counts = run.get("counts") or {}
-        table.add_row(
-            Text(run["reference"]),
-            _status_text(run["status"]),
-            _when(run["started"]),
-            _duration(run.get("duration_s")),
-            *(
-                str(counts.get(k, "-")) if counts else "-"
-                for k in ("executed", "cached", "skipped")
-            ),
-            Text(_first_line(run.get("notes"))),
-            Text(_short_command(run.get("command") or [])),
+def _runs_table(runs: list[dict], width: int) -> Table:
+    """One line per run. The reference, status, duration and counts always show; started,
+    notes and command are added while they fit in `width` (they are all in `runs show`),
+    because rich would otherwise squeeze every column into unreadable ellipses."""
+    columns: dict[str, list[Text]] = {
+        "reference": [Text(r["reference"]) for r in runs],
+        "status": [_status_text(r["status"]) for r in runs],
+        "duration": [Text(_duration(r.get("duration_s"))) for r in runs],
+    }
+    for key, header in (("executed", "exec"), ("cached", "cached"), ("skipped", "skip")):
+        columns[header] = [Text(_count(r.get("counts"), key)) for r in runs]
+    used = sum(_width(h, cells) for h, cells in columns.items()) + _GAP * (len(columns) - 1)
+    optional = {
+        "started": [Text(_when(r["started"])) for r in runs],
+        "notes": [Text(_first_line(r.get("notes"))) for r in runs],
+        "command": [Text(_short_command(r.get("command") or [])) for r in runs],
+    }
+    widths: dict[str, int] = {}
+    for header, cells in optional.items():
+        if header == "notes" and not any(c.plain for c in cells):
+            continue  # no run has notes: no empty column
+        wanted = min(_width(header, cells), _MAX_WIDTH.get(header, 10_000))
+        room = width - used - _GAP
+        if room < min(wanted, _MIN_WIDTH):
+            continue
+        widths[header] = min(wanted, room)
+        used += widths[header] + _GAP
+    table = Table(box=None, show_edge=False, pad_edge=False, padding=(0, _GAP, 0, 0))
+    order = ["reference", "status", "started", "duration", "exec", "cached", "skip"]
+    shown = [h for h in [*order, "notes", "command"] if h in columns or h in widths]
+    for header in shown:
+        table.add_column(
+            header,
+            justify="right" if header in _RIGHT else "left",
+            no_wrap=True,
+            overflow="ellipsis",
+            width=widths.get(header),
         )
+    cells = columns | optional
+    for i in range(len(runs)):
+        table.add_row(*(cells[h][i] for h in shown))
     return table
+
+
+_GAP = 2  # spaces between columns
+_RIGHT = ("duration", "exec", "cached", "skip")
+_MAX_WIDTH = {"notes": 30, "command": 60}
+_MIN_WIDTH = 12  # narrower than this, an optional column is left out rather than cut
+
+
+def _width(header: str, cells: list[Text]) -> int:
+    return max([len(header), *(c.cell_len for c in cells)])
+
+
+def _count(counts: dict | None, key: str) -> str:
+    return str(counts.get(key, 0)) if counts else "-"
 
 
 def _print_run(run: dict) -> None:

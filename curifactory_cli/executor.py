@@ -120,6 +120,7 @@ class Executor:
         self.provenance = provenance or {}
         self._pending: set[int] = set()
         self._fresh: set[int] = set()  # nodes executed in this run
+        self._warned: set[str] = set()
         self._bases: dict[int, dict[str, Any]] = {}
         self._stage_prefixes: dict[int, str] = {}
         self._repaired: set[int] = set()
@@ -257,8 +258,10 @@ class Executor:
         if problem == INVALIDATED:
             node.reason = "invalidated by `curi cache invalidate`"
         elif problem:
-            self.reporter.warning(f"{node.label}: ignoring damaged cache entry: {problem}")
-            node.reason = "cache entry damaged"
+            if directory not in self._warned:  # the re-check under the lock finds it again
+                self._warned.add(directory)
+                self.reporter.warning(f"{node.label}: ignoring cache entry: {problem}")
+            node.reason = f"cache entry unusable: {problem}"
         return entry
 
     def _lookup_lineage(self, node: Node) -> Entry | None:

@@ -1,0 +1,340 @@
+"""Loading one cached output for `curi cache dump`, summarizing it and exporting it.
+
+An output is loaded only after every one of its files matched the size and sha256 its
+metadata recorded when it was cached. That matters most for pickles: unpickling runs code,
+so a pickle is only loaded when its checksum matches the metadata this tool wrote.
+
+Loading goes through the cacher class the metadata names (importing it, which for a custom
+cacher imports the user's module); nothing here renders: `cli_cache` does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import os
+import pickle
+import pprint
+import reprlib
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from curifactory_cli import cache_index
+from curifactory_cli.cache_index import CacheEntry
+from curifactory_cli.errors import CacheError, ConfigError
+
+PICKLE_RULE = "pickles are only loaded when their checksum matches the metadata this tool wrote"
+MAX_LINES = 200  # of a pretty-printed value; --out exports everything
+MAX_CHARS = 20_000
+_BIG = 10_000  # containers longer than this are summarized by reprlib, not pretty-printed
+
+
+# ------------------------------------------------------------------------- loading
+def pick_output(entry: CacheEntry, output: str | None) -> str:
+    names = list(entry.outputs)
+    if output is None:
+        if len(names) == 1:
+            return names[0]
+        raise ConfigError(
+            f"entry {entry.short_id} ({entry.label()}) has {len(names)} outputs: "
+            + ", ".join(names),
+            hint="name the one to show: `curi cache dump ENTRY OUTPUT`.",
+        )
+    if output not in entry.outputs:
+        raise ConfigError(
+            f"entry {entry.short_id} ({entry.label()}) has no output {output!r}",
+            hint="its outputs: " + (", ".join(names) or "none") + ".",
+        )
+    return output
+
+
+def is_pickle(info: dict[str, Any]) -> bool:
+    cacher = str(info.get("cacher", ""))
+    return cacher.rsplit(".", 1)[-1] == "PickleCacher" or any(
+        str(f.get("path", "")).endswith(".pkl") for f in info.get("files") or []
+    )
+
+
+def verified_files(entry: CacheEntry, output: str) -> list[dict[str, Any]]:
+    """The output's file records, after checking every file against its recorded sha256."""
+    info = entry.outputs[output]
+    files = info.get("files") or []
+    what = f"output {output!r} of entry {entry.short_id} ({entry.label()})"
+    pickled = is_pickle(info)
+    hint = (
+        f"{PICKLE_RULE}: a changed pickle could run any code. "
+        if pickled
+        else "the file changed after it was cached. "
+    ) + "`curi cache verify --fix` removes damaged entries; the next run recomputes them."
+    if not files:
+        raise CacheError(f"refusing to load {what}: its metadata lists no files", hint=hint)
+    for check in cache_index.check_files(entry, output):
+        if check.status == "missing":
+            raise CacheError(f"refusing to load {what}: {check.path} is missing", hint=hint)
+        if check.status != "ok":
+            raise CacheError(
+                f"refusing to load {what}: checksum mismatch for {check.path} ({check.detail})",
+                hint=hint,
+            )
+    return files
+
+
+def load_output(entry: CacheEntry, output: str) -> Any:
+    """The output's value, loaded by its cacher once its files are verified."""
+    info = entry.outputs[output]
+    files = verified_files(entry, output)
+    cacher = make_cacher(str(info.get("cacher", "")), entry, output, files)
+    from curifactory_cli.caching import PickleCacher
+
+    if type(cacher) is PickleCacher:
+        return _load_pickle(Path(cacher.path), files, output)
+    try:
+        return cacher.load()
+    except Exception as exc:
+        raise CacheError(
+            f"{type(cacher).__name__} could not load output {output!r} of entry "
+            f"{entry.short_id}: {type(exc).__name__}: {exc}",
+            hint="the cacher's load() raised; is its library installed in this environment?",
+        ) from None
+
+
+def _load_pickle(path: Path, files: list[dict[str, Any]], output: str) -> Any:
+    # Unpickle the very bytes whose checksum is checked, so the file cannot change in between.
+    info = next((f for f in files if f.get("path") == path.name), None)
+    data = path.read_bytes()
+    if info is None or hashlib.sha256(data).hexdigest() != info.get("sha256"):
+        raise CacheError(
+            f"refusing to load {path}: checksum mismatch",
+            hint=f"{PICKLE_RULE}.",
+        )
+    try:
+        return pickle.loads(data)
+    except Exception as exc:
+        raise CacheError(
+            f"cannot unpickle output {output!r}: {type(exc).__name__}: {exc}",
+            hint="the classes it refers to must be importable from the current directory.",
+        ) from None
+
+
+def cacher_class(dotted: str) -> type:
+    """Import `package.module.Class` (the metadata's cacher type)."""
+    parts = dotted.split(".")
+    if not dotted.startswith("curifactory_cli.") and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # custom cachers live in the project's modules
+    for i in range(len(parts) - 1, 0, -1):
+        module_name = ".".join(parts[:i])
+        try:
+            obj: Any = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
+                continue  # no such module: the class may be nested one level up
+            raise _import_error(dotted, exc) from None
+        except Exception as exc:
+            raise _import_error(dotted, exc) from None
+        try:
+            for attr in parts[i:]:
+                obj = getattr(obj, attr)
+        except AttributeError as exc:
+            raise _import_error(dotted, exc) from None
+        if isinstance(obj, type):
+            return obj
+        break
+    raise _import_error(dotted, None)
+
+
+def _import_error(dotted: str, exc: BaseException | None) -> CacheError:
+    why = f": {type(exc).__name__}: {exc}" if exc else ""
+    return CacheError(
+        f"cannot import the cacher {dotted!r}{why}",
+        hint="run this from the project folder, in the environment the experiment ran in.",
+    )
+
+
+def make_cacher(dotted: str, entry: CacheEntry, output: str, files: list[dict[str, Any]]) -> Any:
+    """A cacher of the recorded type, pointed at the entry's files for `output`."""
+    from curifactory_cli.caching import Cacheable
+
+    cls = cacher_class(dotted)
+    try:
+        cacher = cls()
+    except TypeError:
+        # A cacher with required arguments: its extension is what follows the output name.
+        cacher = cls.__new__(cls)
+        extension = min((str(f["path"])[len(output) :] for f in files), key=len)
+        Cacheable.__init__(cacher, extension)
+    if hasattr(cacher, "_bind"):
+        cacher._bind(str(entry.directory), output)
+    else:
+        cacher.path = os.path.join(entry.directory, output + getattr(cacher, "extension", ""))
+    info = entry.outputs[output]
+    cacher.extra_metadata = dict(info.get("extra") or {})
+    cacher.metadata = info
+    cacher.stage = entry.stage
+    return cacher
+
+
+# ------------------------------------------------------------------------- describing
+def as_frame(obj: Any) -> Any:
+    """`obj` as a pandas DataFrame if it is a DataFrame or Series, else None.
+
+    Checked by type name so that pandas is never imported for other objects.
+    """
+    module = type(obj).__module__
+    if not module.startswith("pandas"):
+        return None
+    name = type(obj).__name__
+    if name == "DataFrame":
+        return obj
+    if name == "Series":
+        return obj.to_frame()
+    return None
+
+
+def is_json(obj: Any) -> bool:
+    from curifactory_cli.caching import _json_problem
+
+    return _json_problem(obj) is None
+
+
+def type_name(obj: Any) -> str:
+    cls = type(obj)
+    return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__name__}"
+
+
+def frame_parts(frame: Any, rows: int) -> tuple[Any, Any | None]:
+    """The first and last `rows` rows; the tail is None when everything fits in the head."""
+    rows = max(rows, 0)
+    if len(frame) <= 2 * rows:
+        return frame, None
+    return frame.head(rows), frame.tail(rows)
+
+
+def summary(obj: Any, rows: int) -> dict[str, Any]:
+    """A JSON-able description of a loaded value (for `cache dump --json`)."""
+    frame = as_frame(obj)
+    if frame is not None:
+        head, tail = frame_parts(frame, rows)
+        return {
+            "kind": "dataframe",
+            "type": type_name(obj),
+            "shape": list(frame.shape),
+            "columns": [str(c) for c in frame.columns],
+            "dtypes": {str(c): str(t) for c, t in frame.dtypes.items()},
+            "head": _split(head),
+            "tail": _split(tail) if tail is not None else None,
+            "omitted_rows": len(frame) - len(head) - (len(tail) if tail is not None else 0),
+        }
+    if is_json(obj):
+        return {"kind": "json", "type": type_name(obj), "value": obj}
+    text, cut = readable_repr(obj)
+    return {"kind": "object", "type": type_name(obj), "repr": text, "truncated": cut}
+
+
+def _split(part: Any) -> dict[str, Any]:
+    data = json.loads(part.to_json(orient="split", date_format="iso", default_handler=str))
+    return {"index": data["index"], "rows": data["data"]}
+
+
+def preview_cells(part: Any) -> list[list[str]]:
+    """Rows of display strings, the index first (floats to 6 significant digits)."""
+    return [[_cell(i), *(_cell(v) for v in row)] for i, row in zip(part.index, part.to_numpy())]
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float) or type(value).__name__.startswith("float"):
+        return f"{float(value):.6g}"
+    return str(value)
+
+
+def pretty_json(obj: Any) -> tuple[str, int]:
+    return _truncate(json.dumps(obj, indent=2, ensure_ascii=False, default=str))
+
+
+def readable_repr(obj: Any) -> tuple[str, int]:
+    """A pretty-printed repr, cut to MAX_LINES lines; returns it and how many lines were cut."""
+    try:
+        size = len(obj) if isinstance(obj, (list, tuple, dict, set, frozenset)) else 0
+        if size > _BIG:
+            short = reprlib.Repr()
+            short.maxlist = short.maxtuple = short.maxdict = short.maxset = 50
+            short.maxlevel, short.maxstring, short.maxother = 4, 200, 200
+            text = short.repr(obj)
+        else:
+            text = pprint.pformat(obj, width=100, sort_dicts=False)
+    except Exception as exc:
+        text = f"<{type_name(obj)}: repr() raised {type(exc).__name__}: {exc}>"
+    return _truncate(text)
+
+
+def _truncate(text: str) -> tuple[str, int]:
+    lines = text.splitlines()
+    cut = max(0, len(lines) - MAX_LINES)
+    text = "\n".join(lines[:MAX_LINES])
+    if len(text) > MAX_CHARS:
+        text = text[:MAX_CHARS] + " …"
+        cut = max(cut, 1)
+    return text, cut
+
+
+# ------------------------------------------------------------------------- exporting
+EXPORT_FORMATS = {"dataframe": (".csv", ".json", ".parquet"), "json": (".json",)}
+
+
+def export(obj: Any, target: Path, force: bool = False) -> str:
+    """Write `obj` to `target` in the format its suffix names; returns that format."""
+    if target.exists() and not force:
+        raise ConfigError(
+            f"refusing to overwrite {target}",
+            hint="pass --force to replace it, or choose another file.",
+        )
+    suffix = target.suffix.lower()
+    frame = as_frame(obj)
+    if frame is not None:
+        if suffix not in EXPORT_FORMATS["dataframe"]:
+            raise ConfigError(
+                f"cannot export a DataFrame as {suffix or 'a file without extension'}",
+                hint="use a .csv, .json or .parquet file name.",
+            )
+        if suffix == ".parquet":
+            import importlib.util
+
+            if importlib.util.find_spec("pyarrow") is None:
+                raise ConfigError(
+                    "exporting parquet needs pyarrow, which is not installed",
+                    hint="`pip install pyarrow`, or export to .csv or .json.",
+                )
+        writers = {
+            ".csv": lambda p: frame.to_csv(p),
+            ".json": lambda p: frame.to_json(p, orient="records", indent=2, date_format="iso"),
+            ".parquet": lambda p: frame.to_parquet(p, engine="pyarrow"),
+        }
+        _write_atomically(target, writers[suffix])
+        return suffix[1:]
+    if suffix == ".json" and is_json(obj):
+        text = json.dumps(obj, indent=2, ensure_ascii=False) + "\n"
+        _write_atomically(target, lambda p: Path(p).write_text(text, encoding="utf-8"))
+        return "json"
+    raise ConfigError(
+        f"cannot export a {type_name(obj)} to {target.name}",
+        hint="DataFrames export to .csv, .json or .parquet; plain JSON values to .json.",
+    )
+
+
+def _write_atomically(target: Path, write: Any) -> None:
+    # A failed export never leaves a half-written file, nor damages one passed with --force.
+    directory = target.parent if str(target.parent) else Path(".")
+    if not directory.is_dir():
+        raise ConfigError(f"cannot write {target}: folder {directory} does not exist")
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{target.name}-", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {target}: {exc.strerror or exc}") from None
+    finally:
+        Path(tmp).unlink(missing_ok=True)
