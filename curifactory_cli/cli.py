@@ -9,13 +9,16 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from curifactory_cli.cli_cache import cache_app
 from curifactory_cli.cli_common import CacheOpt, JsonOpt, console, err_console, fail
 from curifactory_cli.errors import CurifactoryError, ExitCode, exit_code_for
+
+if TYPE_CHECKING:
+    from curifactory_cli.runner import RunOptions
 
 app = typer.Typer(
     name="curi",
@@ -28,56 +31,51 @@ app = typer.Typer(
 app.add_typer(cache_app, name="cache")
 
 
-@app.command()
-def run(
-    experiment: Annotated[str, typer.Argument(help="Experiment name: experiments/NAME.py.")],
-    params: Annotated[
-        list[str] | None,
-        typer.Argument(help="Parameter files: paths, or names in params/ (YAML or Python)."),
-    ] = None,
-    names: Annotated[
-        list[str] | None, typer.Option("--names", "-n", help="Only the sets with these names.")
-    ] = None,
-    indices: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--indices", help="Only these set positions in each file: 0,2 or 0-3 (3 excluded)."
-        ),
-    ] = None,
-    sets: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--set", help="Override a parameter in every set: key=value (dotted keys nest)."
-        ),
-    ] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Recompute every stage.")] = False,
-    overwrite_stage: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--overwrite-stage", help="Recompute this stage (and whatever its new outputs change)."
-        ),
-    ] = None,
-    dry: Annotated[
-        bool, typer.Option("--dry", help="Read the cache but write nothing at all.")
-    ] = False,
-    cache: CacheOpt = None,
-    lazy: Annotated[bool, typer.Option("--lazy", help="Treat every output as Lazy.")] = False,
-    ignore_lazy: Annotated[
-        bool, typer.Option("--ignore-lazy", help="Keep Lazy outputs in memory.")
-    ] = False,
-    no_progress: Annotated[
-        bool, typer.Option("--no-progress", help="Plain lines instead of a live display.")
-    ] = False,
-    quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="Print only warnings and errors.")
-    ] = False,
-    as_json: JsonOpt = False,
-) -> None:
-    """Run EXPERIMENT once per parameter set, reusing every valid cached stage."""
-    from curifactory_cli import report
-    from curifactory_cli.runner import RunOptions, run_experiment
+ExperimentArg = Annotated[str, typer.Argument(help="Experiment name: experiments/NAME.py.")]
+ParamsArg = Annotated[
+    list[str] | None,
+    typer.Argument(help="Parameter files: paths, or names in params/ (YAML or Python)."),
+]
+NamesOpt = Annotated[
+    list[str] | None, typer.Option("--names", "-n", help="Only the sets with these names.")
+]
+IndicesOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--indices", help="Only these set positions in each file: 0,2 or 0-3 (3 excluded)."
+    ),
+]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override a parameter in every set: key=value (dotted keys nest)."),
+]
+OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Recompute every stage.")]
+OverwriteStageOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--overwrite-stage", help="Recompute this stage (and whatever its new outputs change)."
+    ),
+]
+LazyOpt = Annotated[bool, typer.Option("--lazy", help="Treat every output as Lazy.")]
+IgnoreLazyOpt = Annotated[bool, typer.Option("--ignore-lazy", help="Keep Lazy outputs in memory.")]
 
-    options = RunOptions(
+
+def _options(
+    experiment: str,
+    params: list[str] | None,
+    names: list[str] | None,
+    indices: list[str] | None,
+    sets: list[str] | None,
+    overwrite: bool,
+    overwrite_stage: list[str] | None,
+    cache: Path | None,
+    lazy: bool,
+    ignore_lazy: bool,
+    dry: bool = False,
+) -> RunOptions:
+    from curifactory_cli.runner import RunOptions
+
+    return RunOptions(
         experiment=experiment,
         params=tuple(params or ()),
         names=tuple(names or ()),
@@ -91,6 +89,54 @@ def run(
         ignore_lazy=ignore_lazy,
         command=tuple(sys.argv),
     )
+
+
+@app.command()
+def run(
+    experiment: ExperimentArg,
+    params: ParamsArg = None,
+    names: NamesOpt = None,
+    indices: IndicesOpt = None,
+    sets: SetOpt = None,
+    overwrite: OverwriteOpt = False,
+    overwrite_stage: OverwriteStageOpt = None,
+    dry: Annotated[
+        bool, typer.Option("--dry", help="Read the cache but write nothing at all.")
+    ] = False,
+    cache: CacheOpt = None,
+    lazy: LazyOpt = False,
+    ignore_lazy: IgnoreLazyOpt = False,
+    plan: Annotated[
+        bool, typer.Option("--plan", help="Only show what would run and why (as `curi plan`).")
+    ] = False,
+    no_progress: Annotated[
+        bool, typer.Option("--no-progress", help="Plain lines instead of a live display.")
+    ] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Print only warnings and errors.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run EXPERIMENT once per parameter set, reusing every valid cached stage."""
+    from curifactory_cli import report
+    from curifactory_cli.runner import run_experiment
+
+    options = _options(
+        experiment,
+        params,
+        names,
+        indices,
+        sets,
+        overwrite,
+        overwrite_stage,
+        cache,
+        lazy,
+        ignore_lazy,
+        dry,
+    )
+    if plan:
+        _show_plan(options, as_json)
+        return
     out = err_console if as_json else console
     if quiet or as_json or no_progress or not console.is_terminal:
         reporter: report.PlainReporter = report.PlainReporter(
@@ -120,6 +166,57 @@ def run(
     elif not quiet:
         report.print_summary(console, result)
     raise typer.Exit(code=int(ExitCode.OK if result.ok else exit_code_for(result.error)))
+
+
+@app.command("plan")
+def plan_command(
+    experiment: ExperimentArg,
+    params: ParamsArg = None,
+    names: NamesOpt = None,
+    indices: IndicesOpt = None,
+    sets: SetOpt = None,
+    overwrite: OverwriteOpt = False,
+    overwrite_stage: OverwriteStageOpt = None,
+    cache: CacheOpt = None,
+    lazy: LazyOpt = False,
+    ignore_lazy: IgnoreLazyOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show what `curi run` would do for each stage of each parameter set, and why.
+
+    Writes nothing and loads no artifact. Each stage is cached, will run (with the reason:
+    not computed yet, code changed, parameters changed, input data changed, forced, entry
+    unusable, ...), may run (only if an upstream re-run changes its outputs), or is skipped
+    because nothing that runs needs it.
+    """
+    options = _options(
+        experiment,
+        params,
+        names,
+        indices,
+        sets,
+        overwrite,
+        overwrite_stage,
+        cache,
+        lazy,
+        ignore_lazy,
+    )
+    _show_plan(options, as_json)
+
+
+def _show_plan(options: RunOptions, as_json: bool) -> None:
+    from curifactory_cli import report
+    from curifactory_cli.planner import headline
+    from curifactory_cli.runner import plan_experiment
+
+    try:
+        result = plan_experiment(options)
+    except CurifactoryError as exc:
+        raise fail(exc) from None
+    if as_json:
+        console.out(json.dumps(result.to_json(), indent=2))
+        return
+    report.print_plan(console, headline(result.plans), result.plans)
 
 
 @app.command("ls")

@@ -121,7 +121,8 @@ def _runs_table(runs: list[dict], width: int) -> Table:
             continue  # no run has notes: no empty column
         wanted = min(_width(header, cells), _MAX_WIDTH.get(header, 10_000))
         room = width - used - _GAP
-        if room < min(wanted, _MIN_WIDTH):
+        # A cut timestamp is useless; notes and a command still say something when cut.
+        if room < (wanted if header == "started" else min(wanted, _MIN_WIDTH)):
             continue
         widths[header] = min(wanted, room)
         used += widths[header] + _GAP
@@ -184,9 +185,10 @@ def _print_run(run: dict) -> None:
     if run.get("dry"):
         fields.append(("dry", "yes"))
     for label, value in fields:
-        line = Text(f"{label:>10}  ", style="dim")
-        line.append(value if isinstance(value, Text) else Text(str(value)))
-        console.print(line, soft_wrap=True)
+        text = value if isinstance(value, Text) else Text(str(value))
+        # Multi-line notes and errors stay in the value column.
+        text = Text("\n" + " " * 12).join(text.split("\n"))
+        console.print(Text(f"{label:>10}  ", style="dim") + text, soft_wrap=True)
     _print_params(run)
     _print_stages(run.get("stages") or [])
 

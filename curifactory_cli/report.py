@@ -187,6 +187,29 @@ def print_summary(console: Console, result: RunResult) -> None:
     console.print(line, highlight=False, soft_wrap=True)
 
 
+_PLAN_STYLE = {"cached": "cyan", "run": "green", "maybe": "yellow", "skipped": "dim"}
+
+
+def print_plan(console: Console, title: str, plans: list) -> None:
+    """One row per (record, stage) node: what will happen and why."""
+    console.print(Text(title, style="bold"), soft_wrap=True)
+    table = Table(box=None, show_edge=False, pad_edge=False)
+    for column in ("parameter set", "stage", "plan", "why"):
+        table.add_column(column)
+    previous = None
+    for item in plans:
+        record = item.node.record_name
+        value = item.plan.value if item.plan else "skipped"
+        table.add_row(
+            record if record != previous else "",
+            item.node.stage.name,
+            Text(value, style=_PLAN_STYLE.get(value, "")),
+            item.reason if value != "cached" else "",
+        )
+        previous = record
+    console.print(table)
+
+
 def print_error(console: Console, message: str, hint: str | None = None) -> None:
     # soft_wrap: long paths and messages must stay copy-pasteable, not hard-wrapped.
     console.print(Text.assemble(("error: ", "bold red"), message), highlight=False, soft_wrap=True)

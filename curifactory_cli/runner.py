@@ -282,11 +282,20 @@ def _sets_from_get_params(
 
 
 # ---------------------------------------------------------------------------------- running
-def run_experiment(options: RunOptions, reporter: Reporter | None = None) -> RunResult:
-    """Load, trace and execute one experiment. Raises CurifactoryError for setup problems;
-    a failing stage is returned as `result.error` (a StageError)."""
-    started = time.perf_counter()
-    reporter = reporter or NullReporter()
+@dataclass
+class Prepared:
+    """An experiment loaded and traced: everything a run or a plan starts from."""
+
+    root: Path
+    experiment: str
+    param_sets: list[ParamSet]
+    manager: ArtifactManager
+    cache_dir: Path
+    results: Any  # what the experiment's run() returned
+
+
+def prepare(options: RunOptions) -> Prepared:
+    """Import the experiment, load and validate its parameters, trace its run() once."""
     root = Path(options.root or os.getcwd()).resolve()
     module = discovery.import_experiment(root, options.experiment)
     param_sets = load_param_sets(root, module, options)
@@ -306,10 +315,7 @@ def run_experiment(options: RunOptions, reporter: Reporter | None = None) -> Run
         cache_path=str(cache_dir),
         param_hashes={id(p.params): p.hash for p in param_sets},
     )
-    run_id = f"{experiment}_{dt.datetime.now().strftime('%Y-%m-%d-T%H%M%S')}_{uuid.uuid4().hex[:6]}"
-    result = RunResult(experiment, run_id, param_sets, manager.records, manager.graph, cache_dir)
     results = _trace(module, manager, param_sets)
-    result.results = results
     stage_names = manager.graph.stage_names()
     for name in options.overwrite_stages:
         if name not in stage_names:
@@ -317,6 +323,61 @@ def run_experiment(options: RunOptions, reporter: Reporter | None = None) -> Run
                 f"--overwrite-stage {name!r}: the experiment has no stage of that name",
                 hint=close_matches_hint(name, stage_names, "stages", "see the experiment"),
             )
+    return Prepared(root, experiment, param_sets, manager, cache_dir, results)
+
+
+@dataclass
+class PlanResult:
+    experiment: str
+    param_sets: list[ParamSet]
+    plans: list[Any]  # planner.NodePlan, in traced order
+    cache_dir: Path
+    warnings: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        from curifactory_cli.planner import headline, summarize
+
+        return {
+            "experiment": self.experiment,
+            "summary": headline(self.plans),
+            "counts": summarize(self.plans),
+            "param_sets": [{"name": p.name, "hash": p.hash} for p in self.param_sets],
+            "nodes": [item.to_json() for item in self.plans],
+            "warnings": self.warnings,
+        }
+
+
+def plan_experiment(options: RunOptions) -> PlanResult:
+    """What `run_experiment(options)` would do and why, without executing or loading anything."""
+    from curifactory_cli.planner import Planner
+
+    prepared = prepare(options)
+    reporter = NullReporter()
+    planner = Planner(
+        store=CacheStore(prepared.cache_dir, dry=True),
+        experiment=prepared.experiment,
+        fingerprinter=CodeFingerprinter(prepared.root),
+        reporter=reporter,
+        overwrite=options.overwrite,
+        overwrite_stages=frozenset(options.overwrite_stages),
+    )
+    plans = planner.plan(prepared.manager.graph.nodes)
+    return PlanResult(
+        prepared.experiment, prepared.param_sets, plans, prepared.cache_dir, reporter.warnings
+    )
+
+
+def run_experiment(options: RunOptions, reporter: Reporter | None = None) -> RunResult:
+    """Load, trace and execute one experiment. Raises CurifactoryError for setup problems;
+    a failing stage is returned as `result.error` (a StageError)."""
+    started = time.perf_counter()
+    reporter = reporter or NullReporter()
+    prepared = prepare(options)
+    root, experiment, manager = prepared.root, prepared.experiment, prepared.manager
+    param_sets, cache_dir = prepared.param_sets, prepared.cache_dir
+    run_id = f"{experiment}_{dt.datetime.now().strftime('%Y-%m-%d-T%H%M%S')}_{uuid.uuid4().hex[:6]}"
+    result = RunResult(experiment, run_id, param_sets, manager.records, manager.graph, cache_dir)
+    result.results = prepared.results
     store = CacheStore(cache_dir, dry=options.dry)
     provenance = {
         "run": {

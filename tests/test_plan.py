@@ -1,0 +1,189 @@
+"""`curi plan` tells the truth: it agrees with what `curi run` then does."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from curifactory_cli.graph import Outcome
+from curifactory_cli.planner import Plan
+from curifactory_cli.runner import RunOptions, plan_experiment
+
+PIPELINE = """
+import random
+import curifactory_cli as cf
+from curifactory_cli.caching import JsonCacher, PickleCacher
+
+
+@cf.stage(outputs=["raw"], cachers=[JsonCacher])
+def load(record):
+    return list(range(record.params.n))
+
+
+@cf.stage(inputs=["raw"], outputs=["scaled"], cachers=[JsonCacher])
+def scale(record, raw):
+    # a comment
+    return [x * record.params.factor for x in raw]
+
+
+@cf.stage(inputs=["scaled"], outputs=["memo"])
+def describe(record, scaled):
+    return {"n": len(scaled)}
+
+
+@cf.stage(inputs=["scaled", "memo"], outputs=["total"], cachers=[PickleCacher])
+def total(record, scaled, memo):
+    return sum(scaled) + memo["n"]
+
+
+@cf.aggregate(inputs=["total"], outputs=["grand"], cachers=[JsonCacher])
+def grand(record, records, total):
+    return sum(total.values())
+
+
+def run(param_sets, manager):
+    for p in param_sets:
+        total(describe(scale(load(cf.Record(manager, p)))))
+    grand(cf.Record(manager, None))
+"""
+
+PARAMS = "- name: a\n  n: 3\n  factor: 2\n- name: b\n  n: 4\n  factor: 3\n"
+
+
+def plan_and_run(project, **options):
+    plan = plan_experiment(
+        RunOptions("pipe", ("params/p.yaml",), root=str(project.root), **options)
+    )
+    result = project.run("pipe", "params/p.yaml", **options)
+    assert result.ok, result.error
+    outcomes = {(n.stage.name, n.record_name): n.outcome for n in result.graph.nodes}
+    planned = {(p.node.stage.name, p.node.record_name): p for p in plan.plans}
+    assert planned.keys() == outcomes.keys()
+    allowed = {
+        Plan.CACHED: {Outcome.CACHED},
+        Plan.RUN: {Outcome.EXECUTED},
+        Plan.SKIPPED: {Outcome.SKIPPED},
+        # decided by upstream data that does not exist yet
+        Plan.MAYBE: {Outcome.EXECUTED, Outcome.CACHED, Outcome.SKIPPED},
+    }
+    for node, item in planned.items():
+        assert outcomes[node] in allowed[item.plan], (node, item.plan, item.reason, outcomes[node])
+    return (
+        {k: v.plan for k, v in planned.items()},
+        {k: v.reason for k, v in planned.items()},
+        result,
+    )
+
+
+@pytest.fixture
+def pipe(project):
+    project.write("experiments/pipe.py", PIPELINE)
+    project.write("params/p.yaml", PARAMS)
+    return project
+
+
+def test_plan_of_an_empty_cache_runs_everything(pipe):
+    plans, reasons, _ = plan_and_run(pipe)
+    assert set(plans.values()) == {Plan.RUN}
+    assert reasons[("load", "a")] == "not computed yet"
+
+
+def test_plan_of_a_full_cache_is_all_cached(pipe):
+    plan_and_run(pipe)
+    plans, _, result = plan_and_run(pipe)
+    assert result.executed() == []
+    assert plans[("describe", "a")] is Plan.SKIPPED  # in memory only, nobody needs it
+    assert {p for k, p in plans.items() if k[0] != "describe"} == {Plan.CACHED}
+
+
+def test_plan_names_a_code_change_and_what_may_follow(pipe):
+    plan_and_run(pipe)
+    pipe.write(
+        "experiments/pipe.py",
+        PIPELINE.replace("x * record.params.factor", "x * record.params.factor + 1"),
+    )
+    plans, reasons, result = plan_and_run(pipe)
+    assert plans[("scale", "a")] is Plan.RUN and reasons[("scale", "a")] == "stage code changed"
+    assert plans[("total", "a")] is Plan.MAYBE
+    assert ("total", "a") in result.executed()  # its input did change
+
+
+def test_plan_of_a_comment_edit_is_all_cached(pipe):
+    plan_and_run(pipe)
+    pipe.write("experiments/pipe.py", PIPELINE.replace("# a comment", "# another comment"))
+    plans, _, result = plan_and_run(pipe)
+    assert Plan.RUN not in plans.values() and result.executed() == []
+
+
+def test_plan_names_a_parameter_change(pipe):
+    plan_and_run(pipe)
+    pipe.write("params/p.yaml", PARAMS.replace("factor: 3", "factor: 5"))
+    plans, reasons, _ = plan_and_run(pipe)
+    assert reasons[("load", "b")].startswith("parameters changed")
+    assert plans[("load", "a")] is Plan.CACHED
+    assert plans[("grand", "aggregate")] in (Plan.RUN, Plan.MAYBE)
+
+
+def test_plan_with_a_deleted_intermediate_entry_skips_it(pipe):
+    _, _, first = plan_and_run(pipe)
+    scale_a = next(n for n in first.graph.nodes if (n.stage.name, n.record_name) == ("scale", "a"))
+    shutil.rmtree(scale_a.entry_dir)
+    plans, reasons, result = plan_and_run(pipe)
+    assert (
+        plans[("scale", "a")] is Plan.SKIPPED
+        and "nothing that runs needs it" in reasons[("scale", "a")]
+    )
+    assert result.executed() == []
+
+
+def test_plan_with_a_deleted_leaf_entry_runs_it(pipe):
+    _, _, first = plan_and_run(pipe)
+    grand = next(n for n in first.graph.nodes if n.stage.name == "grand")
+    shutil.rmtree(grand.entry_dir)
+    plans, _, result = plan_and_run(pipe)
+    assert plans[("grand", "aggregate")] is Plan.RUN
+    assert result.executed() == [("grand", "aggregate")]
+
+
+def test_plan_of_a_forced_stage(pipe):
+    plan_and_run(pipe)
+    plans, reasons, result = plan_and_run(pipe, overwrite_stages=("scale",))
+    assert reasons[("scale", "a")] == "forced by --overwrite-stage"
+    assert plans[("total", "b")] is Plan.MAYBE
+    assert sorted(result.executed()) == [("scale", "a"), ("scale", "b")]  # identical outputs
+
+
+def test_plan_of_a_forced_nondeterministic_stage(pipe):
+    pipe.write(
+        "experiments/pipe.py",
+        PIPELINE.replace(
+            "return list(range(record.params.n))",
+            "return [random.random() for _ in range(record.params.n)]",
+        ),
+    )
+    plan_and_run(pipe)
+    plans, _, result = plan_and_run(pipe, overwrite_stages=("load",))
+    assert plans[("scale", "a")] is Plan.MAYBE
+    assert ("scale", "a") in result.executed() and ("grand", "aggregate") in result.executed()
+
+
+def test_plan_cli_json_and_headline(pipe, cli):
+    assert cli("run", "pipe", "params/p.yaml", "-q").exit_code == 0
+    pipe.write("params/p.yaml", PARAMS.replace("factor: 3", "factor: 5"))
+    before = pipe.snapshot()
+    text = cli("plan", "pipe", "params/p.yaml")
+    assert text.exit_code == 0, text.output
+    assert "of 9 stages cached" in text.output and "parameters changed" in text.output
+    data = json.loads(cli("run", "pipe", "params/p.yaml", "--plan", "--json").output)
+    assert (
+        data["counts"]["cached"]
+        + data["counts"]["run"]
+        + data["counts"]["maybe"]
+        + data["counts"]["skipped"]
+        == 9
+    )
+    node = next(n for n in data["nodes"] if n["stage"] == "load" and n["record"] == "b")
+    assert node["plan"] == "run" and node["reason"] == "parameters changed"
+    assert pipe.snapshot() == before  # planning writes nothing
