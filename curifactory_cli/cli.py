@@ -6,6 +6,7 @@ Heavy modules (the runner, pandas, user code) are imported inside commands so th
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ import typer
 
 from curifactory_cli.cli_cache import cache_app
 from curifactory_cli.cli_common import CacheOpt, JsonOpt, console, err_console, fail
+from curifactory_cli.cli_runs import runs_app
 from curifactory_cli.errors import CurifactoryError, ExitCode, exit_code_for
 
 if TYPE_CHECKING:
@@ -29,6 +31,7 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 app.add_typer(cache_app, name="cache")
+app.add_typer(runs_app, name="runs")
 
 
 ExperimentArg = Annotated[str, typer.Argument(help="Experiment name: experiments/NAME.py.")]
@@ -109,6 +112,23 @@ def run(
     plan: Annotated[
         bool, typer.Option("--plan", help="Only show what would run and why (as `curi plan`).")
     ] = False,
+    notes: Annotated[
+        str | None, typer.Option("--notes", help="Notes kept with the run in the registry.")
+    ] = None,
+    store_full: Annotated[
+        bool,
+        typer.Option(
+            "--store-full",
+            help="Copy every artifact the run used, its record, log and environment into "
+            "data/runs/<reference>/.",
+        ),
+    ] = False,
+    dry_cache: Annotated[
+        bool,
+        typer.Option(
+            "--dry-cache", help="Read the cache but never write to it (the run is still recorded)."
+        ),
+    ] = False,
     no_progress: Annotated[
         bool, typer.Option("--no-progress", help="Plain lines instead of a live display.")
     ] = False,
@@ -134,6 +154,7 @@ def run(
         ignore_lazy,
         dry,
     )
+    options = dataclasses.replace(options, notes=notes, store_full=store_full, dry_cache=dry_cache)
     if plan:
         _show_plan(options, as_json)
         return
@@ -165,6 +186,8 @@ def run(
         console.out(json.dumps(result.to_json(), indent=2))
     elif not quiet:
         report.print_summary(console, result)
+        if result.store_dir is not None:
+            console.print(f"stored in {result.store_dir}", markup=False, soft_wrap=True)
     raise typer.Exit(code=int(ExitCode.OK if result.ok else exit_code_for(result.error)))
 
 

@@ -8,7 +8,6 @@ import inspect
 import os
 import sys
 import time
-import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,8 +34,9 @@ from curifactory_cli.params import (
     parse_override,
     sets_from_objects,
 )
-from curifactory_cli.provenance import git_info, host_info
+from curifactory_cli.provenance import git_info, host_info, library_versions
 from curifactory_cli.record import ArtifactManager, Record
+from curifactory_cli.registry import RunRegistry, registry_path
 from curifactory_cli.store import CacheStore
 
 if TYPE_CHECKING:
@@ -64,6 +64,9 @@ class RunOptions:
     ignore_lazy: bool = False
     root: str | None = None  # the project folder (default: the current directory)
     command: tuple[str, ...] = ()
+    notes: str | None = None
+    dry_cache: bool = False  # read the cache, never write to it (the registry is still written)
+    store_full: bool = False  # copy everything the run used into data/runs/<reference>/
 
 
 @dataclass
@@ -90,6 +93,7 @@ class RunResult:
     error: CurifactoryError | None = None
     warnings: list[str] = field(default_factory=list)
     results: Any = None  # what the experiment's run() returned
+    store_dir: Path | None = None  # the --store-full folder
 
     @property
     def ok(self) -> bool:
@@ -155,6 +159,7 @@ class RunResult:
                 "record": failed.record_name if failed else None,
             },
             "warnings": self.warnings,
+            "store_dir": str(self.store_dir) if self.store_dir else None,
         }
 
 
@@ -375,19 +380,29 @@ def run_experiment(options: RunOptions, reporter: Reporter | None = None) -> Run
     prepared = prepare(options)
     root, experiment, manager = prepared.root, prepared.experiment, prepared.manager
     param_sets, cache_dir = prepared.param_sets, prepared.cache_dir
-    run_id = f"{experiment}_{dt.datetime.now().strftime('%Y-%m-%d-T%H%M%S')}_{uuid.uuid4().hex[:6]}"
+    store = CacheStore(cache_dir, dry=options.dry or options.dry_cache)
+    if not store.dry and manager.graph.nodes:
+        store.prepare()  # an unusable cache is a setup error: no run is recorded
+    git = git_info(str(root))
+    registry = None if options.dry else RunRegistry(registry_path(root))
+    if registry is not None:
+        record = registry.start_run(
+            experiment=experiment,
+            command=list(options.command) or sys.argv,
+            param_files=_param_files(param_sets),
+            param_sets=[{"name": p.name, "hash": p.hash, "source": p.source} for p in param_sets],
+            git=git,
+            host=host_info(),
+            versions=library_versions(),
+            notes=options.notes,
+            cache_dir=str(cache_dir),
+            dry=options.dry_cache,
+        )
+        run_id = record.reference
+    else:
+        run_id = f"{experiment}_0_{dt.datetime.now().strftime('%Y-%m-%d-T%H%M%S')}"
     result = RunResult(experiment, run_id, param_sets, manager.records, manager.graph, cache_dir)
     result.results = prepared.results
-    store = CacheStore(cache_dir, dry=options.dry)
-    provenance = {
-        "run": {
-            "id": run_id,
-            "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "command": list(options.command) or sys.argv,
-            **host_info(),
-        },
-        "git": git_info(str(root)),
-    }
     executor = Executor(
         store=store,
         experiment=experiment,
@@ -395,37 +410,101 @@ def run_experiment(options: RunOptions, reporter: Reporter | None = None) -> Run
         reporter=reporter,
         overwrite=options.overwrite,
         overwrite_stages=frozenset(options.overwrite_stages),
-        provenance=provenance,
+        provenance={
+            "run": {
+                "id": run_id,
+                "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                "command": list(options.command) or sys.argv,
+                **host_info(),
+            },
+            "git": git,
+        },
     )
-    if not options.dry and manager.graph.nodes:
-        store.prepare()
-    reporter.run_started(manager.graph)
-    limit = sys.getrecursionlimit()
-    sys.setrecursionlimit(max(limit, 20_000))
+    status = "error"
     try:
-        executor.run(manager.graph.nodes)
+        reporter.run_started(manager.graph)
+        _execute(executor, result)
+        status = "complete" if result.error is None else "error"
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    finally:
+        if options.dry or options.dry_cache:
+            store.close()
+        result.seconds = time.perf_counter() - started
+        result.warnings = list(getattr(reporter, "warnings", []))
+        for node in manager.graph.nodes:
+            if node.outcome is None:
+                node.outcome = Outcome.SKIPPED
+                node.reason = "not run: the run stopped before it"
+        if registry is not None:
+            _finish(registry, result, status)
+        reporter.run_finished(result)
+    # Declaration errors found while executing (a wrong return count) are usage errors.
+    if result.error is not None and not isinstance(result.error, StageError):
+        raise result.error
+    if options.store_full and registry is not None:
+        from curifactory_cli.runstore import store_full_run
+
+        result.store_dir = store_full_run(root, result, registry)
+    return result
+
+
+def _execute(executor: Executor, result: RunResult) -> None:
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 20_000))  # chains of deferred stages recurse
+    try:
+        executor.run(result.graph.nodes)
     except StageError as exc:
         result.error = exc
-    except CurifactoryError as exc:
-        if not isinstance(exc, GraphError) or result.failed_node is None:
+    except GraphError as exc:
+        if result.failed_node is None:
             raise
         result.error = exc
     finally:
         sys.setrecursionlimit(limit)
-        if options.dry:
-            store.close()
-        result.seconds = time.perf_counter() - started
-        result.warnings = list(getattr(reporter, "warnings", []))
-    for node in manager.graph.nodes:
-        if node.outcome is None:
-            node.outcome = Outcome.SKIPPED
-            node.reason = "not run: an earlier stage failed"
-    # Re-raise declaration errors found while executing (wrong return count) as usage errors.
-    if result.error is not None and not isinstance(result.error, StageError):
-        reporter.run_finished(result)
-        raise result.error
-    reporter.run_finished(result)
-    return result
+
+
+def _param_files(param_sets: list[ParamSet]) -> list[dict[str, Any]]:
+    files: dict[str, list[dict[str, str]]] = {}
+    for p in param_sets:
+        files.setdefault(p.source, []).append({"name": p.name, "hash": p.hash})
+    return [{"path": path, "sets": sets} for path, sets in files.items()]
+
+
+def _finish(registry: RunRegistry, result: RunResult, status: str) -> None:
+    failed = result.failed_node
+    counts = result.counts()
+    registry.finish_run(
+        result.run_id,
+        status=status,
+        duration_s=round(result.seconds, 3),
+        counts={k: counts.get(k, 0) for k in ("executed", "cached", "skipped", "failed")},
+        error=None if result.error is None else result.error.message,
+        failed_stage=failed.stage.name if failed else None,
+        failed_record=failed.record_name if failed else None,
+        stages=[
+            {
+                "stage": n.stage.name,
+                "record": n.record_name,
+                "outcome": (n.outcome or Outcome.SKIPPED).value,
+                "reason": n.reason,
+                "seconds": round(n.seconds, 4),
+                "key": n.key,
+                "entry": _relative(n.entry_dir, result.cache_dir),
+            }
+            for n in result.graph.nodes
+        ],
+    )
+
+
+def _relative(path: str | None, root: Path) -> str | None:
+    if not path:
+        return None
+    try:
+        return Path(path).relative_to(root).as_posix()
+    except ValueError:
+        return path
 
 
 def _trace(module: ModuleType, manager: ArtifactManager, param_sets: list[ParamSet]) -> Any:
