@@ -90,12 +90,31 @@ def _options(
         cache_dir=str(cache) if cache else None,
         lazy=lazy,
         ignore_lazy=ignore_lazy,
-        command=tuple(sys.argv),
     )
+
+
+def _command_line(ctx: typer.Context) -> tuple[str, ...]:
+    """The command as typed, rebuilt from the parsed parameters (also right under test
+    runners, where sys.argv belongs to someone else)."""
+    words = ["curi", *ctx.command_path.split()[1:]]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if value in (None, False, ()) or value == param.default:
+            continue
+        values = value if isinstance(value, (list, tuple)) else [value]
+        if param.param_type_name == "argument":
+            words.extend(str(v) for v in values)
+        elif value is True:
+            words.append(param.opts[0])
+        else:
+            for v in values:
+                words.extend([param.opts[0], str(v)])
+    return tuple(words)
 
 
 @app.command()
 def run(
+    ctx: typer.Context,
     experiment: ExperimentArg,
     params: ParamsArg = None,
     names: NamesOpt = None,
@@ -154,7 +173,13 @@ def run(
         ignore_lazy,
         dry,
     )
-    options = dataclasses.replace(options, notes=notes, store_full=store_full, dry_cache=dry_cache)
+    options = dataclasses.replace(
+        options,
+        notes=notes,
+        store_full=store_full,
+        dry_cache=dry_cache,
+        command=_command_line(ctx),
+    )
     if plan:
         _show_plan(options, as_json)
         return

@@ -1,0 +1,126 @@
+"""The run registry as `curi run` fills it, full stores and reproduction, and interruption."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from curifactory_cli.registry import RunRegistry, registry_path
+
+EXPERIMENT = '''
+import time
+import curifactory_cli as cf
+from curifactory_cli.caching import JsonCacher
+
+@cf.stage(outputs=["x"], cachers=[JsonCacher])
+def first(record):
+    return record.params.n
+
+@cf.stage(inputs=["x"], outputs=["y"], cachers=[JsonCacher])
+def second(record, x):
+    if record.params.get("fail"):
+        raise ValueError("boom")
+    time.sleep(record.params.get("sleep", 0))
+    return x * 2
+
+def run(param_sets, manager):
+    for p in param_sets:
+        second(first(cf.Record(manager, p)))
+'''
+
+
+def setup(project, params="- name: a\n  n: 1\n- name: b\n  n: 2\n"):
+    project.write("experiments/exp.py", EXPERIMENT)
+    project.write("params/p.yaml", params)
+
+
+def registry(project):
+    return RunRegistry(registry_path(project.root), read_only=True)
+
+
+def test_runs_are_numbered_and_record_outcomes(project, cli):
+    setup(project)
+    assert cli("run", "exp", "p", "-q", "--notes", "baseline").exit_code == 0
+    assert cli("run", "exp", "p", "-q").exit_code == 0
+    runs = registry(project).list_runs()
+    assert [r["number"] for r in runs] == [2, 1]
+    first = registry(project).get_run(runs[1]["reference"])
+    assert first["status"] == "complete" and first["notes"] == "baseline"
+    assert first["counts"] == {"executed": 4, "cached": 0, "skipped": 0, "failed": 0}
+    assert runs[0]["counts"]["cached"] == 4
+    assert [s["stage"] for s in first["stages"]] == ["first", "second", "first", "second"]
+    assert first["param_files"][0]["path"].endswith("p.yaml")
+    assert first["reproduce"].startswith("curi run exp p")
+
+
+def test_cached_entries_name_the_run_that_made_them(project):
+    setup(project)
+    made = project.run("exp", "p")
+    again = project.run("exp", "p")
+    meta = json.loads((project.entries()[0] / "meta.json").read_text())
+    assert meta["run"]["id"] == made.run_id != again.run_id
+
+
+def test_failed_run_is_recorded_as_error_with_the_stage(project, cli):
+    setup(project, "- name: a\n  n: 1\n  fail: true\n")
+    result = cli("run", "exp", "p", "-q")
+    assert result.exit_code == 1
+    run = registry(project).list_runs()[0]
+    assert run["status"] == "error" and run["failed_stage"] == "second"
+    assert run["failed_record"] == "a" and "boom" in run["error"]
+
+
+def test_setup_errors_and_dry_runs_record_nothing(project, cli):
+    setup(project)
+    assert cli("run", "exp", "nope").exit_code == 2
+    assert cli("run", "exp", "p", "--dry", "-q").exit_code == 0
+    assert not registry_path(project.root).exists()
+
+
+def test_store_full_then_reproduce_executes_nothing_and_writes_nothing(project, cli):
+    setup(project)
+    result = cli("run", "exp", "p", "--store-full", "--no-progress")
+    assert result.exit_code == 0, result.output
+    (folder,) = (project.root / "data" / "runs").iterdir()
+    names = {p.name for p in folder.iterdir()}
+    assert {"artifacts", "run.json", "run.log", "requirements.txt", "platform.txt", "reproduce"} <= names
+    stored = json.loads((folder / "run.json").read_text())
+    assert stored["status"] == "complete" and "--dry-cache" in stored["reproduce"]
+    assert len(list((folder / "artifacts").rglob("meta.json"))) == 4
+    before = {p: p.stat().st_mtime_ns for p in (folder / "artifacts").rglob("*")}
+    import shutil
+
+    shutil.rmtree(project.cache)  # the stored run alone must be enough
+    args = stored["reproduce"].split()[1:]  # drop "curi"
+    again = cli(*args, "--json")
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["counts"]["executed"] == 0
+    assert {p: p.stat().st_mtime_ns for p in (folder / "artifacts").rglob("*")} == before
+    assert not project.cache.exists()
+
+
+def test_ctrl_c_exits_130_records_interrupted_and_leaves_no_partial_entry(project):
+    setup(project, "- name: a\n  n: 1\n  sleep: 30\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "curifactory_cli", "run", "exp", "p", "--no-progress"],
+        cwd=project.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.time() + 20
+    while time.time() < deadline:  # wait until the slow stage is running
+        runs = registry(project).list_runs() if registry_path(project.root).exists() else []
+        if runs and list(project.cache.glob("exp/*/first-*/meta.json")):
+            break
+        time.sleep(0.1)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "interrupted" in err
+    assert registry(project).list_runs()[0]["status"] == "interrupted"
+    assert not any((project.cache / ".staging").glob("*"))  # the half-done stage was cleaned up
+    assert not list(project.cache.glob("exp/*/second-*"))
