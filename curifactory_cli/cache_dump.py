@@ -71,6 +71,9 @@ def verified_files(entry: CacheEntry, output: str) -> list[dict[str, Any]]:
     ) + "`curi cache verify --fix` removes damaged entries; the next run recomputes them."
     if not files:
         raise CacheError(f"refusing to load {what}: its metadata lists no files", hint=hint)
+    unsigned = cache_index.signature_problem(entry)
+    if unsigned:
+        raise CacheError(f"refusing to load {what}: {unsigned}", hint=hint)
     for check in cache_index.check_files(entry, output):
         if check.status == "missing":
             raise CacheError(f"refusing to load {what}: {check.path} is missing", hint=hint)
@@ -86,6 +89,9 @@ def load_output(entry: CacheEntry, output: str) -> Any:
     """The output's value, loaded by its cacher once its files are verified."""
     info = entry.outputs[output]
     files = verified_files(entry, output)
+    if os.getcwd() not in sys.path:
+        # Custom cachers, and the classes a pickle refers to, live in the project's modules.
+        sys.path.insert(0, os.getcwd())
     cacher = make_cacher(str(info.get("cacher", "")), entry, output, files)
     from curifactory_cli.caching import PickleCacher
 
@@ -122,8 +128,6 @@ def _load_pickle(path: Path, files: list[dict[str, Any]], output: str) -> Any:
 def cacher_class(dotted: str) -> type:
     """Import `package.module.Class` (the metadata's cacher type)."""
     parts = dotted.split(".")
-    if not dotted.startswith("curifactory_cli.") and os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())  # custom cachers live in the project's modules
     for i in range(len(parts) - 1, 0, -1):
         module_name = ".".join(parts[:i])
         try:
@@ -330,11 +334,15 @@ def _write_atomically(target: Path, write: Any) -> None:
         raise ConfigError(f"cannot write {target}: folder {directory} does not exist")
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{target.name}-", suffix=".tmp")
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
     try:
         write(tmp)
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; a plain file would not be
         os.replace(tmp, target)
     except OSError as exc:
         raise ConfigError(f"cannot write {target}: {exc.strerror or exc}") from None
+    except Exception as exc:  # the library writing the format refused the value
+        raise ConfigError(f"cannot write {target}: {type(exc).__name__}: {exc}") from None
     finally:
         Path(tmp).unlink(missing_ok=True)

@@ -9,6 +9,8 @@ resolve to a path strictly inside the cache directory.
 
 from __future__ import annotations
 
+import contextlib
+import hmac
 import json
 import os
 import re
@@ -23,7 +25,14 @@ from pathlib import Path
 from typing import Any
 
 from curifactory_cli.errors import CacheError, ConfigError
-from curifactory_cli.store import META_NAME, STAGING_DIR, TRASH_DIR, file_sha256
+from curifactory_cli.store import (
+    META_NAME,
+    SIGNING_ENV,
+    STAGING_DIR,
+    TRASH_DIR,
+    entry_signature,
+    file_sha256,
+)
 
 MIN_ID_LENGTH = 6  # shorter prefixes collide too easily to be safe for a delete
 GRACE_S = 3600.0  # leftovers younger than this may belong to a run still writing them
@@ -192,10 +201,8 @@ def resolve_entry(entries: list[CacheEntry], ident: str, root: Path) -> CacheEnt
 
 def _by_path(entries: list[CacheEntry], text: str, root: Path) -> list[CacheEntry]:
     wanted = {text.strip("/")}
-    try:
+    with contextlib.suppress(OSError, ValueError):  # a path outside the cache names nothing
         wanted.add(Path(text).resolve().relative_to(root.resolve()).as_posix())
-    except (OSError, ValueError):
-        pass
     return [e for e in entries if e.rel(root) in wanted]
 
 
@@ -397,6 +404,21 @@ def check_files(entry: CacheEntry, output: str | None = None) -> list[FileCheck]
     ]
 
 
+def signature_problem(entry: CacheEntry) -> str | None:
+    """Why the entry's signature fails when `CURI_CACHE_KEY` is set (else None): then only
+    metadata written with that key is trusted."""
+    secret = os.environ.get(SIGNING_ENV)
+    if not secret:
+        return None
+    try:
+        expected = entry_signature(entry.meta, secret.encode())
+    except (KeyError, TypeError, AttributeError):
+        return "metadata is incomplete"
+    if not hmac.compare_digest(str(entry.meta.get("signature", "")), expected):
+        return f"metadata is not signed with this {SIGNING_ENV}"
+    return None
+
+
 def orphan_files(entry: CacheEntry) -> list[str]:
     """Files inside the entry folder that its metadata does not list."""
     listed = {str(info.get("path")) for _, info in listed_files(entry.meta)} | {META_NAME}
@@ -525,10 +547,8 @@ def path_size(path: Path) -> int:
     total = 0
     for dirpath, _, filenames in os.walk(path):
         for name in filenames:
-            try:
+            with contextlib.suppress(OSError):  # removed meanwhile
                 total += os.lstat(os.path.join(dirpath, name)).st_size
-            except OSError:
-                pass
     return total
 
 
@@ -588,6 +608,8 @@ def leftovers(root: Path, now: float, grace: float = GRACE_S) -> list[Garbage]:
         if not base.is_dir() or base.is_symlink():
             continue
         for path in sorted(base.iterdir()):
+            if path.is_symlink():
+                continue  # never ours: not followed, not removed
             head = path.name.split("-", 1)[0]
             age = _age(path, now)
             if head.isdigit():

@@ -1,13 +1,23 @@
-"""`curi cache ...`: see and tidy the artifact cache. Reads metadata only, never user code."""
+"""`curi cache ...`: see and steer the artifact cache.
+
+Every command but `dump` reads metadata only (and, to verify files, their bytes): no user
+code and no pandas is imported. `dump` loads one output through its cacher, after checking
+its files against their recorded checksums.
+"""
 
 from __future__ import annotations
 
+import enum
 import json
 import sys
 import time
-from typing import Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.table import Table
+from rich.text import Text
+from rich.tree import Tree
 
 from curifactory_cli.cli_common import (
     CacheOpt,
@@ -20,94 +30,916 @@ from curifactory_cli.cli_common import (
     err_console,
     fail,
 )
-from curifactory_cli.errors import CurifactoryError, ExitCode
+from curifactory_cli.errors import ConfigError, CurifactoryError, ExitCode
 
-cache_app = typer.Typer(help="See and tidy the artifact cache (data/cache/).", no_args_is_help=True)
+if TYPE_CHECKING:
+    from curifactory_cli.cache_index import CacheEntry, FileCheck
+
+cache_app = typer.Typer(
+    help="See and steer the artifact cache (data/cache/).", no_args_is_help=True
+)
+
+EntryArg = Annotated[
+    str,
+    typer.Argument(
+        help="Entry id as `curi cache ls` prints it (any unique prefix of 6+ characters), "
+        "or the entry's folder path.",
+        show_default=False,
+    ),
+]
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
 
 
+class SortKey(str, enum.Enum):
+    experiment = "experiment"
+    params = "params"
+    stage = "stage"
+    age = "age"
+    size = "size"
+
+
+class DuGroup(str, enum.Enum):
+    experiment = "experiment"
+    stage = "stage"
+    params = "params"
+
+
+# ---------------------------------------------------------------------------------- helpers
+def _print_json(data: Any) -> None:
+    console.out(json.dumps(data, indent=2, default=str))
+
+
+def _line(text: str, style: str | None = None) -> None:
+    # markup off: parameter set names like "[a]" or "x=1" must print as they are.
+    console.print(text, style=style, markup=False, highlight=False, soft_wrap=True)
+
+
+def _plural(n: int, word: str, plural: str | None = None) -> str:
+    return f"{n} {word if n == 1 else (plural or word + 's')}"
+
+
+def _entries(
+    root: Path, experiment: str | None, stage: str | None, params: str | None
+) -> list[CacheEntry]:
+    from curifactory_cli import cache_index
+
+    return cache_index.select(cache_index.iter_entries(root), experiment, stage, params)
+
+
+def _one_entry(
+    root: Path, ident: str, experiment: str | None, stage: str | None, params: str | None
+) -> CacheEntry:
+    from curifactory_cli import cache_index
+
+    return cache_index.resolve_entry(_entries(root, experiment, stage, params), ident, root)
+
+
+def _confirm_or_exit(question: str, yes: bool) -> None:
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        err_console.print("error: refusing to delete without confirmation; pass --yes", style="red")
+        raise typer.Exit(code=int(ExitCode.USAGE))
+    if not typer.confirm(question, default=False):
+        raise typer.Exit(code=int(ExitCode.OK))
+
+
+def _cacher_names(entry: CacheEntry) -> str:
+    names = {str(o.get("cacher", "?")).rsplit(".", 1)[-1] for o in entry.outputs.values()}
+    return ", ".join(sorted(names)) or "-"
+
+
+# ---------------------------------------------------------------------------------- ls
 @cache_app.command("ls")
 def cache_ls(
     experiment: ExperimentFilter = None,
     stage: StageFilter = None,
     params: ParamsFilter = None,
+    sort: Annotated[
+        SortKey | None,
+        typer.Option(
+            "--sort",
+            help="Order by this first (age: newest first, size: largest first). "
+            "Default: experiment, params, stage, newest first.",
+            show_default=False,
+        ),
+    ] = None,
     cache: CacheOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """List cached entries: experiment, parameter set, stage, outputs, size and age."""
+    """List cached entries: id, experiment, parameter set, stage, outputs, size and age."""
     from curifactory_cli import cache_index, report
 
     root = cache_root(cache)
-    entries = cache_index.select(cache_index.iter_entries(root), experiment, stage, params)
+    try:
+        entries = _entries(root, experiment, stage, params)
+        # Place for `--stale EXPERIMENT`: narrow `entries` to those the current code would
+        # not reuse (needs the runner's planning, so it is not done here).
+        entries = cache_index.sort_entries(entries, sort.value if sort else None)
+    except CurifactoryError as exc:
+        raise fail(exc) from None
+    total_size = sum(e.size for e in entries)
     if as_json:
-        data = {
-            "cache_dir": str(root),
-            "entries": [e.to_json(root) for e in entries],
-            "total_size": sum(e.size for e in entries),
-        }
-        console.out(json.dumps(data, indent=2))
+        _print_json(
+            {
+                "cache_dir": str(root),
+                "entries": [e.to_json(root) for e in entries],
+                "count": len(entries),
+                "total_size": total_size,
+            }
+        )
         return
     if not entries:
-        console.print(
-            f"no cached entries in {root}"
-            + (" matching the filters" if (experiment or stage or params) else "")
-        )
+        filtered = " matching the filters" if (experiment or stage or params) else ""
+        console.print(f"no cached entries in {root}{filtered}", markup=False)
         return
     now = time.time()
+    stale = any(e.invalidated for e in entries)
     rows = []
     for e in entries:
-        outputs = ", ".join(e.outputs) or "-"
-        cachers = (
-            ", ".join(
-                sorted({str(o.get("cacher", "?")).rsplit(".", 1)[-1] for o in e.outputs.values()})
-            )
-            or "-"
-        )
-        rows.append(
-            [
-                e.short_id,
-                e.experiment,
-                e.params_name,
-                e.stage,
-                outputs,
-                cachers,
-                cache_index.human_size(e.size),
-                cache_index.human_age(now - e.created),
-            ]
-        )
-    total = cache_index.human_size(sum(e.size for e in entries))
+        row = [
+            e.short_id,
+            e.experiment,
+            e.params_name,
+            e.stage,
+            ", ".join(e.outputs) or "-",
+            _cacher_names(e),
+            cache_index.human_size(e.size),
+            cache_index.human_age(now - e.created),
+        ]
+        rows.append([*row, "invalidated" if e.invalidated else ""] if stale else row)
+    columns = ["id", "experiment", "params", "stage", "outputs", "cacher", "size", "age"]
     report.print_table(
         console,
-        ["id", "experiment", "params", "stage", "outputs", "cacher", "size", "age"],
-        rows,
+        [*columns, "state"] if stale else columns,
+        # Text cells: no markup in names; folded, never cut: "n_rows=5…" could be 50 or 500.
+        [[Text(c, overflow="fold") for c in row] for row in rows],  # type: ignore[misc]
         right=("size",),
-        caption=f"{len(entries)} entries, {total}",
+        caption=f"{_plural(len(entries), 'entry', 'entries')}, "
+        f"{cache_index.human_size(total_size)}",
     )
 
 
-@cache_app.command("clear")
-def cache_clear(
+# ---------------------------------------------------------------------------------- inspect
+@cache_app.command("inspect")
+def cache_inspect(
+    entry: EntryArg,
     experiment: ExperimentFilter = None,
     stage: StageFilter = None,
     params: ParamsFilter = None,
     cache: CacheOpt = None,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show one entry: its key and what went into it, parameters, the run that made it,
+    its files (checksums recomputed now) and its lineage, upstream and downstream."""
+    from curifactory_cli import cache_index
+
+    root = cache_root(cache)
+    try:
+        every = list(cache_index.iter_entries(root))
+        found = cache_index.resolve_entry(
+            cache_index.select(every, experiment, stage, params), entry, root
+        )
+    except CurifactoryError as exc:
+        raise fail(exc) from None
+    data = _inspect_data(root, found, cache_index.Lineage(root, every))
+    if as_json:
+        _print_json(data)
+    else:
+        _render_inspect(root, found, data)
+
+
+def _inspect_data(root: Path, entry: CacheEntry, lineage: Any) -> dict[str, Any]:
+    from curifactory_cli import cache_index
+
+    meta = entry.meta
+    checks = cache_index.check_files(entry)
+    return {
+        "id": entry.short_id,
+        "key": entry.key,
+        "path": entry.rel(root),
+        "directory": str(entry.directory),
+        "experiment": entry.experiment,
+        "stage": entry.stage,
+        "stage_ref": meta.get("stage_ref"),
+        "aggregate": bool(meta.get("aggregate")),
+        "params": {
+            "name": entry.params_name,
+            "hash": entry.params_hash,
+            "values": meta.get("params"),
+            "input_records": meta.get("input_records") or [],
+        },
+        "invalidated": entry.invalidated,
+        "key_parts": meta.get("key_parts"),
+        "lineage_key": meta.get("lineage_key"),
+        "outputs": {
+            name: {k: out.get(k) for k in ("cacher", "lazy", "version", "extra")}
+            for name, out in entry.outputs.items()
+        },
+        "files": [c.to_json() for c in checks],
+        "orphan_files": cache_index.orphan_files(entry),
+        "files_ok": all(c.status == "ok" for c in checks),
+        "size": entry.size,
+        "created": entry.created,
+        "run": meta.get("run"),
+        "timings": meta.get("timings"),
+        "git": meta.get("git"),
+        "versions": meta.get("versions"),
+        "upstream": lineage.upstream(entry),
+        "downstream": lineage.downstream(entry),
+    }
+
+
+def _grid(rows: list[tuple[str, str]], indent: int = 0) -> None:
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column()
+    for label, value in rows:
+        table.add_row(Text(" " * indent + label), Text(value))
+    console.print(table)
+
+
+def _short(value: Any, width: int = 12) -> str:
+    text = str(value)
+    return text[:width] if len(text) > width else text
+
+
+def _flat(values: Any, prefix: str = "") -> list[tuple[str, str]]:
+    """Nested parameter values as dotted `key = value` pairs."""
+    if not isinstance(values, dict):
+        return [(prefix or "value", json.dumps(values, default=str))]
+    out: list[tuple[str, str]] = []
+    for key, value in values.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict) and value:
+            out.extend(_flat(value, name))
+        else:
+            out.append((name, json.dumps(value, default=str)))
+    return out
+
+
+def _key_rows(parts: dict[str, Any] | None) -> list[tuple[str, str]]:
+    if not parts:
+        return [("parts", "(not recorded)")]
+    rows = [
+        ("params hash", str(parts.get("params"))),
+        ("code", _short(parts.get("code"), 16) + "…  (fingerprint of the stage's code)"),
+        ("stage", str(parts.get("stage"))),
+        ("outputs", ", ".join(map(str, parts.get("outputs") or [])) or "-"),
+    ]
+    cachers = [
+        str(c.get("type", c)).rsplit(".", 1)[-1] + (" (configured)" if "config" in c else "")
+        if isinstance(c, dict)
+        else str(c)
+        for c in parts.get("cachers") or []
+    ]
+    rows.append(("cachers", ", ".join(cachers) or "none"))
+    for name, version in (parts.get("inputs") or {}).items():
+        if isinstance(version, list):  # an aggregate: one (params hash, version) per record
+            rows.append((f"input {name}", f"{len(version)} versions (aggregate)"))
+        else:
+            rows.append((f"input {name}", f"version {_short(version)}"))
+    known = {"format", "experiment", "stage", "params", "code", "outputs", "cachers", "inputs"}
+    for name, value in parts.items():
+        if name not in known:
+            rows.append((name, _short(json.dumps(value, default=str), 80)))
+    return rows
+
+
+def _render_inspect(root: Path, entry: CacheEntry, data: dict[str, Any]) -> None:
+    from curifactory_cli import cache_index
+
+    damaged = [f for f in data["files"] if f["status"] != "ok"]
+    if entry.invalidated:
+        status = "INVALIDATED (the next run recomputes it)"
+    elif damaged:
+        status = f"DAMAGED ({_plural(len(damaged), 'file')} missing or changed)"
+    else:
+        status = "valid"
+    _grid(
+        [
+            ("entry", f"{entry.short_id}  {entry.label()}"),
+            ("path", str(root / data["path"])),
+            ("status", status),
+            ("size", cache_index.human_size(entry.size)),
+            ("key", entry.key),
+        ]
+    )
+    _grid(_key_rows(data["key_parts"]), indent=2)
+
+    values = data["params"]["values"]
+    head = f"{entry.params_name}  (hash {_short(entry.params_hash, 16)})"
+    _grid([("params", head)])
+    if isinstance(values, dict):
+        _grid([(k, v) for k, v in _flat(values) if k != "name"], indent=2)
+    if data["params"]["input_records"]:
+        _grid([("records", ", ".join(data["params"]["input_records"]))], indent=2)
+
+    run, timings = data["run"] or {}, data["timings"] or {}
+    _grid([("run", str(run.get("id", "(not recorded)")))])
+    rows = [
+        ("started", str(run.get("started", "?"))),
+        ("finished", str(timings.get("finished", "?"))),
+    ]
+    if "compute_s" in timings:
+        rows.append(
+            ("took", f"compute {timings['compute_s']:.3f}s, save {timings.get('save_s', 0):.3f}s")
+        )
+    if run.get("command"):
+        rows.append(("command", " ".join(map(str, run["command"]))))
+    if run.get("host"):
+        rows.append(("host", f"{run['host']} (pid {run.get('pid', '?')})"))
+    _grid(rows, indent=2)
+
+    git = data["git"] or {}
+    if git.get("commit"):
+        git_text = str(git["commit"]) + ("  (uncommitted changes)" if git.get("dirty") else "")
+    else:
+        git_text = "(not a git repository)"
+    versions = data["versions"] or {}
+    _grid(
+        [
+            ("git", git_text),
+            ("versions", ", ".join(f"{k} {v}" for k, v in versions.items()) or "(not recorded)"),
+        ]
+    )
+
+    table = Table(box=None, show_edge=False, pad_edge=False, title=None)
+    for column in ("output", "cacher", "file", "size", "checksum"):
+        table.add_column(column, justify="right" if column == "size" else "left")
+    outputs = data["outputs"]
+    for f in data["files"]:
+        info = outputs.get(f["output"], {})
+        cacher = str(info.get("cacher", "")).rsplit(".", 1)[-1] + (
+            " lazy" if info.get("lazy") else ""
+        )
+        status = {"ok": Text("ok", "green"), "missing": Text("missing", "bold red")}.get(
+            f["status"], Text(f"MISMATCH: {f['detail']}", "bold red")
+        )
+        table.add_row(
+            Text(f["output"] or "(extra)"),
+            Text(cacher),
+            Text(f["path"]),
+            cache_index.human_size(f["size"]),
+            status,
+        )
+    for rel in data["orphan_files"]:
+        table.add_row("", "", Text(rel), "", Text("not listed in meta.json", "yellow"))
+    console.print(Text("files", style="bold"))
+    console.print(table)
+
+    up = Tree(Text("computed from", style="bold"))
+    _upstream_tree(up, data["upstream"])
+    if not data["upstream"]:
+        up.add(Text("(no cached inputs)", style="dim"))
+    console.print(up)
+    down = Tree(Text("used by", style="bold"))
+    _downstream_tree(down, data["downstream"])
+    if not data["downstream"]:
+        down.add(Text("(nothing cached was computed from it)", style="dim"))
+    console.print(down)
+
+
+_STATUS_STYLE = {"deleted": "bold red", "memory": "dim", "invalidated": "yellow", "cached": ""}
+
+
+def _lineage_label(node: dict[str, Any], via: str) -> Text:
+    label = Text.assemble(
+        (node["id"] or "-" * 10, "cyan"), f"  {node['stage']} [{node['record']}]", f"  {via}"
+    )
+    status = node["status"]
+    if status == "deleted":
+        label.append("  (deleted)", _STATUS_STYLE[status])
+    elif status == "memory":
+        label.append("  (in memory, not cached)", _STATUS_STYLE[status])
+    elif status == "invalidated":
+        label.append("  (invalidated)", _STATUS_STYLE[status])
+    if node.get("repeated"):
+        label.append("  (shown above)", "dim")
+    return label
+
+
+def _upstream_tree(tree: Tree, nodes: list[dict[str, Any]]) -> None:
+    for node in nodes:
+        via = "→ " + ", ".join(node["inputs"])
+        branch = tree.add(_lineage_label(node, via))
+        _upstream_tree(branch, node.get("upstream") or [])
+
+
+def _downstream_tree(tree: Tree, nodes: list[dict[str, Any]]) -> None:
+    for node in nodes:
+        via = "as " + ", ".join(node["inputs"])
+        branch = tree.add(_lineage_label(node, via))
+        _downstream_tree(branch, node.get("downstream") or [])
+
+
+# ---------------------------------------------------------------------------------- dump
+@cache_app.command("dump")
+def cache_dump(
+    entry: EntryArg,
+    output: Annotated[
+        str | None,
+        typer.Argument(help="Output name (optional when the entry has one).", show_default=False),
+    ] = None,
+    rows: Annotated[
+        int, typer.Option("--rows", min=0, help="DataFrame rows to show from each end.")
+    ] = 5,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Export instead of printing: .csv, .json or .parquet (needs pyarrow) for a "
+            "DataFrame, .json for plain JSON values.",
+            show_default=False,
+        ),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Let --out replace an existing file.")
+    ] = False,
+    experiment: ExperimentFilter = None,
+    stage: StageFilter = None,
+    params: ParamsFilter = None,
+    cache: CacheOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show what a cached output holds: a DataFrame's shape, dtypes and first/last rows, JSON
+    pretty-printed, anything else as a shortened repr.
+
+    The output is loaded through the cacher recorded in its metadata (a custom cacher's
+    module is imported), and only after every file of it matched its recorded sha256.
+    Pickles are only loaded when their checksum matches the metadata this tool wrote
+    when caching them: a changed pickle is refused, never unpickled.
+    """
+    from curifactory_cli import cache_dump as dump
+
+    root = cache_root(cache)
+    try:
+        found = _one_entry(root, entry, experiment, stage, params)
+        name = dump.pick_output(found, output)
+        value = dump.load_output(found, name)
+        if out is not None:
+            fmt = dump.export(value, out, force=force)
+    except CurifactoryError as exc:
+        raise fail(exc) from None
+    info = found.outputs[name]
+    where = {
+        "id": found.short_id,
+        "entry": found.rel(root),
+        "output": name,
+        "cacher": info.get("cacher"),
+        "lazy": bool(info.get("lazy")),
+    }
+    if out is not None:
+        if as_json:
+            _print_json({**where, "out": str(out), "format": fmt})
+        else:
+            _line(f"wrote {out} ({fmt}) from {found.short_id} {found.label()} / {name}")
+        return
+    if as_json:
+        _print_json({**where, **dump.summary(value, rows)})
+        return
+    cacher = str(info.get("cacher", "?")).rsplit(".", 1)[-1]
+    lazy = ", lazy" if info.get("lazy") else ""
+    _line(f"{name}  ({cacher}{lazy}; entry {found.short_id} {found.label()})", style="bold")
+    _render_value(value, rows)
+
+
+def _render_value(value: Any, rows: int) -> None:
+    from curifactory_cli import cache_dump as dump
+
+    frame = dump.as_frame(value)
+    if frame is not None:
+        _render_frame(frame, rows, dump.type_name(value))
+        return
+    if dump.is_json(value):
+        text, cut = dump.pretty_json(value)
+    else:
+        _line(f"type: {dump.type_name(value)}", style="dim")
+        text, cut = dump.readable_repr(value)
+    _line(text)
+    if cut:
+        _line(f"… {cut} more lines (export everything with --out FILE.json)", style="dim")
+
+
+def _render_frame(frame: Any, rows: int, kind: str) -> None:
+    from curifactory_cli import cache_dump as dump
+
+    n_rows, n_cols = frame.shape
+    _line(f"{kind.rsplit('.', 1)[-1]}: {_plural(n_rows, 'row')} × {_plural(n_cols, 'column')}")
+    head, tail = dump.frame_parts(frame, rows)
+    table = Table(box=None, show_edge=False, pad_edge=False)
+    table.add_column(Text(str(frame.index.name or "")), style="dim")
+    for column in frame.columns:
+        table.add_column(Text(str(column)), justify="right")
+    for cells in dump.preview_cells(head):
+        table.add_row(*map(Text, cells))
+    if tail is not None:
+        table.add_row(*(["…"] * (n_cols + 1)))
+        for cells in dump.preview_cells(tail):
+            table.add_row(*map(Text, cells))
+    console.print(table)
+    dtypes = ", ".join(f"{c} {t}" for c, t in frame.dtypes.items())
+    _line(f"dtypes: {dtypes}", style="dim")
+
+
+# ---------------------------------------------------------------------------------- invalidate
+@cache_app.command("invalidate")
+def cache_invalidate(
+    experiment: Annotated[str, typer.Argument(help="Experiment whose entries to invalidate.")],
+    stage: StageFilter = None,
+    params: ParamsFilter = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only list what would be invalidated.")
+    ] = False,
+    cache: CacheOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Mark matching entries, and every entry computed from them, as stale: the next run
+    recomputes them. Nothing is deleted; each meta.json gets "invalidated": true."""
+    from curifactory_cli import cache_index
+
+    root = cache_root(cache)
+    try:
+        every = list(cache_index.iter_entries(root))
+        matched = _invalidation_targets(every, experiment, stage, params)
+        downstream = cache_index.Lineage(root, every).descendants(matched)
+        changed = 0
+        if not dry_run:
+            for entry in [*matched, *downstream]:
+                changed += cache_index.mark_invalidated(entry)
+    except CurifactoryError as exc:
+        raise fail(exc) from None
+    if as_json:
+        _print_json(
+            {
+                "dry_run": dry_run,
+                "matched": [e.to_json(root) for e in matched],
+                "downstream": [e.to_json(root) for e in downstream],
+                "invalidated": changed,
+            }
+        )
+        return
+    for label, group in (("matched", matched), ("downstream", downstream)):
+        for e in group:
+            _line(f"  {e.short_id}  {e.label()}  ({label})")
+    total = len(matched) + len(downstream)
+    summary = (
+        f"{_plural(total, 'entry', 'entries')} ({len(matched)} matched, "
+        f"{len(downstream)} downstream)"
+    )
+    if dry_run:
+        _line(f"would invalidate {summary} (dry run)")
+    else:
+        already = total - changed
+        note = f"; {already} already were" if already else ""
+        _line(f"invalidated {summary}{note}; the next run recomputes them")
+
+
+def _invalidation_targets(
+    every: list[CacheEntry], experiment: str, stage: str | None, params: str | None
+) -> list[CacheEntry]:
+    from curifactory_cli import cache_index
+    from curifactory_cli.errors import close_matches_hint
+
+    mine = cache_index.select(every, experiment)
+    if not mine:
+        known = sorted({e.experiment for e in every})
+        hint = close_matches_hint(experiment, known, "experiments", "`curi cache ls`")
+        raise ConfigError(f"no cached entries of experiment {experiment!r}", hint=hint)
+    matched = cache_index.select(mine, None, stage, params)
+    if not matched:
+        stages = sorted({e.stage for e in mine})
+        sets = sorted({e.params_name for e in mine})
+        raise ConfigError(
+            f"no cached entries of experiment {experiment!r} match the filters",
+            hint=f"its stages: {', '.join(stages)}; its parameter sets: {', '.join(sets)}.",
+        )
+    return matched
+
+
+# ---------------------------------------------------------------------------------- verify
+@cache_app.command("verify")
+def cache_verify(
+    entry: Annotated[
+        str | None,
+        typer.Argument(help="Only this entry (id or path); default: all.", show_default=False),
+    ] = None,
+    experiment: ExperimentFilter = None,
+    stage: StageFilter = None,
+    params: ParamsFilter = None,
+    fix: Annotated[
+        bool,
+        typer.Option(
+            "--fix",
+            help="Remove entries with missing or changed files, folders that look like "
+            "entries but have no metadata, and files no metadata lists.",
+        ),
+    ] = False,
+    cache: CacheOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Recompute every entry's checksums; report missing, corrupt and orphaned files.
+
+    Exit code: 0 when everything is fine, 1 when a problem was found (also with --fix, so
+    that scripts notice; run again to see it clean), 2 on a usage error.
+    """
+    from curifactory_cli import cache_index
+
+    root = cache_root(cache)
+    try:
+        if entry is not None:
+            entries = [_one_entry(root, entry, experiment, stage, params)]
+            orphan_dirs: list[Path] = []
+        else:
+            entries = _entries(root, experiment, stage, params)
+            orphan_dirs = _filtered_orphans(root, experiment, stage, params)
+        problems, bad, stray = _verify(root, entries, orphan_dirs)
+        freed = 0
+        if fix and problems:
+            freed = cache_index.remove_entries(root, bad)
+            freed += cache_index.remove_paths(root, [*stray, *orphan_dirs])
+    except CurifactoryError as exc:
+        raise fail(exc) from None
+    counts = {kind: sum(p["kind"] == kind for p in problems) for kind in _PROBLEM_KINDS}
+    files = sum(len(list(cache_index.listed_files(e.meta))) for e in entries)
+    if as_json:
+        _print_json(
+            {
+                "ok": not problems,
+                "checked": {"entries": len(entries), "files": files},
+                "problems": problems,
+                "counts": counts,
+                "fixed": bool(fix and problems),
+                "freed": freed,
+            }
+        )
+    else:
+        _render_problems(problems)
+        found = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in counts.items() if n)
+        _line(
+            f"checked {_plural(len(entries), 'entry', 'entries')} ({_plural(files, 'file')}): "
+            + (found or "all fine"),
+            style="red" if problems else "green",
+        )
+        if fix and problems:
+            _line(
+                f"removed {_plural(len(bad), 'damaged entry', 'damaged entries')}, "
+                f"{_plural(len(orphan_dirs), 'orphaned folder')}, "
+                f"{_plural(len(stray), 'stray file')} ({cache_index.human_size(freed)})"
+            )
+        elif problems:
+            _line("`curi cache verify --fix` removes them; the next run recomputes what it needs")
+    if problems:
+        raise typer.Exit(code=1)
+
+
+_PROBLEM_KINDS = ("missing", "corrupt", "orphan_file", "orphan_dir")
+
+
+def _filtered_orphans(
+    root: Path, experiment: str | None, stage: str | None, params: str | None
+) -> list[Path]:
+    """Entry-like folders without metadata; they have no parameter set name, so `--params`
+    matches only a hash prefix (the folder's parent)."""
+    from curifactory_cli import cache_index
+
+    out = []
+    for path in cache_index.orphan_entry_dirs(root):
+        rel = path.relative_to(root).as_posix()
+        named = cache_index.ENTRY_DIR_NAME.match(path.name)
+        if experiment and not rel.startswith(experiment + "/"):
+            continue
+        if stage and (named is None or named["stage"] != stage):
+            continue
+        if params and not path.parent.name.startswith(params):
+            continue
+        out.append(path)
+    return out
+
+
+def _verify(
+    root: Path, entries: list[CacheEntry], orphan_dirs: list[Path]
+) -> tuple[list[dict[str, Any]], list[CacheEntry], list[Path]]:
+    """Problems found (JSON-able), entries to remove, and stray files in good entries."""
+    from curifactory_cli import cache_index
+
+    problems: list[dict[str, Any]] = []
+    bad: list[CacheEntry] = []
+    stray: list[Path] = []
+    for entry in entries:
+        checks: list[FileCheck] = cache_index.check_files(entry)
+        broken = [c for c in checks if c.status != "ok"]
+        for c in broken:
+            kind = "missing" if c.status == "missing" else "corrupt"
+            problems.append(_problem(root, kind, entry.directory / c.path, entry, c.detail))
+        unsigned = cache_index.signature_problem(entry)
+        if unsigned:  # only checked when CURI_CACHE_KEY is set
+            problems.append(
+                _problem(root, "corrupt", entry.directory / "meta.json", entry, unsigned)
+            )
+        for rel in cache_index.orphan_files(entry):
+            problems.append(
+                _problem(root, "orphan_file", entry.directory / rel, entry, "not in meta.json")
+            )
+            if not (broken or unsigned):
+                stray.append(entry.directory / rel)
+        if broken or unsigned:
+            bad.append(entry)
+    for path in orphan_dirs:
+        problems.append(_problem(root, "orphan_dir", path, None, "no readable meta.json"))
+    return problems, bad, stray
+
+
+def _problem(
+    root: Path, kind: str, path: Path, entry: CacheEntry | None, detail: str
+) -> dict[str, Any]:
+    return {
+        "kind": kind,
+        "path": path.relative_to(root).as_posix(),
+        "id": entry.short_id if entry else None,
+        "entry": entry.label() if entry else None,
+        "detail": detail,
+    }
+
+
+def _render_problems(problems: list[dict[str, Any]]) -> None:
+    # One line per problem, never wrapped: paths stay whole for copying and grepping.
+    for p in problems:
+        console.print(
+            Text.assemble(
+                (f"{p['kind'].replace('_', ' '):<12}", "red"),
+                f"{p['id'] or '-':<10}  {p['path']}  ({p['detail']})",
+            ),
+            soft_wrap=True,
+        )
+
+
+# ---------------------------------------------------------------------------------- gc
+@cache_app.command("gc")
+def cache_gc(
+    older_than: Annotated[
+        str | None,
+        typer.Option(
+            "--older-than",
+            help="Also remove entries written longer ago than this: 90s, 15m, 12h, 30d, 2w.",
+            show_default=False,
+        ),
+    ] = None,
+    keep_latest: Annotated[
+        int | None,
+        typer.Option(
+            "--keep-latest",
+            min=1,
+            help="Also remove all but the N newest entries of each experiment, parameter set "
+            "and stage (versions superseded after code or input changes).",
+            show_default=False,
+        ),
+    ] = None,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Remove; without it, only list (dry run).")
+    ] = False,
+    cache: CacheOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Remove what is no longer useful. A dry run unless --yes.
+
+    Always: staging and trash folders left by interrupted runs (whose process is gone, or
+    without a process id and older than an hour), and folders that look like entries but
+    have no metadata (older than an hour). Entries only with --older-than / --keep-latest.
+    """
+    from curifactory_cli import cache_index
+
+    root = cache_root(cache)
+    now = time.time()
+    try:
+        garbage = cache_index.leftovers(root, now) + cache_index.orphans(root, now)
+        if older_than is not None or keep_latest is not None:
+            every = list(cache_index.iter_entries(root))
+            picked: list[Any] = []
+            if older_than is not None:
+                picked += cache_index.older_than(every, cache_index.parse_duration(older_than), now)
+            if keep_latest is not None:
+                picked += cache_index.superseded(every, keep_latest)
+            seen = set()
+            for g in picked:  # an entry both old and superseded is listed once
+                if g.path not in seen:
+                    seen.add(g.path)
+                    garbage.append(g)
+        entries = [g.entry for g in garbage if g.entry is not None]
+        others = [g.path for g in garbage if g.entry is None]
+        if yes and garbage:
+            cache_index.remove_entries(root, entries)
+            cache_index.remove_paths(root, others)
+    except CurifactoryError as exc:
+        raise fail(exc) from None
+    size = sum(g.size for g in garbage)
+    if as_json:
+        _print_json(
+            {
+                "dry_run": not yes,
+                "items": [g.to_json(root) for g in garbage],
+                "count": len(garbage),
+                "size": size,
+            }
+        )
+        return
+    if not garbage:
+        _line("nothing to collect")
+        return
+    for g in garbage:  # one line each, never wrapped (paths stay whole)
+        ident = g.entry.short_id if g.entry else "-"
+        shown = cache_index.human_size(g.size)
+        rel = g.path.relative_to(root).as_posix()
+        _line(f"{g.kind:<10} {ident:<10}  {rel}  {shown}  ({g.reason})")
+    summary = f"{_plural(len(garbage), 'item')}, {cache_index.human_size(size)}"
+    if yes:
+        _line(f"removed {summary}")
+    else:
+        _line(f"would remove {summary} (dry run; pass --yes to remove)")
+
+
+# ---------------------------------------------------------------------------------- du
+@cache_app.command("du")
+def cache_du(
+    by: Annotated[
+        DuGroup | None,
+        typer.Option(
+            "--by",
+            help="Only this grouping (default: experiment, stage, then params).",
+            show_default=False,
+        ),
+    ] = None,
+    experiment: ExperimentFilter = None,
+    cache: CacheOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Disk use of cached entries (their data files) with entry counts."""
+    from curifactory_cli import cache_index
+
+    root = cache_root(cache)
+    entries = _entries(root, experiment, None, None)
+    groups = [by.value] if by else list(cache_index.DU_GROUPS)
+    tables = {g: cache_index.totals(entries, g) for g in groups}
+    total = {"entries": len(entries), "size": sum(e.size for e in entries)}
+    if as_json:
+        _print_json(
+            {"cache_dir": str(root), "total": total, **{f"by_{g}": t for g, t in tables.items()}}
+        )
+        return
+    if not entries:
+        console.print(f"no cached entries in {root}", markup=False)
+        return
+    caption = (
+        f"{_plural(total['entries'], 'entry', 'entries')}, {cache_index.human_size(total['size'])}"
+    )
+    for group, rows in tables.items():
+        columns = [k for k in rows[0] if k not in ("entries", "size")]
+        table = Table(box=None, show_edge=False, pad_edge=False, caption=caption)
+        for column in (*columns, "entries", "size"):
+            table.add_column(column, justify="right" if column in ("entries", "size") else "left")
+        for row in rows:
+            table.add_row(
+                *(Text(str(row[c])) for c in columns),
+                str(row["entries"]),
+                cache_index.human_size(row["size"]),
+            )
+        _line(f"by {group}", style="bold")
+        console.print(table)
+
+
+# ---------------------------------------------------------------------------------- clear
+@cache_app.command("clear")
+def cache_clear(
+    entry: Annotated[
+        str | None,
+        typer.Argument(help="Only this entry (id or path).", show_default=False),
+    ] = None,
+    experiment: ExperimentFilter = None,
+    stage: StageFilter = None,
+    params: ParamsFilter = None,
+    cache: CacheOpt = None,
+    yes: YesOpt = False,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Only list what would be removed.")
     ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Remove cached entries matching the filters (all entries if none is given)."""
+    """Remove cached entries: one ENTRY, or all matching the filters (all if none given)."""
     from curifactory_cli import cache_index
 
     root = cache_root(cache)
-    entries = cache_index.select(cache_index.iter_entries(root), experiment, stage, params)
+    try:
+        if entry is not None:
+            entries = [_one_entry(root, entry, experiment, stage, params)]
+        else:
+            entries = _entries(root, experiment, stage, params)
+    except CurifactoryError as exc:
+        raise fail(exc) from None
     size = sum(e.size for e in entries)
     if as_json and (dry_run or not entries):
-        console.out(
-            json.dumps(
-                {"removed": [], "would_remove": [e.to_json(root) for e in entries], "size": size},
-                indent=2,
-            )
+        _print_json(
+            {"removed": [], "would_remove": [e.to_json(root) for e in entries], "size": size}
         )
         return
     if not entries:
@@ -115,35 +947,22 @@ def cache_clear(
         return
     if dry_run or not as_json:
         for e in entries:
-            console.print(
-                f"  {e.short_id}  {e.experiment} / {e.params_name} / {e.stage}", markup=False
-            )
-    summary = f"{len(entries)} entries, {cache_index.human_size(size)}"
+            _line(f"  {e.short_id}  {e.label()}")
+    summary = f"{_plural(len(entries), 'entry', 'entries')}, {cache_index.human_size(size)}"
     if dry_run:
         console.print(f"would remove {summary} (dry run)")
         return
-    if not yes:
-        if not sys.stdin.isatty():
-            err_console.print(
-                "error: refusing to delete without confirmation; pass --yes", style="red"
-            )
-            raise typer.Exit(code=int(ExitCode.USAGE))
-        if not typer.confirm(f"Remove {summary}?", default=False):
-            raise typer.Exit(code=int(ExitCode.OK))
+    _confirm_or_exit(f"Remove {summary}?", yes)
     try:
         cache_index.remove_entries(root, entries)
     except CurifactoryError as exc:
         raise fail(exc) from None
     if as_json:
-        console.out(
-            json.dumps(
-                {
-                    "removed": [e.to_json(root) | {"path": str(e.directory)} for e in entries],
-                    "size": size,
-                },
-                indent=2,
-                default=str,
-            )
+        _print_json(
+            {
+                "removed": [e.to_json(root) | {"path": str(e.directory)} for e in entries],
+                "size": size,
+            }
         )
     else:
         console.print(f"removed {summary}")
