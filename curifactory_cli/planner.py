@@ -256,3 +256,40 @@ def headline(plans: list[NodePlan]) -> str:
     if counts["skipped"]:
         text += f", {counts['skipped']} skipped (not needed)"
     return text
+
+
+def stale_keys(plans: list[NodePlan], entries: list[Any]) -> set[str]:
+    """Keys of cache entries that the current code and parameters no longer produce.
+
+    An entry is stale when a planned (parameter set, stage) call has another key, or when
+    its parameter set (by name) now has other values. Entries of parameter sets outside the
+    plan are left alone: they may belong to another parameter file. An entry that a "maybe"
+    call could still reuse (same code and parameters, inputs not known yet) is not stale.
+    """
+    current = {item.node.key for item in plans if item.node.key}
+    slots = {(item.node.record.get_hash(), item.node.stage.name) for item in plans}
+    names = {item.node.record_name: item.node.record.get_hash() for item in plans}
+    possible = {
+        (item.node.record.get_hash(), item.node.stage.name, item.node.key_parts["code"])
+        for item in plans
+        if item.plan is Plan.MAYBE and item.node.key_parts
+    }
+    possible |= {
+        (item.node.record.get_hash(), item.node.stage.name, None)
+        for item in plans
+        if item.plan is Plan.MAYBE and not item.node.key_parts
+    }
+    stale = set()
+    for entry in entries:
+        meta = entry.meta
+        params_hash, stage = meta.get("params_hash"), meta.get("stage")
+        code = (meta.get("key_parts") or {}).get("code")
+        if entry.key in current:
+            continue
+        if (params_hash, stage, code) in possible or (params_hash, stage, None) in possible:
+            continue
+        in_plan = (params_hash, stage) in slots
+        renamed = meta.get("record") in names and names[meta.get("record")] != params_hash
+        if in_plan or renamed:
+            stale.add(entry.key)
+    return stale
