@@ -110,6 +110,18 @@ def _cacher_names(entry: CacheEntry) -> str:
 
 
 # ---------------------------------------------------------------------------------- ls
+def _stale_only(entries: list, experiment: str, params: list[str] | None, root: Path) -> list:
+    """Plan the experiment (this imports its code) and keep the entries it would not reuse."""
+    from curifactory_cli.planner import stale_keys
+    from curifactory_cli.runner import RunOptions, plan_experiment
+
+    plan = plan_experiment(
+        RunOptions(experiment=experiment, params=tuple(params or ()), cache_dir=str(root))
+    )
+    keys = stale_keys(plan.plans, entries)
+    return [e for e in entries if e.key in keys]
+
+
 @cache_app.command("ls")
 def cache_ls(
     experiment: ExperimentFilter = None,
@@ -124,6 +136,21 @@ def cache_ls(
             show_default=False,
         ),
     ] = None,
+    stale: Annotated[
+        str | None,
+        typer.Option(
+            "--stale",
+            metavar="EXPERIMENT",
+            help="Only entries that EXPERIMENT's current code and parameters no longer produce "
+            "(imports the experiment; parameters as `curi run EXPERIMENT` would use them).",
+        ),
+    ] = None,
+    stale_params: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--stale-params", help="Parameter files for --stale (default: as `curi run`)."
+        ),
+    ] = None,
     cache: CacheOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -132,9 +159,9 @@ def cache_ls(
 
     root = cache_root(cache)
     try:
-        entries = _entries(root, experiment, stage, params)
-        # Place for `--stale EXPERIMENT`: narrow `entries` to those the current code would
-        # not reuse (needs the runner's planning, so it is not done here).
+        entries = _entries(root, stale or experiment, stage, params)
+        if stale:
+            entries = _stale_only(entries, stale, stale_params, root)
         entries = cache_index.sort_entries(entries, sort.value if sort else None)
     except CurifactoryError as exc:
         raise fail(exc) from None
@@ -151,10 +178,11 @@ def cache_ls(
         return
     if not entries:
         filtered = " matching the filters" if (experiment or stage or params) else ""
-        console.print(f"no cached entries in {root}{filtered}", markup=False)
+        what = f"no stale entries of {stale!r}" if stale else "no cached entries"
+        console.print(f"{what} in {root}{filtered}", markup=False)
         return
     now = time.time()
-    stale = any(e.invalidated for e in entries)
+    any_invalidated = any(e.invalidated for e in entries)
     rows = []
     for e in entries:
         row = [
@@ -167,11 +195,11 @@ def cache_ls(
             cache_index.human_size(e.size),
             cache_index.human_age(now - e.created),
         ]
-        rows.append([*row, "invalidated" if e.invalidated else ""] if stale else row)
+        rows.append([*row, "invalidated" if e.invalidated else ""] if any_invalidated else row)
     columns = ["id", "experiment", "params", "stage", "outputs", "cacher", "size", "age"]
     report.print_table(
         console,
-        [*columns, "state"] if stale else columns,
+        [*columns, "state"] if any_invalidated else columns,
         # Text cells: no markup in names; folded, never cut: "n_rows=5…" could be 50 or 500.
         [[Text(c, overflow="fold") for c in row] for row in rows],  # type: ignore[misc]
         right=("size",),
@@ -341,10 +369,9 @@ def _render_inspect(root: Path, entry: CacheEntry, data: dict[str, Any]) -> None
         ("started", str(run.get("started", "?"))),
         ("finished", str(timings.get("finished", "?"))),
     ]
-    if "compute_s" in timings:
-        rows.append(
-            ("took", f"compute {timings['compute_s']:.3f}s, save {timings.get('save_s', 0):.3f}s")
-        )
+    compute, save = timings.get("compute_s"), timings.get("save_s")
+    if isinstance(compute, (int, float)) and isinstance(save, (int, float)):
+        rows.append(("took", f"compute {compute:.3f}s, save {save:.3f}s"))
     if run.get("command"):
         rows.append(("command", " ".join(map(str, run["command"]))))
     if run.get("host"):
