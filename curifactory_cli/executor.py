@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import datetime as dt
+import os
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -491,10 +492,10 @@ class Executor:
         producer = src.node
         entry = None
         if producer.entry_dir and producer.is_cached_stage:
-            try:
-                entry = Path(producer.entry_dir).relative_to(self.store.root).as_posix()
-            except ValueError:
-                entry = producer.entry_dir
+            root = str(self.store.root) + os.sep
+            entry = producer.entry_dir
+            if entry.startswith(root):
+                entry = entry[len(root) :].replace(os.sep, "/")
         return {
             "stage": producer.stage.name,
             "output": src.name,
@@ -509,7 +510,7 @@ class JobResult:
     """What executing a StageJob produced (files are still in `staging`, unpublished)."""
 
     values: list[Any]  # in-memory values; None for Lazy outputs, which live only on disk
-    staging: Path | None = None
+    staging: str | None = None
     outputs_meta: dict[str, Any] = field(default_factory=dict)
     extra_files: list[dict[str, Any]] = field(default_factory=list)
     compute_s: float = 0.0

@@ -71,12 +71,15 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     return h.hexdigest()
 
 
-def _dir_files(root: Path) -> list[Path]:
+def _dir_files(root: str) -> list[tuple[str, str]]:
+    """(absolute path, path relative to root with '/') of every file under root."""
     out = []
+    prefix = len(root) + 1
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
         for name in sorted(filenames):
-            out.append(Path(dirpath, name))
+            path = os.path.join(dirpath, name)
+            out.append((path, path[prefix:].replace(os.sep, "/")))
     return out
 
 
@@ -240,26 +243,27 @@ class CacheStore:
                 )
 
     # ---------------------------------------------------------------- writing
-    def new_staging(self) -> Path:
+    def new_staging(self) -> str:
         """A fresh private folder for cachers to write into before publishing."""
         if self.dry:
             if self._tmp is None:
                 self._tmp = tempfile.TemporaryDirectory(prefix="curi-dry-")
-            base = Path(self._tmp.name)
+            base = self._tmp.name
         else:
             self.prepare()
-            base = self.root / STAGING_DIR
-        path = base / f"{os.getpid()}-{uuid.uuid4().hex}"
+            base = os.path.join(self._root, STAGING_DIR)
+            self._makedirs(base)
+        path = os.path.join(base, f"{os.getpid()}-{uuid.uuid4().hex}")
         try:
-            path.mkdir(parents=True)
+            os.mkdir(path)
         except OSError as exc:
             raise CacheError(f"cannot create {path}: {exc.strerror or exc}") from None
         return path
 
-    def discard(self, staging: Path) -> None:
+    def discard(self, staging: str) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
-    def describe_files(self, staging: Path, outputs: list[str]) -> dict[str, list[dict[str, Any]]]:
+    def describe_files(self, staging: str, outputs: list[str]) -> dict[str, list[dict[str, Any]]]:
         """Sizes and checksums of everything in `staging`, grouped by the output they belong to.
 
         A file belongs to the output whose name is the longest prefix of its path (so sibling
@@ -268,15 +272,14 @@ class CacheStore:
         by_output: dict[str, list[dict[str, Any]]] = {name: [] for name in outputs}
         by_output[""] = []
         ordered = sorted(outputs, key=len, reverse=True)
-        for path in _dir_files(staging):
-            rel = path.relative_to(staging).as_posix()
+        for path, rel in _dir_files(staging):
             owner = next((name for name in ordered if rel.startswith(name)), "")
             by_output[owner].append(
-                {"path": rel, "size": path.stat().st_size, "sha256": file_sha256(path)}
+                {"path": rel, "size": os.stat(path).st_size, "sha256": file_sha256(path)}
             )
         return by_output
 
-    def publish(self, staging: Path, final: str, meta: dict[str, Any]) -> None:
+    def publish(self, staging: str, final: str, meta: dict[str, Any]) -> None:
         """Make a staged entry visible in one atomic rename.
 
         `meta.json` is the entry's commit record: it lists every file with its checksum, and
@@ -328,7 +331,7 @@ class EntryLock:
         from filelock import FileLock  # imported on the first miss only: cached runs skip it
 
         self.path = path
-        self._lock = FileLock(path)
+        self._lock = FileLock(path, thread_local=False)
 
     def acquire_nowait(self) -> bool:
         from filelock import Timeout
