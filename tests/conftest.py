@@ -32,7 +32,9 @@ class Project:
     def run(self, experiment: str, *params: str, **options):
         """Run through the Python API; returns the RunResult (a failed stage is result.error)."""
         _forget_user_modules()
-        return run_experiment(RunOptions(experiment=experiment, params=params, root=str(self.root), **options))
+        return run_experiment(
+            RunOptions(experiment=experiment, params=params, root=str(self.root), **options)
+        )
 
     def entries(self) -> list[Path]:
         return sorted(p.parent for p in self.cache.rglob("meta.json"))
@@ -58,7 +60,11 @@ class Project:
 
 def _forget_user_modules() -> None:
     for name in list(sys.modules):
-        if name == "experiments" or name.startswith(("experiments.", "params.")) or name == "params":
+        if (
+            name == "experiments"
+            or name.startswith(("experiments.", "params."))
+            or name == "params"
+        ):
             del sys.modules[name]
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 # load -> double -> total, and load -> count (a side branch).
-CHAIN = '''
+CHAIN = """
 import curifactory_cli as cf
 from curifactory_cli.caching import JsonCacher
 
@@ -33,13 +33,13 @@ def run(param_sets, manager):
         r = cf.Record(manager, p)
         total(double(load(r)))
         count(r)
-'''
+"""
 
 CHAIN_PARAMS = "- name: a\n  k: 1\n- name: b\n  k: 2\n"
 CHAIN_ONE_PARAMS = "- name: a\n  k: 1\n"
 
 # Typed params with a hash-excluded field, one stage per set and an aggregate over them.
-TYPED = '''
+TYPED = """
 from dataclasses import dataclass, field
 
 import curifactory_cli as cf
@@ -69,9 +69,9 @@ def run(param_sets, manager):
     for p in param_sets:
         compute(cf.Record(manager, p))
     combine(cf.Record(manager, None))
-'''
+"""
 
-LAZY = '''
+LAZY = """
 import curifactory_cli as cf
 from curifactory_cli.caching import JsonCacher, PickleCacher
 
@@ -97,9 +97,9 @@ def run(param_sets, manager):
         make(r)
         make_blob(r)
     gather(cf.Record(manager, None))
-'''
+"""
 
-LAZY_HANDLE = '''
+LAZY_HANDLE = """
 import json
 import os
 
@@ -128,9 +128,9 @@ def use_path(record, raw):
 def run(param_sets, manager):
     for p in param_sets:
         use_path(produce(cf.Record(manager, p)))
-'''
+"""
 
-MEMORY = '''
+MEMORY = """
 import curifactory_cli as cf
 from curifactory_cli.caching import JsonCacher
 
@@ -153,7 +153,7 @@ def show(record, result):
 def run(param_sets, manager):
     for p in param_sets:
         show(use(prep(cf.Record(manager, p))))
-'''
+"""
 
 CUSTOM_CACHER = '''
 import pickle
@@ -197,7 +197,7 @@ def run(param_sets, manager):
         evaluate(train(cf.Record(manager, p)))
 '''
 
-AGGREGATES = '''
+AGGREGATES = """
 import curifactory_cli as cf
 from curifactory_cli.caching import JsonCacher
 
@@ -243,7 +243,7 @@ def run(param_sets, manager):
         recs.append(r)
     collect(cf.Record(manager, None))
     collect_first(cf.Record(manager, None), records=[recs[0]])
-'''
+"""
 
 AGG_PARAMS = "- name: a\n  n: 1\n- name: b\n  n: 2\n- name: c\n  n: 3\n"
 
@@ -252,3 +252,26 @@ def edit(source: str, old: str, new: str) -> str:
     """Replace one exact fragment of an experiment source (fails loudly if it is absent)."""
     assert source.count(old) == 1, f"fragment not found exactly once: {old!r}"
     return source.replace(old, new)
+
+
+# Two chained stages over `n`: the smallest complete experiment.
+COUNT = '''
+"""Count numbers, then total them."""
+import curifactory_cli as cf
+from curifactory_cli.caching import JsonCacher
+
+
+@cf.stage(inputs=None, outputs=["numbers"], cachers=[JsonCacher])
+def load(record):
+    return list(range(record.params.n))
+
+
+@cf.stage(inputs=["numbers"], outputs=["total"], cachers=[JsonCacher])
+def total(record, numbers):
+    return sum(numbers)
+
+
+def run(param_sets, manager):
+    for p in param_sets:
+        total(load(cf.Record(manager, p)))
+'''

@@ -138,8 +138,12 @@ def test_stage_logic_edit_reruns_stage_and_dependants_only(project):
     result = project.run("chain", "params/p.yaml")
 
     assert result.ok
-    assert sorted(result.executed()) == [("double", "a"), ("double", "b"),
-                                          ("total", "a"), ("total", "b")]
+    assert sorted(result.executed()) == [
+        ("double", "a"),
+        ("double", "b"),
+        ("total", "a"),
+        ("total", "b"),
+    ]
     for rec in ("a", "b"):
         assert node(result, "load", rec).outcome is Outcome.CACHED
         assert node(result, "count", rec).outcome is Outcome.CACHED
@@ -158,8 +162,11 @@ def test_comment_docstring_formatting_edit_reruns_nothing(project):
         "    return [\n        x*2*record.params.k   # the factor\n"
         "        for x in numbers\n    ]",
     )
-    cosmetic = edit(cosmetic, "def total(record, doubled):",
-                    "def total(record,\n          doubled):  # summed\n    '''Sum.'''")
+    cosmetic = edit(
+        cosmetic,
+        "def total(record, doubled):",
+        "def total(record,\n          doubled):  # summed\n    '''Sum.'''",
+    )
     project.write("experiments/chain.py", "# a new header comment\n\n" + cosmetic)
 
     result = project.run("chain", "params/p.yaml")
@@ -171,7 +178,9 @@ def test_comment_docstring_formatting_edit_reruns_nothing(project):
 # ---------------------------------------------------------------------------------- 4
 def test_rerun_with_identical_output_keeps_dependants_cached(project):
     setup_chain(project)
-    project.write("experiments/chain.py", edit(CHAIN, "return [1, 2, 3]", "return list(range(1, 4))"))
+    project.write(
+        "experiments/chain.py", edit(CHAIN, "return [1, 2, 3]", "return list(range(1, 4))")
+    )
 
     result = project.run("chain", "params/p.yaml")
 
@@ -196,7 +205,11 @@ def test_overwrite_stage_deterministic_output_keeps_dependants_cached(project):
 
 
 def test_overwrite_stage_nondeterministic_output_reruns_dependants(project):
-    source = edit(CHAIN, "    return [1, 2, 3]", "    import time\n    return [time.time_ns() % 1000 + 1, 2, 3]")
+    source = edit(
+        CHAIN,
+        "    return [1, 2, 3]",
+        "    import time\n    return [time.time_ns() % 1000 + 1, 2, 3]",
+    )
     first = setup_chain(project, CHAIN_ONE_PARAMS, source)
     old_numbers = record(first, "a").state["numbers"]
 
@@ -204,8 +217,12 @@ def test_overwrite_stage_nondeterministic_output_reruns_dependants(project):
 
     assert result.ok
     assert record(result, "a").state["numbers"] != old_numbers
-    assert sorted(result.executed()) == [("count", "a"), ("double", "a"),
-                                          ("load", "a"), ("total", "a")]
+    assert sorted(result.executed()) == [
+        ("count", "a"),
+        ("double", "a"),
+        ("load", "a"),
+        ("total", "a"),
+    ]
     numbers = record(result, "a").state["numbers"]
     assert record(result, "a").state["total"] == 2 * sum(numbers)
 
@@ -272,8 +289,13 @@ def test_param_added_with_none_value_keeps_cache(project):
 
     project.write(
         "experiments/typed.py",
-        edit(TYPED, "    n_workers: int = 1\n", "    n_workers: int = 1\n    extra: Optional[int] = None\n")
-        .replace("from dataclasses import", "from typing import Optional\nfrom dataclasses import"),
+        edit(
+            TYPED,
+            "    n_workers: int = 1\n",
+            "    n_workers: int = 1\n    extra: Optional[int] = None\n",
+        ).replace(
+            "from dataclasses import", "from typing import Optional\nfrom dataclasses import"
+        ),
     )
     project.write("params/p.yaml", "- name: a\n  n: 1\n  extra: null\n")
     result = project.run("typed", "params/p.yaml")
@@ -351,8 +373,10 @@ def test_lazy_resolve_false_hands_handle_with_existing_path(project):
     assert Path(info["path"]).parent == entry_of(first, "produce", "a")
 
     # Producer cached, consumer re-executed: it still gets a handle on the cached file.
-    project.write("experiments/handle.py", edit(LAZY_HANDLE, '"exists": os.path.isfile(path),',
-                                                 '"exists": os.path.exists(path),'))
+    project.write(
+        "experiments/handle.py",
+        edit(LAZY_HANDLE, '"exists": os.path.isfile(path),', '"exists": os.path.exists(path),'),
+    )
     second = project.run("handle", "params/p.yaml")
     assert second.ok
     assert second.executed() == [("use_path", "a")]
@@ -398,7 +422,9 @@ def test_deleted_intermediate_entry_is_skipped_until_needed(project):
     assert node(second, "total", "a").outcome is Outcome.CACHED
     assert record(second, "a").state["total"] == 12
 
-    project.write("experiments/chain.py", edit(CHAIN, "return sum(doubled)", "return sum(doubled) + 100"))
+    project.write(
+        "experiments/chain.py", edit(CHAIN, "return sum(doubled)", "return sum(doubled) + 100")
+    )
     third = project.run("chain", "params/p.yaml")
     assert third.ok
     assert third.executed() == [("double", "a"), ("total", "a")]
@@ -431,8 +457,9 @@ def test_flipped_byte_same_size_detected_on_load_and_recomputed(project):
     artifact.write_bytes(corrupted)
 
     # total now has to execute, so it loads the (corrupt) doubled output.
-    project.write("experiments/chain.py",
-                  edit(CHAIN, "return sum(doubled)", "return sum(x for x in doubled)"))
+    project.write(
+        "experiments/chain.py", edit(CHAIN, "return sum(doubled)", "return sum(x for x in doubled)")
+    )
     result = project.run("chain", "params/p.yaml")
 
     assert result.ok, result.error
@@ -492,9 +519,14 @@ def test_custom_cacher_with_sibling_file_round_trips(project):
     assert meta["outputs"]["model"]["cacher"].endswith("PickleModelCacher")
 
     # Consumer re-executes and loads the model back through the custom cacher.
-    project.write("experiments/custom.py",
-                  edit(CUSTOM_CACHER, 'return sum(model["weights"])',
-                       'return sum(model["weights"]) + len(model["label"])'))
+    project.write(
+        "experiments/custom.py",
+        edit(
+            CUSTOM_CACHER,
+            'return sum(model["weights"])',
+            'return sum(model["weights"]) + len(model["label"])',
+        ),
+    )
     second = project.run("custom", "params/p.yaml")
     assert second.ok, second.error
     assert second.executed() == [("evaluate", "a")]
@@ -510,9 +542,10 @@ def test_custom_cacher_missing_sibling_file_is_a_miss(project):
     sibling = entry_of(first, "train", "a") / "model_model"
     sibling.unlink()
 
-    project.write("experiments/custom.py",
-                  edit(CUSTOM_CACHER, 'return sum(model["weights"])',
-                       'return sum(model["weights"]) * 2'))
+    project.write(
+        "experiments/custom.py",
+        edit(CUSTOM_CACHER, 'return sum(model["weights"])', 'return sum(model["weights"]) * 2'),
+    )
     result = project.run("custom", "params/p.yaml")
 
     assert result.ok, result.error
@@ -557,8 +590,10 @@ def test_aggregate_reruns_only_when_an_input_changes(project):
     assert sorted(s for s, _ in unrelated.executed()) == ["side", "side", "side"]
 
     # Only b's score changes: collect re-runs, collect_first (records=[a]) does not.
-    project.write("experiments/agg.py",
-                  edit(AGGREGATES, "return n * 10", "return n * 10 + (record.params.n == 2)"))
+    project.write(
+        "experiments/agg.py",
+        edit(AGGREGATES, "return n * 10", "return n * 10 + (record.params.n == 2)"),
+    )
     changed = project.run("agg", "params/p.yaml")
     assert changed.ok
     names = [n.stage.name for n in changed.graph.nodes if n.outcome is Outcome.EXECUTED]
@@ -600,8 +635,12 @@ def test_cache_layout_and_meta_json_contents(project):
     assert meta["versions"]["curifactory_cli"]
     assert meta["versions"]["python"]
     assert "commit" in meta["git"]
-    inside_git = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project.root,
-                                capture_output=True).returncode == 0
+    inside_git = (
+        subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=project.root, capture_output=True
+        ).returncode
+        == 0
+    )
     if not inside_git:
         assert meta["git"]["commit"] is None
 
@@ -621,8 +660,9 @@ def test_params_hash_same_across_processes_and_hash_seeds():
     outputs = []
     for seed in ("1", "2", "12345"):
         env = {**os.environ, "PYTHONHASHSEED": seed}
-        proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                              text=True, check=True)
+        proc = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        )
         outputs.append(proc.stdout.split())
     assert all(len(o) == 2 and o[0] == o[1] for o in outputs), outputs
     assert len({o[0] for o in outputs}) == 1, outputs
@@ -637,7 +677,9 @@ def test_params_hash_changes_with_values():
 # ---------------------------------------------------------------------------------- 16
 def test_dry_run_executes_misses_reads_cache_writes_nothing(project):
     setup_chain(project, CHAIN_ONE_PARAMS)
-    project.write("experiments/chain.py", edit(CHAIN, "return sum(doubled)", "return sum(doubled) * 10"))
+    project.write(
+        "experiments/chain.py", edit(CHAIN, "return sum(doubled)", "return sum(doubled) * 10")
+    )
     before = project.snapshot()
 
     dry = project.run("chain", "params/p.yaml", dry=True)
@@ -696,7 +738,9 @@ def test_cli_dry_run_leaves_project_untouched(project, cli):
     project.write("experiments/chain.py", CHAIN)
     project.write("params/p.yaml", CHAIN_ONE_PARAMS)
     assert cli("run", "chain", "params/p.yaml", "--quiet").exit_code == 0
-    project.write("experiments/chain.py", edit(CHAIN, "return len(numbers)", "return len(numbers) + 1"))
+    project.write(
+        "experiments/chain.py", edit(CHAIN, "return len(numbers)", "return len(numbers) + 1")
+    )
     before = project.snapshot()
 
     result = cli("run", "chain", "params/p.yaml", "--dry", "--json")

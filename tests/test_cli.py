@@ -10,27 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-COUNT = '''
-"""Count numbers, then total them."""
-import curifactory_cli as cf
-from curifactory_cli.caching import JsonCacher
-
-
-@cf.stage(inputs=None, outputs=["numbers"], cachers=[JsonCacher])
-def load(record):
-    return list(range(record.params.n))
-
-
-@cf.stage(inputs=["numbers"], outputs=["total"], cachers=[JsonCacher])
-def total(record, numbers):
-    return sum(numbers)
-
-
-def run(param_sets, manager):
-    for p in param_sets:
-        total(load(cf.Record(manager, p)))
-'''
+from experiments_src import COUNT
 
 PARAMS = """
 # Four sizes for the count experiment

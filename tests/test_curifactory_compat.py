@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-PARAMS_INIT = '''
+PARAMS_INIT = """
 from dataclasses import dataclass, field
 
 import curifactory_cli as cf
@@ -16,7 +16,7 @@ class Params(cf.ExperimentParameters):
     hash_representations: dict = field(
         default_factory=lambda: cf.set_hash_functions(n_workers=None)
     )
-'''
+"""
 
 PARAMS_TWO = '''
 """Two sizes of data."""
@@ -87,14 +87,17 @@ def test_curifactory_project_runs_and_aggregates_each_records_lazy(project, cli)
 def test_hash_representation_none_field_does_not_invalidate(project):
     write_project(project)
     project.run("demo", "two")
-    project.write("params/two.py", PARAMS_TWO.replace('n_rows=5)', 'n_rows=5, n_workers=4)'))
+    project.write("params/two.py", PARAMS_TWO.replace("n_rows=5)", "n_rows=5, n_workers=4)"))
     assert project.run("demo", "two").executed() == []
 
 
 def test_code_edit_reruns_the_stage_and_its_dependants_only(project):
     write_project(project)
     project.run("demo", "two")
-    project.write("experiments/demo.py", EXPERIMENT.replace('float(df["y"].sum())', 'float(df["y"].sum()) * 1000'))
+    project.write(
+        "experiments/demo.py",
+        EXPERIMENT.replace('float(df["y"].sum())', 'float(df["y"].sum()) * 1000'),
+    )
     result = project.run("demo", "two")
     ran = {stage for stage, _ in result.executed()}
     assert ran == {"summarize", "make_blob", "combine"}  # make_df is untouched

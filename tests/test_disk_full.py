@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 
-EXPERIMENT = '''
+EXPERIMENT = """
 import curifactory_cli as cf
 from curifactory_cli.caching import PickleCacher
 
@@ -20,7 +20,7 @@ def make(record):
 def run(param_sets, manager):
     for p in param_sets:
         make(cf.Record(manager, p))
-'''
+"""
 
 
 def limit_file_size() -> None:  # runs in the child before exec
@@ -31,8 +31,12 @@ def limit_file_size() -> None:  # runs in the child before exec
 def curi(project, *args, limited=False):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     return subprocess.run(
-        [sys.executable, "-m", "curifactory_cli", *args], cwd=project.root, env=env,
-        capture_output=True, text=True, timeout=60,
+        [sys.executable, "-m", "curifactory_cli", *args],
+        cwd=project.root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
         preexec_fn=limit_file_size if limited else None,
     )
 

@@ -193,7 +193,15 @@ def test_cache_ls_stale_lists_what_current_code_no_longer_produces(pipe, cli):
     assert cli("run", "pipe", "params/p.yaml", "-q").exit_code == 0
     quiet = cli("cache", "ls", "--stale", "pipe", "--stale-params", "params/p.yaml", "--json")
     assert json.loads(quiet.stdout)["entries"] == []
-    pipe.write("experiments/pipe.py", PIPELINE.replace("x * record.params.factor", "x * record.params.factor + 1"))
-    stale = json.loads(cli("cache", "ls", "--stale", "pipe", "--stale-params", "params/p.yaml", "--json").stdout)
+    pipe.write(
+        "experiments/pipe.py",
+        PIPELINE.replace("x * record.params.factor", "x * record.params.factor + 1"),
+    )
+    stale = json.loads(
+        cli("cache", "ls", "--stale", "pipe", "--stale-params", "params/p.yaml", "--json").stdout
+    )
     # scale's entries are superseded; total's may still be reused (its inputs are not known yet)
-    assert sorted((e["stage"], e["params"]) for e in stale["entries"]) == [("scale", "a"), ("scale", "b")]
+    assert sorted((e["stage"], e["params"]) for e in stale["entries"]) == [
+        ("scale", "a"),
+        ("scale", "b"),
+    ]

@@ -11,7 +11,7 @@ import time
 
 from curifactory_cli.registry import RunRegistry, registry_path
 
-EXPERIMENT = '''
+EXPERIMENT = """
 import time
 import curifactory_cli as cf
 from curifactory_cli.caching import JsonCacher
@@ -30,7 +30,7 @@ def second(record, x):
 def run(param_sets, manager):
     for p in param_sets:
         second(first(cf.Record(manager, p)))
-'''
+"""
 
 
 def setup(project, params="- name: a\n  n: 1\n- name: b\n  n: 2\n"):
@@ -87,7 +87,14 @@ def test_store_full_then_reproduce_executes_nothing_and_writes_nothing(project, 
     assert result.exit_code == 0, result.output
     (folder,) = (project.root / "data" / "runs").iterdir()
     names = {p.name for p in folder.iterdir()}
-    assert {"artifacts", "run.json", "run.log", "requirements.txt", "platform.txt", "reproduce"} <= names
+    assert {
+        "artifacts",
+        "run.json",
+        "run.log",
+        "requirements.txt",
+        "platform.txt",
+        "reproduce",
+    } <= names
     stored = json.loads((folder / "run.json").read_text())
     assert stored["status"] == "complete" and "--dry-cache" in stored["reproduce"]
     assert len(list((folder / "artifacts").rglob("meta.json"))) == 4
@@ -108,7 +115,11 @@ def test_ctrl_c_exits_130_records_interrupted_and_leaves_no_partial_entry(projec
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "curifactory_cli", "run", "exp", "p", "--no-progress"],
-        cwd=project.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=project.root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     deadline = time.time() + 20
     while time.time() < deadline:  # wait until the slow stage is running

@@ -1,23 +1,6 @@
 from __future__ import annotations
 
-COUNT = '''
-import curifactory_cli as cf
-from curifactory_cli.caching import JsonCacher
-
-CALLS = []
-
-@cf.stage(inputs=None, outputs=["numbers"], cachers=[JsonCacher])
-def load(record):
-    return list(range(record.params.n))
-
-@cf.stage(inputs=["numbers"], outputs=["total"], cachers=[JsonCacher])
-def total(record, numbers):
-    return sum(numbers)
-
-def run(param_sets, manager):
-    for p in param_sets:
-        total(load(cf.Record(manager, p)))
-'''
+from experiments_src import COUNT
 
 
 def test_second_run_is_served_from_cache(project):
