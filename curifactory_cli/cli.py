@@ -30,6 +30,26 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from curifactory_cli import __version__
+
+        console.print(f"curi {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main_options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Show the version."),
+    ] = False,
+) -> None:
+    """Run Curifactory-style experiments with a code- and lineage-aware cache."""
+
+
 app.add_typer(cache_app, name="cache")
 app.add_typer(runs_app, name="runs")
 
