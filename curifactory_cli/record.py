@@ -54,6 +54,14 @@ def _ref_value(ref: OutputRef) -> Any:
     return value
 
 
+def _output_value(item: Any) -> Any:
+    if not isinstance(item, OutputRef) or item.value is NOT_COMPUTED:
+        return item  # while run() is being traced, the reference itself
+    if isinstance(item.value, _CachedOutput):
+        return item.value.get()
+    return item.value  # a Lazy output stays a Lazy, as in Curifactory
+
+
 class _CachedOutput:
     """A cached, not-yet-loaded output of a stage that did not need to run."""
 
@@ -87,7 +95,7 @@ class Record:
         self.manager = manager
         self.params = params
         self.state = CacheAwareDict()
-        self.output: Any = None
+        self._output: Any = None
         self.input_records: list[Record] = []
         self.is_aggregate = False
         self.stages: list[str] = []
@@ -100,6 +108,18 @@ class Record:
         if not hide:
             self.index = len(manager.records)
             manager.records.append(self)
+
+    @property
+    def output(self) -> Any:
+        """What the record's last stage returned (a tuple for several outputs), once it ran."""
+        refs = self._output
+        if isinstance(refs, tuple):
+            return tuple(_output_value(r) for r in refs)
+        return _output_value(refs)
+
+    @output.setter
+    def output(self, value: Any) -> None:
+        self._output = value
 
     @property
     def name(self) -> str:

@@ -110,3 +110,13 @@ def test_overwrite_stage_reaches_downstream_when_outputs_change(project):
     # Same code, same params: forcing make_df reproduces identical bytes, nothing else runs.
     result = project.run("demo", "two", overwrite_stages=("make_df",))
     assert sorted(result.executed()) == [("make_df", "big"), ("make_df", "small")]
+
+
+def test_record_output_is_the_last_stage_value_after_the_run(project):
+    write_project(project)
+    result = project.run("demo", "two")
+    small = result.records[0]
+    blob = small.output  # make_blob's single Lazy output: a handle, as in Curifactory
+    assert blob.load()["n"] == 5
+    again = project.run("demo", "two")
+    assert again.records[0].output.load()["n"] == 5
