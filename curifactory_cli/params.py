@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -24,7 +25,8 @@ from typing import Any
 import yaml
 
 from curifactory_cli.errors import ParamsError
-from curifactory_cli.hashing import hash_params
+from curifactory_cli.hashing import MAX_DEPTH, hash_params
+from curifactory_cli.hashing import MAX_NODES as MAX_VALUES
 
 RESERVED_TOP_KEYS = ("defaults", "sets", "grid")
 
@@ -207,6 +209,47 @@ def _read_yaml(path: Path) -> Any:
         raise ParamsError(f"{path}: invalid YAML: {problem}") from None
     except RecursionError:
         raise ParamsError(f"{path}: the document is nested too deeply") from None
+    except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
+        # A scalar the safe constructors reject (`2001-13-45`, `!!int abc`, huge integers).
+        problem = " ".join(str(exc).split()) or type(exc).__name__
+        raise ParamsError(
+            f"{path}: a value cannot be read: {problem}",
+            hint="quote values that are meant as text, e.g. '2001-13-45'.",
+        ) from None
+
+
+def _check_size(path: Path, doc: Any) -> None:
+    """Refuse documents that contain themselves or expand (through aliases) beyond reason.
+
+    Aliases make a small file describe a huge tree; merging sets and hashing would walk all of
+    it, so it is measured once, here, before anything else touches it.
+    """
+    budget = MAX_VALUES
+    active: set[int] = set()
+    stack: list[tuple[Any, int, bool]] = [(doc, 0, False)]
+    while stack:
+        node, depth, leaving = stack.pop()
+        if leaving:
+            active.discard(id(node))
+            continue
+        budget -= 1
+        if budget < 0:
+            raise ParamsError(
+                f"{path}: the document expands to more than {MAX_VALUES:,} values",
+                hint="is it an alias bomb? write the values out or use fewer aliases.",
+            )
+        if depth > MAX_DEPTH:
+            raise ParamsError(f"{path}: the document is nested more than {MAX_DEPTH} levels deep")
+        if isinstance(node, (dict, list)):
+            if id(node) in active:
+                raise ParamsError(
+                    f"{path}: the document contains itself (an alias inside its own anchor)",
+                    hint="an anchor cannot be used inside the value it names.",
+                )
+            active.add(id(node))
+            stack.append((node, depth, True))
+            children = node.values() if isinstance(node, dict) else node
+            stack.extend((child, depth + 1, False) for child in children)
 
 
 def _line(mapping: Any, key: str | None = None) -> int | None:
@@ -251,7 +294,10 @@ def _format_value(value: Any) -> str:
         return str(value).lower()
     if isinstance(value, (int, float, str)):
         return str(value)
-    return yaml.safe_dump(value, default_flow_style=True).strip().replace(" ", "")
+    try:
+        return json.dumps(value, separators=(",", ":"), default=str)
+    except (TypeError, ValueError):  # keys JSON cannot write (dates, None mixed with ints)
+        return str(value).replace(" ", "")
 
 
 @dataclass
@@ -512,7 +558,14 @@ def load_yaml_sets(
     overrides: list[tuple[str, Any]] | None = None,
 ) -> list[ParamSet]:
     """Read and validate one YAML parameter file."""
-    raws = _expand(path, _read_yaml(path))
+    doc = _read_yaml(path)
+    _check_size(path, doc)
+    try:
+        raws = _expand(path, doc)
+    except ParamsError as exc:
+        if exc.message.startswith(str(path)):
+            raise
+        raise ParamsError(f"{path}: {exc.message}", exc.hint) from None
     out = []
     for index, raw in enumerate(raws):
         values = raw.values

@@ -195,6 +195,8 @@ class CacheStore:
             with open(meta_path, "rb") as infile:
                 meta = json.loads(infile.read())
         except FileNotFoundError:
+            if os.path.isdir(directory):  # publishing never leaves a folder without metadata
+                return None, f"{meta_path} is missing (deleted or damaged)"
             return None, None
         except (OSError, ValueError) as exc:
             return None, f"unreadable metadata {meta_path} ({exc})"

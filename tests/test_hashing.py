@@ -200,11 +200,8 @@ def test_alias_bomb_in_parameter_file_refused_quickly(tmp_path):
     path = tmp_path / "bomb.yaml"
     path.write_text("- name: a\n" + body)
     start = time.perf_counter()
-    (s,) = load_yaml_sets(path)
-    with pytest.raises(
-        ParamsError, match=r"bomb\.yaml: parameter set 'a': cannot hash .*alias bomb"
-    ):
-        _ = s.hash
+    with pytest.raises(ParamsError, match=r"bomb\.yaml: the document expands to more than"):
+        load_yaml_sets(path)  # refused while loading, before any merge or hash walks it
     assert time.perf_counter() - start < 5
 
 
