@@ -570,7 +570,10 @@ def load_yaml_sets(
     for index, raw in enumerate(raws):
         values = raw.values
         if overrides:
-            values = _merge(values, dict(overrides))
+            try:
+                values = _merge(values, dict(overrides))
+            except ParamsError as exc:
+                raise ParamsError(f"--set: {exc.message} (set {raw.name!r})", exc.hint) from None
         if params_class is not None:
             try:
                 params = _build(params_class, {"name": raw.name, **values})
