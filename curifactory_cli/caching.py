@@ -96,6 +96,12 @@ class Cacheable:
         return f"{type(self).__name__}(path={self.path!r})"
 
 
+def new_cacher(template: type[Cacheable] | Cacheable) -> Cacheable:
+    """A fresh cacher for one stage call: a class is instantiated, an instance copied, so no
+    two records ever share one (Curifactory's shared-instance bug)."""
+    return template() if isinstance(template, type) else copy.deepcopy(template)
+
+
 def _json_problem(obj: Any, where: str = "$", depth: int = 0) -> str | None:
     """Where `obj` stops being plain JSON that loads back as the same value, or None."""
     if depth > 200:

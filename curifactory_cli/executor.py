@@ -18,7 +18,6 @@ executed at most once, so the cost is linear in the number of nodes.
 from __future__ import annotations
 
 import contextlib
-import copy
 import datetime as dt
 import os
 import time
@@ -27,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from curifactory_cli.caching import Cacheable, Lazy
+from curifactory_cli.caching import Cacheable, Lazy, new_cacher
 from curifactory_cli.errors import CacheError, CurifactoryError, OutputSignatureError, StageError
 from curifactory_cli.graph import NOT_COMPUTED, Node, Outcome, OutputRef
 from curifactory_cli.hashing import canonical_json, digest, hash_value, param_set_representation
@@ -119,7 +118,6 @@ class Executor:
         self.overwrite = overwrite
         self.overwrite_stages = overwrite_stages
         self.provenance = provenance or {}
-        self._pending: set[int] = set()
         self._fresh: set[int] = set()  # nodes executed in this run
         self._warned: set[str] = set()
         self._bases: dict[int, dict[str, Any]] = {}
@@ -177,7 +175,6 @@ class Executor:
             # lineage), and then it is not needed at all.
             self._execute(node, node.reason or "no cache entry")
         else:
-            self._pending.add(node.index)
             node.reason = node.reason or "no cache entry"
 
     # ------------------------------------------------------------------ keys
@@ -290,7 +287,7 @@ class Executor:
     def _bound_cacher(
         self, node: Node, i: int, directory: Path, info: dict[str, Any], verified: bool
     ) -> Cacheable:
-        cacher = node.record.manager.copy_cacher(node.cacher_templates[i])
+        cacher = new_cacher(node.cacher_templates[i])
         cacher._bind(str(directory), node.outputs[i].name)
         cacher.stage = node.stage.name
         cacher.extra_metadata = dict(info.get("extra") or {})
@@ -346,7 +343,6 @@ class Executor:
         return values
 
     def _execute(self, node: Node, reason: str) -> None:
-        self._pending.discard(node.index)
         node.reason = reason
         self.reporter.node_started(node)
         started = time.perf_counter()
@@ -532,7 +528,7 @@ def execute_job(
     cachers: list[Cacheable] = []
     try:
         for name, template in zip(job.outputs, job.cachers or ()):
-            cacher = template() if isinstance(template, type) else copy.deepcopy(template)
+            cacher = new_cacher(template)
             cacher._bind(str(staging), name)
             cacher.stage = job.stage_name
             cachers.append(cacher)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import os
 from typing import TYPE_CHECKING, Any
 
@@ -228,6 +227,3 @@ class ArtifactManager:
 
     def get_reference_name(self) -> str:
         return self.experiment_name
-
-    def copy_cacher(self, template: Any) -> Cacheable:
-        return template() if isinstance(template, type) else copy.deepcopy(template)
