@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import inspect
 import re
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -140,6 +141,31 @@ class StageSpec:
         return param.default
 
 
+# Every declared stage, so a missing input can name the stages that would produce it.
+_DECLARED: weakref.WeakSet[StageSpec] = weakref.WeakSet()
+
+
+def _missing_input(spec: StageSpec, record: Record, name: str) -> MissingInputError:
+    have = ", ".join(sorted(record.state)) or "nothing yet"
+    producers = sorted({s.name for s in _DECLARED if name in {str(o) for o in s.outputs}})
+    own_outputs = {str(o) for o in spec.outputs}
+    cycle = sorted(s.name for s in _DECLARED if s.name in producers and set(s.inputs) & own_outputs)
+    if cycle:
+        hint = (
+            f"{cycle[0]} produces {name!r} but needs an output of {spec.name}: the two stages "
+            "form a cycle; one of them must not depend on the other."
+        )
+    elif producers:
+        hint = f"call {' or '.join(producers)} before {spec.name} on this record."
+    else:
+        hint = f"no stage declares an output {name!r}; pass it as {spec.name}(record, {name}=...)."
+    return MissingInputError(
+        f"stage {spec.name!r} needs input {name!r} for parameter set {record.name!r}, but no "
+        f"earlier stage produced it (the record has: {have})",
+        hint=hint,
+    )
+
+
 def _trace(
     spec: StageSpec,
     record: Any,
@@ -172,13 +198,7 @@ def _trace(
             elif spec.suppress_missing_inputs:
                 spec.default_of(name)  # validates that the default exists
             else:
-                have = ", ".join(sorted(record.state)) or "nothing yet"
-                raise MissingInputError(
-                    f"stage {spec.name!r} needs input {name!r} for parameter set "
-                    f"{record.name!r}, but no earlier stage produced it (the record has: {have})",
-                    hint=f"call the stage that outputs {name!r} first, or pass it as "
-                    f"{spec.name}(record, {name}=...).",
-                )
+                raise _missing_input(spec, record, name)
     node = Node(
         index=len(manager.graph.nodes),
         stage=spec,
@@ -226,6 +246,7 @@ def stage(
             None if cachers is None else list(cachers),
             suppress_missing_inputs,
         )
+        _DECLARED.add(spec)
 
         @functools.wraps(fn)
         def wrapper(record: Record, *args: Any, **kwargs: Any) -> Record:
@@ -256,6 +277,7 @@ def aggregate(
             None if cachers is None else list(cachers),
             is_aggregate=True,
         )
+        _DECLARED.add(spec)
 
         @functools.wraps(fn)
         def wrapper(record: Record, records: list[Record] | None = None, **kwargs: Any) -> Record:

@@ -474,3 +474,28 @@ def test_cache_write_failure_exit_code_is_1_as_documented(project, cli, case):
         _file_as_cache(project)
         result = cli("run", "count", "p", "--cache", "not_a_dir")
     assert result.exit_code == 1, result.output
+
+
+CYCLE = """
+import curifactory_cli as cf
+from curifactory_cli.caching import JsonCacher
+
+@cf.stage(inputs=["b"], outputs=["a"], cachers=[JsonCacher])
+def make_a(record, b):
+    return b
+
+@cf.stage(inputs=["a"], outputs=["b"], cachers=[JsonCacher])
+def make_b(record, a):
+    return a
+
+def run(param_sets, manager):
+    for p in param_sets:
+        make_b(make_a(cf.Record(manager, p)))
+"""
+
+
+def test_stages_that_need_each_other_are_reported_as_a_cycle(counted, cli):
+    counted.write("experiments/cycle.py", CYCLE)
+    before = counted.snapshot()
+    result = cli("run", "cycle", "params/p.yaml")
+    expect_error(counted, result, before, says=["'make_a'", "'b'"], hint="form a cycle")
