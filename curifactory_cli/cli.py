@@ -162,6 +162,12 @@ def run(
             "data/runs/<reference>/.",
         ),
     ] = False,
+    keep_going: Annotated[
+        bool,
+        typer.Option(
+            "--keep-going", "-k", help="After a stage fails, still run what does not depend on it."
+        ),
+    ] = False,
     dry_cache: Annotated[
         bool,
         typer.Option(
@@ -198,6 +204,7 @@ def run(
         notes=notes,
         store_full=store_full,
         dry_cache=dry_cache,
+        keep_going=keep_going,
         command=_command_line(ctx),
     )
     if plan:
@@ -227,6 +234,8 @@ def run(
         raise fail(exc) from None
     if result.error is not None:
         fail(result.error)
+        for other in result.failures[1:]:  # --keep-going: the first is shown in full above
+            err_console.print(f"also failed: {other.message}", markup=False, soft_wrap=True)
     if as_json:
         console.out(json.dumps(result.to_json(), indent=2))
     elif not quiet:

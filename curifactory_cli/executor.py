@@ -45,6 +45,14 @@ KEY_FORMAT = 1
 _CACHER_PRIVATE = {"path", "metadata", "extra_metadata", "record", "stage", "name", "_curi_loader"}
 
 
+class UpstreamFailed(Exception):
+    """A stage cannot run because a stage it needs failed (or was cut off by a failure)."""
+
+    def __init__(self, node: Node) -> None:
+        super().__init__(f"{node.label} did not produce its outputs")
+        self.node = node
+
+
 @dataclass(frozen=True)
 class StageJob:
     """Plain data describing one stage call: what to run and where its entry goes.
@@ -110,6 +118,7 @@ class Executor:
         overwrite: bool = False,
         overwrite_stages: frozenset[str] = frozenset(),
         provenance: dict[str, Any] | None = None,
+        keep_going: bool = False,
     ) -> None:
         self.store = store
         self.experiment = experiment
@@ -119,6 +128,8 @@ class Executor:
         self.overwrite_stages = overwrite_stages
         self.provenance = provenance or {}
         self._fresh: set[int] = set()  # nodes executed in this run
+        self.keep_going = keep_going
+        self.failures: list[StageError] = []
         self._warned: set[str] = set()
         self._bases: dict[int, dict[str, Any]] = {}
         self._stage_prefixes: dict[int, str] = {}
@@ -126,8 +137,17 @@ class Executor:
 
     # ------------------------------------------------------------------ driving
     def run(self, nodes: list[Node]) -> None:
+        """Settle every node in order. A failing stage stops the run, or with `keep_going`
+        is collected in `failures` while every stage that does not depend on it still runs."""
         for node in nodes:
-            self._settle(node)
+            try:
+                self._settle(node)
+            except StageError as exc:
+                if not self.keep_going:
+                    raise
+                self.failures.append(exc)
+            except UpstreamFailed:
+                pass  # the node is marked skipped; the failure itself was collected
         for node in nodes:
             if node.outcome is None:
                 node.outcome = Outcome.SKIPPED
@@ -313,8 +333,7 @@ class Executor:
         if ref.value is NOT_COMPUTED:
             producer = ref.node
             if producer.outcome is not None:
-                msg = f"{ref!r} is unavailable because its stage {producer.outcome.value}"
-                raise CacheError(msg)
+                raise UpstreamFailed(producer)
             self._execute(producer, producer.reason or "needed downstream")
         value = ref.value
         try:
@@ -343,6 +362,8 @@ class Executor:
         return values
 
     def _execute(self, node: Node, reason: str) -> None:
+        if node.outcome in (Outcome.FAILED, Outcome.SKIPPED):
+            raise UpstreamFailed(node)  # never run a stage twice, nor one that was cut off
         node.reason = reason
         self.reporter.node_started(node)
         started = time.perf_counter()
@@ -371,11 +392,23 @@ class Executor:
                 result.values.clear()
         except BaseException as exc:
             if node.outcome is None:
-                node.outcome = Outcome.FAILED
                 node.seconds = time.perf_counter() - started
-                node.reason = f"{type(exc).__name__}: {exc}"
-                if isinstance(exc, StageError):
-                    node.reason = f"{type(exc.original).__name__}: {exc.original}"
+                failed_elsewhere = isinstance(exc, UpstreamFailed) or (
+                    isinstance(exc, StageError) and getattr(exc, "node_index", None) is not None
+                )
+                if failed_elsewhere:  # an input's stage failed while being computed for us
+                    node.outcome = Outcome.SKIPPED
+                    node.reason = "not run: an upstream stage failed"
+                else:
+                    node.outcome = Outcome.FAILED
+                    node.reason = f"{type(exc).__name__}: {exc}"
+                    if isinstance(exc, StageError):
+                        node.reason = f"{type(exc.original).__name__}: {exc.original}"
+                        exc.node_index = node.index  # type: ignore[attr-defined]
+                        if self.keep_going:
+                            self.failures.append(exc)
+                            self.reporter.node_finished(node)
+                            raise UpstreamFailed(node) from exc
                 self.reporter.node_finished(node)
             raise
         node.outcome = Outcome.EXECUTED

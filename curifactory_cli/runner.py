@@ -67,6 +67,7 @@ class RunOptions:
     notes: str | None = None
     dry_cache: bool = False  # read the cache, never write to it (the registry is still written)
     store_full: bool = False  # copy everything the run used into data/runs/<reference>/
+    keep_going: bool = False  # after a failing stage, still run everything not depending on it
 
 
 @dataclass
@@ -94,6 +95,7 @@ class RunResult:
     warnings: list[str] = field(default_factory=list)
     results: Any = None  # what the experiment's run() returned
     store_dir: Path | None = None  # the --store-full folder
+    failures: list[StageError] = field(default_factory=list)  # several with --keep-going
 
     @property
     def ok(self) -> bool:
@@ -150,6 +152,9 @@ class RunResult:
                     "entry": n.entry_dir,
                 }
                 for n in self.graph.nodes
+            ],
+            "failures": [
+                {"stage": f.stage, "record": f.record, "message": f.message} for f in self.failures
             ],
             "error": None
             if self.error is None
@@ -410,6 +415,7 @@ def run_experiment(options: RunOptions, reporter: Reporter | None = None) -> Run
         reporter=reporter,
         overwrite=options.overwrite,
         overwrite_stages=frozenset(options.overwrite_stages),
+        keep_going=options.keep_going,
         provenance={
             "run": {
                 "id": run_id,
@@ -455,8 +461,12 @@ def _execute(executor: Executor, result: RunResult) -> None:
     sys.setrecursionlimit(max(limit, 20_000))  # chains of deferred stages recurse
     try:
         executor.run(result.graph.nodes)
+        result.failures = list(executor.failures)
+        if result.failures:
+            result.error = result.failures[0]
     except StageError as exc:
         result.error = exc
+        result.failures = [exc]
     except GraphError as exc:
         if result.failed_node is None:
             raise
