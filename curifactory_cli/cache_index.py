@@ -26,10 +26,12 @@ from typing import Any
 
 from curifactory_cli.errors import CacheError, ConfigError
 from curifactory_cli.store import (
+    LOCK_DIR,
     META_NAME,
     SIGNING_ENV,
     STAGING_DIR,
     TRASH_DIR,
+    EntryLock,
     entry_signature,
     file_sha256,
 )
@@ -621,6 +623,24 @@ def leftovers(root: Path, now: float, grace: float = GRACE_S) -> list[Garbage]:
             else:
                 continue
             out.append(Garbage(path, "leftover", path_size(path), reason))
+    out.extend(_stale_locks(root, now, grace))
+    return out
+
+
+def _stale_locks(root: Path, now: float, grace: float) -> list[Garbage]:
+    """Lock files not used for the grace period and not held now (flock keeps its files)."""
+    base = root / LOCK_DIR
+    if not base.is_dir() or base.is_symlink():
+        return []
+    out = []
+    for path in sorted(base.glob("*.lock")):
+        if path.is_symlink() or _age(path, now) < grace:
+            continue
+        lock = EntryLock(str(path))
+        if not lock.acquire_nowait():
+            continue  # a run is computing this entry right now
+        lock.release()
+        out.append(Garbage(path, "leftover", 0, f"lock unused for {human_duration(grace)}"))
     return out
 
 

@@ -606,3 +606,24 @@ def test_clear_one_entry_by_id(project, cli):
     assert (
         cli("cache", "clear", entry(cli, "load", "a")["id"], "-s", "frame", "--yes").exit_code == 2
     )
+
+
+def test_gc_removes_old_unheld_lock_files_only(project, cli):
+    from curifactory_cli.store import EntryLock
+
+    setup(project)
+    locks = sorted((project.cache / ".locks").glob("*.lock"))
+    assert len(locks) >= 2  # one per computed entry
+    past = time.time() - 2 * 3600
+    for lock in locks:
+        os.utime(lock, (past, past))
+    held = EntryLock(str(locks[0]))
+    assert held.acquire_nowait()  # a run computing that entry right now
+    try:
+        data = as_json(cli, "cache", "gc", "--yes")
+    finally:
+        held.release()
+    removed = {Path(i["path"]).name for i in data["items"]}
+    assert locks[0].name not in removed and locks[0].exists()
+    assert {lock.name for lock in locks[1:]} <= removed
+    assert len(entries(cli)) == 7  # entries are untouched
