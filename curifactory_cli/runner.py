@@ -192,7 +192,14 @@ def parse_indices(specs: tuple[str, ...]) -> set[int]:
 
 
 def find_params_class(module: ModuleType) -> type | None:
-    """The ExperimentParameters subclass the experiment uses, if it defines or imports one."""
+    """The ExperimentParameters subclass the experiment uses, if it defines or imports one.
+
+    `PARAMS_CLASS = MyParams` in the module decides; otherwise the one subclass in view (one
+    defined in the module itself wins over imported ones).
+    """
+    explicit = getattr(module, "PARAMS_CLASS", None)
+    if explicit is not None:
+        return explicit
     found = [
         value
         for value in vars(module).values()
@@ -209,8 +216,7 @@ def find_params_class(module: ModuleType) -> type | None:
             f"experiment {module.__name__} has several parameter classes ({names})",
             hint="set `PARAMS_CLASS = MyParams` in the experiment module.",
         )
-    explicit = getattr(module, "PARAMS_CLASS", None)
-    return explicit or (candidates[0] if candidates else None)
+    return candidates[0] if candidates else None
 
 
 def load_param_sets(root: Path, module: ModuleType, options: RunOptions) -> list[ParamSet]:

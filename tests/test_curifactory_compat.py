@@ -120,3 +120,36 @@ def test_record_output_is_the_last_stage_value_after_the_run(project):
     assert blob.load()["n"] == 5
     again = project.run("demo", "two")
     assert again.records[0].output.load()["n"] == 5
+
+
+TWO_CLASSES = """
+from dataclasses import dataclass
+import curifactory_cli as cf
+
+@dataclass
+class Small(cf.ExperimentParameters):
+    n: int = 1
+
+@dataclass
+class Large(cf.ExperimentParameters):
+    n: int = 100
+    width: int = 3
+
+PARAMS_CLASS = Large
+
+@cf.stage(outputs=["w"])
+def show(record):
+    return record.params.width * record.params.n
+
+def run(param_sets, manager):
+    for p in param_sets:
+        show(cf.Record(manager, p))
+"""
+
+
+def test_params_class_chooses_among_several(project):
+    project.write("experiments/two.py", TWO_CLASSES)
+    project.write("params/p.yaml", "- name: a\n  width: 2\n")
+    result = project.run("two", "params/p.yaml")
+    assert result.ok and result.records[0].state["w"] == 200
+    assert type(result.records[0].params).__name__ == "Large"
