@@ -86,7 +86,7 @@ class Node:
     def upstream(self) -> list[OutputRef]:
         refs = [v for v in self.inputs.values() if isinstance(v, OutputRef)]
         for pairs in self.aggregate_inputs.values():
-            refs.extend(ref for _, ref in pairs)
+            refs.extend(ref for _, ref in pairs if isinstance(ref, OutputRef))
         return refs
 
 
