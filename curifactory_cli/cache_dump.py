@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.util
 import json
 import os
 import pickle
@@ -85,14 +86,14 @@ def verified_files(entry: CacheEntry, output: str) -> list[dict[str, Any]]:
     return files
 
 
-def load_output(entry: CacheEntry, output: str) -> Any:
+def load_output(entry: CacheEntry, output: str, root: Path | None = None) -> Any:
     """The output's value, loaded by its cacher once its files are verified."""
     info = entry.outputs[output]
     files = verified_files(entry, output)
     if os.getcwd() not in sys.path:
         # Custom cachers, and the classes a pickle refers to, live in the project's modules.
         sys.path.insert(0, os.getcwd())
-    cacher = make_cacher(str(info.get("cacher", "")), entry, output, files)
+    cacher = make_cacher(str(info.get("cacher", "")), entry, output, files, root)
     from curifactory_cli.caching import PickleCacher
 
     if type(cacher) is PickleCacher:
@@ -125,9 +126,38 @@ def _load_pickle(path: Path, files: list[dict[str, Any]], output: str) -> Any:
         ) from None
 
 
-def cacher_class(dotted: str) -> type:
+def _reaches_into(package: str, root: Path) -> bool:
+    """Whether importing top-level `package` could load code from inside the cache `root`.
+
+    Checked without importing anything: whoever can write into a shared cache must not be
+    able to name a module of their own in a meta.json and have `dump` import it.
+    """
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        return False
+    if spec is None:
+        return False
+    places = list(spec.submodule_search_locations or []) + ([spec.origin] if spec.origin else [])
+    real_root = root.resolve()
+    for place in places:
+        if place in ("built-in", "frozen"):
+            continue
+        where = Path(place).resolve()
+        if where.is_relative_to(real_root) or real_root.is_relative_to(where):
+            return True
+    return False
+
+
+def cacher_class(dotted: str, root: Path | None = None) -> type:
     """Import `package.module.Class` (the metadata's cacher type)."""
     parts = dotted.split(".")
+    if root is not None and parts[0] != "curifactory_cli" and _reaches_into(parts[0], root):
+        raise CacheError(
+            f"refusing to import the cacher {dotted!r}: its package is inside the cache "
+            f"directory {root}",
+            hint="cachers must come from your project or installed packages, not the cache.",
+        )
     for i in range(len(parts) - 1, 0, -1):
         module_name = ".".join(parts[:i])
         try:
@@ -157,11 +187,17 @@ def _import_error(dotted: str, exc: BaseException | None) -> CacheError:
     )
 
 
-def make_cacher(dotted: str, entry: CacheEntry, output: str, files: list[dict[str, Any]]) -> Any:
+def make_cacher(
+    dotted: str,
+    entry: CacheEntry,
+    output: str,
+    files: list[dict[str, Any]],
+    root: Path | None = None,
+) -> Any:
     """A cacher of the recorded type, pointed at the entry's files for `output`."""
     from curifactory_cli.caching import Cacheable
 
-    cls = cacher_class(dotted)
+    cls = cacher_class(dotted, root)
     try:
         cacher = cls()
     except TypeError:

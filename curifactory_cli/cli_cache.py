@@ -504,7 +504,7 @@ def cache_dump(
     try:
         found = _one_entry(root, entry, experiment, stage, params)
         name = dump.pick_output(found, output)
-        value = dump.load_output(found, name)
+        value = dump.load_output(found, name, root)
         if out is not None:
             fmt = dump.export(value, out, force=force)
     except CurifactoryError as exc:

@@ -53,9 +53,10 @@ def _signing_key() -> bytes | None:
 
 
 def entry_signature(meta: dict[str, Any], secret: bytes) -> str:
-    """HMAC-SHA256 over the entry's key and every file's checksum (what loading trusts)."""
+    """HMAC-SHA256 over the entry's key, each output's cacher type and every file's checksum
+    (what loading trusts)."""
     files = {
-        name: sorted((f["path"], f["sha256"]) for f in output["files"])
+        name: [output.get("cacher"), sorted((f["path"], f["sha256"]) for f in output["files"])]
         for name, output in meta["outputs"].items()
     }
     extra = sorted((f["path"], f["sha256"]) for f in meta.get("extra_files") or [])

@@ -627,3 +627,23 @@ def test_gc_removes_old_unheld_lock_files_only(project, cli):
     assert locks[0].name not in removed and locks[0].exists()
     assert {lock.name for lock in locks[1:]} <= removed
     assert len(entries(cli)) == 7  # entries are untouched
+
+
+def test_dump_never_imports_a_cacher_module_planted_in_the_cache(project, cli):
+    setup(project)
+    target = entry(cli, "load", "a")
+    meta_path = project.cache / target["path"] / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    name = next(iter(meta["outputs"]))
+    planted = project.cache / "planted"
+    planted.mkdir()
+    marker = project.root / "PWNED"
+    (planted / "__init__.py").write_text(
+        f"open({str(marker)!r}, 'w').write('x')\nclass Boom:\n    pass\n"
+    )
+    meta["outputs"][name]["cacher"] = "data.cache.planted.Boom"
+    meta_path.write_text(json.dumps(meta))
+    result = cli("cache", "dump", target["id"], name)
+    assert result.exit_code != 0
+    assert "refusing to import the cacher" in result.output
+    assert not marker.exists()
