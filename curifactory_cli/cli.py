@@ -6,7 +6,6 @@ Heavy modules (the runner, pandas, user code) are imported inside commands so th
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -83,33 +82,29 @@ LazyOpt = Annotated[bool, typer.Option("--lazy", help="Treat every output as Laz
 IgnoreLazyOpt = Annotated[bool, typer.Option("--ignore-lazy", help="Keep Lazy outputs in memory.")]
 
 
-def _options(
-    experiment: str,
-    params: list[str] | None,
-    names: list[str] | None,
-    indices: list[str] | None,
-    sets: list[str] | None,
-    overwrite: bool,
-    overwrite_stage: list[str] | None,
-    cache: Path | None,
-    lazy: bool,
-    ignore_lazy: bool,
-    dry: bool = False,
-) -> RunOptions:
+def _options(ctx: typer.Context) -> RunOptions:
+    """RunOptions from the parsed command line (`run` and `plan` share the selection options)."""
     from curifactory_cli.runner import RunOptions
 
+    given = ctx.params
+    cache = given.get("cache")
     return RunOptions(
-        experiment=experiment,
-        params=tuple(params or ()),
-        names=tuple(names or ()),
-        indices=tuple(indices or ()),
-        overrides=tuple(sets or ()),
-        overwrite=overwrite,
-        overwrite_stages=tuple(overwrite_stage or ()),
-        dry=dry,
+        experiment=given["experiment"],
+        params=tuple(given.get("params") or ()),
+        names=tuple(given.get("names") or ()),
+        indices=tuple(given.get("indices") or ()),
+        overrides=tuple(given.get("sets") or ()),
+        overwrite=bool(given.get("overwrite")),
+        overwrite_stages=tuple(given.get("overwrite_stage") or ()),
+        dry=bool(given.get("dry")),
         cache_dir=str(cache) if cache else None,
-        lazy=lazy,
-        ignore_lazy=ignore_lazy,
+        lazy=bool(given.get("lazy")),
+        ignore_lazy=bool(given.get("ignore_lazy")),
+        notes=given.get("notes"),
+        store_full=bool(given.get("store_full")),
+        dry_cache=bool(given.get("dry_cache")),
+        keep_going=bool(given.get("keep_going")),
+        command=_command_line(ctx),
     )
 
 
@@ -186,27 +181,7 @@ def run(
     from curifactory_cli import report
     from curifactory_cli.runner import run_experiment
 
-    options = _options(
-        experiment,
-        params,
-        names,
-        indices,
-        sets,
-        overwrite,
-        overwrite_stage,
-        cache,
-        lazy,
-        ignore_lazy,
-        dry,
-    )
-    options = dataclasses.replace(
-        options,
-        notes=notes,
-        store_full=store_full,
-        dry_cache=dry_cache,
-        keep_going=keep_going,
-        command=_command_line(ctx),
-    )
+    options = _options(ctx)
     if plan:
         _show_plan(options, as_json)
         return
@@ -247,6 +222,7 @@ def run(
 
 @app.command("plan")
 def plan_command(
+    ctx: typer.Context,
     experiment: ExperimentArg,
     params: ParamsArg = None,
     names: NamesOpt = None,
@@ -266,19 +242,7 @@ def plan_command(
     unusable, ...), may run (only if an upstream re-run changes its outputs), or is skipped
     because nothing that runs needs it.
     """
-    options = _options(
-        experiment,
-        params,
-        names,
-        indices,
-        sets,
-        overwrite,
-        overwrite_stage,
-        cache,
-        lazy,
-        ignore_lazy,
-    )
-    _show_plan(options, as_json)
+    _show_plan(_options(ctx), as_json)
 
 
 def _show_plan(options: RunOptions, as_json: bool) -> None:
