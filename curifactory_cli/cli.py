@@ -247,7 +247,7 @@ def plan_command(
 
 def _show_plan(options: RunOptions, as_json: bool) -> None:
     from curifactory_cli import report
-    from curifactory_cli.planner import headline
+    from curifactory_cli.engine.planner import headline
     from curifactory_cli.runner import plan_experiment
 
     try:

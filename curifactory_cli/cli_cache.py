@@ -112,7 +112,7 @@ def _cacher_names(entry: CacheEntry) -> str:
 # ---------------------------------------------------------------------------------- ls
 def _stale_only(entries: list, experiment: str, params: list[str] | None, root: Path) -> list:
     """Plan the experiment (this imports its code) and keep the entries it would not reuse."""
-    from curifactory_cli.planner import stale_keys
+    from curifactory_cli.engine.planner import stale_keys
     from curifactory_cli.runner import RunOptions, plan_experiment
 
     plan = plan_experiment(

@@ -12,6 +12,7 @@ from curifactory_cli.errors import (
     CurifactoryError,
     ExperimentImportError,
     StageError,
+    Terminated,
     exit_code_for,
 )
 
@@ -39,11 +40,17 @@ def fail(exc: BaseException) -> typer.Exit:
     from curifactory_cli import report
 
     if isinstance(exc, (StageError, ExperimentImportError)):
-        from curifactory_cli.executor import format_user_traceback
+        from curifactory_cli.engine.jobs import format_user_traceback
 
-        report.print_traceback(err_console, format_user_traceback(exc.original))
+        text = getattr(exc, "traceback_text", None)
+        if text is None:
+            text = format_user_traceback(exc.original)
+        if text:
+            report.print_traceback(err_console, text)
     if isinstance(exc, CurifactoryError):
         report.print_error(err_console, exc.message, exc.hint)
+    elif isinstance(exc, Terminated):
+        report.print_error(err_console, "terminated (SIGTERM); finished stages stay cached")
     elif isinstance(exc, KeyboardInterrupt):
         report.print_error(err_console, "interrupted; finished stages stay cached")
     else:

@@ -13,6 +13,11 @@ class ExitCode(enum.IntEnum):
     STAGE_FAILED = 1  # a stage raised, or its outputs could not be cached
     USAGE = 2  # bad command line, parameters, experiment or stage declaration
     INTERRUPTED = 130  # Ctrl-C / SIGINT
+    TERMINATED = 143  # SIGTERM (a CI timeout, `kill`)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived: the run stops as after Ctrl-C, and exits with 143."""
 
 
 class CurifactoryError(Exception):
@@ -88,6 +93,7 @@ class StageError(CurifactoryError):
         self.stage = stage
         self.record = record
         self.original = original
+        self.traceback_text: str | None = None  # set when the stage ran in another process
         super().__init__(
             f"stage {stage!r} failed for parameter set {record!r}: "
             f"{type(original).__name__}: {original}",
@@ -110,6 +116,8 @@ class RunFunctionError(StageError):
 
 def exit_code_for(exc: BaseException) -> ExitCode:
     """The single place where exceptions become exit codes."""
+    if isinstance(exc, Terminated):
+        return ExitCode.TERMINATED
     if isinstance(exc, KeyboardInterrupt):
         return ExitCode.INTERRUPTED
     if isinstance(exc, CurifactoryError):

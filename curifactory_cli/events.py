@@ -1,46 +1,94 @@
-"""What the runner reports while it works: a `Reporter` protocol and a silent default.
+"""What a run reports while it works, as frozen data, and the `Reporter` that receives it.
 
-The core never prints; `report.py` renders these calls with rich, tests record them.
+The core never prints. The scheduler emits these events; the live display, plain log lines,
+`--json` and tests consume them. They carry only plain values (no graph objects), so they can
+be logged, sent to another process or kept for a report.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from dataclasses import dataclass
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from curifactory_cli.graph import Graph, Node
-    from curifactory_cli.runner import RunResult
+
+@dataclass(frozen=True)
+class RunStarted:
+    """The traced graph is about to run: `stages` lists (stage name, number of calls)."""
+
+    run_id: str
+    experiment: str
+    records: int
+    stages: tuple[tuple[str, int], ...]
+    workers: int = 1
+
+    @property
+    def total(self) -> int:
+        return sum(count for _, count in self.stages)
+
+
+@dataclass(frozen=True)
+class NodeStarted:
+    """A stage call was handed to a job runner (`worker` names the slot running it)."""
+
+    index: int
+    stage: str
+    record: str
+    reason: str
+    worker: str | None = None
+
+
+@dataclass(frozen=True)
+class NodeWaiting:
+    """Another run holds this entry's lock: it is computing the same result."""
+
+    index: int
+    stage: str
+    record: str
+
+
+@dataclass(frozen=True)
+class NodeFinished:
+    """A stage call reached its outcome: executed, cached, skipped or failed."""
+
+    index: int
+    stage: str
+    record: str
+    outcome: str
+    reason: str
+    seconds: float = 0.0
+    key: str | None = None
+    entry: str | None = None
+
+
+@dataclass(frozen=True)
+class Warned:
+    message: str
+
+
+@dataclass(frozen=True)
+class RunFinished:
+    run_id: str
+    ok: bool
+    seconds: float
+    counts: tuple[tuple[str, int], ...] = ()
+
+
+Event = RunStarted | NodeStarted | NodeWaiting | NodeFinished | Warned | RunFinished
 
 
 class Reporter(Protocol):
-    def run_started(self, graph: Graph) -> None: ...
-    def node_started(self, node: Node) -> None: ...
-    def node_waiting(self, node: Node) -> None: ...  # another run holds the entry's lock
-    def node_finished(self, node: Node) -> None: ...
-    def warning(self, message: str) -> None: ...
-    def run_finished(self, result: RunResult) -> None: ...
+    def emit(self, event: Event) -> None: ...
 
 
 class NullReporter:
-    """Reports nothing; warnings are kept so API callers and tests can read them."""
+    """Shows nothing; keeps warnings (and, with `keep=True`, every event) for API callers."""
 
-    def __init__(self) -> None:
+    def __init__(self, keep: bool = False) -> None:
         self.warnings: list[str] = []
+        self.events: list[Event] | None = [] if keep else None
 
-    def run_started(self, graph: Graph) -> None:
-        pass
-
-    def node_started(self, node: Node) -> None:
-        pass
-
-    def node_waiting(self, node: Node) -> None:
-        pass
-
-    def node_finished(self, node: Node) -> None:
-        pass
-
-    def warning(self, message: str) -> None:
-        self.warnings.append(message)
-
-    def run_finished(self, result: RunResult) -> None:
-        pass
+    def emit(self, event: Event) -> None:
+        if isinstance(event, Warned):
+            self.warnings.append(event.message)
+        if self.events is not None:
+            self.events.append(event)

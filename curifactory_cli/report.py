@@ -10,10 +10,18 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from curifactory_cli.events import (
+    NodeFinished,
+    NodeStarted,
+    NodeWaiting,
+    RunFinished,
+    RunStarted,
+    Warned,
+)
 from curifactory_cli.graph import Outcome
 
 if TYPE_CHECKING:
-    from curifactory_cli.graph import Graph, Node
+    from curifactory_cli.events import Event
     from curifactory_cli.runner import RunResult
 
 _STYLE = {
@@ -28,8 +36,7 @@ class _Counts:
     def __init__(self, total: int) -> None:
         self.total = total
         self.by_outcome = dict.fromkeys(Outcome, 0)
-        self.running: str | None = None
-        self.seconds = 0.0
+        self.running: dict[int, str] = {}  # node index -> what the "now" column says
 
     @property
     def done(self) -> int:
@@ -45,49 +52,38 @@ class PlainReporter:
         self.quiet = quiet
         self.warnings: list[str] = []
 
-    def run_started(self, graph: Graph) -> None:
-        if not self.quiet:
-            records = len({id(n.record) for n in graph.nodes})
-            self.console.print(
-                f"running {len(graph.nodes)} stage calls over {records} records", highlight=False
-            )
-
-    def node_started(self, node: Node) -> None:
-        pass
-
-    def node_waiting(self, node: Node) -> None:
-        if not self.quiet:
-            self.console.print(
-                f"{'waiting':>8}  {node.stage.name} [{node.record_name}]: another run is "
-                "computing it",
-                highlight=False,
+    def emit(self, event: Event) -> None:
+        if isinstance(event, Warned):
+            self.warnings.append(event.message)
+            self.err.print(
+                f"warning: {event.message}",
+                style="yellow",
                 markup=False,
+                highlight=False,
                 soft_wrap=True,
             )
+        elif not self.quiet:
+            self.show(event)
 
-    def node_finished(self, node: Node) -> None:
-        if self.quiet or node.outcome is None:
-            return
-        timing = f" {node.seconds:.2f}s" if node.outcome is Outcome.EXECUTED else ""
-        self.console.print(
-            f"{node.outcome.value:>8}  {node.stage.name} [{node.record_name}]{timing}",
-            highlight=False,
-            markup=False,
-            soft_wrap=True,
-        )
+    def _line(self, text: str) -> None:
+        self.console.print(text, highlight=False, markup=False, soft_wrap=True)
 
-    def warning(self, message: str) -> None:
-        self.warnings.append(message)
-        self.err.print(
-            f"warning: {message}", style="yellow", markup=False, highlight=False, soft_wrap=True
-        )
-
-    def run_finished(self, result: RunResult) -> None:
-        pass
+    def show(self, event: Event) -> None:
+        if isinstance(event, RunStarted):
+            workers = f" on {event.workers} workers" if event.workers > 1 else ""
+            self._line(f"running {event.total} stage calls over {event.records} records{workers}")
+        elif isinstance(event, NodeWaiting):
+            self._line(
+                f"{'waiting':>8}  {event.stage} [{event.record}]: another run is computing it"
+            )
+        elif isinstance(event, NodeFinished):
+            timing = f" {event.seconds:.2f}s" if event.outcome == Outcome.EXECUTED.value else ""
+            self._line(f"{event.outcome:>8}  {event.stage} [{event.record}]{timing}")
 
 
 class LiveReporter(PlainReporter):
-    """A live table on a terminal: per stage, records done, executed vs cached, what runs now."""
+    """A live table on a terminal: per stage, records done, executed vs cached, what runs now
+    (and on which worker)."""
 
     def __init__(self, console: Console, err_console: Console) -> None:
         super().__init__(console, err_console)
@@ -95,6 +91,7 @@ class LiveReporter(PlainReporter):
         self.outcomes: dict[int, Outcome] = {}
         self.live: Live | None = None
         self.started = time.perf_counter()
+        self.workers = 1
 
     def _render(self) -> Table:
         table = Table(box=None, pad_edge=False, show_edge=False)
@@ -105,53 +102,61 @@ class LiveReporter(PlainReporter):
         table.add_column("skipped", justify="right", style="dim")
         table.add_column("now")
         for name, counts in self.stages.items():
+            now = ", ".join(counts.running.values())
             table.add_row(
                 name,
                 f"{counts.done}/{counts.total}",
                 str(counts.by_outcome[Outcome.EXECUTED]),
                 str(counts.by_outcome[Outcome.CACHED]),
                 str(counts.by_outcome[Outcome.SKIPPED]),
-                Text(f"running {counts.running}", style="yellow") if counts.running else "",
+                Text(now, style="yellow") if now else "",
             )
-        table.caption = f"{time.perf_counter() - self.started:.1f}s"
+        workers = f", {self.workers} workers" if self.workers > 1 else ""
+        table.caption = f"{time.perf_counter() - self.started:.1f}s{workers}"
         return table
 
-    def run_started(self, graph: Graph) -> None:
-        for node in graph.nodes:
-            self.stages.setdefault(node.stage.name, _Counts(0)).total += 1
-        self.live = Live(
-            get_renderable=self._render, console=self.console, refresh_per_second=8, transient=True
-        )
-        self.live.start()
+    def show(self, event: Event) -> None:
+        if isinstance(event, RunStarted):
+            self.workers = event.workers
+            for name, count in event.stages:
+                self.stages.setdefault(name, _Counts(0)).total += count
+            self.live = Live(
+                get_renderable=self._render,
+                console=self.console,
+                refresh_per_second=8,
+                transient=True,
+            )
+            self.live.start()
+        elif isinstance(event, NodeStarted):
+            where = f" on {event.worker}" if event.worker else ""
+            self.stages[event.stage].running[event.index] = f"running {event.record}{where}"
+        elif isinstance(event, NodeWaiting):
+            self.stages[event.stage].running[event.index] = (
+                f"{event.record} (waiting for another run)"
+            )
+        elif isinstance(event, NodeFinished):
+            self._finished(event)
+        elif isinstance(event, RunFinished):
+            self.close()
 
-    def node_started(self, node: Node) -> None:
-        self.stages[node.stage.name].running = node.record_name
-
-    def node_waiting(self, node: Node) -> None:
-        self.stages[node.stage.name].running = f"{node.record_name} (waiting for another run)"
-
-    def node_finished(self, node: Node) -> None:
-        counts = self.stages[node.stage.name]
-        previous = self.outcomes.get(node.index)
+    def _finished(self, event: NodeFinished) -> None:
+        counts = self.stages[event.stage]
+        outcome = Outcome(event.outcome)
+        previous = self.outcomes.get(event.index)
         if previous is not None:  # a damaged cached entry that was recomputed
             counts.by_outcome[previous] -= 1
-        if node.outcome is not None:
-            counts.by_outcome[node.outcome] += 1
-            self.outcomes[node.index] = node.outcome
-        if counts.running and counts.running.startswith(node.record_name):
-            counts.running = None
-        if node.outcome is Outcome.FAILED and self.live is not None:
+        counts.by_outcome[outcome] += 1
+        self.outcomes[event.index] = outcome
+        counts.running.pop(event.index, None)
+        if outcome is Outcome.FAILED and self.live is not None:
             self.live.console.print(
-                f"failed  {node.stage.name} [{node.record_name}]", style="bold red", markup=False
+                f"failed  {event.stage} [{event.record}]", style="bold red", markup=False
             )
 
-    def run_finished(self, result: RunResult) -> None:
+    def close(self) -> None:
         if self.live is not None:
             self.live.stop()
             self.live = None
-
-    def close(self) -> None:
-        self.run_finished(None)  # type: ignore[arg-type]
 
 
 def print_summary(console: Console, result: RunResult) -> None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import inspect
 import os
+import signal
 import sys
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -14,6 +17,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from curifactory_cli import discovery
+from curifactory_cli.engine.keys import KeyMaker
+from curifactory_cli.engine.runners import InlineRunner, make_runner
+from curifactory_cli.engine.scheduler import Scheduler
 from curifactory_cli.errors import (
     ConfigError,
     CurifactoryError,
@@ -21,10 +27,10 @@ from curifactory_cli.errors import (
     ParamsError,
     RunFunctionError,
     StageError,
+    Terminated,
     close_matches_hint,
 )
-from curifactory_cli.events import NullReporter
-from curifactory_cli.executor import Executor
+from curifactory_cli.events import NullReporter, RunFinished, RunStarted
 from curifactory_cli.graph import Graph, Node, Outcome
 from curifactory_cli.hashing import CodeFingerprinter
 from curifactory_cli.params import (
@@ -40,8 +46,10 @@ from curifactory_cli.registry import RunRegistry, registry_path
 from curifactory_cli.store import CacheStore
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from types import ModuleType
 
+    from curifactory_cli.engine.runners import JobRunner
     from curifactory_cli.events import Reporter
 
 DEFAULT_CACHE = Path("data") / "cache"
@@ -68,6 +76,9 @@ class RunOptions:
     dry_cache: bool = False  # read the cache, never write to it (the registry is still written)
     store_full: bool = False  # copy everything the run used into data/runs/<reference>/
     keep_going: bool = False  # after a failing stage, still run everything not depending on it
+    workers: int = 1  # stage calls run at once: 1 runs them in this process
+    executor: str = "local"  # "local" (this process, or worker processes) or "dask"
+    scheduler: str | None = None  # address of an existing Dask scheduler
 
 
 @dataclass
@@ -308,6 +319,7 @@ class Prepared:
     manager: ArtifactManager
     cache_dir: Path
     results: Any  # what the experiment's run() returned
+    module: ModuleType  # the experiment module
 
 
 def prepare(options: RunOptions) -> Prepared:
@@ -339,19 +351,19 @@ def prepare(options: RunOptions) -> Prepared:
                 f"--overwrite-stage {name!r}: the experiment has no stage of that name",
                 hint=close_matches_hint(name, stage_names, "stages", "see the experiment"),
             )
-    return Prepared(root, experiment, param_sets, manager, cache_dir, results)
+    return Prepared(root, experiment, param_sets, manager, cache_dir, results, module)
 
 
 @dataclass
 class PlanResult:
     experiment: str
     param_sets: list[ParamSet]
-    plans: list[Any]  # planner.NodePlan, in traced order
+    plans: list[Any]  # engine.planner.NodePlan, in traced order
     cache_dir: Path
     warnings: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        from curifactory_cli.planner import headline, summarize
+        from curifactory_cli.engine.planner import headline, summarize
 
         return {
             "experiment": self.experiment,
@@ -365,21 +377,20 @@ class PlanResult:
 
 def plan_experiment(options: RunOptions) -> PlanResult:
     """What `run_experiment(options)` would do and why, without executing or loading anything."""
-    from curifactory_cli.planner import Planner
+    from curifactory_cli.engine.keys import KeyMaker
+    from curifactory_cli.engine.planner import Planner
 
     prepared = prepare(options)
-    reporter = NullReporter()
     planner = Planner(
         store=CacheStore(prepared.cache_dir, dry=True),
+        keys=KeyMaker(prepared.experiment, CodeFingerprinter(prepared.root)),
         experiment=prepared.experiment,
-        fingerprinter=CodeFingerprinter(prepared.root),
-        reporter=reporter,
         overwrite=options.overwrite,
         overwrite_stages=frozenset(options.overwrite_stages),
     )
     plans = planner.plan(prepared.manager.graph.nodes)
     return PlanResult(
-        prepared.experiment, prepared.param_sets, plans, prepared.cache_dir, reporter.warnings
+        prepared.experiment, prepared.param_sets, plans, prepared.cache_dir, planner.warnings
     )
 
 
@@ -414,33 +425,41 @@ def run_experiment(options: RunOptions, reporter: Reporter | None = None) -> Run
         run_id = f"{experiment}_0_{dt.datetime.now().strftime('%Y-%m-%d-T%H%M%S')}"
     result = RunResult(experiment, run_id, param_sets, manager.records, manager.graph, cache_dir)
     result.results = prepared.results
-    executor = Executor(
-        store=store,
-        experiment=experiment,
-        fingerprinter=CodeFingerprinter(root),
-        reporter=reporter,
-        overwrite=options.overwrite,
-        overwrite_stages=frozenset(options.overwrite_stages),
-        keep_going=options.keep_going,
-        provenance={
-            "run": {
-                "id": run_id,
-                "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                "command": list(options.command) or sys.argv,
-                **host_info(),
-            },
-            "git": git,
+    provenance = {
+        "run": {
+            "id": run_id,
+            "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "command": list(options.command) or sys.argv,
+            **host_info(),
         },
-    )
+        "git": git,
+    }
     status = "error"
+    runner = None
     try:
-        reporter.run_started(manager.graph)
-        _execute(executor, result)
+        with terminate_as_interrupt():
+            if manager.graph.nodes:
+                runner = _make_runner(options, prepared)
+            scheduler = Scheduler(
+                store=store,
+                keys=KeyMaker(experiment, CodeFingerprinter(root)),
+                runner=runner or InlineRunner(),
+                reporter=reporter,
+                experiment=experiment,
+                overwrite=options.overwrite,
+                overwrite_stages=frozenset(options.overwrite_stages),
+                keep_going=options.keep_going,
+                provenance=provenance,
+            )
+            reporter.emit(_run_started(result, runner.capacity if runner else 1))
+            _execute(scheduler, result)
         status = "complete" if result.error is None else "error"
     except KeyboardInterrupt:
         status = "interrupted"
         raise
     finally:
+        if runner is not None:
+            runner.close(cancel=status == "interrupted")
         if options.dry or options.dry_cache:
             store.close()
         result.seconds = time.perf_counter() - started
@@ -451,7 +470,8 @@ def run_experiment(options: RunOptions, reporter: Reporter | None = None) -> Run
                 node.reason = "not run: the run stopped before it"
         if registry is not None:
             _finish(registry, result, status)
-        reporter.run_finished(result)
+        counts = result.counts()
+        reporter.emit(RunFinished(run_id, result.ok, result.seconds, tuple(sorted(counts.items()))))
     # Declaration errors found while executing (a wrong return count) are usage errors.
     if result.error is not None and not isinstance(result.error, StageError):
         raise result.error
@@ -462,12 +482,43 @@ def run_experiment(options: RunOptions, reporter: Reporter | None = None) -> Run
     return result
 
 
-def _execute(executor: Executor, result: RunResult) -> None:
-    limit = sys.getrecursionlimit()
-    sys.setrecursionlimit(max(limit, 20_000))  # chains of deferred stages recurse
+def _make_runner(options: RunOptions, prepared: Prepared) -> JobRunner:
+    from curifactory_cli.engine.jobs import Context
+
+    module = prepared.module
+    context = Context(str(prepared.root), module.__name__, str(module.__file__))
+    return make_runner(options.executor, options.workers, context, options.scheduler)
+
+
+def _run_started(result: RunResult, workers: int) -> RunStarted:
+    stages: dict[str, int] = {}
+    for node in result.graph.nodes:
+        stages[node.stage.name] = stages.get(node.stage.name, 0) + 1
+    records = len({id(n.record) for n in result.graph.nodes})
+    return RunStarted(result.run_id, result.experiment, records, tuple(stages.items()), workers)
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a CI timeout, `kill`) stops the run as Ctrl-C does, with its own exit code."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, handler)
     try:
-        executor.run(result.graph.nodes)
-        result.failures = list(executor.failures)
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _execute(scheduler: Scheduler, result: RunResult) -> None:
+    try:
+        scheduler.run(result.graph.nodes)
+        result.failures = list(scheduler.failures)
         if result.failures:
             result.error = result.failures[0]
     except StageError as exc:
@@ -477,8 +528,6 @@ def _execute(executor: Executor, result: RunResult) -> None:
         if result.failed_node is None:
             raise
         result.error = exc
-    finally:
-        sys.setrecursionlimit(limit)
 
 
 def _param_files(param_sets: list[ParamSet]) -> list[dict[str, Any]]:

@@ -88,6 +88,45 @@ class CorruptEntryError(CacheError):
     """A cached file does not match the checksum its metadata recorded."""
 
 
+def verify_files(directory: str | Path, files: list[dict[str, Any]]) -> None:
+    """Raise CorruptEntryError unless every file matches its recorded size and checksum."""
+    for info in files:
+        path = os.path.join(directory, info["path"])
+        try:
+            ok = os.stat(path).st_size == info["size"] and file_sha256(path) == info["sha256"]
+        except OSError:
+            ok = False
+        if not ok:
+            raise CorruptEntryError(
+                f"cached file {path} does not match its recorded checksum",
+                hint="it will be recomputed; `curi cache clear` removes the entry.",
+            )
+
+
+def describe_files(staging: str, outputs: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """Sizes and checksums of everything in `staging`, grouped by the output they belong to.
+
+    A file belongs to the output whose name is the longest prefix of its path (so sibling
+    files such as `model.pt_model` go with `model`); other files go under "".
+    """
+    by_output: dict[str, list[dict[str, Any]]] = {name: [] for name in outputs}
+    by_output[""] = []
+    ordered = sorted(outputs, key=len, reverse=True)
+    for path, rel in _dir_files(staging):
+        owner = next((name for name in ordered if rel.startswith(name)), "")
+        by_output[owner].append(
+            {"path": rel, "size": os.stat(path).st_size, "sha256": file_sha256(path)}
+        )
+    return by_output
+
+
+def make_staging(path: str) -> None:
+    try:
+        os.mkdir(path)
+    except OSError as exc:
+        raise CacheError(f"cannot create {path}: {exc.strerror or exc}") from None
+
+
 @dataclass
 class Entry:
     """A valid cache entry found on disk."""
@@ -232,55 +271,35 @@ class CacheStore:
         return Entry(Path(directory), meta), None
 
     def verify(self, directory: str | Path, files: list[dict[str, Any]]) -> None:
-        """Raise CorruptEntryError unless every file matches its recorded size and checksum."""
-        for info in files:
-            path = os.path.join(directory, info["path"])
-            try:
-                ok = os.stat(path).st_size == info["size"] and file_sha256(path) == info["sha256"]
-            except OSError:
-                ok = False
-            if not ok:
-                raise CorruptEntryError(
-                    f"cached file {path} does not match its recorded checksum",
-                    hint="it will be recomputed; `curi cache clear` removes the entry.",
-                )
+        verify_files(directory, files)
 
     # ---------------------------------------------------------------- writing
-    def new_staging(self) -> str:
-        """A fresh private folder for cachers to write into before publishing."""
+    def staging_base(self) -> str:
+        """The folder that holds staging folders (created); a temporary one when dry."""
         if self.dry:
             if self._tmp is None:
                 self._tmp = tempfile.TemporaryDirectory(prefix="curi-dry-")
-            base = self._tmp.name
-        else:
-            self.prepare()
-            base = os.path.join(self._root, STAGING_DIR)
-            self._makedirs(base)
-        path = os.path.join(base, f"{os.getpid()}-{uuid.uuid4().hex}")
-        try:
-            os.mkdir(path)
-        except OSError as exc:
-            raise CacheError(f"cannot create {path}: {exc.strerror or exc}") from None
+            return self._tmp.name
+        self.prepare()
+        base = os.path.join(self._root, STAGING_DIR)
+        self._makedirs(base)
+        return base
+
+    def staging_path(self) -> str:
+        """A fresh name for a staging folder; whoever runs the stage creates it.
+
+        It carries this process's pid, so `cache gc` keeps it while this run is alive.
+        """
+        return os.path.join(self.staging_base(), f"{os.getpid()}-{uuid.uuid4().hex}")
+
+    def new_staging(self) -> str:
+        """A fresh private folder for cachers to write into before publishing."""
+        path = self.staging_path()
+        make_staging(path)
         return path
 
     def discard(self, staging: str) -> None:
         shutil.rmtree(staging, ignore_errors=True)
-
-    def describe_files(self, staging: str, outputs: list[str]) -> dict[str, list[dict[str, Any]]]:
-        """Sizes and checksums of everything in `staging`, grouped by the output they belong to.
-
-        A file belongs to the output whose name is the longest prefix of its path (so sibling
-        files such as `model.pt_model` go with `model`); other files go under "".
-        """
-        by_output: dict[str, list[dict[str, Any]]] = {name: [] for name in outputs}
-        by_output[""] = []
-        ordered = sorted(outputs, key=len, reverse=True)
-        for path, rel in _dir_files(staging):
-            owner = next((name for name in ordered if rel.startswith(name)), "")
-            by_output[owner].append(
-                {"path": rel, "size": os.stat(path).st_size, "sha256": file_sha256(path)}
-            )
-        return by_output
 
     def publish(self, staging: str, final: str, meta: dict[str, Any]) -> None:
         """Make a staged entry visible in one atomic rename.

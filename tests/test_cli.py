@@ -618,7 +618,7 @@ def test_stage_failure_exit_code_traceback_and_resume(project, cli):
     assert 'raise ValueError("boom from second")' in out
     assert "ValueError: boom from second" in out
     # None of our own frames.
-    assert "curifactory_cli/executor.py" not in flat
+    assert "curifactory_cli/engine" not in flat
     assert "curifactory_cli/runner.py" not in flat
     assert "curifactory_cli" + os.sep not in out
     # The failing stage and parameter set are named.

@@ -7,8 +7,8 @@ import shutil
 
 import pytest
 
+from curifactory_cli.engine.planner import Plan
 from curifactory_cli.graph import Outcome
-from curifactory_cli.planner import Plan
 from curifactory_cli.runner import RunOptions, plan_experiment
 
 PIPELINE = """

@@ -1,8 +1,9 @@
-"""`curi plan`: what a run would do and why, decided exactly as the executor decides it.
+"""`curi plan`: what a run would do and why, decided exactly as the scheduler decides it.
 
-The planner walks the traced graph with the executor's own keys and lookups, but executes
-nothing and loads no artifact. Where a stage's fate depends on data that does not exist yet
-(an upstream stage will re-run and may or may not reproduce identical outputs), it says so.
+The planner walks the traced graph in order and calls the scheduler's own decision procedure
+(`decide`) with the same keys, but executes nothing, loads no artifact and changes nothing on
+the graph. Where a stage's fate depends on data that does not exist yet (an upstream stage will
+re-run and may or may not reproduce identical outputs), it says so.
 """
 
 from __future__ import annotations
@@ -13,12 +14,14 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from curifactory_cli.executor import Executor
+from curifactory_cli.engine.decide import Action, Facts, decide
+from curifactory_cli.engine.keys import memory_version
 from curifactory_cli.graph import Node, OutputRef
-from curifactory_cli.store import INVALIDATED, META_NAME
+from curifactory_cli.store import META_NAME
 
 if TYPE_CHECKING:
-    from curifactory_cli.store import Entry
+    from curifactory_cli.engine.keys import KeyMaker
+    from curifactory_cli.store import CacheStore, Entry
 
 
 class Plan(str, enum.Enum):
@@ -36,6 +39,9 @@ class NodePlan:
     plan: Plan | None = None
     reason: str = ""
     depends_on: list[str] = field(default_factory=list)  # stages whose re-run decides a MAYBE
+    key: str | None = None
+    key_parts: dict[str, Any] | None = None
+    entry: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -44,17 +50,36 @@ class NodePlan:
             "plan": self.plan.value if self.plan else None,
             "reason": self.reason,
             "depends_on": self.depends_on,
-            "key": self.node.key,
-            "entry": self.node.entry_dir,
+            "key": self.key,
+            "entry": self.entry,
         }
 
 
-class Planner(Executor):
-    """The executor's decision procedure with execution replaced by bookkeeping."""
+class Planner:
+    """The scheduler's decision procedure with execution replaced by bookkeeping."""
+
+    def __init__(
+        self,
+        *,
+        store: CacheStore,
+        keys: KeyMaker,
+        experiment: str,
+        overwrite: bool = False,
+        overwrite_stages: frozenset[str] = frozenset(),
+    ) -> None:
+        self.store = store
+        self.keys = keys
+        self.experiment = experiment
+        self.overwrite = overwrite
+        self.overwrite_stages = overwrite_stages
+        self.warnings: list[str] = []
+        self._versions: dict[OutputRef, str | None] = {}
+        self._lineage: dict[int, str] = {}
+        self._prefixes: dict[int, str] = {}
+        self._index: dict[tuple[str, str], list[str]] | None = None
 
     def plan(self, nodes: list[Node]) -> list[NodePlan]:
         self._plans = {node.index: NodePlan(node) for node in nodes}
-        self._index: dict[tuple[str, str], list[str]] | None = None
         for node in nodes:
             self._plan_node(node)
         for node in nodes:
@@ -68,60 +93,100 @@ class Planner(Executor):
                 )
         return [self._plans[node.index] for node in nodes]
 
+    # ------------------------------------------------------------------ keys
+    def _version(self, ref: OutputRef) -> str | None:
+        return self._versions.get(ref)
+
+    def _stage_prefix(self, node: Node) -> str:
+        found = self._prefixes.get(node.index)
+        if found is None:
+            found = self.store.stage_prefix(
+                self.experiment, node.record.get_hash(), node.stage.name
+            )
+            self._prefixes[node.index] = found
+        return found
+
+    def _forced(self, node: Node) -> str | None:
+        if self.overwrite or getattr(node.record.params, "overwrite", False) is True:
+            return "forced by --overwrite"
+        if node.stage.name in self.overwrite_stages:
+            return "forced by --overwrite-stage"
+        return None
+
+    def _facts(self, node: Node) -> Facts:
+        item = self._plans[node.index]
+        lineage = self.keys.lineage_key(node, lambda n: self._lineage[n.index])
+        self._lineage[node.index] = lineage
+        known = all(self._version(ref) is not None for ref in node.upstream())
+        if known:
+            item.key_parts, item.key = self.keys.data_key(node, self._version)
+            if node.is_cached_stage:
+                item.entry = self.store.entry_dir(self._stage_prefix(node), item.key)
+            else:
+                for ref in node.outputs:
+                    self._versions[ref] = memory_version(item.key, ref.name)
+        return Facts(
+            cached_stage=node.is_cached_stage,
+            leaf=node.consumers == 0,
+            forced=self._forced(node) if node.is_cached_stage else None,
+            inputs_known=known,
+            fresh_inputs=known and any(self._uncertain(ref) for ref in node.upstream()),
+            outputs=tuple(ref.name for ref in node.outputs),
+            lineage_key=lineage,
+            stage_prefix=self._stage_prefix(node) if node.is_cached_stage else "",
+            key=item.key if known else None,
+            entry_dir=item.entry if known else None,
+        )
+
     # ------------------------------------------------------------------ decisions
     def _uncertain(self, ref: OutputRef) -> bool:
         """Whether an input's data is unknown until an upstream stage re-runs."""
-        producer = ref.node
-        state = self._plans[producer.index].plan
-        if state in (Plan.RUN, Plan.MAYBE):
-            return True
-        if not producer.is_cached_stage:
-            return any(self._uncertain(up) for up in producer.upstream())
+        stack, seen = [ref.node], set()
+        while stack:
+            producer = stack.pop()
+            if self._plans[producer.index].plan in (Plan.RUN, Plan.MAYBE):
+                return True
+            if not producer.is_cached_stage and producer.index not in seen:
+                seen.add(producer.index)
+                stack.extend(up.node for up in producer.upstream())
         return False
 
     def _plan_node(self, node: Node) -> None:
         item = self._plans[node.index]
-        self._bases[node.index] = self._base_parts(node)
-        node.lineage_key = self._key(node, lineage=True)
+        facts = self._facts(node)
         upstream = node.upstream()
-        known = all(ref.version is not None for ref in upstream)
-        if known:
-            node.key_parts, node.key = self._data_key(node)
-        if not node.is_cached_stage:
-            if known:
-                self._set_derived_versions(node)
-            if node.consumers == 0:
-                self._mark(node, Plan.RUN, "uncached leaf stage")
+        uncertain = [ref for ref in upstream if self._version(ref) is None and self._uncertain(ref)]
+        if node.is_cached_stage and not facts.forced and not facts.inputs_known and uncertain:
+            # The scheduler would wait for those stages to run and then decide by their data.
+            self._maybe(node, uncertain)
             return
-        forced = self._forced(node)
-        if forced:
-            self._mark(node, Plan.RUN, forced)
-            return
-        if known:
-            entry = self._lookup(node)
-            if entry is not None:
-                self._cached(node, entry)
-                return
-            item.reason = self._diagnose(node)
-            if node.consumers == 0:
-                self._mark(node, Plan.RUN, item.reason)
-            return  # deferred, exactly as the executor defers it
-        uncertain = [ref for ref in upstream if ref.version is None and self._uncertain(ref)]
-        if not uncertain:
-            entry = self._lookup_lineage(node)
-            if entry is not None:
-                self._cached(node, entry)
-                return
-            # The executor would now compute the missing upstream stages to learn their data.
-            for ref in upstream:
-                if ref.version is None and self._plans[ref.node.index].plan is None:
+        decision = decide(facts, self.store)
+        if decision.problem:
+            self.warnings.append(f"{node.label}: ignoring cache entry: {decision.problem}")
+        if decision.action is Action.CACHED:
+            assert decision.entry is not None
+            self._cached(node, decision.entry)
+        elif decision.action is Action.RUN:
+            reason = decision.reason
+            if node.is_cached_stage and not facts.forced:
+                reason = self._diagnose(node, reason)
+            self._mark(node, Plan.RUN, reason)
+        elif decision.action is Action.DEFER:
+            if node.is_cached_stage:
+                item.reason = self._diagnose(node, decision.reason)
+        else:  # NEED_INPUTS: the scheduler computes the missing upstream stages first
+            missing = [ref for ref in upstream if self._version(ref) is None]
+            for ref in missing:
+                if self._plans[ref.node.index].plan is None:
                     self._mark(
                         ref.node,
                         Plan.RUN,
                         self._plans[ref.node.index].reason
                         or f"needed to decide {node.stage.name!r}",
                     )
-            uncertain = [ref for ref in upstream if ref.version is None]
+            self._maybe(node, missing)
+
+    def _maybe(self, node: Node, uncertain: list[OutputRef]) -> None:
         names = sorted({ref.node.stage.name for ref in uncertain})
         if self._similar_entry_exists(node, uncertain):
             self._mark(
@@ -135,27 +200,35 @@ class Planner(Executor):
             self._mark(node, Plan.RUN, f"input(s) {', '.join(inputs)} will be recomputed")
 
     def _mark(self, node: Node, plan: Plan, reason: str, depends: list[str] | None = None) -> None:
-        item = self._plans[node.index]
-        if item.plan in (Plan.RUN, Plan.CACHED):
-            return
-        item.plan, item.reason, item.depends_on = plan, reason, depends or []
-        if node.is_cached_stage:
-            for ref in node.outputs:
-                ref.version = None  # its data is not known until it has run
-        # Whatever runs needs its inputs: missing upstream stages then run (or may run) too.
-        for ref in node.upstream():
-            upstream = self._plans[ref.node.index]
-            if upstream.plan is None and (ref.version is None or not ref.node.is_cached_stage):
-                why = upstream.reason or ("uncached" if not ref.node.is_cached_stage else "missing")
-                need = "needed by" if plan is Plan.RUN else "runs only if this runs:"
-                self._mark(ref.node, plan, f"{why}; {need} {node.stage.name!r}", depends)
+        stack = [(node, reason)]
+        while stack:
+            current, why = stack.pop()
+            item = self._plans[current.index]
+            if item.plan in (Plan.RUN, Plan.CACHED):
+                continue
+            item.plan, item.reason, item.depends_on = plan, why, depends or []
+            if current.is_cached_stage:
+                for ref in current.outputs:
+                    self._versions[ref] = None  # its data is not known until it has run
+            # Whatever runs needs its inputs: missing upstream stages then run (or may run) too.
+            for ref in current.upstream():
+                upstream = self._plans[ref.node.index]
+                if upstream.plan is None and (
+                    self._version(ref) is None or not ref.node.is_cached_stage
+                ):
+                    cause = upstream.reason or (
+                        "uncached" if not ref.node.is_cached_stage else "missing"
+                    )
+                    need = "needed by" if plan is Plan.RUN else "runs only if this runs:"
+                    stack.append((ref.node, f"{cause}; {need} {current.stage.name!r}"))
 
     def _cached(self, node: Node, entry: Entry) -> None:
         item = self._plans[node.index]
         item.plan, item.reason = Plan.CACHED, "cached"
-        node.entry_dir = str(entry.directory)
+        item.entry = str(entry.directory)
+        item.key, item.key_parts = entry.meta.get("key"), entry.meta.get("key_parts")
         for ref in node.outputs:
-            ref.version = entry.meta["outputs"][ref.name]["version"]
+            self._versions[ref] = entry.meta["outputs"][ref.name]["version"]
 
     # ------------------------------------------------------------------ reasons
     def _stage_entries(self, node: Node) -> list[dict[str, Any]]:
@@ -186,29 +259,27 @@ class Planner(Executor):
             for name, pairs in node.aggregate_inputs.items()
             if any(src in uncertain for _, src in pairs)
         }
-        base = self._bases[node.index]
+        base = self.keys.base(node)
         for meta in self._stage_entries(node):
             parts = meta.get("key_parts") or {}
             if any(parts.get(k) != v for k, v in base.items()):
                 continue
-            known_inputs = self._input_parts(node, lineage=False)
+            known_inputs = self.keys.input_parts(node, self._version)
             stored = parts.get("inputs") or {}
             if all(stored.get(k) == v for k, v in known_inputs.items() if k not in open_inputs):
                 return True
         return False
 
-    def _diagnose(self, node: Node) -> str:
+    def _diagnose(self, node: Node, reason: str) -> str:
         """Why a cached stage's entry is not usable: the first key part that differs."""
-        if node.reason == INVALIDATED or node.reason.startswith("invalidated"):
-            return node.reason
-        if node.reason.startswith("cache entry unusable"):
-            return node.reason
+        if reason.startswith(("invalidated", "cache entry unusable")):
+            return reason
         metas = self._stage_entries(node)
         if not metas:
             if self._computed_under_other_params(node):
                 return "parameters changed"
             return "not computed yet"
-        parts, base = metas[0].get("key_parts") or {}, self._bases[node.index]
+        parts, base = metas[0].get("key_parts") or {}, self.keys.base(node)
         if parts.get("code") != base["code"]:
             return "stage code changed"
         if parts.get("cachers") != base["cachers"] or parts.get("outputs") != base["outputs"]:
@@ -217,7 +288,9 @@ class Planner(Executor):
             return "call arguments changed"
         stored = parts.get("inputs") or {}
         changed = sorted(
-            k for k, v in (node.key_parts or {}).get("inputs", {}).items() if stored.get(k) != v
+            k
+            for k, v in (self._plans[node.index].key_parts or {}).get("inputs", {}).items()
+            if stored.get(k) != v
         )
         if changed:
             return f"input data changed ({', '.join(changed)})"
@@ -266,18 +339,18 @@ def stale_keys(plans: list[NodePlan], entries: list[Any]) -> set[str]:
     plan are left alone: they may belong to another parameter file. An entry that a "maybe"
     call could still reuse (same code and parameters, inputs not known yet) is not stale.
     """
-    current = {item.node.key for item in plans if item.node.key}
+    current = {item.key for item in plans if item.key}
     slots = {(item.node.record.get_hash(), item.node.stage.name) for item in plans}
     names = {item.node.record_name: item.node.record.get_hash() for item in plans}
     possible = {
-        (item.node.record.get_hash(), item.node.stage.name, item.node.key_parts["code"])
+        (item.node.record.get_hash(), item.node.stage.name, item.key_parts["code"])
         for item in plans
-        if item.plan is Plan.MAYBE and item.node.key_parts
+        if item.plan is Plan.MAYBE and item.key_parts
     }
     possible |= {
         (item.node.record.get_hash(), item.node.stage.name, None)
         for item in plans
-        if item.plan is Plan.MAYBE and not item.node.key_parts
+        if item.plan is Plan.MAYBE and not item.key_parts
     }
     stale = set()
     for entry in entries:

@@ -1,0 +1,93 @@
+"""The one decision procedure: what happens to a stage call, and why.
+
+`curi run` (the scheduler) and `curi plan` (the planner) both call `decide`, so what the plan
+says is what the run does. It reads the store but changes nothing.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from curifactory_cli.store import INVALIDATED
+
+if TYPE_CHECKING:
+    from curifactory_cli.store import Entry
+
+
+class Action(str, enum.Enum):
+    CACHED = "cached"  # a valid entry exists: use it, load nothing yet
+    RUN = "run"  # execute the stage
+    DEFER = "defer"  # missing, but nothing needs it yet: run only if a consumer needs its data
+    NEED_INPUTS = "need-inputs"  # inputs unknown and no entry by lineage: compute them first
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What the decision depends on, besides the store."""
+
+    cached_stage: bool  # the stage has cachers
+    leaf: bool  # nothing in the graph consumes its outputs
+    forced: str | None  # why it is forced to run (--overwrite, --overwrite-stage), if it is
+    inputs_known: bool  # every input's data version is known, so the data key is
+    fresh_inputs: bool  # an input was (re)computed in this run
+    outputs: tuple[str, ...]
+    lineage_key: str
+    stage_prefix: str  # where this stage's entries for this parameter set live
+    key: str | None = None  # the data key, when inputs_known
+    entry_dir: str | None = None  # where the entry for `key` lives
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    reason: str
+    entry: Entry | None = None
+    problem: str | None = None  # an entry exists under the key but cannot be used
+
+
+class StoreView(Protocol):
+    def lookup(
+        self, directory: str, key: str, outputs: list[str]
+    ) -> tuple[Entry | None, str | None]: ...
+
+    def find_by_lineage(
+        self, stage_prefix: str, lineage_key: str, outputs: list[str]
+    ) -> Entry | None: ...
+
+
+def miss_reason(problem: str | None) -> str:
+    if problem == INVALIDATED:
+        return "invalidated by `curi cache invalidate`"
+    if problem:
+        return f"cache entry unusable: {problem}"
+    return "no cache entry"
+
+
+def decide(facts: Facts, store: StoreView) -> Decision:
+    """The decision for one stage call whose upstream calls are all decided."""
+    if not facts.cached_stage:
+        if facts.leaf:
+            return Decision(Action.RUN, "uncached leaf stage")
+        return Decision(Action.DEFER, "uncached, and nothing needs its outputs")
+    if facts.forced:
+        return Decision(Action.RUN, facts.forced)
+    outputs = list(facts.outputs)
+    if facts.inputs_known:
+        assert facts.entry_dir is not None and facts.key is not None
+        entry, problem = store.lookup(facts.entry_dir, facts.key, outputs)
+        if entry is not None:
+            return Decision(Action.CACHED, "cached", entry)
+        reason = miss_reason(problem)
+        problem = problem if problem != INVALIDATED else None
+        # A leaf must run, and so must a stage whose inputs were just recomputed. Any other
+        # missing stage waits: its consumers may still be cached (found by lineage), and then
+        # it is not needed at all.
+        if facts.leaf or facts.fresh_inputs:
+            return Decision(Action.RUN, reason, problem=problem)
+        return Decision(Action.DEFER, reason, problem=problem)
+    entry = store.find_by_lineage(facts.stage_prefix, facts.lineage_key, outputs)
+    if entry is not None:
+        return Decision(Action.CACHED, "cached", entry)
+    return Decision(Action.NEED_INPUTS, "its inputs must be computed to decide")

@@ -1,0 +1,469 @@
+"""One stage call as plain data (`Job`), and `run_job`, which executes it anywhere.
+
+A job holds no graph objects: a reference to the stage function, the record's name and
+parameters, where each input comes from (a cache entry, or an in-memory value) and the staging
+folder to write into. `run_job` loads the inputs through their cachers (verifying checksums
+first), calls the function, saves the outputs into the staging folder and returns their
+checksums. It never publishes: the driver alone publishes, writes the registry and emits
+events. The same function runs in-process, in a worker process and on a Dask worker.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import pickle
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+from curifactory_cli.caching import Cacheable, Lazy, new_cacher
+from curifactory_cli.errors import CacheError, CurifactoryError, OutputSignatureError
+from curifactory_cli.hashing import canonical_json, digest
+from curifactory_cli.store import (
+    CorruptEntryError,
+    describe_files,
+    fault_point,
+    make_staging,
+    verify_files,
+)
+
+# ---------------------------------------------------------------------------------- the job
+
+
+@dataclass(frozen=True)
+class RecordInfo:
+    """What a stage sees of a record besides its inputs."""
+
+    name: str
+    params: Any
+    params_hash: str
+
+
+@dataclass(frozen=True)
+class InputEntry:
+    """An input read from a published (or, with --dry, staged) cache entry."""
+
+    producer: int  # node index of the producing stage call (to recompute it if damaged)
+    stage: str
+    directory: str
+    output: str
+    cacher: Any  # the producer's cacher template for this output
+    info: dict[str, Any]  # the output's metadata: version, files with checksums, extra
+    lazy: Lazy | None  # the output's Lazy declaration, if it is lazy
+    verified: bool  # published by this run: its checksums were computed a moment ago
+
+
+@dataclass(frozen=True)
+class InputValue:
+    """An input passed by value (an in-memory output, or a value set in record.state)."""
+
+    value: Any
+
+
+Source = InputEntry | InputValue
+
+
+@dataclass(frozen=True)
+class Job:
+    index: int  # the node's index in the graph
+    stage_ref: str  # "module:qualname" of the decorated stage
+    stage_name: str
+    experiment: str
+    record: RecordInfo
+    key: str
+    lineage_key: str
+    staging: str | None  # the folder to create and save into; None for a stage without cachers
+    outputs: tuple[str, ...]
+    lazy: tuple[bool, ...]
+    cachers: tuple[Any, ...] | None  # cacher classes or instances, one per output
+    kwargs: dict[str, Any]
+    is_aggregate: bool
+    inputs: tuple[tuple[str, Source], ...] = ()
+    # aggregate: input name -> (position in input_records, source) for each record that has it
+    aggregate_inputs: tuple[tuple[str, tuple[tuple[int, Source], ...]], ...] = ()
+    input_records: tuple[RecordInfo, ...] = ()
+    ship_values: bool = True  # return the values of cached outputs (False in other processes)
+
+    @property
+    def label(self) -> str:
+        return f"{self.stage_name} [{self.record.name}]"
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Why a job did not produce its outputs, in plain data."""
+
+    kind: str  # "stage": the user's function raised; "error": a CurifactoryError of ours
+    message: str
+    hint: str | None = None
+    error_type: str = ""  # "module:qualname" of the CurifactoryError subclass ("error" only)
+    exc_type: str = ""  # the user's exception type name ("stage" only)
+    traceback: str = ""  # the user's traceback, our frames removed
+    original: BaseException | None = None  # the exception itself, when it could travel
+
+
+@dataclass
+class JobResult:
+    """What executing a Job produced (files are still in `staging`, unpublished)."""
+
+    index: int
+    values: list[Any] = field(default_factory=list)  # None where not shipped (or Lazy)
+    staging: str | None = None
+    outputs_meta: dict[str, Any] = field(default_factory=dict)
+    extra_files: list[dict[str, Any]] = field(default_factory=list)
+    compute_s: float = 0.0
+    save_s: float = 0.0
+    reportables: list[Any] = field(default_factory=list)
+    failure: Failure | None = None
+    corrupt: tuple[str, int, str, str | None] | None = None  # input, producer, message, hint
+    worker: str = ""
+
+
+# ---------------------------------------------------------------------------------- running
+
+
+def run_job(job: Job, record: Any = None) -> JobResult:
+    """Execute one stage call; save its outputs into `job.staging`.
+
+    `record` is the live Record when the job runs in the driver's process; elsewhere a record
+    is rebuilt from the job. The user's exceptions come back as `result.failure`, never raised.
+    """
+    result = JobResult(job.index, worker=_worker_name())
+    started = time.perf_counter()
+    staging = job.staging
+    try:
+        fn = resolve_stage(job.stage_ref).fn
+        rebuilt = record is None
+        if rebuilt:
+            record, input_records = _worker_record(job)
+        else:
+            input_records = list(record.input_records)
+        try:
+            inputs = _load_inputs(job, input_records)
+        except _Corrupt as damaged:
+            result.corrupt = damaged.args
+            return result
+        if rebuilt:  # a stage may read its inputs from record.state too
+            for name, value in inputs.items():
+                dict.__setitem__(record.state, name, value)
+        reported = len(record.reportables)
+        if staging is not None:
+            make_staging(staging)
+        cachers = _bind_cachers(job, staging)
+        values = _call(job, fn, record, inputs, cachers)
+        del inputs
+        if isinstance(values, Failure):
+            result.failure = values
+            _discard(staging)
+            return result
+        result.values = values
+        result.compute_s = time.perf_counter() - started
+        if staging is not None:
+            result.staging = staging
+            _save_outputs(job, cachers, result)
+        if not job.ship_values and staging is not None:
+            result.values = [None] * len(values)  # the driver reads them from the entry
+        if rebuilt:  # reportables travel back to the driver's record
+            result.reportables = record.reportables[reported:]
+        return result
+    except CurifactoryError as exc:
+        _discard(staging)
+        result.staging = None
+        result.failure = error_failure(exc)
+        return result
+    except BaseException:
+        _discard(staging)
+        raise
+
+
+def error_failure(exc: CurifactoryError) -> Failure:
+    cls = type(exc)
+    return Failure(
+        "error", exc.message, exc.hint, error_type=f"{cls.__module__}:{cls.__qualname__}"
+    )
+
+
+def rebuild_error(failure: Failure) -> CurifactoryError:
+    """The CurifactoryError a failure of kind "error" stands for, in the driver."""
+    module, _, name = failure.error_type.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+        return cls(failure.message, hint=failure.hint)
+    except Exception:
+        return CacheError(failure.message, failure.hint)
+
+
+def _discard(staging: str | None) -> None:
+    if staging is not None:
+        import shutil
+
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _worker_name() -> str:
+    return f"pid {os.getpid()}"
+
+
+class _Corrupt(Exception):
+    pass
+
+
+def _load_inputs(job: Job, input_records: list[Any]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for name, source in job.inputs:
+        values[name] = _load(name, source)
+    for name, pairs in job.aggregate_inputs:
+        values[name] = {input_records[pos]: _load(name, source) for pos, source in pairs}
+    return values
+
+
+def _load(name: str, source: Source) -> Any:
+    if isinstance(source, InputValue):
+        return source.value
+    cacher = bound_cacher(
+        source.cacher, source.directory, source.output, source.stage, source.info, source.verified
+    )
+    if source.lazy is not None and not source.lazy.resolve:
+        # The stage gets the handle and loads it (or passes its path on) itself.
+        return source.lazy._copy_for(cacher)
+    try:
+        if not source.verified:
+            verify_files(source.directory, source.info["files"])
+        return cacher.load()
+    except CorruptEntryError as exc:
+        raise _Corrupt(name, source.producer, exc.message, exc.hint) from None
+
+
+def bound_cacher(
+    template: Any,
+    directory: str,
+    output: str,
+    stage: str,
+    info: dict[str, Any],
+    verified: bool = False,
+) -> Cacheable:
+    """A fresh cacher pointed at one output of an entry, that verifies before it first loads."""
+    cacher = new_cacher(template)
+    cacher._bind(str(directory), output)
+    cacher.stage = stage
+    cacher.extra_metadata = dict(info.get("extra") or {})
+    cacher.metadata = info
+    state = {"verified": verified}
+
+    def load() -> Any:
+        if not state["verified"]:
+            verify_files(directory, info["files"])
+            state["verified"] = True
+        return cacher.load()
+
+    cacher._curi_loader = load  # type: ignore[attr-defined]
+    return cacher
+
+
+def _bind_cachers(job: Job, staging: str | None) -> list[Cacheable]:
+    cachers: list[Cacheable] = []
+    for name, template in zip(job.outputs, job.cachers or ()):
+        cacher = new_cacher(template)
+        cacher._bind(str(staging), name)
+        cacher.stage = job.stage_name
+        cachers.append(cacher)
+    return cachers
+
+
+def _call(
+    job: Job, fn: Any, record: Any, inputs: dict[str, Any], cachers: list[Cacheable]
+) -> list[Any] | Failure:
+    kwargs = dict(job.kwargs)
+    args = kwargs.pop("__args__", ())
+    record.stage_cachers = cachers
+    record._staging = job.staging
+    call_inputs = {**inputs, **kwargs}
+    inputs.clear()
+    try:
+        if job.is_aggregate:
+            returned = fn(record, record.input_records, *args, **call_inputs)
+        else:
+            returned = fn(record, *args, **call_inputs)
+    except Exception as exc:
+        return Failure(
+            "stage",
+            f"{type(exc).__name__}: {exc}",
+            exc_type=type(exc).__name__,
+            traceback=format_user_traceback(exc),
+            original=exc,
+        )
+    finally:
+        del call_inputs
+        record.stage_cachers = None
+        record._staging = None
+    return split_outputs(job, returned)
+
+
+def split_outputs(job: Job, returned: Any) -> list[Any]:
+    n = len(job.outputs)
+    if n == 0:
+        return []
+    if n == 1:
+        return [returned]
+    if not isinstance(returned, (tuple, list)) or len(returned) != n:
+        got = f"{len(returned)} values" if isinstance(returned, (tuple, list)) else "1 value"
+        raise OutputSignatureError(
+            f"stage {job.stage_name!r} returned {got} for parameter set {job.record.name!r} "
+            f"but declares {n} outputs ({', '.join(job.outputs)})",
+            hint="return a tuple with one value per output, in order.",
+        )
+    return list(returned)
+
+
+def _save_outputs(job: Job, cachers: list[Cacheable], result: JobResult) -> None:
+    save_started = time.perf_counter()
+    values = result.values
+    for i, (name, cacher) in enumerate(zip(job.outputs, cachers)):
+        try:
+            cacher.save(values[i])
+        except Exception as exc:
+            what = f"stage {job.stage_name!r} ({job.record.name}), output {name!r}"
+            if isinstance(exc, CurifactoryError):
+                raise CacheError(f"{what}: {exc.message}", exc.hint) from exc
+            raise CacheError(
+                f"{what}: {type(cacher).__name__} could not save it: {type(exc).__name__}: {exc}",
+                hint="pick a cacher that can store this value (PickleCacher stores most).",
+            ) from exc
+        if job.lazy[i]:
+            values[i] = None  # drop the object as soon as it is on disk
+    fault_point("after-data")
+    assert result.staging is not None
+    files = describe_files(result.staging, list(job.outputs))
+    from curifactory_cli.engine.keys import cacher_id
+
+    for i, (name, cacher) in enumerate(zip(job.outputs, cachers)):
+        own = files[name]
+        cacher_type = cacher_id(type(cacher))["type"]
+        version = digest(
+            canonical_json([cacher_type, [(f["path"][len(name) :], f["sha256"]) for f in own]])
+        )
+        result.outputs_meta[name] = {
+            "cacher": cacher_type,
+            "lazy": job.lazy[i],
+            "version": version,
+            "files": own,
+            "extra": cacher.extra_metadata,
+        }
+    result.extra_files = files[""]
+    result.save_s = time.perf_counter() - save_started
+
+
+def format_user_traceback(exc: BaseException) -> str:
+    """The user's traceback with this package's frames removed."""
+    import curifactory_cli
+
+    package_dir = curifactory_cli.__path__[0]
+    tb = traceback.extract_tb(exc.__traceback__)
+    frames = [f for f in tb if not f.filename.startswith((package_dir, "<frozen importlib"))]
+    lines = ["Traceback (most recent call last):\n", *traceback.format_list(frames)]
+    lines.extend(traceback.format_exception_only(type(exc), exc))
+    return "".join(lines)
+
+
+# ---------------------------------------------------------------------------------- workers
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a worker process needs before it can unpickle a job: the project and experiment."""
+
+    root: str  # the project folder: put on sys.path, as the driver does
+    module: str  # the experiment's module name ("experiments.demo")
+    path: str  # its file: imported from there, so experiments/ needs no __init__.py
+
+
+def resolve_stage(ref: str) -> Any:
+    """The StageSpec of a `module:qualname` reference (the decorated stage)."""
+    module_name, _, qualname = ref.partition(":")
+    module = sys.modules.get(module_name) or importlib.import_module(module_name)
+    obj: Any = module
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    spec = getattr(obj, "__curi_stage__", None)
+    if spec is None:
+        msg = f"{ref} is not a stage"
+        raise CacheError(msg)
+    return spec
+
+
+def enter(context: Context) -> None:
+    """Import the experiment module in this process once (a worker's first job)."""
+    if sys.modules.get(context.module) is not None:
+        loaded = getattr(sys.modules[context.module], "__file__", None)
+        if loaded and os.path.realpath(loaded) == os.path.realpath(context.path):
+            return
+    if context.root not in sys.path:
+        sys.path.insert(0, context.root)
+    spec = importlib.util.spec_from_file_location(context.module, context.path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[context.module] = module
+    spec.loader.exec_module(module)
+
+
+def run_payload(context: Context, payload: bytes) -> bytes:
+    """A worker's entry point: a pickled Job in, a pickled JobResult out.
+
+    Pickling happens here, inside `try`, so that a value that cannot travel becomes a clear
+    error naming the stage instead of a broken pool.
+    """
+    enter(context)
+    job: Job = pickle.loads(payload)
+    result = run_job(job)
+    try:
+        return pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as exc:
+        reportables, result.reportables = result.reportables, []
+        failure = result.failure
+        if failure is not None and failure.original is not None:
+            # The user's exception cannot travel: send its text, which is what is shown.
+            result.failure = Failure(
+                failure.kind, failure.message, failure.hint, failure.error_type,
+                failure.exc_type, failure.traceback, None,
+            )  # fmt: skip
+        try:
+            data = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception:
+            _discard(result.staging)
+            result = JobResult(job.index, worker=result.worker)
+            result.failure = Failure(
+                "error",
+                f"stage {job.stage_name!r} ({job.record.name}) returned a value that cannot be "
+                f"sent back from a worker process: {type(exc).__name__}: {exc}",
+                hint="give the stage a cacher for that output, or run with -j 1.",
+                error_type="curifactory_cli.errors:CacheError",
+            )
+            return pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+        if reportables:
+            sys.stderr.write(f"warning: reportables of {job.label} could not be sent back\n")
+        return data
+
+
+def _worker_record(job: Job) -> tuple[Any, list[Any]]:
+    """A Record for a job running away from the driver: params, name, inputs in its state."""
+    from curifactory_cli.record import ArtifactManager, Record
+
+    manager = ArtifactManager(job.experiment)
+
+    def make(info: RecordInfo) -> Any:
+        record = Record(manager, info.params, hide=True)
+        record._hash = info.params_hash
+        return record
+
+    record = make(job.record)
+    input_records = [make(info) for info in job.input_records]
+    if job.is_aggregate:
+        record.is_aggregate = True
+        record.input_records = input_records
+        record._combo_hash = job.record.params_hash
+    record.stages.append(job.stage_name)
+    return record, input_records

@@ -1,0 +1,115 @@
+"""The two keys of a stage call.
+
+* the **data key**: params hash, stage name, code fingerprint, cachers, output names, keyword
+  arguments, and the *data versions* (checksums) of its inputs. A re-run that reproduces
+  byte-identical outputs leaves its dependants' data keys unchanged (early cutoff).
+* the **lineage key**: the same, but with the *lineage keys* of its upstream stages instead
+  of their data versions. It is computable without any data, so a stage whose upstream entry
+  was deleted can still be found in the cache without re-running the upstream stage.
+
+Nothing here depends on the machine or the project's absolute path: a cache computed in one
+checkout is valid in another, and on another worker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from curifactory_cli.errors import CurifactoryError
+from curifactory_cli.graph import OutputRef
+from curifactory_cli.hashing import canonical_json, digest, hash_value, param_set_representation
+
+if TYPE_CHECKING:
+    from curifactory_cli.graph import Node
+    from curifactory_cli.hashing import CodeFingerprinter
+
+KEY_FORMAT = 1
+_CACHER_PRIVATE = {"path", "metadata", "extra_metadata", "record", "stage", "name", "_curi_loader"}
+
+Version = Callable[[OutputRef], "str | None"]
+
+
+def cacher_id(template: Any) -> Any:
+    """What identifies a cacher in a key: its type, and the options of an instance."""
+    cls = template if isinstance(template, type) else type(template)
+    ident: dict[str, Any] = {"type": f"{cls.__module__}.{cls.__qualname__}"}
+    if not isinstance(template, type):
+        config = {k: v for k, v in vars(template).items() if k not in _CACHER_PRIVATE}
+        try:
+            ident["config"] = hash_value(config, "cacher options")
+        except CurifactoryError:
+            ident["config"] = repr(sorted(config))
+    return ident
+
+
+def params_json(params: Any) -> Any:
+    """A JSON-friendly view of a parameter set for metadata (name included)."""
+    if params is None:
+        return None
+    data = getattr(params, "_data", None)
+    if data is None:
+        try:
+            data = param_set_representation(params)
+        except CurifactoryError:
+            data = {"repr": repr(params)}
+    return {"name": getattr(params, "name", None), **data}
+
+
+def memory_version(key: str, output: str) -> str:
+    """An in-memory output has no bytes to checksum: its version is derived from its key."""
+    return digest(f"memory:{key}:{output}")
+
+
+class KeyMaker:
+    """Computes keys of the nodes of one graph; the parts that need no inputs are memoised."""
+
+    def __init__(self, experiment: str, fingerprinter: CodeFingerprinter) -> None:
+        self.experiment = experiment
+        self.fingerprinter = fingerprinter
+        self._bases: dict[int, dict[str, Any]] = {}
+
+    def base(self, node: Node) -> dict[str, Any]:
+        """Every key part except the inputs."""
+        found = self._bases.get(node.index)
+        if found is None:
+            spec = node.stage
+            found = {
+                "format": KEY_FORMAT,
+                "experiment": self.experiment,
+                "stage": spec.name,
+                "params": node.record.get_hash(),
+                "code": self.fingerprinter.fingerprint(spec.fn),
+                "outputs": [ref.name for ref in node.outputs],
+                "cachers": [cacher_id(t) for t in node.cacher_templates or []],
+            }
+            if node.kwargs:
+                found["kwargs"] = hash_value(node.kwargs, f"keyword arguments of {spec.name!r}")
+            self._bases[node.index] = found
+        return found
+
+    @staticmethod
+    def input_parts(node: Node, version: Version) -> dict[str, Any]:
+        """Input name -> what identifies its data (`version(ref)` for an artifact)."""
+
+        def part(src: Any) -> Any:
+            if isinstance(src, OutputRef):
+                return version(src)
+            return "value:" + hash_value(src, f"input of {node.stage.name!r}")
+
+        inputs: dict[str, Any] = {name: part(src) for name, src in node.inputs.items()}
+        for name, pairs in node.aggregate_inputs.items():
+            inputs[name] = sorted([rec.get_hash(), part(src)] for rec, src in pairs)
+        return inputs
+
+    def data_key(self, node: Node, version: Version) -> tuple[dict[str, Any], str]:
+        parts = {**self.base(node), "inputs": self.input_parts(node, version)}
+        return parts, digest(canonical_json(parts))
+
+    def lineage_key(self, node: Node, lineage: Callable[[Node], str | None]) -> str:
+        parts = {
+            **self.base(node),
+            "inputs": self.input_parts(node, lambda ref: f"{lineage(ref.node)}:{ref.name}"),
+            "lineage": True,
+        }
+        return digest(canonical_json(parts))

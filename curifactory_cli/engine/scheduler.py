@@ -1,0 +1,666 @@
+"""The run itself: an explicit ready-set walk over the traced graph.
+
+A stage call is *decided* (by `decide.decide`) once every stage call it reads from is settled.
+Settled means: cached, executed, failed, skipped, or deferred (its entry is missing but nothing
+has needed it yet). A call that must run is *requested*; it becomes *ready* when every input
+it reads is available, and is then handed to a job runner. Results come back in any order and
+are committed here (published, events emitted) by this process alone.
+
+A deferred call runs only when something needs its data: a consumer that runs, or a consumer
+that cannot be decided without it (no entry found by lineage). Each call is decided at most
+twice and executed at most once (twice only to repair a damaged entry), so the cost of a run is
+linear in the number of stage calls, and there is no recursion.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gc
+import heapq
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+from curifactory_cli.caching import Lazy
+from curifactory_cli.engine.decide import Action, Facts, decide
+from curifactory_cli.engine.jobs import (
+    InputEntry,
+    InputValue,
+    Job,
+    JobResult,
+    RecordInfo,
+    bound_cacher,
+    rebuild_error,
+)
+from curifactory_cli.engine.keys import memory_version, params_json
+from curifactory_cli.errors import CurifactoryError, StageError
+from curifactory_cli.events import NodeFinished, NodeStarted, NodeWaiting, Warned
+from curifactory_cli.graph import NOT_COMPUTED, Node, Outcome, OutputRef
+from curifactory_cli.provenance import library_versions
+from curifactory_cli.record import _CachedOutput
+from curifactory_cli.store import CorruptEntryError
+
+if TYPE_CHECKING:
+    from curifactory_cli.engine.keys import KeyMaker
+    from curifactory_cli.engine.runners import JobRunner
+    from curifactory_cli.events import Event, Reporter
+    from curifactory_cli.store import CacheStore, Entry, EntryLock
+
+# What the scheduler knows of a node beyond its outcome.
+_DEFERRED = "deferred"  # decided: missing or uncached, not needed yet
+_REDECIDE = "redecide"  # waiting for upstream calls that must run before it can be decided
+_REQUESTED = "requested"  # must run; waiting for its inputs
+_RUNNING = "running"  # handed to the runner (or waiting for another run's lock)
+
+
+class Scheduler:
+    """Runs one traced graph against a store through a job runner."""
+
+    def __init__(
+        self,
+        *,
+        store: CacheStore,
+        keys: KeyMaker,
+        runner: JobRunner,
+        reporter: Reporter,
+        experiment: str,
+        overwrite: bool = False,
+        overwrite_stages: frozenset[str] = frozenset(),
+        keep_going: bool = False,
+        provenance: dict[str, Any] | None = None,
+    ) -> None:
+        self.store = store
+        self.keys = keys
+        self.runner = runner
+        self.reporter = reporter
+        self.experiment = experiment
+        self.overwrite = overwrite
+        self.overwrite_stages = overwrite_stages
+        self.keep_going = keep_going
+        self.provenance = provenance or {}
+        self.failures: list[StageError] = []
+        self._state: dict[int, str] = {}
+        self._pending: dict[int, int] = {}  # producers not settled yet, per node
+        self._consumers: dict[int, list[int]] = {}
+        self._waiters: dict[int, list[int]] = {}  # producer -> nodes waiting for it to finish
+        self._needs: dict[int, set[int]] = {}  # node -> producers it still waits for
+        self._to_decide: list[int] = []
+        self._ready: list[int] = []
+        self._locked: list[tuple[int, Job, EntryLock]] = []  # waiting for another run's lock
+        self._in_flight: dict[int, tuple[Job, EntryLock | None, float, int]] = {}
+        self._slots: list[int] = []
+        self._fresh: set[int] = set()  # executed in this run
+        self._done: set[int] = set()  # settled: consumers were told
+        self._repaired: set[int] = set()
+        self._warned: set[str] = set()
+        self._prefixes: dict[int, str] = {}
+        self._info: dict[int, dict[str, Any]] = {}  # node -> its entry's outputs metadata
+        self._stop: BaseException | None = None
+        self.nodes: list[Node] = []
+
+    # ------------------------------------------------------------------ driving
+    def run(self, nodes: list[Node]) -> None:
+        """Settle every node. A failing stage stops the run (running jobs finish first), or
+        with `keep_going` is collected in `failures` while everything not depending on it runs.
+        """
+        self.nodes = nodes
+        self._slots = list(range(self.runner.capacity, 0, -1))
+        for node in nodes:
+            producers = {ref.node.index for ref in node.upstream()}
+            self._pending[node.index] = len(producers)
+            for p in producers:
+                self._consumers.setdefault(p, []).append(node.index)
+            if not producers:
+                self._to_decide.append(node.index)  # already in index (heap) order
+        # The collector would walk the whole graph again and again while it is being settled,
+        # for garbage that is not there: the graph is live until the run ends. It stays off
+        # for our bookkeeping and on while user code runs (see InlineRunner).
+        collecting = gc.isenabled()
+        gc.freeze()
+        gc.disable()
+        try:
+            self._loop()
+        except BaseException:
+            self._abandon()
+            raise
+        finally:
+            gc.unfreeze()
+            if collecting:
+                gc.enable()
+        if self._stop is not None:
+            raise self._stop
+        for node in nodes:
+            if node.outcome is None:
+                node.outcome = Outcome.SKIPPED
+                node.reason = (
+                    "cache entry missing, but nothing needs it"
+                    if node.is_cached_stage
+                    else "uncached, and nothing needs its outputs"
+                )
+                self._finished(node)
+
+    def _loop(self) -> None:
+        while True:
+            while self._to_decide and self._stop is None:
+                self._decide(self.nodes[heapq.heappop(self._to_decide)])
+            while self._ready and self._slots and self._stop is None:
+                self._dispatch(self.nodes[heapq.heappop(self._ready)])
+            if self._stop is None and (self._to_decide or (self._ready and self._slots)):
+                continue
+            if self._in_flight:
+                timeout = 0.05 if self._locked else None
+                for result in self.runner.wait(timeout):
+                    self._complete(result)
+                self._retry_locks(block=False)
+            elif self._locked and self._stop is None:
+                self._retry_locks(block=True)
+            else:
+                return
+
+    def _emit(self, event: Event) -> None:
+        self.reporter.emit(event)
+
+    def _finished(self, node: Node) -> None:
+        self._emit(
+            NodeFinished(
+                node.index,
+                node.stage.name,
+                node.record_name,
+                (node.outcome or Outcome.SKIPPED).value,
+                node.reason,
+                node.seconds,
+                node.key,
+                node.entry_dir,
+            )
+        )
+
+    def _warn(self, message: str) -> None:
+        self._emit(Warned(message))
+
+    # ------------------------------------------------------------------ deciding
+    def _forced(self, node: Node) -> str | None:
+        if self.overwrite or getattr(node.record.params, "overwrite", False) is True:
+            return "forced by --overwrite"
+        if node.stage.name in self.overwrite_stages:
+            return "forced by --overwrite-stage"
+        return None
+
+    def _stage_prefix(self, node: Node) -> str:
+        found = self._prefixes.get(node.index)
+        if found is None:
+            found = self.store.stage_prefix(
+                self.experiment, node.record.get_hash(), node.stage.name
+            )
+            self._prefixes[node.index] = found
+        return found
+
+    def _has_fresh_input(self, node: Node) -> bool:
+        """Whether an input was (re)computed in this run, directly or through uncached stages."""
+        stack = [ref.node for ref in node.upstream()]
+        seen: set[int] = set()
+        while stack:
+            producer = stack.pop()
+            if producer.index in self._fresh:
+                return True
+            if not producer.is_cached_stage and producer.index not in seen:
+                seen.add(producer.index)
+                stack.extend(ref.node for ref in producer.upstream())
+        return False
+
+    def facts(self, node: Node) -> Facts:
+        """Compute the node's keys (as far as its inputs allow) and what decide() needs."""
+        node.lineage_key = self.keys.lineage_key(node, lambda n: n.lineage_key)
+        known = all(ref.version is not None for ref in node.upstream())
+        if known:
+            node.key_parts, node.key = self.keys.data_key(node, lambda ref: ref.version)
+            if node.is_cached_stage:
+                node.entry_dir = self.store.entry_dir(self._stage_prefix(node), node.key)
+            else:
+                self._set_memory_versions(node)
+        return Facts(
+            cached_stage=node.is_cached_stage,
+            leaf=node.consumers == 0,
+            forced=self._forced(node) if node.is_cached_stage else None,
+            inputs_known=known,
+            fresh_inputs=known and self._has_fresh_input(node),
+            outputs=tuple(ref.name for ref in node.outputs),
+            lineage_key=node.lineage_key,
+            stage_prefix=self._stage_prefix(node) if node.is_cached_stage else "",
+            key=node.key if known else None,
+            entry_dir=node.entry_dir if known else None,
+        )
+
+    def _set_memory_versions(self, node: Node) -> None:
+        for ref in node.outputs:
+            ref.version = memory_version(node.key or "", ref.name)
+
+    def _decide(self, node: Node) -> None:
+        if node.outcome is not None:
+            return  # skipped because an input it waited for failed
+        decision = decide(self.facts(node), self.store)
+        if decision.problem and node.entry_dir not in self._warned:
+            self._warned.add(str(node.entry_dir))
+            self._warn(f"{node.label}: ignoring cache entry: {decision.problem}")
+        action = decision.action
+        if action is Action.CACHED:
+            assert decision.entry is not None
+            self._hit(node, decision.entry, decision.reason)
+        elif action is Action.RUN:
+            self._request(node, decision.reason)
+        elif action is Action.DEFER:
+            self._state[node.index] = _DEFERRED
+            if node.is_cached_stage:
+                node.reason = decision.reason
+            self._settled(node)
+        else:  # NEED_INPUTS: run the upstream calls whose data is unknown, then decide again
+            missing = [ref.node for ref in node.upstream() if ref.version is None]
+            if any(p.outcome in (Outcome.FAILED, Outcome.SKIPPED) for p in missing):
+                self._skip(node)
+                return
+            self._state[node.index] = _REDECIDE
+            self._needs[node.index] = {p.index for p in missing}
+            for producer in missing:
+                self._waiters.setdefault(producer.index, []).append(node.index)
+                self._request(producer, producer.reason or f"needed by {node.label}")
+
+    def _settled(self, node: Node) -> None:
+        """The node's consumers may be decidable now (once: a deferred call that later runs,
+        or a damaged entry that is recomputed, is not settled twice)."""
+        if node.index in self._done:
+            return
+        self._done.add(node.index)
+        for consumer in self._consumers.get(node.index, ()):
+            self._pending[consumer] -= 1
+            if self._pending[consumer] == 0:
+                heapq.heappush(self._to_decide, consumer)
+
+    def _hit(self, node: Node, entry: Entry, reason: str) -> None:
+        node.outcome = Outcome.CACHED
+        node.reason = reason
+        node.entry_dir = str(entry.directory)
+        if entry.meta.get("key"):
+            node.key, node.key_parts = entry.meta["key"], entry.meta.get("key_parts")
+        outputs = entry.meta["outputs"]
+        self._info[node.index] = outputs
+        for i, ref in enumerate(node.outputs):
+            info = outputs[ref.name]
+            ref.version = info["version"]
+            cacher = bound_cacher(
+                node.cacher_templates[i], node.entry_dir, ref.name, node.stage.name, info
+            )
+            ref.value = ref.lazy._copy_for(cacher) if ref.lazy else _CachedOutput(cacher, keep=True)
+        self._state.pop(node.index, None)
+        self._finished(node)
+        self._settled(node)
+        self._wake(node)
+
+    # ------------------------------------------------------------------ requesting
+    def _request(self, node: Node, reason: str) -> None:
+        """Mark `node` to run, with every deferred call whose data it reads."""
+        stack = [(node, reason)]
+        while stack:
+            current, why = stack.pop()
+            state = self._state.get(current.index)
+            if current.outcome is not None or state in (_REQUESTED, _RUNNING):
+                continue
+            self._state[current.index] = _REQUESTED
+            current.reason = why
+            needs: set[int] = set()
+            for ref in current.upstream():
+                producer = ref.node
+                if producer.outcome in (Outcome.FAILED, Outcome.SKIPPED):
+                    needs = set()
+                    self._skip(current)
+                    break
+                if producer.outcome is not None and ref.value is not NOT_COMPUTED:
+                    continue  # available
+                if producer.index not in needs:
+                    needs.add(producer.index)
+                    self._waiters.setdefault(producer.index, []).append(current.index)
+                if self._state.get(producer.index) == _DEFERRED:
+                    stack.append((producer, producer.reason or "needed downstream"))
+            if current.outcome is None:
+                self._needs[current.index] = needs
+                if not needs:
+                    heapq.heappush(self._ready, current.index)
+
+    def _skip(self, node: Node) -> None:
+        """An input's stage failed: the node, and whatever waits on it, cannot run."""
+        stack = [node]
+        while stack:
+            current = stack.pop()
+            if current.outcome is not None:
+                continue
+            current.outcome = Outcome.SKIPPED
+            current.reason = "not run: an upstream stage failed"
+            self._state.pop(current.index, None)
+            self._finished(current)
+            self._settled(current)
+            stack.extend(self.nodes[w] for w in self._waiters.pop(current.index, ()))
+
+    def _wake(self, node: Node) -> None:
+        """`node` finished: whatever waited for it may run, or be decided."""
+        for waiter in self._waiters.pop(node.index, ()):
+            needs = self._needs.get(waiter)
+            if needs is None or node.index not in needs:
+                continue
+            needs.discard(node.index)
+            if needs:
+                continue
+            del self._needs[waiter]
+            state = self._state.get(waiter)
+            if state == _REDECIDE:
+                del self._state[waiter]
+                heapq.heappush(self._to_decide, waiter)
+            elif state == _REQUESTED:
+                heapq.heappush(self._ready, waiter)
+
+    # ------------------------------------------------------------------ running
+    def _dispatch(self, node: Node) -> None:
+        self._state[node.index] = _RUNNING
+        # Inputs are final now (a damaged upstream may have been recomputed): key them.
+        node.key_parts, node.key = self.keys.data_key(node, lambda ref: ref.version)
+        if node.is_cached_stage:
+            node.entry_dir = self.store.entry_dir(self._stage_prefix(node), node.key)
+        else:
+            self._set_memory_versions(node)
+        try:
+            job = self.job(node)
+        except CurifactoryError as exc:
+            self._fail(node, exc, time.perf_counter())
+            return
+        lock = None
+        if node.is_cached_stage and not self.store.dry:
+            lock = self.store.entry_lock(node.key)
+            if not lock.acquire_nowait():
+                self._emit(NodeWaiting(node.index, node.stage.name, node.record_name))
+                self._locked.append((node.index, job, lock))
+                return
+        self._locked_in(node, job, lock)
+
+    def _retry_locks(self, block: bool) -> None:
+        waiting, self._locked = self._locked, []
+        for i, (index, job, lock) in enumerate(waiting):
+            if self._stop is not None:
+                lock_free = False
+            elif block and i == 0:
+                lock.acquire()
+                lock_free = True
+            else:
+                lock_free = lock.acquire_nowait()
+            if lock_free:
+                self._locked_in(self.nodes[index], job, lock)
+            elif self._stop is None:
+                self._locked.append((index, job, lock))
+            else:
+                self._state.pop(index, None)
+
+    def _locked_in(self, node: Node, job: Job, lock: EntryLock | None) -> None:
+        # Another run may have published this entry while we waited for the lock.
+        if lock is not None and node.index not in self._repaired and not self._forced(node):
+            assert node.entry_dir is not None and node.key is not None
+            entry, _ = self.store.lookup(node.entry_dir, node.key, list(job.outputs))
+            if entry is not None:
+                lock.release()
+                self._hit(node, entry, "cached (computed by a concurrent run)")
+                return
+        slot = self._slots.pop()
+        self._emit(
+            NodeStarted(
+                node.index,
+                node.stage.name,
+                node.record_name,
+                node.reason,
+                None if self.runner.capacity == 1 else f"worker {slot}",
+            )
+        )
+        self._in_flight[node.index] = (job, lock, time.perf_counter(), slot)
+        self.runner.submit(job, node.record)
+
+    def _complete(self, result: JobResult) -> None:
+        node = self.nodes[result.index]
+        job, lock, started, slot = self._in_flight.pop(result.index)
+        self._slots.append(slot)
+        node.seconds = time.perf_counter() - started
+        try:
+            if result.corrupt is not None:
+                self._repair(node, result)
+            elif result.failure is not None:
+                failure = result.failure
+                if failure.kind == "stage":
+                    original = failure.original or remote_error(failure.exc_type, failure.message)
+                    error: CurifactoryError = StageError(
+                        node.stage.name, node.record_name, original
+                    )
+                    error.traceback_text = failure.traceback  # type: ignore[attr-defined]
+                else:
+                    error = rebuild_error(failure)
+                self._fail(node, error, started)
+            else:
+                try:
+                    self._commit(node, job, result)
+                except CurifactoryError as exc:
+                    self._fail(node, exc, started)
+                    return
+                node.outcome = Outcome.EXECUTED
+                self._fresh.add(node.index)
+                self._state.pop(node.index, None)
+                if result.reportables:
+                    node.record.reportables.extend(result.reportables)
+                self._finished(node)
+                self._settled(node)
+                self._wake(node)
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _fail(self, node: Node, error: BaseException, started: float) -> None:
+        node.outcome = Outcome.FAILED
+        node.seconds = time.perf_counter() - started
+        if isinstance(error, StageError):
+            node.reason = f"{type(error.original).__name__}: {error.original}"
+        elif isinstance(error, CurifactoryError):
+            node.reason = f"{type(error).__name__}: {error.message}"
+        else:
+            node.reason = f"{type(error).__name__}: {error}"
+        self._state.pop(node.index, None)
+        self._finished(node)
+        self._settled(node)
+        if isinstance(error, StageError) and self.keep_going:
+            self.failures.append(error)
+            for waiter in self._waiters.pop(node.index, ()):
+                self._skip(self.nodes[waiter])
+            return
+        if self._stop is None:
+            self._stop = error
+
+    def _repair(self, node: Node, result: JobResult) -> None:
+        """An input's cached files were damaged: recompute its stage once, then run again."""
+        assert result.corrupt is not None
+        _name, index, message, hint = result.corrupt
+        producer = self.nodes[index]
+        if index in self._repaired:
+            self._fail(node, CorruptEntryError(message, hint), time.perf_counter())
+            return
+        self._warn(f"{producer.label}: {message}; recomputing")
+        self._repaired.add(index)
+        producer.outcome = None
+        self._state[index] = _DEFERRED
+        self._state[node.index] = _REQUESTED
+        self._needs[node.index] = {index}
+        self._waiters.setdefault(index, []).append(node.index)
+        self._request(producer, "cache entry corrupt")
+
+    def _abandon(self) -> None:
+        """Interrupted: stop the workers, remove what they staged, release every lock."""
+        self.runner.close(cancel=True)
+        for job, lock, _started, _slot in self._in_flight.values():
+            if job.staging is not None:
+                self.store.discard(job.staging)
+            if lock is not None:
+                lock.release()
+        self._in_flight.clear()
+        for _index, _job, lock in self._locked:
+            del lock  # never acquired
+        self._locked.clear()
+
+    # ------------------------------------------------------------------ jobs
+    def _source(self, ref: OutputRef) -> InputEntry | InputValue:
+        value = ref.value
+        if isinstance(value, _CachedOutput) and value.loaded and self.runner.inline:
+            return InputValue(value.value)
+        if isinstance(value, (_CachedOutput, Lazy)):
+            producer = ref.node
+            i = producer.outputs.index(ref)
+            return InputEntry(
+                producer=producer.index,
+                stage=producer.stage.name,
+                directory=str(producer.entry_dir),
+                output=ref.name,
+                cacher=producer.cacher_templates[i],
+                info=self._info[producer.index][ref.name],
+                lazy=ref.lazy,
+                verified=producer.index in self._fresh,
+            )
+        return InputValue(value)
+
+    def job(self, node: Node) -> Job:
+        """The plain-data description of running `node` now."""
+        record = node.record
+        inputs = tuple(
+            (name, self._source(src) if isinstance(src, OutputRef) else InputValue(src))
+            for name, src in node.inputs.items()
+        )
+        positions = {id(r): i for i, r in enumerate(record.input_records)}
+        aggregate = tuple(
+            (
+                name,
+                tuple(
+                    (
+                        positions[id(rec)],
+                        self._source(src) if isinstance(src, OutputRef) else InputValue(src),
+                    )
+                    for rec, src in pairs
+                ),
+            )
+            for name, pairs in node.aggregate_inputs.items()
+        )
+        assert node.key is not None and node.lineage_key is not None
+        return Job(
+            index=node.index,
+            stage_ref=node.stage.ref,
+            stage_name=node.stage.name,
+            experiment=self.experiment,
+            record=_record_info(record),
+            key=node.key,
+            lineage_key=node.lineage_key,
+            staging=self.store.staging_path() if node.is_cached_stage else None,
+            outputs=tuple(ref.name for ref in node.outputs),
+            lazy=tuple(ref.lazy is not None for ref in node.outputs),
+            cachers=tuple(node.cacher_templates) if node.is_cached_stage else None,
+            kwargs=dict(node.kwargs),
+            is_aggregate=node.stage.is_aggregate,
+            inputs=inputs,
+            aggregate_inputs=aggregate,
+            input_records=tuple(_record_info(r) for r in record.input_records),
+            ship_values=self.runner.inline,
+        )
+
+    # ------------------------------------------------------------------ committing
+    def _commit(self, node: Node, job: Job, result: JobResult) -> None:
+        """Publish an executed stage's staged files, then point its outputs at them."""
+        if not node.is_cached_stage:
+            for ref, value in zip(node.outputs, result.values):
+                ref.value = value
+            return
+        assert result.staging is not None and job.staging is not None
+        for ref in node.outputs:
+            ref.version = result.outputs_meta[ref.name]["version"]
+        meta = self._metadata(node, result)
+        if self.store.dry:
+            location = result.staging
+        else:
+            self.store.publish(result.staging, str(node.entry_dir), meta)
+            location = str(node.entry_dir)
+        node.entry_dir = location
+        self._info[node.index] = result.outputs_meta
+        for i, ref in enumerate(node.outputs):
+            info = result.outputs_meta[ref.name]
+            cacher = bound_cacher(
+                node.cacher_templates[i], location, ref.name, node.stage.name, info, True
+            )
+            if ref.lazy:
+                ref.value = ref.lazy._copy_for(cacher)
+            elif job.ship_values:
+                ref.value = result.values[i]
+            else:
+                ref.value = _CachedOutput(cacher, keep=True)
+        result.values.clear()
+
+    def _metadata(self, node: Node, result: JobResult) -> dict[str, Any]:
+        record = node.record
+        inputs: dict[str, Any] = {}
+        for name, src in node.inputs.items():
+            if isinstance(src, OutputRef):
+                inputs[name] = self._input_meta(src)
+        for name, pairs in node.aggregate_inputs.items():
+            inputs[name] = [
+                {"record": rec.name, **self._input_meta(src)}
+                for rec, src in pairs
+                if isinstance(src, OutputRef)
+            ]
+        return {
+            "format": 1,
+            "key": node.key,
+            "lineage_key": node.lineage_key,
+            "key_parts": node.key_parts,
+            "experiment": self.experiment,
+            "stage": node.stage.name,
+            "stage_ref": node.stage.ref,
+            "aggregate": node.stage.is_aggregate,
+            "record": record.name,
+            "params_hash": record.get_hash(),
+            "params": params_json(record.params),
+            "input_records": [r.name for r in record.input_records],
+            "inputs": inputs,
+            "outputs": result.outputs_meta,
+            "extra_files": result.extra_files,
+            "timings": {
+                "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                "compute_s": round(result.compute_s, 6),
+                "save_s": round(result.save_s, 6),
+            },
+            **self.provenance,
+            # Read now, not at start: stages import pandas, numpy, ... as they run.
+            "versions": library_versions(),
+        }
+
+    def _input_meta(self, src: OutputRef) -> dict[str, Any]:
+        producer = src.node
+        entry = None
+        if producer.entry_dir and producer.is_cached_stage:
+            root = str(self.store.root) + os.sep
+            entry = producer.entry_dir
+            if entry.startswith(root):
+                entry = entry[len(root) :].replace(os.sep, "/")
+        return {
+            "stage": producer.stage.name,
+            "output": src.name,
+            "record": producer.record_name,
+            "version": src.version,
+            "entry": entry,
+        }
+
+
+class RemoteError(Exception):
+    """A stage's exception that could not travel back from another process, by its text."""
+
+
+def remote_error(type_name: str, message: str) -> RemoteError:
+    """An exception named like the original (`ValueError: ...` reads the same)."""
+    cls = type(type_name or "RemoteError", (RemoteError,), {})
+    return cls(message.partition(": ")[2] if ": " in message else message)
+
+
+def _record_info(record: Any) -> RecordInfo:
+    return RecordInfo(record.name, record.params, record.get_hash())
