@@ -104,6 +104,9 @@ def _options(ctx: typer.Context) -> RunOptions:
         store_full=bool(given.get("store_full")),
         dry_cache=bool(given.get("dry_cache")),
         keep_going=bool(given.get("keep_going")),
+        workers=given.get("workers"),
+        executor=given.get("executor"),
+        scheduler=given.get("scheduler"),
         command=_command_line(ctx),
     )
 
@@ -169,6 +172,32 @@ def run(
             "--dry-cache", help="Read the cache but never write to it (the run is still recorded)."
         ),
     ] = False,
+    workers: Annotated[
+        str | None,
+        typer.Option(
+            "--workers",
+            "-j",
+            help="Stage calls to run at once, in worker processes: a number, or 'auto' for one "
+            "per usable core. Default 1 (in this process), or [tool.curi] workers.",
+        ),
+    ] = None,
+    executor: Annotated[
+        str | None,
+        typer.Option(
+            "--executor",
+            help="Where stages run: 'local' (this process, or worker processes with -j) or "
+            "'dask' (a local Dask cluster, or the one at --scheduler). Needs "
+            "curifactory-cli[dask].",
+        ),
+    ] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            "--scheduler",
+            help="Address of a running Dask scheduler (tcp://HOST:PORT); also "
+            "DASK_SCHEDULER_ADDRESS. Implies --executor dask.",
+        ),
+    ] = None,
     no_progress: Annotated[
         bool, typer.Option("--no-progress", help="Plain lines instead of a live display.")
     ] = False,

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from curifactory_cli import discovery
 from curifactory_cli.engine.keys import KeyMaker
-from curifactory_cli.engine.runners import InlineRunner, make_runner
+from curifactory_cli.engine.runners import InlineRunner, make_runner, parse_workers, usable_cores
 from curifactory_cli.engine.scheduler import Scheduler
 from curifactory_cli.errors import (
     ConfigError,
@@ -76,8 +76,10 @@ class RunOptions:
     dry_cache: bool = False  # read the cache, never write to it (the registry is still written)
     store_full: bool = False  # copy everything the run used into data/runs/<reference>/
     keep_going: bool = False  # after a failing stage, still run everything not depending on it
-    workers: int = 1  # stage calls run at once: 1 runs them in this process
-    executor: str = "local"  # "local" (this process, or worker processes) or "dask"
+    # Stage calls run at once: 1 runs them in this process, "auto" one per usable core.
+    # None: [tool.curi] in pyproject.toml decides, else 1 (Dask: one per usable core).
+    workers: int | str | None = None
+    executor: str | None = None  # "local" (this process or worker processes) or "dask"
     scheduler: str | None = None  # address of an existing Dask scheduler
 
 
@@ -403,6 +405,7 @@ def run_experiment(options: RunOptions, reporter: Reporter | None = None) -> Run
     root, experiment, manager = prepared.root, prepared.experiment, prepared.manager
     param_sets, cache_dir = prepared.param_sets, prepared.cache_dir
     store = CacheStore(cache_dir, dry=options.dry or options.dry_cache)
+    execution = _execution(options, root)
     if not store.dry and manager.graph.nodes:
         store.prepare()  # an unusable cache is a setup error: no run is recorded
     git = git_info(str(root))
@@ -439,7 +442,7 @@ def run_experiment(options: RunOptions, reporter: Reporter | None = None) -> Run
     try:
         with terminate_as_interrupt():
             if manager.graph.nodes:
-                runner = _make_runner(options, prepared)
+                runner = _make_runner(execution, prepared)
             scheduler = Scheduler(
                 store=store,
                 keys=KeyMaker(experiment, CodeFingerprinter(root)),
@@ -482,12 +485,38 @@ def run_experiment(options: RunOptions, reporter: Reporter | None = None) -> Run
     return result
 
 
-def _make_runner(options: RunOptions, prepared: Prepared) -> JobRunner:
+@dataclass(frozen=True)
+class _Execution:
+    executor: str
+    workers: int
+    scheduler: str | None
+
+
+def _execution(options: RunOptions, root: Path) -> _Execution:
+    """Where stages run: the command line, else [tool.curi], else in this process."""
+    from curifactory_cli.config import EXECUTORS, load_settings
+
+    settings = load_settings(root)
+    implied = "dask" if options.scheduler else None
+    executor = options.executor or implied or settings.executor or "local"
+    if executor not in EXECUTORS:
+        raise ConfigError(
+            f"--executor {executor!r}: unknown executor", hint=f"use one of {', '.join(EXECUTORS)}."
+        )
+    given = options.workers if options.workers is not None else settings.workers
+    if given is None:
+        workers = usable_cores() if executor == "dask" else 1
+    else:
+        workers = parse_workers(given)
+    return _Execution(executor, workers, options.scheduler or settings.scheduler)
+
+
+def _make_runner(execution: _Execution, prepared: Prepared) -> JobRunner:
     from curifactory_cli.engine.jobs import Context
 
     module = prepared.module
     context = Context(str(prepared.root), module.__name__, str(module.__file__))
-    return make_runner(options.executor, options.workers, context, options.scheduler)
+    return make_runner(execution.executor, execution.workers, context, execution.scheduler)
 
 
 def _run_started(result: RunResult, workers: int) -> RunStarted:

@@ -255,6 +255,9 @@ class Scheduler:
         else:  # NEED_INPUTS: run the upstream calls whose data is unknown, then decide again
             missing = [ref.node for ref in node.upstream() if ref.version is None]
             if any(p.outcome in (Outcome.FAILED, Outcome.SKIPPED) for p in missing):
+                for producer in missing:  # what does not depend on the failure still runs
+                    if producer.outcome is None:
+                        self._request(producer, producer.reason or f"needed by {node.label}")
                 self._skip(node)
                 return
             self._state[node.index] = _REDECIDE
@@ -296,7 +299,11 @@ class Scheduler:
 
     # ------------------------------------------------------------------ requesting
     def _request(self, node: Node, reason: str) -> None:
-        """Mark `node` to run, with every deferred call whose data it reads."""
+        """Mark `node` to run, with every deferred call whose data it reads.
+
+        If an input's stage failed, the node cannot run, but the deferred calls it reads still
+        do (with --keep-going, everything that does not depend on a failure runs).
+        """
         stack = [(node, reason)]
         while stack:
             current, why = stack.pop()
@@ -306,12 +313,12 @@ class Scheduler:
             self._state[current.index] = _REQUESTED
             current.reason = why
             needs: set[int] = set()
+            blocked = False
             for ref in current.upstream():
                 producer = ref.node
                 if producer.outcome in (Outcome.FAILED, Outcome.SKIPPED):
-                    needs = set()
-                    self._skip(current)
-                    break
+                    blocked = True
+                    continue
                 if producer.outcome is not None and ref.value is not NOT_COMPUTED:
                     continue  # available
                 if producer.index not in needs:
@@ -319,7 +326,9 @@ class Scheduler:
                     self._waiters.setdefault(producer.index, []).append(current.index)
                 if self._state.get(producer.index) == _DEFERRED:
                     stack.append((producer, producer.reason or "needed downstream"))
-            if current.outcome is None:
+            if blocked:
+                self._skip(current)
+            else:
                 self._needs[current.index] = needs
                 if not needs:
                     heapq.heappush(self._ready, current.index)
