@@ -19,6 +19,7 @@ class Project:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.cache = root / "data" / "cache"
+        self.workers = 1  # the `job_runner` fixture runs a test with worker processes too
 
     def write(self, rel: str, text: str) -> Path:
         path = self.root / rel
@@ -32,6 +33,8 @@ class Project:
     def run(self, experiment: str, *params: str, **options):
         """Run through the Python API; returns the RunResult (a failed stage is result.error)."""
         _forget_user_modules()
+        if self.workers > 1:
+            options.setdefault("workers", self.workers)
         return run_experiment(
             RunOptions(experiment=experiment, params=params, root=str(self.root), **options)
         )
@@ -85,6 +88,16 @@ def cli(project):
 
     def invoke(*args: str, input: str | None = None):
         _forget_user_modules()
-        return runner.invoke(app, list(args), input=input)
+        words = list(args)
+        if project.workers > 1 and words[:1] == ["run"] and "-j" not in words:
+            words[1:1] = ["-j", str(project.workers)]
+        return runner.invoke(app, words, input=input)
 
     return invoke
+
+
+@pytest.fixture(params=[1, 2], ids=["inline", "workers"])
+def job_runner(request, project) -> int:
+    """Run the test twice: stages in this process, then in 2 worker processes."""
+    project.workers = request.param
+    return request.param

@@ -9,6 +9,8 @@ import re
 import pytest
 from experiments_src import COUNT
 
+pytestmark = pytest.mark.usefixtures("job_runner")
+
 TYPED = """
 from dataclasses import dataclass
 

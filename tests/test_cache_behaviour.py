@@ -30,6 +30,8 @@ from curifactory_cli.caching import Cacheable, JsonCacher, Lazy, PickleCacher
 from curifactory_cli.graph import Outcome
 from curifactory_cli.hashing import canonical_json, digest
 
+pytestmark = pytest.mark.usefixtures("job_runner")
+
 
 @pytest.fixture(autouse=True)
 def _no_bytecode(monkeypatch):

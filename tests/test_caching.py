@@ -20,6 +20,8 @@ from curifactory_cli.caching import (
 )
 from curifactory_cli.errors import CacheError
 
+pytestmark = pytest.mark.usefixtures("job_runner")
+
 
 @dataclass(frozen=True)
 class Point:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
+pytestmark = pytest.mark.usefixtures("job_runner")
+
 PARAMS_INIT = """
 from dataclasses import dataclass, field
 

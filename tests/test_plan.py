@@ -11,6 +11,8 @@ from curifactory_cli.engine.planner import Plan
 from curifactory_cli.graph import Outcome
 from curifactory_cli.runner import RunOptions, plan_experiment
 
+pytestmark = pytest.mark.usefixtures("job_runner")
+
 PIPELINE = """
 import random
 import curifactory_cli as cf

@@ -181,8 +181,8 @@ def test_a_killed_worker_fails_its_stage_and_the_next_run_resumes(project, cli):
     started = time.monotonic()
     result = cli("run", "work", "p", "-j", "2", "--no-progress")
     assert time.monotonic() - started < 60  # no hang
-    assert result.exit_code == 1, result.output
-    assert "stage 'fit' failed for parameter set 'doomed'" in result.output
+    assert result.exit_code == 1, (result.output, result.exception)
+    assert "stage 'fit' failed for parameter set 'doomed'" in result.output, repr(result.exception)
     assert "the worker process running it died (killed by SIGKILL" in result.output
     assert "Traceback" not in result.output
     assert not any((project.cache / ".staging").glob("*"))  # nothing half published

@@ -16,6 +16,7 @@ import pickle
 import shutil
 import signal
 import tempfile
+import time
 from typing import Any, Protocol
 
 from curifactory_cli.engine.jobs import (
@@ -175,9 +176,37 @@ def _discard(job: Job) -> None:
 # ---------------------------------------------------------------------------------- processes
 
 
-def _init_worker() -> None:
+def _init_worker(driver: int) -> None:
     # Ctrl-C reaches the whole process group: the driver decides, and stops the workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A driver killed outright (SIGKILL, out of memory) cannot stop its workers: they notice
+    # and exit, instead of computing for nobody or waiting forever for the next job.
+    import threading
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent or not _alive(driver):
+                os._exit(70)
+
+    threading.Thread(target=watch, name="curi-driver-watch", daemon=True).start()
+
+
+def _alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie, dead but not yet reaped by its parent, does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rpartition(b")")[2].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True  # no /proc: trust kill()
 
 
 def _pool_entry(context: Context, marks: str, index: int, payload: bytes) -> bytes:
@@ -198,6 +227,7 @@ class PoolRunner:
         self.context = context
         self._pool: cf.ProcessPoolExecutor | None = None
         self._futures: dict[cf.Future[bytes], tuple[Job, bytes]] = {}
+        self._unsent: list[tuple[Job, bytes]] = []  # refused by a pool that had just broken
         self._processes: dict[int, Any] = {}
         self._marks = tempfile.mkdtemp(prefix="curi-workers-")
         methods = multiprocessing.get_all_start_methods()
@@ -206,7 +236,10 @@ class PoolRunner:
     def _ensure_pool(self) -> cf.ProcessPoolExecutor:
         if self._pool is None:
             self._pool = cf.ProcessPoolExecutor(
-                self.capacity, mp_context=self._mp, initializer=_init_worker
+                self.capacity,
+                mp_context=self._mp,
+                initializer=_init_worker,
+                initargs=(os.getpid(),),
             )
         return self._pool
 
@@ -217,12 +250,19 @@ class PoolRunner:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(os.path.join(self._marks, str(job.index)))
         pool = self._ensure_pool()
-        future = pool.submit(_pool_entry, self.context, self._marks, job.index, payload)
+        try:
+            future = pool.submit(_pool_entry, self.context, self._marks, job.index, payload)
+        except cf.process.BrokenProcessPool:  # a worker died just now: wait() sorts it out
+            self._unsent.append((job, payload))
+            return
         self._futures[future] = (job, payload)
         # Keep a handle on every worker process: after a crash, their exit codes say which died.
         self._processes.update(getattr(pool, "_processes", None) or {})
 
     def wait(self, timeout: float | None) -> list[JobResult]:
+        if self._unsent:
+            unsent, self._unsent = self._unsent, []
+            return self._recover(unsent)
         done, _ = cf.wait(self._futures, timeout, return_when=cf.FIRST_COMPLETED)
         results: list[JobResult] = []
         lost: list[tuple[Job, bytes]] = []

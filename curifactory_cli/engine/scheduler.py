@@ -572,7 +572,8 @@ class Scheduler:
             inputs=inputs,
             aggregate_inputs=aggregate,
             input_records=tuple(_record_info(r) for r in record.input_records),
-            ship_values=self.runner.inline,
+            # With --dry the entry is gone after the run: values come back to the record.
+            ship_values=self.runner.inline or self.store.dry,
         )
 
     # ------------------------------------------------------------------ committing

@@ -23,6 +23,8 @@ from reliability_helpers import (
 from curifactory_cli.hashing import canonical_json, digest
 from curifactory_cli.store import SIGNING_ENV, CacheStore, CorruptEntryError
 
+pytestmark = pytest.mark.usefixtures("job_runner")
+
 N = 2_000
 ARTIFACT = {
     "json": "out_json.json",

@@ -107,3 +107,38 @@ def test_crash_at_every_point_in_sequence_then_recover(faulty, kind):
     assert result.ok and result.warnings == []
     assert result.executed() == []
     assert results_of(result, kind) == clean
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["pickle", "multi"])
+@pytest.mark.parametrize("point", FAULT_POINTS)
+def test_crash_in_a_worker_or_in_its_driver_then_recover(faulty, kind, point):
+    """With -j 2 the cachers write in a worker process and the driver publishes: a death while
+    saving kills the worker (the driver fails the stage and removes its staging folder), a
+    death while publishing kills the driver. Neither leaves a loadable bad entry."""
+    clean = clean_results(faulty, kind)
+    args = ("run", "faulty", "params/p.yaml", "--names", kind, "-j", "2")
+    proc = curi(faulty.root, *args, CURI_FAULT=point)
+    entries = entry_dirs(faulty.cache)
+    staged = sorted((faulty.cache / ".staging").glob("*"))
+    if point == "after-data":
+        assert proc.returncode == 1, proc.stderr
+        assert "the worker process running it died (it exited with code 86)" in proc.stderr
+        assert "Traceback" not in proc.stderr
+        assert entries == [] and staged == []
+    else:
+        assert proc.returncode == 86, (proc.returncode, proc.stderr)
+        if point == "after-rename":
+            assert [e.name.split("-")[0] for e in entries] == [f"make_{kind}"]
+            assert entry_problems(entries[0]) == []
+        else:
+            assert entries == [] and len(staged) == 1
+
+    result = faulty.run("faulty", "params/p.yaml", names=(kind,), workers=2)
+    assert result.ok, result.error
+    assert result.warnings == []
+    expected = {(f"digest_{kind}", kind)}
+    if point != "after-rename":
+        expected.add((f"make_{kind}", kind))
+    assert set(result.executed()) == expected
+    assert results_of(result, kind) == clean
