@@ -515,7 +515,7 @@ def _make_runner(execution: _Execution, prepared: Prepared) -> JobRunner:
     from curifactory_cli.engine.jobs import Context
 
     module = prepared.module
-    context = Context(str(prepared.root), module.__name__, str(module.__file__))
+    context = Context(str(prepared.root), module.__name__, str(module.__file__), os.getcwd())
     return make_runner(execution.executor, execution.workers, context, execution.scheduler)
 
 

@@ -121,6 +121,10 @@ def describe_files(staging: str, outputs: list[str]) -> dict[str, list[dict[str,
 
 
 def make_staging(path: str) -> None:
+    """Create a staging folder. One left by an earlier attempt at the same job (a Dask task
+    retried after its worker died) is removed first: its name is unique to the job."""
+    if os.path.isdir(path):
+        shutil.rmtree(path, ignore_errors=True)
     try:
         os.mkdir(path)
     except OSError as exc:

@@ -379,6 +379,7 @@ class Context:
     root: str  # the project folder: put on sys.path, as the driver does
     module: str  # the experiment's module name ("experiments.demo")
     path: str  # its file: imported from there, so experiments/ needs no __init__.py
+    cwd: str = ""  # the driver's working directory: stages open relative paths from there
 
 
 def resolve_stage(ref: str) -> Any:
@@ -396,7 +397,9 @@ def resolve_stage(ref: str) -> Any:
 
 
 def enter(context: Context) -> None:
-    """Import the experiment module in this process once (a worker's first job)."""
+    """Work where the driver works, and import the experiment module once (first job)."""
+    if context.cwd and os.getcwd() != context.cwd and os.path.isdir(context.cwd):
+        os.chdir(context.cwd)
     if sys.modules.get(context.module) is not None:
         loaded = getattr(sys.modules[context.module], "__file__", None)
         if loaded and os.path.realpath(loaded) == os.path.realpath(context.path):

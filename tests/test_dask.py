@@ -1,0 +1,135 @@
+"""`curi run --executor dask`: the same jobs on a dask.distributed cluster, a local one or an
+existing scheduler with workers started as separate processes on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import pytest
+from test_workers import EXPERIMENT, PARAMS, entry_versions, executions, setup
+
+pytest.importorskip("distributed")
+
+pytestmark = pytest.mark.slow
+
+
+def test_local_cluster_gives_the_serial_results(project):
+    setup(project)
+    result = project.run("work", "params/p.yaml", executor="dask", workers=2)
+    assert result.ok, result.error
+    runs = executions(project)
+    assert set(Counter((s, r) for s, r, _ in runs).values()) == {1}
+    assert os.getpid() not in {pid for *_, pid in runs}
+    compare = next(r for r in result.records if r.name == "aggregate")
+    assert compare.state["table"] == {f"s{i}": i * 10 * 2 + 1000 for i in range(6)}
+    on_dask = entry_versions(project.cache)
+    os.rename(project.cache, project.root / "dask-cache")
+    assert project.run("work", "params/p.yaml").ok
+    assert entry_versions(project.cache) == on_dask
+
+
+def test_a_killed_dask_worker_fails_its_stage_and_the_next_run_resumes(project, cli):
+    setup(project, "- name: ok\n  n: 1\n- name: doomed\n  n: 2\n  die: true\n")
+    result = cli("run", "work", "p", "--executor", "dask", "-j", "2", "--no-progress")
+    assert result.exit_code == 1, (result.output, result.exception)
+    assert "stage 'fit' failed for parameter set 'doomed'" in result.output
+    assert "WorkerDied: the worker process running it died" in result.output
+    assert not any((project.cache / ".staging").glob("*"))
+    again = project.run("work", "params/p.yaml", executor="dask", workers=2)
+    assert again.ok, again.error
+    assert again.counts()["executed"] >= 1
+
+
+@pytest.fixture
+def cluster(tmp_path_factory):
+    """A scheduler and two single-threaded workers, each its own process, on 127.0.0.1."""
+    folder = tmp_path_factory.mktemp("dask")
+    scheduler_file = folder / "scheduler.json"
+    env = {
+        **os.environ,
+        # A killed worker fails its task (instead of a retry on another worker).
+        "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0",
+        "PYTHONPATH": os.pathsep.join(sys.path),
+    }
+    bindir = os.path.dirname(sys.executable)
+    dask = os.path.join(bindir, "dask")
+    procs = [
+        subprocess.Popen(
+            [dask, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+             "--scheduler-file", str(scheduler_file)],
+            env=env, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+    ]  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not scheduler_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    address = json.loads(scheduler_file.read_text())["address"]
+    procs.append(
+        subprocess.Popen(
+            [dask, "worker", address, "--nworkers", "2", "--nthreads", "1", "--no-dashboard",
+             "--host", "127.0.0.1"],
+            env=env, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+    )  # fmt: skip
+    from distributed import Client
+
+    with Client(address, timeout="30s") as client:
+        client.wait_for_workers(2, timeout=60)
+    yield address
+    for proc in reversed(procs):
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def test_existing_cluster_runs_the_jobs_and_a_killed_worker_fails_its_stage(project, cli, cluster):
+    setup(project)
+    result = cli("run", "work", "p", "--scheduler", cluster, "--json")
+    assert result.exit_code == 0, (result.output, result.exception)
+    doc = json.loads(result.stdout)
+    assert doc["counts"]["executed"] == 25
+    workers = {pid for *_, pid in executions(project)}
+    assert len(workers) == 2 and os.getpid() not in workers
+
+    # DASK_SCHEDULER_ADDRESS is the usual way to name the cluster.
+    project.write("params/p.yaml", PARAMS + "- name: doomed\n  n: 9\n  die: true\n")
+    os.environ["DASK_SCHEDULER_ADDRESS"] = cluster
+    try:
+        result = cli("run", "work", "p", "--executor", "dask", "--no-progress")
+    finally:
+        del os.environ["DASK_SCHEDULER_ADDRESS"]
+    assert result.exit_code == 1, (result.output, result.exception)
+    assert "stage 'fit' failed for parameter set 'doomed'" in result.output
+    assert "WorkerDied" in result.output and "Traceback" not in result.output
+    # The restarted worker takes the next run.
+    time.sleep(1)
+    again = project.run("work", "params/p.yaml", executor="dask", scheduler=cluster)
+    assert again.ok, again.error
+    assert again.counts()["failed"] == 0
+
+
+def test_missing_dask_is_a_clear_error(project, cli, monkeypatch):
+    setup(project)
+    monkeypatch.setitem(sys.modules, "distributed", None)
+    result = cli("run", "work", "p", "--executor", "dask")
+    assert result.exit_code == 2
+    assert "--executor dask needs dask.distributed" in result.output
+    assert "pip install 'curifactory-cli[dask]'" in result.output
+
+
+def test_unknown_executor_is_a_usage_error(project, cli):
+    setup(project)
+    result = cli("run", "work", "p", "--executor", "spark")
+    assert result.exit_code == 2
+    assert "--executor 'spark': unknown executor" in result.output
+
+
+EXPERIMENT  # noqa: B018 - the subject of these tests, shared with test_workers
