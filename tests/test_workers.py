@@ -136,9 +136,9 @@ def test_a_consumer_starts_while_other_records_still_run(project):
     result = project.run("work", "params/p.yaml", workers=2)
     assert result.ok
     order = [(stage, record) for stage, record, _ in executions(project)]
-    assert order.index(("evaluate", "s0")) < order.index(("load", "s1")) + 4
+    # s1's chain can only go on after its load (1.5 s): s0's whole chain ran meanwhile.
+    assert order.index(("evaluate", "s0")) < order.index(("scale", "s1"))
     assert order[-1] == ("compare", "aggregate")
-    assert ("fit", "s0") in order[: order.index(("scale", "s1"))]
 
 
 def test_plan_and_run_agree_with_workers(project, cli):
