@@ -30,6 +30,7 @@ from curifactory_cli.caching import JsonCacher, PickleCacher
 def _log(stage, record):
     with open("exec.log", "a", encoding="utf-8") as out:
         out.write(f"{stage} {record.name} {os.getpid()}\\n")
+    time.sleep(0.01)  # long enough to be worth a worker (quicker stages run in the driver)
 
 
 @cf.stage(outputs=["data"], cachers=[JsonCacher])
@@ -197,6 +198,37 @@ def test_a_killed_worker_fails_its_stage_and_the_next_run_resumes(project, cli):
     assert after[("load", "ok")] == 0
 
 
+def test_quick_stages_run_in_the_driver_once_timed(project):
+    # Stages of well under 5 ms: the first calls go to workers, later ones run in this
+    # process, where a call costs less than the round trip. Results are the same.
+    project.write(
+        "experiments/quick.py",
+        """
+        import os
+        import curifactory_cli as cf
+        from curifactory_cli.caching import JsonCacher
+
+        @cf.stage(outputs=["x"], cachers=[JsonCacher])
+        def tiny(record):
+            with open("exec.log", "a") as out:
+                out.write(f"tiny {record.name} {os.getpid()}\\n")
+            return record.params.n + 1
+
+        def run(param_sets, manager):
+            for p in param_sets:
+                tiny(cf.Record(manager, p))
+        """,
+    )
+    project.write("params/p.yaml", "".join(f"- name: q{i}\n  n: {i}\n" for i in range(12)))
+    result = project.run("quick", "params/p.yaml", workers=2)
+    assert result.ok
+    pids = [pid for *_, pid in executions(project)]
+    assert len(pids) == 12
+    assert os.getpid() not in pids[:3]  # timed in workers first
+    assert os.getpid() in pids[3:]  # then run here
+    assert [r.state["x"] for r in result.records] == [i + 1 for i in range(12)]
+
+
 def test_unpicklable_in_memory_value_is_a_clear_error(project, cli):
     project.write(
         "experiments/lam.py",
@@ -300,3 +332,33 @@ def test_interrupt_stops_workers_records_the_run_and_cleans_up(project, sig, cod
     assert not any((project.cache / ".staging").glob("*"))
     time.sleep(0.5)
     assert not _pids_alive(workers), "worker processes outlived the run"
+
+
+def test_a_script_without_a_main_guard_is_not_run_again_by_workers(project):
+    # multiprocessing re-imports the parent's __main__ in new workers; a plain script calling
+    # run_experiment at top level would then start over in every worker.
+    setup(project)
+    project.write(
+        "script.py",
+        """
+        from curifactory_cli import RunOptions, run_experiment
+
+        with open("script.log", "a") as log:
+            log.write("started\\n")
+        result = run_experiment(RunOptions("work", ("params/p.yaml",), workers=2))
+        print("ok" if result.ok else "failed", result.counts()["executed"])
+        """,
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.run(
+        [sys.executable, "script.py"],
+        cwd=project.root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["ok", "25"]
+    assert (project.root / "script.log").read_text() == "started\n"
+    assert len({pid for *_, pid in executions(project)}) == 2  # the two workers

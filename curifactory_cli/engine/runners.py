@@ -15,9 +15,10 @@ import os
 import pickle
 import shutil
 import signal
+import sys
 import tempfile
 import time
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from curifactory_cli.engine.jobs import (
     Context,
@@ -29,6 +30,9 @@ from curifactory_cli.engine.jobs import (
     run_payload,
 )
 from curifactory_cli.errors import CacheError, ConfigError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 
 class JobRunner(Protocol):
@@ -217,6 +221,29 @@ def _pool_entry(context: Context, marks: str, index: int, payload: bytes) -> byt
     return run_payload(context, payload)
 
 
+_PRELOAD = ("curifactory_cli.engine.jobs", "curifactory_cli.record", "curifactory_cli.params")
+
+
+@contextlib.contextmanager
+def _main_hidden() -> Iterator[None]:
+    """Start workers without the driver's __main__ (`curi`, a user's script, a notebook).
+
+    multiprocessing re-imports the parent's main module in every new worker, which would run
+    a script without an `if __name__ == "__main__"` guard again. Workers need nothing from
+    it (they import the experiment by path), so it is hidden while they start.
+    """
+    main = sys.modules.get("__main__")
+    saved = {}
+    if main is not None:
+        saved = {k: main.__dict__.pop(k) for k in ("__file__", "__spec__") if k in main.__dict__}
+        main.__spec__ = None
+    try:
+        yield
+    finally:
+        if main is not None:
+            main.__dict__.update(saved)
+
+
 class PoolRunner:
     """Local worker processes (`--workers N`): a `concurrent.futures` process pool."""
 
@@ -231,7 +258,12 @@ class PoolRunner:
         self._processes: dict[int, Any] = {}
         self._marks = tempfile.mkdtemp(prefix="curi-workers-")
         methods = multiprocessing.get_all_start_methods()
-        self._mp = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+        if "forkserver" in methods:
+            self._mp = multiprocessing.get_context("forkserver")
+            # Workers fork from a server that has imported what every job needs, once.
+            self._mp.set_forkserver_preload(list(_PRELOAD))
+        else:
+            self._mp = multiprocessing.get_context("spawn")
 
     def _ensure_pool(self) -> cf.ProcessPoolExecutor:
         if self._pool is None:
@@ -251,7 +283,8 @@ class PoolRunner:
             os.unlink(os.path.join(self._marks, str(job.index)))
         pool = self._ensure_pool()
         try:
-            future = pool.submit(_pool_entry, self.context, self._marks, job.index, payload)
+            with _main_hidden():  # the pool may start a worker now
+                future = pool.submit(_pool_entry, self.context, self._marks, job.index, payload)
         except cf.process.BrokenProcessPool:  # a worker died just now: wait() sorts it out
             self._unsent.append((job, payload))
             return

@@ -18,6 +18,7 @@ import datetime as dt
 import gc
 import heapq
 import os
+import statistics
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +34,7 @@ from curifactory_cli.engine.jobs import (
     rebuild_error,
 )
 from curifactory_cli.engine.keys import memory_version, params_json
+from curifactory_cli.engine.runners import InlineRunner
 from curifactory_cli.errors import CurifactoryError, StageError
 from curifactory_cli.events import NodeFinished, NodeStarted, NodeWaiting, Warned
 from curifactory_cli.graph import NOT_COMPUTED, Node, Outcome, OutputRef
@@ -45,6 +47,11 @@ if TYPE_CHECKING:
     from curifactory_cli.engine.runners import JobRunner
     from curifactory_cli.events import Event, Reporter
     from curifactory_cli.store import CacheStore, Entry, EntryLock
+
+# With workers, a stage whose calls take under INLINE_BELOW_S (after INLINE_AFTER of them) runs
+# in this process: a round trip to a worker costs about a millisecond.
+INLINE_BELOW_S = 0.005
+INLINE_AFTER = 3
 
 # What the scheduler knows of a node beyond its outcome.
 _DEFERRED = "deferred"  # decided: missing or uncached, not needed yet
@@ -88,7 +95,10 @@ class Scheduler:
         self._ready: list[int] = []
         self._locked: list[tuple[int, Job, EntryLock]] = []  # waiting for another run's lock
         self._in_flight: dict[int, tuple[Job, EntryLock | None, float, int]] = {}
-        self._slots: list[int] = []
+        self._slots: list[int] = []  # free worker slots (1..capacity); 0 is this process
+        self._local = InlineRunner()
+        self._placed: dict[int, bool] = {}  # node -> runs in this process
+        self._timings: dict[str, list[float]] = {}  # stage -> seconds of its last calls
         self._fresh: set[int] = set()  # executed in this run
         self._done: set[int] = set()  # settled: consumers were told
         self._repaired: set[int] = set()
@@ -143,9 +153,10 @@ class Scheduler:
         while True:
             while self._to_decide and self._stop is None:
                 self._decide(self.nodes[heapq.heappop(self._to_decide)])
-            while self._ready and self._slots and self._stop is None:
+            while self._ready and self._stop is None and self._can_dispatch(self._ready[0]):
                 self._dispatch(self.nodes[heapq.heappop(self._ready)])
-            if self._stop is None and (self._to_decide or (self._ready and self._slots)):
+            ready = self._ready and self._can_dispatch(self._ready[0])
+            if self._stop is None and (self._to_decide or ready):
                 continue
             if self._in_flight:
                 timeout = 0.05 if self._locked else None
@@ -373,8 +384,9 @@ class Scheduler:
             node.entry_dir = self.store.entry_dir(self._stage_prefix(node), node.key)
         else:
             self._set_memory_versions(node)
+        here = self._placed[node.index] = self._here(node)
         try:
-            job = self.job(node)
+            job = self.job(node, here)
         except CurifactoryError as exc:
             self._fail(node, exc, time.perf_counter())
             return
@@ -404,6 +416,22 @@ class Scheduler:
             else:
                 self._state.pop(index, None)
 
+    def _can_dispatch(self, index: int) -> bool:
+        return bool(self._slots) or self._here(self.nodes[index])
+
+    def _here(self, node: Node) -> bool:
+        """Run this call in this process? Always with an in-process runner; with workers, only
+        a stage whose calls so far took under INLINE_BELOW_S each: shipping it to a worker
+        and back would cost more than running it."""
+        if self.runner.inline:
+            return True
+        seen = self._timings.get(node.stage.name)
+        return (
+            seen is not None
+            and len(seen) >= INLINE_AFTER
+            and statistics.median(seen) < INLINE_BELOW_S
+        )
+
     def _locked_in(self, node: Node, job: Job, lock: EntryLock | None) -> None:
         # Another run may have published this entry while we waited for the lock.
         if lock is not None and node.index not in self._repaired and not self._forced(node):
@@ -413,24 +441,36 @@ class Scheduler:
                 lock.release()
                 self._hit(node, entry, "cached (computed by a concurrent run)")
                 return
-        slot = self._slots.pop()
-        self._emit(
-            NodeStarted(
-                node.index,
-                node.stage.name,
-                node.record_name,
-                node.reason,
-                None if self.runner.capacity == 1 else f"worker {slot}",
-            )
-        )
+        here = self._placed.pop(node.index)
+        slot = 0 if here and not self.runner.inline else self._slots.pop()
+        where = None if self.runner.inline else (f"worker {slot}" if slot else "main process")
+        self._emit(NodeStarted(node.index, node.stage.name, node.record_name, node.reason, where))
         self._in_flight[node.index] = (job, lock, time.perf_counter(), slot)
-        self.runner.submit(job, node.record)
+        runner = self._local if here else self.runner
+        try:
+            runner.submit(job, node.record)
+        except CurifactoryError as exc:  # the job cannot be sent to a worker
+            self._in_flight.pop(node.index)
+            if slot:
+                self._slots.append(slot)
+            if lock is not None:
+                lock.release()
+            self._fail(node, exc, time.perf_counter())
+            return
+        if here:
+            for result in self._local.wait(0):
+                self._complete(result)
 
     def _complete(self, result: JobResult) -> None:
         node = self.nodes[result.index]
         job, lock, started, slot = self._in_flight.pop(result.index)
-        self._slots.append(slot)
+        if slot:
+            self._slots.append(slot)
         node.seconds = time.perf_counter() - started
+        if result.failure is None and result.corrupt is None:
+            seen = self._timings.setdefault(node.stage.name, [])
+            seen.append(result.compute_s + result.save_s)
+            del seen[:-15]  # the recent calls tell
         try:
             if result.corrupt is not None:
                 self._repair(node, result)
@@ -503,6 +543,7 @@ class Scheduler:
     def _abandon(self) -> None:
         """Interrupted: stop the workers, remove what they staged, release every lock."""
         self.runner.close(cancel=True)
+        self._local.close(cancel=True)
         for job, lock, _started, _slot in self._in_flight.values():
             if job.staging is not None:
                 self.store.discard(job.staging)
@@ -514,9 +555,9 @@ class Scheduler:
         self._locked.clear()
 
     # ------------------------------------------------------------------ jobs
-    def _source(self, ref: OutputRef) -> InputEntry | InputValue:
+    def _source(self, ref: OutputRef, here: bool) -> InputEntry | InputValue:
         value = ref.value
-        if isinstance(value, _CachedOutput) and value.loaded and self.runner.inline:
+        if isinstance(value, _CachedOutput) and value.loaded and here:
             return InputValue(value.value)
         if isinstance(value, (_CachedOutput, Lazy)):
             producer = ref.node
@@ -533,11 +574,11 @@ class Scheduler:
             )
         return InputValue(value)
 
-    def job(self, node: Node) -> Job:
-        """The plain-data description of running `node` now."""
+    def job(self, node: Node, here: bool) -> Job:
+        """The plain-data description of running `node` now (`here`: in this process)."""
         record = node.record
         inputs = tuple(
-            (name, self._source(src) if isinstance(src, OutputRef) else InputValue(src))
+            (name, self._source(src, here) if isinstance(src, OutputRef) else InputValue(src))
             for name, src in node.inputs.items()
         )
         positions = {id(r): i for i, r in enumerate(record.input_records)}
@@ -547,7 +588,7 @@ class Scheduler:
                 tuple(
                     (
                         positions[id(rec)],
-                        self._source(src) if isinstance(src, OutputRef) else InputValue(src),
+                        self._source(src, here) if isinstance(src, OutputRef) else InputValue(src),
                     )
                     for rec, src in pairs
                 ),
@@ -573,7 +614,7 @@ class Scheduler:
             aggregate_inputs=aggregate,
             input_records=tuple(_record_info(r) for r in record.input_records),
             # With --dry the entry is gone after the run: values come back to the record.
-            ship_values=self.runner.inline or self.store.dry,
+            ship_values=here or self.store.dry,
         )
 
     # ------------------------------------------------------------------ committing
