@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+
     from curifactory_cli.caching import Cacheable, Lazy
     from curifactory_cli.record import Record
     from curifactory_cli.staging import StageSpec
@@ -62,7 +64,7 @@ class Node:
     outputs: list[OutputRef] = field(default_factory=list)
     cacher_templates: list[type[Cacheable] | Cacheable] | None = None
     consumers: int = 0
-    # filled in by the executor
+    # filled in by the scheduler (the planner keeps its own state)
     key: str | None = None
     lineage_key: str | None = None
     key_parts: dict[str, Any] | None = None
@@ -88,6 +90,19 @@ class Node:
         for pairs in self.aggregate_inputs.values():
             refs.extend(ref for _, ref in pairs if isinstance(ref, OutputRef))
         return refs
+
+
+def producers_through_memory(refs: Iterable[OutputRef]) -> Iterator[Node]:
+    """The stages producing `refs` and, through stages without cachers (whose outputs live in
+    memory only), the stages producing their inputs in turn."""
+    stack = [ref.node for ref in refs]
+    seen: set[int] = set()
+    while stack:
+        producer = stack.pop()
+        yield producer
+        if not producer.is_cached_stage and producer.index not in seen:
+            seen.add(producer.index)
+            stack.extend(ref.node for ref in producer.upstream())
 
 
 @dataclass

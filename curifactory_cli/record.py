@@ -102,7 +102,7 @@ class Record:
         self.reportables: list[Any] = []
         self._hash: str | None = None
         self._combo_hash: str | None = None
-        self._staging: Any = None  # the executing stage's private folder, set by the executor
+        self._staging: Any = None  # the running stage's staging folder, set by run_job
         self.index = -1
         if not hide:
             self.index = len(manager.records)

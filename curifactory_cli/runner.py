@@ -408,24 +408,33 @@ def run_experiment(options: RunOptions, reporter: Reporter | None = None) -> Run
     execution = _execution(options, root)
     if not store.dry and manager.graph.nodes:
         store.prepare()  # an unusable cache is a setup error: no run is recorded
-    git = git_info(str(root))
-    registry = None if options.dry else RunRegistry(registry_path(root))
-    if registry is not None:
-        record = registry.start_run(
-            experiment=experiment,
-            command=list(options.command) or sys.argv,
-            param_files=_param_files(param_sets),
-            param_sets=[{"name": p.name, "hash": p.hash, "source": p.source} for p in param_sets],
-            git=git,
-            host=host_info(),
-            versions=library_versions(),
-            notes=options.notes,
-            cache_dir=str(cache_dir),
-            dry=options.dry_cache,
-        )
-        run_id = record.reference
-    else:
-        run_id = f"{experiment}_0_{dt.datetime.now().strftime('%Y-%m-%d-T%H%M%S')}"
+    # Workers (or a Dask cluster) before the run is recorded: failing to get them is a setup
+    # error, which records nothing.
+    runner = _make_runner(execution, prepared) if manager.graph.nodes else InlineRunner()
+    try:
+        git = git_info(str(root))
+        registry = None if options.dry else RunRegistry(registry_path(root))
+        if registry is not None:
+            record = registry.start_run(
+                experiment=experiment,
+                command=list(options.command) or sys.argv,
+                param_files=_param_files(param_sets),
+                param_sets=[
+                    {"name": p.name, "hash": p.hash, "source": p.source} for p in param_sets
+                ],
+                git=git,
+                host=host_info(),
+                versions=library_versions(),
+                notes=options.notes,
+                cache_dir=str(cache_dir),
+                dry=options.dry_cache,
+            )
+            run_id = record.reference
+        else:
+            run_id = f"{experiment}_0_{dt.datetime.now().strftime('%Y-%m-%d-T%H%M%S')}"
+    except BaseException:
+        runner.close(cancel=True)
+        raise
     result = RunResult(experiment, run_id, param_sets, manager.records, manager.graph, cache_dir)
     result.results = prepared.results
     provenance = {
@@ -438,15 +447,12 @@ def run_experiment(options: RunOptions, reporter: Reporter | None = None) -> Run
         "git": git,
     }
     status = "error"
-    runner = None
     try:
         with terminate_as_interrupt():
-            if manager.graph.nodes:
-                runner = _make_runner(execution, prepared)
             scheduler = Scheduler(
                 store=store,
                 keys=KeyMaker(experiment, CodeFingerprinter(root)),
-                runner=runner or InlineRunner(),
+                runner=runner,
                 reporter=reporter,
                 experiment=experiment,
                 overwrite=options.overwrite,
@@ -454,15 +460,14 @@ def run_experiment(options: RunOptions, reporter: Reporter | None = None) -> Run
                 keep_going=options.keep_going,
                 provenance=provenance,
             )
-            reporter.emit(_run_started(result, runner.capacity if runner else 1))
+            reporter.emit(_run_started(result, runner.capacity))
             _execute(scheduler, result)
         status = "complete" if result.error is None else "error"
     except KeyboardInterrupt:
         status = "interrupted"
         raise
     finally:
-        if runner is not None:
-            runner.close(cancel=status == "interrupted")
+        runner.close(cancel=status == "interrupted")
         if options.dry or options.dry_cache:
             store.close()
         result.seconds = time.perf_counter() - started

@@ -13,6 +13,8 @@ from collections import Counter
 import pytest
 from test_workers import EXPERIMENT, PARAMS, entry_versions, executions, setup
 
+from curifactory_cli.registry import registry_path
+
 pytest.importorskip("distributed")
 
 pytestmark = pytest.mark.slow
@@ -133,3 +135,12 @@ def test_unknown_executor_is_a_usage_error(project, cli):
 
 
 EXPERIMENT  # noqa: B018 - the subject of these tests, shared with test_workers
+
+
+def test_an_unreachable_scheduler_is_a_clear_error(project, cli):
+    setup(project)
+    result = cli("run", "work", "p", "--scheduler", "tcp://127.0.0.1:9")
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in result.output
+    assert "Traceback" not in result.output
+    assert not registry_path(project.root).exists()  # a setup error: nothing recorded

@@ -362,3 +362,21 @@ def test_a_script_without_a_main_guard_is_not_run_again_by_workers(project):
     assert proc.stdout.split() == ["ok", "25"]
     assert (project.root / "script.log").read_text() == "started\n"
     assert len({pid for *_, pid in executions(project)}) == 2  # the two workers
+
+
+def test_events_say_which_worker_runs_what(project):
+    from curifactory_cli.events import NodeFinished, NodeStarted, NullReporter, RunStarted
+    from curifactory_cli.runner import RunOptions, run_experiment
+
+    setup(project, "- name: a\n  n: 1\n- name: b\n  n: 2\n")
+    reporter = NullReporter(keep=True)
+    options = RunOptions("work", ("params/p.yaml",), root=str(project.root), workers=2)
+    assert run_experiment(options, reporter=reporter).ok
+    events = reporter.events
+    assert isinstance(events[0], RunStarted) and events[0].workers == 2 and events[0].total == 9
+    started = [e for e in events if isinstance(e, NodeStarted)]
+    assert {e.worker for e in started} == {"worker 1", "worker 2"}
+    finished = {(e.stage, e.record): e.outcome for e in events if isinstance(e, NodeFinished)}
+    assert finished[("compare", "aggregate")] == "executed"
+    with pytest.raises(AttributeError):  # frozen: a report or a log can keep them as they are
+        started[0].worker = "x"

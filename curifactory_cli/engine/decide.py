@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Protocol
 from curifactory_cli.store import INVALIDATED
 
 if TYPE_CHECKING:
-    from curifactory_cli.store import Entry
+    from curifactory_cli.graph import Node
+    from curifactory_cli.store import CacheStore, Entry
 
 
 class Action(str, enum.Enum):
@@ -91,3 +92,56 @@ def decide(facts: Facts, store: StoreView) -> Decision:
     if entry is not None:
         return Decision(Action.CACHED, "cached", entry)
     return Decision(Action.NEED_INPUTS, "its inputs must be computed to decide")
+
+
+class FactFinder:
+    """What the scheduler and the planner share to call `decide`: where a stage call's entries
+    live, whether it is forced, and its Facts from the keys each of them has computed."""
+
+    def __init__(
+        self,
+        store: CacheStore,
+        experiment: str,
+        overwrite: bool = False,
+        overwrite_stages: frozenset[str] = frozenset(),
+    ) -> None:
+        self.store = store
+        self.experiment = experiment
+        self.overwrite = overwrite
+        self.overwrite_stages = overwrite_stages
+        self._prefixes: dict[int, str] = {}
+
+    def forced(self, node: Node) -> str | None:
+        if self.overwrite or getattr(node.record.params, "overwrite", False) is True:
+            return "forced by --overwrite"
+        if node.stage.name in self.overwrite_stages:
+            return "forced by --overwrite-stage"
+        return None
+
+    def stage_prefix(self, node: Node) -> str:
+        found = self._prefixes.get(node.index)
+        if found is None:
+            found = self.store.stage_prefix(
+                self.experiment, node.record.get_hash(), node.stage.name
+            )
+            self._prefixes[node.index] = found
+        return found
+
+    def entry_dir(self, node: Node, key: str) -> str:
+        return self.store.entry_dir(self.stage_prefix(node), key)
+
+    def facts(self, node: Node, lineage_key: str, key: str | None, fresh: bool) -> Facts:
+        """`key` is the data key when every input's version is known, else None."""
+        cached = node.is_cached_stage
+        return Facts(
+            cached_stage=cached,
+            leaf=node.consumers == 0,
+            forced=self.forced(node) if cached else None,
+            inputs_known=key is not None,
+            fresh_inputs=key is not None and fresh,
+            outputs=tuple(ref.name for ref in node.outputs),
+            lineage_key=lineage_key,
+            stage_prefix=self.stage_prefix(node) if cached else "",
+            key=key,
+            entry_dir=self.entry_dir(node, key) if cached and key is not None else None,
+        )

@@ -14,9 +14,9 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from curifactory_cli.engine.decide import Action, Facts, decide
+from curifactory_cli.engine.decide import Action, FactFinder, Facts, decide
 from curifactory_cli.engine.keys import memory_version
-from curifactory_cli.graph import Node, OutputRef
+from curifactory_cli.graph import Node, OutputRef, producers_through_memory
 from curifactory_cli.store import META_NAME
 
 if TYPE_CHECKING:
@@ -70,12 +70,10 @@ class Planner:
         self.store = store
         self.keys = keys
         self.experiment = experiment
-        self.overwrite = overwrite
-        self.overwrite_stages = overwrite_stages
+        self.finder = FactFinder(store, experiment, overwrite, overwrite_stages)
         self.warnings: list[str] = []
         self._versions: dict[OutputRef, str | None] = {}
         self._lineage: dict[int, str] = {}
-        self._prefixes: dict[int, str] = {}
         self._index: dict[tuple[str, str], list[str]] | None = None
 
     def plan(self, nodes: list[Node]) -> list[NodePlan]:
@@ -97,22 +95,6 @@ class Planner:
     def _version(self, ref: OutputRef) -> str | None:
         return self._versions.get(ref)
 
-    def _stage_prefix(self, node: Node) -> str:
-        found = self._prefixes.get(node.index)
-        if found is None:
-            found = self.store.stage_prefix(
-                self.experiment, node.record.get_hash(), node.stage.name
-            )
-            self._prefixes[node.index] = found
-        return found
-
-    def _forced(self, node: Node) -> str | None:
-        if self.overwrite or getattr(node.record.params, "overwrite", False) is True:
-            return "forced by --overwrite"
-        if node.stage.name in self.overwrite_stages:
-            return "forced by --overwrite-stage"
-        return None
-
     def _facts(self, node: Node) -> Facts:
         item = self._plans[node.index]
         lineage = self.keys.lineage_key(node, lambda n: self._lineage[n.index])
@@ -121,35 +103,18 @@ class Planner:
         if known:
             item.key_parts, item.key = self.keys.data_key(node, self._version)
             if node.is_cached_stage:
-                item.entry = self.store.entry_dir(self._stage_prefix(node), item.key)
+                item.entry = self.finder.entry_dir(node, item.key)
             else:
                 for ref in node.outputs:
                     self._versions[ref] = memory_version(item.key, ref.name)
-        return Facts(
-            cached_stage=node.is_cached_stage,
-            leaf=node.consumers == 0,
-            forced=self._forced(node) if node.is_cached_stage else None,
-            inputs_known=known,
-            fresh_inputs=known and any(self._uncertain(ref) for ref in node.upstream()),
-            outputs=tuple(ref.name for ref in node.outputs),
-            lineage_key=lineage,
-            stage_prefix=self._stage_prefix(node) if node.is_cached_stage else "",
-            key=item.key if known else None,
-            entry_dir=item.entry if known else None,
-        )
+        fresh = known and any(self._uncertain(ref) for ref in node.upstream())
+        return self.finder.facts(node, lineage, item.key if known else None, fresh)
 
     # ------------------------------------------------------------------ decisions
     def _uncertain(self, ref: OutputRef) -> bool:
         """Whether an input's data is unknown until an upstream stage re-runs."""
-        stack, seen = [ref.node], set()
-        while stack:
-            producer = stack.pop()
-            if self._plans[producer.index].plan in (Plan.RUN, Plan.MAYBE):
-                return True
-            if not producer.is_cached_stage and producer.index not in seen:
-                seen.add(producer.index)
-                stack.extend(up.node for up in producer.upstream())
-        return False
+        running = (Plan.RUN, Plan.MAYBE)
+        return any(self._plans[p.index].plan in running for p in producers_through_memory([ref]))
 
     def _plan_node(self, node: Node) -> None:
         item = self._plans[node.index]
@@ -233,7 +198,7 @@ class Planner:
     # ------------------------------------------------------------------ reasons
     def _stage_entries(self, node: Node) -> list[dict[str, Any]]:
         """Metadata of this stage's other entries for the same parameters, newest first."""
-        directory, stage = os.path.split(self._stage_prefix(node))
+        directory, stage = os.path.split(self.finder.stage_prefix(node))
         metas = []
         try:
             names = os.listdir(directory)

@@ -159,6 +159,20 @@ def died(job: Job, how: str) -> JobResult:
     return result
 
 
+def lost_job(job: Job, where: str, exc: BaseException, hint: str) -> JobResult:
+    """The result of a job that our own code could not run `where` (an error, exit 1)."""
+    _discard(job)
+    result = JobResult(job.index)
+    result.failure = Failure(
+        "error",
+        f"stage {job.stage_name!r} ({job.record.name}) could not run {where}: "
+        f"{type(exc).__name__}: {exc}",
+        hint=hint,
+        error_type="curifactory_cli.errors:CacheError",
+    )
+    return result
+
+
 def _how(exitcode: int | None) -> str:
     if exitcode is None:
         return "it stopped responding"
@@ -306,16 +320,8 @@ class PoolRunner:
             except cf.process.BrokenProcessPool:
                 lost.append((job, payload))
             except Exception as exc:  # our own code failed in the worker: say so, as an error
-                _discard(job)
-                result = JobResult(job.index)
-                result.failure = Failure(
-                    "error",
-                    f"stage {job.stage_name!r} ({job.record.name}) could not run in a worker "
-                    f"process: {type(exc).__name__}: {exc}",
-                    hint="run with -j 1 to see it in this process.",
-                    error_type="curifactory_cli.errors:CacheError",
-                )
-                results.append(result)
+                hint = "run with -j 1 to see it in this process."
+                results.append(lost_job(job, "in a worker process", exc, hint))
         if lost:
             results.extend(self._recover(lost))
         return results
@@ -396,7 +402,11 @@ class DaskRunner:
             ) from None
         self.context = context
         self._cluster = None
+        # A local cluster starts (and restarts) worker processes for as long as it runs.
+        self._hidden = contextlib.ExitStack()
         address = scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS")
+        if not address:
+            self._hidden.enter_context(_main_hidden())
         try:
             if address:
                 self._client = Client(address, timeout="10s")
@@ -413,10 +423,17 @@ class DaskRunner:
                     )
                 self._client = Client(self._cluster)
         except OSError as exc:
+            self._hidden.close()
+            if not address:
+                msg = f"cannot start a local Dask cluster: {exc}"
+                raise ConfigError(msg, hint="try -j with the local executor.") from None
             raise ConfigError(
                 f"cannot reach the Dask scheduler at {address}: {exc}",
                 hint="start one with `dask scheduler`, or leave out --scheduler for a local one.",
             ) from None
+        except BaseException:
+            self._hidden.close()
+            raise
         if address:
             workers = max(1, len(self._client.scheduler_info().get("workers", {})))
         self.capacity = workers
@@ -450,17 +467,11 @@ class DaskRunner:
                 _discard(job)
                 results.append(died(job, "the Dask worker running it was lost"))
             except Exception as exc:
-                _discard(job)
-                result = JobResult(job.index)
-                result.failure = Failure(
-                    "error",
-                    f"stage {job.stage_name!r} ({job.record.name}) could not run on a Dask "
-                    f"worker: {type(exc).__name__}: {exc}",
-                    hint="check that the workers run the same Python environment and see the "
-                    "project and the cache at the same paths.",
-                    error_type="curifactory_cli.errors:CacheError",
+                hint = (
+                    "check that the workers run the same Python environment and see the "
+                    "project and the cache at the same paths."
                 )
-                results.append(result)
+                results.append(lost_job(job, "on a Dask worker", exc, hint))
         return results
 
     def close(self, cancel: bool = False) -> None:
@@ -472,6 +483,7 @@ class DaskRunner:
         self._client.close()
         if self._cluster is not None:
             self._cluster.close()
+        self._hidden.close()
 
 
 def make_runner(

@@ -23,7 +23,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from curifactory_cli.caching import Lazy
-from curifactory_cli.engine.decide import Action, Facts, decide
+from curifactory_cli.engine.decide import Action, FactFinder, Facts, decide
 from curifactory_cli.engine.jobs import (
     InputEntry,
     InputValue,
@@ -37,7 +37,7 @@ from curifactory_cli.engine.keys import memory_version, params_json
 from curifactory_cli.engine.runners import InlineRunner
 from curifactory_cli.errors import CurifactoryError, StageError
 from curifactory_cli.events import NodeFinished, NodeStarted, NodeWaiting, Warned
-from curifactory_cli.graph import NOT_COMPUTED, Node, Outcome, OutputRef
+from curifactory_cli.graph import NOT_COMPUTED, Node, Outcome, OutputRef, producers_through_memory
 from curifactory_cli.provenance import library_versions
 from curifactory_cli.record import _CachedOutput
 from curifactory_cli.store import CorruptEntryError
@@ -81,8 +81,7 @@ class Scheduler:
         self.runner = runner
         self.reporter = reporter
         self.experiment = experiment
-        self.overwrite = overwrite
-        self.overwrite_stages = overwrite_stages
+        self.finder = FactFinder(store, experiment, overwrite, overwrite_stages)
         self.keep_going = keep_going
         self.provenance = provenance or {}
         self.failures: list[StageError] = []
@@ -103,7 +102,6 @@ class Scheduler:
         self._done: set[int] = set()  # settled: consumers were told
         self._repaired: set[int] = set()
         self._warned: set[str] = set()
-        self._prefixes: dict[int, str] = {}
         self._info: dict[int, dict[str, Any]] = {}  # node -> its entry's outputs metadata
         self._stop: BaseException | None = None
         self.nodes: list[Node] = []
@@ -189,34 +187,9 @@ class Scheduler:
         self._emit(Warned(message))
 
     # ------------------------------------------------------------------ deciding
-    def _forced(self, node: Node) -> str | None:
-        if self.overwrite or getattr(node.record.params, "overwrite", False) is True:
-            return "forced by --overwrite"
-        if node.stage.name in self.overwrite_stages:
-            return "forced by --overwrite-stage"
-        return None
-
-    def _stage_prefix(self, node: Node) -> str:
-        found = self._prefixes.get(node.index)
-        if found is None:
-            found = self.store.stage_prefix(
-                self.experiment, node.record.get_hash(), node.stage.name
-            )
-            self._prefixes[node.index] = found
-        return found
-
     def _has_fresh_input(self, node: Node) -> bool:
         """Whether an input was (re)computed in this run, directly or through uncached stages."""
-        stack = [ref.node for ref in node.upstream()]
-        seen: set[int] = set()
-        while stack:
-            producer = stack.pop()
-            if producer.index in self._fresh:
-                return True
-            if not producer.is_cached_stage and producer.index not in seen:
-                seen.add(producer.index)
-                stack.extend(ref.node for ref in producer.upstream())
-        return False
+        return any(p.index in self._fresh for p in producers_through_memory(node.upstream()))
 
     def facts(self, node: Node) -> Facts:
         """Compute the node's keys (as far as its inputs allow) and what decide() needs."""
@@ -225,21 +198,11 @@ class Scheduler:
         if known:
             node.key_parts, node.key = self.keys.data_key(node, lambda ref: ref.version)
             if node.is_cached_stage:
-                node.entry_dir = self.store.entry_dir(self._stage_prefix(node), node.key)
+                node.entry_dir = self.finder.entry_dir(node, node.key)
             else:
                 self._set_memory_versions(node)
-        return Facts(
-            cached_stage=node.is_cached_stage,
-            leaf=node.consumers == 0,
-            forced=self._forced(node) if node.is_cached_stage else None,
-            inputs_known=known,
-            fresh_inputs=known and self._has_fresh_input(node),
-            outputs=tuple(ref.name for ref in node.outputs),
-            lineage_key=node.lineage_key,
-            stage_prefix=self._stage_prefix(node) if node.is_cached_stage else "",
-            key=node.key if known else None,
-            entry_dir=node.entry_dir if known else None,
-        )
+        fresh = known and self._has_fresh_input(node)
+        return self.finder.facts(node, node.lineage_key, node.key if known else None, fresh)
 
     def _set_memory_versions(self, node: Node) -> None:
         for ref in node.outputs:
@@ -381,7 +344,7 @@ class Scheduler:
         # Inputs are final now (a damaged upstream may have been recomputed): key them.
         node.key_parts, node.key = self.keys.data_key(node, lambda ref: ref.version)
         if node.is_cached_stage:
-            node.entry_dir = self.store.entry_dir(self._stage_prefix(node), node.key)
+            node.entry_dir = self.finder.entry_dir(node, node.key)
         else:
             self._set_memory_versions(node)
         here = self._placed[node.index] = self._here(node)
@@ -434,7 +397,7 @@ class Scheduler:
 
     def _locked_in(self, node: Node, job: Job, lock: EntryLock | None) -> None:
         # Another run may have published this entry while we waited for the lock.
-        if lock is not None and node.index not in self._repaired and not self._forced(node):
+        if lock is not None and node.index not in self._repaired and not self.finder.forced(node):
             assert node.entry_dir is not None and node.key is not None
             entry, _ = self.store.lookup(node.entry_dir, node.key, list(job.outputs))
             if entry is not None:

@@ -1,7 +1,7 @@
-"""Cache files damaged between runs are detected where the executor looks up or loads the entry,
-reported as a warning, recomputed, and never reach user code: the final results equal a clean
-run's. With `CURI_CACHE_KEY`, an entry rewritten consistently (artifact and checksums) by
-someone without the key is refused too."""
+"""Cache files damaged between runs are detected where the scheduler looks up or a job loads
+the entry, reported as a warning, recomputed, and never reach user code: the final results
+equal a clean run's. With `CURI_CACHE_KEY`, an entry rewritten consistently (artifact and
+checksums) by someone without the key is refused too."""
 
 from __future__ import annotations
 
