@@ -63,7 +63,9 @@ class Node:
     kwargs: dict[str, Any]
     outputs: list[OutputRef] = field(default_factory=list)
     cacher_templates: list[type[Cacheable] | Cacheable] | None = None
-    consumers: int = 0
+    consumers: int = 0  # how many inputs of other stage calls read its outputs
+    dependants: list[int] = field(default_factory=list)  # those stage calls, once each
+    producers: int = 0  # how many stage calls it reads from
     # filled in by the scheduler (the planner keeps its own state)
     key: str | None = None
     lineage_key: str | None = None

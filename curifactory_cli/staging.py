@@ -209,8 +209,11 @@ def _trace(
         cacher_templates=cachers,
     )
     for ref in node.upstream():
-        if isinstance(ref, OutputRef):
-            ref.node.consumers += 1
+        ref.node.consumers += 1
+        dependants = ref.node.dependants
+        if not dependants or dependants[-1] != node.index:  # this node's refs come together
+            dependants.append(node.index)
+            node.producers += 1
     node.outputs = [OutputRef(node, name, lazy) for name, lazy in outputs]
     for ref in node.outputs:
         dict.__setitem__(record.state, ref.name, ref)

@@ -130,8 +130,11 @@ class FactFinder:
     def entry_dir(self, node: Node, key: str) -> str:
         return self.store.entry_dir(self.stage_prefix(node), key)
 
-    def facts(self, node: Node, lineage_key: str, key: str | None, fresh: bool) -> Facts:
-        """`key` is the data key when every input's version is known, else None."""
+    def facts(
+        self, node: Node, lineage_key: str, key: str | None, entry_dir: str | None, fresh: bool
+    ) -> Facts:
+        """`key` is the data key when every input's version is known, else None; `entry_dir`
+        is where the entry of that key lives."""
         cached = node.is_cached_stage
         return Facts(
             cached_stage=cached,
@@ -143,5 +146,5 @@ class FactFinder:
             lineage_key=lineage_key,
             stage_prefix=self.stage_prefix(node) if cached else "",
             key=key,
-            entry_dir=self.entry_dir(node, key) if cached and key is not None else None,
+            entry_dir=entry_dir if cached and key is not None else None,
         )

@@ -108,7 +108,8 @@ class Planner:
                 for ref in node.outputs:
                     self._versions[ref] = memory_version(item.key, ref.name)
         fresh = known and any(self._uncertain(ref) for ref in node.upstream())
-        return self.finder.facts(node, lineage, item.key if known else None, fresh)
+        key = item.key if known else None
+        return self.finder.facts(node, lineage, key, item.entry, fresh)
 
     # ------------------------------------------------------------------ decisions
     def _uncertain(self, ref: OutputRef) -> bool:

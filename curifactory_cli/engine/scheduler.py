@@ -87,7 +87,6 @@ class Scheduler:
         self.failures: list[StageError] = []
         self._state: dict[int, str] = {}
         self._pending: dict[int, int] = {}  # producers not settled yet, per node
-        self._consumers: dict[int, list[int]] = {}
         self._waiters: dict[int, list[int]] = {}  # producer -> nodes waiting for it to finish
         self._needs: dict[int, set[int]] = {}  # node -> producers it still waits for
         self._to_decide: list[int] = []
@@ -113,13 +112,9 @@ class Scheduler:
         """
         self.nodes = nodes
         self._slots = list(range(self.runner.capacity, 0, -1))
-        for node in nodes:
-            producers = {ref.node.index for ref in node.upstream()}
-            self._pending[node.index] = len(producers)
-            for p in producers:
-                self._consumers.setdefault(p, []).append(node.index)
-            if not producers:
-                self._to_decide.append(node.index)  # already in index (heap) order
+        self._pending = {node.index: node.producers for node in nodes}
+        # Traced order is index order, so this list is already a heap.
+        self._to_decide = [node.index for node in nodes if not node.producers]
         # The collector would walk the whole graph again and again while it is being settled,
         # for garbage that is not there: the graph is live until the run ends. It stays off
         # for our bookkeeping and on while user code runs (see InlineRunner).
@@ -189,6 +184,8 @@ class Scheduler:
     # ------------------------------------------------------------------ deciding
     def _has_fresh_input(self, node: Node) -> bool:
         """Whether an input was (re)computed in this run, directly or through uncached stages."""
+        if not self._fresh:
+            return False  # nothing has run yet (a cached run never gets past this)
         return any(p.index in self._fresh for p in producers_through_memory(node.upstream()))
 
     def facts(self, node: Node) -> Facts:
@@ -202,7 +199,8 @@ class Scheduler:
             else:
                 self._set_memory_versions(node)
         fresh = known and self._has_fresh_input(node)
-        return self.finder.facts(node, node.lineage_key, node.key if known else None, fresh)
+        key = node.key if known else None
+        return self.finder.facts(node, node.lineage_key, key, node.entry_dir, fresh)
 
     def _set_memory_versions(self, node: Node) -> None:
         for ref in node.outputs:
@@ -246,7 +244,7 @@ class Scheduler:
         if node.index in self._done:
             return
         self._done.add(node.index)
-        for consumer in self._consumers.get(node.index, ()):
+        for consumer in node.dependants:
             self._pending[consumer] -= 1
             if self._pending[consumer] == 0:
                 heapq.heappush(self._to_decide, consumer)
