@@ -177,6 +177,7 @@ def run(
         typer.Option(
             "--workers",
             "-j",
+            metavar="N",
             help="Stage calls to run at once, in worker processes: a number, or 'auto' for one "
             "per usable core. Default 1 (in this process), or [tool.curi] workers.",
         ),
@@ -185,6 +186,7 @@ def run(
         str | None,
         typer.Option(
             "--executor",
+            metavar="local|dask",
             help="Where stages run: 'local' (this process, or worker processes with -j) or "
             "'dask' (a local Dask cluster, or the one at --scheduler). Needs "
             "curifactory-cli[dask].",
@@ -194,6 +196,7 @@ def run(
         str | None,
         typer.Option(
             "--scheduler",
+            metavar="ADDRESS",
             help="Address of a running Dask scheduler (tcp://HOST:PORT); also "
             "DASK_SCHEDULER_ADDRESS. Implies --executor dask.",
         ),

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from curifactory_cli import discovery
 from curifactory_cli.engine.keys import KeyMaker
-from curifactory_cli.engine.runners import InlineRunner, make_runner, parse_workers, usable_cores
+from curifactory_cli.engine.runners import InlineRunner, parse_workers, usable_cores
 from curifactory_cli.engine.scheduler import Scheduler
 from curifactory_cli.errors import (
     ConfigError,
@@ -521,7 +521,15 @@ def _make_runner(execution: _Execution, prepared: Prepared) -> JobRunner:
 
     module = prepared.module
     context = Context(str(prepared.root), module.__name__, str(module.__file__), os.getcwd())
-    return make_runner(execution.executor, execution.workers, context, execution.scheduler)
+    if execution.executor == "dask":
+        from curifactory_cli.engine.dask_runner import DaskRunner
+
+        return DaskRunner(execution.workers, context, execution.scheduler)
+    if execution.workers <= 1:
+        return InlineRunner()
+    from curifactory_cli.engine.pool import PoolRunner
+
+    return PoolRunner(execution.workers, context)
 
 
 def _run_started(result: RunResult, workers: int) -> RunStarted:

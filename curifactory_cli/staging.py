@@ -56,8 +56,8 @@ class StageSpec:
     is_aggregate: bool = False
     _checked: bool = False
 
-    @property
-    def name(self) -> str:
+    @functools.cached_property
+    def name(self) -> str:  # read on every decision: computed once
         return self.fn.__name__
 
     @property

@@ -1,0 +1,119 @@
+"""Stage calls as tasks on a `dask.distributed` cluster (`curi run --executor dask`)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+from typing import Any
+
+from curifactory_cli.engine.jobs import Context, Job, JobResult, run_payload
+from curifactory_cli.engine.runners import died, discard_staging, lost_job, main_hidden, pickle_job
+from curifactory_cli.errors import ConfigError
+
+
+def _dask_entry(context: Context, payload: bytes) -> bytes:
+    return run_payload(context, payload)
+
+
+class DaskRunner:
+    """Jobs on a `dask.distributed` cluster: a LocalCluster, or one at `scheduler`'s address.
+
+    Workers must see the cache at the same path (a local cluster, or a shared disk).
+    """
+
+    inline = False
+
+    def __init__(self, workers: int, context: Context, scheduler: str | None = None) -> None:
+        try:
+            import dask
+            from distributed import Client, LocalCluster
+        except ImportError:
+            raise ConfigError(
+                "--executor dask needs dask.distributed, which is not installed",
+                hint="pip install 'curifactory-cli[dask]'",
+            ) from None
+        self.context = context
+        self._cluster = None
+        # A local cluster starts (and restarts) worker processes for as long as it runs.
+        self._hidden = contextlib.ExitStack()
+        address = scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS")
+        if not address:
+            self._hidden.enter_context(main_hidden())
+        try:
+            if address:
+                self._client = Client(address, timeout="10s")
+            else:
+                # A killed worker fails its stage (as with local workers) instead of the task
+                # being retried on another worker.
+                with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+                    self._cluster = LocalCluster(
+                        n_workers=workers,
+                        threads_per_worker=1,
+                        processes=True,
+                        dashboard_address=None,
+                        silence_logs=40,
+                    )
+                self._client = Client(self._cluster)
+        except OSError as exc:
+            self._hidden.close()
+            if not address:
+                msg = f"cannot start a local Dask cluster: {exc}"
+                raise ConfigError(msg, hint="try -j with the local executor.") from None
+            raise ConfigError(
+                f"cannot reach the Dask scheduler at {address}: {exc}",
+                hint="start one with `dask scheduler`, or leave out --scheduler for a local one.",
+            ) from None
+        except BaseException:
+            self._hidden.close()
+            raise
+        if address:
+            workers = max(1, len(self._client.scheduler_info().get("workers", {})))
+        self.capacity = workers
+        self._futures: dict[Any, Job] = {}
+
+    def submit(self, job: Job, record: Any) -> None:
+        payload = pickle_job(job)
+        future = self._client.submit(
+            _dask_entry,
+            self.context,
+            payload,
+            pure=False,
+            key=f"curi-{job.label}-{os.urandom(4).hex()}",
+        )
+        self._futures[future] = job
+
+    def wait(self, timeout: float | None) -> list[JobResult]:
+        from distributed import wait
+        from distributed.scheduler import KilledWorker
+
+        try:
+            done, _ = wait(list(self._futures), timeout=timeout, return_when="FIRST_COMPLETED")
+        except TimeoutError:
+            return []
+        results = []
+        for future in done:
+            job = self._futures.pop(future)
+            try:
+                results.append(pickle.loads(future.result()))
+            except KilledWorker:
+                discard_staging(job)
+                results.append(died(job, "the Dask worker running it was lost"))
+            except Exception as exc:
+                hint = (
+                    "check that the workers run the same Python environment and see the "
+                    "project and the cache at the same paths."
+                )
+                results.append(lost_job(job, "on a Dask worker", exc, hint))
+        return results
+
+    def close(self, cancel: bool = False) -> None:
+        if cancel and self._futures:
+            self._client.cancel(list(self._futures))
+            for job in self._futures.values():
+                discard_staging(job)
+        self._futures.clear()
+        self._client.close()
+        if self._cluster is not None:
+            self._cluster.close()
+        self._hidden.close()
