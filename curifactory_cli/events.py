@@ -77,6 +77,11 @@ Event = RunStarted | NodeStarted | NodeWaiting | NodeFinished | Warned | RunFini
 
 
 class Reporter(Protocol):
+    """Receives every event. `progress = False` says it ignores the per-stage-call events
+    (NodeStarted, NodeWaiting, NodeFinished), so the scheduler need not build them."""
+
+    progress: bool
+
     def emit(self, event: Event) -> None: ...
 
 
@@ -86,6 +91,7 @@ class NullReporter:
     def __init__(self, keep: bool = False) -> None:
         self.warnings: list[str] = []
         self.events: list[Event] | None = [] if keep else None
+        self.progress = keep
 
     def emit(self, event: Event) -> None:
         if isinstance(event, Warned):

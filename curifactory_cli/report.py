@@ -50,6 +50,7 @@ class PlainReporter:
         self.console = console
         self.err = err_console
         self.quiet = quiet
+        self.progress = not quiet
         self.warnings: list[str] = []
 
     def emit(self, event: Event) -> None:

@@ -24,7 +24,9 @@ class Action(str, enum.Enum):
     NEED_INPUTS = "need-inputs"  # inputs unknown and no entry by lineage: compute them first
 
 
-@dataclass(frozen=True)
+# Not frozen: built for every stage call of every run, and frozen dataclasses are slow to
+# build. Nothing changes them after construction.
+@dataclass(slots=True)
 class Facts:
     """What the decision depends on, besides the store."""
 
@@ -40,7 +42,7 @@ class Facts:
     entry_dir: str | None = None  # where the entry for `key` lives
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Decision:
     action: Action
     reason: str
@@ -130,21 +132,22 @@ class FactFinder:
     def entry_dir(self, node: Node, key: str) -> str:
         return self.store.entry_dir(self.stage_prefix(node), key)
 
-    def facts(
-        self, node: Node, lineage_key: str, key: str | None, entry_dir: str | None, fresh: bool
-    ) -> Facts:
-        """`key` is the data key when every input's version is known, else None; `entry_dir`
-        is where the entry of that key lives."""
-        cached = node.is_cached_stage
+    def facts(self, node: Node, lineage_key: str, key: str | None, fresh: bool) -> Facts:
+        """`key` is the data key when every input's version is known, else None."""
+        if not node.is_cached_stage:
+            return Facts(
+                False, node.consumers == 0, None, key is not None, False, (), lineage_key, ""
+            )
+        prefix = self.stage_prefix(node)
         return Facts(
-            cached_stage=cached,
+            cached_stage=True,
             leaf=node.consumers == 0,
-            forced=self.forced(node) if cached else None,
+            forced=self.forced(node),
             inputs_known=key is not None,
             fresh_inputs=key is not None and fresh,
             outputs=tuple(ref.name for ref in node.outputs),
             lineage_key=lineage_key,
-            stage_prefix=self.stage_prefix(node) if cached else "",
+            stage_prefix=prefix,
             key=key,
-            entry_dir=entry_dir if cached and key is not None else None,
+            entry_dir=None if key is None else self.store.entry_dir(prefix, key),
         )

@@ -102,14 +102,14 @@ class Planner:
         known = all(self._version(ref) is not None for ref in node.upstream())
         if known:
             item.key_parts, item.key = self.keys.data_key(node, self._version)
-            if node.is_cached_stage:
-                item.entry = self.finder.entry_dir(node, item.key)
-            else:
+            if not node.is_cached_stage:
                 for ref in node.outputs:
                     self._versions[ref] = memory_version(item.key, ref.name)
         fresh = known and any(self._uncertain(ref) for ref in node.upstream())
-        key = item.key if known else None
-        return self.finder.facts(node, lineage, key, item.entry, fresh)
+        facts = self.finder.facts(node, lineage, item.key if known else None, fresh)
+        if facts.entry_dir is not None:
+            item.entry = facts.entry_dir
+        return facts
 
     # ------------------------------------------------------------------ decisions
     def _uncertain(self, ref: OutputRef) -> bool:

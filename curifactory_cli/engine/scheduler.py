@@ -18,7 +18,6 @@ import datetime as dt
 import gc
 import heapq
 import os
-import statistics
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -80,6 +79,9 @@ class Scheduler:
         self.keys = keys
         self.runner = runner
         self.reporter = reporter
+        # Per-stage-call events only for a reporter that shows or keeps them (not --quiet,
+        # --json or a plain API call): thousands of them would be built for nobody.
+        self._progress = getattr(reporter, "progress", True)
         self.experiment = experiment
         self.finder = FactFinder(store, experiment, overwrite, overwrite_stages)
         self.keep_going = keep_going
@@ -165,6 +167,8 @@ class Scheduler:
         self.reporter.emit(event)
 
     def _finished(self, node: Node) -> None:
+        if not self._progress:
+            return
         self._emit(
             NodeFinished(
                 node.index,
@@ -194,13 +198,13 @@ class Scheduler:
         known = all(ref.version is not None for ref in node.upstream())
         if known:
             node.key_parts, node.key = self.keys.data_key(node, lambda ref: ref.version)
-            if node.is_cached_stage:
-                node.entry_dir = self.finder.entry_dir(node, node.key)
-            else:
+            if not node.is_cached_stage:
                 self._set_memory_versions(node)
         fresh = known and self._has_fresh_input(node)
-        key = node.key if known else None
-        return self.finder.facts(node, node.lineage_key, key, node.entry_dir, fresh)
+        facts = self.finder.facts(node, node.lineage_key, node.key if known else None, fresh)
+        if facts.entry_dir is not None:
+            node.entry_dir = facts.entry_dir
+        return facts
 
     def _set_memory_versions(self, node: Node) -> None:
         for ref in node.outputs:
@@ -355,7 +359,8 @@ class Scheduler:
         if node.is_cached_stage and not self.store.dry:
             lock = self.store.entry_lock(node.key)
             if not lock.acquire_nowait():
-                self._emit(NodeWaiting(node.index, node.stage.name, node.record_name))
+                if self._progress:
+                    self._emit(NodeWaiting(node.index, node.stage.name, node.record_name))
                 self._locked.append((node.index, job, lock))
                 return
         self._locked_in(node, job, lock)
@@ -390,7 +395,7 @@ class Scheduler:
         return (
             seen is not None
             and len(seen) >= INLINE_AFTER
-            and statistics.median(seen) < INLINE_BELOW_S
+            and sorted(seen)[len(seen) // 2] < INLINE_BELOW_S  # the median
         )
 
     def _locked_in(self, node: Node, job: Job, lock: EntryLock | None) -> None:
@@ -405,7 +410,10 @@ class Scheduler:
         here = self._placed.pop(node.index)
         slot = 0 if here and not self.runner.inline else self._slots.pop()
         where = None if self.runner.inline else (f"worker {slot}" if slot else "main process")
-        self._emit(NodeStarted(node.index, node.stage.name, node.record_name, node.reason, where))
+        if self._progress:
+            self._emit(
+                NodeStarted(node.index, node.stage.name, node.record_name, node.reason, where)
+            )
         self._in_flight[node.index] = (job, lock, time.perf_counter(), slot)
         runner = self._local if here else self.runner
         try:
