@@ -22,10 +22,12 @@ with -j 2 no slower than 1.3x the serial run.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -104,6 +106,35 @@ if __name__ == "__main__":
 """
 
 
+def start_dask_cluster(base: Path) -> tuple[str, list[subprocess.Popen[bytes]]]:
+    """`dask scheduler` and `dask worker --nworkers 2 --nthreads 1` on 127.0.0.1."""
+    dask = str(Path(sys.executable).with_name("dask"))
+    scheduler_file = base / "scheduler.json"
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "cwd": base}
+    procs = [
+        subprocess.Popen(
+            [dask, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+             "--scheduler-file", str(scheduler_file)],
+            **quiet,
+        )
+    ]  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not scheduler_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    address = json.loads(scheduler_file.read_text())["address"]
+    procs.append(
+        subprocess.Popen(
+            [dask, "worker", address, "--nworkers", "2", "--nthreads", "1", "--no-dashboard"],
+            **quiet,
+        )
+    )
+    from distributed import Client
+
+    with Client(address, timeout="30s") as client:
+        client.wait_for_workers(2, timeout=60)
+    return address, procs
+
+
 def timed_runs(cmd: list[str], project: Path, repeat: int, what: str) -> list[float]:
     times = []
     for _ in range(repeat):
@@ -148,6 +179,12 @@ def main() -> None:
             ("curi -j 2", [*cpu, "-j", "2"], project),
             ("curi --executor dask -j 2", [*cpu, "--executor", "dask", "-j", "2"], project),
         ]
+        # An already running cluster (a scheduler and 2 one-thread workers): what a team or a
+        # lab cluster uses, without the start and stop of a local one in every run.
+        address, cluster = start_dask_cluster(base)
+        variants.append(
+            ("curi --scheduler (2 running workers)", [*cpu, "--scheduler", address], project)
+        )
         if opts.curifactory:
             other = make_cpu_project(base, "curifactory", opts.sets, n)
             cf_cmd = [opts.curifactory, "cpu", "-p", "cpu", "--no-dag"]
@@ -171,11 +208,14 @@ def main() -> None:
             for name, cmd, folder in variants:
                 times[name] += timed_runs(cmd, folder, 1, name)
     finally:
+        for proc in cluster if "cluster" in locals() else []:
+            proc.terminate()
+            proc.wait(timeout=30)
         shutil.rmtree(base, ignore_errors=True)
 
     cores = len(os.sched_getaffinity(0))
-    print(f"\nmachine: {platform.machine()}, {cores} usable cores, Python")
-    print(f"{platform.python_version()}; project on {filesystem(base.parent)}")
+    print(f"\nmachine: {platform.machine()}, {cores} usable cores, ", end="")
+    print(f"Python {platform.python_version()}; project on {filesystem(base.parent)}")
     print(f"cpu: {opts.sets} sets x 1 stage of ~{opts.seconds:.1f} s (n={n}), ", end="")
     print(f"medians of {opts.repeat}, each a fresh cache\n")
     cpu_rows = [name for name in times if not name.startswith("chain")]
