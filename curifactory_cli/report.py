@@ -104,6 +104,8 @@ class LiveReporter(PlainReporter):
         table.add_column("now")
         for name, counts in self.stages.items():
             now = ", ".join(counts.running.values())
+            if now and not now.startswith("waiting"):
+                now = "running " + now
             table.add_row(
                 name,
                 f"{counts.done}/{counts.total}",
@@ -129,11 +131,13 @@ class LiveReporter(PlainReporter):
             )
             self.live.start()
         elif isinstance(event, NodeStarted):
-            where = f" on {event.worker}" if event.worker else ""
-            self.stages[event.stage].running[event.index] = f"running {event.record}{where}"
+            # "running a (w1), b (w2)": which worker runs which record, short enough for a row.
+            worker = (event.worker or "").replace("worker ", "w").replace("main process", "main")
+            where = f" ({worker})" if worker else ""
+            self.stages[event.stage].running[event.index] = f"{event.record}{where}"
         elif isinstance(event, NodeWaiting):
             self.stages[event.stage].running[event.index] = (
-                f"{event.record} (waiting for another run)"
+                f"waiting: {event.record} (another run computes it)"
             )
         elif isinstance(event, NodeFinished):
             self._finished(event)

@@ -380,3 +380,27 @@ def test_events_say_which_worker_runs_what(project):
     assert finished[("compare", "aggregate")] == "executed"
     with pytest.raises(AttributeError):  # frozen: a report or a log can keep them as they are
         started[0].worker = "x"
+
+
+def test_live_display_shows_what_each_worker_runs():
+    import io
+
+    from rich.console import Console
+
+    from curifactory_cli.events import NodeFinished, NodeStarted, RunStarted
+    from curifactory_cli.report import LiveReporter
+
+    out = Console(file=io.StringIO(), width=120)
+    live = LiveReporter(out, out)
+    live.show(RunStarted("r", "e", 2, (("fit", 2),), 2))
+    live.show(NodeStarted(0, "fit", "a", "no cache entry", "worker 1"))
+    live.show(NodeStarted(1, "fit", "b", "no cache entry", "worker 2"))
+    render = io.StringIO()
+    Console(file=render, width=120).print(live._render())
+    assert "running a (w1), b (w2)" in render.getvalue()
+    assert "2 workers" in render.getvalue()
+    live.show(NodeFinished(0, "fit", "a", "executed", "no cache entry", 1.0))
+    render = io.StringIO()
+    Console(file=render, width=120).print(live._render())
+    assert "running b (w2)" in render.getvalue() and "a (w1)" not in render.getvalue()
+    live.close()
