@@ -9,6 +9,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from curifactory_cli.registry import RunRegistry, registry_path
 
 EXPERIMENT = """
@@ -110,7 +112,13 @@ def test_store_full_then_reproduce_executes_nothing_and_writes_nothing(project, 
     assert not project.cache.exists()
 
 
-def test_ctrl_c_exits_130_records_interrupted_and_leaves_no_partial_entry(project):
+@pytest.mark.parametrize(
+    ("sig", "code", "says"),
+    [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated (SIGTERM)")],
+)
+def test_ctrl_c_or_sigterm_records_interrupted_and_leaves_no_partial_entry(
+    project, sig, code, says
+):
     setup(project, "- name: a\n  n: 1\n  sleep: 30\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     proc = subprocess.Popen(
@@ -128,10 +136,10 @@ def test_ctrl_c_exits_130_records_interrupted_and_leaves_no_partial_entry(projec
             break
         time.sleep(0.1)
     time.sleep(0.5)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 130, err
-    assert "Traceback" not in err and "interrupted" in err
+    assert proc.returncode == code, err
+    assert "Traceback" not in err and says in err
     assert registry(project).list_runs()[0]["status"] == "interrupted"
     assert not any((project.cache / ".staging").glob("*"))  # the half-done stage was cleaned up
     assert not list(project.cache.glob("exp/*/second-*"))
