@@ -123,13 +123,21 @@ def describe_files(staging: str, outputs: list[str]) -> dict[str, list[dict[str,
 
 def make_staging(path: str) -> None:
     """Create a staging folder. One left by an earlier attempt at the same job (a Dask task
-    retried after its worker died) is removed first: its name is unique to the job."""
-    if os.path.isdir(path):
-        shutil.rmtree(path, ignore_errors=True)
+    retried after its worker died) is replaced: its name is unique to the job."""
     try:
-        os.mkdir(path)
+        try:
+            os.mkdir(path)
+        except FileExistsError:
+            discard_staging(path)
+            os.mkdir(path)
     except OSError as exc:
         raise CacheError(f"cannot create {path}: {exc.strerror or exc}") from None
+
+
+def discard_staging(path: str | None) -> None:
+    """Remove a staging folder and whatever a stage wrote into it (nothing if None)."""
+    if path is not None:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @dataclass
@@ -296,15 +304,6 @@ class CacheStore:
         It carries this process's pid, so `cache gc` keeps it while this run is alive.
         """
         return os.path.join(self.staging_base(), f"{os.getpid()}-{uuid.uuid4().hex}")
-
-    def new_staging(self) -> str:
-        """A fresh private folder for cachers to write into before publishing."""
-        path = self.staging_path()
-        make_staging(path)
-        return path
-
-    def discard(self, staging: str) -> None:
-        shutil.rmtree(staging, ignore_errors=True)
 
     def publish(self, staging: str, final: str, meta: dict[str, Any]) -> None:
         """Make a staged entry visible in one atomic rename.

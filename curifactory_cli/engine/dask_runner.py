@@ -8,8 +8,9 @@ import pickle
 from typing import Any
 
 from curifactory_cli.engine.jobs import Context, Job, JobResult, run_payload
-from curifactory_cli.engine.runners import died, discard_staging, lost_job, main_hidden, pickle_job
+from curifactory_cli.engine.runners import died, lost_job, main_hidden, pickle_job
 from curifactory_cli.errors import ConfigError
+from curifactory_cli.store import discard_staging
 
 
 def _dask_entry(context: Context, payload: bytes) -> bytes:
@@ -97,7 +98,7 @@ class DaskRunner:
             try:
                 results.append(pickle.loads(future.result()))
             except KilledWorker:
-                discard_staging(job)
+                discard_staging(job.staging)
                 results.append(died(job, "the Dask worker running it was lost"))
             except Exception as exc:
                 hint = (
@@ -111,7 +112,7 @@ class DaskRunner:
         if cancel and self._futures:
             self._client.cancel(list(self._futures))
             for job in self._futures.values():
-                discard_staging(job)
+                discard_staging(job.staging)
         self._futures.clear()
         self._client.close()
         if self._cluster is not None:

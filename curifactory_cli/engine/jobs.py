@@ -10,6 +10,7 @@ events. The same function runs in-process, in a worker process and on a Dask wor
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import importlib.util
 import os
@@ -26,6 +27,7 @@ from curifactory_cli.hashing import canonical_json, digest
 from curifactory_cli.store import (
     CorruptEntryError,
     describe_files,
+    discard_staging,
     fault_point,
     make_staging,
     verify_files,
@@ -158,7 +160,7 @@ def run_job(job: Job, record: Any = None) -> JobResult:
         del inputs
         if isinstance(values, Failure):
             result.failure = values
-            _discard(staging)
+            discard_staging(staging)
             return result
         result.values = values
         result.compute_s = time.perf_counter() - started
@@ -171,12 +173,12 @@ def run_job(job: Job, record: Any = None) -> JobResult:
             result.reportables = record.reportables[reported:]
         return result
     except CurifactoryError as exc:
-        _discard(staging)
+        discard_staging(staging)
         result.staging = None
         result.failure = error_failure(exc)
         return result
     except BaseException:
-        _discard(staging)
+        discard_staging(staging)
         raise
 
 
@@ -195,13 +197,6 @@ def rebuild_error(failure: Failure) -> CurifactoryError:
         return cls(failure.message, hint=failure.hint)
     except Exception:
         return CacheError(failure.message, failure.hint)
-
-
-def _discard(staging: str | None) -> None:
-    if staging is not None:
-        import shutil
-
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _worker_name() -> str:
@@ -429,14 +424,11 @@ def run_payload(context: Context, payload: bytes) -> bytes:
         failure = result.failure
         if failure is not None and failure.original is not None:
             # The user's exception cannot travel: send its text, which is what is shown.
-            result.failure = Failure(
-                failure.kind, failure.message, failure.hint, failure.error_type,
-                failure.exc_type, failure.traceback, None,
-            )  # fmt: skip
+            result.failure = dataclasses.replace(failure, original=None)
         try:
             data = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
         except Exception:
-            _discard(result.staging)
+            discard_staging(result.staging)
             result = JobResult(job.index, worker=result.worker)
             result.failure = Failure(
                 "error",

@@ -16,12 +16,12 @@ from typing import Any
 from curifactory_cli.engine.jobs import Context, Job, JobResult, run_payload
 from curifactory_cli.engine.runners import (
     died,
-    discard_staging,
     exit_description,
     lost_job,
     main_hidden,
     pickle_job,
 )
+from curifactory_cli.store import discard_staging
 
 
 def _init_worker(driver: int) -> None:
@@ -65,6 +65,8 @@ def _pool_entry(context: Context, marks: str, index: int, payload: bytes) -> byt
     return run_payload(context, payload)
 
 
+MAX_RESENDS = 3  # a job lost with a crashed pool is sent again at most this often
+
 _PRELOAD = ("curifactory_cli.engine.jobs", "curifactory_cli.record", "curifactory_cli.params")
 
 
@@ -79,6 +81,7 @@ class PoolRunner:
         self._pool: cf.ProcessPoolExecutor | None = None
         self._futures: dict[cf.Future[bytes], tuple[Job, bytes]] = {}
         self._unsent: list[tuple[Job, bytes]] = []  # refused by a pool that had just broken
+        self._resent: dict[int, int] = {}  # job -> times re-sent after another job's crash
         self._processes: dict[int, Any] = {}
         self._marks = tempfile.mkdtemp(prefix="curi-workers-")
         methods = multiprocessing.get_all_start_methods()
@@ -165,10 +168,14 @@ class PoolRunner:
         results = []
         for job, payload in lost:
             pid = running.get(job.index)
-            discard_staging(job)
+            discard_staging(job.staging)
+            resent = self._resent.get(job.index, 0)
             if pid in culprits:
                 results.append(died(job, exit_description(exits.get(pid))))
+            elif resent >= MAX_RESENDS:  # workers die before they even start it: give up
+                results.append(died(job, "worker processes keep dying as they start"))
             else:
+                self._resent[job.index] = resent + 1
                 self._send(job, payload)  # never started, or stopped only by the breakage
         return results
 
@@ -179,8 +186,8 @@ class PoolRunner:
                 for process in list((getattr(pool, "_processes", None) or {}).values()):
                     process.terminate()
             pool.shutdown(wait=True, cancel_futures=cancel)
-        for future, (job, _payload) in list(self._futures.items()):
-            if cancel:
-                discard_staging(job)
-            del self._futures[future]
+        if cancel:
+            for job, _payload in self._futures.values():
+                discard_staging(job.staging)
+        self._futures.clear()
         shutil.rmtree(self._marks, ignore_errors=True)

@@ -12,13 +12,13 @@ import contextlib
 import gc
 import os
 import pickle
-import shutil
 import signal
 import sys
 from typing import TYPE_CHECKING, Any, Protocol
 
 from curifactory_cli.engine.jobs import Failure, InputValue, Job, JobResult, run_job
 from curifactory_cli.errors import CacheError, ConfigError
+from curifactory_cli.store import discard_staging
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -150,7 +150,7 @@ def died(job: Job, how: str) -> JobResult:
 
 def lost_job(job: Job, where: str, exc: BaseException, hint: str) -> JobResult:
     """The result of a job that our own code could not run `where` (an error, exit 1)."""
-    discard_staging(job)
+    discard_staging(job.staging)
     result = JobResult(job.index)
     result.failure = Failure(
         "error",
@@ -173,11 +173,6 @@ def exit_description(exitcode: int | None) -> str:
         extra = "; the system may have run out of memory" if -exitcode == signal.SIGKILL else ""
         return f"killed by {name}{extra}"
     return f"it exited with code {exitcode}"
-
-
-def discard_staging(job: Job) -> None:
-    if job.staging is not None:
-        shutil.rmtree(job.staging, ignore_errors=True)
 
 
 @contextlib.contextmanager

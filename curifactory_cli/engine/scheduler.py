@@ -39,7 +39,7 @@ from curifactory_cli.events import NodeFinished, NodeStarted, NodeWaiting, Warne
 from curifactory_cli.graph import NOT_COMPUTED, Node, Outcome, OutputRef, producers_through_memory
 from curifactory_cli.provenance import library_versions
 from curifactory_cli.record import _CachedOutput
-from curifactory_cli.store import CorruptEntryError
+from curifactory_cli.store import CorruptEntryError, discard_staging
 
 if TYPE_CHECKING:
     from curifactory_cli.engine.keys import KeyMaker
@@ -514,14 +514,11 @@ class Scheduler:
         self.runner.close(cancel=True)
         self._local.close(cancel=True)
         for job, lock, _started, _slot in self._in_flight.values():
-            if job.staging is not None:
-                self.store.discard(job.staging)
+            discard_staging(job.staging)
             if lock is not None:
                 lock.release()
         self._in_flight.clear()
-        for _index, _job, lock in self._locked:
-            del lock  # never acquired
-        self._locked.clear()
+        self._locked.clear()  # their locks were never acquired
 
     # ------------------------------------------------------------------ jobs
     def _source(self, ref: OutputRef, here: bool) -> InputEntry | InputValue:
