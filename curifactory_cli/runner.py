@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from types import ModuleType
 
+    from curifactory_cli.engine.dask_runner import ClusterStart
     from curifactory_cli.engine.runners import JobRunner
     from curifactory_cli.events import Reporter
 
@@ -324,9 +325,13 @@ class Prepared:
     module: ModuleType  # the experiment module
 
 
+def _root(options: RunOptions) -> Path:
+    return Path(options.root or os.getcwd()).resolve()
+
+
 def prepare(options: RunOptions) -> Prepared:
     """Import the experiment, load and validate its parameters, trace its run() once."""
-    root = Path(options.root or os.getcwd()).resolve()
+    root = _root(options)
     module = discovery.import_experiment(root, options.experiment)
     param_sets = load_param_sets(root, module, options)
     cache_dir = Path(options.cache_dir) if options.cache_dir else root / DEFAULT_CACHE
@@ -401,16 +406,27 @@ def run_experiment(options: RunOptions, reporter: Reporter | None = None) -> Run
     a failing stage is returned as `result.error` (a StageError)."""
     started = time.perf_counter()
     reporter = reporter or NullReporter()
-    prepared = prepare(options)
-    root, experiment, manager = prepared.root, prepared.experiment, prepared.manager
-    param_sets, cache_dir = prepared.param_sets, prepared.cache_dir
-    store = CacheStore(cache_dir, dry=options.dry or options.dry_cache)
-    execution = _execution(options, root)
-    if not store.dry and manager.graph.nodes:
-        store.prepare()  # an unusable cache is a setup error: no run is recorded
-    # Workers (or a Dask cluster) before the run is recorded: failing to get them is a setup
-    # error, which records nothing.
-    runner = _make_runner(execution, prepared) if manager.graph.nodes else InlineRunner()
+    execution = _execution(options, _root(options))
+    cluster = _start_cluster(execution)
+    try:
+        prepared = prepare(options)
+        root, experiment, manager = prepared.root, prepared.experiment, prepared.manager
+        param_sets, cache_dir = prepared.param_sets, prepared.cache_dir
+        store = CacheStore(cache_dir, dry=options.dry or options.dry_cache)
+        if not store.dry and manager.graph.nodes:
+            store.prepare()  # an unusable cache is a setup error: no run is recorded
+        # Workers (or a Dask cluster) before the run is recorded: failing to get them is a
+        # setup error, which records nothing.
+        if manager.graph.nodes:
+            runner = _make_runner(execution, prepared, cluster)
+        else:
+            runner = InlineRunner()
+            if cluster is not None:
+                cluster.discard()
+    except BaseException:
+        if cluster is not None:
+            cluster.discard()
+        raise
     try:
         git = git_info(str(root))
         registry = None if options.dry else RunRegistry(registry_path(root))
@@ -516,15 +532,26 @@ def _execution(options: RunOptions, root: Path) -> _Execution:
     return _Execution(executor, workers, options.scheduler or settings.scheduler)
 
 
-def _make_runner(execution: _Execution, prepared: Prepared) -> JobRunner:
+def _start_cluster(execution: _Execution) -> ClusterStart | None:
+    """A Dask cluster starts while the experiment is imported and traced."""
+    if execution.executor != "dask":
+        return None
+    from curifactory_cli.engine.dask_runner import ClusterStart
+
+    return ClusterStart(execution.workers, execution.scheduler)
+
+
+def _make_runner(
+    execution: _Execution, prepared: Prepared, cluster: ClusterStart | None
+) -> JobRunner:
     from curifactory_cli.engine.jobs import Context
 
     module = prepared.module
     context = Context(str(prepared.root), module.__name__, str(module.__file__), os.getcwd())
-    if execution.executor == "dask":
+    if cluster is not None:
         from curifactory_cli.engine.dask_runner import DaskRunner
 
-        return DaskRunner(execution.workers, context, execution.scheduler)
+        return DaskRunner(cluster.result(), context)
     if execution.workers <= 1:
         return InlineRunner()
     from curifactory_cli.engine.pool import PoolRunner

@@ -144,3 +144,48 @@ def test_an_unreachable_scheduler_is_a_clear_error(project, cli):
     assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in result.output
     assert "Traceback" not in result.output
     assert not registry_path(project.root).exists()  # a setup error: nothing recorded
+
+
+def test_a_bad_parameter_file_stops_the_cluster_started_early(project, cli):
+    """The local cluster starts while the experiment loads; a load error still gives the
+    usual message, and no worker process outlives the command."""
+    import psutil
+
+    setup(project, "- name: a\n  n: [1\n")
+    def workers() -> set[int]:
+        # multiprocessing's resource tracker lives as long as this process: not a worker.
+        return {
+            p.pid
+            for p in psutil.Process().children(recursive=True)
+            if "resource_tracker" not in " ".join(p.cmdline())
+        }
+
+    before = workers()
+    result = cli("run", "work", "p", "--executor", "dask", "-j", "2")
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert "p.yaml" in result.output and "Traceback" not in result.output
+    assert not registry_path(project.root).exists()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        left = workers() - before
+        if not left:
+            break
+        time.sleep(0.2)
+    assert not left, "worker processes left behind"
+
+
+def test_local_cluster_runs_without_the_statistical_profiler(project, cli):
+    """No dashboard reads it, and it slows pure-Python stages by several per cent."""
+    project.write(
+        "experiments/prof.py",
+        "import dask\nimport curifactory_cli as cf\nfrom curifactory_cli.caching import JsonCacher\n"
+        "@cf.stage(inputs=None, outputs=['flag'], cachers=[JsonCacher])\n"
+        "def probe(record):\n"
+        "    return {'profile': dask.config.get('distributed.worker.profile.enabled')}\n"
+        "def run(param_sets, manager):\n"
+        "    for p in param_sets:\n        probe(cf.Record(manager, p))\n",
+    )
+    project.write("params/p.yaml", "- name: a\n")
+    result = project.run("prof", "params/p.yaml", executor="dask", workers=1)
+    assert result.ok, result.error
+    assert result.records[0].state["flag"] == {"profile": False}
