@@ -178,7 +178,8 @@ def test_local_cluster_runs_without_the_statistical_profiler(project, cli):
     """No dashboard reads it, and it slows pure-Python stages by several per cent."""
     project.write(
         "experiments/prof.py",
-        "import dask\nimport curifactory_cli as cf\nfrom curifactory_cli.caching import JsonCacher\n"
+        "import dask\nimport curifactory_cli as cf\n"
+        "from curifactory_cli.caching import JsonCacher\n"
         "@cf.stage(inputs=None, outputs=['flag'], cachers=[JsonCacher])\n"
         "def probe(record):\n"
         "    return {'profile': dask.config.get('distributed.worker.profile.enabled')}\n"
