@@ -10,7 +10,6 @@ cacher imports the user's module); nothing here renders: `cli_cache` does.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import importlib.util
 import json
@@ -21,11 +20,15 @@ import reprlib
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from curifactory_cli import cache_index
 from curifactory_cli.cache_index import CacheEntry
 from curifactory_cli.errors import CacheError, ConfigError
+from curifactory_cli.store.entry import bytes_match, signature_problem
+
+if TYPE_CHECKING:
+    from curifactory_cli.store.local import LocalStore
 
 PICKLE_RULE = "pickles are only loaded when their checksum matches the metadata this tool wrote"
 MAX_LINES = 200  # of a pretty-printed value; --out exports everything
@@ -59,7 +62,7 @@ def is_pickle(info: dict[str, Any]) -> bool:
     )
 
 
-def verified_files(entry: CacheEntry, output: str) -> list[dict[str, Any]]:
+def verified_files(store: LocalStore, entry: CacheEntry, output: str) -> list[dict[str, Any]]:
     """The output's file records, after checking every file against its recorded sha256."""
     info = entry.outputs[output]
     files = info.get("files") or []
@@ -72,10 +75,10 @@ def verified_files(entry: CacheEntry, output: str) -> list[dict[str, Any]]:
     ) + "`curi cache verify --fix` removes damaged entries; the next run recomputes them."
     if not files:
         raise CacheError(f"refusing to load {what}: its metadata lists no files", hint=hint)
-    unsigned = cache_index.signature_problem(entry)
+    unsigned = signature_problem(entry.meta)
     if unsigned:
         raise CacheError(f"refusing to load {what}: {unsigned}", hint=hint)
-    for check in cache_index.check_files(entry, output):
+    for check in cache_index.check_files(store, entry, output):
         if check.status == "missing":
             raise CacheError(f"refusing to load {what}: {check.path} is missing", hint=hint)
         if check.status != "ok":
@@ -86,14 +89,16 @@ def verified_files(entry: CacheEntry, output: str) -> list[dict[str, Any]]:
     return files
 
 
-def load_output(entry: CacheEntry, output: str, root: Path | None = None) -> Any:
+def load_output(store: LocalStore, entry: CacheEntry, output: str) -> Any:
     """The output's value, loaded by its cacher once its files are verified."""
     info = entry.outputs[output]
-    files = verified_files(entry, output)
+    files = verified_files(store, entry, output)
+    root = store.root
     if os.getcwd() not in sys.path:
         # Custom cachers, and the classes a pickle refers to, live in the project's modules.
         sys.path.insert(0, os.getcwd())
-    cacher = make_cacher(str(info.get("cacher", "")), entry, output, files, root)
+    directory = store.local_dir(entry)
+    cacher = make_cacher(str(info.get("cacher", "")), entry, directory, output, files, root)
     from curifactory_cli.caching import PickleCacher
 
     if type(cacher) is PickleCacher:
@@ -112,7 +117,7 @@ def _load_pickle(path: Path, files: list[dict[str, Any]], output: str) -> Any:
     # Unpickle the very bytes whose checksum is checked, so the file cannot change in between.
     info = next((f for f in files if f.get("path") == path.name), None)
     data = path.read_bytes()
-    if info is None or hashlib.sha256(data).hexdigest() != info.get("sha256"):
+    if info is None or not bytes_match(data, info):
         raise CacheError(
             f"refusing to load {path}: checksum mismatch",
             hint=f"{PICKLE_RULE}.",
@@ -190,6 +195,7 @@ def _import_error(dotted: str, exc: BaseException | None) -> CacheError:
 def make_cacher(
     dotted: str,
     entry: CacheEntry,
+    directory: str,
     output: str,
     files: list[dict[str, Any]],
     root: Path | None = None,
@@ -206,9 +212,9 @@ def make_cacher(
         extension = min((str(f["path"])[len(output) :] for f in files), key=len)
         Cacheable.__init__(cacher, extension)
     if hasattr(cacher, "_bind"):
-        cacher._bind(str(entry.directory), output)
+        cacher._bind(directory, output)
     else:
-        cacher.path = os.path.join(entry.directory, output + getattr(cacher, "extension", ""))
+        cacher.path = os.path.join(directory, output + getattr(cacher, "extension", ""))
     info = entry.outputs[output]
     cacher.extra_metadata = dict(info.get("extra") or {})
     cacher.metadata = info

@@ -34,6 +34,7 @@ from curifactory_cli.errors import ConfigError, CurifactoryError, ExitCode
 
 if TYPE_CHECKING:
     from curifactory_cli.cache_index import CacheEntry, FileCheck
+    from curifactory_cli.store import LocalStore
 
 cache_app = typer.Typer(
     help="See and steer the artifact cache (data/cache/).", no_args_is_help=True
@@ -78,20 +79,27 @@ def _plural(n: int, word: str, plural: str | None = None) -> str:
     return f"{n} {word if n == 1 else (plural or word + 's')}"
 
 
+def _store(cache: Path | None) -> LocalStore:
+    from curifactory_cli.store import LocalStore
+
+    return LocalStore(cache_root(cache))
+
+
 def _entries(
-    root: Path, experiment: str | None, stage: str | None, params: str | None
+    store: LocalStore, experiment: str | None, stage: str | None, params: str | None
 ) -> list[CacheEntry]:
     from curifactory_cli import cache_index
 
-    return cache_index.select(cache_index.iter_entries(root), experiment, stage, params)
+    return cache_index.select(store.entries(), experiment, stage, params)
 
 
 def _one_entry(
-    root: Path, ident: str, experiment: str | None, stage: str | None, params: str | None
+    store: LocalStore, ident: str, experiment: str | None, stage: str | None, params: str | None
 ) -> CacheEntry:
     from curifactory_cli import cache_index
 
-    return cache_index.resolve_entry(_entries(root, experiment, stage, params), ident, root)
+    entries = _entries(store, experiment, stage, params)
+    return cache_index.resolve_entry(entries, ident, store.root)
 
 
 def _confirm_or_exit(question: str, yes: bool) -> None:
@@ -157,9 +165,10 @@ def cache_ls(
     """List cached entries: id, experiment, parameter set, stage, outputs, size and age."""
     from curifactory_cli import cache_index, report
 
-    root = cache_root(cache)
+    store = _store(cache)
+    root = store.root
     try:
-        entries = _entries(root, stale or experiment, stage, params)
+        entries = _entries(store, stale or experiment, stage, params)
         if stale:
             entries = _stale_only(entries, stale, stale_params, root)
         entries = cache_index.sort_entries(entries, sort.value if sort else None)
@@ -222,26 +231,28 @@ def cache_inspect(
     its files (checksums recomputed now) and its lineage, upstream and downstream."""
     from curifactory_cli import cache_index
 
-    root = cache_root(cache)
+    store = _store(cache)
+    root = store.root
     try:
-        every = list(cache_index.iter_entries(root))
+        every = list(store.entries())
         found = cache_index.resolve_entry(
             cache_index.select(every, experiment, stage, params), entry, root
         )
     except CurifactoryError as exc:
         raise fail(exc) from None
-    data = _inspect_data(root, found, cache_index.Lineage(root, every))
+    data = _inspect_data(store, found, cache_index.Lineage(root, every))
     if as_json:
         _print_json(data)
     else:
         _render_inspect(root, found, data)
 
 
-def _inspect_data(root: Path, entry: CacheEntry, lineage: Any) -> dict[str, Any]:
+def _inspect_data(store: LocalStore, entry: CacheEntry, lineage: Any) -> dict[str, Any]:
     from curifactory_cli import cache_index
 
+    root = store.root
     meta = entry.meta
-    checks = cache_index.check_files(entry)
+    checks = cache_index.check_files(store, entry)
     return {
         "id": entry.short_id,
         "key": entry.key,
@@ -265,7 +276,7 @@ def _inspect_data(root: Path, entry: CacheEntry, lineage: Any) -> dict[str, Any]
             for name, out in entry.outputs.items()
         },
         "files": [c.to_json() for c in checks],
-        "orphan_files": cache_index.orphan_files(entry),
+        "orphan_files": store.orphan_files(entry),
         "files_ok": all(c.status == "ok" for c in checks),
         "size": entry.size,
         "created": entry.created,
@@ -500,11 +511,12 @@ def cache_dump(
     """
     from curifactory_cli import cache_dump as dump
 
-    root = cache_root(cache)
+    store = _store(cache)
+    root = store.root
     try:
-        found = _one_entry(root, entry, experiment, stage, params)
+        found = _one_entry(store, entry, experiment, stage, params)
         name = dump.pick_output(found, output)
-        value = dump.load_output(found, name, root)
+        value = dump.load_output(store, found, name)
         if out is not None:
             fmt = dump.export(value, out, force=force)
     except CurifactoryError as exc:
@@ -586,15 +598,16 @@ def cache_invalidate(
     recomputes them. Nothing is deleted; each meta.json gets "invalidated": true."""
     from curifactory_cli import cache_index
 
-    root = cache_root(cache)
+    store = _store(cache)
+    root = store.root
     try:
-        every = list(cache_index.iter_entries(root))
+        every = list(store.entries())
         matched = _invalidation_targets(every, experiment, stage, params)
         downstream = cache_index.Lineage(root, every).descendants(matched)
         changed = 0
         if not dry_run:
             for entry in [*matched, *downstream]:
-                changed += cache_index.mark_invalidated(entry)
+                changed += store.mark_invalidated(entry)
     except CurifactoryError as exc:
         raise fail(exc) from None
     if as_json:
@@ -673,19 +686,19 @@ def cache_verify(
     """
     from curifactory_cli import cache_index
 
-    root = cache_root(cache)
+    store = _store(cache)
     try:
         if entry is not None:
-            entries = [_one_entry(root, entry, experiment, stage, params)]
+            entries = [_one_entry(store, entry, experiment, stage, params)]
             orphan_dirs: list[Path] = []
         else:
-            entries = _entries(root, experiment, stage, params)
-            orphan_dirs = _filtered_orphans(root, experiment, stage, params)
-        problems, bad, stray = _verify(root, entries, orphan_dirs)
+            entries = _entries(store, experiment, stage, params)
+            orphan_dirs = _filtered_orphans(store, experiment, stage, params)
+        problems, bad, stray = _verify(store, entries, orphan_dirs)
         freed = 0
         if fix and problems:
-            freed = cache_index.remove_entries(root, bad)
-            freed += cache_index.remove_paths(root, [*stray, *orphan_dirs])
+            freed = store.remove(bad)
+            freed += store.remove_paths([*stray, *orphan_dirs])
     except CurifactoryError as exc:
         raise fail(exc) from None
     counts = {kind: sum(p["kind"] == kind for p in problems) for kind in _PROBLEM_KINDS}
@@ -725,15 +738,15 @@ _PROBLEM_KINDS = ("missing", "corrupt", "orphan_file", "orphan_dir")
 
 
 def _filtered_orphans(
-    root: Path, experiment: str | None, stage: str | None, params: str | None
+    store: LocalStore, experiment: str | None, stage: str | None, params: str | None
 ) -> list[Path]:
     """Entry-like folders without metadata; they have no parameter set name, so `--params`
     matches only a hash prefix (the folder's parent)."""
     from curifactory_cli import cache_index
 
     out = []
-    for path in cache_index.orphan_entry_dirs(root):
-        rel = path.relative_to(root).as_posix()
+    for path in store.orphan_dirs():
+        rel = path.relative_to(store.root).as_posix()
         named = cache_index.ENTRY_DIR_NAME.match(path.name)
         if experiment and not rel.startswith(experiment + "/"):
             continue
@@ -746,26 +759,28 @@ def _filtered_orphans(
 
 
 def _verify(
-    root: Path, entries: list[CacheEntry], orphan_dirs: list[Path]
+    store: LocalStore, entries: list[CacheEntry], orphan_dirs: list[Path]
 ) -> tuple[list[dict[str, Any]], list[CacheEntry], list[Path]]:
     """Problems found (JSON-able), entries to remove, and stray files in good entries."""
     from curifactory_cli import cache_index
+    from curifactory_cli.store.entry import signature_problem
 
+    root = store.root
     problems: list[dict[str, Any]] = []
     bad: list[CacheEntry] = []
     stray: list[Path] = []
     for entry in entries:
-        checks: list[FileCheck] = cache_index.check_files(entry)
+        checks: list[FileCheck] = cache_index.check_files(store, entry)
         broken = [c for c in checks if c.status != "ok"]
         for c in broken:
             kind = "missing" if c.status == "missing" else "corrupt"
             problems.append(_problem(root, kind, entry.directory / c.path, entry, c.detail))
-        unsigned = cache_index.signature_problem(entry)
+        unsigned = signature_problem(entry.meta)
         if unsigned:  # only checked when CURI_CACHE_KEY is set
             problems.append(
                 _problem(root, "corrupt", entry.directory / "meta.json", entry, unsigned)
             )
-        for rel in cache_index.orphan_files(entry):
+        for rel in store.orphan_files(entry):
             problems.append(
                 _problem(root, "orphan_file", entry.directory / rel, entry, "not in meta.json")
             )
@@ -837,12 +852,13 @@ def cache_gc(
     """
     from curifactory_cli import cache_index
 
-    root = cache_root(cache)
+    store = _store(cache)
+    root = store.root
     now = time.time()
     try:
-        garbage = cache_index.leftovers(root, now) + cache_index.orphans(root, now)
+        garbage = cache_index.leftovers(store, now) + cache_index.orphans(store, now)
         if older_than is not None or keep_latest is not None:
-            every = list(cache_index.iter_entries(root))
+            every = list(store.entries())
             picked: list[Any] = []
             if older_than is not None:
                 picked += cache_index.older_than(every, cache_index.parse_duration(older_than), now)
@@ -856,8 +872,8 @@ def cache_gc(
         entries = [g.entry for g in garbage if g.entry is not None]
         others = [g.path for g in garbage if g.entry is None]
         if yes and garbage:
-            cache_index.remove_entries(root, entries)
-            cache_index.remove_paths(root, others)
+            store.remove(entries)
+            store.remove_paths(others)
     except CurifactoryError as exc:
         raise fail(exc) from None
     size = sum(g.size for g in garbage)
@@ -904,8 +920,9 @@ def cache_du(
     """Disk use of cached entries (their data files) with entry counts."""
     from curifactory_cli import cache_index
 
-    root = cache_root(cache)
-    entries = _entries(root, experiment, None, None)
+    store = _store(cache)
+    root = store.root
+    entries = _entries(store, experiment, None, None)
     groups = [by.value] if by else list(cache_index.DU_GROUPS)
     tables = {g: cache_index.totals(entries, g) for g in groups}
     total = {"entries": len(entries), "size": sum(e.size for e in entries)}
@@ -955,12 +972,13 @@ def cache_clear(
     """Remove cached entries: one ENTRY, or all matching the filters (all if none given)."""
     from curifactory_cli import cache_index
 
-    root = cache_root(cache)
+    store = _store(cache)
+    root = store.root
     try:
         if entry is not None:
-            entries = [_one_entry(root, entry, experiment, stage, params)]
+            entries = [_one_entry(store, entry, experiment, stage, params)]
         else:
-            entries = _entries(root, experiment, stage, params)
+            entries = _entries(store, experiment, stage, params)
     except CurifactoryError as exc:
         raise fail(exc) from None
     size = sum(e.size for e in entries)
@@ -981,7 +999,7 @@ def cache_clear(
         return
     _confirm_or_exit(f"Remove {summary}?", yes)
     try:
-        cache_index.remove_entries(root, entries)
+        store.remove(entries)
     except CurifactoryError as exc:
         raise fail(exc) from None
     if as_json:

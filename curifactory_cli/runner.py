@@ -43,7 +43,7 @@ from curifactory_cli.params import (
 from curifactory_cli.provenance import git_info, host_info, library_versions
 from curifactory_cli.record import ArtifactManager, Record
 from curifactory_cli.registry import RunRegistry, registry_path
-from curifactory_cli.store import CacheStore
+from curifactory_cli.store import LocalStore
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -389,7 +389,7 @@ def plan_experiment(options: RunOptions) -> PlanResult:
 
     prepared = prepare(options)
     planner = Planner(
-        store=CacheStore(prepared.cache_dir, dry=True),
+        store=LocalStore(prepared.cache_dir, dry=True),
         keys=KeyMaker(prepared.experiment, CodeFingerprinter(prepared.root)),
         experiment=prepared.experiment,
         overwrite=options.overwrite,
@@ -412,7 +412,7 @@ def run_experiment(options: RunOptions, reporter: Reporter | None = None) -> Run
         prepared = prepare(options)
         root, experiment, manager = prepared.root, prepared.experiment, prepared.manager
         param_sets, cache_dir = prepared.param_sets, prepared.cache_dir
-        store = CacheStore(cache_dir, dry=options.dry or options.dry_cache)
+        store = LocalStore(cache_dir, dry=options.dry or options.dry_cache)
         if not store.dry and manager.graph.nodes:
             store.prepare()  # an unusable cache is a setup error: no run is recorded
         # Workers (or a Dask cluster) before the run is recorded: failing to get them is a

@@ -15,7 +15,6 @@ import json
 import os
 import platform
 import shlex
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from curifactory_cli.errors import CacheError
 from curifactory_cli.graph import Outcome
+from curifactory_cli.store import LocalStore
 
 if TYPE_CHECKING:
     from curifactory_cli.registry import RunRegistry
@@ -57,23 +57,15 @@ def store_full_run(root: Path, result: RunResult, registry: RunRegistry) -> Path
 
 def _copy_entries(result: RunResult, artifacts: Path) -> None:
     """Hard-link (or copy) every entry the run loaded, found cached or produced."""
+    store = LocalStore(result.cache_dir)
     for node in result.graph.nodes:
         if node.outcome not in (Outcome.CACHED, Outcome.EXECUTED) or not node.entry_dir:
             continue
-        source = Path(node.entry_dir)
-        if not source.is_dir():
+        entry = store.entry_at(node.entry_dir)
+        if entry is None:
             continue  # e.g. produced by --dry-cache: never published
-        destination = artifacts / source.relative_to(result.cache_dir)
-        # Entries are immutable (replaced by rename, never edited), so a hard link is a copy.
-        shutil.copytree(source, destination, copy_function=_link_or_copy, dirs_exist_ok=True)
+        store.export(entry, artifacts / entry.rel(store.root))
     artifacts.mkdir(parents=True, exist_ok=True)
-
-
-def _link_or_copy(source: str, destination: str) -> None:
-    try:
-        os.link(source, destination)
-    except OSError:
-        shutil.copy2(source, destination)
 
 
 def _reproduce(command: str, artifacts: Path, root: Path) -> str:

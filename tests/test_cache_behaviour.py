@@ -25,7 +25,7 @@ from experiments_src import (
     edit,
 )
 
-import curifactory_cli.store
+import curifactory_cli.store.entry
 from curifactory_cli.caching import Cacheable, JsonCacher, Lazy, PickleCacher
 from curifactory_cli.graph import Outcome
 from curifactory_cli.hashing import canonical_json, digest
@@ -101,13 +101,13 @@ class LoadCounter:
 
         monkeypatch.setattr(builtins, "open", spy_open)
 
-        real_sha = curifactory_cli.store.file_sha256
+        real_sha = curifactory_cli.store.entry.file_sha256
 
         def spy_sha(path):
             counter.checksummed.append(str(path))
             return real_sha(path)
 
-        monkeypatch.setattr(curifactory_cli.store, "file_sha256", spy_sha)
+        monkeypatch.setattr(curifactory_cli.store.entry, "file_sha256", spy_sha)
 
 
 # ---------------------------------------------------------------------------------- 1

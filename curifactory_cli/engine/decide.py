@@ -14,7 +14,8 @@ from curifactory_cli.store import INVALIDATED
 
 if TYPE_CHECKING:
     from curifactory_cli.graph import Node
-    from curifactory_cli.store import CacheStore, Entry
+    from curifactory_cli.store import Entry
+    from curifactory_cli.store.base import Store
 
 
 class Action(str, enum.Enum):
@@ -102,7 +103,7 @@ class FactFinder:
 
     def __init__(
         self,
-        store: CacheStore,
+        store: Store,
         experiment: str,
         overwrite: bool = False,
         overwrite_stages: frozenset[str] = frozenset(),

@@ -9,19 +9,17 @@ re-run and may or may not reproduce identical outputs), it says so.
 from __future__ import annotations
 
 import enum
-import json
-import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from curifactory_cli.engine.decide import Action, FactFinder, Facts, decide
 from curifactory_cli.engine.keys import memory_version
 from curifactory_cli.graph import Node, OutputRef, producers_through_memory
-from curifactory_cli.store import META_NAME
 
 if TYPE_CHECKING:
     from curifactory_cli.engine.keys import KeyMaker
-    from curifactory_cli.store import CacheStore, Entry
+    from curifactory_cli.store import Entry
+    from curifactory_cli.store.base import Store
 
 
 class Plan(str, enum.Enum):
@@ -61,7 +59,7 @@ class Planner:
     def __init__(
         self,
         *,
-        store: CacheStore,
+        store: Store,
         keys: KeyMaker,
         experiment: str,
         overwrite: bool = False,
@@ -199,23 +197,7 @@ class Planner:
     # ------------------------------------------------------------------ reasons
     def _stage_entries(self, node: Node) -> list[dict[str, Any]]:
         """Metadata of this stage's other entries for the same parameters, newest first."""
-        directory, stage = os.path.split(self.finder.stage_prefix(node))
-        metas = []
-        try:
-            names = os.listdir(directory)
-        except OSError:
-            return []
-        for name in names:
-            if not name.startswith(stage + "-") or len(name) != len(stage) + 17:
-                continue
-            path = os.path.join(directory, name, META_NAME)
-            try:
-                with open(path, "rb") as infile:
-                    meta = json.loads(infile.read())
-                metas.append((os.stat(path).st_mtime, meta))
-            except (OSError, ValueError):
-                continue
-        return [meta for _, meta in sorted(metas, key=lambda m: m[0], reverse=True)]
+        return [e.meta for e in self.store.stage_entries(self.finder.stage_prefix(node))]
 
     def _similar_entry_exists(self, node: Node, uncertain: list[OutputRef]) -> bool:
         """An entry equal in every key part except inputs whose data is not known yet."""
@@ -265,17 +247,9 @@ class Planner:
     def _computed_under_other_params(self, node: Node) -> bool:
         if self._index is None:
             self._index = {}
-            root = os.path.join(str(self.store.root), self.experiment)
-            for dirpath, dirnames, filenames in os.walk(root):
-                if META_NAME in filenames:
-                    dirnames[:] = []
-                    try:
-                        with open(os.path.join(dirpath, META_NAME), "rb") as infile:
-                            meta = json.loads(infile.read())
-                        key = (str(meta.get("record")), str(meta.get("stage")))
-                        self._index.setdefault(key, []).append(str(meta.get("params_hash")))
-                    except (OSError, ValueError, AttributeError):
-                        continue
+            for entry in self.store.entries(self.experiment):
+                key = (entry.params_name, entry.stage)
+                self._index.setdefault(key, []).append(entry.params_hash)
         return (node.record_name, node.stage.name) in self._index
 
 

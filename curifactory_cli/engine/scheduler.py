@@ -45,7 +45,8 @@ if TYPE_CHECKING:
     from curifactory_cli.engine.keys import KeyMaker
     from curifactory_cli.engine.runners import JobRunner
     from curifactory_cli.events import Event, Reporter
-    from curifactory_cli.store import CacheStore, Entry, EntryLock
+    from curifactory_cli.store import Entry, EntryLock
+    from curifactory_cli.store.base import Store
 
 # With workers, a stage whose calls take under INLINE_BELOW_S (after INLINE_AFTER of them) runs
 # in this process: a round trip to a worker costs about a millisecond.
@@ -65,7 +66,7 @@ class Scheduler:
     def __init__(
         self,
         *,
-        store: CacheStore,
+        store: Store,
         keys: KeyMaker,
         runner: JobRunner,
         reporter: Reporter,

@@ -21,7 +21,7 @@ from reliability_helpers import (
 )
 
 from curifactory_cli.hashing import canonical_json, digest
-from curifactory_cli.store import SIGNING_ENV, CacheStore, CorruptEntryError
+from curifactory_cli.store import SIGNING_ENV, CorruptEntryError, LocalStore, verify_files
 
 pytestmark = pytest.mark.usefixtures("job_runner")
 
@@ -199,12 +199,12 @@ def test_signed_cache_refuses_consistently_rewritten_pickle(faulty, monkeypatch)
 
     pwned = faulty.root / "PWNED"
     rewrite_consistently(entry, "out_pickle", "out_pickle.pkl", pickle.dumps(Evil(str(pwned))))
-    store = CacheStore(faulty.cache)
+    store = LocalStore(faulty.cache)
     # Control: without the key the rewrite is indistinguishable from a genuine entry.
     monkeypatch.delenv(SIGNING_ENV)
     found, problem = store.lookup(str(entry), meta["key"], ["out_pickle"])
     assert found is not None and problem is None
-    store.verify(entry, found.output_files("out_pickle"))
+    verify_files(entry, found.output_files("out_pickle"))
     monkeypatch.setenv(SIGNING_ENV, "correct horse battery staple")
     found, problem = store.lookup(str(entry), meta["key"], ["out_pickle"])
     assert found is None and SIGNING_ENV in problem

@@ -1,0 +1,316 @@
+"""What every store shares: the entry layout, the metadata rules, the signature, and the one
+verifier of cached files.
+
+Layout, readable by a person, the same in every store (a folder, a bucket prefix):
+
+    <cache>/<experiment>/<params hash[:16]>/<stage>-<key[:16]>/
+        meta.json            # the commit record of the entry, listing every file's checksum
+        <output><ext>        # files written by each output's cacher (plus its sibling files)
+
+An entry exists once its `meta.json` exists: it is written last. It is usable only if the
+metadata parses, names the expected key, and every file it lists is there with the recorded
+size; checksums are verified (`verify_files`) before any file is loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import re
+import stat
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from curifactory_cli.errors import CacheError
+
+META_NAME = "meta.json"
+FORMAT_VERSION = 1
+STAGING_DIR = ".staging"
+TRASH_DIR = ".trash"
+LOCK_DIR = ".locks"
+GITIGNORE = "*\n"
+INVALIDATED = "invalidated"  # lookup's reason for an entry marked by `curi cache invalidate`
+SIGNING_ENV = "CURI_CACHE_KEY"
+ENTRY_DIR_NAME = re.compile(r"^(?P<stage>.+)-(?P<key>[0-9a-f]{16})$")
+
+
+# ------------------------------------------------------------------------- layout
+def entry_dir_name(stage: str, key: str) -> str:
+    return f"{stage}-{key[:16]}"
+
+
+def is_entry_of(name: str, stage: str) -> bool:
+    """Whether folder `name` is an entry folder of `stage` (`<stage>-<16 characters>`)."""
+    return len(name) == len(stage) + 17 and name.startswith(stage + "-")
+
+
+# ------------------------------------------------------------------------- metadata
+def parse_meta(data: bytes | str) -> dict[str, Any] | None:
+    """Entry metadata from its bytes, or None when it is not an entry's."""
+    try:
+        meta = json.loads(data)
+    except ValueError:
+        return None
+    return meta if isinstance(meta, dict) and "key" in meta else None
+
+
+def dump_meta(meta: dict[str, Any]) -> str:
+    return json.dumps(meta, separators=(",", ":"), default=str)
+
+
+def signing_key() -> bytes | None:
+    secret = os.environ.get(SIGNING_ENV)
+    return secret.encode() if secret else None
+
+
+def entry_signature(meta: dict[str, Any], secret: bytes) -> str:
+    """HMAC-SHA256 over the entry's key, each output's cacher type and every file's checksum
+    (what loading trusts)."""
+    files = {
+        name: [output.get("cacher"), sorted((f["path"], f["sha256"]) for f in output["files"])]
+        for name, output in meta["outputs"].items()
+    }
+    extra = sorted((f["path"], f["sha256"]) for f in meta.get("extra_files") or [])
+    payload = json.dumps([meta["key"], files, extra], sort_keys=True, separators=(",", ":"))
+    return hmac.new(secret, payload.encode(), hashlib.sha256).hexdigest()
+
+
+def sign(meta: dict[str, Any]) -> dict[str, Any]:
+    """The metadata to write: signed when `CURI_CACHE_KEY` is set."""
+    secret = signing_key()
+    return {**meta, "signature": entry_signature(meta, secret)} if secret else meta
+
+
+def signature_problem(meta: dict[str, Any]) -> str | None:
+    """Why the metadata's signature fails when `CURI_CACHE_KEY` is set (else None): then only
+    metadata written with that key is trusted."""
+    secret = signing_key()
+    if secret is None:
+        return None
+    try:
+        expected = entry_signature(meta, secret)
+    except (KeyError, TypeError, AttributeError):
+        return "metadata is incomplete"
+    if not hmac.compare_digest(str(meta.get("signature", "")), expected):
+        return f"metadata is not signed with this {SIGNING_ENV}"
+    return None
+
+
+def meta_problem(meta: dict[str, Any], key: str, outputs: list[str], where: str) -> str | None:
+    """Why metadata read at `where` cannot serve `key` with these outputs (None: it can,
+    once its files are there). Every store checks this on every lookup."""
+    try:
+        if meta.get("format") != FORMAT_VERSION:
+            return f"metadata {where} has an unknown format"
+        if meta["key"] != key:
+            return f"metadata {where} belongs to another key"
+        if meta.get("invalidated"):
+            return INVALIDATED
+        if signature_problem(meta) is not None:
+            return f"entry {os.path.dirname(where)} is not signed with this {SIGNING_ENV}"
+        if sorted(meta["outputs"]) != sorted(outputs):
+            return f"metadata {where} lists other outputs than the stage declares"
+        for output in meta["outputs"].values():
+            if not isinstance(output["version"], str) or not isinstance(output["files"], list):
+                return f"metadata {where} is incomplete"
+        for _, info in listed_files(meta):
+            if safe_rel(info["path"]) is None or type(info["size"]) is not int:
+                return f"metadata {where} lists a file it cannot have"
+    except (KeyError, TypeError, AttributeError):
+        return f"metadata {where} is incomplete"
+    return None
+
+
+def listed_files(meta: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(output name, file info) for every file the metadata lists ("" for extra files)."""
+    for name, output in (meta.get("outputs") or {}).items():
+        for info in output.get("files") or []:
+            yield name, info
+    for info in meta.get("extra_files") or []:
+        yield "", info
+
+
+def safe_rel(rel: Any) -> str | None:
+    """`rel` if it is a relative path that stays inside its folder (metadata is data: never
+    trusted to name a place)."""
+    if not isinstance(rel, str) or not rel or rel.startswith(("/", "\\")) or "\\" in rel:
+        return None
+    if any(part in ("", ".", "..") for part in rel.split("/")):
+        return None
+    return rel
+
+
+# ------------------------------------------------------------------------- the entry
+@dataclass(eq=False)
+class Entry:
+    """A committed cache entry: where its files are, and its metadata."""
+
+    directory: Path  # in the store's own namespace: a local folder, or a path in a bucket
+    meta: dict[str, Any]
+    mtime: float | None = field(default=None, repr=False)  # when it was written
+
+    def output_files(self, output: str) -> list[dict[str, Any]]:
+        return self.meta["outputs"][output]["files"]
+
+    @property
+    def experiment(self) -> str:
+        return str(self.meta.get("experiment", "?"))
+
+    @property
+    def stage(self) -> str:
+        return str(self.meta.get("stage", "?"))
+
+    @property
+    def params_name(self) -> str:
+        return str(self.meta.get("record", "?"))
+
+    @property
+    def params_hash(self) -> str:
+        return str(self.meta.get("params_hash") or "")
+
+    @property
+    def key(self) -> str:
+        return str(self.meta.get("key", ""))
+
+    @property
+    def short_id(self) -> str:
+        return self.key[:10]
+
+    @property
+    def invalidated(self) -> bool:
+        return bool(self.meta.get("invalidated"))
+
+    @property
+    def outputs(self) -> dict[str, Any]:
+        return self.meta.get("outputs") or {}
+
+    @property
+    def size(self) -> int:
+        total = 0
+        for _, info in listed_files(self.meta):
+            try:
+                total += int(info.get("size", 0))
+            except (TypeError, ValueError, AttributeError):
+                continue
+        return total
+
+    @property
+    def created(self) -> float:
+        if self.mtime is None:
+            try:
+                self.mtime = os.stat(self.directory / META_NAME).st_mtime
+            except OSError:
+                self.mtime = 0.0
+        return self.mtime
+
+    def rel(self, root: Path) -> str:
+        """The entry's path relative to the cache root, as the metadata's lineage names it."""
+        return self.directory.relative_to(root).as_posix()
+
+    def label(self) -> str:
+        return f"{self.experiment} / {self.params_name} / {self.stage}"
+
+    def to_json(self, root: Path) -> dict[str, Any]:
+        return {
+            "id": self.short_id,
+            "key": self.key,
+            "experiment": self.experiment,
+            "params": self.params_name,
+            "params_hash": self.meta.get("params_hash"),
+            "stage": self.stage,
+            "outputs": {
+                name: {"cacher": out.get("cacher"), "lazy": out.get("lazy", False)}
+                for name, out in self.outputs.items()
+            },
+            "size": self.size,
+            "created": self.created,
+            "age_s": round(time.time() - self.created, 1),
+            "run": (self.meta.get("run") or {}).get("id"),
+            "invalidated": self.invalidated,
+            "path": self.rel(root),
+        }
+
+
+# ------------------------------------------------------------------------- the verifier
+class CorruptEntryError(CacheError):
+    """A cached file does not match the checksum its metadata recorded."""
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as infile:
+        while chunk := infile.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def bytes_match(data: bytes, info: dict[str, Any]) -> bool:
+    """Whether bytes already read are the file `info` records (checked on the very bytes a
+    loader uses, so the file cannot change in between)."""
+    return len(data) == info.get("size") and hashlib.sha256(data).hexdigest() == info.get("sha256")
+
+
+@dataclass
+class FileCheck:
+    output: str
+    path: str
+    size: int  # as recorded
+    status: str  # "ok", "missing" or "mismatch"
+    detail: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "output": self.output,
+            "path": self.path,
+            "size": self.size,
+            "status": self.status,
+            "detail": self.detail,
+        }
+
+
+def check_file(directory: str | os.PathLike[str], output: str, info: dict[str, Any]) -> FileCheck:
+    """Recompute one recorded file's size and sha256, in a local folder."""
+    rel = safe_rel(info.get("path"))
+    try:
+        size = int(info.get("size", 0))
+    except (TypeError, ValueError):
+        size = -1
+    if rel is None:
+        return FileCheck(output, str(info.get("path")), size, "mismatch", "path leaves the entry")
+    path = os.path.join(directory, rel)
+    try:
+        st = os.lstat(path)
+        if not stat.S_ISREG(st.st_mode):
+            problem = "not a regular file"
+        elif st.st_size != size:
+            problem = f"size {st.st_size} B, recorded {size} B"
+        elif file_sha256(path) != info.get("sha256"):
+            problem = "sha256 differs from the recorded one"
+        else:
+            return FileCheck(output, rel, size, "ok")
+    except FileNotFoundError:
+        return FileCheck(output, rel, size, "missing", "file is missing")
+    except OSError as exc:
+        problem = f"unreadable: {exc.strerror or exc}"
+    return FileCheck(output, rel, size, "mismatch", problem)
+
+
+def verify_files(directory: str | os.PathLike[str], files: list[dict[str, Any]]) -> None:
+    """Raise CorruptEntryError unless every file matches its recorded size and checksum."""
+    for info in files:
+        check = check_file(directory, "", info)
+        if not check.ok:
+            raise CorruptEntryError(
+                f"cached file {os.path.join(directory, check.path)} does not match its "
+                f"recorded checksum ({check.detail})",
+                hint="it will be recomputed; `curi cache clear` removes the entry.",
+            )
