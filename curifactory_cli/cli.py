@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from curifactory_cli.cli_cache import cache_app
-from curifactory_cli.cli_common import CacheOpt, JsonOpt, console, err_console, fail
+from curifactory_cli.cli_common import CacheOpt, JsonOpt, RemoteOpt, console, err_console, fail
 from curifactory_cli.cli_runs import runs_app
 from curifactory_cli.errors import CurifactoryError, ExitCode, exit_code_for
 
@@ -98,6 +98,7 @@ def _options(ctx: typer.Context) -> RunOptions:
         overwrite_stages=tuple(given.get("overwrite_stage") or ()),
         dry=bool(given.get("dry")),
         cache_dir=str(cache) if cache else None,
+        remote=given.get("remote"),
         lazy=bool(given.get("lazy")),
         ignore_lazy=bool(given.get("ignore_lazy")),
         notes=given.get("notes"),
@@ -144,6 +145,7 @@ def run(
         bool, typer.Option("--dry", help="Read the cache but write nothing at all.")
     ] = False,
     cache: CacheOpt = None,
+    remote: RemoteOpt = None,
     lazy: LazyOpt = False,
     ignore_lazy: IgnoreLazyOpt = False,
     plan: Annotated[
@@ -263,6 +265,7 @@ def plan_command(
     overwrite: OverwriteOpt = False,
     overwrite_stage: OverwriteStageOpt = None,
     cache: CacheOpt = None,
+    remote: RemoteOpt = None,
     lazy: LazyOpt = False,
     ignore_lazy: IgnoreLazyOpt = False,
     as_json: JsonOpt = False,

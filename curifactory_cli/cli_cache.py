@@ -25,7 +25,6 @@ from curifactory_cli.cli_common import (
     JsonOpt,
     ParamsFilter,
     StageFilter,
-    cache_root,
     console,
     err_console,
     fail,
@@ -79,10 +78,20 @@ def _plural(n: int, word: str, plural: str | None = None) -> str:
     return f"{n} {word if n == 1 else (plural or word + 's')}"
 
 
-def _store(cache: Path | None) -> LocalStore:
-    from curifactory_cli.store import LocalStore
+def _store(cache: str | None) -> LocalStore:
+    """The store a cache command works on: --cache, else CURI_CACHE or the project's
+    `cache` setting, else data/cache; a URL opens the remote store itself."""
+    from curifactory_cli.config import load_settings, resolve_cache
+    from curifactory_cli.store import LocalStore, is_url
 
-    return LocalStore(cache_root(cache))
+    root = Path.cwd()
+    settings = load_settings(root, {"cache": cache})
+    location = resolve_cache(root, settings)
+    if is_url(location):
+        from curifactory_cli.store.remote import FsspecStore
+
+        return FsspecStore(location, storage_options=settings.get("storage_options"))  # type: ignore[return-value]
+    return LocalStore(location)
 
 
 def _entries(
@@ -118,13 +127,13 @@ def _cacher_names(entry: CacheEntry) -> str:
 
 
 # ---------------------------------------------------------------------------------- ls
-def _stale_only(entries: list, experiment: str, params: list[str] | None, root: Path) -> list:
+def _stale_only(entries: list, experiment: str, params: list[str] | None, location: str) -> list:
     """Plan the experiment (this imports its code) and keep the entries it would not reuse."""
     from curifactory_cli.engine.planner import stale_keys
     from curifactory_cli.runner import RunOptions, plan_experiment
 
     plan = plan_experiment(
-        RunOptions(experiment=experiment, params=tuple(params or ()), cache_dir=str(root))
+        RunOptions(experiment=experiment, params=tuple(params or ()), cache_dir=location)
     )
     keys = stale_keys(plan.plans, entries)
     return [e for e in entries if e.key in keys]
@@ -170,7 +179,7 @@ def cache_ls(
     try:
         entries = _entries(store, stale or experiment, stage, params)
         if stale:
-            entries = _stale_only(entries, stale, stale_params, root)
+            entries = _stale_only(entries, stale, stale_params, store.location)
         entries = cache_index.sort_entries(entries, sort.value if sort else None)
     except CurifactoryError as exc:
         raise fail(exc) from None
@@ -178,7 +187,7 @@ def cache_ls(
     if as_json:
         _print_json(
             {
-                "cache_dir": str(root),
+                "cache_dir": store.location,
                 "entries": [e.to_json(root) for e in entries],
                 "count": len(entries),
                 "total_size": total_size,
@@ -188,7 +197,7 @@ def cache_ls(
     if not entries:
         filtered = " matching the filters" if (experiment or stage or params) else ""
         what = f"no stale entries of {stale!r}" if stale else "no cached entries"
-        console.print(f"{what} in {root}{filtered}", markup=False)
+        console.print(f"{what} in {store.location}{filtered}", markup=False)
         return
     now = time.time()
     any_invalidated = any(e.invalidated for e in entries)
@@ -244,7 +253,7 @@ def cache_inspect(
     if as_json:
         _print_json(data)
     else:
-        _render_inspect(root, found, data)
+        _render_inspect(store, found, data)
 
 
 def _inspect_data(store: LocalStore, entry: CacheEntry, lineage: Any) -> dict[str, Any]:
@@ -345,7 +354,7 @@ def _key_rows(parts: dict[str, Any] | None) -> list[tuple[str, str]]:
     return rows
 
 
-def _render_inspect(root: Path, entry: CacheEntry, data: dict[str, Any]) -> None:
+def _render_inspect(store: LocalStore, entry: CacheEntry, data: dict[str, Any]) -> None:
     from curifactory_cli import cache_index
 
     damaged = [f for f in data["files"] if f["status"] != "ok"]
@@ -358,7 +367,7 @@ def _render_inspect(root: Path, entry: CacheEntry, data: dict[str, Any]) -> None
     _grid(
         [
             ("entry", f"{entry.short_id}  {entry.label()}"),
-            ("path", str(root / data["path"])),
+            ("path", store.display(store.root / data["path"])),
             ("status", status),
             ("size", cache_index.human_size(entry.size)),
             ("key", entry.key),
@@ -921,18 +930,21 @@ def cache_du(
     from curifactory_cli import cache_index
 
     store = _store(cache)
-    root = store.root
     entries = _entries(store, experiment, None, None)
     groups = [by.value] if by else list(cache_index.DU_GROUPS)
     tables = {g: cache_index.totals(entries, g) for g in groups}
     total = {"entries": len(entries), "size": sum(e.size for e in entries)}
     if as_json:
         _print_json(
-            {"cache_dir": str(root), "total": total, **{f"by_{g}": t for g, t in tables.items()}}
+            {
+                "cache_dir": store.location,
+                "total": total,
+                **{f"by_{g}": t for g, t in tables.items()},
+            }
         )
         return
     if not entries:
-        console.print(f"no cached entries in {root}", markup=False)
+        console.print(f"no cached entries in {store.location}", markup=False)
         return
     caption = (
         f"{_plural(total['entries'], 'entry', 'entries')}, {cache_index.human_size(total['size'])}"
@@ -1005,7 +1017,9 @@ def cache_clear(
     if as_json:
         _print_json(
             {
-                "removed": [e.to_json(root) | {"path": str(e.directory)} for e in entries],
+                "removed": [
+                    e.to_json(root) | {"path": store.display(e.directory)} for e in entries
+                ],
                 "size": size,
             }
         )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -20,7 +19,23 @@ console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
 
 CacheOpt = Annotated[
-    Path | None, typer.Option("--cache", "-c", help="Cache directory (default: data/cache).")
+    str | None,
+    typer.Option(
+        "--cache",
+        "-c",
+        help="Cache folder or fsspec URL such as s3://bucket/prefix (default: the project's "
+        "`cache` setting, else data/cache).",
+        show_default=False,
+    ),
+]
+RemoteOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--remote",
+        help="A shared cache behind the local one (an fsspec URL such as s3://bucket/prefix; "
+        "default: the project's `remote` setting).",
+        show_default=False,
+    ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
@@ -56,11 +71,3 @@ def fail(exc: BaseException) -> typer.Exit:
     else:
         report.print_error(err_console, f"{type(exc).__name__}: {exc}")
     return typer.Exit(code=int(exit_code_for(exc)))
-
-
-def _cache_root(cache: Path | None) -> Path:
-    return cache if cache is not None else Path("data") / "cache"
-
-
-def cache_root(cache: Path | None) -> Path:
-    return cache if cache is not None else Path("data") / "cache"

@@ -1,66 +1,149 @@
-"""Project settings from `[tool.curi]` in the project's `pyproject.toml`.
+"""Project settings, set once instead of on every command.
 
-    [tool.curi]
-    workers = 4            # or "auto": one per usable core (`curi run -j` overrides it)
-    executor = "local"     # or "dask"
-    scheduler = "tcp://10.0.0.5:8786"   # an existing Dask scheduler (with executor = "dask")
+From `curi.toml` in the project folder (top-level keys), else `[tool.curi]` in its
+`pyproject.toml`:
 
-Command-line options win over these; these win over the defaults.
+    cache = "data/cache"               # or an fsspec URL: "s3://bucket/prefix"
+    remote = "s3://lab-bucket/curi"    # a shared second tier behind the local cache
+    workers = 4                        # or "auto": one per usable core
+    executor = "local"                 # or "dask"
+    scheduler = "tcp://10.0.0.5:8786"  # an existing Dask scheduler (with executor = "dask")
+
+    [storage_options]                  # ([tool.curi.storage_options] in pyproject.toml)
+    endpoint_url = "https://minio.lab.example:9000"   # passed to the fsspec filesystem
+
+Each may also come from a `CURI_<NAME>` environment variable (`CURI_CACHE`, `CURI_REMOTE`,
+`CURI_WORKERS`, `CURI_EXECUTOR`, `CURI_SCHEDULER`). A command-line option wins over the
+environment, which wins over the file, which wins over the default. `curi config` shows the
+values in force and where each came from. Credentials never belong here: they come from the
+storage library's own places (for S3: AWS environment variables and config files).
 """
 
 from __future__ import annotations
 
+import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from curifactory_cli.errors import ConfigError, close_matches_hint
 
 EXECUTORS = ("local", "dask")
+CONFIG_FILE = "curi.toml"
+ENV_PREFIX = "CURI_"
+DEFAULT_CACHE = "data/cache"
+
+# name -> (accepted types, default, what it is)
+KEYS: dict[str, tuple[tuple[type, ...], Any, str]] = {
+    "cache": ((str,), DEFAULT_CACHE, "the cache: a folder (relative to the project) or a URL"),
+    "remote": ((str,), None, "a shared cache behind the local one (an fsspec URL)"),
+    "workers": ((int, str), 1, "stage calls at once (a number or 'auto')"),
+    "executor": ((str,), "local", "where stage calls run: local or dask"),
+    "scheduler": ((str,), None, "an existing Dask scheduler's address"),
+    "storage_options": ((dict,), None, "options for the fsspec filesystem of cache and remote"),
+}
 
 
 @dataclass(frozen=True)
 class Settings:
-    workers: int | str | None = None
-    executor: str | None = None
-    scheduler: str | None = None
+    """The values in force and where each came from ("default", a file, "CURI_X", "--x")."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
+
+    def get(self, name: str) -> Any:
+        return self.values.get(name, KEYS[name][1])
+
+    def source(self, name: str) -> str:
+        return self.sources.get(name, "default")
+
+    # Shorthands for what the run reads most.
+    @property
+    def workers(self) -> int | str | None:
+        return self.values.get("workers")
+
+    @property
+    def executor(self) -> str | None:
+        return self.values.get("executor")
+
+    @property
+    def scheduler(self) -> str | None:
+        return self.values.get("scheduler")
 
 
-_KEYS = {"workers": (int, str), "executor": (str,), "scheduler": (str,)}
-
-
-def load_settings(root: Path) -> Settings:
-    """The `[tool.curi]` table of `<root>/pyproject.toml`, checked; empty when there is none."""
-    path = root / "pyproject.toml"
+def _read_toml(path: Path, table_path: tuple[str, ...]) -> dict[str, Any] | None:
     try:
         data = path.read_bytes()
     except OSError:
-        return Settings()
-    if b"[tool.curi" not in data:
-        return Settings()  # most projects: no need to parse the file
+        return None
+    if table_path and b"[tool.curi" not in data:
+        return None  # most projects: no need to parse the file
     if sys.version_info >= (3, 11):
         import tomllib
     else:  # pragma: no cover
         import tomli as tomllib
     try:
-        table: Any = tomllib.loads(data.decode("utf-8")).get("tool", {}).get("curi", {})
+        table: Any = tomllib.loads(data.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})", hint="fix the file.") from None
+    for name in table_path:
+        table = table.get(name, {}) if isinstance(table, dict) else None
     if not isinstance(table, dict):
-        raise ConfigError(f"{path}: [tool.curi] must be a table")
-    for key, value in table.items():
-        if key not in _KEYS:
-            raise ConfigError(
-                f"{path}: unknown setting {key!r} in [tool.curi]",
-                hint=close_matches_hint(key, list(_KEYS), "settings", "see the README"),
-            )
-        if not isinstance(value, _KEYS[key]) or isinstance(value, bool):
-            raise ConfigError(f"{path}: [tool.curi] {key} = {value!r} has the wrong type")
-    executor = table.get("executor")
-    if executor is not None and executor not in EXECUTORS:
+        raise ConfigError(f"{path}: [{'.'.join(table_path)}] must be a table")
+    return table
+
+
+def _check(where: str, key: str, value: Any) -> Any:
+    if key not in KEYS:
         raise ConfigError(
-            f"{path}: [tool.curi] executor = {executor!r}",
-            hint=f"use one of {', '.join(EXECUTORS)}.",
+            f"{where}: unknown setting {key!r}",
+            hint=close_matches_hint(key, list(KEYS), "settings", "see `curi config`"),
         )
-    return Settings(table.get("workers"), executor, table.get("scheduler"))
+    if not isinstance(value, KEYS[key][0]) or isinstance(value, bool):
+        raise ConfigError(f"{where}: {key} = {value!r} has the wrong type")
+    if key == "executor" and value not in EXECUTORS:
+        raise ConfigError(
+            f"{where}: executor = {value!r}", hint=f"use one of {', '.join(EXECUTORS)}."
+        )
+    return value
+
+
+def load_settings(root: Path, given: dict[str, Any] | None = None) -> Settings:
+    """Settings for the project at `root`: `given` (command-line options, None when not
+    given) over `CURI_*` variables over `curi.toml` or `[tool.curi]` over the defaults."""
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    own = root / CONFIG_FILE
+    table = _read_toml(own, ())
+    where = str(own)
+    if table is None:
+        table = _read_toml(root / "pyproject.toml", ("tool", "curi"))
+        where = f"{root / 'pyproject.toml'} [tool.curi]"
+    for key, value in (table or {}).items():
+        values[key] = _check(where, key, value)
+        sources[key] = where
+    for key in KEYS:
+        env = os.environ.get(ENV_PREFIX + key.upper())
+        if env is not None and key != "storage_options" and env.strip():
+            values[key] = _check(ENV_PREFIX + key.upper(), key, env.strip())
+            sources[key] = ENV_PREFIX + key.upper()
+    for key, value in (given or {}).items():
+        if value is not None:
+            values[key] = value
+            sources[key] = "--" + key.replace("_", "-")
+    return Settings(values, sources)
+
+
+def resolve_cache(root: Path, settings: Settings) -> str:
+    """The cache as a URL, or an absolute folder (a relative one from a file or the default
+    is relative to the project; from the command line or environment, to the current
+    directory)."""
+    cache = str(settings.get("cache"))
+    if "://" in cache and not cache.startswith("file://"):
+        return cache
+    path = Path(cache.removeprefix("file://")).expanduser()
+    if path.is_absolute():
+        return str(path)
+    base = Path.cwd() if settings.source("cache").startswith(("--", ENV_PREFIX)) else root
+    return str((base / path).resolve())

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from curifactory_cli import discovery
+from curifactory_cli.config import Settings
 from curifactory_cli.engine.keys import KeyMaker
 from curifactory_cli.engine.runners import InlineRunner, parse_workers, usable_cores
 from curifactory_cli.engine.scheduler import Scheduler
@@ -43,7 +44,6 @@ from curifactory_cli.params import (
 from curifactory_cli.provenance import git_info, host_info, library_versions
 from curifactory_cli.record import ArtifactManager, Record
 from curifactory_cli.registry import RunRegistry, registry_path
-from curifactory_cli.store import LocalStore
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from curifactory_cli.engine.dask_runner import ClusterStart
     from curifactory_cli.engine.runners import JobRunner
     from curifactory_cli.events import Reporter
+    from curifactory_cli.store.base import Store
 
 DEFAULT_CACHE = Path("data") / "cache"
 
@@ -82,6 +83,7 @@ class RunOptions:
     workers: int | str | None = None
     executor: str | None = None  # "local" (this process or worker processes) or "dask"
     scheduler: str | None = None  # address of an existing Dask scheduler
+    remote: str | None = None  # a shared cache behind the local one (an fsspec URL)
 
 
 @dataclass
@@ -109,6 +111,7 @@ class RunResult:
     warnings: list[str] = field(default_factory=list)
     results: Any = None  # what the experiment's run() returned
     store_dir: Path | None = None  # the --store-full folder
+    store: Any = None  # the store it used (a temporary local tier lives as long as it)
     failures: list[StageError] = field(default_factory=list)  # several with --keep-going
 
     @property
@@ -320,23 +323,50 @@ class Prepared:
     experiment: str
     param_sets: list[ParamSet]
     manager: ArtifactManager
-    cache_dir: Path
+    cache: str  # the cache: an absolute folder or a URL
     results: Any  # what the experiment's run() returned
     module: ModuleType  # the experiment module
+    settings: Settings
+
+    def open_store(self, dry: bool, pull: bool = True) -> Store:
+        from curifactory_cli.store import open_store
+
+        return open_store(
+            self.cache,
+            remote=self.settings.get("remote"),
+            dry=dry,
+            storage_options=self.settings.get("storage_options"),
+            pull=pull,
+        )
 
 
 def _root(options: RunOptions) -> Path:
     return Path(options.root or os.getcwd()).resolve()
 
 
+def settings_for(options: RunOptions, root: Path) -> Settings:
+    """Project settings, with what the command line gave on top."""
+    from curifactory_cli.config import load_settings
+
+    given = {
+        "cache": options.cache_dir,
+        "remote": options.remote,
+        "workers": options.workers,
+        "executor": options.executor,
+        "scheduler": options.scheduler,
+    }
+    return load_settings(root, given)
+
+
 def prepare(options: RunOptions) -> Prepared:
     """Import the experiment, load and validate its parameters, trace its run() once."""
+    from curifactory_cli.config import resolve_cache
+
     root = _root(options)
+    settings = settings_for(options, root)
+    cache = resolve_cache(root, settings)
     module = discovery.import_experiment(root, options.experiment)
     param_sets = load_param_sets(root, module, options)
-    cache_dir = Path(options.cache_dir) if options.cache_dir else root / DEFAULT_CACHE
-    if not cache_dir.is_absolute():
-        cache_dir = (Path.cwd() / cache_dir).resolve()
     experiment = options.experiment.removesuffix(".py").replace("/", ".").replace("\\", ".")
     if experiment.startswith("experiments."):
         experiment = experiment[len("experiments.") :]
@@ -347,7 +377,7 @@ def prepare(options: RunOptions) -> Prepared:
         ignore_lazy=options.ignore_lazy,
         overwrite=options.overwrite,
         overwrite_stages=list(options.overwrite_stages),
-        cache_path=str(cache_dir),
+        cache_path=cache,
         param_hashes={id(p.params): p.hash for p in param_sets},
     )
     results = _trace(module, manager, param_sets)
@@ -358,7 +388,7 @@ def prepare(options: RunOptions) -> Prepared:
                 f"--overwrite-stage {name!r}: the experiment has no stage of that name",
                 hint=close_matches_hint(name, stage_names, "stages", "see the experiment"),
             )
-    return Prepared(root, experiment, param_sets, manager, cache_dir, results, module)
+    return Prepared(root, experiment, param_sets, manager, cache, results, module, settings)
 
 
 @dataclass
@@ -388,17 +418,19 @@ def plan_experiment(options: RunOptions) -> PlanResult:
     from curifactory_cli.engine.planner import Planner
 
     prepared = prepare(options)
+    store = prepared.open_store(dry=True, pull=False)
     planner = Planner(
-        store=LocalStore(prepared.cache_dir, dry=True),
+        store=store,
         keys=KeyMaker(prepared.experiment, CodeFingerprinter(prepared.root)),
         experiment=prepared.experiment,
         overwrite=options.overwrite,
         overwrite_stages=frozenset(options.overwrite_stages),
     )
-    plans = planner.plan(prepared.manager.graph.nodes)
-    return PlanResult(
-        prepared.experiment, prepared.param_sets, plans, prepared.cache_dir, planner.warnings
-    )
+    try:
+        plans = planner.plan(prepared.manager.graph.nodes)
+    finally:
+        store.close()
+    return PlanResult(prepared.experiment, prepared.param_sets, plans, store.root, planner.warnings)
 
 
 def run_experiment(options: RunOptions, reporter: Reporter | None = None) -> RunResult:
@@ -406,13 +438,16 @@ def run_experiment(options: RunOptions, reporter: Reporter | None = None) -> Run
     a failing stage is returned as `result.error` (a StageError)."""
     started = time.perf_counter()
     reporter = reporter or NullReporter()
-    execution = _execution(options, _root(options))
+    root = _root(options)
+    execution = _execution(settings_for(options, root))
     cluster = _start_cluster(execution)
+    store: Store | None = None
     try:
         prepared = prepare(options)
-        root, experiment, manager = prepared.root, prepared.experiment, prepared.manager
-        param_sets, cache_dir = prepared.param_sets, prepared.cache_dir
-        store = LocalStore(cache_dir, dry=options.dry or options.dry_cache)
+        experiment, manager = prepared.experiment, prepared.manager
+        param_sets = prepared.param_sets
+        store = prepared.open_store(dry=options.dry or options.dry_cache)
+        cache_dir = store.root
         if not store.dry and manager.graph.nodes:
             store.prepare()  # an unusable cache is a setup error: no run is recorded
         # Workers (or a Dask cluster) before the run is recorded: failing to get them is a
@@ -426,6 +461,8 @@ def run_experiment(options: RunOptions, reporter: Reporter | None = None) -> Run
     except BaseException:
         if cluster is not None:
             cluster.discard()
+        if store is not None:
+            store.close()
         raise
     try:
         git = git_info(str(root))
@@ -442,7 +479,7 @@ def run_experiment(options: RunOptions, reporter: Reporter | None = None) -> Run
                 host=host_info(),
                 versions=library_versions(),
                 notes=options.notes,
-                cache_dir=str(cache_dir),
+                cache_dir=prepared.cache,
                 dry=options.dry_cache,
             )
             run_id = record.reference
@@ -450,8 +487,10 @@ def run_experiment(options: RunOptions, reporter: Reporter | None = None) -> Run
             run_id = f"{experiment}_0_{dt.datetime.now().strftime('%Y-%m-%d-T%H%M%S')}"
     except BaseException:
         runner.close(cancel=True)
+        store.close()
         raise
     result = RunResult(experiment, run_id, param_sets, manager.records, manager.graph, cache_dir)
+    result.store = store  # outputs not loaded yet are read from its local tier later
     result.results = prepared.results
     provenance = {
         "run": {
@@ -484,8 +523,7 @@ def run_experiment(options: RunOptions, reporter: Reporter | None = None) -> Run
         raise
     finally:
         runner.close(cancel=status == "interrupted")
-        if options.dry or options.dry_cache:
-            store.close()
+        store.close()
         result.seconds = time.perf_counter() - started
         result.warnings = list(getattr(reporter, "warnings", []))
         for node in manager.graph.nodes:
@@ -513,23 +551,27 @@ class _Execution:
     scheduler: str | None
 
 
-def _execution(options: RunOptions, root: Path) -> _Execution:
-    """Where stages run: the command line, else [tool.curi], else in this process."""
-    from curifactory_cli.config import EXECUTORS, load_settings
+def _execution(settings: Settings) -> _Execution:
+    """Where stages run: the command line, else CURI_* or the project settings, else in this
+    process (`--scheduler` implies Dask)."""
+    from curifactory_cli.config import EXECUTORS
 
-    settings = load_settings(root)
-    implied = "dask" if options.scheduler else None
-    executor = options.executor or implied or settings.executor or "local"
+    scheduler = settings.scheduler
+    implied = "dask" if settings.source("scheduler").startswith("--") else None
+    executor = settings.executor
+    if implied and not settings.source("executor").startswith("--"):
+        executor = implied
+    executor = executor or "local"
     if executor not in EXECUTORS:
         raise ConfigError(
             f"--executor {executor!r}: unknown executor", hint=f"use one of {', '.join(EXECUTORS)}."
         )
-    given = options.workers if options.workers is not None else settings.workers
+    given = settings.workers
     if given is None:
         workers = usable_cores() if executor == "dask" else 1
     else:
         workers = parse_workers(given)
-    return _Execution(executor, workers, options.scheduler or settings.scheduler)
+    return _Execution(executor, workers, scheduler)
 
 
 def _start_cluster(execution: _Execution) -> ClusterStart | None:

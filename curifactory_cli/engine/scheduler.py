@@ -101,6 +101,7 @@ class Scheduler:
         self._placed: dict[int, bool] = {}  # node -> runs in this process
         self._timings: dict[str, list[float]] = {}  # stage -> seconds of its last calls
         self._fresh: set[int] = set()  # executed in this run
+        self._replace: set[int] = set()  # recomputed over an existing entry on purpose
         self._done: set[int] = set()  # settled: consumers were told
         self._repaired: set[int] = set()
         self._warned: set[str] = set()
@@ -214,7 +215,8 @@ class Scheduler:
     def _decide(self, node: Node) -> None:
         if node.outcome is not None:
             return  # skipped because an input it waited for failed
-        decision = decide(self.facts(node), self.store)
+        facts = self.facts(node)
+        decision = decide(facts, self.store)
         if decision.problem and node.entry_dir not in self._warned:
             self._warned.add(str(node.entry_dir))
             self._warn(f"{node.label}: ignoring cache entry: {decision.problem}")
@@ -223,6 +225,8 @@ class Scheduler:
             assert decision.entry is not None
             self._hit(node, decision.entry, decision.reason)
         elif action is Action.RUN:
+            if facts.forced or decision.problem:
+                self._replace.add(node.index)  # a shared store must take the new entry
             self._request(node, decision.reason)
         elif action is Action.DEFER:
             self._state[node.index] = _DEFERRED
@@ -598,7 +602,8 @@ class Scheduler:
         if self.store.dry:
             location = result.staging
         else:
-            self.store.publish(result.staging, str(node.entry_dir), meta)
+            replace = node.index in self._replace
+            self.store.publish(result.staging, str(node.entry_dir), meta, replace)
             location = str(node.entry_dir)
         node.entry_dir = location
         self._info[node.index] = result.outputs_meta

@@ -1,5 +1,12 @@
 """Where cache entries live. `entry`: the layout, metadata rules, signature and verifier that
-every store shares; `local`: the cache in a local folder."""
+every store shares; `base`: the interface; `local`: a local folder; `remote`: any fsspec URL
+(imported only when one is used); `tiered`: a local cache in front of a remote one."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from curifactory_cli.store.entry import (
     FORMAT_VERSION,
@@ -23,6 +30,50 @@ from curifactory_cli.store.local import (
     make_staging,
 )
 
+if TYPE_CHECKING:
+    from curifactory_cli.store.base import Store
+
+
+def is_url(text: str | Path) -> bool:
+    """Whether a --cache or --remote value names a remote store, not a local folder."""
+    text = str(text)
+    return "://" in text and not text.startswith("file://")
+
+
+def local_path(text: str | Path) -> Path:
+    text = str(text)
+    return Path(text[len("file://") :] if text.startswith("file://") else text)
+
+
+def open_store(
+    cache: str | Path,
+    remote: str | None = None,
+    dry: bool = False,
+    storage_options: dict[str, Any] | None = None,
+    pull: bool = True,
+) -> Store:
+    """The store a run uses: a local folder; a local folder in front of `remote`; or, when
+    `cache` is a URL, that store behind a temporary local tier (removed when the store is
+    garbage collected, so outputs of a finished run can still be read). `pull=False` looks
+    remote entries up without downloading them (for `curi plan`)."""
+    if is_url(cache):
+        from curifactory_cli.store.remote import FsspecStore
+        from curifactory_cli.store.tiered import TieredStore
+
+        shared = FsspecStore(str(cache), dry, storage_options)
+        scratch = tempfile.TemporaryDirectory(prefix="curi-tier-")
+        tier = TieredStore(LocalStore(scratch.name, dry=dry), shared, pull=pull)
+        tier.scratch = scratch
+        return tier
+    local = LocalStore(local_path(cache), dry=dry)
+    if remote:
+        from curifactory_cli.store.remote import FsspecStore
+        from curifactory_cli.store.tiered import TieredStore
+
+        return TieredStore(local, FsspecStore(remote, dry, storage_options), pull=pull)
+    return local
+
+
 __all__ = [
     "FAULT_POINTS",
     "FORMAT_VERSION",
@@ -39,6 +90,9 @@ __all__ = [
     "discard_staging",
     "fault_point",
     "file_sha256",
+    "is_url",
+    "local_path",
     "make_staging",
+    "open_store",
     "verify_files",
 ]

@@ -150,7 +150,7 @@ def safe_rel(rel: Any) -> str | None:
 class Entry:
     """A committed cache entry: where its files are, and its metadata."""
 
-    directory: Path  # in the store's own namespace: a local folder, or a path in a bucket
+    directory: Path  # in the store's own namespace: a local folder, or a PurePosixPath in a bucket
     meta: dict[str, Any]
     mtime: float | None = field(default=None, repr=False)  # when it was written
 

@@ -110,11 +110,16 @@ class LocalStore:
 
     def __init__(self, root: str | os.PathLike[str], dry: bool = False) -> None:
         self.root = Path(root)
+        self.location = str(self.root)  # as the user reads it
         self.dry = dry
         self._root = str(self.root)
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._prepared = False
         self._made: set[str] = set()
+
+    @staticmethod
+    def display(path: str | os.PathLike[str]) -> str:
+        return str(path)
 
     # ---------------------------------------------------------------- layout
     # Paths are plain strings on the hot path: a run builds thousands of them. Entries of one
@@ -267,8 +272,11 @@ class LocalStore:
         """
         return os.path.join(self.staging_base(), f"{os.getpid()}-{uuid.uuid4().hex}")
 
-    def publish(self, staging: str, final: str, meta: dict[str, Any]) -> None:
-        """Make a staged entry visible in one atomic rename.
+    def publish(
+        self, staging: str, final: str, meta: dict[str, Any], replace: bool = False
+    ) -> None:
+        """Make a staged entry visible in one atomic rename (an entry already there for the
+        same key is always replaced: this process holds the entry's lock).
 
         `meta.json` is the entry's commit record: it lists every file with its checksum, and
         it goes into the staging folder last, so the entry appears in one step, whole.
@@ -421,6 +429,7 @@ class LocalStore:
 
     def remove(self, entries: list[Entry]) -> int:
         """Delete entries (metadata first, so a half-deleted entry is never seen as valid)."""
+        self._made.clear()  # emptied parent folders are removed too
         freed = 0
         for entry in entries:
             target = entry.directory
@@ -433,6 +442,7 @@ class LocalStore:
 
     def remove_paths(self, paths: list[Path]) -> int:
         """Delete leftover folders or stray files inside the cache; returns the bytes freed."""
+        self._made.clear()
         freed = 0
         for path in paths:
             self._checked(path)

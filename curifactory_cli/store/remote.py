@@ -1,0 +1,482 @@
+"""The cache at any fsspec URL: `s3://bucket/prefix`, `gs://...`, `memory://...`.
+
+The layout is the local one (see `store.entry`), with one difference that makes concurrent
+writers safe on an object store, which has no atomic rename of a folder: an entry's files
+are uploaded under a fresh attempt folder, and `meta.json`, written last, names it:
+
+    <prefix>/<experiment>/<params hash[:16]>/<stage>-<key[:16]>/
+        meta.json                 # the commit record; "objects": "<attempt>"
+        <attempt>/<output><ext>   # the files it lists, with their sizes and sha256
+
+So no reader ever sees a partial entry (no `meta.json` yet), and two machines computing the
+same entry at once never mix their files: the first `meta.json` wins (a conditional write,
+`If-None-Match`, where the store supports it), and the loser deletes its own attempt. A
+writer killed mid-upload leaves an attempt folder without a `meta.json`, which `curi cache gc`
+removes. Downloads are verified against the checksums (and the signature, with
+`CURI_CACHE_KEY`) before any cacher loads them.
+
+Credentials and endpoints come from where the filesystem library looks for them (for S3: the
+AWS environment variables and config files, `AWS_ENDPOINT_URL`) or from `storage_options` in
+the project configuration; never from the cache itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from curifactory_cli.errors import CacheError, ConfigError
+from curifactory_cli.store.entry import (
+    ENTRY_DIR_NAME,
+    META_NAME,
+    Entry,
+    dump_meta,
+    is_entry_of,
+    listed_files,
+    meta_problem,
+    parse_meta,
+    sign,
+    verify_files,
+)
+from curifactory_cli.store.local import GRACE_S, discard_staging, human_duration
+
+ATTEMPT = re.compile(r"^[0-9a-f]{32}$")
+EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs", "az": "azure", "abfs": "azure"}
+
+
+class NoLock:
+    """Remote entries are not locked: two machines computing the same entry at once may
+    duplicate work; the conditional commit keeps the entry whole either way."""
+
+    def acquire_nowait(self) -> bool:
+        return True
+
+    def acquire(self) -> None:
+        return None
+
+    def release(self) -> None:
+        return None
+
+
+def _mtime(info: dict[str, Any]) -> float:
+    for name in ("LastModified", "mtime", "created", "last_modified", "updated"):
+        value = info.get(name)
+        if value is None:
+            continue
+        if hasattr(value, "timestamp"):
+            return float(value.timestamp())
+        with contextlib.suppress(TypeError, ValueError):
+            return float(value)
+    return 0.0
+
+
+class FsspecStore:
+    """A cache at an fsspec URL. With `dry=True` nothing is ever written to it."""
+
+    def __init__(
+        self, url: str, dry: bool = False, storage_options: dict[str, Any] | None = None
+    ) -> None:
+        protocol = url.split("://", 1)[0]
+        try:
+            import fsspec
+
+            self.fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
+        except ImportError as exc:
+            extra = EXTRAS.get(protocol, "remote")
+            raise ConfigError(
+                f"cache {url}: the {protocol}:// filesystem is not installed ({exc})",
+                hint=f"pip install 'curifactory-cli[{extra}]'",
+            ) from None
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"cache {url}: {exc}", hint="check the URL.") from None
+        self.url = url.rstrip("/")
+        self.location = self.url
+        self._root = path.rstrip("/")
+        self.root = PurePosixPath(self._root)
+        self.dry = dry
+        self._scratch: tempfile.TemporaryDirectory[str] | None = None
+        self._fetched: dict[str, str] = {}
+        self.calls = 0  # remote requests made (metadata reads, listings, uploads), for tests
+
+    def display(self, path: str | os.PathLike[str]) -> str:
+        """A path of this store as a URL the user can read."""
+        rel = str(path)[len(self._root) :].lstrip("/")
+        return f"{self.url}/{rel}" if rel else self.url
+
+    # ---------------------------------------------------------------- layout
+    def stage_prefix(self, experiment: str, params_hash: str, stage: str) -> str:
+        return f"{self._root}/{experiment}/{params_hash[:16]}/{stage}"
+
+    @staticmethod
+    def entry_dir(stage_prefix: str, key: str) -> str:
+        return f"{stage_prefix}-{key[:16]}"
+
+    def path_of(self, rel: str) -> str:
+        return f"{self._root}/{rel}" if rel else self._root
+
+    # ---------------------------------------------------------------- reading
+    def _read_meta(self, directory: str) -> dict[str, Any] | None:
+        self.calls += 1
+        try:
+            data = self.fs.cat_file(f"{directory}/{META_NAME}")
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise self._error(f"cannot read {self.display(directory)}/{META_NAME}", exc) from None
+        return parse_meta(data)
+
+    def _error(self, what: str, exc: BaseException) -> CacheError:
+        return CacheError(
+            f"{what}: {type(exc).__name__}: {exc}",
+            hint="check the store URL, your credentials and the network.",
+        )
+
+    def _objects(self, directory: str, meta: dict[str, Any]) -> str | None:
+        attempt = meta.get("objects")
+        return (
+            f"{directory}/{attempt}"
+            if isinstance(attempt, str) and ATTEMPT.match(attempt)
+            else None
+        )
+
+    def _sizes(self, folder: str) -> dict[str, int]:
+        """Every object under `folder`, by path relative to it, with its size."""
+        self.calls += 1
+        try:
+            found = self.fs.find(folder, detail=True)
+        except FileNotFoundError:
+            return {}
+        except OSError as exc:
+            raise self._error(f"cannot list {self.display(folder)}", exc) from None
+        prefix = len(folder) + 1
+        return {
+            name[prefix:]: int(info.get("size") or 0)
+            for name, info in found.items()
+            if info.get("type", "file") == "file" and name.startswith(folder + "/")
+        }
+
+    def lookup(
+        self, directory: str, key: str, outputs: list[str]
+    ) -> tuple[Entry | None, str | None]:
+        """The committed entry at `directory` for `key`, or None and why it is unusable."""
+        meta = self._read_meta(directory)
+        if meta is None:
+            return None, None
+        where = f"{self.display(directory)}/{META_NAME}"
+        problem = meta_problem(meta, key, outputs, where)
+        if problem is not None:
+            return None, problem
+        objects = self._objects(directory, meta)
+        if objects is None:
+            return None, f"metadata {where} names no folder of files"
+        sizes = self._sizes(objects)
+        for _, info in listed_files(meta):
+            size = sizes.get(info["path"])
+            if size is None:
+                return None, f"{self.display(objects)}/{info['path']} is missing"
+            if size != info["size"]:
+                return None, f"{self.display(objects)}/{info['path']} has the wrong size"
+        return Entry(PurePosixPath(directory), meta, mtime=0.0), None
+
+    def _stage_dirs(self, stage_prefix: str) -> list[str]:
+        directory, _, stage = stage_prefix.rpartition("/")
+        self.calls += 1
+        try:
+            names = self.fs.ls(directory, detail=False)
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise self._error(f"cannot list {self.display(directory)}", exc) from None
+        return [
+            n.rstrip("/") for n in names if is_entry_of(n.rstrip("/").rpartition("/")[2], stage)
+        ]
+
+    def find_by_lineage(
+        self, stage_prefix: str, lineage_key: str, outputs: list[str]
+    ) -> Entry | None:
+        for candidate in self._stage_dirs(stage_prefix):
+            meta = self._read_meta(candidate)
+            key = meta.get("key") if meta and meta.get("lineage_key") == lineage_key else None
+            if isinstance(key, str) and candidate.endswith("-" + key[:16]):
+                entry, _ = self.lookup(candidate, key, outputs)
+                if entry is not None:
+                    return entry
+        return None
+
+    def stage_entries(self, stage_prefix: str) -> list[Entry]:
+        out = []
+        for candidate in self._stage_dirs(stage_prefix):
+            meta = self._read_meta(candidate)
+            if meta is not None:
+                out.append(Entry(PurePosixPath(candidate), meta, mtime=0.0))
+        return out
+
+    def _listing(self, experiment: str | None = None) -> dict[str, dict[str, Any]]:
+        top = self.path_of(experiment or "")
+        self.calls += 1
+        try:
+            return self.fs.find(top, detail=True)
+        except FileNotFoundError:
+            return {}
+        except OSError as exc:
+            raise self._error(f"cannot list {self.display(top)}", exc) from None
+
+    def entries(self, experiment: str | None = None) -> Iterator[Entry]:
+        """Every committed entry: one listing, then every `meta.json` read in one batch."""
+        listing = self._listing(experiment)
+        metas = {
+            name: info
+            for name, info in listing.items()
+            if name.endswith("/" + META_NAME) and self._entry_depth(name[: -len(META_NAME) - 1])
+        }
+        if not metas:
+            return
+        self.calls += 1
+        try:
+            data = self.fs.cat(sorted(metas), on_error="return")
+        except OSError as exc:
+            raise self._error(f"cannot read the entries of {self.url}", exc) from None
+        for name in sorted(data):
+            raw = data[name]
+            meta = parse_meta(raw) if isinstance(raw, (bytes, str)) else None
+            if meta is not None:
+                directory = name[: -len(META_NAME) - 1]
+                yield Entry(PurePosixPath(directory), meta, mtime=_mtime(metas[name]))
+
+    def _entry_depth(self, directory: str) -> bool:
+        """Whether `directory` sits where entries do: <experiment>/<params>/<stage>-<key>."""
+        rel = directory[len(self._root) :].strip("/")
+        parts = rel.split("/")
+        return len(parts) >= 3 and not any(p.startswith(".") for p in parts)
+
+    def fetch(self, entry: Entry, destination: str, outputs: list[str] | None = None) -> None:
+        """Download the entry's files (or some outputs' files) into a local folder, then
+        verify every one against its recorded size and checksum."""
+        directory = str(entry.directory)
+        objects = self._objects(directory, entry.meta)
+        if objects is None:
+            raise CacheError(f"entry {self.display(directory)} names no folder of files")
+        files = [
+            info
+            for name, info in listed_files(entry.meta)
+            if outputs is None or name in outputs or name == ""
+        ]
+        remote = [f"{objects}/{info['path']}" for info in files]
+        local = [os.path.join(destination, *str(info["path"]).split("/")) for info in files]
+        for path in local:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+        if remote:
+            self.calls += 1
+            try:
+                self.fs.get(remote, local)
+            except (OSError, ValueError) as exc:
+                raise self._error(f"cannot download {self.display(directory)}", exc) from None
+        verify_files(destination, files)
+
+    def local_dir(self, entry: Entry) -> str:
+        """A local folder holding the entry's verified files (downloaded once)."""
+        key = str(entry.directory)
+        if key not in self._fetched:
+            folder = tempfile.mkdtemp(prefix="entry-", dir=self._scratch_dir())
+            self.fetch(entry, folder)
+            self._fetched[key] = folder
+        return self._fetched[key]
+
+    def _scratch_dir(self) -> str:
+        if self._scratch is None:
+            self._scratch = tempfile.TemporaryDirectory(prefix="curi-remote-")
+        return self._scratch.name
+
+    # ---------------------------------------------------------------- writing
+    def prepare(self) -> None:
+        return None  # a bucket is checked by the first write: nothing to create up front
+
+    def entry_lock(self, key: str) -> NoLock:
+        return NoLock()
+
+    def staging_path(self) -> str:
+        return os.path.join(self._scratch_dir(), f"{os.getpid()}-{uuid.uuid4().hex}")
+
+    def publish(
+        self, staging: str, final: str, meta: dict[str, Any], replace: bool = False
+    ) -> None:
+        """Upload a staged entry, then commit it by writing its `meta.json` (the staging
+        folder is removed either way)."""
+        try:
+            self.upload(staging, final, meta, replace)
+        finally:
+            discard_staging(staging)
+
+    def upload(self, folder: str, final: str, meta: dict[str, Any], replace: bool = False) -> bool:
+        """Upload the files `meta` lists from a local folder, then write `meta.json` last.
+        False when another writer committed a valid entry for the same key first: theirs is
+        kept and ours removed, unless `replace` (the run recomputed it on purpose:
+        `--overwrite`, an invalidated or a damaged entry)."""
+        attempt = uuid.uuid4().hex
+        objects = f"{final}/{attempt}"
+        files = [info for _, info in listed_files(meta)]
+        local = [os.path.join(folder, *str(info["path"]).split("/")) for info in files]
+        remote = [f"{objects}/{info['path']}" for info in files]
+        committed = {k: v for k, v in sign(meta).items() if k != "objects"}
+        committed["objects"] = attempt
+        data = dump_meta(committed).encode()
+        where = f"{self.display(final)}/{META_NAME}"
+        try:
+            if remote:
+                self.calls += 1
+                self.fs.put(local, remote)
+            self.calls += 1
+            if not replace:
+                try:
+                    self.fs.pipe_file(f"{final}/{META_NAME}", data, mode="create")
+                    return True
+                except FileExistsError:
+                    pass
+                # Committed by someone else first: keep theirs if it is whole, else replace it.
+                outputs = list(meta.get("outputs") or {})
+                theirs, _ = self.lookup(final, str(meta.get("key")), outputs)
+                if theirs is not None:
+                    self._remove_quietly(objects)
+                    return False
+            old = self._read_meta(final)
+            self.calls += 1
+            self.fs.pipe_file(f"{final}/{META_NAME}", data)
+            old_objects = self._objects(final, old) if old else None
+            if old_objects and old_objects != objects:
+                self._remove_quietly(old_objects)
+            return True
+        except OSError as exc:
+            self._remove_quietly(objects)
+            raise CacheError(
+                f"cannot publish cache entry {where}: {type(exc).__name__}: {exc}",
+                hint="check the store URL, your credentials and the network.",
+            ) from None
+
+    def _remove_quietly(self, path: str) -> None:
+        self.calls += 1
+        with contextlib.suppress(OSError):
+            self.fs.rm(path, recursive=True)
+
+    def close(self) -> None:
+        if self._scratch is not None:
+            self._scratch.cleanup()
+            self._scratch = None
+        self._fetched.clear()
+
+    # ---------------------------------------------------------------- maintenance
+    def orphan_files(self, entry: Entry) -> list[str]:
+        """Objects in the entry's attempt folder that its metadata does not list."""
+        objects = self._objects(str(entry.directory), entry.meta)
+        if objects is None:
+            return []
+        listed = {str(info.get("path")) for _, info in listed_files(entry.meta)}
+        return sorted(
+            f"{entry.meta['objects']}/{rel}" for rel in self._sizes(objects) if rel not in listed
+        )
+
+    def orphan_dirs(self) -> list[PurePosixPath]:
+        """Entry-like folders without a readable `meta.json` (a writer killed mid-upload)."""
+        folders: dict[str, bool] = {}
+        for name in self._listing():
+            parts = name[len(self._root) :].strip("/").split("/")
+            if len(parts) < 4 or any(p.startswith(".") for p in parts):
+                continue
+            directory = "/".join([self._root, *parts[:3]])
+            if ENTRY_DIR_NAME.match(parts[2]):
+                folders[directory] = folders.get(directory, False) or parts[3] == META_NAME
+        return [PurePosixPath(d) for d, has_meta in sorted(folders.items()) if not has_meta]
+
+    def leftovers(self, now: float, grace: float = GRACE_S) -> list[tuple[PurePosixPath, str]]:
+        """Attempt folders no `meta.json` names (a lost race, or a writer killed mid-upload),
+        once older than the grace period: a writer may still be uploading a younger one."""
+        listing = self._listing()
+        attempts: dict[str, float] = {}
+        committed: dict[str, str | None] = {}
+        for name, info in listing.items():
+            parts = name[len(self._root) :].strip("/").split("/")
+            if len(parts) < 4 or not ENTRY_DIR_NAME.match(parts[2]):
+                continue
+            directory = "/".join([self._root, *parts[:3]])
+            if len(parts) == 4 and parts[3] == META_NAME:
+                committed.setdefault(directory, None)
+            elif len(parts) >= 5 and ATTEMPT.match(parts[3]):
+                folder = f"{directory}/{parts[3]}"
+                attempts[folder] = max(attempts.get(folder, 0.0), _mtime(info))
+        for directory in committed:
+            meta = self._read_meta(directory)
+            committed[directory] = meta.get("objects") if meta else None
+        out = []
+        for folder, written in sorted(attempts.items()):
+            directory, _, attempt = folder.rpartition("/")
+            if committed.get(directory) == attempt or now - written < grace:
+                continue
+            out.append(
+                (
+                    PurePosixPath(folder),
+                    f"no meta.json names it, older than {human_duration(grace)}",
+                )
+            )
+        return out
+
+    def mark_invalidated(self, entry: Entry) -> bool:
+        directory = str(entry.directory)
+        meta = self._read_meta(directory)
+        if meta is None:
+            raise CacheError(f"cannot read {self.display(directory)}/{META_NAME}")
+        if meta.get("invalidated"):
+            return False
+        meta["invalidated"] = True
+        self.calls += 1
+        try:
+            self.fs.pipe_file(f"{directory}/{META_NAME}", dump_meta(meta).encode())
+        except OSError as exc:
+            raise self._error(
+                f"cannot rewrite {self.display(directory)}/{META_NAME}", exc
+            ) from None
+        entry.meta = meta
+        return True
+
+    def _checked(self, path: str | PurePosixPath) -> str:
+        text = str(path).rstrip("/")
+        parts = text[len(self._root) :].strip("/").split("/")
+        if not text.startswith(self._root + "/") or any(p in ("", ".", "..") for p in parts):
+            raise CacheError(f"refusing to delete {text}: it is not inside the cache {self.url}")
+        return text
+
+    def remove(self, entries: list[Entry]) -> int:
+        """Delete entries, `meta.json` first, so a half-deleted entry is never seen as valid."""
+        freed = 0
+        for entry in entries:
+            directory = self._checked(entry.directory)
+            freed += entry.size
+            self.calls += 2
+            try:
+                with contextlib.suppress(FileNotFoundError):
+                    self.fs.rm_file(f"{directory}/{META_NAME}")
+                with contextlib.suppress(FileNotFoundError):
+                    self.fs.rm(directory, recursive=True)
+            except OSError as exc:
+                raise self._error(f"cannot delete {self.display(directory)}", exc) from None
+        return freed
+
+    def remove_paths(self, paths: list[Any]) -> int:
+        freed = 0
+        for path in paths:
+            target = self._checked(path)
+            freed += sum(self._sizes(target).values())
+            self._remove_quietly(target)
+        return freed
+
+    def export(self, entry: Entry, destination: Path) -> None:
+        """Download the entry into a local folder, in the local layout (files beside its
+        `meta.json`, without the attempt folder)."""
+        destination.mkdir(parents=True, exist_ok=True)
+        self.fetch(entry, str(destination))
+        meta = {k: v for k, v in entry.meta.items() if k != "objects"}
+        (destination / META_NAME).write_text(dump_meta(meta), encoding="utf-8")

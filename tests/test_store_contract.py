@@ -1,0 +1,277 @@
+"""One suite, every store: a local folder, an fsspec `memory://` store, S3 (moto's server on
+127.0.0.1, through s3fs), and a local tier in front of S3. Each must publish whole entries,
+find them by key and by lineage, refuse what does not match, and tidy up."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+from curifactory_cli.store import (
+    FORMAT_VERSION,
+    INVALIDATED,
+    SIGNING_ENV,
+    CorruptEntryError,
+    LocalStore,
+    describe_files,
+    make_staging,
+    verify_files,
+)
+from curifactory_cli.store.entry import META_NAME, dump_meta, parse_meta
+
+pytest.importorskip("fsspec")
+
+KEY = "a" * 64
+OTHER = "b" * 64
+PARAMS = "c" * 64
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint():
+    pytest.importorskip("s3fs")
+    server_module = pytest.importorskip("moto.server")
+    server = server_module.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_env(s3_endpoint, monkeypatch):
+    """Credentials and endpoint the standard way: AWS environment variables."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
+    import s3fs
+
+    s3fs.S3FileSystem.clear_instance_cache()
+    bucket = f"curi-{uuid.uuid4().hex[:12]}"
+    s3fs.S3FileSystem().mkdir(bucket)
+    return f"s3://{bucket}/team-cache"
+
+
+@pytest.fixture(params=["local", "memory", "s3", "tiered"])
+def store(request, tmp_path):
+    from curifactory_cli.store.remote import FsspecStore
+    from curifactory_cli.store.tiered import TieredStore
+
+    kind = request.param
+    if kind == "local":
+        made = LocalStore(tmp_path / "cache")
+    elif kind == "memory":
+        made = FsspecStore(f"memory://curi-{uuid.uuid4().hex}")
+    elif kind == "s3":
+        made = FsspecStore(request.getfixturevalue("s3_env"))
+    else:
+        made = TieredStore(
+            LocalStore(tmp_path / "cache"), FsspecStore(request.getfixturevalue("s3_env"))
+        )
+    yield made
+    made.close()
+
+
+def stage_files(store, files: dict[str, bytes]) -> str:
+    staging = store.staging_path()
+    os.makedirs(os.path.dirname(staging), exist_ok=True)
+    make_staging(staging)
+    for rel, data in files.items():
+        path = Path(staging, rel)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return staging
+
+
+def publish(store, stage="fit", key=KEY, files=None, lineage="L" * 64, record="set1"):
+    files = files or {"model.json": b'{"w": 1}', "table.csv": b"a,b\n1,2\n"}
+    staging = stage_files(store, files)
+    outputs = sorted({rel.split(".")[0] for rel in files})
+    described = describe_files(staging, outputs)
+    meta = {
+        "format": FORMAT_VERSION,
+        "key": key,
+        "lineage_key": lineage,
+        "experiment": "exp",
+        "stage": stage,
+        "record": record,
+        "params_hash": PARAMS,
+        "outputs": {
+            name: {"version": f"v-{name}", "cacher": "JsonCacher", "files": described[name]}
+            for name in outputs
+        },
+        "extra_files": described[""],
+    }
+    prefix = store.stage_prefix("exp", PARAMS, stage)
+    final = store.entry_dir(prefix, key)
+    store.publish(staging, final, meta)
+    return prefix, final, outputs
+
+
+def read_back(store, entry) -> dict[str, bytes]:
+    folder = store.local_dir(entry)
+    out = {}
+    for root, _, names in os.walk(folder):
+        for name in names:
+            if name != META_NAME:
+                path = Path(root, name)
+                out[path.relative_to(folder).as_posix()] = path.read_bytes()
+    return out
+
+
+# ------------------------------------------------------------------------------ the suite
+def test_a_published_entry_is_found_by_key_with_its_files(store):
+    prefix, final, outputs = publish(store)
+    entry, problem = store.lookup(final, KEY, outputs)
+    assert problem is None and entry is not None
+    assert entry.key == KEY and entry.stage == "fit" and entry.params_name == "set1"
+    assert read_back(store, entry) == {"model.json": b'{"w": 1}', "table.csv": b"a,b\n1,2\n"}
+    verify_files(store.local_dir(entry), entry.output_files("model"))
+
+
+def test_nothing_there_is_a_plain_miss(store):
+    prefix = store.stage_prefix("exp", PARAMS, "fit")
+    assert store.lookup(store.entry_dir(prefix, KEY), KEY, ["model"]) == (None, None)
+    assert store.find_by_lineage(prefix, "L" * 64, ["model"]) is None
+    assert list(store.entries()) == []
+
+
+def test_other_outputs_or_another_key_are_refused(store):
+    prefix, final, outputs = publish(store)
+    entry, problem = store.lookup(final, KEY, ["model"])
+    assert entry is None and "other outputs" in problem
+    entry, problem = store.lookup(final, OTHER, outputs)
+    assert entry is None and "another key" in problem
+
+
+def test_found_by_lineage_only_in_its_own_folder(store):
+    prefix, final, outputs = publish(store, lineage="L" * 64)
+    found = store.find_by_lineage(prefix, "L" * 64, outputs)
+    assert found is not None and found.key == KEY
+    assert store.find_by_lineage(prefix, "M" * 64, outputs) is None
+
+
+def test_entries_lists_every_entry_once_with_its_metadata(store):
+    publish(store, stage="fit")
+    publish(store, stage="score", key=OTHER)
+    entries = sorted(store.entries(), key=lambda e: e.stage)
+    assert [(e.stage, e.key, e.experiment) for e in entries] == [
+        ("fit", KEY, "exp"),
+        ("score", OTHER, "exp"),
+    ]
+    assert entries[0].size == len(b'{"w": 1}') + len(b"a,b\n1,2\n")
+    assert [e.stage for e in store.entries("exp")] == ["fit", "score"]
+    assert list(store.entries("nope")) == []
+    assert len(store.stage_entries(store.stage_prefix("exp", PARAMS, "fit"))) == 1
+
+
+def test_invalidated_entries_are_not_served_and_removed_ones_are_gone(store):
+    prefix, final, outputs = publish(store)
+    (entry,) = store.entries()
+    assert store.mark_invalidated(entry) is True
+    assert store.mark_invalidated(entry) is False
+    assert store.lookup(final, KEY, outputs) == (None, INVALIDATED)
+    (entry,) = store.entries()
+    assert entry.invalidated
+    store.remove([entry])
+    assert list(store.entries()) == []
+    if hasattr(store, "remote"):
+        # Removing from the local tier only: the shared tier serves it again.
+        assert store.lookup(final, KEY, outputs)[0] is not None
+    else:
+        assert store.lookup(final, KEY, outputs) == (None, None)
+
+
+def test_publishing_the_same_key_again_leaves_one_whole_entry(store):
+    prefix, final, outputs = publish(store)
+    publish(store, files={"model.json": b'{"w": 2}', "table.csv": b"a,b\n3,4\n"})
+    entry, problem = store.lookup(final, KEY, outputs)
+    assert problem is None
+    files = read_back(store, entry)
+    # Either writer's files, never a mix of both.
+    assert files in (
+        {"model.json": b'{"w": 1}', "table.csv": b"a,b\n1,2\n"},
+        {"model.json": b'{"w": 2}', "table.csv": b"a,b\n3,4\n"},
+    )
+    assert len(list(store.entries())) == 1
+
+
+def test_an_exported_entry_is_a_local_entry(store, tmp_path):
+    prefix, final, outputs = publish(store)
+    (entry,) = store.entries()
+    target = tmp_path / "copy"
+    store.export(entry, target)
+    again = LocalStore(tmp_path).lookup(str(target), KEY, outputs)[0]
+    assert again is not None
+    assert (target / "model.json").read_bytes() == b'{"w": 1}'
+
+
+def test_a_signed_cache_refuses_unsigned_metadata(store, monkeypatch):
+    monkeypatch.setenv(SIGNING_ENV, "s3cret")
+    prefix, final, outputs = publish(store)
+    assert store.lookup(final, KEY, outputs)[0] is not None
+    monkeypatch.setenv(SIGNING_ENV, "another key")
+    entry, problem = store.lookup(final, KEY, outputs)
+    assert entry is None and SIGNING_ENV in problem
+
+
+# ------------------------------------------------------------------ damage, per store kind
+def _damage(store, final: str, rel: str, data: bytes) -> None:
+    """Overwrite one file of a committed entry, where that store keeps it."""
+    from curifactory_cli.store.remote import FsspecStore
+    from curifactory_cli.store.tiered import TieredStore
+
+    if isinstance(store, TieredStore):
+        store = store.local
+    if isinstance(store, FsspecStore):
+        meta = parse_meta(store.fs.cat_file(f"{final}/{META_NAME}"))
+        store.fs.pipe_file(f"{final}/{meta['objects']}/{rel}", data)
+    else:
+        Path(final, rel).write_bytes(data)
+
+
+def test_a_truncated_file_makes_the_entry_unusable(store):
+    prefix, final, outputs = publish(store)
+    _damage(store, final, "model.json", b"{")
+    entry, problem = store.lookup(final, KEY, outputs)
+    if entry is not None:  # a tiered store may fetch the whole copy from its remote tier
+        assert read_back(store, entry)["model.json"] == b'{"w": 1}'
+    else:
+        assert "wrong size" in problem
+
+
+def test_same_size_corruption_is_caught_before_loading(store):
+    prefix, final, outputs = publish(store)
+    _damage(store, final, "model.json", b'{"w": 9}')
+    entry, _ = store.lookup(final, KEY, outputs)
+    assert entry is not None  # sizes match: only the checksum tells
+    with pytest.raises(CorruptEntryError):
+        verify_files(store.local_dir(entry), entry.output_files("model"))
+
+
+def test_metadata_naming_files_outside_the_entry_is_refused(store):
+    prefix, final, outputs = publish(store)
+    entry, _ = store.lookup(final, KEY, outputs)
+    meta = dict(entry.meta)
+    meta["outputs"] = json.loads(json.dumps(meta["outputs"]))
+    meta["outputs"]["model"]["files"][0]["path"] = "../../escape.json"
+    _write_meta(store, final, meta)
+    entry, problem = store.lookup(final, KEY, outputs)
+    assert entry is None and "cannot have" in problem
+
+
+def _write_meta(store, final: str, meta: dict) -> None:
+    from curifactory_cli.store.remote import FsspecStore
+    from curifactory_cli.store.tiered import TieredStore
+
+    if isinstance(store, TieredStore):
+        Path(final, META_NAME).write_text(dump_meta(meta))
+        store.remote.fs.pipe_file(f"{store._remote_path(final)}/{META_NAME}", dump_meta(meta).encode())
+    elif isinstance(store, FsspecStore):
+        store.fs.pipe_file(f"{final}/{META_NAME}", dump_meta(meta).encode())
+    else:
+        Path(final, META_NAME).write_text(dump_meta(meta))
