@@ -341,6 +341,37 @@ def list_project(as_json: JsonOpt = False) -> None:
         console.print("  (none in params/)", style="dim")
 
 
+@app.command("config")
+def show_config(as_json: JsonOpt = False) -> None:
+    """Show the project settings in force (cache, remote, workers, executor, scheduler,
+    storage_options) and where each comes from: curi.toml or [tool.curi] in pyproject.toml,
+    a CURI_* environment variable, or the default."""
+    from curifactory_cli.config import KEYS, load_settings, resolve_cache
+    from curifactory_cli.errors import CurifactoryError
+
+    root = Path.cwd()
+    try:
+        settings = load_settings(root)
+        cache = resolve_cache(root, settings)
+    except CurifactoryError as exc:
+        raise fail(exc) from None
+    rows = []
+    for name, (_, _, about) in KEYS.items():
+        value = cache if name == "cache" else settings.get(name)
+        rows.append({"name": name, "value": value, "source": settings.source(name), "about": about})
+    if as_json:
+        console.out(json.dumps({row["name"]: row for row in rows}, indent=2, default=str))
+        return
+    width = max(len(row["name"]) for row in rows)
+    for row in rows:
+        value = "-" if row["value"] is None else row["value"]
+        if isinstance(value, dict):  # storage options: keys only, values may be secrets
+            value = "{" + ", ".join(sorted(value)) + "}"
+        console.print(
+            f"{row['name']:<{width}}  {value}  ({row['source']})", markup=False, highlight=False
+        )
+
+
 def main() -> None:
     """Console-script entry point."""
     try:

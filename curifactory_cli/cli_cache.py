@@ -24,6 +24,7 @@ from curifactory_cli.cli_common import (
     ExperimentFilter,
     JsonOpt,
     ParamsFilter,
+    RemoteOpt,
     StageFilter,
     console,
     err_console,
@@ -34,6 +35,7 @@ from curifactory_cli.errors import ConfigError, CurifactoryError, ExitCode
 if TYPE_CHECKING:
     from curifactory_cli.cache_index import CacheEntry, FileCheck
     from curifactory_cli.store import LocalStore
+    from curifactory_cli.store.remote import FsspecStore
 
 cache_app = typer.Typer(
     help="See and steer the artifact cache (data/cache/).", no_args_is_help=True
@@ -85,13 +87,44 @@ def _store(cache: str | None) -> LocalStore:
     from curifactory_cli.store import LocalStore, is_url
 
     root = Path.cwd()
-    settings = load_settings(root, {"cache": cache})
-    location = resolve_cache(root, settings)
-    if is_url(location):
+    try:
+        settings = load_settings(root, {"cache": cache})
+        location = resolve_cache(root, settings)
+        if is_url(location):
+            from curifactory_cli.store.remote import FsspecStore
+
+            options = settings.get("storage_options")
+            return FsspecStore(location, storage_options=options)  # type: ignore[return-value]
+    except CurifactoryError as exc:
+        raise fail(exc) from None
+    return LocalStore(location)
+
+
+def _stores(cache: str | None, remote: str | None) -> tuple[LocalStore, FsspecStore]:
+    """The local cache and the remote one, for push and pull."""
+    from curifactory_cli.config import load_settings
+    from curifactory_cli.store import is_url
+
+    try:
+        settings = load_settings(Path.cwd(), {"remote": remote})
+        url = settings.get("remote")
+        if not url:
+            raise ConfigError(
+                "no remote cache to push to or pull from",
+                hint="give --remote s3://bucket/prefix (any fsspec URL), or set `remote` in "
+                "curi.toml, [tool.curi] or CURI_REMOTE.",
+            )
+        local = _store(cache)
+        if is_url(local.location):
+            raise ConfigError(
+                f"--cache {local.location} is not a local folder",
+                hint="push and pull move entries between a local cache and a remote one.",
+            )
         from curifactory_cli.store.remote import FsspecStore
 
-        return FsspecStore(location, storage_options=settings.get("storage_options"))  # type: ignore[return-value]
-    return LocalStore(location)
+        return local, FsspecStore(url, storage_options=settings.get("storage_options"))
+    except CurifactoryError as exc:
+        raise fail(exc) from None
 
 
 def _entries(
@@ -1025,3 +1058,67 @@ def cache_clear(
         )
     else:
         console.print(f"removed {summary}")
+
+
+# ---------------------------------------------------------------------------------- push, pull
+@cache_app.command("push")
+def cache_push(
+    experiment: ExperimentFilter = None,
+    stage: StageFilter = None,
+    params: ParamsFilter = None,
+    remote: RemoteOpt = None,
+    cache: CacheOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Upload local entries the remote cache lacks (all, or those matching the filters)."""
+    from curifactory_cli.store.tiered import push_entry
+
+    local, shared = _stores(cache, remote)
+    try:
+        there = {e.rel(shared.root): e.key for e in shared.entries()}
+        todo = [
+            e
+            for e in _entries(local, experiment, stage, params)
+            if there.get(e.rel(local.root)) != e.key and not e.invalidated
+        ]
+        pushed = sum(push_entry(local, shared, entry) for entry in todo)
+    except CurifactoryError as exc:
+        raise fail(exc) from None
+    _moved("pushed", pushed, len(todo), shared.url, as_json)
+
+
+@cache_app.command("pull")
+def cache_pull(
+    experiment: ExperimentFilter = None,
+    stage: StageFilter = None,
+    params: ParamsFilter = None,
+    remote: RemoteOpt = None,
+    cache: CacheOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Download remote entries the local cache lacks (all, or those matching the filters);
+    every file is verified against its checksum (and signature) before it is kept."""
+    from curifactory_cli.store.tiered import pull_entry
+
+    local, shared = _stores(cache, remote)
+    try:
+        here = {e.rel(local.root): e.key for e in local.entries()}
+        todo = [
+            e
+            for e in _entries(shared, experiment, stage, params)  # type: ignore[arg-type]
+            if here.get(e.rel(shared.root)) != e.key and not e.invalidated
+        ]
+        local.prepare()
+        for entry in todo:
+            pull_entry(local, shared, entry)
+    except CurifactoryError as exc:
+        raise fail(exc) from None
+    _moved("pulled", len(todo), len(todo), shared.url, as_json)
+
+
+def _moved(verb: str, done: int, tried: int, url: str, as_json: bool) -> None:
+    if as_json:
+        _print_json({verb: done, "remote": url, "already_there": tried - done})
+        return
+    where = "to" if verb == "pushed" else "from"
+    console.print(f"{verb} {_plural(done, 'entry', 'entries')} {where} {url}", markup=False)

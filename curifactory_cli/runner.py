@@ -328,7 +328,7 @@ class Prepared:
     module: ModuleType  # the experiment module
     settings: Settings
 
-    def open_store(self, dry: bool, pull: bool = True) -> Store:
+    def open_store(self, dry: bool) -> Store:
         from curifactory_cli.store import open_store
 
         return open_store(
@@ -336,7 +336,6 @@ class Prepared:
             remote=self.settings.get("remote"),
             dry=dry,
             storage_options=self.settings.get("storage_options"),
-            pull=pull,
         )
 
 
@@ -418,7 +417,7 @@ def plan_experiment(options: RunOptions) -> PlanResult:
     from curifactory_cli.engine.planner import Planner
 
     prepared = prepare(options)
-    store = prepared.open_store(dry=True, pull=False)
+    store = prepared.open_store(dry=True)
     planner = Planner(
         store=store,
         keys=KeyMaker(prepared.experiment, CodeFingerprinter(prepared.root)),

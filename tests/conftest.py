@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import textwrap
+import uuid
 from pathlib import Path
 
 import pytest
@@ -101,3 +102,32 @@ def job_runner(request, project) -> int:
     """Run the test twice: stages in this process, then in 2 worker processes."""
     project.workers = request.param
     return request.param
+
+
+# ------------------------------------------------------------------------------ S3 (moto)
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """A real S3 API on 127.0.0.1: moto's server, in a thread of the test process."""
+    pytest.importorskip("s3fs")
+    server_module = pytest.importorskip("moto.server")
+    server = server_module.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def bucket(s3_endpoint, monkeypatch) -> str:
+    """A fresh bucket; credentials and endpoint the standard way (AWS environment
+    variables), which subprocesses inherit too. Returns s3://<bucket>/team-cache."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
+    import s3fs
+
+    s3fs.S3FileSystem.clear_instance_cache()
+    name = f"curi-{uuid.uuid4().hex[:12]}"
+    s3fs.S3FileSystem().mkdir(name)
+    return f"s3://{name}/team-cache"

@@ -152,6 +152,7 @@ def test_a_bad_parameter_file_stops_the_cluster_started_early(project, cli):
     import psutil
 
     setup(project, "- name: a\n  n: [1\n")
+
     def workers() -> set[int]:
         # multiprocessing's resource tracker lives as long as this process: not a worker.
         return {
@@ -190,3 +191,24 @@ def test_local_cluster_runs_without_the_statistical_profiler(project, cli):
     result = project.run("prof", "params/p.yaml", executor="dask", workers=1)
     assert result.ok, result.error
     assert result.records[0].state["flag"] == {"profile": False}
+
+
+def test_dask_workers_upload_to_an_s3_cache(tmp_path, bucket):
+    """Each worker uploads what it computed; the driver only commits the metadata."""
+    from conftest import Project
+
+    project = Project(tmp_path / "clone")
+    setup(project)
+    result = project.run("work", "p", executor="dask", workers=2, cache_dir=bucket)
+    assert result.ok, result.error
+    import s3fs
+
+    fs = s3fs.S3FileSystem()
+    fs.invalidate_cache()
+    metas = [k for k in fs.find(bucket.removeprefix("s3://")) if k.endswith("meta.json")]
+    cached_stages = [n for n in result.graph.nodes if n.is_cached_stage]
+    assert len(metas) == len(cached_stages) > 0
+    again = Project(tmp_path / "other")
+    setup(again)
+    reused = again.run("work", "p", cache_dir=bucket)
+    assert reused.ok and reused.executed() == []

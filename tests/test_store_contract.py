@@ -30,32 +30,6 @@ OTHER = "b" * 64
 PARAMS = "c" * 64
 
 
-@pytest.fixture(scope="module")
-def s3_endpoint():
-    pytest.importorskip("s3fs")
-    server_module = pytest.importorskip("moto.server")
-    server = server_module.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
-@pytest.fixture
-def s3_env(s3_endpoint, monkeypatch):
-    """Credentials and endpoint the standard way: AWS environment variables."""
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
-    import s3fs
-
-    s3fs.S3FileSystem.clear_instance_cache()
-    bucket = f"curi-{uuid.uuid4().hex[:12]}"
-    s3fs.S3FileSystem().mkdir(bucket)
-    return f"s3://{bucket}/team-cache"
-
-
 @pytest.fixture(params=["local", "memory", "s3", "tiered"])
 def store(request, tmp_path):
     from curifactory_cli.store.remote import FsspecStore
@@ -67,10 +41,10 @@ def store(request, tmp_path):
     elif kind == "memory":
         made = FsspecStore(f"memory://curi-{uuid.uuid4().hex}")
     elif kind == "s3":
-        made = FsspecStore(request.getfixturevalue("s3_env"))
+        made = FsspecStore(request.getfixturevalue("bucket"))
     else:
         made = TieredStore(
-            LocalStore(tmp_path / "cache"), FsspecStore(request.getfixturevalue("s3_env"))
+            LocalStore(tmp_path / "cache"), FsspecStore(request.getfixturevalue("bucket"))
         )
     yield made
     made.close()
@@ -125,7 +99,7 @@ def read_back(store, entry) -> dict[str, bytes]:
 
 # ------------------------------------------------------------------------------ the suite
 def test_a_published_entry_is_found_by_key_with_its_files(store):
-    prefix, final, outputs = publish(store)
+    _prefix, final, outputs = publish(store)
     entry, problem = store.lookup(final, KEY, outputs)
     assert problem is None and entry is not None
     assert entry.key == KEY and entry.stage == "fit" and entry.params_name == "set1"
@@ -141,7 +115,7 @@ def test_nothing_there_is_a_plain_miss(store):
 
 
 def test_other_outputs_or_another_key_are_refused(store):
-    prefix, final, outputs = publish(store)
+    _prefix, final, outputs = publish(store)
     entry, problem = store.lookup(final, KEY, ["model"])
     assert entry is None and "other outputs" in problem
     entry, problem = store.lookup(final, OTHER, outputs)
@@ -149,7 +123,7 @@ def test_other_outputs_or_another_key_are_refused(store):
 
 
 def test_found_by_lineage_only_in_its_own_folder(store):
-    prefix, final, outputs = publish(store, lineage="L" * 64)
+    prefix, _final, outputs = publish(store, lineage="L" * 64)
     found = store.find_by_lineage(prefix, "L" * 64, outputs)
     assert found is not None and found.key == KEY
     assert store.find_by_lineage(prefix, "M" * 64, outputs) is None
@@ -170,7 +144,7 @@ def test_entries_lists_every_entry_once_with_its_metadata(store):
 
 
 def test_invalidated_entries_are_not_served_and_removed_ones_are_gone(store):
-    prefix, final, outputs = publish(store)
+    _prefix, final, outputs = publish(store)
     (entry,) = store.entries()
     assert store.mark_invalidated(entry) is True
     assert store.mark_invalidated(entry) is False
@@ -187,7 +161,7 @@ def test_invalidated_entries_are_not_served_and_removed_ones_are_gone(store):
 
 
 def test_publishing_the_same_key_again_leaves_one_whole_entry(store):
-    prefix, final, outputs = publish(store)
+    _prefix, final, outputs = publish(store)
     publish(store, files={"model.json": b'{"w": 2}', "table.csv": b"a,b\n3,4\n"})
     entry, problem = store.lookup(final, KEY, outputs)
     assert problem is None
@@ -201,7 +175,7 @@ def test_publishing_the_same_key_again_leaves_one_whole_entry(store):
 
 
 def test_an_exported_entry_is_a_local_entry(store, tmp_path):
-    prefix, final, outputs = publish(store)
+    _prefix, _final, outputs = publish(store)
     (entry,) = store.entries()
     target = tmp_path / "copy"
     store.export(entry, target)
@@ -212,7 +186,7 @@ def test_an_exported_entry_is_a_local_entry(store, tmp_path):
 
 def test_a_signed_cache_refuses_unsigned_metadata(store, monkeypatch):
     monkeypatch.setenv(SIGNING_ENV, "s3cret")
-    prefix, final, outputs = publish(store)
+    _prefix, final, outputs = publish(store)
     assert store.lookup(final, KEY, outputs)[0] is not None
     monkeypatch.setenv(SIGNING_ENV, "another key")
     entry, problem = store.lookup(final, KEY, outputs)
@@ -235,7 +209,7 @@ def _damage(store, final: str, rel: str, data: bytes) -> None:
 
 
 def test_a_truncated_file_makes_the_entry_unusable(store):
-    prefix, final, outputs = publish(store)
+    _prefix, final, outputs = publish(store)
     _damage(store, final, "model.json", b"{")
     entry, problem = store.lookup(final, KEY, outputs)
     if entry is not None:  # a tiered store may fetch the whole copy from its remote tier
@@ -245,7 +219,7 @@ def test_a_truncated_file_makes_the_entry_unusable(store):
 
 
 def test_same_size_corruption_is_caught_before_loading(store):
-    prefix, final, outputs = publish(store)
+    _prefix, final, outputs = publish(store)
     _damage(store, final, "model.json", b'{"w": 9}')
     entry, _ = store.lookup(final, KEY, outputs)
     assert entry is not None  # sizes match: only the checksum tells
@@ -254,7 +228,7 @@ def test_same_size_corruption_is_caught_before_loading(store):
 
 
 def test_metadata_naming_files_outside_the_entry_is_refused(store):
-    prefix, final, outputs = publish(store)
+    _prefix, final, outputs = publish(store)
     entry, _ = store.lookup(final, KEY, outputs)
     meta = dict(entry.meta)
     meta["outputs"] = json.loads(json.dumps(meta["outputs"]))
@@ -270,7 +244,8 @@ def _write_meta(store, final: str, meta: dict) -> None:
 
     if isinstance(store, TieredStore):
         Path(final, META_NAME).write_text(dump_meta(meta))
-        store.remote.fs.pipe_file(f"{store._remote_path(final)}/{META_NAME}", dump_meta(meta).encode())
+        remote = f"{store._remote_path(final)}/{META_NAME}"
+        store.remote.fs.pipe_file(remote, dump_meta(meta).encode())
     elif isinstance(store, FsspecStore):
         store.fs.pipe_file(f"{final}/{META_NAME}", dump_meta(meta).encode())
     else:

@@ -128,6 +128,8 @@ class DaskRunner:
         self._cluster = cluster
         self._client = cluster.client
         self.capacity = cluster.workers
+        # A cluster curi started runs here; workers of another one may be on other machines.
+        self.shares_files = cluster.local is not None
         self._futures: dict[Any, Job] = {}
 
     def submit(self, job: Job, record: Any) -> None:

@@ -16,8 +16,10 @@ import importlib.util
 import os
 import pickle
 import sys
+import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +34,7 @@ from curifactory_cli.store import (
     make_staging,
     verify_files,
 )
+from curifactory_cli.store.entry import RemoteRef
 
 # ---------------------------------------------------------------------------------- the job
 
@@ -57,6 +60,9 @@ class InputEntry:
     info: dict[str, Any]  # the output's metadata: version, files with checksums, extra
     lazy: Lazy | None  # the output's Lazy declaration, if it is lazy
     verified: bool  # published by this run: its checksums were computed a moment ago
+    # The same entry in a remote store: a worker that does not see `directory` (another
+    # machine) downloads the output's files from there, verified, for this job only.
+    remote: RemoteRef | None = None
 
 
 @dataclass(frozen=True)
@@ -89,6 +95,9 @@ class Job:
     aggregate_inputs: tuple[tuple[str, tuple[tuple[int, Source], ...]], ...] = ()
     input_records: tuple[RecordInfo, ...] = ()
     ship_values: bool = True  # return the values of cached outputs (False in other processes)
+    # A remote store to upload the outputs to, from wherever the job runs (the driver then
+    # only commits the entry's metadata).
+    upload: RemoteRef | None = None
 
     @property
     def label(self) -> str:
@@ -123,6 +132,8 @@ class JobResult:
     failure: Failure | None = None
     corrupt: tuple[str, int, str, str | None] | None = None  # input, producer, message, hint
     worker: str = ""
+    attempt: str | None = None  # the uploaded attempt folder, with `job.upload`
+    upload_error: str | None = None  # why the upload failed (the stage itself succeeded)
 
 
 # ---------------------------------------------------------------------------------- running
@@ -137,6 +148,14 @@ def run_job(job: Job, record: Any = None) -> JobResult:
     result = JobResult(job.index, worker=_worker_name())
     started = time.perf_counter()
     staging = job.staging
+    if (
+        staging is not None
+        and job.upload is not None
+        and not os.path.isdir(os.path.dirname(staging))
+    ):
+        # Another machine: stage in a local temporary folder; the upload is what counts.
+        staging = os.path.join(tempfile.mkdtemp(prefix="curi-job-"), "staging")
+    scratch: list[str] = []  # folders of inputs downloaded for this job only
     try:
         fn = resolve_stage(job.stage_ref).fn
         rebuilt = record is None
@@ -145,7 +164,7 @@ def run_job(job: Job, record: Any = None) -> JobResult:
         else:
             input_records = list(record.input_records)
         try:
-            inputs = _load_inputs(job, input_records)
+            inputs = _load_inputs(job, input_records, scratch)
         except _Corrupt as damaged:
             result.corrupt = damaged.args
             return result
@@ -167,6 +186,8 @@ def run_job(job: Job, record: Any = None) -> JobResult:
         if staging is not None:
             result.staging = staging
             _save_outputs(job, cachers, result)
+            if job.upload is not None:
+                _upload(job.upload, result)
         if not job.ship_values and staging is not None:
             result.values = [None] * len(values)  # the driver reads them from the entry
         if rebuilt:  # reportables travel back to the driver's record
@@ -180,6 +201,21 @@ def run_job(job: Job, record: Any = None) -> JobResult:
     except BaseException:
         discard_staging(staging)
         raise
+    finally:
+        for folder in scratch:
+            discard_staging(folder)
+
+
+def _upload(target: RemoteRef, result: JobResult) -> None:
+    """Upload the staged outputs (not yet visible to anyone: the driver commits them)."""
+    assert result.staging is not None
+    files = [f for info in result.outputs_meta.values() for f in info["files"]]
+    try:
+        result.attempt = target.open().put_files(
+            result.staging, target.path, files + result.extra_files
+        )
+    except CacheError as exc:
+        result.upload_error = exc.message
 
 
 def error_failure(exc: CurifactoryError) -> Failure:
@@ -207,30 +243,50 @@ class _Corrupt(Exception):
     pass
 
 
-def _load_inputs(job: Job, input_records: list[Any]) -> dict[str, Any]:
+def _load_inputs(job: Job, input_records: list[Any], scratch: list[str]) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for name, source in job.inputs:
-        values[name] = _load(name, source)
+        values[name] = _load(name, source, scratch)
     for name, pairs in job.aggregate_inputs:
-        values[name] = {input_records[pos]: _load(name, source) for pos, source in pairs}
+        values[name] = {input_records[pos]: _load(name, source, scratch) for pos, source in pairs}
     return values
 
 
-def _load(name: str, source: Source) -> Any:
+def _load(name: str, source: Source, scratch: list[str]) -> Any:
     if isinstance(source, InputValue):
         return source.value
+    directory = source.directory
+    if source.remote is not None and not os.path.isdir(directory):
+        directory = _download(name, source, source.remote, scratch)
     cacher = bound_cacher(
-        source.cacher, source.directory, source.output, source.stage, source.info, source.verified
+        source.cacher, directory, source.output, source.stage, source.info, source.verified
     )
     if source.lazy is not None and not source.lazy.resolve:
         # The stage gets the handle and loads it (or passes its path on) itself.
         return source.lazy._copy_for(cacher)
     try:
         if not source.verified:
-            verify_files(source.directory, source.info["files"])
+            verify_files(directory, source.info["files"])
         return cacher.load()
     except CorruptEntryError as exc:
         raise _Corrupt(name, source.producer, exc.message, exc.hint) from None
+
+
+def _download(name: str, source: InputEntry, remote: RemoteRef, scratch: list[str]) -> str:
+    """One input's files from the remote store into a folder of this job (verified)."""
+    folder = tempfile.mkdtemp(prefix="curi-input-")
+    scratch.append(folder)
+    store = remote.open()
+    meta = store.read_meta(remote.path)
+    if meta is None:
+        raise _Corrupt(name, source.producer, f"{store.display(remote.path)} is gone", None)
+    try:
+        store.fetch(
+            store.entry_from(remote.path, meta, str(meta.get("objects"))), folder, [source.output]
+        )
+    except CorruptEntryError as exc:
+        raise _Corrupt(name, source.producer, exc.message, exc.hint) from None
+    return folder
 
 
 def bound_cacher(
@@ -240,8 +296,10 @@ def bound_cacher(
     stage: str,
     info: dict[str, Any],
     verified: bool = False,
+    fetch: Callable[[], None] | None = None,
 ) -> Cacheable:
-    """A fresh cacher pointed at one output of an entry, that verifies before it first loads."""
+    """A fresh cacher pointed at one output of an entry, that verifies before it first loads
+    (after `fetch` brings the entry's files here, for an entry of a remote store)."""
     cacher = new_cacher(template)
     cacher._bind(str(directory), output)
     cacher.stage = stage
@@ -250,6 +308,8 @@ def bound_cacher(
     state = {"verified": verified}
 
     def load() -> Any:
+        if fetch is not None:
+            fetch()
         if not state["verified"]:
             verify_files(directory, info["files"])
             state["verified"] = True

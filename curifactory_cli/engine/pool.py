@@ -24,7 +24,11 @@ from curifactory_cli.engine.runners import (
 from curifactory_cli.store import discard_staging
 
 
-def _init_worker(driver: int) -> None:
+def _init_worker(driver: int, environ: dict[str, str]) -> None:
+    # Workers fork from a server started by the first run of this process: give them the
+    # driver's environment as it is now (credentials of a remote cache, CURI_* settings).
+    os.environ.clear()
+    os.environ.update(environ)
     # Ctrl-C reaches the whole process group: the driver decides, and stops the workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # A driver killed outright (SIGKILL, out of memory) cannot stop its workers: they notice
@@ -74,6 +78,7 @@ class PoolRunner:
     """Local worker processes (`--workers N`): a `concurrent.futures` process pool."""
 
     inline = False
+    shares_files = True
 
     def __init__(self, workers: int, context: Context) -> None:
         self.capacity = workers
@@ -98,7 +103,7 @@ class PoolRunner:
                 self.capacity,
                 mp_context=self._mp,
                 initializer=_init_worker,
-                initargs=(os.getpid(),),
+                initargs=(os.getpid(), dict(os.environ)),
             )
         return self._pool
 

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 class JobRunner(Protocol):
     capacity: int  # how many jobs may be in flight at once
     inline: bool  # runs in this process: live records and in-memory values are passed as is
+    shares_files: bool  # its workers see this machine's files (the local cache tier)
 
     def submit(self, job: Job, record: Any) -> None: ...
     def wait(self, timeout: float | None) -> list[JobResult]: ...
@@ -69,6 +70,7 @@ class InlineRunner:
 
     capacity = 1
     inline = True
+    shares_files = True
 
     def __init__(self) -> None:
         self._done: list[JobResult] = []

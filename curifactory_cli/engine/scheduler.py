@@ -19,6 +19,7 @@ import gc
 import heapq
 import os
 import time
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from curifactory_cli.caching import Lazy
@@ -270,7 +271,12 @@ class Scheduler:
             info = outputs[ref.name]
             ref.version = info["version"]
             cacher = bound_cacher(
-                node.cacher_templates[i], node.entry_dir, ref.name, node.stage.name, info
+                node.cacher_templates[i],
+                node.entry_dir,
+                ref.name,
+                node.stage.name,
+                info,
+                fetch=partial(self.store.materialize, node.entry_dir),
             )
             ref.value = ref.lazy._copy_for(cacher) if ref.lazy else _CachedOutput(cacher, keep=True)
         self._state.pop(node.index, None)
@@ -357,6 +363,9 @@ class Scheduler:
         here = self._placed[node.index] = self._here(node)
         try:
             job = self.job(node, here)
+        except _InputDamaged as damaged:
+            self._repair(node, damaged.args)
+            return
         except CurifactoryError as exc:
             self._fail(node, exc, time.perf_counter())
             return
@@ -447,7 +456,7 @@ class Scheduler:
             del seen[:-15]  # the recent calls tell
         try:
             if result.corrupt is not None:
-                self._repair(node, result)
+                self._repair(node, result.corrupt)
             elif result.failure is not None:
                 failure = result.failure
                 if failure.kind == "stage":
@@ -497,10 +506,9 @@ class Scheduler:
         if self._stop is None:
             self._stop = error
 
-    def _repair(self, node: Node, result: JobResult) -> None:
+    def _repair(self, node: Node, corrupt: tuple[str, int, str, str | None]) -> None:
         """An input's cached files were damaged: recompute its stage once, then run again."""
-        assert result.corrupt is not None
-        _name, index, message, hint = result.corrupt
+        _name, index, message, hint = corrupt
         producer = self.nodes[index]
         if index in self._repaired:
             self._fail(node, CorruptEntryError(message, hint), time.perf_counter())
@@ -533,15 +541,22 @@ class Scheduler:
         if isinstance(value, (_CachedOutput, Lazy)):
             producer = ref.node
             i = producer.outputs.index(ref)
+            directory = str(producer.entry_dir)
+            if here or self.runner.shares_files:
+                try:
+                    self.store.materialize(directory)
+                except CorruptEntryError as exc:
+                    raise _InputDamaged(ref.name, producer.index, exc.message, exc.hint) from None
             return InputEntry(
                 producer=producer.index,
                 stage=producer.stage.name,
-                directory=str(producer.entry_dir),
+                directory=directory,
                 output=ref.name,
                 cacher=producer.cacher_templates[i],
                 info=self._info[producer.index][ref.name],
                 lazy=ref.lazy,
                 verified=producer.index in self._fresh,
+                remote=self.store.remote_ref(directory),
             )
         return InputValue(value)
 
@@ -586,6 +601,11 @@ class Scheduler:
             input_records=tuple(_record_info(r) for r in record.input_records),
             # With --dry the entry is gone after the run: values come back to the record.
             ship_values=here or self.store.dry,
+            upload=(
+                self.store.remote_ref(str(node.entry_dir))
+                if node.is_cached_stage and not self.store.dry
+                else None
+            ),
         )
 
     # ------------------------------------------------------------------ committing
@@ -603,14 +623,27 @@ class Scheduler:
             location = result.staging
         else:
             replace = node.index in self._replace
-            self.store.publish(result.staging, str(node.entry_dir), meta, replace)
+            self.store.publish(
+                result.staging,
+                str(node.entry_dir),
+                meta,
+                replace,
+                attempt=result.attempt,
+                upload_error=result.upload_error,
+            )
             location = str(node.entry_dir)
         node.entry_dir = location
         self._info[node.index] = result.outputs_meta
         for i, ref in enumerate(node.outputs):
             info = result.outputs_meta[ref.name]
             cacher = bound_cacher(
-                node.cacher_templates[i], location, ref.name, node.stage.name, info, True
+                node.cacher_templates[i],
+                location,
+                ref.name,
+                node.stage.name,
+                info,
+                True,
+                fetch=partial(self.store.materialize, location),
             )
             if ref.lazy:
                 ref.value = ref.lazy._copy_for(cacher)
@@ -673,6 +706,10 @@ class Scheduler:
             "version": src.version,
             "entry": entry,
         }
+
+
+class _InputDamaged(Exception):
+    """An input's entry could not be fetched intact: (input, producer, message, hint)."""
 
 
 class RemoteError(Exception):

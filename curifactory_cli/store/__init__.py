@@ -50,19 +50,17 @@ def open_store(
     remote: str | None = None,
     dry: bool = False,
     storage_options: dict[str, Any] | None = None,
-    pull: bool = True,
 ) -> Store:
     """The store a run uses: a local folder; a local folder in front of `remote`; or, when
     `cache` is a URL, that store behind a temporary local tier (removed when the store is
-    garbage collected, so outputs of a finished run can still be read). `pull=False` looks
-    remote entries up without downloading them (for `curi plan`)."""
+    garbage collected, so outputs of a finished run can still be read)."""
     if is_url(cache):
         from curifactory_cli.store.remote import FsspecStore
         from curifactory_cli.store.tiered import TieredStore
 
         shared = FsspecStore(str(cache), dry, storage_options)
         scratch = tempfile.TemporaryDirectory(prefix="curi-tier-")
-        tier = TieredStore(LocalStore(scratch.name, dry=dry), shared, pull=pull)
+        tier = TieredStore(LocalStore(scratch.name, dry=dry), shared, storage_options)
         tier.scratch = scratch
         return tier
     local = LocalStore(local_path(cache), dry=dry)
@@ -70,7 +68,7 @@ def open_store(
         from curifactory_cli.store.remote import FsspecStore
         from curifactory_cli.store.tiered import TieredStore
 
-        return TieredStore(local, FsspecStore(remote, dry, storage_options), pull=pull)
+        return TieredStore(local, FsspecStore(remote, dry, storage_options), storage_options)
     return local
 
 

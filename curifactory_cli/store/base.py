@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
-from curifactory_cli.store.entry import Entry
+from curifactory_cli.store.entry import Entry, RemoteRef
 
 
 class Lock(Protocol):
@@ -35,13 +35,25 @@ class Store(Protocol):
     def stage_entries(self, stage_prefix: str) -> list[Entry]: ...
     def entries(self, experiment: str | None = None) -> Iterator[Entry]: ...
     def local_dir(self, entry: Entry) -> str: ...
+    # A remote tier: download an entry served from there before anything loads it here; and
+    # where an entry lives remotely, for workers that do not see the local tier.
+    def materialize(self, directory: str) -> None: ...
+    def remote_ref(self, directory: str) -> RemoteRef | None: ...
 
     # Writing: stages write into a local staging folder; publishing commits it whole.
     def prepare(self) -> None: ...
     def entry_lock(self, key: str) -> Lock: ...
     def staging_path(self) -> str: ...
+    # `replace`: recomputed on purpose, a shared store must take it; `attempt`: the job
+    # uploaded the files already (or `upload_error` says why it could not).
     def publish(
-        self, staging: str, final: str, meta: dict[str, Any], replace: bool = False
+        self,
+        staging: str,
+        final: str,
+        meta: dict[str, Any],
+        replace: bool = False,
+        attempt: str | None = None,
+        upload_error: str | None = None,
     ) -> None: ...
     def close(self) -> None: ...
 

@@ -272,8 +272,20 @@ class LocalStore:
         """
         return os.path.join(self.staging_base(), f"{os.getpid()}-{uuid.uuid4().hex}")
 
+    def materialize(self, directory: str) -> None:
+        """Entries here are always local (see `TieredStore.materialize`)."""
+
+    def remote_ref(self, directory: str) -> None:
+        """No remote store behind this one (see `TieredStore.remote_ref`)."""
+
     def publish(
-        self, staging: str, final: str, meta: dict[str, Any], replace: bool = False
+        self,
+        staging: str,
+        final: str,
+        meta: dict[str, Any],
+        replace: bool = False,
+        attempt: str | None = None,
+        upload_error: str | None = None,
     ) -> None:
         """Make a staged entry visible in one atomic rename (an entry already there for the
         same key is always replaced: this process holds the entry's lock).

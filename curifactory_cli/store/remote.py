@@ -44,9 +44,11 @@ from curifactory_cli.store.entry import (
     sign,
     verify_files,
 )
-from curifactory_cli.store.local import GRACE_S, discard_staging, human_duration
+from curifactory_cli.store.local import GRACE_S, discard_staging, fault_point, human_duration
 
 ATTEMPT = re.compile(r"^[0-9a-f]{32}$")
+# Remote calls raise the storage library's own errors (botocore's, aiohttp's), not only
+# OSError: every `except Exception` below turns them into one CacheError that names the store.
 EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs", "az": "azure", "abfs": "azure"}
 
 
@@ -127,9 +129,12 @@ class FsspecStore:
             data = self.fs.cat_file(f"{directory}/{META_NAME}")
         except FileNotFoundError:
             return None
-        except OSError as exc:
+        except Exception as exc:
             raise self._error(f"cannot read {self.display(directory)}/{META_NAME}", exc) from None
         return parse_meta(data)
+
+    def read_meta(self, directory: str) -> dict[str, Any] | None:
+        return self._read_meta(directory)
 
     def _error(self, what: str, exc: BaseException) -> CacheError:
         return CacheError(
@@ -152,7 +157,7 @@ class FsspecStore:
             found = self.fs.find(folder, detail=True)
         except FileNotFoundError:
             return {}
-        except OSError as exc:
+        except Exception as exc:
             raise self._error(f"cannot list {self.display(folder)}", exc) from None
         prefix = len(folder) + 1
         return {
@@ -191,7 +196,7 @@ class FsspecStore:
             names = self.fs.ls(directory, detail=False)
         except FileNotFoundError:
             return []
-        except OSError as exc:
+        except Exception as exc:
             raise self._error(f"cannot list {self.display(directory)}", exc) from None
         return [
             n.rstrip("/") for n in names if is_entry_of(n.rstrip("/").rpartition("/")[2], stage)
@@ -224,7 +229,7 @@ class FsspecStore:
             return self.fs.find(top, detail=True)
         except FileNotFoundError:
             return {}
-        except OSError as exc:
+        except Exception as exc:
             raise self._error(f"cannot list {self.display(top)}", exc) from None
 
     def entries(self, experiment: str | None = None) -> Iterator[Entry]:
@@ -240,7 +245,7 @@ class FsspecStore:
         self.calls += 1
         try:
             data = self.fs.cat(sorted(metas), on_error="return")
-        except OSError as exc:
+        except Exception as exc:
             raise self._error(f"cannot read the entries of {self.url}", exc) from None
         for name in sorted(data):
             raw = data[name]
@@ -275,7 +280,7 @@ class FsspecStore:
             self.calls += 1
             try:
                 self.fs.get(remote, local)
-            except (OSError, ValueError) as exc:
+            except Exception as exc:
                 raise self._error(f"cannot download {self.display(directory)}", exc) from None
         verify_files(destination, files)
 
@@ -314,23 +319,38 @@ class FsspecStore:
             discard_staging(staging)
 
     def upload(self, folder: str, final: str, meta: dict[str, Any], replace: bool = False) -> bool:
-        """Upload the files `meta` lists from a local folder, then write `meta.json` last.
-        False when another writer committed a valid entry for the same key first: theirs is
-        kept and ours removed, unless `replace` (the run recomputed it on purpose:
-        `--overwrite`, an invalidated or a damaged entry)."""
+        """Upload the files `meta` lists from a local folder, then commit them (`commit`)."""
+        attempt = self.put_files(folder, final, [info for _, info in listed_files(meta)])
+        return self.commit(final, meta, attempt, replace)
+
+    def put_files(self, folder: str, final: str, files: list[dict[str, Any]]) -> str:
+        """Upload files from a local folder into a fresh attempt folder of the entry at
+        `final`, all in one batch; returns the attempt's name, for `commit`. Nothing is
+        visible to readers until then. Workers call this for the stages they ran."""
         attempt = uuid.uuid4().hex
         objects = f"{final}/{attempt}"
-        files = [info for _, info in listed_files(meta)]
         local = [os.path.join(folder, *str(info["path"]).split("/")) for info in files]
         remote = [f"{objects}/{info['path']}" for info in files]
-        committed = {k: v for k, v in sign(meta).items() if k != "objects"}
-        committed["objects"] = attempt
-        data = dump_meta(committed).encode()
-        where = f"{self.display(final)}/{META_NAME}"
         try:
             if remote:
                 self.calls += 1
                 self.fs.put(local, remote)
+        except Exception as exc:
+            self._remove_quietly(objects)
+            raise self._error(f"cannot upload to {self.display(final)}", exc) from None
+        fault_point("remote-before-meta")
+        return attempt
+
+    def commit(self, final: str, meta: dict[str, Any], attempt: str, replace: bool = False) -> bool:
+        """Make an uploaded attempt the entry: write `meta.json` naming it. False when another
+        writer committed a valid entry for the same key first: theirs is kept and ours
+        removed, unless `replace` (the run recomputed it on purpose: `--overwrite`, an
+        invalidated or a damaged entry)."""
+        objects = f"{final}/{attempt}"
+        committed = {k: v for k, v in sign(meta).items() if k != "objects"}
+        committed["objects"] = attempt
+        data = dump_meta(committed).encode()
+        try:
             self.calls += 1
             if not replace:
                 try:
@@ -351,16 +371,18 @@ class FsspecStore:
             if old_objects and old_objects != objects:
                 self._remove_quietly(old_objects)
             return True
-        except OSError as exc:
+        except Exception as exc:
             self._remove_quietly(objects)
-            raise CacheError(
-                f"cannot publish cache entry {where}: {type(exc).__name__}: {exc}",
-                hint="check the store URL, your credentials and the network.",
-            ) from None
+            where = f"{self.display(final)}/{META_NAME}"
+            raise self._error(f"cannot publish cache entry {where}", exc) from None
+
+    def entry_from(self, final: str, meta: dict[str, Any], attempt: str) -> Entry:
+        """The entry `commit` made, without reading it back."""
+        return Entry(PurePosixPath(final), {**meta, "objects": attempt}, mtime=0.0)
 
     def _remove_quietly(self, path: str) -> None:
         self.calls += 1
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(Exception):
             self.fs.rm(path, recursive=True)
 
     def close(self) -> None:
@@ -435,7 +457,7 @@ class FsspecStore:
         self.calls += 1
         try:
             self.fs.pipe_file(f"{directory}/{META_NAME}", dump_meta(meta).encode())
-        except OSError as exc:
+        except Exception as exc:
             raise self._error(
                 f"cannot rewrite {self.display(directory)}/{META_NAME}", exc
             ) from None
@@ -461,7 +483,7 @@ class FsspecStore:
                     self.fs.rm_file(f"{directory}/{META_NAME}")
                 with contextlib.suppress(FileNotFoundError):
                     self.fs.rm(directory, recursive=True)
-            except OSError as exc:
+            except Exception as exc:
                 raise self._error(f"cannot delete {self.display(directory)}", exc) from None
         return freed
 

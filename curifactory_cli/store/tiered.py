@@ -1,10 +1,13 @@
 """Two tiers: a local cache in front of a shared one (`--remote URL`, or `--cache URL` with a
-local tier that lasts one run).
+local tier that lasts as long as the run's result).
 
-The engine only ever sees local entries. A lookup that misses locally asks the remote; an
-entry found there is downloaded, verified against its checksums (and signature), and published
-locally, then served like any local entry. A local publish is uploaded. When the local tier
-has an entry, no remote call is made for it.
+The engine addresses entries by their local folder. A lookup that misses locally asks the
+remote. An entry found there is downloaded, verified against its checksums (and signature)
+and published locally, then read like any local entry: at once with a lasting local tier
+(`--remote`: the next run needs no remote call for it), or only when something loads it
+(`materialize`) with a temporary one (`--cache URL`: a fully cached run downloads nothing).
+Outputs of stages that ran are uploaded by whoever ran them (`Job.upload`); the driver
+commits them. When the local tier has an entry, no remote call is made for it.
 """
 
 from __future__ import annotations
@@ -16,27 +19,37 @@ from pathlib import Path
 from typing import Any
 
 from curifactory_cli.errors import CacheError
-from curifactory_cli.store.entry import INVALIDATED, Entry
+from curifactory_cli.store.entry import INVALIDATED, Entry, RemoteRef
 from curifactory_cli.store.local import EntryLock, LocalStore, discard_staging, make_staging
 from curifactory_cli.store.remote import FsspecStore
 
 
+def _local_meta(meta: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in meta.items() if k != "objects"}
+
+
 class TieredStore:
-    def __init__(self, local: LocalStore, remote: FsspecStore, pull: bool = True) -> None:
+    def __init__(
+        self,
+        local: LocalStore,
+        remote: FsspecStore,
+        storage_options: dict[str, Any] | None = None,
+    ) -> None:
         self.local = local
         self.remote = remote
         self.root = local.root
         self.location = f"{local.location} (remote {remote.url})"
         self.dry = local.dry
-        self.pull = pull  # False: serve remote entries where they are (planning only)
         # With `--cache URL` the local tier is temporary, and the remote is the cache.
         self.scratch: tempfile.TemporaryDirectory[str] | None = None
         self.warnings: list[str] = []  # uploads that failed: the run goes on, `push` retries
+        self._options = tuple(sorted((storage_options or {}).items()))
+        self._remote_only: dict[str, Entry] = {}  # local folder -> remote entry not fetched
         self.pulled = 0
-        self.pushed = 0
 
-    def display(self, path: str) -> str:
-        return path
+    @staticmethod
+    def display(path: str | os.PathLike[str]) -> str:
+        return str(path)
 
     # ---------------------------------------------------------------- layout
     def stage_prefix(self, experiment: str, params_hash: str, stage: str) -> str:
@@ -50,6 +63,10 @@ class TieredStore:
         rel = os.path.relpath(local_path, self.local.root).replace(os.sep, "/")
         return self.remote.path_of(rel)
 
+    def remote_ref(self, directory: str) -> RemoteRef | None:
+        """Where the entry at local `directory` lives (or will live) in the remote store."""
+        return RemoteRef(self.remote.url, self._remote_path(directory), self._options)
+
     # ---------------------------------------------------------------- reading
     def lookup(
         self, directory: str, key: str, outputs: list[str]
@@ -60,25 +77,34 @@ class TieredStore:
         found, remote_problem = self.remote.lookup(self._remote_path(directory), key, outputs)
         if found is None:
             return None, problem or remote_problem
-        return self._pull(found, directory, key, outputs)
+        return self._served(found, directory)
 
-    def _pull(
-        self, found: Entry, directory: str, key: str, outputs: list[str]
-    ) -> tuple[Entry | None, str | None]:
-        """Download a remote entry into the local tier; then it is a local entry."""
-        if not self.pull:
-            return found, None
+    def _served(self, found: Entry, directory: str) -> tuple[Entry | None, str | None]:
+        self._remote_only[directory] = found
+        if self.scratch is None and not self.dry:
+            try:
+                self.materialize(directory)  # a lasting local tier keeps what the run used
+            except CacheError as exc:
+                del self._remote_only[directory]
+                return None, f"remote entry unusable: {exc.message}"
+        return Entry(Path(directory), _local_meta(found.meta)), None
+
+    def materialize(self, directory: str) -> None:
+        """Make sure the entry's files are in the local tier (download and verify them if it
+        was found only remotely). Raises CorruptEntryError when the download is damaged."""
+        found = self._remote_only.get(directory)
+        if found is None:
+            return
         staging = self.local.staging_path()
         make_staging(staging)
         try:
             self.remote.fetch(found, staging)
-        except CacheError as exc:
+            self.local.publish(staging, directory, _local_meta(found.meta))
+        except BaseException:
             discard_staging(staging)
-            return None, f"remote entry unusable: {exc.message}"
-        meta = {k: v for k, v in found.meta.items() if k != "objects"}
-        self.local.publish(staging, directory, meta)
+            raise
+        del self._remote_only[directory]
         self.pulled += 1
-        return self.local.lookup(directory, key, outputs)
 
     def find_by_lineage(
         self, stage_prefix: str, lineage_key: str, outputs: list[str]
@@ -89,9 +115,7 @@ class TieredStore:
         found = self.remote.find_by_lineage(self._remote_path(stage_prefix), lineage_key, outputs)
         if found is None:
             return None
-        rel = found.rel(self.remote.root)
-        local, _ = self._pull(found, str(self.local.root / rel), found.key, outputs)
-        return local
+        return self._served(found, str(self.local.root / found.rel(self.remote.root)))[0]
 
     def stage_entries(self, stage_prefix: str) -> list[Entry]:
         return self.local.stage_entries(stage_prefix)
@@ -100,9 +124,11 @@ class TieredStore:
         return self.local.entries(experiment)
 
     def entry_at(self, directory: str) -> Entry | None:
+        self.materialize(directory)
         return self.local.entry_at(directory)
 
     def local_dir(self, entry: Entry) -> str:
+        self.materialize(str(entry.directory))
         return self.local.local_dir(entry)
 
     # ---------------------------------------------------------------- writing
@@ -116,20 +142,38 @@ class TieredStore:
         return self.local.staging_path()
 
     def publish(
-        self, staging: str, final: str, meta: dict[str, Any], replace: bool = False
+        self,
+        staging: str,
+        final: str,
+        meta: dict[str, Any],
+        replace: bool = False,
+        attempt: str | None = None,
+        upload_error: str | None = None,
     ) -> None:
-        self.local.publish(staging, final, meta)
+        """Commit a stage's outputs: locally when its staging folder is here (else it stays
+        remote until loaded), and remotely (uploaded by the job, or now)."""
+        here = os.path.isdir(staging)
+        if here:
+            self.local.publish(staging, final, meta)
         if self.dry:
             return
-        entry = self.local.entry_at(final)
-        if entry is None:
-            return
+        target = self._remote_path(final)
         try:
-            self.remote.upload(final, self._remote_path(final), entry.meta, replace)
-            self.pushed += 1
+            if upload_error is not None:
+                raise CacheError(f"cannot upload to {self.remote.display(target)}: {upload_error}")
+            if attempt is None:
+                self.remote.upload(final, target, self.local.entry_at(final).meta, replace)  # type: ignore[union-attr]
+                return
+            if not self.remote.commit(target, meta, attempt, replace):
+                found, _ = self.remote.lookup(target, str(meta.get("key")), list(meta["outputs"]))
+                if found is not None and not here:
+                    self._remote_only[final] = found  # theirs won: load theirs
+                return
+            if not here:
+                self._remote_only[final] = self.remote.entry_from(target, meta, attempt)
         except CacheError as exc:
-            if self.scratch is not None:
-                raise  # the remote is the cache: an entry it lacks is lost after the run
+            if self.scratch is not None or not here:
+                raise  # the remote is the cache, or the only copy: the entry would be lost
             self.warnings.append(
                 f"{exc.message}; it is cached locally, `curi cache push` uploads it later"
             )
@@ -146,21 +190,21 @@ class TieredStore:
         return self.local.remove(entries)
 
     def export(self, entry: Entry, destination: Path) -> None:
+        self.materialize(str(entry.directory))
         self.local.export(entry, destination)
 
 
 def pull_entry(local: LocalStore, remote: FsspecStore, entry: Entry) -> None:
-    """Copy one remote entry into the local store (`curi cache pull`)."""
+    """Copy one remote entry into the local store (`curi cache pull`), verified."""
     rel = entry.rel(remote.root)
     staging = local.staging_path()
     make_staging(staging)
     try:
         remote.fetch(entry, staging)
+        local.publish(staging, str(local.root / rel), _local_meta(entry.meta))
     except BaseException:
         discard_staging(staging)
         raise
-    meta = {k: v for k, v in entry.meta.items() if k != "objects"}
-    local.publish(staging, str(local.root / rel), meta)
 
 
 def push_entry(local: LocalStore, remote: FsspecStore, entry: Entry) -> bool:
