@@ -25,7 +25,7 @@ from curifactory_cli.store.entry import (
     check_file,
     listed_files,
 )
-from curifactory_cli.store.local import GRACE_S, age_of, human_duration, path_size
+from curifactory_cli.store.local import GRACE_S, human_duration
 
 if TYPE_CHECKING:
     from curifactory_cli.store.local import LocalStore
@@ -272,7 +272,7 @@ class Garbage:
 def leftovers(store: LocalStore, now: float, grace: float = GRACE_S) -> list[Garbage]:
     """Staging and trash folders of interrupted runs, and lock files nobody uses."""
     return [
-        Garbage(path, "leftover", path_size(path), reason)
+        Garbage(path, "leftover", store.path_size(path), reason)
         for path, reason in store.leftovers(now, grace)
     ]
 
@@ -280,9 +280,9 @@ def leftovers(store: LocalStore, now: float, grace: float = GRACE_S) -> list[Gar
 def orphans(store: LocalStore, now: float, grace: float = GRACE_S) -> list[Garbage]:
     """Entry-like folders without metadata, once older than the grace period."""
     return [
-        Garbage(path, "orphan", path_size(path), "no readable meta.json")
+        Garbage(path, "orphan", store.path_size(path), "no readable meta.json")
         for path in store.orphan_dirs()
-        if age_of(path, now) >= grace
+        if store.age_of(path, now) >= grace
     ]
 
 

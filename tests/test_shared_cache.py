@@ -331,5 +331,37 @@ def test_an_unreachable_store_is_a_clear_error(project, cli, monkeypatch, s3_end
     project.write("experiments/team.py", EXPERIMENT)
     project.write("params/p.yaml", PARAMS)
     result = cli("cache", "ls", "--cache", "s3://nowhere/cache")
-    assert result.exit_code != 0
+    assert result.exit_code == 1
     assert "cannot list" in result.output and "Traceback" not in result.output
+
+
+def test_gc_on_the_bucket_removes_abandoned_uploads(tmp_path, bucket, monkeypatch):
+    import time as clock
+
+    from typer.testing import CliRunner
+
+    from curifactory_cli.cli import app
+
+    project = clone(tmp_path, "alice")
+    assert project.run("team", "p", cache_dir=bucket).ok
+    (meta,) = [k for k in _bucket_files(bucket) if "/table-" in k and k.endswith("meta.json")]
+    _overwrite(bucket, meta, b"{not json")  # one entry's commit record is damaged
+    import s3fs
+
+    fs = s3fs.S3FileSystem()
+    name = sorted(k for k in _bucket_files(bucket) if "/make-" in k and k.endswith("data.json"))[0]
+    stray = name.rsplit("/", 2)[0] + "/" + "0" * 32 + "/data.json"
+    fs.pipe_file(stray, b"[1]")  # an upload whose writer died before committing
+    monkeypatch.chdir(project.root)
+    real = clock.time
+    monkeypatch.setattr(clock, "time", lambda: real() + 7200)  # both are two hours old
+    runner = CliRunner()
+    planned = runner.invoke(app, ["cache", "gc", "--cache", bucket, "--json"])
+    assert planned.exit_code == 0, planned.output
+    kinds = sorted(item["kind"] for item in json.loads(planned.stdout)["items"])
+    assert kinds == ["leftover", "orphan"]
+    done = runner.invoke(app, ["cache", "gc", "--cache", bucket, "--yes"])
+    assert done.exit_code == 0, done.output
+    files = _bucket_files(bucket)
+    assert stray not in files
+    assert len([k for k in files if k.endswith("meta.json")]) == 6

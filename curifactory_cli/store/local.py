@@ -399,6 +399,14 @@ class LocalStore:
                 out.append((path, f"lock unused for {human_duration(grace)}"))
         return out
 
+    @staticmethod
+    def path_size(path: Path) -> int:
+        return path_size(path)
+
+    @staticmethod
+    def age_of(path: Path, now: float) -> float:
+        return age_of(path, now)
+
     def mark_invalidated(self, entry: Entry) -> bool:
         """Add `"invalidated": true` to the entry's metadata, atomically; False if already so.
 

@@ -402,49 +402,73 @@ class FsspecStore:
             f"{entry.meta['objects']}/{rel}" for rel in self._sizes(objects) if rel not in listed
         )
 
-    def orphan_dirs(self) -> list[PurePosixPath]:
-        """Entry-like folders without a readable `meta.json` (a writer killed mid-upload)."""
+    def _scan(self) -> tuple[dict[str, str | None], dict[str, float], set[str]]:
+        """One listing: for every entry-like folder, the attempt its readable `meta.json`
+        names (None when unreadable), its attempt folders with their newest write, and the
+        folders with no `meta.json` at all."""
+        attempts: dict[str, float] = {}
         folders: dict[str, bool] = {}
-        for name in self._listing():
+        for name, info in self._listing().items():
             parts = name[len(self._root) :].strip("/").split("/")
             if len(parts) < 4 or any(p.startswith(".") for p in parts):
                 continue
-            directory = "/".join([self._root, *parts[:3]])
-            if ENTRY_DIR_NAME.match(parts[2]):
-                folders[directory] = folders.get(directory, False) or parts[3] == META_NAME
-        return [PurePosixPath(d) for d, has_meta in sorted(folders.items()) if not has_meta]
-
-    def leftovers(self, now: float, grace: float = GRACE_S) -> list[tuple[PurePosixPath, str]]:
-        """Attempt folders no `meta.json` names (a lost race, or a writer killed mid-upload),
-        once older than the grace period: a writer may still be uploading a younger one."""
-        listing = self._listing()
-        attempts: dict[str, float] = {}
-        committed: dict[str, str | None] = {}
-        for name, info in listing.items():
-            parts = name[len(self._root) :].strip("/").split("/")
-            if len(parts) < 4 or not ENTRY_DIR_NAME.match(parts[2]):
+            if not ENTRY_DIR_NAME.match(parts[2]):
                 continue
             directory = "/".join([self._root, *parts[:3]])
-            if len(parts) == 4 and parts[3] == META_NAME:
-                committed.setdefault(directory, None)
-            elif len(parts) >= 5 and ATTEMPT.match(parts[3]):
+            has_meta = len(parts) == 4 and parts[3] == META_NAME
+            folders[directory] = folders.get(directory, False) or has_meta
+            if len(parts) >= 5 and ATTEMPT.match(parts[3]):
                 folder = f"{directory}/{parts[3]}"
                 attempts[folder] = max(attempts.get(folder, 0.0), _mtime(info))
-        for directory in committed:
-            meta = self._read_meta(directory)
-            committed[directory] = meta.get("objects") if meta else None
+        with_meta = sorted(d for d, has in folders.items() if has)
+        named: dict[str, str | None] = {}
+        if with_meta:
+            self.calls += 1
+            try:
+                data = self.fs.cat([f"{d}/{META_NAME}" for d in with_meta], on_error="return")
+            except Exception as exc:
+                raise self._error(f"cannot read the entries of {self.url}", exc) from None
+            for directory in with_meta:
+                raw = data.get(f"{directory}/{META_NAME}")
+                meta = parse_meta(raw) if isinstance(raw, (bytes, str)) else None
+                attempt = meta.get("objects") if meta else None
+                named[directory] = attempt if isinstance(attempt, str) else None
+        missing = {d for d, has in folders.items() if not has}
+        return named, attempts, missing
+
+    def orphan_dirs(self) -> list[PurePosixPath]:
+        """Entry-like folders without a readable `meta.json` (a writer killed mid-upload,
+        damaged metadata)."""
+        named, _, missing = self._scan()
+        unreadable = {d for d, attempt in named.items() if attempt is None}
+        return [PurePosixPath(d) for d in sorted(missing | unreadable)]
+
+    def leftovers(self, now: float, grace: float = GRACE_S) -> list[tuple[PurePosixPath, str]]:
+        """Attempt folders of committed entries that their `meta.json` does not name (a lost
+        race, a replaced entry, a writer killed mid-upload), once older than the grace
+        period: a writer may still be uploading a younger one."""
+        named, attempts, _ = self._scan()
         out = []
         for folder, written in sorted(attempts.items()):
             directory, _, attempt = folder.rpartition("/")
-            if committed.get(directory) == attempt or now - written < grace:
-                continue
-            out.append(
-                (
-                    PurePosixPath(folder),
-                    f"no meta.json names it, older than {human_duration(grace)}",
-                )
-            )
+            if named.get(directory) in (None, attempt) or now - written < grace:
+                continue  # in use, or part of an orphaned folder (removed whole)
+            reason = f"no meta.json names it, older than {human_duration(grace)}"
+            out.append((PurePosixPath(folder), reason))
         return out
+
+    def path_size(self, path: str | PurePosixPath) -> int:
+        return sum(self._sizes(str(path)).values())
+
+    def age_of(self, path: str | PurePosixPath, now: float) -> float:
+        """Seconds since the newest object under `path` was written."""
+        self.calls += 1
+        try:
+            found = self.fs.find(str(path), detail=True)
+        except Exception:
+            return 0.0
+        newest = max((_mtime(info) for info in found.values()), default=0.0)
+        return now - newest if newest else 0.0
 
     def mark_invalidated(self, entry: Entry) -> bool:
         directory = str(entry.directory)
