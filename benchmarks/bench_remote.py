@@ -276,7 +276,7 @@ def main() -> None:
     print(f"\nmachine: {platform.machine()}, {cores} usable cores, ", end="")
     print(f"Python {platform.python_version()}; project on {filesystem(base.parent)}")
     print(f"S3: moto {moto_pkg.__version__} server on 127.0.0.1, s3fs {s3fs.__version__}")
-    print(f"chain: {opts.records} records x {opts.stages} stages = {nodes} nodes (JsonCacher); ")
+    print(f"chain: {opts.records} records x {opts.stages} stages = {nodes} nodes (JsonCacher)")
     ls_from = "the S3 cold run's bucket" if ls_url is None else "a bucket filled once"
     print(f"cache ls: {ls_entries} entries ({ls_from}); medians of {opts.repeat}\n")
 

@@ -40,8 +40,16 @@ ENTRY_DIR_NAME = re.compile(r"^(?P<stage>.+)-(?P<key>[0-9a-f]{16})$")
 
 
 # ------------------------------------------------------------------------- layout
-def entry_dir_name(stage: str, key: str) -> str:
-    return f"{stage}-{key[:16]}"
+def entry_dir(stage_prefix: str, key: str) -> str:
+    """An entry's folder: its stage's prefix (`.../<params>/<stage>`) and 16 of its key's hex
+    digits, in any store."""
+    return f"{stage_prefix}-{key[:16]}"
+
+
+def names_key(folder: str, key: str) -> bool:
+    """Whether an entry folder's name carries `key` (metadata copied into another entry's
+    folder, or another parameter set's, is not that entry)."""
+    return folder.endswith("-" + key[:16])
 
 
 def is_entry_of(name: str, stage: str) -> bool:

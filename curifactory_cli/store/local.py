@@ -28,10 +28,12 @@ from curifactory_cli.store.entry import (
     TRASH_DIR,
     Entry,
     dump_meta,
+    entry_dir,
     file_sha256,
     is_entry_of,
     listed_files,
     meta_problem,
+    names_key,
     parse_meta,
     sign,
 )
@@ -129,7 +131,7 @@ class LocalStore:
 
     @staticmethod
     def entry_dir(stage_prefix: str, key: str) -> str:
-        return f"{stage_prefix}-{key[:16]}"
+        return entry_dir(stage_prefix, key)
 
     def _stage_dirs(self, stage_prefix: str) -> list[str]:
         """The entry folders of one stage of one parameter set."""
@@ -156,7 +158,7 @@ class LocalStore:
                 continue
             # The folder's name carries the key: metadata copied into another entry's
             # folder (or into another parameter set's) is not this stage's entry.
-            if isinstance(key, str) and candidate.endswith("-" + key[:16]):
+            if isinstance(key, str) and names_key(candidate, key):
                 entry, _ = self.lookup(candidate, key, outputs)
                 if entry is not None:
                     return entry

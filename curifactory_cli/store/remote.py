@@ -37,9 +37,11 @@ from curifactory_cli.store.entry import (
     META_NAME,
     Entry,
     dump_meta,
+    entry_dir,
     is_entry_of,
     listed_files,
     meta_problem,
+    names_key,
     parse_meta,
     sign,
     verify_files,
@@ -117,7 +119,7 @@ class FsspecStore:
 
     @staticmethod
     def entry_dir(stage_prefix: str, key: str) -> str:
-        return f"{stage_prefix}-{key[:16]}"
+        return entry_dir(stage_prefix, key)
 
     def path_of(self, rel: str) -> str:
         return f"{self._root}/{rel}" if rel else self._root
@@ -208,7 +210,7 @@ class FsspecStore:
         for candidate in self._stage_dirs(stage_prefix):
             meta = self._read_meta(candidate)
             key = meta.get("key") if meta and meta.get("lineage_key") == lineage_key else None
-            if isinstance(key, str) and candidate.endswith("-" + key[:16]):
+            if isinstance(key, str) and names_key(candidate, key):
                 entry, _ = self.lookup(candidate, key, outputs)
                 if entry is not None:
                     return entry
