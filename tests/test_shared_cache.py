@@ -365,3 +365,33 @@ def test_gc_on_the_bucket_removes_abandoned_uploads(tmp_path, bucket, monkeypatc
     files = _bucket_files(bucket)
     assert stray not in files
     assert len([k for k in files if k.endswith("meta.json")]) == 6
+
+
+def test_dry_runs_read_the_bucket_and_write_nothing_locally(tmp_path, bucket):
+    first, second = clone(tmp_path, "alice"), clone(tmp_path, "bob")
+    assert first.run("team", "p", remote=bucket).ok
+    before = second.snapshot()
+    result = second.run("team", "p", remote=bucket, dry=True)
+    assert result.ok, result.error
+    assert result.executed() == [] and table_of(result) == EXPECTED
+    assert second.snapshot() == before
+
+
+def test_invalidating_on_the_bucket_makes_every_clone_recompute(tmp_path, bucket, monkeypatch):
+    from typer.testing import CliRunner
+
+    from curifactory_cli.cli import app
+
+    first, second = clone(tmp_path, "alice"), clone(tmp_path, "bob")
+    assert first.run("team", "p", cache_dir=bucket).ok
+    monkeypatch.chdir(first.root)
+    done = CliRunner().invoke(
+        app, ["cache", "invalidate", "team", "-s", "total", "-p", "a", "--cache", bucket]
+    )
+    assert done.exit_code == 0, done.output
+    result = second.run("team", "p", cache_dir=bucket)
+    assert result.ok and table_of(result) == EXPECTED
+    assert sorted(s for s, _ in result.executed()) == ["table", "total"]
+    # The recomputed entries replaced the invalidated ones on the bucket.
+    third = clone(tmp_path, "carol").run("team", "p", cache_dir=bucket)
+    assert third.executed() == []

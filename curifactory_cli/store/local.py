@@ -509,9 +509,8 @@ class LocalStore:
                 shutil.copy2(source, target, follow_symlinks=False)
 
     def close(self) -> None:
-        if self._tmp is not None:
-            self._tmp.cleanup()
-            self._tmp = None
+        """The end of a run. A dry run's temporary folder stays until the store is garbage
+        collected (the run's result holds it): outputs not loaded yet are read from there."""
 
 
 class EntryLock:

@@ -80,8 +80,18 @@ class TieredStore:
         return self._served(found, directory)
 
     def _served(self, found: Entry, directory: str) -> tuple[Entry | None, str | None]:
+        if self.dry:
+            # Nothing may be written to the local tier: download into a temporary folder
+            # (removed with the store) and serve the entry from there.
+            staging = self.local.staging_path()
+            make_staging(staging)
+            try:
+                self.remote.fetch(found, staging)
+            except CacheError as exc:
+                return None, f"remote entry unusable: {exc.message}"
+            return Entry(Path(staging), _local_meta(found.meta)), None
         self._remote_only[directory] = found
-        if self.scratch is None and not self.dry:
+        if self.scratch is None:
             try:
                 self.materialize(directory)  # a lasting local tier keeps what the run used
             except CacheError as exc:
