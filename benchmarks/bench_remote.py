@@ -193,8 +193,7 @@ def main() -> None:
         "--ls-records",
         type=int,
         default=200,
-        help="records of the bucket `cache ls` lists, when records x stages < 1000 "
-        "(default 200)",
+        help="records of the bucket `cache ls` lists, when records x stages < 1000 (default 200)",
     )
     parser.add_argument(
         "--tmpdir", default=None, help="where to create the temp folders (e.g. /dev/shm)"

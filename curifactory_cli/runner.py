@@ -31,7 +31,7 @@ from curifactory_cli.errors import (
     Terminated,
     close_matches_hint,
 )
-from curifactory_cli.events import NullReporter, RunFinished, RunStarted
+from curifactory_cli.events import NullReporter, RunFinished, RunStarted, Warned
 from curifactory_cli.graph import Graph, Node, Outcome
 from curifactory_cli.hashing import CodeFingerprinter
 from curifactory_cli.params import (
@@ -516,13 +516,14 @@ def run_experiment(options: RunOptions, reporter: Reporter | None = None) -> Run
             )
             reporter.emit(_run_started(result, runner.capacity))
             _execute(scheduler, result)
+            _close_store(store, result, reporter)
         status = "complete" if result.error is None else "error"
     except KeyboardInterrupt:
         status = "interrupted"
         raise
     finally:
         runner.close(cancel=status == "interrupted")
-        store.close()
+        store.close(cancel=True)  # after an error or an interruption; else already closed
         result.seconds = time.perf_counter() - started
         result.warnings = list(getattr(reporter, "warnings", []))
         for node in manager.graph.nodes:
@@ -541,6 +542,18 @@ def run_experiment(options: RunOptions, reporter: Reporter | None = None) -> Run
 
         result.store_dir = store_full_run(root, result, registry)
     return result
+
+
+def _close_store(store: Store, result: RunResult, reporter: Reporter) -> None:
+    """Finish with the store: a remote tier uploads what is queued and keeps what was served
+    remotely. An upload the run cannot do without (the bucket is the cache) fails the run."""
+    try:
+        store.close()
+    except CurifactoryError as exc:
+        if result.error is None:
+            result.error = exc
+    for warning in getattr(store, "warnings", ()):
+        reporter.emit(Warned(warning))
 
 
 @dataclass(frozen=True)

@@ -83,6 +83,8 @@ def publish(store, stage="fit", key=KEY, files=None, lineage="L" * 64, record="s
     prefix = store.stage_prefix("exp", PARAMS, stage)
     final = store.entry_dir(prefix, key)
     store.publish(staging, final, meta)
+    if hasattr(store, "flush"):
+        store.flush()  # a tiered store uploads in batches
     return prefix, final, outputs
 
 

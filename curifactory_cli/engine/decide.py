@@ -7,6 +7,7 @@ says is what the run does. It reads the store but changes nothing.
 from __future__ import annotations
 
 import enum
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -132,6 +133,13 @@ class FactFinder:
 
     def entry_dir(self, node: Node, key: str) -> str:
         return self.store.entry_dir(self.stage_prefix(node), key)
+
+    def prefetch(self, nodes: list[Node]) -> None:
+        """Let a remote store read, in a few batched requests, what this run will look up
+        (a local store reads nothing: the generator is never consumed)."""
+        self.store.prefetch(
+            os.path.dirname(self.stage_prefix(n)) for n in nodes if n.is_cached_stage
+        )
 
     def facts(self, node: Node, lineage_key: str, key: str | None, fresh: bool) -> Facts:
         """`key` is the data key when every input's version is known, else None."""

@@ -76,6 +76,7 @@ class Planner:
 
     def plan(self, nodes: list[Node]) -> list[NodePlan]:
         self._plans = {node.index: NodePlan(node) for node in nodes}
+        self.finder.prefetch(nodes)
         for node in nodes:
             self._plan_node(node)
         for node in nodes:

@@ -116,6 +116,7 @@ class Scheduler:
         with `keep_going` is collected in `failures` while everything not depending on it runs.
         """
         self.nodes = nodes
+        self.finder.prefetch(nodes)
         self._slots = list(range(self.runner.capacity, 0, -1))
         self._pending = {node.index: node.producers for node in nodes}
         # Traced order is index order, so this list is already a heap.
@@ -416,7 +417,7 @@ class Scheduler:
         # Another run may have published this entry while we waited for the lock.
         if lock is not None and node.index not in self._repaired and not self.finder.forced(node):
             assert node.entry_dir is not None and node.key is not None
-            entry, _ = self.store.lookup(node.entry_dir, node.key, list(job.outputs))
+            entry, _ = self.store.recheck(node.entry_dir, node.key, list(job.outputs))
             if entry is not None:
                 lock.release()
                 self._hit(node, entry, "cached (computed by a concurrent run)")
@@ -601,9 +602,13 @@ class Scheduler:
             input_records=tuple(_record_info(r) for r in record.input_records),
             # With --dry the entry is gone after the run: values come back to the record.
             ship_values=here or self.store.dry,
+            # A worker on another machine uploads its outputs itself; on this machine the
+            # store uploads them in batches once published.
             upload=(
                 self.store.remote_ref(str(node.entry_dir))
-                if node.is_cached_stage and not self.store.dry
+                if node.is_cached_stage
+                and not self.store.dry
+                and not (here or self.runner.shares_files)
                 else None
             ),
         )

@@ -3,7 +3,7 @@ command go through it; `tests/test_store_contract.py` runs one suite against eac
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -29,10 +29,14 @@ class Store(Protocol):
     def lookup(
         self, directory: str, key: str, outputs: list[str]
     ) -> tuple[Entry | None, str | None]: ...
+    def recheck(  # a lookup again once the entry's lock is held
+        self, directory: str, key: str, outputs: list[str]
+    ) -> tuple[Entry | None, str | None]: ...
     def find_by_lineage(
         self, stage_prefix: str, lineage_key: str, outputs: list[str]
     ) -> Entry | None: ...
     def stage_entries(self, stage_prefix: str) -> list[Entry]: ...
+    def prefetch(self, folders: Iterable[str]) -> None: ...  # what a run will look up
     def entries(self, experiment: str | None = None) -> Iterator[Entry]: ...
     def local_dir(self, entry: Entry) -> str: ...
     # A remote tier: download an entry served from there before anything loads it here; and
@@ -55,7 +59,7 @@ class Store(Protocol):
         attempt: str | None = None,
         upload_error: str | None = None,
     ) -> None: ...
-    def close(self) -> None: ...
+    def close(self, cancel: bool = False) -> None: ...  # cancel: the run was interrupted
 
     # Tidying.
     def mark_invalidated(self, entry: Entry) -> bool: ...

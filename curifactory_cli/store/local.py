@@ -14,7 +14,7 @@ import shutil
 import stat
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -246,6 +246,12 @@ class LocalStore:
                 return None, f"{path} has the wrong size (truncated or changed)"
         return Entry(Path(directory), meta), None
 
+    def recheck(
+        self, directory: str, key: str, outputs: list[str]
+    ) -> tuple[Entry | None, str | None]:
+        """A lookup again, under the entry's lock: a concurrent run may have published it."""
+        return self.lookup(directory, key, outputs)
+
     def entry_at(self, directory: str) -> Entry | None:
         """The committed entry in a folder this store named, whatever its key."""
         meta = read_meta(directory)
@@ -276,6 +282,9 @@ class LocalStore:
 
     def materialize(self, directory: str) -> None:
         """Entries here are always local (see `TieredStore.materialize`)."""
+
+    def prefetch(self, folders: Iterable[str]) -> None:
+        """Nothing to read ahead in a local folder (see `FsspecStore.prefetch`)."""
 
     def remote_ref(self, directory: str) -> None:
         """No remote store behind this one (see `TieredStore.remote_ref`)."""
@@ -508,7 +517,7 @@ class LocalStore:
             except OSError:
                 shutil.copy2(source, target, follow_symlinks=False)
 
-    def close(self) -> None:
+    def close(self, cancel: bool = False) -> None:
         """The end of a run. A dry run's temporary folder stays until the store is garbage
         collected (the run's result holds it): outputs not loaded yet are read from there."""
 

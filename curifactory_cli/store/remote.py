@@ -27,7 +27,7 @@ import os
 import re
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -52,6 +52,33 @@ ATTEMPT = re.compile(r"^[0-9a-f]{32}$")
 # Remote calls raise the storage library's own errors (botocore's, aiohttp's), not only
 # OSError: every `except Exception` below turns them into one CacheError that names the store.
 EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs", "az": "azure", "abfs": "azure"}
+
+
+BUCKETS = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss"}  # paths are `bucket/prefix`
+
+
+def _missing(url: str, protocol: str, exc: BaseException) -> ConfigError:
+    extra = EXTRAS.get(protocol, "remote")
+    return ConfigError(
+        f"cache {url}: the {protocol}:// filesystem is not installed ({exc})",
+        hint=f"pip install 'curifactory-cli[{extra}]'",
+    )
+
+
+def _check_installed(url: str, protocol: str) -> None:
+    """Fail at setup, not mid-run, when the filesystem library is missing (without
+    importing it)."""
+    import importlib.util
+
+    try:
+        from fsspec.registry import known_implementations
+    except ImportError as exc:
+        raise _missing(url, protocol, exc) from None
+    known = known_implementations.get(protocol)
+    module = str(known["class"]).split(".", 1)[0] if known else None
+    if module is None or importlib.util.find_spec(module) is None:
+        reason = (known or {}).get("err") or f"no module {module!r}"
+        raise _missing(url, protocol, ImportError(reason))
 
 
 class NoLock:
@@ -86,27 +113,44 @@ class FsspecStore:
     def __init__(
         self, url: str, dry: bool = False, storage_options: dict[str, Any] | None = None
     ) -> None:
-        protocol = url.split("://", 1)[0]
-        try:
-            import fsspec
-
-            self.fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
-        except ImportError as exc:
-            extra = EXTRAS.get(protocol, "remote")
-            raise ConfigError(
-                f"cache {url}: the {protocol}:// filesystem is not installed ({exc})",
-                hint=f"pip install 'curifactory-cli[{extra}]'",
-            ) from None
-        except (ValueError, TypeError) as exc:
-            raise ConfigError(f"cache {url}: {exc}", hint="check the URL.") from None
+        protocol, _, rest = url.partition("://")
+        self._protocol = protocol
+        self._options = dict(storage_options or {})
+        self._fs: Any = None
         self.url = url.rstrip("/")
         self.location = self.url
-        self._root = path.rstrip("/")
+        if protocol in BUCKETS:
+            # The filesystem library (s3fs imports aiobotocore: half a second) is imported at
+            # the first remote call: a run served by the local tier never pays for it.
+            _check_installed(url, protocol)
+            path = rest.rstrip("/")
+        else:
+            path = self.fs._strip_protocol(url)  # others: open it now to know the root
+        self._root = str(path).rstrip("/")
         self.root = PurePosixPath(self._root)
         self.dry = dry
         self._scratch: tempfile.TemporaryDirectory[str] | None = None
         self._fetched: dict[str, str] = {}
         self.calls = 0  # remote requests made (metadata reads, listings, uploads), for tests
+        # s3fs asks for an object's size before reading it (a HEAD, and a LIST when it is
+        # missing): metadata is small, read it in one GET.
+        self._cat_kw = {"max_concurrency": 1} if protocol in ("s3", "s3a") else {}
+        # What `prefetch` read: entry folder -> (metadata or None, {path under it: size}).
+        self._index: dict[str, tuple[dict[str, Any] | None, dict[str, int]]] = {}
+        self._index_folders: set[str] = set()
+
+    @property
+    def fs(self) -> Any:
+        if self._fs is None:
+            try:
+                import fsspec
+
+                self._fs = fsspec.filesystem(self._protocol, **self._options)
+            except ImportError as exc:
+                raise _missing(self.url, self._protocol, exc) from None
+            except (ValueError, TypeError) as exc:
+                raise ConfigError(f"cache {self.url}: {exc}", hint="check the URL.") from None
+        return self._fs
 
     def display(self, path: str | os.PathLike[str]) -> str:
         """A path of this store as a URL the user can read."""
@@ -128,7 +172,7 @@ class FsspecStore:
     def _read_meta(self, directory: str) -> dict[str, Any] | None:
         self.calls += 1
         try:
-            data = self.fs.cat_file(f"{directory}/{META_NAME}")
+            data = self.fs.cat_file(f"{directory}/{META_NAME}", **self._cat_kw)
         except FileNotFoundError:
             return None
         except Exception as exc:
@@ -168,21 +212,87 @@ class FsspecStore:
             if info.get("type", "file") == "file" and name.startswith(folder + "/")
         }
 
+    # ---------------------------------------------------------------- the run's index
+    def prefetch(self, folders: Iterable[str]) -> None:
+        """Answer lookups in these parameter-set folders from memory: one listing of their
+        experiment folders, then every `meta.json` in them read in one batch of concurrent
+        requests, instead of several requests per stage call. Entries other writers commit
+        later are not seen (at worst, work is duplicated); this process's own are."""
+        wanted = {f.rstrip("/") for f in folders} - self._index_folders
+        if not wanted:
+            return
+        listing: dict[str, dict[str, Any]] = {}
+        for top in sorted({f.rpartition("/")[0] for f in wanted}):
+            self.calls += 1
+            try:
+                listing.update(self.fs.find(top, detail=True))
+            except FileNotFoundError:
+                continue
+            except Exception as exc:
+                raise self._error(f"cannot list {self.display(top)}", exc) from None
+        objects: dict[str, dict[str, int]] = {}
+        for name, info in listing.items():
+            folder, _, rest = name.rpartition("/")
+            while folder and folder.rpartition("/")[0] not in wanted:
+                folder, _, head = folder.rpartition("/")
+                rest = f"{head}/{rest}"
+            if folder and info.get("type", "file") == "file":
+                objects.setdefault(folder, {})[rest] = int(info.get("size") or 0)
+        metas = sorted(f"{d}/{META_NAME}" for d, names in objects.items() if META_NAME in names)
+        data: dict[str, Any] = {}
+        if metas:
+            self.calls += 1
+            try:
+                data = self.fs.cat(metas, on_error="return", **self._cat_kw)
+            except Exception as exc:
+                raise self._error(f"cannot read the entries of {self.url}", exc) from None
+        for directory, names in objects.items():
+            raw = data.get(f"{directory}/{META_NAME}")
+            meta = parse_meta(raw) if isinstance(raw, (bytes, str)) else None
+            self._index[directory] = (meta, names)
+        self._index_folders |= wanted
+
+    def _indexed(self, directory: str) -> bool:
+        return directory.rpartition("/")[0] in self._index_folders
+
+    def _remember(self, final: str, meta: dict[str, Any], attempt: str) -> None:
+        if self._indexed(final):
+            names = {f"{attempt}/{info['path']}": info["size"] for _, info in listed_files(meta)}
+            self._index[final] = (meta, {**names, META_NAME: 0})
+
+    def _meta_of(self, directory: str) -> dict[str, Any] | None:
+        if self._indexed(directory):
+            return (self._index.get(directory) or (None, {}))[0]
+        return self._read_meta(directory)
+
+    # ---------------------------------------------------------------- lookups
     def lookup(
-        self, directory: str, key: str, outputs: list[str]
+        self, directory: str, key: str, outputs: list[str], fresh: bool = False
     ) -> tuple[Entry | None, str | None]:
-        """The committed entry at `directory` for `key`, or None and why it is unusable."""
-        meta = self._read_meta(directory)
-        if meta is None:
-            return None, None
+        """The committed entry at `directory` for `key`, or None and why it is unusable
+        (`fresh`: ask the store, not what `prefetch` read)."""
         where = f"{self.display(directory)}/{META_NAME}"
+        if not fresh and self._indexed(directory):
+            meta, names = self._index.get(directory) or (None, {})
+            if meta is None:
+                unreadable = META_NAME in names
+                return None, (f"unreadable metadata {where}" if unreadable else None)
+        else:
+            meta = self._read_meta(directory)
+            if meta is None:
+                return None, None
+            names = None
         problem = meta_problem(meta, key, outputs, where)
         if problem is not None:
             return None, problem
         objects = self._objects(directory, meta)
         if objects is None:
             return None, f"metadata {where} names no folder of files"
-        sizes = self._sizes(objects)
+        if names is None:
+            sizes = self._sizes(objects)
+        else:
+            attempt = str(meta["objects"]) + "/"
+            sizes = {n[len(attempt) :]: v for n, v in names.items() if n.startswith(attempt)}
         for _, info in listed_files(meta):
             size = sizes.get(info["path"])
             if size is None:
@@ -193,22 +303,24 @@ class FsspecStore:
 
     def _stage_dirs(self, stage_prefix: str) -> list[str]:
         directory, _, stage = stage_prefix.rpartition("/")
-        self.calls += 1
-        try:
-            names = self.fs.ls(directory, detail=False)
-        except FileNotFoundError:
-            return []
-        except Exception as exc:
-            raise self._error(f"cannot list {self.display(directory)}", exc) from None
-        return [
-            n.rstrip("/") for n in names if is_entry_of(n.rstrip("/").rpartition("/")[2], stage)
-        ]
+        if directory in self._index_folders:
+            names = [d for d in self._index if d.rpartition("/")[0] == directory]
+        else:
+            self.calls += 1
+            try:
+                names = self.fs.ls(directory, detail=False)
+            except FileNotFoundError:
+                return []
+            except Exception as exc:
+                raise self._error(f"cannot list {self.display(directory)}", exc) from None
+        names = [n.rstrip("/") for n in names]
+        return [n for n in names if is_entry_of(n.rpartition("/")[2], stage)]
 
     def find_by_lineage(
         self, stage_prefix: str, lineage_key: str, outputs: list[str]
     ) -> Entry | None:
         for candidate in self._stage_dirs(stage_prefix):
-            meta = self._read_meta(candidate)
+            meta = self._meta_of(candidate)
             key = meta.get("key") if meta and meta.get("lineage_key") == lineage_key else None
             if isinstance(key, str) and names_key(candidate, key):
                 entry, _ = self.lookup(candidate, key, outputs)
@@ -219,7 +331,7 @@ class FsspecStore:
     def stage_entries(self, stage_prefix: str) -> list[Entry]:
         out = []
         for candidate in self._stage_dirs(stage_prefix):
-            meta = self._read_meta(candidate)
+            meta = self._meta_of(candidate)
             if meta is not None:
                 out.append(Entry(PurePosixPath(candidate), meta, mtime=0.0))
         return out
@@ -246,7 +358,7 @@ class FsspecStore:
             return
         self.calls += 1
         try:
-            data = self.fs.cat(sorted(metas), on_error="return")
+            data = self.fs.cat(sorted(metas), on_error="return", **self._cat_kw)
         except Exception as exc:
             raise self._error(f"cannot read the entries of {self.url}", exc) from None
         for name in sorted(data):
@@ -262,9 +374,10 @@ class FsspecStore:
         parts = rel.split("/")
         return len(parts) >= 3 and not any(p.startswith(".") for p in parts)
 
-    def fetch(self, entry: Entry, destination: str, outputs: list[str] | None = None) -> None:
-        """Download the entry's files (or some outputs' files) into a local folder, then
-        verify every one against its recorded size and checksum."""
+    def _transfers(
+        self, entry: Entry, destination: str, outputs: list[str] | None = None
+    ) -> tuple[list[dict[str, Any]], list[str], list[str]]:
+        """The files to download for an entry: their records, remote and local paths."""
         directory = str(entry.directory)
         objects = self._objects(directory, entry.meta)
         if objects is None:
@@ -278,12 +391,21 @@ class FsspecStore:
         local = [os.path.join(destination, *str(info["path"]).split("/")) for info in files]
         for path in local:
             os.makedirs(os.path.dirname(path), exist_ok=True)
+        return files, remote, local
+
+    def _download(self, remote: list[str], local: list[str], what: str) -> None:
         if remote:
             self.calls += 1
             try:
                 self.fs.get(remote, local)
             except Exception as exc:
-                raise self._error(f"cannot download {self.display(directory)}", exc) from None
+                raise self._error(f"cannot download {what}", exc) from None
+
+    def fetch(self, entry: Entry, destination: str, outputs: list[str] | None = None) -> None:
+        """Download the entry's files (or some outputs' files) into a local folder, then
+        verify every one against its recorded size and checksum."""
+        files, remote, local = self._transfers(entry, destination, outputs)
+        self._download(remote, local, self.display(entry.directory))
         verify_files(destination, files)
 
     def local_dir(self, entry: Entry) -> str:
@@ -325,6 +447,90 @@ class FsspecStore:
         attempt = self.put_files(folder, final, [info for _, info in listed_files(meta)])
         return self.commit(final, meta, attempt, replace)
 
+    def upload_many(self, items: list[tuple[str, str, dict[str, Any], bool]]) -> None:
+        """Upload several entries from local folders and commit them: one bulk `put` for
+        every file, then the `meta.json` commits, concurrently where the filesystem allows.
+        Items are (local folder, entry path here, metadata, replace)."""
+        if not items:
+            return
+        local: list[str] = []
+        remote: list[str] = []
+        attempts = []
+        for folder, final, meta, _ in items:
+            attempt = uuid.uuid4().hex
+            attempts.append(attempt)
+            for _, info in listed_files(meta):
+                local.append(os.path.join(folder, *str(info["path"]).split("/")))
+                remote.append(f"{final}/{attempt}/{info['path']}")
+        if remote:
+            self.calls += 1
+            try:
+                self.fs.put(local, remote)
+            except Exception as exc:
+                for (_, final, _, _), attempt in zip(items, attempts):
+                    self._remove_quietly(f"{final}/{attempt}")
+                raise self._error(
+                    f"cannot upload {len(items)} entries to {self.url}", exc
+                ) from None
+        fault_point("remote-before-meta")
+        creates = {}
+        for (_, final, meta, replace), attempt in zip(items, attempts):
+            if replace:
+                self.commit(final, meta, attempt, replace=True)
+            else:
+                creates[final] = (meta, attempt)
+        for final, outcome in self._create_all(creates).items():
+            meta, attempt = creates[final]
+            if outcome is None:
+                self._remember(final, self._committed(meta, attempt), attempt)
+            elif isinstance(outcome, FileExistsError):
+                self.commit(final, meta, attempt)  # settles who won, as for one entry
+            else:
+                self._remove_quietly(f"{final}/{attempt}")
+                raise self._error(f"cannot publish cache entry {self.display(final)}", outcome)
+
+    def _committed(self, meta: dict[str, Any], attempt: str) -> dict[str, Any]:
+        committed = {k: v for k, v in sign(meta).items() if k != "objects"}
+        committed["objects"] = attempt
+        return committed
+
+    def _create_all(
+        self, creates: dict[str, tuple[dict[str, Any], str]]
+    ) -> dict[str, BaseException | None]:
+        """Conditional creates of many `meta.json`s: concurrent on an async filesystem
+        (s3fs), one after the other elsewhere. Each outcome is None or the exception."""
+        data = {
+            f"{final}/{META_NAME}": dump_meta(self._committed(meta, attempt)).encode()
+            for final, (meta, attempt) in creates.items()
+        }
+        outcomes: dict[str, BaseException | None] = {}
+        self.calls += 1
+        if getattr(self.fs, "async_impl", False):
+            import asyncio
+
+            from fsspec.asyn import sync
+
+            async def create_all() -> list[Any]:
+                return await asyncio.gather(
+                    *(
+                        self.fs._pipe_file(path, value, mode="create")
+                        for path, value in data.items()
+                    ),
+                    return_exceptions=True,
+                )
+
+            results = sync(self.fs.loop, create_all)
+            for final, result in zip(creates, results):
+                outcomes[final] = result if isinstance(result, BaseException) else None
+            return outcomes
+        for final, (path, value) in zip(creates, data.items()):
+            try:
+                self.fs.pipe_file(path, value, mode="create")
+                outcomes[final] = None
+            except Exception as exc:
+                outcomes[final] = exc
+        return outcomes
+
     def put_files(self, folder: str, final: str, files: list[dict[str, Any]]) -> str:
         """Upload files from a local folder into a fresh attempt folder of the entry at
         `final`, all in one batch; returns the attempt's name, for `commit`. Nothing is
@@ -349,22 +555,23 @@ class FsspecStore:
         removed, unless `replace` (the run recomputed it on purpose: `--overwrite`, an
         invalidated or a damaged entry)."""
         objects = f"{final}/{attempt}"
-        committed = {k: v for k, v in sign(meta).items() if k != "objects"}
-        committed["objects"] = attempt
+        committed = self._committed(meta, attempt)
         data = dump_meta(committed).encode()
         try:
             self.calls += 1
             if not replace:
                 try:
                     self.fs.pipe_file(f"{final}/{META_NAME}", data, mode="create")
+                    self._remember(final, committed, attempt)
                     return True
                 except FileExistsError:
                     pass
                 # Committed by someone else first: keep theirs if it is whole, else replace it.
                 outputs = list(meta.get("outputs") or {})
-                theirs, _ = self.lookup(final, str(meta.get("key")), outputs)
+                theirs, _ = self.lookup(final, str(meta.get("key")), outputs, fresh=True)
                 if theirs is not None:
                     self._remove_quietly(objects)
+                    self._remember(final, theirs.meta, str(theirs.meta["objects"]))
                     return False
             old = self._read_meta(final)
             self.calls += 1
@@ -372,6 +579,7 @@ class FsspecStore:
             old_objects = self._objects(final, old) if old else None
             if old_objects and old_objects != objects:
                 self._remove_quietly(old_objects)
+            self._remember(final, committed, attempt)
             return True
         except Exception as exc:
             self._remove_quietly(objects)
@@ -387,7 +595,7 @@ class FsspecStore:
         with contextlib.suppress(Exception):
             self.fs.rm(path, recursive=True)
 
-    def close(self) -> None:
+    def close(self, cancel: bool = False) -> None:
         if self._scratch is not None:
             self._scratch.cleanup()
             self._scratch = None
@@ -427,7 +635,8 @@ class FsspecStore:
         if with_meta:
             self.calls += 1
             try:
-                data = self.fs.cat([f"{d}/{META_NAME}" for d in with_meta], on_error="return")
+                paths = [f"{d}/{META_NAME}" for d in with_meta]
+                data = self.fs.cat(paths, on_error="return", **self._cat_kw)
             except Exception as exc:
                 raise self._error(f"cannot read the entries of {self.url}", exc) from None
             for directory in with_meta:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,8 @@ from curifactory_cli.errors import CacheError
 from curifactory_cli.store.entry import INVALIDATED, Entry, RemoteRef
 from curifactory_cli.store.local import EntryLock, LocalStore, discard_staging, make_staging
 from curifactory_cli.store.remote import FsspecStore
+
+UPLOAD_BATCH = 64  # entries per bulk upload
 
 
 def _local_meta(meta: dict[str, Any]) -> dict[str, Any]:
@@ -45,6 +47,8 @@ class TieredStore:
         self.warnings: list[str] = []  # uploads that failed: the run goes on, `push` retries
         self._options = tuple(sorted((storage_options or {}).items()))
         self._remote_only: dict[str, Entry] = {}  # local folder -> remote entry not fetched
+        self._ahead: set[str] = set()  # remote folders to read ahead at the first miss
+        self._uploads: list[tuple[str, str, bool]] = []  # published here, not uploaded yet
         self.pulled = 0
 
     @staticmethod
@@ -74,7 +78,7 @@ class TieredStore:
         entry, problem = self.local.lookup(directory, key, outputs)
         if entry is not None or problem == INVALIDATED:
             return entry, problem
-        found, remote_problem = self.remote.lookup(self._remote_path(directory), key, outputs)
+        found, remote_problem = self._remote().lookup(self._remote_path(directory), key, outputs)
         if found is None:
             return None, problem or remote_problem
         return self._served(found, directory)
@@ -92,12 +96,32 @@ class TieredStore:
             return Entry(Path(staging), _local_meta(found.meta)), None
         self._remote_only[directory] = found
         if self.scratch is None:
+            # A lasting local tier keeps what the run uses, downloaded and verified now: a
+            # damaged object is recomputed in this run, and the next run needs no remote call.
             try:
-                self.materialize(directory)  # a lasting local tier keeps what the run used
+                self.materialize(directory)
             except CacheError as exc:
                 del self._remote_only[directory]
                 return None, f"remote entry unusable: {exc.message}"
         return Entry(Path(directory), _local_meta(found.meta)), None
+
+    def prefetch(self, folders: Iterable[str]) -> None:
+        """What the run will look up: read ahead from the remote at the first local miss (a
+        warm run, all local, makes no remote call)."""
+        self._ahead = {self._remote_path(f) for f in folders}
+
+    def _remote(self) -> FsspecStore:
+        if self._ahead:
+            ahead, self._ahead = self._ahead, set()
+            self.remote.prefetch(ahead)
+        return self.remote
+
+    def recheck(
+        self, directory: str, key: str, outputs: list[str]
+    ) -> tuple[Entry | None, str | None]:
+        """Under the local lock only a run on this machine can have published it meanwhile:
+        the remote was asked a moment ago."""
+        return self.local.lookup(directory, key, outputs)
 
     def materialize(self, directory: str) -> None:
         """Make sure the entry's files are in the local tier (download and verify them if it
@@ -122,7 +146,8 @@ class TieredStore:
         entry = self.local.find_by_lineage(stage_prefix, lineage_key, outputs)
         if entry is not None:
             return entry
-        found = self.remote.find_by_lineage(self._remote_path(stage_prefix), lineage_key, outputs)
+        remote = self._remote()
+        found = remote.find_by_lineage(self._remote_path(stage_prefix), lineage_key, outputs)
         if found is None:
             return None
         return self._served(found, str(self.local.root / found.rel(self.remote.root)))[0]
@@ -168,12 +193,18 @@ class TieredStore:
         if self.dry:
             return
         target = self._remote_path(final)
+        if attempt is None and upload_error is None and here:
+            # Written by this machine: upload in batches (one bulk `put`, then concurrent
+            # commits) instead of two round trips per stage call.
+            self._uploads.append((final, target, replace))
+            if len(self._uploads) >= UPLOAD_BATCH:
+                self.flush()
+            return
         try:
             if upload_error is not None:
-                raise CacheError(f"cannot upload to {self.remote.display(target)}: {upload_error}")
+                raise CacheError(upload_error)
             if attempt is None:
-                self.remote.upload(final, target, self.local.entry_at(final).meta, replace)  # type: ignore[union-attr]
-                return
+                raise CacheError(f"the files of {final} were staged where this process cannot see")
             if not self.remote.commit(target, meta, attempt, replace):
                 found, _ = self.remote.lookup(target, str(meta.get("key")), list(meta["outputs"]))
                 if found is not None and not here:
@@ -188,9 +219,36 @@ class TieredStore:
                 f"{exc.message}; it is cached locally, `curi cache push` uploads it later"
             )
 
-    def close(self) -> None:
-        self.local.close()
-        self.remote.close()
+    def flush(self) -> None:
+        """Upload and commit the entries this machine published since the last flush."""
+        batch, self._uploads = self._uploads, []
+        if not batch:
+            return
+        items = []
+        for final, target, replace in batch:
+            entry = self.local.entry_at(final)
+            if entry is not None:
+                items.append((final, target, entry.meta, replace))
+        try:
+            self.remote.upload_many(items)
+        except CacheError as exc:
+            if self.scratch is not None:
+                raise  # the remote is the cache: these entries would be lost
+            self.warnings.append(
+                f"{exc.message}; {len(items)} entries are cached locally, "
+                "`curi cache push` uploads them later"
+            )
+
+    def close(self, cancel: bool = False) -> None:
+        """The end of a run: upload what is queued (not when the run was interrupted: a
+        local tier keeps its entries for `curi cache push`, a temporary one loses only work
+        to redo)."""
+        try:
+            if not cancel and not self.dry:
+                self.flush()
+        finally:
+            self.local.close()
+            self.remote.close()
 
     # ---------------------------------------------------------------- maintenance
     def mark_invalidated(self, entry: Entry) -> bool:
