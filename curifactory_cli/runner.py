@@ -418,6 +418,7 @@ def plan_experiment(options: RunOptions) -> PlanResult:
 
     prepared = prepare(options)
     store = prepared.open_store(dry=True)
+    store.planning = True  # a remote tier answers from metadata, downloads nothing
     planner = Planner(
         store=store,
         keys=KeyMaker(prepared.experiment, CodeFingerprinter(prepared.root)),

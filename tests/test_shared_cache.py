@@ -410,3 +410,25 @@ def test_a_damaged_input_in_the_bucket_is_recomputed_when_loaded(tmp_path, bucke
     assert table_of(result) == EXPECTED
     assert sorted(s for s, _ in result.executed()) == ["table", "total"]
     assert any("recomputing" in w for w in result.warnings)
+
+
+def test_a_bucket_that_does_not_exist_is_not_an_empty_cache(project, cli, bucket):
+    missing = "s3://no-such-bucket-" + bucket.split("-", 1)[1]
+    result = cli("cache", "ls", "--cache", missing)
+    assert result.exit_code == 1, result.output
+    assert "there is no bucket" in result.output
+
+
+def test_plan_reads_the_bucket_and_downloads_nothing(tmp_path, bucket, monkeypatch):
+    from typer.testing import CliRunner
+
+    from curifactory_cli.cli import app
+
+    first, second = clone(tmp_path, "alice"), clone(tmp_path, "bob")
+    assert first.run("team", "p", remote=bucket).ok
+    monkeypatch.chdir(second.root)
+    planned = CliRunner().invoke(app, ["plan", "team", "p", "--remote", bucket, "--json"])
+    assert planned.exit_code == 0, planned.output
+    doc = json.loads(planned.stdout)
+    assert {n["plan"] for n in doc["nodes"]} == {"cached"}
+    assert not second.cache.exists()  # decided from metadata only

@@ -19,6 +19,7 @@ class Lock(Protocol):
 class Store(Protocol):
     root: Path
     dry: bool  # nothing is ever written
+    planning: bool  # `curi plan`: decide from metadata, download nothing
 
     # Layout: plain strings, built thousands of times in a run.
     def stage_prefix(self, experiment: str, params_hash: str, stage: str) -> str: ...

@@ -110,6 +110,8 @@ def discard_staging(path: str | None) -> None:
 class LocalStore:
     """The cache in one local folder. With `dry=True` nothing is ever written inside it."""
 
+    planning = False  # `curi plan` (matters to a remote tier only)
+
     def __init__(self, root: str | os.PathLike[str], dry: bool = False) -> None:
         self.root = Path(root)
         self.location = str(self.root)  # as the user reads it

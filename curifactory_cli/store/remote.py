@@ -65,20 +65,20 @@ def _missing(url: str, protocol: str, exc: BaseException) -> ConfigError:
     )
 
 
+# The library behind each bucket protocol (as fsspec's registry names it).
+LIBRARIES = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs"} | dict.fromkeys(
+    ("az", "abfs", "abfss"), "adlfs"
+)
+
+
 def _check_installed(url: str, protocol: str) -> None:
     """Fail at setup, not mid-run, when the filesystem library is missing (without
-    importing it)."""
+    importing it, or fsspec: a run served by the local tier imports neither)."""
     import importlib.util
 
-    try:
-        from fsspec.registry import known_implementations
-    except ImportError as exc:
-        raise _missing(url, protocol, exc) from None
-    known = known_implementations.get(protocol)
-    module = str(known["class"]).split(".", 1)[0] if known else None
-    if module is None or importlib.util.find_spec(module) is None:
-        reason = (known or {}).get("err") or f"no module {module!r}"
-        raise _missing(url, protocol, ImportError(reason))
+    for module in ("fsspec", LIBRARIES[protocol]):
+        if importlib.util.find_spec(module) is None:
+            raise _missing(url, protocol, ImportError(f"no module named {module!r}"))
 
 
 class NoLock:
@@ -340,11 +340,31 @@ class FsspecStore:
         top = self.path_of(experiment or "")
         self.calls += 1
         try:
-            return self.fs.find(top, detail=True)
+            found = self.fs.find(top, detail=True)
         except FileNotFoundError:
-            return {}
+            found = {}
         except Exception as exc:
             raise self._error(f"cannot list {self.display(top)}", exc) from None
+        if not found:
+            self._check_bucket()
+        return found
+
+    def _check_bucket(self) -> None:
+        """An empty listing: say so if the bucket itself does not exist (a typo in the URL
+        must not read as an empty cache)."""
+        if self._protocol not in BUCKETS:
+            return
+        bucket = self._root.split("/", 1)[0]
+        self.calls += 1
+        try:
+            there = self.fs.exists(bucket)
+        except Exception as exc:
+            raise self._error(f"cannot reach {self._protocol}://{bucket}", exc) from None
+        if not there:
+            raise CacheError(
+                f"there is no bucket {self._protocol}://{bucket}",
+                hint="check the URL (and that these credentials may see it).",
+            )
 
     def entries(self, experiment: str | None = None) -> Iterator[Entry]:
         """Every committed entry: one listing, then every `meta.json` read in one batch."""

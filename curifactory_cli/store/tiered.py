@@ -48,6 +48,7 @@ class TieredStore:
         self._options = tuple(sorted((storage_options or {}).items()))
         self._remote_only: dict[str, Entry] = {}  # local folder -> remote entry not fetched
         self._ahead: set[str] = set()  # remote folders to read ahead at the first miss
+        self.planning = False  # `curi plan`: decide from remote metadata, download nothing
         self._uploads: list[tuple[str, str, bool]] = []  # published here, not uploaded yet
         self.pulled = 0
 
@@ -84,6 +85,8 @@ class TieredStore:
         return self._served(found, directory)
 
     def _served(self, found: Entry, directory: str) -> tuple[Entry | None, str | None]:
+        if self.planning:  # `curi plan` reads metadata only
+            return Entry(Path(directory), _local_meta(found.meta)), None
         if self.dry:
             # Nothing may be written to the local tier: download into a temporary folder
             # (removed with the store) and serve the entry from there.
