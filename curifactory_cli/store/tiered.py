@@ -50,7 +50,6 @@ class TieredStore:
         self._ahead: set[str] = set()  # remote folders to read ahead at the first miss
         self.planning = False  # `curi plan`: decide from remote metadata, download nothing
         self._uploads: list[tuple[str, str, bool]] = []  # published here, not uploaded yet
-        self.pulled = 0
 
     @staticmethod
     def display(path: str | os.PathLike[str]) -> str:
@@ -141,7 +140,6 @@ class TieredStore:
             discard_staging(staging)
             raise
         del self._remote_only[directory]
-        self.pulled += 1
 
     def find_by_lineage(
         self, stage_prefix: str, lineage_key: str, outputs: list[str]
