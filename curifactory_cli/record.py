@@ -176,7 +176,18 @@ class Record:
         return path
 
     def report(self, reportable: Any) -> None:
-        """Keeps a Curifactory reportable with the record (reports are not rendered)."""
+        """Add a reportable (`curifactory_cli.reporting`) to this record, from inside a stage.
+
+        It is titled as in Curifactory: `[(Aggregate)_][<set name>_]<stage>_<name or number>`.
+        """
+        reportable.record = self
+        reportable.stage = self.stages[-1] if self.stages else ""
+        prefix = "(Aggregate)_" if self.is_aggregate else ""
+        if self.params is not None:
+            prefix += f"{getattr(self.params, 'name', '')}_"
+        prefix += f"{reportable.stage}_"
+        name = getattr(reportable, "name", None)
+        reportable.qualified_name = prefix + (str(len(self.reportables)) if name is None else name)
         self.reportables.append(reportable)
 
     def __repr__(self) -> str:
