@@ -180,6 +180,11 @@ class Record:
 
         It is titled as in Curifactory: `[(Aggregate)_][<set name>_]<stage>_<name or number>`.
         """
+        if not callable(getattr(reportable, "html", None)):
+            raise TypeError(
+                f"record.report() takes a Reportable (see curifactory_cli.reporting), "
+                f"not {type(reportable).__name__}: wrap text in HTMLReporter or JsonReporter"
+            )
         reportable.record = self
         reportable.stage = self.stages[-1] if self.stages else ""
         prefix = "(Aggregate)_" if self.is_aggregate else ""

@@ -18,6 +18,7 @@ import os
 from typing import Any
 
 __all__ = [
+    "CachedReportable",
     "DFReporter",
     "FigureReporter",
     "HTMLReporter",
@@ -227,3 +228,73 @@ class ImageReporter(Reportable):
 
     def html(self) -> str:
         return f"<img src='{self.path}/{self._file()}'>"
+
+
+# ------------------------------------------------------------------ kept with the cache entry
+REPORTABLES_DIR = "_reportables"
+INDEX = f"{REPORTABLES_DIR}/index.json"
+PATH_TOKEN = "{curi:reportable_dir}"  # where html() referred to its folder
+
+
+class CachedReportable(Reportable):
+    """A reportable as its stage rendered it, read back from the stage's cache entry: its
+    HTML and the files it refers to (in `path`). A cached stage shows the same reportables
+    as when it ran, without importing anything of the original's."""
+
+    def __init__(self, info: dict[str, Any], folder: str) -> None:
+        super().__init__(name=info.get("name"), group=info.get("group"))
+        self.qualified_name = info.get("qualified_name")
+        self.stage = str(info.get("stage") or "")
+        self.kind = str(info.get("type") or "")
+        self.stored_html = str(info.get("html") or "")
+        self.path = folder
+        self.rendered = True
+
+    def html(self) -> str:
+        return self.stored_html.replace(PATH_TOKEN, self.path)
+
+
+def save_reportables(staging: str, reportables: list[Reportable]) -> None:
+    """Render each reportable into the staging folder of its stage's entry, with its HTML,
+    so the entry (checksummed, and signed with CURI_CACHE_KEY) carries them."""
+    if not reportables:
+        return
+    index = []
+    for i, reportable in enumerate(reportables):
+        folder = os.path.join(staging, REPORTABLES_DIR, str(i))
+        os.makedirs(folder, exist_ok=True)
+        reportable.path = folder
+        reportable.render()
+        reportable.rendered = True
+        reportable.path = PATH_TOKEN
+        try:
+            body = reportable.html()
+        finally:
+            reportable.path = folder
+        if isinstance(body, (list, tuple)):
+            body = "\n".join(str(line) for line in body)
+        cls = type(reportable)
+        index.append(
+            {
+                "name": reportable.name,
+                "qualified_name": reportable.qualified_name,
+                "group": reportable.group,
+                "stage": reportable.stage,
+                "type": f"{cls.__module__}.{cls.__qualname__}",
+                "html": str(body),
+                "dir": f"{REPORTABLES_DIR}/{i}",
+            }
+        )
+    with open(os.path.join(staging, INDEX), "w", encoding="utf-8") as outfile:
+        json.dump(index, outfile)
+
+
+def load_reportables(entry_dir: str, data: bytes) -> list[CachedReportable]:
+    """The reportables an entry carries, from the bytes of its (verified) index."""
+    out = []
+    for info in json.loads(data):
+        rel = str(info.get("dir") or "")
+        if not rel.startswith(REPORTABLES_DIR + "/") or ".." in rel.split("/"):
+            continue  # metadata is data: never a path outside the entry
+        out.append(CachedReportable(info, os.path.join(entry_dir, *rel.split("/"))))
+    return out

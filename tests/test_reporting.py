@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -135,3 +136,102 @@ def test_figures_and_line_plots_render_svg_by_default(tmp_path):
     assert "<svg" in (tmp_path / "r1.svg").read_text()
     assert (tmp_path / "r2.png").read_bytes().startswith(b"\x89PNG")
     assert figure.html() == f"<img src='{tmp_path}/r0.svg'>"
+
+
+RELOAD = """
+# After Curifactory's examples/reload-reportables.py (BSD-3), imports changed.
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+import curifactory_cli as cf
+from curifactory_cli.caching import JsonCacher
+from curifactory_cli.reporting import ImageReporter, LinePlotReporter
+
+
+@cf.stage(None, ["outputs"], [JsonCacher])
+def do_things(record):
+    record.report(LinePlotReporter([3, 2, 1]))
+    fig, ax = plt.subplots()
+    ax.plot([3, 2, 1])
+    fig.savefig("testing.png")
+    plt.close(fig)
+    record.report(ImageReporter("testing.png"))
+    return {"lucky_number": 13}
+
+
+def get_params():
+    return [cf.ExperimentParameters(name="test")]
+
+
+def run(argsets, manager):
+    for argset in argsets:
+        r = cf.Record(manager, argset)
+        r = do_things(r)
+"""
+
+
+def _shown(record) -> list[tuple[str, str]]:
+    return [(r.qualified_name, r.html()) for r in record.reportables]
+
+
+def test_reportables_come_back_with_a_cached_stage(project, job_runner):
+    pytest.importorskip("matplotlib")
+    project.write("experiments/reload.py", RELOAD)
+    first = project.run("reload")
+    assert first.ok, first.error
+    (record,) = first.records
+    titles = [r.qualified_name for r in record.reportables]
+    assert titles == ["test_do_things_0", "test_do_things_1"]
+    image = record.reportables[1]
+    shown = _shown(record)
+    png = (project.root / "testing.png").read_bytes()
+    (project.root / "testing.png").unlink()  # the report must not need the original
+
+    again = project.run("reload")
+    assert again.ok and again.executed() == []
+    (cached,) = again.records
+    assert _shown(cached) == shown
+    src = cached.reportables[1].html().split("src='")[1].rstrip("'>")
+    assert Path(src).read_bytes() == png
+    assert image.path.startswith(str(project.cache))  # read from the cache entry
+    svg = cached.reportables[0].html().split("src='")[1].rstrip("'>")
+    assert "<svg" in Path(svg).read_text()
+
+
+def test_a_reportable_that_fails_to_render_fails_its_stage(project, cli):
+    project.write(
+        "experiments/bad.py",
+        """
+import curifactory_cli as cf
+from curifactory_cli.caching import JsonCacher
+from curifactory_cli.reporting import Reportable
+
+
+class Broken(Reportable):
+    def render(self):
+        raise ValueError("no plot today")
+
+    def html(self):
+        return ""
+
+
+@cf.stage(None, ["x"], [JsonCacher])
+def make(record):
+    record.report(Broken())
+    return 1
+
+
+def run(param_sets, manager):
+    for p in param_sets:
+        make(cf.Record(manager, p))
+""",
+    )
+    project.write("params/p.yaml", "- name: a\n")
+    result = cli("run", "bad", "p", "--no-progress")
+    assert result.exit_code == 1, result.output
+    assert "ValueError: no plot today" in result.output
+    assert not project.entries()

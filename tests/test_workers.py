@@ -25,6 +25,7 @@ import time
 
 import curifactory_cli as cf
 from curifactory_cli.caching import JsonCacher, PickleCacher
+from curifactory_cli.reporting import JsonReporter
 
 
 def _log(stage, record):
@@ -61,7 +62,7 @@ def fit(record, scale):
 @cf.stage(inputs=["model", "big"], outputs=["score"], cachers=[JsonCacher])
 def evaluate(record, model, big):
     _log("evaluate", record)
-    record.report(f"score of {record.name}")
+    record.report(JsonReporter(f"score of {record.name}"))
     return model + len(big)
 
 
@@ -117,7 +118,8 @@ def test_workers_give_the_serial_results_and_run_each_stage_once(project):
     compare = next(r for r in parallel.records if r.name == "aggregate")
     assert compare.state["table"] == {f"s{i}": i * 10 * 2 + 1000 for i in range(6)}
     first = parallel.records[0]
-    assert first.state["model"] == 0 and first.reportables == ["score of s0"]
+    assert first.state["model"] == 0
+    assert [r.html() for r in first.reportables] == ["<pre>\n&quot;score of s0&quot;\n</pre>"]
     in_parallel = entry_versions(project.cache)
 
     # A serial run in a fresh cache produces the very same entries and versions.

@@ -183,15 +183,25 @@ def run_job(job: Job, record: Any = None) -> JobResult:
             return result
         result.values = values
         result.compute_s = time.perf_counter() - started
+        new_reportables = record.reportables[reported:]
         if staging is not None:
             result.staging = staging
+            if new_reportables:
+                # Kept with the entry: the driver reads them back from it, cached or not.
+                del record.reportables[reported:]
+                failure = _save_reportables(staging, new_reportables)
+                if failure is not None:
+                    result.failure = failure
+                    result.staging = None
+                    discard_staging(staging)
+                    return result
             _save_outputs(job, cachers, result)
             if job.upload is not None:
                 _upload(job.upload, result)
+        elif rebuilt:  # a stage without cachers: its reportables travel back as they are
+            result.reportables = new_reportables
         if not job.ship_values and staging is not None:
             result.values = [None] * len(values)  # the driver reads them from the entry
-        if rebuilt:  # reportables travel back to the driver's record
-            result.reportables = record.reportables[reported:]
         return result
     except CurifactoryError as exc:
         discard_staging(staging)
@@ -204,6 +214,24 @@ def run_job(job: Job, record: Any = None) -> JobResult:
     finally:
         for folder in scratch:
             discard_staging(folder)
+
+
+def _save_reportables(staging: str, reportables: list[Any]) -> Failure | None:
+    """Render the stage's reportables into its entry; one that raises fails the stage, with
+    the user's traceback, like the stage itself."""
+    from curifactory_cli.reporting import save_reportables
+
+    try:
+        save_reportables(staging, reportables)
+    except Exception as exc:
+        return Failure(
+            "stage",
+            f"{type(exc).__name__}: {exc} (rendering a reportable)",
+            exc_type=type(exc).__name__,
+            traceback=format_user_traceback(exc),
+            original=exc,
+        )
+    return None
 
 
 def _upload(target: RemoteRef, result: JobResult) -> None:

@@ -40,7 +40,9 @@ from curifactory_cli.events import NodeFinished, NodeStarted, NodeWaiting, Warne
 from curifactory_cli.graph import NOT_COMPUTED, Node, Outcome, OutputRef, producers_through_memory
 from curifactory_cli.provenance import library_versions
 from curifactory_cli.record import _CachedOutput
+from curifactory_cli.reporting import INDEX, load_reportables
 from curifactory_cli.store import CorruptEntryError, discard_staging
+from curifactory_cli.store.entry import bytes_match
 
 if TYPE_CHECKING:
     from curifactory_cli.engine.keys import KeyMaker
@@ -268,6 +270,7 @@ class Scheduler:
             node.key, node.key_parts = entry.meta["key"], entry.meta.get("key_parts")
         outputs = entry.meta["outputs"]
         self._info[node.index] = outputs
+        self._reportables(node, entry.meta)
         for i, ref in enumerate(node.outputs):
             info = outputs[ref.name]
             ref.version = info["version"]
@@ -639,6 +642,7 @@ class Scheduler:
             location = str(node.entry_dir)
         node.entry_dir = location
         self._info[node.index] = result.outputs_meta
+        self._reportables(node, {"extra_files": result.extra_files})
         for i, ref in enumerate(node.outputs):
             info = result.outputs_meta[ref.name]
             cacher = bound_cacher(
@@ -657,6 +661,25 @@ class Scheduler:
             else:
                 ref.value = _CachedOutput(cacher, keep=True)
         result.values.clear()
+
+    def _reportables(self, node: Node, meta: dict[str, Any]) -> None:
+        """The reportables its entry carries, back on the record (a cached stage shows the
+        same ones as when it ran)."""
+        info = next((f for f in meta.get("extra_files") or () if f.get("path") == INDEX), None)
+        if info is None:
+            return
+        directory = str(node.entry_dir)
+        try:
+            self.store.materialize(directory)
+            with open(os.path.join(directory, INDEX), "rb") as infile:
+                data = infile.read()
+            if not bytes_match(data, info):
+                raise CorruptEntryError(f"{directory}/{INDEX} does not match its checksum")
+            for reportable in load_reportables(directory, data):
+                reportable.record = node.record
+                node.record.reportables.append(reportable)
+        except (OSError, ValueError, CurifactoryError) as exc:
+            self._warn(f"{node.label}: its reportables cannot be read: {exc}")
 
     def _metadata(self, node: Node, result: JobResult) -> dict[str, Any]:
         record = node.record
