@@ -57,7 +57,8 @@ def store_full_run(root: Path, result: RunResult, registry: RunRegistry) -> Path
 
 def _copy_entries(result: RunResult, artifacts: Path) -> None:
     """Hard-link (or copy) every entry the run loaded, found cached or produced."""
-    store = LocalStore(result.cache_dir)
+    # The run's own store: with a remote tier, an entry served from there is fetched first.
+    store = result.store or LocalStore(result.cache_dir)
     for node in result.graph.nodes:
         if node.outcome not in (Outcome.CACHED, Outcome.EXECUTED) or not node.entry_dir:
             continue

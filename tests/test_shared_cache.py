@@ -432,3 +432,12 @@ def test_plan_reads_the_bucket_and_downloads_nothing(tmp_path, bucket, monkeypat
     doc = json.loads(planned.stdout)
     assert {n["plan"] for n in doc["nodes"]} == {"cached"}
     assert not second.cache.exists()  # decided from metadata only
+
+
+def test_store_full_copies_entries_served_from_the_bucket(tmp_path, bucket):
+    first, second = clone(tmp_path, "alice"), clone(tmp_path, "bob")
+    assert first.run("team", "p", cache_dir=bucket).ok
+    result = second.run("team", "p", cache_dir=bucket, store_full=True)
+    assert result.ok and result.executed() == []
+    copied = sorted(p.parent.name for p in (result.store_dir / "artifacts").rglob("meta.json"))
+    assert len(copied) == 7
