@@ -252,3 +252,33 @@ def _write_meta(store, final: str, meta: dict) -> None:
         store.fs.pipe_file(f"{final}/{META_NAME}", dump_meta(meta).encode())
     else:
         Path(final, META_NAME).write_text(dump_meta(meta))
+
+
+@pytest.mark.parametrize(
+    "forge",
+    [
+        pytest.param(lambda m: m.update(lineage_key="M" * 64), id="lineage key"),
+        pytest.param(lambda m: m["outputs"]["model"].update(version="v-old"), id="version"),
+        pytest.param(lambda m: m.update(record="set2"), id="parameter set"),
+        pytest.param(lambda m: m.pop("invalidated"), id="invalidation removed"),
+    ],
+)
+def test_under_a_signing_key_no_field_can_be_forged(store, monkeypatch, forge):
+    """The signature covers every field a decision or a load uses (the hostile-cache threat
+    model: write access to the cache, not to the key)."""
+    monkeypatch.setenv(SIGNING_ENV, "s3cret")
+    _prefix, final, outputs = publish(store)
+    (entry,) = store.entries()
+    store.mark_invalidated(entry)  # signed with the key, like every write
+    assert store.lookup(final, KEY, outputs) == (None, INVALIDATED)
+    meta = json.loads(json.dumps(entry.meta))
+    forge(meta)
+    meta.setdefault("invalidated", None)
+    if meta["invalidated"] is None:
+        del meta["invalidated"]
+    _write_meta(store, final, meta)
+    found, problem = store.lookup(final, KEY, outputs)
+    assert found is None
+    assert SIGNING_ENV in problem or problem == INVALIDATED
+    if "invalidated" not in meta:
+        assert SIGNING_ENV in problem  # removing the mark does not bring the entry back

@@ -76,22 +76,28 @@ def signing_key() -> bytes | None:
     return secret.encode() if secret else None
 
 
+UNSIGNED = ("signature", "objects")  # the signature itself; where a remote store put the files
+
+
 def entry_signature(meta: dict[str, Any], secret: bytes) -> str:
-    """HMAC-SHA256 over the entry's key, each output's cacher type and every file's checksum
-    (what loading trusts)."""
-    files = {
-        name: [output.get("cacher"), sorted((f["path"], f["sha256"]) for f in output["files"])]
-        for name, output in meta["outputs"].items()
-    }
-    extra = sorted((f["path"], f["sha256"]) for f in meta.get("extra_files") or [])
-    payload = json.dumps([meta["key"], files, extra], sort_keys=True, separators=(",", ":"))
+    """HMAC-SHA256 over the whole metadata, canonically encoded: the key, the lineage key, each
+    output's version, cacher and files with their checksums, invalidation, provenance. Every
+    field that takes part in a decision or a load is covered, so none can be edited, added or
+    removed by someone without the secret. ("objects", where a remote store put the files,
+    is not: the files must match the signed checksums wherever they are.)"""
+    signed = {k: v for k, v in meta.items() if k not in UNSIGNED}
+    payload = json.dumps(signed, sort_keys=True, separators=(",", ":"), default=str)
     return hmac.new(secret, payload.encode(), hashlib.sha256).hexdigest()
 
 
 def sign(meta: dict[str, Any]) -> dict[str, Any]:
-    """The metadata to write: signed when `CURI_CACHE_KEY` is set."""
+    """The metadata to write: signed when `CURI_CACHE_KEY` is set (over its JSON form, which
+    is what a reader will check)."""
     secret = signing_key()
-    return {**meta, "signature": entry_signature(meta, secret)} if secret else meta
+    if not secret:
+        return meta
+    written = json.loads(dump_meta({k: v for k, v in meta.items() if k != "signature"}))
+    return {**written, "signature": entry_signature(written, secret)}
 
 
 def signature_problem(meta: dict[str, Any]) -> str | None:

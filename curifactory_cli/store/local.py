@@ -435,6 +435,7 @@ class LocalStore:
         if meta.get("invalidated"):
             return False
         meta["invalidated"] = True
+        meta = sign(meta)  # the mark is signed too: without the key, the entry is refused anyway
         st = meta_path.stat()
         fd, tmp = tempfile.mkstemp(dir=entry.directory, prefix=".meta-", suffix=".tmp")
         try:

@@ -709,6 +709,7 @@ class FsspecStore:
         if meta.get("invalidated"):
             return False
         meta["invalidated"] = True
+        meta = sign(meta)
         self.calls += 1
         try:
             self.fs.pipe_file(f"{directory}/{META_NAME}", dump_meta(meta).encode())
