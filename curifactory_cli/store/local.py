@@ -188,7 +188,23 @@ class LocalStore:
     def _makedirs(self, directory: str) -> None:
         if directory not in self._made:
             os.makedirs(directory, exist_ok=True)
+            self._no_links(directory)
             self._made.add(directory)
+
+    def _no_links(self, directory: str) -> None:
+        """Refuse a folder reached through a symbolic link inside the cache: whoever can write
+        to a shared cache must not redirect our writes (or reads) out of it. (The cache root
+        itself may be a link: that is the user's choice.)"""
+        path = self._root
+        for part in os.path.relpath(directory, self._root).split(os.sep):
+            if part in ("", "."):
+                continue
+            path = os.path.join(path, part)
+            if os.path.islink(path):
+                raise CacheError(
+                    f"refusing to use {path}: it is a symbolic link inside the cache",
+                    hint="symbolic links in the cache are never followed; remove it.",
+                )
 
     def prepare(self) -> None:
         """Create the cache dir (with a `.gitignore`) and check it is writable, once."""
@@ -202,8 +218,12 @@ class LocalStore:
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             ignore = self.root / ".gitignore"
-            if not ignore.exists():
-                ignore.write_text(GITIGNORE)
+            if not os.path.lexists(ignore):  # a dangling link is not followed
+                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+                with contextlib.suppress(FileExistsError):
+                    fd = os.open(ignore, flags, 0o644)
+                    with os.fdopen(fd, "w") as outfile:
+                        outfile.write(GITIGNORE)
             with tempfile.NamedTemporaryFile(dir=self.root, prefix=".probe-"):
                 pass
         except OSError as exc:
@@ -228,6 +248,8 @@ class LocalStore:
             return None, None
         except OSError as exc:
             return None, f"unreadable metadata {meta_path} ({exc})"
+        if os.path.islink(directory):
+            return None, f"{directory} is a symbolic link (never followed)"
         meta = parse_meta(data)
         if meta is None:
             return None, f"unreadable metadata {meta_path}"
@@ -286,7 +308,10 @@ class LocalStore:
         """Entries here are always local (see `TieredStore.materialize`)."""
 
     def prefetch(self, folders: Iterable[str]) -> None:
-        """Nothing to read ahead in a local folder (see `FsspecStore.prefetch`)."""
+        """Before a run: the parameter-set folders it will read must not be links out of
+        the cache (one lstat per folder, not one per lookup)."""
+        for folder in set(folders):
+            self._no_links(folder)
 
     def remote_ref(self, directory: str) -> None:
         """No remote store behind this one (see `TieredStore.remote_ref`)."""

@@ -1,0 +1,66 @@
+"""Links planted in a shared cache never redirect what curi reads or writes out of it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+EXPERIMENT = """
+import curifactory_cli as cf
+from curifactory_cli.caching import JsonCacher
+
+@cf.stage(inputs=None, outputs=["x"], cachers=[JsonCacher])
+def make(record):
+    return {"n": record.params.n}
+
+def run(param_sets, manager):
+    for p in param_sets:
+        make(cf.Record(manager, p))
+"""
+
+
+def setup(project) -> None:
+    project.write("experiments/e.py", EXPERIMENT)
+    project.write("params/p.yaml", "- name: a\n  n: 1\n")
+
+
+def test_a_parameter_set_folder_replaced_by_a_link_is_refused(project, cli, tmp_path_factory):
+    setup(project)
+    assert cli("run", "e", "p").exit_code == 0
+    (entry,) = project.entries()
+    folder = entry.parent
+    outside = tmp_path_factory.mktemp("outside")
+    shutil.move(str(folder), str(outside / "moved"))
+    os.symlink(outside / "moved", folder)
+    before = sorted(p.name for p in (outside / "moved").iterdir())
+    result = cli("run", "e", "p", "--overwrite")
+    assert result.exit_code == 1, result.output
+    assert "symbolic link inside the cache" in result.output
+    assert "Traceback" not in result.output
+    assert sorted(p.name for p in (outside / "moved").iterdir()) == before  # nothing new
+    planned = cli("plan", "e", "p")
+    assert planned.exit_code == 1 and "symbolic link" in planned.output
+
+
+def test_an_entry_folder_that_is_a_link_is_not_loaded(project, cli, tmp_path_factory):
+    setup(project)
+    assert cli("run", "e", "p").exit_code == 0
+    (entry,) = project.entries()
+    outside = tmp_path_factory.mktemp("outside") / "entry"
+    shutil.move(str(entry), str(outside))
+    os.symlink(outside, entry)
+    result = project.run("e", "params/p.yaml")
+    assert result.ok and result.executed() == [("make", "a")]
+    assert any("symbolic link" in w for w in result.warnings)
+
+
+def test_links_in_the_cache_bookkeeping_create_nothing_outside(project, cli, tmp_path_factory):
+    setup(project)
+    outside = tmp_path_factory.mktemp("outside")
+    project.cache.mkdir(parents=True)
+    os.symlink(outside / "planted-gitignore", project.cache / ".gitignore")  # dangling
+    os.symlink(outside, project.cache / ".locks")
+    result = cli("run", "e", "p")
+    assert result.exit_code == 1, result.output
+    assert "symbolic link inside the cache" in result.output
+    assert list(outside.iterdir()) == []
