@@ -224,13 +224,7 @@ def _save_reportables(staging: str, reportables: list[Any]) -> Failure | None:
     try:
         save_reportables(staging, reportables)
     except Exception as exc:
-        return Failure(
-            "stage",
-            f"{type(exc).__name__}: {exc} (rendering a reportable)",
-            exc_type=type(exc).__name__,
-            traceback=format_user_traceback(exc),
-            original=exc,
-        )
+        return stage_failure(exc, " (rendering a reportable)")
     return None
 
 
@@ -244,6 +238,17 @@ def _upload(target: RemoteRef, result: JobResult) -> None:
         )
     except CacheError as exc:
         result.upload_error = exc.message
+
+
+def stage_failure(exc: Exception, where: str = "") -> Failure:
+    """The user's code raised: the failure carries its trimmed traceback."""
+    return Failure(
+        "stage",
+        f"{type(exc).__name__}: {exc}{where}",
+        exc_type=type(exc).__name__,
+        traceback=format_user_traceback(exc),
+        original=exc,
+    )
 
 
 def error_failure(exc: CurifactoryError) -> Failure:
@@ -372,13 +377,7 @@ def _call(
         else:
             returned = fn(record, *args, **call_inputs)
     except Exception as exc:
-        return Failure(
-            "stage",
-            f"{type(exc).__name__}: {exc}",
-            exc_type=type(exc).__name__,
-            traceback=format_user_traceback(exc),
-            original=exc,
-        )
+        return stage_failure(exc)
     finally:
         del call_inputs
         record.stage_cachers = None

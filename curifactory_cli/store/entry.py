@@ -52,6 +52,15 @@ def names_key(folder: str, key: str) -> bool:
     return folder.endswith("-" + key[:16])
 
 
+def lineage_match(folder: str, meta: Any, lineage_key: str) -> str | None:
+    """The key of the entry in `folder` if its metadata claims this lineage and the folder
+    carries that key: the one rule every store's lineage lookup applies before `lookup`."""
+    if not isinstance(meta, dict) or meta.get("lineage_key") != lineage_key:
+        return None
+    key = meta.get("key")
+    return key if isinstance(key, str) and names_key(folder, key) else None
+
+
 def is_entry_of(name: str, stage: str) -> bool:
     """Whether folder `name` is an entry folder of `stage` (`<stage>-<16 characters>`)."""
     return len(name) == len(stage) + 17 and name.startswith(stage + "-")

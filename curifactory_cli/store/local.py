@@ -31,9 +31,9 @@ from curifactory_cli.store.entry import (
     entry_dir,
     file_sha256,
     is_entry_of,
+    lineage_match,
     listed_files,
     meta_problem,
-    names_key,
     parse_meta,
     sign,
 )
@@ -153,14 +153,8 @@ class LocalStore:
         stage of one parameter set is cheap.
         """
         for candidate in self._stage_dirs(stage_prefix):
-            meta = read_meta(candidate)
-            try:
-                key = meta["key"] if meta and meta.get("lineage_key") == lineage_key else None
-            except (TypeError, AttributeError):
-                continue
-            # The folder's name carries the key: metadata copied into another entry's
-            # folder (or into another parameter set's) is not this stage's entry.
-            if isinstance(key, str) and names_key(candidate, key):
+            key = lineage_match(candidate, read_meta(candidate), lineage_key)
+            if key is not None:
                 entry, _ = self.lookup(candidate, key, outputs)
                 if entry is not None:
                     return entry

@@ -39,9 +39,9 @@ from curifactory_cli.store.entry import (
     dump_meta,
     entry_dir,
     is_entry_of,
+    lineage_match,
     listed_files,
     meta_problem,
-    names_key,
     parse_meta,
     sign,
     verify_files,
@@ -320,9 +320,8 @@ class FsspecStore:
         self, stage_prefix: str, lineage_key: str, outputs: list[str]
     ) -> Entry | None:
         for candidate in self._stage_dirs(stage_prefix):
-            meta = self._meta_of(candidate)
-            key = meta.get("key") if meta and meta.get("lineage_key") == lineage_key else None
-            if isinstance(key, str) and names_key(candidate, key):
+            key = lineage_match(candidate, self._meta_of(candidate), lineage_key)
+            if key is not None:
                 entry, _ = self.lookup(candidate, key, outputs)
                 if entry is not None:
                     return entry
