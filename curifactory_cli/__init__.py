@@ -30,6 +30,9 @@ _EXPORTS = {
     "CurifactoryError": "curifactory_cli.errors",
 }
 
+# Submodules Curifactory code reaches as attributes: `cf.reporting.JsonReporter(...)`.
+_SUBMODULES = frozenset({"caching", "reporting"})
+
 __all__ = [*sorted(_EXPORTS), "__version__"]
 
 if TYPE_CHECKING:
@@ -48,6 +51,8 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f"curifactory_cli.{name}")
     module = _EXPORTS.get(name)
     if module is None:
         msg = f"module 'curifactory_cli' has no attribute {name!r}"

@@ -15,6 +15,7 @@ import typer
 
 from curifactory_cli.cli_cache import cache_app
 from curifactory_cli.cli_common import CacheOpt, JsonOpt, RemoteOpt, console, err_console, fail
+from curifactory_cli.cli_report import report_command
 from curifactory_cli.cli_runs import runs_app
 from curifactory_cli.errors import CurifactoryError, ExitCode, exit_code_for
 
@@ -51,6 +52,7 @@ def _main_options(
 
 app.add_typer(cache_app, name="cache")
 app.add_typer(runs_app, name="runs")
+app.command("report")(report_command)
 
 
 ExperimentArg = Annotated[str, typer.Argument(help="Experiment name: experiments/NAME.py.")]
@@ -103,6 +105,7 @@ def _options(ctx: typer.Context) -> RunOptions:
         ignore_lazy=bool(given.get("ignore_lazy")),
         notes=given.get("notes"),
         store_full=bool(given.get("store_full")),
+        report=not given.get("no_report"),
         dry_cache=bool(given.get("dry_cache")),
         keep_going=bool(given.get("keep_going")),
         workers=given.get("workers"),
@@ -110,6 +113,14 @@ def _options(ctx: typer.Context) -> RunOptions:
         scheduler=given.get("scheduler"),
         command=_command_line(ctx),
     )
+
+
+def _shown_path(path: Path) -> str:
+    """A path relative to the working folder when it is inside it (shorter to read)."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def _command_line(ctx: typer.Context) -> tuple[str, ...]:
@@ -162,6 +173,13 @@ def run(
             "data/runs/<reference>/.",
         ),
     ] = False,
+    no_report: Annotated[
+        bool,
+        typer.Option(
+            "--no-report",
+            help="Do not write the HTML report (reports/<reference>/index.html) of this run.",
+        ),
+    ] = False,
     keep_going: Annotated[
         bool,
         typer.Option(
@@ -212,7 +230,7 @@ def run(
     as_json: JsonOpt = False,
 ) -> None:
     """Run EXPERIMENT once per parameter set, reusing every valid cached stage."""
-    from curifactory_cli import report
+    from curifactory_cli import console as ui
     from curifactory_cli.runner import run_experiment
 
     options = _options(ctx)
@@ -221,15 +239,13 @@ def run(
         return
     out = err_console if as_json else console
     if quiet or as_json or no_progress or not console.is_terminal:
-        reporter: report.PlainReporter = report.PlainReporter(
-            out, err_console, quiet=quiet or as_json
-        )
+        reporter: ui.PlainReporter = ui.PlainReporter(out, err_console, quiet=quiet or as_json)
     else:
-        reporter = report.LiveReporter(console, err_console)
+        reporter = ui.LiveReporter(console, err_console)
     try:
         result = run_experiment(options, reporter=reporter)
     except (CurifactoryError, KeyboardInterrupt) as exc:
-        if isinstance(reporter, report.LiveReporter):
+        if isinstance(reporter, ui.LiveReporter):
             reporter.close()
         if as_json:  # CI still gets a document on stdout
             error = {
@@ -248,9 +264,11 @@ def run(
     if as_json:
         console.out(json.dumps(result.to_json(), indent=2))
     elif not quiet:
-        report.print_summary(console, result)
+        ui.print_summary(console, result)
         if result.store_dir is not None:
             console.print(f"stored in {result.store_dir}", markup=False, soft_wrap=True)
+        if result.report is not None:
+            console.print(f"report: {_shown_path(result.report)}", markup=False, soft_wrap=True)
     raise typer.Exit(code=int(ExitCode.OK if result.ok else exit_code_for(result.error)))
 
 
@@ -281,7 +299,7 @@ def plan_command(
 
 
 def _show_plan(options: RunOptions, as_json: bool) -> None:
-    from curifactory_cli import report
+    from curifactory_cli import console as ui
     from curifactory_cli.engine.planner import headline
     from curifactory_cli.runner import plan_experiment
 
@@ -292,7 +310,7 @@ def _show_plan(options: RunOptions, as_json: bool) -> None:
     if as_json:
         console.out(json.dumps(result.to_json(), indent=2))
         return
-    report.print_plan(console, headline(result.plans), result.plans)
+    ui.print_plan(console, headline(result.plans), result.plans)
 
 
 @app.command("ls")

@@ -205,7 +205,8 @@ def cache_ls(
     as_json: JsonOpt = False,
 ) -> None:
     """List cached entries: id, experiment, parameter set, stage, outputs, size and age."""
-    from curifactory_cli import cache_index, report
+    from curifactory_cli import cache_index
+    from curifactory_cli import console as ui
 
     store = _store(cache)
     root = store.root
@@ -248,7 +249,7 @@ def cache_ls(
         ]
         rows.append([*row, "invalidated" if e.invalidated else ""] if any_invalidated else row)
     columns = ["id", "experiment", "params", "stage", "outputs", "cacher", "size", "age"]
-    report.print_table(
+    ui.print_table(
         console,
         [*columns, "state"] if any_invalidated else columns,
         # Text cells: no markup in names; folded, never cut: "n_rows=5…" could be 50 or 500.

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -14,6 +15,12 @@ from curifactory_cli.errors import (
     Terminated,
     exit_code_for,
 )
+
+if TYPE_CHECKING:
+    from curifactory_cli.registry import RunRegistry
+
+if TYPE_CHECKING:
+    from curifactory_cli.registry import RunRegistry
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -38,6 +45,23 @@ RemoteOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+RegistryOpt = Annotated[
+    Path | None,
+    typer.Option("--registry", help="Registry file (default: data/runs.sqlite)."),
+]
+
+
+def registry_file(registry: Path | None) -> Path:
+    """The project is the current directory, as for every other curi command."""
+    from curifactory_cli.registry import registry_path
+
+    return registry if registry is not None else registry_path(Path.cwd())
+
+
+def open_registry(path: Path) -> RunRegistry:
+    from curifactory_cli.registry import RunRegistry
+
+    return RunRegistry(path, read_only=True)  # read-only: reading must not create the file
 
 
 ExperimentFilter = Annotated[
@@ -52,7 +76,7 @@ ParamsFilter = Annotated[
 
 def fail(exc: BaseException) -> typer.Exit:
     """Show an error the way its kind deserves and return the exit to raise."""
-    from curifactory_cli import report
+    from curifactory_cli import console as ui
 
     if isinstance(exc, (StageError, ExperimentImportError)):
         from curifactory_cli.engine.jobs import format_user_traceback
@@ -61,13 +85,13 @@ def fail(exc: BaseException) -> typer.Exit:
         if text is None:
             text = format_user_traceback(exc.original)
         if text:
-            report.print_traceback(err_console, text)
+            ui.print_traceback(err_console, text)
     if isinstance(exc, CurifactoryError):
-        report.print_error(err_console, exc.message, exc.hint)
+        ui.print_error(err_console, exc.message, exc.hint)
     elif isinstance(exc, Terminated):
-        report.print_error(err_console, "terminated (SIGTERM); finished stages stay cached")
+        ui.print_error(err_console, "terminated (SIGTERM); finished stages stay cached")
     elif isinstance(exc, KeyboardInterrupt):
-        report.print_error(err_console, "interrupted; finished stages stay cached")
+        ui.print_error(err_console, "interrupted; finished stages stay cached")
     else:
-        report.print_error(err_console, f"{type(exc).__name__}: {exc}")
+        ui.print_error(err_console, f"{type(exc).__name__}: {exc}")
     return typer.Exit(code=int(exit_code_for(exc)))

@@ -5,25 +5,26 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shlex
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 from rich.text import Text
 
-from curifactory_cli.cli_common import ExperimentFilter, JsonOpt, console, fail
+from curifactory_cli.cli_common import (
+    ExperimentFilter,
+    JsonOpt,
+    RegistryOpt,
+    console,
+    fail,
+    open_registry,
+    registry_file,
+)
 from curifactory_cli.errors import CurifactoryError
-from curifactory_cli.registry import RunRegistry, registry_path
 
 runs_app = typer.Typer(
     help="The run registry: every curi run, its status and provenance.", no_args_is_help=True
 )
-
-RegistryOpt = Annotated[
-    Path | None,
-    typer.Option("--registry", help="Registry file (default: data/runs.sqlite)."),
-]
 
 STATUS_STYLE = {
     "running": "yellow",
@@ -50,9 +51,9 @@ def runs_ls(
     as_json: JsonOpt = False,
 ) -> None:
     """List recorded runs, newest first."""
-    path = _registry_path(registry)
+    path = registry_file(registry)
     try:
-        runs = _open(path).list_runs(experiment=experiment, status=status, limit=limit)
+        runs = open_registry(path).list_runs(experiment=experiment, status=status, limit=limit)
     except CurifactoryError as exc:
         raise fail(exc) from None
     if as_json:
@@ -77,9 +78,9 @@ def runs_show(
     as_json: JsonOpt = False,
 ) -> None:
     """Show one run: status, error, parameters, command, provenance and its stages."""
-    path = _registry_path(registry)
+    path = registry_file(registry)
     try:
-        run = _open(path).get_run(reference)
+        run = open_registry(path).get_run(reference)
     except CurifactoryError as exc:
         raise fail(exc) from None
     if as_json:
@@ -89,15 +90,6 @@ def runs_show(
 
 
 # ------------------------------------------------------------------------------ helpers
-def _registry_path(registry: Path | None) -> Path:
-    """The project is the current directory, as for every other curi command."""
-    return registry if registry is not None else registry_path(Path.cwd())
-
-
-def _open(path: Path) -> RunRegistry:
-    return RunRegistry(path, read_only=True)  # read-only: listing must not create the file
-
-
 def _runs_table(runs: list[dict], width: int) -> Table:
     """One line per run. The reference, status, duration and counts always show; started,
     notes and command are added while they fit in `width` (they are all in `runs show`),

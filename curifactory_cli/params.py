@@ -133,6 +133,41 @@ class ParamSet:
         return self._hash
 
 
+_BUILT_IN_FIELDS = frozenset({"name", "hash", "overwrite", "hash_representations"})
+_SHOWN_CHARS = 200  # of a value that is not plain data: its repr, cut
+
+
+def display_values(params: Any) -> dict[str, Any]:
+    """A parameter set's values as plain JSON data, to show (in the registry and reports):
+    dataclass fields or mapping keys, built-in fields left out; values that are not plain
+    data shown by their (shortened) repr."""
+    if isinstance(params, Params):
+        items = params._data.items()
+    elif dataclasses.is_dataclass(params) and not isinstance(params, type):
+        items = ((f.name, getattr(params, f.name)) for f in dataclasses.fields(params))
+    elif isinstance(params, Mapping):
+        items = params.items()
+    else:
+        items = vars(params).items() if hasattr(params, "__dict__") else ()
+    return {str(k): _plain(v) for k, v in items if k not in _BUILT_IN_FIELDS}
+
+
+def _plain(value: Any, depth: int = 0) -> Any:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if depth < 6 and isinstance(value, Mapping):
+        return {str(k): _plain(v, depth + 1) for k, v in value.items()}
+    if depth < 6 and isinstance(value, (list, tuple)):
+        return [_plain(v, depth + 1) for v in value]
+    if isinstance(value, Params):
+        return _plain(value._data, depth + 1)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type) and depth < 6:
+        fields = dataclasses.fields(value)
+        return {f.name: _plain(getattr(value, f.name), depth + 1) for f in fields}
+    text = repr(value)
+    return text if len(text) <= _SHOWN_CHARS else text[: _SHOWN_CHARS - 3] + "..."
+
+
 def _hash_view(params: Any) -> Any:
     return params._data if isinstance(params, Params) else params
 

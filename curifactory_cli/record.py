@@ -103,6 +103,7 @@ class Record:
         self._hash: str | None = None
         self._combo_hash: str | None = None
         self._staging: Any = None  # the running stage's staging folder, set by run_job
+        self._running_stage: str | None = None  # its name (record.stages is the traced list)
         self.index = -1
         if not hide:
             self.index = len(manager.records)
@@ -164,7 +165,7 @@ class Record:
         from curifactory_cli.staging import check_name
 
         for part in [*(subdir.split("/") if subdir else []), obj_name]:
-            check_name(part, "file", self.stages[-1] if self.stages else "?")
+            check_name(part, "file", self._current_stage() or "?")
         base = os.path.join(str(self._staging), "files", *(subdir.split("/") if subdir else []))
         os.makedirs(base, exist_ok=True)
         return os.path.join(base, obj_name)
@@ -186,7 +187,7 @@ class Record:
                 f"not {type(reportable).__name__}: wrap text in HTMLReporter or JsonReporter"
             )
         reportable.record = self
-        reportable.stage = self.stages[-1] if self.stages else ""
+        reportable.stage = self._current_stage()
         prefix = "(Aggregate)_" if self.is_aggregate else ""
         if self.params is not None:
             prefix += f"{getattr(self.params, 'name', '')}_"
@@ -194,6 +195,10 @@ class Record:
         name = getattr(reportable, "name", None)
         reportable.qualified_name = prefix + (str(len(self.reportables)) if name is None else name)
         self.reportables.append(reportable)
+
+    def _current_stage(self) -> str:
+        """The stage running now; outside one, the last stage traced on this record."""
+        return self._running_stage or (self.stages[-1] if self.stages else "")
 
     def __repr__(self) -> str:
         return f"Record({self.name!r})"

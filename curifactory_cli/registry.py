@@ -23,7 +23,16 @@ from typing import Any
 from curifactory_cli.errors import CacheError, ConfigError
 
 REGISTRY_FILE = Path("data") / "runs.sqlite"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# What turns a file of an older version into the current one (each step in one transaction).
+# Version 2: the stage graph's edges and the experiment's docstring, for the HTML report.
+_MIGRATIONS = {
+    1: (
+        "ALTER TABLE runs ADD COLUMN doc TEXT",
+        "ALTER TABLE run_stages ADD COLUMN inputs TEXT",
+        "ALTER TABLE run_stages ADD COLUMN aggregate INTEGER NOT NULL DEFAULT 0",
+    ),
+}
 BUSY_TIMEOUT_S = 30.0
 STATUSES = ("running", "complete", "error", "interrupted")
 FINAL_STATUSES = ("complete", "error", "interrupted")
@@ -49,6 +58,7 @@ CREATE TABLE IF NOT EXISTS runs (
     host          TEXT    NOT NULL,
     versions      TEXT    NOT NULL,
     notes         TEXT,
+    doc           TEXT,
     cache_dir     TEXT    NOT NULL,
     dry           INTEGER NOT NULL DEFAULT 0,
     counts        TEXT,
@@ -67,6 +77,8 @@ CREATE TABLE IF NOT EXISTS run_stages (
     seconds  REAL,
     key      TEXT,
     entry    TEXT,
+    inputs   TEXT,
+    aggregate INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (run_id, position)
 );
 CREATE INDEX IF NOT EXISTS runs_by_status ON runs(status);
@@ -147,6 +159,7 @@ class RunRegistry:
         notes: str | None,
         cache_dir: str,
         dry: bool,
+        doc: str | None = None,
     ) -> RunRecord:
         """Record a run as 'running' and give it the next number of its experiment."""
         self._require_writable()
@@ -161,8 +174,8 @@ class RunRegistry:
             reference = make_reference(experiment, number, now)
             conn.execute(
                 "INSERT INTO runs (reference, experiment, number, status, started, command,"
-                " param_files, param_sets, git, host, versions, notes, cache_dir, dry)"
-                " VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " param_files, param_sets, git, host, versions, notes, cache_dir, dry, doc)"
+                " VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     reference,
                     experiment,
@@ -177,6 +190,7 @@ class RunRegistry:
                     notes,
                     cache_dir,
                     int(dry),
+                    doc,
                 ),
             )
         return RunRecord(reference, number, experiment, started)
@@ -226,7 +240,7 @@ class RunRegistry:
             conn.execute("DELETE FROM run_stages WHERE run_id = ?", (run_id,))
             conn.executemany(
                 "INSERT INTO run_stages (run_id, position, stage, record, outcome, reason,"
-                " seconds, key, entry) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " seconds, key, entry, inputs, aggregate) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
                         run_id,
@@ -238,6 +252,8 @@ class RunRegistry:
                         s.get("seconds"),
                         s.get("key"),
                         s.get("entry"),
+                        None if s.get("inputs") is None else _dumps(s["inputs"]),
+                        int(bool(s.get("aggregate"))),
                     )
                     for position, s in enumerate(stages)
                 ],
@@ -272,8 +288,9 @@ class RunRegistry:
                 return []
             return [_run_dict(row) for row in conn.execute(sql, args)]
 
-    def get_run(self, reference: str) -> dict:
-        """One run with its stages, by exact reference, `<experiment>_<n>`, or unique prefix."""
+    def get_run(self, reference: str, stages: bool = True) -> dict:
+        """One run with its stages, by exact reference, `<experiment>_<n>`, or unique prefix
+        (`stages=False`: without them, for a caller that has them already)."""
         with self._reader() as conn:
             if conn is None:
                 raise ConfigError(
@@ -283,12 +300,11 @@ class RunRegistry:
                 )
             row = _find_run(conn, reference, self.path)
             run = _run_dict(row)
-            stages = conn.execute(
-                "SELECT stage, record, outcome, reason, seconds, key, entry FROM run_stages"
-                " WHERE run_id = ? ORDER BY position",
-                (row["id"],),
-            )
-            run["stages"] = [dict(s) for s in stages]
+            if stages:
+                rows = conn.execute(
+                    "SELECT * FROM run_stages WHERE run_id = ? ORDER BY position", (row["id"],)
+                )
+                run["stages"] = [_stage_dict(s) for s in rows]
         return run
 
     # ------------------------------------------------------------------------- plumbing
@@ -309,15 +325,21 @@ class RunRegistry:
             self._ensure_schema(conn)
 
     def _ensure_schema(self, conn: sqlite3.Connection) -> None:
-        """Switch a new file to WAL (a persistent setting) and create the tables, once."""
+        """Switch a new file to WAL (a persistent setting) and create the tables, once; bring
+        a file of an older version up to date."""
         if self._schema_version(conn) >= SCHEMA_VERSION:
             return
         _retry_locked(lambda: conn.execute("PRAGMA journal_mode=WAL").fetchone())
         _retry_locked(lambda: conn.execute("BEGIN IMMEDIATE"))
         try:
-            # IF NOT EXISTS: another process may have created them while we waited.
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
+            # Read again under the lock: another process may have done it while we waited.
+            version = self._schema_version(conn)
+            if version == 0:
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+            for step in range(version or SCHEMA_VERSION, SCHEMA_VERSION):
+                for statement in _MIGRATIONS[step]:
                     conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except BaseException:
@@ -363,7 +385,8 @@ class RunRegistry:
             yield None
             return
         with self._connection() as conn:
-            yield conn if self._schema_version(conn) == SCHEMA_VERSION else None
+            # An older file reads as it is (read-only must not change it); writers migrate it.
+            yield conn if self._schema_version(conn) >= 1 else None
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -472,8 +495,20 @@ def _run_dict(row: sqlite3.Row) -> dict[str, Any]:
         if run.get(column) is not None:
             run[column] = json.loads(run[column])
     run["dry"] = bool(run["dry"])
+    run.setdefault("doc", None)  # a file of schema version 1
     run["reproduce"] = reproduce_command(run["command"])
     return run
+
+
+def _stage_dict(row: sqlite3.Row) -> dict[str, Any]:
+    """A stage call of a run (a file of schema version 1 has no edges: inputs is None)."""
+    stage = dict(row)
+    stage.pop("run_id", None)
+    stage.pop("position", None)
+    inputs = stage.get("inputs")
+    stage["inputs"] = None if inputs is None else json.loads(inputs)
+    stage["aggregate"] = bool(stage.get("aggregate"))
+    return stage
 
 
 def _dumps(value: Any) -> str:

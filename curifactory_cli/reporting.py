@@ -160,6 +160,21 @@ class FigureReporter(Reportable):
         return f"<img src='{self.path}/{self._file()}'>"
 
 
+def _pyplot(who: str) -> Any:
+    """matplotlib's pyplot on a file-only backend, or a clear error when it is missing."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise ImportError(
+            f"{who} draws with matplotlib, which is not installed: "
+            "pip install 'curifactory-cli[report]'"
+        ) from None
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 class LinePlotReporter(Reportable):
     """Line plots of `y` (a list, or a dict of lists: one line each, keys in the legend),
     against `x` when given (the same shape), drawn with matplotlib."""
@@ -180,11 +195,7 @@ class LinePlotReporter(Reportable):
         super().__init__(name=name, group=group)
 
     def render(self) -> None:
-        import matplotlib
-
-        matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
-
+        plt = _pyplot(type(self).__name__)
         fig = plt.figure(facecolor="white")
         try:
             series = self.y if isinstance(self.y, dict) else {None: self.y}
@@ -241,8 +252,12 @@ class CachedReportable(Reportable):
     HTML and the files it refers to (in `path`). A cached stage shows the same reportables
     as when it ran, without importing anything of the original's."""
 
-    def __init__(self, info: dict[str, Any], folder: str) -> None:
+    def __init__(
+        self, info: dict[str, Any], folder: str, files: dict[str, dict[str, Any]] | None = None
+    ) -> None:
         super().__init__(name=info.get("name"), group=info.get("group"))
+        # file name -> its checksum info from the entry's metadata: what a report may copy
+        self.files = dict(files or {})
         self.qualified_name = info.get("qualified_name")
         self.stage = str(info.get("stage") or "")
         self.kind = str(info.get("type") or "")
@@ -289,12 +304,23 @@ def save_reportables(staging: str, reportables: list[Reportable]) -> None:
         json.dump(index, outfile)
 
 
-def load_reportables(entry_dir: str, data: bytes) -> list[CachedReportable]:
-    """The reportables an entry carries, from the bytes of its (verified) index."""
+def load_reportables(
+    entry_dir: str, data: bytes, extra_files: list[dict[str, Any]] | None = None
+) -> list[CachedReportable]:
+    """The reportables an entry carries, from the bytes of its (verified) index; each knows
+    its files and their checksums from `extra_files` (the entry's metadata)."""
     out = []
     for info in json.loads(data):
         rel = str(info.get("dir") or "")
         if not rel.startswith(REPORTABLES_DIR + "/") or ".." in rel.split("/"):
             continue  # metadata is data: never a path outside the entry
-        out.append(CachedReportable(info, os.path.join(entry_dir, *rel.split("/"))))
+        prefix = rel + "/"
+        files = {
+            str(f["path"])[len(prefix) :]: f
+            for f in extra_files or ()
+            if isinstance(f, dict)
+            and str(f.get("path", "")).startswith(prefix)
+            and "/" not in str(f["path"])[len(prefix) :]
+        }
+        out.append(CachedReportable(info, os.path.join(entry_dir, *rel.split("/")), files))
     return out

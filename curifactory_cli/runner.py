@@ -37,6 +37,7 @@ from curifactory_cli.hashing import CodeFingerprinter
 from curifactory_cli.params import (
     ExperimentParameters,
     ParamSet,
+    display_values,
     load_yaml_sets,
     parse_override,
     sets_from_objects,
@@ -77,6 +78,7 @@ class RunOptions:
     notes: str | None = None
     dry_cache: bool = False  # read the cache, never write to it (the registry is still written)
     store_full: bool = False  # copy everything the run used into data/runs/<reference>/
+    report: bool = True  # write reports/<reference>/index.html and update reports/index.html
     keep_going: bool = False  # after a failing stage, still run everything not depending on it
     # Stage calls run at once: 1 runs them in this process, "auto" one per usable core.
     # None: [tool.curi] in pyproject.toml decides, else 1 (Dask: one per usable core).
@@ -111,6 +113,7 @@ class RunResult:
     warnings: list[str] = field(default_factory=list)
     results: Any = None  # what the experiment's run() returned
     store_dir: Path | None = None  # the --store-full folder
+    report: Path | None = None  # the run's HTML report (reports/<reference>/index.html)
     store: Any = None  # the store it used (a temporary local tier lives as long as it)
     failures: list[StageError] = field(default_factory=list)  # several with --keep-going
 
@@ -182,6 +185,7 @@ class RunResult:
             },
             "warnings": self.warnings,
             "store_dir": str(self.store_dir) if self.store_dir else None,
+            "report": str(self.report) if self.report else None,
         }
 
 
@@ -473,7 +477,13 @@ def run_experiment(options: RunOptions, reporter: Reporter | None = None) -> Run
                 command=list(options.command) or sys.argv,
                 param_files=_param_files(param_sets),
                 param_sets=[
-                    {"name": p.name, "hash": p.hash, "source": p.source} for p in param_sets
+                    {
+                        "name": p.name,
+                        "hash": p.hash,
+                        "source": p.source,
+                        "values": display_values(p.params),
+                    }
+                    for p in param_sets
                 ],
                 git=git,
                 host=host_info(),
@@ -481,6 +491,7 @@ def run_experiment(options: RunOptions, reporter: Reporter | None = None) -> Run
                 notes=options.notes,
                 cache_dir=prepared.cache,
                 dry=options.dry_cache,
+                doc=inspect.getdoc(prepared.module),
             )
             run_id = record.reference
         else:
@@ -526,13 +537,15 @@ def run_experiment(options: RunOptions, reporter: Reporter | None = None) -> Run
         runner.close(cancel=status == "interrupted")
         store.close(cancel=True)  # after an error or an interruption; else already closed
         result.seconds = time.perf_counter() - started
-        result.warnings = list(getattr(reporter, "warnings", []))
         for node in manager.graph.nodes:
             if node.outcome is None:
                 node.outcome = Outcome.SKIPPED
                 node.reason = "not run: the run stopped before it"
         if registry is not None:
-            _finish(registry, result, status)
+            stages = _finish(registry, result, status)
+            if options.report:
+                result.report = _write_report(root, registry, result, stages, reporter)
+        result.warnings = list(getattr(reporter, "warnings", []))
         counts = result.counts()
         reporter.emit(RunFinished(run_id, result.ok, result.seconds, tuple(sorted(counts.items()))))
     # Declaration errors found while executing (a wrong return count) are usage errors.
@@ -543,6 +556,33 @@ def run_experiment(options: RunOptions, reporter: Reporter | None = None) -> Run
 
         result.store_dir = store_full_run(root, result, registry)
     return result
+
+
+def _write_report(
+    root: Path,
+    registry: RunRegistry,
+    result: RunResult,
+    stages: list[dict[str, Any]],
+    reporter: Reporter,
+) -> Path | None:
+    """The run's HTML report, from what the registry recorded (its stage calls as just
+    recorded) and the records' reportables. A report that cannot be written is a warning:
+    the run's results stand."""
+    from curifactory_cli import report
+
+    warnings: list[str] = []
+    path = None
+    try:
+        run = registry.get_run(result.run_id, stages=False)
+        run["stages"] = stages
+        items = report.items_from_records(result.records)
+        path = report.write_run_report(root, run, items, warnings)
+        report.update_index(root, registry.list_runs(limit=None))
+    except (OSError, CurifactoryError) as exc:
+        warnings.append(f"the run's report was not written: {exc}")
+    for warning in warnings:
+        reporter.emit(Warned(warning))
+    return path
 
 
 def _close_store(store: Store, result: RunResult, reporter: Reporter) -> None:
@@ -661,9 +701,24 @@ def _param_files(param_sets: list[ParamSet]) -> list[dict[str, Any]]:
     return [{"path": path, "sets": sets} for path, sets in files.items()]
 
 
-def _finish(registry: RunRegistry, result: RunResult, status: str) -> None:
+def _finish(registry: RunRegistry, result: RunResult, status: str) -> list[dict[str, Any]]:
+    """Record how the run ended; returns its stage calls as recorded."""
     failed = result.failed_node
     counts = result.counts()
+    stages = [
+        {
+            "stage": n.stage.name,
+            "record": n.record_name,
+            "outcome": (n.outcome or Outcome.SKIPPED).value,
+            "reason": n.reason,
+            "seconds": round(n.seconds, 4),
+            "key": n.key,
+            "entry": _relative(n.entry_dir, result.cache_dir),
+            "inputs": sorted({ref.node.index for ref in n.upstream()}),
+            "aggregate": n.stage.is_aggregate,
+        }
+        for n in result.graph.nodes
+    ]
     registry.finish_run(
         result.run_id,
         status=status,
@@ -672,19 +727,9 @@ def _finish(registry: RunRegistry, result: RunResult, status: str) -> None:
         error=None if result.error is None else result.error.message,
         failed_stage=failed.stage.name if failed else None,
         failed_record=failed.record_name if failed else None,
-        stages=[
-            {
-                "stage": n.stage.name,
-                "record": n.record_name,
-                "outcome": (n.outcome or Outcome.SKIPPED).value,
-                "reason": n.reason,
-                "seconds": round(n.seconds, 4),
-                "key": n.key,
-                "entry": _relative(n.entry_dir, result.cache_dir),
-            }
-            for n in result.graph.nodes
-        ],
+        stages=stages,
     )
+    return stages
 
 
 def _relative(path: str | None, root: Path) -> str | None:

@@ -24,17 +24,28 @@ def fit_line(record, data):
 
     slope, intercept = np.polyfit(data["x"], data["y"], 1)
     residuals = data.assign(residual=data["y"] - (slope * data["x"] + intercept))
+    line = slope * data["x"] + intercept
+    record.report(
+        cf.reporting.LinePlotReporter(
+            {"data": list(data["y"]), "fit": list(line)},
+            x={"data": list(data["x"]), "fit": list(data["x"])},
+            name="fit",
+            plot_kwargs={"linewidth": 1},
+        )
+    )
     return {"slope": float(slope), "intercept": float(intercept)}, residuals
 
 
 @cf.stage(inputs=["fit", "residuals"], outputs=["report"], cachers=[PickleCacher])
 def summarize(record, fit, residuals):
     """Collect the fit and the residual spread."""
-    return {
+    summary = {
         "params": record.params.name,
         "slope_error": abs(fit["slope"] - record.params.slope),
         "residual_std": float(residuals["residual"].std()),
     }
+    record.report(cf.reporting.JsonReporter(summary, name="summary"))
+    return summary
 
 
 @cf.aggregate(inputs=["report"], outputs=["comparison"], cachers=[PandasCsvCacher])
@@ -43,7 +54,9 @@ def compare(record, records, report):
     import pandas as pd
 
     rows = [dict(report[r]) for r in records if r in report]
-    return pd.DataFrame(rows).sort_values("slope_error").reset_index(drop=True)
+    table = pd.DataFrame(rows).sort_values("slope_error").reset_index(drop=True)
+    record.report(cf.reporting.DFReporter(table, name="comparison"))
+    return table
 
 
 def run(param_sets, manager):

@@ -26,6 +26,8 @@ STAGES = [
         "seconds": 0.0,
         "key": "k1" * 32,
         "entry": "exp/abcd/load/k1k1",
+        "inputs": [],
+        "aggregate": False,
     },
     {
         "stage": "total",
@@ -35,6 +37,8 @@ STAGES = [
         "seconds": 0.25,
         "key": None,
         "entry": None,
+        "inputs": [0],
+        "aggregate": True,
     },
 ]
 
@@ -92,9 +96,49 @@ def test_schema_is_versioned_and_in_wal_mode(registry):
     import sqlite3
 
     conn = sqlite3.connect(registry.path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     conn.close()
+
+
+# The schema of the first release (version 1): no stage edges, no experiment docstring.
+V1_SCHEMA = """
+CREATE TABLE runs (id INTEGER PRIMARY KEY, reference TEXT NOT NULL UNIQUE,
+  experiment TEXT NOT NULL, number INTEGER NOT NULL, status TEXT NOT NULL,
+  started TEXT NOT NULL, finished TEXT, duration_s REAL, command TEXT NOT NULL,
+  param_files TEXT NOT NULL, param_sets TEXT NOT NULL, git TEXT NOT NULL, host TEXT NOT NULL,
+  versions TEXT NOT NULL, notes TEXT, cache_dir TEXT NOT NULL, dry INTEGER NOT NULL DEFAULT 0,
+  counts TEXT, error TEXT, failed_stage TEXT, failed_record TEXT, UNIQUE (experiment, number));
+CREATE TABLE run_stages (run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+  position INTEGER NOT NULL, stage TEXT NOT NULL, record TEXT NOT NULL, outcome TEXT NOT NULL,
+  reason TEXT, seconds REAL, key TEXT, entry TEXT, PRIMARY KEY (run_id, position));
+INSERT INTO runs VALUES (1, 'exp_1_2026-01-01-T000000', 'exp', 1, 'complete',
+  '2026-01-01T00:00:00+00:00', NULL, 1.0, '["curi"]', '[]', '[]', '{}', '{}', '{}', NULL,
+  'data/cache', 0, NULL, NULL, NULL, NULL);
+INSERT INTO run_stages VALUES (1, 0, 'load', 'a', 'executed', 'new', 0.5, 'k', 'e');
+PRAGMA user_version = 1;
+"""
+
+
+def test_a_registry_of_the_first_version_is_read_as_is_and_upgraded_by_a_writer(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "runs.sqlite"
+    conn = sqlite3.connect(path)
+    conn.executescript(V1_SCHEMA)
+    conn.close()
+    # Reading (curi runs, curi report) never changes the file.
+    old = RunRegistry(path, read_only=True).get_run("exp_1")
+    assert old["doc"] is None and old["stages"][0]["inputs"] is None
+    assert old["stages"][0]["stage"] == "load"
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 1
+    # The next run upgrades it in place, keeping what was there.
+    writer = RunRegistry(path)
+    new = start(writer)
+    finish(writer, new.reference, status="complete")
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 2
+    assert [r["reference"] for r in writer.list_runs()] == [new.reference, old["reference"]]
+    assert writer.get_run(new.reference)["stages"] == STAGES
 
 
 def test_finish_list_get_round_trip(registry):
@@ -347,6 +391,8 @@ def test_cli_show_table_and_json(tmp_path, runs_cli):
         "seconds",
         "key",
         "entry",
+        "inputs",
+        "aggregate",
     }
 
 

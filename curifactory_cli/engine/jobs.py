@@ -369,6 +369,7 @@ def _call(
     args = kwargs.pop("__args__", ())
     record.stage_cachers = cachers
     record._staging = job.staging
+    record._running_stage = job.stage_name
     call_inputs = {**inputs, **kwargs}
     inputs.clear()
     try:
@@ -382,6 +383,7 @@ def _call(
         del call_inputs
         record.stage_cachers = None
         record._staging = None
+        record._running_stage = None
     return split_outputs(job, returned)
 
 

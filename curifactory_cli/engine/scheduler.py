@@ -675,7 +675,7 @@ class Scheduler:
                 data = infile.read()
             if not bytes_match(data, info):
                 raise CorruptEntryError(f"{directory}/{INDEX} does not match its checksum")
-            for reportable in load_reportables(directory, data):
+            for reportable in load_reportables(directory, data, meta.get("extra_files")):
                 reportable.record = node.record
                 node.record.reportables.append(reportable)
         except (OSError, ValueError, CurifactoryError) as exc:

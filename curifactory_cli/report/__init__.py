@@ -1,0 +1,268 @@
+"""HTML run reports: `reports/<run>/index.html` for each run, `reports/index.html` over all.
+
+A run's report is built from what the registry recorded (its info, parameter sets, stage
+calls and the edges between them) and its reportables; `curi report RUN` rebuilds it from
+the registry and the reportables kept in the cache entries, so a report lost or deleted
+comes back the same (a stage without cachers keeps its reportables in memory only: they
+are in the report written by the run, not in a rebuilt one).
+
+Every report folder is written beside its final place and swapped in, so it is never seen
+half-written; the index is replaced atomically. Files a reportable refers to (figures,
+images) are copied next to the page, so the report survives `curi cache clear`. Nothing in
+a page is fetched from the network.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from curifactory_cli.report import page
+from curifactory_cli.report.layout import graph_svg, stage_summary
+from curifactory_cli.reporting import INDEX, PATH_TOKEN, CachedReportable, load_reportables
+from curifactory_cli.store.entry import (
+    META_NAME,
+    bytes_match,
+    parse_meta,
+    safe_rel,
+    signature_problem,
+)
+
+REPORTS_DIR = "reports"
+LATEST = "_latest"
+INDEX_PAGE = "index.html"
+MAX_META_BYTES = 1 << 22  # an entry's metadata is small; a huge one is not read
+
+
+@dataclass
+class Item:
+    """One reportable of the run, with the stage call that added it."""
+
+    record: str
+    stage: str
+    reportable: Any
+
+
+def reports_dir(root: Path) -> Path:
+    return Path(root) / REPORTS_DIR
+
+
+def items_from_records(records: Iterable[Any]) -> list[Item]:
+    """The reportables of a finished run's records (as the scheduler left them)."""
+    return [
+        Item(str(record.name), str(getattr(r, "stage", "") or ""), r)
+        for record in records
+        for r in getattr(record, "reportables", ())
+    ]
+
+
+def items_from_cache(run: dict[str, Any], warnings: list[str]) -> list[Item]:
+    """The reportables kept in the cache entries of a run's stage calls (for a rebuild)."""
+    cache = Path(run.get("cache_dir") or "")
+    items: list[Item] = []
+    seen: set[str] = set()
+    for call in run.get("stages") or ():
+        rel = safe_rel(call.get("entry"))
+        if rel is None or rel in seen:
+            continue
+        seen.add(rel)
+        directory = cache / rel
+        try:
+            loaded = _entry_reportables(directory)
+        except (OSError, ValueError) as exc:
+            warnings.append(f"{call['stage']} [{call['record']}]: reportables not read: {exc}")
+            continue
+        items += [Item(call["record"], call["stage"], r) for r in loaded]
+    return items
+
+
+def _read_regular(path: Path, limit: int | None = None) -> bytes:
+    """A file's bytes, refusing a symbolic link (the cache may be shared ground)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as infile:
+        data = infile.read() if limit is None else infile.read(limit + 1)
+    if limit is not None and len(data) > limit:
+        raise ValueError(f"{path} is larger than {limit} bytes")
+    return data
+
+
+def _entry_reportables(directory: Path) -> list[CachedReportable]:
+    if directory.is_symlink() or not directory.is_dir():
+        return []  # the entry is gone (cleared); nothing to show
+    meta = parse_meta(_read_regular(directory / META_NAME, MAX_META_BYTES))
+    if meta is None:
+        raise ValueError(f"{directory / META_NAME} is not an entry's metadata")
+    problem = signature_problem(meta)
+    if problem:
+        raise ValueError(f"{directory}: {problem}")
+    listed = [f for f in meta.get("extra_files") or () if isinstance(f, dict)]
+    info = next((f for f in listed if f.get("path") == INDEX), None)
+    if info is None:
+        return []
+    data = _read_regular(directory / INDEX)
+    if not bytes_match(data, info):
+        raise ValueError(f"{directory / INDEX} does not match its checksum")
+    return load_reportables(str(directory), data, meta.get("extra_files"))
+
+
+def write_run_report(
+    root: Path, run: dict[str, Any], items: Sequence[Item], warnings: list[str]
+) -> Path:
+    """Write (or replace) a run's report folder; returns its index.html. Problems with one
+    reportable are shown in its place and added to `warnings`."""
+    base = reports_dir(root)
+    base.mkdir(parents=True, exist_ok=True)
+    final = base / run["reference"]
+    work = Path(tempfile.mkdtemp(prefix=f".{run['reference']}.", dir=base))
+    try:
+        calls = run.get("stages") or []
+        summary = stage_summary(calls)
+        graph, full = graph_svg(calls, summary)
+        shown = _reportables(work, final, calls, items, warnings)
+        html = page.run_page(run, calls, summary, graph, full, shown, len(items))
+        (work / INDEX_PAGE).write_text(html, encoding="utf-8")
+        os.chmod(work, 0o755)  # mkdtemp makes it private; a report is for reading
+        _swap_in(work, final)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    _point_latest(base, run["reference"])
+    return final / INDEX_PAGE
+
+
+def _swap_in(work: Path, final: Path) -> None:
+    if final.exists() or final.is_symlink():
+        old = final.with_name(f".{final.name}.old-{os.getpid()}")
+        os.replace(final, old)
+        os.replace(work, final)
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.unlink()
+    else:
+        os.replace(work, final)
+
+
+def _point_latest(base: Path, reference: str) -> None:
+    """reports/_latest -> the newest report (replaced atomically; skipped where the file
+    system has no symbolic links)."""
+    link = base / LATEST
+    temp = base / f".{LATEST}.{os.getpid()}"
+    try:
+        if temp.is_symlink():
+            temp.unlink()
+        os.symlink(reference, temp)
+        os.replace(temp, link)
+    except OSError:
+        pass
+
+
+def _order(calls: Sequence[dict[str, Any]]) -> dict[tuple[str, str], int]:
+    """(record, stage) -> the position of its first call: reportables follow the run."""
+    first: dict[tuple[str, str], int] = {}
+    for position, call in enumerate(calls):
+        first.setdefault((call["record"], call["stage"]), position)
+    return first
+
+
+def _reportables(
+    work: Path,
+    final: Path,
+    calls: Sequence[dict[str, Any]],
+    items: Sequence[Item],
+    warnings: list[str],
+) -> str:
+    if not items:
+        return '<p class="muted">No stage of this run reported anything (record.report).</p>'
+    first = _order(calls)
+    records = {call["record"]: None for call in calls}  # record order of the run
+    ordered = sorted(
+        enumerate(items), key=lambda pair: first.get((pair[1].record, pair[1].stage), 1 << 30)
+    )
+    by_record: dict[str, list[tuple[int, Item]]] = {r: [] for r in records}
+    for k, item in ordered:
+        by_record.setdefault(item.record, []).append((k, item))
+    out: list[str] = []
+    for record, pairs in by_record.items():
+        if not pairs:
+            continue
+        out.append(f"<h3>{page._e(record)}</h3>")
+        groups: dict[str | None, list[str]] = {}
+        for k, item in pairs:
+            rendered = _render(work, final, k, item, warnings)
+            groups.setdefault(getattr(item.reportable, "group", None), []).append(rendered)
+        for group, parts in sorted(groups.items(), key=lambda g: g[0] is None):
+            if group is not None:
+                out.append(f"<h4>group: {page._e(group)}</h4>")
+            out.append(f'<div class="record-reportables">{"".join(parts)}</div>')
+    return "".join(out)
+
+
+def _render(work: Path, final: Path, k: int, item: Item, warnings: list[str]) -> str:
+    reportable = item.reportable
+    title = str(getattr(reportable, "qualified_name", None) or getattr(reportable, "name", k))
+    rel = f"reportables/{k}"
+    folder = work / "reportables" / str(k)
+    try:
+        folder.mkdir(parents=True)
+        if isinstance(reportable, CachedReportable):
+            _copy_files(Path(reportable.path), folder, reportable.files)
+            body: Any = reportable.stored_html.replace(PATH_TOKEN, rel)
+        else:
+            # A reportable of a stage without cachers, never rendered: render it here.
+            reportable.path = str(folder)
+            reportable.render()
+            reportable.rendered = True
+            reportable.path = rel
+            try:
+                body = reportable.html()
+            finally:
+                # Where its files end up: html() called later (a notebook) still finds them.
+                reportable.path = str(final / rel)
+        if isinstance(body, (list, tuple)):
+            body = "\n".join(str(line) for line in body)
+    except Exception as exc:  # a user's reportable failing must not lose the whole report
+        warnings.append(f"reportable {title}: {type(exc).__name__}: {exc}")
+        problem = page.escape(f"{type(exc).__name__}: {exc}")
+        body = f'<div class="error-box">could not render: {problem}</div>'
+    return page.reportable_html(title, str(body))
+
+
+def _copy_files(source: Path, target: Path, files: dict[str, dict[str, Any]]) -> None:
+    """The reportable's files its entry lists, each checked against its checksum."""
+    for name, info in files.items():
+        if not name or name.startswith(".") or "/" in name or "\\" in name:
+            continue
+        data = _read_regular(source / name)
+        if not bytes_match(data, info):
+            raise ValueError(f"{source / name} does not match its checksum")
+        (target / name).write_bytes(data)
+
+
+def update_index(root: Path, runs: Sequence[dict[str, Any]]) -> Path:
+    """Rewrite reports/index.html from the registry's runs (newest first); a run links to
+    its report when its folder exists."""
+    base = reports_dir(root)
+    base.mkdir(parents=True, exist_ok=True)
+    try:
+        present = {e.name for e in os.scandir(base) if e.is_dir(follow_symlinks=False)}
+    except OSError:
+        present = set()
+    html = page.index_page(runs, present)
+    fd, temp = tempfile.mkstemp(prefix=".index.", suffix=".html", dir=base)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(html)
+        os.chmod(temp, 0o644)
+        os.replace(temp, base / INDEX_PAGE)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
+    return base / INDEX_PAGE

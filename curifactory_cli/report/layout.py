@@ -1,0 +1,215 @@
+"""The stage graph of a run as an SVG, laid out here (no graphviz).
+
+Layered: a stage call's row is its depth (the longest chain of inputs above it), its column
+its record's, so each record reads top to bottom as a column of boxes inside a labelled
+band, and an aggregate draws the edges of every record it joins. Boxes are coloured by
+outcome and carry their details in a `<title>` (shown on hover) and `data-i` (the call's
+position, for the page's script).
+
+A run too big to read that way (more than FULL_MAX calls or FULL_RECORDS records) is drawn
+by stage instead: one box per stage with its number of calls by outcome, edges where any
+call of one feeds a call of the other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from html import escape
+from typing import Any
+
+FULL_MAX = 400
+FULL_RECORDS = 40
+
+BOX_W, BOX_H = 150, 34
+GAP_X, GAP_Y = 18, 34
+BAND_PAD, LABEL_H, MARGIN = 8, 18, 12
+CHARS = 21  # of a name that fits in a box
+
+
+def depths(calls: Sequence[dict[str, Any]]) -> list[int]:
+    """Each call's depth; inputs always come earlier in trace order, so one pass does."""
+    out: list[int] = []
+    for call in calls:
+        above = [out[i] for i in call.get("inputs") or () if 0 <= i < len(out)]
+        out.append(1 + max(above) if above else 0)
+    return out
+
+
+def graph_svg(
+    calls: Sequence[dict[str, Any]], summary: list[dict[str, Any]]
+) -> tuple[str, bool]:
+    """The run's graph and whether it is the full one (False: summarised by stage, from
+    `summary`, which is `stage_summary(calls)`)."""
+    records = {call["record"] for call in calls}
+    if len(calls) <= FULL_MAX and len(records) <= FULL_RECORDS:
+        return _full(calls), True
+    return _by_stage(calls, summary), False
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= CHARS else text[: CHARS - 1] + "\u2026"
+
+
+def _edge(x1: float, y1: float, x2: float, y2: float) -> str:
+    mid = (y1 + y2) / 2
+    curve = f"M{x1:.0f},{y1:.0f} C{x1:.0f},{mid:.0f} {x2:.0f},{mid:.0f} {x2:.0f},{y2:.0f}"
+    return f'<path class="edge" d="{curve}"/>'
+
+
+def _svg(width: float, height: float, body: list[str], label: str) -> str:
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="graph" width="{width:.0f}" '
+        f'height="{height:.0f}" viewBox="0 0 {width:.0f} {height:.0f}" role="img" '
+        f'aria-label="{escape(label)}">'
+        '<defs><marker id="arrow" viewBox="0 0 8 8" refX="7" refY="4" markerWidth="7" '
+        'markerHeight="7" orient="auto"><path d="M0,0 L8,4 L0,8 z" class="arrowhead"/></marker>'
+        "</defs>" + "".join(body) + "</svg>"
+    )
+
+
+def _full(calls: Sequence[dict[str, Any]]) -> str:
+    depth = depths(calls)
+    # Records in order of first appearance; within a record, one slot per call at a depth.
+    order: dict[str, int] = {}
+    slot: list[int] = []
+    used: dict[tuple[str, int], int] = {}
+    for i, call in enumerate(calls):
+        order.setdefault(call["record"], len(order))
+        cell = (call["record"], depth[i])
+        slot.append(used.get(cell, 0))
+        used[cell] = slot[-1] + 1
+    width_of = dict.fromkeys(order, 1)
+    for (record, _), n in used.items():
+        width_of[record] = max(width_of[record], n)
+    left: dict[str, float] = {}
+    x = MARGIN
+    for record in order:
+        left[record] = x
+        x += width_of[record] * (BOX_W + GAP_X) - GAP_X + 2 * BAND_PAD + GAP_X
+    rows = max(depth, default=0) + 1
+    height = MARGIN * 2 + LABEL_H + rows * (BOX_H + GAP_Y) - GAP_Y + 2 * BAND_PAD
+    width = max(x - GAP_X + MARGIN, 200)
+
+    def box_xy(i: int) -> tuple[float, float]:
+        bx = left[calls[i]["record"]] + BAND_PAD + slot[i] * (BOX_W + GAP_X)
+        by = MARGIN + LABEL_H + BAND_PAD + depth[i] * (BOX_H + GAP_Y)
+        return bx, by
+
+    body: list[str] = []
+    for record, x0 in left.items():
+        w = width_of[record] * (BOX_W + GAP_X) - GAP_X + 2 * BAND_PAD
+        body.append(
+            f'<g class="band"><rect x="{x0:.0f}" y="{MARGIN}" width="{w:.0f}" '
+            f'height="{height - 2 * MARGIN:.0f}" rx="6"/><text x="{x0 + BAND_PAD:.0f}" '
+            f'y="{MARGIN + 13}">{escape(_short(record))}</text><title>{escape(record)}</title></g>'
+        )
+    for i, call in enumerate(calls):
+        x2, y2 = box_xy(i)
+        for j in call.get("inputs") or ():
+            if 0 <= j < len(calls):
+                x1, y1 = box_xy(j)
+                body.append(_edge(x1 + BOX_W / 2, y1 + BOX_H, x2 + BOX_W / 2, y2 - 1))
+    for i, call in enumerate(calls):
+        bx, by = box_xy(i)
+        kind = " aggregate" if call.get("aggregate") else ""
+        body.append(
+            f'<g class="node {escape(call["outcome"])}{kind}" data-i="{i}" tabindex="0">'
+            f"<title>{escape(_tooltip(call))}</title>"
+            f'<rect x="{bx:.0f}" y="{by:.0f}" width="{BOX_W}" height="{BOX_H}" rx="5"/>'
+            f'<text x="{bx + BOX_W / 2:.0f}" y="{by + BOX_H / 2 + 4:.0f}">'
+            f"{escape(_short(call['stage']))}</text></g>"
+        )
+    return _svg(width, height, body, f"stage graph: {len(calls)} stage calls")
+
+
+def _tooltip(call: dict[str, Any]) -> str:
+    lines = [f"{call['stage']} [{call['record']}]", f"{call['outcome']}"]
+    if call.get("seconds"):
+        lines[-1] += f" in {call['seconds']:.3f} s"
+    if call.get("reason"):
+        lines.append(str(call["reason"]))
+    if call.get("key"):
+        lines.append(f"key {call['key']}")
+    if call.get("entry"):
+        lines.append(f"entry {call['entry']}")
+    return "\n".join(lines)
+
+
+OUTCOMES = ("executed", "cached", "failed", "skipped")
+
+
+def stage_summary(calls: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per stage, in order of first call: its calls by outcome and their time."""
+    stages: dict[str, dict[str, Any]] = {}
+    for call in calls:
+        stage = call["stage"]
+        row = stages.get(stage)
+        if row is None:
+            row = stages[stage] = {"stage": stage, "calls": 0, "seconds": 0.0, "max": 0.0}
+            row.update(dict.fromkeys(OUTCOMES, 0))
+        row["calls"] += 1
+        outcome = call["outcome"]
+        row[outcome] = row.get(outcome, 0) + 1
+        seconds = call.get("seconds") or 0.0
+        if seconds:
+            row["seconds"] += seconds
+            if seconds > row["max"]:
+                row["max"] = seconds
+    return list(stages.values())
+
+
+def _by_stage(calls: Sequence[dict[str, Any]], stage_rows: list[dict[str, Any]]) -> str:
+    depth = depths(calls)
+    stage_depth: dict[str, int] = {}
+    edges: set[tuple[str, str]] = set()
+    for i, call in enumerate(calls):
+        stage = call["stage"]
+        stage_depth[stage] = max(stage_depth.get(stage, 0), depth[i])
+        for j in call.get("inputs") or ():
+            if 0 <= j < len(calls) and calls[j]["stage"] != stage:
+                edges.add((calls[j]["stage"], stage))
+    summary = {row["stage"]: row for row in stage_rows}
+    rows: dict[int, list[str]] = {}
+    for stage in summary:  # first-call order within a row
+        rows.setdefault(stage_depth[stage], []).append(stage)
+    # Stage rows keep their relative order of depth, without empty rows between them.
+    levels = sorted(rows)
+    widest = max(len(stages) for stages in rows.values())
+    box_w, box_h = BOX_W + 40, BOX_H + 22
+    width = MARGIN * 2 + widest * (box_w + GAP_X) - GAP_X
+    height = MARGIN * 2 + len(levels) * (box_h + GAP_Y) - GAP_Y
+    where: dict[str, tuple[float, float]] = {}
+    for level_index, level in enumerate(levels):
+        stages = rows[level]
+        offset = (widest - len(stages)) * (box_w + GAP_X) / 2
+        for k, stage in enumerate(stages):
+            where[stage] = (
+                MARGIN + offset + k * (box_w + GAP_X),
+                MARGIN + level_index * (box_h + GAP_Y),
+            )
+    body: list[str] = []
+    for src, dst in sorted(edges):
+        (x1, y1), (x2, y2) = where[src], where[dst]
+        body.append(_edge(x1 + box_w / 2, y1 + box_h, x2 + box_w / 2, y2 - 1))
+    for stage, (bx, by) in where.items():
+        row = summary[stage]
+        worst = next((o for o in ("failed", "executed", "cached") if row[o]), "skipped")
+        counts = ", ".join(f"{row[o]} {o}" for o in OUTCOMES if row[o])
+        tip = f"{stage}: {row['calls']} calls ({counts}); {row['seconds']:.3f} s in all"
+        bar, x = [], bx + 8
+        for outcome in OUTCOMES:
+            if row[outcome]:
+                w = (box_w - 16) * row[outcome] / row["calls"]
+                bar.append(
+                    f'<rect class="bar {outcome}" x="{x:.1f}" y="{by + box_h - 14:.0f}" '
+                    f'width="{w:.1f}" height="7"/>'
+                )
+                x += w
+        body.append(
+            f'<g class="node stage {worst}" data-stage="{escape(stage)}" tabindex="0">'
+            f"<title>{escape(tip)}</title>"
+            f'<rect x="{bx:.0f}" y="{by:.0f}" width="{box_w}" height="{box_h}" rx="5"/>'
+            f'<text x="{bx + box_w / 2:.0f}" y="{by + 19:.0f}">'
+            f"{escape(_short(stage))} \u00d7{row['calls']}</text>{''.join(bar)}</g>"
+        )
+    return _svg(width, height, body, f"stage graph by stage: {len(summary)} stages")
