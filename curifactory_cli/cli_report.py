@@ -53,7 +53,7 @@ def report_command(
     warnings: list[str] = []
     try:
         runs = open_registry(registry_file(registry))
-        listed = runs.list_runs(limit=None)
+        listed = runs.list_runs(limit=None, brief=True)
         if not listed:
             raise ConfigError(
                 "no runs recorded yet, so there is no report to build",

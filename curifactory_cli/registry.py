@@ -84,6 +84,12 @@ CREATE TABLE IF NOT EXISTS run_stages (
 CREATE INDEX IF NOT EXISTS runs_by_status ON runs(status);
 """
 
+# What a brief listing reads: everything but the parameter sets, host and versions.
+_BRIEF = (
+    "id, reference, experiment, number, status, started, finished, duration_s, command, git,"
+    " notes, doc, cache_dir, dry, counts, error, failed_stage, failed_record"
+)
+
 # Columns holding JSON documents; decoded when rows are read.
 _JSON_COLUMNS = ("command", "param_files", "param_sets", "git", "host", "versions", "counts")
 
@@ -261,9 +267,15 @@ class RunRegistry:
 
     # ------------------------------------------------------------------------- reading
     def list_runs(
-        self, experiment: str | None = None, status: str | None = None, limit: int | None = 50
+        self,
+        experiment: str | None = None,
+        status: str | None = None,
+        limit: int | None = 50,
+        brief: bool = False,
     ) -> list[dict]:
-        """Runs newest first (without their stages), optionally filtered; `limit=None`: all."""
+        """Runs newest first (without their stages), optionally filtered; `limit=None`: all.
+        `brief` leaves out the parameter sets, host and versions (what a listing of many
+        runs does not show, and the bulk of a big sweep's row)."""
         if status is not None and status not in STATUSES:
             raise ConfigError(
                 f"unknown run status {status!r}", hint="use one of: " + ", ".join(STATUSES)
@@ -276,7 +288,7 @@ class RunRegistry:
         if status is not None:
             where.append("status = ?")
             args.append(status)
-        sql = "SELECT * FROM runs"
+        sql = "SELECT {columns} FROM runs"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY id DESC"  # ids grow in start order; clock changes cannot reorder
@@ -286,6 +298,9 @@ class RunRegistry:
         with self._reader() as conn:
             if conn is None:
                 return []
+            # A file of version 1 (read-only, not upgraded) has no `doc` column.
+            brief = brief and self._schema_version(conn) >= 2
+            sql = sql.format(columns=_BRIEF if brief else "*")
             return [_run_dict(row) for row in conn.execute(sql, args)]
 
     def get_run(self, reference: str, stages: bool = True) -> dict:

@@ -577,7 +577,7 @@ def _write_report(
         run["stages"] = stages
         items = report.items_from_records(result.records)
         path = report.write_run_report(root, run, items, warnings)
-        report.update_index(root, registry.list_runs(limit=None))
+        report.update_index(root, registry.list_runs(limit=None, brief=True))
     except (OSError, CurifactoryError) as exc:
         warnings.append(f"the run's report was not written: {exc}")
     for warning in warnings:

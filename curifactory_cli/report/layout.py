@@ -35,9 +35,7 @@ def depths(calls: Sequence[dict[str, Any]]) -> list[int]:
     return out
 
 
-def graph_svg(
-    calls: Sequence[dict[str, Any]], summary: list[dict[str, Any]]
-) -> tuple[str, bool]:
+def graph_svg(calls: Sequence[dict[str, Any]], summary: list[dict[str, Any]]) -> tuple[str, bool]:
     """The run's graph and whether it is the full one (False: summarised by stage, from
     `summary`, which is `stage_summary(calls)`)."""
     records = {call["record"] for call in calls}
@@ -69,57 +67,89 @@ def _svg(width: float, height: float, body: list[str], label: str) -> str:
 
 def _full(calls: Sequence[dict[str, Any]]) -> str:
     depth = depths(calls)
-    # Records in order of first appearance; within a record, one slot per call at a depth.
+    # A record made only of aggregate calls (Record(manager, None)) has no column: its calls
+    # go in rows below all the others, each under the middle of the calls it joins.
+    joining = {c["record"] for c in calls}
+    for call in calls:
+        if not call.get("aggregate"):
+            joining.discard(call["record"])
+    # Other records in order of first appearance; in a record, one slot per call at a depth.
     order: dict[str, int] = {}
     slot: list[int] = []
     used: dict[tuple[str, int], int] = {}
     for i, call in enumerate(calls):
-        order.setdefault(call["record"], len(order))
+        if call["record"] not in joining:
+            order.setdefault(call["record"], len(order))
         cell = (call["record"], depth[i])
         slot.append(used.get(cell, 0))
         used[cell] = slot[-1] + 1
     width_of = dict.fromkeys(order, 1)
     for (record, _), n in used.items():
-        width_of[record] = max(width_of[record], n)
+        if record in width_of:
+            width_of[record] = max(width_of[record], n)
     left: dict[str, float] = {}
     x = MARGIN
     for record in order:
         left[record] = x
-        x += width_of[record] * (BOX_W + GAP_X) - GAP_X + 2 * BAND_PAD + GAP_X
-    rows = max(depth, default=0) + 1
-    height = MARGIN * 2 + LABEL_H + rows * (BOX_H + GAP_Y) - GAP_Y + 2 * BAND_PAD
-    width = max(x - GAP_X + MARGIN, 200)
-
-    def box_xy(i: int) -> tuple[float, float]:
-        bx = left[calls[i]["record"]] + BAND_PAD + slot[i] * (BOX_W + GAP_X)
-        by = MARGIN + LABEL_H + BAND_PAD + depth[i] * (BOX_H + GAP_Y)
-        return bx, by
+        x += width_of[record] * (BOX_W + GAP_X) + 2 * BAND_PAD
+    top = MARGIN + LABEL_H + BAND_PAD
+    step = BOX_H + GAP_Y
+    rows = 1 + max(
+        (depth[i] for i, c in enumerate(calls) if c["record"] not in joining), default=-1
+    )
+    where: dict[int, tuple[float, float]] = {}
+    for i, call in enumerate(calls):
+        if call["record"] not in joining:
+            bx = left[call["record"]] + BAND_PAD + slot[i] * (BOX_W + GAP_X)
+            where[i] = (bx, top + depth[i] * step)
+    band_h = rows * step - GAP_Y + 2 * BAND_PAD if rows else 0
+    lowest = min((depth[i] for i, c in enumerate(calls) if c["record"] in joining), default=0)
+    right_edge: dict[int, float] = {}  # per joining row: where the next box may start
+    for i, call in enumerate(calls):
+        if call["record"] not in joining:
+            continue
+        row = rows + depth[i] - lowest
+        above = [where[j][0] for j in call.get("inputs") or () if j in where]
+        bx = sum(above) / len(above) if above else MARGIN
+        bx = max(bx, right_edge.get(row, MARGIN))
+        right_edge[row] = bx + BOX_W + GAP_X
+        where[i] = (bx, top + row * step + (LABEL_H if rows else 0))
+    width = max([x - GAP_X + MARGIN, 200] + [bx + BOX_W + MARGIN for bx, _ in where.values()])
+    height = max(by for _, by in where.values()) + BOX_H + BAND_PAD + MARGIN if where else 60
 
     body: list[str] = []
     for record, x0 in left.items():
         w = width_of[record] * (BOX_W + GAP_X) - GAP_X + 2 * BAND_PAD
         body.append(
             f'<g class="band"><rect x="{x0:.0f}" y="{MARGIN}" width="{w:.0f}" '
-            f'height="{height - 2 * MARGIN:.0f}" rx="6"/><text x="{x0 + BAND_PAD:.0f}" '
+            f'height="{band_h + LABEL_H:.0f}" rx="6"/><text x="{x0 + BAND_PAD:.0f}" '
             f'y="{MARGIN + 13}">{escape(_short(record))}</text><title>{escape(record)}</title></g>'
         )
     for i, call in enumerate(calls):
-        x2, y2 = box_xy(i)
+        x2, y2 = where[i]
         for j in call.get("inputs") or ():
-            if 0 <= j < len(calls):
-                x1, y1 = box_xy(j)
+            if j in where:
+                x1, y1 = where[j]
                 body.append(_edge(x1 + BOX_W / 2, y1 + BOX_H, x2 + BOX_W / 2, y2 - 1))
     for i, call in enumerate(calls):
-        bx, by = box_xy(i)
+        bx, by = where[i]
         kind = " aggregate" if call.get("aggregate") else ""
+        label = ""
+        if call["record"] in joining:  # its record's name, since it has no band
+            label = (
+                f'<text class="record" x="{bx + BOX_W / 2:.0f}" y="{by + BOX_H + 13:.0f}">'
+                f"{escape(_short(call['record']))}</text>"
+            )
         body.append(
             f'<g class="node {escape(call["outcome"])}{kind}" data-i="{i}" tabindex="0">'
             f"<title>{escape(_tooltip(call))}</title>"
             f'<rect x="{bx:.0f}" y="{by:.0f}" width="{BOX_W}" height="{BOX_H}" rx="5"/>'
             f'<text x="{bx + BOX_W / 2:.0f}" y="{by + BOX_H / 2 + 4:.0f}">'
-            f"{escape(_short(call['stage']))}</text></g>"
+            f"{escape(_short(call['stage']))}</text>{label}</g>"
         )
-    return _svg(width, height, body, f"stage graph: {len(calls)} stage calls")
+    return _svg(
+        width, height + (14 if joining else 0), body, f"stage graph: {len(calls)} stage calls"
+    )
 
 
 def _tooltip(call: dict[str, Any]) -> str:

@@ -59,6 +59,7 @@ svg.graph .node.cached > rect { fill: var(--cached); }
 svg.graph .node.failed > rect { fill: var(--failed); }
 svg.graph .node.skipped > rect { fill: var(--skipped); stroke-dasharray: 4 3; }
 svg.graph .node.aggregate > rect { stroke: #1d232a; stroke-width: 2; }
+svg.graph .node text.record { fill: var(--muted); font-size: 11px; }
 svg.graph .node.stage > rect { fill: #fff; stroke: #7b8794; }
 svg.graph .node.stage text { fill: var(--ink); }
 svg.graph .bar.executed { fill: var(--executed); } svg.graph .bar.cached { fill: var(--cached); }

@@ -1,0 +1,130 @@
+"""The demo's HTML report in a real browser: headless Chromium (Debian's `chromium`), driven
+by playwright. Without a Chromium these tests skip, unless CURI_REQUIRE_BROWSER=1 (as in CI,
+whose script installs it) makes a missing browser a failure.
+
+A screenshot of the report is kept in test-artifacts/ (CURI_TEST_ARTIFACTS overrides it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+ARTIFACTS = Path(os.environ.get("CURI_TEST_ARTIFACTS", REPO / "test-artifacts"))
+
+
+def _chromium() -> str | None:
+    given = os.environ.get("CURI_CHROMIUM")
+    if given:
+        return given
+    return next(
+        (p for name in ("chromium", "chromium-browser") if (p := shutil.which(name))), None
+    )
+
+
+@pytest.fixture(scope="module")
+def browser():
+    executable = _chromium()
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        executable = None
+    if executable is None:
+        if os.environ.get("CURI_REQUIRE_BROWSER") == "1":
+            pytest.fail("CURI_REQUIRE_BROWSER=1 but no chromium or playwright is installed")
+        pytest.skip("needs Debian's chromium and playwright (pip install -e '.[test]')")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        yield browser
+        browser.close()
+
+
+class Page:
+    """A page opened with the network off, recording console errors and failed requests."""
+
+    def __init__(self, browser, url: str) -> None:
+        self.context = browser.new_context(offline=True, viewport={"width": 1300, "height": 900})
+        self.page = self.context.new_page()
+        self.problems: list[str] = []
+        self.page.on(
+            "console", lambda m: self.problems.append(m.text) if m.type == "error" else None
+        )
+        self.page.on("pageerror", lambda e: self.problems.append(str(e)))
+        self.page.on("requestfailed", lambda r: self.problems.append(f"failed: {r.url}"))
+        self.page.goto(url)
+        self.page.wait_for_load_state("load")
+
+    def close(self) -> None:
+        self.context.close()
+
+
+@pytest.fixture
+def demo(project, cli):
+    """The repository's demo experiment, run cold and then again from the cache."""
+    for rel in ("experiments/demo.py", "params/demo.yaml"):
+        project.write(rel, (REPO / rel).read_text())
+    runs = []
+    for _ in range(2):
+        result = cli("run", "demo", "params/demo.yaml", "--json")
+        assert result.exit_code == 0, result.output
+        runs.append(json.loads(result.stdout))
+    assert runs[1]["counts"]["cached"] == 19
+    return runs
+
+
+def test_the_demo_report_in_chromium(browser, demo):
+    cold, cached = demo
+    shown = []
+    for run in (cold, cached):
+        view = Page(browser, Path(run["report"]).as_uri())
+        page = view.page
+        try:
+            # Every stage call is a box carrying its outcome, and a row of the calls table.
+            nodes = page.locator("svg.graph g.node")
+            assert nodes.count() == 19
+            outcome = "executed" if run is cold else "cached"
+            assert page.locator(f"svg.graph g.node.{outcome}").count() == 19
+            assert page.locator("#calls-body tr").count() == 19
+            # Clicking a box shows that call's details.
+            page.locator("svg.graph g.node[data-i='1']").click()
+            assert "fit_line [clean]" in page.locator("#details").inner_text()
+            page.fill("#filter", "summarize noisy")
+            assert page.locator("#calls-body tr:visible").count() == 1
+            # Every reportable is there and every image was drawn (from files beside the page).
+            titles = page.locator(".reportable h4").all_inner_texts()
+            assert len(titles) == 13 and "clean_fit_line_fit" in titles
+            assert "(Aggregate)_compare_comparison" in titles
+            images = page.locator(".reportable img")
+            assert images.count() == 6
+            widths = images.evaluate_all("els => els.map(e => e.naturalWidth)")
+            assert all(w > 0 for w in widths), widths
+            assert page.locator(".reportable table.df").count() == 1
+            assert view.problems == []
+            if run is cold:
+                ARTIFACTS.mkdir(parents=True, exist_ok=True)
+                page.screenshot(path=str(ARTIFACTS / "demo-report.png"), full_page=True)
+            shown.append(titles)
+        finally:
+            view.close()
+    assert shown[0] == shown[1]  # a cached re-run shows the same reportables
+
+
+def test_the_index_lists_both_runs_and_its_links_resolve(browser, demo, project):
+    view = Page(browser, (project.root / "reports" / "index.html").as_uri())
+    try:
+        links = view.page.locator("a").evaluate_all("els => els.map(e => e.href)")
+        assert len(links) == 2
+        for link in links:
+            target = view.context.new_page()
+            response = target.goto(link)
+            assert response is not None and response.ok, link
+            assert target.locator("svg.graph").count() == 1
+            target.close()
+        assert view.problems == []
+    finally:
+        view.close()

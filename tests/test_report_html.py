@@ -1,0 +1,266 @@
+"""The HTML run report: written by every run, rebuilt by `curi report`, listed in the index."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+from pathlib import Path
+
+import pytest
+
+from curifactory_cli.report.layout import FULL_MAX, graph_svg, stage_summary
+
+EXPERIMENT = '''
+"""Fits, reported. A second line that only the run page shows."""
+import curifactory_cli as cf
+from curifactory_cli.caching import JsonCacher
+from curifactory_cli.reporting import HTMLReporter, JsonReporter
+
+
+@cf.stage(inputs=None, outputs=["fit"], cachers=[JsonCacher])
+def fit(record):
+    record.report(JsonReporter({"n": record.params.n}, name="params"))
+    record.report(HTMLReporter("<i>note of " + record.params.name + "</i>", group="notes"))
+    return {"n": record.params.n}
+
+
+@cf.stage(inputs=["fit"], outputs=["score"])
+def score(record, fit):
+    # No cachers: its reportable lives in memory only.
+    record.report(HTMLReporter(f"<b>score {fit['n'] * 10}</b>", name="score"))
+    return fit["n"] * 10
+
+
+@cf.aggregate(inputs=["fit"], outputs=["table"], cachers=[JsonCacher])
+def table(record, records, fit):
+    record.report(JsonReporter({r.params.name: fit[r]["n"] for r in records}, name="all"))
+    return {r.params.name: fit[r]["n"] for r in records}
+
+
+def run(param_sets, manager):
+    records = [cf.Record(manager, p) for p in param_sets]
+    for r in records:
+        score(fit(r))
+    table(cf.Record(manager, None), records)
+'''
+
+PARAMS = "- name: a\n  n: 1\n- name: b\n  n: 2\n"
+
+
+def run_data(page: Path) -> dict:
+    text = page.read_text()
+    match = re.search(r'<script type="application/json" id="run-data">(.*?)</script>', text, re.S)
+    assert match, "the page embeds its run's data"
+    return json.loads(match.group(1))
+
+
+def titles(page: Path) -> list[str]:
+    return re.findall(r'<div class="reportable" id="[^"]*"><h4>([^<]*)</h4>', page.read_text())
+
+
+@pytest.fixture
+def reported(project):
+    project.write("experiments/rep.py", EXPERIMENT)
+    project.write("params/p.yaml", PARAMS)
+    return project
+
+
+def test_a_run_writes_its_report_the_index_and_latest(reported, cli):
+    result = cli("run", "rep", "p", "--json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    page = Path(out["report"])
+    reports = reported.root / "reports"
+    assert page == reports / out["run_id"] / "index.html"
+    assert os.readlink(reports / "_latest") == out["run_id"]
+
+    data = run_data(page)
+    calls = [(data["stages"][c[0]], data["records"][c[1]]) for c in data["calls"]]
+    assert sorted(calls) == sorted(
+        [("fit", "a"), ("score", "a"), ("fit", "b"), ("score", "b"), ("table", "aggregate")]
+    )
+    assert {data["outcomes"][c[2]] for c in data["calls"]} == {"executed"}
+    html = page.read_text()
+    # Every stage call is a box of the graph, coloured by its outcome.
+    assert len(re.findall(r'<g class="node executed[^"]*" data-i="\d+"', html)) == 5
+    assert "Fits, reported. A second line" in html  # the experiment's docstring
+    assert ">n</th>" in html and "params/p.yaml" in html  # parameter sets with their values
+    # By record in run order; within one, grouped reportables first (as in Curifactory).
+    assert titles(page) == [
+        "a_fit_1",
+        "a_fit_params",
+        "a_score_score",
+        "b_fit_1",
+        "b_fit_params",
+        "b_score_score",
+        "(Aggregate)_table_all",
+    ]
+    assert "<b>score 20</b>" in html and "<i>note of b</i>" in html
+    # Nothing is fetched from elsewhere: no scripts, styles or images from a URL.
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", html)
+
+    index = (reports / "index.html").read_text()
+    assert f'href="{out["run_id"]}/index.html"' in index
+    assert "Fits, reported." in index and "complete" in index
+    assert "report: reports/" in cli("run", "rep", "p", "--no-progress").output
+
+
+def test_a_cached_run_shows_the_same_reportables(reported, cli):
+    first = json.loads(cli("run", "rep", "p", "--json").stdout)
+    again = json.loads(cli("run", "rep", "p", "--json").stdout)
+    assert again["counts"]["cached"] == 3 and again["counts"]["executed"] == 2
+    before, after = Path(first["report"]), Path(again["report"])
+    assert before != after
+    assert titles(after) == titles(before)
+    strip = re.compile(r"reportables/\d+")
+    bodies = re.findall(r'<div class="reportable".*?</div>', before.read_text(), re.S)
+    again_bodies = re.findall(r'<div class="reportable".*?</div>', after.read_text(), re.S)
+    assert [strip.sub("", b) for b in again_bodies] == [strip.sub("", b) for b in bodies]
+
+
+def test_no_report_writes_nothing(reported, cli):
+    result = cli("run", "rep", "p", "--no-report", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["report"] is None
+    assert not (reported.root / "reports").exists()
+
+
+def test_dry_runs_write_no_report(reported, cli):
+    assert cli("run", "rep", "p", "--dry").exit_code == 0
+    assert not (reported.root / "reports").exists()
+
+
+def test_curi_report_rebuilds_a_deleted_report_from_the_registry_and_the_cache(reported, cli):
+    import shutil
+
+    run = json.loads(cli("run", "rep", "p", "--json").stdout)
+    page = Path(run["report"])
+    shown = titles(page)
+    shutil.rmtree(reported.root / "reports")
+
+    rebuilt = cli("report", "--json")
+    assert rebuilt.exit_code == 0, rebuilt.output
+    out = json.loads(rebuilt.stdout)
+    assert out["run"] == run["run_id"] and Path(out["report"]) == page
+    # Reportables kept in cache entries come back; the in-memory stage's do not.
+    assert titles(page) == [t for t in shown if "_score_" not in t]
+    assert (reported.root / "reports" / "index.html").exists()
+    by_prefix = cli("report", run["run_id"][:5])
+    assert by_prefix.exit_code == 0 and "report: reports/" in by_prefix.output
+
+
+def test_curi_report_without_runs_or_with_an_unknown_run(reported, cli):
+    result = cli("report")
+    assert result.exit_code == 2, result.output
+    assert "no runs recorded yet" in result.output
+    cli("run", "rep", "p", "-q")
+    unknown = cli("report", "nosuchrun_9")
+    assert unknown.exit_code == 2 and "nosuchrun_9" in unknown.output
+
+
+def test_a_report_that_cannot_be_written_is_a_warning_not_a_failure(reported, cli):
+    (reported.root / "reports").write_text("a file where the folder goes")
+    result = cli("run", "rep", "p", "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert "warning: the run's report was not written" in result.output
+    assert reported.entries()  # the results stand
+
+
+def test_a_failed_run_reports_its_error_and_failed_stage(project, cli):
+    project.write(
+        "experiments/boom.py",
+        """
+        import curifactory_cli as cf
+
+
+        @cf.stage(inputs=None, outputs=["x"])
+        def explode(record):
+            raise ValueError("bad value " + record.params.name)
+
+
+        def run(param_sets, manager):
+            for p in param_sets:
+                explode(cf.Record(manager, p))
+        """,
+    )
+    project.write("params/p.yaml", "- name: a\n")
+    result = cli("run", "boom", "p", "--json")
+    assert result.exit_code == 1
+    html = Path(json.loads(result.stdout)["report"]).read_text()
+    assert 'class="status error"' in html and "bad value a" in html
+    assert '<g class="node failed"' in html
+
+
+def test_serving_on_a_port_in_use_is_a_clear_error(reported, cli):
+    cli("run", "rep", "p", "-q")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = cli("report", "--serve", "--port", str(port))
+    assert result.exit_code == 2, result.output
+    assert f"cannot serve on 127.0.0.1:{port}" in result.output and "--port" in result.output
+
+
+def _calls(records: int, stages: int, outcome: str = "cached") -> list[dict]:
+    calls = []
+    for r in range(records):
+        for s in range(stages):
+            inputs = [len(calls) - 1] if s else []
+            calls.append(
+                {"stage": f"s{s}", "record": f"r{r}", "outcome": outcome, "inputs": inputs}
+            )
+    calls.append(
+        {
+            "stage": "agg",
+            "record": "aggregate",
+            "outcome": "executed",
+            "inputs": [i for i, c in enumerate(calls) if c["stage"] == f"s{stages - 1}"],
+            "aggregate": True,
+        }
+    )
+    return calls
+
+
+def test_the_graph_draws_every_call_when_readable_and_by_stage_when_not():
+    small = _calls(4, 3)
+    svg, full = graph_svg(small, stage_summary(small))
+    assert full and svg.count('class="node ') == len(small)
+    assert svg.count('class="edge"') == sum(len(c["inputs"]) for c in small)
+    assert 'class="node executed aggregate"' in svg
+
+    big = _calls(FULL_MAX, 5)
+    svg, full = graph_svg(big, stage_summary(big))
+    assert not full
+    assert svg.count('class="node stage') == 6  # s0..s4 and agg
+    assert f"s0 \u00d7{FULL_MAX}" in svg and 'data-stage="agg"' in svg
+    assert svg.count('class="edge"') == 5  # s0->s1->...->s4->agg
+
+
+def test_a_report_of_a_thousand_records_stays_small(tmp_path):
+    from curifactory_cli.report import write_run_report
+
+    calls = _calls(1000, 5)
+    for i, c in enumerate(calls):
+        c.update(
+            reason="cached",
+            seconds=0.001,
+            key=f"{i:064x}",
+            entry=f"exp/{i:016x}/{c['stage']}-{i:016x}",
+        )
+    run = {
+        "reference": "exp_1_2026-01-01-T000000",
+        "experiment": "exp",
+        "number": 1,
+        "status": "complete",
+        "param_sets": [
+            {"name": f"r{i}", "hash": f"{i:032x}", "source": "params/p.yaml", "values": {"i": i}}
+            for i in range(1000)
+        ],
+        "stages": calls,
+    }
+    page = write_run_report(tmp_path, run, [], [])
+    assert page.stat().st_size < 5 * 2**20
+    assert len(run_data(page)["calls"]) == len(calls)
