@@ -47,14 +47,16 @@ class Project:
         """Every file under the project with its size and mtime, to prove nothing changed.
 
         Empty lock files under the cache's `.locks/` are coordination state, not cached data
-        (flock-based locks keep their file), and the run registry records every run that
-        started, failed ones included, so both are left out.
+        (flock-based locks keep their file), and the run registry and the reports record
+        every run that started, failed ones included, so they are left out.
         """
         out = {}
         for path in sorted(self.root.rglob("*")):
             if ".locks" in path.parts and path.suffix == ".lock" and path.stat().st_size == 0:
                 continue
             if path.name.startswith("runs.sqlite"):  # the registry records failed runs too
+                continue
+            if path.relative_to(self.root).parts[0] == "reports":  # so do the reports
                 continue
             if path.is_file() and "__pycache__" not in path.parts:
                 st = path.stat()
