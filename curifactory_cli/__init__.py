@@ -17,7 +17,7 @@ _EXPORTS = {
     "aggregate": "curifactory_cli.staging",
     "Lazy": "curifactory_cli.caching",
     "Record": "curifactory_cli.record",
-    "ArtifactManager": "curifactory_cli.record",
+    "ArtifactManager": "curifactory_cli.manager",
     "ExperimentParameters": "curifactory_cli.params",
     "set_hash_functions": "curifactory_cli.params",
     "RunOptions": "curifactory_cli.runner",
@@ -44,8 +44,9 @@ if TYPE_CHECKING:
         InputSignatureError,
         OutputSignatureError,
     )
+    from curifactory_cli.manager import ArtifactManager
     from curifactory_cli.params import ExperimentParameters, set_hash_functions
-    from curifactory_cli.record import ArtifactManager, Record
+    from curifactory_cli.record import Record
     from curifactory_cli.runner import RunOptions, RunResult, run_experiment
     from curifactory_cli.staging import aggregate, stage
 

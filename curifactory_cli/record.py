@@ -39,6 +39,19 @@ class CacheAwareDict(dict):
         """The stored entry itself (an artifact reference or a Lazy), without loading."""
         return dict.__getitem__(self, key)
 
+    def __repr__(self) -> str:
+        # As a dict of the values (Curifactory prints `{'initial_value': 5.0}`): cached
+        # outputs are loaded to be shown; a Lazy one and one not computed yet say so.
+        shown = []
+        for key, item in dict.items(self):
+            if isinstance(item, OutputRef) and item.value is NOT_COMPUTED:
+                text = f"<{item.node.stage.name} not run yet>"
+            else:
+                value = _ref_value(item) if isinstance(item, OutputRef) else item
+                text = f"Lazy({value.name!r})" if isinstance(value, Lazy) else repr(value)
+            shown.append(f"{key!r}: {text}")
+        return "{" + ", ".join(shown) + "}"
+
 
 def _ref_value(ref: OutputRef) -> Any:
     value = ref.value
@@ -108,6 +121,8 @@ class Record:
         if not hide:
             self.index = len(manager.records)
             manager.records.append(self)
+        if getattr(params, "hash", False) is None and hasattr(params, "params_hash"):
+            params.hash = self.get_hash()  # as Curifactory: the set shows its hash
 
     @property
     def output(self) -> Any:

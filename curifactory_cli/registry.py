@@ -212,8 +212,11 @@ class RunRegistry:
         failed_stage: str | None,
         failed_record: str | None,
         stages: list[dict],
+        param_sets: list[dict] | None = None,
     ) -> None:
-        """Store how a run ended and what each stage call did (replacing any earlier finish)."""
+        """Store how a run ended and what each stage call did (replacing any earlier finish);
+        `param_sets` replaces the sets recorded at the start (an interactive session learns
+        them as it goes)."""
         self._require_writable()
         if status not in FINAL_STATUSES:
             raise ConfigError(
@@ -243,6 +246,10 @@ class RunRegistry:
                     run_id,
                 ),
             )
+            if param_sets is not None:
+                conn.execute(
+                    "UPDATE runs SET param_sets = ? WHERE id = ?", (_dumps(param_sets), run_id)
+                )
             conn.execute("DELETE FROM run_stages WHERE run_id = ?", (run_id,))
             conn.executemany(
                 "INSERT INTO run_stages (run_id, position, stage, record, outcome, reason,"

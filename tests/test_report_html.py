@@ -67,7 +67,7 @@ def reported(project):
     return project
 
 
-def test_a_run_writes_its_report_the_index_and_latest(reported, cli):
+def test_a_run_writes_its_report_the_index_and_latest(reported, cli, job_runner):
     result = cli("run", "rep", "p", "--json")
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
@@ -107,7 +107,7 @@ def test_a_run_writes_its_report_the_index_and_latest(reported, cli):
     assert "report: reports/" in cli("run", "rep", "p", "--no-progress").output
 
 
-def test_a_cached_run_shows_the_same_reportables(reported, cli):
+def test_a_cached_run_shows_the_same_reportables(reported, cli, job_runner):
     first = json.loads(cli("run", "rep", "p", "--json").stdout)
     again = json.loads(cli("run", "rep", "p", "--json").stdout)
     assert again["counts"]["cached"] == 3 and again["counts"]["executed"] == 2

@@ -132,7 +132,7 @@ class DaskRunner:
         self.shares_files = cluster.local is not None
         self._futures: dict[Any, Job] = {}
 
-    def submit(self, job: Job, record: Any) -> None:
+    def submit(self, job: Job, record: Any, fn: Any = None) -> None:
         payload = pickle_job(job)
         future = self._client.submit(
             _dask_entry,

@@ -139,11 +139,13 @@ class JobResult:
 # ---------------------------------------------------------------------------------- running
 
 
-def run_job(job: Job, record: Any = None) -> JobResult:
+def run_job(job: Job, record: Any = None, fn: Any = None) -> JobResult:
     """Execute one stage call; save its outputs into `job.staging`.
 
-    `record` is the live Record when the job runs in the driver's process; elsewhere a record
-    is rebuilt from the job. The user's exceptions come back as `result.failure`, never raised.
+    `record` is the live Record and `fn` the stage's function when the job runs in the
+    driver's process (a stage defined in a notebook cell or inside a function has no import
+    path); elsewhere both are rebuilt from the job. The user's exceptions come back as
+    `result.failure`, never raised.
     """
     result = JobResult(job.index, worker=_worker_name())
     started = time.perf_counter()
@@ -157,7 +159,8 @@ def run_job(job: Job, record: Any = None) -> JobResult:
         staging = os.path.join(tempfile.mkdtemp(prefix="curi-job-"), "staging")
     scratch: list[str] = []  # folders of inputs downloaded for this job only
     try:
-        fn = resolve_stage(job.stage_ref).fn
+        if fn is None:
+            fn = resolve_stage(job.stage_ref).fn
         rebuilt = record is None
         if rebuilt:
             record, input_records = _worker_record(job)

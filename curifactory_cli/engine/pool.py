@@ -107,7 +107,7 @@ class PoolRunner:
             )
         return self._pool
 
-    def submit(self, job: Job, record: Any) -> None:
+    def submit(self, job: Job, record: Any, fn: Any = None) -> None:
         self._send(job, pickle_job(job))
 
     def _send(self, job: Job, payload: bytes) -> None:

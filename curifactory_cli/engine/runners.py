@@ -29,7 +29,9 @@ class JobRunner(Protocol):
     inline: bool  # runs in this process: live records and in-memory values are passed as is
     shares_files: bool  # its workers see this machine's files (the local cache tier)
 
-    def submit(self, job: Job, record: Any) -> None: ...
+    # `record` and `fn` (the stage's function) are the live objects, for a runner that runs
+    # jobs in this process; others rebuild both from the job.
+    def submit(self, job: Job, record: Any, fn: Any = None) -> None: ...
     def wait(self, timeout: float | None) -> list[JobResult]: ...
     def close(self, cancel: bool = False) -> None: ...
 
@@ -75,12 +77,12 @@ class InlineRunner:
     def __init__(self) -> None:
         self._done: list[JobResult] = []
 
-    def submit(self, job: Job, record: Any) -> None:
+    def submit(self, job: Job, record: Any, fn: Any = None) -> None:
         paused = not gc.isenabled()  # the scheduler pauses collection for its own work only
         if paused:
             gc.enable()
         try:
-            self._done.append(run_job(job, record))
+            self._done.append(run_job(job, record, fn))
         finally:
             if paused:
                 gc.disable()

@@ -99,7 +99,7 @@ class Scheduler:
         self._ready: list[int] = []
         self._locked: list[tuple[int, Job, EntryLock]] = []  # waiting for another run's lock
         self._in_flight: dict[int, tuple[Job, EntryLock | None, float, int]] = {}
-        self._slots: list[int] = []  # free worker slots (1..capacity); 0 is this process
+        self._slots = list(range(runner.capacity, 0, -1))  # free worker slots; 0 is here
         self._local = InlineRunner()
         self._placed: dict[int, bool] = {}  # node -> runs in this process
         self._timings: dict[str, list[float]] = {}  # stage -> seconds of its last calls
@@ -118,11 +118,53 @@ class Scheduler:
         with `keep_going` is collected in `failures` while everything not depending on it runs.
         """
         self.nodes = nodes
+        self._activate(nodes)
+        self._drive()
+        if self._stop is not None:
+            raise self._stop
+        for node in nodes:
+            if node.outcome is None:
+                node.outcome = Outcome.SKIPPED
+                node.reason = (
+                    "cache entry missing, but nothing needs it"
+                    if node.is_cached_stage
+                    else "uncached, and nothing needs its outputs"
+                )
+                self._finished(node)
+
+    def settle(self, nodes: list[Node], wanted: list[Node]) -> None:
+        """Settle the `wanted` calls of a graph that is still growing (`nodes`, the whole
+        list so far) and what they need, now: interactive use runs each stage call as it is
+        made. Earlier calls keep what they settled to; a failure is raised, and the scheduler
+        stays usable for the next call."""
+        self.nodes = nodes
+        self._activate([n for n in nodes if n.index not in self._pending])
+        self._drive()
+        for node in wanted:
+            if node.outcome is None and self._state.get(node.index) == _DEFERRED:
+                self._request(node, node.reason or "asked for")
+        self._drive()
+        stop, self._stop = self._stop, None
+        if stop is not None:
+            raise stop
+
+    def _activate(self, nodes: list[Node]) -> None:
+        """Start settling `nodes`: each is decided once the calls it reads from are."""
+        if not nodes:
+            return
         self.finder.prefetch(nodes)
-        self._slots = list(range(self.runner.capacity, 0, -1))
-        self._pending = {node.index: node.producers for node in nodes}
-        # Traced order is index order, so this list is already a heap.
-        self._to_decide = [node.index for node in nodes if not node.producers]
+        if not self._pending:
+            self._pending = {node.index: node.producers for node in nodes}
+            # Traced order is index order, so this list is already a heap.
+            self._to_decide = [node.index for node in nodes if not node.producers]
+            return
+        for node in nodes:  # a graph that grew: some producers are settled already
+            waiting = {ref.node.index for ref in node.upstream()} - self._done
+            self._pending[node.index] = len(waiting)
+            if not waiting:
+                heapq.heappush(self._to_decide, node.index)
+
+    def _drive(self) -> None:
         # The collector would walk the whole graph again and again while it is being settled,
         # for garbage that is not there: the graph is live until the run ends. It stays off
         # for our bookkeeping and on while user code runs (see InlineRunner).
@@ -138,17 +180,6 @@ class Scheduler:
             gc.unfreeze()
             if collecting:
                 gc.enable()
-        if self._stop is not None:
-            raise self._stop
-        for node in nodes:
-            if node.outcome is None:
-                node.outcome = Outcome.SKIPPED
-                node.reason = (
-                    "cache entry missing, but nothing needs it"
-                    if node.is_cached_stage
-                    else "uncached, and nothing needs its outputs"
-                )
-                self._finished(node)
 
     def _loop(self) -> None:
         while True:
@@ -257,9 +288,12 @@ class Scheduler:
         if node.index in self._done:
             return
         self._done.add(node.index)
+        pending = self._pending
         for consumer in node.dependants:
-            self._pending[consumer] -= 1
-            if self._pending[consumer] == 0:
+            if consumer not in pending:
+                continue  # traced later (interactive use): counted when it is activated
+            pending[consumer] -= 1
+            if pending[consumer] == 0:
                 heapq.heappush(self._to_decide, consumer)
 
     def _hit(self, node: Node, entry: Entry, reason: str) -> None:
@@ -435,7 +469,7 @@ class Scheduler:
         self._in_flight[node.index] = (job, lock, time.perf_counter(), slot)
         runner = self._local if here else self.runner
         try:
-            runner.submit(job, node.record)
+            runner.submit(job, node.record, node.stage.fn)
         except CurifactoryError as exc:  # the job cannot be sent to a worker
             self._in_flight.pop(node.index)
             if slot:

@@ -1,0 +1,297 @@
+"""`ArtifactManager` as Curifactory users make it themselves, in a notebook or a script:
+
+    manager = cf.ArtifactManager("notebook_example_0")
+    r0 = get_initial_value(cf.Record(manager, MyParams(name="default")))
+    print(r0.state)                   # {'initial_value': 5.0}
+
+Made outside `curi run`, a manager runs each stage call at once (Curifactory's default), with
+everything `curi run` gives a stage call: the same cache keys, locks, atomic publish and
+verification, in the project found from the working directory (its `curi.toml` or
+`[tool.curi]` settings, `data/cache`). The session is one run in the registry
+(`curi runs ls`), updated after every stage call; `manager.generate_report()` writes its
+HTML report. Inside `curi run`, `run(param_sets, manager)` receives a manager that records
+stage calls into a graph first (see `record.ArtifactManager`).
+"""
+
+from __future__ import annotations
+
+import atexit
+import datetime as dt
+import sys
+from pathlib import Path
+from typing import Any
+
+from curifactory_cli import record as _record
+from curifactory_cli.events import Warned
+from curifactory_cli.graph import Node, Outcome
+from curifactory_cli.record import Record
+
+__all__ = ["ArtifactManager", "Record"]
+
+# Curifactory options that change where its own logs, reports and run folders go, or how its
+# CLI runs in parallel: they have no counterpart in a session here, and change no result.
+_WITHOUT_EFFECT = frozenset(
+    {
+        "custom_name",
+        "disable_non_cf_loggers",
+        "logs_path",
+        "notebook_path",
+        "parallel_lock",
+        "parallel_mode",
+        "prefix",
+        "reports_path",
+        "run_line",
+        "runs_path",
+        "status_override",
+    }
+)
+
+
+class ArtifactManager(_record.ArtifactManager):
+    """The records and stage calls of one interactive session (Curifactory's
+    `ArtifactManager`): each stage call runs when it is made.
+
+    Args:
+        experiment_name: names the session's cache folder (`data/cache/<name>/...`) and its
+            run in the registry.
+        dry: run without writing anything (no cache entries, no registry).
+        dry_cache: read the cache but never write to it (the run is still recorded).
+        overwrite / overwrite_override: recompute every stage call.
+        overwrite_stages: recompute these stages.
+        cache_path: another cache folder or URL (default: the project's `cache` setting).
+        lazy / ignore_lazy: treat every output as `Lazy` / keep `Lazy` outputs in memory.
+        notes: kept with the run in the registry.
+    """
+
+    def __init__(
+        self,
+        experiment_name: str = "experiment",
+        *,
+        dry: bool = False,
+        dry_cache: bool = False,
+        lazy: bool = False,
+        ignore_lazy: bool = False,
+        overwrite: bool = False,
+        overwrite_override: bool | None = None,
+        overwrite_stages: list[str] | None = None,
+        cache_path: str | None = None,
+        notes: str | None = None,
+        store_full: bool = False,
+        **curifactory_options: Any,
+    ) -> None:
+        unknown = sorted(set(curifactory_options) - _WITHOUT_EFFECT)
+        if unknown:
+            raise TypeError(f"ArtifactManager() got an unexpected keyword argument {unknown[0]!r}")
+        if store_full:
+            raise NotImplementedError(
+                "store_full is not available interactively: run the experiment with "
+                "`curi run EXPERIMENT PARAMS --store-full`"
+            )
+        from curifactory_cli.config import load_settings, resolve_cache
+
+        root = Path.cwd().resolve()
+        settings = load_settings(root, {"cache": cache_path})
+        super().__init__(
+            experiment_name,
+            dry=dry,
+            lazy=lazy,
+            ignore_lazy=ignore_lazy,
+            overwrite=bool(overwrite or overwrite_override),
+            overwrite_stages=overwrite_stages,
+            cache_path=resolve_cache(root, settings),
+        )
+        self.dry_cache = dry_cache
+        self.notes = notes
+        self._root = root
+        self._settings = settings
+        self._session: _Session | None = None
+
+    # Each stage call is traced into the graph like under `curi run`, then settled at once.
+    def _add_node(self, node: Node) -> None:
+        super()._add_node(node)
+        if self._session is None:
+            self._session = _Session(self)
+        self._session.settle(node)
+
+    @property
+    def run_name(self) -> str | None:
+        """The session's run reference in the registry, once a stage was called."""
+        return None if self._session is None else self._session.reference
+
+    def generate_report(self) -> Path | None:
+        """Write the session's HTML report (reports/<run>/index.html) and the index of runs;
+        returns the report's path (None before any stage call, or with `dry`)."""
+        return None if self._session is None else self._session.report()
+
+    def close(self) -> None:
+        """Finish with the cache (a remote tier uploads what is queued). Also done at exit."""
+        if self._session is not None:
+            self._session.close()
+
+
+class _Session:
+    """What a `curi run` sets up, for a manager's stage calls made one by one."""
+
+    def __init__(self, manager: ArtifactManager) -> None:
+        from curifactory_cli.engine.keys import KeyMaker
+        from curifactory_cli.engine.runners import InlineRunner
+        from curifactory_cli.engine.scheduler import Scheduler
+        from curifactory_cli.hashing import CodeFingerprinter
+        from curifactory_cli.provenance import git_info, host_info, library_versions
+        from curifactory_cli.registry import RunRegistry, registry_path
+        from curifactory_cli.store import open_store
+
+        self.manager = manager
+        root, settings = manager._root, manager._settings
+        self.store = open_store(
+            manager.cache_path,
+            remote=settings.get("remote"),
+            dry=manager.dry or manager.dry_cache,
+            storage_options=settings.get("storage_options"),
+        )
+        if not self.store.dry:
+            self.store.prepare()
+        self.started = dt.datetime.now()
+        git = git_info(str(root))
+        self.registry = None if manager.dry else RunRegistry(registry_path(root))
+        self.reference: str | None = None
+        if self.registry is not None:
+            self.reference = self.registry.start_run(
+                experiment=manager.experiment_name,
+                command=list(sys.argv),
+                param_files=[],
+                param_sets=[],
+                git=git,
+                host=host_info(),
+                versions=library_versions(),
+                notes=manager.notes,
+                cache_dir=manager.cache_path,
+                dry=manager.dry_cache,
+                doc=_doc_of_main(),
+            ).reference
+        self.warnings: list[str] = []
+        self.scheduler = Scheduler(
+            store=self.store,
+            keys=KeyMaker(manager.experiment_name, CodeFingerprinter(root)),
+            runner=InlineRunner(),
+            reporter=_Warnings(self.warnings),
+            experiment=manager.experiment_name,
+            overwrite=manager.overwrite,
+            overwrite_stages=frozenset(manager.overwrite_stages),
+            provenance={
+                "run": {
+                    "id": self.reference,
+                    "started": self.started.astimezone().isoformat(timespec="seconds"),
+                    "command": list(sys.argv),
+                    **host_info(),
+                },
+                "git": git,
+            },
+        )
+        self.failed: list[Any] = []
+        self.closed = False
+        atexit.register(self.close)
+
+    def settle(self, node: Node) -> None:
+        try:
+            self.scheduler.settle(self.manager.graph.nodes, [node])
+        except BaseException as exc:
+            self.failed.append(exc)
+            raise
+        finally:
+            self._record()
+
+    def _record(self) -> None:
+        """The registry's row for the session, as it stands after this stage call."""
+        if self.registry is None or self.reference is None:
+            return
+        from curifactory_cli.params import display_values
+
+        nodes = self.manager.graph.nodes
+        counts = dict.fromkeys(("executed", "cached", "skipped", "failed"), 0)
+        for node in nodes:
+            outcome = (node.outcome or Outcome.SKIPPED).value
+            counts[outcome] += 1
+        failed = next((n for n in nodes if n.outcome is Outcome.FAILED), None)
+        error = self.failed[-1] if self.failed else None
+        sets = [
+            {
+                "name": r.name,
+                "hash": r.get_hash(),
+                "source": "(interactive)",
+                "values": display_values(r.params),
+            }
+            for r in self.manager.records
+            if r.params is not None
+        ]
+        self.registry.finish_run(
+            self.reference,
+            status="error" if failed is not None else "complete",
+            duration_s=(dt.datetime.now() - self.started).total_seconds(),
+            counts=counts,
+            error=None if error is None else str(getattr(error, "message", error)),
+            failed_stage=failed.stage.name if failed else None,
+            failed_record=failed.record_name if failed else None,
+            stages=[_stage_row(n, self.store.root) for n in nodes],
+            param_sets=sets,
+        )
+
+    def report(self) -> Path | None:
+        if self.registry is None or self.reference is None:
+            return None
+        from curifactory_cli import report
+
+        run = self.registry.get_run(self.reference)
+        page = report.write_run_report(
+            self.manager._root, run, report.items_from_records(self.manager.records), []
+        )
+        report.update_index(self.manager._root, self.registry.list_runs(limit=None, brief=True))
+        return page
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.store.close()
+        for warning in getattr(self.store, "warnings", ()):
+            print(f"warning: {warning}", file=sys.stderr)
+
+
+class _Warnings:
+    """Shows the session's warnings on stderr (a notebook shows them under the cell)."""
+
+    progress = False
+
+    def __init__(self, kept: list[str]) -> None:
+        self.kept = kept
+
+    def emit(self, event: Any) -> None:
+        if isinstance(event, Warned):
+            self.kept.append(event.message)
+            print(f"warning: {event.message}", file=sys.stderr)
+
+
+def _stage_row(node: Node, cache: Path) -> dict[str, Any]:
+    entry = None
+    if node.entry_dir:
+        try:
+            entry = Path(node.entry_dir).relative_to(cache).as_posix()
+        except ValueError:
+            entry = node.entry_dir
+    return {
+        "stage": node.stage.name,
+        "record": node.record_name,
+        "outcome": (node.outcome or Outcome.SKIPPED).value,
+        "reason": node.reason,
+        "seconds": round(node.seconds, 4),
+        "key": node.key,
+        "entry": entry,
+        "inputs": sorted({ref.node.index for ref in node.upstream()}),
+        "aggregate": node.stage.is_aggregate,
+    }
+
+
+def _doc_of_main() -> str | None:
+    main = sys.modules.get("__main__")
+    doc = getattr(main, "__doc__", None)
+    return doc.strip() if isinstance(doc, str) and doc.strip() else None

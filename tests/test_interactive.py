@@ -1,0 +1,240 @@
+"""Interactive use: a manager made in a script or a notebook runs each stage call at once.
+
+NOTEBOOK_0 and MANUAL are Curifactory's `examples/notebooks/0_BasicComponents.ipynb` (its
+code cells, run as a script) and `examples/experiments/manual.py`, BSD-3-licensed, with only
+their import lines changed.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from curifactory_cli.errors import StageError
+
+NOTEBOOK_0 = '''
+from curifactory_cli import ArtifactManager
+
+manager = ArtifactManager("notebook_example_0") # we pass in a name to associate with this run.
+from dataclasses import dataclass
+from curifactory_cli import ExperimentParameters
+
+@dataclass
+class MyParams(ExperimentParameters):
+    some_scalar_multiplier: float = 1.0
+
+# define a couple argument sets
+default_params = MyParams(name="default")
+doubled_params = MyParams(name="doubled", some_scalar_multiplier=2.0)
+from curifactory_cli import Record
+
+r0 = Record(manager, default_params)
+r1 = Record(manager, doubled_params)
+
+print(r0.state, r0.params)
+print(r1.state, r1.params)
+from curifactory_cli import stage
+
+@stage(inputs=None, outputs=["initial_value"])
+def get_initial_value(record):
+    my_value = 5
+    return my_value * record.params.some_scalar_multiplier
+
+r0 = get_initial_value(r0)
+r1 = get_initial_value(r1)
+print(r0.state, r1.state)
+
+@stage(inputs=["initial_value"], outputs=["final_value"])
+def multiply_again(record, initial_value):
+    return initial_value * record.params.some_scalar_multiplier
+
+r1 = multiply_again(r1)
+print(r1.state)
+r2 = Record(manager, MyParams(name="uber-double", some_scalar_multiplier=4.0))
+
+r2 = multiply_again(get_initial_value(r2))
+print(r2.state, r2.params)
+from curifactory_cli import aggregate
+
+@aggregate(inputs=["final_value"], outputs=["all_final_values", "maximum_value"])
+def find_maximum_final_value(record, records, final_value: dict[Record, float]):
+    all_vals = {}
+    for r, value in final_value.items():
+        all_vals[r.params.name] = value
+
+    maximum = max(all_vals.values())
+    return all_vals, maximum
+final_record = Record(manager, None)
+final_record = find_maximum_final_value(final_record, [r0, r1, r2])
+print(final_record.state)
+'''
+
+MANUAL = '''
+"""An example of a manual experiment script, bypassing cf's CLI.
+
+This isn't recommended for most use-cases, this is primarily to demonstrate
+how curifactory can be used/run from a non "curifactory context".
+"""
+
+from dataclasses import dataclass
+from logging import basicConfig, getLogger
+
+from curifactory_cli import ArtifactManager, ExperimentParameters, Record, stage
+from curifactory_cli.caching import Lazy, PickleCacher
+
+LOGGER = getLogger(__name__)
+
+
+@dataclass
+class MyParams(ExperimentParameters):
+    number: float = 1.0
+
+
+@stage(inputs=None, outputs=[Lazy("initial_value")], cachers=[PickleCacher])
+def get_initial_value(record):
+    my_value = 5
+    LOGGER.error("THIS IS A LOG MESSAGE")
+    return my_value * record.params.number
+
+
+@stage(inputs=["initial_value"], outputs=["final_value"], cachers=[PickleCacher])
+def multiply_again(record, initial_value):
+    return initial_value * record.params.number
+
+
+if __name__ == "__main__":
+    manager = ArtifactManager("experiment_one", disable_non_cf_loggers=False)
+    basicConfig(filename="logs/this.log", force=True)
+    param_grid = [MyParams(number=number) for number in (0, 1, 2, 2)]
+    for param in param_grid:
+        record = Record(manager, param)
+        result = multiply_again(get_initial_value(record))
+        print(result.state["final_value"])
+    manager.generate_report()
+'''
+
+
+def run_script(folder: Path, name: str, text: str) -> subprocess.CompletedProcess[str]:
+    script = folder / name
+    script.write_text(textwrap.dedent(text).lstrip("\n"))
+    proc = subprocess.run(
+        [sys.executable, str(script)], cwd=folder, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
+def runs(folder: Path) -> list[dict]:
+    from curifactory_cli.registry import RunRegistry, registry_path
+
+    return RunRegistry(registry_path(folder), read_only=True).list_runs()
+
+
+def test_notebook_0_gives_curifactorys_values(tmp_path):
+    out = run_script(tmp_path, "nb0.py", NOTEBOOK_0).stdout.splitlines()
+    assert out[0].startswith("{} MyParams(name='default', hash='")
+    assert out[2:4] == [
+        "{'initial_value': 5.0} {'initial_value': 10.0}",
+        "{'initial_value': 10.0, 'final_value': 20.0}",
+    ]
+    assert out[4].startswith("{'initial_value': 20.0, 'final_value': 80.0} MyParams(")
+    assert out[5] == (
+        "{'all_final_values': {'doubled': 20.0, 'uber-double': 80.0}, 'maximum_value': 80.0}"
+    )
+    (run,) = runs(tmp_path)
+    assert run["experiment"] == "notebook_example_0" and run["status"] == "complete"
+    assert run["counts"]["executed"] == 6
+
+
+def test_manual_script_runs_through_the_cache_and_writes_a_report(tmp_path):
+    (tmp_path / "logs").mkdir()
+    first = run_script(tmp_path, "manual.py", MANUAL)
+    assert first.stdout.split() == ["0", "5", "20", "20"]  # ints in, ints out, as there
+    again = run_script(tmp_path, "manual.py", MANUAL)
+    assert again.stdout == first.stdout
+    newest, oldest = runs(tmp_path)
+    # (2, 2): the same parameters twice, so the second one is served from the first's entry.
+    assert oldest["counts"] == {"executed": 6, "cached": 2, "skipped": 0, "failed": 0}
+    assert newest["counts"] == {"executed": 0, "cached": 8, "skipped": 0, "failed": 0}
+    assert "THIS IS A LOG MESSAGE" in (tmp_path / "logs" / "this.log").read_text()
+    page = tmp_path / "reports" / newest["reference"] / "index.html"
+    assert "multiply_again" in page.read_text()
+    assert (tmp_path / "reports" / "_latest").resolve() == page.parent
+
+
+@pytest.fixture
+def session(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_a_session_reuses_the_cache_of_an_earlier_one(session):
+    import curifactory_cli as cf
+    from curifactory_cli.caching import JsonCacher
+
+    calls = []
+
+    @cf.stage(inputs=None, outputs=["total"], cachers=[JsonCacher])
+    def total(record):  # defined inside a function: it runs in this process
+        calls.append(record.params.name)
+        return {"sum": record.params.a + record.params.b}
+
+    params = cf.ExperimentParameters(name="x")
+    params.a, params.b = 1, 2
+    first = total(cf.Record(cf.ArtifactManager("sums"), params))
+    assert first.state["total"] == {"sum": 3} and calls == ["x"]
+    again = total(cf.Record(cf.ArtifactManager("sums"), params))
+    assert again.state["total"] == {"sum": 3} and calls == ["x"]  # served from the cache
+    assert len(list((session / "data" / "cache" / "sums").rglob("meta.json"))) == 1
+    ran = cf.ArtifactManager("sums", overwrite=True)
+    total(cf.Record(ran, params))
+    assert calls == ["x", "x"]
+    assert [r["counts"]["cached"] for r in runs(session)] == [0, 1, 0]
+
+
+def test_a_failing_stage_raises_is_recorded_and_the_session_goes_on(session):
+    import curifactory_cli as cf
+
+    @cf.stage(inputs=None, outputs=["v"])
+    def shaky(record):
+        if record.params.name == "bad":
+            raise ValueError("no good")
+        return 1
+
+    manager = cf.ArtifactManager("shaky")
+    with pytest.raises(StageError, match="no good"):
+        shaky(cf.Record(manager, cf.ExperimentParameters(name="bad")))
+    (run,) = runs(session)
+    assert run["status"] == "error" and "no good" in run["error"]
+    fine = shaky(cf.Record(manager, cf.ExperimentParameters(name="good")))
+    assert fine.state["v"] == 1
+    (run,) = runs(session)
+    assert run["counts"]["executed"] == 1 and run["counts"]["failed"] == 1
+
+
+def test_a_dry_session_writes_nothing(session):
+    import curifactory_cli as cf
+    from curifactory_cli.caching import JsonCacher
+
+    @cf.stage(inputs=None, outputs=["v"], cachers=[JsonCacher])
+    def value(record):
+        return [1, 2]
+
+    record = value(cf.Record(cf.ArtifactManager("dry", dry=True), cf.ExperimentParameters()))
+    assert record.state["v"] == [1, 2]
+    assert not (session / "data").exists() or not any((session / "data").rglob("meta.json"))
+    assert runs(session) == []
+
+
+def test_unknown_manager_options_are_refused(session):
+    import curifactory_cli as cf
+
+    with pytest.raises(TypeError, match="'colour'"):
+        cf.ArtifactManager("x", colour="blue")
+    cf.ArtifactManager("x", run_line="experiment x", disable_non_cf_loggers=True)
+    assert json.dumps(runs(session)) == "[]"  # no stage call, no run
