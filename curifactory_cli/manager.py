@@ -128,6 +128,90 @@ class ArtifactManager(_record.ArtifactManager):
         if self._session is not None:
             self._session.close()
 
+    # ---------------------------------------------------------------- notebook display
+    # As Curifactory's: shown at once in Jupyter; elsewhere the HTML comes back as an object
+    # (its str() is the HTML), so a script can write it to a file.
+    def display_info(self) -> HTMLFragment | None:
+        """The session's run: status, counts, command, git commit, parameter sets."""
+        from curifactory_cli.report import page
+
+        run = self._run()
+        return _show(page._info(run) + "<h3>Parameter sets</h3>" + page._params(run))
+
+    def display_stage_graph(self) -> HTMLFragment | None:
+        """The stage graph of the session so far, as in its report."""
+        from curifactory_cli.report.layout import graph_svg, stage_summary
+
+        calls = self._calls()
+        svg, _ = graph_svg(calls, stage_summary(calls))
+        return _show(f'<div class="graph-wrap">{svg}</div>')
+
+    def display_all_reportables(self) -> HTMLFragment | None:
+        """Every record's reportables, figures embedded."""
+        return self._show_reportables(self.records)
+
+    def display_record_reportables(self, record: Record) -> HTMLFragment | None:
+        """One record's reportables, figures embedded."""
+        return self._show_reportables([record])
+
+    def _show_reportables(self, records: list[Record]) -> HTMLFragment | None:
+        from curifactory_cli.report import items_from_records, reportables_html
+        from curifactory_cli.report.inline import reportable_body
+
+        items = items_from_records(records)
+        body = reportables_html(
+            self._calls(), items, lambda k, item: reportable_body(item.reportable), []
+        )
+        return _show(body)
+
+    def _calls(self) -> list[dict[str, Any]]:
+        cache = Path(self.cache_path)
+        return [_stage_row(node, cache) for node in self.graph.nodes]
+
+    def _run(self) -> dict[str, Any]:
+        session = self._session
+        if session is not None and session.registry is not None and session.reference:
+            return session.registry.get_run(session.reference)
+        return {  # nothing recorded (no stage call yet, or dry)
+            "reference": "(not recorded)",
+            "experiment": self.experiment_name,
+            "status": "running" if session is None else "complete",
+            "command": list(sys.argv),
+            "param_sets": [
+                {"name": r.name, "hash": r.get_hash(), "values": None}
+                for r in self.records
+                if r.params is not None
+            ],
+            "stages": self._calls(),
+        }
+
+
+class HTMLFragment:
+    """HTML that Jupyter shows as such (`_repr_html_`); `str()` gives the HTML."""
+
+    def __init__(self, html: str) -> None:
+        self.html = html
+
+    def _repr_html_(self) -> str:
+        return self.html
+
+    def __str__(self) -> str:
+        return self.html
+
+
+def _show(body: str) -> HTMLFragment | None:
+    from curifactory_cli.report.inline import fragment
+
+    shown = HTMLFragment(fragment(body))
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None  # type: ignore[attr-defined]
+    if shell is None:
+        return shown
+    from IPython.display import HTML, display
+
+    display(HTML(shown.html))
+    return None
+
 
 class _Session:
     """What a `curi run` sets up, for a manager's stage calls made one by one."""

@@ -17,7 +17,7 @@ import pytest
 
 from curifactory_cli.errors import StageError
 
-NOTEBOOK_0 = '''
+NOTEBOOK_0 = """
 from curifactory_cli import ArtifactManager
 
 manager = ArtifactManager("notebook_example_0") # we pass in a name to associate with this run.
@@ -72,7 +72,7 @@ def find_maximum_final_value(record, records, final_value: dict[Record, float]):
 final_record = Record(manager, None)
 final_record = find_maximum_final_value(final_record, [r0, r1, r2])
 print(final_record.state)
-'''
+"""
 
 MANUAL = '''
 """An example of a manual experiment script, bypassing cf's CLI.
@@ -238,3 +238,125 @@ def test_unknown_manager_options_are_refused(session):
         cf.ArtifactManager("x", colour="blue")
     cf.ArtifactManager("x", run_line="experiment x", disable_non_cf_loggers=True)
     assert json.dumps(runs(session)) == "[]"  # no stage call, no run
+
+
+# Curifactory's examples/notebooks/1_CachingAndReporting.ipynb, code cells run as a script,
+# imports changed. Left out: the two cells that list and open the files of Curifactory's cache
+# layout (ours keeps one folder per entry: README, "Compatibility"), and `%%time`; the
+# display calls' HTML is written to files so the test can read it.
+NOTEBOOK_1 = """
+from dataclasses import dataclass
+import curifactory_cli as cf
+
+manager = cf.ArtifactManager("notebook_example_1")
+
+@dataclass
+class Params(cf.ExperimentParameters):
+    my_parameter: int = 1
+
+default_params = Params(name="default")
+doubled_params = Params(name="doubled", my_parameter=2)
+from time import sleep
+from curifactory_cli.caching import JsonCacher
+
+@cf.stage(inputs=None, outputs=["long-compute-data"], cachers=[JsonCacher])
+def long_compute_step(record):
+    some_data = {
+        "my_value": record.params.my_parameter,
+        "magic_value": 42
+    }
+    sleep(5)  # making dictionaries is hard work
+    return some_data
+import os
+import shutil
+import time
+
+# to demonstrate cache files, we first clear our cache path
+for file in os.listdir("data/cache"):
+    if os.path.isdir(os.path.join("data/cache", file)):
+        shutil.rmtree(f"data/cache/{file}")
+    else:
+        os.remove(f"data/cache/{file}")
+print(os.listdir("data/cache"))
+started = time.perf_counter()
+r0 = cf.Record(manager, default_params)
+r0 = long_compute_step(r0)
+print("first", round(time.perf_counter() - started))
+started = time.perf_counter()
+r1 = cf.Record(manager, default_params)
+r1 = long_compute_step(r1)
+print("again", round(time.perf_counter() - started))
+r2 = cf.Record(manager, doubled_params)
+r2 = long_compute_step(r2)
+from curifactory_cli.caching import Lazy
+import sys
+
+@cf.stage(inputs=None, outputs=[Lazy("very-large-object")], cachers=[JsonCacher])
+def make_mega_big_object(record):
+    mega_big = [1]*1024*1024
+    print(sys.getsizeof(mega_big))
+    return mega_big
+
+r3 = cf.Record(manager, default_params)
+r3 = make_mega_big_object(r3)
+r3.state.resolve = False
+print(type(r3.state['very-large-object']))
+print(sys.getsizeof(r3.state['very-large-object']))
+r3.state.resolve = True
+print(type(r3.state['very-large-object']))
+print(sys.getsizeof(r3.state['very-large-object']))
+from curifactory_cli.reporting import LinePlotReporter
+
+@cf.stage(inputs=None, outputs=["line_history"])
+def make_pretty_graphs(record):
+    multiplier = record.params.my_parameter
+
+    # here we just make a bunch of example arrays of data to plot
+    line_0 = [1 * multiplier, 2 * multiplier, 3 * multiplier]
+    line_1 = [3 * multiplier, 2 * multiplier, 1 * multiplier]
+    line_2 = [4, 0, 3]
+
+    # a LinePlotReporter makes a nicely formatted matplotlib graph
+    record.report(LinePlotReporter(line_0, name="single_line_plot"))
+    record.report(LinePlotReporter(
+        y={
+            "ascending": line_0,
+            "descending": line_1,
+            "static": line_2
+        },
+        name="multi_line_plot"
+    ))
+    return [line_0, line_1, line_2]
+r4 = cf.Record(manager, default_params)
+r5 = cf.Record(manager, doubled_params)
+
+r4 = make_pretty_graphs(r4)
+r5 = make_pretty_graphs(r5)
+open("INFO.html", "w").write(str(manager.display_info()))
+open("ALL.html", "w").write(str(manager.display_all_reportables()))
+open("R4.html", "w").write(str(manager.display_record_reportables(r4)))
+open("GRAPH.html", "w").write(str(manager.display_stage_graph()))
+manager.generate_report()
+print(sorted(os.listdir("reports")))
+"""
+
+
+@pytest.mark.slow  # the notebook's stage sleeps 5 s, twice
+def test_notebook_1_caches_lazies_and_reports(tmp_path):
+    pytest.importorskip("matplotlib")
+    (tmp_path / "data" / "cache").mkdir(parents=True)
+    out = run_script(tmp_path, "nb1.py", NOTEBOOK_1).stdout.splitlines()
+    assert out[:3] == ["[]", "first 5", "again 0"]  # the second call is a cache hit
+    # The list is built, saved and not kept: the state holds a small Lazy handle until read.
+    assert out[3:5] == ["8388664", "<class 'curifactory_cli.caching.Lazy'>"]
+    assert int(out[5]) < 100  # Curifactory's handle: 48 bytes
+    assert out[6:8] == ["<class 'list'>", "8448728"]
+    shown = {
+        name: (tmp_path / f"{name}.html").read_text() for name in ("INFO", "ALL", "R4", "GRAPH")
+    }
+    assert "notebook_example_1" in shown["INFO"] and "doubled" in shown["INFO"]
+    assert shown["ALL"].count("data:image/svg+xml;base64,") == 4
+    assert "default_make_pretty_graphs_single_line_plot" in shown["R4"]
+    assert shown["R4"].count("data:image/svg+xml;base64,") == 2
+    assert shown["GRAPH"].count('class="node ') == 6  # r0 to r5, one stage call each
+    assert out[-1].startswith("['_latest', 'index.html', 'notebook_example_1_1_")

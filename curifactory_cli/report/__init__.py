@@ -18,7 +18,7 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -124,7 +124,9 @@ def write_run_report(
         calls = run.get("stages") or []
         summary = stage_summary(calls)
         graph, full = graph_svg(calls, summary)
-        shown = _reportables(work, final, calls, items, warnings)
+        shown = reportables_html(
+            calls, items, lambda k, item: _render(work, final, k, item), warnings
+        )
         html = page.run_page(run, calls, summary, graph, full, shown, len(items))
         (work / INDEX_PAGE).write_text(html, encoding="utf-8")
         os.chmod(work, 0o755)  # mkdtemp makes it private; a report is for reading
@@ -171,13 +173,14 @@ def _order(calls: Sequence[dict[str, Any]]) -> dict[tuple[str, str], int]:
     return first
 
 
-def _reportables(
-    work: Path,
-    final: Path,
+def reportables_html(
     calls: Sequence[dict[str, Any]],
     items: Sequence[Item],
+    render: Callable[[int, Item], str],
     warnings: list[str],
 ) -> str:
+    """The reportables by record (in run order) and then by group (grouped ones first, as in
+    Curifactory), each titled; `render(k, item)` gives the body of the k-th."""
     if not items:
         return '<p class="muted">No stage of this run reported anything (record.report).</p>'
     first = _order(calls)
@@ -192,46 +195,51 @@ def _reportables(
     for record, pairs in by_record.items():
         if not pairs:
             continue
-        out.append(f"<h3>{page._e(record)}</h3>")
+        out.append(f"<h3>{page.escape(record)}</h3>")
         groups: dict[str | None, list[str]] = {}
         for k, item in pairs:
-            rendered = _render(work, final, k, item, warnings)
-            groups.setdefault(getattr(item.reportable, "group", None), []).append(rendered)
+            reportable = item.reportable
+            title = str(
+                getattr(reportable, "qualified_name", None) or getattr(reportable, "name", k)
+            )
+            try:
+                body = render(k, item)
+            except Exception as exc:  # a user's reportable failing must not lose the rest
+                warnings.append(f"reportable {title}: {type(exc).__name__}: {exc}")
+                problem = page.escape(f"{type(exc).__name__}: {exc}")
+                body = f'<div class="error-box">could not render: {problem}</div>'
+            part = page.reportable_html(title, body)
+            groups.setdefault(getattr(reportable, "group", None), []).append(part)
         for group, parts in sorted(groups.items(), key=lambda g: g[0] is None):
             if group is not None:
-                out.append(f"<h4>group: {page._e(group)}</h4>")
+                out.append(f"<h4>group: {page.escape(group)}</h4>")
             out.append(f'<div class="record-reportables">{"".join(parts)}</div>')
     return "".join(out)
 
 
-def _render(work: Path, final: Path, k: int, item: Item, warnings: list[str]) -> str:
+def _render(work: Path, final: Path, k: int, item: Item) -> str:
+    """The k-th reportable's body, its files written to the report's reportables/k/."""
     reportable = item.reportable
-    title = str(getattr(reportable, "qualified_name", None) or getattr(reportable, "name", k))
     rel = f"reportables/{k}"
     folder = work / "reportables" / str(k)
-    try:
-        folder.mkdir(parents=True)
-        if isinstance(reportable, CachedReportable):
-            _copy_files(Path(reportable.path), folder, reportable.files)
-            body: Any = reportable.stored_html.replace(PATH_TOKEN, rel)
-        else:
-            # A reportable of a stage without cachers, never rendered: render it here.
-            reportable.path = str(folder)
-            reportable.render()
-            reportable.rendered = True
-            reportable.path = rel
-            try:
-                body = reportable.html()
-            finally:
-                # Where its files end up: html() called later (a notebook) still finds them.
-                reportable.path = str(final / rel)
-        if isinstance(body, (list, tuple)):
-            body = "\n".join(str(line) for line in body)
-    except Exception as exc:  # a user's reportable failing must not lose the whole report
-        warnings.append(f"reportable {title}: {type(exc).__name__}: {exc}")
-        problem = page.escape(f"{type(exc).__name__}: {exc}")
-        body = f'<div class="error-box">could not render: {problem}</div>'
-    return page.reportable_html(title, str(body))
+    folder.mkdir(parents=True)
+    if isinstance(reportable, CachedReportable):
+        _copy_files(Path(reportable.path), folder, reportable.files)
+        body: Any = reportable.stored_html.replace(PATH_TOKEN, rel)
+    else:
+        # A reportable of a stage without cachers, never rendered: render it here.
+        reportable.path = str(folder)
+        reportable.render()
+        reportable.rendered = True
+        reportable.path = rel
+        try:
+            body = reportable.html()
+        finally:
+            # Where its files end up: html() called later (a notebook) still finds them.
+            reportable.path = str(final / rel)
+    if isinstance(body, (list, tuple)):
+        body = "\n".join(str(line) for line in body)
+    return str(body)
 
 
 def _copy_files(source: Path, target: Path, files: dict[str, dict[str, Any]]) -> None:
