@@ -131,14 +131,17 @@ def _load_pickle(path: Path, files: list[dict[str, Any]], output: str) -> Any:
         ) from None
 
 
-def _reaches_into(package: str, root: Path) -> bool:
-    """Whether importing top-level `package` could load code from inside the cache `root`.
+def _reaches_into(parts: list[str], root: Path) -> bool:
+    """Whether importing the module path `parts` could load code from inside the cache
+    `root`.
 
     Checked without importing anything: whoever can write into a shared cache must not be
-    able to name a module of their own in a meta.json and have `dump` import it.
+    able to name a module of their own in a meta.json and have `dump` import it. The top
+    package's places are followed down the dotted path, resolving links at every step:
+    `data/cache` may be a link to a shared folder that the project's `data` package reaches.
     """
     try:
-        spec = importlib.util.find_spec(package)
+        spec = importlib.util.find_spec(parts[0])
     except (ImportError, ValueError):
         return False
     if spec is None:
@@ -148,16 +151,19 @@ def _reaches_into(package: str, root: Path) -> bool:
     for place in places:
         if place in ("built-in", "frozen"):
             continue
-        where = Path(place).resolve()
-        if where.is_relative_to(real_root) or real_root.is_relative_to(where):
-            return True
+        here = Path(place)
+        for part in ["", *parts[1:]]:
+            here = here / part if part else here
+            where = here.resolve()
+            if where.is_relative_to(real_root) or real_root.is_relative_to(where):
+                return True
     return False
 
 
 def cacher_class(dotted: str, root: Path | None = None) -> type:
     """Import `package.module.Class` (the metadata's cacher type)."""
     parts = dotted.split(".")
-    if root is not None and parts[0] != "curifactory_cli" and _reaches_into(parts[0], root):
+    if root is not None and parts[0] != "curifactory_cli" and _reaches_into(parts, root):
         raise CacheError(
             f"refusing to import the cacher {dotted!r}: its package is inside the cache "
             f"directory {root}",

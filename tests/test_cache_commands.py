@@ -647,3 +647,29 @@ def test_dump_never_imports_a_cacher_module_planted_in_the_cache(project, cli):
     assert result.exit_code != 0
     assert "refusing to import the cacher" in result.output
     assert not marker.exists()
+
+
+def test_dump_refuses_a_planted_cacher_when_the_cache_is_a_link_to_a_shared_folder(
+    project, cli, tmp_path_factory
+):
+    import shutil
+
+    setup(project)
+    shared = tmp_path_factory.mktemp("shared") / "cache"
+    shutil.move(str(project.cache), str(shared))
+    os.symlink(shared, project.cache)  # data/cache -> a folder the team shares
+    target = entry(cli, "load", "a")
+    meta_path = shared / target["path"] / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    name = next(iter(meta["outputs"]))
+    (shared / "planted").mkdir()
+    marker = project.root / "PWNED"
+    (shared / "planted" / "__init__.py").write_text(
+        f"open({str(marker)!r}, 'w').write('x')\nclass Boom:\n    pass\n"
+    )
+    meta["outputs"][name]["cacher"] = "data.cache.planted.Boom"
+    meta_path.write_text(json.dumps(meta))
+    result = cli("cache", "dump", target["id"], name)
+    assert result.exit_code != 0
+    assert "refusing to import the cacher" in result.output
+    assert not marker.exists()

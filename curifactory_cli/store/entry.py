@@ -67,13 +67,158 @@ def is_entry_of(name: str, stage: str) -> bool:
 
 
 # ------------------------------------------------------------------------- metadata
+# Metadata lists an entry's files with their checksums: about 150 bytes a file. Far more than
+# any entry needs, and a bound on what a planted file can make every command read.
+MAX_META_BYTES = 32 << 20
+MAX_META_DEPTH = 64  # nesting of JSON values: real metadata stays under 10
+
+
 def parse_meta(data: bytes | str) -> dict[str, Any] | None:
-    """Entry metadata from its bytes, or None when it is not an entry's."""
+    """Entry metadata from its bytes, or None when it is not well-formed metadata."""
+    return check_meta(data)[0]
+
+
+def check_meta(data: bytes | str) -> tuple[dict[str, Any] | None, str | None]:
+    """(metadata, None) from its bytes, or (None, why they are not an entry's metadata):
+    not JSON, too big, nested deeper than metadata is, or a field of the wrong shape."""
+    if len(data) > MAX_META_BYTES:
+        return None, "it is larger than metadata ever is"
+    if _nesting(data) > MAX_META_DEPTH:
+        return None, "it nests deeper than metadata ever does"
     try:
         meta = json.loads(data)
-    except ValueError:
-        return None
-    return meta if isinstance(meta, dict) and "key" in meta else None
+    except (ValueError, RecursionError):
+        return None, "it is not JSON"
+    if not isinstance(meta, dict) or "key" not in meta:
+        return None, "it is not an entry's metadata"
+    problem = shape_problem(meta)
+    return (None, problem) if problem is not None else (meta, None)
+
+
+# The type of each field that code reads, when the field is there. Metadata is data from a
+# folder others may write to: anything else makes the entry damaged, for every reader.
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "format": (int,),
+    "key": (str,),
+    "lineage_key": (str, type(None)),
+    "key_parts": (dict, type(None)),
+    "experiment": (str,),
+    "stage": (str,),
+    "stage_ref": (str,),
+    "record": (str,),
+    "params_hash": (str,),
+    "params": (dict, type(None)),
+    "aggregate": (bool,),
+    "invalidated": (bool,),
+    "inputs": (dict,),
+    "input_records": (list,),
+    "outputs": (dict,),
+    "extra_files": (list,),
+    "objects": (str, type(None)),
+    "signature": (str,),
+    "run": (dict,),
+    "git": (dict, type(None)),
+    "versions": (dict,),
+    "timings": (dict,),
+}
+_OUTPUT_TYPES: dict[str, tuple[type, ...]] = {
+    "cacher": (str,),
+    "lazy": (bool,),
+    "version": (str,),
+    "files": (list,),
+    "extra": (dict,),
+}
+
+
+_SHOWN_FIELDS = ("experiment", "stage", "stage_ref", "record", "params_hash", "key")
+
+
+def has_control_characters(text: str) -> bool:
+    """Whether `text` holds characters a terminal acts on (escape sequences, bells...)."""
+    return any(ord(c) < 32 or 127 <= ord(c) < 160 for c in text)
+
+
+def shape_problem(meta: dict[str, Any]) -> str | None:
+    """What is malformed in metadata (a field of the wrong type, a file entry that is not a
+    safe relative path with a size and a checksum, control characters in a name that
+    commands print), or None."""
+    for name, types in _FIELD_TYPES.items():
+        if name in meta and not _is(meta[name], types):
+            return f"field {name!r} is not a {types[0].__name__}"
+    for name in _SHOWN_FIELDS:
+        if isinstance(meta.get(name), str) and has_control_characters(meta[name]):
+            return f"field {name!r} holds control characters"
+    for name, output in (meta.get("outputs") or {}).items():
+        if not isinstance(output, dict):
+            return f"output {name!r} is not a mapping"
+        for field_name, types in _OUTPUT_TYPES.items():
+            if field_name in output and not _is(output[field_name], types):
+                return f"field {field_name!r} of output {name!r} is not a {types[0].__name__}"
+        if any(_file_problem(info) for info in output.get("files") or ()):
+            return f"output {name!r} lists a file it cannot have"
+    if any(_file_problem(info) for info in meta.get("extra_files") or ()):
+        return "it lists an extra file it cannot have"
+    return None
+
+
+def _is(value: Any, types: tuple[type, ...]) -> bool:
+    # bool is an int in Python: a size or a format given as true is not a number here.
+    if isinstance(value, bool) and bool not in types:
+        return False
+    return isinstance(value, types)
+
+
+def _file_problem(info: Any) -> bool:
+    return (
+        not isinstance(info, dict)
+        or safe_rel(info.get("path")) is None
+        or not _is(info.get("size"), (int,))
+        or info["size"] < 0
+        or not isinstance(info.get("sha256"), str)
+    )
+
+
+def _nesting(data: bytes | str) -> int:
+    """How deep brackets nest, counted without parsing (brackets inside strings count too,
+    which only overestimates): refuses a deep bomb before the parser recurses into it."""
+    text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+    if text.count("[") + text.count("{") <= MAX_META_DEPTH:
+        return 0
+    depth = deepest = 0
+    for char in text:
+        if char in "[{":
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > MAX_META_DEPTH:
+                    return deepest
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
+def read_meta_file(path: str | os.PathLike[str]) -> bytes:
+    """The bytes of a metadata file, which must be a regular file (not a link, FIFO or device:
+    a FIFO would block every command) of at most MAX_META_BYTES. Raises OSError
+    (FileNotFoundError when there is none) and ValueError for anything else."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(path, flags)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError(f"{path} is not a regular file")
+        if info.st_size > MAX_META_BYTES:
+            raise ValueError(f"{path} is {info.st_size} bytes, more than metadata ever is")
+        chunks, left = [], MAX_META_BYTES + 1
+        while left > 0 and (chunk := os.read(fd, min(left, 1 << 20))):
+            chunks.append(chunk)
+            left -= len(chunk)
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    if len(data) > MAX_META_BYTES:
+        raise ValueError(f"{path} grew past {MAX_META_BYTES} bytes while read")
+    return data
 
 
 def dump_meta(meta: dict[str, Any]) -> str:
@@ -162,6 +307,8 @@ def safe_rel(rel: Any) -> str | None:
     """`rel` if it is a relative path that stays inside its folder (metadata is data: never
     trusted to name a place)."""
     if not isinstance(rel, str) or not rel or rel.startswith(("/", "\\")) or "\\" in rel:
+        return None
+    if "\x00" in rel:
         return None
     if any(part in ("", ".", "..") for part in rel.split("/")):
         return None

@@ -27,6 +27,7 @@ from curifactory_cli.store.entry import (
     STAGING_DIR,
     TRASH_DIR,
     Entry,
+    check_meta,
     dump_meta,
     entry_dir,
     file_sha256,
@@ -35,6 +36,7 @@ from curifactory_cli.store.entry import (
     listed_files,
     meta_problem,
     parse_meta,
+    read_meta_file,
     sign,
 )
 
@@ -65,9 +67,8 @@ def _dir_files(root: str) -> list[tuple[str, str]]:
 def read_meta(directory: str | os.PathLike[str]) -> dict[str, Any] | None:
     """The entry metadata in a local folder, or None when it is missing or not an entry's."""
     try:
-        with open(os.path.join(directory, META_NAME), "rb") as infile:
-            return parse_meta(infile.read())
-    except OSError:
+        return parse_meta(read_meta_file(os.path.join(directory, META_NAME)))
+    except (OSError, ValueError):
         return None
 
 
@@ -234,19 +235,18 @@ class LocalStore:
         """The valid entry at `directory` for `key`, or None and why it is unusable."""
         meta_path = os.path.join(directory, META_NAME)
         try:
-            with open(meta_path, "rb") as infile:
-                data = infile.read()
+            data = read_meta_file(meta_path)
         except FileNotFoundError:
             if os.path.isdir(directory):  # publishing never leaves a folder without metadata
                 return None, f"{meta_path} is missing (deleted or damaged)"
             return None, None
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
             return None, f"unreadable metadata {meta_path} ({exc})"
         if os.path.islink(directory):
             return None, f"{directory} is a symbolic link (never followed)"
-        meta = parse_meta(data)
+        meta, damage = check_meta(data)
         if meta is None:
-            return None, f"unreadable metadata {meta_path}"
+            return None, f"damaged metadata {meta_path}: {damage}"
         problem = meta_problem(meta, key, outputs, meta_path)
         if problem is not None:
             return None, problem

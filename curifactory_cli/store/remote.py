@@ -34,8 +34,10 @@ from typing import Any
 from curifactory_cli.errors import CacheError, ConfigError
 from curifactory_cli.store.entry import (
     ENTRY_DIR_NAME,
+    MAX_META_BYTES,
     META_NAME,
     Entry,
+    check_meta,
     dump_meta,
     entry_dir,
     is_entry_of,
@@ -170,14 +172,21 @@ class FsspecStore:
 
     # ---------------------------------------------------------------- reading
     def _read_meta(self, directory: str) -> dict[str, Any] | None:
+        return self._checked_meta(directory)[0]
+
+    def _checked_meta(self, directory: str) -> tuple[dict[str, Any] | None, str | None]:
+        """(metadata, None), (None, why it is damaged), or (None, None) when there is none."""
         self.calls += 1
         try:
-            data = self.fs.cat_file(f"{directory}/{META_NAME}", **self._cat_kw)
+            # Never more than metadata can be: a planted giant object is not read whole.
+            data = self.fs.cat_file(
+                f"{directory}/{META_NAME}", start=0, end=MAX_META_BYTES + 1, **self._cat_kw
+            )
         except FileNotFoundError:
-            return None
+            return None, None
         except Exception as exc:
             raise self._error(f"cannot read {self.display(directory)}/{META_NAME}", exc) from None
-        return parse_meta(data)
+        return check_meta(data)
 
     def read_meta(self, directory: str) -> dict[str, Any] | None:
         return self._read_meta(directory)
@@ -275,12 +284,14 @@ class FsspecStore:
         if not fresh and self._indexed(directory):
             meta, names = self._index.get(directory) or (None, {})
             if meta is None:
-                unreadable = META_NAME in names
-                return None, (f"unreadable metadata {where}" if unreadable else None)
+                if META_NAME not in names:
+                    return None, None
+                _, damage = self._checked_meta(directory)  # a damaged entry: say how
+                return None, f"damaged metadata {where}: {damage or 'unreadable'}"
         else:
-            meta = self._read_meta(directory)
+            meta, damage = self._checked_meta(directory)
             if meta is None:
-                return None, None
+                return None, (f"damaged metadata {where}: {damage}" if damage else None)
             names = None
         problem = meta_problem(meta, key, outputs, where)
         if problem is not None:

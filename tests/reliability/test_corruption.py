@@ -98,8 +98,8 @@ CASES = [
     ("multi", "out_multi", os.remove, "is missing"),
     ("pickle", "meta.json", os.remove, "meta.json"),
     ("multi", "meta.json", os.remove, "meta.json"),
-    ("json", "meta.json", garbage, "unreadable metadata"),
-    ("pickle", "meta.json", garbage, "unreadable metadata"),
+    ("json", "meta.json", garbage, "damaged metadata"),
+    ("pickle", "meta.json", garbage, "damaged metadata"),
     ("csv", "meta.json", wrong_shape, "metadata"),
 ]
 

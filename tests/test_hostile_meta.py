@@ -1,0 +1,93 @@
+"""Metadata planted in a shared cache cannot hang, crash or exhaust curi: a FIFO, a link, a
+bomb nested deeper than any metadata, or a giant file named meta.json is a damaged entry."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from curifactory_cli.store.entry import MAX_META_BYTES, MAX_META_DEPTH, parse_meta
+
+EXPERIMENT = """
+import curifactory_cli as cf
+from curifactory_cli.caching import JsonCacher
+
+@cf.stage(inputs=None, outputs=["x"], cachers=[JsonCacher])
+def make(record):
+    return {"n": record.params.n}
+
+def run(param_sets, manager):
+    for p in param_sets:
+        make(cf.Record(manager, p))
+"""
+
+
+def _deep(levels: int) -> str:
+    return '{"key": "k", "note": ' + "[" * levels + "]" * levels + "}"
+
+
+def _fifo(path):
+    os.mkfifo(path)
+
+
+def _link(path):
+    target = path.parent.parent / "elsewhere.json"
+    target.write_text(path.read_text())
+    path.unlink()
+    os.symlink(target, path)
+
+
+def _bomb(path):
+    path.write_text(_deep(200_000))
+
+
+def _giant(path):
+    with open(path, "r+b") as out:
+        out.truncate(MAX_META_BYTES + 1)  # sparse: costs nothing on disk
+
+
+@pytest.mark.parametrize("plant", [_fifo, _link, _bomb, _giant], ids=lambda f: f.__name__[1:])
+def test_a_planted_meta_json_is_a_damaged_entry_for_every_command(project, cli, plant):
+    project.write("experiments/e.py", EXPERIMENT)
+    project.write("params/p.yaml", "- name: a\n  n: 1\n")
+    assert cli("run", "e", "p").exit_code == 0
+    (entry,) = project.entries()
+    meta = entry / "meta.json"
+    if plant is not _giant:
+        meta.unlink() if plant is _fifo else None
+    plant(meta)
+    for command in (("plan", "e", "p"), ("cache", "ls"), ("cache", "verify")):
+        result = cli(*command)
+        assert "Traceback" not in result.output, (command, result.output)
+        assert result.exception is None or isinstance(result.exception, SystemExit), command
+    again = cli("run", "e", "p", "--json")
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["counts"]["executed"] == 1  # recomputed, not loaded
+    cleared = cli("cache", "clear", "--yes")
+    assert cleared.exit_code == 0, cleared.output
+
+
+def test_metadata_bounds():
+    assert parse_meta(_deep(MAX_META_DEPTH - 2)) is not None
+    assert parse_meta(_deep(MAX_META_DEPTH + 1)) is None
+    assert parse_meta(_deep(500_000)) is None  # no RecursionError
+    assert parse_meta(b"[" + b" " * MAX_META_BYTES + b"]") is None
+
+
+def test_escape_sequences_are_never_printed_from_data(project, cli):
+    project.write("experiments/e.py", EXPERIMENT)
+    project.write("params/evil.yaml", '- name: "a\\e[2J\\e[31mred"\n  n: 1\n')
+    result = cli("run", "e", "evil")
+    assert result.exit_code == 2 and "\x1b" not in result.output
+    assert "contains control characters" in result.output
+    project.write("params/p.yaml", "- name: a\n  n: 1\n")
+    assert cli("run", "e", "p").exit_code == 0
+    (entry,) = project.entries()
+    meta = json.loads((entry / "meta.json").read_text())
+    meta["record"] = "a\x1b]0;owned\x07"
+    (entry / "meta.json").write_text(json.dumps(meta))
+    for command in (("cache", "ls"), ("cache", "inspect", "e"), ("run", "e", "p")):
+        shown = cli(*command).output
+        assert "\x1b" not in shown and "\x07" not in shown, command
