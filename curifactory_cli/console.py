@@ -72,7 +72,10 @@ class PlainReporter:
     def show(self, event: Event) -> None:
         if isinstance(event, RunStarted):
             workers = f" on {event.workers} workers" if event.workers > 1 else ""
-            self._line(f"running {event.total} stage calls over {event.records} records{workers}")
+            more = " more" if event.more else ""
+            self._line(
+                f"running {event.total}{more} stage calls over {event.records} records{workers}"
+            )
         elif isinstance(event, NodeWaiting):
             self._line(
                 f"{'waiting':>8}  {event.stage} [{event.record}]: another run is computing it"
@@ -123,6 +126,8 @@ class LiveReporter(PlainReporter):
             self.workers = event.workers
             for name, count in event.stages:
                 self.stages.setdefault(name, _Counts(0)).total += count
+            if self.live is not None:
+                return  # more stage calls of the run on display
             self.live = Live(
                 get_renderable=self._render,
                 console=self.console,

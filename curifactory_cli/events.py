@@ -20,6 +20,9 @@ class RunStarted:
     records: int
     stages: tuple[tuple[str, int], ...]
     workers: int = 1
+    # More stage calls of a run already started: run() read an output while it was traced,
+    # which started the run; these were traced after that.
+    more: bool = False
 
     @property
     def total(self) -> int:

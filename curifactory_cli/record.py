@@ -53,7 +53,16 @@ class CacheAwareDict(dict):
         return "{" + ", ".join(shown) + "}"
 
 
+def _settle_now(ref: OutputRef) -> None:
+    """run() reads an output while it is traced: under `curi run`, settle it now."""
+    demand = getattr(ref.node.record.manager, "_demand", None)
+    if demand is not None and ref.node.outcome is None:
+        demand(ref.node)
+
+
 def _ref_value(ref: OutputRef) -> Any:
+    if ref.value is NOT_COMPUTED:
+        _settle_now(ref)
     value = ref.value
     if value is NOT_COMPUTED:
         msg = (
@@ -171,23 +180,57 @@ class Record:
         child.input_records = [self]
         return child
 
-    def get_path(self, obj_name: str, subdir: str | None = None, *args: Any, **kwargs: Any) -> str:
+    def get_path(
+        self,
+        obj_name: str,
+        subdir: str | None = None,
+        prefix: str | None = None,
+        stage_name: str | None = None,
+        track: bool = True,
+    ) -> str:
         """A path for an extra file written by the running stage; it is published with the
-        stage's cache entry (and checksummed), like the files its cachers write."""
+        stage's cache entry (and checksummed), like the files its cachers write.
+
+        The stage writes into a staging folder that becomes the entry's folder when its outputs
+        are published; a path the stage returns (also inside a list, tuple or dict) is rewritten
+        to the published place, so it stays valid downstream and on cached runs.
+
+        Curifactory's arguments: `subdir` nests the file in folders and `prefix` is put before
+        its name (`<prefix>_<obj_name>`), inside the entry. `stage_name` may only name the
+        running stage: another stage's files are in that stage's entry. `track` chooses what
+        Curifactory's --store-full copies; here --store-full copies whole entries.
+        """
         if self._staging is None:
             msg = "record.get_path() can only be used inside a stage that has cachers"
             raise CacheError(msg, hint="call it from the stage body, or add cachers to the stage.")
         from curifactory_cli.staging import check_name
 
-        for part in [*(subdir.split("/") if subdir else []), obj_name]:
-            check_name(part, "file", self._current_stage() or "?")
-        base = os.path.join(str(self._staging), "files", *(subdir.split("/") if subdir else []))
+        running = self._current_stage() or "?"
+        if stage_name is not None and stage_name != running:
+            raise CacheError(
+                f"record.get_path({obj_name!r}, stage_name={stage_name!r}) in stage "
+                f"{running!r}: a stage only writes into its own cache entry",
+                hint=f"to read what {stage_name!r} wrote, list that output in the inputs "
+                "(Lazy(name, resolve=False) passes its cacher, whose get_path() is the file).",
+            )
+        name = obj_name if prefix is None else f"{prefix}_{obj_name}"
+        folders = subdir.split("/") if subdir else []
+        for part in [*folders, name]:
+            check_name(part, "file", running)
+        base = os.path.join(str(self._staging), "files", *folders)
         os.makedirs(base, exist_ok=True)
-        return os.path.join(base, obj_name)
+        return os.path.join(base, name)
 
-    def get_dir(self, dir_name: str, subdir: str | None = None, *args: Any, **kwargs: Any) -> str:
+    def get_dir(
+        self,
+        dir_name_suffix: str,
+        subdir: str | None = None,
+        prefix: str | None = None,
+        stage_name: str | None = None,
+        track: bool = True,
+    ) -> str:
         """Like get_path(), but creates and returns a directory."""
-        path = self.get_path(dir_name, subdir)
+        path = self.get_path(dir_name_suffix, subdir, prefix, stage_name, track)
         os.makedirs(path, exist_ok=True)
         return path
 
@@ -248,6 +291,9 @@ class ArtifactManager:
         self.records: list[Record] = []
         self.graph = Graph()
         self._param_hashes = dict(param_hashes or {})
+        # Set by `curi run` while run() is traced: settles a stage call whose output run()
+        # reads (and what it needs) at once, instead of after tracing.
+        self._demand: Any = None
 
     def _params_hash(self, params: Any) -> str:
         if params is None:

@@ -13,6 +13,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -45,9 +46,10 @@ from curifactory_cli.params import (
 from curifactory_cli.provenance import git_info, host_info, library_versions
 from curifactory_cli.record import ArtifactManager, Record
 from curifactory_cli.registry import RunRegistry, registry_path
+from curifactory_cli.store.entry import has_control_characters
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
     from types import ModuleType
 
     from curifactory_cli.engine.dask_runner import ClusterStart
@@ -115,6 +117,7 @@ class RunResult:
     store_dir: Path | None = None  # the --store-full folder
     report: Path | None = None  # the run's HTML report (reports/<reference>/index.html)
     store: Any = None  # the store it used (a temporary local tier lives as long as it)
+    manager: ArtifactManager | None = None  # the manager run() received
     failures: list[StageError] = field(default_factory=list)  # several with --keep-going
 
     @property
@@ -292,6 +295,12 @@ def load_param_sets(root: Path, module: ModuleType, options: RunOptions) -> list
             hint="set names must be unique within a run; rename one of them.",
         )
     for param_set in selected:
+        if has_control_characters(param_set.name):
+            raise ParamsError(
+                f"{param_set.source}: parameter set name {param_set.name!r} contains control "
+                "characters",
+                hint="names are shown in terminals and reports: use printable characters.",
+            )
         param_set.hash  # noqa: B018 - hash now, so a bad value fails before any stage runs
     return selected
 
@@ -361,8 +370,9 @@ def settings_for(options: RunOptions, root: Path) -> Settings:
     return load_settings(root, given)
 
 
-def prepare(options: RunOptions) -> Prepared:
-    """Import the experiment, load and validate its parameters, trace its run() once."""
+def prepare(options: RunOptions, on_trace: Callable[[Prepared], None] | None = None) -> Prepared:
+    """Import the experiment, load and validate its parameters, trace its run() once
+    (`on_trace` sees the prepared experiment just before)."""
     from curifactory_cli.config import resolve_cache
 
     root = _root(options)
@@ -383,7 +393,13 @@ def prepare(options: RunOptions) -> Prepared:
         cache_path=cache,
         param_hashes={id(p.params): p.hash for p in param_sets},
     )
-    results = _trace(module, manager, param_sets)
+    prepared = Prepared(root, experiment, param_sets, manager, cache, None, module, settings)
+    if on_trace is not None:
+        on_trace(prepared)
+    try:
+        prepared.results = _trace(module, manager, param_sets)
+    finally:
+        manager._demand = None  # settling on demand is for the time run() is traced
     stage_names = manager.graph.stage_names()
     for name in options.overwrite_stages:
         if name not in stage_names:
@@ -391,7 +407,7 @@ def prepare(options: RunOptions) -> Prepared:
                 f"--overwrite-stage {name!r}: the experiment has no stage of that name",
                 hint=close_matches_hint(name, stage_names, "stages", "see the experiment"),
             )
-    return Prepared(root, experiment, param_sets, manager, cache, results, module, settings)
+    return prepared
 
 
 @dataclass
@@ -415,12 +431,23 @@ class PlanResult:
         }
 
 
+def _refuse_to_settle(prepared: Prepared) -> None:
+    def refuse(node: Node) -> None:
+        raise ConfigError(
+            f"run() reads an output of {node.label} while it is traced, so it needs that "
+            "stage call settled first; `curi plan` runs nothing and cannot see past that point",
+            hint="`curi run` settles it (and what it needs) then goes on tracing.",
+        )
+
+    prepared.manager._demand = refuse
+
+
 def plan_experiment(options: RunOptions) -> PlanResult:
     """What `run_experiment(options)` would do and why, without executing or loading anything."""
     from curifactory_cli.engine.keys import KeyMaker
     from curifactory_cli.engine.planner import Planner
 
-    prepared = prepare(options)
+    prepared = prepare(options, on_trace=_refuse_to_settle)
     store = prepared.open_store(dry=True)
     store.planning = True  # a remote tier answers from metadata, downloads nothing
     planner = Planner(
@@ -439,123 +466,234 @@ def plan_experiment(options: RunOptions) -> PlanResult:
 
 def run_experiment(options: RunOptions, reporter: Reporter | None = None) -> RunResult:
     """Load, trace and execute one experiment. Raises CurifactoryError for setup problems;
-    a failing stage is returned as `result.error` (a StageError)."""
+    a failing stage is returned as `result.error` (a StageError).
+
+    Stage calls made by run() are traced first and executed after it returns. If run() reads
+    an output that is not settled yet, the run starts then, settles just what that output
+    needs, and tracing goes on (see `_Run.demand`)."""
     started = time.perf_counter()
-    reporter = reporter or NullReporter()
-    root = _root(options)
-    execution = _execution(settings_for(options, root))
-    cluster = _start_cluster(execution)
-    store: Store | None = None
+    run = _Run(options, reporter or NullReporter())
     try:
-        prepared = prepare(options)
-        experiment, manager = prepared.experiment, prepared.manager
-        param_sets = prepared.param_sets
-        store = prepared.open_store(dry=options.dry or options.dry_cache)
-        cache_dir = store.root
+        try:
+            prepared: Prepared | None = prepare(options, on_trace=run.attach)
+        except StageError as exc:  # a stage whose output run() read failed
+            if not run.started:
+                raise
+            run.fail(exc)
+            prepared = None
+        if prepared is not None and not run.started:
+            run.start(prepared)
+    except BaseException as exc:
+        if not run.started:
+            run.discard()
+            raise
+        run.finish("interrupted" if isinstance(exc, KeyboardInterrupt) else "error", started)
+        raise
+    return run.complete(prepared, started)
+
+
+class _Run:
+    """One `curi run` once it starts: its store, job runner, registry row and scheduler.
+
+    It starts after tracing, or earlier, the first time run() reads an output that is not
+    settled: then that output and what it needs are settled at once (`demand`), and the
+    same scheduler settles the rest of the graph after tracing."""
+
+    def __init__(self, options: RunOptions, reporter: Reporter) -> None:
+        self.options = options
+        self.reporter = reporter
+        self.root = _root(options)
+        self.execution = _execution(settings_for(options, self.root))
+        self.cluster = _start_cluster(self.execution)
+        self.started = False
+        self.store: Store | None = None
+        self.runner: JobRunner | None = None
+        self.registry: RunRegistry | None = None
+        self.scheduler: Scheduler | None = None
+        self.result: RunResult | None = None
+        self.announced = 0  # stage calls the reporter was told about
+
+    def attach(self, prepared: Prepared) -> None:
+        """Called before run() is traced: reading an unsettled output settles it."""
+        prepared.manager._demand = partial(self.demand, prepared)
+
+    def demand(self, prepared: Prepared, node: Node) -> None:
+        if not self.started:
+            self.start(prepared)
+        assert self.scheduler is not None
+        self._announce(prepared.manager.graph)
+        with terminate_as_interrupt():
+            self.scheduler.settle(prepared.manager.graph.nodes, [node])
+
+    def start(self, prepared: Prepared) -> None:
+        """Open the store, get the job runner, record the run and make its scheduler."""
+        options, manager = self.options, prepared.manager
+        self.store = store = prepared.open_store(dry=options.dry or options.dry_cache)
         if not store.dry and manager.graph.nodes:
             store.prepare()  # an unusable cache is a setup error: no run is recorded
         # Workers (or a Dask cluster) before the run is recorded: failing to get them is a
         # setup error, which records nothing.
         if manager.graph.nodes:
-            runner = _make_runner(execution, prepared, cluster)
+            self.runner = _make_runner(self.execution, prepared, self.cluster)
         else:
-            runner = InlineRunner()
-            if cluster is not None:
-                cluster.discard()
-    except BaseException:
-        if cluster is not None:
-            cluster.discard()
-        if store is not None:
+            self.runner = InlineRunner()
+            if self.cluster is not None:
+                self.cluster.discard()
+        self.cluster = None
+        try:
+            run_id = self._record(prepared)
+        except BaseException:
+            self.runner.close(cancel=True)
             store.close()
-        raise
-    try:
-        git = git_info(str(root))
-        registry = None if options.dry else RunRegistry(registry_path(root))
-        if registry is not None:
-            record = registry.start_run(
-                experiment=experiment,
-                command=list(options.command) or sys.argv,
-                param_files=_param_files(param_sets),
-                param_sets=[
-                    {
-                        "name": p.name,
-                        "hash": p.hash,
-                        "source": p.source,
-                        "values": display_values(p.params),
-                    }
-                    for p in param_sets
-                ],
-                git=git,
-                host=host_info(),
-                versions=library_versions(),
-                notes=options.notes,
-                cache_dir=prepared.cache,
-                dry=options.dry_cache,
-                doc=inspect.getdoc(prepared.module),
+            raise
+        self.started = True
+        result = RunResult(
+            prepared.experiment,
+            run_id,
+            prepared.param_sets,
+            manager.records,
+            manager.graph,
+            store.root,
+        )
+        result.store = store  # outputs not loaded yet are read from its local tier later
+        result.manager = manager
+        self.result = result
+        self.scheduler = Scheduler(
+            store=store,
+            keys=KeyMaker(prepared.experiment, CodeFingerprinter(self.root)),
+            runner=self.runner,
+            reporter=self.reporter,
+            experiment=prepared.experiment,
+            overwrite=options.overwrite,
+            overwrite_stages=frozenset(options.overwrite_stages),
+            keep_going=options.keep_going,
+            provenance={
+                "run": {
+                    "id": run_id,
+                    "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                    "command": list(options.command) or sys.argv,
+                    **host_info(),
+                },
+                "git": self.git,
+            },
+        )
+
+    def _record(self, prepared: Prepared) -> str:
+        options = self.options
+        self.git = git_info(str(self.root))
+        if options.dry:
+            return f"{prepared.experiment}_0_{dt.datetime.now().strftime('%Y-%m-%d-T%H%M%S')}"
+        self.registry = RunRegistry(registry_path(self.root))
+        param_sets = prepared.param_sets
+        return self.registry.start_run(
+            experiment=prepared.experiment,
+            command=list(options.command) or sys.argv,
+            param_files=_param_files(param_sets),
+            param_sets=[
+                {
+                    "name": p.name,
+                    "hash": p.hash,
+                    "source": p.source,
+                    "values": display_values(p.params),
+                }
+                for p in param_sets
+            ],
+            git=self.git,
+            host=host_info(),
+            versions=library_versions(),
+            notes=options.notes,
+            cache_dir=prepared.cache,
+            dry=options.dry_cache,
+            doc=inspect.getdoc(prepared.module),
+        ).reference
+
+    def _announce(self, graph: Graph) -> None:
+        """Tell the reporter about the stage calls traced since it was last told."""
+        assert self.result is not None and self.runner is not None
+        nodes = graph.nodes[self.announced :]
+        if not nodes:
+            return
+        stages: dict[str, int] = {}
+        for node in nodes:
+            stages[node.stage.name] = stages.get(node.stage.name, 0) + 1
+        records = len({id(n.record) for n in nodes})
+        more = self.announced > 0
+        self.announced = len(graph.nodes)
+        self.reporter.emit(
+            RunStarted(
+                self.result.run_id,
+                self.result.experiment,
+                records,
+                tuple(stages.items()),
+                self.runner.capacity,
+                more,
             )
-            run_id = record.reference
-        else:
-            run_id = f"{experiment}_0_{dt.datetime.now().strftime('%Y-%m-%d-T%H%M%S')}"
-    except BaseException:
-        runner.close(cancel=True)
-        store.close()
-        raise
-    result = RunResult(experiment, run_id, param_sets, manager.records, manager.graph, cache_dir)
-    result.store = store  # outputs not loaded yet are read from its local tier later
-    result.results = prepared.results
-    provenance = {
-        "run": {
-            "id": run_id,
-            "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "command": list(options.command) or sys.argv,
-            **host_info(),
-        },
-        "git": git,
-    }
-    status = "error"
-    try:
-        with terminate_as_interrupt():
-            scheduler = Scheduler(
-                store=store,
-                keys=KeyMaker(experiment, CodeFingerprinter(root)),
-                runner=runner,
-                reporter=reporter,
-                experiment=experiment,
-                overwrite=options.overwrite,
-                overwrite_stages=frozenset(options.overwrite_stages),
-                keep_going=options.keep_going,
-                provenance=provenance,
-            )
-            reporter.emit(_run_started(result, runner.capacity))
-            _execute(scheduler, result)
-            _close_store(store, result, reporter)
-        status = "complete" if result.error is None else "error"
-    except KeyboardInterrupt:
-        status = "interrupted"
-        raise
-    finally:
+        )
+
+    def fail(self, error: StageError) -> None:
+        assert self.result is not None
+        self.result.error = error
+        self.result.failures = [error]
+
+    def discard(self) -> None:
+        """Setup failed before the run started: give back the cluster and the store."""
+        if self.cluster is not None:
+            self.cluster.discard()
+        if self.runner is not None:
+            self.runner.close(cancel=True)
+        if self.store is not None:
+            self.store.close()
+
+    def complete(self, prepared: Prepared | None, started: float) -> RunResult:
+        """Settle the whole graph (unless a stage read while tracing failed), record how
+        the run ended, and write its report."""
+        result, store = self.result, self.store
+        assert result is not None and store is not None and self.scheduler is not None
+        status = "error"
+        try:
+            with terminate_as_interrupt():
+                if result.error is None:
+                    result.results = prepared.results if prepared is not None else None
+                    self._announce(result.graph)
+                    _execute(self.scheduler, result)
+                _close_store(store, result, self.reporter)
+            status = "complete" if result.error is None else "error"
+        except KeyboardInterrupt:
+            status = "interrupted"
+            raise
+        finally:
+            self.finish(status, started)
+        # Declaration errors found while executing (a wrong return count) are usage errors.
+        if result.error is not None and not isinstance(result.error, StageError):
+            raise result.error
+        if self.options.store_full and self.registry is not None:
+            from curifactory_cli.runstore import store_full_run
+
+            result.store_dir = store_full_run(self.root, result, self.registry)
+        return result
+
+    def finish(self, status: str, started: float) -> None:
+        """Stop the runner, close the store, record the outcome and write the report."""
+        result, store, runner = self.result, self.store, self.runner
+        assert result is not None and store is not None and runner is not None
         runner.close(cancel=status == "interrupted")
         store.close(cancel=True)  # after an error or an interruption; else already closed
         result.seconds = time.perf_counter() - started
-        for node in manager.graph.nodes:
+        for node in result.graph.nodes:
             if node.outcome is None:
                 node.outcome = Outcome.SKIPPED
                 node.reason = "not run: the run stopped before it"
-        if registry is not None:
-            stages = _finish(registry, result, status)
-            if options.report:
-                result.report = _write_report(root, registry, result, stages, reporter)
-        result.warnings = list(getattr(reporter, "warnings", []))
+        if self.registry is not None:
+            stages = _finish(self.registry, result, status)
+            if self.options.report:
+                result.report = _write_report(
+                    self.root, self.registry, result, stages, self.reporter
+                )
+        result.warnings = list(getattr(self.reporter, "warnings", []))
         counts = result.counts()
-        reporter.emit(RunFinished(run_id, result.ok, result.seconds, tuple(sorted(counts.items()))))
-    # Declaration errors found while executing (a wrong return count) are usage errors.
-    if result.error is not None and not isinstance(result.error, StageError):
-        raise result.error
-    if options.store_full and registry is not None:
-        from curifactory_cli.runstore import store_full_run
-
-        result.store_dir = store_full_run(root, result, registry)
-    return result
+        self.reporter.emit(
+            RunFinished(result.run_id, result.ok, result.seconds, tuple(sorted(counts.items())))
+        )
 
 
 def _write_report(
@@ -652,14 +790,6 @@ def _make_runner(
     from curifactory_cli.engine.pool import PoolRunner
 
     return PoolRunner(execution.workers, context)
-
-
-def _run_started(result: RunResult, workers: int) -> RunStarted:
-    stages: dict[str, int] = {}
-    for node in result.graph.nodes:
-        stages[node.stage.name] = stages.get(node.stage.name, 0) + 1
-    records = len({id(n.record) for n in result.graph.nodes})
-    return RunStarted(result.run_id, result.experiment, records, tuple(stages.items()), workers)
 
 
 @contextlib.contextmanager

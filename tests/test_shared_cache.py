@@ -256,7 +256,7 @@ class ElsewhereRunner:
             return replace(source, directory="/elsewhere" + source.directory)
         return source
 
-    def submit(self, job, record) -> None:
+    def submit(self, job, record, fn=None) -> None:
         from dataclasses import replace
 
         from curifactory_cli.engine.jobs import run_job

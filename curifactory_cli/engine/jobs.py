@@ -14,6 +14,7 @@ import dataclasses
 import importlib
 import importlib.util
 import os
+import pathlib
 import pickle
 import sys
 import tempfile
@@ -98,6 +99,9 @@ class Job:
     # A remote store to upload the outputs to, from wherever the job runs (the driver then
     # only commits the entry's metadata).
     upload: RemoteRef | None = None
+    # The folder the staging folder becomes when the driver publishes it (paths the stage
+    # returns into its staging folder are pointed there).
+    entry_dir: str | None = None
 
     @property
     def label(self) -> str:
@@ -178,12 +182,14 @@ def run_job(job: Job, record: Any = None, fn: Any = None) -> JobResult:
         if staging is not None:
             make_staging(staging)
         cachers = _bind_cachers(job, staging)
-        values = _call(job, fn, record, inputs, cachers)
+        values = _call(job, fn, record, inputs, cachers, staging)
         del inputs
         if isinstance(values, Failure):
             result.failure = values
             discard_staging(staging)
             return result
+        if staging is not None:
+            values = relocate_staged_paths(job, staging, values, cachers)
         result.values = values
         result.compute_s = time.perf_counter() - started
         new_reportables = record.reportables[reported:]
@@ -366,12 +372,19 @@ def _bind_cachers(job: Job, staging: str | None) -> list[Cacheable]:
 
 
 def _call(
-    job: Job, fn: Any, record: Any, inputs: dict[str, Any], cachers: list[Cacheable]
+    job: Job,
+    fn: Any,
+    record: Any,
+    inputs: dict[str, Any],
+    cachers: list[Cacheable],
+    staging: str | None,
 ) -> list[Any] | Failure:
     kwargs = dict(job.kwargs)
     args = kwargs.pop("__args__", ())
     record.stage_cachers = cachers
-    record._staging = job.staging
+    # The folder this job really writes to (a local one on a machine without the cache), so
+    # that record.get_path() files are saved and uploaded with the outputs.
+    record._staging = staging
     record._running_stage = job.stage_name
     call_inputs = {**inputs, **kwargs}
     inputs.clear()
@@ -395,7 +408,18 @@ def split_outputs(job: Job, returned: Any) -> list[Any]:
     if n == 0:
         return []
     if n == 1:
-        return [returned]
+        # As Curifactory: a tuple is the outputs, so one output returns (value,) or a
+        # non-tuple; `((1, 2),)` gives the pair, and a bare pair is one value too many.
+        if not isinstance(returned, tuple):
+            return [returned]
+        if len(returned) == 1:
+            return [returned[0]]
+        raise OutputSignatureError(
+            f"stage {job.stage_name!r} returned a tuple of {len(returned)} values for parameter "
+            f"set {job.record.name!r} but declares 1 output ({job.outputs[0]})",
+            hint="to return a tuple as the one output, wrap it: `return ((a, b),)`; or "
+            "declare one output per value.",
+        )
     if not isinstance(returned, (tuple, list)) or len(returned) != n:
         got = f"{len(returned)} values" if isinstance(returned, (tuple, list)) else "1 value"
         raise OutputSignatureError(
@@ -404,6 +428,66 @@ def split_outputs(job: Job, returned: Any) -> list[Any]:
             hint="return a tuple with one value per output, in order.",
         )
     return list(returned)
+
+
+def relocate_staged_paths(
+    job: Job, staging: str, values: list[Any], cachers: list[Cacheable]
+) -> list[Any]:
+    """The stage's returned values with every path into its staging folder pointed at the
+    published entry instead.
+
+    A path from record.get_path()/get_dir() or a cacher's get_path() is in the staging folder,
+    which is renamed when the outputs are published: returned as it is, it would dangle for the
+    stages that receive it and, once cached, on every later run. `str` and `pathlib` values are
+    rewritten, also inside lists, tuples and dicts, before the outputs are saved.
+    """
+    final = job.entry_dir
+    if final is None:
+        return values
+    # The same folders as the user may spell them (os.path.abspath/realpath of a path).
+    moves = {staging: final}
+    for spell in (os.path.abspath, os.path.realpath):
+        moves.setdefault(spell(staging), spell(final))
+    for cacher in cachers:
+        cacher._entry_dir = moves[staging]  # PathRef accepts its own path, relocated
+    return [_relocate(value, moves, set()) for value in values]
+
+
+def _relocate(value: Any, moves: dict[str, str], active: set[int]) -> Any:
+    """`value` with its staged paths moved; unchanged objects are returned as they are."""
+    if isinstance(value, str):
+        for staged, final in moves.items():
+            if value == staged or value.startswith(staged + os.sep):
+                return final + value[len(staged) :]
+        return value
+    if isinstance(value, pathlib.PurePath):
+        moved = _relocate(str(value), moves, active)
+        return value if moved == str(value) else type(value)(moved)
+    # Only containers that can be rebuilt faithfully; a cycle or absurd depth stops the walk.
+    rebuildable = type(value) in (list, tuple, dict) or (
+        isinstance(value, tuple) and hasattr(value, "_make")  # a namedtuple
+    )
+    if not rebuildable or id(value) in active or len(active) > 100:
+        return value
+    active.add(id(value))
+    try:
+        return _relocate_items(value, moves, active)
+    finally:
+        active.discard(id(value))
+
+
+def _relocate_items(value: Any, moves: dict[str, str], active: set[int]) -> Any:
+    if isinstance(value, dict):
+        pairs = list(value.items())
+        moved = [(_relocate(k, moves, active), _relocate(v, moves, active)) for k, v in pairs]
+        same = all(a is k and b is v for (a, b), (k, v) in zip(moved, pairs))
+        return value if same else dict(moved)
+    items = [_relocate(item, moves, active) for item in value]
+    if all(a is b for a, b in zip(items, value)):
+        return value
+    if type(value) is list:
+        return items
+    return tuple(items) if type(value) is tuple else type(value)._make(items)
 
 
 def _save_outputs(job: Job, cachers: list[Cacheable], result: JobResult) -> None:

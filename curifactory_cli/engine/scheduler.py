@@ -134,11 +134,20 @@ class Scheduler:
 
     def settle(self, nodes: list[Node], wanted: list[Node]) -> None:
         """Settle the `wanted` calls of a graph that is still growing (`nodes`, the whole
-        list so far) and what they need, now: interactive use runs each stage call as it is
-        made. Earlier calls keep what they settled to; a failure is raised, and the scheduler
-        stays usable for the next call."""
+        list so far) and what they need, and nothing else, now: interactive use runs each
+        stage call as it is made, and `curi run` settles an output run() reads while it is
+        traced. Calls settled earlier keep their outcome; a failure is raised, and the
+        scheduler stays usable for the next call."""
         self.nodes = nodes
-        self._activate([n for n in nodes if n.index not in self._pending])
+        needed: dict[int, Node] = {}
+        stack = list(wanted)
+        while stack:  # the wanted calls and every call upstream of them, not settled yet
+            node = stack.pop()
+            if node.index in needed or node.index in self._pending:
+                continue
+            needed[node.index] = node
+            stack.extend(ref.node for ref in node.upstream())
+        self._activate([needed[i] for i in sorted(needed)])
         self._drive()
         for node in wanted:
             if node.outcome is None and self._state.get(node.index) == _DEFERRED:
@@ -629,6 +638,10 @@ class Scheduler:
             key=node.key,
             lineage_key=node.lineage_key,
             staging=self.store.staging_path() if node.is_cached_stage else None,
+            # (--dry keeps a staging folder as it is: its paths stay valid for the run)
+            entry_dir=(
+                str(node.entry_dir) if node.is_cached_stage and not self.store.dry else None
+            ),
             outputs=tuple(ref.name for ref in node.outputs),
             lazy=tuple(ref.lazy is not None for ref in node.outputs),
             cachers=tuple(node.cacher_templates) if node.is_cached_stage else None,
