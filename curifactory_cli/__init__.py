@@ -19,7 +19,7 @@ _EXPORTS = {
     "Record": "curifactory_cli.record",
     "ArtifactManager": "curifactory_cli.manager",
     "ExperimentParameters": "curifactory_cli.params",
-    "set_hash_functions": "curifactory_cli.params",
+    "set_hash_functions": "curifactory_cli.hashing",
     "RunOptions": "curifactory_cli.runner",
     "RunResult": "curifactory_cli.runner",
     "run_experiment": "curifactory_cli.runner",
@@ -28,10 +28,14 @@ _EXPORTS = {
     "CachersMismatchError": "curifactory_cli.errors",
     "EmptyCachersError": "curifactory_cli.errors",
     "CurifactoryError": "curifactory_cli.errors",
+    "Procedure": "curifactory_cli.procedure",
 }
 
 # Submodules Curifactory code reaches as attributes: `cf.reporting.JsonReporter(...)`.
-_SUBMODULES = frozenset({"caching", "reporting"})
+_SUBMODULES = frozenset(
+    {"caching", "experiment", "hashing", "manager", "params", "procedure", "record"}
+    | {"reporting", "staging", "utils"}
+)
 
 __all__ = [*sorted(_EXPORTS), "__version__"]
 
@@ -44,8 +48,9 @@ if TYPE_CHECKING:
         InputSignatureError,
         OutputSignatureError,
     )
+    from curifactory_cli.hashing import set_hash_functions
     from curifactory_cli.manager import ArtifactManager
-    from curifactory_cli.params import ExperimentParameters, set_hash_functions
+    from curifactory_cli.params import ExperimentParameters
     from curifactory_cli.record import Record
     from curifactory_cli.runner import RunOptions, RunResult, run_experiment
     from curifactory_cli.staging import aggregate, stage

@@ -159,11 +159,13 @@ def import_experiment(root: Path, name: str) -> ModuleType:
 def resolve_param_file(root: Path, spec: str) -> Path:
     """A parameter file given as a path, or a bare name looked up in `params/`."""
     direct = Path(spec)
-    candidates = [direct] if direct.suffix in PARAM_SUFFIXES else []
     base = root / PARAMS_DIR
-    rel = spec.replace(".", "/") if not direct.suffix else spec
-    candidates += [base / f"{rel}{suffix}" for suffix in PARAM_SUFFIXES]
-    candidates += [base / spec] if direct.suffix in PARAM_SUFFIXES else []
+    if direct.suffix in PARAM_SUFFIXES:
+        candidates = [direct, base / spec]
+    else:
+        # A module-style name as in Curifactory: `subparams.thing` is params/subparams/thing.py.
+        names = dict.fromkeys([spec.replace(".", "/"), spec])
+        candidates = [base / f"{name}{suffix}" for name in names for suffix in PARAM_SUFFIXES]
     for candidate in candidates:
         if candidate.is_file():
             return candidate

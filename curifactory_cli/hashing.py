@@ -138,7 +138,7 @@ def param_set_representation(
     the value.
     """
     walker = walker or _Walker("parameters")
-    reps = getattr(params, "hash_representations", None) or {}
+    reps = _representations(params)
     if dataclasses.is_dataclass(params):
         items = [(f.name, getattr(params, f.name)) for f in dataclasses.fields(params)]
     elif isinstance(params, Mapping):
@@ -156,6 +156,58 @@ def param_set_representation(
             if callable(rep):
                 value = rep(params, value)
         out[str(name)] = walker.walk(value, f"{path}.{name}" if path else str(name), depth + 1)
+    return out
+
+
+def set_hash_functions(*args: Any, **kwargs: Any) -> Any:
+    """Curifactory's helper, a dataclass field default for `hash_representations`:
+
+        hash_representations: dict = cf.set_hash_functions(n_workers=None)
+
+    Each keyword names a parameter: None leaves it out of the hash; a function
+    `fn(params, value)` hashes what it returns instead. A dict as first argument is merged
+    with the keywords."""
+    if args:
+        if len(args) > 1 or not isinstance(args[0], dict):
+            raise ValueError(
+                "If providing a positional arg to set_hash_functions, it must be a dictionary."
+            )
+        given = {**args[0], **kwargs}
+    else:
+        given = dict(kwargs)
+    return dataclasses.field(default_factory=lambda: dict(given), repr=False)
+
+
+def _representations(params: Any) -> dict[str, Any]:
+    reps = getattr(params, "hash_representations", None) or {}
+    if isinstance(reps, dataclasses.Field):
+        # `field(default_factory=lambda: set_hash_functions(...))` wraps the field in a field.
+        reps = reps.default_factory()  # type: ignore[misc]
+    return reps if isinstance(reps, Mapping) else {}
+
+
+def hash_breakdown(params: Any) -> dict[str, tuple[str, Any]]:
+    """How each field of a parameter set takes part in its hash: (how, what is hashed), as
+    Curifactory's `params_hash(dry=True)` shows it, to debug custom hash functions."""
+    reps = _representations(params)
+    if dataclasses.is_dataclass(params):
+        items = [(f.name, getattr(params, f.name)) for f in dataclasses.fields(params)]
+    elif isinstance(params, Mapping):
+        items = list(params.items())
+    else:
+        items = list(vars(params).items())
+    out: dict[str, tuple[str, Any]] = {}
+    for name, value in items:
+        if name in PARAMETERS_BLACKLIST:
+            out[name] = ("SKIPPED: blacklist", None)
+        elif name in reps and reps[name] is None:
+            out[name] = ("SKIPPED: set to None in hash_representations", None)
+        elif value is None:
+            out[name] = ("SKIPPED: value is None", None)
+        elif name in reps and callable(reps[name]):
+            out[name] = (f"hash_representations['{name}']", reps[name](params, value))
+        else:
+            out[name] = ("value", value)
     return out
 
 

@@ -25,7 +25,12 @@ from typing import Any
 import yaml
 
 from curifactory_cli.errors import ParamsError
-from curifactory_cli.hashing import MAX_DEPTH, hash_params
+from curifactory_cli.hashing import (  # noqa: F401 - set_hash_functions: Curifactory's place
+    MAX_DEPTH,
+    hash_breakdown,
+    hash_params,
+    set_hash_functions,
+)
 from curifactory_cli.hashing import MAX_NODES as MAX_VALUES
 
 RESERVED_TOP_KEYS = ("defaults", "sets", "grid")
@@ -40,19 +45,21 @@ class ExperimentParameters:
     overwrite: bool = False
     hash_representations: dict[str, Any] = field(default_factory=dict, repr=False)
 
-    def params_hash(self, dry: bool = False) -> str:
-        """The set's parameter hash (its name and built-in fields excluded)."""
-        if dry or self.hash is None:
-            value = hash_params(self, f"parameter set {self.name!r}")
-            if dry:
-                return value
-            self.hash = value
+    def __post_init__(self) -> None:
+        # `field(default_factory=lambda: set_hash_functions(...))` leaves a field object
+        # here (set_hash_functions is itself the field default): use what it stands for.
+        reps = self.hash_representations
+        if isinstance(reps, dataclasses.Field) and callable(reps.default_factory):
+            self.hash_representations = reps.default_factory()
+
+    def params_hash(self, dry: bool = False) -> Any:
+        """The set's parameter hash (its name and built-in fields excluded); with `dry`, how
+        each field takes part in it, as Curifactory shows it: {field: (how, hashed value)}."""
+        if dry:
+            return hash_breakdown(self)
+        if self.hash is None:
+            self.hash = hash_params(self, f"parameter set {self.name!r}")
         return self.hash
-
-
-def set_hash_functions(**kwargs: Any) -> dict[str, Any]:
-    """Curifactory's helper: `hash_representations=set_hash_functions(n_workers=None)`."""
-    return dict(kwargs)
 
 
 class Params:
@@ -635,6 +642,11 @@ def sets_from_objects(
         raise ParamsError(
             f"{source}: get_params() returned a {type(objects).__name__}, not a list",
             hint="return a list of ExperimentParameters instances.",
+        )
+    if not objects:
+        raise ParamsError(
+            f"{source}: get_params() returned no parameter sets",
+            hint="return a list with at least one ExperimentParameters instance.",
         )
     out = []
     seen: set[str] = set()

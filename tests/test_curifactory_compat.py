@@ -17,9 +17,7 @@ class Params(cf.ExperimentParameters):
     n_rows: int = 5
     scale: float = 1.0
     n_workers: int = 1
-    hash_representations: dict = field(
-        default_factory=lambda: cf.set_hash_functions(n_workers=None)
-    )
+    hash_representations: dict = cf.set_hash_functions(n_workers=None)
 """
 
 PARAMS_TWO = '''

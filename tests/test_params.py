@@ -754,7 +754,7 @@ def test_sets_from_objects_overrides_make_new_objects_and_reset_hash():
     assert new.hash is None
     assert (orig.n, orig.sub.a, orig.lr, orig.hash) == (1, 1, 0.1, old_hash)  # untouched
     assert s.hash != old_hash
-    assert s.hash == P(name="a", n=5, lr=2.0, sub=Sub(a=7)).params_hash(dry=True)
+    assert s.hash == P(name="a", n=5, lr=2.0, sub=Sub(a=7)).params_hash()
 
 
 def test_sets_from_objects_override_unknown_key():

@@ -22,9 +22,7 @@ def _chromium() -> str | None:
     given = os.environ.get("CURI_CHROMIUM")
     if given:
         return given
-    return next(
-        (p for name in ("chromium", "chromium-browser") if (p := shutil.which(name))), None
-    )
+    return next((p for name in ("chromium", "chromium-browser") if (p := shutil.which(name))), None)
 
 
 @pytest.fixture(scope="module")

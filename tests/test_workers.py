@@ -389,8 +389,8 @@ def test_live_display_shows_what_each_worker_runs():
 
     from rich.console import Console
 
-    from curifactory_cli.events import NodeFinished, NodeStarted, RunStarted
     from curifactory_cli.console import LiveReporter
+    from curifactory_cli.events import NodeFinished, NodeStarted, RunStarted
 
     out = Console(file=io.StringIO(), width=120)
     live = LiveReporter(out, out)

@@ -30,6 +30,7 @@ from curifactory_cli.store.entry import (
     META_NAME,
     bytes_match,
     parse_meta,
+    read_meta_file,
     safe_rel,
     signature_problem,
 )
@@ -37,7 +38,6 @@ from curifactory_cli.store.entry import (
 REPORTS_DIR = "reports"
 LATEST = "_latest"
 INDEX_PAGE = "index.html"
-MAX_META_BYTES = 1 << 22  # an entry's metadata is small; a huge one is not read
 
 
 @dataclass
@@ -82,20 +82,17 @@ def items_from_cache(run: dict[str, Any], warnings: list[str]) -> list[Item]:
     return items
 
 
-def _read_regular(path: Path, limit: int | None = None) -> bytes:
+def _read_regular(path: Path) -> bytes:
     """A file's bytes, refusing a symbolic link (the cache may be shared ground)."""
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     with os.fdopen(fd, "rb") as infile:
-        data = infile.read() if limit is None else infile.read(limit + 1)
-    if limit is not None and len(data) > limit:
-        raise ValueError(f"{path} is larger than {limit} bytes")
-    return data
+        return infile.read()
 
 
 def _entry_reportables(directory: Path) -> list[CachedReportable]:
     if directory.is_symlink() or not directory.is_dir():
         return []  # the entry is gone (cleared); nothing to show
-    meta = parse_meta(_read_regular(directory / META_NAME, MAX_META_BYTES))
+    meta = parse_meta(read_meta_file(directory / META_NAME))
     if meta is None:
         raise ValueError(f"{directory / META_NAME} is not an entry's metadata")
     problem = signature_problem(meta)
