@@ -15,9 +15,9 @@ stage calls into a graph first (see `record.ArtifactManager`).
 
 from __future__ import annotations
 
-import atexit
 import datetime as dt
 import sys
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -273,8 +273,9 @@ class _Session:
             },
         )
         self.failed: list[Any] = []
-        self.closed = False
-        atexit.register(self.close)
+        # At exit, or when the session is collected: not an atexit hook holding the session
+        # (and its whole graph) alive for the life of the process.
+        self._closer = weakref.finalize(self, _close_store, self.store)
 
     def settle(self, node: Node) -> None:
         try:
@@ -333,12 +334,13 @@ class _Session:
         return page
 
     def close(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        self.store.close()
-        for warning in getattr(self.store, "warnings", ()):
-            print(f"warning: {warning}", file=sys.stderr)
+        self._closer()  # runs once
+
+
+def _close_store(store: Any) -> None:
+    store.close()
+    for warning in getattr(store, "warnings", ()):
+        print(f"warning: {warning}", file=sys.stderr)
 
 
 class _Warnings:

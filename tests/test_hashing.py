@@ -193,7 +193,8 @@ def test_alias_bomb_refused_quickly():
         hash_value(doc)
     with pytest.raises(ParamsError, match="alias bomb"):
         hash_params(doc)
-    assert time.perf_counter() - start < 5
+    # Refused before it expands (it would take hours): a bound against a hang, not a timing.
+    assert time.perf_counter() - start < 60
 
 
 def test_alias_bomb_in_parameter_file_refused_quickly(tmp_path):
@@ -203,7 +204,7 @@ def test_alias_bomb_in_parameter_file_refused_quickly(tmp_path):
     start = time.perf_counter()
     with pytest.raises(ParamsError, match=r"bomb\.yaml: the document expands to more than"):
         load_yaml_sets(path)  # refused while loading, before any merge or hash walks it
-    assert time.perf_counter() - start < 5
+    assert time.perf_counter() - start < 60  # a bound against a hang, not a timing
 
 
 # --------------------------------------------------------------------------------------------
