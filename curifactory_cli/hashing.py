@@ -289,53 +289,223 @@ def _is_project_object(obj: Any, root: str) -> bool:
     return path.startswith(root + os.sep) and "site-packages" not in path
 
 
+_CONSTANT_ITEMS = 10_000  # a bigger container is data, not a setting: fingerprinted by repr
+
+
+def _constant_repr(value: Any, depth: int = 0) -> str | None:
+    """A stable text for a module constant made of plain values (nested lists, tuples,
+    dicts, sets of them), or None when it is not one. Lists and tuples keep their order;
+    sets and dict keys are sorted, since their iteration order is not the value."""
+    if isinstance(value, _SIMPLE_CONSTANTS):
+        return repr(value)
+    if depth > 6 or not isinstance(value, (list, tuple, dict, set, frozenset)):
+        return None
+    if len(value) > _CONSTANT_ITEMS:
+        return None
+    if isinstance(value, dict):
+        items = []
+        for key, item in value.items():
+            k, v = _constant_repr(key, depth + 1), _constant_repr(item, depth + 1)
+            if k is None or v is None:
+                return None
+            items.append(f"{k}:{v}")
+        return "{" + ",".join(sorted(items)) + "}"
+    parts = [_constant_repr(item, depth + 1) for item in value]
+    if any(p is None for p in parts):
+        return None
+    if isinstance(value, (set, frozenset)):
+        return type(value).__name__ + "{" + ",".join(sorted(parts)) + "}"  # type: ignore[arg-type]
+    return type(value).__name__ + "[" + ",".join(parts) + "]"  # type: ignore[arg-type]
+
+
+def _is_project_module(module: Any, root: str) -> bool:
+    path = getattr(module, "__file__", None)
+    if not path:
+        return False
+    path = os.path.abspath(path)
+    return path.startswith(root + os.sep) and "site-packages" not in path
+
+
 class CodeFingerprinter:
     """Fingerprints a stage function's logic plus the project-local code and constants it uses.
 
-    A stage is re-run when its own logic changes (comments, docstrings, formatting and decorators
-    are ignored) or when a function, class or simple module-level constant that it references
-    and that is defined inside the project changes. Library code is not followed.
+    A stage is re-run when its own logic changes (comments, docstrings, formatting and
+    decorators are ignored) or when something it references by name and that is defined
+    inside the project changes: a function (followed in turn), a class (its whole source,
+    methods included), a module-level constant made of plain values (numbers, strings, and
+    lists, tuples, dicts and sets of them), or such a thing reached through a project module
+    (`import mylib.features as F; F.scale(x)`). Library code is not followed: installed
+    packages count by their version in the entry's metadata, not in the key.
     """
 
     def __init__(self, project_root: str | os.PathLike[str]) -> None:
         self.root = os.path.abspath(os.fspath(project_root))
-        self._cache: dict[int, str] = {}
+        self._cache: dict[int, tuple[str, dict[str, str]]] = {}
 
     def fingerprint(self, fn: Callable[..., Any]) -> str:
+        return self._fingerprinted(fn)[0]
+
+    def breakdown(self, fn: Callable[..., Any]) -> dict[str, str]:
+        """What the fingerprint covers: each function, class and constant, by name, with its
+        own fingerprint (to say which one changed)."""
+        return self._fingerprinted(fn)[1]
+
+    def _fingerprinted(self, fn: Callable[..., Any]) -> tuple[str, dict[str, str]]:
         cached = self._cache.get(id(fn))
         if cached is None:
-            cached = self._fingerprint(fn, set())
+            parts: dict[str, str] = {}
+            cached = (self._fingerprint(fn, set(), parts, getattr(fn, "__name__", "?")), parts)
             self._cache[id(fn)] = cached
         return cached
 
-    def _fingerprint(self, fn: Any, seen: set[int]) -> str:
+    def _fingerprint(self, fn: Any, seen: set[int], parts: dict[str, str], label: str) -> str:
         seen.add(id(fn))
         own = _source_fingerprint(fn)
         code = getattr(fn, "__code__", None)
         if own is None:
             own = _bytecode_fingerprint(code) if code is not None else repr(fn)
+        parts[label] = digest(own)
         deps: list[str] = []
         glob = getattr(fn, "__globals__", {})
-        for name in sorted(_global_names(code)) if code is not None else []:
-            if name not in glob:
-                continue
-            value = glob[name]
-            if isinstance(value, _SIMPLE_CONSTANTS) and not name.startswith("__"):
-                deps.append(f"{name}={value!r}")
-            elif isinstance(value, (tuple, frozenset)) and all(
-                isinstance(v, _SIMPLE_CONSTANTS) for v in value
-            ):
-                deps.append(f"{name}={sorted(map(repr, value))!r}")
-            elif (
-                (inspect.isfunction(value) or inspect.isclass(value))
-                and id(value) not in seen
-                and _is_project_object(value, self.root)
-                and not hasattr(value, "__curi_stage__")
-            ):
-                inner = (
-                    self._fingerprint(value, seen)
-                    if inspect.isfunction(value)
-                    else _source_fingerprint(value) or value.__qualname__
-                )
-                deps.append(f"{name}:{inner}")
+        names = sorted(_global_names(code)) if code is not None else []
+        for name in names:
+            if name in glob and not name.startswith("__"):
+                dep = self._dependency(glob[name], name, set(names), seen, parts)
+                if dep is not None:
+                    deps.append(f"{name}{dep}")
         return digest(own + "|" + "|".join(deps))
+
+    def _dependency(
+        self, value: Any, name: str, names: set[str], seen: set[int], parts: dict[str, str]
+    ) -> str | None:
+        """What a referenced global adds to the fingerprint (None: nothing, it is not ours
+        or not code)."""
+        if inspect.ismodule(value):
+            # `F.scale(x)`: attribute names are among the code's names; follow those of a
+            # project module (and of its project submodules, `mylib.features.scale`).
+            if id(value) in seen or not _is_project_module(value, self.root):
+                return None
+            seen.add(id(value))
+            inner = []
+            for attr in sorted(names):
+                if attr.startswith("__") or not hasattr(value, attr):
+                    continue
+                dep = self._dependency(getattr(value, attr), f"{name}.{attr}", names, seen, parts)
+                if dep is not None:
+                    inner.append(f"{attr}{dep}")
+            return "<" + ",".join(inner) + ">"
+        constant = _constant_repr(value)
+        if constant is not None:
+            parts[name] = digest(constant)
+            return f"={constant}"
+        if (
+            (inspect.isfunction(value) or inspect.isclass(value))
+            and id(value) not in seen
+            and _is_project_object(value, self.root)
+            and not hasattr(value, "__curi_stage__")
+        ):
+            if inspect.isfunction(value):
+                return ":" + self._fingerprint(value, seen, parts, name)
+            inner = _source_fingerprint(value) or value.__qualname__
+            parts[name] = digest(inner)
+            return ":" + inner
+        return None
+
+
+def class_fingerprint(module: str, qualname: str, root: str) -> str | None:
+    """The source fingerprint of a project class already imported (None: not one of the
+    project's), for classes whose instances travel inside pickled outputs."""
+    obj: Any = sys.modules.get(module)
+    if obj is None or not _is_project_module(obj, os.path.abspath(root)):
+        return None
+    for part in qualname.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            return None
+    return _source_fingerprint(obj) if inspect.isclass(obj) else None
+
+
+# --------------------------------------------------------------------------------------------
+# Files a stage declares it reads (`depends_on`)
+
+FILE_MEMO = os.path.join("data", "file_digests.json")
+
+
+class FileDigests:
+    """Content checksums of the files stages declare with `depends_on`, relative to the
+    project root, globs allowed. A file whose size, mtime and inode are unchanged is not read
+    again: the checksums are kept in `data/file_digests.json` between runs."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = os.path.abspath(os.fspath(root))
+        self._memo: dict[str, list[Any]] | None = None
+        self._changed = False
+        self._runs: dict[tuple[str, ...], dict[str, str]] = {}  # once per run and patterns
+
+    def digests(self, patterns: list[str], stage: str) -> dict[str, str]:
+        """Relative path -> sha256 of every file the patterns name."""
+        done = self._runs.get(tuple(patterns))
+        if done is None:
+            done = self._runs[tuple(patterns)] = self._digests(patterns, stage)
+        return done
+
+    def _digests(self, patterns: list[str], stage: str) -> dict[str, str]:
+        import glob
+
+        out: dict[str, str] = {}
+        for pattern in patterns:
+            base = pattern if os.path.isabs(pattern) else os.path.join(self.root, pattern)
+            matches = sorted(p for p in glob.glob(base, recursive=True) if os.path.isfile(p))
+            if not matches:
+                from curifactory_cli.errors import ConfigError
+
+                raise ConfigError(
+                    f"stage {stage!r} depends on {pattern!r}, which names no file "
+                    f"(relative to the project folder {self.root})",
+                    hint="create the file, or fix the path in depends_on=[...].",
+                )
+            for path in matches:
+                rel = os.path.relpath(path, self.root).replace(os.sep, "/")
+                out[rel] = self._digest(path, rel)
+        self._save()
+        return dict(sorted(out.items()))
+
+    def _digest(self, path: str, rel: str) -> str:
+        memo = self._load()
+        info = os.stat(path)
+        stamp = [info.st_size, info.st_mtime_ns, info.st_ino]
+        known = memo.get(rel)
+        if known is not None and known[:3] == stamp:
+            return str(known[3])
+        h = hashlib.sha256()
+        with open(path, "rb") as infile:
+            while chunk := infile.read(1 << 20):
+                h.update(chunk)
+        memo[rel] = [*stamp, h.hexdigest()]
+        self._changed = True
+        return h.hexdigest()
+
+    def _load(self) -> dict[str, list[Any]]:
+        if self._memo is None:
+            try:
+                with open(os.path.join(self.root, FILE_MEMO), encoding="utf-8") as infile:
+                    loaded = json.load(infile)
+                self._memo = loaded if isinstance(loaded, dict) else {}
+            except (OSError, ValueError):
+                self._memo = {}
+        return self._memo
+
+    def _save(self) -> None:
+        """Write the memo (best effort: it only saves re-reading files)."""
+        if not self._changed or self._memo is None:
+            return
+        self._changed = False
+        target = os.path.join(self.root, FILE_MEMO)
+        try:
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            temp = f"{target}.{os.getpid()}.tmp"
+            with open(temp, "w", encoding="utf-8") as out:
+                json.dump(self._memo, out)
+            os.replace(temp, target)
+        except OSError:
+            pass

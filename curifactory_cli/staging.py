@@ -13,7 +13,7 @@ import inspect
 import re
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from curifactory_cli.caching import Cacheable, Lazy, PickleCacher
@@ -30,7 +30,8 @@ from curifactory_cli.record import Record
 if TYPE_CHECKING:
     from curifactory_cli.record import ArtifactManager
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,99}$")
+# Letters of any script (a stage may be called `étape`), digits, '_', '-', '.'.
+_NAME_RE = re.compile(r"^\w[\w.\-]{0,99}$")
 
 
 def check_name(name: str, what: str, stage: str) -> None:
@@ -39,8 +40,8 @@ def check_name(name: str, what: str, stage: str) -> None:
         msg = f"stage {stage!r}: invalid {what} name {name!r}"
         raise GraphError(
             msg,
-            hint="use letters, digits, '_', '-' and '.', not starting with '.' and without '..' "
-            "or path separators (at most 100 characters).",
+            hint="use letters (of any alphabet), digits, '_', '-' and '.', not starting with '.' "
+            "and without '..', spaces or path separators (at most 100 characters).",
         )
 
 
@@ -54,6 +55,7 @@ class StageSpec:
     cachers: list[type[Cacheable] | Cacheable] | None
     suppress_missing_inputs: bool = False
     is_aggregate: bool = False
+    depends_on: list[str] = field(default_factory=list)  # files it reads (globs), key part
     _checked: bool = False
 
     @functools.cached_property
@@ -226,11 +228,26 @@ def _trace(
     return record
 
 
+def _listed(value: Any, what: str, fn: Callable[..., Any]) -> list[Any]:
+    """A declaration argument that must be a list (a single cacher class, or one string,
+    given bare is the usual slip)."""
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    shown = getattr(value, "__name__", None) or repr(value)
+    raise GraphError(
+        f"stage {fn.__name__!r}: {what} must be a list, not {shown}",
+        hint=f"write {what}=[{shown}] (one item per {'output' if what == 'cachers' else what}).",
+    )
+
+
 def stage(
     inputs: list[str] | None = None,
     outputs: list[str | Lazy] | None = None,
     cachers: list[type[Cacheable] | Cacheable] | None = None,
     suppress_missing_inputs: bool = False,
+    depends_on: list[str] | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Record]]:
     """Declare a stage: `fn(record, <one argument per input>)` returns one value per output.
 
@@ -239,15 +256,18 @@ def stage(
         outputs: names (or `Lazy(name)`) of the values it returns, a tuple for several.
         cachers: one cacher per output (a class or an instance); None keeps outputs in memory.
         suppress_missing_inputs: use the function's default for inputs that are not present.
+        depends_on: files the stage reads, relative to the project root (globs allowed):
+            their contents are part of its cache key.
     """
 
     def decorator(fn: Callable[..., Any]) -> Callable[..., Record]:
         spec = StageSpec(
             fn,
-            list(inputs or []),
-            list(outputs or []),
-            None if cachers is None else list(cachers),
+            _listed(inputs, "inputs", fn),
+            _listed(outputs, "outputs", fn),
+            None if cachers is None else _listed(cachers, "cachers", fn),
             suppress_missing_inputs,
+            depends_on=[str(p) for p in _listed(depends_on, "depends_on", fn)],
         )
         _DECLARED.add(spec)
 
@@ -265,6 +285,7 @@ def aggregate(
     inputs: list[str] | None = None,
     outputs: list[str | Lazy] | None = None,
     cachers: list[type[Cacheable] | Cacheable] | None = None,
+    depends_on: list[str] | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Record]]:
     """Declare a stage over many records: `fn(record, records, <input>: dict[Record, value])`.
 
@@ -275,10 +296,11 @@ def aggregate(
     def decorator(fn: Callable[..., Any]) -> Callable[..., Record]:
         spec = StageSpec(
             fn,
-            list(inputs or []),
-            list(outputs or []),
-            None if cachers is None else list(cachers),
+            _listed(inputs, "inputs", fn),
+            _listed(outputs, "outputs", fn),
+            None if cachers is None else _listed(cachers, "cachers", fn),
             is_aggregate=True,
+            depends_on=[str(p) for p in _listed(depends_on, "depends_on", fn)],
         )
         _DECLARED.add(spec)
 

@@ -102,6 +102,9 @@ class Job:
     # The folder the staging folder becomes when the driver publishes it (paths the stage
     # returns into its staging folder are pointed there).
     entry_dir: str | None = None
+    # The project's root: classes defined under it whose instances are pickled into an
+    # output count in that output's version (their code travels inside the value).
+    code_root: str | None = None
 
     @property
     def label(self) -> str:
@@ -514,9 +517,13 @@ def _save_outputs(job: Job, cachers: list[Cacheable], result: JobResult) -> None
     for i, (name, cacher) in enumerate(zip(job.outputs, cachers)):
         own = files[name]
         cacher_type = cacher_id(type(cacher))["type"]
-        version = digest(
-            canonical_json([cacher_type, [(f["path"][len(name) :], f["sha256"]) for f in own]])
-        )
+        identity: list[Any] = [cacher_type, [(f["path"][len(name) :], f["sha256"]) for f in own]]
+        classes = _pickled_classes(result.staging, own, job.code_root)
+        if classes:
+            # Editing such a class's methods changes what consumers compute from the same
+            # bytes: it is part of the data's identity.
+            identity.append(classes)
+        version = digest(canonical_json(identity))
         result.outputs_meta[name] = {
             "cacher": cacher_type,
             "lazy": job.lazy[i],
@@ -526,6 +533,72 @@ def _save_outputs(job: Job, cachers: list[Cacheable], result: JobResult) -> None
         }
     result.extra_files = files[""]
     result.save_s = time.perf_counter() - save_started
+
+
+PICKLE_SCAN_LIMIT = 256 << 20  # bytes: bigger pickles are arrays, not objects with code
+_STRING_OPS = frozenset(
+    {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "SHORT_BINSTRING", "BINSTRING"}
+)
+
+
+def _pickled_classes(
+    staging: str, files: list[dict[str, Any]], root: str | None
+) -> list[list[str]]:
+    """[module:qualname, fingerprint] of the project classes a pickled file refers to."""
+    if root is None:
+        return []
+    from curifactory_cli.hashing import class_fingerprint
+
+    found: dict[str, str] = {}
+    for info in files:
+        if info["size"] > PICKLE_SCAN_LIMIT:
+            continue
+        path = os.path.join(staging, info["path"])
+        with open(path, "rb") as infile:
+            data = infile.read()
+        if not data.startswith(b"\x80"):
+            continue  # not a pickle (protocol 2 or later)
+        for module, qualname in _pickle_globals(data):
+            fingerprint = class_fingerprint(module, qualname, root)
+            if fingerprint is not None:
+                found[f"{module}:{qualname}"] = fingerprint
+    return [[name, found[name]] for name in sorted(found)]
+
+
+def _pickle_globals(data: bytes) -> set[tuple[str, str]]:
+    """(module, qualname) of every class or function a pickle refers to, read from its
+    opcodes without unpickling it (strings pushed for STACK_GLOBAL may come from the memo)."""
+    import pickletools
+
+    found: set[tuple[str, str]] = set()
+    memo: dict[int, Any] = {}
+    recent: list[Any] = []
+    try:
+        for op, arg, _pos in pickletools.genops(data):
+            name = op.name
+            if name == "GLOBAL":
+                module, _, qualname = str(arg).partition(" ")
+                found.add((module, qualname))
+                recent.append(None)
+            elif name == "STACK_GLOBAL":
+                if len(recent) >= 2 and isinstance(recent[-2], str) and isinstance(recent[-1], str):
+                    found.add((recent[-2], recent[-1]))
+                recent.append(None)
+            elif name in _STRING_OPS:
+                recent.append(arg)
+            elif name == "MEMOIZE":
+                memo[len(memo)] = recent[-1] if recent else None
+            elif name in ("PUT", "BINPUT", "LONG_BINPUT"):
+                memo[int(arg)] = recent[-1] if recent else None
+            elif name in ("GET", "BINGET", "LONG_BINGET"):
+                recent.append(memo.get(int(arg)))
+            else:
+                recent.append(None)
+            if len(recent) > 8:
+                del recent[:-4]
+    except Exception:  # not a pickle after all, or truncated: nothing to add
+        return found
+    return found
 
 
 def format_user_traceback(exc: BaseException) -> str:

@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 from curifactory_cli.errors import CurifactoryError
 from curifactory_cli.graph import OutputRef
-from curifactory_cli.hashing import canonical_json, digest, hash_value, param_set_representation
+from curifactory_cli.hashing import (
+    FileDigests,
+    canonical_json,
+    digest,
+    hash_value,
+    param_set_representation,
+)
 
 if TYPE_CHECKING:
     from curifactory_cli.graph import Node
@@ -67,6 +73,7 @@ class KeyMaker:
     def __init__(self, experiment: str, fingerprinter: CodeFingerprinter) -> None:
         self.experiment = experiment
         self.fingerprinter = fingerprinter
+        self.files = FileDigests(fingerprinter.root)
         self._bases: dict[int, dict[str, Any]] = {}
 
     def base(self, node: Node) -> dict[str, Any]:
@@ -85,6 +92,8 @@ class KeyMaker:
             }
             if node.kwargs:
                 found["kwargs"] = hash_value(node.kwargs, f"keyword arguments of {spec.name!r}")
+            if spec.depends_on:  # only then: keys of other stages stay as they were
+                found["files"] = self.files.digests(spec.depends_on, spec.name)
             self._bases[node.index] = found
         return found
 

@@ -230,7 +230,15 @@ class Planner:
             return "not computed yet"
         parts, base = metas[0].get("key_parts") or {}, self.keys.base(node)
         if parts.get("code") != base["code"]:
-            return "stage code changed"
+            old = metas[0].get("code_parts") or {}
+            new = self.keys.fingerprinter.breakdown(node.stage.fn)
+            changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+            return f"stage code changed ({', '.join(changed)})" if changed else "stage code changed"
+        if parts.get("files") != base.get("files"):
+            old_files, new_files = parts.get("files") or {}, base.get("files") or {}
+            paths = old_files.keys() | new_files.keys()
+            changed = sorted(k for k in paths if old_files.get(k) != new_files.get(k))
+            return f"input files changed ({', '.join(changed)})"
         if parts.get("cachers") != base["cachers"] or parts.get("outputs") != base["outputs"]:
             return "cachers or outputs changed"
         if parts.get("kwargs") != base.get("kwargs"):

@@ -638,6 +638,7 @@ class Scheduler:
             key=node.key,
             lineage_key=node.lineage_key,
             staging=self.store.staging_path() if node.is_cached_stage else None,
+            code_root=self.keys.fingerprinter.root,
             # (--dry keeps a staging folder as it is: its paths stay valid for the run)
             entry_dir=(
                 str(node.entry_dir) if node.is_cached_stage and not self.store.dry else None
@@ -745,6 +746,8 @@ class Scheduler:
             "key": node.key,
             "lineage_key": node.lineage_key,
             "key_parts": node.key_parts,
+            # What the code fingerprint covers, piece by piece: `curi plan` names what changed.
+            "code_parts": self.keys.fingerprinter.breakdown(node.stage.fn),
             "experiment": self.experiment,
             "stage": node.stage.name,
             "stage_ref": node.stage.ref,

@@ -102,6 +102,7 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "key": (str,),
     "lineage_key": (str, type(None)),
     "key_parts": (dict, type(None)),
+    "code_parts": (dict,),
     "experiment": (str,),
     "stage": (str,),
     "stage_ref": (str,),
