@@ -309,3 +309,8 @@ class ArtifactManager:
 
     def get_reference_name(self) -> str:
         return self.experiment_name
+
+    def generate_report(self) -> None:
+        """Curifactory's call at the end of run(): under `curi run` the run's report is
+        written when the run ends (unless --no-report), with every stage's outcome, so there
+        is nothing to do here."""

@@ -64,3 +64,47 @@ def test_links_in_the_cache_bookkeeping_create_nothing_outside(project, cli, tmp
     assert result.exit_code == 1, result.output
     assert "symbolic link inside the cache" in result.output
     assert list(outside.iterdir()) == []
+
+
+def test_planted_lock_paths_and_a_staging_file_get_clear_answers(project, cli, tmp_path_factory):
+    setup(project)
+    assert cli("run", "e", "p").exit_code == 0
+    locks = project.cache / ".locks"
+    (real,) = [p for p in locks.iterdir() if p.suffix == ".lock"]
+    real.unlink()
+    real.mkdir()  # a folder where the entry's lock file goes
+    outside = tmp_path_factory.mktemp("outside") / "target"
+    outside.write_text("keep me")
+    os.symlink(outside, locks / "planted.lock")
+    result = cli("run", "e", "p", "--overwrite")
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert "cannot open lock file" in result.output and "curi cache gc" in result.output
+    gc = cli("cache", "gc", "--yes")
+    assert gc.exit_code == 0, gc.output
+    assert not real.exists() and not os.path.lexists(locks / "planted.lock")
+    assert outside.read_text() == "keep me"  # the link is removed, never its target
+    assert cli("run", "e", "p", "--overwrite").exit_code == 0
+
+    shutil.rmtree(project.cache / ".staging", ignore_errors=True)
+    (project.cache / ".staging").write_text("not a folder")
+    staged = cli("run", "e", "p", "--overwrite")
+    assert staged.exit_code != 0 and "Traceback" not in staged.output
+    assert ".staging exists and is not a folder" in " ".join(staged.output.split())
+
+
+def test_a_long_wait_for_another_runs_lock_is_said(project, monkeypatch):
+    import threading
+
+    from curifactory_cli.engine import scheduler
+    from curifactory_cli.store.local import LocalStore
+
+    setup(project)
+    first = project.run("e", "params/p.yaml")
+    key = first.graph.nodes[0].key
+    monkeypatch.setattr(scheduler, "LOCK_NOTICE_S", 0.2)
+    held = LocalStore(str(project.cache)).entry_lock(key)
+    assert held.acquire_nowait()  # another run computing the same entry
+    threading.Timer(1.0, held.release).start()
+    again = project.run("e", "params/p.yaml", overwrite=True)
+    assert again.ok
+    assert any("waiting for another run computing the same entry" in w for w in again.warnings)

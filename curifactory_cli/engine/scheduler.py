@@ -35,7 +35,7 @@ from curifactory_cli.engine.jobs import (
 )
 from curifactory_cli.engine.keys import memory_version, params_json
 from curifactory_cli.engine.runners import InlineRunner
-from curifactory_cli.errors import CurifactoryError, StageError
+from curifactory_cli.errors import CacheError, CurifactoryError, StageError
 from curifactory_cli.events import NodeFinished, NodeStarted, NodeWaiting, Warned
 from curifactory_cli.graph import NOT_COMPUTED, Node, Outcome, OutputRef, producers_through_memory
 from curifactory_cli.provenance import library_versions
@@ -54,6 +54,9 @@ if TYPE_CHECKING:
 # With workers, a stage whose calls take under INLINE_BELOW_S (after INLINE_AFTER of them) runs
 # in this process: a round trip to a worker costs about a millisecond.
 INLINE_BELOW_S = 0.005
+# Waiting this long for another run's lock is said on stderr (even with -q or --json): a run
+# that prints nothing for minutes looks hung.
+LOCK_NOTICE_S = 10.0
 INLINE_AFTER = 3
 
 # What the scheduler knows of a node beyond its outcome.
@@ -77,6 +80,7 @@ class Scheduler:
         overwrite: bool = False,
         overwrite_stages: frozenset[str] = frozenset(),
         keep_going: bool = False,
+        lock_timeout: float | None = None,
         provenance: dict[str, Any] | None = None,
     ) -> None:
         self.store = store
@@ -89,6 +93,7 @@ class Scheduler:
         self.experiment = experiment
         self.finder = FactFinder(store, experiment, overwrite, overwrite_stages)
         self.keep_going = keep_going
+        self.lock_timeout = lock_timeout  # seconds to wait for another run's lock (None: ever)
         self.provenance = provenance or {}
         self.failures: list[StageError] = []
         self._state: dict[int, str] = {}
@@ -97,7 +102,8 @@ class Scheduler:
         self._needs: dict[int, set[int]] = {}  # node -> producers it still waits for
         self._to_decide: list[int] = []
         self._ready: list[int] = []
-        self._locked: list[tuple[int, Job, EntryLock]] = []  # waiting for another run's lock
+        # Waiting for another run's lock: (node, job, lock, since when, said so yet).
+        self._locked: list[tuple[int, Job, EntryLock, float, bool]] = []
         self._in_flight: dict[int, tuple[Job, EntryLock | None, float, int]] = {}
         self._slots = list(range(runner.capacity, 0, -1))  # free worker slots; 0 is here
         self._local = InlineRunner()
@@ -422,26 +428,42 @@ class Scheduler:
             if not lock.acquire_nowait():
                 if self._progress:
                     self._emit(NodeWaiting(node.index, node.stage.name, node.record_name))
-                self._locked.append((node.index, job, lock))
+                self._locked.append((node.index, job, lock, time.monotonic(), False))
                 return
         self._locked_in(node, job, lock)
 
     def _retry_locks(self, block: bool) -> None:
+        """Try the locks other runs hold; with `block`, wait a little for the first (the
+        caller comes back while nothing else can progress)."""
         waiting, self._locked = self._locked, []
-        for i, (index, job, lock) in enumerate(waiting):
+        for i, (index, job, lock, since, said) in enumerate(waiting):
             if self._stop is not None:
-                lock_free = False
-            elif block and i == 0:
-                lock.acquire()
-                lock_free = True
-            else:
-                lock_free = lock.acquire_nowait()
+                self._state.pop(index, None)
+                continue
+            lock_free = lock.acquire_within(0.5) if block and i == 0 else lock.acquire_nowait()
             if lock_free:
                 self._locked_in(self.nodes[index], job, lock)
-            elif self._stop is None:
-                self._locked.append((index, job, lock))
-            else:
-                self._state.pop(index, None)
+                continue
+            node, waited = self.nodes[index], time.monotonic() - since
+            if self.lock_timeout is not None and waited >= self.lock_timeout:
+                self._fail(
+                    node,
+                    CacheError(
+                        f"{node.label}: waited {waited:.0f} s for the lock of its cache entry, "
+                        f"held by another run ({lock.path})",
+                        hint="that run is computing the same entry: let it finish, or raise "
+                        "--lock-timeout.",
+                    ),
+                    time.perf_counter(),
+                )
+                continue
+            if not said and waited >= LOCK_NOTICE_S:
+                said = True
+                self._warn(
+                    f"{node.label}: waiting for another run computing the same entry "
+                    f"(lock {lock.path})"
+                )
+            self._locked.append((index, job, lock, since, said))
 
     def _can_dispatch(self, index: int) -> bool:
         return bool(self._slots) or self._here(self.nodes[index])

@@ -90,6 +90,9 @@ class NoLock:
     def acquire_nowait(self) -> bool:
         return True
 
+    def acquire_within(self, seconds: float) -> bool:
+        return True
+
     def acquire(self) -> None:
         return None
 
