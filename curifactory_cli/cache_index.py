@@ -28,6 +28,7 @@ from curifactory_cli.store.entry import (
 from curifactory_cli.store.local import GRACE_S, human_duration
 
 if TYPE_CHECKING:
+    from curifactory_cli.registry import RunRegistry
     from curifactory_cli.store.local import LocalStore
 
 MIN_ID_LENGTH = 6  # shorter prefixes collide too easily to be safe for a delete
@@ -43,8 +44,9 @@ def select(
 ) -> list[CacheEntry]:
     """Entries matching every given filter (`params` matches a set name or a hash prefix)."""
     out = []
+    wanted = experiment_name(experiment) if experiment else None
     for entry in entries:
-        if experiment and entry.experiment != experiment:
+        if wanted and entry.experiment != wanted:
             continue
         if stage and entry.stage != stage:
             continue
@@ -52,6 +54,102 @@ def select(
             continue
         out.append(entry)
     return out
+
+
+def experiment_name(text: str) -> str:
+    """An experiment as the cache stores it: `sub/exp_a`, `sub.exp_a`, `experiments/sub/exp_a.py`
+    are all `sub.exp_a` (the name `curi run` records)."""
+    name = text.strip().removesuffix(".py").replace("\\", "/").strip("/").replace("/", ".")
+    return name.removeprefix("experiments.")
+
+
+# ------------------------------------------------------------------------- safety
+def require_mark(store: LocalStore, action: str) -> None:
+    """Refuse to change a folder that is not marked as a cache: `--cache /` or a typo must
+    not walk (and delete) other people's files. A folder that does not exist is harmless."""
+    from curifactory_cli.store.local import CACHEDIR_TAG, TAG_SIGNATURE, LocalStore, is_marked
+
+    if not isinstance(store, LocalStore) or not store.root.exists() or is_marked(store.root):
+        return
+    raise ConfigError(
+        f"refusing to {action} {store.root}: it is not marked as a curi cache "
+        f"(no {CACHEDIR_TAG} in it)",
+        hint="check --cache and the project's `cache` setting. A cache made by an older curi "
+        "gets its mark from the next `curi run` using it (when it holds only cache entries); "
+        f"or mark it yourself: printf '{TAG_SIGNATURE}\\n' > {store.root / CACHEDIR_TAG}",
+    )
+
+
+# ------------------------------------------------------------------------- current entries
+def _finished_runs(registry: RunRegistry, experiment: str | None) -> Iterator[dict[str, Any]]:
+    """Runs newest first, those still running left out (their stage calls are not recorded
+    until they end)."""
+    for run in registry.list_runs(experiment, limit=None, brief=True):
+        if run["status"] != "running":
+            yield run
+
+
+def latest_runs(registry: RunRegistry, experiment: str | None = None) -> list[dict[str, Any]]:
+    """The latest finished run of each experiment (or of one), with its stage calls."""
+    seen: set[str] = set()
+    out = []
+    for run in _finished_runs(registry, experiment):
+        if run["experiment"] not in seen:
+            seen.add(run["experiment"])
+            out.append(registry.get_run(run["reference"]))
+    return out
+
+
+def used_by(entries: Iterable[CacheEntry], runs: list[dict[str, Any]]) -> list[CacheEntry]:
+    """The entries the runs' stage calls used (found by key: the entry a call computed or
+    read), each once."""
+    by_key = {e.key: e for e in entries}
+    out: dict[str, CacheEntry] = {}
+    for run in runs:
+        for call in run.get("stages") or ():
+            entry = by_key.get(call.get("key") or "")
+            if entry is not None and call.get("entry"):
+                out.setdefault(entry.key, entry)
+    return list(out.values())
+
+
+def current_entry(
+    store: LocalStore,
+    registry: RunRegistry,
+    experiment: str,
+    stage: str | None,
+    params: str | None,
+) -> CacheEntry:
+    """The one entry the latest run of `experiment` used for this stage and parameter set."""
+    runs = latest_runs(registry, experiment_name(experiment))
+    if not runs:
+        raise ConfigError(
+            f"no finished run of experiment {experiment!r} in {registry.path}",
+            hint="run it first (`curi run ...`), or give an entry id from `curi cache ls`.",
+        )
+    run = runs[0]
+    used = used_by(store.entries(run["experiment"]), [run])
+    matched = select(used, None, stage, params)
+    if len(matched) == 1:
+        return matched[0]
+    ref = run["reference"]
+    if not used:
+        raise ConfigError(
+            f"none of the entries the latest run of {experiment!r} ({ref}) used is in {store.root}",
+            hint=f"that run used the cache {run.get('cache_dir')}: pass it with --cache.",
+        )
+    if not matched:
+        stages = ", ".join(sorted({e.stage for e in used}))
+        sets = ", ".join(sorted({e.params_name for e in used}))
+        raise ConfigError(
+            f"the latest run of {experiment!r} ({ref}) used no entry matching the filters",
+            hint=f"its stages: {stages}; its parameter sets: {sets}.",
+        )
+    shown = "; ".join(f"{e.short_id} ({e.label()})" for e in matched[:8])
+    raise ConfigError(
+        f"the latest run of {experiment!r} ({ref}) used {len(matched)} matching entries",
+        hint=f"narrow it with -s STAGE and -p SET; candidates: {shown}.",
+    )
 
 
 # ------------------------------------------------------------------------- addressing
@@ -92,6 +190,15 @@ def resolve_entry(entries: list[CacheEntry], ident: str, root: Path) -> CacheEnt
         f"entry id {ident!r} is ambiguous: it matches {len(matches)} entries",
         hint=f"candidates: {shown}{more}. Give more characters or filter with -e/-s/-p.",
     )
+
+
+def is_entry_ref(text: str) -> bool:
+    """Whether `text` has the form of an entry reference: an id, a folder name or a path."""
+    if "/" in text or os.sep in text:
+        return True
+    named = ENTRY_DIR_NAME.match(text)
+    bare = (named["key"] if named else text).lower()
+    return bool(_HEX.match(bare)) and len(bare) >= MIN_ID_LENGTH
 
 
 def _by_path(entries: list[CacheEntry], text: str, root: Path) -> list[CacheEntry]:

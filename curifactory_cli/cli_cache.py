@@ -154,6 +154,13 @@ def _confirm_or_exit(question: str, yes: bool) -> None:
         raise typer.Exit(code=int(ExitCode.OK))
 
 
+def _registry() -> Any:
+    """The project's run registry, read-only (reading never creates it)."""
+    from curifactory_cli.cli_common import open_registry, registry_file
+
+    return open_registry(registry_file(None))
+
+
 def _cacher_names(entry: CacheEntry) -> str:
     names = {str(o.get("cacher", "?")).rsplit(".", 1)[-1] for o in entry.outputs.values()}
     return ", ".join(sorted(names)) or "-"
@@ -201,6 +208,14 @@ def cache_ls(
             "--stale-params", help="Parameter files for --stale (default: as `curi run`)."
         ),
     ] = None,
+    current: Annotated[
+        bool,
+        typer.Option(
+            "--current",
+            help="Only the entries the latest run of each experiment used (from the run "
+            "registry, data/runs.sqlite).",
+        ),
+    ] = False,
     cache: CacheOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -212,6 +227,9 @@ def cache_ls(
     root = store.root
     try:
         entries = _entries(store, stale or experiment, stage, params)
+        if current:
+            runs = cache_index.latest_runs(_registry(), None)
+            entries = cache_index.used_by(entries, runs)
         if stale:
             entries = _stale_only(entries, stale, stale_params, store.location)
         entries = cache_index.sort_entries(entries, sort.value if sort else None)
@@ -231,6 +249,7 @@ def cache_ls(
     if not entries:
         filtered = " matching the filters" if (experiment or stage or params) else ""
         what = f"no stale entries of {stale!r}" if stale else "no cached entries"
+        what += " used by the latest runs" if current else ""
         console.print(f"{what} in {store.location}{filtered}", markup=False)
         return
     now = time.time()
@@ -517,7 +536,14 @@ def _downstream_tree(tree: Tree, nodes: list[dict[str, Any]]) -> None:
 # ---------------------------------------------------------------------------------- dump
 @cache_app.command("dump")
 def cache_dump(
-    entry: EntryArg,
+    entry: Annotated[
+        str | None,
+        typer.Argument(
+            help="Entry id as `curi cache ls` prints it, or the entry's folder path. Without "
+            "it, -e EXPERIMENT (with -s/-p) names the entry the experiment's latest run used.",
+            show_default=False,
+        ),
+    ] = None,
     output: Annotated[
         str | None,
         typer.Argument(help="Output name (optional when the entry has one).", show_default=False),
@@ -551,13 +577,16 @@ def cache_dump(
     module is imported), and only after every file of it matched its recorded sha256.
     Pickles are only loaded when their checksum matches the metadata this tool wrote
     when caching them: a changed pickle is refused, never unpickled.
+
+    `curi cache dump -e EXPERIMENT -s STAGE -p SET [OUTPUT]` (no entry id) dumps the entry
+    the experiment's latest run used for that stage and set.
     """
     from curifactory_cli import cache_dump as dump
 
     store = _store(cache)
     root = store.root
     try:
-        found = _one_entry(store, entry, experiment, stage, params)
+        found, output = _dump_target(store, entry, output, experiment, stage, params)
         name = dump.pick_output(found, output)
         value = dump.load_output(store, found, name)
         if out is not None:
@@ -585,6 +614,31 @@ def cache_dump(
     lazy = ", lazy" if info.get("lazy") else ""
     _line(f"{name}  ({cacher}{lazy}; entry {found.short_id} {found.label()})", style="bold")
     _render_value(value, rows)
+
+
+def _dump_target(
+    store: LocalStore,
+    entry: str | None,
+    output: str | None,
+    experiment: str | None,
+    stage: str | None,
+    params: str | None,
+) -> tuple[CacheEntry, str | None]:
+    """The entry to dump and the output asked for. With -e and no entry id, the one word
+    given is the OUTPUT (an entry id is hex, or a path): `dump -e demo -s fit model`."""
+    from curifactory_cli import cache_index
+
+    if entry is not None and experiment and output is None and not cache_index.is_entry_ref(entry):
+        entry, output = None, entry
+    if entry is not None:
+        return _one_entry(store, entry, experiment, stage, params), output
+    if not experiment:
+        raise ConfigError(
+            "cache dump needs an ENTRY id, or -e EXPERIMENT to dump what its latest run used",
+            hint="e.g. `curi cache dump -e demo -s fit_line -p clean`, or an id from "
+            "`curi cache ls`.",
+        )
+    return cache_index.current_entry(store, _registry(), experiment, stage, params), output
 
 
 def _render_value(value: Any, rows: int) -> None:
@@ -644,6 +698,7 @@ def cache_invalidate(
     store = _store(cache)
     root = store.root
     try:
+        cache_index.require_mark(store, "invalidate entries in")
         every = list(store.entries())
         matched = _invalidation_targets(every, experiment, stage, params)
         downstream = cache_index.Lineage(root, every).descendants(matched)
@@ -731,6 +786,8 @@ def cache_verify(
 
     store = _store(cache)
     try:
+        if fix:  # only --fix deletes: checking is harmless anywhere
+            cache_index.require_mark(store, "fix")
         if entry is not None:
             entries = [_one_entry(store, entry, experiment, stage, params)]
             orphan_dirs: list[Path] = []
@@ -788,10 +845,11 @@ def _filtered_orphans(
     from curifactory_cli import cache_index
 
     out = []
+    wanted = cache_index.experiment_name(experiment) if experiment else None
     for path in store.orphan_dirs():
         rel = path.relative_to(store.root).as_posix()
         named = cache_index.ENTRY_DIR_NAME.match(path.name)
-        if experiment and not rel.startswith(experiment + "/"):
+        if wanted and not rel.startswith(wanted + "/"):
             continue
         if stage and (named is None or named["stage"] != stage):
             continue
@@ -899,6 +957,7 @@ def cache_gc(
     root = store.root
     now = time.time()
     try:
+        cache_index.require_mark(store, "collect garbage in")
         garbage = cache_index.leftovers(store, now) + cache_index.orphans(store, now)
         if older_than is not None or keep_latest is not None:
             every = list(store.entries())
@@ -1021,6 +1080,7 @@ def cache_clear(
     store = _store(cache)
     root = store.root
     try:
+        cache_index.require_mark(store, "clear")
         if entry is not None:
             entries = [_one_entry(store, entry, experiment, stage, params)]
         else:

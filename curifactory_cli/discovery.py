@@ -14,7 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
-from curifactory_cli.errors import DiscoveryError, ExperimentImportError, close_matches_hint
+from curifactory_cli.errors import (
+    DiscoveryError,
+    ExperimentImportError,
+    GraphError,
+    close_matches_hint,
+)
 
 EXPERIMENTS_DIR = "experiments"
 PARAMS_DIR = "params"
@@ -129,8 +134,9 @@ def import_experiment(root: Path, name: str) -> ModuleType:
     if not path.is_file() or ".." in rel.split("/"):
         available = [e.name for e in list_experiments(root)]
         raise DiscoveryError(
-            f"no experiment named {name!r} in {EXPERIMENTS_DIR}/",
-            hint=close_matches_hint(name, available, "experiments", "`curi ls` lists them"),
+            f"no experiment named {name!r} in {_show(root / EXPERIMENTS_DIR, Path.cwd())}/",
+            hint=_elsewhere_hint(root)
+            or close_matches_hint(name, available, "experiments", "`curi ls` lists them"),
         )
     _ensure_importable(root)
     module_name = f"{EXPERIMENTS_DIR}.{rel.replace('/', '.')}"
@@ -142,6 +148,8 @@ def import_experiment(root: Path, name: str) -> ModuleType:
     importlib.invalidate_caches()
     try:
         module = importlib.import_module(module_name)
+    except GraphError:
+        raise  # a stage declared wrongly: its own message names the stage and the fix
     except Exception as exc:
         raise ExperimentImportError(
             f"experiment {clean!r} ({_show(path, root)}) failed to import: "
@@ -156,16 +164,60 @@ def import_experiment(root: Path, name: str) -> ModuleType:
     return module
 
 
-def resolve_param_file(root: Path, spec: str) -> Path:
-    """A parameter file given as a path, or a bare name looked up in `params/`."""
+def is_project_root(folder: Path) -> bool:
+    """A folder with `experiments/`, `curi.toml`, or a pyproject.toml with [tool.curi]."""
+    if (folder / EXPERIMENTS_DIR).is_dir() or (folder / "curi.toml").is_file():
+        return True
+    try:
+        return "[tool.curi" in (folder / "pyproject.toml").read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def find_project_root(start: Path) -> Path | None:
+    """The nearest folder at or above `start` that is a project root (as git finds .git)."""
+    for folder in (start, *start.parents):
+        if is_project_root(folder):
+            return folder
+    return None
+
+
+def _elsewhere_hint(root: Path) -> str | None:
+    """When `root` is no project (typically: curi started from a subfolder), where one is."""
+    if is_project_root(root):
+        return None
+    found = find_project_root(root.parent) if root.parent != root else None
+    if found is None:
+        return (
+            f"{root} has no {EXPERIMENTS_DIR}/ folder: run curi from your project's folder "
+            "(the one holding experiments/ and params/)."
+        )
+    return f"{root} is not a project folder but {found} is: run curi from there (cd {found})."
+
+
+def _param_candidates(root: Path, spec: str) -> list[Path]:
+    """Where a parameter file spec may be, in order, each place once."""
     direct = Path(spec)
     base = root / PARAMS_DIR
+    # `params/x.yaml` (or `params.x` in Curifactory's module style) already names the folder:
+    # looking for it inside params/ again would only add a params/params/... candidate.
+    inner = spec.replace("\\", "/").removeprefix(f"{PARAMS_DIR}/")
     if direct.suffix in PARAM_SUFFIXES:
-        candidates = [direct, base / spec]
+        candidates = [direct, root / direct, base / inner]
     else:
         # A module-style name as in Curifactory: `subparams.thing` is params/subparams/thing.py.
-        names = dict.fromkeys([spec.replace(".", "/"), spec])
+        inner = inner.removeprefix(f"{PARAMS_DIR}.")
+        names = dict.fromkeys([inner.replace(".", "/"), inner])
         candidates = [base / f"{name}{suffix}" for name in names for suffix in PARAM_SUFFIXES]
+    unique: dict[Path, Path] = {}
+    for candidate in candidates:
+        unique.setdefault(Path(os.path.abspath(candidate)), candidate)
+    return list(unique.values())
+
+
+def resolve_param_file(root: Path, spec: str) -> Path:
+    """A parameter file given as a path, or a bare name looked up in `params/`."""
+    candidates = _param_candidates(root, spec)
     for candidate in candidates:
         if candidate.is_file():
             return candidate

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import re
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -225,6 +226,13 @@ def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> Iterable[
 
 
 _LineLoader.add_constructor("tag:yaml.org,2002:map", _construct_mapping)
+
+# PyYAML resolves plain scalars by YAML 1.1, where a float needs a dot and a signed exponent:
+# `1e-3` and `1E5` stay strings, and typed sets fail or untyped ones compute with text. Floats
+# are read as YAML 1.2's core schema writes them; this pattern only adds the forms 1.1 misses
+# (an exponent without a dot or without a sign), so every value read before reads the same.
+_FLOAT_12 = re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)[eE][-+]?[0-9]+$")
+_LineLoader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_12, list("-+.0123456789"))
 
 
 def _read_yaml(path: Path) -> Any:
@@ -588,18 +596,68 @@ def parse_override(text: str) -> tuple[str, Any]:
     if not sep or not key:
         raise ParamsError(f"--set {text!r}: expected KEY=VALUE", hint="e.g. --set model.depth=3")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
+        # The parameter files' loader, so `--set lr=1e-3` reads as a file would (a float).
+        value = yaml.load(raw, Loader=_LineLoader) if raw.strip() else ""
+    except (yaml.YAMLError, _LineError):
         value = raw
     return key, value
+
+
+@dataclass
+class OverrideUse:
+    """Which `--set` keys name a parameter that some set has, over every file of a run.
+
+    A key no set has is added to every set: for untyped parameters that silently changes
+    every hash (a full recompute) while the code never reads the value."""
+
+    keys: list[str]
+    matched: set[str] = field(default_factory=set)
+    samples: list[Mapping[str, Any]] = field(default_factory=list)  # for close-match hints
+
+    def note(self, values: Mapping[str, Any]) -> None:
+        """One set's values, before the overrides are applied."""
+        if len(self.samples) < 20:
+            self.samples.append(values)
+        self.matched.update(k for k in self.keys if _has_path(values, k))
+
+    def note_object(self, obj: Any) -> None:
+        """A set from get_params(): a dataclass' own fields count even when not plain data."""
+        if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+            names = {f.name for f in dataclasses.fields(obj)}
+            self.matched.update(k for k in self.keys if k in names)
+        self.note(obj._data if isinstance(obj, Params) else display_values(obj))
+
+    def unmatched(self) -> list[str]:
+        return [k for k in dict.fromkeys(self.keys) if k not in self.matched]
+
+    def hint(self, key: str) -> str:
+        known = sorted({name for values in self.samples for name in _dotted_names(values)})
+        return _suggest(key, known)
+
+
+def _has_path(values: Any, dotted: str) -> bool:
+    for part in dotted.split("."):
+        if not isinstance(values, Mapping) or part not in values:
+            return False
+        values = values[part]
+    return True
+
+
+def _dotted_names(values: Mapping[str, Any], prefix: str = "", depth: int = 0) -> Iterable[str]:
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        yield name
+        if isinstance(value, Mapping) and depth < 8:
+            yield from _dotted_names(value, f"{name}.", depth + 1)
 
 
 def load_yaml_sets(
     path: Path,
     params_class: type | None = None,
     overrides: list[tuple[str, Any]] | None = None,
+    uses: OverrideUse | None = None,
 ) -> list[ParamSet]:
-    """Read and validate one YAML parameter file."""
+    """Read and validate one YAML parameter file (`uses` learns which overrides matched)."""
     doc = _read_yaml(path)
     _check_size(path, doc)
     try:
@@ -611,6 +669,13 @@ def load_yaml_sets(
     out = []
     for index, raw in enumerate(raws):
         values = raw.values
+        if uses is not None:
+            # A typed class already refuses keys it does not have: only untyped sets can
+            # grow a parameter by mistake.
+            if params_class is None:
+                uses.note(values)
+            else:
+                uses.matched.update(uses.keys)
         if overrides:
             try:
                 values = _merge(values, dict(overrides))
@@ -635,9 +700,12 @@ def load_yaml_sets(
 
 
 def sets_from_objects(
-    objects: Any, source: str, overrides: list[tuple[str, Any]] | None
+    objects: Any,
+    source: str,
+    overrides: list[tuple[str, Any]] | None,
+    uses: OverrideUse | None = None,
 ) -> list[ParamSet]:
-    """Parameter sets returned by a Python `get_params()`."""
+    """Parameter sets returned by a Python `get_params()` (`uses`: as for load_yaml_sets)."""
     if not isinstance(objects, (list, tuple)):
         raise ParamsError(
             f"{source}: get_params() returned a {type(objects).__name__}, not a list",
@@ -663,6 +731,8 @@ def sets_from_objects(
                 hint="set names must be unique within a file.",
             )
         seen.add(str(name))
+        if uses is not None and overrides:
+            uses.note_object(obj)
         for key, value in overrides or []:
             obj = _override_object(obj, key, value, source)
         out.append(ParamSet(str(name), obj, source, None, index))

@@ -10,9 +10,11 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import shutil
 import stat
 import tempfile
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -21,6 +23,7 @@ from typing import Any
 from curifactory_cli.errors import CacheError
 from curifactory_cli.store.entry import (
     ENTRY_DIR_NAME,
+    FORMAT_VERSION,
     GITIGNORE,
     LOCK_DIR,
     META_NAME,
@@ -45,6 +48,19 @@ from curifactory_cli.store.entry import (
 FAULT_ENV = "CURI_FAULT"
 FAULT_POINTS = ("after-data", "before-meta", "mid-meta", "before-rename", "after-rename")
 GRACE_S = 3600.0  # leftovers younger than this may belong to a run still writing them
+
+# The Cache Directory Tagging spec (https://bford.info/cachedir/): a file of this name whose
+# first bytes are exactly this line. Backup tools skip such folders, and the cache commands
+# delete only in folders that carry it (an unmarked folder may be anyone's: `--cache /`).
+CACHEDIR_TAG = "CACHEDIR.TAG"
+TAG_SIGNATURE = "Signature: 8a477f597d28d172789f06886806bc55"
+TAG_TEXT = (
+    f"{TAG_SIGNATURE}\n"
+    "# This file is a cache directory tag created by curifactory_cli (`curi`).\n"
+    "# For information about cache directory tags, see https://bford.info/cachedir/\n"
+)
+_OWN_NAMES = frozenset({".gitignore", STAGING_DIR, TRASH_DIR, LOCK_DIR, CACHEDIR_TAG})
+_HASH_DIR = re.compile(r"^[0-9a-f]{16}$")
 
 
 def fault_point(point: str) -> None:
@@ -182,7 +198,13 @@ class LocalStore:
 
     def _makedirs(self, directory: str) -> None:
         if directory not in self._made:
-            os.makedirs(directory, exist_ok=True)
+            try:
+                os.makedirs(directory, exist_ok=True)
+            except (FileExistsError, NotADirectoryError):
+                raise CacheError(
+                    f"{directory} exists and is not a folder",
+                    hint="remove it (the cache keeps its bookkeeping there), then run again.",
+                ) from None
             self._no_links(directory)
             self._made.add(directory)
 
@@ -202,7 +224,11 @@ class LocalStore:
                 )
 
     def prepare(self) -> None:
-        """Create the cache dir (with a `.gitignore`) and check it is writable, once."""
+        """Create the cache dir (with a `.gitignore`) and check it is writable, once.
+
+        A folder it creates, an empty one, or one laid out as this tool's cache (made before
+        caches were marked) gets a CACHEDIR.TAG; any other folder is used but never marked,
+        so the cache commands will not delete in it."""
         if self._prepared or self.dry:
             return
         if self.root.exists() and not self.root.is_dir():
@@ -211,7 +237,10 @@ class LocalStore:
                 hint="choose a directory with --cache DIR.",
             )
         try:
+            claim = not is_marked(self.root) and looks_like_cache(self.root)
             self.root.mkdir(parents=True, exist_ok=True)
+            if claim:
+                _write_new(self.root / CACHEDIR_TAG, TAG_TEXT)
             ignore = self.root / ".gitignore"
             if not os.path.lexists(ignore):  # a dangling link is not followed
                 flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
@@ -422,7 +451,12 @@ class LocalStore:
         if base.is_dir() and not base.is_symlink():
             # Lock files not used for the grace period and not held now (flock keeps them).
             for path in sorted(base.glob("*.lock")):
-                if path.is_symlink() or age_of(path, now) < grace:
+                if path.is_symlink() or not path.is_file():
+                    # Planted: no run can lock through it. The link itself is removed, never
+                    # what it points to.
+                    out.append((path, "not a lock file (a folder or a link)"))
+                    continue
+                if age_of(path, now) < grace:
                     continue
                 lock = EntryLock(str(path))
                 if not lock.acquire_nowait():
@@ -498,6 +532,11 @@ class LocalStore:
         self._made.clear()
         freed = 0
         for path in paths:
+            if path.is_symlink() and path.parent.name == LOCK_DIR:
+                # A link planted among the lock files: unlink it, never touch its target.
+                if path.parent.resolve() == (self.root / LOCK_DIR).resolve():
+                    path.unlink()
+                continue
             self._checked(path)
             if not path.exists():
                 continue
@@ -544,6 +583,72 @@ class LocalStore:
         collected (the run's result holds it): outputs not loaded yet are read from there."""
 
 
+def is_marked(root: Path) -> bool:
+    """Whether `root` carries a cache directory tag (its exact signature line)."""
+    signature = TAG_SIGNATURE.encode()
+    try:  # os.open: a plain read of a few bytes, no link followed, no Python file object
+        fd = os.open(root / CACHEDIR_TAG, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return False
+    try:
+        return os.read(fd, len(signature)) == signature
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def looks_like_cache(root: Path) -> bool:
+    """Whether `root` is missing, empty, or holds only this tool's cache layout:
+    <experiment>/<params hash[:16]>/<stage>-<key[:16]>/meta.json, with our "format".
+
+    Only names are listed (and one meta.json read): it runs once per unmarked folder."""
+    try:
+        top = [
+            e
+            for e in os.scandir(root)
+            if e.name not in _OWN_NAMES and not e.name.startswith(".probe-")
+        ]
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    sample = None
+    for experiment in top:
+        if not experiment.is_dir(follow_symlinks=False):
+            return False
+        try:
+            hashes = list(os.scandir(experiment.path))
+        except OSError:
+            return False
+        for folder in hashes:
+            if not (_HASH_DIR.match(folder.name) and folder.is_dir(follow_symlinks=False)):
+                return False
+            sample = sample or folder.path
+    return not top or (sample is not None and _has_our_entry(sample))
+
+
+def _has_our_entry(params_dir: str) -> bool:
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(params_dir):
+            if ENTRY_DIR_NAME.match(entry.name):
+                meta = read_meta(entry.path)
+                if meta is not None and meta.get("format") == FORMAT_VERSION:
+                    return True
+    return False
+
+
+def _write_new(path: Path, text: str) -> None:
+    """Create `path` with `text`, unless something (even a dangling link) is there."""
+    if os.path.lexists(path):
+        return
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    with contextlib.suppress(FileExistsError):
+        fd = os.open(path, flags, 0o644)
+        with os.fdopen(fd, "w") as outfile:
+            outfile.write(text)
+
+
 class EntryLock:
     """An flock-based lock: the kernel releases it if its holder dies, even by SIGKILL.
 
@@ -560,7 +665,10 @@ class EntryLock:
         try:
             return os.open(self.path, flags, 0o644)
         except OSError as exc:
-            raise CacheError(f"cannot open lock file {self.path}: {exc.strerror or exc}") from None
+            raise CacheError(
+                f"cannot open lock file {self.path}: {exc.strerror or exc}",
+                hint="`curi cache gc` removes what is not a lock file there.",
+            ) from None
 
     def acquire_nowait(self) -> bool:
         fd = self._open()
@@ -571,6 +679,19 @@ class EntryLock:
             return False
         self._fd = fd
         return True
+
+    def acquire_within(self, seconds: float) -> bool:
+        """Try for up to `seconds` (the caller decides whether to go on waiting)."""
+        deadline = time.monotonic() + seconds
+        pause = 0.01
+        while True:
+            if self.acquire_nowait():
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            time.sleep(min(pause, left))
+            pause = min(pause * 2, 0.1)
 
     def acquire(self) -> None:
         fd = self._open()
