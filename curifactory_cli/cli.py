@@ -6,7 +6,9 @@ Heavy modules (the runner, pandas, user code) are imported inside commands so th
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -14,12 +16,22 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from curifactory_cli.cli_cache import cache_app
-from curifactory_cli.cli_common import CacheOpt, JsonOpt, RemoteOpt, console, err_console, fail
+from curifactory_cli.cli_common import (
+    CacheOpt,
+    JsonOpt,
+    RemoteOpt,
+    StrictOpt,
+    console,
+    err_console,
+    fail,
+)
 from curifactory_cli.cli_report import report_command
 from curifactory_cli.cli_runs import runs_app
 from curifactory_cli.errors import CurifactoryError, ExitCode, exit_code_for
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from curifactory_cli.runner import RunOptions
 
 app = typer.Typer(
@@ -108,6 +120,8 @@ def _options(ctx: typer.Context) -> RunOptions:
         report=not given.get("no_report"),
         dry_cache=bool(given.get("dry_cache")),
         keep_going=bool(given.get("keep_going")),
+        strict=bool(given.get("strict")),
+        lock_timeout=given.get("lock_timeout"),
         workers=given.get("workers"),
         executor=given.get("executor"),
         scheduler=given.get("scheduler"),
@@ -186,6 +200,17 @@ def run(
             "--keep-going", "-k", help="After a stage fails, still run what does not depend on it."
         ),
     ] = False,
+    lock_timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--lock-timeout",
+            metavar="SECONDS",
+            min=0,
+            help="Fail a stage whose cache entry another run has been computing for this long "
+            "(default: wait; a wait over 10 s is said on stderr).",
+        ),
+    ] = None,
+    strict: StrictOpt = False,
     dry_cache: Annotated[
         bool,
         typer.Option(
@@ -231,8 +256,12 @@ def run(
 ) -> None:
     """Run EXPERIMENT once per parameter set, reusing every valid cached stage."""
     from curifactory_cli import console as ui
+    from curifactory_cli.engine.jobs import guard_streams
     from curifactory_cli.runner import run_experiment
 
+    # `curi run ... | head`: a reader that goes away must not stop the computation; the run
+    # finishes, is recorded and exits as its outcome says (other commands: click exits 1).
+    guard_streams()
     options = _options(ctx)
     if plan:
         _show_plan(options, as_json)
@@ -243,7 +272,8 @@ def run(
     else:
         reporter = ui.LiveReporter(console, err_console)
     try:
-        result = run_experiment(options, reporter=reporter)
+        with _stage_output_to_stderr() if as_json else contextlib.nullcontext():
+            result = run_experiment(options, reporter=reporter)
     except (CurifactoryError, KeyboardInterrupt) as exc:
         if isinstance(reporter, ui.LiveReporter):
             reporter.close()
@@ -272,6 +302,38 @@ def run(
     raise typer.Exit(code=int(ExitCode.OK if result.ok else exit_code_for(result.error)))
 
 
+@contextlib.contextmanager
+def _stage_output_to_stderr() -> Iterator[None]:
+    """With --json, stdout carries the JSON document alone: while the run lasts, what the
+    experiment's code prints goes to stderr, in this process (sys.stdout) and in what it
+    starts (descriptor 1: worker processes, a Dask cluster, programs run by a stage)."""
+    stdout = sys.stdout
+    stdout.flush()
+    saved = None
+    if _descriptor(stdout) == 1 and _descriptor(sys.stderr) == 2:
+        saved = os.dup(1)
+        os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    try:
+        yield
+    finally:
+        sys.stdout = stdout
+        if saved is not None:
+            sys.stderr.flush()
+            with contextlib.suppress(OSError, ValueError):
+                sys.__stdout__.flush()  # a library writing there bypassed sys.stdout
+            os.dup2(saved, 1)
+            os.close(saved)
+
+
+def _descriptor(stream: object) -> int | None:
+    """The stream's file descriptor; None for an in-memory stream (a test runner's)."""
+    try:
+        return stream.fileno()  # type: ignore[attr-defined]
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
 @app.command("plan")
 def plan_command(
     ctx: typer.Context,
@@ -286,6 +348,7 @@ def plan_command(
     remote: RemoteOpt = None,
     lazy: LazyOpt = False,
     ignore_lazy: IgnoreLazyOpt = False,
+    strict: StrictOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Show what `curi run` would do for each stage of each parameter set, and why.
@@ -394,6 +457,5 @@ def main() -> None:
     """Console-script entry point."""
     try:
         app()
-    except KeyboardInterrupt:
-        err_console.print("error: interrupted", style="red")
-        sys.exit(int(ExitCode.INTERRUPTED))
+    except KeyboardInterrupt as exc:  # outside a command's own handling (SIGTERM: 143)
+        raise SystemExit(fail(exc).exit_code) from None

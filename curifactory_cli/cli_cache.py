@@ -19,6 +19,7 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
+from curifactory_cli import console as ui
 from curifactory_cli.cli_common import (
     CacheOpt,
     ExperimentFilter,
@@ -221,7 +222,6 @@ def cache_ls(
 ) -> None:
     """List cached entries: id, experiment, parameter set, stage, outputs, size and age."""
     from curifactory_cli import cache_index
-    from curifactory_cli import console as ui
 
     store = _store(cache)
     root = store.root
@@ -357,7 +357,7 @@ def _grid(rows: list[tuple[str, str]], indent: int = 0) -> None:
     table.add_column()
     for label, value in rows:
         table.add_row(Text(" " * indent + label), Text(value))
-    console.print(table)
+    ui.print_rows(console, table)
 
 
 def _short(value: Any, width: int = 12) -> str:
@@ -486,7 +486,7 @@ def _render_inspect(store: LocalStore, entry: CacheEntry, data: dict[str, Any]) 
     for rel in data["orphan_files"]:
         table.add_row("", "", Text(rel), "", Text("not listed in meta.json", "yellow"))
     console.print(Text("files", style="bold"))
-    console.print(table)
+    ui.print_rows(console, table)
 
     up = Tree(Text("computed from", style="bold"))
     _upstream_tree(up, data["upstream"])
@@ -674,7 +674,7 @@ def _render_frame(frame: Any, rows: int, kind: str) -> None:
         table.add_row(*(["…"] * (n_cols + 1)))
         for cells in dump.preview_cells(tail):
             table.add_row(*map(Text, cells))
-    console.print(table)
+    ui.print_rows(console, table)
     dtypes = ", ".join(f"{c} {t}" for c, t in frame.dtypes.items())
     _line(f"dtypes: {dtypes}", style="dim")
 
@@ -1054,7 +1054,7 @@ def cache_du(
                 cache_index.human_size(row["size"]),
             )
         _line(f"by {group}", style="bold")
-        console.print(table)
+        ui.print_rows(console, table)
 
 
 # ---------------------------------------------------------------------------------- clear

@@ -19,9 +19,6 @@ from curifactory_cli.errors import (
 if TYPE_CHECKING:
     from curifactory_cli.registry import RunRegistry
 
-if TYPE_CHECKING:
-    from curifactory_cli.registry import RunRegistry
-
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
 
@@ -45,6 +42,12 @@ RemoteOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+StrictOpt = Annotated[
+    bool,
+    typer.Option(
+        "--strict", help="A --set key that no parameter set has is an error, not a warning."
+    ),
+]
 RegistryOpt = Annotated[
     Path | None,
     typer.Option("--registry", help="Registry file (default: data/runs.sqlite)."),

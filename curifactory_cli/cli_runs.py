@@ -20,6 +20,7 @@ from curifactory_cli.cli_common import (
     open_registry,
     registry_file,
 )
+from curifactory_cli.console import LOG_WIDTH, print_rows
 from curifactory_cli.errors import CurifactoryError
 
 runs_app = typer.Typer(
@@ -31,6 +32,7 @@ STATUS_STYLE = {
     "complete": "green",
     "error": "bold red",
     "interrupted": "magenta",
+    "died": "bold red",  # recorded as running, but its process is gone from this host
 }
 OUTCOME_STYLE = {"executed": "green", "cached": "cyan", "skipped": "dim", "failed": "bold red"}
 
@@ -41,7 +43,9 @@ def runs_ls(
     status: Annotated[
         str | None,
         typer.Option(
-            "--status", help="Only runs with this status: running, complete, error, interrupted."
+            "--status",
+            help="Only runs with this status: running, complete, error, interrupted, or died "
+            "(recorded as running, but its process is gone from this host).",
         ),
     ] = None,
     limit: Annotated[
@@ -66,7 +70,10 @@ def runs_ls(
             markup=False,
         )
         return
-    console.print(_runs_table(runs, console.width))
+    if console.is_terminal:
+        console.print(_runs_table(runs, console.width))
+    else:  # a log or a pipe: every column, nothing cut
+        print_rows(console, _runs_table(runs, LOG_WIDTH, caps={}))
 
 
 @runs_app.command("show")
@@ -90,10 +97,12 @@ def runs_show(
 
 
 # ------------------------------------------------------------------------------ helpers
-def _runs_table(runs: list[dict], width: int) -> Table:
+def _runs_table(runs: list[dict], width: int, caps: dict[str, int] | None = None) -> Table:
     """One line per run. The reference, status, duration and counts always show; started,
     notes and command are added while they fit in `width` (they are all in `runs show`),
-    because rich would otherwise squeeze every column into unreadable ellipses."""
+    because rich would otherwise squeeze every column into unreadable ellipses. `caps`: the
+    widest notes and command may be (default _MAX_WIDTH)."""
+    caps = _MAX_WIDTH if caps is None else caps
     columns: dict[str, list[Text]] = {
         "reference": [Text(r["reference"]) for r in runs],
         "status": [_status_text(r["status"]) for r in runs],
@@ -111,7 +120,7 @@ def _runs_table(runs: list[dict], width: int) -> Table:
     for header, cells in optional.items():
         if header == "notes" and not any(c.plain for c in cells):
             continue  # no run has notes: no empty column
-        wanted = min(_width(header, cells), _MAX_WIDTH.get(header, 10_000))
+        wanted = min(_width(header, cells), caps.get(header, width))
         room = width - used - _GAP
         # A cut timestamp is useless; notes and a command still say something when cut.
         if room < (wanted if header == "started" else min(wanted, _MIN_WIDTH)):
@@ -218,7 +227,7 @@ def _print_stages(stages: list[dict]) -> None:
             Text(s.get("entry") or ""),
             Text(s.get("reason") or "", style="dim"),
         )
-    console.print(table)
+    print_rows(console, table)
 
 
 def _status_text(status: str) -> Text:

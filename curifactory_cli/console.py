@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import threading
 import time
 from typing import TYPE_CHECKING
 
@@ -43,8 +45,14 @@ class _Counts:
         return sum(self.by_outcome.values())
 
 
+HEARTBEAT_S = 60.0  # a stage call running this long gets a line in a log, and again after each
+
+
 class PlainReporter:
-    """One line per stage execution (for logs, CI and pipes); `quiet` prints only warnings."""
+    """One line per stage execution (for logs, CI and pipes); `quiet` prints only warnings.
+
+    A stage call running longer than HEARTBEAT_S gets a `running` line every HEARTBEAT_S, so
+    a CI log shows the run is alive and what it is busy with."""
 
     def __init__(self, console: Console, err_console: Console, quiet: bool = False) -> None:
         self.console = console
@@ -52,6 +60,10 @@ class PlainReporter:
         self.quiet = quiet
         self.progress = not quiet
         self.warnings: list[str] = []
+        self._running: dict[int, list] = {}  # node index -> [label, started, last line]
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._beating: threading.Thread | None = None
 
     def emit(self, event: Event) -> None:
         if isinstance(event, Warned):
@@ -76,13 +88,47 @@ class PlainReporter:
             self._line(
                 f"running {event.total}{more} stage calls over {event.records} records{workers}"
             )
+        elif isinstance(event, NodeStarted):
+            self._started(event)
         elif isinstance(event, NodeWaiting):
             self._line(
                 f"{'waiting':>8}  {event.stage} [{event.record}]: another run is computing it"
             )
         elif isinstance(event, NodeFinished):
+            with self._lock:
+                self._running.pop(event.index, None)
             timing = f" {event.seconds:.2f}s" if event.outcome == Outcome.EXECUTED.value else ""
             self._line(f"{event.outcome:>8}  {event.stage} [{event.record}]{timing}")
+        elif isinstance(event, RunFinished):
+            self._stop.set()
+
+    def _started(self, event: NodeStarted) -> None:
+        where = f" ({event.worker})" if event.worker else ""
+        now = time.monotonic()
+        with self._lock:
+            self._running[event.index] = [f"{event.stage} [{event.record}]{where}", now, now]
+        if self._beating is None:
+            # A thread: the stage may run in this very process, which then emits nothing.
+            self._beating = threading.Thread(target=self._beat, name="curi-heartbeat", daemon=True)
+            self._beating.start()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(HEARTBEAT_S / 4):
+            now = time.monotonic()
+            with self._lock:
+                due = [call for call in self._running.values() if now - call[2] >= HEARTBEAT_S]
+                for call in due:
+                    call[2] = now
+            for label, started, _ in due:
+                self._line(f"{'running':>8}  {label} for {_elapsed(now - started)}")
+
+
+def _elapsed(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes == 0:
+        return f"{seconds:.1f}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
 
 
 class LiveReporter(PlainReporter):
@@ -182,14 +228,14 @@ def print_summary(console: Console, result: RunResult) -> None:
     table.add_column("time", justify="right")
     for summary in result.stage_summaries():
         table.add_row(
-            summary.stage,
+            Text(summary.stage),
             str(summary.executed),
             str(summary.cached),
             str(summary.skipped),
             str(summary.failed) if summary.failed else "",
             f"{summary.seconds:.2f}s",
         )
-    console.print(table)
+    print_rows(console, table)
     counts = result.counts()
     status = Text("ok", style="green") if result.ok else Text("failed", style="bold red")
     line = Text.assemble(
@@ -202,6 +248,22 @@ def print_summary(console: Console, result: RunResult) -> None:
     console.print(line, highlight=False, soft_wrap=True)
 
 
+LOG_WIDTH = 100_000  # outside a terminal, a table row is one line however long its values
+
+
+def print_rows(console: Console, table: Table) -> None:
+    """On a terminal a table fits the screen. In a log or a pipe, rich would wrap or cut it to
+    80 columns: there every row is printed on one line with its full values, so that a log
+    can be grepped for a run, a set or a stage."""
+    if console.is_terminal:
+        console.print(table)
+        return
+    sink = Console(file=io.StringIO(), width=LOG_WIDTH, color_system=None, highlight=False)
+    sink.print(table)
+    for line in sink.file.getvalue().splitlines():
+        console.out(line.rstrip(), highlight=False)
+
+
 _PLAN_STYLE = {"cached": "cyan", "run": "green", "maybe": "yellow", "skipped": "dim"}
 
 
@@ -212,17 +274,19 @@ def print_plan(console: Console, title: str, plans: list) -> None:
     for column in ("parameter set", "stage", "plan", "why"):
         table.add_column(column)
     previous = None
+    # In a log each row names its set, so grepping for a set finds all its stages.
+    repeat = not console.is_terminal
     for item in plans:
         record = item.node.record_name
         value = item.plan.value if item.plan else "skipped"
         table.add_row(
-            record if record != previous else "",
-            item.node.stage.name,
+            Text(record if repeat or record != previous else ""),
+            Text(item.node.stage.name),
             Text(value, style=_PLAN_STYLE.get(value, "")),
-            item.reason if value != "cached" else "",
+            Text(item.reason if value != "cached" else ""),
         )
         previous = record
-    console.print(table)
+    print_rows(console, table)
 
 
 def print_error(console: Console, message: str, hint: str | None = None) -> None:
@@ -249,4 +313,4 @@ def print_table(
         table.add_column(column, justify="right" if column in right else "left")
     for row in rows:
         table.add_row(*row)
-    console.print(table)
+    print_rows(console, table)

@@ -12,7 +12,9 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import os
 import shlex
+import socket
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -34,8 +36,11 @@ _MIGRATIONS = {
     ),
 }
 BUSY_TIMEOUT_S = 30.0
-STATUSES = ("running", "complete", "error", "interrupted")
 FINAL_STATUSES = ("complete", "error", "interrupted")
+# 'died' is never written: a 'running' run whose process is gone from this host reads so
+# (killed by SIGKILL, out of memory, the machine rebooted), see `_with_liveness`.
+STATUSES = ("running", "complete", "error", "interrupted", "died")
+PID_SLACK_S = 2.0  # a process started this long after its run: the pid was reused
 
 # Flags that make a run differ from "the same run again": dropped from the reproduce command.
 _DROP_FLAGS = frozenset({"--overwrite", "--store-full"})
@@ -288,6 +293,11 @@ class RunRegistry:
                 f"unknown run status {status!r}", hint="use one of: " + ", ".join(STATUSES)
             )
         where, args = [], []
+        wanted = status
+        if status in ("running", "died"):  # both are stored as 'running'
+            status, limit, limit_after = "running", None, limit
+        else:
+            limit_after = None
         if experiment is not None:
             # Accept both spellings of a subfolder experiment: a/b and a.b.
             where.append("experiment IN (?, ?)")
@@ -308,7 +318,10 @@ class RunRegistry:
             # A file of version 1 (read-only, not upgraded) has no `doc` column.
             brief = brief and self._schema_version(conn) >= 2
             sql = sql.format(columns=_BRIEF if brief else "*")
-            return [_run_dict(row) for row in conn.execute(sql, args)]
+            runs = [_with_liveness(_run_dict(row)) for row in conn.execute(sql, args)]
+        if wanted in ("running", "died"):
+            runs = [r for r in runs if r["status"] == wanted][:limit_after]
+        return runs
 
     def get_run(self, reference: str, stages: bool = True) -> dict:
         """One run with its stages, by exact reference, `<experiment>_<n>`, or unique prefix
@@ -321,7 +334,7 @@ class RunRegistry:
                     "file.",
                 )
             row = _find_run(conn, reference, self.path)
-            run = _run_dict(row)
+            run = _with_liveness(_run_dict(row))
             if stages:
                 rows = conn.execute(
                     "SELECT * FROM run_stages WHERE run_id = ? ORDER BY position", (row["id"],)
@@ -520,6 +533,59 @@ def _run_dict(row: sqlite3.Row) -> dict[str, Any]:
     run.setdefault("doc", None)  # a file of schema version 1
     run["reproduce"] = reproduce_command(run["command"])
     return run
+
+
+def _with_liveness(run: dict[str, Any]) -> dict[str, Any]:
+    """A 'running' run whose process is gone from this host reads as 'died'. Only read: the
+    row is left as it is (a reader may be read-only, and the process may be on another
+    machine, where its pid says nothing). A brief listing has no host: left as recorded."""
+    host = run.get("host")
+    if run.get("status") != "running" or not isinstance(host, dict):
+        return run
+    pid = host.get("pid")
+    if host.get("host") != socket.gethostname() or not isinstance(pid, int):
+        return run
+    if not _process_runs(pid, run.get("started")):
+        run["status"] = "died"
+    return run
+
+
+def _process_runs(pid: int, since: str | None) -> bool:
+    """Whether process `pid` still runs and started before `since` (ISO time): a later one
+    reuses the number of a process that is gone. Without /proc, kill(pid, 0) decides."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        pass  # another user's process: it exists
+    started = _process_start(pid)
+    if started is None:
+        return True
+    if started == 0.0:  # a zombie: dead, not yet reaped by its parent
+        return False
+    try:
+        run_started = dt.datetime.fromisoformat(since or "").timestamp()
+    except ValueError:
+        return True
+    return started <= run_started + PID_SLACK_S
+
+
+def _process_start(pid: int) -> float | None:
+    """When `pid` started (Unix time) from /proc; 0.0 for a zombie; None when unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            fields = stat.read().rpartition(b")")[2].split()
+        with open("/proc/stat", "rb") as system:
+            boot = next(line for line in system if line.startswith(b"btime"))
+        if fields[0] in (b"Z", b"X"):
+            return 0.0
+        ticks = int(fields[19])  # field 22 of stat(5): start time after boot, in clock ticks
+        return int(boot.split()[1]) + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
 
 
 def _stage_dict(row: sqlite3.Row) -> dict[str, Any]:

@@ -37,6 +37,7 @@ from curifactory_cli.graph import Graph, Node, Outcome
 from curifactory_cli.hashing import CodeFingerprinter
 from curifactory_cli.params import (
     ExperimentParameters,
+    OverrideUse,
     ParamSet,
     display_values,
     load_yaml_sets,
@@ -88,6 +89,8 @@ class RunOptions:
     executor: str | None = None  # "local" (this process or worker processes) or "dask"
     scheduler: str | None = None  # address of an existing Dask scheduler
     remote: str | None = None  # a shared cache behind the local one (an fsspec URL)
+    strict: bool = False  # a --set key no parameter set has is an error (else a warning)
+    lock_timeout: float | None = None  # seconds to wait for another run's entry lock
 
 
 @dataclass
@@ -243,15 +246,24 @@ def find_params_class(module: ModuleType) -> type | None:
     return candidates[0] if candidates else None
 
 
-def load_param_sets(root: Path, module: ModuleType, options: RunOptions) -> list[ParamSet]:
+def load_param_sets(
+    root: Path,
+    module: ModuleType,
+    options: RunOptions,
+    warn: Callable[[str], None] | None = None,
+) -> list[ParamSet]:
+    """The selected parameter sets, `--set` applied; `warn` hears about suspicious options."""
     overrides = [parse_override(text) for text in options.overrides]
+    uses = OverrideUse([key for key, _ in overrides])
     params_class = find_params_class(module)
     sources: list[list[ParamSet]] = []
     specs = list(options.params)
     if not specs:
         if callable(getattr(module, "get_params", None)):
             sources.append(
-                _sets_from_get_params(module, f"experiments/{options.experiment}.py", overrides)
+                _sets_from_get_params(
+                    module, f"experiments/{options.experiment}.py", overrides, uses
+                )
             )
         else:
             try:
@@ -266,10 +278,13 @@ def load_param_sets(root: Path, module: ModuleType, options: RunOptions) -> list
         path = _display_path(discovery.resolve_param_file(root, spec))
         if path.suffix == ".py":
             param_module = discovery.import_param_module(root, path)
-            sources.append(_sets_from_get_params(param_module, str(path), overrides))
+            sources.append(_sets_from_get_params(param_module, str(path), overrides, uses))
         else:
-            sources.append(load_yaml_sets(path, params_class, overrides))
+            sources.append(load_yaml_sets(path, params_class, overrides, uses))
+    _check_overrides(uses, options.strict, warn)
     indices = parse_indices(options.indices) if options.indices else None
+    if indices:
+        _check_indices(indices, sources)
     selected: list[ParamSet] = []
     for sets in sources:
         for position, param_set in enumerate(sets):
@@ -305,6 +320,36 @@ def load_param_sets(root: Path, module: ModuleType, options: RunOptions) -> list
     return selected
 
 
+def _check_overrides(uses: OverrideUse, strict: bool, warn: Callable[[str], None] | None) -> None:
+    """A --set key that no set has would be added to every set: a typo that recomputes
+    everything (untyped parameters) while the code never reads the value."""
+    for key in uses.unmatched():
+        message = f"--set {key}: no parameter set has a parameter {key!r}"
+        if strict:
+            raise ParamsError(
+                message, hint=f"{uses.hint(key)} (without --strict it is added to every set)."
+            )
+        if warn is not None:
+            warn(
+                f"{message}; it is added to every set, which changes their hashes "
+                f"({uses.hint(key)}; --strict makes this an error)"
+            )
+
+
+def _check_indices(indices: set[int], sources: list[list[ParamSet]]) -> None:
+    """An index past the end of every file would silently select nothing for it."""
+    largest = max(len(sets) for sets in sources)
+    beyond = sorted(i for i in indices if i >= largest)
+    if not beyond:
+        return
+    counts = ", ".join(f"{sets[0].source} has {len(sets)}" for sets in sources if sets)
+    raise ConfigError(
+        f"--indices {beyond[0]} selects no parameter sets: out of range ({counts})",
+        hint=f"--indices counts from 0 within each file: use 0 to {largest - 1} "
+        "(`A-B` excludes B).",
+    )
+
+
 def _display_path(path: Path) -> Path:
     """Relative to the working directory when inside it, so messages read like the command."""
     try:
@@ -314,7 +359,10 @@ def _display_path(path: Path) -> Path:
 
 
 def _sets_from_get_params(
-    module: ModuleType, source: str, overrides: list[tuple[str, Any]]
+    module: ModuleType,
+    source: str,
+    overrides: list[tuple[str, Any]],
+    uses: OverrideUse | None = None,
 ) -> list[ParamSet]:
     from curifactory_cli.errors import ExperimentImportError
 
@@ -324,7 +372,7 @@ def _sets_from_get_params(
         raise ExperimentImportError(
             f"{source}: get_params() raised {type(exc).__name__}: {exc}", exc
         ) from exc
-    return sets_from_objects(objects, source, overrides)
+    return sets_from_objects(objects, source, overrides, uses)
 
 
 # ---------------------------------------------------------------------------------- running
@@ -340,6 +388,7 @@ class Prepared:
     results: Any  # what the experiment's run() returned
     module: ModuleType  # the experiment module
     settings: Settings
+    warnings: list[str] = field(default_factory=list)  # found while loading the parameters
 
     def open_store(self, dry: bool) -> Store:
         from curifactory_cli.store import open_store
@@ -375,11 +424,13 @@ def prepare(options: RunOptions, on_trace: Callable[[Prepared], None] | None = N
     (`on_trace` sees the prepared experiment just before)."""
     from curifactory_cli.config import resolve_cache
 
+    _check_options(options)
     root = _root(options)
     settings = settings_for(options, root)
     cache = resolve_cache(root, settings)
     module = discovery.import_experiment(root, options.experiment)
-    param_sets = load_param_sets(root, module, options)
+    warnings: list[str] = []
+    param_sets = load_param_sets(root, module, options, warn=warnings.append)
     experiment = options.experiment.removesuffix(".py").replace("/", ".").replace("\\", ".")
     if experiment.startswith("experiments."):
         experiment = experiment[len("experiments.") :]
@@ -393,7 +444,9 @@ def prepare(options: RunOptions, on_trace: Callable[[Prepared], None] | None = N
         cache_path=cache,
         param_hashes={id(p.params): p.hash for p in param_sets},
     )
-    prepared = Prepared(root, experiment, param_sets, manager, cache, None, module, settings)
+    prepared = Prepared(
+        root, experiment, param_sets, manager, cache, None, module, settings, warnings
+    )
     if on_trace is not None:
         on_trace(prepared)
     try:
@@ -408,6 +461,16 @@ def prepare(options: RunOptions, on_trace: Callable[[Prepared], None] | None = N
                 hint=close_matches_hint(name, stage_names, "stages", "see the experiment"),
             )
     return prepared
+
+
+def _check_options(options: RunOptions) -> None:
+    """Options that contradict each other: refuse rather than let one silently win."""
+    if options.lazy and options.ignore_lazy:
+        raise ConfigError(
+            "--lazy and --ignore-lazy cannot be used together",
+            hint="--lazy treats every output as Lazy, --ignore-lazy keeps Lazy outputs in "
+            "memory: pass one of them.",
+        )
 
 
 @dataclass
@@ -461,7 +524,8 @@ def plan_experiment(options: RunOptions) -> PlanResult:
         plans = planner.plan(prepared.manager.graph.nodes)
     finally:
         store.close()
-    return PlanResult(prepared.experiment, prepared.param_sets, plans, store.root, planner.warnings)
+    warnings = [*prepared.warnings, *planner.warnings]
+    return PlanResult(prepared.experiment, prepared.param_sets, plans, store.root, warnings)
 
 
 def run_experiment(options: RunOptions, reporter: Reporter | None = None) -> RunResult:
@@ -472,24 +536,28 @@ def run_experiment(options: RunOptions, reporter: Reporter | None = None) -> Run
     an output that is not settled yet, the run starts then, settles just what that output
     needs, and tracing goes on (see `_Run.demand`)."""
     started = time.perf_counter()
-    run = _Run(options, reporter or NullReporter())
-    try:
+    # SIGTERM stops the run as Ctrl-C does from the first moment: importing and tracing the
+    # experiment can take long too, and the default action would leave no message.
+    with terminate_as_interrupt():
+        run = _Run(options, reporter or NullReporter())
         try:
-            prepared: Prepared | None = prepare(options, on_trace=run.attach)
-        except StageError as exc:  # a stage whose output run() read failed
+            try:
+                prepared: Prepared | None = prepare(options, on_trace=run.attach)
+            except StageError as exc:  # a stage whose output run() read failed
+                if not run.started:
+                    raise
+                run.fail(exc)
+                prepared = None
+            if prepared is not None and not run.started:
+                run.start(prepared)
+        except BaseException as exc:
             if not run.started:
+                run.discard()
                 raise
-            run.fail(exc)
-            prepared = None
-        if prepared is not None and not run.started:
-            run.start(prepared)
-    except BaseException as exc:
-        if not run.started:
-            run.discard()
+            status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "error"
+            run.finish(status, started, crash=exc)
             raise
-        run.finish("interrupted" if isinstance(exc, KeyboardInterrupt) else "error", started)
-        raise
-    return run.complete(prepared, started)
+        return run.complete(prepared, started)
 
 
 class _Run:
@@ -515,6 +583,8 @@ class _Run:
 
     def attach(self, prepared: Prepared) -> None:
         """Called before run() is traced: reading an unsettled output settles it."""
+        for message in prepared.warnings:  # about the parameters, found before any tracing
+            self.reporter.emit(Warned(message))
         prepared.manager._demand = partial(self.demand, prepared)
 
     def demand(self, prepared: Prepared, node: Node) -> None:
@@ -567,6 +637,7 @@ class _Run:
             overwrite=options.overwrite,
             overwrite_stages=frozenset(options.overwrite_stages),
             keep_going=options.keep_going,
+            lock_timeout=options.lock_timeout,
             provenance={
                 "run": {
                     "id": run_id,
@@ -649,7 +720,7 @@ class _Run:
         the run ended, and write its report."""
         result, store = self.result, self.store
         assert result is not None and store is not None and self.scheduler is not None
-        status = "error"
+        status, crash = "error", None
         try:
             with terminate_as_interrupt():
                 if result.error is None:
@@ -661,8 +732,11 @@ class _Run:
         except KeyboardInterrupt:
             status = "interrupted"
             raise
+        except BaseException as exc:
+            crash = exc
+            raise
         finally:
-            self.finish(status, started)
+            self.finish(status, started, crash)
         # Declaration errors found while executing (a wrong return count) are usage errors.
         if result.error is not None and not isinstance(result.error, StageError):
             raise result.error
@@ -672,8 +746,13 @@ class _Run:
             result.store_dir = store_full_run(self.root, result, self.registry)
         return result
 
-    def finish(self, status: str, started: float) -> None:
-        """Stop the runner, close the store, record the outcome and write the report."""
+    def finish(self, status: str, started: float, crash: BaseException | None = None) -> None:
+        """Stop the runner, close the store, record the outcome and write the report (`crash`:
+        what stopped the run when no stage failed, recorded as its error)."""
+        with signals_deferred():
+            self._wind_up(status, started, crash)
+
+    def _wind_up(self, status: str, started: float, crash: BaseException | None) -> None:
         result, store, runner = self.result, self.store, self.runner
         assert result is not None and store is not None and runner is not None
         runner.close(cancel=status == "interrupted")
@@ -684,7 +763,7 @@ class _Run:
                 node.outcome = Outcome.SKIPPED
                 node.reason = "not run: the run stopped before it"
         if self.registry is not None:
-            stages = _finish(self.registry, result, status)
+            stages = _finish(self.registry, result, status, _crash_text(crash))
             if self.options.report:
                 result.report = _write_report(
                     self.root, self.registry, result, stages, self.reporter
@@ -809,6 +888,42 @@ def terminate_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """While a run records how it ended, Ctrl-C and SIGTERM wait until that is written (a run
+    stopped halfway would stay 'running'); then they stop the process as usual. A second
+    signal stops at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[KeyboardInterrupt] = []
+
+    def handler(signum: int, frame: Any) -> None:
+        stop = Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+        if pending:
+            raise stop
+        pending.append(stop)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, action in previous.items():
+            # None: a handler installed outside Python (an embedding host), not restorable.
+            signal.signal(sig, signal.SIG_DFL if action is None else action)
+    if pending:
+        raise pending[0]
+
+
+def _crash_text(crash: BaseException | None) -> str | None:
+    """What to record as the error of a run stopped by something other than a stage."""
+    if crash is None or isinstance(crash, KeyboardInterrupt):
+        return None
+    if isinstance(crash, CurifactoryError):
+        return crash.message
+    return f"{type(crash).__name__}: {crash}"
+
+
 def _execute(scheduler: Scheduler, result: RunResult) -> None:
     try:
         scheduler.run(result.graph.nodes)
@@ -831,8 +946,11 @@ def _param_files(param_sets: list[ParamSet]) -> list[dict[str, Any]]:
     return [{"path": path, "sets": sets} for path, sets in files.items()]
 
 
-def _finish(registry: RunRegistry, result: RunResult, status: str) -> list[dict[str, Any]]:
-    """Record how the run ended; returns its stage calls as recorded."""
+def _finish(
+    registry: RunRegistry, result: RunResult, status: str, crash: str | None = None
+) -> list[dict[str, Any]]:
+    """Record how the run ended (`crash`: the error when no stage failed); returns its stage
+    calls as recorded."""
     failed = result.failed_node
     counts = result.counts()
     stages = [
@@ -854,7 +972,7 @@ def _finish(registry: RunRegistry, result: RunResult, status: str) -> list[dict[
         status=status,
         duration_s=round(result.seconds, 3),
         counts={k: counts.get(k, 0) for k in ("executed", "cached", "skipped", "failed")},
-        error=None if result.error is None else result.error.message,
+        error=crash if result.error is None else result.error.message,
         failed_stage=failed.stage.name if failed else None,
         failed_record=failed.record_name if failed else None,
         stages=stages,

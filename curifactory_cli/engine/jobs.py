@@ -657,12 +657,65 @@ def enter(context: Context) -> None:
     spec.loader.exec_module(module)
 
 
+class PipeSafeStream:
+    """A text stream whose reader may go away: once a write meets a closed pipe (EPIPE, as
+    after `curi run ... | head`), its descriptor is pointed at /dev/null and output is
+    dropped, so a stage's `print()` or a progress line cannot stop the computation."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self.reader_gone = False
+
+    def write(self, text: str) -> int:
+        if not self.reader_gone:
+            try:
+                return self.stream.write(text)
+            except BrokenPipeError:
+                self._drop()
+        return len(text)
+
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        if not self.reader_gone:
+            try:
+                self.stream.flush()
+            except BrokenPipeError:
+                self._drop()
+
+    def _drop(self) -> None:
+        self.reader_gone = True
+        # The stream's buffer still holds what failed: /dev/null takes it at the next flush
+        # (the interpreter flushes at exit), and child processes inherit /dev/null too.
+        try:
+            fd = self.stream.fileno()
+            devnull = os.open(os.devnull, os.O_WRONLY)
+        except (OSError, ValueError, AttributeError):
+            return
+        os.dup2(devnull, fd)
+        os.close(devnull)
+
+    def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding, buffer, ...
+        return getattr(self.stream, name)
+
+
+def guard_streams() -> None:
+    """Make sys.stdout and sys.stderr survive a reader that goes away (idempotent)."""
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if stream is not None and not isinstance(stream, PipeSafeStream):
+            setattr(sys, name, PipeSafeStream(stream))
+
+
 def run_payload(context: Context, payload: bytes) -> bytes:
     """A worker's entry point: a pickled Job in, a pickled JobResult out.
 
     Pickling happens here, inside `try`, so that a value that cannot travel becomes a clear
     error naming the stage instead of a broken pool.
     """
+    guard_streams()  # a worker shares the driver's stdout: `| head` must not fail its stages
     enter(context)
     job: Job = pickle.loads(payload)
     result = run_job(job)
