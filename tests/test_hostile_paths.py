@@ -108,3 +108,18 @@ def test_a_long_wait_for_another_runs_lock_is_said(project, monkeypatch):
     again = project.run("e", "params/p.yaml", overwrite=True)
     assert again.ok
     assert any("waiting for another run computing the same entry" in w for w in again.warnings)
+
+
+def test_lock_timeout_fails_the_stage_instead_of_waiting(project, cli):
+    from curifactory_cli.store.local import LocalStore
+
+    setup(project)
+    first = project.run("e", "params/p.yaml")
+    held = LocalStore(str(project.cache)).entry_lock(first.graph.nodes[0].key)
+    assert held.acquire_nowait()  # another run computing the same entry, for good
+    try:
+        result = cli("run", "e", "p", "--overwrite", "--lock-timeout", "0.5", "-q")
+    finally:
+        held.release()
+    assert result.exit_code == 1, result.output
+    assert "waited" in result.output and "held by another run" in result.output
