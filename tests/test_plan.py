@@ -107,7 +107,10 @@ def test_plan_names_a_code_change_and_what_may_follow(pipe):
         PIPELINE.replace("x * record.params.factor", "x * record.params.factor + 1"),
     )
     plans, reasons, result = plan_and_run(pipe)
-    assert plans[("scale", "a")] is Plan.RUN and reasons[("scale", "a")] == "stage code changed (scale)"
+    assert (
+        plans[("scale", "a")] is Plan.RUN
+        and reasons[("scale", "a")] == "stage code changed (scale)"
+    )
     assert plans[("total", "a")] is Plan.MAYBE
     assert ("total", "a") in result.executed()  # its input did change
 

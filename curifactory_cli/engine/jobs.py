@@ -303,15 +303,17 @@ def _load(name: str, source: Source, scratch: list[str]) -> Any:
     directory = source.directory
     if source.remote is not None and not os.path.isdir(directory):
         directory = _download(name, source, source.remote, scratch)
-    cacher = bound_cacher(
-        source.cacher, directory, source.output, source.stage, source.info, source.verified
-    )
-    if source.lazy is not None and not source.lazy.resolve:
-        # The stage gets the handle and loads it (or passes its path on) itself.
-        return source.lazy._copy_for(cacher)
     try:
+        # Checked before the stage sees anything, so a damaged input is recomputed (the
+        # scheduler repairs it) rather than failing the stage that reads it.
         if not source.verified:
             verify_files(directory, source.info["files"])
+        cacher = bound_cacher(
+            source.cacher, directory, source.output, source.stage, source.info, True
+        )
+        if source.lazy is not None and not source.lazy.resolve:
+            # The stage gets the handle and loads it (or passes its path on) itself.
+            return source.lazy._copy_for(cacher)
         return cacher.load()
     except CorruptEntryError as exc:
         raise _Corrupt(name, source.producer, exc.message, exc.hint) from None
