@@ -91,3 +91,12 @@ def test_escape_sequences_are_never_printed_from_data(project, cli):
     for command in (("cache", "ls"), ("cache", "inspect", "e"), ("run", "e", "p")):
         shown = cli(*command).output
         assert "\x1b" not in shown and "\x07" not in shown, command
+
+
+@pytest.mark.parametrize("name", ["/etc/passwd", "../outside", "..e", "e/../../x", "e.py.."])
+def test_odd_experiment_names_are_a_clear_error(project, cli, name):
+    project.write("experiments/e.py", EXPERIMENT)
+    project.write("params/p.yaml", "- name: a\n  n: 1\n")
+    result = cli("run", name, "p")
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("error:") and "Traceback" not in result.output
