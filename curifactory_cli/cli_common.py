@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 
+from curifactory_cli.console import SafeConsole
 from curifactory_cli.errors import (
     CurifactoryError,
     ExperimentImportError,
@@ -19,8 +19,8 @@ from curifactory_cli.errors import (
 if TYPE_CHECKING:
     from curifactory_cli.registry import RunRegistry
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+console = SafeConsole(highlight=False)
+err_console = SafeConsole(stderr=True, highlight=False)
 
 CacheOpt = Annotated[
     str | None,

@@ -5,10 +5,12 @@ from __future__ import annotations
 import io
 import threading
 import time
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.live import Live
+from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
@@ -251,6 +253,21 @@ def print_summary(console: Console, result: RunResult) -> None:
 LOG_WIDTH = 100_000  # outside a terminal, a table row is one line however long its values
 
 
+_CONTROL = {c: f"\\x{c:02x}" for c in [*range(32), *range(127, 160)] if chr(c) not in "\n\t"}
+
+
+class SafeConsole(Console):
+    """A console that never sends a terminal the control characters found in data (a set name,
+    a field of a shared cache's metadata): they are shown escaped (`\\x1b`). rich's own
+    styling codes are added after this, so colours still work."""
+
+    def _render_buffer(self, buffer: Iterable[Segment]) -> str:
+        return super()._render_buffer(
+            segment if segment.control else Segment(segment.text.translate(_CONTROL), segment.style)
+            for segment in buffer
+        )
+
+
 def print_rows(console: Console, table: Table) -> None:
     """On a terminal a table fits the screen. In a log or a pipe, rich would wrap or cut it to
     80 columns: there every row is printed on one line with its full values, so that a log
@@ -258,7 +275,7 @@ def print_rows(console: Console, table: Table) -> None:
     if console.is_terminal:
         console.print(table)
         return
-    sink = Console(file=io.StringIO(), width=LOG_WIDTH, color_system=None, highlight=False)
+    sink = SafeConsole(file=io.StringIO(), width=LOG_WIDTH, color_system=None, highlight=False)
     sink.print(table)
     for line in sink.file.getvalue().splitlines():
         console.out(line.rstrip(), highlight=False)

@@ -100,3 +100,18 @@ def test_odd_experiment_names_are_a_clear_error(project, cli, name):
     result = cli("run", name, "p")
     assert result.exit_code == 2, result.output
     assert result.output.startswith("error:") and "Traceback" not in result.output
+
+
+def test_control_characters_in_any_printed_field_are_shown_escaped(project, cli):
+    project.write("experiments/e.py", EXPERIMENT)
+    project.write("params/p.yaml", "- name: a\n  n: 1\n")
+    assert cli("run", "e", "p").exit_code == 0
+    (entry,) = project.entries()
+    meta = json.loads((entry / "meta.json").read_text())
+    meta["inputs"] = {"x\x1b[2J": {"stage": "s\x1b]0;t\x07", "output": "o"}}
+    meta["params"] = {"name": "a", "n": "\x1b[31m"}
+    (entry / "meta.json").write_text(json.dumps(meta))
+    listed = json.loads(cli("cache", "ls", "--json").stdout)["entries"]
+    shown = cli("cache", "inspect", listed[0]["id"]).output
+    assert "\x1b" not in shown and "\x07" not in shown
+    assert "\\x1b" in shown  # escaped, still readable
