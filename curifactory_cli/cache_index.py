@@ -82,10 +82,10 @@ def require_mark(store: LocalStore, action: str) -> None:
 
 # ------------------------------------------------------------------------- current entries
 def _finished_runs(registry: RunRegistry, experiment: str | None) -> Iterator[dict[str, Any]]:
-    """Runs newest first, those still running left out (their stage calls are not recorded
-    until they end)."""
+    """Runs newest first, those still running (or that died running) left out: their stage
+    calls are recorded when they end."""
     for run in registry.list_runs(experiment, limit=None, brief=True):
-        if run["status"] != "running":
+        if run["status"] not in ("running", "died"):
             yield run
 
 

@@ -91,7 +91,7 @@ CREATE INDEX IF NOT EXISTS runs_by_status ON runs(status);
 
 # What a brief listing reads: everything but the parameter sets, host and versions.
 _BRIEF = (
-    "id, reference, experiment, number, status, started, finished, duration_s, command, git,"
+    "id, reference, experiment, number, status, started, finished, duration_s, command, git, host,"
     " notes, doc, cache_dir, dry, counts, error, failed_stage, failed_record"
 )
 
@@ -538,7 +538,7 @@ def _run_dict(row: sqlite3.Row) -> dict[str, Any]:
 def _with_liveness(run: dict[str, Any]) -> dict[str, Any]:
     """A 'running' run whose process is gone from this host reads as 'died'. Only read: the
     row is left as it is (a reader may be read-only, and the process may be on another
-    machine, where its pid says nothing). A brief listing has no host: left as recorded."""
+    machine, where its pid says nothing)."""
     host = run.get("host")
     if run.get("status") != "running" or not isinstance(host, dict):
         return run

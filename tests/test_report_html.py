@@ -264,3 +264,34 @@ def test_a_report_of_a_thousand_records_stays_small(tmp_path):
     page = write_run_report(tmp_path, run, [], [])
     assert page.stat().st_size < 5 * 2**20
     assert len(run_data(page)["calls"]) == len(calls)
+
+
+def test_the_index_shows_a_run_whose_process_died(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    from curifactory_cli.cache_index import latest_runs
+    from curifactory_cli.registry import RunRegistry, registry_path
+    from curifactory_cli.report import update_index
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    registry = RunRegistry(registry_path(tmp_path))
+    registry.start_run(
+        experiment="exp",
+        command=["curi", "run", "exp"],
+        param_files=[],
+        param_sets=[],
+        git={},
+        host={"host": socket.gethostname(), "pid": int(gone.stdout)},
+        versions={},
+        notes=None,
+        cache_dir="data/cache",
+        dry=False,
+    )
+    (run,) = registry.list_runs(limit=None, brief=True)
+    assert run["status"] == "died"
+    page = update_index(tmp_path, registry.list_runs(limit=None, brief=True)).read_text()
+    assert 'class="status died"' in page
+    assert latest_runs(registry) == []  # it recorded no stage calls: nothing current

@@ -41,6 +41,7 @@ pre { background: var(--band); padding: 8px 10px; border-radius: 4px; overflow: 
   font-weight: 600; font-size: 12px; }
 .status.complete { background: var(--executed); } .status.error { background: var(--failed); }
 .status.interrupted { background: #c77c02; } .status.running { background: var(--cached); }
+.status.died { background: #6b4c9a; }
 .error-box { border-left: 4px solid var(--failed); background: #fdf0f0; padding: 8px 12px; }
 .pill { display: inline-block; padding: 0 6px; border-radius: 8px; color: #fff; font-size: 12px; }
 .pill.executed { background: var(--executed); } .pill.cached { background: var(--cached); }
