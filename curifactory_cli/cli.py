@@ -24,6 +24,7 @@ from curifactory_cli.cli_common import (
     console,
     err_console,
     fail,
+    shown_path,
 )
 from curifactory_cli.cli_report import report_command
 from curifactory_cli.cli_runs import runs_app
@@ -127,14 +128,6 @@ def _options(ctx: typer.Context) -> RunOptions:
         scheduler=given.get("scheduler"),
         command=_command_line(ctx),
     )
-
-
-def _shown_path(path: Path) -> str:
-    """A path relative to the working folder when it is inside it (shorter to read)."""
-    try:
-        return str(path.relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
 
 
 def _command_line(ctx: typer.Context) -> tuple[str, ...]:
@@ -298,7 +291,7 @@ def run(
         if result.store_dir is not None:
             console.print(f"stored in {result.store_dir}", markup=False, soft_wrap=True)
         if result.report is not None:
-            console.print(f"report: {_shown_path(result.report)}", markup=False, soft_wrap=True)
+            console.print(f"report: {shown_path(result.report)}", markup=False, soft_wrap=True)
     raise typer.Exit(code=int(ExitCode.OK if result.ok else exit_code_for(result.error)))
 
 

@@ -54,6 +54,14 @@ RegistryOpt = Annotated[
 ]
 
 
+def shown_path(path: Path) -> str:
+    """A path relative to the working folder when it is inside it (shorter to read)."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 def registry_file(registry: Path | None) -> Path:
     """The project is the current directory, as for every other curi command."""
     from curifactory_cli.registry import registry_path

@@ -18,6 +18,7 @@ from curifactory_cli.cli_common import (
     fail,
     open_registry,
     registry_file,
+    shown_path,
 )
 from curifactory_cli.errors import ConfigError, CurifactoryError
 
@@ -80,7 +81,7 @@ def report_command(
         }
         console.out(json.dumps(data, indent=2))
     else:
-        console.print(f"report: {_shown(page)}", markup=False, soft_wrap=True)
+        console.print(f"report: {shown_path(page)}", markup=False, soft_wrap=True)
     if open_ and not _open_in_browser(page):
         err_console.print(
             f"no web browser found here; open {page.resolve()} on a machine with one",
@@ -88,13 +89,6 @@ def report_command(
         )
     if serve:
         _serve(report.reports_dir(root), port, f"{run['reference']}/index.html")
-
-
-def _shown(path: Path) -> str:
-    try:
-        return str(path.relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
 
 
 def _open_in_browser(page: Path) -> bool:
@@ -123,7 +117,7 @@ def _serve(folder: Path, port: int, page: str) -> None:
         ) from None
     address = f"http://127.0.0.1:{server.server_address[1]}/"
     console.print(
-        f"serving {_shown(folder)} at {address} (this run: {address}{page}); Ctrl-C stops",
+        f"serving {shown_path(folder)} at {address} (this run: {address}{page}); Ctrl-C stops",
         markup=False,
         soft_wrap=True,
     )

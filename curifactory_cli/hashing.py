@@ -127,6 +127,15 @@ def _array_like_digest(obj: Any) -> str:
         return f"{type(obj).__qualname__}:{obj!r}"
 
 
+def param_fields(params: Any) -> list[tuple[str, Any]]:
+    """(name, value) of a parameter set's fields: a dataclass's, a mapping's or an object's."""
+    if dataclasses.is_dataclass(params) and not isinstance(params, type):
+        return [(f.name, getattr(params, f.name)) for f in dataclasses.fields(params)]
+    if isinstance(params, Mapping):
+        return list(params.items())
+    return list(vars(params).items()) if hasattr(params, "__dict__") else []
+
+
 def param_set_representation(
     params: Any, walker: _Walker | None = None, path: str = "", depth: int = 0
 ) -> dict[str, Any]:
@@ -139,12 +148,7 @@ def param_set_representation(
     """
     walker = walker or _Walker("parameters")
     reps = _representations(params)
-    if dataclasses.is_dataclass(params):
-        items = [(f.name, getattr(params, f.name)) for f in dataclasses.fields(params)]
-    elif isinstance(params, Mapping):
-        items = list(params.items())
-    else:
-        items = list(vars(params).items())
+    items = param_fields(params)
     out: dict[str, Any] = {}
     for name, value in items:
         if name in PARAMETERS_BLACKLIST or value is None:
@@ -190,12 +194,7 @@ def hash_breakdown(params: Any) -> dict[str, tuple[str, Any]]:
     """How each field of a parameter set takes part in its hash: (how, what is hashed), as
     Curifactory's `params_hash(dry=True)` shows it, to debug custom hash functions."""
     reps = _representations(params)
-    if dataclasses.is_dataclass(params):
-        items = [(f.name, getattr(params, f.name)) for f in dataclasses.fields(params)]
-    elif isinstance(params, Mapping):
-        items = list(params.items())
-    else:
-        items = list(vars(params).items())
+    items = param_fields(params)
     out: dict[str, tuple[str, Any]] = {}
     for name, value in items:
         if name in PARAMETERS_BLACKLIST:

@@ -25,6 +25,7 @@ from curifactory_cli import record as _record
 from curifactory_cli.events import Warned
 from curifactory_cli.graph import Node, Outcome
 from curifactory_cli.record import Record
+from curifactory_cli.runner import stage_row
 
 __all__ = ["ArtifactManager", "Record"]
 
@@ -166,7 +167,7 @@ class ArtifactManager(_record.ArtifactManager):
 
     def _calls(self) -> list[dict[str, Any]]:
         cache = Path(self.cache_path)
-        return [_stage_row(node, cache) for node in self.graph.nodes]
+        return [stage_row(node, cache) for node in self.graph.nodes]
 
     def _run(self) -> dict[str, Any]:
         session = self._session
@@ -317,7 +318,7 @@ class _Session:
             error=None if error is None else str(getattr(error, "message", error)),
             failed_stage=failed.stage.name if failed else None,
             failed_record=failed.record_name if failed else None,
-            stages=[_stage_row(n, self.store.root) for n in nodes],
+            stages=[stage_row(n, self.store.root) for n in nodes],
             param_sets=sets,
         )
 
@@ -355,26 +356,6 @@ class _Warnings:
         if isinstance(event, Warned):
             self.kept.append(event.message)
             print(f"warning: {event.message}", file=sys.stderr)
-
-
-def _stage_row(node: Node, cache: Path) -> dict[str, Any]:
-    entry = None
-    if node.entry_dir:
-        try:
-            entry = Path(node.entry_dir).relative_to(cache).as_posix()
-        except ValueError:
-            entry = node.entry_dir
-    return {
-        "stage": node.stage.name,
-        "record": node.record_name,
-        "outcome": (node.outcome or Outcome.SKIPPED).value,
-        "reason": node.reason,
-        "seconds": round(node.seconds, 4),
-        "key": node.key,
-        "entry": entry,
-        "inputs": sorted({ref.node.index for ref in node.upstream()}),
-        "aggregate": node.stage.is_aggregate,
-    }
 
 
 def _doc_of_main() -> str | None:

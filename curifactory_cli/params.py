@@ -28,8 +28,10 @@ import yaml
 from curifactory_cli.errors import ParamsError
 from curifactory_cli.hashing import (  # noqa: F401 - set_hash_functions: Curifactory's place
     MAX_DEPTH,
+    PARAMETERS_BLACKLIST,
     hash_breakdown,
     hash_params,
+    param_fields,
     set_hash_functions,
 )
 from curifactory_cli.hashing import MAX_NODES as MAX_VALUES
@@ -141,7 +143,6 @@ class ParamSet:
         return self._hash
 
 
-_BUILT_IN_FIELDS = frozenset({"name", "hash", "overwrite", "hash_representations"})
 _SHOWN_CHARS = 200  # of a value that is not plain data: its repr, cut
 
 
@@ -149,15 +150,8 @@ def display_values(params: Any) -> dict[str, Any]:
     """A parameter set's values as plain JSON data, to show (in the registry and reports):
     dataclass fields or mapping keys, built-in fields left out; values that are not plain
     data shown by their (shortened) repr."""
-    if isinstance(params, Params):
-        items = params._data.items()
-    elif dataclasses.is_dataclass(params) and not isinstance(params, type):
-        items = ((f.name, getattr(params, f.name)) for f in dataclasses.fields(params))
-    elif isinstance(params, Mapping):
-        items = params.items()
-    else:
-        items = vars(params).items() if hasattr(params, "__dict__") else ()
-    return {str(k): _plain(v) for k, v in items if k not in _BUILT_IN_FIELDS}
+    items = param_fields(_hash_view(params))
+    return {str(k): _plain(v) for k, v in items if k not in PARAMETERS_BLACKLIST}
 
 
 def _plain(value: Any, depth: int = 0) -> Any:

@@ -953,20 +953,7 @@ def _finish(
     calls as recorded."""
     failed = result.failed_node
     counts = result.counts()
-    stages = [
-        {
-            "stage": n.stage.name,
-            "record": n.record_name,
-            "outcome": (n.outcome or Outcome.SKIPPED).value,
-            "reason": n.reason,
-            "seconds": round(n.seconds, 4),
-            "key": n.key,
-            "entry": _relative(n.entry_dir, result.cache_dir),
-            "inputs": sorted({ref.node.index for ref in n.upstream()}),
-            "aggregate": n.stage.is_aggregate,
-        }
-        for n in result.graph.nodes
-    ]
+    stages = [stage_row(n, result.cache_dir) for n in result.graph.nodes]
     registry.finish_run(
         result.run_id,
         status=status,
@@ -978,6 +965,21 @@ def _finish(
         stages=stages,
     )
     return stages
+
+
+def stage_row(node: Node, cache: Path) -> dict[str, Any]:
+    """A stage call as the registry records it (and the report draws it)."""
+    return {
+        "stage": node.stage.name,
+        "record": node.record_name,
+        "outcome": (node.outcome or Outcome.SKIPPED).value,
+        "reason": node.reason,
+        "seconds": round(node.seconds, 4),
+        "key": node.key,
+        "entry": _relative(node.entry_dir, cache),
+        "inputs": sorted({ref.node.index for ref in node.upstream()}),
+        "aggregate": node.stage.is_aggregate,
+    }
 
 
 def _relative(path: str | None, root: Path) -> str | None:
