@@ -78,6 +78,7 @@ svg.graph .node.selected > rect { stroke: #ffb000; stroke-width: 3; }
 details > summary { cursor: pointer; }
 input#filter { padding: 4px 8px; width: 320px; margin: 6px 0; }
 .muted { color: var(--muted); }
+td.nowrap { white-space: nowrap; }
 .dirty { color: var(--failed); font-weight: 700; }
 """
 
@@ -360,13 +361,18 @@ def reportable_html(title: str, body: str) -> str:
     return f'<div class="reportable" id="r-{_e(anchor)}"><h4>{_e(title)}</h4>{body}</div>'
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def index_page(runs: Sequence[dict[str, Any]], reports: set[str]) -> str:
     by_experiment: dict[str, list[dict[str, Any]]] = {}
     for run in runs:  # newest first already
         by_experiment.setdefault(run["experiment"], []).append(run)
     out = [
         "<header><h1>Runs</h1>"
-        f'<div class="sub">{len(runs)} runs of {len(by_experiment)} experiments</div></header>'
+        f'<div class="sub">{_count(len(runs), "run")} of '
+        f"{_count(len(by_experiment), 'experiment')}</div></header>"
         "<main>"
     ]
     head = (
@@ -384,9 +390,10 @@ def index_page(runs: Sequence[dict[str, Any]], reports: set[str]) -> str:
             notes = str(run.get("notes") or "").strip().splitlines()
             error = f'<div class="muted">{_e(run["error"])}</div>' if run.get("error") else ""
             rows.append(
-                f"<tr><td class=mono>{name}</td>"
+                f"<tr><td class='mono nowrap'>{name}</td>"
                 f'<td><span class="status {_e(run["status"])}">{_e(run["status"])}</span>'
-                f"{error}</td><td>{_e(run.get('started'))}</td><td class=num>{duration}</td>"
+                f"{error}</td><td class=nowrap>{_e(run.get('started'))}</td>"
+                f"<td class=num>{duration}</td>"
                 f"<td>{_counts(run.get('counts'))}</td><td>{_git(run.get('git'))}</td>"
                 f"<td>{_e(notes[0] if notes else '')}</td>"
                 f"<td><code>{_e(' '.join(run.get('command') or []))}</code></td></tr>"
