@@ -437,30 +437,54 @@ DU_GROUPS = ("experiment", "stage", "params")
 def totals(entries: list[CacheEntry], by: str) -> list[dict[str, Any]]:
     """Entry counts and sizes grouped by experiment, by (experiment, stage) or by
     (experiment, parameter set), largest first."""
-    groups: dict[tuple[str, ...], dict[str, Any]] = {}
-    for entry in entries:
-        if by == "experiment":
-            key: tuple[str, ...] = (entry.experiment,)
-            fields = {"experiment": entry.experiment}
-        elif by == "stage":
-            key = (entry.experiment, entry.stage)
-            fields = {"experiment": entry.experiment, "stage": entry.stage}
-        elif by == "params":
-            key = (entry.experiment, entry.params_hash)
-            fields = {
-                "experiment": entry.experiment,
-                "params": entry.params_name,
-                "params_hash": entry.params_hash[:16],
-            }
-        else:
+    return totals_by(entries, [by])[0][by]
+
+
+def totals_by(
+    entries: Iterable[CacheEntry], groupings: list[str]
+) -> tuple[dict[str, list[dict[str, Any]]], dict[str, int]]:
+    """`totals` for several groupings, in one pass over entries that are not kept (a cache
+    of any size fits), and the overall {entries, size}."""
+    for by in groupings:
+        if by not in DU_GROUPS:
             raise ConfigError(
                 f"cannot group by {by!r}", hint="use one of: " + ", ".join(DU_GROUPS) + "."
             )
-        group = groups.setdefault(key, {**fields, "entries": 0, "size": 0})
-        group["entries"] += 1
-        group["size"] += entry.size
-    ordered = sorted(groups.items(), key=lambda item: (-item[1]["size"], item[0]))
-    return [group for _, group in ordered]
+    groups: dict[str, dict[tuple[str, ...], dict[str, Any]]] = {by: {} for by in groupings}
+    overall = {"entries": 0, "size": 0}
+    for entry in entries:
+        size = entry.size
+        overall["entries"] += 1
+        overall["size"] += size
+        for by in groupings:
+            if by == "experiment":
+                key: tuple[str, ...] = (entry.experiment,)
+            elif by == "stage":
+                key = (entry.experiment, entry.stage)
+            else:
+                key = (entry.experiment, entry.params_hash)
+            group = groups[by].get(key)
+            if group is None:
+                group = groups[by][key] = {**_group_fields(entry, by), "entries": 0, "size": 0}
+            group["entries"] += 1
+            group["size"] += size
+    ordered = {
+        by: [g for _, g in sorted(found.items(), key=lambda item: (-item[1]["size"], item[0]))]
+        for by, found in groups.items()
+    }
+    return ordered, overall
+
+
+def _group_fields(entry: CacheEntry, by: str) -> dict[str, Any]:
+    if by == "experiment":
+        return {"experiment": entry.experiment}
+    if by == "stage":
+        return {"experiment": entry.experiment, "stage": entry.stage}
+    return {
+        "experiment": entry.experiment,
+        "params": entry.params_name,
+        "params_hash": entry.params_hash[:16],
+    }
 
 
 # ------------------------------------------------------------------------- formatting

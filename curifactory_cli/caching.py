@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import datetime
+import hashlib
 import importlib.util
 import inspect
 import json
@@ -85,7 +86,13 @@ def _is_extension(value: Any) -> bool:
     return isinstance(value, str) and (value == "" or _EXTENSION.fullmatch(value) is not None)
 
 
+_MODERN_DEFAULTS = {name: p.default for name, p in _MODERN.parameters.items()}
+
+
 def _constructor_options(owner: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    if not args and kwargs.keys() <= _MODERN_DEFAULTS.keys():
+        # The form the runner makes a cacher per stage call in: no binder needed.
+        return {**_MODERN_DEFAULTS, **kwargs}
     legacy = "extension" not in kwargs and bool(args) and _is_extension(args[0])
     try:
         bound = (_LEGACY if legacy else _MODERN).bind(*args, **kwargs)
@@ -140,8 +147,43 @@ def atomic_path(path: str) -> Iterator[str]:
 
 
 def _write_text(path: str, text: str) -> None:
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as outfile:
-        outfile.write(text)
+    with atomic_path(path) as tmp:
+        _write_all(tmp, text.encode("utf-8"))
+
+
+_WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
+
+
+def _write_all(path: str, data: bytes) -> None:
+    # os.open and os.write: a buffered file object adds an ioctl, two lseeks and an fstat.
+    fd = os.open(path, _WRITE_FLAGS, 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
+
+
+class _HashingFile:
+    """A write-only file that keeps the sha256 and size of what went through it."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.size = 0
+        self.hash = hashlib.sha256()
+        self.first = b""  # the first byte: tells a pickle (0x80) from other files
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        if not self.size and view:
+            self.first = bytes(view[:1])
+        self.hash.update(view)
+        written = len(view)
+        self.size += written
+        while view:
+            view = view[os.write(self.fd, view) :]
+        return written
 
 
 def _json_safe(value: Any) -> Any:
@@ -187,6 +229,9 @@ class Cacheable:
         self._path: str | None = None  # set by the runner (or assigned to `path`)
         self._bound_dir: str | None = None  # the staging folder the runner bound it to
         self._entry_dir: str | None = None  # where that folder is published (see _published)
+        # path -> (size, mtime_ns, sha256, first byte) of files written through _write_file
+        # into the staging folder: the runner then need not read them back for checksums.
+        self._written: dict[str, tuple[int, int, str, bytes]] = {}
         if options["record"] is not None:
             self.set_record(options["record"])
 
@@ -223,6 +268,33 @@ class Cacheable:
         # Always `<output><extension>`, even for an output named "data.csv": a sibling path
         # (`get_path("_model")`) must still start with the output's name.
         self._path = os.path.join(directory, *parts) + self.extension
+
+    @contextlib.contextmanager
+    def _write_file(self, path: str) -> Iterator[Any]:
+        """A binary file to write `path` through. In the runner's staging folder it is written
+        in place (the folder is private, and published whole by one rename) and its checksum
+        is taken while it is written; anywhere else, atomically through a temporary file."""
+        bound = self._bound_dir
+        if bound is None or not path.startswith(bound + os.sep):
+            with atomic_path(path) as tmp, open(tmp, "wb") as outfile:
+                yield outfile
+            return
+        folder = os.path.dirname(path)
+        if folder != bound:
+            os.makedirs(folder, exist_ok=True)
+        fd = os.open(path, _WRITE_FLAGS, 0o666)
+        try:
+            outfile = _HashingFile(fd)
+            yield outfile
+            info = os.fstat(fd)
+        finally:
+            os.close(fd)
+        self._written[path] = (
+            outfile.size,
+            info.st_mtime_ns,
+            outfile.hash.hexdigest(),
+            outfile.first,
+        )
 
     def _published(self, path: str) -> str:
         """`path` as it will be once the runner has published the staging folder it is in."""
@@ -478,7 +550,8 @@ class JsonCacher(Cacheable):
             msg = f"JsonCacher cannot save this value: {problem}"
             raise CacheError(msg, hint="convert it to plain JSON types or use PickleCacher.")
         path = self.get_path()
-        _write_text(path, json.dumps(obj, indent=2))
+        with self._write_file(path) as outfile:
+            outfile.write(json.dumps(obj, indent=2).encode("utf-8"))
         return path
 
     def load(self) -> Any:
@@ -494,7 +567,7 @@ class PickleCacher(Cacheable):
 
     def save(self, obj: Any) -> str:
         path = self.get_path()
-        with atomic_path(path) as tmp, open(tmp, "wb") as outfile:
+        with self._write_file(path) as outfile:
             pickle.dump(obj, outfile, protocol=pickle.HIGHEST_PROTOCOL)
         return path
 

@@ -6,11 +6,11 @@ Heavy modules (the runner, pandas, user code) are imported inside commands so th
 
 from __future__ import annotations
 
+import atexit
 import contextlib
-import json
+import gc
 import os
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -22,17 +22,15 @@ from curifactory_cli.cli_common import (
     RemoteOpt,
     StrictOpt,
     console,
-    err_console,
+    execute_run,
     fail,
-    shown_path,
 )
 from curifactory_cli.cli_report import report_command
 from curifactory_cli.cli_runs import runs_app
-from curifactory_cli.errors import CurifactoryError, ExitCode, exit_code_for
+from curifactory_cli.console import write_json
+from curifactory_cli.errors import CurifactoryError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-
     from curifactory_cli.runner import RunOptions
 
 app = typer.Typer(
@@ -98,13 +96,17 @@ IgnoreLazyOpt = Annotated[bool, typer.Option("--ignore-lazy", help="Keep Lazy ou
 
 
 def _options(ctx: typer.Context) -> RunOptions:
-    """RunOptions from the parsed command line (`run` and `plan` share the selection options)."""
+    """RunOptions from the parsed command line (`run` and `plan` share the selection options).
+    The project is the nearest folder at or above the current one that is a project; paths on
+    the command line stay relative to the current folder."""
+    from curifactory_cli.discovery import project_root
     from curifactory_cli.runner import RunOptions
 
     given = ctx.params
     cache = given.get("cache")
     return RunOptions(
         experiment=given["experiment"],
+        root=str(project_root()),
         params=tuple(given.get("params") or ()),
         names=tuple(given.get("names") or ()),
         indices=tuple(given.get("indices") or ()),
@@ -248,83 +250,11 @@ def run(
     as_json: JsonOpt = False,
 ) -> None:
     """Run EXPERIMENT once per parameter set, reusing every valid cached stage."""
-    from curifactory_cli import console as ui
-    from curifactory_cli.engine.jobs import guard_streams
-    from curifactory_cli.runner import run_experiment
-
-    # `curi run ... | head`: a reader that goes away must not stop the computation; the run
-    # finishes, is recorded and exits as its outcome says (other commands: click exits 1).
-    guard_streams()
     options = _options(ctx)
     if plan:
         _show_plan(options, as_json)
         return
-    out = err_console if as_json else console
-    if quiet or as_json or no_progress or not console.is_terminal:
-        reporter: ui.PlainReporter = ui.PlainReporter(out, err_console, quiet=quiet or as_json)
-    else:
-        reporter = ui.LiveReporter(console, err_console)
-    try:
-        with _stage_output_to_stderr() if as_json else contextlib.nullcontext():
-            result = run_experiment(options, reporter=reporter)
-    except (CurifactoryError, KeyboardInterrupt) as exc:
-        if isinstance(reporter, ui.LiveReporter):
-            reporter.close()
-        if as_json:  # CI still gets a document on stdout
-            error = {
-                "message": getattr(exc, "message", "interrupted"),
-                "hint": getattr(exc, "hint", None),
-                "exit_code": int(exit_code_for(exc)),
-            }
-            console.out(
-                json.dumps({"experiment": experiment, "ok": False, "error": error}, indent=2)
-            )
-        raise fail(exc) from None
-    if result.error is not None:
-        fail(result.error)
-        for other in result.failures[1:]:  # --keep-going: the first is shown in full above
-            err_console.print(f"also failed: {other.message}", markup=False, soft_wrap=True)
-    if as_json:
-        console.out(json.dumps(result.to_json(), indent=2))
-    elif not quiet:
-        ui.print_summary(console, result)
-        if result.store_dir is not None:
-            console.print(f"stored in {result.store_dir}", markup=False, soft_wrap=True)
-        if result.report is not None:
-            console.print(f"report: {shown_path(result.report)}", markup=False, soft_wrap=True)
-    raise typer.Exit(code=int(ExitCode.OK if result.ok else exit_code_for(result.error)))
-
-
-@contextlib.contextmanager
-def _stage_output_to_stderr() -> Iterator[None]:
-    """With --json, stdout carries the JSON document alone: while the run lasts, what the
-    experiment's code prints goes to stderr, in this process (sys.stdout) and in what it
-    starts (descriptor 1: worker processes, a Dask cluster, programs run by a stage)."""
-    stdout = sys.stdout
-    stdout.flush()
-    saved = None
-    if _descriptor(stdout) == 1 and _descriptor(sys.stderr) == 2:
-        saved = os.dup(1)
-        os.dup2(2, 1)
-    sys.stdout = sys.stderr
-    try:
-        yield
-    finally:
-        sys.stdout = stdout
-        if saved is not None:
-            sys.stderr.flush()
-            with contextlib.suppress(OSError, ValueError):
-                sys.__stdout__.flush()  # a library writing there bypassed sys.stdout
-            os.dup2(saved, 1)
-            os.close(saved)
-
-
-def _descriptor(stream: object) -> int | None:
-    """The stream's file descriptor; None for an in-memory stream (a test runner's)."""
-    try:
-        return stream.fileno()  # type: ignore[attr-defined]
-    except (AttributeError, OSError, ValueError):
-        return None
+    execute_run(options, as_json=as_json, quiet=quiet, no_progress=no_progress)
 
 
 @app.command("plan")
@@ -364,7 +294,7 @@ def _show_plan(options: RunOptions, as_json: bool) -> None:
     except CurifactoryError as exc:
         raise fail(exc) from None
     if as_json:
-        console.out(json.dumps(result.to_json(), indent=2))
+        write_json(console, result.to_json())
         return
     ui.print_plan(console, headline(result.plans), result.plans)
 
@@ -374,7 +304,7 @@ def list_project(as_json: JsonOpt = False) -> None:
     """List experiments and parameter files (without importing them)."""
     from curifactory_cli import discovery
 
-    root = Path.cwd()
+    root = discovery.project_root()
     experiments = discovery.list_experiments(root)
     params = discovery.list_param_files(root)
     if as_json:
@@ -397,7 +327,7 @@ def list_project(as_json: JsonOpt = False) -> None:
                 for p in params
             ],
         }
-        console.out(json.dumps(data, indent=2))
+        write_json(console, data)
         return
     console.print("EXPERIMENTS", style="bold")
     for e in experiments:
@@ -421,9 +351,10 @@ def show_config(as_json: JsonOpt = False) -> None:
     storage_options) and where each comes from: curi.toml or [tool.curi] in pyproject.toml,
     a CURI_* environment variable, or the default."""
     from curifactory_cli.config import KEYS, load_settings, resolve_cache
+    from curifactory_cli.discovery import project_root
     from curifactory_cli.errors import CurifactoryError
 
-    root = Path.cwd()
+    root = project_root()
     try:
         settings = load_settings(root)
         cache = resolve_cache(root, settings)
@@ -434,7 +365,7 @@ def show_config(as_json: JsonOpt = False) -> None:
         value = cache if name == "cache" else settings.get(name)
         rows.append({"name": name, "value": value, "source": settings.source(name), "about": about})
     if as_json:
-        console.out(json.dumps({row["name"]: row for row in rows}, indent=2, default=str))
+        write_json(console, {row["name"]: row for row in rows})
         return
     width = max(len(row["name"]) for row in rows)
     for row in rows:
@@ -446,9 +377,34 @@ def show_config(as_json: JsonOpt = False) -> None:
         )
 
 
-def main() -> None:
-    """Console-script entry point."""
+def run_app() -> None:
+    """Run the command line; ends with SystemExit, as a click application does."""
     try:
         app()
     except KeyboardInterrupt as exc:  # outside a command's own handling (SIGTERM: 143)
         raise SystemExit(fail(exc).exit_code) from None
+
+
+def main() -> None:
+    """Console-script entry point.
+
+    Once the command is done, the process leaves without tearing the interpreter down:
+    freeing every object of a large run one by one took a quarter of a cached run's time.
+    Output is flushed and exit handlers run first (the registry and the cache are closed by
+    then: commands close what they open).
+    """
+    gc.freeze()  # what importing created lives to the end: the collector need not walk it
+    try:
+        run_app()
+        code: int = 0
+    except SystemExit as exc:
+        if exc.code is None or isinstance(exc.code, int):
+            code = exc.code or 0
+        else:  # sys.exit("message")
+            print(exc.code, file=sys.stderr)
+            code = 1
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):  # a closed pipe (`| head`) is not an error
+            stream.flush()
+    atexit._run_exitfuncs()
+    os._exit(code)

@@ -8,9 +8,11 @@ its files against their recorded checksums.
 from __future__ import annotations
 
 import enum
+import itertools
 import json
 import sys
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -31,6 +33,7 @@ from curifactory_cli.cli_common import (
     err_console,
     fail,
 )
+from curifactory_cli.console import write_json
 from curifactory_cli.errors import ConfigError, CurifactoryError, ExitCode
 
 if TYPE_CHECKING:
@@ -69,7 +72,7 @@ class DuGroup(str, enum.Enum):
 
 # ---------------------------------------------------------------------------------- helpers
 def _print_json(data: Any) -> None:
-    console.out(json.dumps(data, indent=2, default=str))
+    write_json(console, data)
 
 
 def _line(text: str, style: str | None = None) -> None:
@@ -170,11 +173,17 @@ def _cacher_names(entry: CacheEntry) -> str:
 # ---------------------------------------------------------------------------------- ls
 def _stale_only(entries: list, experiment: str, params: list[str] | None, location: str) -> list:
     """Plan the experiment (this imports its code) and keep the entries it would not reuse."""
+    from curifactory_cli.discovery import project_root
     from curifactory_cli.engine.planner import stale_keys
     from curifactory_cli.runner import RunOptions, plan_experiment
 
     plan = plan_experiment(
-        RunOptions(experiment=experiment, params=tuple(params or ()), cache_dir=location)
+        RunOptions(
+            experiment=experiment,
+            params=tuple(params or ()),
+            cache_dir=location,
+            root=str(project_root()),
+        )
     )
     keys = stale_keys(plan.plans, entries)
     return [e for e in entries if e.key in keys]
@@ -225,58 +234,86 @@ def cache_ls(
 
     store = _store(cache)
     root = store.root
+    groups: Iterable[list[CacheEntry]]
     try:
-        entries = _entries(store, stale or experiment, stage, params)
-        if current:
-            runs = cache_index.latest_runs(_registry(), None)
-            entries = cache_index.used_by(entries, runs)
-        if stale:
-            entries = _stale_only(entries, stale, stale_params, store.location)
-        entries = cache_index.sort_entries(entries, sort.value if sort else None)
+        if current or stale or (sort is not None and sort is not SortKey.experiment):
+            entries = _entries(store, stale or experiment, stage, params)
+            if current:
+                runs = cache_index.latest_runs(_registry(), None)
+                entries = cache_index.used_by(entries, runs)
+            if stale:
+                entries = _stale_only(entries, stale, stale_params, store.location)
+            groups = [cache_index.sort_entries(entries, sort.value if sort else None)]
+        elif hasattr(store, "entry_groups"):
+            # The default order, streamed a parameter set at a time: memory stays flat
+            # whatever the size of the cache.
+            wanted = cache_index.experiment_name(experiment) if experiment else None
+            groups = store.entry_groups(wanted, stage, params)
+        else:
+            groups = [cache_index.sort_entries(_entries(store, experiment, stage, params))]
+        listed = (entry for group in groups for entry in group)
+        first = next(listed, None)
     except CurifactoryError as exc:
         raise fail(exc) from None
-    total_size = sum(e.size for e in entries)
+    if first is not None:
+        listed = itertools.chain([first], listed)
+    totals = {"count": 0, "size": 0}
+
+    def counted() -> Iterator[CacheEntry]:
+        for entry in listed if first is not None else ():
+            totals["count"] += 1
+            totals["size"] += entry.size
+            yield entry
+
     if as_json:
-        _print_json(
-            {
-                "cache_dir": store.location,
-                "entries": [e.to_json(root) for e in entries],
-                "count": len(entries),
-                "total_size": total_size,
-            }
-        )
+        _stream_json(store.location, (e.to_json(root) for e in counted()), totals)
         return
-    if not entries:
+    if first is None:
         filtered = " matching the filters" if (experiment or stage or params) else ""
         what = f"no stale entries of {stale!r}" if stale else "no cached entries"
         what += " used by the latest runs" if current else ""
         console.print(f"{what} in {store.location}{filtered}", markup=False)
         return
     now = time.time()
-    any_invalidated = any(e.invalidated for e in entries)
-    rows = []
-    for e in entries:
-        row = [
-            e.short_id,
-            e.experiment,
-            e.params_name,
-            e.stage,
-            ", ".join(e.outputs) or "-",
-            _cacher_names(e),
-            cache_index.human_size(e.size),
-            cache_index.human_age(now - e.created),
-        ]
-        rows.append([*row, "invalidated" if e.invalidated else ""] if any_invalidated else row)
-    columns = ["id", "experiment", "params", "stage", "outputs", "cacher", "size", "age"]
-    ui.print_table(
+
+    def rows() -> Iterator[list[str]]:
+        for e in counted():
+            row = [
+                e.short_id,
+                e.experiment,
+                e.params_name,
+                e.stage,
+                ", ".join(e.outputs) or "-",
+                _cacher_names(e),
+                cache_index.human_size(e.size),
+                cache_index.human_age(now - e.created),
+            ]
+            yield [*row, "invalidated"] if e.invalidated else row
+
+    ui.stream_table(
         console,
-        [*columns, "state"] if any_invalidated else columns,
-        # Text cells: no markup in names; folded, never cut: "n_rows=5…" could be 50 or 500.
-        [[Text(c, overflow="fold") for c in row] for row in rows],  # type: ignore[misc]
+        ["id", "experiment", "params", "stage", "outputs", "cacher", "size", "age"],
+        rows(),
         right=("size",),
-        caption=f"{_plural(len(entries), 'entry', 'entries')}, "
-        f"{cache_index.human_size(total_size)}",
+        caption=lambda: (
+            f"{_plural(totals['count'], 'entry', 'entries')}, "
+            f"{cache_index.human_size(totals['size'])}"
+        ),
     )
+
+
+def _stream_json(location: str, items: Iterable[dict[str, Any]], totals: dict[str, int]) -> None:
+    """`{"cache_dir", "entries": [...], "count", "total_size"}` written an entry at a time
+    (one line each): memory stays flat, and the output can be grepped."""
+    write = console.file.write
+    write('{\n  "cache_dir": ' + json.dumps(location) + ',\n  "entries": [')
+    separator = "\n    "
+    for item in items:
+        write(separator + json.dumps(item, default=str))
+        separator = ",\n    "
+    write(("\n  " if totals["count"] else "") + "],\n")
+    write(f'  "count": {totals["count"]},\n  "total_size": {totals["size"]}\n}}\n')
+    console.file.flush()
 
 
 # ---------------------------------------------------------------------------------- inspect
@@ -1023,10 +1060,12 @@ def cache_du(
     from curifactory_cli import cache_index
 
     store = _store(cache)
-    entries = _entries(store, experiment, None, None)
     groups = [by.value] if by else list(cache_index.DU_GROUPS)
-    tables = {g: cache_index.totals(entries, g) for g in groups}
-    total = {"entries": len(entries), "size": sum(e.size for e in entries)}
+    wanted = cache_index.experiment_name(experiment) if experiment else None
+    try:
+        tables, total = cache_index.totals_by(store.entries(wanted), groups)
+    except CurifactoryError as exc:
+        raise fail(exc) from None
     if as_json:
         _print_json(
             {
@@ -1036,7 +1075,7 @@ def cache_du(
             }
         )
         return
-    if not entries:
+    if not total["entries"]:
         console.print(f"no cached entries in {store.location}", markup=False)
         return
     caption = (

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from curifactory_cli.console import SafeConsole
+from curifactory_cli.console import SafeConsole, write_json
 from curifactory_cli.errors import (
     CurifactoryError,
+    ExitCode,
     ExperimentImportError,
     StageError,
     Terminated,
@@ -17,7 +21,10 @@ from curifactory_cli.errors import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
     from curifactory_cli.registry import RunRegistry
+    from curifactory_cli.runner import RunOptions
 
 console = SafeConsole(highlight=False)
 err_console = SafeConsole(stderr=True, highlight=False)
@@ -63,10 +70,12 @@ def shown_path(path: Path) -> str:
 
 
 def registry_file(registry: Path | None) -> Path:
-    """The project is the current directory, as for every other curi command."""
+    """`--registry`, else the registry of the project the current folder is in (the nearest
+    project folder at or above it, as for every other curi command)."""
+    from curifactory_cli.discovery import project_root
     from curifactory_cli.registry import registry_path
 
-    return registry if registry is not None else registry_path(Path.cwd())
+    return registry if registry is not None else registry_path(project_root())
 
 
 def open_registry(path: Path) -> RunRegistry:
@@ -106,3 +115,96 @@ def fail(exc: BaseException) -> typer.Exit:
     else:
         ui.print_error(err_console, f"{type(exc).__name__}: {exc}")
     return typer.Exit(code=int(exit_code_for(exc)))
+
+
+def execute_run(
+    options: RunOptions,
+    *,
+    as_json: bool = False,
+    quiet: bool = False,
+    no_progress: bool = False,
+    check: Callable[[], None] | None = None,
+) -> None:
+    """Run, show the progress and the summary (or the --json document), and exit as the run
+    ended: what `curi run` and `curi runs reproduce` share. `check` runs first, and a
+    CurifactoryError it raises is reported like one from the run itself."""
+    from curifactory_cli import console as ui
+    from curifactory_cli.engine.jobs import guard_streams
+    from curifactory_cli.runner import run_experiment
+
+    # `curi run ... | head`: a reader that goes away must not stop the computation; the run
+    # finishes, is recorded and exits as its outcome says (other commands: click exits 1).
+    guard_streams()
+    out = err_console if as_json else console
+    if quiet or as_json or no_progress or not console.is_terminal:
+        reporter: ui.PlainReporter = ui.PlainReporter(out, err_console, quiet=quiet or as_json)
+    else:
+        reporter = ui.LiveReporter(console, err_console)
+    try:
+        if check is not None:
+            check()
+        with _stage_output_to_stderr() if as_json else contextlib.nullcontext():
+            result = run_experiment(options, reporter=reporter)
+    except (CurifactoryError, KeyboardInterrupt) as exc:
+        if isinstance(reporter, ui.LiveReporter):
+            reporter.close()
+        if as_json:  # CI still gets a document on stdout
+            error = {
+                "message": getattr(exc, "message", "interrupted"),
+                "hint": getattr(exc, "hint", None),
+                "exit_code": int(exit_code_for(exc)),
+            }
+            document = {"experiment": options.experiment, "ok": False, "error": error}
+            write_json(console, document)
+        raise fail(exc) from None
+    # Warnings found once the run was over (--store-full could not keep something): the live
+    # output has shown the others already.
+    for message in result.warnings[len(reporter.warnings) :]:
+        err_console.print(
+            f"warning: {message}", style="yellow", markup=False, highlight=False, soft_wrap=True
+        )
+    if result.error is not None:
+        fail(result.error)
+        for other in result.failures[1:]:  # --keep-going: the first is shown in full above
+            err_console.print(f"also failed: {other.message}", markup=False, soft_wrap=True)
+    if as_json:
+        write_json(console, result.to_json())
+    elif not quiet:
+        ui.print_summary(console, result)
+        if result.store_dir is not None:
+            console.print(f"stored in {result.store_dir}", markup=False, soft_wrap=True)
+        if result.report is not None:
+            console.print(f"report: {shown_path(result.report)}", markup=False, soft_wrap=True)
+    raise typer.Exit(code=int(ExitCode.OK if result.ok else exit_code_for(result.error)))
+
+
+@contextlib.contextmanager
+def _stage_output_to_stderr() -> Iterator[None]:
+    """With --json, stdout carries the JSON document alone: while the run lasts, what the
+    experiment's code prints goes to stderr, in this process (sys.stdout) and in what it
+    starts (descriptor 1: worker processes, a Dask cluster, programs run by a stage)."""
+    stdout = sys.stdout
+    stdout.flush()
+    saved = None
+    if _descriptor(stdout) == 1 and _descriptor(sys.stderr) == 2:
+        saved = os.dup(1)
+        os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    try:
+        yield
+    finally:
+        sys.stdout = stdout
+        if saved is not None:
+            sys.stderr.flush()
+            with contextlib.suppress(OSError, ValueError):
+                sys.__stdout__.flush()  # a library writing there bypassed sys.stdout
+            os.dup2(saved, 1)
+            os.close(saved)
+
+
+def _descriptor(stream: object) -> int | None:
+    """The stream's file descriptor; None for an in-memory stream (a test runner's)."""
+    try:
+        return stream.fileno()  # type: ignore[attr-defined]
+    except (AttributeError, OSError, ValueError):
+        return None

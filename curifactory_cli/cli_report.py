@@ -4,7 +4,6 @@ or serve the reports folder on 127.0.0.1."""
 from __future__ import annotations
 
 import functools
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,6 +19,7 @@ from curifactory_cli.cli_common import (
     registry_file,
     shown_path,
 )
+from curifactory_cli.console import write_json
 from curifactory_cli.errors import ConfigError, CurifactoryError
 
 
@@ -49,8 +49,9 @@ def report_command(
     """Rebuild a run's report (reports/<run>/index.html) and the index of all runs
     (reports/index.html) from the run registry and the reportables kept in the cache."""
     from curifactory_cli import report
+    from curifactory_cli.discovery import project_root
 
-    root = Path.cwd()
+    root = project_root()
     warnings: list[str] = []
     try:
         runs = open_registry(registry_file(registry))
@@ -79,7 +80,7 @@ def report_command(
             "index": str(index),
             "warnings": warnings,
         }
-        console.out(json.dumps(data, indent=2))
+        write_json(console, data)
     else:
         console.print(f"report: {shown_path(page)}", markup=False, soft_wrap=True)
     if open_ and not _open_in_browser(page):

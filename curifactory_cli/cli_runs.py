@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import shlex
 from typing import Annotated, Any
 
@@ -16,11 +15,12 @@ from curifactory_cli.cli_common import (
     JsonOpt,
     RegistryOpt,
     console,
+    execute_run,
     fail,
     open_registry,
     registry_file,
 )
-from curifactory_cli.console import LOG_WIDTH, print_rows
+from curifactory_cli.console import LOG_WIDTH, print_rows, write_json
 from curifactory_cli.errors import CurifactoryError
 
 runs_app = typer.Typer(
@@ -61,7 +61,7 @@ def runs_ls(
     except CurifactoryError as exc:
         raise fail(exc) from None
     if as_json:
-        console.out(json.dumps({"registry": str(path), "runs": runs}, indent=2))
+        write_json(console, {"registry": str(path), "runs": runs})
         return
     if not runs:
         filtered = experiment is not None or status is not None
@@ -90,10 +90,81 @@ def runs_show(
         run = open_registry(path).get_run(reference)
     except CurifactoryError as exc:
         raise fail(exc) from None
+    _with_full_store(run)
     if as_json:
-        console.out(json.dumps(run, indent=2))
+        write_json(console, run)
         return
     _print_run(run)
+
+
+def _with_full_store(run: dict) -> None:
+    """A run kept with --store-full is reproduced from its store, not from today's files."""
+    from curifactory_cli.discovery import project_root
+    from curifactory_cli.runstore import RUNS_DIR, stored_reproduce_command
+
+    folder = project_root() / RUNS_DIR / run["reference"]
+    if (folder / "run.json").is_file():
+        run["full_store"] = str(folder)
+        run["reproduce"] = stored_reproduce_command(folder) or run.get("reproduce")
+
+
+@runs_app.command("reproduce")
+def runs_reproduce(
+    reference: Annotated[
+        str,
+        typer.Argument(
+            help="A run stored with --store-full: its reference, `<experiment>_<n>`, a unique "
+            "prefix, or the store's folder (data/runs/<reference>)."
+        ),
+    ],
+    workers: Annotated[
+        str | None,
+        typer.Option("--workers", "-j", metavar="N", help="Stage calls to run at once."),
+    ] = None,
+    no_report: Annotated[
+        bool, typer.Option("--no-report", help="Do not write the HTML report of this run.")
+    ] = False,
+    no_progress: Annotated[
+        bool, typer.Option("--no-progress", help="Plain lines instead of a live display.")
+    ] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Print only warnings and errors.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run a stored run again exactly as it ran: its experiment source and parameter values
+    as stored by --store-full, against its stored artifacts, read-only. Nothing executes when
+    they hold everything (only uncached leaf stages run). Recorded as a run of its own."""
+    from curifactory_cli import discovery, runstore
+    from curifactory_cli.registry import RunRegistry, registry_path
+    from curifactory_cli.runner import RunOptions, load_param_sets
+
+    root = discovery.project_root()
+    path = registry_path(root)
+    try:
+        registry = RunRegistry(path, read_only=True) if path.is_file() else None
+        stored = runstore.open_stored_run(root, reference, registry)
+    except CurifactoryError as exc:
+        raise fail(exc) from None
+    options = RunOptions(
+        experiment=stored.experiment,
+        params=(str(stored.params),),
+        root=str(root),
+        cache_dir=str(stored.artifacts),
+        dry_cache=True,  # the stored entries stay as they were
+        workers=workers,
+        report=not no_report,
+        notes=f"reproduces {stored.reference}",
+        command=("curi", "runs", "reproduce", stored.reference),
+    )
+
+    def check() -> None:
+        """Before anything runs: the stored values read back as the sets the run used."""
+        module = discovery.import_experiment(root, stored.experiment)
+        stored.check_param_sets(load_param_sets(root, module, options))
+
+    with discovery.experiment_source(stored.experiment, stored.source):
+        execute_run(options, as_json=as_json, quiet=quiet, no_progress=no_progress, check=check)
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -178,6 +249,7 @@ def _print_run(run: dict) -> None:
     fields += [
         ("command", shlex.join(run.get("command") or []) or "-"),
         ("reproduce", run.get("reproduce") or "-"),
+        *([("stored in", run["full_store"])] if run.get("full_store") else []),
         ("git", _git_text(run.get("git") or {})),
         ("host", _host_text(run.get("host") or {})),
         ("versions", ", ".join(f"{k} {v}" for k, v in (run.get("versions") or {}).items()) or "-"),

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from curifactory_cli.discovery import project_root
 from curifactory_cli.errors import ConfigError, close_matches_hint
 
 EXECUTORS = ("local", "dask")
@@ -110,8 +111,10 @@ def _check(where: str, key: str, value: Any) -> Any:
 
 
 def load_settings(root: Path, given: dict[str, Any] | None = None) -> Settings:
-    """Settings for the project at `root`: `given` (command-line options, None when not
-    given) over `CURI_*` variables over `curi.toml` or `[tool.curi]` over the defaults."""
+    """Settings for the project at `root` (or the project `root` is inside): `given`
+    (command-line options, None when not given) over `CURI_*` variables over `curi.toml` or
+    `[tool.curi]` over the defaults."""
+    root = project_root(root)
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
     own = root / CONFIG_FILE
@@ -138,12 +141,13 @@ def load_settings(root: Path, given: dict[str, Any] | None = None) -> Settings:
 def resolve_cache(root: Path, settings: Settings) -> str:
     """The cache as a URL, or an absolute folder (a relative one from a file or the default
     is relative to the project; from the command line or environment, to the current
-    directory)."""
+    directory). `root`: the project folder, or a folder inside it."""
     cache = str(settings.get("cache"))
     if "://" in cache and not cache.startswith("file://"):
         return cache
     path = Path(cache.removeprefix("file://")).expanduser()
     if path.is_absolute():
         return str(path)
-    base = Path.cwd() if settings.source("cache").startswith(("--", ENV_PREFIX)) else root
+    from_cwd = settings.source("cache").startswith(("--", ENV_PREFIX))
+    base = Path.cwd() if from_cwd else project_root(root)
     return str((base / path).resolve())

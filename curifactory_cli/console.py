@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import io
+import itertools
+import json
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
+from rich.cells import cell_len
 from rich.console import Console
 from rich.live import Live
 from rich.segment import Segment
@@ -268,17 +270,117 @@ class SafeConsole(Console):
         )
 
 
+RICH_ROWS = 200  # more rows than a screen shows: plain text, rich's layout takes seconds
+
+
 def print_rows(console: Console, table: Table) -> None:
     """On a terminal a table fits the screen. In a log or a pipe, rich would wrap or cut it to
     80 columns: there every row is printed on one line with its full values, so that a log
-    can be grepped for a run, a set or a stage."""
-    if console.is_terminal:
+    can be grepped for a run, a set or a stage. So are tables longer than a screen: laid out
+    by rich, 5,000 rows take seconds; as aligned plain text, milliseconds."""
+    if console.is_terminal and table.row_count <= RICH_ROWS:
         console.print(table)
         return
-    sink = SafeConsole(file=io.StringIO(), width=LOG_WIDTH, color_system=None, highlight=False)
-    sink.print(table)
-    for line in sink.file.getvalue().splitlines():
-        console.out(line.rstrip(), highlight=False)
+    lines = plain_table(table)
+    write_text(console, "\n".join(lines) + "\n" if lines else "")
+
+
+def stream_table(
+    console: Console,
+    columns: list[str],
+    rows: Iterable[list[str]],
+    *,
+    right: tuple[str, ...] = (),
+    caption: Callable[[], str] | None = None,
+) -> None:
+    """A table of rows that may not fit in memory: up to a screenful on a terminal is laid out
+    by rich; otherwise rows are written as plain text in blocks as they come, each column as
+    wide as its widest cell so far (control characters escaped). `caption` is called once
+    every row is out. A row may carry one more cell than there are columns (a rare "state")."""
+    source = iter(rows)
+    block = list(itertools.islice(source, RICH_ROWS + 1))
+    if console.is_terminal and len(block) <= RICH_ROWS:
+        width = max((len(r) for r in block), default=len(columns))
+        shown = [*columns, *["state"][: width - len(columns)]]
+        print_table(
+            console,
+            shown,
+            # Text cells: no markup in names; folded, never cut: "n_rows=5…" could be 500.
+            [[Text(c, overflow="fold") for c in [*r, *[""] * (width - len(r))]] for r in block],  # type: ignore[misc]
+            right=right,
+            caption=caption() if caption else None,
+        )
+        return
+    header = [*columns, *["state"][: max((len(r) for r in block), default=0) - len(columns)]]
+    widths = [cell_len(c) for c in header]
+    rights = [c in right for c in header]
+    lines: list[str] | None = None
+    while block:
+        cells = [[str(c).translate(_CONTROL) for c in row] for row in block]
+        for row in cells:
+            for i, text in enumerate(row):
+                if i >= len(widths):
+                    widths.append(0)
+                    rights.append(False)
+                widths[i] = max(widths[i], cell_len(text))
+        if lines is None:
+            lines = ["  ".join(_pad(h, w, r) for h, w, r in zip(header, widths, rights)).rstrip()]
+        lines.extend(
+            "  ".join(_pad(t, w, r) for t, w, r in zip(row, widths, rights)).rstrip()
+            for row in cells
+        )
+        write_text(console, "\n".join(lines) + "\n")
+        lines = []
+        block = list(itertools.islice(source, 1000))
+    if caption:
+        write_text(console, caption() + "\n")
+
+
+def plain_table(table: Table) -> list[str]:
+    """The table as aligned lines of plain text (title, header, rows, caption), full values,
+    control characters escaped."""
+    columns = [
+        [*([_plain(column.header)] if table.show_header else []), *map(_plain, column.cells)]
+        for column in table.columns
+    ]
+    if not columns:
+        return []
+    _, right, _, left = table.padding
+    gap = " " * max(1, left + right)
+    widths = [max(map(cell_len, cells)) for cells in columns]
+    justify = [column.justify for column in table.columns]
+    lines = [_plain(table.title)] if table.title else []
+    for row in zip(*columns):
+        cells = [
+            _pad(text, width, how == "right") for text, width, how in zip(row, widths, justify)
+        ]
+        lines.append(gap.join(cells).rstrip())
+    if table.caption:
+        lines.append(_plain(table.caption))
+    return lines
+
+
+def _plain(cell: object) -> str:
+    text = cell.plain if isinstance(cell, Text) else str(cell)
+    return text.translate(_CONTROL)
+
+
+def _pad(text: str, width: int, right: bool) -> str:
+    fill = " " * (width - cell_len(text))
+    return fill + text if right else text + fill
+
+
+def write_text(console: Console, text: str) -> None:
+    """Text written to the console's stream as it is (no markup, no wrapping, no layout)."""
+    console.file.write(text)
+    console.file.flush()
+
+
+def write_json(console: Console, data: object) -> None:
+    """A JSON document on the console's stream, written straight: through rich's text layout
+    a document of thousands of stage calls costs more than the run (JSON escapes control
+    characters itself)."""
+    write_text(console, json.dumps(data, indent=2, default=str) + "\n")
 
 
 _PLAN_STYLE = {"cached": "cyan", "run": "green", "maybe": "yellow", "skipped": "dim"}

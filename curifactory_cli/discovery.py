@@ -7,9 +7,12 @@ Listing never imports user code: it reads each file's syntax tree for `def run(`
 from __future__ import annotations
 
 import ast
+import contextlib
 import importlib
+import importlib.util
 import os
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -123,6 +126,39 @@ def _ensure_importable(root: Path) -> None:
         sys.path.insert(0, text)
 
 
+# Experiment module name -> the file it is imported from instead of experiments/ (see
+# `experiment_source`).
+_SOURCES: dict[str, Path] = {}
+
+
+def experiment_module(name: str) -> str:
+    """The module name of experiment `name` (`sub/name`, `sub.name`, `name.py`, and the name
+    a run records for `curi run experiments/name.py`, `experiments.name`, accepted)."""
+    clean = name[:-3] if name.endswith(".py") else name
+    clean = clean.replace("\\", "/").replace(".", "/")
+    if clean.startswith(f"{EXPERIMENTS_DIR}/"):
+        clean = clean[len(EXPERIMENTS_DIR) + 1 :]
+    return f"{EXPERIMENTS_DIR}.{clean.replace('/', '.')}"
+
+
+@contextlib.contextmanager
+def experiment_source(name: str, path: Path) -> Iterator[None]:
+    """While this lasts, experiment `name` is imported from `path` rather than from
+    experiments/ (a stored run's copy of its source, for `curi runs reproduce`). It keeps its
+    name and module name, so its cache keys are those of the run that was stored, and worker
+    processes import the same file (they import an experiment by its file)."""
+    module = experiment_module(name)
+    previous = _SOURCES.get(module)
+    _SOURCES[module] = Path(path)
+    try:
+        yield
+    finally:
+        if previous is None:
+            _SOURCES.pop(module, None)
+        else:
+            _SOURCES[module] = previous
+
+
 def import_experiment(root: Path, name: str) -> ModuleType:
     """Import `experiments/<name>.py` (subfolders as `sub/name` or `sub.name`)."""
     clean = name[:-3] if name.endswith(".py") else name
@@ -130,6 +166,9 @@ def import_experiment(root: Path, name: str) -> ModuleType:
     if clean.startswith(f"{EXPERIMENTS_DIR}/"):
         clean = clean[len(EXPERIMENTS_DIR) + 1 :]
     rel = clean.replace(".", "/")
+    source = _SOURCES.get(experiment_module(name))
+    if source is not None:  # `curi runs reproduce`: the stored copy
+        return _import_source(root, clean, experiment_module(name), source)
     path = root / EXPERIMENTS_DIR / f"{rel}.py"
     if not path.is_file() or ".." in rel.split("/"):
         available = [e.name for e in list_experiments(root)]
@@ -156,12 +195,49 @@ def import_experiment(root: Path, name: str) -> ModuleType:
             f"{type(exc).__name__}: {exc}",
             exc,
         ) from exc
+    return _checked(module, clean, path, root)
+
+
+def _checked(module: ModuleType, clean: str, path: Path, root: Path) -> ModuleType:
     if not callable(getattr(module, "run", None)):
         raise DiscoveryError(
             f"experiment {clean!r} ({_show(path, root)}) has no run(param_sets, manager) function",
             hint="define `def run(param_sets, manager):` that calls your stages.",
         )
     return module
+
+
+def _import_source(root: Path, clean: str, module_name: str, path: Path) -> ModuleType:
+    """Import experiment `clean` from the file `path` under its usual module name."""
+    if not path.is_file():
+        raise DiscoveryError(
+            f"the source of experiment {clean!r} is missing: {_show(path, Path.cwd())}",
+            hint="the stored copy was moved or deleted; nothing else holds that version.",
+        )
+    _ensure_importable(root)  # what the experiment imports from the project
+    loaded = sys.modules.get(module_name)
+    if loaded is not None:
+        if getattr(loaded, "__file__", None) and Path(loaded.__file__).resolve() == path.resolve():
+            return loaded
+        del sys.modules[module_name]
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise DiscoveryError(f"cannot import experiment {clean!r} from {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module  # dataclasses and pickling look the module up by name
+    try:
+        spec.loader.exec_module(module)
+    except GraphError:
+        del sys.modules[module_name]
+        raise
+    except Exception as exc:
+        del sys.modules[module_name]
+        raise ExperimentImportError(
+            f"experiment {clean!r} ({_show(path, Path.cwd())}) failed to import: "
+            f"{type(exc).__name__}: {exc}",
+            exc,
+        ) from exc
+    return _checked(module, clean, path, Path.cwd())
 
 
 def is_project_root(folder: Path) -> bool:
@@ -182,15 +258,25 @@ def find_project_root(start: Path) -> Path | None:
     return None
 
 
+def project_root(start: Path | None = None) -> Path:
+    """The project that `start` (default: the current folder) is in: the nearest folder at or
+    above it holding experiments/, curi.toml or a pyproject.toml with [tool.curi]; `start`
+    itself when there is none (then an experiment is not found, with a hint saying so)."""
+    folder = Path(os.path.abspath(start if start is not None else Path.cwd()))
+    return find_project_root(folder) or folder
+
+
 def _elsewhere_hint(root: Path) -> str | None:
-    """When `root` is no project (typically: curi started from a subfolder), where one is."""
+    """When `root` is no project (curi started outside any project, or an API caller gave
+    another folder), what to do."""
     if is_project_root(root):
         return None
     found = find_project_root(root.parent) if root.parent != root else None
     if found is None:
         return (
-            f"{root} has no {EXPERIMENTS_DIR}/ folder: run curi from your project's folder "
-            "(the one holding experiments/ and params/)."
+            f"neither {root} nor any folder above it is a project (a folder with "
+            f"{EXPERIMENTS_DIR}/, curi.toml, or [tool.curi] in pyproject.toml): run curi inside "
+            "your project (the folder holding experiments/ and params/, or any folder in it)."
         )
     return f"{root} is not a project folder but {found} is: run curi from there (cd {found})."
 

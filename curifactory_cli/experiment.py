@@ -104,4 +104,39 @@ def run_experiment(
     )
     if result.error is not None:
         raise result.error
+    if result.manager is not None:
+        _describe_parameter_files(
+            result.manager, list(param_files or ()), experiment_name, result.param_sets
+        )
     return result.results, result.manager
+
+
+def _describe_parameter_files(
+    manager: Any, specs: list[str], experiment_name: str, param_sets: list[Any]
+) -> None:
+    """Curifactory's manager attributes about what ran: `parameter_files` (as given, or the
+    experiment's name for its own get_params()) and `param_file_param_sets`, the
+    `(name, hash)` of each set that ran, by parameter file."""
+    import contextlib
+    from pathlib import Path
+
+    from curifactory_cli import discovery
+    from curifactory_cli.errors import CurifactoryError
+
+    root = Path.cwd().resolve()
+
+    def where(source: str) -> Path:
+        path = Path(source)
+        return (path if path.is_absolute() else root / path).resolve()
+
+    by_file: dict[str, list[tuple[str, str]]] = {}
+    files: dict[Path, str] = {}
+    for spec in specs or [experiment_name]:
+        by_file[spec] = []
+        with contextlib.suppress(CurifactoryError):  # else: the experiment's own get_params()
+            files[where(str(discovery.resolve_param_file(root, spec)))] = spec
+    for param_set in param_sets:
+        spec = files.get(where(param_set.source), specs[0] if len(specs) == 1 else None)
+        by_file.setdefault(spec or experiment_name, []).append((param_set.name, param_set.hash))
+    manager.parameter_files = list(by_file)
+    manager.param_file_param_sets = by_file

@@ -74,6 +74,7 @@ class Node:
     reason: str = ""
     seconds: float = 0.0
     entry_dir: str | None = None
+    _upstream: list[OutputRef] | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def record_name(self) -> str:
@@ -88,9 +89,14 @@ class Node:
         return f"{self.stage.name} [{self.record_name}]"
 
     def upstream(self) -> list[OutputRef]:
-        refs = [v for v in self.inputs.values() if isinstance(v, OutputRef)]
-        for pairs in self.aggregate_inputs.values():
-            refs.extend(ref for _, ref in pairs if isinstance(ref, OutputRef))
+        """The artifacts this call reads (its inputs are fixed when it is traced; callers
+        must not change the list)."""
+        refs = self._upstream
+        if refs is None:
+            refs = [v for v in self.inputs.values() if isinstance(v, OutputRef)]
+            for pairs in self.aggregate_inputs.values():
+                refs.extend(ref for _, ref in pairs if isinstance(ref, OutputRef))
+            self._upstream = refs
         return refs
 
 

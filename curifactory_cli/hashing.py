@@ -36,8 +36,13 @@ def digest(data: str | bytes, width: int = 64) -> str:
     return hashlib.sha256(data).hexdigest()[:width]
 
 
+# One encoder for every call: json.dumps with options builds a new one each time, which
+# costs more than encoding a key's few parts.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def canonical_json(tree: Any) -> str:
-    return json.dumps(tree, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _CANONICAL.encode(tree)
 
 
 class _Walker:
@@ -192,7 +197,9 @@ def _representations(params: Any) -> dict[str, Any]:
 
 def hash_breakdown(params: Any) -> dict[str, tuple[str, Any]]:
     """How each field of a parameter set takes part in its hash: (how, what is hashed), as
-    Curifactory's `params_hash(dry=True)` shows it, to debug custom hash functions."""
+    Curifactory's `params_hash(dry=True)` shows it, to debug custom hash functions:
+    `("repr(a)", "6")`, `("SKIPPED: value is None", None)`, a nested dataclass as
+    `("get_param_set_hash_values(param_set, sub)", {its fields})`."""
     reps = _representations(params)
     items = param_fields(params)
     out: dict[str, tuple[str, Any]] = {}
@@ -204,10 +211,61 @@ def hash_breakdown(params: Any) -> dict[str, tuple[str, Any]]:
         elif value is None:
             out[name] = ("SKIPPED: value is None", None)
         elif name in reps and callable(reps[name]):
-            out[name] = (f"hash_representations['{name}']", reps[name](params, value))
+            how = f"param_set.hash_representations['{name}'](param_set, {name})"
+            out[name] = (how, reps[name](params, value))
+        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+            out[name] = (f"get_param_set_hash_values(param_set, {name})", hash_breakdown(value))
+        elif callable(value) and hasattr(value, "__qualname__"):
+            out[name] = (f"{name}.__qualname__", value.__qualname__)
         else:
-            out[name] = ("value", value)
+            out[name] = (f"repr({name})", repr(value))
     return out
+
+
+def param_set_string_hash_representations(param_set: Any) -> dict[str, Any]:
+    """Curifactory's JSON-able view of a parameter set's hash: each hashed field as a string
+    (a nested dataclass as its own such dict), the name, and the fields left out of the hash
+    under "IGNORED_PARAMS" with their values."""
+    shown: dict[str, Any] = {}
+    skipped: dict[str, Any] = {}
+    for key, (how, rep) in hash_breakdown(param_set).items():
+        value = getattr(param_set, key, None)
+        if key == "name":
+            shown[key] = value
+        elif how.startswith("get_param_set_hash_values"):
+            shown[key] = param_set_string_hash_representations(value)
+        elif rep is not None:
+            shown[key] = str(rep)
+        elif key in PARAMETERS_BLACKLIST:
+            continue
+        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+            skipped[key] = param_set_string_hash_representations(value)
+        else:
+            skipped[key] = None if value is None else str(value)
+    if skipped:
+        shown["IGNORED_PARAMS"] = skipped
+    return shown
+
+
+def combine_hashes(own: str, hashes: list[str]) -> str:
+    """The hash of an aggregate's record: its own parameter hash ("None" without parameters)
+    with those of the records it covers, in any order."""
+    return digest("|".join([own, *sorted(hashes)]), PARAMS_HASH_WIDTH)
+
+
+def add_params_combo_hash(
+    active_record: Any,
+    records_list: list[Any],
+    registry_path: str | None = None,
+    store_in_registry: bool = False,
+) -> str:
+    """Curifactory's hash of an aggregate stage's record over `records_list` (what
+    `record.combo_hash` holds once the aggregate is called). `registry_path` and
+    `store_in_registry` are accepted: parameter sets are kept in the run registry, not in a
+    params_registry.json."""
+    params = active_record.params
+    own = "None" if params is None else active_record.manager._params_hash(params)
+    return combine_hashes(own, [r.get_hash() for r in records_list])
 
 
 def hash_params(params: Any, where: str = "parameters") -> str:

@@ -35,15 +35,20 @@ _WITHOUT_EFFECT = frozenset(
     {
         "custom_name",
         "disable_non_cf_loggers",
+        "live_log_debug",
         "logs_path",
+        "manager_cache_path",
         "notebook_path",
+        "notebooks_path",
         "parallel_lock",
         "parallel_mode",
         "prefix",
+        "report_css_path",
         "reports_path",
         "run_line",
         "runs_path",
         "status_override",
+        "suppress_live_log",
     }
 )
 
@@ -89,8 +94,9 @@ class ArtifactManager(_record.ArtifactManager):
                 "`curi run EXPERIMENT PARAMS --store-full`"
             )
         from curifactory_cli.config import load_settings, resolve_cache
+        from curifactory_cli.discovery import project_root
 
-        root = Path.cwd().resolve()
+        root = project_root().resolve()  # a notebook in notebooks/ uses its project's
         settings = load_settings(root, {"cache": cache_path})
         super().__init__(
             experiment_name,

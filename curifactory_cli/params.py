@@ -13,6 +13,7 @@ like `sweep_lr=0.1_depth=3`. Dotted keys (`model.depth`) address nested mappings
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import json
 import re
@@ -535,8 +536,14 @@ class _FieldError(Exception):
         self.key, self.message, self.hint = key, message, hint
 
 
+@functools.lru_cache(maxsize=256)
+def _type_hints(cls: type) -> dict[str, Any]:
+    # Once per class: resolving string annotations compiles each of them, every time.
+    return typing.get_type_hints(cls)
+
+
 def _build(cls: type, values: Mapping[str, Any], prefix: str = "") -> Any:
-    hints = typing.get_type_hints(cls)
+    hints = _type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     kwargs: dict[str, Any] = {}
     for key, value in values.items():
@@ -748,7 +755,7 @@ def _override_object(obj: Any, key: str, value: Any, source: str) -> Any:
         if rest:
             new_value = _override_object(current, rest, value, source)
         else:
-            hints = typing.get_type_hints(type(obj))
+            hints = _type_hints(type(obj))
             try:
                 new_value = _coerce(value, hints.get(head, Any), key)
             except _Mismatch as exc:

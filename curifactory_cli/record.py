@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from curifactory_cli.caching import Lazy
+from curifactory_cli.caching import Lazy, PathRef
 from curifactory_cli.errors import CacheError
 from curifactory_cli.graph import NOT_COMPUTED, Graph, Node, OutputRef
-from curifactory_cli.hashing import digest, hash_params
+from curifactory_cli.hashing import combine_hashes, hash_params
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from curifactory_cli.caching import Cacheable
 
 
@@ -86,13 +88,21 @@ def _output_value(item: Any) -> Any:
 class _CachedOutput:
     """A cached, not-yet-loaded output of a stage that did not need to run."""
 
-    __slots__ = ("cacher", "keep", "loaded", "value")
+    __slots__ = ("_cacher", "_make", "keep", "loaded", "value")
 
-    def __init__(self, cacher: Cacheable, keep: bool) -> None:
-        self.cacher = cacher
+    def __init__(self, cacher: Cacheable | Callable[[], Cacheable], keep: bool) -> None:
+        # A cached run reads few of its outputs: the cacher is made when one is read.
+        self._cacher, self._make = (None, cacher) if callable(cacher) else (cacher, None)
         self.keep = keep  # memoise after the first load (plain outputs); Lazy ones never are
         self.loaded = False
         self.value: Any = None
+
+    @property
+    def cacher(self) -> Cacheable:
+        if self._cacher is None:
+            assert self._make is not None
+            self._cacher, self._make = self._make(), None
+        return self._cacher
 
     def get(self) -> Any:
         if self.loaded:
@@ -127,6 +137,9 @@ class Record:
         self._staging: Any = None  # the running stage's staging folder, set by run_job
         self._running_stage: str | None = None  # its name (record.stages is the traced list)
         self.index = -1
+        every = getattr(manager, "_every_record", None)
+        if every is not None:
+            every.append(self)
         if not hide:
             self.index = len(manager.records)
             manager.records.append(self)
@@ -163,8 +176,16 @@ class Record:
         self.is_aggregate = True
         self.input_records = list(records)
         own = self.manager._params_hash(self.params) if self.params is not None else "None"
-        parts = [own, *sorted(r.get_hash() for r in records)]
-        self._combo_hash = digest("|".join(parts), 32)
+        self._combo_hash = combine_hashes(own, [r.get_hash() for r in records])
+
+    @property
+    def combo_hash(self) -> str | None:
+        """An aggregate's hash over the records it covers (Curifactory's; None otherwise)."""
+        return self._combo_hash
+
+    @combo_hash.setter
+    def combo_hash(self, value: str | None) -> None:
+        self._combo_hash = value
 
     def get_reference_name(self) -> str:
         return f"Record {self.index} ({self.name})"
@@ -195,10 +216,11 @@ class Record:
         are published; a path the stage returns (also inside a list, tuple or dict) is rewritten
         to the published place, so it stays valid downstream and on cached runs.
 
-        Curifactory's arguments: `subdir` nests the file in folders and `prefix` is put before
-        its name (`<prefix>_<obj_name>`), inside the entry. `stage_name` may only name the
-        running stage: another stage's files are in that stage's entry. `track` chooses what
-        Curifactory's --store-full copies; here --store-full copies whole entries.
+        The name of an output whose cacher is a `PathRef` gives that cacher's path, as in
+        Curifactory. Curifactory's arguments: `subdir` nests the file in folders and `prefix`
+        is put before its name (`<prefix>_<obj_name>`), inside the entry. `stage_name` may only
+        name the running stage: another stage's files are in that stage's entry. `track`
+        chooses what Curifactory's --store-full copies; here --store-full copies whole entries.
         """
         if self._staging is None:
             msg = "record.get_path() can only be used inside a stage that has cachers"
@@ -213,6 +235,10 @@ class Record:
                 hint=f"to read what {stage_name!r} wrote, list that output in the inputs "
                 "(Lazy(name, resolve=False) passes its cacher, whose get_path() is the file).",
             )
+        if prefix is None and not subdir:
+            ref_path = self._path_ref_named(obj_name)
+            if ref_path is not None:
+                return ref_path
         name = obj_name if prefix is None else f"{prefix}_{obj_name}"
         folders = subdir.split("/") if subdir else []
         for part in [*folders, name]:
@@ -220,6 +246,16 @@ class Record:
         base = os.path.join(str(self._staging), "files", *folders)
         os.makedirs(base, exist_ok=True)
         return os.path.join(base, name)
+
+    def _path_ref_named(self, obj_name: str) -> str | None:
+        """The path of the running stage's PathRef cacher whose file is `obj_name`: as in
+        Curifactory, `record.get_path("model_path")` is where a PathRef output goes."""
+        for cacher in self.stage_cachers or ():
+            if isinstance(cacher, PathRef):
+                path = cacher.get_path()
+                if os.path.basename(path) == obj_name:
+                    return path
+        return None
 
     def get_dir(
         self,
@@ -289,6 +325,10 @@ class ArtifactManager:
         self.overwrite_stages = list(overwrite_stages or [])
         self.cache_path = cache_path
         self.records: list[Record] = []
+        self._every_record: list[Record] = []  # hidden ones (hide=True, copies) too
+        # Curifactory's record of the parameter files of a run (set by run_experiment).
+        self.parameter_files: list[str] = []
+        self.param_file_param_sets: dict[str, list[tuple[str, str]]] = {}
         self.graph = Graph()
         self._param_hashes = dict(param_hashes or {})
         # Set by `curi run` while run() is traced: settles a stage call whose output run()
@@ -309,6 +349,12 @@ class ArtifactManager:
 
     def get_reference_name(self) -> str:
         return self.experiment_name
+
+    @property
+    def reportables(self) -> list[Any]:
+        """Every reportable of the manager's records (hidden ones too), record by record: those
+        reported by the stages that ran, and the cached ones put back on a cache hit."""
+        return [reportable for r in self._every_record for reportable in r.reportables]
 
     def generate_report(self) -> None:
         """Curifactory's call at the end of run(): under `curi run` the run's report is

@@ -601,4 +601,7 @@ def _stage_dict(row: sqlite3.Row) -> dict[str, Any]:
 
 def _dumps(value: Any) -> str:
     # default=str: provenance may hold Paths or other simple objects; never fail a run over it.
-    return json.dumps(value, default=str, sort_keys=True)
+    return _ENCODER.encode(value)
+
+
+_ENCODER = json.JSONEncoder(default=str, sort_keys=True)  # one for all: a row is one call

@@ -143,6 +143,25 @@ class StageSpec:
         return param.default
 
 
+def _missing_signature_inputs(
+    function: Callable[..., Any], input_names: list[str], function_inputs: dict[str, Any]
+) -> tuple[list[str], list[str]]:
+    """Curifactory's check of a stage's inputs against its function (ported, BSD-3): the
+    input names its signature lacks, and the inputs that have no default and no value in
+    `function_inputs` (which fail even with suppress_missing_inputs)."""
+    parameters = inspect.signature(function).parameters
+    missing = [name for name in input_names if name not in parameters]
+    no_defaults = [
+        name
+        for name, parameter in parameters.items()
+        if name in input_names
+        and parameter.default is inspect.Parameter.empty
+        and name not in function_inputs
+        and name not in missing
+    ]
+    return missing, no_defaults
+
+
 # Every declared stage, so a missing input can name the stages that would produce it.
 _DECLARED: weakref.WeakSet[StageSpec] = weakref.WeakSet()
 

@@ -722,7 +722,7 @@ from curifactory_cli.caching import PathRef
 
 @cf.stage(inputs=None, outputs=["ref"], cachers=[PathRef])
 def make(record):
-    path = record.get_path("ref")
+    path = record.get_path("elsewhere")
     open(path, "w").close()
     return path
 
@@ -740,7 +740,8 @@ def test_path_ref_returning_another_path_or_writing_nothing(project):
     # Both paths as they would be once published (the entry that was never published).
     assert re.fullmatch(
         r"stage 'make' \(a\), output 'ref': stage returned unexpected path to PathRef cacher "
-        r"for artifact 'ref': expected '(.+/make-[0-9a-f]{16})/ref', returned '\1/files/ref'",
+        r"for artifact 'ref': expected '(.+/make-[0-9a-f]{16})/ref', "
+        r"returned '\1/files/elsewhere'",
         info.value.message,
     ), info.value.message
     assert info.value.hint == "write to record.stage_cachers[i].get_path() and return that path."
@@ -757,6 +758,44 @@ def test_path_ref_returning_another_path_or_writing_nothing(project):
     ), info.value.message
     assert info.value.hint == "write the file (or folder) at that path before returning it."
     assert project.entries() == []
+
+
+def test_path_ref_output_name_in_record_get_path_is_the_cachers_path(project):
+    # Curifactory's documented PathRef pattern: `record.get_path(obj_name="model_path")`.
+    project.write(
+        "experiments/ref.py",
+        """
+        import curifactory_cli as cf
+        from curifactory_cli.caching import PathRef
+
+        @cf.stage(inputs=None, outputs=["ref", "folder"], cachers=[PathRef] * 2)
+        def make(record):
+            path = record.get_path("ref")
+            assert path == record.stage_cachers[0].get_path()
+            with open(path, "w") as outfile:
+                outfile.write("made")
+            folder = record.get_dir("folder")
+            with open(f"{folder}/inside.txt", "w") as outfile:
+                outfile.write("too")
+            return path, folder
+
+        @cf.stage(inputs=["ref", "folder"], outputs=["text"])
+        def read(record, ref, folder):
+            with open(ref) as infile, open(f"{folder}/inside.txt") as other:
+                return infile.read() + " " + other.read()
+
+        def run(param_sets, manager):
+            for p in param_sets:
+                read(make(cf.Record(manager, p)))
+        """,
+    )
+    project.write("params/p.yaml", ONE_SET)
+    first = project.run("ref", "params/p.yaml")
+    assert first.ok, first.error
+    assert first.records[0].state["text"] == "made too"
+    again = project.run("ref", "params/p.yaml")
+    assert again.executed() == [("read", "a")]  # make is a cache hit; its paths still valid
+    assert again.records[0].state["text"] == "made too"
 
 
 def test_missing_dependency_in_a_stage_fails_it_clearly(project, monkeypatch):

@@ -67,8 +67,8 @@ def test_params_hash_dry_shows_how_each_field_is_hashed():
     shown = Merged(a=3, b=5).params_hash(dry=True)
     assert shown["name"] == ("SKIPPED: blacklist", None)
     assert shown["a"] == ("SKIPPED: set to None in hash_representations", None)
-    assert shown["b"] == ("hash_representations['b']", 1)
-    assert Params(a=7).params_hash(dry=True)["a"] == ("value", 7)
+    assert shown["b"] == ("param_set.hash_representations['b'](param_set, b)", 1)
+    assert Params(a=7).params_hash(dry=True)["a"] == ("repr(a)", "7")
 
 
 def test_procedure_runs_its_stages_on_a_record_per_set(tmp_path, monkeypatch):

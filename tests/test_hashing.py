@@ -114,7 +114,7 @@ def test_params_hash_method_caches_and_dry():
     p = P(n=4)
     assert p.hash is None
     shown = p.params_hash(dry=True)  # as Curifactory: how each field takes part
-    assert shown["n"] == ("value", 4) and shown["name"] == ("SKIPPED: blacklist", None)
+    assert shown["n"] == ("repr(n)", "4") and shown["name"] == ("SKIPPED: blacklist", None)
     assert p.hash is None  # dry does not store
     value = p.params_hash()
     assert p.hash == value == hash_params(P(n=4))

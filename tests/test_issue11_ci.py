@@ -215,7 +215,7 @@ def test_a_terminate_outside_a_command_exits_143(monkeypatch, capsys):
 
     monkeypatch.setattr(cli, "app", app)
     with pytest.raises(SystemExit) as stopped:
-        cli.main()
+        cli.run_app()
     assert stopped.value.code == 143
     assert "terminated (SIGTERM)" in capsys.readouterr().err
 

@@ -176,13 +176,13 @@ def test_a_missing_params_path_is_not_looked_for_under_params_twice(untyped, cli
     assert "params/params" not in out and ".yaml.yaml" not in out
 
 
-def test_run_from_a_subfolder_hints_at_the_project_folder(untyped, cli, monkeypatch):
+def test_run_from_a_subfolder_runs_the_project(untyped, cli, monkeypatch):
+    # The project is found by looking upward, as git does (tests/test_project_root.py
+    # covers the rest); the cache is the project's, not the subfolder's.
     sub = untyped.root / "notes" / "deep"
     sub.mkdir(parents=True)
     monkeypatch.chdir(sub)
     result = cli("run", "scaled", "p")
-    assert result.exit_code == ExitCode.USAGE
-    out = flat(result.output)
-    assert "no experiment named 'scaled'" in out
-    assert f"but {untyped.root} is: run curi from there" in out
+    assert result.exit_code == 0, result.output
+    assert (untyped.root / "data" / "cache").is_dir()
     assert not (sub / "data").exists()

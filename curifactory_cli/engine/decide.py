@@ -1,22 +1,75 @@
 """The one decision procedure: what happens to a stage call, and why.
 
 `curi run` (the scheduler) and `curi plan` (the planner) both call `decide`, so what the plan
-says is what the run does. It reads the store but changes nothing.
+says is what the run does, and in the same words: every reason either of them gives is worded
+here (the vocabulary below), and why a stage's entry is missing is worked out here once
+(`MissExplainer`), for both. It reads the store but changes nothing.
 """
 
 from __future__ import annotations
 
 import enum
+import inspect
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
+from curifactory_cli.discovery import find_project_root
+from curifactory_cli.hashing import CodeFingerprinter
 from curifactory_cli.store import INVALIDATED
 
 if TYPE_CHECKING:
     from curifactory_cli.graph import Node
     from curifactory_cli.store import Entry
     from curifactory_cli.store.base import Store
+
+# ------------------------------------------------------------------------------ vocabulary
+# Why a stage call is cached, runs, waits or is skipped: the words `curi plan`, `curi run`
+# (its --json, the registry, the report) and `curi runs show` all use.
+HIT = "cached"
+NOT_COMPUTED = "not computed yet"
+PARAMS_CHANGED = "parameters changed"
+CACHERS_CHANGED = "cachers or outputs changed"
+KWARGS_CHANGED = "call arguments changed"
+ENTRY_MISSING = "cache entry missing"
+INVALIDATED_REASON = "invalidated by `curi cache invalidate`"
+FORCED_ALL = "forced by --overwrite"
+FORCED_STAGE = "forced by --overwrite-stage"
+UNCACHED_LEAF = "uncached leaf stage"
+UNCACHED_UNNEEDED = "uncached, and nothing needs its outputs"
+NEEDED_DOWNSTREAM = "needed downstream"  # a deferred call that a running call reads
+UNDECIDABLE = "its inputs must be computed to decide"
+
+
+def code_changed(names: list[str]) -> str:
+    return f"stage code changed ({', '.join(names)})" if names else "stage code changed"
+
+
+def files_changed(paths: list[str]) -> str:
+    return f"input files changed ({', '.join(paths)})"
+
+
+def inputs_changed(names: list[str]) -> str:
+    return f"input data changed ({', '.join(names)})"
+
+
+def unusable(problem: str) -> str:
+    return f"cache entry unusable: {problem}"
+
+
+def needed_by(label: str) -> str:
+    """A call run first because `label` cannot be decided without its data."""
+    return f"needed by {label}"
+
+
+def unneeded(reason: str | None, cached_stage: bool) -> str:
+    """A call nothing that runs reads: it is skipped (`reason`: why its entry is missing)."""
+    if not cached_stage:
+        return UNCACHED_UNNEEDED
+    return f"{reason or ENTRY_MISSING}, but nothing that runs needs it"
 
 
 class Action(str, enum.Enum):
@@ -42,6 +95,9 @@ class Facts:
     stage_prefix: str  # where this stage's entries for this parameter set live
     key: str | None = None  # the data key, when inputs_known
     entry_dir: str | None = None  # where the entry for `key` lives
+    # Why there is no entry under `key` (NOT_COMPUTED, PARAMS_CHANGED, code_changed(...), ...):
+    # asked only on a miss, since it reads the stage's other entries.
+    explain: Callable[[], str] | None = None
 
 
 @dataclass(slots=True)
@@ -62,20 +118,22 @@ class StoreView(Protocol):
     ) -> Entry | None: ...
 
 
-def miss_reason(problem: str | None) -> str:
+def miss_reason(problem: str | None, explain: Callable[[], str] | None = None) -> str:
+    """Why the entry under a call's key cannot be used: `problem` is what the store said of
+    an entry found there (None: there is none, and `explain` says why)."""
     if problem == INVALIDATED:
-        return "invalidated by `curi cache invalidate`"
+        return INVALIDATED_REASON
     if problem:
-        return f"cache entry unusable: {problem}"
-    return "no cache entry"
+        return unusable(problem)
+    return explain() if explain is not None else ENTRY_MISSING
 
 
 def decide(facts: Facts, store: StoreView) -> Decision:
     """The decision for one stage call whose upstream calls are all decided."""
     if not facts.cached_stage:
         if facts.leaf:
-            return Decision(Action.RUN, "uncached leaf stage")
-        return Decision(Action.DEFER, "uncached, and nothing needs its outputs")
+            return Decision(Action.RUN, UNCACHED_LEAF)
+        return Decision(Action.DEFER, UNCACHED_UNNEEDED)
     if facts.forced:
         return Decision(Action.RUN, facts.forced)
     outputs = list(facts.outputs)
@@ -83,8 +141,8 @@ def decide(facts: Facts, store: StoreView) -> Decision:
         assert facts.entry_dir is not None and facts.key is not None
         entry, problem = store.lookup(facts.entry_dir, facts.key, outputs)
         if entry is not None:
-            return Decision(Action.CACHED, "cached", entry)
-        reason = miss_reason(problem)
+            return Decision(Action.CACHED, HIT, entry)
+        reason = miss_reason(problem, facts.explain)
         problem = problem if problem != INVALIDATED else None
         # A leaf must run, and so must a stage whose inputs were just recomputed. Any other
         # missing stage waits: its consumers may still be cached (found by lineage), and then
@@ -94,13 +152,96 @@ def decide(facts: Facts, store: StoreView) -> Decision:
         return Decision(Action.DEFER, reason, problem=problem)
     entry = store.find_by_lineage(facts.stage_prefix, facts.lineage_key, outputs)
     if entry is not None:
-        return Decision(Action.CACHED, "cached", entry)
-    return Decision(Action.NEED_INPUTS, "its inputs must be computed to decide")
+        return Decision(Action.CACHED, HIT, entry)
+    return Decision(Action.NEED_INPUTS, UNDECIDABLE)
+
+
+class MissExplainer:
+    """Why a stage call has no usable entry, said the same way by the plan and the run: the
+    first key part that differs from the newest entry of the same stage and parameter set
+    (code, input files, cachers, call arguments, input data), or whether the call was made
+    before only under other parameter values, or never."""
+
+    def __init__(
+        self, store: Store, experiment: str, fingerprinter: CodeFingerprinter | None = None
+    ) -> None:
+        self.store = store
+        self.experiment = experiment
+        self.fingerprinter = fingerprinter
+        self._by_root: dict[str, CodeFingerprinter] = {}
+        self._index: set[tuple[str, str]] | None = None
+
+    def explain(
+        self,
+        node: Node,
+        stage_prefix: str,
+        parts: dict[str, Any] | None,
+        open_inputs: frozenset[str] = frozenset(),
+    ) -> str:
+        """`parts`: the call's key parts (inputs whose data is not known yet are left out of
+        the comparison: `open_inputs`)."""
+        metas = [entry.meta for entry in self.store.stage_entries(stage_prefix)]
+        if not metas:
+            return PARAMS_CHANGED if self._made_under_other_params(node) else NOT_COMPUTED
+        if not parts:
+            return ENTRY_MISSING
+        stored = metas[0].get("key_parts") or {}
+        if stored.get("code") != parts.get("code"):
+            return code_changed(self._changed_code(node, metas[0].get("code_parts") or {}))
+        if stored.get("files") != parts.get("files"):
+            old, new = stored.get("files") or {}, parts.get("files") or {}
+            return files_changed(
+                sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+            )
+        if stored.get("cachers") != parts.get("cachers") or stored.get("outputs") != parts.get(
+            "outputs"
+        ):
+            return CACHERS_CHANGED
+        if stored.get("kwargs") != parts.get("kwargs"):
+            return KWARGS_CHANGED
+        old_inputs = stored.get("inputs") or {}
+        changed = sorted(
+            name
+            for name, version in (parts.get("inputs") or {}).items()
+            if name not in open_inputs and old_inputs.get(name) != version
+        )
+        return inputs_changed(changed) if changed else ENTRY_MISSING
+
+    def _changed_code(self, node: Node, old: dict[str, str]) -> list[str]:
+        """The functions, classes and constants whose fingerprint differs from `old`."""
+        fingerprinter = self.fingerprinter or self._fingerprinter_of(node.stage.fn)
+        if fingerprinter is None:
+            return []
+        new = fingerprinter.breakdown(node.stage.fn)
+        return sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+
+    def _fingerprinter_of(self, fn: Callable[..., Any]) -> CodeFingerprinter | None:
+        """A fingerprinter for the project `fn` is defined in, when none was given (the same
+        breakdown the run's own fingerprinter gives: both follow that project's code)."""
+        try:
+            path = inspect.getsourcefile(fn) or inspect.getfile(fn)
+        except (TypeError, OSError):
+            return None
+        root = find_project_root(Path(path).resolve().parent)
+        if root is None:
+            return None
+        found = self._by_root.get(str(root))
+        if found is None:
+            found = self._by_root[str(root)] = CodeFingerprinter(root)
+        return found
+
+    def _made_under_other_params(self, node: Node) -> bool:
+        """Whether this stage was run for a parameter set of this name with other values (read
+        once per run, and only when a call is missing with no entry of its own)."""
+        if self._index is None:
+            self._index = {(e.params_name, e.stage) for e in self.store.entries(self.experiment)}
+        return (node.record_name, node.stage.name) in self._index
 
 
 class FactFinder:
     """What the scheduler and the planner share to call `decide`: where a stage call's entries
-    live, whether it is forced, and its Facts from the keys each of them has computed."""
+    live, whether it is forced, and its Facts from the keys each of them has computed.
+    `fingerprinter`: the run's own, to name what changed in a stage's code."""
 
     def __init__(
         self,
@@ -108,19 +249,38 @@ class FactFinder:
         experiment: str,
         overwrite: bool = False,
         overwrite_stages: frozenset[str] = frozenset(),
+        fingerprinter: CodeFingerprinter | None = None,
     ) -> None:
         self.store = store
         self.experiment = experiment
         self.overwrite = overwrite
         self.overwrite_stages = overwrite_stages
+        self.explainer = MissExplainer(store, experiment, fingerprinter)
         self._prefixes: dict[int, str] = {}
+        self._overwrite: dict[int, bool] = {}  # id(params) -> overwrite: true (params live on)
 
     def forced(self, node: Node) -> str | None:
-        if self.overwrite or getattr(node.record.params, "overwrite", False) is True:
-            return "forced by --overwrite"
+        record = node.record
+        if self.overwrite or self._overwrite_set(record.params):
+            return FORCED_ALL
+        if record.params is None and any(
+            self._overwrite_set(r.params) for r in record.input_records
+        ):
+            # As Curifactory: an aggregate without parameters of its own follows the records
+            # it covers.
+            return FORCED_ALL
         if node.stage.name in self.overwrite_stages:
-            return "forced by --overwrite-stage"
+            return FORCED_STAGE
         return None
+
+    def _overwrite_set(self, params: Any) -> bool:
+        """`overwrite: true` in the parameter set (asked once per set: a missing attribute
+        costs an exception each time)."""
+        found = self._overwrite.get(id(params))
+        if found is None:
+            found = getattr(params, "overwrite", False) is True
+            self._overwrite[id(params)] = found
+        return found
 
     def stage_prefix(self, node: Node) -> str:
         found = self._prefixes.get(node.index)
@@ -141,13 +301,22 @@ class FactFinder:
             os.path.dirname(self.stage_prefix(n)) for n in nodes if n.is_cached_stage
         )
 
-    def facts(self, node: Node, lineage_key: str, key: str | None, fresh: bool) -> Facts:
-        """`key` is the data key when every input's version is known, else None."""
+    def facts(
+        self,
+        node: Node,
+        lineage_key: str,
+        key: str | None,
+        fresh: bool,
+        key_parts: dict[str, Any] | None = None,
+    ) -> Facts:
+        """`key` is the data key when every input's version is known, else None; `key_parts`
+        are its parts (default: `node.key_parts`, where the scheduler keeps them)."""
         if not node.is_cached_stage:
             return Facts(
                 False, node.consumers == 0, None, key is not None, False, (), lineage_key, ""
             )
         prefix = self.stage_prefix(node)
+        parts = node.key_parts if key_parts is None else key_parts
         return Facts(
             cached_stage=True,
             leaf=node.consumers == 0,
@@ -159,4 +328,5 @@ class FactFinder:
             stage_prefix=prefix,
             key=key,
             entry_dir=None if key is None else self.store.entry_dir(prefix, key),
+            explain=None if key is None else partial(self.explainer.explain, node, prefix, parts),
         )

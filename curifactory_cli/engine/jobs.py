@@ -11,6 +11,7 @@ events. The same function runs in-process, in a worker process and on a Dask wor
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import importlib.util
 import os
@@ -427,9 +428,12 @@ def split_outputs(job: Job, returned: Any) -> list[Any]:
         )
     if not isinstance(returned, (tuple, list)) or len(returned) != n:
         got = f"{len(returned)} values" if isinstance(returned, (tuple, list)) else "1 value"
+        declared = ", ".join(
+            f'Lazy("{name}")' if lazy else name for name, lazy in zip(job.outputs, job.lazy)
+        )
         raise OutputSignatureError(
             f"stage {job.stage_name!r} returned {got} for parameter set {job.record.name!r} "
-            f"but declares {n} outputs ({', '.join(job.outputs)})",
+            f"but declares {n} outputs ({declared})",
             hint="return a tuple with one value per output, in order.",
         )
     return list(returned)
@@ -451,11 +455,25 @@ def relocate_staged_paths(
         return values
     # The same folders as the user may spell them (os.path.abspath/realpath of a path).
     moves = {staging: final}
-    for spell in (os.path.abspath, os.path.realpath):
+    for spell in (os.path.abspath, _realpath):
         moves.setdefault(spell(staging), spell(final))
     for cacher in cachers:
         cacher._entry_dir = moves[staging]  # PathRef accepts its own path, relocated
     return [_relocate(value, moves, set()) for value in values]
+
+
+def _realpath(path: str) -> str:
+    """os.path.realpath of a staging or entry folder, resolving the folder two levels up once
+    per process (a dozen lstat calls each time otherwise): the cache creates the two last
+    levels itself, as folders, never links."""
+    rest, name = os.path.split(os.path.abspath(path))
+    folder, middle = os.path.split(rest)
+    return os.path.join(_real_folder(folder), middle, name)
+
+
+@functools.lru_cache(maxsize=1024)
+def _real_folder(folder: str) -> str:
+    return os.path.realpath(folder)
 
 
 def _relocate(value: Any, moves: dict[str, str], active: set[int]) -> Any:
@@ -513,14 +531,17 @@ def _save_outputs(job: Job, cachers: list[Cacheable], result: JobResult) -> None
             values[i] = None  # drop the object as soon as it is on disk
     fault_point("after-data")
     assert result.staging is not None
-    files = describe_files(result.staging, list(job.outputs))
+    known: dict[str, tuple[int, int, str, bytes]] = {}
+    for cacher in cachers:
+        known.update(getattr(cacher, "_written", None) or {})
+    files = describe_files(result.staging, list(job.outputs), known)
     from curifactory_cli.engine.keys import cacher_id
 
     for i, (name, cacher) in enumerate(zip(job.outputs, cachers)):
         own = files[name]
         cacher_type = cacher_id(type(cacher))["type"]
         identity: list[Any] = [cacher_type, [(f["path"][len(name) :], f["sha256"]) for f in own]]
-        classes = _pickled_classes(result.staging, own, job.code_root)
+        classes = _pickled_classes(result.staging, own, job.code_root, known)
         if classes:
             # Editing such a class's methods changes what consumers compute from the same
             # bytes: it is part of the data's identity.
@@ -544,7 +565,10 @@ _STRING_OPS = frozenset(
 
 
 def _pickled_classes(
-    staging: str, files: list[dict[str, Any]], root: str | None
+    staging: str,
+    files: list[dict[str, Any]],
+    root: str | None,
+    known: dict[str, tuple[int, int, str, bytes]],
 ) -> list[list[str]]:
     """[module:qualname, fingerprint] of the project classes a pickled file refers to."""
     if root is None:
@@ -556,10 +580,13 @@ def _pickled_classes(
         if info["size"] > PICKLE_SCAN_LIMIT:
             continue
         path = os.path.join(staging, info["path"])
+        seen = known.get(path)
+        if seen is not None and seen[3] != b"\x80":
+            continue  # written by a cacher, and not a pickle (protocol 2 or later)
         with open(path, "rb") as infile:
-            data = infile.read()
-        if not data.startswith(b"\x80"):
-            continue  # not a pickle (protocol 2 or later)
+            if infile.read(1) != b"\x80":
+                continue  # not a pickle (protocol 2 or later)
+            data = b"\x80" + infile.read()
         for module, qualname in _pickle_globals(data):
             fingerprint = class_fingerprint(module, qualname, root)
             if fingerprint is not None:

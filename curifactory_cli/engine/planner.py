@@ -12,7 +12,17 @@ import enum
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from curifactory_cli.engine.decide import Action, FactFinder, Facts, decide
+from curifactory_cli.engine.decide import (
+    HIT,
+    INVALIDATED_REASON,
+    NEEDED_DOWNSTREAM,
+    Action,
+    FactFinder,
+    Facts,
+    decide,
+    needed_by,
+    unneeded,
+)
 from curifactory_cli.engine.keys import memory_version
 from curifactory_cli.graph import Node, OutputRef, producers_through_memory
 
@@ -68,11 +78,12 @@ class Planner:
         self.store = store
         self.keys = keys
         self.experiment = experiment
-        self.finder = FactFinder(store, experiment, overwrite, overwrite_stages)
+        self.finder = FactFinder(
+            store, experiment, overwrite, overwrite_stages, fingerprinter=keys.fingerprinter
+        )
         self.warnings: list[str] = []
         self._versions: dict[OutputRef, str | None] = {}
         self._lineage: dict[int, str] = {}
-        self._index: dict[tuple[str, str], list[str]] | None = None
 
     def plan(self, nodes: list[Node]) -> list[NodePlan]:
         self._plans = {node.index: NodePlan(node) for node in nodes}
@@ -83,11 +94,7 @@ class Planner:
             item = self._plans[node.index]
             if item.plan is None:
                 item.plan = Plan.SKIPPED
-                item.reason = (
-                    f"{item.reason or 'cache entry missing'}, but nothing that runs needs it"
-                    if node.is_cached_stage
-                    else "uncached, and nothing that runs needs its outputs"
-                )
+                item.reason = unneeded(item.reason, node.is_cached_stage)
         return [self._plans[node.index] for node in nodes]
 
     # ------------------------------------------------------------------ keys
@@ -105,7 +112,9 @@ class Planner:
                 for ref in node.outputs:
                     self._versions[ref] = memory_version(item.key, ref.name)
         fresh = known and any(self._uncertain(ref) for ref in node.upstream())
-        facts = self.finder.facts(node, lineage, item.key if known else None, fresh)
+        facts = self.finder.facts(
+            node, lineage, item.key if known else None, fresh, item.key_parts if known else None
+        )
         if facts.entry_dir is not None:
             item.entry = facts.entry_dir
         return facts
@@ -132,13 +141,10 @@ class Planner:
             assert decision.entry is not None
             self._cached(node, decision.entry)
         elif decision.action is Action.RUN:
-            reason = decision.reason
-            if node.is_cached_stage and not facts.forced:
-                reason = self._diagnose(node, reason)
-            self._mark(node, Plan.RUN, reason)
+            self._mark(node, Plan.RUN, decision.reason)
         elif decision.action is Action.DEFER:
             if node.is_cached_stage:
-                item.reason = self._diagnose(node, decision.reason)
+                item.reason = decision.reason
         else:  # NEED_INPUTS: the scheduler computes the missing upstream stages first
             missing = [ref for ref in upstream if self._version(ref) is None]
             for ref in missing:
@@ -146,23 +152,27 @@ class Planner:
                     self._mark(
                         ref.node,
                         Plan.RUN,
-                        self._plans[ref.node.index].reason
-                        or f"needed to decide {node.stage.name!r}",
+                        self._plans[ref.node.index].reason or needed_by(node.label),
                     )
             self._maybe(node, missing)
 
     def _maybe(self, node: Node, uncertain: list[OutputRef]) -> None:
+        """A call whose inputs are recomputed first. It stays cached if they come out
+        identical and an entry equal in everything else is still usable; otherwise it runs, and
+        the run will give the reason said here (the same comparison, made with the data)."""
         names = sorted({ref.node.stage.name for ref in uncertain})
-        if self._similar_entry_exists(node, uncertain):
+        similar = self._similar_entries(node, uncertain)
+        if any(not meta.get("invalidated") for meta in similar):
             self._mark(
                 node,
                 Plan.MAYBE,
                 f"cached unless {', '.join(names)} produce(s) different outputs",
                 names,
             )
+        elif similar:  # identical inputs would find it, and it is invalidated
+            self._mark(node, Plan.RUN, INVALIDATED_REASON)
         else:
-            inputs = sorted({ref.name for ref in uncertain})
-            self._mark(node, Plan.RUN, f"input(s) {', '.join(inputs)} will be recomputed")
+            self._mark(node, Plan.RUN, self._explain(node, self._open_inputs(node, uncertain)))
 
     def _mark(self, node: Node, plan: Plan, reason: str, depends: list[str] | None = None) -> None:
         stack = [(node, reason)]
@@ -175,91 +185,63 @@ class Planner:
             if current.is_cached_stage:
                 for ref in current.outputs:
                     self._versions[ref] = None  # its data is not known until it has run
-            # Whatever runs needs its inputs: missing upstream stages then run (or may run) too.
+            # Whatever runs needs its inputs: missing upstream stages then run (or may run) too,
+            # with the reason the scheduler gives a deferred call it pulls in.
             for ref in current.upstream():
                 upstream = self._plans[ref.node.index]
                 if upstream.plan is None and (
                     self._version(ref) is None or not ref.node.is_cached_stage
                 ):
-                    cause = upstream.reason or (
-                        "uncached" if not ref.node.is_cached_stage else "missing"
-                    )
-                    need = "needed by" if plan is Plan.RUN else "runs only if this runs:"
-                    stack.append((ref.node, f"{cause}; {need} {current.stage.name!r}"))
+                    if plan is Plan.RUN:
+                        stack.append((ref.node, upstream.reason or NEEDED_DOWNSTREAM))
+                    else:
+                        cause = upstream.reason or (
+                            "uncached" if not ref.node.is_cached_stage else "missing"
+                        )
+                        why = f"{cause}; runs only if this runs: {current.stage.name!r}"
+                        stack.append((ref.node, why))
 
     def _cached(self, node: Node, entry: Entry) -> None:
         item = self._plans[node.index]
-        item.plan, item.reason = Plan.CACHED, "cached"
+        item.plan, item.reason = Plan.CACHED, HIT
         item.entry = str(entry.directory)
         item.key, item.key_parts = entry.meta.get("key"), entry.meta.get("key_parts")
         for ref in node.outputs:
             self._versions[ref] = entry.meta["outputs"][ref.name]["version"]
 
     # ------------------------------------------------------------------ reasons
-    def _stage_entries(self, node: Node) -> list[dict[str, Any]]:
-        """Metadata of this stage's other entries for the same parameters, newest first."""
-        return [e.meta for e in self.store.stage_entries(self.finder.stage_prefix(node))]
-
-    def _similar_entry_exists(self, node: Node, uncertain: list[OutputRef]) -> bool:
-        """An entry equal in every key part except inputs whose data is not known yet."""
-        open_inputs = {name for name, src in node.inputs.items() if src in uncertain}
-        open_inputs |= {
+    def _open_inputs(self, node: Node, uncertain: list[OutputRef]) -> frozenset[str]:
+        """The inputs of `node` whose data is not known until an upstream call has run."""
+        names = {name for name, src in node.inputs.items() if src in uncertain}
+        names |= {
             name
             for name, pairs in node.aggregate_inputs.items()
             if any(src in uncertain for _, src in pairs)
         }
+        return frozenset(names)
+
+    def _similar_entries(self, node: Node, uncertain: list[OutputRef]) -> list[dict[str, Any]]:
+        """Metadata of the entries equal in every key part except inputs whose data is not
+        known yet (invalidated ones included: the caller tells them apart)."""
+        open_inputs = self._open_inputs(node, uncertain)
         base = self.keys.base(node)
-        for meta in self._stage_entries(node):
-            parts = meta.get("key_parts") or {}
+        known_inputs = self.keys.input_parts(node, self._version)
+        out = []
+        for entry in self.store.stage_entries(self.finder.stage_prefix(node)):
+            parts = entry.meta.get("key_parts") or {}
             if any(parts.get(k) != v for k, v in base.items()):
                 continue
-            known_inputs = self.keys.input_parts(node, self._version)
             stored = parts.get("inputs") or {}
             if all(stored.get(k) == v for k, v in known_inputs.items() if k not in open_inputs):
-                return True
-        return False
+                out.append(entry.meta)
+        return out
 
-    def _diagnose(self, node: Node, reason: str) -> str:
-        """Why a cached stage's entry is not usable: the first key part that differs."""
-        if reason.startswith(("invalidated", "cache entry unusable")):
-            return reason
-        metas = self._stage_entries(node)
-        if not metas:
-            if self._computed_under_other_params(node):
-                return "parameters changed"
-            return "not computed yet"
-        parts, base = metas[0].get("key_parts") or {}, self.keys.base(node)
-        if parts.get("code") != base["code"]:
-            old = metas[0].get("code_parts") or {}
-            new = self.keys.fingerprinter.breakdown(node.stage.fn)
-            changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
-            return f"stage code changed ({', '.join(changed)})" if changed else "stage code changed"
-        if parts.get("files") != base.get("files"):
-            old_files, new_files = parts.get("files") or {}, base.get("files") or {}
-            paths = old_files.keys() | new_files.keys()
-            changed = sorted(k for k in paths if old_files.get(k) != new_files.get(k))
-            return f"input files changed ({', '.join(changed)})"
-        if parts.get("cachers") != base["cachers"] or parts.get("outputs") != base["outputs"]:
-            return "cachers or outputs changed"
-        if parts.get("kwargs") != base.get("kwargs"):
-            return "call arguments changed"
-        stored = parts.get("inputs") or {}
-        changed = sorted(
-            k
-            for k, v in (self._plans[node.index].key_parts or {}).get("inputs", {}).items()
-            if stored.get(k) != v
+    def _explain(self, node: Node, open_inputs: frozenset[str]) -> str:
+        """Why `node` has no usable entry, from what is known before its inputs are."""
+        parts = {**self.keys.base(node), "inputs": self.keys.input_parts(node, self._version)}
+        return self.finder.explainer.explain(
+            node, self.finder.stage_prefix(node), parts, open_inputs
         )
-        if changed:
-            return f"input data changed ({', '.join(changed)})"
-        return "cache entry missing"
-
-    def _computed_under_other_params(self, node: Node) -> bool:
-        if self._index is None:
-            self._index = {}
-            for entry in self.store.entries(self.experiment):
-                key = (entry.params_name, entry.stage)
-                self._index.setdefault(key, []).append(entry.params_hash)
-        return (node.record_name, node.stage.name) in self._index
 
 
 def summarize(plans: list[NodePlan]) -> dict[str, int]:

@@ -23,7 +23,15 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from curifactory_cli.caching import Lazy
-from curifactory_cli.engine.decide import Action, FactFinder, Facts, decide
+from curifactory_cli.engine.decide import (
+    NEEDED_DOWNSTREAM,
+    Action,
+    FactFinder,
+    Facts,
+    decide,
+    needed_by,
+    unneeded,
+)
 from curifactory_cli.engine.jobs import (
     InputEntry,
     InputValue,
@@ -91,7 +99,9 @@ class Scheduler:
         # --json or a plain API call): thousands of them would be built for nobody.
         self._progress = getattr(reporter, "progress", True)
         self.experiment = experiment
-        self.finder = FactFinder(store, experiment, overwrite, overwrite_stages)
+        self.finder = FactFinder(
+            store, experiment, overwrite, overwrite_stages, fingerprinter=keys.fingerprinter
+        )
         self.keep_going = keep_going
         self.lock_timeout = lock_timeout  # seconds to wait for another run's lock (None: ever)
         self.provenance = provenance or {}
@@ -110,6 +120,7 @@ class Scheduler:
         self._placed: dict[int, bool] = {}  # node -> runs in this process
         self._timings: dict[str, list[float]] = {}  # stage -> seconds of its last calls
         self._fresh: set[int] = set()  # executed in this run
+        self._keyed: dict[int, list[str | None]] = {}  # input versions a node was keyed from
         self._replace: set[int] = set()  # recomputed over an existing entry on purpose
         self._done: set[int] = set()  # settled: consumers were told
         self._repaired: set[int] = set()
@@ -131,11 +142,7 @@ class Scheduler:
         for node in nodes:
             if node.outcome is None:
                 node.outcome = Outcome.SKIPPED
-                node.reason = (
-                    "cache entry missing, but nothing needs it"
-                    if node.is_cached_stage
-                    else "uncached, and nothing needs its outputs"
-                )
+                node.reason = unneeded(node.reason, node.is_cached_stage)
                 self._finished(node)
 
     def settle(self, nodes: list[Node], wanted: list[Node]) -> None:
@@ -250,6 +257,7 @@ class Scheduler:
         known = all(ref.version is not None for ref in node.upstream())
         if known:
             node.key_parts, node.key = self.keys.data_key(node, lambda ref: ref.version)
+            self._keyed[node.index] = [ref.version for ref in node.upstream()]
             if not node.is_cached_stage:
                 self._set_memory_versions(node)
         fresh = known and self._has_fresh_input(node)
@@ -288,14 +296,14 @@ class Scheduler:
             if any(p.outcome in (Outcome.FAILED, Outcome.SKIPPED) for p in missing):
                 for producer in missing:  # what does not depend on the failure still runs
                     if producer.outcome is None:
-                        self._request(producer, producer.reason or f"needed by {node.label}")
+                        self._request(producer, producer.reason or needed_by(node.label))
                 self._skip(node)
                 return
             self._state[node.index] = _REDECIDE
             self._needs[node.index] = {p.index for p in missing}
             for producer in missing:
                 self._waiters.setdefault(producer.index, []).append(node.index)
-                self._request(producer, producer.reason or f"needed by {node.label}")
+                self._request(producer, producer.reason or needed_by(node.label))
 
     def _settled(self, node: Node) -> None:
         """The node's consumers may be decidable now (once: a deferred call that later runs,
@@ -323,7 +331,8 @@ class Scheduler:
         for i, ref in enumerate(node.outputs):
             info = outputs[ref.name]
             ref.version = info["version"]
-            cacher = bound_cacher(
+            make = partial(
+                bound_cacher,
                 node.cacher_templates[i],
                 node.entry_dir,
                 ref.name,
@@ -331,7 +340,7 @@ class Scheduler:
                 info,
                 fetch=partial(self.store.materialize, node.entry_dir),
             )
-            ref.value = ref.lazy._copy_for(cacher) if ref.lazy else _CachedOutput(cacher, keep=True)
+            ref.value = ref.lazy._copy_for(make()) if ref.lazy else _CachedOutput(make, keep=True)
         self._state.pop(node.index, None)
         self._finished(node)
         self._settled(node)
@@ -365,7 +374,7 @@ class Scheduler:
                     needs.add(producer.index)
                     self._waiters.setdefault(producer.index, []).append(current.index)
                 if self._state.get(producer.index) == _DEFERRED:
-                    stack.append((producer, producer.reason or "needed downstream"))
+                    stack.append((producer, producer.reason or NEEDED_DOWNSTREAM))
             if blocked:
                 self._skip(current)
             else:
@@ -407,8 +416,10 @@ class Scheduler:
     # ------------------------------------------------------------------ running
     def _dispatch(self, node: Node) -> None:
         self._state[node.index] = _RUNNING
-        # Inputs are final now (a damaged upstream may have been recomputed): key them.
-        node.key_parts, node.key = self.keys.data_key(node, lambda ref: ref.version)
+        # Inputs are final now (a damaged upstream may have been recomputed): key them, unless
+        # the key was made from these very versions.
+        if self._keyed.pop(node.index, None) != [ref.version for ref in node.upstream()]:
+            node.key_parts, node.key = self.keys.data_key(node, lambda ref: ref.version)
         if node.is_cached_stage:
             node.entry_dir = self.finder.entry_dir(node, node.key)
         else:

@@ -91,7 +91,10 @@ def check_meta(data: bytes | str) -> tuple[dict[str, Any] | None, str | None]:
         return None, "it is not JSON"
     if not isinstance(meta, dict) or "key" not in meta:
         return None, "it is not an entry's metadata"
-    problem = shape_problem(meta)
+    # A control character reaches a parsed string only through an escape (a backslash) or,
+    # for U+0080..U+009F, as the UTF-8 lead byte 0xC2: without either, no string has one.
+    plain = isinstance(data, bytes) and b"\\" not in data and b"\xc2" not in data
+    problem = shape_problem(meta, check_text=not plain)
     return (None, problem) if problem is not None else (meta, None)
 
 
@@ -131,22 +134,28 @@ _OUTPUT_TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
+_FIELD_SETS = {name: frozenset(types) for name, types in _FIELD_TYPES.items()}
 _SHOWN_FIELDS = ("experiment", "stage", "stage_ref", "record", "params_hash", "key")
+
+
+_CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
 def has_control_characters(text: str) -> bool:
     """Whether `text` holds characters a terminal acts on (escape sequences, bells...)."""
-    return any(ord(c) < 32 or 127 <= ord(c) < 160 for c in text)
+    return _CONTROL_CHARACTERS.search(text) is not None
 
 
-def shape_problem(meta: dict[str, Any]) -> str | None:
+def shape_problem(meta: dict[str, Any], check_text: bool = True) -> str | None:
     """What is malformed in metadata (a field of the wrong type, a file entry that is not a
     safe relative path with a size and a checksum, control characters in a name that
     commands print), or None."""
-    for name, types in _FIELD_TYPES.items():
-        if name in meta and not _is(meta[name], types):
-            return f"field {name!r} is not a {types[0].__name__}"
-    for name in _SHOWN_FIELDS:
+    for name, value in meta.items():
+        # JSON gives exact types (a bool is never an int here): a set lookup is the check.
+        types = _FIELD_SETS.get(name)
+        if types is not None and type(value) not in types:
+            return f"field {name!r} is not a {_FIELD_TYPES[name][0].__name__}"
+    for name in _SHOWN_FIELDS if check_text else ():
         if isinstance(meta.get(name), str) and has_control_characters(meta[name]):
             return f"field {name!r} holds control characters"
     for name, output in (meta.get("outputs") or {}).items():
@@ -182,9 +191,14 @@ def _file_problem(info: Any) -> bool:
 def _nesting(data: bytes | str) -> int:
     """How deep brackets nest, counted without parsing (brackets inside strings count too,
     which only overestimates): refuses a deep bomb before the parser recurses into it."""
-    text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
-    if text.count("[") + text.count("{") <= MAX_META_DEPTH:
-        return 0
+    if isinstance(data, bytes):
+        if data.count(b"[") + data.count(b"{") <= MAX_META_DEPTH:
+            return 0
+        text = data.decode("utf-8", "replace")
+    else:
+        text = data
+        if text.count("[") + text.count("{") <= MAX_META_DEPTH:
+            return 0
     depth = deepest = 0
     for char in text:
         if char in "[{":
@@ -202,6 +216,11 @@ def read_meta_file(path: str | os.PathLike[str]) -> bytes:
     """The bytes of a metadata file, which must be a regular file (not a link, FIFO or device:
     a FIFO would block every command) of at most MAX_META_BYTES. Raises OSError
     (FileNotFoundError when there is none) and ValueError for anything else."""
+    return read_meta_file_stat(path)[0]
+
+
+def read_meta_file_stat(path: str | os.PathLike[str]) -> tuple[bytes, os.stat_result]:
+    """read_meta_file, and the file's status (its mtime is when the entry was written)."""
     flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
     fd = os.open(path, flags)
     try:
@@ -219,11 +238,15 @@ def read_meta_file(path: str | os.PathLike[str]) -> bytes:
     data = b"".join(chunks)
     if len(data) > MAX_META_BYTES:
         raise ValueError(f"{path} grew past {MAX_META_BYTES} bytes while read")
-    return data
+    return data, info
 
 
 def dump_meta(meta: dict[str, Any]) -> str:
-    return json.dumps(meta, separators=(",", ":"), default=str)
+    return _META_ENCODER.encode(meta)
+
+
+# One encoder for every entry (json.dumps with options builds a new one per call).
+_META_ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)
 
 
 def signing_key() -> bytes | None:

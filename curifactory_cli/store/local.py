@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import itertools
 import os
 import re
 import shutil
@@ -40,6 +41,7 @@ from curifactory_cli.store.entry import (
     meta_problem,
     parse_meta,
     read_meta_file,
+    read_meta_file_stat,
     sign,
 )
 
@@ -88,20 +90,31 @@ def read_meta(directory: str | os.PathLike[str]) -> dict[str, Any] | None:
         return None
 
 
-def describe_files(staging: str, outputs: list[str]) -> dict[str, list[dict[str, Any]]]:
+def describe_files(
+    staging: str,
+    outputs: list[str],
+    known: dict[str, tuple[int, int, str, bytes]] | None = None,
+) -> dict[str, list[dict[str, Any]]]:
     """Sizes and checksums of everything in `staging`, grouped by the output they belong to.
 
     A file belongs to the output whose name is the longest prefix of its path (so sibling
-    files such as `model.pt_model` go with `model`); other files go under "".
+    files such as `model.pt_model` go with `model`); other files go under "". `known` holds
+    the (size, mtime_ns, sha256, ...) a writer took while writing a file: used when the file
+    still has that size and time, instead of reading it again.
     """
     by_output: dict[str, list[dict[str, Any]]] = {name: [] for name in outputs}
     by_output[""] = []
     ordered = sorted(outputs, key=len, reverse=True)
+    known = known or {}
     for path, rel in _dir_files(staging):
         owner = next((name for name in ordered if rel.startswith(name)), "")
-        by_output[owner].append(
-            {"path": rel, "size": os.stat(path).st_size, "sha256": file_sha256(path)}
-        )
+        info = os.stat(path)
+        seen = known.get(path)
+        if seen is not None and seen[0] == info.st_size and seen[1] == info.st_mtime_ns:
+            sha = seen[2]
+        else:
+            sha = file_sha256(path)
+        by_output[owner].append({"path": rel, "size": info.st_size, "sha256": sha})
     return by_output
 
 
@@ -325,7 +338,7 @@ class LocalStore:
 
         It carries this process's pid, so `cache gc` keeps it while this run is alive.
         """
-        return os.path.join(self.staging_base(), f"{os.getpid()}-{uuid.uuid4().hex}")
+        return os.path.join(self.staging_base(), _unique_name())
 
     def materialize(self, directory: str) -> None:
         """Entries here are always local (see `TieredStore.materialize`)."""
@@ -357,13 +370,17 @@ class LocalStore:
         meta = sign(meta)
         try:
             fault_point("before-meta")
-            text = dump_meta(meta)
-            with open(os.path.join(staging, META_NAME), "w", encoding="utf-8") as outfile:
+            data = dump_meta(meta).encode("utf-8")
+            fd = os.open(os.path.join(staging, META_NAME), _NEW_FILE, 0o644)
+            try:
                 if os.environ.get(FAULT_ENV) == "mid-meta":
-                    outfile.write(text[: len(text) // 2])
-                    outfile.flush()
+                    os.write(fd, data[: len(data) // 2])
                     fault_point("mid-meta")
-                outfile.write(text)
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+            finally:
+                os.close(fd)
             self._makedirs(os.path.dirname(final))
             fault_point("before-rename")
             try:
@@ -398,6 +415,61 @@ class LocalStore:
                 meta = read_meta(dirpath)
                 if meta is not None:
                     yield Entry(Path(dirpath), meta)
+
+    def entry_groups(
+        self, experiment: str | None = None, stage: str | None = None, params: str | None = None
+    ) -> Iterator[list[Entry]]:
+        """The committed entries, a parameter set at a time, in the listing's order:
+        experiment, parameter-set name, stage, newest first. Memory holds one set's entries
+        and a name per parameter-set folder, however large the cache.
+
+        `params` matches a set's name or a prefix of its hash; `stage` a stage name.
+        """
+        if not os.path.isdir(self._root) or os.path.islink(self._root):
+            return  # as entries(): a cache root that is a link is not walked
+        for exp in _subfolders(self._root):
+            if experiment is not None and exp != experiment:
+                continue
+            exp_dir = os.path.join(self._root, exp)
+            named: dict[str, list[str]] = {}  # parameter-set name -> its folders
+            for folder in _subfolders(exp_dir):
+                path = os.path.join(exp_dir, folder)
+                first = next(iter(self._folder_entries(path, stage, limit=1)), None)
+                if first is None:
+                    continue
+                name = first.params_name
+                if params is not None and params != name and not folder.startswith(params):
+                    continue
+                named.setdefault(name, []).append(path)
+            for name in sorted(named):
+                group = [e for path in named[name] for e in self._folder_entries(path, stage)]
+                if params is not None and len(params) > 16:  # more of the hash than a folder
+                    group = [e for e in group if e.params_hash.startswith(params)]
+                group.sort(key=lambda e: -(e.mtime or 0.0))
+                group.sort(key=lambda e: (e.params_name, e.stage))
+                if group:
+                    yield group
+
+    def _folder_entries(
+        self, folder: str, stage: str | None, limit: int | None = None
+    ) -> Iterator[Entry]:
+        """The readable entries of one parameter-set folder (of one stage)."""
+        found = 0
+        for name in _subfolders(folder):
+            if stage is not None and not is_entry_of(name, stage):
+                continue
+            directory = os.path.join(folder, name)
+            try:
+                data, info = read_meta_file_stat(os.path.join(directory, META_NAME))
+            except (OSError, ValueError):
+                continue
+            meta = parse_meta(data)
+            if meta is None:
+                continue
+            yield Entry(Path(directory), meta, info.st_mtime)
+            found += 1
+            if limit is not None and found >= limit:
+                return
 
     def orphan_files(self, entry: Entry) -> list[str]:
         """Files inside the entry folder that its metadata does not list."""
@@ -636,6 +708,42 @@ def _has_our_entry(params_dir: str) -> bool:
                 if meta is not None and meta.get("format") == FORMAT_VERSION:
                     return True
     return False
+
+
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+
+
+class _Names:
+    """Unique folder names `<pid>-<random>-<n>`: the pid lets `cache gc` keep the folders of
+    a live process; a counter after one random token per process spares a getrandom and a
+    getpid call per stage call."""
+
+    def __init__(self) -> None:
+        self.reset()
+        os.register_at_fork(after_in_child=self.reset)
+
+    def reset(self) -> None:
+        self.prefix = f"{os.getpid()}-{uuid.uuid4().hex[:16]}-"
+        self.count = itertools.count()
+
+    def __call__(self) -> str:
+        return f"{self.prefix}{next(self.count)}"
+
+
+_unique_name = _Names()
+
+
+def _subfolders(folder: str) -> list[str]:
+    """Names of the real folders (not links, not hidden) in `folder`, sorted."""
+    try:
+        with os.scandir(folder) as items:
+            return sorted(
+                item.name
+                for item in items
+                if not item.name.startswith(".") and item.is_dir(follow_symlinks=False)
+            )
+    except OSError:
+        return []
 
 
 def _write_new(path: Path, text: str) -> None:

@@ -135,7 +135,7 @@ def assert_only_unneeded_calls_skipped(outcomes: dict[tuple[str, str], str], doc
         if outcome != "skipped":
             continue
         assert stage != "summarize", f"the run's result was skipped: {doc['nodes']}"
-        assert "nothing needs it" in (reasons[stage, rec] or ""), (stage, rec, reasons)
+        assert "nothing that runs needs it" in (reasons[stage, rec] or ""), (stage, rec, reasons)
         consumer = (CONSUMER[stage], "aggregate" if stage == "evaluate" else rec)
         assert outcomes[consumer] in ("cached", "skipped"), (stage, rec, outcomes)
 

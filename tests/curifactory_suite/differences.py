@@ -1,0 +1,89 @@
+"""Why a ported Curifactory test is skipped: each names a deliberate difference that README.md
+documents (section "Compatibility with Curifactory"), in one place for all the test files."""
+
+LAYOUT = (
+    "Curifactory's cache file names (<prefix>_<hash>_<stage>_<output>.<ext> in cache_path): "
+    "curi's cache layout is its own, data/cache/<experiment>/<hash>/<stage>-<key>/"
+)
+REGISTRY = (
+    "params_registry.json, store.json and manager_cache_path: curi keeps runs and parameter "
+    "sets in its run registry (curi runs ls / show)"
+)
+STORE_FULL = (
+    "Curifactory's --store-full run folder (runs_path/<name>_<n>_<timestamp>/artifacts, "
+    "run_info.json, manager.store()): curi's --store-full copies whole entries to "
+    "data/runs/<reference>/, from `curi run` only"
+)
+MANAGER_PATHS = (
+    "manager.get_artifact_path(), get_run_output_path() and current_stage_name: replaced by "
+    "record.get_path(), whose files are kept in the stage's cache entry"
+)
+CONFIG = "curifactory_config.json is not read: curi's settings live in curi.toml or [tool.curi]"
+DAG = (
+    "Curifactory's DAG internals (map_mode, map_records(), manager.map, execution_list, "
+    "artifacts[i].cached): curi traces run() once into its own stage graph, and `curi plan` "
+    "shows what would run"
+)
+ARTIFACTS = (
+    "Curifactory's artifact bookkeeping (manager.artifacts, record.state_artifact_reps): "
+    "curi's record.state refers into its stage graph (manager.graph)"
+)
+PATH_OVERRIDE = (
+    "a path_override in a stage's cachers is refused: the cache decides where an entry's files live"
+)
+STAGE_ERROR = (
+    "a stage that raises raises curi's StageError (the original exception chained), naming "
+    "the stage and the parameter set"
+)
+LAZY_PICKLE = (
+    "a Lazy output of a stage without cachers gets a PickleCacher, where Curifactory raises "
+    "OutputSignatureError"
+)
+NO_CACHERS_GET_PATH = (
+    "record.get_path() is for stages with cachers (a stage without cachers has no cache entry "
+    "to keep the file in), and Curifactory's cache file names"
+)
+NUMBERING = (
+    "an unnamed reportable is numbered within its record, not across the run, so titles do "
+    "not depend on the order in which parallel stages finish"
+)
+ESCAPED = (
+    "reportables escape their text for HTML, so data cannot break the page: LaTeX's & is "
+    "&amp; in the page's source"
+)
+REPORT = (
+    "Curifactory's report internals (render_report_argset_dump, render_reportable, graphviz "
+    "subgraphs, reports_path with its style.css): curi's report is its own, its stage graph "
+    "drawn without graphviz"
+)
+MNGR = (
+    "run_experiment(mngr=...): curi makes the run's manager; interactively, "
+    "cf.ArtifactManager(...) runs each stage call at once"
+)
+MANAGER_ARGS = (
+    "checks the arguments Curifactory's run_experiment gives its own ArtifactManager "
+    "(run_line, parallel_lock, prefix, parallel_mode from LOCAL_RANK/NODE_RANK): curi's run "
+    "makes its manager itself and has no distributed-rank mode"
+)
+PARALLEL = (
+    "Curifactory's --parallel (a multiprocessing.Process per range of parameter sets, then a "
+    "serial re-run): curi's -j N runs stage calls in worker processes"
+)
+REPLACED = "map_only and hashes_only are replaced by `curi plan`"
+PARAM_ERRORS = (
+    "parameter-file mistakes raise curi's ParamsError naming the file, with a hint, not "
+    "RuntimeError with Curifactory's text"
+)
+AGG_NO_ARGS = (
+    "an aggregate with no parameters and no records still has a cache key (its code, "
+    "cachers and outputs), so its second call is a cache hit"
+)
+CLI = (
+    "Curifactory's argparse CLI (completer_experiments, completer_params, `experiment ls`): "
+    "curi's CLI is its own, with shell completion and `curi ls`"
+)
+INIT = (
+    "`curifactory init` (curifactory.project) is not provided: a curi project is a folder "
+    "with experiments/, its settings in curi.toml"
+)
+NOTEBOOK = "--notebook (curifactory.notebook.write_experiment_notebook) is not provided"

@@ -1,0 +1,162 @@
+"""`curi plan` and `curi run` decide by one procedure and say why in the same words.
+
+Each scenario changes something (an invalidation, a code edit, a parameter edit, a deleted
+entry), asks `curi plan --json`, then `curi run --json`, and compares the two per stage call:
+what the plan said will happen happens, for the reason it gave. Only calls the plan marks
+`maybe` (their fate depends on data that does not exist yet) are left out of the comparison.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+PIPELINE = """
+import curifactory_cli as cf
+from curifactory_cli.caching import JsonCacher, PickleCacher
+
+
+@cf.stage(outputs=["raw"], cachers=[JsonCacher])
+def load(record):
+    return list(range(record.params.n))
+
+
+@cf.stage(inputs=["raw"], outputs=["scaled"], cachers=[JsonCacher])
+def scale(record, raw):
+    return [x * record.params.factor for x in raw]
+
+
+@cf.stage(inputs=["scaled"], outputs=["memo"])
+def describe(record, scaled):
+    return {"n": len(scaled)}
+
+
+@cf.stage(inputs=["scaled", "memo"], outputs=["total"], cachers=[PickleCacher])
+def total(record, scaled, memo):
+    return sum(scaled) + memo["n"]
+
+
+@cf.aggregate(inputs=["total"], outputs=["grand"], cachers=[JsonCacher])
+def grand(record, records, total):
+    return sum(total.values())
+
+
+def run(param_sets, manager):
+    for p in param_sets:
+        total(describe(scale(load(cf.Record(manager, p)))))
+    grand(cf.Record(manager, None))
+"""
+
+PARAMS = "- name: a\n  n: 3\n  factor: 2\n- name: b\n  n: 4\n  factor: 3\n"
+INVALIDATED = "invalidated by `curi cache invalidate`"
+OUTCOMES = {"cached": {"cached"}, "run": {"executed"}, "skipped": {"skipped"}}
+
+
+@pytest.fixture
+def pipe(project, cli):
+    project.write("experiments/pipe.py", PIPELINE)
+    project.write("params/p.yaml", PARAMS)
+    assert cli("run", "pipe", "params/p.yaml", "-q", "--no-report").exit_code == 0
+    return project
+
+
+def plan_then_run(cli) -> dict[tuple[str, str], tuple[str, str, str, str]]:
+    """(stage, record) -> (plan, plan's reason, outcome, run's reason)."""
+    planned = cli("plan", "pipe", "params/p.yaml", "--json")
+    assert planned.exit_code == 0, planned.output
+    ran = cli("run", "pipe", "params/p.yaml", "--json", "--no-report")
+    assert ran.exit_code == 0, ran.output
+    plan = {(n["stage"], n["record"]): n for n in json.loads(planned.stdout)["nodes"]}
+    run = {(n["stage"], n["record"]): n for n in json.loads(ran.stdout)["nodes"]}
+    assert plan.keys() == run.keys()
+    return {
+        k: (plan[k]["plan"], plan[k]["reason"], run[k]["outcome"], run[k]["reason"]) for k in plan
+    }
+
+
+def assert_same_words(calls: dict[tuple[str, str], tuple[str, str, str, str]]) -> None:
+    for call, (plan, plan_reason, outcome, run_reason) in calls.items():
+        if plan == "maybe":
+            assert outcome in ("executed", "cached", "skipped"), (call, outcome)
+            continue
+        assert outcome in OUTCOMES[plan], (call, plan, plan_reason, outcome, run_reason)
+        assert plan_reason == run_reason, (call, plan, outcome)
+
+
+def entry_of(project, stage: str, record: str):
+    for meta in project.cache.rglob("meta.json"):
+        data = json.loads(meta.read_text())
+        if data["stage"] == stage and data["record"] == record:
+            return meta.parent
+    raise AssertionError(f"no entry for {stage} [{record}]")
+
+
+def test_after_invalidate_plan_and_run_both_rerun_what_was_marked(pipe, cli):
+    result = cli("cache", "invalidate", "pipe", "-s", "load", "-p", "a")
+    assert result.exit_code == 0, result.output
+    calls = plan_then_run(cli)
+    assert_same_words(calls)
+    # What invalidate marked (load [a] and everything computed from it) runs, and says so.
+    for call in [("load", "a"), ("scale", "a"), ("total", "a"), ("grand", "aggregate")]:
+        assert calls[call] == ("run", INVALIDATED, "executed", INVALIDATED), call
+    assert calls["describe", "a"][0::2] == ("run", "executed")  # in memory, read by total [a]
+    assert {calls[k][0] for k in calls if k[1] == "b"} <= {"cached", "skipped"}
+
+
+def test_after_a_code_edit_plan_and_run_name_the_change_alike(pipe, cli):
+    pipe.write(
+        "experiments/pipe.py",
+        PIPELINE.replace("x * record.params.factor", "x * record.params.factor + 1"),
+    )
+    calls = plan_then_run(cli)
+    assert_same_words(calls)
+    for record in ("a", "b"):
+        reason = "stage code changed (scale)"
+        assert calls["scale", record] == ("run", reason, "executed", reason)
+        assert calls["load", record] == ("cached", "cached", "cached", "cached")
+        # Its input changed: the plan could only say it may run; the run says why it did.
+        plan, _, outcome, run_reason = calls["total", record]
+        assert (plan, outcome, run_reason) == (
+            "maybe",
+            "executed",
+            "input data changed (memo, scaled)",
+        )
+
+
+def test_after_a_parameter_edit_plan_and_run_name_the_change_alike(pipe, cli):
+    pipe.write("params/p.yaml", PARAMS.replace("factor: 3", "factor: 5"))
+    calls = plan_then_run(cli)
+    assert_same_words(calls)
+    for stage in ("load", "scale", "total"):
+        changed = "parameters changed"
+        assert calls[stage, "b"] == ("run", changed, "executed", changed), stage
+        assert calls[stage, "a"][0::2] == ("cached", "cached"), stage
+    assert calls["describe", "b"] == ("run", "needed downstream", "executed", "needed downstream")
+
+
+def test_after_deleting_an_entry_plan_and_run_agree(pipe, cli):
+    shutil.rmtree(entry_of(pipe, "grand", "aggregate"))
+    calls = plan_then_run(cli)
+    assert_same_words(calls)
+    missing = "not computed yet"
+    assert calls["grand", "aggregate"] == ("run", missing, "executed", missing)
+    assert {v[2] for k, v in calls.items() if k[0] != "grand"} <= {"cached", "skipped"}
+
+
+def test_every_reason_matches_when_several_things_changed_at_once(pipe, cli):
+    cli("cache", "invalidate", "pipe", "-s", "total", "-p", "b")
+    pipe.write("params/p.yaml", PARAMS.replace("n: 3", "n: 5"))
+    shutil.rmtree(entry_of(pipe, "grand", "aggregate"))
+    calls = plan_then_run(cli)
+    assert_same_words(calls)
+    assert calls["total", "b"] == ("run", INVALIDATED, "executed", INVALIDATED)
+    assert calls["load", "a"][1] == calls["load", "a"][3] == "parameters changed"
+
+
+def test_a_skipped_call_reads_the_same_in_plan_and_run(pipe, cli):
+    shutil.rmtree(entry_of(pipe, "scale", "a"))  # total [a] is still found by its lineage
+    calls = plan_then_run(cli)
+    assert calls["scale", "a"][0::2] == ("skipped", "skipped")
+    assert calls["scale", "a"][1] == calls["scale", "a"][3]
