@@ -229,6 +229,7 @@ class Cacheable:
         self._path: str | None = None  # set by the runner (or assigned to `path`)
         self._bound_dir: str | None = None  # the staging folder the runner bound it to
         self._entry_dir: str | None = None  # where that folder is published (see _published)
+        self._paths_given = False  # whether a path was asked for (path, get_path, get_dir)
         # path -> (size, mtime_ns, sha256, first byte) of files written through _write_file
         # into the staging folder: the runner then need not read them back for checksums.
         self._written: dict[str, tuple[int, int, str, bytes]] = {}
@@ -317,6 +318,7 @@ class Cacheable:
         self._path = None if value is None else os.fspath(value)
 
     def _artifact_path(self) -> str:
+        self._paths_given = True  # the runner then looks for this path in returned values
         if self._path is not None:
             return self._path
         if self.path_override is not None:

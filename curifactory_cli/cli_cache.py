@@ -302,15 +302,24 @@ def cache_ls(
     )
 
 
+def _join_entries(chunk: list[str]) -> str:
+    return "\n    " + ",\n    ".join(chunk)
+
+
 def _stream_json(location: str, items: Iterable[dict[str, Any]], totals: dict[str, int]) -> None:
     """`{"cache_dir", "entries": [...], "count", "total_size"}` written an entry at a time
     (one line each): memory stays flat, and the output can be grepped."""
     write = console.file.write
     write('{\n  "cache_dir": ' + json.dumps(location) + ',\n  "entries": [')
-    separator = "\n    "
+    encode = json.JSONEncoder(default=str).encode  # one encoder for every entry
+    chunk: list[str] = []
     for item in items:
-        write(separator + json.dumps(item, default=str))
-        separator = ",\n    "
+        chunk.append(encode(item))
+        if len(chunk) == 1000:  # a write per thousand entries
+            write(("," if totals["count"] > len(chunk) else "") + _join_entries(chunk))
+            chunk = []
+    if chunk:
+        write(("," if totals["count"] > len(chunk) else "") + _join_entries(chunk))
     write(("\n  " if totals["count"] else "") + "],\n")
     write(f'  "count": {totals["count"]},\n  "total_size": {totals["size"]}\n}}\n')
     console.file.flush()
@@ -379,13 +388,35 @@ def _inspect_data(store: LocalStore, entry: CacheEntry, lineage: Any) -> dict[st
         "files_ok": all(c.status == "ok" for c in checks),
         "size": entry.size,
         "created": entry.created,
-        "run": meta.get("run"),
+        **_run_provenance(meta),
         "timings": meta.get("timings"),
-        "git": meta.get("git"),
-        "versions": meta.get("versions"),
         "upstream": lineage.upstream(entry),
         "downstream": lineage.downstream(entry),
     }
+
+
+def _run_provenance(meta: dict[str, Any]) -> dict[str, Any]:
+    """The run that made an entry ({run, git, versions}): an entry names its run, whose
+    command, commit and library versions the run registry keeps once (an entry written by
+    another machine's run, in a shared cache, names just the run and its host)."""
+    run = dict(meta.get("run") or {}) if isinstance(meta.get("run"), dict) else {}
+    git, versions = meta.get("git"), meta.get("versions")  # entries of older versions
+    recorded = None
+    if isinstance(run.get("id"), str) and (git is None or versions is None):
+        try:
+            recorded = _registry().get_run(run["id"], stages=False)
+        except (CurifactoryError, OSError):
+            recorded = None
+    if recorded is not None:
+        host = recorded.get("host") or {}
+        run.setdefault("started", recorded.get("started"))
+        run.setdefault("command", recorded.get("command"))
+        for field in ("host", "pid", "platform"):
+            if host.get(field) is not None:
+                run.setdefault(field, host[field])
+        git = git if git is not None else recorded.get("git")
+        versions = versions if versions is not None else recorded.get("versions")
+    return {"run": run or None, "git": git, "versions": versions}
 
 
 def _grid(rows: list[tuple[str, str]], indent: int = 0) -> None:

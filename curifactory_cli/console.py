@@ -316,13 +316,15 @@ def stream_table(
     rights = [c in right for c in header]
     lines: list[str] | None = None
     while block:
-        cells = [[str(c).translate(_CONTROL) for c in row] for row in block]
+        cells = [[_safe(c) for c in row] for row in block]
         for row in cells:
             for i, text in enumerate(row):
                 if i >= len(widths):
                     widths.append(0)
                     rights.append(False)
-                widths[i] = max(widths[i], cell_len(text))
+                width = _width(text)
+                if width > widths[i]:
+                    widths[i] = width
         if lines is None:
             lines = ["  ".join(_pad(h, w, r) for h, w, r in zip(header, widths, rights)).rstrip()]
         lines.extend(
@@ -334,6 +336,13 @@ def stream_table(
         block = list(itertools.islice(source, 1000))
     if caption:
         write_text(console, caption() + "\n")
+
+
+def plain_rows(header: list[str], rows: Iterable[list[str]]) -> list[str]:
+    """Rows of plain strings as aligned lines under `header` (control characters escaped)."""
+    cells = [header, *([str(c).translate(_CONTROL) for c in row] for row in rows)]
+    widths = [max(cell_len(row[i]) for row in cells) for i in range(len(header))]
+    return ["  ".join(_pad(t, w, False) for t, w in zip(row, widths)).rstrip() for row in cells]
 
 
 def plain_table(table: Table) -> list[str]:
@@ -366,8 +375,19 @@ def _plain(cell: object) -> str:
 
 
 def _pad(text: str, width: int, right: bool) -> str:
-    fill = " " * (width - cell_len(text))
+    fill = " " * (width - _width(text))
     return fill + text if right else text + fill
+
+
+def _width(text: str) -> int:
+    """Terminal cells `text` takes (an ASCII string: its length, without rich's lookup)."""
+    return len(text) if text.isascii() else cell_len(text)
+
+
+def _safe(cell: object) -> str:
+    """A cell as text with control characters escaped (most need no translation)."""
+    text = cell if isinstance(cell, str) else str(cell)
+    return text if text.isprintable() else text.translate(_CONTROL)
 
 
 def write_text(console: Console, text: str) -> None:
@@ -389,23 +409,41 @@ _PLAN_STYLE = {"cached": "cyan", "run": "green", "maybe": "yellow", "skipped": "
 def print_plan(console: Console, title: str, plans: list) -> None:
     """One row per (record, stage) node: what will happen and why."""
     console.print(Text(title, style="bold"), soft_wrap=True)
+    columns = ("parameter set", "stage", "plan", "why")
+    # In a log (or a plan longer than a screen) each row names its set, so grepping for a
+    # set finds all its stages.
+    rich = console.is_terminal and len(plans) <= RICH_ROWS
+    if not rich:
+        lines = plain_rows(
+            list(columns),
+            (
+                [
+                    item.node.record_name,
+                    item.node.stage.name,
+                    value,
+                    item.reason if value != "cached" else "",
+                ]
+                for item in plans
+                for value in [item.plan.value if item.plan else "skipped"]
+            ),
+        )
+        write_text(console, "\n".join(lines) + "\n")
+        return
     table = Table(box=None, show_edge=False, pad_edge=False)
-    for column in ("parameter set", "stage", "plan", "why"):
+    for column in columns:
         table.add_column(column)
     previous = None
-    # In a log each row names its set, so grepping for a set finds all its stages.
-    repeat = not console.is_terminal
     for item in plans:
         record = item.node.record_name
         value = item.plan.value if item.plan else "skipped"
         table.add_row(
-            Text(record if repeat or record != previous else ""),
+            Text(record if record != previous else ""),
             Text(item.node.stage.name),
             Text(value, style=_PLAN_STYLE.get(value, "")),
             Text(item.reason if value != "cached" else ""),
         )
         previous = record
-    print_rows(console, table)
+    console.print(table)
 
 
 def print_error(console: Console, message: str, hint: str | None = None) -> None:

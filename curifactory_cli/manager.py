@@ -269,15 +269,7 @@ class _Session:
             experiment=manager.experiment_name,
             overwrite=manager.overwrite,
             overwrite_stages=frozenset(manager.overwrite_stages),
-            provenance={
-                "run": {
-                    "id": self.reference,
-                    "started": self.started.astimezone().isoformat(timespec="seconds"),
-                    "command": list(sys.argv),
-                    **host_info(),
-                },
-                "git": git,
-            },
+            provenance={"run": {"id": self.reference, "host": host_info()["host"]}},
         )
         self.failed: list[Any] = []
         # At exit, or when the session is collected: not an atexit hook holding the session
@@ -316,6 +308,8 @@ class _Session:
             for r in self.manager.records
             if r.params is not None
         ]
+        from curifactory_cli.provenance import library_versions
+
         self.registry.finish_run(
             self.reference,
             status="error" if failed is not None else "complete",
@@ -326,6 +320,7 @@ class _Session:
             failed_record=failed.record_name if failed else None,
             stages=[stage_row(n, self.store.root) for n in nodes],
             param_sets=sets,
+            versions=library_versions(),
         )
 
     def report(self) -> Path | None:

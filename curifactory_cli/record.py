@@ -135,6 +135,7 @@ class Record:
         self._hash: str | None = None
         self._combo_hash: str | None = None
         self._staging: Any = None  # the running stage's staging folder, set by run_job
+        self._paths_given = False  # get_path()/get_dir() used since run_job reset it
         self._running_stage: str | None = None  # its name (record.stages is the traced list)
         self.index = -1
         every = getattr(manager, "_every_record", None)
@@ -222,6 +223,7 @@ class Record:
         name the running stage: another stage's files are in that stage's entry. `track`
         chooses what Curifactory's --store-full copies; here --store-full copies whole entries.
         """
+        self._paths_given = True  # the runner then looks for staged paths in returned values
         if self._staging is None:
             msg = "record.get_path() can only be used inside a stage that has cachers"
             raise CacheError(msg, hint="call it from the stage body, or add cachers to the stage.")

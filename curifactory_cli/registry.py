@@ -218,10 +218,12 @@ class RunRegistry:
         failed_record: str | None,
         stages: list[dict],
         param_sets: list[dict] | None = None,
+        versions: dict | None = None,
     ) -> None:
         """Store how a run ended and what each stage call did (replacing any earlier finish);
         `param_sets` replaces the sets recorded at the start (an interactive session learns
-        them as it goes)."""
+        them as it goes), `versions` the library versions (stages import pandas, numpy...
+        as they run)."""
         self._require_writable()
         if status not in FINAL_STATUSES:
             raise ConfigError(
@@ -254,6 +256,10 @@ class RunRegistry:
             if param_sets is not None:
                 conn.execute(
                     "UPDATE runs SET param_sets = ? WHERE id = ?", (_dumps(param_sets), run_id)
+                )
+            if versions is not None:
+                conn.execute(
+                    "UPDATE runs SET versions = ? WHERE id = ?", (_dumps(versions), run_id)
                 )
             conn.execute("DELETE FROM run_stages WHERE run_id = ?", (run_id,))
             conn.executemany(

@@ -638,15 +638,9 @@ class _Run:
             overwrite_stages=frozenset(options.overwrite_stages),
             keep_going=options.keep_going,
             lock_timeout=options.lock_timeout,
-            provenance={
-                "run": {
-                    "id": run_id,
-                    "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                    "command": list(options.command) or sys.argv,
-                    **host_info(),
-                },
-                "git": self.git,
-            },
+            # Each entry names its run (and the machine): the run's command, git commit and
+            # library versions are kept once, in the registry (`curi cache inspect` shows them).
+            provenance={"run": {"id": run_id, "host": host_info()["host"]}},
         )
 
     def _record(self, prepared: Prepared) -> str:
@@ -963,6 +957,7 @@ def _finish(
         failed_stage=failed.stage.name if failed else None,
         failed_record=failed.record_name if failed else None,
         stages=stages,
+        versions=library_versions(),
     )
     return stages
 

@@ -6,6 +6,7 @@ import builtins
 import hashlib
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -29,6 +30,7 @@ import curifactory_cli.store.entry
 from curifactory_cli.caching import Cacheable, JsonCacher, Lazy, PickleCacher
 from curifactory_cli.graph import Outcome
 from curifactory_cli.hashing import canonical_json, digest
+from curifactory_cli.registry import RunRegistry
 
 pytestmark = pytest.mark.usefixtures("job_runner")
 
@@ -633,10 +635,12 @@ def test_cache_layout_and_meta_json_contents(project):
     assert info["size"] == artifact.stat().st_size
     assert info["sha256"] == hashlib.sha256(artifact.read_bytes()).hexdigest()
     assert {"compute_s", "save_s", "finished"} <= set(meta["timings"])
-    assert meta["run"]["id"] == result.run_id
-    assert meta["versions"]["curifactory_cli"]
-    assert meta["versions"]["python"]
-    assert "commit" in meta["git"]
+    # The entry names its run; the run's provenance is kept once, in the registry.
+    assert meta["run"] == {"id": result.run_id, "host": socket.gethostname()}
+    assert "versions" not in meta and "git" not in meta
+    run = RunRegistry(project.root / "data" / "runs.sqlite").get_run(result.run_id)
+    assert run["versions"]["curifactory_cli"] and run["versions"]["python"]
+    assert "commit" in run["git"]
     inside_git = (
         subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=project.root, capture_output=True
@@ -644,7 +648,7 @@ def test_cache_layout_and_meta_json_contents(project):
         == 0
     )
     if not inside_git:
-        assert meta["git"]["commit"] is None
+        assert run["git"]["commit"] is None
 
     # The consumer's key part for its input is the producer's data version.
     double_meta = json.loads((entry_of(result, "double", "a") / "meta.json").read_text())

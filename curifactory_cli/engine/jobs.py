@@ -193,7 +193,8 @@ def run_job(job: Job, record: Any = None, fn: Any = None) -> JobResult:
             discard_staging(staging)
             return result
         if staging is not None:
-            values = relocate_staged_paths(job, staging, values, cachers)
+            given = getattr(record, "_paths_given", True)
+            values = relocate_staged_paths(job, staging, values, cachers, given)
         result.values = values
         result.compute_s = time.perf_counter() - started
         new_reportables = record.reportables[reported:]
@@ -392,6 +393,7 @@ def _call(
     # that record.get_path() files are saved and uploaded with the outputs.
     record._staging = staging
     record._running_stage = job.stage_name
+    record._paths_given = False
     call_inputs = {**inputs, **kwargs}
     inputs.clear()
     try:
@@ -440,7 +442,7 @@ def split_outputs(job: Job, returned: Any) -> list[Any]:
 
 
 def relocate_staged_paths(
-    job: Job, staging: str, values: list[Any], cachers: list[Cacheable]
+    job: Job, staging: str, values: list[Any], cachers: list[Cacheable], given: bool = True
 ) -> list[Any]:
     """The stage's returned values with every path into its staging folder pointed at the
     published entry instead.
@@ -453,12 +455,14 @@ def relocate_staged_paths(
     final = job.entry_dir
     if final is None:
         return values
+    for cacher in cachers:
+        cacher._entry_dir = final  # PathRef accepts its own path, relocated
+    if not given and not any(getattr(c, "_paths_given", True) for c in cachers):
+        return values  # no path into the staging folder was handed out: none to find
     # The same folders as the user may spell them (os.path.abspath/realpath of a path).
     moves = {staging: final}
     for spell in (os.path.abspath, _realpath):
         moves.setdefault(spell(staging), spell(final))
-    for cacher in cachers:
-        cacher._entry_dir = moves[staging]  # PathRef accepts its own path, relocated
     return [_relocate(value, moves, set()) for value in values]
 
 

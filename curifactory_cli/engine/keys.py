@@ -97,6 +97,10 @@ class KeyMaker:
             self._bases[node.index] = found
         return found
 
+    def forget(self, node: Node) -> None:
+        """Drop what is memoised for a settled call (made again if it is ever keyed again)."""
+        self._bases.pop(node.index, None)
+
     @staticmethod
     def input_parts(node: Node, version: Version) -> dict[str, Any]:
         """Input name -> what identifies its data (`version(ref)` for an artifact)."""

@@ -103,8 +103,6 @@ class Planner:
 
     def _facts(self, node: Node) -> Facts:
         item = self._plans[node.index]
-        lineage = self.keys.lineage_key(node, lambda n: self._lineage[n.index])
-        self._lineage[node.index] = lineage
         known = all(self._version(ref) is not None for ref in node.upstream())
         if known:
             item.key_parts, item.key = self.keys.data_key(node, self._version)
@@ -112,12 +110,29 @@ class Planner:
                 for ref in node.outputs:
                     self._versions[ref] = memory_version(item.key, ref.name)
         fresh = known and any(self._uncertain(ref) for ref in node.upstream())
+        lineage = "" if known else self._lineage_of(node)  # only needed without a data key
         facts = self.finder.facts(
             node, lineage, item.key if known else None, fresh, item.key_parts if known else None
         )
         if facts.entry_dir is not None:
             item.entry = facts.entry_dir
         return facts
+
+    def _lineage_of(self, node: Node) -> str:
+        """The node's lineage key, made with those of its upstream calls when first asked."""
+        lineage, stack = self._lineage, [node]
+        while stack:
+            top = stack[-1]
+            if top.index in lineage:
+                stack.pop()
+                continue
+            missing = [r.node for r in top.upstream() if r.node.index not in lineage]
+            if missing:
+                stack.extend(missing)
+                continue
+            lineage[top.index] = self.keys.lineage_key(top, lambda n: lineage[n.index])
+            stack.pop()
+        return lineage[node.index]
 
     # ------------------------------------------------------------------ decisions
     def _uncertain(self, ref: OutputRef) -> bool:
@@ -204,7 +219,7 @@ class Planner:
     def _cached(self, node: Node, entry: Entry) -> None:
         item = self._plans[node.index]
         item.plan, item.reason = Plan.CACHED, HIT
-        item.entry = str(entry.directory)
+        item.entry = entry.location
         item.key, item.key_parts = entry.meta.get("key"), entry.meta.get("key_parts")
         for ref in node.outputs:
             self._versions[ref] = entry.meta["outputs"][ref.name]["version"]

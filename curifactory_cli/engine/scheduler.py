@@ -18,6 +18,7 @@ import datetime as dt
 import gc
 import heapq
 import os
+import sys
 import time
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -46,7 +47,6 @@ from curifactory_cli.engine.runners import InlineRunner
 from curifactory_cli.errors import CacheError, CurifactoryError, StageError
 from curifactory_cli.events import NodeFinished, NodeStarted, NodeWaiting, Warned
 from curifactory_cli.graph import NOT_COMPUTED, Node, Outcome, OutputRef, producers_through_memory
-from curifactory_cli.provenance import library_versions
 from curifactory_cli.record import _CachedOutput
 from curifactory_cli.reporting import INDEX, load_reportables
 from curifactory_cli.store import CorruptEntryError, discard_staging
@@ -253,7 +253,6 @@ class Scheduler:
 
     def facts(self, node: Node) -> Facts:
         """Compute the node's keys (as far as its inputs allow) and what decide() needs."""
-        node.lineage_key = self.keys.lineage_key(node, lambda n: n.lineage_key)
         known = all(ref.version is not None for ref in node.upstream())
         if known:
             node.key_parts, node.key = self.keys.data_key(node, lambda ref: ref.version)
@@ -261,10 +260,31 @@ class Scheduler:
             if not node.is_cached_stage:
                 self._set_memory_versions(node)
         fresh = known and self._has_fresh_input(node)
-        facts = self.finder.facts(node, node.lineage_key, node.key if known else None, fresh)
+        # The lineage key is only looked at when the data key cannot be made (and recorded
+        # when the call runs): a cached run makes none.
+        lineage = "" if known else self._lineage(node)
+        facts = self.finder.facts(node, lineage, node.key if known else None, fresh)
         if facts.entry_dir is not None:
             node.entry_dir = facts.entry_dir
         return facts
+
+    def _lineage(self, node: Node) -> str:
+        """The node's lineage key, made (with those of its upstream calls) when first asked
+        for; iterative: a chain of any length."""
+        stack = [node]
+        while stack:
+            top = stack[-1]
+            if top.lineage_key is not None:
+                stack.pop()
+                continue
+            missing = [ref.node for ref in top.upstream() if ref.node.lineage_key is None]
+            if missing:
+                stack.extend(missing)
+                continue
+            top.lineage_key = self.keys.lineage_key(top, lambda n: n.lineage_key)
+            stack.pop()
+        assert node.lineage_key is not None
+        return node.lineage_key
 
     def _set_memory_versions(self, node: Node) -> None:
         for ref in node.outputs:
@@ -322,23 +342,24 @@ class Scheduler:
     def _hit(self, node: Node, entry: Entry, reason: str) -> None:
         node.outcome = Outcome.CACHED
         node.reason = reason
-        node.entry_dir = str(entry.directory)
-        if entry.meta.get("key"):
+        node.entry_dir = entry.location
+        if node.key is None and entry.meta.get("key"):  # found by lineage: its key is the one
             node.key, node.key_parts = entry.meta["key"], entry.meta.get("key_parts")
         outputs = entry.meta["outputs"]
-        self._info[node.index] = outputs
+        self._info[node.index] = outputs = _slim_outputs(outputs)
         self._reportables(node, entry.meta)
+        node.key_parts = None  # only a call that runs records them
+        self.keys.forget(node)
         for i, ref in enumerate(node.outputs):
             info = outputs[ref.name]
             ref.version = info["version"]
-            make = partial(
-                bound_cacher,
+            make = _OutputCacher(
+                self.store,
                 node.cacher_templates[i],
                 node.entry_dir,
                 ref.name,
                 node.stage.name,
                 info,
-                fetch=partial(self.store.materialize, node.entry_dir),
             )
             ref.value = ref.lazy._copy_for(make()) if ref.lazy else _CachedOutput(make, keep=True)
         self._state.pop(node.index, None)
@@ -377,10 +398,10 @@ class Scheduler:
                     stack.append((producer, producer.reason or NEEDED_DOWNSTREAM))
             if blocked:
                 self._skip(current)
-            else:
+            elif needs:
                 self._needs[current.index] = needs
-                if not needs:
-                    heapq.heappush(self._ready, current.index)
+            else:
+                heapq.heappush(self._ready, current.index)
 
     def _skip(self, node: Node) -> None:
         """An input's stage failed: the node, and whatever waits on it, cannot run."""
@@ -661,7 +682,7 @@ class Scheduler:
             )
             for name, pairs in node.aggregate_inputs.items()
         )
-        assert node.key is not None and node.lineage_key is not None
+        assert node.key is not None
         return Job(
             index=node.index,
             stage_ref=node.stage.ref,
@@ -669,7 +690,7 @@ class Scheduler:
             experiment=self.experiment,
             record=_record_info(record),
             key=node.key,
-            lineage_key=node.lineage_key,
+            lineage_key=self._lineage(node),
             staging=self.store.staging_path() if node.is_cached_stage else None,
             code_root=self.keys.fingerprinter.root,
             # (--dry keeps a staging folder as it is: its paths stay valid for the run)
@@ -708,6 +729,8 @@ class Scheduler:
         for ref in node.outputs:
             ref.version = result.outputs_meta[ref.name]["version"]
         meta = self._metadata(node, result)
+        self.keys.forget(node)
+        node.key_parts = None  # recorded in the entry now
         if self.store.dry:
             location = result.staging
         else:
@@ -725,22 +748,22 @@ class Scheduler:
         self._info[node.index] = result.outputs_meta
         self._reportables(node, {"extra_files": result.extra_files})
         for i, ref in enumerate(node.outputs):
-            info = result.outputs_meta[ref.name]
-            cacher = bound_cacher(
+            make = partial(
+                bound_cacher,
                 node.cacher_templates[i],
                 location,
                 ref.name,
                 node.stage.name,
-                info,
+                result.outputs_meta[ref.name],
                 True,
                 fetch=partial(self.store.materialize, location),
             )
             if ref.lazy:
-                ref.value = ref.lazy._copy_for(cacher)
+                ref.value = ref.lazy._copy_for(make())
             elif job.ship_values:
                 ref.value = result.values[i]
             else:
-                ref.value = _CachedOutput(cacher, keep=True)
+                ref.value = _CachedOutput(make, keep=True)
         result.values.clear()
 
     def _reportables(self, node: Node, meta: dict[str, Any]) -> None:
@@ -777,7 +800,7 @@ class Scheduler:
         return {
             "format": 1,
             "key": node.key,
-            "lineage_key": node.lineage_key,
+            "lineage_key": self._lineage(node),
             "key_parts": node.key_parts,
             # What the code fingerprint covers, piece by piece: `curi plan` names what changed.
             "code_parts": self.keys.fingerprinter.breakdown(node.stage.fn),
@@ -798,8 +821,6 @@ class Scheduler:
                 "save_s": round(result.save_s, 6),
             },
             **self.provenance,
-            # Read now, not at start: stages import pandas, numpy, ... as they run.
-            "versions": library_versions(),
         }
 
     def _input_meta(self, src: OutputRef) -> dict[str, Any]:
@@ -835,3 +856,44 @@ def remote_error(type_name: str, message: str) -> RemoteError:
 
 def _record_info(record: Any) -> RecordInfo:
     return RecordInfo(record.name, record.params, record.get_hash())
+
+
+class _OutputCacher:
+    """Makes the cacher of one cached output when the output is first read (most never are:
+    a cached run would otherwise build a cacher, and keep two partials, per output)."""
+
+    __slots__ = ("directory", "info", "output", "stage", "store", "template")
+
+    def __init__(
+        self, store: Any, template: Any, directory: str, output: str, stage: str, info: Any
+    ) -> None:
+        self.store, self.template, self.directory = store, template, directory
+        self.output, self.stage, self.info = output, stage, info
+
+    def __call__(self) -> Any:
+        return bound_cacher(
+            self.template,
+            self.directory,
+            self.output,
+            self.stage,
+            self.info,
+            fetch=partial(self.store.materialize, self.directory),
+        )
+
+
+def _slim_outputs(outputs: dict[str, Any]) -> dict[str, Any]:
+    """An entry's `outputs` metadata as kept for the rest of the run, its names shared with
+    every other entry's (parsed JSON repeats each key and cacher name per entry)."""
+    intern = sys.intern
+    slim = {}
+    for name, info in outputs.items():
+        kept = {intern(k): v for k, v in info.items()}
+        if isinstance(kept.get("cacher"), str):
+            kept["cacher"] = intern(kept["cacher"])
+        files = kept.get("files")
+        if isinstance(files, list):
+            kept["files"] = [
+                {intern(k): v for k, v in f.items()} if isinstance(f, dict) else f for f in files
+            ]
+        slim[intern(name)] = kept
+    return slim

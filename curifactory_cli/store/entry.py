@@ -22,8 +22,8 @@ import re
 import stat
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
+from pathlib import Path, PurePath
 from typing import Any
 
 from curifactory_cli.errors import CacheError
@@ -194,7 +194,9 @@ def _nesting(data: bytes | str) -> int:
     if isinstance(data, bytes):
         if data.count(b"[") + data.count(b"{") <= MAX_META_DEPTH:
             return 0
-        text = data.decode("utf-8", "replace")
+        # Only the brackets matter: walk those (an aggregate over 10,000 records has
+        # megabytes of metadata, a few brackets per record).
+        text = data.translate(None, _NOT_BRACKETS).decode("ascii")
     else:
         text = data
         if text.count("[") + text.count("{") <= MAX_META_DEPTH:
@@ -210,6 +212,9 @@ def _nesting(data: bytes | str) -> int:
         elif char in "]}":
             depth -= 1
     return deepest
+
+
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 
 
 def read_meta_file(path: str | os.PathLike[str]) -> bytes:
@@ -229,13 +234,18 @@ def read_meta_file_stat(path: str | os.PathLike[str]) -> tuple[bytes, os.stat_re
             raise ValueError(f"{path} is not a regular file")
         if info.st_size > MAX_META_BYTES:
             raise ValueError(f"{path} is {info.st_size} bytes, more than metadata ever is")
-        chunks, left = [], MAX_META_BYTES + 1
-        while left > 0 and (chunk := os.read(fd, min(left, 1 << 20))):
-            chunks.append(chunk)
-            left -= len(chunk)
+        # One read of the size fstat gave, plus a byte: a short read means the end (a file
+        # growing meanwhile is read on, up to the bound).
+        want = info.st_size + 1
+        chunks, left = [os.read(fd, want)], MAX_META_BYTES + 1
+        left -= len(chunks[0])
+        if len(chunks[0]) == want:
+            while left > 0 and (chunk := os.read(fd, min(left, 1 << 20))):
+                chunks.append(chunk)
+                left -= len(chunk)
     finally:
         os.close(fd)
-    data = b"".join(chunks)
+    data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
     if len(data) > MAX_META_BYTES:
         raise ValueError(f"{path} grew past {MAX_META_BYTES} bytes while read")
     return data, info
@@ -334,7 +344,8 @@ def safe_rel(rel: Any) -> str | None:
         return None
     if "\x00" in rel:
         return None
-    if any(part in ("", ".", "..") for part in rel.split("/")):
+    parts = rel.split("/")
+    if "" in parts or "." in parts or ".." in parts:
         return None
     return rel
 
@@ -355,13 +366,36 @@ class RemoteRef:
 
 
 # ------------------------------------------------------------------------- the entry
-@dataclass(eq=False)
 class Entry:
-    """A committed cache entry: where its files are, and its metadata."""
+    """A committed cache entry: where its files are, and its metadata.
 
-    directory: Path  # in the store's own namespace: a local folder, or a PurePosixPath in a bucket
-    meta: dict[str, Any]
-    mtime: float | None = field(default=None, repr=False)  # when it was written
+    `directory` is in the store's own namespace: a local folder, or a PurePosixPath in a
+    bucket. Given as a `str`, it becomes a Path only when asked for (a listing of 50,000
+    entries would spend half a second making Paths nobody reads).
+    """
+
+    __slots__ = ("_directory", "meta", "mtime")
+
+    def __init__(
+        self, directory: str | PurePath, meta: dict[str, Any], mtime: float | None = None
+    ) -> None:
+        self._directory = directory
+        self.meta = meta
+        self.mtime = mtime  # when it was written
+
+    @property
+    def directory(self) -> Path:
+        if isinstance(self._directory, str):
+            self._directory = Path(self._directory)
+        return self._directory  # type: ignore[return-value]
+
+    @property
+    def location(self) -> str:
+        """The directory as a string."""
+        return self._directory if isinstance(self._directory, str) else str(self._directory)
+
+    def __repr__(self) -> str:
+        return f"Entry({self.location!r}, key={self.key[:16]!r})"
 
     def output_files(self, output: str) -> list[dict[str, Any]]:
         return self.meta["outputs"][output]["files"]
@@ -412,13 +446,16 @@ class Entry:
     def created(self) -> float:
         if self.mtime is None:
             try:
-                self.mtime = os.stat(self.directory / META_NAME).st_mtime
+                self.mtime = os.stat(os.path.join(self.location, META_NAME)).st_mtime
             except OSError:
                 self.mtime = 0.0
         return self.mtime
 
     def rel(self, root: Path) -> str:
         """The entry's path relative to the cache root, as the metadata's lineage names it."""
+        here, base = self.location, str(root).rstrip("/")
+        if here.startswith(base + "/"):  # string work: pathlib costs more than the listing
+            return here[len(base) + 1 :]
         return self.directory.relative_to(root).as_posix()
 
     def label(self) -> str:

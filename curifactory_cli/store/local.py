@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import itertools
+import json
 import os
 import re
 import shutil
@@ -197,7 +198,7 @@ class LocalStore:
         for candidate in self._stage_dirs(stage_prefix):
             meta = read_meta(candidate)
             if meta is not None:
-                out.append(Entry(Path(candidate), meta))
+                out.append(Entry(candidate, meta))
         return sorted(out, key=lambda e: e.created, reverse=True)
 
     def entry_lock(self, key: str) -> EntryLock:
@@ -304,7 +305,7 @@ class LocalStore:
                 return None, f"{path} is not a regular file"
             if st.st_size != info["size"]:
                 return None, f"{path} has the wrong size (truncated or changed)"
-        return Entry(Path(directory), meta), None
+        return Entry(directory, meta), None
 
     def recheck(
         self, directory: str, key: str, outputs: list[str]
@@ -315,11 +316,11 @@ class LocalStore:
     def entry_at(self, directory: str) -> Entry | None:
         """The committed entry in a folder this store named, whatever its key."""
         meta = read_meta(directory)
-        return None if meta is None else Entry(Path(directory), meta)
+        return None if meta is None else Entry(directory, meta)
 
     def local_dir(self, entry: Entry) -> str:
         """A local folder holding the entry's files: here, the entry folder itself."""
-        return str(entry.directory)
+        return entry.location
 
     # ---------------------------------------------------------------- writing
     def staging_base(self) -> str:
@@ -414,7 +415,7 @@ class LocalStore:
                 dirnames[:] = []  # an entry's own subfolders belong to its outputs
                 meta = read_meta(dirpath)
                 if meta is not None:
-                    yield Entry(Path(dirpath), meta)
+                    yield Entry(dirpath, meta)
 
     def entry_groups(
         self, experiment: str | None = None, stage: str | None = None, params: str | None = None
@@ -434,10 +435,9 @@ class LocalStore:
             named: dict[str, list[str]] = {}  # parameter-set name -> its folders
             for folder in _subfolders(exp_dir):
                 path = os.path.join(exp_dir, folder)
-                first = next(iter(self._folder_entries(path, stage, limit=1)), None)
-                if first is None:
+                name = self._set_name(path, stage)
+                if name is None:
                     continue
-                name = first.params_name
                 if params is not None and params != name and not folder.startswith(params):
                     continue
                 named.setdefault(name, []).append(path)
@@ -449,6 +449,28 @@ class LocalStore:
                 group.sort(key=lambda e: (e.params_name, e.stage))
                 if group:
                     yield group
+
+    def _set_name(self, folder: str, stage: str | None) -> str | None:
+        """The parameter-set name of a folder's entries, to order folders by (None: no entry
+        of `stage`). Read from the first entry's raw metadata as this tool writes it; the
+        entries themselves are read and checked in full when listed."""
+        for name in _subfolders(folder):
+            if stage is not None and not is_entry_of(name, stage):
+                continue
+            try:
+                data = read_meta_file(os.path.join(folder, name, META_NAME))
+            except (OSError, ValueError):
+                continue
+            found = _RECORD_FIELD.search(data)
+            if found is not None:
+                try:
+                    return json.loads(found.group(1)).strip() or "?"
+                except ValueError:
+                    pass
+            meta = parse_meta(data)
+            if meta is not None:
+                return str(meta.get("record", "?"))
+        return None
 
     def _folder_entries(
         self, folder: str, stage: str | None, limit: int | None = None
@@ -466,7 +488,7 @@ class LocalStore:
             meta = parse_meta(data)
             if meta is None:
                 continue
-            yield Entry(Path(directory), meta, info.st_mtime)
+            yield Entry(directory, meta, info.st_mtime)
             found += 1
             if limit is not None and found >= limit:
                 return
@@ -731,6 +753,11 @@ class _Names:
 
 
 _unique_name = _Names()
+
+
+# The top-level "record" field as dump_meta writes it (before "inputs", whose references
+# also name records).
+_RECORD_FIELD = re.compile(rb'"aggregate":(?:true|false),"record":("(?:[^"\\]|\\.)*")')
 
 
 def _subfolders(folder: str) -> list[str]:
