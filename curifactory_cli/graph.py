@@ -119,3 +119,17 @@ class Graph:
 
     def stage_names(self) -> list[str]:
         return list(dict.fromkeys(n.stage.name for n in self.nodes))
+
+
+def entry_namespace(node: Node, experiment: str) -> str:
+    """Whose entries a stage call's are: its experiment's, or, when every cacher of the stage
+    has the same `prefix=`, that prefix's, so that experiments share them (Curifactory's use
+    of `prefix`: the cache files of all experiments with that prefix are the same)."""
+    templates = node.cacher_templates
+    if not templates:
+        return experiment
+    prefixes = {getattr(t, "prefix", None) for t in templates if not isinstance(t, type)}
+    if len(prefixes) != 1 or any(isinstance(t, type) for t in templates):
+        return experiment
+    prefix = prefixes.pop()
+    return prefix if isinstance(prefix, str) and prefix else experiment

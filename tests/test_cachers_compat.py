@@ -1019,3 +1019,39 @@ def test_importing_caching_loads_no_pandas_or_pyarrow():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# ---------------------------------------------------------------------------
+# A common cacher prefix= shares entries between experiments (Curifactory's use of it)
+SHARED_STAGE = """
+import curifactory_cli as cf
+from curifactory_cli.caching import JsonCacher
+
+@cf.stage(inputs=None, outputs=["data"], cachers=[JsonCacher(prefix="commondata")])
+def load(record):
+    return {"n": record.params.n}
+
+@cf.stage(inputs=["data"], outputs=["mine"], cachers=[JsonCacher])
+def own(record, data):
+    return {"twice": data["n"] * 2}
+
+def run(param_sets, manager):
+    for params in param_sets:
+        own(load(cf.Record(manager, params)))
+"""
+
+
+def test_a_common_prefix_shares_a_stage_between_experiments(project, cli):
+    project.write("experiments/exp_a.py", SHARED_STAGE)
+    project.write("experiments/exp_b.py", SHARED_STAGE)
+    project.write("params/p.yaml", ONE_SET)
+    first = project.run("exp_a", "params/p.yaml")
+    second = project.run("exp_b", "params/p.yaml")
+    assert first.ok and second.ok
+    outcomes = {n.stage.name: n.outcome.value for n in second.graph.nodes}
+    # The shared stage is cached for the other experiment; its own stage is not.
+    assert outcomes == {"load": "cached", "own": "executed"}
+    shared = [e for e in project.entries() if e.name.startswith("load-")]
+    assert [e.relative_to(project.cache).parts[0] for e in shared] == ["commondata"]
+    listed = json.loads(cli("cache", "ls", "--json", "-e", "commondata").stdout)
+    assert [e["stage"] for e in listed["entries"]] == ["load"]

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from curifactory_cli.discovery import find_project_root
+from curifactory_cli.graph import entry_namespace
 from curifactory_cli.hashing import CodeFingerprinter
 from curifactory_cli.store import INVALIDATED
 
@@ -286,7 +287,7 @@ class FactFinder:
         found = self._prefixes.get(node.index)
         if found is None:
             found = self.store.stage_prefix(
-                self.experiment, node.record.get_hash(), node.stage.name
+                entry_namespace(node, self.experiment), node.record.get_hash(), node.stage.name
             )
             self._prefixes[node.index] = found
         return found

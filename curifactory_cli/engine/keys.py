@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from curifactory_cli.errors import CurifactoryError
-from curifactory_cli.graph import OutputRef
+from curifactory_cli.graph import OutputRef, entry_namespace
 from curifactory_cli.hashing import (
     FileDigests,
     canonical_json,
@@ -83,7 +83,7 @@ class KeyMaker:
             spec = node.stage
             found = {
                 "format": KEY_FORMAT,
-                "experiment": self.experiment,
+                "experiment": entry_namespace(node, self.experiment),
                 "stage": spec.name,
                 "params": node.record.get_hash(),
                 "code": self.fingerprinter.fingerprint(spec.fn),

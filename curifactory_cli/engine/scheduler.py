@@ -46,7 +46,14 @@ from curifactory_cli.engine.keys import memory_version, params_json
 from curifactory_cli.engine.runners import InlineRunner
 from curifactory_cli.errors import CacheError, CurifactoryError, StageError
 from curifactory_cli.events import NodeFinished, NodeStarted, NodeWaiting, Warned
-from curifactory_cli.graph import NOT_COMPUTED, Node, Outcome, OutputRef, producers_through_memory
+from curifactory_cli.graph import (
+    NOT_COMPUTED,
+    Node,
+    Outcome,
+    OutputRef,
+    entry_namespace,
+    producers_through_memory,
+)
 from curifactory_cli.record import _CachedOutput
 from curifactory_cli.reporting import INDEX, load_reportables
 from curifactory_cli.store import CorruptEntryError, discard_staging
@@ -804,7 +811,7 @@ class Scheduler:
             "key_parts": node.key_parts,
             # What the code fingerprint covers, piece by piece: `curi plan` names what changed.
             "code_parts": self.keys.fingerprinter.breakdown(node.stage.fn),
-            "experiment": self.experiment,
+            "experiment": entry_namespace(node, self.experiment),
             "stage": node.stage.name,
             "stage_ref": node.stage.ref,
             "aggregate": node.stage.is_aggregate,

@@ -2,7 +2,7 @@
 # BSD-3-Clause (see tests/curifactory_examples/LICENSE).
 # ported from ORNL/curifactory v0.20.1 test/test_caching.py; import lines changed only
 # Added: skip marks on the tests of a difference README.md documents (reasons in
-# differences.py), strict xfail marks on tests that wait for a change in curi's engine.
+# differences.py).
 import json
 import os
 import sys
@@ -1321,7 +1321,7 @@ def test_separate_managers_no_crosscache_by_default(
     assert run_count == 2
 
 
-@pytest.mark.xfail(strict=True, reason="needs the engine (decide.FactFinder.stage_prefix, keys.KeyMaker) to use a stage's common cacher prefix= in place of the experiment name")
+
 def test_separate_managers_common_prefix_cacher_crosscaches(
     configured_test_manager, alternate_test_manager2
 ):

@@ -2,7 +2,7 @@
 # BSD-3-Clause (see tests/curifactory_examples/LICENSE).
 # ported from ORNL/curifactory v0.20.1 test/test_notebook.py; import lines changed only
 # Added: skip marks on the tests of a difference README.md documents (reasons in
-# differences.py), strict xfail marks on tests that wait for a change in curi's engine.
+# differences.py).
 import pytest  # import lines changed: for the skip marks
 import os
 
