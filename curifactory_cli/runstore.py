@@ -49,9 +49,13 @@ def store_full_run(root: Path, result: RunResult, registry: RunRegistry) -> Path
     target = root / RUNS_DIR / result.run_id
     try:
         target.mkdir(parents=True, exist_ok=False)
-        _copy_entries(result, target / ARTIFACTS_DIR)
+        untracked = _copy_entries(result, target / ARTIFACTS_DIR)
         run = registry.get_run(result.run_id)
         run["stored"] = _store_inputs(result, target)
+        if untracked:
+            # Curifactory's track=False: the file stays in the cache, not in the store; a
+            # reproduction from the store computes it again.
+            run["stored"]["untracked"] = untracked
         reproduce = reproduce_command(result.run_id)
         run["reproduce"] = reproduce
         (target / "run.json").write_text(json.dumps(run, indent=2, default=str))
@@ -70,18 +74,28 @@ def store_full_run(root: Path, result: RunResult, registry: RunRegistry) -> Path
     return target
 
 
-def _copy_entries(result: RunResult, artifacts: Path) -> None:
-    """Hard-link (or copy) every entry the run loaded, found cached or produced."""
+def _copy_entries(result: RunResult, artifacts: Path) -> list[str]:
+    """Hard-link (or copy) every entry the run loaded, found cached or produced, but the files
+    of outputs whose cacher said `track=False`; returns those files (paths in the store)."""
     # The run's own store: with a remote tier, an entry served from there is fetched first.
     store = result.store or LocalStore(result.cache_dir)
+    untracked: list[str] = []
     for node in result.graph.nodes:
         if node.outcome not in (Outcome.CACHED, Outcome.EXECUTED) or not node.entry_dir:
             continue
         entry = store.entry_at(node.entry_dir)
         if entry is None:
             continue  # e.g. produced by --dry-cache: never published
-        store.export(entry, artifacts / entry.rel(store.root))
+        rel = entry.rel(store.root)
+        store.export(entry, artifacts / rel)
+        for output in (entry.meta.get("outputs") or {}).values():
+            if isinstance(output, dict) and output.get("track") is False:
+                for info in output.get("files") or ():
+                    name = f"{rel}/{info['path']}"
+                    (artifacts / name).unlink(missing_ok=True)
+                    untracked.append(name)
     artifacts.mkdir(parents=True, exist_ok=True)
+    return untracked
 
 
 def reproduce_command(reference: str) -> str:

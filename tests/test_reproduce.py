@@ -251,3 +251,30 @@ def test_a_tampered_stored_parameter_file_is_refused_before_anything_runs(projec
     assert result.exit_code == ExitCode.USAGE
     assert "parameter set 'a' hashes to" in flat(result.output)
     assert not (project.root / "shown_a.json").exists()  # nothing ran
+
+
+def test_track_false_keeps_a_file_out_of_the_store_and_reproducing_does_without_it(project, cli):
+    # Curifactory's track=False: the output stays cached, but --store-full does not copy it.
+    project.write(
+        "experiments/exp.py",
+        EXPERIMENT.replace(
+            '@cf.stage(outputs=["raw"], cachers=[JsonCacher])',
+            '@cf.stage(outputs=["raw"], cachers=[JsonCacher(track=False)])',
+        ),
+    )
+    project.write("params/p.yaml", PARAMS)
+    made = cli("run", "exp", "p", "-n", "a", "--store-full", "--json")
+    assert made.exit_code == 0, made.output
+    reference = json.loads(made.stdout)["run_id"]
+    folder = project.root / "data" / "runs" / reference
+    stored = json.loads((folder / "run.json").read_text())["stored"]
+    [untracked] = stored["untracked"]
+    assert untracked.endswith("/raw.json") and "/load-" in untracked
+    assert not (folder / "artifacts" / untracked).exists()
+    assert (project.cache / untracked).exists()  # the cache keeps it
+    again = cli("runs", "reproduce", reference, "--json")
+    assert again.exit_code == 0, again.output
+    nodes = {(n["stage"], n["record"]): n["outcome"] for n in json.loads(again.stdout)["nodes"]}
+    # What reads it is found by lineage, so the untracked output is not even needed again.
+    assert nodes[("total", "a")] == "cached"
+    assert nodes[("load", "a")] == "skipped"

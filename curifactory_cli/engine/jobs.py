@@ -558,6 +558,8 @@ def _save_outputs(job: Job, cachers: list[Cacheable], result: JobResult) -> None
             "files": own,
             "extra": cacher.extra_metadata,
         }
+        if getattr(cacher, "track", True) is False:  # --store-full leaves its files out
+            result.outputs_meta[name]["track"] = False
     result.extra_files = files[""]
     result.save_s = time.perf_counter() - save_started
 

@@ -131,6 +131,7 @@ _OUTPUT_TYPES: dict[str, tuple[type, ...]] = {
     "version": (str,),
     "files": (list,),
     "extra": (dict,),
+    "track": (bool,),
 }
 
 
