@@ -493,8 +493,9 @@ class FileDigests:
     project root, globs allowed. A file whose size, mtime and inode are unchanged is not read
     again: the checksums are kept in `data/file_digests.json` between runs."""
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(self, root: str | os.PathLike[str], write: bool = True) -> None:
         self.root = os.path.abspath(os.fspath(root))
+        self.write = write  # False: `--dry` and `curi plan` leave the project as it was
         self._memo: dict[str, list[Any]] | None = None
         self._changed = False
         self._runs: dict[tuple[str, ...], dict[str, str]] = {}  # once per run and patterns
@@ -554,7 +555,7 @@ class FileDigests:
 
     def _save(self) -> None:
         """Write the memo (best effort: it only saves re-reading files)."""
-        if not self._changed or self._memo is None:
+        if not self._changed or self._memo is None or not self.write:
             return
         self._changed = False
         target = os.path.join(self.root, FILE_MEMO)

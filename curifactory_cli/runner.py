@@ -515,7 +515,7 @@ def plan_experiment(options: RunOptions) -> PlanResult:
     store.planning = True  # a remote tier answers from metadata, downloads nothing
     planner = Planner(
         store=store,
-        keys=KeyMaker(prepared.experiment, CodeFingerprinter(prepared.root)),
+        keys=KeyMaker(prepared.experiment, CodeFingerprinter(prepared.root), write_memo=False),
         experiment=prepared.experiment,
         overwrite=options.overwrite,
         overwrite_stages=frozenset(options.overwrite_stages),
@@ -630,7 +630,9 @@ class _Run:
         self.result = result
         self.scheduler = Scheduler(
             store=store,
-            keys=KeyMaker(prepared.experiment, CodeFingerprinter(self.root)),
+            keys=KeyMaker(
+                prepared.experiment, CodeFingerprinter(self.root), write_memo=not options.dry
+            ),
             runner=self.runner,
             reporter=self.reporter,
             experiment=prepared.experiment,

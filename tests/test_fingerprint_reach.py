@@ -208,6 +208,68 @@ def test_files_a_stage_declares_are_part_of_its_key(project, cli):
     )
 
 
+AGGREGATE_READS = """
+import curifactory_cli as cf
+from curifactory_cli.caching import JsonCacher
+
+
+@cf.stage(inputs=None, outputs=["n"], cachers=[JsonCacher])
+def one(record):
+    return record.params.n
+
+
+@cf.aggregate(inputs=["n"], outputs=["joined"], cachers=[JsonCacher], depends_on=["data/agg.txt"])
+def join(record, records, n):
+    with open("data/agg.txt") as infile:
+        return infile.read() + str(sorted(n.values()))
+
+
+def run(param_sets, manager):
+    join(cf.Record(manager, None), [one(cf.Record(manager, p)) for p in param_sets])
+"""
+
+
+def test_an_aggregate_declares_files_too_and_unchanged_files_are_not_read_again(
+    project, cli, monkeypatch
+):
+    project.write("experiments/agg.py", AGGREGATE_READS)
+    project.write("params/p.yaml", "- name: a\n  n: 1\n- name: b\n  n: 2\n")
+    project.write("data/agg.txt", "v1")
+    first = project.run("agg", "params/p.yaml")
+    assert ("join", first.graph.nodes[-1].record_name) in first.executed()
+    memo = project.root / "data" / "file_digests.json"
+    assert "data/agg.txt" in json.loads(memo.read_text())
+    # Unchanged (size, mtime, inode): the memo answers, the file is not opened again.
+    import builtins
+
+    opened = []
+    real_open = builtins.open
+
+    def spying(file, *args, **kwargs):
+        opened.append(str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", spying)
+    assert project.run("agg", "params/p.yaml").executed() == []
+    monkeypatch.setattr(builtins, "open", real_open)
+    assert not [f for f in opened if f.endswith("agg.txt")]
+    # Changed: the aggregate re-runs, and plan names the file.
+    project.write("data/agg.txt", "v2")
+    plan = json.loads(cli("plan", "agg", "params/p.yaml", "--json").stdout)
+    [joined] = [n for n in plan["nodes"] if n["stage"] == "join"]
+    assert joined["reason"] == "input files changed (data/agg.txt)"
+    assert [s for s, _ in project.run("agg", "params/p.yaml").executed()] == ["join"]
+
+
+def test_plan_and_dry_runs_leave_the_file_memo_alone(project, cli):
+    project.write("experiments/agg.py", AGGREGATE_READS)
+    project.write("params/p.yaml", "- name: a\n  n: 1\n")
+    project.write("data/agg.txt", "v1")
+    assert cli("plan", "agg", "params/p.yaml").exit_code == 0
+    assert cli("run", "agg", "params/p.yaml", "--dry").exit_code == 0
+    assert not (project.root / "data" / "file_digests.json").exists()
+
+
 def test_declaration_slips_get_a_clear_message(project, cli):
     project.write(
         "experiments/slip.py",

@@ -70,10 +70,12 @@ def memory_version(key: str, output: str) -> str:
 class KeyMaker:
     """Computes keys of the nodes of one graph; the parts that need no inputs are memoised."""
 
-    def __init__(self, experiment: str, fingerprinter: CodeFingerprinter) -> None:
+    def __init__(
+        self, experiment: str, fingerprinter: CodeFingerprinter, write_memo: bool = True
+    ) -> None:
         self.experiment = experiment
         self.fingerprinter = fingerprinter
-        self.files = FileDigests(fingerprinter.root)
+        self.files = FileDigests(fingerprinter.root, write=write_memo)
         self._bases: dict[int, dict[str, Any]] = {}
 
     def base(self, node: Node) -> dict[str, Any]:
