@@ -1,11 +1,15 @@
 """Curifactory's own example experiments (tests/curifactory_examples/, BSD-3, imports changed
 only) run under `curi` as Curifactory's tests run them: from `test/examples/`, with the folder
-above it importable (they import `test.examples.stages...`)."""
+above it importable (they import `test.examples.stages...`); `examples/experiments/iris.py` from
+its project folder, `examples/`."""
 
 from __future__ import annotations
 
+import ast
+import html
 import json
 import os
+import pickle
 import shutil
 import subprocess
 import sys
@@ -108,3 +112,49 @@ def test_lazy_example(tmp_path):
     assert "10485760" in lines
     path = next(line for line in lines if line.endswith("big_data.pkl"))
     assert Path(path).is_file() and str(tmp_path / "data" / "cache") in path
+
+
+# Curifactory's examples/experiments/iris.py, with its own get_params() (simple_lr, simple_rf).
+# Expected values from Curifactory 0.20.5 on the same file with its original imports, same
+# scikit-learn (1.9.1) and numpy (2.4.6): `experiment iris` in a fresh folder printed
+# IRIS_SCORES (its report's JsonReporter shows the same); the labels and predictions are those
+# of the testing data and models it pickled in data/cache/ (both models miss item 22).
+IRIS_SCORES = {"simple_lr": 0.9736842105263158, "simple_rf": 0.9736842105263158}
+IRIS_TEST_LABELS = "01102120021021101100111021001212122010"
+IRIS_PREDICTIONS = "01102120021021101100112021001212122010"
+
+
+@pytest.mark.slow
+def test_iris_gives_curifactorys_numbers(tmp_path):
+    pytest.importorskip("sklearn")
+    shutil.copytree(VENDORED / "examples", tmp_path / "examples")
+    project = tmp_path / "examples"
+
+    def run_iris() -> tuple[dict, dict]:
+        proc = curi(project, "run", "iris", "--json")
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        # Under --json the experiment's own prints go to stderr: test_models prints its scores.
+        printed = [line for line in proc.stderr.splitlines() if line.startswith("{'simple_lr'")]
+        assert len(printed) == 1, proc.stderr
+        return json.loads(proc.stdout), ast.literal_eval(printed[0])
+
+    out, scores = run_iris()
+    assert [p["name"] for p in out["param_sets"]] == ["simple_lr", "simple_rf"]
+    assert out["counts"]["executed"] == 5
+    assert scores == IRIS_SCORES
+    page = html.unescape(Path(out["report"]).read_text())
+    assert all(f'"{name}": {score!r}' in page for name, score in IRIS_SCORES.items())
+
+    entries = {(n["stage"], n["record"]): Path(n["entry"]) for n in out["nodes"] if n["entry"]}
+    for name in IRIS_SCORES:
+        model = pickle.loads((entries["train_model", name] / "model.pkl").read_bytes())
+        x, y = pickle.loads((entries["load_data", name] / "testing_data.pkl").read_bytes())
+        assert "".join(map(str, y)) == IRIS_TEST_LABELS
+        assert "".join(map(str, model.predict(x))) == IRIS_PREDICTIONS
+
+    # Again: load_data and train_model come from the cache; test_models has no cachers, so it
+    # runs again on them, as in Curifactory (its second `experiment iris` executes it too).
+    again, scores = run_iris()
+    assert again["counts"] == {"executed": 1, "cached": 4, "skipped": 0, "failed": 0}
+    assert [n["stage"] for n in again["nodes"] if n["outcome"] != "cached"] == ["test_models"]
+    assert scores == IRIS_SCORES
