@@ -23,7 +23,6 @@ import hashlib
 import importlib.util
 import inspect
 import json
-import logging
 import os
 import pickle
 import re
@@ -48,7 +47,6 @@ __all__ = [
     "RawJupyterNotebookCacher",
 ]
 
-_log = logging.getLogger(__name__)
 
 # ------------------------------------------------------------------------ constructor forms
 # Curifactory's Cacheable took `(extension, path_override=None)` up to 0.9 (the form its cache
@@ -685,7 +683,9 @@ class PandasCacher(Cacheable):
         self._require(spec, read_args)
         saved = (self.extra_metadata or {}).get("pandas_version")
         if saved and saved != pd.__version__:
-            _log.warning(
+            import logging  # only for this warning: importing it costs every run 2 ms
+
+            logging.getLogger(__name__).warning(
                 "loading a DataFrame saved with pandas %s using pandas %s", saved, pd.__version__
             )
         reader = getattr(pd, spec.reader)

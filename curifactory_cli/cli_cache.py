@@ -17,9 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
 from rich.text import Text
-from rich.tree import Tree
 
 from curifactory_cli import console as ui
 from curifactory_cli.cli_common import (
@@ -37,6 +35,8 @@ from curifactory_cli.console import write_json
 from curifactory_cli.errors import ConfigError, CurifactoryError, ExitCode
 
 if TYPE_CHECKING:
+    from rich.tree import Tree
+
     from curifactory_cli.cache_index import CacheEntry, FileCheck
     from curifactory_cli.store import LocalStore
     from curifactory_cli.store.remote import FsspecStore
@@ -420,6 +420,8 @@ def _run_provenance(meta: dict[str, Any]) -> dict[str, Any]:
 
 
 def _grid(rows: list[tuple[str, str]], indent: int = 0) -> None:
+    from rich.table import Table
+
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold")
     table.add_column()
@@ -532,6 +534,8 @@ def _render_inspect(store: LocalStore, entry: CacheEntry, data: dict[str, Any]) 
         ]
     )
 
+    from rich.table import Table
+
     table = Table(box=None, show_edge=False, pad_edge=False, title=None)
     for column in ("output", "cacher", "file", "size", "checksum"):
         table.add_column(column, justify="right" if column == "size" else "left")
@@ -555,6 +559,8 @@ def _render_inspect(store: LocalStore, entry: CacheEntry, data: dict[str, Any]) 
         table.add_row("", "", Text(rel), "", Text("not listed in meta.json", "yellow"))
     console.print(Text("files", style="bold"))
     ui.print_rows(console, table)
+
+    from rich.tree import Tree
 
     up = Tree(Text("computed from", style="bold"))
     _upstream_tree(up, data["upstream"])
@@ -732,6 +738,8 @@ def _render_frame(frame: Any, rows: int, kind: str) -> None:
     n_rows, n_cols = frame.shape
     _line(f"{kind.rsplit('.', 1)[-1]}: {_plural(n_rows, 'row')} × {_plural(n_cols, 'column')}")
     head, tail = dump.frame_parts(frame, rows)
+    from rich.table import Table
+
     table = Table(box=None, show_edge=False, pad_edge=False)
     table.add_column(Text(str(frame.index.name or "")), style="dim")
     for column in frame.columns:
@@ -1114,6 +1122,8 @@ def cache_du(
     )
     for group, rows in tables.items():
         columns = [k for k in rows[0] if k not in ("entries", "size")]
+        from rich.table import Table
+
         table = Table(box=None, show_edge=False, pad_edge=False, caption=caption)
         for column in (*columns, "entries", "size"):
             table.add_column(column, justify="right" if column in ("entries", "size") else "left")

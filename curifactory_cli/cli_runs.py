@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import shlex
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
 from rich.text import Text
 
 from curifactory_cli.cli_common import (
@@ -22,6 +21,9 @@ from curifactory_cli.cli_common import (
 )
 from curifactory_cli.console import LOG_WIDTH, print_rows, write_json
 from curifactory_cli.errors import CurifactoryError
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 runs_app = typer.Typer(
     help="The run registry: every curi run, its status and provenance.", no_args_is_help=True
@@ -198,6 +200,8 @@ def _runs_table(runs: list[dict], width: int, caps: dict[str, int] | None = None
             continue
         widths[header] = min(wanted, room)
         used += widths[header] + _GAP
+    from rich.table import Table
+
     table = Table(box=None, show_edge=False, pad_edge=False, padding=(0, _GAP, 0, 0))
     order = ["reference", "status", "started", "duration", "exec", "cached", "skip"]
     shown = [h for h in [*order, "notes", "command"] if h in columns or h in widths]
@@ -285,6 +289,8 @@ def _print_stages(stages: list[dict]) -> None:
     if not stages:
         console.print(Text("no stage calls recorded", style="dim"))
         return
+    from rich.table import Table
+
     table = Table(box=None, show_edge=False, pad_edge=False, title="stages", title_justify="left")
     for column in ("stage", "record", "outcome", "time", "entry", "reason"):
         table.add_column(column, justify="right" if column == "time" else "left")

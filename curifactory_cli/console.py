@@ -11,9 +11,7 @@ from typing import TYPE_CHECKING
 
 from rich.cells import cell_len
 from rich.console import Console
-from rich.live import Live
 from rich.segment import Segment
-from rich.table import Table
 from rich.text import Text
 
 from curifactory_cli.events import (
@@ -27,6 +25,9 @@ from curifactory_cli.events import (
 from curifactory_cli.graph import Outcome
 
 if TYPE_CHECKING:
+    from rich.live import Live
+    from rich.table import Table
+
     from curifactory_cli.events import Event
     from curifactory_cli.runner import RunResult
 
@@ -148,6 +149,8 @@ class LiveReporter(PlainReporter):
         self.workers = 1
 
     def _render(self) -> Table:
+        from rich.table import Table
+
         table = Table(box=None, pad_edge=False, show_edge=False)
         table.add_column("stage")
         table.add_column("done", justify="right")
@@ -178,6 +181,8 @@ class LiveReporter(PlainReporter):
                 self.stages.setdefault(name, _Counts(0)).total += count
             if self.live is not None:
                 return  # more stage calls of the run on display
+            from rich.live import Live
+
             self.live = Live(
                 get_renderable=self._render,
                 console=self.console,
@@ -220,6 +225,8 @@ class LiveReporter(PlainReporter):
 
 
 def print_summary(console: Console, result: RunResult) -> None:
+    from rich.table import Table
+
     table = Table(title=None, box=None, show_edge=False, pad_edge=False)
     table.add_column("stage")
     for label, style in (
@@ -429,6 +436,8 @@ def print_plan(console: Console, title: str, plans: list) -> None:
         )
         write_text(console, "\n".join(lines) + "\n")
         return
+    from rich.table import Table
+
     table = Table(box=None, show_edge=False, pad_edge=False)
     for column in columns:
         table.add_column(column)
@@ -465,6 +474,8 @@ def print_table(
     right: tuple[str, ...] = (),
     caption: str | None = None,
 ) -> None:
+    from rich.table import Table
+
     table = Table(box=None, show_edge=False, pad_edge=False, caption=caption)
     for column in columns:
         table.add_column(column, justify="right" if column in right else "left")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import platform
-import socket
 import subprocess
 import sys
 from functools import lru_cache
@@ -44,4 +43,4 @@ def library_versions() -> dict[str, str]:
 
 
 def host_info() -> dict[str, Any]:
-    return {"host": socket.gethostname(), "pid": os.getpid(), "platform": platform.platform()}
+    return {"host": platform.node(), "pid": os.getpid(), "platform": platform.platform()}

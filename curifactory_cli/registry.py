@@ -13,8 +13,8 @@ import contextlib
 import datetime as dt
 import json
 import os
+import platform
 import shlex
-import socket
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -549,7 +549,7 @@ def _with_liveness(run: dict[str, Any]) -> dict[str, Any]:
     if run.get("status") != "running" or not isinstance(host, dict):
         return run
     pid = host.get("pid")
-    if host.get("host") != socket.gethostname() or not isinstance(pid, int):
+    if host.get("host") != platform.node() or not isinstance(pid, int):
         return run
     if not _process_runs(pid, run.get("started")):
         run["status"] = "died"

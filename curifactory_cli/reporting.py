@@ -12,7 +12,6 @@ A custom reportable written for Curifactory works with its imports changed: subc
 
 from __future__ import annotations
 
-import html as html_text
 import json
 import os
 from typing import Any
@@ -28,6 +27,13 @@ __all__ = [
     "LinePlotReporter",
     "Reportable",
 ]
+
+
+def _escape(text: str) -> str:
+    import html  # only when a reportable renders: importing it costs every run 2 ms
+
+    return html.escape(text)
+
 
 MAX_ROWS = 50  # of a DataFrame shown in a report: head and tail, with the shape
 
@@ -87,7 +93,7 @@ class JsonReporter(Reportable):
 
     def html(self) -> list[str]:
         text = json.dumps(self.data, indent=4, default=str)
-        return ["<pre>", html_text.escape(text), "</pre>"]
+        return ["<pre>", _escape(text), "</pre>"]
 
 
 class DFReporter(Reportable):
@@ -107,7 +113,7 @@ class DFReporter(Reportable):
         shown = df if rows <= MAX_ROWS else None
         lines = [f"<p class='shape'>{rows} rows &times; {len(df.columns)} columns</p>"]
         lines.append("<table class='df'><tr><th></th>")
-        lines += [f"<th>{html_text.escape(str(c))}</th>" for c in df.columns]
+        lines += [f"<th>{_escape(str(c))}</th>" for c in df.columns]
         lines.append("</tr>")
         parts = [shown] if shown is not None else [df.head(MAX_ROWS // 2), None, df.tail(5)]
         for part in parts:
@@ -115,10 +121,10 @@ class DFReporter(Reportable):
                 lines.append(f"<tr><td colspan='{len(df.columns) + 1}'>&hellip;</td></tr>")
                 continue
             for index, row in part.iterrows():
-                lines.append(f"<tr><th>{html_text.escape(str(index))}</th>")
+                lines.append(f"<tr><th>{_escape(str(index))}</th>")
                 for item in row:
                     text = f"{item:.{self.float_prec}f}" if isinstance(item, float) else str(item)
-                    lines.append(f"<td>{html_text.escape(text)}</td>")
+                    lines.append(f"<td>{_escape(text)}</td>")
                 lines.append("</tr>")
         lines.append("</table>")
         return lines
@@ -135,7 +141,7 @@ class LatexTableReporter(Reportable):
         super().__init__(name=name, group=group)
 
     def html(self) -> list[str]:
-        return ["<pre>", html_text.escape(self.df.style.to_latex(**self.kwargs)), "</pre>"]
+        return ["<pre>", _escape(self.df.style.to_latex(**self.kwargs)), "</pre>"]
 
 
 class FigureReporter(Reportable):

@@ -1055,3 +1055,55 @@ def test_a_common_prefix_shares_a_stage_between_experiments(project, cli):
     assert [e.relative_to(project.cache).parts[0] for e in shared] == ["commondata"]
     listed = json.loads(cli("cache", "ls", "--json", "-e", "commondata").stdout)
     assert [e["stage"] for e in listed["entries"]] == ["load"]
+
+
+RECORD_AWARE = """
+import json
+
+import curifactory_cli as cf
+from curifactory_cli.caching import Cacheable
+
+SEEN = []
+
+
+class Tagged(Cacheable):
+    # As in Curifactory, a cacher in a stage knows its record: here it tags what it saves.
+    def __init__(self):
+        super().__init__(".json")
+
+    def save(self, obj):
+        with open(self.get_path(), "w") as out:
+            json.dump({"set": self.record.params.name, "value": obj}, out)
+
+    def load(self):
+        SEEN.append(self.record.params.name)
+        with open(self.get_path()) as infile:
+            return json.load(infile)
+
+
+@cf.stage(inputs=None, outputs=["v"], cachers=[Tagged])
+def make(record):
+    return record.params.n
+
+
+@cf.stage(inputs=["v"], outputs=["out"])
+def show(record, v):
+    return v
+
+
+def run(param_sets, manager):
+    for params in param_sets:
+        show(make(cf.Record(manager, params)))
+"""
+
+
+def test_a_cacher_in_a_stage_knows_its_record_on_save_and_on_load(project):
+    project.write("experiments/tagged.py", RECORD_AWARE)
+    project.write("params/p.yaml", ONE_SET)
+    first = run_ok(project, "tagged")
+    assert first.records[0].state["out"] == 3  # the value itself, passed on in memory
+    [saved] = [e / "v.json" for e in project.entries() if e.name.startswith("make-")]
+    assert json.loads(saved.read_text()) == {"set": "a", "value": 3}
+    second = run_ok(project, "tagged")
+    assert second.records[0].state["out"] == {"set": "a", "value": 3}
+    assert sys.modules["experiments.tagged"].SEEN == ["a"]  # loaded through its record

@@ -175,7 +175,7 @@ def run_job(job: Job, record: Any = None, fn: Any = None) -> JobResult:
         else:
             input_records = list(record.input_records)
         try:
-            inputs = _load_inputs(job, input_records, scratch)
+            inputs = _load_inputs(job, record, input_records, scratch)
         except _Corrupt as damaged:
             result.corrupt = damaged.args
             return result
@@ -290,16 +290,21 @@ class _Corrupt(Exception):
     pass
 
 
-def _load_inputs(job: Job, input_records: list[Any], scratch: list[str]) -> dict[str, Any]:
+def _load_inputs(
+    job: Job, record: Any, input_records: list[Any], scratch: list[str]
+) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for name, source in job.inputs:
-        values[name] = _load(name, source, scratch)
+        values[name] = _load(name, source, scratch, record)
     for name, pairs in job.aggregate_inputs:
-        values[name] = {input_records[pos]: _load(name, source, scratch) for pos, source in pairs}
+        values[name] = {
+            input_records[pos]: _load(name, source, scratch, input_records[pos])
+            for pos, source in pairs
+        }
     return values
 
 
-def _load(name: str, source: Source, scratch: list[str]) -> Any:
+def _load(name: str, source: Source, scratch: list[str], record: Any = None) -> Any:
     if isinstance(source, InputValue):
         return source.value
     directory = source.directory
@@ -313,6 +318,7 @@ def _load(name: str, source: Source, scratch: list[str]) -> Any:
         cacher = bound_cacher(
             source.cacher, directory, source.output, source.stage, source.info, True
         )
+        cacher.record = record  # as in Curifactory: load() may read its record
         if source.lazy is not None and not source.lazy.resolve:
             # The stage gets the handle and loads it (or passes its path on) itself.
             return source.lazy._copy_for(cacher)
@@ -389,6 +395,8 @@ def _call(
     kwargs = dict(job.kwargs)
     args = kwargs.pop("__args__", ())
     record.stage_cachers = cachers
+    for cacher in cachers:
+        cacher.record = record  # as in Curifactory: a cacher may read its record's params
     # The folder this job really writes to (a local one on a machine without the cache), so
     # that record.get_path() files are saved and uploaded with the outputs.
     record._staging = staging

@@ -367,6 +367,7 @@ class Scheduler:
                 ref.name,
                 node.stage.name,
                 info,
+                node.record,
             )
             ref.value = ref.lazy._copy_for(make()) if ref.lazy else _CachedOutput(make, keep=True)
         self._state.pop(node.index, None)
@@ -869,16 +870,23 @@ class _OutputCacher:
     """Makes the cacher of one cached output when the output is first read (most never are:
     a cached run would otherwise build a cacher, and keep two partials, per output)."""
 
-    __slots__ = ("directory", "info", "output", "stage", "store", "template")
+    __slots__ = ("directory", "info", "output", "record", "stage", "store", "template")
 
     def __init__(
-        self, store: Any, template: Any, directory: str, output: str, stage: str, info: Any
+        self,
+        store: Any,
+        template: Any,
+        directory: str,
+        output: str,
+        stage: str,
+        info: Any,
+        record: Any = None,
     ) -> None:
         self.store, self.template, self.directory = store, template, directory
-        self.output, self.stage, self.info = output, stage, info
+        self.output, self.stage, self.info, self.record = output, stage, info, record
 
     def __call__(self) -> Any:
-        return bound_cacher(
+        cacher = bound_cacher(
             self.template,
             self.directory,
             self.output,
@@ -886,6 +894,8 @@ class _OutputCacher:
             self.info,
             fetch=partial(self.store.materialize, self.directory),
         )
+        cacher.record = self.record  # as in Curifactory: load() may read its record
+        return cacher
 
 
 def _slim_outputs(outputs: dict[str, Any]) -> dict[str, Any]:
