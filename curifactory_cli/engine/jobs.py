@@ -572,7 +572,9 @@ def _save_outputs(job: Job, cachers: list[Cacheable], result: JobResult) -> None
     result.save_s = time.perf_counter() - save_started
 
 
-PICKLE_SCAN_LIMIT = 256 << 20  # bytes: bigger pickles are arrays, not objects with code
+# Bytes: a bigger pickle is data (arrays), not objects whose code matters, and reading it
+# whole to list its classes would double the memory a run needs for it.
+PICKLE_SCAN_LIMIT = 64 << 20
 _STRING_OPS = frozenset(
     {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "SHORT_BINSTRING", "BINSTRING"}
 )
@@ -600,7 +602,8 @@ def _pickled_classes(
         with open(path, "rb") as infile:
             if infile.read(1) != b"\x80":
                 continue  # not a pickle (protocol 2 or later)
-            data = b"\x80" + infile.read()
+            infile.seek(0)
+            data = infile.read()
         for module, qualname in _pickle_globals(data):
             fingerprint = class_fingerprint(module, qualname, root)
             if fingerprint is not None:
