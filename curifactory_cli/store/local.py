@@ -405,17 +405,19 @@ class LocalStore:
 
     # ---------------------------------------------------------------- maintenance
     def entries(self, experiment: str | None = None) -> Iterator[Entry]:
-        """Every committed entry (a folder with a readable meta.json), or one experiment's."""
+        """Every committed entry (a folder with a readable meta.json), or one experiment's.
+
+        Entries live at `<experiment>/<parameter set>/<stage>-<key>/`: only those folders are
+        looked in (an entry's own folder is not listed, its metadata is just opened), links
+        are never followed, and names starting with "." are not entries.
+        """
         top = self.root / experiment if experiment else self.root
         if not top.is_dir() or top.is_symlink():
             return
-        for dirpath, dirnames, filenames in os.walk(top):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            if META_NAME in filenames:
-                dirnames[:] = []  # an entry's own subfolders belong to its outputs
-                meta = read_meta(dirpath)
-                if meta is not None:
-                    yield Entry(dirpath, meta)
+        for exp in [experiment] if experiment else _subfolders(self._root):
+            exp_dir = os.path.join(self._root, exp)
+            for folder in _subfolders(exp_dir):
+                yield from self._folder_entries(os.path.join(exp_dir, folder), None)
 
     def entry_groups(
         self, experiment: str | None = None, stage: str | None = None, params: str | None = None
