@@ -403,6 +403,16 @@ def main() -> None:
         else:  # sys.exit("message")
             print(exc.code, file=sys.stderr)
             code = 1
+    import threading
+
+    if any(
+        t.is_alive() and not t.daemon
+        for t in threading.enumerate()
+        if t is not threading.main_thread()
+    ):
+        # A thread someone started is still working (a stage's, a pool's): the interpreter's
+        # own shutdown waits for it.
+        raise SystemExit(code)
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):  # a closed pipe (`| head`) is not an error
             stream.flush()
