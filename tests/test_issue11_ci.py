@@ -282,3 +282,39 @@ def test_a_long_stage_call_gets_heartbeat_lines_in_a_log(project, cli, monkeypat
     assert all(beat[:3] == ["running", "second", "[a]"] for beat in beats)
     quiet = cli("run", "exp", "p", "-q", "--overwrite")
     assert " running" not in quiet.stdout
+
+
+# ------------------------------------------------------------------ leaving the process
+THREADED = """
+import threading
+import time
+
+import curifactory_cli as cf
+from curifactory_cli.caching import JsonCacher
+
+
+@cf.stage(inputs=None, outputs=["x"], cachers=[JsonCacher])
+def make(record):
+    def later():
+        time.sleep(0.3)
+        with open("late.txt", "w") as out:
+            out.write("done")
+
+    threading.Thread(target=later).start()  # not a daemon: Python waits for it at exit
+    return 1
+
+
+def run(param_sets, manager):
+    for params in param_sets:
+        make(cf.Record(manager, params))
+"""
+
+
+def test_a_thread_a_stage_left_running_finishes_before_curi_exits(project):
+    # curi skips the interpreter's teardown to exit fast, but not while such a thread works.
+    project.write("experiments/threaded.py", THREADED)
+    project.write("params/p.yaml", "- name: a\n")
+    proc = curi(project, "run", "threaded", "p", "-q", stdout=-1, stderr=-1)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out + err
+    assert (project.root / "late.txt").read_text() == "done"
