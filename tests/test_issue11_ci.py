@@ -296,7 +296,7 @@ from curifactory_cli.caching import JsonCacher
 @cf.stage(inputs=None, outputs=["x"], cachers=[JsonCacher])
 def make(record):
     def later():
-        time.sleep(0.3)
+        time.sleep(2)  # well after the run is recorded and its report written
         with open("late.txt", "w") as out:
             out.write("done")
 
