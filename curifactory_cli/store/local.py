@@ -72,15 +72,33 @@ def fault_point(point: str) -> None:
 
 
 def _dir_files(root: str) -> list[tuple[str, str]]:
-    """(absolute path, path relative to root with '/') of every file under root."""
-    out = []
-    prefix = len(root) + 1
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        for name in sorted(filenames):
-            path = os.path.join(dirpath, name)
-            out.append((path, path[prefix:].replace(os.sep, "/")))
+    """(absolute path, path relative to root with '/') of every file under root: a folder's
+    files in name order, then its subfolders' (as os.walk gives them; links to folders are
+    not followed). One scandir per folder: os.walk costs more than a staging folder's file."""
+    out: list[tuple[str, str]] = []
+    _list_files(root, "", out)
     return out
+
+
+def _list_files(folder: str, rel: str, out: list[tuple[str, str]]) -> None:
+    try:
+        with os.scandir(folder) as found:
+            items = sorted(found, key=lambda item: item.name)
+    except OSError:
+        return
+    subfolders = []
+    for item in items:
+        try:
+            is_dir = item.is_dir()
+        except OSError:
+            is_dir = False
+        if is_dir:
+            if not item.is_symlink():
+                subfolders.append(item)
+        else:
+            out.append((item.path, rel + item.name))
+    for item in subfolders:
+        _list_files(item.path, f"{rel}{item.name}/", out)
 
 
 def read_meta(directory: str | os.PathLike[str]) -> dict[str, Any] | None:
@@ -208,7 +226,7 @@ class LocalStore:
             self._makedirs(directory)
         except OSError as exc:
             raise CacheError(f"cannot create {directory}: {exc.strerror or exc}") from None
-        return EntryLock(os.path.join(directory, key[:32] + ".lock"))
+        return EntryLock(f"{directory}{os.sep}{key[:32]}.lock")
 
     def _makedirs(self, directory: str) -> None:
         if directory not in self._made:
@@ -276,7 +294,7 @@ class LocalStore:
         self, directory: str, key: str, outputs: list[str]
     ) -> tuple[Entry | None, str | None]:
         """The valid entry at `directory` for `key`, or None and why it is unusable."""
-        meta_path = os.path.join(directory, META_NAME)
+        meta_path = f"{directory}{os.sep}{META_NAME}"  # (os.path.join: 1 us, per lookup)
         try:
             data = read_meta_file(meta_path)
         except FileNotFoundError:
@@ -294,7 +312,7 @@ class LocalStore:
         if problem is not None:
             return None, problem
         for _, info in listed_files(meta):
-            path = os.path.join(directory, info["path"])
+            path = f"{directory}{os.sep}{info['path']}"
             try:
                 st = os.lstat(path)
             except FileNotFoundError:
@@ -339,7 +357,7 @@ class LocalStore:
 
         It carries this process's pid, so `cache gc` keeps it while this run is alive.
         """
-        return os.path.join(self.staging_base(), _unique_name())
+        return f"{self.staging_base()}{os.sep}{_unique_name()}"
 
     def materialize(self, directory: str) -> None:
         """Entries here are always local (see `TieredStore.materialize`)."""
@@ -372,7 +390,7 @@ class LocalStore:
         try:
             fault_point("before-meta")
             data = dump_meta(meta).encode("utf-8")
-            fd = os.open(os.path.join(staging, META_NAME), _NEW_FILE, 0o644)
+            fd = os.open(f"{staging}{os.sep}{META_NAME}", _NEW_FILE, 0o644)
             try:
                 if os.environ.get(FAULT_ENV) == "mid-meta":
                     os.write(fd, data[: len(data) // 2])
@@ -482,9 +500,9 @@ class LocalStore:
         for name in _subfolders(folder):
             if stage is not None and not is_entry_of(name, stage):
                 continue
-            directory = os.path.join(folder, name)
+            directory = f"{folder}{os.sep}{name}"
             try:
-                data, info = read_meta_file_stat(os.path.join(directory, META_NAME))
+                data, info = read_meta_file_stat(f"{directory}{os.sep}{META_NAME}")
             except (OSError, ValueError):
                 continue
             meta = parse_meta(data)
