@@ -19,6 +19,9 @@ from curifactory_cli.cli_cache import cache_app
 from curifactory_cli.cli_common import (
     CacheOpt,
     JsonOpt,
+    NoProgressOpt,
+    NoReportOpt,
+    QuietOpt,
     RemoteOpt,
     StrictOpt,
     console,
@@ -182,13 +185,7 @@ def run(
             "data/runs/<reference>/.",
         ),
     ] = False,
-    no_report: Annotated[
-        bool,
-        typer.Option(
-            "--no-report",
-            help="Do not write the HTML report (reports/<reference>/index.html) of this run.",
-        ),
-    ] = False,
+    no_report: NoReportOpt = False,
     keep_going: Annotated[
         bool,
         typer.Option(
@@ -241,12 +238,8 @@ def run(
             "DASK_SCHEDULER_ADDRESS. Implies --executor dask.",
         ),
     ] = None,
-    no_progress: Annotated[
-        bool, typer.Option("--no-progress", help="Plain lines instead of a live display.")
-    ] = False,
-    quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="Print only warnings and errors.")
-    ] = False,
+    no_progress: NoProgressOpt = False,
+    quiet: QuietOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Run EXPERIMENT once per parameter set, reusing every valid cached stage."""

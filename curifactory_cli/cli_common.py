@@ -49,6 +49,18 @@ RemoteOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+# The options of the commands that run an experiment (`curi run`, `curi runs reproduce`).
+NoReportOpt = Annotated[
+    bool,
+    typer.Option(
+        "--no-report",
+        help="Do not write the HTML report (reports/<reference>/index.html) of this run.",
+    ),
+]
+NoProgressOpt = Annotated[
+    bool, typer.Option("--no-progress", help="Plain lines instead of a live display.")
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only warnings and errors.")]
 StrictOpt = Annotated[
     bool,
     typer.Option(

@@ -12,6 +12,9 @@ from rich.text import Text
 from curifactory_cli.cli_common import (
     ExperimentFilter,
     JsonOpt,
+    NoProgressOpt,
+    NoReportOpt,
+    QuietOpt,
     RegistryOpt,
     console,
     execute_run,
@@ -123,15 +126,9 @@ def runs_reproduce(
         str | None,
         typer.Option("--workers", "-j", metavar="N", help="Stage calls to run at once."),
     ] = None,
-    no_report: Annotated[
-        bool, typer.Option("--no-report", help="Do not write the HTML report of this run.")
-    ] = False,
-    no_progress: Annotated[
-        bool, typer.Option("--no-progress", help="Plain lines instead of a live display.")
-    ] = False,
-    quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="Print only warnings and errors.")
-    ] = False,
+    no_report: NoReportOpt = False,
+    no_progress: NoProgressOpt = False,
+    quiet: QuietOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Run a stored run again exactly as it ran: its experiment source and parameter values

@@ -7,7 +7,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.cells import cell_len
 from rich.console import Console
@@ -306,19 +306,21 @@ def stream_table(
     every row is out. A row may carry one more cell than there are columns (a rare "state")."""
     source = iter(rows)
     block = list(itertools.islice(source, RICH_ROWS + 1))
+    # The extra column is shown when the first rows have it (later rows may add it).
+    header = [*columns, "state"] if any(len(r) > len(columns) for r in block) else list(columns)
     if console.is_terminal and len(block) <= RICH_ROWS:
-        width = max((len(r) for r in block), default=len(columns))
-        shown = [*columns, *["state"][: width - len(columns)]]
         print_table(
             console,
-            shown,
+            header,
             # Text cells: no markup in names; folded, never cut: "n_rows=5…" could be 500.
-            [[Text(c, overflow="fold") for c in [*r, *[""] * (width - len(r))]] for r in block],  # type: ignore[misc]
+            [  # type: ignore[misc]
+                [Text(c, overflow="fold") for c in [*r, *[""] * (len(header) - len(r))]]
+                for r in block
+            ],
             right=right,
             caption=caption() if caption else None,
         )
         return
-    header = [*columns, *["state"][: max((len(r) for r in block), default=0) - len(columns)]]
     widths = [cell_len(c) for c in header]
     rights = [c in right for c in header]
     lines: list[str] | None = None
@@ -333,23 +335,13 @@ def stream_table(
                 if width > widths[i]:
                     widths[i] = width
         if lines is None:
-            lines = ["  ".join(_pad(h, w, r) for h, w, r in zip(header, widths, rights)).rstrip()]
-        lines.extend(
-            "  ".join(_pad(t, w, r) for t, w, r in zip(row, widths, rights)).rstrip()
-            for row in cells
-        )
+            lines = [_line(header, widths, rights)]
+        lines.extend(_line(row, widths, rights) for row in cells)
         write_text(console, "\n".join(lines) + "\n")
         lines = []
         block = list(itertools.islice(source, 1000))
     if caption:
         write_text(console, caption() + "\n")
-
-
-def plain_rows(header: list[str], rows: Iterable[list[str]]) -> list[str]:
-    """Rows of plain strings as aligned lines under `header` (control characters escaped)."""
-    cells = [header, *([str(c).translate(_CONTROL) for c in row] for row in rows)]
-    widths = [max(cell_len(row[i]) for row in cells) for i in range(len(header))]
-    return ["  ".join(_pad(t, w, False) for t, w in zip(row, widths)).rstrip() for row in cells]
 
 
 def plain_table(table: Table) -> list[str]:
@@ -363,14 +355,10 @@ def plain_table(table: Table) -> list[str]:
         return []
     _, right, _, left = table.padding
     gap = " " * max(1, left + right)
-    widths = [max(map(cell_len, cells)) for cells in columns]
-    justify = [column.justify for column in table.columns]
+    widths = [max(map(_width, cells)) for cells in columns]
+    rights = [column.justify == "right" for column in table.columns]
     lines = [_plain(table.title)] if table.title else []
-    for row in zip(*columns):
-        cells = [
-            _pad(text, width, how == "right") for text, width, how in zip(row, widths, justify)
-        ]
-        lines.append(gap.join(cells).rstrip())
+    lines.extend(_line(row, widths, rights, gap) for row in zip(*columns))
     if table.caption:
         lines.append(_plain(table.caption))
     return lines
@@ -379,6 +367,11 @@ def plain_table(table: Table) -> list[str]:
 def _plain(cell: object) -> str:
     text = cell.plain if isinstance(cell, Text) else str(cell)
     return text.translate(_CONTROL)
+
+
+def _line(cells: Iterable[str], widths: list[int], rights: list[bool], gap: str = "  ") -> str:
+    """One row of aligned plain text."""
+    return gap.join(_pad(t, w, r) for t, w, r in zip(cells, widths, rights)).rstrip()
 
 
 def _pad(text: str, width: int, right: bool) -> str:
@@ -413,28 +406,24 @@ def write_json(console: Console, data: object) -> None:
 _PLAN_STYLE = {"cached": "cyan", "run": "green", "maybe": "yellow", "skipped": "dim"}
 
 
+def _plan_row(item: Any) -> list[str]:
+    value = item.plan.value if item.plan else "skipped"
+    return [
+        item.node.record_name,
+        item.node.stage.name,
+        value,
+        "" if value == "cached" else item.reason,
+    ]
+
+
 def print_plan(console: Console, title: str, plans: list) -> None:
     """One row per (record, stage) node: what will happen and why."""
     console.print(Text(title, style="bold"), soft_wrap=True)
     columns = ("parameter set", "stage", "plan", "why")
     # In a log (or a plan longer than a screen) each row names its set, so grepping for a
     # set finds all its stages.
-    rich = console.is_terminal and len(plans) <= RICH_ROWS
-    if not rich:
-        lines = plain_rows(
-            list(columns),
-            (
-                [
-                    item.node.record_name,
-                    item.node.stage.name,
-                    value,
-                    item.reason if value != "cached" else "",
-                ]
-                for item in plans
-                for value in [item.plan.value if item.plan else "skipped"]
-            ),
-        )
-        write_text(console, "\n".join(lines) + "\n")
+    if not console.is_terminal or len(plans) > RICH_ROWS:
+        stream_table(console, list(columns), (_plan_row(item) for item in plans))
         return
     from rich.table import Table
 

@@ -12,44 +12,8 @@ import json
 import shutil
 
 import pytest
+from test_plan import PARAMS, PIPELINE  # the same pipeline: a stage of each kind
 
-PIPELINE = """
-import curifactory_cli as cf
-from curifactory_cli.caching import JsonCacher, PickleCacher
-
-
-@cf.stage(outputs=["raw"], cachers=[JsonCacher])
-def load(record):
-    return list(range(record.params.n))
-
-
-@cf.stage(inputs=["raw"], outputs=["scaled"], cachers=[JsonCacher])
-def scale(record, raw):
-    return [x * record.params.factor for x in raw]
-
-
-@cf.stage(inputs=["scaled"], outputs=["memo"])
-def describe(record, scaled):
-    return {"n": len(scaled)}
-
-
-@cf.stage(inputs=["scaled", "memo"], outputs=["total"], cachers=[PickleCacher])
-def total(record, scaled, memo):
-    return sum(scaled) + memo["n"]
-
-
-@cf.aggregate(inputs=["total"], outputs=["grand"], cachers=[JsonCacher])
-def grand(record, records, total):
-    return sum(total.values())
-
-
-def run(param_sets, manager):
-    for p in param_sets:
-        total(describe(scale(load(cf.Record(manager, p)))))
-    grand(cf.Record(manager, None))
-"""
-
-PARAMS = "- name: a\n  n: 3\n  factor: 2\n- name: b\n  n: 4\n  factor: 3\n"
 INVALIDATED = "invalidated by `curi cache invalidate`"
 OUTCOMES = {"cached": {"cached"}, "run": {"executed"}, "skipped": {"skipped"}}
 
