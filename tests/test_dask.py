@@ -154,11 +154,13 @@ def test_a_bad_parameter_file_stops_the_cluster_started_early(project, cli):
     setup(project, "- name: a\n  n: [1\n")
 
     def workers() -> set[int]:
-        # multiprocessing's resource tracker lives as long as this process: not a worker.
+        # multiprocessing's resource tracker and fork server live as long as this process;
+        # the workers forked from the server are its children, so they are counted.
+        helpers = ("resource_tracker", "forkserver")
         return {
             p.pid
             for p in psutil.Process().children(recursive=True)
-            if "resource_tracker" not in " ".join(p.cmdline())
+            if not any(helper in " ".join(p.cmdline()) for helper in helpers)
         }
 
     before = workers()
@@ -191,6 +193,33 @@ def test_local_cluster_runs_without_the_statistical_profiler(project, cli):
     result = project.run("prof", "params/p.yaml", executor="dask", workers=1)
     assert result.ok, result.error
     assert result.records[0].state["flag"] == {"profile": False}
+
+
+def test_local_cluster_workers_see_the_environment_of_this_run(project, monkeypatch):
+    """Workers fork from a server that outlives a run (tests, notebooks, scripts calling
+    run_experiment twice); each run's workers still get the environment as it is then."""
+    project.write(
+        "experiments/env.py",
+        "import os\nimport curifactory_cli as cf\n"
+        "from curifactory_cli.caching import JsonCacher\n"
+        "@cf.stage(inputs=None, outputs=['seen'], cachers=[JsonCacher])\n"
+        "def probe(record):\n"
+        "    return {'mark': os.environ.get('CURI_TEST_MARK'), 'pid': os.getpid()}\n"
+        "def run(param_sets, manager):\n"
+        "    for p in param_sets:\n        probe(cf.Record(manager, p))\n",
+    )
+    project.write("params/first.yaml", "- name: first\n  n: 1\n")
+    project.write("params/second.yaml", "- name: second\n  n: 2\n")
+    monkeypatch.delenv("CURI_TEST_MARK", raising=False)
+    first = project.run("env", "params/first.yaml", executor="dask", workers=1)
+    assert first.ok, first.error
+    assert first.records[0].state["seen"]["mark"] is None
+    monkeypatch.setenv("CURI_TEST_MARK", "set after the first run")
+    second = project.run("env", "params/second.yaml", executor="dask", workers=1)
+    assert second.ok, second.error
+    seen = second.records[0].state["seen"]
+    assert seen == {"mark": "set after the first run", "pid": seen["pid"]}
+    assert seen["pid"] != os.getpid()
 
 
 def test_dask_workers_upload_to_an_s3_cache(tmp_path, bucket):

@@ -15,8 +15,10 @@ from typing import Any
 
 from curifactory_cli.engine.jobs import Context, Job, JobResult, run_payload
 from curifactory_cli.engine.runners import (
+    WORKER_PRELOAD,
     died,
     exit_description,
+    forkserver_context,
     lost_job,
     main_hidden,
     pickle_job,
@@ -71,8 +73,6 @@ def _pool_entry(context: Context, marks: str, index: int, payload: bytes) -> byt
 
 MAX_RESENDS = 3  # a job lost with a crashed pool is sent again at most this often
 
-_PRELOAD = ("curifactory_cli.engine.jobs", "curifactory_cli.record", "curifactory_cli.params")
-
 
 class PoolRunner:
     """Local worker processes (`--workers N`): a `concurrent.futures` process pool."""
@@ -89,13 +89,8 @@ class PoolRunner:
         self._resent: dict[int, int] = {}  # job -> times re-sent after another job's crash
         self._processes: dict[int, Any] = {}
         self._marks = tempfile.mkdtemp(prefix="curi-workers-")
-        methods = multiprocessing.get_all_start_methods()
-        if "forkserver" in methods:
-            self._mp = multiprocessing.get_context("forkserver")
-            # Workers fork from a server that has imported what every job needs, once.
-            self._mp.set_forkserver_preload(list(_PRELOAD))
-        else:
-            self._mp = multiprocessing.get_context("spawn")
+        # Workers fork from a server that has imported what every job needs, once.
+        self._mp = forkserver_context(WORKER_PRELOAD) or multiprocessing.get_context("spawn")
 
     def _ensure_pool(self) -> cf.ProcessPoolExecutor:
         if self._pool is None:
