@@ -9,6 +9,7 @@ import os
 import pickle
 import shutil
 import signal
+import sys
 import tempfile
 import time
 from typing import Any
@@ -26,11 +27,14 @@ from curifactory_cli.engine.runners import (
 from curifactory_cli.store import discard_staging
 
 
-def _init_worker(driver: int, environ: dict[str, str]) -> None:
+def _init_worker(driver: int, environ: dict[str, str], no_bytecode: bool) -> None:
     # Workers fork from a server started by the first run of this process: give them the
-    # driver's environment as it is now (credentials of a remote cache, CURI_* settings).
+    # driver's environment as it is now (credentials of a remote cache, CURI_* settings),
+    # and its choice about writing .pyc files (a stale one would run code the driver did
+    # not fingerprint).
     os.environ.clear()
     os.environ.update(environ)
+    sys.dont_write_bytecode = no_bytecode
     # Ctrl-C reaches the whole process group: the driver decides, and stops the workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # A driver killed outright (SIGKILL, out of memory) cannot stop its workers: they notice
@@ -98,7 +102,7 @@ class PoolRunner:
                 self.capacity,
                 mp_context=self._mp,
                 initializer=_init_worker,
-                initargs=(os.getpid(), dict(os.environ)),
+                initargs=(os.getpid(), dict(os.environ), sys.dont_write_bytecode),
             )
         return self._pool
 

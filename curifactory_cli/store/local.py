@@ -168,7 +168,8 @@ class LocalStore:
         self._root = str(self.root)
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._prepared = False
-        self._made: set[str] = set()
+        self._made: set[str] = set()  # folders in the cache known to be real folders
+        self._listed: dict[str, set[str]] = {}  # see _listing
 
     @staticmethod
     def display(path: str | os.PathLike[str]) -> str:
@@ -184,14 +185,26 @@ class LocalStore:
     def entry_dir(stage_prefix: str, key: str) -> str:
         return entry_dir(stage_prefix, key)
 
+    def _listing(self, directory: str) -> set[str]:
+        """The names in a parameter set's folder, listed once by this store (and kept up to
+        date with what it publishes there). A name missing from it spares a lookup its
+        system calls; it may miss an entry another process published since, which is safe:
+        a stage call that misses takes the entry's lock and looks on disk again (`recheck`)."""
+        names = self._listed.get(directory)
+        if names is None:
+            try:
+                names = set(os.listdir(directory))
+            except OSError:
+                names = set()
+            self._listed[directory] = names
+        return names
+
     def _stage_dirs(self, stage_prefix: str) -> list[str]:
         """The entry folders of one stage of one parameter set."""
         directory, stage = os.path.split(stage_prefix)
-        try:
-            names = os.listdir(directory)
-        except OSError:
-            return []
-        return [os.path.join(directory, n) for n in names if is_entry_of(n, stage)]
+        return [
+            f"{directory}{os.sep}{n}" for n in self._listing(directory) if is_entry_of(n, stage)
+        ]
 
     def find_by_lineage(
         self, stage_prefix: str, lineage_key: str, outputs: list[str]
@@ -229,31 +242,53 @@ class LocalStore:
         return EntryLock(f"{directory}{os.sep}{key[:32]}.lock")
 
     def _makedirs(self, directory: str) -> None:
-        if directory not in self._made:
-            try:
-                os.makedirs(directory, exist_ok=True)
-            except (FileExistsError, NotADirectoryError):
+        """Create `directory` and its missing parents inside the cache, refusing any that is a
+        symbolic link: whoever can write to a shared cache must not redirect our writes (or
+        reads) out of it. (The cache root itself may be a link: that is the user's choice.)
+        Each folder is checked once per store: a mkdir that succeeds made a real folder."""
+        if directory in self._made or directory == self._root:
+            return
+        parent = os.path.dirname(directory)
+        if parent != directory and not directory.startswith(self._root + os.sep):
+            parent = directory  # outside the cache (not used so): no parents to check
+        elif parent != self._root:
+            self._makedirs(parent)
+        try:
+            os.mkdir(directory)
+        except FileExistsError:
+            if os.path.islink(directory):
+                raise CacheError(
+                    f"refusing to use {directory}: it is a symbolic link inside the cache",
+                    hint="symbolic links in the cache are never followed; remove it.",
+                ) from None
+            if not os.path.isdir(directory):
                 raise CacheError(
                     f"{directory} exists and is not a folder",
                     hint="remove it (the cache keeps its bookkeeping there), then run again.",
                 ) from None
-            self._no_links(directory)
-            self._made.add(directory)
+        except NotADirectoryError:
+            raise CacheError(
+                f"{parent} exists and is not a folder",
+                hint="remove it (the cache keeps its bookkeeping there), then run again.",
+            ) from None
+        self._made.add(directory)
 
     def _no_links(self, directory: str) -> None:
-        """Refuse a folder reached through a symbolic link inside the cache: whoever can write
-        to a shared cache must not redirect our writes (or reads) out of it. (The cache root
-        itself may be a link: that is the user's choice.)"""
-        path = self._root
-        for part in os.path.relpath(directory, self._root).split(os.sep):
-            if part in ("", "."):
-                continue
-            path = os.path.join(path, part)
-            if os.path.islink(path):
+        """Refuse a folder (existing or not) reached through a symbolic link inside the
+        cache; one lstat per folder not checked yet."""
+        while directory not in self._made and directory.startswith(self._root + os.sep):
+            try:
+                mode = os.lstat(directory).st_mode
+            except OSError:
+                mode = 0
+            if stat.S_ISLNK(mode):
                 raise CacheError(
-                    f"refusing to use {path}: it is a symbolic link inside the cache",
+                    f"refusing to use {directory}: it is a symbolic link inside the cache",
                     hint="symbolic links in the cache are never followed; remove it.",
                 )
+            if stat.S_ISDIR(mode):
+                self._made.add(directory)
+            directory = os.path.dirname(directory)
 
     def prepare(self) -> None:
         """Create the cache dir (with a `.gitignore`) and check it is writable, once.
@@ -294,6 +329,17 @@ class LocalStore:
         self, directory: str, key: str, outputs: list[str]
     ) -> tuple[Entry | None, str | None]:
         """The valid entry at `directory` for `key`, or None and why it is unusable."""
+        parent, _, name = directory.rpartition(os.sep)
+        listed = self._listed.get(parent)
+        if listed is not None and name not in listed:
+            return None, None
+        return self.recheck(directory, key, outputs)
+
+    def recheck(
+        self, directory: str, key: str, outputs: list[str]
+    ) -> tuple[Entry | None, str | None]:
+        """A lookup on disk (again, under the entry's lock: a concurrent run may have
+        published it)."""
         meta_path = f"{directory}{os.sep}{META_NAME}"  # (os.path.join: 1 us, per lookup)
         try:
             data = read_meta_file(meta_path)
@@ -324,12 +370,6 @@ class LocalStore:
             if st.st_size != info["size"]:
                 return None, f"{path} has the wrong size (truncated or changed)"
         return Entry(directory, meta), None
-
-    def recheck(
-        self, directory: str, key: str, outputs: list[str]
-    ) -> tuple[Entry | None, str | None]:
-        """A lookup again, under the entry's lock: a concurrent run may have published it."""
-        return self.lookup(directory, key, outputs)
 
     def entry_at(self, directory: str) -> Entry | None:
         """The committed entry in a folder this store named, whatever its key."""
@@ -414,6 +454,10 @@ class LocalStore:
                 os.replace(staging, final)
                 shutil.rmtree(trash, ignore_errors=True)
             fault_point("after-rename")
+            parent, _, name = final.rpartition(os.sep)
+            listed = self._listed.get(parent)
+            if listed is not None:
+                listed.add(name)
         except OSError as exc:
             shutil.rmtree(staging, ignore_errors=True)
             raise CacheError(

@@ -123,7 +123,7 @@ class TieredStore:
     ) -> tuple[Entry | None, str | None]:
         """Under the local lock only a run on this machine can have published it meanwhile:
         the remote was asked a moment ago."""
-        return self.local.lookup(directory, key, outputs)
+        return self.local.recheck(directory, key, outputs)
 
     def materialize(self, directory: str) -> None:
         """Make sure the entry's files are in the local tier (download and verify them if it
