@@ -282,8 +282,21 @@ def rebuild_error(failure: Failure) -> CurifactoryError:
         return CacheError(failure.message, failure.hint)
 
 
-def _worker_name() -> str:
-    return f"pid {os.getpid()}"
+class _WorkerName:
+    """`pid N` of this process (a getpid system call per job otherwise)."""
+
+    def __init__(self) -> None:
+        self.reset()
+        os.register_at_fork(after_in_child=self.reset)
+
+    def reset(self) -> None:
+        self.name = f"pid {os.getpid()}"
+
+    def __call__(self) -> str:
+        return self.name
+
+
+_worker_name = _WorkerName()
 
 
 class _Corrupt(Exception):

@@ -333,18 +333,25 @@ class LocalStore:
         listed = self._listed.get(parent)
         if listed is not None and name not in listed:
             return None, None
-        return self.recheck(directory, key, outputs)
+        return self._read_entry(directory, key, outputs)
 
     def recheck(
         self, directory: str, key: str, outputs: list[str]
     ) -> tuple[Entry | None, str | None]:
-        """A lookup on disk (again, under the entry's lock: a concurrent run may have
-        published it)."""
+        """The lookup again, on disk, under the entry's lock (a concurrent run may have
+        published it meanwhile). Its caller runs the stage unless an entry is found, so a
+        missing one is not explained."""
+        return self._read_entry(directory, key, outputs, explain=False)
+
+    def _read_entry(
+        self, directory: str, key: str, outputs: list[str], explain: bool = True
+    ) -> tuple[Entry | None, str | None]:
         meta_path = f"{directory}{os.sep}{META_NAME}"  # (os.path.join: 1 us, per lookup)
         try:
             data = read_meta_file(meta_path)
         except FileNotFoundError:
-            if os.path.isdir(directory):  # publishing never leaves a folder without metadata
+            # Publishing never leaves a folder without metadata.
+            if explain and os.path.isdir(directory):
                 return None, f"{meta_path} is missing (deleted or damaged)"
             return None, None
         except (OSError, ValueError) as exc:
