@@ -9,13 +9,16 @@ from __future__ import annotations
 import ast
 import contextlib
 import importlib
+import importlib.machinery
 import importlib.util
+import linecache
 import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from curifactory_cli.errors import (
     DiscoveryError,
@@ -120,10 +123,87 @@ def _show(path: Path, root: Path) -> str:
         return str(path)
 
 
-def _ensure_importable(root: Path) -> None:
+def ensure_importable(root: Path | str) -> None:
     text = str(root)
     if text not in sys.path:
         sys.path.insert(0, text)
+    fresh_project_imports(text)
+
+
+# ------------------------------------------------------------------ project code from source
+# Python reuses a module's .pyc while its source keeps the same size and modification
+# second. An edit within that second (a script's sed, a quick fix-and-rerun) would run the
+# old code under a cache key fingerprinted from the new source, so project code is compiled
+# from its source on every import, here and in workers (a few milliseconds a module);
+# installed packages keep their bytecode.
+
+
+class SourceLoader(importlib.machinery.SourceFileLoader):
+    """Compiles the module from its source file; reads and writes no bytecode. The source it
+    compiled is what `inspect` (and so the code fingerprint) reads for it afterwards, even in
+    a long-lived process whose line cache holds an older text of the same size and time."""
+
+    def get_code(self, fullname: str) -> Any:
+        path = self.get_filename(fullname)
+        data = self.get_data(path)
+        try:
+            mtime = os.stat(path).st_mtime
+            text = importlib.util.decode_source(data)
+        except (OSError, SyntaxError, UnicodeDecodeError):
+            pass  # compiling says what is wrong with it
+        else:
+            linecache.cache[path] = (len(data), mtime, text.splitlines(keepends=True), path)
+        return self.source_to_code(data, path)
+
+
+_FRESH_ROOTS: list[str] = []
+
+
+def _in_project(path: str) -> bool:
+    path = os.path.abspath(path or ".")
+    return "site-packages" not in path and any(
+        path == root or path.startswith(root + os.sep) for root in _FRESH_ROOTS
+    )
+
+
+def _project_finder(path: str) -> Any:
+    if not _in_project(path):
+        raise ImportError("not project code")  # the next hook (the usual FileFinder) takes it
+    from importlib.machinery import (
+        BYTECODE_SUFFIXES,
+        EXTENSION_SUFFIXES,
+        SOURCE_SUFFIXES,
+        ExtensionFileLoader,
+        FileFinder,
+        SourcelessFileLoader,
+    )
+
+    return FileFinder(
+        path,
+        (ExtensionFileLoader, EXTENSION_SUFFIXES),
+        (SourceLoader, SOURCE_SUFFIXES),
+        (SourcelessFileLoader, BYTECODE_SUFFIXES),
+    )
+
+
+def fresh_project_imports(root: str) -> None:
+    """From now on, modules under `root` are imported from their source (see above)."""
+    root = os.path.abspath(root)
+    if root in _FRESH_ROOTS:
+        return
+    _FRESH_ROOTS.append(root)
+    if _project_finder not in sys.path_hooks:
+        sys.path_hooks.insert(0, _project_finder)
+    for path in list(sys.path_importer_cache):  # finders made before the hook was there
+        if _in_project(path):
+            del sys.path_importer_cache[path]
+
+
+def source_spec(module_name: str, path: str | Path) -> Any:
+    """The import spec of a project file, compiled from its source."""
+    return importlib.util.spec_from_file_location(
+        module_name, path, loader=SourceLoader(module_name, str(path))
+    )
 
 
 # Experiment module name -> the file it is imported from instead of experiments/ (see
@@ -177,7 +257,7 @@ def import_experiment(root: Path, name: str) -> ModuleType:
             hint=_elsewhere_hint(root)
             or close_matches_hint(name, available, "experiments", "`curi ls` lists them"),
         )
-    _ensure_importable(root)
+    ensure_importable(root)
     module_name = f"{EXPERIMENTS_DIR}.{rel.replace('/', '.')}"
     if module_name in sys.modules:
         module = sys.modules[module_name]
@@ -214,13 +294,13 @@ def _import_source(root: Path, clean: str, module_name: str, path: Path) -> Modu
             f"the source of experiment {clean!r} is missing: {_show(path, Path.cwd())}",
             hint="the stored copy was moved or deleted; nothing else holds that version.",
         )
-    _ensure_importable(root)  # what the experiment imports from the project
+    ensure_importable(root)  # what the experiment imports from the project
     loaded = sys.modules.get(module_name)
     if loaded is not None:
         if getattr(loaded, "__file__", None) and Path(loaded.__file__).resolve() == path.resolve():
             return loaded
         del sys.modules[module_name]
-    spec = importlib.util.spec_from_file_location(module_name, path)
+    spec = source_spec(module_name, path)
     if spec is None or spec.loader is None:
         raise DiscoveryError(f"cannot import experiment {clean!r} from {path}")
     module = importlib.util.module_from_spec(spec)
@@ -317,7 +397,7 @@ def resolve_param_file(root: Path, spec: str) -> Path:
 
 def import_param_module(root: Path, path: Path) -> ModuleType:
     """Import a Python parameter file (a module with `get_params()`)."""
-    _ensure_importable(root)
+    ensure_importable(root)
     try:
         rel = path.resolve().relative_to(root.resolve()).with_suffix("")
         module_name = ".".join(rel.parts)

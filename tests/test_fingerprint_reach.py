@@ -316,3 +316,42 @@ def test_stage_names_may_use_any_alphabet(project):
     result = project.run("fr", "params/p.yaml")
     assert result.ok and result.records[0].state["résultat"] == {"ok": True}
     assert any(e.name.startswith("étape-") for e in project.entries())
+
+
+STALE = """
+import curifactory_cli as cf
+from curifactory_cli.caching import JsonCacher
+from mylib.scale import scale
+
+
+@cf.stage(inputs=None, outputs=["y"], cachers=[JsonCacher])
+def compute(record):
+    return scale(record.params.x)
+
+
+def run(param_sets, manager):
+    for p in param_sets:
+        compute(cf.Record(manager, p))
+"""
+
+
+def test_an_edit_in_the_same_second_runs_the_new_code(lib, job_runner, monkeypatch):
+    """Python trusts a .pyc while its source keeps the same size and modification second;
+    project code is compiled from its source, so the edit the key sees is the code that runs
+    (in this process and in workers)."""
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)
+    monkeypatch.delenv("PYTHONDONTWRITEBYTECODE", raising=False)
+    helper = lib.root / "mylib" / "scale.py"
+    lib.write("mylib/scale.py", "def scale(x):\n    return x * 2\n")
+    lib.write("experiments/stale.py", STALE)
+    lib.write("params/p.yaml", "- name: a\n  x: 5\n")
+    import py_compile
+
+    py_compile.compile(str(helper))  # the .pyc a first import leaves
+    stamp = helper.stat()
+    assert run(lib, "stale", "params/p.yaml").records[0].state["y"] == 10
+    lib.write("mylib/scale.py", "def scale(x):\n    return x * 3\n")  # same size
+    os.utime(helper, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))  # and the same second
+    again = run(lib, "stale", "params/p.yaml")
+    assert again.executed() == [("compute", "a")]
+    assert again.records[0].state["y"] == 15

@@ -707,9 +707,10 @@ def enter(context: Context) -> None:
         loaded = getattr(sys.modules[context.module], "__file__", None)
         if loaded and os.path.realpath(loaded) == os.path.realpath(context.path):
             return
-    if context.root not in sys.path:
-        sys.path.insert(0, context.root)
-    spec = importlib.util.spec_from_file_location(context.module, context.path)
+    from curifactory_cli.discovery import ensure_importable, source_spec
+
+    ensure_importable(context.root)
+    spec = source_spec(context.module, context.path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[context.module] = module
