@@ -824,7 +824,7 @@ class Scheduler:
             "outputs": result.outputs_meta,
             "extra_files": result.extra_files,
             "timings": {
-                "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                "finished": _utc_now(),
                 "compute_s": round(result.compute_s, 6),
                 "save_s": round(result.save_s, 6),
             },
@@ -854,6 +854,23 @@ class _InputDamaged(Exception):
 
 class RemoteError(Exception):
     """A stage's exception that could not travel back from another process, by its text."""
+
+
+class _UtcNow:
+    """The time in UTC to the second, ISO-formatted once per second (not per entry)."""
+
+    def __init__(self) -> None:
+        self.second, self.text = -1, ""
+
+    def __call__(self) -> str:
+        second = int(time.time())
+        if second != self.second:
+            when = dt.datetime.fromtimestamp(second, dt.timezone.utc)
+            self.second, self.text = second, when.isoformat(timespec="seconds")
+        return self.text
+
+
+_utc_now = _UtcNow()
 
 
 def remote_error(type_name: str, message: str) -> RemoteError:

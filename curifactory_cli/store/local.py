@@ -66,8 +66,9 @@ _OWN_NAMES = frozenset({".gitignore", STAGING_DIR, TRASH_DIR, LOCK_DIR, CACHEDIR
 _HASH_DIR = re.compile(r"^[0-9a-f]{16}$")
 
 
-def fault_point(point: str) -> None:
-    if os.environ.get(FAULT_ENV) == point:
+def fault_point(point: str, fault: str | None = "") -> None:
+    """Die here when CURI_FAULT names this point (`fault`: the variable, already read)."""
+    if (os.environ.get(FAULT_ENV) if fault == "" else fault) == point:
         os._exit(86)
 
 
@@ -434,21 +435,23 @@ class LocalStore:
         it goes into the staging folder last, so the entry appears in one step, whole.
         """
         meta = sign(meta)
+        parent, _, name = final.rpartition(os.sep)
         try:
-            fault_point("before-meta")
+            fault = os.environ.get(FAULT_ENV)  # once per publish: the crash tests' hook
+            fault_point("before-meta", fault)
             data = dump_meta(meta).encode("utf-8")
             fd = os.open(f"{staging}{os.sep}{META_NAME}", _NEW_FILE, 0o644)
             try:
-                if os.environ.get(FAULT_ENV) == "mid-meta":
+                if fault == "mid-meta":
                     os.write(fd, data[: len(data) // 2])
-                    fault_point("mid-meta")
+                    fault_point("mid-meta", fault)
                 view = memoryview(data)
                 while view:
                     view = view[os.write(fd, view) :]
             finally:
                 os.close(fd)
-            self._makedirs(os.path.dirname(final))
-            fault_point("before-rename")
+            self._makedirs(parent)
+            fault_point("before-rename", fault)
             try:
                 os.replace(staging, final)
             except OSError:
@@ -460,8 +463,7 @@ class LocalStore:
                 os.replace(final, trash)
                 os.replace(staging, final)
                 shutil.rmtree(trash, ignore_errors=True)
-            fault_point("after-rename")
-            parent, _, name = final.rpartition(os.sep)
+            fault_point("after-rename", fault)
             listed = self._listed.get(parent)
             if listed is not None:
                 listed.add(name)
