@@ -77,7 +77,6 @@ class KeyMaker:
         self.fingerprinter = fingerprinter
         self.files = FileDigests(fingerprinter.root, write=write_memo)
         self._bases: dict[int, dict[str, Any]] = {}
-        self._encoded: dict[int, list[tuple[str, str]]] = {}
 
     def base(self, node: Node) -> dict[str, Any]:
         """Every key part except the inputs."""
@@ -103,22 +102,6 @@ class KeyMaker:
     def forget(self, node: Node) -> None:
         """Drop what is memoised for a settled call (made again if it is ever keyed again)."""
         self._bases.pop(node.index, None)
-        self._encoded.pop(node.index, None)
-
-    def _key(self, node: Node, inputs: dict[str, Any], lineage: bool = False) -> str:
-        """The digest of `canonical_json({**base, "inputs": inputs[, "lineage": True]})`,
-        spliced from the base's fields encoded once per call: both keys of a call share
-        them (a key is an object with sorted names, each value encoded on its own)."""
-        encoded = self._encoded.get(node.index)
-        if encoded is None:
-            encoded = [(name, canonical_json(v)) for name, v in self.base(node).items()]
-            self._encoded[node.index] = encoded
-        fields = [*encoded, ("inputs", canonical_json(inputs))]
-        if lineage:
-            fields.append(("lineage", "true"))
-        fields.sort()
-        # (The names are this module's own identifiers: they encode as themselves.)
-        return digest("{" + ",".join([f'"{k}":{v}' for k, v in fields]) + "}")
 
     @staticmethod
     def input_parts(node: Node, version: Version) -> dict[str, Any]:
@@ -135,9 +118,13 @@ class KeyMaker:
         return inputs
 
     def data_key(self, node: Node, version: Version) -> tuple[dict[str, Any], str]:
-        inputs = self.input_parts(node, version)
-        return {**self.base(node), "inputs": inputs}, self._key(node, inputs)
+        parts = {**self.base(node), "inputs": self.input_parts(node, version)}
+        return parts, digest(canonical_json(parts))
 
     def lineage_key(self, node: Node, lineage: Callable[[Node], str | None]) -> str:
-        inputs = self.input_parts(node, lambda ref: f"{lineage(ref.node)}:{ref.name}")
-        return self._key(node, inputs, lineage=True)
+        parts = {
+            **self.base(node),
+            "inputs": self.input_parts(node, lambda ref: f"{lineage(ref.node)}:{ref.name}"),
+            "lineage": True,
+        }
+        return digest(canonical_json(parts))
