@@ -77,7 +77,10 @@ class InputValue:
 Source = InputEntry | InputValue
 
 
-@dataclass(frozen=True)
+# Not frozen: a frozen dataclass sets each of its fields through object.__setattr__, which
+# made building a job cost 5 us instead of 1 (one job per stage call that runs). Nothing
+# changes a job once it is made.
+@dataclass(slots=True)
 class Job:
     index: int  # the node's index in the graph
     stage_ref: str  # "module:qualname" of the decorated stage
