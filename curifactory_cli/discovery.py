@@ -169,20 +169,12 @@ def _in_project(path: str) -> bool:
 def _project_finder(path: str) -> Any:
     if not _in_project(path):
         raise ImportError("not project code")  # the next hook (the usual FileFinder) takes it
-    from importlib.machinery import (
-        BYTECODE_SUFFIXES,
-        EXTENSION_SUFFIXES,
-        SOURCE_SUFFIXES,
-        ExtensionFileLoader,
-        FileFinder,
-        SourcelessFileLoader,
-    )
-
-    return FileFinder(
+    machinery = importlib.machinery
+    return machinery.FileFinder(
         path,
-        (ExtensionFileLoader, EXTENSION_SUFFIXES),
-        (SourceLoader, SOURCE_SUFFIXES),
-        (SourcelessFileLoader, BYTECODE_SUFFIXES),
+        (machinery.ExtensionFileLoader, machinery.EXTENSION_SUFFIXES),
+        (SourceLoader, machinery.SOURCE_SUFFIXES),
+        (machinery.SourcelessFileLoader, machinery.BYTECODE_SUFFIXES),
     )
 
 

@@ -9,7 +9,6 @@ import os
 import pickle
 import shutil
 import signal
-import sys
 import tempfile
 import time
 from typing import Any
@@ -27,14 +26,11 @@ from curifactory_cli.engine.runners import (
 from curifactory_cli.store import discard_staging
 
 
-def _init_worker(driver: int, environ: dict[str, str], no_bytecode: bool) -> None:
+def _init_worker(driver: int, environ: dict[str, str]) -> None:
     # Workers fork from a server started by the first run of this process: give them the
-    # driver's environment as it is now (credentials of a remote cache, CURI_* settings),
-    # and its choice about writing .pyc files (a stale one would run code the driver did
-    # not fingerprint).
+    # driver's environment as it is now (credentials of a remote cache, CURI_* settings).
     os.environ.clear()
     os.environ.update(environ)
-    sys.dont_write_bytecode = no_bytecode
     # Ctrl-C reaches the whole process group: the driver decides, and stops the workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # A driver killed outright (SIGKILL, out of memory) cannot stop its workers: they notice
@@ -102,7 +98,7 @@ class PoolRunner:
                 self.capacity,
                 mp_context=self._mp,
                 initializer=_init_worker,
-                initargs=(os.getpid(), dict(os.environ), sys.dont_write_bytecode),
+                initargs=(os.getpid(), dict(os.environ)),
             )
         return self._pool
 

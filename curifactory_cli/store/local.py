@@ -250,19 +250,12 @@ class LocalStore:
         if directory in self._made or directory == self._root:
             return
         parent = os.path.dirname(directory)
-        if parent != directory and not directory.startswith(self._root + os.sep):
-            parent = directory  # outside the cache (not used so): no parents to check
-        elif parent != self._root:
+        if parent not in (self._root, directory):
             self._makedirs(parent)
         try:
             os.mkdir(directory)
         except FileExistsError:
-            if os.path.islink(directory):
-                raise CacheError(
-                    f"refusing to use {directory}: it is a symbolic link inside the cache",
-                    hint="symbolic links in the cache are never followed; remove it.",
-                ) from None
-            if not os.path.isdir(directory):
+            if not _real_folder(directory):
                 raise CacheError(
                     f"{directory} exists and is not a folder",
                     hint="remove it (the cache keeps its bookkeeping there), then run again.",
@@ -278,16 +271,7 @@ class LocalStore:
         """Refuse a folder (existing or not) reached through a symbolic link inside the
         cache; one lstat per folder not checked yet."""
         while directory not in self._made and directory.startswith(self._root + os.sep):
-            try:
-                mode = os.lstat(directory).st_mode
-            except OSError:
-                mode = 0
-            if stat.S_ISLNK(mode):
-                raise CacheError(
-                    f"refusing to use {directory}: it is a symbolic link inside the cache",
-                    hint="symbolic links in the cache are never followed; remove it.",
-                )
-            if stat.S_ISDIR(mode):
+            if _real_folder(directory):
                 self._made.add(directory)
             directory = os.path.dirname(directory)
 
@@ -803,6 +787,20 @@ def _has_our_entry(params_dir: str) -> bool:
                 if meta is not None and meta.get("format") == FORMAT_VERSION:
                     return True
     return False
+
+
+def _real_folder(path: str) -> bool:
+    """Whether `path` is a folder; a symbolic link is refused (never followed in the cache)."""
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return False
+    if stat.S_ISLNK(mode):
+        raise CacheError(
+            f"refusing to use {path}: it is a symbolic link inside the cache",
+            hint="symbolic links in the cache are never followed; remove it.",
+        )
+    return stat.S_ISDIR(mode)
 
 
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
