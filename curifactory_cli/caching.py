@@ -184,7 +184,7 @@ class _HashingFile:
         return written
 
 
-def _json_safe(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     """`value` as plain JSON data, other objects as their `str()` (as Curifactory's metadata
     files store them), so the entry's metadata can always be written."""
     try:
@@ -428,7 +428,7 @@ class Cacheable:
             "cacher_type": str(type(self)),
             "record_prior_stages": list(getattr(record, "stages", [])[:-1]),
             "prior_records": [r.get_reference_name() for r in record.input_records],
-            "params": None if params is None else _json_safe(_params_fields(params)),
+            "params": None if params is None else json_safe(_params_fields(params)),
             "extra": self.extra_metadata,
             "manager_run_info": {},
         }
@@ -578,6 +578,11 @@ class PickleCacher(Cacheable):
             return pickle.load(infile)
 
 
+# Cachers whose save() writes every file through Cacheable._write_file (which checksums it
+# as it goes) and nothing else. Exact classes: a subclass may write more.
+TRACKED_WRITERS = frozenset({JsonCacher, PickleCacher})
+
+
 # ------------------------------------------------------------------------ pandas
 @dataclass(frozen=True)
 class _PandasFormat:
@@ -665,8 +670,8 @@ class PandasCacher(Cacheable):
             )
         # As Curifactory: what was used, to explain a file that loads differently later.
         self.extra_metadata["pandas_version"] = pd.__version__
-        self.extra_metadata["to_args"] = _json_safe(self.to_args)
-        self.extra_metadata["read_args"] = _json_safe(self.read_args)
+        self.extra_metadata["to_args"] = json_safe(self.to_args)
+        self.extra_metadata["read_args"] = json_safe(self.read_args)
         self.extra_metadata["format"] = self.format
         self.save_metadata()
         path = self.get_path()

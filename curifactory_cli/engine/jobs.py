@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from curifactory_cli.caching import Cacheable, Lazy, new_cacher
+from curifactory_cli.caching import TRACKED_WRITERS, Cacheable, Lazy, json_safe, new_cacher
 from curifactory_cli.errors import CacheError, CurifactoryError, OutputSignatureError
 from curifactory_cli.hashing import canonical_json, digest
 from curifactory_cli.store import (
@@ -35,6 +35,7 @@ from curifactory_cli.store import (
     fault_point,
     make_staging,
     verify_files,
+    written_files,
 )
 from curifactory_cli.store.entry import RemoteRef
 
@@ -195,8 +196,16 @@ def run_job(job: Job, record: Any = None, fn: Any = None) -> JobResult:
             result.failure = values
             discard_staging(staging)
             return result
+        tracked = False
         if staging is not None:
             given = getattr(record, "_paths_given", True)
+            # No path into the folder reached the stage, and only cachers that checksum all
+            # they write will write there: the folder need not be listed afterwards.
+            tracked = (
+                not given
+                and not record.reportables[reported:]
+                and all(type(c) in TRACKED_WRITERS and not c._paths_given for c in cachers)
+            )
             values = relocate_staged_paths(job, staging, values, cachers, given)
         result.values = values
         result.compute_s = time.perf_counter() - started
@@ -212,7 +221,7 @@ def run_job(job: Job, record: Any = None, fn: Any = None) -> JobResult:
                     result.staging = None
                     discard_staging(staging)
                     return result
-            _save_outputs(job, cachers, result)
+            _save_outputs(job, cachers, result, tracked)
             if job.upload is not None:
                 _upload(job.upload, result)
         elif rebuilt:  # a stage without cachers: its reportables travel back as they are
@@ -541,7 +550,9 @@ def _relocate_items(value: Any, moves: dict[str, str], active: set[int]) -> Any:
     return tuple(items) if type(value) is tuple else type(value)._make(items)
 
 
-def _save_outputs(job: Job, cachers: list[Cacheable], result: JobResult) -> None:
+def _save_outputs(
+    job: Job, cachers: list[Cacheable], result: JobResult, tracked: bool = False
+) -> None:
     save_started = time.perf_counter()
     values = result.values
     for i, (name, cacher) in enumerate(zip(job.outputs, cachers)):
@@ -562,7 +573,9 @@ def _save_outputs(job: Job, cachers: list[Cacheable], result: JobResult) -> None
     known: dict[str, tuple[int, int, str, bytes]] = {}
     for cacher in cachers:
         known.update(getattr(cacher, "_written", None) or {})
-    files = describe_files(result.staging, list(job.outputs), known)
+    files = written_files(result.staging, list(job.outputs), known) if tracked else None
+    if files is None:
+        files = describe_files(result.staging, list(job.outputs), known)
     from curifactory_cli.engine.keys import cacher_id
 
     for i, (name, cacher) in enumerate(zip(job.outputs, cachers)):
@@ -580,12 +593,22 @@ def _save_outputs(job: Job, cachers: list[Cacheable], result: JobResult) -> None
             "lazy": job.lazy[i],
             "version": version,
             "files": own,
-            "extra": cacher.extra_metadata,
+            "extra": _extra_metadata(cacher),
         }
         if getattr(cacher, "track", True) is False:  # --store-full leaves its files out
             result.outputs_meta[name]["track"] = False
     result.extra_files = files[""]
     result.save_s = time.perf_counter() - save_started
+
+
+def _extra_metadata(cacher: Cacheable) -> dict[str, Any]:
+    """A cacher's own metadata as plain JSON (other objects as text, a circular one as its
+    repr): the entry's metadata is written without a circular-reference check."""
+    extra = cacher.extra_metadata
+    if not extra:
+        return {}
+    plain = json_safe(extra)
+    return plain if isinstance(plain, dict) else {"repr": plain}
 
 
 # Bytes: a bigger pickle is data (arrays), not objects whose code matters, and reading it

@@ -28,6 +28,7 @@ from curifactory_cli.store.local import (
     discard_staging,
     fault_point,
     make_staging,
+    written_files,
 )
 
 if TYPE_CHECKING:
@@ -93,4 +94,5 @@ __all__ = [
     "make_staging",
     "open_store",
     "verify_files",
+    "written_files",
 ]

@@ -138,6 +138,27 @@ def describe_files(
     return by_output
 
 
+def written_files(
+    staging: str, outputs: list[str], known: dict[str, tuple[int, int, str, bytes]]
+) -> dict[str, list[dict[str, Any]]] | None:
+    """What describe_files says of a staging folder that only checksumming writers wrote into
+    (`known`, as they took it): the same answer without listing the folder or reading a
+    file's size back. None when a file is in a subfolder (the listing's order then differs
+    from the names' order): describe_files must look."""
+    prefix = staging + os.sep
+    by_output: dict[str, list[dict[str, Any]]] = {name: [] for name in outputs}
+    by_output[""] = []
+    ordered = sorted(outputs, key=len, reverse=True)
+    for path in sorted(known):
+        rel = path[len(prefix) :]
+        if not path.startswith(prefix) or os.sep in rel:
+            return None
+        owner = next((name for name in ordered if rel.startswith(name)), "")
+        size, _, sha, _ = known[path]
+        by_output[owner].append({"path": rel, "size": size, "sha256": sha})
+    return by_output
+
+
 def make_staging(path: str) -> None:
     """Create a staging folder. One left by an earlier attempt at the same job (a Dask task
     retried after its worker died) is replaced: its name is unique to the job."""
