@@ -188,6 +188,31 @@ def test_python_m_help_in_subprocess(tmp_path):
         assert command in proc.stdout
 
 
+@pytest.mark.parametrize(
+    ("args", "code", "expected"),
+    [
+        (["run", "--help"], 0, "curifactory_cli run [OPTIONS]"),
+        (["cache", "ls", "--help"], 0, "curifactory_cli cache ls [OPTIONS]"),
+        (["cache", "--help"], 0, "gc"),  # the group's own commands are all there
+        (["run", "--no-such-option"], 2, "No such option: --no-such-option"),
+        (["runn"], 2, "Did you mean 'run', 'runs'?"),  # all commands built: a suggestion
+        (["--version"], 0, "curi "),
+    ],
+)
+def test_the_command_line_builds_what_it_needs_and_answers_the_same(tmp_path, args, code, expected):
+    """`curi CMD` builds only CMD's options (the console script's start-up); help, errors and
+    suggestions read as they do with every command built."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "curifactory_cli", *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == code, proc.stdout + proc.stderr
+    assert expected in proc.stdout + proc.stderr
+
+
 def test_importing_the_cli_loads_no_heavy_or_user_modules(tmp_path):
     (tmp_path / "experiments").mkdir()
     (tmp_path / "experiments" / "touchy.py").write_text(
