@@ -508,30 +508,56 @@ def new_cacher(template: type[Cacheable] | Cacheable) -> Cacheable:
 
 
 # ------------------------------------------------------------------------ JSON and pickle
-def _json_problem(obj: Any, where: str = "$", depth: int = 0) -> str | None:
+_JSON_SCALARS = (bool, int, float, str)
+_JSON_SCALAR_TYPES = frozenset({type(None), bool, int, float, str})
+_JSON_MAX_DEPTH = 200
+# JsonCacher's files: json.dumps's format, without its circular-reference check (a value
+# with a cycle is refused first, as nested too deeply).
+_JSON_WRITER = json.JSONEncoder(check_circular=False)
+
+
+def _json_problem(obj: Any) -> str | None:
     """Where `obj` stops being plain JSON that loads back as the same value, or None."""
-    if depth > 200:
-        return f"{where} is nested too deeply"
-    if obj is None or isinstance(obj, (bool, int, float, str)):
+    found = _json_trouble(obj, 0)
+    if found is None:
+        return None
+    steps, message = found
+    return "$" + "".join(reversed(steps)) + message
+
+
+def _json_trouble(obj: Any, depth: int) -> tuple[list[str], str] | None:
+    """(the path to the trouble, innermost step first; what it is). The path is only built
+    for a value that has trouble: a string per element made a long list slow to check."""
+    if depth > _JSON_MAX_DEPTH:
+        return [], " is nested too deeply"
+    if obj is None or isinstance(obj, _JSON_SCALARS):
         return None  # NaN and infinity round-trip through Python's json module
+    # Elements that are plain scalars (by exact type) need no call; subclasses get one.
+    plain = depth < _JSON_MAX_DEPTH
     if isinstance(obj, dict):
         for key, value in obj.items():
             if not isinstance(key, str):
-                return (
-                    f"{where} has a key {key!r} of type {type(key).__name__} "
+                return [], (
+                    f" has a key {key!r} of type {type(key).__name__} "
                     "(JSON keys are strings, so it would load back as a different key)"
                 )
-            problem = _json_problem(value, f"{where}.{key}", depth + 1)
-            if problem:
-                return problem
+            if plain and type(value) in _JSON_SCALAR_TYPES:
+                continue
+            found = _json_trouble(value, depth + 1)
+            if found is not None:
+                found[0].append(f".{key}")
+                return found
         return None
     if isinstance(obj, (list, tuple)):
         for i, value in enumerate(obj):
-            problem = _json_problem(value, f"{where}[{i}]", depth + 1)
-            if problem:
-                return problem
+            if plain and type(value) in _JSON_SCALAR_TYPES:
+                continue
+            found = _json_trouble(value, depth + 1)
+            if found is not None:
+                found[0].append(f"[{i}]")
+                return found
         return None
-    return f"{where} is a {type(obj).__name__}, which JSON cannot represent"
+    return [], f" is a {type(obj).__name__}, which JSON cannot represent"
 
 
 class JsonCacher(Cacheable):
@@ -553,7 +579,7 @@ class JsonCacher(Cacheable):
         # One line: json's C encoder (an indented file goes through its Python encoder, three
         # times slower); `curi cache dump` shows it indented.
         with self._write_file(path) as outfile:
-            outfile.write(json.dumps(obj).encode("utf-8"))
+            outfile.write(_JSON_WRITER.encode(obj).encode("utf-8"))
         return path
 
     def load(self) -> Any:

@@ -17,7 +17,9 @@ def make_data(record):
     return pd.DataFrame({"x": x, "y": y})
 
 
-@cf.stage(inputs=["data"], outputs=["fit", cf.Lazy("residuals")], cachers=[JsonCacher, PandasJsonCacher])
+@cf.stage(
+    inputs=["data"], outputs=["fit", cf.Lazy("residuals")], cachers=[JsonCacher, PandasJsonCacher]
+)
 def fit_line(record, data):
     """Least-squares line through the data."""
     import numpy as np

@@ -29,6 +29,19 @@ class Point:
     y: float
 
 
+def _cycle() -> dict:
+    value: dict = {"a": []}
+    value["a"].append(value)
+    return value
+
+
+def _nested(depth: int) -> list:
+    value: list = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
 def bound(cacher: Cacheable, tmp_path, name: str = "out") -> Cacheable:
     cacher._bind(str(tmp_path), name)
     return cacher
@@ -81,6 +94,9 @@ def test_json_path_assigned_directly(tmp_path):
         ({"a": {1: "x"}}, r"\$\.a has a key 1 of type int"),
         ({"a": [1, np.int64(2)]}, r"\$\.a\[1\] is a int64"),
         ({"a": [{"b": object()}]}, r"\$\.a\[0\]\.b is a object"),
+        ({"a": [[7, 8], [9, {"c": {1, 2}}]]}, r"\$\.a\[1\]\[1\]\.c is a set"),
+        (_cycle(), r"\$(\.a\[0\]){50}.* is nested too deeply"),  # refused, not a crash
+        (_nested(250), r"\$(\[0\]){201} is nested too deeply"),
     ],
 )
 def test_json_refuses_non_json_values_and_writes_nothing(tmp_path, value, where):
