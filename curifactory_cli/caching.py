@@ -266,7 +266,7 @@ class Cacheable:
         self._bound_dir = directory
         # Always `<output><extension>`, even for an output named "data.csv": a sibling path
         # (`get_path("_model")`) must still start with the output's name.
-        self._path = os.path.join(directory, *parts) + self.extension
+        self._path = f"{directory}{os.sep}{os.sep.join(parts)}{self.extension}"
 
     @contextlib.contextmanager
     def _write_file(self, path: str) -> Iterator[Any]:
@@ -294,6 +294,25 @@ class Cacheable:
             outfile.hash.hexdigest(),
             outfile.first,
         )
+
+    def _write_bytes(self, path: str, data: bytes) -> None:
+        """`_write_file` for content already in memory, in one call (for a small artifact,
+        the context manager and the hashing wrapper cost more than the write)."""
+        bound = self._bound_dir
+        if bound is None or path.rpartition(os.sep)[0] != bound:
+            with self._write_file(path) as outfile:
+                outfile.write(data)
+            return
+        fd = os.open(path, _WRITE_FLAGS, 0o666)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            info = os.fstat(fd)
+        finally:
+            os.close(fd)
+        sha = hashlib.sha256(data).hexdigest()
+        self._written[path] = (len(data), info.st_mtime_ns, sha, data[:1])
 
     def _published(self, path: str) -> str:
         """`path` as it will be once the runner has published the staging folder it is in."""
@@ -578,8 +597,7 @@ class JsonCacher(Cacheable):
         path = self.get_path()
         # One line: json's C encoder (an indented file goes through its Python encoder, three
         # times slower); `curi cache dump` shows it indented.
-        with self._write_file(path) as outfile:
-            outfile.write(_JSON_WRITER.encode(obj).encode("utf-8"))
+        self._write_bytes(path, _JSON_WRITER.encode(obj).encode("utf-8"))
         return path
 
     def load(self) -> Any:

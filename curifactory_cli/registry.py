@@ -276,7 +276,7 @@ class RunRegistry:
                         s.get("seconds"),
                         s.get("key"),
                         s.get("entry"),
-                        None if s.get("inputs") is None else _dumps(s["inputs"]),
+                        _int_list(s.get("inputs")),
                         int(bool(s.get("aggregate"))),
                     )
                     for position, s in enumerate(stages)
@@ -603,6 +603,16 @@ def _stage_dict(row: sqlite3.Row) -> dict[str, Any]:
     stage["inputs"] = None if inputs is None else json.loads(inputs)
     stage["aggregate"] = bool(stage.get("aggregate"))
     return stage
+
+
+def _int_list(value: list[int] | None) -> str | None:
+    """A stage row's inputs (positions) as `_dumps` writes them, without the encoder: there
+    is one per stage call of a run."""
+    if value is None:
+        return None
+    if all(type(v) is int for v in value):
+        return "[" + ", ".join(map(str, value)) + "]"
+    return _dumps(value)
 
 
 def _dumps(value: Any) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import functools
 import inspect
 import os
 import signal
@@ -964,25 +965,34 @@ def _finish(
     return stages
 
 
-def stage_row(node: Node, cache: Path) -> dict[str, Any]:
+def stage_row(node: Node, cache: Path | str) -> dict[str, Any]:
     """A stage call as the registry records it (and the report draws it)."""
+    upstream = node.upstream()
+    if len(upstream) == 1:  # most calls: no set to build
+        inputs = [upstream[0].node.index]
+    else:
+        inputs = sorted({ref.node.index for ref in upstream})
     return {
         "stage": node.stage.name,
-        "record": node.record_name,
+        "record": node.record.name,
         "outcome": (node.outcome or Outcome.SKIPPED).value,
         "reason": node.reason,
         "seconds": round(node.seconds, 4),
         "key": node.key,
-        "entry": _relative(node.entry_dir, cache),
-        "inputs": sorted({ref.node.index for ref in node.upstream()}),
+        "entry": _relative(node.entry_dir, _prefix(cache)),
+        "inputs": inputs,
         "aggregate": node.stage.is_aggregate,
     }
 
 
-def _relative(path: str | None, root: Path) -> str | None:
+@functools.lru_cache(maxsize=8)
+def _prefix(root: Path | str) -> str:
+    return str(root).rstrip(os.sep) + os.sep  # string work: a Path per row is 30 us
+
+
+def _relative(path: str | None, prefix: str) -> str | None:
     if not path:
         return None
-    prefix = str(root).rstrip(os.sep) + os.sep  # string work: a Path per row is 30 us
     if path.startswith(prefix):
         return path[len(prefix) :].replace(os.sep, "/")
     return path

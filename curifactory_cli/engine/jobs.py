@@ -634,7 +634,7 @@ def _pickled_classes(
     for info in files:
         if info["size"] > PICKLE_SCAN_LIMIT:
             continue
-        path = os.path.join(staging, info["path"])
+        path = f"{staging}{os.sep}{info['path']}"
         seen = known.get(path)
         if seen is not None and seen[3] != b"\x80":
             continue  # written by a cacher, and not a pickle (protocol 2 or later)

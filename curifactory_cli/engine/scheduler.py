@@ -676,20 +676,24 @@ class Scheduler:
             (name, self._source(src, here) if isinstance(src, OutputRef) else InputValue(src))
             for name, src in node.inputs.items()
         )
-        positions = {id(r): i for i, r in enumerate(record.input_records)}
-        aggregate = tuple(
-            (
-                name,
-                tuple(
-                    (
-                        positions[id(rec)],
-                        self._source(src, here) if isinstance(src, OutputRef) else InputValue(src),
-                    )
-                    for rec, src in pairs
-                ),
+        aggregate: tuple[Any, ...] = ()
+        if node.aggregate_inputs:
+            positions = {id(r): i for i, r in enumerate(record.input_records)}
+            aggregate = tuple(
+                (
+                    name,
+                    tuple(
+                        (
+                            positions[id(rec)],
+                            self._source(src, here)
+                            if isinstance(src, OutputRef)
+                            else InputValue(src),
+                        )
+                        for rec, src in pairs
+                    ),
+                )
+                for name, pairs in node.aggregate_inputs.items()
             )
-            for name, pairs in node.aggregate_inputs.items()
-        )
         assert node.key is not None
         return Job(
             index=node.index,
@@ -712,7 +716,9 @@ class Scheduler:
             is_aggregate=node.stage.is_aggregate,
             inputs=inputs,
             aggregate_inputs=aggregate,
-            input_records=tuple(_record_info(r) for r in record.input_records),
+            input_records=(
+                tuple(_record_info(r) for r in record.input_records) if record.input_records else ()
+            ),
             # With --dry the entry is gone after the run: values come back to the record.
             ship_values=here or self.store.dry,
             # A worker on another machine uploads its outputs itself; on this machine the

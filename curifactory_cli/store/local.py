@@ -201,7 +201,7 @@ class LocalStore:
     # Paths are plain strings on the hot path: a run builds thousands of them. Entries of one
     # parameter set share a folder (one directory fewer to create per stage call).
     def stage_prefix(self, experiment: str, params_hash: str, stage: str) -> str:
-        return os.path.join(self._root, experiment, params_hash[:16], stage)
+        return f"{self._root}{os.sep}{experiment}{os.sep}{params_hash[:16]}{os.sep}{stage}"
 
     @staticmethod
     def entry_dir(stage_prefix: str, key: str) -> str:
@@ -256,7 +256,7 @@ class LocalStore:
 
     def entry_lock(self, key: str) -> EntryLock:
         """The inter-process lock of one entry (an flock on a file under `.locks/`)."""
-        directory = os.path.join(self._root, LOCK_DIR)
+        directory = f"{self._root}{os.sep}{LOCK_DIR}"
         try:
             self._makedirs(directory)
         except OSError as exc:
@@ -401,7 +401,7 @@ class LocalStore:
                 self._tmp = tempfile.TemporaryDirectory(prefix="curi-dry-")
             return self._tmp.name
         self.prepare()
-        base = os.path.join(self._root, STAGING_DIR)
+        base = f"{self._root}{os.sep}{STAGING_DIR}"
         self._makedirs(base)
         return base
 
