@@ -126,10 +126,12 @@ def entry_namespace(node: Node, experiment: str) -> str:
     has the same `prefix=`, that prefix's, so that experiments share them (Curifactory's use
     of `prefix`: the cache files of all experiments with that prefix are the same)."""
     templates = node.cacher_templates
-    if not templates:
+    if not templates or isinstance(templates[0], type):  # a class has no prefix
         return experiment
-    prefixes = {getattr(t, "prefix", None) for t in templates if not isinstance(t, type)}
-    if len(prefixes) != 1 or any(isinstance(t, type) for t in templates):
+    prefix = getattr(templates[0], "prefix", None)
+    if not isinstance(prefix, str) or not prefix:
         return experiment
-    prefix = prefixes.pop()
-    return prefix if isinstance(prefix, str) and prefix else experiment
+    for template in templates[1:]:
+        if isinstance(template, type) or getattr(template, "prefix", None) != prefix:
+            return experiment
+    return prefix

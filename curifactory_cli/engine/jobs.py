@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from curifactory_cli.caching import TRACKED_WRITERS, Cacheable, Lazy, json_safe, new_cacher
+from curifactory_cli.engine.keys import cacher_type
 from curifactory_cli.errors import CacheError, CurifactoryError, OutputSignatureError
 from curifactory_cli.hashing import canonical_json, digest
 from curifactory_cli.store import (
@@ -576,12 +577,10 @@ def _save_outputs(
     files = written_files(result.staging, list(job.outputs), known) if tracked else None
     if files is None:
         files = describe_files(result.staging, list(job.outputs), known)
-    from curifactory_cli.engine.keys import cacher_id
-
     for i, (name, cacher) in enumerate(zip(job.outputs, cachers)):
         own = files[name]
-        cacher_type = cacher_id(type(cacher))["type"]
-        identity: list[Any] = [cacher_type, [(f["path"][len(name) :], f["sha256"]) for f in own]]
+        cacher_name = cacher_type(type(cacher))
+        identity: list[Any] = [cacher_name, [(f["path"][len(name) :], f["sha256"]) for f in own]]
         classes = _pickled_classes(result.staging, own, job.code_root, known)
         if classes:
             # Editing such a class's methods changes what consumers compute from the same
@@ -589,7 +588,7 @@ def _save_outputs(
             identity.append(classes)
         version = digest(canonical_json(identity))
         result.outputs_meta[name] = {
-            "cacher": cacher_type,
+            "cacher": cacher_name,
             "lazy": job.lazy[i],
             "version": version,
             "files": own,
@@ -628,8 +627,6 @@ def _pickled_classes(
     """[module:qualname, fingerprint] of the project classes a pickled file refers to."""
     if root is None:
         return []
-    from curifactory_cli.hashing import class_fingerprint
-
     found: dict[str, str] = {}
     for info in files:
         if info["size"] > PICKLE_SCAN_LIMIT:
@@ -643,6 +640,8 @@ def _pickled_classes(
                 continue  # not a pickle (protocol 2 or later)
             infile.seek(0)
             data = infile.read()
+        from curifactory_cli.hashing import class_fingerprint
+
         for module, qualname in _pickle_globals(data):
             fingerprint = class_fingerprint(module, qualname, root)
             if fingerprint is not None:

@@ -36,10 +36,14 @@ _CACHER_PRIVATE = {"path", "metadata", "extra_metadata", "record", "stage", "nam
 Version = Callable[[OutputRef], "str | None"]
 
 
+def cacher_type(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
 def cacher_id(template: Any) -> Any:
     """What identifies a cacher in a key: its type, and the options of an instance."""
     cls = template if isinstance(template, type) else type(template)
-    ident: dict[str, Any] = {"type": f"{cls.__module__}.{cls.__qualname__}"}
+    ident: dict[str, Any] = {"type": cacher_type(cls)}
     if not isinstance(template, type):
         config = {k: v for k, v in vars(template).items() if k not in _CACHER_PRIVATE}
         try:

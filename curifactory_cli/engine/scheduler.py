@@ -133,6 +133,8 @@ class Scheduler:
         self._repaired: set[int] = set()
         self._warned: set[str] = set()
         self._info: dict[int, dict[str, Any]] = {}  # node -> its entry's outputs metadata
+        self._params: dict[int, tuple[Any, Any]] = {}  # id(record) -> (it, params for meta)
+        self._records: dict[int, tuple[Any, RecordInfo]] = {}  # id(record) -> (it, for jobs)
         self._stop: BaseException | None = None
         self.nodes: list[Node] = []
 
@@ -700,7 +702,7 @@ class Scheduler:
             stage_ref=node.stage.ref,
             stage_name=node.stage.name,
             experiment=self.experiment,
-            record=_record_info(record),
+            record=self._record_info(record),
             key=node.key,
             lineage_key=self._lineage(node),
             staging=self.store.staging_path() if node.is_cached_stage else None,
@@ -716,9 +718,7 @@ class Scheduler:
             is_aggregate=node.stage.is_aggregate,
             inputs=inputs,
             aggregate_inputs=aggregate,
-            input_records=(
-                tuple(_record_info(r) for r in record.input_records) if record.input_records else ()
-            ),
+            input_records=tuple(map(self._record_info, record.input_records)),
             # With --dry the entry is gone after the run: values come back to the record.
             ship_values=here or self.store.dry,
             # A worker on another machine uploads its outputs itself; on this machine the
@@ -824,7 +824,7 @@ class Scheduler:
             "aggregate": node.stage.is_aggregate,
             "record": record.name,
             "params_hash": record.get_hash(),
-            "params": params_json(record.params),
+            "params": self._params_json(record),
             "input_records": [r.name for r in record.input_records],
             "inputs": inputs,
             "outputs": result.outputs_meta,
@@ -836,6 +836,20 @@ class Scheduler:
             },
             **self.provenance,
         }
+
+    def _record_info(self, record: Any) -> RecordInfo:
+        found = self._records.get(id(record))
+        if found is None or found[0] is not record:
+            found = self._records[id(record)] = (record, _record_info(record))
+        return found[1]
+
+    def _params_json(self, record: Any) -> Any:
+        """A record's parameters as its entries' metadata shows them, made once per record
+        (every entry written holds the same; nothing changes them)."""
+        found = self._params.get(id(record))
+        if found is None or found[0] is not record:
+            found = self._params[id(record)] = (record, params_json(record.params))
+        return found[1]
 
     def _input_meta(self, src: OutputRef) -> dict[str, Any]:
         producer = src.node

@@ -192,6 +192,7 @@ class LocalStore:
         self._prepared = False
         self._made: set[str] = set()  # folders in the cache known to be real folders
         self._listed: dict[str, set[str]] = {}  # see _listing
+        self._staging_base: str | None = None  # made once
 
     @staticmethod
     def display(path: str | os.PathLike[str]) -> str:
@@ -400,10 +401,12 @@ class LocalStore:
             if self._tmp is None:
                 self._tmp = tempfile.TemporaryDirectory(prefix="curi-dry-")
             return self._tmp.name
-        self.prepare()
-        base = f"{self._root}{os.sep}{STAGING_DIR}"
-        self._makedirs(base)
-        return base
+        if self._staging_base is None:
+            self.prepare()
+            base = f"{self._root}{os.sep}{STAGING_DIR}"
+            self._makedirs(base)
+            self._staging_base = base
+        return self._staging_base
 
     def staging_path(self) -> str:
         """A fresh name for a staging folder; whoever runs the stage creates it.
