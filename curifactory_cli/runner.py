@@ -22,7 +22,7 @@ from curifactory_cli import discovery
 from curifactory_cli.config import Settings
 from curifactory_cli.engine.keys import KeyMaker
 from curifactory_cli.engine.runners import InlineRunner, parse_workers, usable_cores
-from curifactory_cli.engine.scheduler import Scheduler
+from curifactory_cli.engine.scheduler import Scheduler, survivors_frozen
 from curifactory_cli.errors import (
     ConfigError,
     CurifactoryError,
@@ -539,7 +539,7 @@ def run_experiment(options: RunOptions, reporter: Reporter | None = None) -> Run
     started = time.perf_counter()
     # SIGTERM stops the run as Ctrl-C does from the first moment: importing and tracing the
     # experiment can take long too, and the default action would leave no message.
-    with terminate_as_interrupt():
+    with terminate_as_interrupt(), survivors_frozen():
         run = _Run(options, reporter or NullReporter())
         try:
             try:

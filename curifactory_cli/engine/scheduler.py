@@ -14,12 +14,14 @@ linear in the number of stage calls, and there is no recursion.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import gc
 import heapq
 import os
 import sys
 import time
+from collections.abc import Iterator
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -202,13 +204,22 @@ class Scheduler:
         collecting = gc.isenabled()
         gc.freeze()
         gc.disable()
+        # Inside a run (see survivors_frozen), nothing is frozen while stages run: a stage's
+        # own objects, alive at a full collection, would be kept until the run ends.
+        in_run = _freeze_survivors in gc.callbacks
+        if in_run:
+            gc.callbacks.remove(_freeze_survivors)
         try:
             self._loop()
         except BaseException:
             self._abandon()
             raise
         finally:
-            gc.unfreeze()
+            if in_run:  # what the run made lives until its wind-up is done
+                gc.freeze()
+                gc.callbacks.append(_freeze_survivors)
+            else:
+                gc.unfreeze()
             if collecting:
                 gc.enable()
 
@@ -897,6 +908,27 @@ def remote_error(type_name: str, message: str) -> RemoteError:
     """An exception named like the original (`ValueError: ...` reads the same)."""
     cls = type(type_name or "RemoteError", (RemoteError,), {})
     return cls(message.partition(": ")[2] if ": " in message else message)
+
+
+@contextlib.contextmanager
+def survivors_frozen() -> Iterator[None]:
+    """While a run loads its parameters, builds its graph and winds up, what survives a full
+    collection is set aside (frozen) at once, so that the next full collection walks only
+    what is new: the collector otherwise walked the whole growing graph and metadata again
+    and again (6% of a run of 50,000 stage calls, against 2% at 5,000). Everything is
+    handed back to the collector when the run ends."""
+    gc.callbacks.append(_freeze_survivors)
+    try:
+        yield
+    finally:
+        gc.callbacks.remove(_freeze_survivors)
+        gc.unfreeze()
+
+
+def _freeze_survivors(phase: str, info: dict[str, int]) -> None:
+    # Right after a full collection every generation was just collected: what is left lives.
+    if phase == "stop" and info["generation"] == 2:
+        gc.freeze()
 
 
 def _record_info(record: Any) -> RecordInfo:
