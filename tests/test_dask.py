@@ -3,8 +3,10 @@ existing scheduler with workers started as separate processes on 127.0.0.1."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -65,6 +67,7 @@ def cluster(tmp_path_factory):
             [dask, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
              "--scheduler-file", str(scheduler_file)],
             env=env, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
     ]  # fmt: skip
     deadline = time.monotonic() + 60
@@ -76,6 +79,7 @@ def cluster(tmp_path_factory):
             [dask, "worker", address, "--nworkers", "2", "--nthreads", "1", "--no-dashboard",
              "--host", "127.0.0.1"],
             env=env, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True,  # its worker processes too: see the teardown
         )
     )  # fmt: skip
     from distributed import Client
@@ -83,13 +87,13 @@ def cluster(tmp_path_factory):
     with Client(address, timeout="30s") as client:
         client.wait_for_workers(2, timeout=60)
     yield address
+    # Each process group at once (the worker's nanny and the processes it started): a graceful
+    # stop waited for the nanny to give up restarting the worker the test killed (8 s).
     for proc in reversed(procs):
-        proc.terminate()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
     for proc in procs:
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        proc.wait(timeout=20)
 
 
 def test_existing_cluster_runs_the_jobs_and_a_killed_worker_fails_its_stage(project, cli, cluster):
