@@ -551,32 +551,28 @@ def _json_trouble(obj: Any, depth: int) -> tuple[list[str], str] | None:
         return [], " is nested too deeply"
     if obj is None or isinstance(obj, _JSON_SCALARS):
         return None  # NaN and infinity round-trip through Python's json module
+    is_dict = isinstance(obj, dict)
+    if is_dict:
+        children, step = obj.items(), ".{}"
+    elif isinstance(obj, (list, tuple)):
+        children, step = enumerate(obj), "[{}]"
+    else:
+        return [], f" is a {type(obj).__name__}, which JSON cannot represent"
     # Elements that are plain scalars (by exact type) need no call; subclasses get one.
     plain = depth < _JSON_MAX_DEPTH
-    if isinstance(obj, dict):
-        for key, value in obj.items():
-            if not isinstance(key, str):
-                return [], (
-                    f" has a key {key!r} of type {type(key).__name__} "
-                    "(JSON keys are strings, so it would load back as a different key)"
-                )
-            if plain and type(value) in _JSON_SCALAR_TYPES:
-                continue
-            found = _json_trouble(value, depth + 1)
-            if found is not None:
-                found[0].append(f".{key}")
-                return found
-        return None
-    if isinstance(obj, (list, tuple)):
-        for i, value in enumerate(obj):
-            if plain and type(value) in _JSON_SCALAR_TYPES:
-                continue
-            found = _json_trouble(value, depth + 1)
-            if found is not None:
-                found[0].append(f"[{i}]")
-                return found
-        return None
-    return [], f" is a {type(obj).__name__}, which JSON cannot represent"
+    for name, value in children:
+        if is_dict and not isinstance(name, str):
+            return [], (
+                f" has a key {name!r} of type {type(name).__name__} "
+                "(JSON keys are strings, so it would load back as a different key)"
+            )
+        if plain and type(value) in _JSON_SCALAR_TYPES:
+            continue
+        found = _json_trouble(value, depth + 1)
+        if found is not None:
+            found[0].append(step.format(name))
+            return found
+    return None
 
 
 class JsonCacher(Cacheable):

@@ -199,15 +199,19 @@ def run_job(job: Job, record: Any = None, fn: Any = None) -> JobResult:
             return result
         tracked = False
         if staging is not None:
-            given = getattr(record, "_paths_given", True)
-            # No path into the folder reached the stage, and only cachers that checksum all
-            # they write will write there: the folder need not be listed afterwards.
-            tracked = (
-                not given
-                and not record.reportables[reported:]
-                and all(type(c) in TRACKED_WRITERS and not c._paths_given for c in cachers)
+            # Whether a path into the staging folder reached the stage (record.get_path(), a
+            # cacher's path): only then can its values hold one, or its code write files there.
+            handed_out = getattr(record, "_paths_given", True) or any(
+                getattr(c, "_paths_given", True) for c in cachers
             )
-            values = relocate_staged_paths(job, staging, values, cachers, given)
+            # Else, with only cachers that checksum all they write, the folder need not be
+            # listed afterwards.
+            tracked = (
+                not handed_out
+                and not record.reportables[reported:]
+                and all(type(c) in TRACKED_WRITERS for c in cachers)
+            )
+            values = relocate_staged_paths(job, staging, values, cachers, handed_out)
         result.values = values
         result.compute_s = time.perf_counter() - started
         new_reportables = record.reportables[reported:]
@@ -476,7 +480,7 @@ def split_outputs(job: Job, returned: Any) -> list[Any]:
 
 
 def relocate_staged_paths(
-    job: Job, staging: str, values: list[Any], cachers: list[Cacheable], given: bool = True
+    job: Job, staging: str, values: list[Any], cachers: list[Cacheable], handed_out: bool = True
 ) -> list[Any]:
     """The stage's returned values with every path into its staging folder pointed at the
     published entry instead.
@@ -491,7 +495,7 @@ def relocate_staged_paths(
         return values
     for cacher in cachers:
         cacher._entry_dir = final  # PathRef accepts its own path, relocated
-    if not given and not any(getattr(c, "_paths_given", True) for c in cachers):
+    if not handed_out:
         return values  # no path into the staging folder was handed out: none to find
     # The same folders as the user may spell them (os.path.abspath/realpath of a path).
     moves = {staging: final}

@@ -135,8 +135,7 @@ class Scheduler:
         self._repaired: set[int] = set()
         self._warned: set[str] = set()
         self._info: dict[int, dict[str, Any]] = {}  # node -> its entry's outputs metadata
-        self._params: dict[int, tuple[Any, Any]] = {}  # id(record) -> (it, params for meta)
-        self._records: dict[int, tuple[Any, RecordInfo]] = {}  # id(record) -> (it, for jobs)
+        self._records: dict[int, tuple[Any, tuple[RecordInfo, Any]]] = {}  # see _views
         self._stop: BaseException | None = None
         self.nodes: list[Node] = []
 
@@ -835,7 +834,7 @@ class Scheduler:
             "aggregate": node.stage.is_aggregate,
             "record": record.name,
             "params_hash": record.get_hash(),
-            "params": self._params_json(record),
+            "params": self._views(record)[1],
             "input_records": [r.name for r in record.input_records],
             "inputs": inputs,
             "outputs": result.outputs_meta,
@@ -848,19 +847,18 @@ class Scheduler:
             **self.provenance,
         }
 
-    def _record_info(self, record: Any) -> RecordInfo:
+    def _views(self, record: Any) -> tuple[RecordInfo, Any]:
+        """What a job sees of a record, and its parameters as entry metadata shows them:
+        made once per record (every stage call of the record shares them; nothing changes
+        them during a run)."""
         found = self._records.get(id(record))
         if found is None or found[0] is not record:
-            found = self._records[id(record)] = (record, _record_info(record))
+            views = (_record_info(record), params_json(record.params))
+            found = self._records[id(record)] = (record, views)
         return found[1]
 
-    def _params_json(self, record: Any) -> Any:
-        """A record's parameters as its entries' metadata shows them, made once per record
-        (every entry written holds the same; nothing changes them)."""
-        found = self._params.get(id(record))
-        if found is None or found[0] is not record:
-            found = self._params[id(record)] = (record, params_json(record.params))
-        return found[1]
+    def _record_info(self, record: Any) -> RecordInfo:
+        return self._views(record)[0]
 
     def _input_meta(self, src: OutputRef) -> dict[str, Any]:
         producer = src.node
