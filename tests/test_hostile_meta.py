@@ -8,7 +8,14 @@ import os
 
 import pytest
 
-from curifactory_cli.store.entry import MAX_META_BYTES, MAX_META_DEPTH, parse_meta
+from curifactory_cli.store.entry import (
+    MAX_META_BYTES,
+    MAX_META_DEPTH,
+    check_meta,
+    meta_problem,
+    parse_meta,
+    safe_rel,
+)
 
 EXPERIMENT = """
 import curifactory_cli as cf
@@ -74,6 +81,91 @@ def test_metadata_bounds():
     assert parse_meta(_deep(MAX_META_DEPTH + 1)) is None
     assert parse_meta(_deep(500_000)) is None  # no RecursionError
     assert parse_meta(b"[" + b" " * MAX_META_BYTES + b"]") is None
+
+
+GOOD_FILE = {"path": "out.json", "size": 3, "sha256": "ab" * 32}
+GOOD_META = {
+    "format": 1,
+    "key": "k" * 64,
+    "stage": "make",
+    "outputs": {"x": {"cacher": "JsonCacher", "lazy": False, "version": "v", "files": []}},
+    "extra_files": [],
+}
+
+
+def _meta_with(**changes) -> bytes:
+    meta = json.loads(json.dumps(GOOD_META))
+    output = meta["outputs"]["x"]
+    for where, value in changes.items():
+        if where == "file":
+            output["files"] = [value]
+        elif where == "extra_file":
+            meta["extra_files"] = [value]
+        elif where.startswith("output_"):
+            output[where[len("output_") :]] = value
+        else:
+            meta[where] = value
+    return json.dumps(meta).encode()
+
+
+@pytest.mark.parametrize(
+    "rel",
+    [
+        "../x",
+        "/etc/passwd",
+        "a/../b",
+        "",
+        ".",
+        "..",
+        "a\\b",
+        "x\x00y",
+        "a//b",
+        "a/",
+        "./a",
+        None,
+        3,
+    ],
+)
+def test_a_listed_file_that_could_leave_its_entry_is_refused(rel):
+    assert safe_rel(rel) is None
+    meta, problem = check_meta(_meta_with(file={**GOOD_FILE, "path": rel}))
+    assert meta is None and problem == "output 'x' lists a file it cannot have"
+    meta, problem = check_meta(_meta_with(extra_file={**GOOD_FILE, "path": rel}))
+    assert meta is None and problem == "it lists an extra file it cannot have"
+
+
+@pytest.mark.parametrize("rel", ["out.json", "_x-1.parquet", ".hidden", "sub/part-0.csv", "a..b"])
+def test_a_listed_file_inside_its_entry_is_accepted(rel):
+    assert safe_rel(rel) == rel
+    meta, problem = check_meta(_meta_with(file={**GOOD_FILE, "path": rel}))
+    assert problem is None and meta is not None
+    assert meta_problem(meta, "k" * 64, ["x"], "m") is None
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"file": {**GOOD_FILE, "size": True}}, "output 'x' lists a file it cannot have"),
+        ({"file": {**GOOD_FILE, "size": -1}}, "output 'x' lists a file it cannot have"),
+        ({"file": {**GOOD_FILE, "size": 1.5}}, "output 'x' lists a file it cannot have"),
+        ({"file": {**GOOD_FILE, "sha256": None}}, "output 'x' lists a file it cannot have"),
+        ({"file": ["out.json", 3]}, "output 'x' lists a file it cannot have"),
+        ({"output_lazy": 1}, "field 'lazy' of output 'x' is not a bool"),
+        ({"output_version": 5}, "field 'version' of output 'x' is not a str"),
+        ({"output_files": {}}, "field 'files' of output 'x' is not a list"),
+        ({"outputs": {"x": []}}, "output 'x' is not a mapping"),
+        ({"format": True}, "field 'format' is not a int"),
+        ({"key": 7}, "field 'key' is not a str"),
+    ],
+)
+def test_metadata_of_the_wrong_shape_is_damaged(change, problem):
+    assert check_meta(_meta_with(**change)) == (None, problem)
+
+
+def test_metadata_that_is_not_utf8_json_is_damaged():
+    assert check_meta(b"\xff\xfe{}") == (None, "it is not JSON")
+    assert check_meta(json.dumps(GOOD_META).encode("utf-16")) == (None, "it is not JSON")
+    assert check_meta(json.dumps(GOOD_META))[0] == GOOD_META  # text is read as such
 
 
 def test_escape_sequences_are_never_printed_from_data(project, cli):

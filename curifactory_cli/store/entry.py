@@ -86,8 +86,9 @@ def check_meta(data: bytes | str) -> tuple[dict[str, Any] | None, str | None]:
     if _nesting(data) > MAX_META_DEPTH:
         return None, "it nests deeper than metadata ever does"
     try:
-        meta = json.loads(data)
-    except (ValueError, RecursionError):
+        # Metadata is UTF-8 (decoding first skips json's guess among UTF-8, 16 and 32).
+        meta = _decode_json(data.decode() if isinstance(data, bytes) else data)
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         return None, "it is not JSON"
     if not isinstance(meta, dict) or "key" not in meta:
         return None, "it is not an entry's metadata"
@@ -135,7 +136,11 @@ _OUTPUT_TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
+# Metadata is parsed JSON, whose values have exact types (a bool is never an int there): a
+# set lookup of the type is the check.
 _FIELD_SETS = {name: frozenset(types) for name, types in _FIELD_TYPES.items()}
+_OUTPUT_SETS = {name: frozenset(types) for name, types in _OUTPUT_TYPES.items()}
+_decode_json = json.JSONDecoder().decode
 _SHOWN_FIELDS = ("experiment", "stage", "stage_ref", "record", "params_hash", "key")
 
 
@@ -152,7 +157,6 @@ def shape_problem(meta: dict[str, Any], check_text: bool = True) -> str | None:
     safe relative path with a size and a checksum, control characters in a name that
     commands print), or None."""
     for name, value in meta.items():
-        # JSON gives exact types (a bool is never an int here): a set lookup is the check.
         types = _FIELD_SETS.get(name)
         if types is not None and type(value) not in types:
             return f"field {name!r} is not a {_FIELD_TYPES[name][0].__name__}"
@@ -160,32 +164,31 @@ def shape_problem(meta: dict[str, Any], check_text: bool = True) -> str | None:
         if isinstance(meta.get(name), str) and has_control_characters(meta[name]):
             return f"field {name!r} holds control characters"
     for name, output in (meta.get("outputs") or {}).items():
-        if not isinstance(output, dict):
+        if type(output) is not dict:
             return f"output {name!r} is not a mapping"
-        for field_name, types in _OUTPUT_TYPES.items():
-            if field_name in output and not _is(output[field_name], types):
-                return f"field {field_name!r} of output {name!r} is not a {types[0].__name__}"
-        if any(_file_problem(info) for info in output.get("files") or ()):
-            return f"output {name!r} lists a file it cannot have"
-    if any(_file_problem(info) for info in meta.get("extra_files") or ()):
-        return "it lists an extra file it cannot have"
+        for field_name, value in output.items():
+            types = _OUTPUT_SETS.get(field_name)
+            if types is not None and type(value) not in types:
+                kind = _OUTPUT_TYPES[field_name][0].__name__
+                return f"field {field_name!r} of output {name!r} is not a {kind}"
+        for info in output.get("files") or ():
+            if _file_problem(info):
+                return f"output {name!r} lists a file it cannot have"
+    for info in meta.get("extra_files") or ():
+        if _file_problem(info):
+            return "it lists an extra file it cannot have"
     return None
 
 
-def _is(value: Any, types: tuple[type, ...]) -> bool:
-    # bool is an int in Python: a size or a format given as true is not a number here.
-    if isinstance(value, bool) and bool not in types:
-        return False
-    return isinstance(value, types)
-
-
 def _file_problem(info: Any) -> bool:
+    if type(info) is not dict:
+        return True
+    size = info.get("size")
     return (
-        not isinstance(info, dict)
+        type(size) is not int  # bool is an int in Python, but not a size here
+        or size < 0
+        or type(info.get("sha256")) is not str
         or safe_rel(info.get("path")) is None
-        or not _is(info.get("size"), (int,))
-        or info["size"] < 0
-        or not isinstance(info.get("sha256"), str)
     )
 
 
@@ -308,7 +311,9 @@ def signature_problem(meta: dict[str, Any]) -> str | None:
 
 def meta_problem(meta: dict[str, Any], key: str, outputs: list[str], where: str) -> str | None:
     """Why metadata read at `where` cannot serve `key` with these outputs (None: it can,
-    once its files are there). Every store checks this on every lookup."""
+    once its files are there). Every store checks this on every lookup, on metadata that
+    `check_meta` accepted: the fields it reads are there and every file it lists has a safe
+    path and a size (checked there)."""
     try:
         if meta.get("format") != FORMAT_VERSION:
             return f"metadata {where} has an unknown format"
@@ -323,9 +328,6 @@ def meta_problem(meta: dict[str, Any], key: str, outputs: list[str], where: str)
         for output in meta["outputs"].values():
             if not isinstance(output["version"], str) or not isinstance(output["files"], list):
                 return f"metadata {where} is incomplete"
-        for _, info in listed_files(meta):
-            if safe_rel(info["path"]) is None or type(info["size"]) is not int:
-                return f"metadata {where} lists a file it cannot have"
     except (KeyError, TypeError, AttributeError):
         return f"metadata {where} is incomplete"
     return None
@@ -340,9 +342,14 @@ def listed_files(meta: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
         yield "", info
 
 
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")  # never "", ".", ".." nor a path
+
+
 def safe_rel(rel: Any) -> str | None:
     """`rel` if it is a relative path that stays inside its folder (metadata is data: never
     trusted to name a place)."""
+    if type(rel) is str and _PLAIN_NAME.fullmatch(rel):
+        return rel  # one plain file name (what cachers write): nothing more to check
     if not isinstance(rel, str) or not rel or rel.startswith(("/", "\\")) or "\\" in rel:
         return None
     if "\x00" in rel:
