@@ -221,17 +221,32 @@ def _nesting(data: bytes | str) -> int:
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 
 
+_META_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+_SMALL_META = 1 << 16  # read whole in one call: real metadata is a few KB
+
+
 def read_meta_file(path: str | os.PathLike[str]) -> bytes:
     """The bytes of a metadata file, which must be a regular file (not a link, FIFO or device:
     a FIFO would block every command) of at most MAX_META_BYTES. Raises OSError
-    (FileNotFoundError when there is none) and ValueError for anything else."""
+    (FileNotFoundError when there is none) and ValueError for anything else.
+
+    Lookups read thousands of these: a file shorter than _SMALL_META is read in one call,
+    without the status call. A short read is the end of a regular file; a planted FIFO opened
+    without blocking gives no bytes or EAGAIN (never JSON); a device cannot be planted without
+    privileges. Anything longer is checked (regular, within the bound) before it is read on."""
+    fd = os.open(path, _META_FLAGS)
+    try:
+        data = os.read(fd, _SMALL_META)
+        if len(data) < _SMALL_META:
+            return data
+    finally:
+        os.close(fd)
     return read_meta_file_stat(path)[0]
 
 
 def read_meta_file_stat(path: str | os.PathLike[str]) -> tuple[bytes, os.stat_result]:
     """read_meta_file, and the file's status (its mtime is when the entry was written)."""
-    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
-    fd = os.open(path, flags)
+    fd = os.open(path, _META_FLAGS)
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
