@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.text import Text
 
 from curifactory_cli import console as ui
 from curifactory_cli.cli_common import (
@@ -35,6 +34,7 @@ from curifactory_cli.console import write_json
 from curifactory_cli.errors import ConfigError, CurifactoryError, ExitCode
 
 if TYPE_CHECKING:
+    from rich.text import Text
     from rich.tree import Tree
 
     from curifactory_cli.cache_index import CacheEntry, FileCheck
@@ -421,6 +421,7 @@ def _run_provenance(meta: dict[str, Any]) -> dict[str, Any]:
 
 def _grid(rows: list[tuple[str, str]], indent: int = 0) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold")
@@ -478,6 +479,8 @@ def _key_rows(parts: dict[str, Any] | None) -> list[tuple[str, str]]:
 
 
 def _render_inspect(store: LocalStore, entry: CacheEntry, data: dict[str, Any]) -> None:
+    from rich.text import Text
+
     from curifactory_cli import cache_index
 
     damaged = [f for f in data["files"] if f["status"] != "ok"]
@@ -578,6 +581,8 @@ _STATUS_STYLE = {"deleted": "bold red", "memory": "dim", "invalidated": "yellow"
 
 
 def _lineage_label(node: dict[str, Any], via: str) -> Text:
+    from rich.text import Text
+
     label = Text.assemble(
         (node["id"] or "-" * 10, "cyan"), f"  {node['stage']} [{node['record']}]", f"  {via}"
     )
@@ -733,6 +738,8 @@ def _render_value(value: Any, rows: int) -> None:
 
 
 def _render_frame(frame: Any, rows: int, kind: str) -> None:
+    from rich.text import Text
+
     from curifactory_cli import cache_dump as dump
 
     n_rows, n_cols = frame.shape
@@ -984,6 +991,8 @@ def _problem(
 
 def _render_problems(problems: list[dict[str, Any]]) -> None:
     # One line per problem, never wrapped: paths stay whole for copying and grepping.
+    from rich.text import Text
+
     for p in problems:
         console.print(
             Text.assemble(
@@ -1096,6 +1105,8 @@ def cache_du(
     as_json: JsonOpt = False,
 ) -> None:
     """Disk use of cached entries (their data files) with entry counts."""
+    from rich.text import Text
+
     from curifactory_cli import cache_index
 
     store = _store(cache)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from curifactory_cli.console import SafeConsole, write_json
+from curifactory_cli.console import Output, write_json
 from curifactory_cli.errors import (
     CurifactoryError,
     ExitCode,
@@ -26,8 +26,8 @@ if TYPE_CHECKING:
     from curifactory_cli.registry import RunRegistry
     from curifactory_cli.runner import RunOptions
 
-console = SafeConsole(highlight=False)
-err_console = SafeConsole(stderr=True, highlight=False)
+console = Output()
+err_console = Output(stderr=True)
 
 CacheOpt = Annotated[
     str | None,
@@ -184,9 +184,9 @@ def execute_run(
     elif not quiet:
         ui.print_summary(console, result)
         if result.store_dir is not None:
-            console.print(f"stored in {result.store_dir}", markup=False, soft_wrap=True)
+            ui.write_line(console, f"stored in {result.store_dir}")
         if result.report is not None:
-            console.print(f"report: {shown_path(result.report)}", markup=False, soft_wrap=True)
+            ui.write_line(console, f"report: {shown_path(result.report)}")
     raise typer.Exit(code=int(ExitCode.OK if result.ok else exit_code_for(result.error)))
 
 

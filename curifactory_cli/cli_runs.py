@@ -7,7 +7,6 @@ import shlex
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.text import Text
 
 from curifactory_cli.cli_common import (
     ExperimentFilter,
@@ -27,6 +26,7 @@ from curifactory_cli.errors import CurifactoryError
 
 if TYPE_CHECKING:
     from rich.table import Table
+    from rich.text import Text
 
 runs_app = typer.Typer(
     help="The run registry: every curi run, its status and provenance.", no_args_is_help=True
@@ -172,6 +172,8 @@ def _runs_table(runs: list[dict], width: int, caps: dict[str, int] | None = None
     notes and command are added while they fit in `width` (they are all in `runs show`),
     because rich would otherwise squeeze every column into unreadable ellipses. `caps`: the
     widest notes and command may be (default _MAX_WIDTH)."""
+    from rich.text import Text
+
     caps = _MAX_WIDTH if caps is None else caps
     columns: dict[str, list[Text]] = {
         "reference": [Text(r["reference"]) for r in runs],
@@ -232,6 +234,8 @@ def _count(counts: dict | None, key: str) -> str:
 
 def _print_run(run: dict) -> None:
     """Key/value lines, then the stage calls as a table."""
+    from rich.text import Text
+
     fields: list[tuple[str, Any]] = [
         ("reference", Text(run["reference"], style="bold")),
         ("status", _status_text(run["status"])),
@@ -268,6 +272,8 @@ def _print_run(run: dict) -> None:
 
 
 def _print_params(run: dict) -> None:
+    from rich.text import Text
+
     files = run.get("param_files") or []
     sets = run.get("param_sets") or []
     if files:
@@ -283,6 +289,8 @@ def _print_params(run: dict) -> None:
 
 
 def _print_stages(stages: list[dict]) -> None:
+    from rich.text import Text
+
     if not stages:
         console.print(Text("no stage calls recorded", style="dim"))
         return
@@ -306,6 +314,8 @@ def _print_stages(stages: list[dict]) -> None:
 
 
 def _status_text(status: str) -> Text:
+    from rich.text import Text
+
     return Text(status, style=STATUS_STYLE.get(status, ""))
 
 

@@ -1,18 +1,17 @@
-"""Rendering with rich: live progress of a run, plain progress lines, summaries, errors."""
+"""What the commands print: plain lines, tables and JSON written straight to the stream, and
+rich (imported when first needed) for live progress and what is styled on a terminal."""
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
+import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
-
-from rich.cells import cell_len
-from rich.console import Console
-from rich.segment import Segment
-from rich.text import Text
+from typing import IO, TYPE_CHECKING, Any
 
 from curifactory_cli.events import (
     NodeFinished,
@@ -25,6 +24,7 @@ from curifactory_cli.events import (
 from curifactory_cli.graph import Outcome
 
 if TYPE_CHECKING:
+    from rich.console import Console
     from rich.live import Live
     from rich.table import Table
 
@@ -37,6 +37,88 @@ _STYLE = {
     Outcome.SKIPPED: "dim",
     Outcome.FAILED: "bold red",
 }
+
+
+# Control characters in data (names, metadata fields) are shown escaped, never sent to a terminal.
+CONTROL_ESCAPES = {c: f"\\x{c:02x}" for c in [*range(32), *range(127, 160)] if chr(c) not in "\n\t"}
+# Set, these make rich decide a stream is a terminal even when it is not a tty.
+_TERMINAL_ENV = ("FORCE_TERMINAL", "TTY_COMPATIBLE", "FORCE_COLOR")
+
+
+class Output:
+    """stdout or stderr as the commands write to it.
+
+    Plain lines, long tables and JSON go straight to the stream. Whatever is styled, laid out
+    for a terminal or shown live goes through a rich console, made when first needed:
+    importing rich takes 20 ms that `curi --help`, a `--quiet` or `--json` run and output to
+    a pipe or a log do not need. The stream is looked up at each use (test runners swap
+    sys.stdout); anything else a rich Console offers is its console's.
+    """
+
+    def __init__(self, stderr: bool = False) -> None:
+        self.stderr = stderr
+        self._rich: Console | None = None
+
+    @property
+    def file(self) -> IO[str]:
+        return sys.stderr if self.stderr else sys.stdout
+
+    @property
+    def rich(self) -> Console:
+        if self._rich is None:
+            self._rich = _safe_console_class()(stderr=self.stderr, highlight=False)
+        return self._rich
+
+    @property
+    def is_terminal(self) -> bool:
+        if self._rich is None and not _may_be_terminal(self.file):
+            return False  # what rich would say, without importing it
+        return self.rich.is_terminal
+
+    def print(self, *objects: Any, **options: Any) -> None:
+        self.rich.print(*objects, **options)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.rich, name)
+
+
+@functools.cache
+def _safe_console_class() -> type[Console]:
+    """The rich console class, made when rich is first needed (it subclasses rich's)."""
+    from rich.console import Console
+    from rich.segment import Segment
+
+    class SafeConsole(Console):
+        """A console that never sends a terminal the control characters found in data (a set
+        name, a field of a shared cache's metadata): they are shown escaped (`\\x1b`). rich's
+        own styling codes are added after this, so colours still work."""
+
+        def _render_buffer(self, buffer: Iterable[Segment]) -> str:
+            return super()._render_buffer(
+                segment
+                if segment.control
+                else Segment(segment.text.translate(CONTROL_ESCAPES), segment.style)
+                for segment in buffer
+            )
+
+    return SafeConsole
+
+
+def _may_be_terminal(stream: Any) -> bool:
+    """False when rich would certainly find `stream` is no terminal: not a tty, and none of
+    the settings (or a notebook) that make rich decide otherwise."""
+    if any(name in os.environ for name in _TERMINAL_ENV) or "ipykernel" in sys.modules:
+        return True
+    isatty = getattr(stream, "isatty", None)
+    try:
+        return bool(isatty is not None and isatty())
+    except ValueError:  # a closed stream
+        return False
+
+
+def rich_of(console: Console | Output) -> Console:
+    """The rich console itself (what rich's own classes, such as Live, must be given)."""
+    return console.rich if isinstance(console, Output) else console
 
 
 class _Counts:
@@ -59,7 +141,9 @@ class PlainReporter:
     A stage call running longer than HEARTBEAT_S gets a `running` line every HEARTBEAT_S, so
     a CI log shows the run is alive and what it is busy with."""
 
-    def __init__(self, console: Console, err_console: Console, quiet: bool = False) -> None:
+    def __init__(
+        self, console: Console | Output, err_console: Console | Output, quiet: bool = False
+    ) -> None:
         self.console = console
         self.err = err_console
         self.quiet = quiet
@@ -84,7 +168,7 @@ class PlainReporter:
             self.show(event)
 
     def _line(self, text: str) -> None:
-        self.console.print(text, highlight=False, markup=False, soft_wrap=True)
+        write_line(self.console, text)
 
     def show(self, event: Event) -> None:
         if isinstance(event, RunStarted):
@@ -140,7 +224,7 @@ class LiveReporter(PlainReporter):
     """A live table on a terminal: per stage, records done, executed vs cached, what runs now
     (and on which worker)."""
 
-    def __init__(self, console: Console, err_console: Console) -> None:
+    def __init__(self, console: Console | Output, err_console: Console | Output) -> None:
         super().__init__(console, err_console)
         self.stages: dict[str, _Counts] = {}
         self.outcomes: dict[int, Outcome] = {}
@@ -150,6 +234,7 @@ class LiveReporter(PlainReporter):
 
     def _render(self) -> Table:
         from rich.table import Table
+        from rich.text import Text
 
         table = Table(box=None, pad_edge=False, show_edge=False)
         table.add_column("stage")
@@ -185,7 +270,7 @@ class LiveReporter(PlainReporter):
 
             self.live = Live(
                 get_renderable=self._render,
-                console=self.console,
+                console=rich_of(self.console),
                 refresh_per_second=8,
                 transient=True,
             )
@@ -224,63 +309,63 @@ class LiveReporter(PlainReporter):
             self.live = None
 
 
-def print_summary(console: Console, result: RunResult) -> None:
-    from rich.table import Table
+_SUMMARY_COLUMNS = {  # column -> its style on a terminal
+    "stage": None,
+    "executed": "green",
+    "cached": "cyan",
+    "skipped": "dim",
+    "failed": "red",
+    "time": None,
+}
 
-    table = Table(title=None, box=None, show_edge=False, pad_edge=False)
-    table.add_column("stage")
-    for label, style in (
-        ("executed", "green"),
-        ("cached", "cyan"),
-        ("skipped", "dim"),
-        ("failed", "red"),
-    ):
-        table.add_column(label, justify="right", style=style)
-    table.add_column("time", justify="right")
-    for summary in result.stage_summaries():
-        table.add_row(
-            Text(summary.stage),
+
+def print_summary(console: Console | Output, result: RunResult) -> None:
+    """A row per stage (how many calls executed, were cached, skipped, failed; the time),
+    then the outcome of the run."""
+    rows = [
+        [
+            summary.stage,
             str(summary.executed),
             str(summary.cached),
             str(summary.skipped),
             str(summary.failed) if summary.failed else "",
             f"{summary.seconds:.2f}s",
-        )
-    print_rows(console, table)
+        ]
+        for summary in result.stage_summaries()
+    ]
     counts = result.counts()
-    status = Text("ok", style="green") if result.ok else Text("failed", style="bold red")
-    line = Text.assemble(
-        status,
+    status = "ok" if result.ok else "failed"
+    tail = (
         f": {counts.get('executed', 0)} executed, {counts.get('cached', 0)} cached, "
-        f"{counts.get('skipped', 0)} skipped",
-        f", {counts['failed']} failed" if counts.get("failed") else "",
-        f" in {result.seconds:.2f}s (run {result.run_id})",
+        f"{counts.get('skipped', 0)} skipped"
+        + (f", {counts['failed']} failed" if counts.get("failed") else "")
+        + f" in {result.seconds:.2f}s (run {result.run_id})"
     )
+    columns = list(_SUMMARY_COLUMNS)
+    if not console.is_terminal or len(rows) > RICH_ROWS:
+        stream_table(console, columns, rows, right=tuple(columns[1:]))
+        write_line(console, status + tail)
+        return
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=None, box=None, show_edge=False, pad_edge=False)
+    for column, style in _SUMMARY_COLUMNS.items():
+        table.add_column(column, justify="left" if column == "stage" else "right", style=style)
+    for row in rows:
+        table.add_row(Text(row[0]), *row[1:])
+    console.print(table)
+    line = Text.assemble(Text(status, style="green" if result.ok else "bold red"), tail)
     console.print(line, highlight=False, soft_wrap=True)
 
 
 LOG_WIDTH = 100_000  # outside a terminal, a table row is one line however long its values
 
 
-_CONTROL = {c: f"\\x{c:02x}" for c in [*range(32), *range(127, 160)] if chr(c) not in "\n\t"}
-
-
-class SafeConsole(Console):
-    """A console that never sends a terminal the control characters found in data (a set name,
-    a field of a shared cache's metadata): they are shown escaped (`\\x1b`). rich's own
-    styling codes are added after this, so colours still work."""
-
-    def _render_buffer(self, buffer: Iterable[Segment]) -> str:
-        return super()._render_buffer(
-            segment if segment.control else Segment(segment.text.translate(_CONTROL), segment.style)
-            for segment in buffer
-        )
-
-
 RICH_ROWS = 200  # more rows than a screen shows: plain text, rich's layout takes seconds
 
 
-def print_rows(console: Console, table: Table) -> None:
+def print_rows(console: Console | Output, table: Table) -> None:
     """On a terminal a table fits the screen. In a log or a pipe, rich would wrap or cut it to
     80 columns: there every row is printed on one line with its full values, so that a log
     can be grepped for a run, a set or a stage. So are tables longer than a screen: laid out
@@ -293,7 +378,7 @@ def print_rows(console: Console, table: Table) -> None:
 
 
 def stream_table(
-    console: Console,
+    console: Console | Output,
     columns: list[str],
     rows: Iterable[list[str]],
     *,
@@ -309,6 +394,8 @@ def stream_table(
     # The extra column is shown when the first rows have it (later rows may add it).
     header = [*columns, "state"] if any(len(r) > len(columns) for r in block) else list(columns)
     if console.is_terminal and len(block) <= RICH_ROWS:
+        from rich.text import Text
+
         print_table(
             console,
             header,
@@ -321,7 +408,7 @@ def stream_table(
             caption=caption() if caption else None,
         )
         return
-    widths = [cell_len(c) for c in header]
+    widths = [_width(c) for c in header]
     rights = [c in right for c in header]
     lines: list[str] | None = None
     while block:
@@ -365,8 +452,10 @@ def plain_table(table: Table) -> list[str]:
 
 
 def _plain(cell: object) -> str:
+    from rich.text import Text  # a rich table's cells: rich is imported already
+
     text = cell.plain if isinstance(cell, Text) else str(cell)
-    return text.translate(_CONTROL)
+    return text.translate(CONTROL_ESCAPES)
 
 
 def _line(cells: Iterable[str], widths: list[int], rights: list[bool], gap: str = "  ") -> str:
@@ -381,22 +470,32 @@ def _pad(text: str, width: int, right: bool) -> str:
 
 def _width(text: str) -> int:
     """Terminal cells `text` takes (an ASCII string: its length, without rich's lookup)."""
-    return len(text) if text.isascii() else cell_len(text)
+    if text.isascii():
+        return len(text)
+    from rich.cells import cell_len
+
+    return cell_len(text)
 
 
 def _safe(cell: object) -> str:
     """A cell as text with control characters escaped (most need no translation)."""
     text = cell if isinstance(cell, str) else str(cell)
-    return text if text.isprintable() else text.translate(_CONTROL)
+    return text if text.isprintable() else text.translate(CONTROL_ESCAPES)
 
 
-def write_text(console: Console, text: str) -> None:
+def write_text(console: Console | Output, text: str) -> None:
     """Text written to the console's stream as it is (no markup, no wrapping, no layout)."""
     console.file.write(text)
     console.file.flush()
 
 
-def write_json(console: Console, data: object) -> None:
+def write_line(console: Console | Output, text: str) -> None:
+    """One line of plain text, control characters escaped (what rich prints for an unstyled
+    line, without rich)."""
+    write_text(console, _safe(text) + "\n")
+
+
+def write_json(console: Console | Output, data: object) -> None:
     """A JSON document on the console's stream, written straight: through rich's text layout
     a document of thousands of stage calls costs more than the run (JSON escapes control
     characters itself)."""
@@ -416,17 +515,19 @@ def _plan_row(item: Any) -> list[str]:
     ]
 
 
-def print_plan(console: Console, title: str, plans: list) -> None:
+def print_plan(console: Console | Output, title: str, plans: list) -> None:
     """One row per (record, stage) node: what will happen and why."""
-    console.print(Text(title, style="bold"), soft_wrap=True)
     columns = ("parameter set", "stage", "plan", "why")
     # In a log (or a plan longer than a screen) each row names its set, so grepping for a
     # set finds all its stages.
     if not console.is_terminal or len(plans) > RICH_ROWS:
+        write_line(console, title)
         stream_table(console, list(columns), (_plan_row(item) for item in plans))
         return
     from rich.table import Table
+    from rich.text import Text
 
+    console.print(Text(title, style="bold"), soft_wrap=True)
     table = Table(box=None, show_edge=False, pad_edge=False)
     for column in columns:
         table.add_column(column)
@@ -444,19 +545,23 @@ def print_plan(console: Console, title: str, plans: list) -> None:
     console.print(table)
 
 
-def print_error(console: Console, message: str, hint: str | None = None) -> None:
+def print_error(console: Console | Output, message: str, hint: str | None = None) -> None:
+    from rich.text import Text
+
     # soft_wrap: long paths and messages must stay copy-pasteable, not hard-wrapped.
     console.print(Text.assemble(("error: ", "bold red"), message), highlight=False, soft_wrap=True)
     if hint:
         console.print(Text.assemble(("hint: ", "yellow"), hint), highlight=False, soft_wrap=True)
 
 
-def print_traceback(console: Console, text: str) -> None:
+def print_traceback(console: Console | Output, text: str) -> None:
+    from rich.text import Text
+
     console.print(Text(text.rstrip(), style="red"), highlight=False, soft_wrap=True)
 
 
 def print_table(
-    console: Console,
+    console: Console | Output,
     columns: list[str],
     rows: list[list[str]],
     *,

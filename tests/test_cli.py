@@ -234,6 +234,93 @@ def test_importing_the_cli_loads_no_heavy_or_user_modules(tmp_path):
     assert not (tmp_path / "IMPORTED").exists()
 
 
+# Runs the real entry point and says on stderr, as the process leaves, whether rich was imported.
+RICH_PROBE = (
+    "import atexit, sys\n"
+    "atexit.register(lambda: print('RICH=%s' % ('rich' in sys.modules), file=sys.stderr))\n"
+    "sys.argv = ['curi', *sys.argv[1:]]\n"
+    "from curifactory_cli.cli import main\n"
+    "main()\n"
+)
+
+
+def _probe(cwd: Path, *args: str, **popen: object) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if k not in ("FORCE_TERMINAL", "FORCE_COLOR")}
+    return subprocess.Popen(
+        [sys.executable, "-c", RICH_PROBE, *args], cwd=cwd, env=env, text=True, **popen
+    )
+
+
+def test_plain_output_is_written_without_importing_rich(project):
+    """Help, runs, plans and listings written to a pipe or a log are plain text: rich (20 ms
+    of imports) is loaded only for what is styled on a terminal."""
+    setup_count(project)
+    runs = (
+        ["--help"],
+        ["run", "count", "params/p.yaml"],
+        ["run", "count", "params/p.yaml", "-q"],
+        ["run", "count", "params/p.yaml", "--json"],
+        ["plan", "count", "params/p.yaml"],
+        ["cache", "ls"],
+        ["cache", "ls", "--json"],
+    )
+    outputs = {}
+    for args in runs:
+        proc = _probe(project.root, *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, (args, out, err)
+        assert "RICH=False" in err, (args, err)
+        outputs[tuple(args)] = out
+    # In a pipe, the same plain text as ever: a line per call, a row per stage, the outcome.
+    first = re.sub(r"\d\.\d\ds", "N.NNs", outputs[tuple(runs[1])]).splitlines()
+    assert first[-5:-1] == [
+        "stage  executed  cached  skipped  failed   time",
+        "load          4       0        0          N.NNs",
+        "total         4       0        0          N.NNs",
+        "ok: 8 executed, 0 cached, 0 skipped in N.NNs " + first[-2].split(" in N.NNs ")[1],
+    ], first
+    assert first[-1].startswith("report: reports/count_1_")
+    assert outputs[tuple(runs[2])] == ""  # -q: nothing when all went well
+    assert json.loads(outputs[tuple(runs[3])])["counts"]["cached"] == 8
+    plan = outputs[tuple(runs[4])].splitlines()
+    assert plan[:3] == [
+        "8 of 8 stages cached, 0 to run",
+        "parameter set  stage  plan    why",
+        "a              load   cached",
+    ], plan
+
+
+def test_a_terminal_gets_rich_output(project):
+    """On a terminal (a pseudo-terminal here), the summary is rich's: styled, and the
+    outcome line coloured."""
+    import pty
+
+    setup_count(project)
+    leader, follower = pty.openpty()
+    proc = _probe(
+        project.root, "run", "count", "params/p.yaml", stdout=follower, stderr=subprocess.PIPE
+    )
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # EIO: the process closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    err = proc.stderr.read()
+    proc.wait(timeout=120)
+    os.close(leader)
+    shown = b"".join(chunks).decode(errors="replace")
+    assert proc.returncode == 0, shown + err
+    assert "RICH=True" in err, err
+    assert "\x1b[" in shown  # styled
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", shown)
+    assert "ok: 8 executed, 0 cached, 0 skipped" in plain, plain
+
+
 # ---------------------------------------------------------------------------------- ls
 def _ls_project(project) -> None:
     setup_count(project)
