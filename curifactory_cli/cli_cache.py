@@ -1105,8 +1105,6 @@ def cache_du(
     as_json: JsonOpt = False,
 ) -> None:
     """Disk use of cached entries (their data files) with entry counts."""
-    from rich.text import Text
-
     from curifactory_cli import cache_index
 
     store = _store(cache)
@@ -1128,24 +1126,21 @@ def cache_du(
     if not total["entries"]:
         console.print(f"no cached entries in {store.location}", markup=False)
         return
-    caption = (
-        f"{_plural(total['entries'], 'entry', 'entries')}, {cache_index.human_size(total['size'])}"
-    )
+    human_size = cache_index.human_size
+    caption = f"{_plural(total['entries'], 'entry', 'entries')}, {human_size(total['size'])}"
     for group, rows in tables.items():
         columns = [k for k in rows[0] if k not in ("entries", "size")]
-        from rich.table import Table
-
-        table = Table(box=None, show_edge=False, pad_edge=False, caption=caption)
-        for column in (*columns, "entries", "size"):
-            table.add_column(column, justify="right" if column in ("entries", "size") else "left")
-        for row in rows:
-            table.add_row(
-                *(Text(str(row[c])) for c in columns),
-                str(row["entries"]),
-                cache_index.human_size(row["size"]),
-            )
-        _line(f"by {group}", style="bold")
-        ui.print_rows(console, table)
+        ui.print_heading(console, f"by {group}")
+        ui.stream_table(
+            console,
+            [*columns, "entries", "size"],
+            [
+                [*(str(row[c]) for c in columns), str(row["entries"]), human_size(row["size"])]
+                for row in rows
+            ],
+            right=("entries", "size"),
+            caption=lambda: caption,
+        )
 
 
 # ---------------------------------------------------------------------------------- clear

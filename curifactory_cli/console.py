@@ -388,7 +388,8 @@ def stream_table(
     """A table of rows that may not fit in memory: up to a screenful on a terminal is laid out
     by rich; otherwise rows are written as plain text in blocks as they come, each column as
     wide as its widest cell so far (control characters escaped). `caption` is called once
-    every row is out. A row may carry one more cell than there are columns (a rare "state")."""
+    every row is out. A row may carry one more cell than there are columns (a rare "state").
+    Rows given as a list are laid out as one block."""
     source = iter(rows)
     block = list(itertools.islice(source, RICH_ROWS + 1))
     # The extra column is shown when the first rows have it (later rows may add it).
@@ -408,6 +409,8 @@ def stream_table(
             caption=caption() if caption else None,
         )
         return
+    if isinstance(rows, list):
+        block += list(source)  # given whole: one block, each column as wide as its widest cell
     widths = [_width(c) for c in header]
     rights = [c in right for c in header]
     lines: list[str] | None = None
@@ -543,6 +546,14 @@ def print_plan(console: Console | Output, title: str, plans: list) -> None:
         )
         previous = record
     console.print(table)
+
+
+def print_heading(console: Console | Output, text: str) -> None:
+    """A line that heads a table: bold on a terminal, plain in a log or a pipe."""
+    if console.is_terminal:
+        console.print(text, style="bold", markup=False, highlight=False, soft_wrap=True)
+    else:
+        write_line(console, text)
 
 
 def print_error(console: Console | Output, message: str, hint: str | None = None) -> None:

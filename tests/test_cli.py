@@ -263,6 +263,7 @@ def test_plain_output_is_written_without_importing_rich(project):
         ["plan", "count", "params/p.yaml"],
         ["cache", "ls"],
         ["cache", "ls", "--json"],
+        ["cache", "du"],
     )
     outputs = {}
     for args in runs:
@@ -288,6 +289,13 @@ def test_plain_output_is_written_without_importing_rich(project):
         "parameter set  stage  plan    why",
         "a              load   cached",
     ], plan
+    du = outputs[tuple(runs[7])].splitlines()
+    assert du[:3] == [
+        "by experiment",
+        "experiment  entries  size",
+        "count             8  " + du[2][21:],
+    ]
+    assert du[3] == "8 entries, " + du[2][21:].strip()
 
 
 def test_a_terminal_gets_rich_output(project):
