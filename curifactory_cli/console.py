@@ -31,14 +31,6 @@ if TYPE_CHECKING:
     from curifactory_cli.events import Event
     from curifactory_cli.runner import RunResult
 
-_STYLE = {
-    Outcome.EXECUTED: "green",
-    Outcome.CACHED: "cyan",
-    Outcome.SKIPPED: "dim",
-    Outcome.FAILED: "bold red",
-}
-
-
 # Control characters in data (names, metadata fields) are shown escaped, never sent to a terminal.
 CONTROL_ESCAPES = {c: f"\\x{c:02x}" for c in [*range(32), *range(127, 160)] if chr(c) not in "\n\t"}
 # Set, these make rich decide a stream is a terminal even when it is not a tty.
@@ -79,6 +71,8 @@ class Output:
         self.rich.print(*objects, **options)
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):  # not set yet (a copy being made): never rich's
+            raise AttributeError(name)
         return getattr(self.rich, name)
 
 
