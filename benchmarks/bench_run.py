@@ -56,31 +56,39 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-RSS_MARK = "__CURI_BENCH_MAXRSS_KB__="
+RSS_MARK = "__CURI_BENCH_PEAK_KB__="
 
-# Runs the CLI in this interpreter, then reports its own peak RSS (KiB on Linux) on stderr.
-RSS_WRAPPER = textwrap.dedent(
+# Prepended to every Python child this script measures: at exit it reports the process's own
+# peak RSS (KiB), VmHWM in /proc/self/status. The peak the kernel hands a parent (ru_maxrss
+# from wait4 or getrusage) starts from the parent's own at fork: once this script had read a
+# large output, every later child seemed at least that large (cache ls measured 79 MB after
+# cache ls --json, for 29 MB of its own).
+PEAK_REPORT = textwrap.dedent(
     f"""
-    import resource, sys
+    import atexit as _atexit, sys as _sys
+    def _report_peak():
+        try:
+            with open("/proc/self/status") as status:
+                kib = next(int(ln.split()[1]) for ln in status if ln.startswith("VmHWM:"))
+        except (OSError, StopIteration):  # not Linux: the kernel's figure
+            import resource
+            kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        print("{RSS_MARK}%d" % kib, file=_sys.stderr, flush=True)
+    _atexit.register(_report_peak)
+    """
+)
+
+# `curi` as its console script runs it (main(): exit handlers run before the process leaves).
+CURI_MAIN = PEAK_REPORT + textwrap.dedent(
+    """
+    sys = _sys
     sys.argv = ["curi", *sys.argv[1:]]
-    from curifactory_cli.cli import run_app
-    code = 0
-    try:
-        run_app()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    print("{RSS_MARK}%d" % resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
-    sys.exit(code)
+    from curifactory_cli.cli import main
+    main()
     """
 )
 
-BASELINE_SNIPPET = textwrap.dedent(
-    f"""
-    import resource, sys
-    import curifactory_cli.cli, pandas, numpy
-    print("{RSS_MARK}%d" % resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
-    """
-)
+BASELINE_SNIPPET = PEAK_REPORT + "import curifactory_cli.cli, pandas, numpy\n"
 
 
 # ------------------------------------------------------------------------------ project files
@@ -297,7 +305,9 @@ def measure(cmd: list[str], cwd: Path, what: str) -> Sample:
         sys.stderr.write(f"\n{what} failed with exit code {proc.returncode}: {' '.join(cmd)}\n")
         sys.stderr.write(stdout[-4000:] + stderr[-4000:])
         raise SystemExit(1)
-    return Sample(wall, usage.ru_utime, usage.ru_stime, usage.ru_maxrss / 1024, stdout)
+    peak = reported_peak_kib(stderr)
+    rss_kib = usage.ru_maxrss if peak is None else peak  # Curifactory's: the kernel's figure
+    return Sample(wall, usage.ru_utime, usage.ru_stime, rss_kib / 1024, stdout)
 
 
 def run_checked(
@@ -315,7 +325,7 @@ def run_checked(
 
 
 def curi(*args: str) -> list[str]:
-    return [sys.executable, "-m", "curifactory_cli", *args]
+    return [sys.executable, "-c", CURI_MAIN, *args]
 
 
 RUN = ("run", "synthetic", "params/grid.yaml")
@@ -328,11 +338,18 @@ def check_all_cached(project: Path, entries: int) -> None:
         raise SystemExit(f"unexpected outcome counts {counts}, expected {entries} cached")
 
 
-def peak_rss_kib(proc: subprocess.CompletedProcess[str]) -> int:
-    for line in reversed(proc.stderr.splitlines()):
+def reported_peak_kib(stderr: str) -> int | None:
+    for line in reversed(stderr.splitlines()):
         if line.startswith(RSS_MARK):
             return int(line[len(RSS_MARK) :])
-    raise RuntimeError("the child did not report its peak RSS:\n" + proc.stderr[-2000:])
+    return None
+
+
+def peak_rss_kib(proc: subprocess.CompletedProcess[str]) -> int:
+    peak = reported_peak_kib(proc.stderr)
+    if peak is None:
+        raise RuntimeError("the child did not report its peak RSS:\n" + proc.stderr[-2000:])
+    return peak
 
 
 def filesystem(path: Path) -> str:
@@ -357,8 +374,8 @@ def bench_chain(base: str, records: int, stages: int, repeat: int, joblib: bool)
     entries = records * stages + 1
     out: dict[str, list[Sample]] = {}
     script = Path(tempfile.mkdtemp(prefix="curi-bench-scripts-", dir=base))
-    (script / "chain_joblib.py").write_text(JOBLIB_CHAIN)
-    (script / "floor.py").write_text(FLOOR)
+    (script / "chain_joblib.py").write_text(PEAK_REPORT + JOBLIB_CHAIN)
+    (script / "floor.py").write_text(PEAK_REPORT + FLOOR)
     try:
         for i in range(repeat):
             project = make_project(base, records, stages)
@@ -478,7 +495,7 @@ def bench_lazy(base: str, records: int = 5, mb: int = 200) -> dict[str, float]:
         (project / "experiments" / "lazybig.py").write_text(LAZYBIG_EXPERIMENT)
         (project / "params" / "big.yaml").write_text(big_yaml(records, mb))
         _, baseline = run_checked([sys.executable, "-c", BASELINE_SNIPPET], project, "baseline")
-        wrapper = [sys.executable, "-c", RSS_WRAPPER, "run", "lazybig", "params/big.yaml", "-q"]
+        wrapper = curi("run", "lazybig", "params/big.yaml", "-q")
         _, cold = run_checked(wrapper, project, "lazybig cold run")
         _, cached = run_checked(wrapper, project, "lazybig cached run")
     finally:
