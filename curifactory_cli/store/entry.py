@@ -231,8 +231,9 @@ def read_meta_file(path: str | os.PathLike[str]) -> bytes:
     (FileNotFoundError when there is none) and ValueError for anything else.
 
     Lookups read thousands of these: a file shorter than _SMALL_META is read in one call,
-    without the status call. A short read is the end of a regular file; a planted FIFO opened
-    without blocking gives no bytes or EAGAIN (never JSON); a device cannot be planted without
+    without the status call. A short read is the end of a regular file. A planted FIFO never
+    blocks: opened without blocking, it gives what is in it (no more than a file the planter
+    could have written instead), nothing, or EAGAIN; a device cannot be planted without
     privileges. Anything longer is checked (regular, within the bound) before it is read on."""
     fd = os.open(path, _META_FLAGS)
     try:
