@@ -28,7 +28,7 @@ from typing import Any
 from curifactory_cli.caching import TRACKED_WRITERS, Cacheable, Lazy, json_safe, new_cacher
 from curifactory_cli.engine.keys import cacher_type
 from curifactory_cli.errors import CacheError, CurifactoryError, OutputSignatureError
-from curifactory_cli.hashing import canonical_json, digest
+from curifactory_cli.hashing import canonical_json, class_fingerprint, digest
 from curifactory_cli.store import (
     CorruptEntryError,
     describe_files,
@@ -644,8 +644,6 @@ def _pickled_classes(
                 continue  # not a pickle (protocol 2 or later)
             infile.seek(0)
             data = infile.read()
-        from curifactory_cli.hashing import class_fingerprint
-
         for module, qualname in _pickle_globals(data):
             fingerprint = class_fingerprint(module, qualname, root)
             if fingerprint is not None:

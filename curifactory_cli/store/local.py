@@ -115,27 +115,24 @@ def describe_files(
     outputs: list[str],
     known: dict[str, tuple[int, int, str, bytes]] | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
-    """Sizes and checksums of everything in `staging`, grouped by the output they belong to.
-
-    A file belongs to the output whose name is the longest prefix of its path (so sibling
-    files such as `model.pt_model` go with `model`); other files go under "". `known` holds
-    the (size, mtime_ns, sha256, ...) a writer took while writing a file: used when the file
-    still has that size and time, instead of reading it again.
+    """Sizes and checksums of everything in `staging`, grouped by the output they belong to
+    (see `_by_output`). `known` holds the (size, mtime_ns, sha256, ...) a writer took while
+    writing a file: used when the file still has that size and time, instead of reading it
+    again.
     """
-    by_output: dict[str, list[dict[str, Any]]] = {name: [] for name in outputs}
-    by_output[""] = []
-    ordered = sorted(outputs, key=len, reverse=True)
     known = known or {}
-    for path, rel in _dir_files(staging):
-        owner = next((name for name in ordered if rel.startswith(name)), "")
-        info = os.stat(path)
-        seen = known.get(path)
-        if seen is not None and seen[0] == info.st_size and seen[1] == info.st_mtime_ns:
-            sha = seen[2]
-        else:
-            sha = file_sha256(path)
-        by_output[owner].append({"path": rel, "size": info.st_size, "sha256": sha})
-    return by_output
+
+    def described() -> Iterator[tuple[str, int, str]]:
+        for path, rel in _dir_files(staging):
+            info = os.stat(path)
+            seen = known.get(path)
+            if seen is not None and seen[0] == info.st_size and seen[1] == info.st_mtime_ns:
+                sha = seen[2]
+            else:
+                sha = file_sha256(path)
+            yield rel, info.st_size, sha
+
+    return _by_output(outputs, described())
 
 
 def written_files(
@@ -146,15 +143,27 @@ def written_files(
     file's size back. None when a file is in a subfolder (the listing's order then differs
     from the names' order): describe_files must look."""
     prefix = staging + os.sep
-    by_output: dict[str, list[dict[str, Any]]] = {name: [] for name in outputs}
-    by_output[""] = []
-    ordered = sorted(outputs, key=len, reverse=True)
+    files = []
     for path in sorted(known):
         rel = path[len(prefix) :]
         if not path.startswith(prefix) or os.sep in rel:
             return None
-        owner = next((name for name in ordered if rel.startswith(name)), "")
         size, _, sha, _ = known[path]
+        files.append((rel, size, sha))
+    return _by_output(outputs, files)
+
+
+def _by_output(
+    outputs: list[str], files: Iterable[tuple[str, int, str]]
+) -> dict[str, list[dict[str, Any]]]:
+    """Files (relative path, size, sha256) grouped by the output they belong to: the one
+    whose name is the longest prefix of the path (so sibling files such as `model.pt_model`
+    go with `model`); other files go under ""."""
+    by_output: dict[str, list[dict[str, Any]]] = {name: [] for name in outputs}
+    by_output[""] = []
+    ordered = sorted(outputs, key=len, reverse=True)
+    for rel, size, sha in files:
+        owner = next((name for name in ordered if rel.startswith(name)), "")
         by_output[owner].append({"path": rel, "size": size, "sha256": sha})
     return by_output
 
