@@ -227,7 +227,7 @@ class _Session:
         from curifactory_cli.engine.keys import KeyMaker
         from curifactory_cli.engine.runners import InlineRunner
         from curifactory_cli.engine.scheduler import Scheduler
-        from curifactory_cli.hashing import CodeFingerprinter
+        from curifactory_cli.fingerprint import CodeFingerprinter
         from curifactory_cli.provenance import git_info, host_info, library_versions
         from curifactory_cli.registry import RunRegistry, registry_path
         from curifactory_cli.store import open_store

@@ -34,8 +34,8 @@ from curifactory_cli.errors import (
     close_matches_hint,
 )
 from curifactory_cli.events import NullReporter, RunFinished, RunStarted, Warned
+from curifactory_cli.fingerprint import CodeFingerprinter
 from curifactory_cli.graph import Graph, Node, Outcome
-from curifactory_cli.hashing import CodeFingerprinter
 from curifactory_cli.params import (
     ExperimentParameters,
     OverrideUse,

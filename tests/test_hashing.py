@@ -14,7 +14,8 @@ import pytest
 import yaml
 
 from curifactory_cli.errors import ParamsError
-from curifactory_cli.hashing import CodeFingerprinter, hash_params, hash_value
+from curifactory_cli.fingerprint import CodeFingerprinter
+from curifactory_cli.hashing import hash_params, hash_value
 from curifactory_cli.params import ExperimentParameters, load_yaml_sets
 
 

@@ -12,7 +12,7 @@ import sys
 from test_workers import setup
 
 from curifactory_cli.engine.keys import KeyMaker
-from curifactory_cli.hashing import CodeFingerprinter
+from curifactory_cli.fingerprint import CodeFingerprinter
 
 
 def test_a_moved_project_finds_its_whole_cache(project, tmp_path):

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from curifactory_cli.discovery import find_project_root
+from curifactory_cli.fingerprint import CodeFingerprinter
 from curifactory_cli.graph import entry_namespace
-from curifactory_cli.hashing import CodeFingerprinter
 from curifactory_cli.store import INVALIDATED
 
 if TYPE_CHECKING:

@@ -28,7 +28,8 @@ from typing import Any
 from curifactory_cli.caching import TRACKED_WRITERS, Cacheable, Lazy, json_safe, new_cacher
 from curifactory_cli.engine.keys import cacher_type
 from curifactory_cli.errors import CacheError, CurifactoryError, OutputSignatureError
-from curifactory_cli.hashing import canonical_json, class_fingerprint, digest
+from curifactory_cli.fingerprint import class_fingerprint
+from curifactory_cli.hashing import canonical_json, digest
 from curifactory_cli.store import (
     CorruptEntryError,
     describe_files,

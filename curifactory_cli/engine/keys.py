@@ -27,8 +27,8 @@ from curifactory_cli.hashing import (
 )
 
 if TYPE_CHECKING:
+    from curifactory_cli.fingerprint import CodeFingerprinter
     from curifactory_cli.graph import Node
-    from curifactory_cli.hashing import CodeFingerprinter
 
 KEY_FORMAT = 1
 _CACHER_PRIVATE = {"path", "metadata", "extra_metadata", "record", "stage", "name", "_curi_loader"}
