@@ -74,6 +74,8 @@ class Node:
     reason: str = ""
     seconds: float = 0.0
     entry_dir: str | None = None
+    # Installed distributions its result was made with (its process's, or its entry's).
+    versions: dict[str, str] | None = None
     _upstream: list[OutputRef] | None = field(default=None, init=False, repr=False, compare=False)
 
     @property

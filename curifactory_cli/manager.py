@@ -308,7 +308,7 @@ class _Session:
             for r in self.manager.records
             if r.params is not None
         ]
-        from curifactory_cli.provenance import library_versions
+        from curifactory_cli.provenance import library_versions, merge_versions
 
         self.registry.finish_run(
             self.reference,
@@ -320,7 +320,7 @@ class _Session:
             failed_record=failed.record_name if failed else None,
             stages=[stage_row(n, self.store.root) for n in nodes],
             param_sets=sets,
-            versions=library_versions(),
+            versions=merge_versions(library_versions(), (n.versions for n in nodes)),
         )
 
     def report(self) -> Path | None:

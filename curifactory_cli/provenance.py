@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import os
 import platform
 import subprocess
 import sys
+from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
 
@@ -31,15 +35,142 @@ def git_info(root: str) -> dict[str, Any]:
 
 
 def library_versions() -> dict[str, str]:
-    """Versions of Python, this package and the data libraries already imported (none loaded)."""
+    """Python, this package, and every installed distribution this process has imported."""
     from curifactory_cli import __version__
 
-    versions = {"python": platform.python_version(), "curifactory_cli": __version__}
-    for name in ("pandas", "numpy", "pyarrow", "torch"):
-        module = sys.modules.get(name)
-        if module is not None:
-            versions[name] = str(getattr(module, "__version__", "?"))
-    return versions
+    return {
+        "python": platform.python_version(),
+        "curifactory_cli": __version__,
+        **imported_distributions(),
+    }
+
+
+def merge_versions(base: dict[str, str], more: Iterable[Any]) -> dict[str, str]:
+    """One table of versions from several (a run's own and those of the entries it used):
+    a distribution seen at two versions shows both, `1.4.2 | 1.5.0`."""
+    seen: dict[str, set[str]] = {name: {version} for name, version in base.items()}
+    for versions in more:
+        if not isinstance(versions, dict):
+            continue  # an entry from before versions were kept per entry
+        for name, version in versions.items():
+            if isinstance(name, str) and isinstance(version, str):
+                seen.setdefault(name, set()).add(version)
+    return {name: " | ".join(sorted(found)) for name, found in sorted(seen.items())}
+
+
+# ------------------------------------------------------------- distributions a process imported
+# Which installed distribution provides which top-level module is written in each
+# distribution's RECORD; reading them all takes 0.2 s, so the answer is kept on disk per
+# Python environment, keyed by the distributions installed (see _environment_signature).
+# The answer for a process's modules is reused while no module is added.
+
+_OWN = frozenset({"curifactory-cli", "curifactory_cli"})
+_index: tuple[str, dict[str, list[str]], dict[str, str]] | None = None
+_last: tuple[int, dict[str, str]] = (-1, {})
+
+
+def imported_distributions() -> dict[str, str]:
+    """Installed distributions (by name) whose modules are imported in this process, with
+    their versions: what a stage's results may depend on beyond the project's code."""
+    global _last
+    count = len(sys.modules)
+    if _last[0] == count:
+        return _last[1]
+    modules, versions = _distribution_index()
+    found: dict[str, str] = {}
+    for name in list(sys.modules):
+        if "." in name:
+            continue
+        for dist in modules.get(name, ()):
+            if dist not in _OWN and dist in versions:
+                found[dist] = versions[dist]
+    _last = (count, dict(sorted(found.items())))
+    return _last[1]
+
+
+def _environment_signature() -> str:
+    """The distributions installed on `sys.path`, by their metadata folders' names (which
+    carry the version): installing, upgrading or removing one changes it; a project's own
+    files being written (the project folder is on the path too) do not."""
+    parts = [sys.prefix, sys.version]
+    for entry in sys.path:
+        try:
+            names = os.listdir(entry or ".")
+        except OSError:  # gone, not a folder, or a zip archive
+            continue
+        parts.append(entry)
+        parts.extend(sorted(n for n in names if n.endswith((".dist-info", ".egg-info"))))
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def _memo_file() -> str:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    prefix = hashlib.sha256(sys.prefix.encode()).hexdigest()[:16]
+    return os.path.join(base, "curifactory-cli", f"distributions-{prefix}.json")
+
+
+def _distribution_index() -> tuple[dict[str, list[str]], dict[str, str]]:
+    """(top-level module -> distributions, distribution -> version), for the environment as
+    it is now: a notebook that installs a package mid-session sees it."""
+    global _index
+    signature = _environment_signature()
+    if _index is not None and _index[0] == signature:
+        return _index[1], _index[2]
+    memo = _memo_file()
+    try:
+        with open(memo, encoding="utf-8") as infile:
+            data = json.load(infile)
+        if data.get("signature") == signature:
+            _index = (signature, dict(data["modules"]), dict(data["versions"]))
+            return _index[1], _index[2]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass
+    modules, versions = _read_distributions()
+    _index = (signature, modules, versions)
+    with contextlib.suppress(OSError):  # best effort: it only saves reading them again
+        os.makedirs(os.path.dirname(memo), exist_ok=True)
+        temp = f"{memo}.{os.getpid()}.tmp"
+        with open(temp, "w", encoding="utf-8") as out:
+            json.dump({"signature": signature, "modules": modules, "versions": versions}, out)
+        os.replace(temp, memo)
+    return modules, versions
+
+
+def _read_distributions() -> tuple[dict[str, list[str]], dict[str, str]]:
+    from importlib import metadata
+
+    modules: dict[str, list[str]] = {}
+    versions: dict[str, str] = {}
+    for dist in metadata.distributions():
+        try:
+            name = dist.metadata["Name"]
+            version = dist.version
+        except Exception:  # a damaged dist-info folder names nothing
+            continue
+        if not name or name in versions:
+            continue  # the first on sys.path is the one imported
+        versions[name] = str(version)
+        for top in _top_level(dist):
+            modules.setdefault(top, []).append(name)
+    return {k: sorted(v) for k, v in modules.items()}, versions
+
+
+def _top_level(dist: Any) -> set[str]:
+    text = dist.read_text("top_level.txt")
+    if text:
+        return {line.strip() for line in text.split() if line.strip()}
+    tops = set()
+    for path in dist.files or ():
+        parts = path.parts
+        if not parts or parts[0].endswith((".dist-info", ".egg-info")) or parts[0] == "..":
+            continue
+        top = parts[0]
+        if len(parts) == 1:
+            if not top.endswith(".py"):
+                continue
+            top = top[:-3]
+        tops.add(top.split(".")[0])
+    return tops
 
 
 def host_info() -> dict[str, Any]:

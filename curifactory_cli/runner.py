@@ -45,7 +45,7 @@ from curifactory_cli.params import (
     parse_override,
     sets_from_objects,
 )
-from curifactory_cli.provenance import git_info, host_info, library_versions
+from curifactory_cli.provenance import git_info, host_info, library_versions, merge_versions
 from curifactory_cli.record import ArtifactManager, Record
 from curifactory_cli.registry import RunRegistry, registry_path
 from curifactory_cli.store.entry import has_control_characters
@@ -960,7 +960,8 @@ def _finish(
         failed_stage=failed.stage.name if failed else None,
         failed_record=failed.record_name if failed else None,
         stages=stages,
-        versions=library_versions(),
+        # The run's own, and those of every result it made or used.
+        versions=merge_versions(library_versions(), (n.versions for n in result.graph.nodes)),
     )
     return stages
 

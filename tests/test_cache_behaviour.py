@@ -635,9 +635,10 @@ def test_cache_layout_and_meta_json_contents(project):
     assert info["size"] == artifact.stat().st_size
     assert info["sha256"] == hashlib.sha256(artifact.read_bytes()).hexdigest()
     assert {"compute_s", "save_s", "finished"} <= set(meta["timings"])
-    # The entry names its run; the run's provenance is kept once, in the registry.
+    # The entry names its run, whose commit is kept once, in the registry; the installed
+    # packages its process had imported are the entry's own.
     assert meta["run"] == {"id": result.run_id, "host": socket.gethostname()}
-    assert "versions" not in meta and "git" not in meta
+    assert "git" not in meta and isinstance(meta["versions"], dict)
     run = RunRegistry(project.root / "data" / "runs.sqlite").get_run(result.run_id)
     assert run["versions"]["curifactory_cli"] and run["versions"]["python"]
     assert "commit" in run["git"]

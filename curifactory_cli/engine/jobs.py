@@ -30,6 +30,7 @@ from curifactory_cli.engine.keys import cacher_type
 from curifactory_cli.errors import CacheError, CurifactoryError, OutputSignatureError
 from curifactory_cli.fingerprint import class_fingerprint
 from curifactory_cli.hashing import canonical_json, digest
+from curifactory_cli.provenance import imported_distributions
 from curifactory_cli.store import (
     CorruptEntryError,
     describe_files,
@@ -148,6 +149,8 @@ class JobResult:
     worker: str = ""
     attempt: str | None = None  # the uploaded attempt folder, with `job.upload`
     upload_error: str | None = None  # why the upload failed (the stage itself succeeded)
+    # Installed distributions imported in the process that ran it, when it finished.
+    versions: dict[str, str] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------------- running
@@ -234,6 +237,7 @@ def run_job(job: Job, record: Any = None, fn: Any = None) -> JobResult:
             result.reportables = new_reportables
         if not job.ship_values and staging is not None:
             result.values = [None] * len(values)  # the driver reads them from the entry
+        result.versions = imported_distributions()
         return result
     except CurifactoryError as exc:
         discard_staging(staging)

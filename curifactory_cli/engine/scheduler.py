@@ -362,6 +362,7 @@ class Scheduler:
         node.outcome = Outcome.CACHED
         node.reason = reason
         node.entry_dir = entry.location
+        node.versions = entry.meta.get("versions")
         if node.key is None and entry.meta.get("key"):  # found by lineage: its key is the one
             node.key, node.key_parts = entry.meta["key"], entry.meta.get("key_parts")
         outputs = entry.meta["outputs"]
@@ -745,6 +746,7 @@ class Scheduler:
     # ------------------------------------------------------------------ committing
     def _commit(self, node: Node, job: Job, result: JobResult) -> None:
         """Publish an executed stage's staged files, then point its outputs at them."""
+        node.versions = result.versions
         if not node.is_cached_stage:
             for ref, value in zip(node.outputs, result.values):
                 ref.value = value
@@ -844,6 +846,7 @@ class Scheduler:
                 "compute_s": round(result.compute_s, 6),
                 "save_s": round(result.save_s, 6),
             },
+            "versions": result.versions,
             **self.provenance,
         }
 
