@@ -98,8 +98,10 @@ def _environment_signature() -> str:
             names = os.listdir(entry or ".")
         except OSError:  # gone, not a folder, or a zip archive
             continue
-        parts.append(entry)
-        parts.extend(sorted(n for n in names if n.endswith((".dist-info", ".egg-info"))))
+        found = sorted(n for n in names if n.endswith((".dist-info", ".egg-info")))
+        if found:  # a folder without any (the project's own) does not count
+            parts.append(entry)
+            parts.extend(found)
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
