@@ -109,3 +109,14 @@ def test_installing_a_package_mid_session_is_seen(installed, tmp_path_factory, m
         assert provenance.imported_distributions()["late-dist"] == "0.4"
     finally:
         sys.modules.pop("latemod", None)
+
+
+def test_the_distribution_memo_is_kept_across_projects(tmp_path, monkeypatch):
+    """A project folder on the path (every run puts its own there) does not change which
+    distributions are installed, so the memo read once is used by every project."""
+    before = provenance._environment_signature()
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "some_module.py").write_text("")
+    assert provenance._environment_signature() == before
+    (tmp_path / "new_dist-1.0.dist-info").mkdir()
+    assert provenance._environment_signature() != before
