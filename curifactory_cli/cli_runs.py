@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import shlex
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -366,5 +367,8 @@ def _first_line(text: str | None) -> str:
 
 
 def _short_command(command: list[str]) -> str:
-    """`curi run exp params.yaml`: the program path adds nothing in a listing."""
-    return shlex.join(["curi", *command[1:]]) if command else "-"
+    """`curi run exp params.yaml`, `python nb.py`: the program's folder adds nothing in a
+    listing."""
+    if not command:
+        return "-"
+    return shlex.join([os.path.basename(command[0]) or command[0], *command[1:]])

@@ -24,6 +24,7 @@ from typing import Any
 from curifactory_cli import record as _record
 from curifactory_cli.events import Warned
 from curifactory_cli.graph import Node, Outcome
+from curifactory_cli.provenance import process_command, script_command
 from curifactory_cli.record import Record
 from curifactory_cli.runner import stage_row
 
@@ -183,7 +184,7 @@ class ArtifactManager(_record.ArtifactManager):
             "reference": "(not recorded)",
             "experiment": self.experiment_name,
             "status": "running" if session is None else "complete",
-            "command": list(sys.argv),
+            "command": process_command(),
             "param_sets": [
                 {"name": r.name, "hash": r.get_hash(), "values": None}
                 for r in self.records
@@ -249,7 +250,8 @@ class _Session:
         if self.registry is not None:
             self.reference = self.registry.start_run(
                 experiment=manager.experiment_name,
-                command=list(sys.argv),
+                command=process_command(),
+                reproduce=script_command(),
                 param_files=[],
                 param_sets=[],
                 git=git,

@@ -175,5 +175,66 @@ def _top_level(dist: Any) -> set[str]:
     return tops
 
 
+def process_command() -> list[str]:
+    """The command line that started this process, as it was typed (`python nb.py`,
+    `python -m pytest`): the kernel's copy where there is one, else Python and sys.argv."""
+    try:
+        with open("/proc/self/cmdline", "rb") as infile:
+            words = infile.read().split(b"\0")
+        if words and words[-1] == b"":
+            words.pop()
+        if words:
+            return [os.fsdecode(w) for w in words]
+    except OSError:
+        pass
+    return [os.path.basename(sys.executable) or "python", *sys.argv]
+
+
+def script_command() -> str:
+    """What runs this process's work again: its command when it runs a script file (`python
+    nb.py`), else "-" (an interactive interpreter or a notebook's kernel has no such command)."""
+    import shlex
+
+    script = sys.argv[0] if sys.argv else ""
+    if not script.endswith(".py") or "ipykernel" in sys.modules:
+        return "-"
+    return shlex.join(process_command())
+
+
+# RunOptions field -> the `curi run` option that sets it; flags (True/False) and options with
+# one value, repeated for each item of a tuple. --overwrite, --overwrite-stage, --notes and
+# --store-full only change how a run is done, so a reproduce command leaves them out.
+_RUN_OPTIONS = (
+    ("names", "--names"),
+    ("indices", "--indices"),
+    ("overrides", "--set"),
+    ("cache_dir", "--cache"),
+    ("remote", "--remote"),
+    ("lazy", "--lazy"),
+    ("ignore_lazy", "--ignore-lazy"),
+    ("dry", "--dry"),
+    ("dry_cache", "--dry-cache"),
+    ("keep_going", "--keep-going"),
+    ("strict", "--strict"),
+)
+
+
+def curi_run_line(options: Any) -> str:
+    """The `curi run ...` line that runs what `run_experiment(options)` ran (a RunOptions)."""
+    import shlex
+
+    words = ["curi", "run", options.experiment, *options.params]
+    for field, flag in _RUN_OPTIONS:
+        value = getattr(options, field, None)
+        if value is True:
+            words.append(flag)
+        elif isinstance(value, (tuple, list)):
+            for item in value:
+                words.extend([flag, str(item)])
+        elif value not in (None, False, "", ()):
+            words.extend([flag, str(value)])
+    return shlex.join(words)
+
+
 def host_info() -> dict[str, Any]:
     return {"host": platform.node(), "pid": os.getpid(), "platform": platform.platform()}

@@ -25,15 +25,17 @@ from typing import Any
 from curifactory_cli.errors import CacheError, ConfigError
 
 REGISTRY_FILE = Path("data") / "runs.sqlite"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # What turns a file of an older version into the current one (each step in one transaction).
 # Version 2: the stage graph's edges and the experiment's docstring, for the HTML report.
+# Version 3: the command that runs a run again, for runs not started by `curi` itself.
 _MIGRATIONS = {
     1: (
         "ALTER TABLE runs ADD COLUMN doc TEXT",
         "ALTER TABLE run_stages ADD COLUMN inputs TEXT",
         "ALTER TABLE run_stages ADD COLUMN aggregate INTEGER NOT NULL DEFAULT 0",
     ),
+    2: ("ALTER TABLE runs ADD COLUMN reproduce TEXT",),
 }
 BUSY_TIMEOUT_S = 30.0
 FINAL_STATUSES = ("complete", "error", "interrupted")
@@ -64,6 +66,7 @@ CREATE TABLE IF NOT EXISTS runs (
     versions      TEXT    NOT NULL,
     notes         TEXT,
     doc           TEXT,
+    reproduce     TEXT,
     cache_dir     TEXT    NOT NULL,
     dry           INTEGER NOT NULL DEFAULT 0,
     counts        TEXT,
@@ -92,7 +95,7 @@ CREATE INDEX IF NOT EXISTS runs_by_status ON runs(status);
 # What a brief listing reads: everything but the parameter sets, host and versions.
 _BRIEF = (
     "id, reference, experiment, number, status, started, finished, duration_s, command, git, host,"
-    " notes, doc, cache_dir, dry, counts, error, failed_stage, failed_record"
+    " notes, doc, reproduce, cache_dir, dry, counts, error, failed_stage, failed_record"
 )
 
 # Columns holding JSON documents; decoded when rows are read.
@@ -171,8 +174,11 @@ class RunRegistry:
         cache_dir: str,
         dry: bool,
         doc: str | None = None,
+        reproduce: str | None = None,
     ) -> RunRecord:
-        """Record a run as 'running' and give it the next number of its experiment."""
+        """Record a run as 'running' and give it the next number of its experiment.
+        `reproduce`: the command that runs it again, when `command` is not a `curi` command
+        line (a script's run; without it, the reproduce command comes from `command`)."""
         self._require_writable()
         now = dt.datetime.now().astimezone()
         started = now.isoformat(timespec="seconds")
@@ -185,8 +191,8 @@ class RunRegistry:
             reference = make_reference(experiment, number, now)
             conn.execute(
                 "INSERT INTO runs (reference, experiment, number, status, started, command,"
-                " param_files, param_sets, git, host, versions, notes, cache_dir, dry, doc)"
-                " VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " param_files, param_sets, git, host, versions, notes, cache_dir, dry, doc,"
+                " reproduce) VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     reference,
                     experiment,
@@ -202,6 +208,7 @@ class RunRegistry:
                     cache_dir,
                     int(dry),
                     doc,
+                    reproduce,
                 ),
             )
         return RunRecord(reference, number, experiment, started)
@@ -537,7 +544,7 @@ def _run_dict(row: sqlite3.Row) -> dict[str, Any]:
             run[column] = json.loads(run[column])
     run["dry"] = bool(run["dry"])
     run.setdefault("doc", None)  # a file of schema version 1
-    run["reproduce"] = reproduce_command(run["command"])
+    run["reproduce"] = run.get("reproduce") or reproduce_command(run["command"])
     return run
 
 

@@ -9,7 +9,6 @@ import functools
 import inspect
 import os
 import signal
-import sys
 import threading
 import time
 from collections import Counter
@@ -45,7 +44,14 @@ from curifactory_cli.params import (
     parse_override,
     sets_from_objects,
 )
-from curifactory_cli.provenance import git_info, host_info, library_versions, merge_versions
+from curifactory_cli.provenance import (
+    curi_run_line,
+    git_info,
+    host_info,
+    library_versions,
+    merge_versions,
+    process_command,
+)
 from curifactory_cli.record import ArtifactManager, Record
 from curifactory_cli.registry import RunRegistry, registry_path
 from curifactory_cli.store.entry import has_control_characters
@@ -655,7 +661,10 @@ class _Run:
         param_sets = prepared.param_sets
         return self.registry.start_run(
             experiment=prepared.experiment,
-            command=list(options.command) or sys.argv,
+            # Started by `curi`: its command line. From a script or a notebook: the
+            # process's own command, and the `curi run` line that does the same.
+            command=list(options.command) or process_command(),
+            reproduce=None if options.command else curi_run_line(options),
             param_files=_param_files(param_sets),
             param_sets=[
                 {

@@ -245,7 +245,9 @@ def test_installed_modules_imported_inside_a_stage_are_not_imported_to_plan(
 
 
 def test_a_helper_that_fails_to_import_fails_the_stage_not_the_plan(helpers, cli):
-    helpers.write("helpers/broken.py", "raise RuntimeError('needs a GPU')\ndef f(x):\n    return x\n")
+    helpers.write(
+        "helpers/broken.py", "raise RuntimeError('needs a GPU')\ndef f(x):\n    return x\n"
+    )
     helpers.write(
         "experiments/brk.py", STAGE.format(body=body("from helpers.broken import f\nreturn f(x)"))
     )

@@ -39,9 +39,7 @@ def installed(tmp_path_factory, monkeypatch):
     info = site / "fake_dist-1.2.3.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fake-dist\nVersion: 1.2.3\n")
-    (info / "RECORD").write_text(
-        "fakemod/__init__.py,,\nfake_dist-1.2.3.dist-info/METADATA,,\n"
-    )
+    (info / "RECORD").write_text("fakemod/__init__.py,,\nfake_dist-1.2.3.dist-info/METADATA,,\n")
     monkeypatch.syspath_prepend(str(site))
     monkeypatch.setenv("PYTHONPATH", str(site))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg")))

@@ -96,7 +96,7 @@ def test_schema_is_versioned_and_in_wal_mode(registry):
     import sqlite3
 
     conn = sqlite3.connect(registry.path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     conn.close()
 
@@ -131,12 +131,14 @@ def test_a_registry_of_the_first_version_is_read_as_is_and_upgraded_by_a_writer(
     old = RunRegistry(path, read_only=True).get_run("exp_1")
     assert old["doc"] is None and old["stages"][0]["inputs"] is None
     assert old["stages"][0]["stage"] == "load"
+    assert old["reproduce"] == "curi"  # from its command, as that version did
     assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 1
     # The next run upgrades it in place, keeping what was there.
     writer = RunRegistry(path)
     new = start(writer)
     finish(writer, new.reference, status="complete")
-    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 2
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 3
+    assert writer.get_run(old["reference"])["reproduce"] == "curi"
     assert [r["reference"] for r in writer.list_runs()] == [new.reference, old["reference"]]
     assert writer.get_run(new.reference)["stages"] == STAGES
 

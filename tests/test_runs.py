@@ -144,3 +144,63 @@ def test_ctrl_c_or_sigterm_records_interrupted_and_leaves_no_partial_entry(
     assert registry(project).list_runs()[0]["status"] == "interrupted"
     assert not any((project.cache / ".staging").glob("*"))  # the half-done stage was cleaned up
     assert not list(project.cache.glob("exp/*/second-*"))
+
+
+SCRIPT = """
+from curifactory_cli.runner import RunOptions, run_experiment
+
+result = run_experiment(
+    RunOptions(experiment="exp", params=("params/p.yaml",), names=("b",), overrides=("n=5",))
+)
+assert result.ok
+"""
+
+NOTEBOOK = """
+import curifactory_cli as cf
+from curifactory_cli.caching import JsonCacher
+
+
+@cf.stage(outputs=["x"], cachers=[JsonCacher])
+def first(record):
+    return record.params.n
+
+
+class Params(cf.ExperimentParameters):
+    n: int = 3
+
+
+manager = cf.ArtifactManager("scripted")
+first(cf.Record(manager, Params(name="a")))
+"""
+
+
+def run_script(project, name: str, text: str) -> None:
+    project.write(name, text)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(project.root), *sys.path]))
+    done = subprocess.run(
+        [sys.executable, name], cwd=project.root, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_a_run_from_a_script_records_its_command_and_the_curi_line_that_repeats_it(project, cli):
+    setup(project)
+    run_script(project, "sweep.py", SCRIPT)
+    shown = json.loads(cli("runs", "show", "exp_1", "--json").stdout)
+    assert shown["command"] == [sys.executable, "sweep.py"]
+    assert shown["reproduce"] == "curi run exp params/p.yaml --names b --set n=5"
+    listing = cli("runs", "ls").stdout
+    assert "python" in listing and "sweep.py" in listing and "curi sweep.py" not in listing
+    # The line does the same run: everything it computes is already cached.
+    again = cli(*shown["reproduce"].split()[1:], "--json")
+    assert again.exit_code == 0, again.output
+    data = json.loads(again.stdout)
+    assert data["counts"]["executed"] == 0 and data["counts"]["cached"] == 2
+
+
+def test_a_scripted_session_records_the_script_as_its_command(project, cli):
+    run_script(project, "nb.py", NOTEBOOK)
+    [run] = json.loads(cli("runs", "ls", "--json").stdout)["runs"]
+    shown = json.loads(cli("runs", "show", run["reference"], "--json").stdout)
+    assert shown["command"] == [sys.executable, "nb.py"]
+    assert shown["reproduce"] == f"{sys.executable} nb.py"
