@@ -126,3 +126,101 @@ def test_the_index_lists_both_runs_and_its_links_resolve(browser, demo, project)
         assert view.problems == []
     finally:
         view.close()
+
+
+LAYOUT_EXPERIMENT = '''
+"""Tables of every width, nested parameters and a grid."""
+import curifactory_cli as cf
+from curifactory_cli.caching import JsonCacher
+from curifactory_cli.reporting import DFReporter, JsonReporter
+
+
+@cf.stage(inputs=None, outputs=["scores"], cachers=[JsonCacher])
+def train(record):
+    import pandas as pd
+
+    rows = range(4)
+    # Wider than half the page, narrower than all of it.
+    folds = {f"accuracy_fold_{k}": [0.5 + r / 10 + k / 100 for r in rows] for k in range(6)}
+    folds["final"] = ["last"] * 4
+    record.report(DFReporter(pd.DataFrame(folds), name="folds"))
+    # Wider than the page.
+    every = {f"metric_number_{k:02d}": [float(r + k) for r in rows] for k in range(24)}
+    record.report(DFReporter(pd.DataFrame(every), name="every"))
+    record.report(JsonReporter({"C": record.params.model.C}, name="c"))
+    record.report(JsonReporter({"kind": record.params.model.kind}, name="kind"))
+    return {"C": record.params.model.C}
+
+
+def run(param_sets, manager):
+    for p in param_sets:
+        train(cf.Record(manager, p))
+'''
+
+LAYOUT_PARAMS = """
+defaults:
+  model: {kind: svm, C: 1.0}
+  rf_model: {n_estimators: 10, max_depth: 3}
+sets:
+  - name: stronger
+    model.C: 10.0
+grid:
+  vary:
+    rf_model.n_estimators: [10, 100]
+    rf_model.max_depth: [3, 8]
+"""
+
+
+@pytest.fixture
+def layout_run(project, cli):
+    project.write("experiments/layout.py", LAYOUT_EXPERIMENT)
+    project.write("params/layout.yaml", LAYOUT_PARAMS)
+    long_note = "a note long enough to squeeze the other columns of the index " * 3
+    result = cli("run", "layout", "layout", "--json", "--notes", long_note)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def _pills_of_first_run(page) -> list[dict]:
+    return page.locator("table.grid tr:nth-child(2) .pill").evaluate_all(
+        """els => els.map(e => ({text: e.textContent, top: e.offsetTop,
+             color: getComputedStyle(e).backgroundColor}))"""
+    )
+
+
+def test_the_index_shows_counts_on_one_row_without_a_red_zero(browser, layout_run, project):
+    view = Page(browser, (project.root / "reports" / "index.html").as_uri())
+    try:
+        pills = _pills_of_first_run(view.page)
+        texts = [p["text"] for p in pills]
+        assert texts and all(not t.startswith("0 ") for t in texts), texts
+        assert len({p["top"] for p in pills}) == 1, pills
+    finally:
+        view.close()
+
+
+def test_the_index_keeps_four_counts_on_one_row_beside_long_columns(browser, tmp_path):
+    from curifactory_cli.report import update_index
+
+    run = {
+        "reference": "exp_3_2026-01-01-T000000",
+        "experiment": "exp",
+        "number": 3,
+        "status": "error",
+        "started": "2026-01-01T00:00:00+00:00",
+        "duration_s": 12.5,
+        "counts": {"executed": 12, "cached": 140, "failed": 1, "skipped": 33},
+        "git": {"commit": "0123456789abcdef", "branch": "a-long-branch-name", "dirty": True},
+        "notes": "why this run was made, in a sentence long enough to fill its column " * 2,
+        "command": ["curi", "run", "exp", "params/a.yaml", "params/b.yaml", "--set", "x=1"] * 2,
+        "error": "ValueError: a message long enough to fill the status column " * 2,
+    }
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    view = Page(browser, update_index(tmp_path, [run]).as_uri())
+    try:
+        view.page.screenshot(path=str(ARTIFACTS / "index-squeezed.png"), full_page=True)
+        pills = _pills_of_first_run(view.page)
+        assert [p["text"] for p in pills] == ["12 executed", "140 cached", "1 failed", "33 skipped"]
+        assert len({p["top"] for p in pills}) == 1, pills
+    finally:
+        view.close()

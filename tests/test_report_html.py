@@ -295,3 +295,19 @@ def test_the_index_shows_a_run_whose_process_died(tmp_path):
     page = update_index(tmp_path, registry.list_runs(limit=None, brief=True)).read_text()
     assert 'class="status died"' in page
     assert latest_runs(registry) == []  # it recorded no stage calls: nothing current
+
+
+def test_the_index_shows_only_the_outcomes_that_happened(tmp_path):
+    from curifactory_cli.report import update_index
+
+    run = {
+        "reference": "exp_1_2026-01-01-T000000",
+        "experiment": "exp",
+        "status": "complete",
+        "counts": {"executed": 3, "cached": 16, "failed": 0, "skipped": 0},
+    }
+    empty = {**run, "reference": "exp_2_2026-01-01-T000001", "counts": {}}
+    index = update_index(tmp_path, [empty, run]).read_text()
+    assert '<span class="counts"><span class="pill executed">3 executed</span> ' in index
+    assert "16 cached" in index and "0 failed" not in index and "0 skipped" not in index
+    assert '<span class="muted">none</span>' in index  # a run without stage calls

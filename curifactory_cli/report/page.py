@@ -46,6 +46,7 @@ pre { background: var(--band); padding: 8px 10px; border-radius: 4px; overflow: 
 .pill { display: inline-block; padding: 0 6px; border-radius: 8px; color: #fff; font-size: 12px; }
 .pill.executed { background: var(--executed); } .pill.cached { background: var(--cached); }
 .pill.failed { background: var(--failed); } .pill.skipped { background: var(--skipped); }
+.counts { white-space: nowrap; }
 .graph-wrap { overflow: auto; border: 1px solid var(--line); border-radius: 6px;
   max-height: 720px; background: #fff; }
 svg.graph text { font-size: 12px; text-anchor: middle; fill: #fff; pointer-events: none; }
@@ -190,9 +191,13 @@ def run_data(calls: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _counts(counts: dict[str, int] | None) -> str:
+    """The outcomes that happened, as badges kept on one line (a zero is left out: a red
+    "0 failed" reads as a failure at a glance)."""
     counts = counts or {}
-    shown = [f'<span class="pill {o}">{counts.get(o, 0)} {o}</span>' for o in OUTCOMES]
-    return " ".join(shown)
+    shown = [f'<span class="pill {o}">{counts[o]} {o}</span>' for o in OUTCOMES if counts.get(o)]
+    if not shown:
+        return '<span class="muted">none</span>'
+    return f'<span class="counts">{" ".join(shown)}</span>'
 
 
 def _git(git: dict[str, Any] | None) -> str:
