@@ -181,6 +181,26 @@ def layout_run(project, cli):
     return json.loads(result.stdout)
 
 
+def test_nested_parameters_are_columns_of_their_own(browser, layout_run):
+    view = Page(browser, Path(layout_run["report"]).as_uri())
+    page = view.page
+    try:
+        table = page.locator("table.params")
+        heads = table.locator("tr").first.locator("th").all_inner_texts()
+        assert "model.kind" in heads and "model.C" in heads, heads
+        assert "rf_model.max_depth" in heads and "model" not in heads, heads
+        rows = {
+            r[0]: dict(zip(heads, r, strict=True))
+            for r in table.locator("tr").evaluate_all(
+                "rs => rs.slice(1).map(r => [...r.cells].map(c => c.innerText))"
+            )
+        }
+        assert rows["stronger"]["model.C"] == "10.0" and rows["stronger"]["model.kind"] == "svm"
+        assert rows["rf_model.n_estimators=100_rf_model.max_depth=8"]["rf_model.max_depth"] == "8"
+    finally:
+        view.close()
+
+
 def _pills_of_first_run(page) -> list[dict]:
     return page.locator("table.grid tr:nth-child(2) .pill").evaluate_all(
         """els => els.map(e => ({text: e.textContent, top: e.offsetTop,

@@ -297,6 +297,36 @@ def test_the_index_shows_a_run_whose_process_died(tmp_path):
     assert latest_runs(registry) == []  # it recorded no stage calls: nothing current
 
 
+def test_nested_parameters_are_flattened_to_dotted_columns(tmp_path):
+    from curifactory_cli.report import write_run_report
+
+    values = {"model": {"kind": "svm", "C": 1.0}, "split": {"test": 0.2, "folds": []}, "n": 3}
+    run = {
+        "reference": "exp_1_2026-01-01-T000000",
+        "experiment": "exp",
+        "number": 1,
+        "status": "complete",
+        "param_sets": [
+            {"name": "a", "hash": "0" * 32, "source": "params/p.yaml", "values": values},
+            {
+                "name": "b",
+                "hash": "1" * 32,
+                "source": "params/p.yaml",
+                "values": {**values, "model": {"kind": "svm", "C": 10.0}},
+            },
+        ],
+        "stages": [],
+    }
+    html = write_run_report(tmp_path, run, [], []).read_text()
+    table = re.search(r'<table class="grid params">.*?</table>', html, re.S).group(0)
+    heads = re.findall(r"<th[^>]*>([^<]*)</th>", table)
+    assert heads == ["name", "hash", "model.kind", "model.C", "split.test", "split.folds", "n"]
+    # Only model.C tells the sets apart: the other parameters are greyed.
+    assert re.findall(r"<th>([^<]*)</th>", table) == ["name", "hash", "model.C"]
+    assert "<td>10.0</td>" in table and "<td>[]</td>" in table
+    assert "&quot;kind&quot;" not in table  # no mapping shown as one JSON cell
+
+
 def test_the_index_shows_only_the_outcomes_that_happened(tmp_path):
     from curifactory_cli.report import update_index
 

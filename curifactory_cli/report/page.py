@@ -245,10 +245,17 @@ def _info(run: dict[str, Any]) -> str:
 WIDE = 12  # parameters shown as table columns; more and each set shows its JSON
 
 
-def _same(values: dict[str, Any] | None, key: str) -> Any:
-    """What compares a parameter's values across sets (lists and dicts by their JSON)."""
-    value = (values or {}).get(key)
-    return value if isinstance(value, (str, int, float, bool, type(None))) else json.dumps(value)
+def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mappings as dotted keys, as parameter files address them (`model.C`), so a
+    column holds one value; lists and empty mappings stay whole."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
 
 
 def _cell(value: Any) -> str:
@@ -268,9 +275,10 @@ def _params(run: dict[str, Any]) -> str:
     out = [f"<p>{len(sets)} parameter set{'s' if len(sets) != 1 else ''}</p>"]
     for source, group in by_file.items():
         out.append(f"<h3><code>{_e(source)}</code></h3>")
+        flat = [None if p.get("values") is None else flatten(p["values"]) for p in group]
         keys: dict[str, None] = {}
-        for p in group:
-            keys.update(dict.fromkeys(p.get("values") or {}))
+        for values in flat:
+            keys.update(dict.fromkeys(values or {}))
         if len(keys) > WIDE:
             for p in group:
                 head = f"<b>{_e(p.get('name'))}</b> <code class='muted'>{_e(p.get('hash'))}</code>"
@@ -281,12 +289,11 @@ def _params(run: dict[str, Any]) -> str:
         varying = {
             k
             for k in keys
-            if len({json.dumps((p.get("values") or {}).get(k), default=str) for p in group}) > 1
+            if len({json.dumps((values or {}).get(k), default=str) for values in flat}) > 1
         }
         head = "".join(f"<th{'' if k in varying else ' class=muted'}>{_e(k)}</th>" for k in keys)
         rows = []
-        for p in group:
-            values = p.get("values")
+        for p, values in zip(group, flat, strict=True):
             cells = (
                 "".join(_cell(values.get(k)) if k in values else "<td></td>" for k in keys)
                 if values is not None
