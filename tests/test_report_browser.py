@@ -181,6 +181,46 @@ def layout_run(project, cli):
     return json.loads(result.stdout)
 
 
+def _boxes(page, selector: str) -> list[dict]:
+    return page.locator(selector).evaluate_all(
+        """els => els.map(e => { const r = e.getBoundingClientRect();
+             return {left: r.left, right: r.right, top: r.top, width: r.width,
+                     scrollWidth: e.scrollWidth, clientWidth: e.clientWidth}; })"""
+    )
+
+
+def test_report_tables_take_the_width_they_need(browser, layout_run):
+    view = Page(browser, Path(layout_run["report"]).as_uri())
+    page = view.page
+    try:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "layout-report.png"), full_page=True)
+        row = _boxes(page, ".record-reportables")[0]
+        for name, wide_as_page in (("folds", False), ("every", True)):
+            cells = page.locator(f".reportable[id$='_train_{name}']")
+            assert cells.count() == 5
+            cell = _boxes(page, f".reportable[id$='_train_{name}']")[0]
+            table = _boxes(page, f".reportable[id$='_train_{name}'] table.df")[0]
+            if wide_as_page:
+                # It cannot fit: it gets the whole row, and scrolls there.
+                assert cell["width"] >= row["clientWidth"] - 1, (cell, row)
+            else:
+                # Wider than half the row: shown whole, its last column not behind a scrollbar.
+                assert table["width"] > row["clientWidth"] / 2, (table, row)
+                assert cell["scrollWidth"] <= cell["clientWidth"], (cell, table)
+                assert table["right"] <= cell["right"] + 0.5
+        # Nothing widens the page itself (the long note wraps).
+        assert page.evaluate(
+            "document.documentElement.scrollWidth <= document.documentElement.clientWidth"
+        )
+        # Small reportables still share a row.
+        small = _boxes(page, ".reportable[id^='r-stronger_train_']:not(:has(table))")
+        assert len(small) == 2 and small[0]["top"] == small[1]["top"], small
+        assert view.problems == []
+    finally:
+        view.close()
+
+
 def test_nested_parameters_are_columns_of_their_own(browser, layout_run):
     view = Page(browser, Path(layout_run["report"]).as_uri())
     page = view.page

@@ -33,6 +33,7 @@ table.grid td, table.grid th { border-bottom: 1px solid var(--line); padding: 4p
 table.grid th { background: var(--band); position: sticky; top: 38px; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 .info th { color: var(--muted); font-weight: 500; white-space: nowrap; }
+.info pre { white-space: pre-wrap; overflow-wrap: anywhere; }
 code, pre, .mono { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace;
   font-size: 12.5px; }
 pre { background: var(--band); padding: 8px 10px; border-radius: 4px; overflow: auto;
@@ -71,6 +72,7 @@ svg.graph .node.selected > rect { stroke: #ffb000; stroke-width: 3; }
 .legend span { margin-right: 12px; }
 .record-reportables { display: flex; flex-wrap: wrap; gap: 6px 28px; align-items: flex-start; }
 .reportable { margin: 6px 0 18px; flex: 1 1 440px; max-width: 100%; min-width: 0; overflow: auto; }
+.reportable:has(table), .reportable:has(pre) { flex-basis: auto; }
 .reportable h4 { color: var(--ink); }
 .reportable img { max-width: 100%; max-height: 520px; }
 .reportable table.df td, .reportable table.df th { border-bottom: 1px solid var(--line);
