@@ -221,6 +221,33 @@ def test_report_tables_take_the_width_they_need(browser, layout_run):
         view.close()
 
 
+def test_graph_labels_of_sets_named_alike_are_told_apart(browser, layout_run):
+    view = Page(browser, Path(layout_run["report"]).as_uri())
+    page = view.page
+    try:
+        bands = page.locator("svg.graph g.band").evaluate_all(
+            """els => els.map(g => { const r = g.querySelector('rect').getBBox();
+                 const t = g.querySelector('text'); const b = t.getBBox();
+                 return {label: t.textContent, full: g.querySelector('title').textContent,
+                         inside: b.x >= r.x && b.x + b.width <= r.x + r.width
+                                 && b.y >= r.y && b.y + b.height <= r.y + r.height}; })"""
+        )
+        grid = [b for b in bands if b["full"].startswith("rf_model.n_estimators=")]
+        assert len(grid) == 4
+        labels = [b["label"] for b in grid]
+        assert len(set(labels)) == 4, labels
+        assert all(b["inside"] for b in bands), bands  # no label runs out of its band
+        # Every box's label stays inside its box.
+        nodes = page.locator("svg.graph g.node").evaluate_all(
+            """els => els.map(g => { const r = g.querySelector('rect').getBBox();
+                 const b = g.querySelector('text').getBBox();
+                 return b.x >= r.x && b.x + b.width <= r.x + r.width; })"""
+        )
+        assert nodes and all(nodes)
+    finally:
+        view.close()
+
+
 def test_nested_parameters_are_columns_of_their_own(browser, layout_run):
     view = Page(browser, Path(layout_run["report"]).as_uri())
     page = view.page

@@ -327,6 +327,24 @@ def test_nested_parameters_are_flattened_to_dotted_columns(tmp_path):
     assert "&quot;kind&quot;" not in table  # no mapping shown as one JSON cell
 
 
+def test_graph_labels_wrap_and_names_alike_stay_apart():
+    from curifactory_cli.report.layout import _short, wrap
+
+    a = "rf_model.n_estimators=100_rf_model.max_depth=3"
+    b = "rf_model.n_estimators=100_rf_model.max_depth=8"
+    assert "".join(wrap(a, 18)) == a and all(len(line) <= 18 for line in wrap(a, 18))
+    assert wrap(a, 18) != wrap(b, 18)
+    assert _short(a) != _short(b) and len(_short(a)) == 21
+    too_long = "_".join(f"key{k}=value{k}" for k in range(12))
+    lines = wrap(too_long, 18)
+    assert len(lines) == 4 and lines[-1].endswith("key11=value11")  # cut in the middle
+    calls = [{"stage": "fit", "record": name, "outcome": "executed"} for name in (a, b)]
+    svg, _ = graph_svg(calls, stage_summary(calls))
+    labels = re.findall(r'<g class="band">.*?<text[^>]*>(.*?)</text>', svg)
+    assert len(labels) == 2 and labels[0] != labels[1]
+    assert re.sub("<[^>]+>", "", labels[1]) == b
+
+
 def test_the_index_shows_only_the_outcomes_that_happened(tmp_path):
     from curifactory_cli.report import update_index
 
