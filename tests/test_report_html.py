@@ -334,6 +334,8 @@ def test_graph_labels_wrap_and_names_alike_stay_apart():
     b = "rf_model.n_estimators=100_rf_model.max_depth=8"
     assert "".join(wrap(a, 18)) == a and all(len(line) <= 18 for line in wrap(a, 18))
     assert wrap(a, 18) != wrap(b, 18)
+    # A grid name breaks where a value ends when that takes no more lines.
+    assert wrap("sweep_slope=0.5_n_rows=500", 18) == ["sweep_slope=0.5_", "n_rows=500"]
     assert _short(a) != _short(b) and len(_short(a)) == 21
     too_long = "_".join(f"key{k}=value{k}" for k in range(12))
     lines = wrap(too_long, 18)

@@ -59,18 +59,34 @@ def _short(text: str, chars: int = CHARS) -> str:
 
 def wrap(text: str, chars: int, lines: int = LABEL_LINES) -> list[str]:
     """The text in lines of at most `chars`, broken after a separator where one is near the
-    end of a line; past `lines` lines, the last shown line ends with the text's end, so
-    sets named alike (a grid's `rf_model.n_estimators=10_...`) keep what tells them apart."""
+    end of a line, preferably where a grid name's value ends (`sweep_slope=0.5_` /
+    `n_rows=50`) when that takes no more lines; past `lines` lines, the last shown line
+    ends with the text's end, so sets named alike keep what tells them apart."""
     chars = max(chars, 4)
+    out = _lines(text, chars, by_value=True)
+    dense = _lines(text, chars, by_value=False)
+    if len(dense) < len(out):
+        out = dense
+    if len(out) > lines:
+        out = [*out[: lines - 1], "\u2026" + text[len(text) - (chars - 1) :]]
+    return out
+
+
+def _lines(text: str, chars: int, by_value: bool) -> list[str]:
     out: list[str] = []
     rest = text
     while len(rest) > chars:
-        cut = max(rest.rfind(c, chars // 2, chars) for c in BREAKS) + 1 or chars
+        cut = 0
+        if by_value:  # the last "_" ending a "key=value", if it leaves a line well filled
+            for i in range(chars - 1, (chars * 3) // 5 - 2, -1):
+                eq = rest.rfind("=", 0, i)
+                if rest[i] == "_" and eq >= 0 and "_" not in rest[eq:i]:
+                    cut = i + 1
+                    break
+        cut = cut or max(rest.rfind(c, chars // 2, chars) for c in BREAKS) + 1 or chars
         out.append(rest[:cut])
         rest = rest[cut:]
     out.append(rest)
-    if len(out) > lines:
-        out = [*out[: lines - 1], "\u2026" + text[len(text) - (chars - 1) :]]
     return out
 
 
