@@ -309,5 +309,8 @@ def test_the_index_keeps_four_counts_on_one_row_beside_long_columns(browser, tmp
         pills = _pills_of_first_run(view.page)
         assert [p["text"] for p in pills] == ["12 executed", "140 cached", "1 failed", "33 skipped"]
         assert len({p["top"] for p in pills}) == 1, pills
+        # And the row still fits the page's content width.
+        table, main = (_boxes(view.page, s)[0] for s in ("table.grid", "main"))
+        assert table["right"] <= main["right"] - 28, (table, main)  # main's padding
     finally:
         view.close()

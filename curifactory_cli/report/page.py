@@ -81,7 +81,7 @@ svg.graph .node.selected > rect { stroke: #ffb000; stroke-width: 3; }
 details > summary { cursor: pointer; }
 input#filter { padding: 4px 8px; width: 320px; margin: 6px 0; }
 .muted { color: var(--muted); }
-td.nowrap { white-space: nowrap; }
+.nowrap { white-space: nowrap; }
 .dirty { color: var(--failed); font-weight: 700; }
 """
 
@@ -379,6 +379,15 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
+def _when(started: Any) -> str:
+    """A start time that may break between its date and its time, and nowhere else: the
+    index's columns then fit beside long notes and commands."""
+    date, sep, time = str(started or "").partition("T")
+    if not sep:
+        return f"<span class=nowrap>{_e(started)}</span>"
+    return f"<span class=nowrap>{_e(date)}T</span><wbr><span class=nowrap>{_e(time)}</span>"
+
+
 def index_page(runs: Sequence[dict[str, Any]], reports: set[str]) -> str:
     by_experiment: dict[str, list[dict[str, Any]]] = {}
     for run in runs:  # newest first already
@@ -406,7 +415,7 @@ def index_page(runs: Sequence[dict[str, Any]], reports: set[str]) -> str:
             rows.append(
                 f"<tr><td class='mono nowrap'>{name}</td>"
                 f'<td><span class="status {_e(run["status"])}">{_e(run["status"])}</span>'
-                f"{error}</td><td class=nowrap>{_e(run.get('started'))}</td>"
+                f"{error}</td><td>{_when(run.get('started'))}</td>"
                 f"<td class=num>{duration}</td>"
                 f"<td>{_counts(run.get('counts'))}</td><td>{_git(run.get('git'))}</td>"
                 f"<td>{_e(notes[0] if notes else '')}</td>"
