@@ -126,3 +126,191 @@ def test_the_index_lists_both_runs_and_its_links_resolve(browser, demo, project)
         assert view.problems == []
     finally:
         view.close()
+
+
+LAYOUT_EXPERIMENT = '''
+"""Tables of every width, nested parameters and a grid."""
+import curifactory_cli as cf
+from curifactory_cli.caching import JsonCacher
+from curifactory_cli.reporting import DFReporter, JsonReporter
+
+
+@cf.stage(inputs=None, outputs=["scores"], cachers=[JsonCacher])
+def train(record):
+    import pandas as pd
+
+    rows = range(4)
+    # Wider than half the page, narrower than all of it.
+    folds = {f"accuracy_fold_{k}": [0.5 + r / 10 + k / 100 for r in rows] for k in range(6)}
+    folds["final"] = ["last"] * 4
+    record.report(DFReporter(pd.DataFrame(folds), name="folds"))
+    # Wider than the page.
+    every = {f"metric_number_{k:02d}": [float(r + k) for r in rows] for k in range(24)}
+    record.report(DFReporter(pd.DataFrame(every), name="every"))
+    record.report(JsonReporter({"C": record.params.model.C}, name="c"))
+    record.report(JsonReporter({"kind": record.params.model.kind}, name="kind"))
+    return {"C": record.params.model.C}
+
+
+def run(param_sets, manager):
+    for p in param_sets:
+        train(cf.Record(manager, p))
+'''
+
+LAYOUT_PARAMS = """
+defaults:
+  model: {kind: svm, C: 1.0}
+  rf_model: {n_estimators: 10, max_depth: 3}
+sets:
+  - name: stronger
+    model.C: 10.0
+grid:
+  vary:
+    rf_model.n_estimators: [10, 100]
+    rf_model.max_depth: [3, 8]
+"""
+
+
+@pytest.fixture
+def layout_run(project, cli):
+    project.write("experiments/layout.py", LAYOUT_EXPERIMENT)
+    project.write("params/layout.yaml", LAYOUT_PARAMS)
+    long_note = "a note long enough to squeeze the other columns of the index " * 3
+    result = cli("run", "layout", "layout", "--json", "--notes", long_note)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def _boxes(page, selector: str) -> list[dict]:
+    return page.locator(selector).evaluate_all(
+        """els => els.map(e => { const r = e.getBoundingClientRect();
+             return {left: r.left, right: r.right, top: r.top, width: r.width,
+                     scrollWidth: e.scrollWidth, clientWidth: e.clientWidth}; })"""
+    )
+
+
+def test_report_tables_take_the_width_they_need(browser, layout_run):
+    view = Page(browser, Path(layout_run["report"]).as_uri())
+    page = view.page
+    try:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "layout-report.png"), full_page=True)
+        row = _boxes(page, ".record-reportables")[0]
+        for name, wide_as_page in (("folds", False), ("every", True)):
+            cells = page.locator(f".reportable[id$='_train_{name}']")
+            assert cells.count() == 5
+            cell = _boxes(page, f".reportable[id$='_train_{name}']")[0]
+            table = _boxes(page, f".reportable[id$='_train_{name}'] table.df")[0]
+            if wide_as_page:
+                # It cannot fit: it gets the whole row, and scrolls there.
+                assert cell["width"] >= row["clientWidth"] - 1, (cell, row)
+            else:
+                # Wider than half the row: shown whole, its last column not behind a scrollbar.
+                assert table["width"] > row["clientWidth"] / 2, (table, row)
+                assert cell["scrollWidth"] <= cell["clientWidth"], (cell, table)
+                assert table["right"] <= cell["right"] + 0.5
+        # Nothing widens the page itself (the long note wraps).
+        assert page.evaluate(
+            "document.documentElement.scrollWidth <= document.documentElement.clientWidth"
+        )
+        # Small reportables still share a row.
+        small = _boxes(page, ".reportable[id^='r-stronger_train_']:not(:has(table))")
+        assert len(small) == 2 and small[0]["top"] == small[1]["top"], small
+        assert view.problems == []
+    finally:
+        view.close()
+
+
+def test_graph_labels_of_sets_named_alike_are_told_apart(browser, layout_run):
+    view = Page(browser, Path(layout_run["report"]).as_uri())
+    page = view.page
+    try:
+        bands = page.locator("svg.graph g.band").evaluate_all(
+            """els => els.map(g => { const r = g.querySelector('rect').getBBox();
+                 const t = g.querySelector('text'); const b = t.getBBox();
+                 return {label: t.textContent, full: g.querySelector('title').textContent,
+                         inside: b.x >= r.x && b.x + b.width <= r.x + r.width
+                                 && b.y >= r.y && b.y + b.height <= r.y + r.height}; })"""
+        )
+        grid = [b for b in bands if b["full"].startswith("rf_model.n_estimators=")]
+        assert len(grid) == 4
+        labels = [b["label"] for b in grid]
+        assert len(set(labels)) == 4, labels
+        assert all(b["inside"] for b in bands), bands  # no label runs out of its band
+        # Every box's label stays inside its box.
+        nodes = page.locator("svg.graph g.node").evaluate_all(
+            """els => els.map(g => { const r = g.querySelector('rect').getBBox();
+                 const b = g.querySelector('text').getBBox();
+                 return b.x >= r.x && b.x + b.width <= r.x + r.width; })"""
+        )
+        assert nodes and all(nodes)
+    finally:
+        view.close()
+
+
+def test_nested_parameters_are_columns_of_their_own(browser, layout_run):
+    view = Page(browser, Path(layout_run["report"]).as_uri())
+    page = view.page
+    try:
+        table = page.locator("table.params")
+        heads = table.locator("tr").first.locator("th").all_inner_texts()
+        assert "model.kind" in heads and "model.C" in heads, heads
+        assert "rf_model.max_depth" in heads and "model" not in heads, heads
+        rows = {
+            r[0]: dict(zip(heads, r, strict=True))
+            for r in table.locator("tr").evaluate_all(
+                "rs => rs.slice(1).map(r => [...r.cells].map(c => c.innerText))"
+            )
+        }
+        assert rows["stronger"]["model.C"] == "10.0" and rows["stronger"]["model.kind"] == "svm"
+        assert rows["rf_model.n_estimators=100_rf_model.max_depth=8"]["rf_model.max_depth"] == "8"
+    finally:
+        view.close()
+
+
+def _pills_of_first_run(page) -> list[dict]:
+    return page.locator("table.grid tr:nth-child(2) .pill").evaluate_all(
+        """els => els.map(e => ({text: e.textContent, top: e.offsetTop,
+             color: getComputedStyle(e).backgroundColor}))"""
+    )
+
+
+def test_the_index_shows_counts_on_one_row_without_a_red_zero(browser, layout_run, project):
+    view = Page(browser, (project.root / "reports" / "index.html").as_uri())
+    try:
+        pills = _pills_of_first_run(view.page)
+        texts = [p["text"] for p in pills]
+        assert texts and all(not t.startswith("0 ") for t in texts), texts
+        assert len({p["top"] for p in pills}) == 1, pills
+    finally:
+        view.close()
+
+
+def test_the_index_keeps_four_counts_on_one_row_beside_long_columns(browser, tmp_path):
+    from curifactory_cli.report import update_index
+
+    run = {
+        "reference": "exp_3_2026-01-01-T000000",
+        "experiment": "exp",
+        "number": 3,
+        "status": "error",
+        "started": "2026-01-01T00:00:00+00:00",
+        "duration_s": 12.5,
+        "counts": {"executed": 12, "cached": 140, "failed": 1, "skipped": 33},
+        "git": {"commit": "0123456789abcdef", "branch": "a-long-branch-name", "dirty": True},
+        "notes": "why this run was made, in a sentence long enough to fill its column " * 2,
+        "command": ["curi", "run", "exp", "params/a.yaml", "params/b.yaml", "--set", "x=1"] * 2,
+        "error": "ValueError: a message long enough to fill the status column " * 2,
+    }
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    view = Page(browser, update_index(tmp_path, [run]).as_uri())
+    try:
+        view.page.screenshot(path=str(ARTIFACTS / "index-squeezed.png"), full_page=True)
+        pills = _pills_of_first_run(view.page)
+        assert [p["text"] for p in pills] == ["12 executed", "140 cached", "1 failed", "33 skipped"]
+        assert len({p["top"] for p in pills}) == 1, pills
+        # And the row still fits the page's content width.
+        table, main = (_boxes(view.page, s)[0] for s in ("table.grid", "main"))
+        assert table["right"] <= main["right"] - 28, (table, main)  # main's padding
+    finally:
+        view.close()

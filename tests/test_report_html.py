@@ -295,3 +295,69 @@ def test_the_index_shows_a_run_whose_process_died(tmp_path):
     page = update_index(tmp_path, registry.list_runs(limit=None, brief=True)).read_text()
     assert 'class="status died"' in page
     assert latest_runs(registry) == []  # it recorded no stage calls: nothing current
+
+
+def test_nested_parameters_are_flattened_to_dotted_columns(tmp_path):
+    from curifactory_cli.report import write_run_report
+
+    values = {"model": {"kind": "svm", "C": 1.0}, "split": {"test": 0.2, "folds": []}, "n": 3}
+    run = {
+        "reference": "exp_1_2026-01-01-T000000",
+        "experiment": "exp",
+        "number": 1,
+        "status": "complete",
+        "param_sets": [
+            {"name": "a", "hash": "0" * 32, "source": "params/p.yaml", "values": values},
+            {
+                "name": "b",
+                "hash": "1" * 32,
+                "source": "params/p.yaml",
+                "values": {**values, "model": {"kind": "svm", "C": 10.0}},
+            },
+        ],
+        "stages": [],
+    }
+    html = write_run_report(tmp_path, run, [], []).read_text()
+    table = re.search(r'<table class="grid params">.*?</table>', html, re.S).group(0)
+    heads = re.findall(r"<th[^>]*>([^<]*)</th>", table)
+    assert heads == ["name", "hash", "model.kind", "model.C", "split.test", "split.folds", "n"]
+    # Only model.C tells the sets apart: the other parameters are greyed.
+    assert re.findall(r"<th>([^<]*)</th>", table) == ["name", "hash", "model.C"]
+    assert "<td>10.0</td>" in table and "<td>[]</td>" in table
+    assert "&quot;kind&quot;" not in table  # no mapping shown as one JSON cell
+
+
+def test_graph_labels_wrap_and_names_alike_stay_apart():
+    from curifactory_cli.report.layout import _short, wrap
+
+    a = "rf_model.n_estimators=100_rf_model.max_depth=3"
+    b = "rf_model.n_estimators=100_rf_model.max_depth=8"
+    assert "".join(wrap(a, 18)) == a and all(len(line) <= 18 for line in wrap(a, 18))
+    assert wrap(a, 18) != wrap(b, 18)
+    # A grid name breaks where a value ends when that takes no more lines.
+    assert wrap("sweep_slope=0.5_n_rows=500", 18) == ["sweep_slope=0.5_", "n_rows=500"]
+    assert _short(a) != _short(b) and len(_short(a)) == 21
+    too_long = "_".join(f"key{k}=value{k}" for k in range(12))
+    lines = wrap(too_long, 18)
+    assert len(lines) == 4 and lines[-1].endswith("key11=value11")  # cut in the middle
+    calls = [{"stage": "fit", "record": name, "outcome": "executed"} for name in (a, b)]
+    svg, _ = graph_svg(calls, stage_summary(calls))
+    labels = re.findall(r'<g class="band">.*?<text[^>]*>(.*?)</text>', svg)
+    assert len(labels) == 2 and labels[0] != labels[1]
+    assert re.sub("<[^>]+>", "", labels[1]) == b
+
+
+def test_the_index_shows_only_the_outcomes_that_happened(tmp_path):
+    from curifactory_cli.report import update_index
+
+    run = {
+        "reference": "exp_1_2026-01-01-T000000",
+        "experiment": "exp",
+        "status": "complete",
+        "counts": {"executed": 3, "cached": 16, "failed": 0, "skipped": 0},
+    }
+    empty = {**run, "reference": "exp_2_2026-01-01-T000001", "counts": {}}
+    index = update_index(tmp_path, [empty, run]).read_text()
+    assert '<span class="counts"><span class="pill executed">3 executed</span> ' in index
+    assert "16 cached" in index and "0 failed" not in index and "0 skipped" not in index
+    assert '<span class="muted">none</span>' in index  # a run without stage calls

@@ -24,6 +24,10 @@ BOX_W, BOX_H = 150, 34
 GAP_X, GAP_Y = 18, 34
 BAND_PAD, LABEL_H, MARGIN = 8, 18, 12
 CHARS = 21  # of a name that fits in a box
+LINE_H = 14  # of each further line of a record's label
+LABEL_LINES = 4  # a record's label wraps onto at most this many lines
+BOLD_W = 8.0  # px per character of a band's (bold) label, with room for wide glyphs
+BREAKS = "_.=-/, "  # a label line preferably ends after one of these
 
 
 def depths(calls: Sequence[dict[str, Any]]) -> list[int]:
@@ -44,8 +48,54 @@ def graph_svg(calls: Sequence[dict[str, Any]], summary: list[dict[str, Any]]) ->
     return _by_stage(calls, summary), False
 
 
-def _short(text: str) -> str:
-    return text if len(text) <= CHARS else text[: CHARS - 1] + "\u2026"
+def _short(text: str, chars: int = CHARS) -> str:
+    """The text cut in the middle to `chars`: names told apart by their start (a stage's
+    purpose) or by their end (a grid set's last value) both stay told apart."""
+    if len(text) <= chars:
+        return text
+    head = chars // 2
+    return text[:head] + "\u2026" + text[len(text) - (chars - 1 - head) :]
+
+
+def wrap(text: str, chars: int, lines: int = LABEL_LINES) -> list[str]:
+    """The text in lines of at most `chars`, broken after a separator where one is near the
+    end of a line, preferably where a grid name's value ends (`sweep_slope=0.5_` /
+    `n_rows=50`) when that takes no more lines; past `lines` lines, the last shown line
+    ends with the text's end, so sets named alike keep what tells them apart."""
+    chars = max(chars, 4)
+    out = _lines(text, chars, by_value=True)
+    dense = _lines(text, chars, by_value=False)
+    if len(dense) < len(out):
+        out = dense
+    if len(out) > lines:
+        out = [*out[: lines - 1], "\u2026" + text[len(text) - (chars - 1) :]]
+    return out
+
+
+def _lines(text: str, chars: int, by_value: bool) -> list[str]:
+    out: list[str] = []
+    rest = text
+    while len(rest) > chars:
+        cut = 0
+        if by_value:  # the last "_" ending a "key=value", if it leaves a line well filled
+            for i in range(chars - 1, (chars * 3) // 5 - 2, -1):
+                eq = rest.rfind("=", 0, i)
+                if rest[i] == "_" and eq >= 0 and "_" not in rest[eq:i]:
+                    cut = i + 1
+                    break
+        cut = cut or max(rest.rfind(c, chars // 2, chars) for c in BREAKS) + 1 or chars
+        out.append(rest[:cut])
+        rest = rest[cut:]
+    out.append(rest)
+    return out
+
+
+def _label(x: float, y: float, lines: list[str]) -> str:
+    spans = "".join(
+        f'<tspan x="{x:.0f}" dy="{LINE_H if k else 0}">{escape(line)}</tspan>'
+        for k, line in enumerate(lines)
+    )
+    return f'<text x="{x:.0f}" y="{y:.0f}">{spans}</text>'
 
 
 def _edge(x1: float, y1: float, x2: float, y2: float) -> str:
@@ -88,11 +138,16 @@ def _full(calls: Sequence[dict[str, Any]]) -> str:
         if record in width_of:
             width_of[record] = max(width_of[record], n)
     left: dict[str, float] = {}
+    labels: dict[str, list[str]] = {}
     x = MARGIN
     for record in order:
         left[record] = x
+        inner = width_of[record] * (BOX_W + GAP_X) - GAP_X
+        labels[record] = wrap(record, int(inner / BOLD_W))
         x += width_of[record] * (BOX_W + GAP_X) + 2 * BAND_PAD
-    top = MARGIN + LABEL_H + BAND_PAD
+    # Every band's label gets the lines of the longest, so the boxes of a row line up.
+    label_h = LABEL_H + LINE_H * (max(map(len, labels.values()), default=1) - 1)
+    top = MARGIN + label_h + BAND_PAD
     step = BOX_H + GAP_Y
     rows = 1 + max(
         (depth[i] for i, c in enumerate(calls) if c["record"] not in joining), default=-1
@@ -122,8 +177,9 @@ def _full(calls: Sequence[dict[str, Any]]) -> str:
         w = width_of[record] * (BOX_W + GAP_X) - GAP_X + 2 * BAND_PAD
         body.append(
             f'<g class="band"><rect x="{x0:.0f}" y="{MARGIN}" width="{w:.0f}" '
-            f'height="{band_h + LABEL_H:.0f}" rx="6"/><text x="{x0 + BAND_PAD:.0f}" '
-            f'y="{MARGIN + 13}">{escape(_short(record))}</text><title>{escape(record)}</title></g>'
+            f'height="{band_h + label_h:.0f}" rx="6"/>'
+            f"{_label(x0 + BAND_PAD, MARGIN + 13, labels[record])}"
+            f"<title>{escape(record)}</title></g>"
         )
     for i, call in enumerate(calls):
         x2, y2 = where[i]

@@ -33,6 +33,7 @@ table.grid td, table.grid th { border-bottom: 1px solid var(--line); padding: 4p
 table.grid th { background: var(--band); position: sticky; top: 38px; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 .info th { color: var(--muted); font-weight: 500; white-space: nowrap; }
+.info pre { white-space: pre-wrap; overflow-wrap: anywhere; }
 code, pre, .mono { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace;
   font-size: 12.5px; }
 pre { background: var(--band); padding: 8px 10px; border-radius: 4px; overflow: auto;
@@ -46,6 +47,7 @@ pre { background: var(--band); padding: 8px 10px; border-radius: 4px; overflow: 
 .pill { display: inline-block; padding: 0 6px; border-radius: 8px; color: #fff; font-size: 12px; }
 .pill.executed { background: var(--executed); } .pill.cached { background: var(--cached); }
 .pill.failed { background: var(--failed); } .pill.skipped { background: var(--skipped); }
+.counts { white-space: nowrap; }
 .graph-wrap { overflow: auto; border: 1px solid var(--line); border-radius: 6px;
   max-height: 720px; background: #fff; }
 svg.graph text { font-size: 12px; text-anchor: middle; fill: #fff; pointer-events: none; }
@@ -70,6 +72,7 @@ svg.graph .node.selected > rect { stroke: #ffb000; stroke-width: 3; }
 .legend span { margin-right: 12px; }
 .record-reportables { display: flex; flex-wrap: wrap; gap: 6px 28px; align-items: flex-start; }
 .reportable { margin: 6px 0 18px; flex: 1 1 440px; max-width: 100%; min-width: 0; overflow: auto; }
+.reportable:has(table), .reportable:has(pre) { flex-basis: auto; }
 .reportable h4 { color: var(--ink); }
 .reportable img { max-width: 100%; max-height: 520px; }
 .reportable table.df td, .reportable table.df th { border-bottom: 1px solid var(--line);
@@ -78,7 +81,7 @@ svg.graph .node.selected > rect { stroke: #ffb000; stroke-width: 3; }
 details > summary { cursor: pointer; }
 input#filter { padding: 4px 8px; width: 320px; margin: 6px 0; }
 .muted { color: var(--muted); }
-td.nowrap { white-space: nowrap; }
+.nowrap { white-space: nowrap; }
 .dirty { color: var(--failed); font-weight: 700; }
 """
 
@@ -190,9 +193,13 @@ def run_data(calls: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _counts(counts: dict[str, int] | None) -> str:
+    """The outcomes that happened, as badges kept on one line (a zero is left out: a red
+    "0 failed" reads as a failure at a glance)."""
     counts = counts or {}
-    shown = [f'<span class="pill {o}">{counts.get(o, 0)} {o}</span>' for o in OUTCOMES]
-    return " ".join(shown)
+    shown = [f'<span class="pill {o}">{counts[o]} {o}</span>' for o in OUTCOMES if counts.get(o)]
+    if not shown:
+        return '<span class="muted">none</span>'
+    return f'<span class="counts">{" ".join(shown)}</span>'
 
 
 def _git(git: dict[str, Any] | None) -> str:
@@ -240,10 +247,17 @@ def _info(run: dict[str, Any]) -> str:
 WIDE = 12  # parameters shown as table columns; more and each set shows its JSON
 
 
-def _same(values: dict[str, Any] | None, key: str) -> Any:
-    """What compares a parameter's values across sets (lists and dicts by their JSON)."""
-    value = (values or {}).get(key)
-    return value if isinstance(value, (str, int, float, bool, type(None))) else json.dumps(value)
+def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mappings as dotted keys, as parameter files address them (`model.C`), so a
+    column holds one value; lists and empty mappings stay whole."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
 
 
 def _cell(value: Any) -> str:
@@ -263,9 +277,10 @@ def _params(run: dict[str, Any]) -> str:
     out = [f"<p>{len(sets)} parameter set{'s' if len(sets) != 1 else ''}</p>"]
     for source, group in by_file.items():
         out.append(f"<h3><code>{_e(source)}</code></h3>")
+        flat = [None if p.get("values") is None else flatten(p["values"]) for p in group]
         keys: dict[str, None] = {}
-        for p in group:
-            keys.update(dict.fromkeys(p.get("values") or {}))
+        for values in flat:
+            keys.update(dict.fromkeys(values or {}))
         if len(keys) > WIDE:
             for p in group:
                 head = f"<b>{_e(p.get('name'))}</b> <code class='muted'>{_e(p.get('hash'))}</code>"
@@ -276,12 +291,11 @@ def _params(run: dict[str, Any]) -> str:
         varying = {
             k
             for k in keys
-            if len({json.dumps((p.get("values") or {}).get(k), default=str) for p in group}) > 1
+            if len({json.dumps((values or {}).get(k), default=str) for values in flat}) > 1
         }
         head = "".join(f"<th{'' if k in varying else ' class=muted'}>{_e(k)}</th>" for k in keys)
         rows = []
-        for p in group:
-            values = p.get("values")
+        for p, values in zip(group, flat, strict=True):
             cells = (
                 "".join(_cell(values.get(k)) if k in values else "<td></td>" for k in keys)
                 if values is not None
@@ -365,6 +379,15 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
+def _when(started: Any) -> str:
+    """A start time that may break between its date and its time, and nowhere else: the
+    index's columns then fit beside long notes and commands."""
+    date, sep, time = str(started or "").partition("T")
+    if not sep:
+        return f"<span class=nowrap>{_e(started)}</span>"
+    return f"<span class=nowrap>{_e(date)}T</span><wbr><span class=nowrap>{_e(time)}</span>"
+
+
 def index_page(runs: Sequence[dict[str, Any]], reports: set[str]) -> str:
     by_experiment: dict[str, list[dict[str, Any]]] = {}
     for run in runs:  # newest first already
@@ -392,7 +415,7 @@ def index_page(runs: Sequence[dict[str, Any]], reports: set[str]) -> str:
             rows.append(
                 f"<tr><td class='mono nowrap'>{name}</td>"
                 f'<td><span class="status {_e(run["status"])}">{_e(run["status"])}</span>'
-                f"{error}</td><td class=nowrap>{_e(run.get('started'))}</td>"
+                f"{error}</td><td>{_when(run.get('started'))}</td>"
                 f"<td class=num>{duration}</td>"
                 f"<td>{_counts(run.get('counts'))}</td><td>{_git(run.get('git'))}</td>"
                 f"<td>{_e(notes[0] if notes else '')}</td>"
