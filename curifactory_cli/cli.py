@@ -25,6 +25,7 @@ from curifactory_cli.cli_common import (
     RemoteOpt,
     StrictOpt,
     console,
+    err_console,
     execute_run,
     fail,
 )
@@ -289,6 +290,8 @@ def _show_plan(options: RunOptions, as_json: bool) -> None:
     if as_json:
         write_json(console, result.to_json())
         return
+    for message in result.warnings:  # --set keys that match nothing, as `run` warns of them
+        ui.print_warning(err_console, message)
     ui.print_plan(console, headline(result.plans), result.plans)
 
 

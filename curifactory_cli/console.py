@@ -151,13 +151,7 @@ class PlainReporter:
     def emit(self, event: Event) -> None:
         if isinstance(event, Warned):
             self.warnings.append(event.message)
-            self.err.print(
-                f"warning: {event.message}",
-                style="yellow",
-                markup=False,
-                highlight=False,
-                soft_wrap=True,
-            )
+            print_warning(self.err, event.message)
         elif not self.quiet:
             self.show(event)
 
@@ -548,6 +542,12 @@ def print_heading(console: Console | Output, text: str) -> None:
         console.print(text, style="bold", markup=False, highlight=False, soft_wrap=True)
     else:
         write_line(console, text)
+
+
+def print_warning(console: Console | Output, message: str) -> None:
+    console.print(
+        f"warning: {message}", style="yellow", markup=False, highlight=False, soft_wrap=True
+    )
 
 
 def print_error(console: Console | Output, message: str, hint: str | None = None) -> None:
