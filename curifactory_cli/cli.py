@@ -298,6 +298,7 @@ def _show_plan(options: RunOptions, as_json: bool) -> None:
 @app.command("ls")
 def list_project(as_json: JsonOpt = False) -> None:
     """List experiments and parameter files (without importing them)."""
+    from curifactory_cli import console as ui
     from curifactory_cli import discovery
 
     root = discovery.project_root()
@@ -325,20 +326,17 @@ def list_project(as_json: JsonOpt = False) -> None:
         }
         write_json(console, data)
         return
-    console.print("EXPERIMENTS", style="bold")
+    # Plain lines (never wrapped, whatever the width): a long description stays on its line.
+    ui.print_heading(console, "EXPERIMENTS")
     for e in experiments:
-        console.print(
-            f"  {e.name}" + (f" - {e.description}" if e.description else ""), markup=False
-        )
+        ui.write_line(console, f"  {e.name}" + (f" - {e.description}" if e.description else ""))
     if not experiments:
-        console.print("  (none in experiments/)", style="dim")
-    console.print("PARAMS", style="bold")
+        ui.write_line(console, "  (none in experiments/)")
+    ui.print_heading(console, "PARAMS")
     for p in params:
-        console.print(
-            f"  {p.name}" + (f" - {p.description}" if p.description else ""), markup=False
-        )
+        ui.write_line(console, f"  {p.name}" + (f" - {p.description}" if p.description else ""))
     if not params:
-        console.print("  (none in params/)", style="dim")
+        ui.write_line(console, "  (none in params/)")
 
 
 @app.command("config")

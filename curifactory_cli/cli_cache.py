@@ -32,6 +32,7 @@ from curifactory_cli.cli_common import (
 )
 from curifactory_cli.console import write_json
 from curifactory_cli.errors import ConfigError, CurifactoryError, ExitCode
+from curifactory_cli.wording import plural
 
 if TYPE_CHECKING:
     from rich.text import Text
@@ -78,10 +79,6 @@ def _print_json(data: Any) -> None:
 def _line(text: str, style: str | None = None) -> None:
     # markup off: parameter set names like "[a]" or "x=1" must print as they are.
     console.print(text, style=style, markup=False, highlight=False, soft_wrap=True)
-
-
-def _plural(n: int, word: str, plural: str | None = None) -> str:
-    return f"{n} {word if n == 1 else (plural or word + 's')}"
 
 
 def _store(cache: str | None) -> LocalStore:
@@ -296,7 +293,7 @@ def cache_ls(
         rows(),
         right=("size",),
         caption=lambda: (
-            f"{_plural(totals['count'], 'entry', 'entries')}, "
+            f"{plural(totals['count'], 'entry', 'entries')}, "
             f"{cache_index.human_size(totals['size'])}"
         ),
     )
@@ -468,7 +465,7 @@ def _key_rows(parts: dict[str, Any] | None) -> list[tuple[str, str]]:
     rows.append(("cachers", ", ".join(cachers) or "none"))
     for name, version in (parts.get("inputs") or {}).items():
         if isinstance(version, list):  # an aggregate: one (params hash, version) per record
-            rows.append((f"input {name}", f"{len(version)} versions (aggregate)"))
+            rows.append((f"input {name}", f"{plural(len(version), 'version')} (aggregate)"))
         else:
             rows.append((f"input {name}", f"version {_short(version)}"))
     known = {"format", "experiment", "stage", "params", "code", "outputs", "cachers", "inputs"}
@@ -487,7 +484,7 @@ def _render_inspect(store: LocalStore, entry: CacheEntry, data: dict[str, Any]) 
     if entry.invalidated:
         status = "INVALIDATED (the next run recomputes it)"
     elif damaged:
-        status = f"DAMAGED ({_plural(len(damaged), 'file')} missing or changed)"
+        status = f"DAMAGED ({plural(len(damaged), 'file')} missing or changed)"
     else:
         status = "valid"
     _grid(
@@ -743,7 +740,7 @@ def _render_frame(frame: Any, rows: int, kind: str) -> None:
     from curifactory_cli import cache_dump as dump
 
     n_rows, n_cols = frame.shape
-    _line(f"{kind.rsplit('.', 1)[-1]}: {_plural(n_rows, 'row')} × {_plural(n_cols, 'column')}")
+    _line(f"{kind.rsplit('.', 1)[-1]}: {plural(n_rows, 'row')} × {plural(n_cols, 'column')}")
     head, tail = dump.frame_parts(frame, rows)
     from rich.table import Table
 
@@ -806,7 +803,7 @@ def cache_invalidate(
             _line(f"  {e.short_id}  {e.label()}  ({label})")
     total = len(matched) + len(downstream)
     summary = (
-        f"{_plural(total, 'entry', 'entries')} ({len(matched)} matched, "
+        f"{plural(total, 'entry', 'entries')} ({len(matched)} matched, "
         f"{len(downstream)} downstream)"
     )
     if dry_run:
@@ -901,15 +898,15 @@ def cache_verify(
         _render_problems(problems)
         found = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in counts.items() if n)
         _line(
-            f"checked {_plural(len(entries), 'entry', 'entries')} ({_plural(files, 'file')}): "
+            f"checked {plural(len(entries), 'entry', 'entries')} ({plural(files, 'file')}): "
             + (found or "all fine"),
             style="red" if problems else "green",
         )
         if fix and problems:
             _line(
-                f"removed {_plural(len(bad), 'damaged entry', 'damaged entries')}, "
-                f"{_plural(len(orphan_dirs), 'orphaned folder')}, "
-                f"{_plural(len(stray), 'stray file')} ({cache_index.human_size(freed)})"
+                f"removed {plural(len(bad), 'damaged entry', 'damaged entries')}, "
+                f"{plural(len(orphan_dirs), 'orphaned folder')}, "
+                f"{plural(len(stray), 'stray file')} ({cache_index.human_size(freed)})"
             )
         elif problems:
             _line("`curi cache verify --fix` removes them; the next run recomputes what it needs")
@@ -1082,7 +1079,7 @@ def cache_gc(
         shown = cache_index.human_size(g.size)
         rel = g.path.relative_to(root).as_posix()
         _line(f"{g.kind:<10} {ident:<10}  {rel}  {shown}  ({g.reason})")
-    summary = f"{_plural(len(garbage), 'item')}, {cache_index.human_size(size)}"
+    summary = f"{plural(len(garbage), 'item')}, {cache_index.human_size(size)}"
     if yes:
         _line(f"removed {summary}")
     else:
@@ -1127,7 +1124,7 @@ def cache_du(
         console.print(f"no cached entries in {store.location}", markup=False)
         return
     human_size = cache_index.human_size
-    caption = f"{_plural(total['entries'], 'entry', 'entries')}, {human_size(total['size'])}"
+    caption = f"{plural(total['entries'], 'entry', 'entries')}, {human_size(total['size'])}"
     for group, rows in tables.items():
         columns = [k for k in rows[0] if k not in ("entries", "size")]
         ui.print_heading(console, f"by {group}")
@@ -1185,7 +1182,7 @@ def cache_clear(
     if dry_run or not as_json:
         for e in entries:
             _line(f"  {e.short_id}  {e.label()}")
-    summary = f"{_plural(len(entries), 'entry', 'entries')}, {cache_index.human_size(size)}"
+    summary = f"{plural(len(entries), 'entry', 'entries')}, {cache_index.human_size(size)}"
     if dry_run:
         console.print(f"would remove {summary} (dry run)")
         return
@@ -1268,4 +1265,4 @@ def _moved(verb: str, done: int, tried: int, url: str, as_json: bool) -> None:
         _print_json({verb: done, "remote": url, "already_there": tried - done})
         return
     where = "to" if verb == "pushed" else "from"
-    console.print(f"{verb} {_plural(done, 'entry', 'entries')} {where} {url}", markup=False)
+    console.print(f"{verb} {plural(done, 'entry', 'entries')} {where} {url}", markup=False)

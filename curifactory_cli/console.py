@@ -22,6 +22,7 @@ from curifactory_cli.events import (
     Warned,
 )
 from curifactory_cli.graph import Outcome
+from curifactory_cli.wording import plural
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -68,6 +69,8 @@ class Output:
         return self.rich.is_terminal
 
     def print(self, *objects: Any, **options: Any) -> None:
+        if not self.is_terminal:  # a log or a pipe: a long line stays one line (grep, copy)
+            options.setdefault("soft_wrap", True)
         self.rich.print(*objects, **options)
 
     def __getattr__(self, name: str) -> Any:
@@ -161,9 +164,10 @@ class PlainReporter:
     def show(self, event: Event) -> None:
         if isinstance(event, RunStarted):
             workers = f" on {event.workers} workers" if event.workers > 1 else ""
-            more = " more" if event.more else ""
+            more = "more " if event.more else ""
             self._line(
-                f"running {event.total}{more} stage calls over {event.records} records{workers}"
+                f"running {plural(event.total, more + 'stage call', more + 'stage calls')} over "
+                f"{plural(event.records, 'record')}{workers}"
             )
         elif isinstance(event, NodeStarted):
             self._started(event)
