@@ -633,7 +633,8 @@ def cache_dump(
             "--out",
             "-o",
             help="Export instead of printing: .csv, .json or .parquet (needs pyarrow) for a "
-            "DataFrame, .json for plain JSON values.",
+            "DataFrame, .json for plain JSON values, .npy for a numpy array, .pkl for anything "
+            "(a table of several sets: .csv or .json).",
             show_default=False,
         ),
     ] = None,
@@ -655,14 +656,19 @@ def cache_dump(
     when caching them: a changed pickle is refused, never unpickled.
 
     `curi cache dump -e EXPERIMENT -s STAGE -p SET [OUTPUT]` (no entry id) dumps the entry
-    the experiment's latest run used for that stage and set.
+    the experiment's latest run used for that stage and set. Without -p, the output of every
+    set it ran: one table, a row per set, when each is a JSON mapping or scalar.
     """
     from curifactory_cli import cache_dump as dump
 
     store = _store(cache)
     root = store.root
     try:
-        found, output = _dump_target(store, entry, output, experiment, stage, params)
+        targets, output = _dump_targets(store, entry, output, experiment, stage, params)
+        if len(targets) > 1:
+            _dump_sets(store, targets, output, rows, out, force, as_json)
+            return
+        found = targets[0]
         name = dump.pick_output(found, output)
         value = dump.load_output(store, found, name)
         if out is not None:
@@ -692,29 +698,90 @@ def cache_dump(
     _render_value(value, rows)
 
 
-def _dump_target(
+def _dump_targets(
     store: LocalStore,
     entry: str | None,
     output: str | None,
     experiment: str | None,
     stage: str | None,
     params: str | None,
-) -> tuple[CacheEntry, str | None]:
-    """The entry to dump and the output asked for. With -e and no entry id, the one word
-    given is the OUTPUT (an entry id is hex, or a path): `dump -e demo -s fit model`."""
+) -> tuple[list[CacheEntry], str | None]:
+    """The entries to dump (one, or one stage's entries over several parameter sets) and the
+    output asked for. With -e and no entry id, the one word given is the OUTPUT (an entry id
+    is hex, or a path): `dump -e demo -s fit model`."""
     from curifactory_cli import cache_index
 
     if entry is not None and experiment and output is None and not cache_index.is_entry_ref(entry):
         entry, output = None, entry
     if entry is not None:
-        return _one_entry(store, entry, experiment, stage, params), output
+        return [_one_entry(store, entry, experiment, stage, params)], output
     if not experiment:
         raise ConfigError(
             "cache dump needs an ENTRY id, or -e EXPERIMENT to dump what its latest run used",
             hint="e.g. `curi cache dump -e demo -s fit_line -p clean`, or an id from "
             "`curi cache ls`.",
         )
-    return cache_index.current_entry(store, _registry(), experiment, stage, params), output
+    registry = _registry()
+    _, matched = cache_index.current_entries(store, registry, experiment, stage, params)
+    if len(matched) > 1 and stage and len({e.stage for e in matched}) == 1:
+        return matched, output  # one stage over the sets the run ran
+    return [cache_index.current_entry(store, registry, experiment, stage, params)], output
+
+
+def _dump_sets(
+    store: LocalStore,
+    entries: list[CacheEntry],
+    output: str | None,
+    rows: int,
+    out: Path | None,
+    force: bool,
+    as_json: bool,
+) -> None:
+    """One stage's output over the parameter sets of a run: a row per set when each value is
+    a JSON mapping or scalar, else each value in turn."""
+    from curifactory_cli import cache_dump as dump
+
+    name = dump.pick_output(entries[0], output)
+    try:
+        values = [
+            (e.params_name, dump.load_output(store, e, dump.pick_output(e, name))) for e in entries
+        ]
+        table = dump.set_table(values, name)
+        if out is not None:
+            if table is None:
+                raise ConfigError(
+                    f"output {name!r} of stage {entries[0].stage!r} is not a JSON mapping or "
+                    f"value in every set, so the {len(entries)} sets make no table to export",
+                    hint="name one set with -p SET to export its value.",
+                )
+            fmt = dump.export_table(values, table, out, force=force)
+    except CurifactoryError as exc:
+        raise fail(exc) from None
+    stage = entries[0].stage
+    if out is not None:
+        what = f"{entries[0].experiment} / {stage} / {name}"
+        _line(f"wrote {out} ({fmt}) from {plural(len(entries), 'parameter set')}: {what}")
+        return
+    if as_json:
+        sets = [
+            {"params": e.params_name, "id": e.short_id, "entry": e.rel(store.root)}
+            | dump.summary(value, rows)
+            for e, (_, value) in zip(entries, values)
+        ]
+        columns = dump.table_cells(table)[0] if table is not None else None
+        _print_json({"stage": stage, "output": name, "columns": columns, "sets": sets})
+        return
+    info = entries[0].outputs[name]
+    cacher = str(info.get("cacher", "?")).rsplit(".", 1)[-1]
+    where = f"{entries[0].experiment} / {stage}, {plural(len(entries), 'parameter set')}"
+    _line(f"{name}  ({cacher}; {where})", style="bold")
+    if table is not None:
+        columns, cells = dump.table_cells(table)
+        ui.stream_table(console, columns, cells)
+        return
+    for entry, (set_name, value) in zip(entries, values):
+        _line(f"[{set_name}]  entry {entry.short_id}", style="bold")
+        _render_value(value, rows)
 
 
 def _render_value(value: Any, rows: int) -> None:
