@@ -944,8 +944,17 @@ def cache_verify(
         problems, bad, stray = _verify(store, entries, orphan_dirs)
         freed = 0
         if fix and problems:
+            from curifactory_cli.store import removals
+
             freed = store.remove(bad)
             freed += store.remove_paths([*stray, *orphan_dirs])
+            # So that the next plan and run say why these entries are missing.
+            why: dict[str, str] = {}
+            for p in problems:  # the first problem of each entry
+                if p["id"] and p["kind"] in ("missing", "corrupt"):
+                    file = p["path"].rsplit("/", 1)[-1]
+                    why.setdefault(p["id"], f"{p['kind']} {file}")
+            removals.record(store, bad, why)
     except CurifactoryError as exc:
         raise fail(exc) from None
     counts = {kind: sum(p["kind"] == kind for p in problems) for kind in _PROBLEM_KINDS}
@@ -1123,8 +1132,11 @@ def cache_gc(
         entries = [g.entry for g in garbage if g.entry is not None]
         others = [g.path for g in garbage if g.entry is None]
         if yes and garbage:
+            from curifactory_cli.store import removals
+
             store.remove(entries)
             store.remove_paths(others)
+            removals.forget(store, entries)
     except CurifactoryError as exc:
         raise fail(exc) from None
     size = sum(g.size for g in garbage)
@@ -1255,7 +1267,10 @@ def cache_clear(
         return
     _confirm_or_exit(f"Remove {summary}?", yes)
     try:
+        from curifactory_cli.store import removals
+
         store.remove(entries)
+        removals.forget(store, entries)
     except CurifactoryError as exc:
         raise fail(exc) from None
     if as_json:

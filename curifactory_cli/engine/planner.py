@@ -256,7 +256,11 @@ class Planner:
         """Why `node` has no usable entry, from what is known before its inputs are."""
         parts = {**self.keys.base(node), "inputs": self.keys.input_parts(node, self._version)}
         return self.finder.explainer.explain(
-            node, self.finder.stage_prefix(node), parts, open_inputs
+            node,
+            self.finder.stage_prefix(node),
+            parts,
+            open_inputs,
+            lineage_key=self._lineage_of(node),
         )
 
 
