@@ -331,24 +331,133 @@ def _truncate(text: str) -> tuple[str, int]:
     return text, cut
 
 
+# ------------------------------------------------------------------------- one stage, many sets
+def set_table(values: list[tuple[str, Any]], output: str) -> list[tuple[str, dict]] | None:
+    """One row per parameter set (`values`: set name, loaded value) when every value is a JSON
+    mapping or scalar: the mapping's values (nested ones as `a.b`), or the scalar under the
+    output's name. None when a value is anything else (a DataFrame, an array, a list): those
+    do not fit a row."""
+    from curifactory_cli.run_params import flat_values
+
+    rows = []
+    for name, value in values:
+        if isinstance(value, dict) and is_json(value):
+            rows.append((name, flat_values({str(k): v for k, v in value.items()})))
+        elif value is None or isinstance(value, (bool, int, float, str)):
+            rows.append((name, {output: value}))
+        else:
+            return None
+    return rows
+
+
+def table_cells(table: list[tuple[str, dict]]) -> tuple[list[str], list[list[str]]]:
+    """Columns (`set`, then every key in first-seen order) and display cells of a table."""
+    keys = list(dict.fromkeys(k for _, row in table for k in row))
+    cells = [[name, *(_json_cell(row[k]) if k in row else "" for k in keys)] for name, row in table]
+    return ["set", *keys], cells
+
+
+def _json_cell(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float):
+        return _cell(value)
+    return json.dumps(value, ensure_ascii=False)
+
+
+def export_table(
+    values: list[tuple[str, Any]], table: list[tuple[str, dict]], target: Path, force: bool
+) -> str:
+    """A stage's output over parameter sets, written as .csv (the table: a header, then a row
+    per set, full precision) or .json (a list of {"set", "value"}, values as cached)."""
+    _refuse_existing(target, force)
+    suffix = target.suffix.lower()
+    if suffix == ".json":
+        data = [{"set": name, "value": value} for name, value in values]
+        text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+        _write_atomically(target, lambda p: Path(p).write_text(text, encoding="utf-8"))
+        return "json"
+    if suffix == ".csv":
+        import csv
+
+        keys = list(dict.fromkeys(k for _, row in table for k in row))
+
+        def write(path: str) -> None:
+            with open(path, "w", newline="", encoding="utf-8") as f:
+                writer = csv.writer(f)
+                writer.writerow(["set", *keys])
+                for name, row in table:
+                    cells = [row.get(k, "") for k in keys]
+                    writer.writerow(
+                        [
+                            name,
+                            *(
+                                c if isinstance(c, (str, int, float)) else json.dumps(c)
+                                for c in cells
+                            ),
+                        ]
+                    )
+
+        _write_atomically(target, write)
+        return "csv"
+    raise ConfigError(
+        f"cannot export a table of parameter sets as {suffix or 'a file without extension'}",
+        hint="use a .csv or .json file name, or name one set with -p SET.",
+    )
+
+
 # ------------------------------------------------------------------------- exporting
-EXPORT_FORMATS = {"dataframe": (".csv", ".json", ".parquet"), "json": (".json",)}
+EXPORT_FORMATS = {"dataframe": (".csv", ".json", ".parquet"), "json": (".json",)}  # and .pkl
 
 
-def export(obj: Any, target: Path, force: bool = False) -> str:
-    """Write `obj` to `target` in the format its suffix names; returns that format."""
+def _refuse_existing(target: Path, force: bool) -> None:
     if target.exists() and not force:
         raise ConfigError(
             f"refusing to overwrite {target}",
             hint="pass --force to replace it, or choose another file.",
         )
+
+
+def _is_array(obj: Any) -> bool:
+    """A numpy array (checked by type, so numpy is never imported for other values)."""
+    return type(obj).__module__ == "numpy" and type(obj).__name__ == "ndarray"
+
+
+def _save_npy(obj: Any, target: Path) -> None:
+    import numpy as np
+
+    def write(path: str) -> None:
+        with open(path, "wb") as f:
+            # No pickled objects inside: an .npy that np.load reads without allow_pickle.
+            np.save(f, obj, allow_pickle=False)
+
+    _write_atomically(target, write)
+
+
+def _save_pickle(obj: Any, target: Path) -> None:
+    def write(path: str) -> None:
+        with open(path, "wb") as f:
+            pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL)
+
+    _write_atomically(target, write)
+
+
+def export(obj: Any, target: Path, force: bool = False) -> str:
+    """Write `obj` to `target` in the format its suffix names; returns that format."""
+    _refuse_existing(target, force)
     suffix = target.suffix.lower()
+    if suffix == ".pkl":  # anything: read back with pickle.load, as the stage returned it
+        _save_pickle(obj, target)
+        return "pkl"
+    if suffix == ".npy" and _is_array(obj):
+        _save_npy(obj, target)
+        return "npy"
     frame = as_frame(obj)
     if frame is not None:
         if suffix not in EXPORT_FORMATS["dataframe"]:
             raise ConfigError(
                 f"cannot export a DataFrame as {suffix or 'a file without extension'}",
-                hint="use a .csv, .json or .parquet file name.",
+                hint="use a .csv, .json, .parquet or .pkl file name.",
             )
         if suffix == ".parquet":
             import importlib.util
@@ -371,7 +480,8 @@ def export(obj: Any, target: Path, force: bool = False) -> str:
         return "json"
     raise ConfigError(
         f"cannot export a {type_name(obj)} to {target.name}",
-        hint="DataFrames export to .csv, .json or .parquet; plain JSON values to .json.",
+        hint="DataFrames export to .csv, .json or .parquet, plain JSON values to .json, numpy "
+        "arrays to .npy, and anything to .pkl.",
     )
 
 

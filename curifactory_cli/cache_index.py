@@ -42,7 +42,8 @@ def select(
     stage: str | None = None,
     params: str | None = None,
 ) -> list[CacheEntry]:
-    """Entries matching every given filter (`params` matches a set name or a hash prefix)."""
+    """Entries matching every given filter (`params` matches a set name or a hash prefix; a
+    set named `params` wins over hash prefixes: `-p b` is set b, not hashes starting with b)."""
     out = []
     wanted = experiment_name(experiment) if experiment else None
     for entry in entries:
@@ -53,6 +54,8 @@ def select(
         if params and entry.params_name != params and not entry.params_hash.startswith(params):
             continue
         out.append(entry)
+    if params and any(e.params_name == params for e in out):
+        out = [e for e in out if e.params_name == params]
     return out
 
 
@@ -121,6 +124,26 @@ def current_entry(
     params: str | None,
 ) -> CacheEntry:
     """The one entry the latest run of `experiment` used for this stage and parameter set."""
+    run, matched = current_entries(store, registry, experiment, stage, params)
+    if len(matched) == 1:
+        return matched[0]
+    shown = "; ".join(f"{e.short_id} ({e.label()})" for e in matched[:8])
+    raise ConfigError(
+        f"the latest run of {experiment!r} ({run['reference']}) used {len(matched)} matching "
+        "entries",
+        hint=f"narrow it with -s STAGE and -p SET; candidates: {shown}.",
+    )
+
+
+def current_entries(
+    store: LocalStore,
+    registry: RunRegistry,
+    experiment: str,
+    stage: str | None,
+    params: str | None,
+) -> tuple[dict[str, Any], list[CacheEntry]]:
+    """The latest run of `experiment` and the entries it used that match the filters (at
+    least one), in the run's order (its parameter sets' order for one stage)."""
     runs = latest_runs(registry, experiment_name(experiment))
     if not runs:
         raise ConfigError(
@@ -130,25 +153,19 @@ def current_entry(
     run = runs[0]
     used = used_by(store.entries(run["experiment"]), [run])
     matched = select(used, None, stage, params)
-    if len(matched) == 1:
-        return matched[0]
+    if matched:
+        return run, matched
     ref = run["reference"]
     if not used:
         raise ConfigError(
             f"none of the entries the latest run of {experiment!r} ({ref}) used is in {store.root}",
             hint=f"that run used the cache {run.get('cache_dir')}: pass it with --cache.",
         )
-    if not matched:
-        stages = ", ".join(sorted({e.stage for e in used}))
-        sets = ", ".join(sorted({e.params_name for e in used}))
-        raise ConfigError(
-            f"the latest run of {experiment!r} ({ref}) used no entry matching the filters",
-            hint=f"its stages: {stages}; its parameter sets: {sets}.",
-        )
-    shown = "; ".join(f"{e.short_id} ({e.label()})" for e in matched[:8])
+    stages = ", ".join(sorted({e.stage for e in used}))
+    sets = ", ".join(sorted({e.params_name for e in used}))
     raise ConfigError(
-        f"the latest run of {experiment!r} ({ref}) used {len(matched)} matching entries",
-        hint=f"narrow it with -s STAGE and -p SET; candidates: {shown}.",
+        f"the latest run of {experiment!r} ({ref}) used no entry matching the filters",
+        hint=f"its stages: {stages}; its parameter sets: {sets}.",
     )
 
 

@@ -25,6 +25,7 @@ from curifactory_cli.cli_common import (
     RemoteOpt,
     StrictOpt,
     console,
+    err_console,
     execute_run,
     fail,
 )
@@ -289,12 +290,15 @@ def _show_plan(options: RunOptions, as_json: bool) -> None:
     if as_json:
         write_json(console, result.to_json())
         return
+    for message in result.warnings:  # --set keys that match nothing, as `run` warns of them
+        ui.print_warning(err_console, message)
     ui.print_plan(console, headline(result.plans), result.plans)
 
 
 @app.command("ls")
 def list_project(as_json: JsonOpt = False) -> None:
     """List experiments and parameter files (without importing them)."""
+    from curifactory_cli import console as ui
     from curifactory_cli import discovery
 
     root = discovery.project_root()
@@ -322,20 +326,17 @@ def list_project(as_json: JsonOpt = False) -> None:
         }
         write_json(console, data)
         return
-    console.print("EXPERIMENTS", style="bold")
+    # Plain lines (never wrapped, whatever the width): a long description stays on its line.
+    ui.print_heading(console, "EXPERIMENTS")
     for e in experiments:
-        console.print(
-            f"  {e.name}" + (f" - {e.description}" if e.description else ""), markup=False
-        )
+        ui.write_line(console, f"  {e.name}" + (f" - {e.description}" if e.description else ""))
     if not experiments:
-        console.print("  (none in experiments/)", style="dim")
-    console.print("PARAMS", style="bold")
+        ui.write_line(console, "  (none in experiments/)")
+    ui.print_heading(console, "PARAMS")
     for p in params:
-        console.print(
-            f"  {p.name}" + (f" - {p.description}" if p.description else ""), markup=False
-        )
+        ui.write_line(console, f"  {p.name}" + (f" - {p.description}" if p.description else ""))
     if not params:
-        console.print("  (none in params/)", style="dim")
+        ui.write_line(console, "  (none in params/)")
 
 
 @app.command("config")

@@ -32,6 +32,7 @@ from curifactory_cli.cli_common import (
 )
 from curifactory_cli.console import write_json
 from curifactory_cli.errors import ConfigError, CurifactoryError, ExitCode
+from curifactory_cli.wording import plural
 
 if TYPE_CHECKING:
     from rich.text import Text
@@ -78,10 +79,6 @@ def _print_json(data: Any) -> None:
 def _line(text: str, style: str | None = None) -> None:
     # markup off: parameter set names like "[a]" or "x=1" must print as they are.
     console.print(text, style=style, markup=False, highlight=False, soft_wrap=True)
-
-
-def _plural(n: int, word: str, plural: str | None = None) -> str:
-    return f"{n} {word if n == 1 else (plural or word + 's')}"
 
 
 def _store(cache: str | None) -> LocalStore:
@@ -296,7 +293,7 @@ def cache_ls(
         rows(),
         right=("size",),
         caption=lambda: (
-            f"{_plural(totals['count'], 'entry', 'entries')}, "
+            f"{plural(totals['count'], 'entry', 'entries')}, "
             f"{cache_index.human_size(totals['size'])}"
         ),
     )
@@ -468,7 +465,7 @@ def _key_rows(parts: dict[str, Any] | None) -> list[tuple[str, str]]:
     rows.append(("cachers", ", ".join(cachers) or "none"))
     for name, version in (parts.get("inputs") or {}).items():
         if isinstance(version, list):  # an aggregate: one (params hash, version) per record
-            rows.append((f"input {name}", f"{len(version)} versions (aggregate)"))
+            rows.append((f"input {name}", f"{plural(len(version), 'version')} (aggregate)"))
         else:
             rows.append((f"input {name}", f"version {_short(version)}"))
     known = {"format", "experiment", "stage", "params", "code", "outputs", "cachers", "inputs"}
@@ -487,7 +484,7 @@ def _render_inspect(store: LocalStore, entry: CacheEntry, data: dict[str, Any]) 
     if entry.invalidated:
         status = "INVALIDATED (the next run recomputes it)"
     elif damaged:
-        status = f"DAMAGED ({_plural(len(damaged), 'file')} missing or changed)"
+        status = f"DAMAGED ({plural(len(damaged), 'file')} missing or changed)"
     else:
         status = "valid"
     _grid(
@@ -636,7 +633,8 @@ def cache_dump(
             "--out",
             "-o",
             help="Export instead of printing: .csv, .json or .parquet (needs pyarrow) for a "
-            "DataFrame, .json for plain JSON values.",
+            "DataFrame, .json for plain JSON values, .npy for a numpy array, .pkl for anything "
+            "(a table of several sets: .csv or .json).",
             show_default=False,
         ),
     ] = None,
@@ -658,14 +656,19 @@ def cache_dump(
     when caching them: a changed pickle is refused, never unpickled.
 
     `curi cache dump -e EXPERIMENT -s STAGE -p SET [OUTPUT]` (no entry id) dumps the entry
-    the experiment's latest run used for that stage and set.
+    the experiment's latest run used for that stage and set. Without -p, the output of every
+    set it ran: one table, a row per set, when each is a JSON mapping or scalar.
     """
     from curifactory_cli import cache_dump as dump
 
     store = _store(cache)
     root = store.root
     try:
-        found, output = _dump_target(store, entry, output, experiment, stage, params)
+        targets, output = _dump_targets(store, entry, output, experiment, stage, params)
+        if len(targets) > 1:
+            _dump_sets(store, targets, output, rows, out, force, as_json)
+            return
+        found = targets[0]
         name = dump.pick_output(found, output)
         value = dump.load_output(store, found, name)
         if out is not None:
@@ -695,29 +698,90 @@ def cache_dump(
     _render_value(value, rows)
 
 
-def _dump_target(
+def _dump_targets(
     store: LocalStore,
     entry: str | None,
     output: str | None,
     experiment: str | None,
     stage: str | None,
     params: str | None,
-) -> tuple[CacheEntry, str | None]:
-    """The entry to dump and the output asked for. With -e and no entry id, the one word
-    given is the OUTPUT (an entry id is hex, or a path): `dump -e demo -s fit model`."""
+) -> tuple[list[CacheEntry], str | None]:
+    """The entries to dump (one, or one stage's entries over several parameter sets) and the
+    output asked for. With -e and no entry id, the one word given is the OUTPUT (an entry id
+    is hex, or a path): `dump -e demo -s fit model`."""
     from curifactory_cli import cache_index
 
     if entry is not None and experiment and output is None and not cache_index.is_entry_ref(entry):
         entry, output = None, entry
     if entry is not None:
-        return _one_entry(store, entry, experiment, stage, params), output
+        return [_one_entry(store, entry, experiment, stage, params)], output
     if not experiment:
         raise ConfigError(
             "cache dump needs an ENTRY id, or -e EXPERIMENT to dump what its latest run used",
             hint="e.g. `curi cache dump -e demo -s fit_line -p clean`, or an id from "
             "`curi cache ls`.",
         )
-    return cache_index.current_entry(store, _registry(), experiment, stage, params), output
+    registry = _registry()
+    _, matched = cache_index.current_entries(store, registry, experiment, stage, params)
+    if len(matched) > 1 and stage and len({e.stage for e in matched}) == 1:
+        return matched, output  # one stage over the sets the run ran
+    return [cache_index.current_entry(store, registry, experiment, stage, params)], output
+
+
+def _dump_sets(
+    store: LocalStore,
+    entries: list[CacheEntry],
+    output: str | None,
+    rows: int,
+    out: Path | None,
+    force: bool,
+    as_json: bool,
+) -> None:
+    """One stage's output over the parameter sets of a run: a row per set when each value is
+    a JSON mapping or scalar, else each value in turn."""
+    from curifactory_cli import cache_dump as dump
+
+    name = dump.pick_output(entries[0], output)
+    try:
+        values = [
+            (e.params_name, dump.load_output(store, e, dump.pick_output(e, name))) for e in entries
+        ]
+        table = dump.set_table(values, name)
+        if out is not None:
+            if table is None:
+                raise ConfigError(
+                    f"output {name!r} of stage {entries[0].stage!r} is not a JSON mapping or "
+                    f"value in every set, so the {len(entries)} sets make no table to export",
+                    hint="name one set with -p SET to export its value.",
+                )
+            fmt = dump.export_table(values, table, out, force=force)
+    except CurifactoryError as exc:
+        raise fail(exc) from None
+    stage = entries[0].stage
+    if out is not None:
+        what = f"{entries[0].experiment} / {stage} / {name}"
+        _line(f"wrote {out} ({fmt}) from {plural(len(entries), 'parameter set')}: {what}")
+        return
+    if as_json:
+        sets = [
+            {"params": e.params_name, "id": e.short_id, "entry": e.rel(store.root)}
+            | dump.summary(value, rows)
+            for e, (_, value) in zip(entries, values)
+        ]
+        columns = dump.table_cells(table)[0] if table is not None else None
+        _print_json({"stage": stage, "output": name, "columns": columns, "sets": sets})
+        return
+    info = entries[0].outputs[name]
+    cacher = str(info.get("cacher", "?")).rsplit(".", 1)[-1]
+    where = f"{entries[0].experiment} / {stage}, {plural(len(entries), 'parameter set')}"
+    _line(f"{name}  ({cacher}; {where})", style="bold")
+    if table is not None:
+        columns, cells = dump.table_cells(table)
+        ui.stream_table(console, columns, cells)
+        return
+    for entry, (set_name, value) in zip(entries, values):
+        _line(f"[{set_name}]  entry {entry.short_id}", style="bold")
+        _render_value(value, rows)
 
 
 def _render_value(value: Any, rows: int) -> None:
@@ -743,7 +807,7 @@ def _render_frame(frame: Any, rows: int, kind: str) -> None:
     from curifactory_cli import cache_dump as dump
 
     n_rows, n_cols = frame.shape
-    _line(f"{kind.rsplit('.', 1)[-1]}: {_plural(n_rows, 'row')} × {_plural(n_cols, 'column')}")
+    _line(f"{kind.rsplit('.', 1)[-1]}: {plural(n_rows, 'row')} × {plural(n_cols, 'column')}")
     head, tail = dump.frame_parts(frame, rows)
     from rich.table import Table
 
@@ -806,7 +870,7 @@ def cache_invalidate(
             _line(f"  {e.short_id}  {e.label()}  ({label})")
     total = len(matched) + len(downstream)
     summary = (
-        f"{_plural(total, 'entry', 'entries')} ({len(matched)} matched, "
+        f"{plural(total, 'entry', 'entries')} ({len(matched)} matched, "
         f"{len(downstream)} downstream)"
     )
     if dry_run:
@@ -880,8 +944,17 @@ def cache_verify(
         problems, bad, stray = _verify(store, entries, orphan_dirs)
         freed = 0
         if fix and problems:
+            from curifactory_cli.store import removals
+
             freed = store.remove(bad)
             freed += store.remove_paths([*stray, *orphan_dirs])
+            # So that the next plan and run say why these entries are missing.
+            why: dict[str, str] = {}
+            for p in problems:  # the first problem of each entry
+                if p["id"] and p["kind"] in ("missing", "corrupt"):
+                    file = p["path"].rsplit("/", 1)[-1]
+                    why.setdefault(p["id"], f"{p['kind']} {file}")
+            removals.record(store, bad, why)
     except CurifactoryError as exc:
         raise fail(exc) from None
     counts = {kind: sum(p["kind"] == kind for p in problems) for kind in _PROBLEM_KINDS}
@@ -901,15 +974,15 @@ def cache_verify(
         _render_problems(problems)
         found = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in counts.items() if n)
         _line(
-            f"checked {_plural(len(entries), 'entry', 'entries')} ({_plural(files, 'file')}): "
+            f"checked {plural(len(entries), 'entry', 'entries')} ({plural(files, 'file')}): "
             + (found or "all fine"),
             style="red" if problems else "green",
         )
         if fix and problems:
             _line(
-                f"removed {_plural(len(bad), 'damaged entry', 'damaged entries')}, "
-                f"{_plural(len(orphan_dirs), 'orphaned folder')}, "
-                f"{_plural(len(stray), 'stray file')} ({cache_index.human_size(freed)})"
+                f"removed {plural(len(bad), 'damaged entry', 'damaged entries')}, "
+                f"{plural(len(orphan_dirs), 'orphaned folder')}, "
+                f"{plural(len(stray), 'stray file')} ({cache_index.human_size(freed)})"
             )
         elif problems:
             _line("`curi cache verify --fix` removes them; the next run recomputes what it needs")
@@ -1059,8 +1132,11 @@ def cache_gc(
         entries = [g.entry for g in garbage if g.entry is not None]
         others = [g.path for g in garbage if g.entry is None]
         if yes and garbage:
+            from curifactory_cli.store import removals
+
             store.remove(entries)
             store.remove_paths(others)
+            removals.forget(store, entries)
     except CurifactoryError as exc:
         raise fail(exc) from None
     size = sum(g.size for g in garbage)
@@ -1082,7 +1158,7 @@ def cache_gc(
         shown = cache_index.human_size(g.size)
         rel = g.path.relative_to(root).as_posix()
         _line(f"{g.kind:<10} {ident:<10}  {rel}  {shown}  ({g.reason})")
-    summary = f"{_plural(len(garbage), 'item')}, {cache_index.human_size(size)}"
+    summary = f"{plural(len(garbage), 'item')}, {cache_index.human_size(size)}"
     if yes:
         _line(f"removed {summary}")
     else:
@@ -1127,7 +1203,7 @@ def cache_du(
         console.print(f"no cached entries in {store.location}", markup=False)
         return
     human_size = cache_index.human_size
-    caption = f"{_plural(total['entries'], 'entry', 'entries')}, {human_size(total['size'])}"
+    caption = f"{plural(total['entries'], 'entry', 'entries')}, {human_size(total['size'])}"
     for group, rows in tables.items():
         columns = [k for k in rows[0] if k not in ("entries", "size")]
         ui.print_heading(console, f"by {group}")
@@ -1185,13 +1261,16 @@ def cache_clear(
     if dry_run or not as_json:
         for e in entries:
             _line(f"  {e.short_id}  {e.label()}")
-    summary = f"{_plural(len(entries), 'entry', 'entries')}, {cache_index.human_size(size)}"
+    summary = f"{plural(len(entries), 'entry', 'entries')}, {cache_index.human_size(size)}"
     if dry_run:
         console.print(f"would remove {summary} (dry run)")
         return
     _confirm_or_exit(f"Remove {summary}?", yes)
     try:
+        from curifactory_cli.store import removals
+
         store.remove(entries)
+        removals.forget(store, entries)
     except CurifactoryError as exc:
         raise fail(exc) from None
     if as_json:
@@ -1268,4 +1347,4 @@ def _moved(verb: str, done: int, tried: int, url: str, as_json: bool) -> None:
         _print_json({verb: done, "remote": url, "already_there": tried - done})
         return
     where = "to" if verb == "pushed" else "from"
-    console.print(f"{verb} {_plural(done, 'entry', 'entries')} {where} {url}", markup=False)
+    console.print(f"{verb} {plural(done, 'entry', 'entries')} {where} {url}", markup=False)

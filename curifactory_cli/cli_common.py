@@ -172,9 +172,7 @@ def execute_run(
     # Warnings found once the run was over (--store-full could not keep something): the live
     # output has shown the others already.
     for message in result.warnings[len(reporter.warnings) :]:
-        err_console.print(
-            f"warning: {message}", style="yellow", markup=False, highlight=False, soft_wrap=True
-        )
+        ui.print_warning(err_console, message)
     if result.error is not None:
         fail(result.error)
         for other in result.failures[1:]:  # --keep-going: the first is shown in full above

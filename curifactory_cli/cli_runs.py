@@ -23,7 +23,7 @@ from curifactory_cli.cli_common import (
     registry_file,
 )
 from curifactory_cli.console import LOG_WIDTH, print_rows, write_json
-from curifactory_cli.errors import CurifactoryError
+from curifactory_cli.errors import ConfigError, CurifactoryError
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -57,22 +57,41 @@ def runs_ls(
     limit: Annotated[
         int, typer.Option("--limit", min=1, help="Show at most this many runs (newest first).")
     ] = 50,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param",
+            metavar="KEY=VALUE",
+            help="Only runs with a parameter set that has this value (`model.C=0.1` for a "
+            "nested parameter; the value is read as --set reads it). Repeated: one set must "
+            "have them all.",
+        ),
+    ] = None,
     registry: RegistryOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """List recorded runs, newest first."""
+    from curifactory_cli import run_params
+
     path = registry_file(registry)
     try:
-        runs = open_registry(path).list_runs(experiment=experiment, status=status, limit=limit)
+        conditions = run_params.parse_conditions(param or [])
+        runs = open_registry(path).list_runs(
+            experiment=experiment, status=status, limit=None if conditions else limit
+        )
     except CurifactoryError as exc:
         raise fail(exc) from None
+    unknown = [k for k, _ in conditions if not run_params.known_key(runs, k)]
+    if conditions:
+        runs = [r for r in runs if run_params.matching_sets(r, conditions)][:limit]
     if as_json:
         write_json(console, {"registry": str(path), "runs": runs})
         return
     if not runs:
-        filtered = experiment is not None or status is not None
+        filtered = experiment is not None or status is not None or bool(conditions)
+        note = "".join(f" (no recorded parameter set has {k!r})" for k in unknown)
         console.print(
-            "no runs match the filters" if filtered else f"no runs recorded yet in {path}",
+            f"no runs match the filters{note}" if filtered else f"no runs recorded yet in {path}",
             markup=False,
         )
         return
@@ -85,15 +104,28 @@ def runs_ls(
 @runs_app.command("show")
 def runs_show(
     reference: Annotated[
-        str, typer.Argument(help="A run reference, `<experiment>_<n>`, or a unique prefix.")
-    ],
+        str | None,
+        typer.Argument(
+            help="A run reference, `<experiment>_<n>`, or a unique prefix (default: the newest "
+            "run)."
+        ),
+    ] = None,
     registry: RegistryOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Show one run: status, error, parameters, command, provenance and its stages."""
+    """Show one run: status, error, parameter values, command, provenance and its stages."""
     path = registry_file(registry)
     try:
-        run = open_registry(path).get_run(reference)
+        runs = open_registry(path)
+        if reference is None:
+            newest = runs.list_runs(limit=1, brief=True)
+            if not newest:
+                raise ConfigError(
+                    f"no runs recorded yet in {path}",
+                    hint="`curi run EXPERIMENT PARAMS` records every run there.",
+                )
+            reference = newest[0]["reference"]
+        run = runs.get_run(reference)
     except CurifactoryError as exc:
         raise fail(exc) from None
     _with_full_store(run)
@@ -273,20 +305,47 @@ def _print_run(run: dict) -> None:
 
 
 def _print_params(run: dict) -> None:
-    from rich.text import Text
+    """Each parameter set with its values, a table per parameter file: a column per parameter
+    (nested ones as `model.C`), so the sets of a grid can be told apart at a glance."""
+    from curifactory_cli.console import print_heading, stream_table, write_line
+    from curifactory_cli.run_params import flat_values
 
-    files = run.get("param_files") or []
-    sets = run.get("param_sets") or []
-    if files:
-        console.print(Text("param files", style="bold"))
-        for f in files:
-            names = ", ".join(f"{s['name']} ({str(s.get('hash', ''))[:10]})" for s in f["sets"])
-            console.print(Text(f"  {f['path']}: {names or '-'}"), soft_wrap=True)
-    if sets:
-        console.print(Text("param sets", style="bold"))
-        for s in sets:
-            source = f"  from {s['source']}" if s.get("source") else ""
-            console.print(Text(f"  {s['name']}  {s.get('hash', '')}{source}"), soft_wrap=True)
+    by_file: dict[str, list[dict]] = {}
+    for s in run.get("param_sets") or []:
+        by_file.setdefault(str(s.get("source") or ""), []).append(s)
+    for source, group in by_file.items():
+        flat = [
+            flat_values(s["values"]) if isinstance(s.get("values"), dict) else None for s in group
+        ]
+        keys = list(dict.fromkeys(k for values in flat if values for k in values))
+        print_heading(console, f"param sets ({source})" if source else "param sets")
+        rows = [
+            [s["name"], str(s.get("hash", ""))[:10], *_value_cells(values, keys)]
+            for s, values in zip(group, flat)
+        ]
+        if console.is_terminal and len(keys) > _WIDE_PARAMS:
+            # Too many columns for a screen: one line per set, its values as KEY=VALUE.
+            for name, short, *cells in rows:
+                pairs = "  ".join(f"{k}={c}" for k, c in zip(keys, cells) if c)
+                write_line(console, f"  {name}  {short}  {pairs or '(values not recorded)'}")
+            continue
+        stream_table(console, ["set", "hash", *keys], rows)
+
+
+_WIDE_PARAMS = 8  # more parameters than this do not fit a terminal as columns
+
+
+def _value_cells(values: dict | None, keys: list[str]) -> list[str]:
+    if values is None:  # recorded by a curi that did not keep values
+        return ["(values not recorded)", *[""] * (len(keys) - 1)] if keys else []
+    return [_json_scalar(values[k]) if k in values else "" for k in keys]
+
+
+def _json_scalar(value: Any) -> str:
+    """A value as the parameter file would spell it (JSON for lists: `[1, 2]`)."""
+    import json
+
+    return value if isinstance(value, str) else json.dumps(value, default=str)
 
 
 def _print_stages(stages: list[dict]) -> None:

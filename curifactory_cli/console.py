@@ -22,6 +22,7 @@ from curifactory_cli.events import (
     Warned,
 )
 from curifactory_cli.graph import Outcome
+from curifactory_cli.wording import plural
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -68,6 +69,8 @@ class Output:
         return self.rich.is_terminal
 
     def print(self, *objects: Any, **options: Any) -> None:
+        if not self.is_terminal:  # a log or a pipe: a long line stays one line (grep, copy)
+            options.setdefault("soft_wrap", True)
         self.rich.print(*objects, **options)
 
     def __getattr__(self, name: str) -> Any:
@@ -151,13 +154,7 @@ class PlainReporter:
     def emit(self, event: Event) -> None:
         if isinstance(event, Warned):
             self.warnings.append(event.message)
-            self.err.print(
-                f"warning: {event.message}",
-                style="yellow",
-                markup=False,
-                highlight=False,
-                soft_wrap=True,
-            )
+            print_warning(self.err, event.message)
         elif not self.quiet:
             self.show(event)
 
@@ -167,9 +164,10 @@ class PlainReporter:
     def show(self, event: Event) -> None:
         if isinstance(event, RunStarted):
             workers = f" on {event.workers} workers" if event.workers > 1 else ""
-            more = " more" if event.more else ""
+            more = "more " if event.more else ""
             self._line(
-                f"running {event.total}{more} stage calls over {event.records} records{workers}"
+                f"running {plural(event.total, more + 'stage call', more + 'stage calls')} over "
+                f"{plural(event.records, 'record')}{workers}"
             )
         elif isinstance(event, NodeStarted):
             self._started(event)
@@ -548,6 +546,12 @@ def print_heading(console: Console | Output, text: str) -> None:
         console.print(text, style="bold", markup=False, highlight=False, soft_wrap=True)
     else:
         write_line(console, text)
+
+
+def print_warning(console: Console | Output, message: str) -> None:
+    console.print(
+        f"warning: {message}", style="yellow", markup=False, highlight=False, soft_wrap=True
+    )
 
 
 def print_error(console: Console | Output, message: str, hint: str | None = None) -> None:

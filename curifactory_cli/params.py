@@ -590,12 +590,15 @@ def _suggest(key: str, known: list[str]) -> str:
 # Public entry points
 
 
-def parse_override(text: str) -> tuple[str, Any]:
-    """`key=value` from `--set`; the value is read as YAML (`3`, `0.1`, `true`, `[1,2]`)."""
+def parse_override(text: str, option: str = "--set") -> tuple[str, Any]:
+    """`key=value` from `--set` (or another `option`); the value is read as YAML (`3`, `0.1`,
+    `true`, `[1,2]`)."""
     key, sep, raw = text.partition("=")
     key = key.strip()
     if not sep or not key:
-        raise ParamsError(f"--set {text!r}: expected KEY=VALUE", hint="e.g. --set model.depth=3")
+        raise ParamsError(
+            f"{option} {text!r}: expected KEY=VALUE", hint=f"e.g. {option} model.depth=3"
+        )
     try:
         # The parameter files' loader, so `--set lr=1e-3` reads as a file would (a float).
         value = yaml.load(raw, Loader=_LineLoader) if raw.strip() else ""

@@ -16,6 +16,8 @@ import json
 import os
 from typing import Any
 
+from curifactory_cli.wording import plural
+
 __all__ = [
     "CachedReportable",
     "DFReporter",
@@ -111,7 +113,8 @@ class DFReporter(Reportable):
         df = self.df
         rows = len(df)
         shown = df if rows <= MAX_ROWS else None
-        lines = [f"<p class='shape'>{rows} rows &times; {len(df.columns)} columns</p>"]
+        shape = f"{plural(rows, 'row')} &times; {plural(len(df.columns), 'column')}"
+        lines = [f"<p class='shape'>{shape}</p>"]
         lines.append("<table class='df'><tr><th></th>")
         lines += [f"<th>{_escape(str(c))}</th>" for c in df.columns]
         lines.append("</tr>")

@@ -33,6 +33,7 @@ from curifactory_cli.errors import CacheError, ConfigError, CurifactoryError
 from curifactory_cli.graph import Outcome
 from curifactory_cli.params import ExperimentParameters, Params, load_yaml_sets
 from curifactory_cli.store import LocalStore
+from curifactory_cli.wording import plural
 
 if TYPE_CHECKING:
     from curifactory_cli.params import ParamSet
@@ -318,7 +319,7 @@ class StoredRun:
         if len(recorded) != len(param_sets):
             raise ConfigError(
                 f"cannot reproduce run {self.reference}: {self.params} holds "
-                f"{len(param_sets)} parameter sets, the run used {len(recorded)}",
+                f"{plural(len(param_sets), 'parameter set')}, the run used {len(recorded)}",
                 hint="the stored parameter file was edited; restore it from a copy.",
             )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import textwrap
@@ -12,6 +13,49 @@ import pytest
 from typer.testing import CliRunner
 
 from curifactory_cli.runner import RunOptions, run_experiment
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "ported_difference: a test of Curifactory's suite skipped for a documented difference "
+        "(tests/curifactory_suite/differences.py); counted, not listed, in the summary",
+    )
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    """Skips, listed unless they are ported-suite differences: those are one line with their
+    count (README, "Compatibility with Curifactory", has them by file and reason). `-rs` or
+    `-ra` on the command line lists every skip, as pytest does."""
+    if "s" in _report_chars(config):
+        return  # pytest lists every skip itself
+    skipped = terminalreporter.stats.get("skipped", [])
+    ported = [r for r in skipped if "ported_difference" in r.keywords]
+    others: dict[tuple[str, str], int] = {}
+    for report in skipped:
+        if "ported_difference" not in report.keywords and isinstance(report.longrepr, tuple):
+            path, line, reason = report.longrepr
+            with contextlib.suppress(ValueError):  # as pytest shows it: from the rootdir
+                path = Path(path).relative_to(config.rootpath)
+            where = f"{path}:{line}" if line is not None else str(path)
+            what = (where, reason.removeprefix("Skipped: "))
+            others[what] = others.get(what, 0) + 1
+    if not ported and not others:
+        return
+    terminalreporter.section("skipped", sep="-")
+    for (where, reason), count in others.items():
+        terminalreporter.line(f"SKIPPED [{count}] {where}: {reason}")
+    if ported:
+        tests = "test" if len(ported) == 1 else "tests"
+        terminalreporter.line(
+            f"{len(ported)} ported Curifactory {tests} skipped for documented differences "
+            "(tests/curifactory_suite/differences.py; -rs lists them)"
+        )
+
+
+def _report_chars(config: pytest.Config) -> str:
+    chars = config.getoption("reportchars") or ""
+    return "fEsxXpP" if "a" in chars or "A" in chars else chars
 
 
 class Project:

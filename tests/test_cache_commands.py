@@ -383,6 +383,94 @@ def test_dump_out_exports_and_refuses_overwrite(project, cli):
     assert not list(project.root.glob(".*.tmp"))
 
 
+SCORED = """
+import curifactory_cli as cf
+from curifactory_cli.caching import JsonCacher, PickleCacher
+
+
+@cf.stage(inputs=None, outputs=["score"], cachers=[JsonCacher])
+def score(record):
+    n = record.params.n
+    return {"n": n, "mean": (n - 1) / 2, "cfg": {"kind": record.params.kind}}
+
+
+@cf.stage(inputs=None, outputs=["weights"], cachers=[PickleCacher])
+def fit(record):
+    import numpy as np
+
+    return np.arange(record.params.n, dtype="float64") / 4
+
+
+def run(param_sets, manager):
+    for p in param_sets:
+        score(cf.Record(manager, p))
+        fit(cf.Record(manager, p))
+"""
+
+
+@pytest.fixture
+def scored(project):
+    project.write("experiments/scored.py", SCORED)
+    project.write(
+        "params/s.yaml", "- name: a\n  n: 12\n  kind: rf\n- name: b\n  n: 3\n  kind: svm\n"
+    )
+    assert project.run("scored", "params/s.yaml").ok
+    return project
+
+
+def test_dump_of_a_stage_over_the_latest_runs_sets_is_one_table(scored, cli):
+    text = ok(cli, "cache", "dump", "-e", "scored", "-s", "score").stdout.splitlines()
+    assert text[0] == "score  (JsonCacher; scored / score, 2 parameter sets)"
+    assert [line.split() for line in text[1:]] == [
+        ["set", "n", "mean", "cfg.kind"],
+        ["a", "12", "5.5", "rf"],
+        ["b", "3", "1", "svm"],
+    ]
+    data = as_json(cli, "cache", "dump", "-e", "scored", "-s", "score")
+    assert data["columns"] == ["set", "n", "mean", "cfg.kind"]
+    assert [(s["params"], s["value"]["n"]) for s in data["sets"]] == [("a", 12), ("b", 3)]
+    ok(cli, "cache", "dump", "-e", "scored", "-s", "score", "--out", "s.csv")
+    assert (scored.root / "s.csv").read_text().splitlines() == [
+        "set,n,mean,cfg.kind",
+        "a,12,5.5,rf",
+        "b,3,1.0,svm",
+    ]
+    ok(cli, "cache", "dump", "-e", "scored", "-s", "score", "--out", "s.json")
+    exported = json.loads((scored.root / "s.json").read_text())
+    assert exported[1] == {"set": "b", "value": {"n": 3, "mean": 1.0, "cfg": {"kind": "svm"}}}
+    # -p still picks one set.
+    assert (
+        as_json(cli, "cache", "dump", "-e", "scored", "-s", "score", "-p", "b")["value"]["n"] == 3
+    )
+
+
+def test_dump_of_a_stage_over_sets_shows_each_value_that_fits_no_row(scored, cli):
+    text = ok(cli, "cache", "dump", "-e", "scored", "-s", "fit").stdout
+    assert "[a]  entry " in text and "[b]  entry " in text
+    assert "array([0.  , 0.25, 0.5 ])" in text
+    refused = cli("cache", "dump", "-e", "scored", "-s", "fit", "--out", "w.csv")
+    assert refused.exit_code == 2 and "-p SET" in refused.output
+    assert not (scored.root / "w.csv").exists()
+
+
+def test_dump_out_writes_arrays_to_npy_and_anything_to_pkl(scored, cli):
+    import pickle
+
+    import numpy as np
+
+    ok(cli, "cache", "dump", "-e", "scored", "-s", "fit", "-p", "b", "--out", "w.npy")
+    assert np.load(scored.root / "w.npy").tolist() == [0.0, 0.25, 0.5]  # no pickle needed
+    ok(cli, "cache", "dump", "-e", "scored", "-s", "fit", "-p", "a", "--out", "w.pkl")
+    with open(scored.root / "w.pkl", "rb") as f:
+        assert np.array_equal(pickle.load(f), np.arange(12) / 4)
+    ok(cli, "cache", "dump", "-e", "scored", "-s", "score", "-p", "a", "--out", "s.pkl")
+    with open(scored.root / "s.pkl", "rb") as f:
+        assert pickle.load(f) == {"n": 12, "mean": 5.5, "cfg": {"kind": "rf"}}
+    refused = cli("cache", "dump", "-e", "scored", "-s", "score", "-p", "a", "--out", "s.npy")
+    assert refused.exit_code == 2 and ".npy" in refused.output and ".pkl" in refused.output
+    assert not (scored.root / "s.npy").exists()
+
+
 # ---------------------------------------------------------------------------------- invalidate
 def test_invalidate_marks_downstream_and_run_recomputes_them(project, cli):
     setup(project)
@@ -673,3 +761,16 @@ def test_dump_refuses_a_planted_cacher_when_the_cache_is_a_link_to_a_shared_fold
     assert result.exit_code != 0
     assert "refusing to import the cacher" in result.output
     assert not marker.exists()
+
+
+def test_a_params_filter_naming_a_set_is_not_also_a_hash_prefix():
+    from types import SimpleNamespace
+
+    from curifactory_cli.cache_index import select
+
+    def made(name: str, digest: str) -> SimpleNamespace:
+        return SimpleNamespace(experiment="x", stage="s", params_name=name, params_hash=digest)
+
+    a, b = made("a", "b41e0c"), made("b", "07d2aa")
+    assert select([a, b], params="b") == [b]  # set b, though a's hash starts with b
+    assert select([a, b], params="b4") == [a]  # a hash prefix still works

@@ -366,6 +366,21 @@ def test_ls_lists_experiments_and_params_without_importing(project, cli):
     assert "experiments.bomb" not in sys.modules
 
 
+def test_ls_never_wraps_a_long_description_outside_a_terminal(project, cli):
+    about = "Fit a line to noisy points, " + "then compare every parameter set " * 4
+    project.write("experiments/long.py", f'"""{about.strip()}"""\n\ndef run(p, m):\n    pass\n')
+    result = cli("ls")
+    assert result.exit_code == 0, result.output
+    assert f"  long - {about.strip()}\n" in result.output  # one line of 150 characters
+
+
+def test_messages_with_long_paths_stay_on_one_line_outside_a_terminal(project, cli):
+    cache = project.root / ("a-rather-long-folder-name-for-the-cache-" * 3) / "cache"
+    result = cli("cache", "ls", "--cache", str(cache))
+    assert result.exit_code == 0, result.output
+    assert result.output == f"no cached entries in {cache}\n"
+
+
 def test_ls_json_shape(project, cli):
     _ls_project(project)
     result = cli("ls", "--json")
@@ -548,6 +563,19 @@ def test_run_no_progress_prints_plain_lines(project, cli):
     assert any(
         re.fullmatch(r"cached\s+total \[b\]", line.strip()) for line in again.output.splitlines()
     )
+
+
+def test_counts_of_one_are_singular(project, cli):
+    project.write("experiments/one.py", COUNT.replace("total(load(", "(load("))
+    project.write("params/one.yaml", "- name: a\n  n: 2\n")
+    result = cli("run", "one", "params/one.yaml", "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("running 1 stage call over 1 record\n"), result.output
+    plan = cli("plan", "one", "params/one.yaml")
+    assert plan.output.startswith("1 of 1 stage cached, 0 to run\n"), plan.output
+    setup_count(project)
+    result = cli("run", "count", "params/p.yaml", "--no-progress")
+    assert result.output.startswith("running 8 stage calls over 4 records\n"), result.output
 
 
 def test_run_bare_params_name(project, cli):

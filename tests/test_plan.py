@@ -194,6 +194,17 @@ def test_plan_cli_json_and_headline(pipe, cli):
     assert pipe.snapshot() == before  # planning writes nothing
 
 
+def test_plan_warns_of_a_set_key_no_parameter_set_has_as_run_does(pipe, cli):
+    expected = "warning: --set facter: no parameter set has a parameter 'facter'"
+    for command in (("plan",), ("run", "--plan"), ("run", "-q")):
+        result = cli(*command, "pipe", "params/p.yaml", "--set", "facter=2")
+        assert result.exit_code == 0, result.output
+        assert expected in " ".join(result.output.split()), command
+        assert "did you mean 'factor'?" in " ".join(result.output.split()), command
+    data = json.loads(cli("plan", "pipe", "params/p.yaml", "--set", "facter=2", "--json").stdout)
+    assert any(w.startswith("--set facter:") for w in data["warnings"])
+
+
 def test_cache_ls_stale_lists_what_current_code_no_longer_produces(pipe, cli):
     assert cli("run", "pipe", "params/p.yaml", "-q").exit_code == 0
     quiet = cli("cache", "ls", "--stale", "pipe", "--stale-params", "params/p.yaml", "--json")

@@ -124,3 +124,36 @@ def test_a_skipped_call_reads_the_same_in_plan_and_run(pipe, cli):
     calls = plan_then_run(cli)
     assert calls["scale", "a"][0::2] == ("skipped", "skipped")
     assert calls["scale", "a"][1] == calls["scale", "a"][3]
+
+
+def newest_entry(cli, stage: str, record: str):
+    listed = json.loads(cli("cache", "ls", "-s", stage, "-p", record, "--json").stdout)
+    return listed["entries"][0]  # newest first within a stage and set
+
+
+def test_an_entry_verify_fix_removed_is_named_as_removed_not_as_changed(pipe, cli):
+    # Two generations of grand: the older one was computed from other data.
+    pipe.write("experiments/pipe.py", PIPELINE.replace("range(record.params.n)", "range(1, 9)"))
+    assert cli("run", "pipe", "params/p.yaml", "-q", "--no-report").exit_code == 0
+    current = newest_entry(cli, "grand", "aggregate")
+    (pipe.cache / current["path"] / "grand.json").write_text("-1")
+    fixed = cli("cache", "verify", "--fix")
+    assert fixed.exit_code == 1 and "removed 1 damaged entry" in fixed.output
+    calls = plan_then_run(cli)
+    assert_same_words(calls)
+    reason = calls["grand", "aggregate"][1]
+    assert calls["grand", "aggregate"][0::2] == ("run", "executed")
+    assert reason.startswith("cache entry removed as damaged (corrupt grand.json) by "), reason
+    assert "`curi cache verify --fix` on 20" in reason
+    assert newest_entry(cli, "grand", "aggregate")["id"] == current["id"]  # recomputed
+
+
+def test_an_entry_cleared_on_purpose_is_no_longer_called_damaged(pipe, cli):
+    current = newest_entry(cli, "grand", "aggregate")
+    (pipe.cache / current["path"] / "grand.json").write_text("[]")
+    assert cli("cache", "verify", "--fix").exit_code == 1
+    assert cli("run", "pipe", "params/p.yaml", "-q", "--no-report").exit_code == 0
+    cleared = cli("cache", "clear", "-s", "grand", "--yes")
+    assert cleared.exit_code == 0, cleared.output
+    calls = plan_then_run(cli)
+    assert calls["grand", "aggregate"][1] == "not computed yet"

@@ -204,3 +204,84 @@ def test_a_scripted_session_records_the_script_as_its_command(project, cli):
     shown = json.loads(cli("runs", "show", run["reference"], "--json").stdout)
     assert shown["command"] == [sys.executable, "nb.py"]
     assert shown["reproduce"] == f"{sys.executable} nb.py"
+
+
+# ------------------------------------------------------------- runs show / runs ls --param
+NESTED = """
+- name: a
+  n: 1
+  model: {kind: rf, depth: 3}
+- name: b
+  n: 2
+  model: {kind: svm, depth: 3}
+"""
+
+
+def two_runs(project, cli) -> list[str]:
+    setup(project, NESTED)
+    assert cli("run", "exp", "p", "-q").exit_code == 0
+    assert cli("run", "exp", "p", "-q", "--set", "n=5").exit_code == 0
+    return [r["reference"] for r in registry(project).list_runs()]  # newest first
+
+
+def test_runs_show_without_a_reference_shows_the_newest_run_with_its_values(project, cli):
+    newest, oldest = two_runs(project, cli)
+    result = cli("runs", "show")
+    assert result.exit_code == 0, result.output
+    assert newest in result.output and oldest not in result.output
+    lines = [" ".join(line.split()) for line in result.stdout.splitlines()]
+    assert "param sets (params/p.yaml)" in lines
+    assert "set hash model.depth model.kind n" in lines, "\n".join(lines)
+    hashes = {p["name"]: p["hash"][:10] for p in registry(project).get_run(newest)["param_sets"]}
+    assert f"a {hashes['a']} 3 rf 5" in lines and f"b {hashes['b']} 3 svm 5" in lines
+
+
+def test_runs_show_without_a_reference_and_no_runs_says_so(project, cli):
+    result = cli("runs", "show")
+    assert result.exit_code == 2 and "no runs recorded yet" in result.output
+
+
+def test_runs_ls_param_keeps_the_runs_with_a_set_having_every_value(project, cli):
+    newest, oldest = two_runs(project, cli)
+
+    def listed(*conditions: str) -> list[str]:
+        words = [w for c in conditions for w in ("--param", c)]
+        result = cli("runs", "ls", *words, "--json")
+        assert result.exit_code == 0, result.output
+        return [r["reference"] for r in json.loads(result.stdout)["runs"]]
+
+    assert listed("n=5") == [newest]
+    assert listed("n=1.0") == [oldest]  # read as --set reads it: 1.0 is the number 1
+    assert listed("model.kind=svm") == [newest, oldest]  # a nested parameter, dotted
+    assert listed("model.kind=rf", "n=1") == [oldest]
+    # Several conditions hold for one set: run 1 has an svm set and a set with n=1, not both.
+    assert listed("model.kind=svm", "n=1") == []
+    assert listed("model.depth=3", "n=2") == [oldest]
+    text = cli("runs", "ls", "--param", "model.kind=rf", "--param", "n=5")
+    assert text.exit_code == 0 and newest in text.stdout and oldest not in text.stdout
+    typo = cli("runs", "ls", "--param", "model.knd=rf")
+    assert typo.stdout == "no runs match the filters (no recorded parameter set has 'model.knd')\n"
+    bad = cli("runs", "ls", "--param", "n")
+    assert bad.exit_code == 2 and "--param 'n': expected KEY=VALUE" in bad.output
+
+
+def test_param_conditions_compare_values_as_the_parameter_files_mean_them():
+    from curifactory_cli.run_params import flat_values, matching_sets, parse_conditions
+
+    run = {
+        "param_sets": [
+            {"name": "on", "values": {"flag": True, "layers": [1, 2], "opt": {"lr": 0.1}}},
+            {"name": "one", "values": {"flag": 1, "layers": [1], "opt": {"lr": 1}}},
+            {"name": "old"},  # recorded before values were kept: matches nothing
+        ]
+    }
+    assert flat_values(run["param_sets"][0]["values"]) == {
+        "flag": True,
+        "layers": [1, 2],
+        "opt.lr": 0.1,
+    }
+    assert matching_sets(run, parse_conditions(["flag=true"])) == ["on"]
+    assert matching_sets(run, parse_conditions(["flag=1"])) == ["one"]
+    assert matching_sets(run, parse_conditions(["layers=[1, 2]", "opt.lr=1e-1"])) == ["on"]
+    assert matching_sets(run, parse_conditions(["opt.lr=1.0"])) == ["one"]
+    assert matching_sets(run, []) == ["on", "one"]

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from curifactory_cli.discovery import find_project_root
 from curifactory_cli.fingerprint import CodeFingerprinter
 from curifactory_cli.graph import entry_namespace
-from curifactory_cli.store import INVALIDATED
+from curifactory_cli.store import INVALIDATED, removals
 
 if TYPE_CHECKING:
     from curifactory_cli.graph import Node
@@ -55,6 +55,15 @@ def files_changed(paths: list[str]) -> str:
 
 def inputs_changed(names: list[str]) -> str:
     return f"input data changed ({', '.join(names)})"
+
+
+def removed_damaged(record: dict[str, Any]) -> str:
+    """The entry under this key was removed by `curi cache verify --fix` (`record`: what its
+    log kept)."""
+    when = str(record.get("removed") or "")[:10]
+    problem = f" ({record['problem']})" if record.get("problem") else ""
+    on = f" on {when}" if when else ""
+    return f"cache entry removed as damaged{problem} by `curi cache verify --fix`{on}"
 
 
 def unusable(problem: str) -> str:
@@ -171,6 +180,7 @@ class MissExplainer:
         self.fingerprinter = fingerprinter
         self._by_root: dict[str, CodeFingerprinter] = {}
         self._index: set[tuple[str, str]] | None = None
+        self._removed: dict[str, dict[str, Any]] | None = None
 
     def explain(
         self,
@@ -178,9 +188,15 @@ class MissExplainer:
         stage_prefix: str,
         parts: dict[str, Any] | None,
         open_inputs: frozenset[str] = frozenset(),
+        key: str | None = None,
+        lineage_key: str | None = None,
     ) -> str:
         """`parts`: the call's key parts (inputs whose data is not known yet are left out of
-        the comparison: `open_inputs`)."""
+        the comparison: `open_inputs`); `key` (or, while inputs are open, `lineage_key`): to
+        tell an entry `curi cache verify --fix` removed."""
+        removed = self._removed_record(key, lineage_key)
+        if removed is not None:
+            return removed_damaged(removed)
         metas = [entry.meta for entry in self.store.stage_entries(stage_prefix)]
         if not metas:
             return PARAMS_CHANGED if self._made_under_other_params(node) else NOT_COMPUTED
@@ -207,6 +223,19 @@ class MissExplainer:
             if name not in open_inputs and old_inputs.get(name) != version
         )
         return inputs_changed(changed) if changed else ENTRY_MISSING
+
+    def _removed_record(self, key: str | None, lineage_key: str | None) -> dict[str, Any] | None:
+        """What the log of entries removed as damaged says of this key (read once, on the
+        first miss to explain)."""
+        if not key and not lineage_key:
+            return None
+        if self._removed is None:
+            self._removed = removals.read(removals.log_root(self.store))
+        if key and key in self._removed:
+            return self._removed[key]
+        if not key and lineage_key:
+            return self._removed.get("lineage:" + lineage_key)
+        return None
 
     def _changed_code(self, node: Node, old: dict[str, str]) -> list[str]:
         """The functions, classes and constants whose fingerprint differs from `old`."""
@@ -329,5 +358,7 @@ class FactFinder:
             stage_prefix=prefix,
             key=key,
             entry_dir=None if key is None else self.store.entry_dir(prefix, key),
-            explain=None if key is None else partial(self.explainer.explain, node, prefix, parts),
+            explain=None
+            if key is None
+            else partial(self.explainer.explain, node, prefix, parts, key=key),
         )

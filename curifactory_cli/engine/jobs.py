@@ -41,6 +41,7 @@ from curifactory_cli.store import (
     written_files,
 )
 from curifactory_cli.store.entry import RemoteRef
+from curifactory_cli.wording import plural
 
 # ---------------------------------------------------------------------------------- the job
 
@@ -472,7 +473,7 @@ def split_outputs(job: Job, returned: Any) -> list[Any]:
             "declare one output per value.",
         )
     if not isinstance(returned, (tuple, list)) or len(returned) != n:
-        got = f"{len(returned)} values" if isinstance(returned, (tuple, list)) else "1 value"
+        got = plural(len(returned), "value") if isinstance(returned, (tuple, list)) else "1 value"
         declared = ", ".join(
             f'Lazy("{name}")' if lazy else name for name, lazy in zip(job.outputs, job.lazy)
         )

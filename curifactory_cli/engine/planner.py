@@ -25,6 +25,7 @@ from curifactory_cli.engine.decide import (
 )
 from curifactory_cli.engine.keys import memory_version
 from curifactory_cli.graph import Node, OutputRef, producers_through_memory
+from curifactory_cli.wording import plural
 
 if TYPE_CHECKING:
     from curifactory_cli.engine.keys import KeyMaker
@@ -255,7 +256,11 @@ class Planner:
         """Why `node` has no usable entry, from what is known before its inputs are."""
         parts = {**self.keys.base(node), "inputs": self.keys.input_parts(node, self._version)}
         return self.finder.explainer.explain(
-            node, self.finder.stage_prefix(node), parts, open_inputs
+            node,
+            self.finder.stage_prefix(node),
+            parts,
+            open_inputs,
+            lineage_key=self._lineage_of(node),
         )
 
 
@@ -269,7 +274,7 @@ def summarize(plans: list[NodePlan]) -> dict[str, int]:
 def headline(plans: list[NodePlan]) -> str:
     """'12 of 40 stages cached, 28 to run' (plus the undecided and skipped ones)."""
     counts = summarize(plans)
-    text = f"{counts['cached']} of {len(plans)} stages cached, {counts['run']} to run"
+    text = f"{counts['cached']} of {plural(len(plans), 'stage')} cached, {counts['run']} to run"
     if counts["maybe"]:
         text += f", {counts['maybe']} may run (if upstream outputs change)"
     if counts["skipped"]:

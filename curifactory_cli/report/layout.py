@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from html import escape
 from typing import Any
 
+from curifactory_cli.wording import plural
+
 FULL_MAX = 400
 FULL_RECORDS = 40
 
@@ -204,7 +206,10 @@ def _full(calls: Sequence[dict[str, Any]]) -> str:
             f"{escape(_short(call['stage']))}</text>{label}</g>"
         )
     return _svg(
-        width, height + (14 if joining else 0), body, f"stage graph: {len(calls)} stage calls"
+        width,
+        height + (14 if joining else 0),
+        body,
+        f"stage graph: {plural(len(calls), 'stage call')}",
     )
 
 
@@ -281,7 +286,7 @@ def _by_stage(calls: Sequence[dict[str, Any]], stage_rows: list[dict[str, Any]])
         row = summary[stage]
         worst = next((o for o in ("failed", "executed", "cached") if row[o]), "skipped")
         counts = ", ".join(f"{row[o]} {o}" for o in OUTCOMES if row[o])
-        tip = f"{stage}: {row['calls']} calls ({counts}); {row['seconds']:.3f} s in all"
+        tip = f"{stage}: {plural(row['calls'], 'call')} ({counts}); {row['seconds']:.3f} s in all"
         bar, x = [], bx + 8
         for outcome in OUTCOMES:
             if row[outcome]:
@@ -298,4 +303,4 @@ def _by_stage(calls: Sequence[dict[str, Any]], stage_rows: list[dict[str, Any]])
             f'<text x="{bx + box_w / 2:.0f}" y="{by + 19:.0f}">'
             f"{escape(_short(stage))} \u00d7{row['calls']}</text>{''.join(bar)}</g>"
         )
-    return _svg(width, height, body, f"stage graph by stage: {len(summary)} stages")
+    return _svg(width, height, body, f"stage graph by stage: {plural(len(summary), 'stage')}")

@@ -49,6 +49,7 @@ from curifactory_cli.store.entry import (
     verify_files,
 )
 from curifactory_cli.store.local import GRACE_S, discard_staging, fault_point, human_duration
+from curifactory_cli.wording import plural
 
 ATTEMPT = re.compile(r"^[0-9a-f]{32}$")
 # Remote calls raise the storage library's own errors (botocore's, aiohttp's), not only
@@ -503,7 +504,7 @@ class FsspecStore:
                 for (_, final, _, _), attempt in zip(items, attempts):
                     self._remove_quietly(f"{final}/{attempt}")
                 raise self._error(
-                    f"cannot upload {len(items)} entries to {self.url}", exc
+                    f"cannot upload {plural(len(items), 'entry', 'entries')} to {self.url}", exc
                 ) from None
         fault_point("remote-before-meta")
         creates = {}

@@ -22,6 +22,7 @@ from curifactory_cli.errors import CacheError
 from curifactory_cli.store.entry import INVALIDATED, Entry, RemoteRef
 from curifactory_cli.store.local import EntryLock, LocalStore, discard_staging, make_staging
 from curifactory_cli.store.remote import FsspecStore
+from curifactory_cli.wording import plural
 
 UPLOAD_BATCH = 64  # entries per bulk upload
 
@@ -236,7 +237,7 @@ class TieredStore:
             if self.scratch is not None:
                 raise  # the remote is the cache: these entries would be lost
             self.warnings.append(
-                f"{exc.message}; {len(items)} entries are cached locally, "
+                f"{exc.message}; {plural(len(items), 'entry is', 'entries are')} cached locally, "
                 "`curi cache push` uploads them later"
             )
 
