@@ -8,19 +8,31 @@ and published locally, then read like any local entry: at once with a lasting lo
 (`materialize`) with a temporary one (`--cache URL`: a fully cached run downloads nothing).
 Outputs of stages that ran are uploaded by whoever ran them (`Job.upload`); the driver
 commits them. When the local tier has an entry, no remote call is made for it.
+
+A remote tier is optional: the first time a run needs it, one short request (`reach.probe`)
+tells whether it answers. When it does not, or stops answering mid-run, the run goes on
+from the local tier alone with one warning: what it computes stays local, and `curi cache
+push` uploads it later. A remote that is the cache (`--cache URL`) fails the run instead.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from curifactory_cli.errors import CacheError
-from curifactory_cli.store.entry import INVALIDATED, Entry, RemoteRef
+from curifactory_cli.store.entry import (
+    INVALIDATED,
+    CorruptEntryError,
+    Entry,
+    RemoteRef,
+    listed_files,
+)
 from curifactory_cli.store.local import EntryLock, LocalStore, discard_staging, make_staging
+from curifactory_cli.store.reach import probe
 from curifactory_cli.store.remote import FsspecStore
 
 UPLOAD_BATCH = 64  # entries per bulk upload
@@ -28,6 +40,10 @@ UPLOAD_BATCH = 64  # entries per bulk upload
 
 def _local_meta(meta: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in meta.items() if k != "objects"}
+
+
+def _size(meta: dict[str, Any]) -> int:
+    return sum(int(info.get("size") or 0) for _, info in listed_files(meta))
 
 
 class TieredStore:
@@ -45,6 +61,13 @@ class TieredStore:
         # With `--cache URL` the local tier is temporary, and the remote is the cache.
         self.scratch: tempfile.TemporaryDirectory[str] | None = None
         self.warnings: list[str] = []  # uploads that failed: the run goes on, `push` retries
+        # Where a warning goes at once (the run's reporter); else kept in `warnings`.
+        self.notify: Callable[[str], None] | None = None
+        self.offline: str | None = None  # why the remote is left out of the rest of the run
+        self._probed = False
+        # What this run moved: [entries, bytes] downloaded from and uploaded to the remote.
+        self.pulled = [0, 0]
+        self.pushed = [0, 0]
         self._options = tuple(sorted((storage_options or {}).items()))
         self._remote_only: dict[str, Entry] = {}  # local folder -> remote entry not fetched
         self._ahead: set[str] = set()  # remote folders to read ahead at the first miss
@@ -76,9 +99,15 @@ class TieredStore:
         self, directory: str, key: str, outputs: list[str]
     ) -> tuple[Entry | None, str | None]:
         entry, problem = self.local.lookup(directory, key, outputs)
-        if entry is not None or problem == INVALIDATED:
+        if entry is not None or problem == INVALIDATED or not self._reachable():
             return entry, problem
-        found, remote_problem = self._remote().lookup(self._remote_path(directory), key, outputs)
+        try:
+            found, remote_problem = self._remote().lookup(
+                self._remote_path(directory), key, outputs
+            )
+        except CacheError as exc:
+            self._lost(exc)
+            return None, problem
         if found is None:
             return None, problem or remote_problem
         return self._served(found, directory)
@@ -93,8 +122,12 @@ class TieredStore:
             make_staging(staging)
             try:
                 self.remote.fetch(found, staging)
-            except CacheError as exc:
+            except CorruptEntryError as exc:
                 return None, f"remote entry unusable: {exc.message}"
+            except CacheError as exc:
+                self._lost(exc)
+                return None, f"remote entry unusable: {exc.message}"
+            self._count(self.pulled, found.meta)
             return Entry(Path(staging), _local_meta(found.meta)), None
         self._remote_only[directory] = found
         if self.scratch is None:
@@ -104,8 +137,65 @@ class TieredStore:
                 self.materialize(directory)
             except CacheError as exc:
                 del self._remote_only[directory]
+                if not isinstance(exc, CorruptEntryError):
+                    self._lost(exc)
                 return None, f"remote entry unusable: {exc.message}"
         return Entry(Path(directory), _local_meta(found.meta)), None
+
+    @staticmethod
+    def _count(tally: list[int], meta: dict[str, Any]) -> None:
+        tally[0] += 1
+        tally[1] += _size(meta)
+
+    def _warn(self, message: str) -> None:
+        if self.notify is not None:
+            self.notify(message)
+        else:
+            self.warnings.append(message)
+
+    def _reachable(self) -> bool:
+        """Whether to ask the remote: the first time, one short request finds out (a run
+        served by the local tier never asks)."""
+        if self.offline is not None:
+            return False
+        if not self._probed:
+            self._probed = True
+            try:
+                probe(self.remote)
+            except CacheError as exc:
+                self._lost(exc, started=False)
+                return False
+        return True
+
+    def _lost(self, exc: CacheError, started: bool = True) -> None:
+        """The remote did not answer: leave it out of the rest of the run (one warning), or
+        fail the run when it is the cache itself."""
+        if self.scratch is not None:
+            raise exc
+        self.offline = exc.message
+        self._ahead = set()
+        queued, self._uploads = len(self._uploads), []
+        what = "stopped answering" if started else "cannot be reached"
+        rest = "the rest of this run uses" if started else "this run uses"
+        kept = f" ({queued} entries not uploaded yet)" if queued else ""
+        reason = exc.message.removeprefix(f"cannot reach {self.remote.url}: ")
+        self._warn(
+            f"remote {self.remote.url} {what} ({reason}): "
+            f"{rest} the local cache only; what it computes stays there{kept}, and "
+            "`curi cache push` uploads it later. To leave the remote out: --no-remote, or "
+            "CURI_REMOTE= (empty)"
+        )
+
+    @property
+    def transfers(self) -> dict[str, Any]:
+        """What the run moved between the tiers, for its summary and `--json`."""
+        return {
+            "url": self.remote.url,
+            "reached": self.offline is None,
+            "offline": self.offline,
+            "pulled": {"entries": self.pulled[0], "bytes": self.pulled[1]},
+            "pushed": {"entries": self.pushed[0], "bytes": self.pushed[1]},
+        }
 
     def prefetch(self, folders: Iterable[str]) -> None:
         """What the run will look up: read ahead from the remote at the first local miss (a
@@ -140,15 +230,21 @@ class TieredStore:
             discard_staging(staging)
             raise
         del self._remote_only[directory]
+        self._count(self.pulled, found.meta)
 
     def find_by_lineage(
         self, stage_prefix: str, lineage_key: str, outputs: list[str]
     ) -> Entry | None:
         entry = self.local.find_by_lineage(stage_prefix, lineage_key, outputs)
-        if entry is not None:
+        if entry is not None or not self._reachable():
             return entry
-        remote = self._remote()
-        found = remote.find_by_lineage(self._remote_path(stage_prefix), lineage_key, outputs)
+        try:
+            found = self._remote().find_by_lineage(
+                self._remote_path(stage_prefix), lineage_key, outputs
+            )
+        except CacheError as exc:
+            self._lost(exc)
+            return None
         if found is None:
             return None
         return self._served(found, str(self.local.root / found.rel(self.remote.root)))[0]
@@ -191,8 +287,8 @@ class TieredStore:
         here = os.path.isdir(staging)
         if here:
             self.local.publish(staging, final, meta)
-        if self.dry:
-            return
+        if self.dry or (here and self.offline is not None):
+            return  # kept locally: `curi cache push` uploads it later
         target = self._remote_path(final)
         if attempt is None and upload_error is None and here:
             # Written by this machine: upload in batches (one bulk `put`, then concurrent
@@ -211,19 +307,18 @@ class TieredStore:
                 if found is not None and not here:
                     self._remote_only[final] = found  # theirs won: load theirs
                 return
+            self._count(self.pushed, meta)
             if not here:
                 self._remote_only[final] = self.remote.entry_from(target, meta, attempt)
         except CacheError as exc:
             if self.scratch is not None or not here:
                 raise  # the remote is the cache, or the only copy: the entry would be lost
-            self.warnings.append(
-                f"{exc.message}; it is cached locally, `curi cache push` uploads it later"
-            )
+            self._warn(f"{exc.message}; it is cached locally, `curi cache push` uploads it later")
 
     def flush(self) -> None:
         """Upload and commit the entries this machine published since the last flush."""
         batch, self._uploads = self._uploads, []
-        if not batch:
+        if not batch or not self._reachable():
             return
         items = []
         for final, target, replace in batch:
@@ -235,10 +330,14 @@ class TieredStore:
         except CacheError as exc:
             if self.scratch is not None:
                 raise  # the remote is the cache: these entries would be lost
-            self.warnings.append(
+            self.offline = exc.message  # later batches would wait as long and fail alike
+            self._warn(
                 f"{exc.message}; {len(items)} entries are cached locally, "
                 "`curi cache push` uploads them later"
             )
+            return
+        for _, _, meta, _ in items:
+            self._count(self.pushed, meta)
 
     def close(self, cancel: bool = False) -> None:
         """The end of a run: upload what is queued (not when the run was interrupted: a
