@@ -90,10 +90,11 @@ def test_an_unreachable_remote_leaves_the_run_to_the_local_cache(
     assert again.exit_code == 0, again.output
     document = json.loads(again.stdout)
     assert document["counts"]["cached"] == 7
-    # Everything local: the remote was not even asked.
-    assert document["remote"]["reached"] is True
-    assert document["remote"]["pulled"] == {"entries": 0, "bytes": 0}
-    assert document["warnings"] == []
+    # Everything is local, but what the first run computed is still to upload: the remote
+    # is asked (once, briefly), and the entries stay listed for a later run.
+    assert document["remote"]["reached"] is False
+    assert len(document["warnings"]) == 1
+    assert len((project.cache / ".unpushed").read_text().split()) == 7
 
 
 def test_plan_with_an_unreachable_remote_plans_from_the_local_cache(
@@ -257,13 +258,47 @@ def test_a_remote_lost_mid_run_leaves_the_rest_to_the_local_cache(
     assert document["remote"]["reached"] is False
     assert document["remote"]["pushed"]["entries"] == 0
     assert len(second.entries()) == 8  # all computed and kept locally
+    listed = (second.cache / ".unpushed").read_text().split()
+    assert sorted(listed) == sorted(str(e.relative_to(second.cache)) for e in second.entries())
 
-    # Back online: `curi cache push` uploads what the bucket lacks (d's two entries).
+    # Back online: `curi cache push` uploads what the bucket lacks (d's two entries), and
+    # no run need upload them any more.
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
     s3fs.S3FileSystem.clear_instance_cache()
     pushed = curi("cache", "push", "--remote", bucket, "--json")
     assert pushed.exit_code == 0, pushed.output
     assert json.loads(pushed.stdout)["pushed"] == 2
+    assert not (second.cache / ".unpushed").exists()
+
+
+def test_the_next_run_that_reaches_the_remote_uploads_what_an_offline_run_kept(
+    tmp_path, bucket, s3_endpoint, monkeypatch
+):
+    import s3fs
+
+    first = clone(tmp_path, "alice")
+    monkeypatch.chdir(first.root)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", closed_endpoint())
+    s3fs.S3FileSystem.clear_instance_cache()
+    offline = curi("run", "team", "p", "--remote", bucket, "--no-report", "--json")
+    assert offline.exit_code == 0, offline.output
+    assert json.loads(offline.stdout)["remote"]["reached"] is False
+    assert len((first.cache / ".unpushed").read_text().split()) == 7
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)  # back online
+    s3fs.S3FileSystem.clear_instance_cache()
+    online = curi("run", "team", "p", "--remote", bucket, "--no-report", "--no-progress")
+    assert online.exit_code == 0, online.output
+    summary = online.stdout.strip().splitlines()[-1]
+    assert summary.startswith("ok: 0 executed, 7 cached") and "; pushed 7 entries" in summary
+    assert not (first.cache / ".unpushed").exists()
+    # Nothing left to upload: the next warm run makes no remote call at all.
+    again = first.run("team", "p", remote=bucket)
+    assert again.store.remote.calls == 0
+
+    other = clone(tmp_path, "bob").run("team", "p", remote=bucket)
+    assert other.executed() == [] and table_of(other) == EXPECTED
+    assert other.remote["pulled"]["entries"] == 7
 
 
 # ------------------------------------------------------------- what the run moved

@@ -11,14 +11,17 @@ commits them. When the local tier has an entry, no remote call is made for it.
 
 A remote tier is optional: the first time a run needs it, one short request (`reach.probe`)
 tells whether it answers. When it does not, or stops answering mid-run, the run goes on
-from the local tier alone with one warning: what it computes stays local, and `curi cache
-push` uploads it later. A remote that is the cache (`--cache URL`) fails the run instead.
+from the local tier alone with one warning: what it computes stays local, listed in the
+local cache's `.unpushed`, and the next run that reaches the remote uploads it (as `curi
+cache push` does). A remote that is the cache (`--cache URL`) fails the run instead.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -31,7 +34,13 @@ from curifactory_cli.store.entry import (
     RemoteRef,
     listed_files,
 )
-from curifactory_cli.store.local import EntryLock, LocalStore, discard_staging, make_staging
+from curifactory_cli.store.local import (
+    UNPUSHED,
+    EntryLock,
+    LocalStore,
+    discard_staging,
+    make_staging,
+)
 from curifactory_cli.store.reach import probe
 from curifactory_cli.store.remote import FsspecStore
 
@@ -73,6 +82,7 @@ class TieredStore:
         self._ahead: set[str] = set()  # remote folders to read ahead at the first miss
         self.planning = False  # `curi plan`: decide from remote metadata, download nothing
         self._uploads: list[tuple[str, str, bool]] = []  # published here, not uploaded yet
+        self._kept: list[str] = []  # published here, not to be uploaded by this run
 
     @staticmethod
     def display(path: str | os.PathLike[str]) -> str:
@@ -174,16 +184,17 @@ class TieredStore:
             raise exc
         self.offline = exc.message
         self._ahead = set()
-        queued, self._uploads = len(self._uploads), []
+        queued, self._uploads = self._uploads, []
+        self._kept += [final for final, _, _ in queued]
         what = "stopped answering" if started else "cannot be reached"
         rest = "the rest of this run uses" if started else "this run uses"
-        kept = f" ({queued} entries not uploaded yet)" if queued else ""
+        kept = f" ({len(queued)} entries not uploaded yet)" if queued else ""
         reason = exc.message.removeprefix(f"cannot reach {self.remote.url}: ")
         self._warn(
             f"remote {self.remote.url} {what} ({reason}): "
-            f"{rest} the local cache only; what it computes stays there{kept}, and "
-            "`curi cache push` uploads it later. To leave the remote out: --no-remote, or "
-            "CURI_REMOTE= (empty)"
+            f"{rest} the local cache only; what it computes stays there{kept} until a run "
+            "reaches the remote again or `curi cache push` uploads it. To leave the remote "
+            "out: --no-remote, or CURI_REMOTE= (empty)"
         )
 
     @property
@@ -287,8 +298,11 @@ class TieredStore:
         here = os.path.isdir(staging)
         if here:
             self.local.publish(staging, final, meta)
-        if self.dry or (here and self.offline is not None):
-            return  # kept locally: `curi cache push` uploads it later
+        if self.dry:
+            return
+        if here and self.offline is not None:
+            self._kept.append(final)  # uploaded by a later run, or `curi cache push`
+            return
         target = self._remote_path(final)
         if attempt is None and upload_error is None and here:
             # Written by this machine: upload in batches (one bulk `put`, then concurrent
@@ -331,9 +345,10 @@ class TieredStore:
             if self.scratch is not None:
                 raise  # the remote is the cache: these entries would be lost
             self.offline = exc.message  # later batches would wait as long and fail alike
+            self._kept += [final for final, _, _, _ in items]
             self._warn(
-                f"{exc.message}; {len(items)} entries are cached locally, "
-                "`curi cache push` uploads them later"
+                f"{exc.message}; {len(items)} entries are cached locally, the next run that "
+                "reaches the remote (or `curi cache push`) uploads them"
             )
             return
         for _, _, meta, _ in items:
@@ -344,11 +359,71 @@ class TieredStore:
         local tier keeps its entries for `curi cache push`, a temporary one loses only work
         to redo)."""
         try:
-            if not cancel and not self.dry:
+            if cancel:
+                self._kept += [final for final, _, _ in self._uploads]
+                self._uploads = []
+            elif not self.dry:
                 self.flush()
+                self._push_unpushed()
         finally:
-            self.local.close()
-            self.remote.close()
+            try:
+                self._note_unpushed()
+            finally:
+                self.local.close()
+                self.remote.close()
+
+    # ------------------------------------------------- entries the remote has not received
+    def _note_unpushed(self) -> None:
+        """List what this run kept from the remote, for the next run (or `push`) to upload."""
+        kept, self._kept = self._kept, []
+        if not kept or self.scratch is not None:
+            return
+        lines = "".join(f"{os.path.relpath(final, self.local.root)}\n" for final in kept)
+        # Unwritable: `curi cache push` finds them anyway (it compares listings).
+        with (
+            contextlib.suppress(OSError),
+            open(self.local.root / UNPUSHED, "a", encoding="utf-8") as journal,
+        ):
+            journal.write(lines)
+
+    def _push_unpushed(self) -> None:
+        """Upload what earlier runs kept from the remote (listed in `.unpushed`), once the
+        remote answers: a run with nothing listed makes no remote call for it."""
+        listed = self.local.root / UNPUSHED
+        if self.scratch is not None or not listed.exists() or not self._reachable():
+            return
+        claimed = listed.with_name(f"{UNPUSHED}-{uuid.uuid4().hex}")
+        try:
+            os.replace(listed, claimed)  # another run may be adding to (or taking) the list
+            names = dict.fromkeys(claimed.read_text(encoding="utf-8").split("\n"))
+        except OSError:
+            return
+        entries = []
+        for rel in names:
+            entry = self.local.entry_at(str(self.local.root / rel)) if rel else None
+            if entry is not None and not entry.invalidated:
+                entries.append(entry)
+        try:
+            self.remote.prefetch({self._remote_path(str(e.directory.parent)) for e in entries})
+            items = []
+            for entry in entries:  # what someone else uploaded meanwhile is not sent again
+                target = self._remote_path(str(entry.directory))
+                there, _ = self.remote.lookup(target, entry.key, list(entry.outputs))
+                if there is None:
+                    items.append((str(entry.directory), target, entry.meta, False))
+            self.remote.upload_many(items)
+        except CacheError as exc:
+            self._kept += [str(e.directory) for e in entries]
+            self.offline = exc.message
+            self._warn(
+                f"{exc.message}; {len(entries)} entries of earlier runs are still to upload: "
+                "the next run that reaches the remote (or `curi cache push`) uploads them"
+            )
+        else:
+            for _, _, meta, _ in items:
+                self._count(self.pushed, meta)
+        finally:
+            claimed.unlink(missing_ok=True)
 
     # ---------------------------------------------------------------- maintenance
     def mark_invalidated(self, entry: Entry) -> bool:
