@@ -337,3 +337,39 @@ def test_a_run_says_how_much_it_pulled_from_the_remote(tmp_path, bucket, monkeyp
     again = second.run("team", "p", remote=bucket)
     assert again.executed() == [] and table_of(again) == EXPECTED
     assert again.remote["pulled"] == {"entries": 0, "bytes": 0}  # all local now
+
+
+SESSION = """
+import curifactory_cli as cf
+from curifactory_cli.caching import JsonCacher
+
+
+@cf.stage(inputs=None, outputs=["total"], cachers=[JsonCacher])
+def total(record):
+    return {"sum": record.params.a + 1}
+
+
+params = cf.ExperimentParameters(name="x")
+params.a = 2
+record = total(cf.Record(cf.ArtifactManager("sums"), params))
+print("total", record.state["total"], flush=True)
+"""
+
+
+def test_an_interactive_session_works_offline_and_says_so_at_once(
+    tmp_path, monkeypatch, credentials
+):
+    import subprocess
+
+    project = offline_project(tmp_path, monkeypatch, closed_endpoint())
+    project.write("nb.py", SESSION)
+    proc = subprocess.run(
+        [sys.executable, "nb.py"], cwd=project.root, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout
+    lines = proc.stdout.splitlines()
+    warned = [i for i, line in enumerate(lines) if line.startswith("warning:")]
+    assert len(warned) == 1 and "cannot be reached" in lines[warned[0]], proc.stdout
+    assert warned[0] < lines.index("total {'sum': 3}")  # under the cell that met it
+    assert len(list(project.cache.rglob("meta.json"))) == 1
