@@ -20,6 +20,7 @@ from curifactory_cli.cli_common import (
     CacheOpt,
     JsonOpt,
     NoProgressOpt,
+    NoRemoteOpt,
     NoReportOpt,
     QuietOpt,
     RemoteOpt,
@@ -32,7 +33,7 @@ from curifactory_cli.cli_common import (
 from curifactory_cli.cli_report import report_command
 from curifactory_cli.cli_runs import runs_app
 from curifactory_cli.console import write_json
-from curifactory_cli.errors import CurifactoryError
+from curifactory_cli.errors import ConfigError, CurifactoryError
 
 if TYPE_CHECKING:
     from curifactory_cli.runner import RunOptions
@@ -119,7 +120,7 @@ def _options(ctx: typer.Context) -> RunOptions:
         overwrite_stages=tuple(given.get("overwrite_stage") or ()),
         dry=bool(given.get("dry")),
         cache_dir=str(cache) if cache else None,
-        remote=given.get("remote"),
+        remote=_remote(given),
         lazy=bool(given.get("lazy")),
         ignore_lazy=bool(given.get("ignore_lazy")),
         notes=given.get("notes"),
@@ -134,6 +135,17 @@ def _options(ctx: typer.Context) -> RunOptions:
         scheduler=given.get("scheduler"),
         command=_command_line(ctx),
     )
+
+
+def _remote(given: dict) -> str | None:
+    """--remote URL, or "" for --no-remote (the settings then leave the remote out)."""
+    if not given.get("no_remote"):
+        return given.get("remote")
+    if given.get("remote"):
+        raise fail(
+            ConfigError("--remote and --no-remote contradict each other", hint="give one of them.")
+        )
+    return ""
 
 
 def _command_line(ctx: typer.Context) -> tuple[str, ...]:
@@ -170,6 +182,7 @@ def run(
     ] = False,
     cache: CacheOpt = None,
     remote: RemoteOpt = None,
+    no_remote: NoRemoteOpt = False,
     lazy: LazyOpt = False,
     ignore_lazy: IgnoreLazyOpt = False,
     plan: Annotated[
@@ -263,6 +276,7 @@ def plan_command(
     overwrite_stage: OverwriteStageOpt = None,
     cache: CacheOpt = None,
     remote: RemoteOpt = None,
+    no_remote: NoRemoteOpt = False,
     lazy: LazyOpt = False,
     ignore_lazy: IgnoreLazyOpt = False,
     strict: StrictOpt = False,

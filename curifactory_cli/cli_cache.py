@@ -1297,6 +1297,7 @@ def cache_push(
     as_json: JsonOpt = False,
 ) -> None:
     """Upload local entries the remote cache lacks (all, or those matching the filters)."""
+    from curifactory_cli.store.local import UNPUSHED
     from curifactory_cli.store.tiered import push_entry
 
     local, shared = _stores(cache, remote)
@@ -1310,6 +1311,8 @@ def cache_push(
         pushed = sum(push_entry(local, shared, entry) for entry in todo)
     except CurifactoryError as exc:
         raise fail(exc) from None
+    if not (experiment or stage or params):  # all there now: no run need upload them
+        (local.root / UNPUSHED).unlink(missing_ok=True)
     _moved("pushed", pushed, len(todo), shared.url, as_json)
 
 

@@ -48,6 +48,14 @@ RemoteOpt = Annotated[
         show_default=False,
     ),
 ]
+NoRemoteOpt = Annotated[
+    bool,
+    typer.Option(
+        "--no-remote",
+        help="Leave the project's remote cache out of this run (as CURI_REMOTE= does): work "
+        "from the local cache alone.",
+    ),
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 # The options of the commands that run an experiment (`curi run`, `curi runs reproduce`).
 NoReportOpt = Annotated[

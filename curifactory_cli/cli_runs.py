@@ -404,7 +404,15 @@ def _duration(seconds: float | None) -> str:
 def _counts_text(counts: dict | None) -> str:
     if not counts:
         return "-"
-    return ", ".join(f"{v} {k}" for k, v in counts.items() if v) or "nothing ran"
+    from curifactory_cli.cache_index import human_size
+
+    shown = []
+    for key, value in counts.items():
+        if not value or key.endswith("_bytes"):
+            continue
+        size = counts.get(f"{key}_bytes")  # pulled / pushed: what came from the remote
+        shown.append(f"{value} {key}" + (f" ({human_size(size)})" if size else ""))
+    return ", ".join(shown) or "nothing ran"
 
 
 def _git_text(git: dict) -> str:

@@ -13,7 +13,8 @@ From `curi.toml` in the project folder (top-level keys), else `[tool.curi]` in i
     endpoint_url = "https://minio.lab.example:9000"   # passed to the fsspec filesystem
 
 Each may also come from a `CURI_<NAME>` environment variable (`CURI_CACHE`, `CURI_REMOTE`,
-`CURI_WORKERS`, `CURI_EXECUTOR`, `CURI_SCHEDULER`). A command-line option wins over the
+`CURI_WORKERS`, `CURI_EXECUTOR`, `CURI_SCHEDULER`); an empty `CURI_REMOTE=` (or `--no-remote`)
+turns a configured remote off. A command-line option wins over the
 environment, which wins over the file, which wins over the default. `curi config` shows the
 values in force and where each came from. Credentials never belong here: they come from the
 storage library's own places (for S3: AWS environment variables and config files).
@@ -131,8 +132,15 @@ def load_settings(root: Path, given: dict[str, Any] | None = None) -> Settings:
         if env is not None and key != "storage_options" and env.strip():
             values[key] = _check(ENV_PREFIX + key.upper(), key, env.strip())
             sources[key] = ENV_PREFIX + key.upper()
+        elif env is not None and key == "remote":
+            # `CURI_REMOTE=` turns a remote the project file sets off (working offline).
+            values[key] = None
+            sources[key] = ENV_PREFIX + key.upper()
     for key, value in (given or {}).items():
-        if value is not None:
+        if value == "" and key == "remote":  # `--no-remote`
+            values[key] = None
+            sources[key] = "--no-remote"
+        elif value is not None:
             values[key] = value
             sources[key] = "--" + key.replace("_", "-")
     return Settings(values, sources)

@@ -332,6 +332,7 @@ def print_summary(console: Console | Output, result: RunResult) -> None:
         f"{counts.get('skipped', 0)} skipped"
         + (f", {counts['failed']} failed" if counts.get("failed") else "")
         + f" in {result.seconds:.2f}s (run {result.run_id})"
+        + remote_summary(result.remote)
     )
     columns = list(_SUMMARY_COLUMNS)
     if not console.is_terminal or len(rows) > RICH_ROWS:
@@ -349,6 +350,22 @@ def print_summary(console: Console | Output, result: RunResult) -> None:
     console.print(table)
     line = Text.assemble(Text(status, style="green" if result.ok else "bold red"), tail)
     console.print(line, highlight=False, soft_wrap=True)
+
+
+def remote_summary(remote: dict[str, Any] | None) -> str:
+    """What a run moved between its remote tier and the local one ("" without a remote)."""
+    if remote is None:
+        return ""
+    from curifactory_cli.cache_index import human_size
+
+    moved = [
+        f"{way} {remote[way]['entries']} entries, {human_size(remote[way]['bytes'])}"
+        for way in ("pulled", "pushed")
+        if remote[way]["entries"]
+    ]
+    if not remote["reached"]:
+        moved.append("remote not reached")
+    return f"; {', '.join(moved or ['nothing pulled or pushed'])} ({remote['url']})"
 
 
 LOG_WIDTH = 100_000  # outside a terminal, a table row is one line however long its values

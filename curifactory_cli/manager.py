@@ -26,7 +26,7 @@ from curifactory_cli.events import Warned
 from curifactory_cli.graph import Node, Outcome
 from curifactory_cli.provenance import process_command, script_command
 from curifactory_cli.record import Record
-from curifactory_cli.runner import stage_row
+from curifactory_cli.runner import stage_row, transfer_counts
 
 __all__ = ["ArtifactManager", "Record"]
 
@@ -263,11 +263,14 @@ class _Session:
                 doc=_doc_of_main(),
             ).reference
         self.warnings: list[str] = []
+        reporter = _Warnings(self.warnings)
+        if hasattr(self.store, "notify"):  # a remote tier left out is said under the cell
+            self.store.notify = lambda message: reporter.emit(Warned(message))
         self.scheduler = Scheduler(
             store=self.store,
             keys=KeyMaker(manager.experiment_name, CodeFingerprinter(root)),
             runner=InlineRunner(),
-            reporter=_Warnings(self.warnings),
+            reporter=reporter,
             experiment=manager.experiment_name,
             overwrite=manager.overwrite,
             overwrite_stages=frozenset(manager.overwrite_stages),
@@ -298,6 +301,9 @@ class _Session:
         for node in nodes:
             outcome = (node.outcome or Outcome.SKIPPED).value
             counts[outcome] += 1
+        # Pulled so far (uploads are batched until the session closes: not counted here).
+        moved = transfer_counts(getattr(self.store, "transfers", None))
+        counts.update({k: v for k, v in moved.items() if k.startswith("pulled")})
         failed = next((n for n in nodes if n.outcome is Outcome.FAILED), None)
         error = self.failed[-1] if self.failed else None
         sets = [

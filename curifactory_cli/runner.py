@@ -129,6 +129,8 @@ class RunResult:
     store: Any = None  # the store it used (a temporary local tier lives as long as it)
     manager: ArtifactManager | None = None  # the manager run() received
     failures: list[StageError] = field(default_factory=list)  # several with --keep-going
+    # With a remote tier: its URL, whether it was reached, what was pulled and pushed.
+    remote: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -197,6 +199,7 @@ class RunResult:
                 "record": failed.record_name if failed else None,
             },
             "warnings": self.warnings,
+            "remote": self.remote,
             "store_dir": str(self.store_dir) if self.store_dir else None,
             "report": str(self.report) if self.report else None,
         }
@@ -531,7 +534,7 @@ def plan_experiment(options: RunOptions) -> PlanResult:
         plans = planner.plan(prepared.manager.graph.nodes)
     finally:
         store.close()
-    warnings = [*prepared.warnings, *planner.warnings]
+    warnings = [*prepared.warnings, *planner.warnings, *getattr(store, "warnings", ())]
     return PlanResult(prepared.experiment, prepared.param_sets, plans, store.root, warnings)
 
 
@@ -606,6 +609,8 @@ class _Run:
         """Open the store, get the job runner, record the run and make its scheduler."""
         options, manager = self.options, prepared.manager
         self.store = store = prepared.open_store(dry=options.dry or options.dry_cache)
+        if hasattr(store, "notify"):  # a remote tier says at once when it is left out
+            store.notify = lambda message: self.reporter.emit(Warned(message))
         if not store.dry and manager.graph.nodes:
             store.prepare()  # an unusable cache is a setup error: no run is recorded
         # Workers (or a Dask cluster) before the run is recorded: failing to get them is a
@@ -764,6 +769,7 @@ class _Run:
         runner.close(cancel=status == "interrupted")
         store.close(cancel=True)  # after an error or an interruption; else already closed
         result.seconds = time.perf_counter() - started
+        result.remote = getattr(store, "transfers", None)
         for node in result.graph.nodes:
             if node.outcome is None:
                 node.outcome = Outcome.SKIPPED
@@ -960,11 +966,13 @@ def _finish(
     failed = result.failed_node
     counts = result.counts()
     stages = [stage_row(n, result.cache_dir) for n in result.graph.nodes]
+    recorded = {k: counts.get(k, 0) for k in ("executed", "cached", "skipped", "failed")}
+    recorded.update(transfer_counts(result.remote))
     registry.finish_run(
         result.run_id,
         status=status,
         duration_s=round(result.seconds, 3),
-        counts={k: counts.get(k, 0) for k in ("executed", "cached", "skipped", "failed")},
+        counts=recorded,
         error=crash if result.error is None else result.error.message,
         failed_stage=failed.stage.name if failed else None,
         failed_record=failed.record_name if failed else None,
@@ -973,6 +981,17 @@ def _finish(
         versions=merge_versions(library_versions(), (n.versions for n in result.graph.nodes)),
     )
     return stages
+
+
+def transfer_counts(remote: dict[str, Any] | None) -> dict[str, int]:
+    """What came from (and went to) a remote tier, as the registry's counts keep it."""
+    if remote is None:
+        return {}
+    out = {}
+    for way in ("pulled", "pushed"):
+        out[way] = remote[way]["entries"]
+        out[f"{way}_bytes"] = remote[way]["bytes"]
+    return out
 
 
 def stage_row(node: Node, cache: Path | str) -> dict[str, Any]:

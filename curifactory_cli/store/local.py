@@ -62,6 +62,8 @@ TAG_TEXT = (
     "# This file is a cache directory tag created by curifactory_cli (`curi`).\n"
     "# For information about cache directory tags, see https://bford.info/cachedir/\n"
 )
+# Entries a remote tier has not received yet (one folder a line; see store.tiered).
+UNPUSHED = ".unpushed"
 _OWN_NAMES = frozenset({".gitignore", STAGING_DIR, TRASH_DIR, LOCK_DIR, CACHEDIR_TAG})
 _HASH_DIR = re.compile(r"^[0-9a-f]{16}$")
 
@@ -791,7 +793,7 @@ def looks_like_cache(root: Path) -> bool:
         top = [
             e
             for e in os.scandir(root)
-            if e.name not in _OWN_NAMES and not e.name.startswith(".probe-")
+            if e.name not in _OWN_NAMES and not e.name.startswith((".probe-", UNPUSHED))
         ]
     except FileNotFoundError:
         return True

@@ -8,19 +8,40 @@ and published locally, then read like any local entry: at once with a lasting lo
 (`materialize`) with a temporary one (`--cache URL`: a fully cached run downloads nothing).
 Outputs of stages that ran are uploaded by whoever ran them (`Job.upload`); the driver
 commits them. When the local tier has an entry, no remote call is made for it.
+
+A remote tier is optional: the first time a run needs it, one short request (`reach.probe`)
+tells whether it answers. When it does not, or stops answering mid-run, the run goes on
+from the local tier alone with one warning: what it computes stays local, listed in the
+local cache's `.unpushed`, and the next run that reaches the remote uploads it (as `curi
+cache push` does). A remote that is the cache (`--cache URL`) fails the run instead.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+import uuid
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from curifactory_cli.errors import CacheError
-from curifactory_cli.store.entry import INVALIDATED, Entry, RemoteRef
-from curifactory_cli.store.local import EntryLock, LocalStore, discard_staging, make_staging
+from curifactory_cli.store.entry import (
+    INVALIDATED,
+    CorruptEntryError,
+    Entry,
+    RemoteRef,
+    listed_files,
+)
+from curifactory_cli.store.local import (
+    UNPUSHED,
+    EntryLock,
+    LocalStore,
+    discard_staging,
+    make_staging,
+)
+from curifactory_cli.store.reach import probe
 from curifactory_cli.store.remote import FsspecStore
 from curifactory_cli.wording import plural
 
@@ -29,6 +50,10 @@ UPLOAD_BATCH = 64  # entries per bulk upload
 
 def _local_meta(meta: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in meta.items() if k != "objects"}
+
+
+def _size(meta: dict[str, Any]) -> int:
+    return sum(int(info.get("size") or 0) for _, info in listed_files(meta))
 
 
 class TieredStore:
@@ -46,11 +71,19 @@ class TieredStore:
         # With `--cache URL` the local tier is temporary, and the remote is the cache.
         self.scratch: tempfile.TemporaryDirectory[str] | None = None
         self.warnings: list[str] = []  # uploads that failed: the run goes on, `push` retries
+        # Where a warning goes at once (the run's reporter); else kept in `warnings`.
+        self.notify: Callable[[str], None] | None = None
+        self.offline: str | None = None  # why the remote is left out of the rest of the run
+        self._probed = False
+        # What this run moved: [entries, bytes] downloaded from and uploaded to the remote.
+        self.pulled = [0, 0]
+        self.pushed = [0, 0]
         self._options = tuple(sorted((storage_options or {}).items()))
         self._remote_only: dict[str, Entry] = {}  # local folder -> remote entry not fetched
         self._ahead: set[str] = set()  # remote folders to read ahead at the first miss
         self.planning = False  # `curi plan`: decide from remote metadata, download nothing
         self._uploads: list[tuple[str, str, bool]] = []  # published here, not uploaded yet
+        self._kept: list[str] = []  # published here, not to be uploaded by this run
 
     @staticmethod
     def display(path: str | os.PathLike[str]) -> str:
@@ -77,9 +110,15 @@ class TieredStore:
         self, directory: str, key: str, outputs: list[str]
     ) -> tuple[Entry | None, str | None]:
         entry, problem = self.local.lookup(directory, key, outputs)
-        if entry is not None or problem == INVALIDATED:
+        if entry is not None or problem == INVALIDATED or not self._reachable():
             return entry, problem
-        found, remote_problem = self._remote().lookup(self._remote_path(directory), key, outputs)
+        try:
+            found, remote_problem = self._remote().lookup(
+                self._remote_path(directory), key, outputs
+            )
+        except CacheError as exc:
+            self._lost(exc)
+            return None, problem
         if found is None:
             return None, problem or remote_problem
         return self._served(found, directory)
@@ -94,8 +133,12 @@ class TieredStore:
             make_staging(staging)
             try:
                 self.remote.fetch(found, staging)
-            except CacheError as exc:
+            except CorruptEntryError as exc:
                 return None, f"remote entry unusable: {exc.message}"
+            except CacheError as exc:
+                self._lost(exc)
+                return None, f"remote entry unusable: {exc.message}"
+            self._count(self.pulled, found.meta)
             return Entry(Path(staging), _local_meta(found.meta)), None
         self._remote_only[directory] = found
         if self.scratch is None:
@@ -105,8 +148,66 @@ class TieredStore:
                 self.materialize(directory)
             except CacheError as exc:
                 del self._remote_only[directory]
+                if not isinstance(exc, CorruptEntryError):
+                    self._lost(exc)
                 return None, f"remote entry unusable: {exc.message}"
         return Entry(Path(directory), _local_meta(found.meta)), None
+
+    @staticmethod
+    def _count(tally: list[int], meta: dict[str, Any]) -> None:
+        tally[0] += 1
+        tally[1] += _size(meta)
+
+    def _warn(self, message: str) -> None:
+        if self.notify is not None:
+            self.notify(message)
+        else:
+            self.warnings.append(message)
+
+    def _reachable(self) -> bool:
+        """Whether to ask the remote: the first time, one short request finds out (a run
+        served by the local tier never asks)."""
+        if self.offline is not None:
+            return False
+        if not self._probed:
+            self._probed = True
+            try:
+                probe(self.remote)
+            except CacheError as exc:
+                self._lost(exc, started=False)
+                return False
+        return True
+
+    def _lost(self, exc: CacheError, started: bool = True) -> None:
+        """The remote did not answer: leave it out of the rest of the run (one warning), or
+        fail the run when it is the cache itself."""
+        if self.scratch is not None:
+            raise exc
+        self.offline = exc.message
+        self._ahead = set()
+        queued, self._uploads = self._uploads, []
+        self._kept += [final for final, _, _ in queued]
+        what = "stopped answering" if started else "cannot be reached"
+        rest = "the rest of this run uses" if started else "this run uses"
+        kept = f" ({len(queued)} entries not uploaded yet)" if queued else ""
+        reason = exc.message.removeprefix(f"cannot reach {self.remote.url}: ")
+        self._warn(
+            f"remote {self.remote.url} {what} ({reason}): "
+            f"{rest} the local cache only; what it computes stays there{kept} until a run "
+            "reaches the remote again or `curi cache push` uploads it. To leave the remote "
+            "out: --no-remote, or CURI_REMOTE= (empty)"
+        )
+
+    @property
+    def transfers(self) -> dict[str, Any]:
+        """What the run moved between the tiers, for its summary and `--json`."""
+        return {
+            "url": self.remote.url,
+            "reached": self.offline is None,
+            "offline": self.offline,
+            "pulled": {"entries": self.pulled[0], "bytes": self.pulled[1]},
+            "pushed": {"entries": self.pushed[0], "bytes": self.pushed[1]},
+        }
 
     def prefetch(self, folders: Iterable[str]) -> None:
         """What the run will look up: read ahead from the remote at the first local miss (a
@@ -141,15 +242,21 @@ class TieredStore:
             discard_staging(staging)
             raise
         del self._remote_only[directory]
+        self._count(self.pulled, found.meta)
 
     def find_by_lineage(
         self, stage_prefix: str, lineage_key: str, outputs: list[str]
     ) -> Entry | None:
         entry = self.local.find_by_lineage(stage_prefix, lineage_key, outputs)
-        if entry is not None:
+        if entry is not None or not self._reachable():
             return entry
-        remote = self._remote()
-        found = remote.find_by_lineage(self._remote_path(stage_prefix), lineage_key, outputs)
+        try:
+            found = self._remote().find_by_lineage(
+                self._remote_path(stage_prefix), lineage_key, outputs
+            )
+        except CacheError as exc:
+            self._lost(exc)
+            return None
         if found is None:
             return None
         return self._served(found, str(self.local.root / found.rel(self.remote.root)))[0]
@@ -194,6 +301,9 @@ class TieredStore:
             self.local.publish(staging, final, meta)
         if self.dry:
             return
+        if here and self.offline is not None:
+            self._kept.append(final)  # uploaded by a later run, or `curi cache push`
+            return
         target = self._remote_path(final)
         if attempt is None and upload_error is None and here:
             # Written by this machine: upload in batches (one bulk `put`, then concurrent
@@ -212,19 +322,18 @@ class TieredStore:
                 if found is not None and not here:
                     self._remote_only[final] = found  # theirs won: load theirs
                 return
+            self._count(self.pushed, meta)
             if not here:
                 self._remote_only[final] = self.remote.entry_from(target, meta, attempt)
         except CacheError as exc:
             if self.scratch is not None or not here:
                 raise  # the remote is the cache, or the only copy: the entry would be lost
-            self.warnings.append(
-                f"{exc.message}; it is cached locally, `curi cache push` uploads it later"
-            )
+            self._warn(f"{exc.message}; it is cached locally, `curi cache push` uploads it later")
 
     def flush(self) -> None:
         """Upload and commit the entries this machine published since the last flush."""
         batch, self._uploads = self._uploads, []
-        if not batch:
+        if not batch or not self._reachable():
             return
         items = []
         for final, target, replace in batch:
@@ -236,21 +345,87 @@ class TieredStore:
         except CacheError as exc:
             if self.scratch is not None:
                 raise  # the remote is the cache: these entries would be lost
-            self.warnings.append(
+            self.offline = exc.message  # later batches would wait as long and fail alike
+            self._kept += [final for final, _, _, _ in items]
+            self._warn(
                 f"{exc.message}; {plural(len(items), 'entry is', 'entries are')} cached locally, "
-                "`curi cache push` uploads them later"
+                "the next run that "
+                "reaches the remote (or `curi cache push`) uploads them"
             )
+            return
+        for _, _, meta, _ in items:
+            self._count(self.pushed, meta)
 
     def close(self, cancel: bool = False) -> None:
         """The end of a run: upload what is queued (not when the run was interrupted: a
         local tier keeps its entries for `curi cache push`, a temporary one loses only work
         to redo)."""
         try:
-            if not cancel and not self.dry:
+            if cancel:
+                self._kept += [final for final, _, _ in self._uploads]
+                self._uploads = []
+            elif not self.dry:
                 self.flush()
+                self._push_unpushed()
         finally:
-            self.local.close()
-            self.remote.close()
+            try:
+                self._note_unpushed()
+            finally:
+                self.local.close()
+                self.remote.close()
+
+    # ------------------------------------------------- entries the remote has not received
+    def _note_unpushed(self) -> None:
+        """List what this run kept from the remote, for the next run (or `push`) to upload."""
+        kept, self._kept = self._kept, []
+        if not kept or self.scratch is not None:
+            return
+        lines = "".join(f"{os.path.relpath(final, self.local.root)}\n" for final in kept)
+        # Unwritable: `curi cache push` finds them anyway (it compares listings).
+        with (
+            contextlib.suppress(OSError),
+            open(self.local.root / UNPUSHED, "a", encoding="utf-8") as journal,
+        ):
+            journal.write(lines)
+
+    def _push_unpushed(self) -> None:
+        """Upload what earlier runs kept from the remote (listed in `.unpushed`), once the
+        remote answers: a run with nothing listed makes no remote call for it."""
+        listed = self.local.root / UNPUSHED
+        if self.scratch is not None or not listed.exists() or not self._reachable():
+            return
+        claimed = listed.with_name(f"{UNPUSHED}-{uuid.uuid4().hex}")
+        try:
+            os.replace(listed, claimed)  # another run may be adding to (or taking) the list
+            names = dict.fromkeys(claimed.read_text(encoding="utf-8").split("\n"))
+        except OSError:
+            return
+        entries = []
+        for rel in names:
+            entry = self.local.entry_at(str(self.local.root / rel)) if rel else None
+            if entry is not None and not entry.invalidated:
+                entries.append(entry)
+        try:
+            self.remote.prefetch({self._remote_path(str(e.directory.parent)) for e in entries})
+            items = []
+            for entry in entries:  # what someone else uploaded meanwhile is not sent again
+                target = self._remote_path(str(entry.directory))
+                there, _ = self.remote.lookup(target, entry.key, list(entry.outputs))
+                if there is None:
+                    items.append((str(entry.directory), target, entry.meta, False))
+            self.remote.upload_many(items)
+        except CacheError as exc:
+            self._kept += [str(e.directory) for e in entries]
+            self.offline = exc.message
+            self._warn(
+                f"{exc.message}; {len(entries)} entries of earlier runs are still to upload: "
+                "the next run that reaches the remote (or `curi cache push`) uploads them"
+            )
+        else:
+            for _, _, meta, _ in items:
+                self._count(self.pushed, meta)
+        finally:
+            claimed.unlink(missing_ok=True)
 
     # ---------------------------------------------------------------- maintenance
     def mark_invalidated(self, entry: Entry) -> bool:
