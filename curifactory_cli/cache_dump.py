@@ -214,7 +214,7 @@ def make_cacher(
         cacher = cls()
     except TypeError:
         # A cacher with required arguments: its extension is what follows the output name.
-        cacher = cls.__new__(cls)
+        cacher = object.__new__(cls)
         extension = min((str(f["path"])[len(output) :] for f in files), key=len)
         Cacheable.__init__(cacher, extension)
     if hasattr(cacher, "_bind"):

@@ -14,7 +14,7 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any
 
 from curifactory_cli.errors import ConfigError
@@ -375,7 +375,7 @@ def check_files(store: LocalStore, entry: Entry, output: str | None = None) -> l
 class Garbage:
     """Something `cache gc` would remove, and why."""
 
-    path: Path
+    path: PurePath  # a local folder, or a folder in a bucket
     kind: str  # "leftover", "orphan", "old" or "superseded"
     size: int
     reason: str

@@ -283,16 +283,16 @@ class Cacheable:
             os.makedirs(folder, exist_ok=True)
         fd = os.open(path, _WRITE_FLAGS, 0o666)
         try:
-            outfile = _HashingFile(fd)
-            yield outfile
+            hashing = _HashingFile(fd)
+            yield hashing
             info = os.fstat(fd)
         finally:
             os.close(fd)
         self._written[path] = (
-            outfile.size,
+            hashing.size,
             info.st_mtime_ns,
-            outfile.hash.hexdigest(),
-            outfile.first,
+            hashing.hash.hexdigest(),
+            hashing.first,
         )
 
     def _write_bytes(self, path: str, data: bytes) -> None:
@@ -500,7 +500,7 @@ class Cacheable:
         return f"{type(self).__name__}(path={self.path!r})"
 
 
-Cacheable.__init__.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+Cacheable.__init__.__signature__ = inspect.Signature(  # type: ignore[attr-defined] # for help()
     [_P("self", _P.POSITIONAL_OR_KEYWORD), *_MODERN.parameters.values()]
 )
 
@@ -654,11 +654,12 @@ _PANDAS_FORMATS = {
 
 def _default_pandas_args(format: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """Curifactory's defaults for `to_args` and `read_args`."""
-    to_args: dict[str, Any] = {
+    defaults: dict[str, dict[str, Any]] = {
         "json": {"double_precision": 15},
         "hdf5": {"key": "df"},
         "xml": {"index": False},
-    }.get(format, {})
+    }
+    to_args = defaults.get(format, {})
     read_args: dict[str, Any] = {"index_col": 0} if format in ("csv", "excel") else {}
     return dict(to_args), read_args
 
@@ -805,8 +806,10 @@ class PandasJsonCacher(PandasCacher):
         read_json_args: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        to_args = {"double_precision": 15} if to_json_args is None else dict(to_json_args)
-        read_args = {} if read_json_args is None else dict(read_json_args)
+        to_args: dict[str, Any] = (
+            {"double_precision": 15} if to_json_args is None else dict(to_json_args)
+        )
+        read_args: dict[str, Any] = {} if read_json_args is None else dict(read_json_args)
         # The documented layout (an array of dictionaries), not pandas' default orient.
         to_args.setdefault("orient", "records")
         read_args.setdefault("orient", "records")

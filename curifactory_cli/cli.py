@@ -153,7 +153,7 @@ def _command_line(ctx: typer.Context) -> tuple[str, ...]:
     runners, where sys.argv belongs to someone else)."""
     words = ["curi", *ctx.command_path.split()[1:]]
     for param in ctx.command.params:
-        value = ctx.params.get(param.name)
+        value = ctx.params.get(param.name or "")
         if value in (None, False, ()) or value == param.default:
             continue
         values = value if isinstance(value, (list, tuple)) else [value]
@@ -396,7 +396,7 @@ def _only_the_command_asked_for(first: list[str]) -> None:
     commands = [
         c
         for c in app.registered_commands
-        if (c.name or typer.main.get_command_name(c.callback.__name__)) == name
+        if (c.name or typer.main.get_command_name(getattr(c.callback, "__name__", ""))) == name
     ]
     groups = [g for g in app.registered_groups if g.name == name]
     if commands or groups:

@@ -13,7 +13,7 @@ import json
 import sys
 import time
 from collections.abc import Iterable, Iterator
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -95,6 +95,7 @@ def _store(cache: str | None) -> LocalStore:
             from curifactory_cli.store.remote import FsspecStore
 
             options = settings.get("storage_options")
+            # Listing and tidying only: an FsspecStore is a full Store but for local locks.
             return FsspecStore(location, storage_options=options)  # type: ignore[return-value]
     except CurifactoryError as exc:
         raise fail(exc) from None
@@ -248,7 +249,7 @@ def cache_ls(
             groups = store.entry_groups(wanted, stage, params)
         else:
             groups = [cache_index.sort_entries(_entries(store, experiment, stage, params))]
-        listed = (entry for group in groups for entry in group)
+        listed: Iterator[CacheEntry] = (entry for group in groups for entry in group)
         first = next(listed, None)
     except CurifactoryError as exc:
         raise fail(exc) from None
@@ -545,7 +546,7 @@ def _render_inspect(store: LocalStore, entry: CacheEntry, data: dict[str, Any]) 
         cacher = str(info.get("cacher", "")).rsplit(".", 1)[-1] + (
             " lazy" if info.get("lazy") else ""
         )
-        status = {"ok": Text("ok", "green"), "missing": Text("missing", "bold red")}.get(
+        check = {"ok": Text("ok", "green"), "missing": Text("missing", "bold red")}.get(
             f["status"], Text(f"MISMATCH: {f['detail']}", "bold red")
         )
         table.add_row(
@@ -553,7 +554,7 @@ def _render_inspect(store: LocalStore, entry: CacheEntry, data: dict[str, Any]) 
             Text(cacher),
             Text(f["path"]),
             cache_index.human_size(f["size"]),
-            status,
+            check,
         )
     for rel in data["orphan_files"]:
         table.add_row("", "", Text(rel), "", Text("not listed in meta.json", "yellow"))
@@ -1017,7 +1018,7 @@ def _filtered_orphans(
 
 def _verify(
     store: LocalStore, entries: list[CacheEntry], orphan_dirs: list[Path]
-) -> tuple[list[dict[str, Any]], list[CacheEntry], list[Path]]:
+) -> tuple[list[dict[str, Any]], list[CacheEntry], list[PurePath]]:
     """Problems found (JSON-able), entries to remove, and stray files in good entries."""
     from curifactory_cli import cache_index
     from curifactory_cli.store.entry import signature_problem
@@ -1025,7 +1026,7 @@ def _verify(
     root = store.root
     problems: list[dict[str, Any]] = []
     bad: list[CacheEntry] = []
-    stray: list[Path] = []
+    stray: list[PurePath] = []
     for entry in entries:
         checks: list[FileCheck] = cache_index.check_files(store, entry)
         broken = [c for c in checks if c.status != "ok"]
@@ -1051,7 +1052,7 @@ def _verify(
 
 
 def _problem(
-    root: Path, kind: str, path: Path, entry: CacheEntry | None, detail: str
+    root: Path, kind: str, path: PurePath, entry: CacheEntry | None, detail: str
 ) -> dict[str, Any]:
     return {
         "kind": kind,
@@ -1334,6 +1335,7 @@ def cache_pull(
         here = {e.rel(local.root): e.key for e in local.entries()}
         todo = [
             e
+            # _entries takes a LocalStore; it only lists, which the remote store does too.
             for e in _entries(shared, experiment, stage, params)  # type: ignore[arg-type]
             if here.get(e.rel(shared.root)) != e.key and not e.invalidated
         ]

@@ -193,7 +193,8 @@ def execute_run(
             ui.write_line(console, f"stored in {result.store_dir}")
         if result.report is not None:
             ui.write_line(console, f"report: {shown_path(result.report)}")
-    raise typer.Exit(code=int(ExitCode.OK if result.ok else exit_code_for(result.error)))
+    code = ExitCode.OK if result.error is None else exit_code_for(result.error)
+    raise typer.Exit(code=int(code))
 
 
 @contextlib.contextmanager
@@ -214,8 +215,8 @@ def _stage_output_to_stderr() -> Iterator[None]:
         sys.stdout = stdout
         if saved is not None:
             sys.stderr.flush()
-            with contextlib.suppress(OSError, ValueError):
-                sys.__stdout__.flush()  # a library writing there bypassed sys.stdout
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                sys.__stdout__.flush()  # type: ignore[union-attr] # None only without a stdout
             os.dup2(saved, 1)
             os.close(saved)
 
@@ -223,6 +224,6 @@ def _stage_output_to_stderr() -> Iterator[None]:
 def _descriptor(stream: object) -> int | None:
     """The stream's file descriptor; None for an in-memory stream (a test runner's)."""
     try:
-        return stream.fileno()  # type: ignore[attr-defined]
+        return int(getattr(stream, "fileno")())  # noqa: B009 - a stream may lack it
     except (AttributeError, OSError, ValueError):
         return None

@@ -245,9 +245,9 @@ def _runs_table(runs: list[dict], width: int, caps: dict[str, int] | None = None
             overflow="ellipsis",
             width=widths.get(header),
         )
-    cells = columns | optional
+    every: dict[str, list[Text]] = {**columns, **optional}
     for i in range(len(runs)):
-        table.add_row(*(cells[h][i] for h in shown))
+        table.add_row(*(every[h][i] for h in shown))
     return table
 
 

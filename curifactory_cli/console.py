@@ -410,7 +410,7 @@ def stream_table(
             console,
             header,
             # Text cells: no markup in names; folded, never cut: "n_rows=5…" could be 500.
-            [  # type: ignore[misc]
+            [
                 [Text(c, overflow="fold") for c in [*r, *[""] * (len(header) - len(r))]]
                 for r in block
             ],
@@ -589,7 +589,7 @@ def print_traceback(console: Console | Output, text: str) -> None:
 def print_table(
     console: Console | Output,
     columns: list[str],
-    rows: list[list[str]],
+    rows: list[list[Any]],  # str, or rich Text
     *,
     right: tuple[str, ...] = (),
     caption: str | None = None,

@@ -59,7 +59,7 @@ def _scan_python(path: Path) -> tuple[bool, bool, str] | None:
 def _walk_py(base: Path) -> list[Path]:
     if not base.is_dir():
         return []
-    out = []
+    out: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(base):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith((".", "__")))
         out.extend(Path(dirpath, f) for f in sorted(filenames) if f.endswith(".py"))
@@ -253,7 +253,8 @@ def import_experiment(root: Path, name: str) -> ModuleType:
     module_name = f"{EXPERIMENTS_DIR}.{rel.replace('/', '.')}"
     if module_name in sys.modules:
         module = sys.modules[module_name]
-        if getattr(module, "__file__", None) and Path(module.__file__).resolve() == path.resolve():
+        file = getattr(module, "__file__", None)
+        if file and Path(file).resolve() == path.resolve():
             return module
         del sys.modules[module_name]
     importlib.invalidate_caches()
@@ -289,7 +290,8 @@ def _import_source(root: Path, clean: str, module_name: str, path: Path) -> Modu
     ensure_importable(root)  # what the experiment imports from the project
     loaded = sys.modules.get(module_name)
     if loaded is not None:
-        if getattr(loaded, "__file__", None) and Path(loaded.__file__).resolve() == path.resolve():
+        file = getattr(loaded, "__file__", None)
+        if file and Path(file).resolve() == path.resolve():
             return loaded
         del sys.modules[module_name]
     spec = source_spec(module_name, path)

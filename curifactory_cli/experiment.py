@@ -136,7 +136,7 @@ def _describe_parameter_files(
         with contextlib.suppress(CurifactoryError):  # else: the experiment's own get_params()
             files[where(str(discovery.resolve_param_file(root, spec)))] = spec
     for param_set in param_sets:
-        spec = files.get(where(param_set.source), specs[0] if len(specs) == 1 else None)
-        by_file.setdefault(spec or experiment_name, []).append((param_set.name, param_set.hash))
+        found = files.get(where(param_set.source), specs[0] if len(specs) == 1 else None)
+        by_file.setdefault(found or experiment_name, []).append((param_set.name, param_set.hash))
     manager.parameter_files = list(by_file)
     manager.param_file_param_sets = by_file

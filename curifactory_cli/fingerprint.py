@@ -177,12 +177,13 @@ def _constant_repr(value: Any, depth: int = 0) -> str | None:
                 return None
             items.append(f"{k}:{v}")
         return "{" + ",".join(sorted(items)) + "}"
-    parts = [_constant_repr(item, depth + 1) for item in value]
-    if any(p is None for p in parts):
+    found = [_constant_repr(item, depth + 1) for item in value]
+    parts = [p for p in found if p is not None]
+    if len(parts) != len(found):
         return None
     if isinstance(value, (set, frozenset)):
-        return type(value).__name__ + "{" + ",".join(sorted(parts)) + "}"  # type: ignore[arg-type]
-    return type(value).__name__ + "[" + ",".join(parts) + "]"  # type: ignore[arg-type]
+        return type(value).__name__ + "{" + ",".join(sorted(parts)) + "}"
+    return type(value).__name__ + "[" + ",".join(parts) + "]"
 
 
 def _find_file(name: str) -> str | None:

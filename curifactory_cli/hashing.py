@@ -190,8 +190,9 @@ def _representations(params: Any) -> dict[str, Any]:
     reps = getattr(params, "hash_representations", None) or {}
     if isinstance(reps, dataclasses.Field):
         # `field(default_factory=lambda: set_hash_functions(...))` wraps the field in a field.
-        reps = reps.default_factory()  # type: ignore[misc]
-    return reps if isinstance(reps, Mapping) else {}
+        factory: Any = reps.default_factory
+        reps = factory()
+    return dict(reps) if isinstance(reps, Mapping) else {}
 
 
 def hash_breakdown(params: Any) -> dict[str, tuple[str, Any]]:

@@ -212,7 +212,7 @@ def _show(body: str) -> HTMLFragment | None:
 
     shown = HTMLFragment(fragment(body))
     ipython = sys.modules.get("IPython")
-    shell = ipython.get_ipython() if ipython is not None else None  # type: ignore[attr-defined]
+    shell = getattr(ipython, "get_ipython", lambda: None)() if ipython is not None else None
     if shell is None:
         return shown
     from IPython.display import HTML, display

@@ -196,7 +196,7 @@ class _LineError(Exception):
 _SafeBase = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-class _LineLoader(_SafeBase):  # type: ignore[misc,valid-type]
+class _LineLoader(_SafeBase):  # type: ignore[misc,valid-type] # yaml's C or Python loader
     """A safe YAML loader that records line numbers; no other constructors are added."""
 
 
@@ -746,7 +746,7 @@ def sets_from_objects(
 def _override_object(obj: Any, key: str, value: Any, source: str) -> Any:
     if isinstance(obj, Params):
         return Params(obj.name, _merge(obj.to_dict(), {key: value}))
-    if dataclasses.is_dataclass(obj):
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         head, _, rest = key.partition(".")
         names = {f.name for f in dataclasses.fields(obj)}
         if head not in names:

@@ -12,6 +12,7 @@ from curifactory_cli.hashing import combine_hashes, hash_params
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from pathlib import Path
 
     from curifactory_cli.caching import Cacheable
 
@@ -92,7 +93,12 @@ class _CachedOutput:
 
     def __init__(self, cacher: Cacheable | Callable[[], Cacheable], keep: bool) -> None:
         # A cached run reads few of its outputs: the cacher is made when one is read.
-        self._cacher, self._make = (None, cacher) if callable(cacher) else (cacher, None)
+        self._cacher: Cacheable | None = None
+        self._make: Callable[[], Cacheable] | None = None
+        if callable(cacher):
+            self._make = cacher
+        else:
+            self._cacher = cacher
         self.keep = keep  # memoise after the first load (plain outputs); Lazy ones never are
         self.loaded = False
         self.value: Any = None
@@ -107,7 +113,7 @@ class _CachedOutput:
     def get(self) -> Any:
         if self.loaded:
             return self.value
-        value = self.cacher._curi_loader()  # type: ignore[attr-defined]
+        value = self.cacher._curi_loader()  # type: ignore[attr-defined] # set by engine.jobs
         if self.keep:
             self.value, self.loaded = value, True
         return value
@@ -358,7 +364,8 @@ class ArtifactManager:
         reported by the stages that ran, and the cached ones put back on a cache hit."""
         return [reportable for r in self._every_record for reportable in r.reportables]
 
-    def generate_report(self) -> None:
+    def generate_report(self) -> Path | None:
         """Curifactory's call at the end of run(): under `curi run` the run's report is
         written when the run ends (unless --no-report), with every stage's outcome, so there
         is nothing to do here."""
+        return None

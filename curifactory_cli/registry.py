@@ -305,7 +305,8 @@ class RunRegistry:
             raise ConfigError(
                 f"unknown run status {status!r}", hint="use one of: " + ", ".join(STATUSES)
             )
-        where, args = [], []
+        where: list[str] = []
+        args: list[Any] = []
         wanted = status
         if status in ("running", "died"):  # both are stored as 'running'
             status, limit, limit_after = "running", None, limit

@@ -294,7 +294,7 @@ def stage(
         def wrapper(record: Record, *args: Any, **kwargs: Any) -> Record:
             return _trace(spec, record, args, kwargs)
 
-        wrapper.__curi_stage__ = spec  # type: ignore[attr-defined]
+        wrapper.__curi_stage__ = spec  # type: ignore[attr-defined] # marks a stage function
         return wrapper
 
     return decorator
@@ -327,7 +327,7 @@ def aggregate(
         def wrapper(record: Record, records: list[Record] | None = None, **kwargs: Any) -> Record:
             return _trace(spec, record, (), kwargs, records=records)
 
-        wrapper.__curi_stage__ = spec  # type: ignore[attr-defined]
+        wrapper.__curi_stage__ = spec  # type: ignore[attr-defined] # marks a stage function
         return wrapper
 
     return decorator

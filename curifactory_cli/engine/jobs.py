@@ -300,9 +300,12 @@ def rebuild_error(failure: Failure) -> CurifactoryError:
     module, _, name = failure.error_type.partition(":")
     try:
         cls = getattr(importlib.import_module(module), name)
-        return cls(failure.message, hint=failure.hint)
+        error = cls(failure.message, hint=failure.hint)
     except Exception:
-        return CacheError(failure.message, failure.hint)
+        error = None
+    if isinstance(error, CurifactoryError):
+        return error
+    return CacheError(failure.message, failure.hint)  # a name that is not one of ours
 
 
 class _WorkerName:
@@ -406,7 +409,7 @@ def bound_cacher(
             state["verified"] = True
         return cacher.load()
 
-    cacher._curi_loader = load  # type: ignore[attr-defined]
+    cacher._curi_loader = load  # type: ignore[attr-defined] # read by record._CachedOutput
     return cacher
 
 
@@ -681,9 +684,9 @@ def _pickle_globals(data: bytes) -> set[tuple[str, str]]:
             elif name == "MEMOIZE":
                 memo[len(memo)] = recent[-1] if recent else None
             elif name in ("PUT", "BINPUT", "LONG_BINPUT"):
-                memo[int(arg)] = recent[-1] if recent else None
+                memo[int(arg or 0)] = recent[-1] if recent else None
             elif name in ("GET", "BINGET", "LONG_BINGET"):
-                recent.append(memo.get(int(arg)))
+                recent.append(memo.get(int(arg or 0)))
             else:
                 recent.append(None)
             if len(recent) > 8:
@@ -762,7 +765,7 @@ class PipeSafeStream:
     def write(self, text: str) -> int:
         if not self.reader_gone:
             try:
-                return self.stream.write(text)
+                return int(self.stream.write(text))
             except BrokenPipeError:
                 self._drop()
         return len(text)

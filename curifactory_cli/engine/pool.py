@@ -167,11 +167,11 @@ class PoolRunner:
             culprits = set(running.values())
         results = []
         for job, payload in lost:
-            pid = running.get(job.index)
+            ran_in = running.get(job.index)
             discard_staging(job.staging)
             resent = self._resent.get(job.index, 0)
-            if pid in culprits:
-                results.append(died(job, exit_description(exits.get(pid))))
+            if ran_in in culprits:
+                results.append(died(job, exit_description(exits.get(ran_in))))
             elif resent >= MAX_RESENDS:  # workers die before they even start it: give up
                 results.append(died(job, "worker processes keep dying as they start"))
             else:

@@ -206,7 +206,7 @@ def main_hidden() -> Iterator[None]:
     it (they import the experiment by path), so it is hidden while they start.
     """
     main = sys.modules.get("__main__")
-    saved = {}
+    saved: dict[str, Any] = {}
     if main is not None:
         saved = {k: main.__dict__.pop(k) for k in ("__file__", "__spec__") if k in main.__dict__}
         main.__spec__ = None

@@ -65,8 +65,8 @@ if TYPE_CHECKING:
     from curifactory_cli.engine.keys import KeyMaker
     from curifactory_cli.engine.runners import JobRunner
     from curifactory_cli.events import Event, Reporter
-    from curifactory_cli.store import Entry, EntryLock
-    from curifactory_cli.store.base import Store
+    from curifactory_cli.store import Entry
+    from curifactory_cli.store.base import Lock, Store
 
 # With workers, a stage whose calls take under INLINE_BELOW_S (after INLINE_AFTER of them) runs
 # in this process: a round trip to a worker costs about a millisecond.
@@ -122,8 +122,8 @@ class Scheduler:
         self._to_decide: list[int] = []
         self._ready: list[int] = []
         # Waiting for another run's lock: (node, job, lock, since when, said so yet).
-        self._locked: list[tuple[int, Job, EntryLock, float, bool]] = []
-        self._in_flight: dict[int, tuple[Job, EntryLock | None, float, int]] = {}
+        self._locked: list[tuple[int, Job, Lock, float, bool]] = []
+        self._in_flight: dict[int, tuple[Job, Lock | None, float, int]] = {}
         self._slots = list(range(runner.capacity, 0, -1))  # free worker slots; 0 is here
         self._local = InlineRunner()
         self._placed: dict[int, bool] = {}  # node -> runs in this process
@@ -370,12 +370,14 @@ class Scheduler:
         self._reportables(node, entry.meta)
         node.key_parts = None  # only a call that runs records them
         self.keys.forget(node)
+        templates = node.cacher_templates
+        assert templates is not None  # a cache hit is a stage with cachers
         for i, ref in enumerate(node.outputs):
             info = outputs[ref.name]
             ref.version = info["version"]
             make = _OutputCacher(
                 self.store,
-                node.cacher_templates[i],
+                templates[i],
                 node.entry_dir,
                 ref.name,
                 node.stage.name,
@@ -463,6 +465,7 @@ class Scheduler:
         if self._keyed.pop(node.index, None) != [ref.version for ref in node.upstream()]:
             node.key_parts, node.key = self.keys.data_key(node, lambda ref: ref.version)
         if node.is_cached_stage:
+            assert node.key is not None  # keyed above
             node.entry_dir = self.finder.entry_dir(node, node.key)
         else:
             self._set_memory_versions(node)
@@ -476,7 +479,7 @@ class Scheduler:
             self._fail(node, exc, time.perf_counter())
             return
         lock = None
-        if node.is_cached_stage and not self.store.dry:
+        if node.is_cached_stage and not self.store.dry and node.key is not None:
             lock = self.store.entry_lock(node.key)
             if not lock.acquire_nowait():
                 if self._progress:
@@ -534,7 +537,7 @@ class Scheduler:
             and sorted(seen)[len(seen) // 2] < INLINE_BELOW_S  # the median
         )
 
-    def _locked_in(self, node: Node, job: Job, lock: EntryLock | None) -> None:
+    def _locked_in(self, node: Node, job: Job, lock: Lock | None) -> None:
         # Another run may have published this entry while we waited for the lock.
         if lock is not None and node.index not in self._repaired and not self.finder.forced(node):
             assert node.entry_dir is not None and node.key is not None
@@ -586,7 +589,7 @@ class Scheduler:
                     error: CurifactoryError = StageError(
                         node.stage.name, node.record_name, original
                     )
-                    error.traceback_text = failure.traceback  # type: ignore[attr-defined]
+                    error.traceback_text = failure.traceback  # type: ignore[attr-defined] # for console
                 else:
                     error = rebuild_error(failure)
                 self._fail(node, error, started)
@@ -674,7 +677,7 @@ class Scheduler:
                 stage=producer.stage.name,
                 directory=directory,
                 output=ref.name,
-                cacher=producer.cacher_templates[i],
+                cacher=producer.cacher_templates[i],  # type: ignore[index] # it has an entry
                 info=self._info[producer.index][ref.name],
                 lazy=ref.lazy,
                 verified=producer.index in self._fresh,
@@ -724,7 +727,7 @@ class Scheduler:
             ),
             outputs=tuple(ref.name for ref in node.outputs),
             lazy=tuple(ref.lazy is not None for ref in node.outputs),
-            cachers=tuple(node.cacher_templates) if node.is_cached_stage else None,
+            cachers=None if node.cacher_templates is None else tuple(node.cacher_templates),
             kwargs=dict(node.kwargs),
             is_aggregate=node.stage.is_aggregate,
             inputs=inputs,
@@ -773,10 +776,12 @@ class Scheduler:
         node.entry_dir = location
         self._info[node.index] = result.outputs_meta
         self._reportables(node, {"extra_files": result.extra_files})
+        templates = node.cacher_templates
+        assert templates is not None  # committed: a stage with cachers
         for i, ref in enumerate(node.outputs):
             make = partial(
                 bound_cacher,
-                node.cacher_templates[i],
+                templates[i],
                 location,
                 ref.name,
                 node.stage.name,
@@ -908,7 +913,8 @@ _utc_now = _UtcNow()
 def remote_error(type_name: str, message: str) -> RemoteError:
     """An exception named like the original (`ValueError: ...` reads the same)."""
     cls = type(type_name or "RemoteError", (RemoteError,), {})
-    return cls(message.partition(": ")[2] if ": " in message else message)
+    error: RemoteError = cls(message.partition(": ")[2] if ": " in message else message)
+    return error
 
 
 @contextlib.contextmanager

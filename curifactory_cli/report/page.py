@@ -284,8 +284,8 @@ def _params(run: dict[str, Any]) -> str:
         if len(keys) > WIDE:
             for p in group:
                 head = f"<b>{_e(p.get('name'))}</b> <code class='muted'>{_e(p.get('hash'))}</code>"
-                values = json.dumps(p.get("values"), indent=2, default=str)
-                out.append(f"<details><summary>{head}</summary><pre>{_e(values)}</pre></details>")
+                text = json.dumps(p.get("values"), indent=2, default=str)
+                out.append(f"<details><summary>{head}</summary><pre>{_e(text)}</pre></details>")
             continue
         # Parameters with the same value in every set are greyed: the others tell them apart.
         varying = {

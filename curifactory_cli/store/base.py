@@ -11,6 +11,10 @@ from curifactory_cli.store.entry import Entry, RemoteRef
 
 
 class Lock(Protocol):
+    """An entry's lock between runs: held while one run computes the entry."""
+
+    path: str  # what it is, as a message names it
+
     def acquire_nowait(self) -> bool: ...
     def acquire_within(self, seconds: float) -> bool: ...
     def acquire(self) -> None: ...

@@ -410,10 +410,11 @@ class Entry:
         self.mtime = mtime  # when it was written
 
     @property
-    def directory(self) -> Path:
+    def directory(self) -> PurePath:
+        """A Path for a local entry, a PurePosixPath for one in a bucket."""
         if isinstance(self._directory, str):
             self._directory = Path(self._directory)
-        return self._directory  # type: ignore[return-value]
+        return self._directory
 
     @property
     def location(self) -> str:
@@ -424,7 +425,8 @@ class Entry:
         return f"Entry({self.location!r}, key={self.key[:16]!r})"
 
     def output_files(self, output: str) -> list[dict[str, Any]]:
-        return self.meta["outputs"][output]["files"]
+        files: list[dict[str, Any]] = self.meta["outputs"][output]["files"]
+        return files
 
     @property
     def experiment(self) -> str:
@@ -477,7 +479,7 @@ class Entry:
                 self.mtime = 0.0
         return self.mtime
 
-    def rel(self, root: Path) -> str:
+    def rel(self, root: str | PurePath) -> str:
         """The entry's path relative to the cache root, as the metadata's lineage names it."""
         here, base = self.location, str(root).rstrip("/")
         if here.startswith(base + "/"):  # string work: pathlib costs more than the listing

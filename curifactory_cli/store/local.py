@@ -18,8 +18,8 @@ import stat
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable, Iterator
-from pathlib import Path
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path, PurePath
 from typing import Any
 
 from curifactory_cli.errors import CacheError
@@ -665,10 +665,11 @@ class LocalStore:
         The rewritten file keeps its modification time, which `ls`, `gc` and `du` read as the
         entry's age: invalidating does not make an entry look new.
         """
-        meta_path = entry.directory / META_NAME
+        directory = Path(entry.location)  # a local store's entries are local folders
+        meta_path = directory / META_NAME
         if meta_path.is_symlink():
             raise CacheError(f"refusing to rewrite {meta_path}: it is a symbolic link")
-        meta = read_meta(entry.directory)
+        meta = read_meta(directory)
         if meta is None:
             raise CacheError(f"cannot read {meta_path}", hint="`curi cache verify` checks entries.")
         if meta.get("invalidated"):
@@ -676,7 +677,7 @@ class LocalStore:
         meta["invalidated"] = True
         meta = sign(meta)  # the mark is signed too: without the key, the entry is refused anyway
         st = meta_path.stat()
-        fd, tmp = tempfile.mkstemp(dir=entry.directory, prefix=".meta-", suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".meta-", suffix=".tmp")
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as outfile:
                 outfile.write(dump_meta(meta))
@@ -705,7 +706,7 @@ class LocalStore:
         self._made.clear()  # emptied parent folders are removed too
         freed = 0
         for entry in entries:
-            target = entry.directory
+            target = Path(entry.location)
             self._checked(target)
             freed += entry.size
             (target / META_NAME).unlink(missing_ok=True)
@@ -713,11 +714,12 @@ class LocalStore:
             self._prune_empty_parents(target.parent)
         return freed
 
-    def remove_paths(self, paths: list[Path]) -> int:
+    def remove_paths(self, paths: Sequence[PurePath]) -> int:
         """Delete leftover folders or stray files inside the cache; returns the bytes freed."""
         self._made.clear()
         freed = 0
-        for path in paths:
+        for pure in paths:
+            path = Path(pure)  # a local store's paths are local
             if path.is_symlink() and path.parent.name == LOCK_DIR:
                 # A link planted among the lock files: unlink it, never touch its target.
                 if path.parent.resolve() == (self.root / LOCK_DIR).resolve():

@@ -88,6 +88,8 @@ class NoLock:
     """Remote entries are not locked: two machines computing the same entry at once may
     duplicate work; the conditional commit keeps the entry whole either way."""
 
+    path = "(no lock: remote entry)"
+
     def acquire_nowait(self) -> bool:
         return True
 
@@ -354,7 +356,7 @@ class FsspecStore:
         top = self.path_of(experiment or "")
         self.calls += 1
         try:
-            found = self.fs.find(top, detail=True)
+            found: dict[str, dict[str, Any]] = self.fs.find(top, detail=True)
         except FileNotFoundError:
             found = {}
         except Exception as exc:
@@ -745,7 +747,7 @@ class FsspecStore:
         """Delete entries, `meta.json` first, so a half-deleted entry is never seen as valid."""
         freed = 0
         for entry in entries:
-            directory = self._checked(entry.directory)
+            directory = self._checked(entry.location)
             freed += entry.size
             self.calls += 2
             try:
