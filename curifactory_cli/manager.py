@@ -268,7 +268,10 @@ class _Session:
             self.store.notify = lambda message: reporter.emit(Warned(message))
         self.scheduler = Scheduler(
             store=self.store,
-            keys=KeyMaker(manager.experiment_name, CodeFingerprinter(root)),
+            # A dry session writes nothing, the memo of depends_on files' checksums included.
+            keys=KeyMaker(
+                manager.experiment_name, CodeFingerprinter(root), write_memo=not manager.dry
+            ),
             runner=InlineRunner(),
             reporter=reporter,
             experiment=manager.experiment_name,

@@ -231,6 +231,24 @@ def test_a_dry_session_writes_nothing(session):
     assert runs(session) == []
 
 
+def test_a_dry_session_keeps_no_memo_of_the_files_a_stage_reads(session):
+    """A stage's `depends_on` files are checksummed for its key; a dry session, like `curi
+    run --dry`, leaves no memo of them behind."""
+    import curifactory_cli as cf
+    from curifactory_cli.caching import JsonCacher
+
+    (session / "inputs").mkdir()
+    (session / "inputs" / "in.txt").write_text("42")
+
+    @cf.stage(inputs=None, outputs=["v"], cachers=[JsonCacher], depends_on=["inputs/in.txt"])
+    def read(record):
+        return int((session / "inputs" / "in.txt").read_text())
+
+    record = read(cf.Record(cf.ArtifactManager("dry", dry=True), cf.ExperimentParameters()))
+    assert record.state["v"] == 42
+    assert not (session / "data").exists(), sorted((session / "data").rglob("*"))
+
+
 def test_unknown_manager_options_are_refused(session):
     import curifactory_cli as cf
 
