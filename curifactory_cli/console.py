@@ -53,7 +53,10 @@ class Output:
 
     @property
     def file(self) -> IO[str]:
-        return sys.stderr if self.stderr else sys.stdout
+        stream = sys.stderr if self.stderr else sys.stdout
+        # While a stage runs in this process, its output is kept (capture.Tee): curi's own
+        # lines (a heartbeat) are not the stage's.
+        return getattr(stream, "curi_stream", stream)
 
     @property
     def rich(self) -> Console:

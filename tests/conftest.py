@@ -58,6 +58,8 @@ class Project:
                 continue
             if path.relative_to(self.root).parts[0] == "reports":  # so do the reports
                 continue
+            if path.parent.name == "logs" and path.suffix == ".jsonl":  # and the run logs
+                continue
             if path.is_file() and "__pycache__" not in path.parts:
                 st = path.stat()
                 out[str(path.relative_to(self.root))] = (st.st_size, st.st_mtime_ns)

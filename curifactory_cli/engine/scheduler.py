@@ -21,7 +21,7 @@ import heapq
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -99,6 +99,7 @@ class Scheduler:
         keep_going: bool = False,
         lock_timeout: float | None = None,
         provenance: dict[str, Any] | None = None,
+        logbook: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.store = store
         self.keys = keys
@@ -114,6 +115,7 @@ class Scheduler:
         self.keep_going = keep_going
         self.lock_timeout = lock_timeout  # seconds to wait for another run's lock (None: ever)
         self.provenance = provenance or {}
+        self.logbook = logbook  # receives what each stage call that ran printed, or its failure
         self.failures: list[StageError] = []
         self._state: dict[int, str] = {}
         self._pending: dict[int, int] = {}  # producers not settled yet, per node
@@ -606,6 +608,8 @@ class Scheduler:
         finally:
             if lock is not None:
                 lock.release()
+        if self.logbook is not None and (result.log or result.failure is not None):
+            self.logbook(_log_entry(node, result))
 
     def _fail(self, node: Node, error: BaseException, started: float) -> None:
         node.outcome = Outcome.FAILED
@@ -927,6 +931,25 @@ def _freeze_survivors(phase: str, info: dict[str, int]) -> None:
     # Right after a full collection every generation was just collected: what is left lives.
     if phase == "stop" and info["generation"] == 2:
         gc.freeze()
+
+
+def _log_entry(node: Node, result: JobResult) -> dict[str, Any]:
+    """A stage call's line in the run's log: what it printed, and why it failed."""
+    entry: dict[str, Any] = {
+        "position": node.index,
+        "stage": node.stage.name,
+        "record": node.record_name,
+        "outcome": node.outcome.value if node.outcome else "retried",
+        "seconds": round(node.seconds, 4),
+        "worker": result.worker,
+        "log": result.log,
+    }
+    failure = result.failure
+    if failure is not None:
+        entry["error"] = failure.message
+        if failure.traceback:
+            entry["traceback"] = failure.traceback
+    return entry
 
 
 def _record_info(record: Any) -> RecordInfo:
