@@ -61,6 +61,8 @@ class LogBuffer:
         self._tail_size = len(joined)
 
     def text(self) -> str:
+        if not self._head_size:
+            return ""
         with self._lock:
             self._trim()
             gap = f"\n[... {self._dropped} characters left out ...]\n" if self._dropped else ""
@@ -138,36 +140,38 @@ def _console_fd(stream: Any, out: Any, err: Any) -> int | None:
     return fd if fd in (1, 2) else None
 
 
-@contextlib.contextmanager
-def captured() -> Iterator[LogBuffer]:
-    """Keep what is printed and logged until the block ends, still showing it."""
-    buffer = LogBuffer()
-    out, err = sys.stdout, sys.stderr
-    tees = {1: Tee(out, buffer, 1), 2: Tee(err, buffer, 2)}
-    sys.stdout, sys.stderr = tees[1], tees[2]
-    pointed: list[tuple[logging.StreamHandler[Any], Any]] = []
-    for handler in logging.root.handlers:
-        if not isinstance(handler, logging.StreamHandler) or isinstance(
-            handler, logging.FileHandler
-        ):
-            continue  # a file, a socket...: not the console
-        fd = _console_fd(handler.stream, out, err)
-        if fd is not None:
-            pointed.append((handler, handler.stream))
-            handler.stream = tees[fd]
-    try:
-        yield buffer
-    finally:
-        for tee in tees.values():
-            tee.buffer = None  # kept by whatever took it (a handler made inside the stage)
-        for handler, stream in pointed:
-            if handler.stream is tees[1] or handler.stream is tees[2]:
+class captured:
+    """Keep what is printed and logged until the block ends, still showing it. (A class, not
+    a generator function: it runs once per stage call.)"""
+
+    def __enter__(self) -> LogBuffer:
+        self.buffer = buffer = LogBuffer()
+        self.out, self.err = out, err = sys.stdout, sys.stderr
+        self.tees = tees = (Tee(out, buffer, 1), Tee(err, buffer, 2))
+        sys.stdout, sys.stderr = tees
+        self.pointed: list[tuple[logging.StreamHandler[Any], Any]] = []
+        for handler in logging.root.handlers:
+            if not isinstance(handler, logging.StreamHandler) or isinstance(
+                handler, logging.FileHandler
+            ):
+                continue  # a file, a socket...: not the console
+            fd = _console_fd(handler.stream, out, err)
+            if fd is not None:
+                self.pointed.append((handler, handler.stream))
+                handler.stream = tees[fd - 1]
+        return buffer
+
+    def __exit__(self, *exc: object) -> None:
+        out_tee, err_tee = self.tees
+        out_tee.buffer = err_tee.buffer = None  # kept by whatever took it (a handler made inside)
+        for handler, stream in self.pointed:
+            if handler.stream is out_tee or handler.stream is err_tee:
                 handler.stream = stream
         # A stage that replaced sys.stdout itself and did not put it back keeps its choice.
-        if sys.stdout is tees[1]:
-            sys.stdout = out
-        if sys.stderr is tees[2]:
-            sys.stderr = err
+        if sys.stdout is out_tee:
+            sys.stdout = self.out
+        if sys.stderr is err_tee:
+            sys.stderr = self.err
 
 
 # ---------------------------------------------------------------------------------- progress
