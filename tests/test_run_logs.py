@@ -151,6 +151,18 @@ def test_the_report_shows_each_calls_log_collapsed_and_a_failure_open(project, c
     check(page.read_text())
 
 
+def test_a_full_store_keeps_the_runs_log(project, cli):
+    setup(project)
+    project.write("params/p.yaml", "- name: a\n  n: 2\n")
+    assert cli("run", "talk", "p", "--store-full").exit_code == 0
+    run = last_run(project)
+    stored = read_log(project.root / "data" / "runs" / run["reference"] / "output.jsonl")
+    assert [(e["stage"], e["log"].splitlines()[0][:14]) for e in stored] == [
+        ("load", "loading 2 rows"),
+        ("train", "training a"),
+    ]
+
+
 def test_output_beyond_the_limit_keeps_its_beginning_and_end():
     with captured() as buffer:
         sys.stdout.write("first line\n")
