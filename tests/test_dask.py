@@ -14,6 +14,8 @@ import time
 from collections import Counter
 
 import pytest
+from test_progress import heartbeat_fractions
+from test_progress import setup as setup_progress
 from test_run_logs import last_run
 from test_run_logs import setup as setup_talk
 from test_workers import EXPERIMENT, PARAMS, entry_versions, executions, setup
@@ -49,6 +51,16 @@ def test_what_a_stage_prints_on_a_dask_worker_is_kept_in_the_runs_log(project, c
     assert len(pids) >= 1 and os.getpid() not in pids  # printed by the Dask workers
     assert "INFO talk: loaded b" in shown.output
     assert "== train [b]  failed" in shown.output and "    helper(data)" in shown.output
+
+
+def test_a_stage_on_a_dask_worker_reports_its_progress(project, cli, monkeypatch):
+    from curifactory_cli import console as ui
+
+    setup_progress(project)
+    monkeypatch.setattr(ui, "HEARTBEAT_S", 0.3)
+    result = cli("run", "prog", "p", "--executor", "dask", "-j", "1", "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert heartbeat_fractions(result.output), result.output
 
 
 def test_a_killed_dask_worker_fails_its_stage_and_the_next_run_resumes(project, cli):

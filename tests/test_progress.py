@@ -1,0 +1,83 @@
+"""How far a running stage is (`record.progress`): in the live display, in the `running` lines
+of a log, from a stage in this process, in a worker process or on a Dask worker."""
+
+from __future__ import annotations
+
+import io
+import re
+
+import pytest
+
+from curifactory_cli import console as ui
+from curifactory_cli.capture import progress_to, report_progress
+from curifactory_cli.events import NodeProgress, NodeStarted, RunStarted
+
+EXPERIMENT = """
+import time
+import curifactory_cli as cf
+from curifactory_cli.caching import JsonCacher
+
+@cf.stage(inputs=None, outputs=["n"], cachers=[JsonCacher])
+def count(record):
+    for i in range(1, 21):
+        record.progress(i, 20)
+        time.sleep(0.06)
+    return 20
+
+def run(param_sets, manager):
+    for p in param_sets:
+        count(cf.Record(manager, p))
+"""
+
+
+def setup(project) -> None:
+    project.write("experiments/prog.py", EXPERIMENT)
+    project.write("params/p.yaml", "- name: a\n")
+
+
+def heartbeat_fractions(output: str) -> list[int]:
+    """The `done` of every `running  count [a] ... for 0.2s: 5/20 (25%)` line."""
+    return [
+        int(m.group(1))
+        for m in re.finditer(
+            r"^ running  count \[a\][^\n]* for [^\n]*: (\d+)/20 \(\d+%\)$", output, re.M
+        )
+    ]
+
+
+@pytest.mark.usefixtures("job_runner")
+def test_log_lines_of_a_running_stage_say_how_far_it_is(project, cli, monkeypatch):
+    setup(project)
+    monkeypatch.setattr(ui, "HEARTBEAT_S", 0.3)
+    result = cli("run", "prog", "p", "--no-progress")
+    assert result.exit_code == 0, result.output
+    done = heartbeat_fractions(result.output)
+    assert done, result.output  # sent from the worker process too, with -j 2
+    assert done == sorted(done) and done[0] >= 1 and done[-1] <= 20
+
+
+def test_the_live_display_shows_a_running_calls_progress():
+    out = io.StringIO()
+    reporter = ui.LiveReporter(ui.Output(), ui.Output(stderr=True))
+    reporter.show(RunStarted("r", "prog", 1, (("count", 2),), workers=2))
+    try:
+        reporter.show(NodeStarted(0, "count", "a", "not computed yet", "worker 1"))
+        reporter.show(NodeStarted(1, "count", "b", "not computed yet", "worker 2"))
+        reporter.show(NodeProgress(0, "count", "a", 450, 1000))
+        reporter.show(NodeProgress(1, "count", "b", 7))
+        from rich.console import Console
+
+        Console(file=out, width=200).print(reporter._render())
+    finally:
+        reporter.close()
+    assert "running a (w1) 450/1000 (45%), b (w2) 7" in out.getvalue()
+
+
+def test_progress_is_sent_at_most_four_times_a_second_and_its_last_value_at_the_end():
+    sent = []
+    with progress_to(lambda done, total: sent.append((done, total))):
+        for i in range(1, 1001):
+            report_progress(i, 2000)
+    assert sent == [(1, 2000), (1000, 2000)]  # the first at once, the last when the call ends
+    report_progress(5, 10)  # outside a stage call: nothing to send it to, nothing fails
+    assert len(sent) == 2
