@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import sys
 import threading
 import time
@@ -69,18 +70,33 @@ class LogBuffer:
             return overwritten("".join(self._head) + gap + "".join(self._tail))
 
 
+_MOVES = re.compile(r"(\r|\n|\x1b\[\d*A)")
+
+
 def overwritten(text: str) -> str:
-    """`text` as a terminal leaves it after carriage returns (a progress bar redrawn in place
-    keeps only its last state)."""
-    if "\r" not in text:
+    """`text` as a terminal leaves it: a carriage return goes back to the start of the line
+    and `ESC [ n A` up n lines (a progress bar redrawn in place, nested bars), so each bar
+    keeps only its last state; lines end without the spaces that erased what was there."""
+    if "\r" not in text and "\x1b[" not in text:
         return text
-    lines = []
-    for line in text.split("\n"):
-        if "\r" in line:
-            parts = [p for p in line.split("\r") if p]
-            line = parts[-1] if parts else ""
-        lines.append(line)
-    return "\n".join(lines)
+    lines: list[list[str]] = [[]]
+    row = col = 0
+    for token in _MOVES.split(text):
+        if token == "\n":
+            row, col = row + 1, 0
+            if row == len(lines):
+                lines.append([])
+        elif token == "\r":
+            col = 0
+        elif token.startswith("\x1b["):
+            row = max(0, row - int(token[2:-1] or 1))
+        elif token:
+            line = lines[row]
+            if col > len(line):
+                line.extend(" " * (col - len(line)))
+            line[col : col + len(token)] = token
+            col += len(token)
+    return "\n".join("".join(line).rstrip(" ") for line in lines)
 
 
 class Tee:

@@ -36,11 +36,12 @@ def setup(project) -> None:
 
 
 def heartbeat_fractions(output: str) -> list[int]:
-    """The `done` of every `running  count [a] ... for 0.2s: 5/20 (25%)` line."""
+    """The `done` of every `running  count [a] ... for 0.2s: 5/20 (25%)` line (a progress bar
+    on stderr may have left its line unfinished before it)."""
     return [
         int(m.group(1))
         for m in re.finditer(
-            r"^ running  count \[a\][^\n]* for [^\n]*: (\d+)/20 \(\d+%\)$", output, re.M
+            r" running  count \[a\][^\n]* for [^\n]*: (\d+)/20 \(\d+%\)$", output, re.M
         )
     ]
 
@@ -54,6 +55,49 @@ def test_log_lines_of_a_running_stage_say_how_far_it_is(project, cli, monkeypatc
     done = heartbeat_fractions(result.output)
     assert done, result.output  # sent from the worker process too, with -j 2
     assert done == sorted(done) and done[0] >= 1 and done[-1] <= 20
+
+
+TQDM_EXPERIMENT = """
+import time
+import curifactory_cli as cf
+from curifactory_cli.caching import JsonCacher
+from curifactory_cli.progress import tqdm
+
+@cf.stage(inputs=None, outputs=["n"], cachers=[JsonCacher])
+def count(record):
+    total = 0
+    for i in tqdm(range(20), desc="counting"):
+        for _ in tqdm(range(3), leave=False):  # a nested bar does not report
+            time.sleep(0.02)
+        total += 1
+    return total
+
+def run(param_sets, manager):
+    for p in param_sets:
+        count(cf.Record(manager, p))
+"""
+
+
+@pytest.mark.usefixtures("job_runner")
+def test_a_stage_using_curis_tqdm_reports_its_progress(project, cli, monkeypatch):
+    pytest.importorskip("tqdm")
+    from test_run_logs import last_run
+
+    from curifactory_cli.registry import registry_path
+    from curifactory_cli.runlog import log_path, read_log
+
+    project.write("experiments/prog.py", TQDM_EXPERIMENT)
+    project.write("params/p.yaml", "- name: a\n")
+    monkeypatch.setattr(ui, "HEARTBEAT_S", 0.3)
+    result = cli("run", "prog", "p", "--no-progress")
+    assert result.exit_code == 0, result.output
+    done = heartbeat_fractions(result.output)
+    assert done and done == sorted(done), result.output
+    assert not re.search(r"running  count [^\n]*: \d+/3 \(", result.output)  # not the inner bar
+    (entry,) = read_log(log_path(registry_path(project.root), last_run(project)["reference"]))
+    # The bar as the terminal leaves it: its last state, not every redraw.
+    assert entry["log"].count("counting: 100%") == 1, entry["log"]
+    assert entry["log"].startswith("counting: 100%") and "20/20" in entry["log"]
 
 
 def test_the_live_display_shows_a_running_calls_progress():

@@ -180,3 +180,7 @@ def test_output_beyond_the_limit_keeps_its_beginning_and_end():
 
 def test_a_progress_bar_redrawn_in_place_keeps_its_last_state():
     assert overwritten("epoch 1\n 10%\r 50%\r100%\ndone\n") == "epoch 1\n100%\ndone\n"
+    # A nested bar: drawn a line below (newline, then back up with ESC [A), then erased.
+    nested = "outer 1/2\r\n\rinner 50%\x1b[A\router 2/2\n\r         \x1b[A\router 2/2 ok\n"
+    assert overwritten(nested) == "outer 2/2 ok\n"
+    assert overwritten("a\rlonger\rab\n") == "abnger\n"  # as on a terminal
