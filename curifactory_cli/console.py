@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import IO, TYPE_CHECKING, Any
 
+from curifactory_cli.eta import TimeLeft, left_text
 from curifactory_cli.events import (
     NodeFinished,
     NodeProgress,
@@ -153,8 +154,11 @@ class PlainReporter:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._beating: threading.Thread | None = None
+        self.time_left = TimeLeft()
 
     def emit(self, event: Event) -> None:
+        if not self.quiet:
+            self.time_left.add(event)
         if isinstance(event, Warned):
             self.warnings.append(event.message)
             self.err.print(
@@ -216,6 +220,9 @@ class PlainReporter:
             for label, started, _, progress in due:
                 done = f": {progress}" if progress else ""
                 self._line(f"{'running':>8}  {label} for {_elapsed(now - started)}{done}")
+            left = self.time_left.seconds(now) if due else None
+            if left is not None:
+                self._line(f"{'eta':>8}  {left_text(left)} in the run")
 
 
 def _elapsed(seconds: float) -> str:
@@ -265,7 +272,9 @@ class LiveReporter(PlainReporter):
                 Text(now, style="yellow") if now else "",
             )
         workers = f", {self.workers} workers" if self.workers > 1 else ""
-        table.caption = f"{time.perf_counter() - self.started:.1f}s{workers}"
+        left = self.time_left.seconds()
+        estimate = f", {left_text(left)}" if left is not None else ""
+        table.caption = f"{time.perf_counter() - self.started:.1f}s{workers}{estimate}"
         return table
 
     def show(self, event: Event) -> None:

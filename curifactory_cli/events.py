@@ -23,6 +23,8 @@ class RunStarted:
     # More stage calls of a run already started: run() read an output while it was traced,
     # which started the run; these were traced after that.
     more: bool = False
+    # (stage, seconds): how long a call of each stage took when it executed in recent runs.
+    expected: tuple[tuple[str, float], ...] = ()
 
     @property
     def total(self) -> int:

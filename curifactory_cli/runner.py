@@ -585,6 +585,7 @@ class _Run:
         self.scheduler: Scheduler | None = None
         self.result: RunResult | None = None
         self.announced = 0  # stage calls the reporter was told about
+        self.expected: dict[str, float] = {}  # stage -> seconds a call took in recent runs
 
     def attach(self, prepared: Prepared) -> None:
         """Called before run() is traced: reading an unsettled output settles it."""
@@ -658,6 +659,11 @@ class _Run:
             return f"{prepared.experiment}_0_{dt.datetime.now().strftime('%Y-%m-%d-T%H%M%S')}"
         self.registry = RunRegistry(registry_path(self.root))
         param_sets = prepared.param_sets
+        if getattr(self.reporter, "progress", True):  # for the time left, where it is shown
+            try:
+                self.expected = self.registry.stage_seconds(prepared.experiment)
+            except CurifactoryError:
+                self.expected = {}
         reference = self.registry.start_run(
             experiment=prepared.experiment,
             command=list(options.command) or sys.argv,
@@ -702,6 +708,7 @@ class _Run:
                 tuple(stages.items()),
                 self.runner.capacity,
                 more,
+                tuple((s, self.expected[s]) for s in stages if s in self.expected),
             )
         )
 

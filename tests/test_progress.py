@@ -10,7 +10,8 @@ import pytest
 
 from curifactory_cli import console as ui
 from curifactory_cli.capture import progress_to, report_progress
-from curifactory_cli.events import NodeProgress, NodeStarted, RunStarted
+from curifactory_cli.eta import TimeLeft, left_text
+from curifactory_cli.events import NodeFinished, NodeProgress, NodeStarted, RunStarted
 
 EXPERIMENT = """
 import time
@@ -125,3 +126,56 @@ def test_progress_is_sent_at_most_four_times_a_second_and_its_last_value_at_the_
     assert sent == [(1, 2000), (1000, 2000)]  # the first at once, the last when the call ends
     report_progress(5, 10)  # outside a stage call: nothing to send it to, nothing fails
     assert len(sent) == 2
+
+
+SLOW = """
+import time
+import curifactory_cli as cf
+from curifactory_cli.caching import JsonCacher
+
+@cf.stage(inputs=None, outputs=["n"], cachers=[JsonCacher])
+def slow(record):
+    time.sleep(0.8)
+    return record.params.n
+
+def run(param_sets, manager):
+    for p in param_sets:
+        slow(cf.Record(manager, p))
+"""
+
+
+def test_log_lines_say_the_time_left_from_past_runs_of_the_same_stages(project, cli, monkeypatch):
+    project.write("experiments/slow.py", SLOW)
+    project.write("params/p.yaml", "- name: a\n  n: 1\n- name: b\n  n: 2\n")
+    monkeypatch.setattr(ui, "HEARTBEAT_S", 0.3)
+    first = cli("run", "slow", "p", "--no-progress")
+    assert first.exit_code == 0, first.output
+    # Before any call of `slow` has finished, nothing tells how long one takes.
+    before = first.output[: first.output.index("executed  slow [a]")]
+    assert "running  slow [a]" in before and "eta" not in before
+    again = cli("run", "slow", "p", "--no-progress", "--overwrite")
+    assert again.exit_code == 0, again.output
+    before = again.output[: again.output.index("executed  slow [a]")]
+    # Two calls of about 0.8 s each, from the first run: about a second left at 0.3 s.
+    left = re.findall(r"^     eta  about (\d+)s left in the run$", before, re.M)
+    assert left and all(1 <= int(s) <= 2 for s in left), again.output
+
+
+def test_the_time_left_counts_waiting_calls_progress_and_cached_calls():
+    eta = TimeLeft()
+    assert eta.seconds() is None  # nothing known
+    eta.add(RunStarted("r", "e", 4, (("fit", 4),), workers=2, expected=(("fit", 10.0),)))
+    assert eta.seconds() == pytest.approx(20.0)  # 4 calls of 10 s on 2 workers
+    eta.add(NodeStarted(0, "fit", "a", "", "worker 1"))
+    started = eta.running[0][1]
+    eta.add(NodeProgress(0, "fit", "a", 1, 2))
+    # Half done after 4 s: 4 s more; 3 waiting calls of 10 s.
+    assert eta.seconds(started + 4) == pytest.approx((4 + 30) / 2)
+    eta.add(NodeFinished(0, "fit", "a", "executed", "", 6.0))
+    eta.add(NodeFinished(1, "fit", "b", "cached", ""))
+    # This run's own calls now: 6 s each, and half of the calls were cached.
+    assert eta.seconds() == pytest.approx(2 * 6.0 * 0.5 / 2)
+    assert left_text(0.4) == "less than a second left"
+    assert left_text(42.4) == "about 42s left"
+    assert left_text(131) == "about 2m10s left"
+    assert left_text(7300) == "about 2h01m left"
