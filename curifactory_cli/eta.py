@@ -48,9 +48,16 @@ class TimeLeft:
         elif event.outcome == "cached":
             self.cached[stage] = self.cached.get(stage, 0) + 1
 
-    def _per_call(self, stage: str) -> float | None:
+    def _per_call(self, stage: str, projected: dict[str, list[float]]) -> float | None:
+        """This run's calls of the stage: finished ones, else what running ones that report
+        progress will take; else its recent runs (other parameters, maybe)."""
         calls, seconds = self.own.get(stage, (0, 0.0))
-        return seconds / calls if calls else self.expected.get(stage)
+        if calls:
+            return seconds / calls
+        durations = projected.get(stage)
+        if durations:
+            return sum(durations) / len(durations)
+        return self.expected.get(stage)
 
     def seconds(self, now: float | None = None) -> float | None:
         """Seconds the run has left, or None while a stage that still has calls to run has
@@ -61,6 +68,11 @@ class TimeLeft:
                 return None  # the run has not started
             work = 0.0
             busy: dict[str, int] = {}
+            projected: dict[str, list[float]] = {}
+            for index, (stage, started) in self.running.items():
+                fraction = self.fraction.get(index)
+                if fraction:
+                    projected.setdefault(stage, []).append((now - started) / fraction)
             for index, (stage, started) in self.running.items():
                 busy[stage] = busy.get(stage, 0) + 1
                 elapsed = now - started
@@ -68,7 +80,7 @@ class TimeLeft:
                 if fraction:
                     work += elapsed * (1 - fraction) / fraction
                     continue
-                per_call = self._per_call(stage)
+                per_call = self._per_call(stage, projected)
                 if per_call is None:
                     return None
                 work += max(per_call - elapsed, 0.0)
@@ -76,7 +88,7 @@ class TimeLeft:
                 waiting = total - self.finished.get(stage, 0) - busy.get(stage, 0)
                 if waiting <= 0:
                     continue
-                per_call = self._per_call(stage)
+                per_call = self._per_call(stage, projected)
                 if per_call is None:
                     return None
                 ran, hit = self.own.get(stage, (0, 0.0))[0], self.cached.get(stage, 0)

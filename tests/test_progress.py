@@ -169,8 +169,9 @@ def test_the_time_left_counts_waiting_calls_progress_and_cached_calls():
     eta.add(NodeStarted(0, "fit", "a", "", "worker 1"))
     started = eta.running[0][1]
     eta.add(NodeProgress(0, "fit", "a", 1, 2))
-    # Half done after 4 s: 4 s more; 3 waiting calls of 10 s.
-    assert eta.seconds(started + 4) == pytest.approx((4 + 30) / 2)
+    # Half done after 4 s: 4 s more, and the 3 waiting calls will take 8 s each as it does
+    # (this run's evidence before the recent runs' 10 s).
+    assert eta.seconds(started + 4) == pytest.approx((4 + 3 * 8) / 2)
     eta.add(NodeFinished(0, "fit", "a", "executed", "", 6.0))
     eta.add(NodeFinished(1, "fit", "b", "cached", ""))
     # This run's own calls now: 6 s each, and half of the calls were cached.
