@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import textwrap
@@ -80,8 +81,13 @@ def _forget_user_modules() -> None:
 def project(tmp_path, monkeypatch) -> Project:
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
+    # An experiment may configure logging (basicConfig(force=True)): its handler would write
+    # to a stream of this test (closed by then) in every later test.
+    handlers, level = list(logging.root.handlers), logging.root.level
     yield Project(tmp_path)
     _forget_user_modules()
+    logging.root.handlers[:] = handlers
+    logging.root.setLevel(level)
 
 
 @pytest.fixture
