@@ -110,7 +110,8 @@ def runs_show(
         typer.Option("--stage", metavar="NAME", help="With --log: only this stage's calls."),
     ] = None,
 ) -> None:
-    """Show one run: status, error, parameters, command, provenance and its stages."""
+    """Show one run: status, error, parameters, command, provenance and its stages; with
+    --log, what its stage calls printed or logged (data/logs/<run>.jsonl)."""
     from curifactory_cli.runlog import log_path, read_log
 
     path = registry_file(registry)

@@ -78,6 +78,7 @@ svg.graph .node.selected > rect { stroke: #ffb000; stroke-width: 3; }
 details > summary { cursor: pointer; }
 details.stage-log { margin: 4px 0; } details.call { margin: 4px 0 4px 20px; }
 details.call.failed > summary { color: var(--failed); }
+details.call > :not(summary) { margin-left: 16px; }
 input#filter { padding: 4px 8px; width: 320px; margin: 6px 0; }
 .muted { color: var(--muted); }
 td.nowrap { white-space: nowrap; }
