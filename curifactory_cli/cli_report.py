@@ -50,11 +50,13 @@ def report_command(
     (reports/index.html) from the run registry and the reportables kept in the cache."""
     from curifactory_cli import report
     from curifactory_cli.discovery import project_root
+    from curifactory_cli.runlog import log_path, read_log
 
     root = project_root()
     warnings: list[str] = []
     try:
-        runs = open_registry(registry_file(registry))
+        path = registry_file(registry)
+        runs = open_registry(path)
         listed = runs.list_runs(limit=None, brief=True)
         if not listed:
             raise ConfigError(
@@ -63,7 +65,8 @@ def report_command(
             )
         run = runs.get_run(reference or listed[0]["reference"])
         items = report.items_from_cache(run, warnings)
-        page = report.write_run_report(root, run, items, warnings)
+        logs = read_log(log_path(path, run["reference"]))
+        page = report.write_run_report(root, run, items, warnings, logs)
         index = report.update_index(root, listed)
     except OSError as exc:
         raise fail(

@@ -21,11 +21,21 @@ from curifactory_cli.cli_common import (
     fail,
     open_registry,
     registry_file,
+    shown_path,
 )
-from curifactory_cli.console import LOG_WIDTH, print_rows, write_json
+from curifactory_cli.console import (
+    CONTROL_ESCAPES,
+    LOG_WIDTH,
+    print_rows,
+    print_traceback,
+    write_json,
+    write_text,
+)
 from curifactory_cli.errors import ConfigError, CurifactoryError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from rich.table import Table
     from rich.text import Text
 
@@ -112,8 +122,22 @@ def runs_show(
     ] = None,
     registry: RegistryOpt = None,
     as_json: JsonOpt = False,
+    log: Annotated[
+        bool,
+        typer.Option(
+            "--log",
+            help="Show what each stage call printed or logged, and the traceback of a failed one.",
+        ),
+    ] = False,
+    stage: Annotated[
+        str | None,
+        typer.Option("--stage", metavar="NAME", help="With --log: only this stage's calls."),
+    ] = None,
 ) -> None:
-    """Show one run: status, error, parameter values, command, provenance and its stages."""
+    """Show one run: status, error, parameter values, command, provenance and its stages;
+    with --log, what its stage calls printed or logged (data/logs/<run>.jsonl)."""
+    from curifactory_cli.runlog import log_path, read_log
+
     path = registry_file(registry)
     try:
         runs = open_registry(path)
@@ -128,11 +152,75 @@ def runs_show(
         run = runs.get_run(reference)
     except CurifactoryError as exc:
         raise fail(exc) from None
+    if stage is not None and not log:
+        raise fail(ConfigError("--stage filters the log", hint="add --log.")) from None
+    file = log_path(path, run["reference"])
+    entries = read_log(file)
+    if log:
+        _show_log(run, entries, file, stage, as_json)
+        return
     _with_full_store(run)
     if as_json:
-        write_json(console, run)
+        write_json(console, run | {"log": str(file) if entries else None})
         return
-    _print_run(run)
+    _print_run(run, entries, file)
+
+
+def _show_log(run: dict, entries: list[dict], file: Path, stage: str | None, as_json: bool) -> None:
+    """The run's log as plain text: a header line per stage call, then what it printed."""
+    calls = run.get("stages") or []
+    if stage is not None:
+        if not any(c["stage"] == stage for c in calls):
+            known = ", ".join(sorted({c["stage"] for c in calls})) or "none"
+            raise fail(
+                ConfigError(
+                    f"run {run['reference']} has no stage {stage!r}", hint=f"its stages: {known}."
+                )
+            ) from None
+        entries = [e for e in entries if e["stage"] == stage]
+        calls = [c for c in calls if c["stage"] == stage]
+    cached: dict[str, list[str]] = {}
+    for call in calls:
+        if call.get("outcome") == "cached":
+            cached.setdefault(call["stage"], []).append(call["record"])
+    if as_json:
+        write_json(
+            console,
+            {
+                "run": run["reference"],
+                "log": str(file) if file.exists() else None,
+                "entries": entries,
+                "cached": cached,
+            },
+        )
+        return
+    lines: list[str] = []
+    for entry in entries:
+        facts = [str(entry.get("outcome") or "")]
+        if entry.get("seconds") is not None:
+            facts.append(f"{float(entry['seconds']):.2f}s")
+        if entry.get("worker"):
+            facts.append(str(entry["worker"]))
+        lines.append(f"== {entry['stage']} [{entry['record']}]  {'  '.join(facts)}")
+        text = entry.get("log") or ""
+        if text:
+            lines.append(text.rstrip("\n"))
+        if entry.get("traceback"):
+            lines.append(entry["traceback"].rstrip("\n"))
+        elif entry.get("error"):
+            lines.append(f"error: {entry['error']}")
+    for name, records in cached.items():
+        n = len(records)
+        lines.append(f"== {name}: {n} call{'s' if n != 1 else ''} cached (no output in this run)")
+    if not lines:
+        lines.append("no stage call of this run printed or logged anything")
+    write_text(console, "\n".join(_safe_lines(lines)) + "\n")
+
+
+def _safe_lines(lines: list[str]) -> list[str]:
+    """A stage's output as it printed it, but never a control character a terminal obeys
+    (colours and cursor moves of a progress bar are shown escaped)."""
+    return [line.translate(CONTROL_ESCAPES) for line in lines]
 
 
 def _with_full_store(run: dict) -> None:
@@ -265,7 +353,7 @@ def _count(counts: dict | None, key: str) -> str:
     return str(counts.get(key, 0)) if counts else "-"
 
 
-def _print_run(run: dict) -> None:
+def _print_run(run: dict, entries: list[dict] | None = None, file: Path | None = None) -> None:
     """Key/value lines, then the stage calls as a table."""
     from rich.text import Text
 
@@ -282,6 +370,11 @@ def _print_run(run: dict) -> None:
         fields.append(("error", Text(run["error"], style="red")))
     if run.get("failed_stage"):
         fields.append(("failed at", f"{run['failed_stage']} [{run.get('failed_record') or '?'}]"))
+    entries = entries or []
+    if entries and file is not None:
+        n = len(entries)
+        calls = f"{n} stage call{'s' if n != 1 else ''}"
+        fields.append(("log", f"{shown_path(file)} ({calls}; show it with --log)"))
     if run.get("notes"):
         fields.append(("notes", run["notes"]))
     fields += [
@@ -300,6 +393,10 @@ def _print_run(run: dict) -> None:
         # Multi-line notes and errors stay in the value column.
         text = Text("\n" + " " * 12).join(text.split("\n"))
         console.print(Text(f"{label:>10}  ", style="dim") + text, soft_wrap=True)
+    failed = [e for e in entries if e.get("traceback")]
+    for entry in failed:
+        console.print(Text(f"traceback of {entry['stage']} [{entry['record']}]", style="bold"))
+        print_traceback(console, entry["traceback"])
     _print_params(run)
     _print_stages(run.get("stages") or [])
 

@@ -13,8 +13,10 @@ import time
 from collections.abc import Callable, Iterable
 from typing import IO, TYPE_CHECKING, Any
 
+from curifactory_cli.eta import TimeLeft, left_text
 from curifactory_cli.events import (
     NodeFinished,
+    NodeProgress,
     NodeStarted,
     NodeWaiting,
     RunFinished,
@@ -54,7 +56,10 @@ class Output:
 
     @property
     def file(self) -> IO[str]:
-        return sys.stderr if self.stderr else sys.stdout
+        stream = sys.stderr if self.stderr else sys.stdout
+        # While a stage runs in this process, its output is kept (capture.Tee): curi's own
+        # lines (a heartbeat) are not the stage's.
+        return getattr(stream, "curi_stream", stream)
 
     @property
     def rich(self) -> Console:
@@ -123,6 +128,7 @@ class _Counts:
         self.total = total
         self.by_outcome = dict.fromkeys(Outcome, 0)
         self.running: dict[int, str] = {}  # node index -> what the "now" column says
+        self.progress: dict[int, str] = {}  # node index -> how far it said it is
 
     @property
     def done(self) -> int:
@@ -146,12 +152,16 @@ class PlainReporter:
         self.quiet = quiet
         self.progress = not quiet
         self.warnings: list[str] = []
-        self._running: dict[int, list] = {}  # node index -> [label, started, last line]
+        # node index -> [label, started, last line, progress]
+        self._running: dict[int, list] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._beating: threading.Thread | None = None
+        self.time_left = TimeLeft()
 
     def emit(self, event: Event) -> None:
+        if not self.quiet:
+            self.time_left.add(event)
         if isinstance(event, Warned):
             self.warnings.append(event.message)
             print_warning(self.err, event.message)
@@ -171,6 +181,11 @@ class PlainReporter:
             )
         elif isinstance(event, NodeStarted):
             self._started(event)
+        elif isinstance(event, NodeProgress):
+            with self._lock:
+                call = self._running.get(event.index)
+                if call is not None:
+                    call[3] = event.text
         elif isinstance(event, NodeWaiting):
             self._line(
                 f"{'waiting':>8}  {event.stage} [{event.record}]: another run is computing it"
@@ -187,7 +202,7 @@ class PlainReporter:
         where = f" ({event.worker})" if event.worker else ""
         now = time.monotonic()
         with self._lock:
-            self._running[event.index] = [f"{event.stage} [{event.record}]{where}", now, now]
+            self._running[event.index] = [f"{event.stage} [{event.record}]{where}", now, now, ""]
         if self._beating is None:
             # A thread: the stage may run in this very process, which then emits nothing.
             self._beating = threading.Thread(target=self._beat, name="curi-heartbeat", daemon=True)
@@ -200,8 +215,12 @@ class PlainReporter:
                 due = [call for call in self._running.values() if now - call[2] >= HEARTBEAT_S]
                 for call in due:
                     call[2] = now
-            for label, started, _ in due:
-                self._line(f"{'running':>8}  {label} for {_elapsed(now - started)}")
+            for label, started, _, progress in due:
+                done = f": {progress}" if progress else ""
+                self._line(f"{'running':>8}  {label} for {_elapsed(now - started)}{done}")
+            left = self.time_left.seconds(now) if due else None
+            if left is not None:
+                self._line(f"{'eta':>8}  {left_text(left)} in the run")
 
 
 def _elapsed(seconds: float) -> str:
@@ -236,7 +255,10 @@ class LiveReporter(PlainReporter):
         table.add_column("skipped", justify="right", style="dim")
         table.add_column("now")
         for name, counts in self.stages.items():
-            now = ", ".join(counts.running.values())
+            now = ", ".join(
+                f"{text} {counts.progress[i]}" if i in counts.progress else text
+                for i, text in list(counts.running.items())
+            )
             if now and not now.startswith("waiting"):
                 now = "running " + now
             table.add_row(
@@ -248,7 +270,9 @@ class LiveReporter(PlainReporter):
                 Text(now, style="yellow") if now else "",
             )
         workers = f", {self.workers} workers" if self.workers > 1 else ""
-        table.caption = f"{time.perf_counter() - self.started:.1f}s{workers}"
+        left = self.time_left.seconds()
+        estimate = f", {left_text(left)}" if left is not None else ""
+        table.caption = f"{time.perf_counter() - self.started:.1f}s{workers}{estimate}"
         return table
 
     def show(self, event: Event) -> None:
@@ -272,6 +296,8 @@ class LiveReporter(PlainReporter):
             worker = (event.worker or "").replace("worker ", "w").replace("main process", "main")
             where = f" ({worker})" if worker else ""
             self.stages[event.stage].running[event.index] = f"{event.record}{where}"
+        elif isinstance(event, NodeProgress):
+            self.stages[event.stage].progress[event.index] = event.text
         elif isinstance(event, NodeWaiting):
             self.stages[event.stage].running[event.index] = (
                 f"waiting: {event.record} (another run computes it)"
@@ -290,6 +316,7 @@ class LiveReporter(PlainReporter):
         counts.by_outcome[outcome] += 1
         self.outcomes[event.index] = outcome
         counts.running.pop(event.index, None)
+        counts.progress.pop(event.index, None)
         if outcome is Outcome.FAILED and self.live is not None:
             self.live.console.print(
                 f"failed  {event.stage} [{event.record}]", style="bold red", markup=False

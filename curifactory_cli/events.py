@@ -23,6 +23,8 @@ class RunStarted:
     # More stage calls of a run already started: run() read an output while it was traced,
     # which started the run; these were traced after that.
     more: bool = False
+    # (stage, seconds): how long a call of each stage took when it executed in recent runs.
+    expected: tuple[tuple[str, float], ...] = ()
 
     @property
     def total(self) -> int:
@@ -38,6 +40,25 @@ class NodeStarted:
     record: str
     reason: str
     worker: str | None = None
+
+
+@dataclass(frozen=True)
+class NodeProgress:
+    """A running stage call said how far it is (`record.progress(done, total)`)."""
+
+    index: int
+    stage: str
+    record: str
+    done: float
+    total: float | None = None
+
+    @property
+    def text(self) -> str:
+        """`450/1000 (45%)`, or `450` without a total."""
+        done = f"{self.done:g}"
+        if not self.total:
+            return done
+        return f"{done}/{self.total:g} ({min(100.0, 100 * self.done / self.total):.0f}%)"
 
 
 @dataclass(frozen=True)
@@ -76,12 +97,13 @@ class RunFinished:
     counts: tuple[tuple[str, int], ...] = ()
 
 
-Event = RunStarted | NodeStarted | NodeWaiting | NodeFinished | Warned | RunFinished
+Event = RunStarted | NodeStarted | NodeProgress | NodeWaiting | NodeFinished | Warned | RunFinished
 
 
 class Reporter(Protocol):
     """Receives every event. `progress = False` says it ignores the per-stage-call events
-    (NodeStarted, NodeWaiting, NodeFinished), so the scheduler need not build them."""
+    (NodeStarted, NodeProgress, NodeWaiting, NodeFinished), so the scheduler need not build
+    them."""
 
     progress: bool
 

@@ -231,6 +231,7 @@ class _Session:
         from curifactory_cli.fingerprint import CodeFingerprinter
         from curifactory_cli.provenance import git_info, host_info, library_versions
         from curifactory_cli.registry import RunRegistry, registry_path
+        from curifactory_cli.runlog import RunLog, log_path
         from curifactory_cli.store import open_store
 
         self.manager = manager
@@ -247,6 +248,7 @@ class _Session:
         git = git_info(str(root))
         self.registry = None if manager.dry else RunRegistry(registry_path(root))
         self.reference: str | None = None
+        self.log: RunLog | None = None
         if self.registry is not None:
             self.reference = self.registry.start_run(
                 experiment=manager.experiment_name,
@@ -262,6 +264,7 @@ class _Session:
                 dry=manager.dry_cache,
                 doc=_doc_of_main(),
             ).reference
+            self.log = RunLog(log_path(self.registry.path, self.reference))
         self.warnings: list[str] = []
         reporter = _Warnings(self.warnings)
         if hasattr(self.store, "notify"):  # a remote tier left out is said under the cell
@@ -278,11 +281,14 @@ class _Session:
             overwrite=manager.overwrite,
             overwrite_stages=frozenset(manager.overwrite_stages),
             provenance={"run": {"id": self.reference, "host": host_info()["host"]}},
+            logbook=self.log.add if self.log is not None else None,
         )
         self.failed: list[Any] = []
         # At exit, or when the session is collected: not an atexit hook holding the session
         # (and its whole graph) alive for the life of the process.
         self._closer = weakref.finalize(self, _close_store, self.store)
+        if self.log is not None:
+            weakref.finalize(self, self.log.close)
 
     def settle(self, node: Node) -> None:
         try:
@@ -338,11 +344,12 @@ class _Session:
         if self.registry is None or self.reference is None:
             return None
         from curifactory_cli import report
+        from curifactory_cli.runlog import read_log
 
         run = self.registry.get_run(self.reference)
-        page = report.write_run_report(
-            self.manager._root, run, report.items_from_records(self.manager.records), []
-        )
+        logs = read_log(self.log.path) if self.log is not None else []
+        items = report.items_from_records(self.manager.records)
+        page = report.write_run_report(self.manager._root, run, items, [], logs)
         report.update_index(self.manager._root, self.registry.list_runs(limit=None, brief=True))
         return page
 

@@ -6,6 +6,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from curifactory_cli.caching import Lazy, PathRef
+from curifactory_cli.capture import report_progress
 from curifactory_cli.errors import CacheError
 from curifactory_cli.graph import NOT_COMPUTED, Graph, Node, OutputRef
 from curifactory_cli.hashing import combine_hashes, hash_params
@@ -297,6 +298,12 @@ class Record:
         name = getattr(reportable, "name", None)
         reportable.qualified_name = prefix + (str(len(self.reportables)) if name is None else name)
         self.reportables.append(reportable)
+
+    def progress(self, done: float, total: float | None = None) -> None:
+        """Say how far the running stage is (`done` of `total` steps; `total` may be left out):
+        shown in the live display, in the `running` lines of a log, and with `-j` or Dask.
+        Cheap enough to call on every step: at most four updates a second are sent."""
+        report_progress(done, total)
 
     def _current_stage(self) -> str:
         """The stage running now; outside one, the last stage traced on this record."""

@@ -54,6 +54,7 @@ from curifactory_cli.provenance import (
 )
 from curifactory_cli.record import ArtifactManager, Record
 from curifactory_cli.registry import RunRegistry, registry_path
+from curifactory_cli.runlog import RunLog, log_path, read_log
 from curifactory_cli.store.entry import has_control_characters
 
 if TYPE_CHECKING:
@@ -131,6 +132,7 @@ class RunResult:
     failures: list[StageError] = field(default_factory=list)  # several with --keep-going
     # With a remote tier: its URL, whether it was reached, what was pulled and pushed.
     remote: dict[str, Any] | None = None
+    log: Path | None = None  # what its stage calls printed (see runlog), once one did
 
     @property
     def ok(self) -> bool:
@@ -200,6 +202,7 @@ class RunResult:
             },
             "warnings": self.warnings,
             "remote": self.remote,
+            "log": str(self.log) if self.log is not None else None,
             "store_dir": str(self.store_dir) if self.store_dir else None,
             "report": str(self.report) if self.report else None,
         }
@@ -587,9 +590,11 @@ class _Run:
         self.store: Store | None = None
         self.runner: JobRunner | None = None
         self.registry: RunRegistry | None = None
+        self.log: RunLog | None = None
         self.scheduler: Scheduler | None = None
         self.result: RunResult | None = None
         self.announced = 0  # stage calls the reporter was told about
+        self.expected: dict[str, float] = {}  # stage -> seconds a call took in recent runs
 
     def attach(self, prepared: Prepared) -> None:
         """Called before run() is traced: reading an unsettled output settles it."""
@@ -655,6 +660,7 @@ class _Run:
             # Each entry names its run (and the machine): the run's command, git commit and
             # library versions are kept once, in the registry (`curi cache inspect` shows them).
             provenance={"run": {"id": run_id, "host": host_info()["host"]}},
+            logbook=self.log.add if self.log is not None else None,
         )
 
     def _record(self, prepared: Prepared) -> str:
@@ -664,7 +670,12 @@ class _Run:
             return f"{prepared.experiment}_0_{dt.datetime.now().strftime('%Y-%m-%d-T%H%M%S')}"
         self.registry = RunRegistry(registry_path(self.root))
         param_sets = prepared.param_sets
-        return self.registry.start_run(
+        if getattr(self.reporter, "progress", True):  # for the time left, where it is shown
+            try:
+                self.expected = self.registry.stage_seconds(prepared.experiment)
+            except CurifactoryError:
+                self.expected = {}
+        reference = self.registry.start_run(
             experiment=prepared.experiment,
             # Started by `curi`: its command line. From a script or a notebook: the
             # process's own command, and the `curi run` line that does the same.
@@ -688,6 +699,8 @@ class _Run:
             dry=options.dry_cache,
             doc=inspect.getdoc(prepared.module),
         ).reference
+        self.log = RunLog(log_path(self.registry.path, reference))
+        return reference
 
     def _announce(self, graph: Graph) -> None:
         """Tell the reporter about the stage calls traced since it was last told."""
@@ -709,6 +722,7 @@ class _Run:
                 tuple(stages.items()),
                 self.runner.capacity,
                 more,
+                tuple((s, self.expected[s]) for s in stages if s in self.expected),
             )
         )
 
@@ -774,6 +788,12 @@ class _Run:
             if node.outcome is None:
                 node.outcome = Outcome.SKIPPED
                 node.reason = "not run: the run stopped before it"
+        if self.log is not None:
+            self.log.close()
+            if self.log.failed is not None:
+                self.reporter.emit(Warned(self.log.failed))
+            elif self.log.path.exists():
+                result.log = self.log.path
         if self.registry is not None:
             stages = _finish(self.registry, result, status, _crash_text(crash))
             if self.options.report:
@@ -805,7 +825,8 @@ def _write_report(
         run = registry.get_run(result.run_id, stages=False)
         run["stages"] = stages
         items = report.items_from_records(result.records)
-        path = report.write_run_report(root, run, items, warnings)
+        logs = read_log(result.log) if result.log is not None else []
+        path = report.write_run_report(root, run, items, warnings, logs)
         report.update_index(root, registry.list_runs(limit=None, brief=True))
     except (OSError, CurifactoryError) as exc:
         warnings.append(f"the run's report was not written: {exc}")

@@ -62,6 +62,8 @@ def store_full_run(root: Path, result: RunResult, registry: RunRegistry) -> Path
         (target / "run.json").write_text(json.dumps(run, indent=2, default=str))
         (target / "reproduce").write_text(reproduce + "\n")
         (target / "run.log").write_text(_log(result))
+        if result.log is not None:  # what the stage calls printed (see runlog)
+            shutil.copyfile(result.log, target / "output.jsonl")
         (target / "requirements.txt").write_text(_pip_freeze())
         (target / "platform.txt").write_text(
             f"python {platform.python_version()} ({sys.executable})\n{platform.platform()}\n"

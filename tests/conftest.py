@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 import textwrap
@@ -102,6 +103,8 @@ class Project:
                 continue
             if path.relative_to(self.root).parts[0] == "reports":  # so do the reports
                 continue
+            if path.parent.name == "logs" and path.suffix == ".jsonl":  # and the run logs
+                continue
             if path.is_file() and "__pycache__" not in path.parts:
                 st = path.stat()
                 out[str(path.relative_to(self.root))] = (st.st_size, st.st_mtime_ns)
@@ -122,8 +125,13 @@ def _forget_user_modules() -> None:
 def project(tmp_path, monkeypatch) -> Project:
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
+    # An experiment may configure logging (basicConfig(force=True)): its handler would write
+    # to a stream of this test (closed by then) in every later test.
+    handlers, level = list(logging.root.handlers), logging.root.level
     yield Project(tmp_path)
     _forget_user_modules()
+    logging.root.handlers[:] = handlers
+    logging.root.setLevel(level)
 
 
 @pytest.fixture

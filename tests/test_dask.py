@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -13,6 +14,10 @@ import time
 from collections import Counter
 
 import pytest
+from test_progress import heartbeat_fractions
+from test_progress import setup as setup_progress
+from test_run_logs import last_run
+from test_run_logs import setup as setup_talk
 from test_workers import EXPERIMENT, PARAMS, entry_versions, executions, setup
 
 from curifactory_cli.registry import registry_path
@@ -35,6 +40,27 @@ def test_local_cluster_gives_the_serial_results(project):
     os.rename(project.cache, project.root / "dask-cache")
     assert project.run("work", "params/p.yaml").ok
     assert entry_versions(project.cache) == on_dask
+
+
+def test_what_a_stage_prints_on_a_dask_worker_is_kept_in_the_runs_log(project, cli):
+    setup_talk(project)
+    result = cli("run", "talk", "p", "--executor", "dask", "-j", "2", "--keep-going")
+    assert result.exit_code == 1, result.output
+    shown = cli("runs", "show", last_run(project)["reference"], "--log")
+    pids = {int(pid) for pid in re.findall(r"loading \d rows in pid (\d+)", shown.output)}
+    assert len(pids) >= 1 and os.getpid() not in pids  # printed by the Dask workers
+    assert "INFO talk: loaded b" in shown.output
+    assert "== train [b]  failed" in shown.output and "    helper(data)" in shown.output
+
+
+def test_a_stage_on_a_dask_worker_reports_its_progress(project, cli, monkeypatch):
+    from curifactory_cli import console as ui
+
+    setup_progress(project)
+    monkeypatch.setattr(ui, "HEARTBEAT_S", 0.3)
+    result = cli("run", "prog", "p", "--executor", "dask", "-j", "1", "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert heartbeat_fractions(result.output), result.output
 
 
 def test_a_killed_dask_worker_fails_its_stage_and_the_next_run_resumes(project, cli):

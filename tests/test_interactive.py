@@ -217,6 +217,32 @@ def test_a_failing_stage_raises_is_recorded_and_the_session_goes_on(session):
     assert run["counts"]["executed"] == 1 and run["counts"]["failed"] == 1
 
 
+def test_a_sessions_log_keeps_what_its_stages_printed_and_the_traceback(session, capsys):
+    import curifactory_cli as cf
+    from curifactory_cli.registry import registry_path
+    from curifactory_cli.runlog import log_path, read_log
+
+    @cf.stage(inputs=None, outputs=["v"])
+    def talkative(record):
+        print("hello from", record.params.name)
+        if record.params.name == "bad":
+            raise ValueError("no good")
+        return 1
+
+    manager = cf.ArtifactManager("talk")
+    talkative(cf.Record(manager, cf.ExperimentParameters(name="good")))
+    assert "hello from good" in capsys.readouterr().out  # still printed as it happens
+    with pytest.raises(StageError, match="no good"):
+        talkative(cf.Record(manager, cf.ExperimentParameters(name="bad")))
+    (run,) = runs(session)
+    entries = read_log(log_path(registry_path(session), run["reference"]))
+    assert [(e["record"], e["outcome"], e["log"]) for e in entries] == [
+        ("good", "executed", "hello from good\n"),
+        ("bad", "failed", "hello from bad\n"),
+    ]
+    assert 'raise ValueError("no good")' in entries[1]["traceback"]
+
+
 def test_a_dry_session_writes_nothing(session):
     import curifactory_cli as cf
     from curifactory_cli.caching import JsonCacher

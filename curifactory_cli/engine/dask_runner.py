@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import importlib.util
 import os
@@ -9,6 +10,7 @@ import pickle
 import threading
 from typing import Any
 
+from curifactory_cli.capture import progress_to
 from curifactory_cli.engine.jobs import Context, Job, JobResult, run_payload
 from curifactory_cli.engine.runners import (
     WORKER_PRELOAD,
@@ -32,8 +34,22 @@ LOCAL_CLUSTER_CONFIG = {
 }
 
 
-def _dask_entry(context: Context, payload: bytes) -> bytes:
-    return run_payload(context, payload)
+def _dask_entry(context: Context, topic: str, index: int, payload: bytes) -> bytes:
+    with progress_to(_DaskProgress(topic, index)):
+        return run_payload(context, payload)
+
+
+class _DaskProgress:
+    """A job's progress, sent to the driver as an event of the run's own topic."""
+
+    def __init__(self, topic: str, index: int) -> None:
+        self.topic = topic
+        self.index = index
+
+    def __call__(self, done: float, total: float | None) -> None:
+        from distributed import get_worker
+
+        get_worker().log_event(self.topic, (self.index, done, total))
 
 
 def _start_forkserver() -> bool:
@@ -171,12 +187,19 @@ class DaskRunner:
         # A cluster curi started runs here; workers of another one may be on other machines.
         self.shares_files = cluster.local is not None
         self._futures: dict[Any, Job] = {}
+        # Progress comes back as events of a topic of this run only (a shared scheduler may
+        # serve other runs), appended by the client's thread and taken by progress().
+        self._topic = f"curi-progress-{os.urandom(6).hex()}"
+        self._updates: collections.deque[Any] = collections.deque()
+        self._client.subscribe_topic(self._topic, self._updates.append)
 
     def submit(self, job: Job, record: Any, fn: Any = None) -> None:
         payload = pickle_job(job)
         future = self._client.submit(
             _dask_entry,
             self.context,
+            self._topic,
+            job.index,
             payload,
             pure=False,
             key=f"curi-{job.label}-{os.urandom(4).hex()}",
@@ -207,7 +230,16 @@ class DaskRunner:
                 results.append(lost_job(job, "on a Dask worker", exc, hint))
         return results
 
+    def progress(self) -> list[tuple[int, float, float | None]]:
+        updates = []
+        while self._updates:
+            _when, (index, done, total) = self._updates.popleft()
+            updates.append((index, done, total))
+        return updates
+
     def close(self, cancel: bool = False) -> None:
+        with contextlib.suppress(Exception):  # the cluster may be gone already
+            self._client.unsubscribe_topic(self._topic)
         if cancel and self._futures:
             self._client.cancel(list(self._futures))
             for job in self._futures.values():

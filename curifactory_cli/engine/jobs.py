@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from curifactory_cli.caching import TRACKED_WRITERS, Cacheable, Lazy, json_safe, new_cacher
+from curifactory_cli.capture import captured
 from curifactory_cli.engine.keys import cacher_type
 from curifactory_cli.errors import CacheError, CurifactoryError, OutputSignatureError
 from curifactory_cli.fingerprint import class_fingerprint
@@ -152,6 +153,7 @@ class JobResult:
     upload_error: str | None = None  # why the upload failed (the stage itself succeeded)
     # Installed distributions imported in the process that ran it, when it finished.
     versions: dict[str, str] = field(default_factory=dict)
+    log: str = ""  # what the call printed or logged (bounded: see capture.LOG_LIMIT)
 
 
 # ---------------------------------------------------------------------------------- running
@@ -163,8 +165,16 @@ def run_job(job: Job, record: Any = None, fn: Any = None) -> JobResult:
     `record` is the live Record and `fn` the stage's function when the job runs in the
     driver's process (a stage defined in a notebook cell or inside a function has no import
     path); elsewhere both are rebuilt from the job. The user's exceptions come back as
-    `result.failure`, never raised.
+    `result.failure`, never raised. What the call prints or logs is shown as usual and comes
+    back in `result.log`, from wherever it ran.
     """
+    with captured() as log:
+        result = _run_job(job, record, fn)
+    result.log = log.text()
+    return result
+
+
+def _run_job(job: Job, record: Any, fn: Any) -> JobResult:
     result = JobResult(job.index, worker=_worker_name())
     started = time.perf_counter()
     staging = job.staging

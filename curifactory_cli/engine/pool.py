@@ -13,15 +13,18 @@ import tempfile
 import time
 from typing import Any
 
+from curifactory_cli.capture import progress_to
 from curifactory_cli.engine.jobs import Context, Job, JobResult, run_payload
 from curifactory_cli.engine.runners import (
     WORKER_PRELOAD,
+    ProgressFile,
     died,
     exit_description,
     forkserver_context,
     lost_job,
     main_hidden,
     pickle_job,
+    read_progress,
 )
 from curifactory_cli.store import discard_staging
 
@@ -68,7 +71,8 @@ def _pool_entry(context: Context, marks: str, index: int, payload: bytes) -> byt
     # queue: a process killed while holding a queue's lock would block the others.
     with open(os.path.join(marks, str(index)), "w") as mark:
         mark.write(str(os.getpid()))
-    return run_payload(context, payload)
+    with progress_to(ProgressFile(os.path.join(marks, f"{index}.progress"))):
+        return run_payload(context, payload)
 
 
 MAX_RESENDS = 3  # a job lost with a crashed pool is sent again at most this often
@@ -88,6 +92,7 @@ class PoolRunner:
         self._unsent: list[tuple[Job, bytes]] = []  # refused by a pool that had just broken
         self._resent: dict[int, int] = {}  # job -> times re-sent after another job's crash
         self._processes: dict[int, Any] = {}
+        self._progress_seen: dict[int, int] = {}  # job -> mtime of its progress file, read
         self._marks = tempfile.mkdtemp(prefix="curi-workers-")
         # Workers fork from a server that has imported what every job needs, once.
         self._mp = forkserver_context(WORKER_PRELOAD) or multiprocessing.get_context("spawn")
@@ -106,8 +111,10 @@ class PoolRunner:
         self._send(job, pickle_job(job))
 
     def _send(self, job: Job, payload: bytes) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(os.path.join(self._marks, str(job.index)))
+        for name in (str(job.index), f"{job.index}.progress"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(self._marks, name))
+        self._progress_seen.pop(job.index, None)
         pool = self._ensure_pool()
         try:
             with main_hidden():  # the pool may start a worker now
@@ -138,6 +145,22 @@ class PoolRunner:
         if lost:
             results.extend(self._recover(lost))
         return results
+
+    def progress(self) -> list[tuple[int, float, float | None]]:
+        updates = []
+        for job, _payload in self._futures.values():
+            path = os.path.join(self._marks, f"{job.index}.progress")
+            try:
+                stamp = os.stat(path).st_mtime_ns
+            except OSError:
+                continue
+            if self._progress_seen.get(job.index) == stamp:
+                continue
+            self._progress_seen[job.index] = stamp
+            value = read_progress(path)
+            if value is not None:
+                updates.append((job.index, *value))
+        return updates
 
     def _recover(self, lost: list[tuple[Job, bytes]]) -> list[JobResult]:
         """The pool broke because a worker died: fail the job it ran, re-send the others."""

@@ -14,8 +14,11 @@ import os
 import pickle
 import signal
 import sys
+from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
+from curifactory_cli.capture import progress_to
 from curifactory_cli.engine.jobs import Failure, InputValue, Job, JobResult, run_job
 from curifactory_cli.errors import CacheError, ConfigError
 from curifactory_cli.store import discard_staging
@@ -33,6 +36,8 @@ class JobRunner(Protocol):
     # jobs in this process; others rebuild both from the job.
     def submit(self, job: Job, record: Any, fn: Any = None) -> None: ...
     def wait(self, timeout: float | None) -> list[JobResult]: ...
+    # What running jobs said of their progress since last asked: (index, done, total).
+    def progress(self) -> list[tuple[int, float, float | None]]: ...
     def close(self, cancel: bool = False) -> None: ...
 
 
@@ -94,16 +99,24 @@ class InlineRunner:
 
     def __init__(self) -> None:
         self._done: list[JobResult] = []
+        # Told at once of a job's progress (the job blocks this process while it runs).
+        self.on_progress: Callable[[int, float, float | None], None] | None = None
 
     def submit(self, job: Job, record: Any, fn: Any = None) -> None:
         paused = not gc.isenabled()  # the scheduler pauses collection for its own work only
         if paused:
             gc.enable()
+        on_progress = self.on_progress
+        sink = None if on_progress is None else partial(on_progress, job.index)
         try:
-            self._done.append(run_job(job, record, fn))
+            with progress_to(sink):
+                self._done.append(run_job(job, record, fn))
         finally:
             if paused:
                 gc.disable()
+
+    def progress(self) -> list[tuple[int, float, float | None]]:
+        return []
 
     def wait(self, timeout: float | None) -> list[JobResult]:
         done, self._done = self._done, []
@@ -156,6 +169,29 @@ def _picklable(value: Any) -> bool:
     except Exception:
         return False
     return True
+
+
+class ProgressFile:
+    """Where a job in a worker process reports its progress: a small file the driver reads
+    (a worker killed while writing it blocks nobody, as it would holding a queue's lock)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __call__(self, done: float, total: float | None) -> None:
+        part = f"{self.path}.{os.getpid()}"
+        with open(part, "w") as out:
+            out.write(f"{done!r} {total!r}")
+        os.replace(part, self.path)  # a reader sees the last value whole, never half of it
+
+
+def read_progress(path: str) -> tuple[float, float | None] | None:
+    try:
+        with open(path) as infile:
+            done, total = infile.read().split()
+        return float(done), None if total == "None" else float(total)
+    except (OSError, ValueError):
+        return None
 
 
 def died(job: Job, how: str) -> JobResult:

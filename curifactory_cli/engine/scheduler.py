@@ -21,7 +21,7 @@ import heapq
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -47,7 +47,7 @@ from curifactory_cli.engine.jobs import (
 from curifactory_cli.engine.keys import memory_version, params_json
 from curifactory_cli.engine.runners import InlineRunner
 from curifactory_cli.errors import CacheError, CurifactoryError, StageError
-from curifactory_cli.events import NodeFinished, NodeStarted, NodeWaiting, Warned
+from curifactory_cli.events import NodeFinished, NodeProgress, NodeStarted, NodeWaiting, Warned
 from curifactory_cli.graph import (
     NOT_COMPUTED,
     Node,
@@ -75,6 +75,7 @@ INLINE_BELOW_S = 0.005
 # that prints nothing for minutes looks hung.
 LOCK_NOTICE_S = 10.0
 INLINE_AFTER = 3
+PROGRESS_POLL_S = 0.25  # how often workers' progress is read while jobs run
 
 # What the scheduler knows of a node beyond its outcome.
 _DEFERRED = "deferred"  # decided: missing or uncached, not needed yet
@@ -99,6 +100,7 @@ class Scheduler:
         keep_going: bool = False,
         lock_timeout: float | None = None,
         provenance: dict[str, Any] | None = None,
+        logbook: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.store = store
         self.keys = keys
@@ -114,6 +116,7 @@ class Scheduler:
         self.keep_going = keep_going
         self.lock_timeout = lock_timeout  # seconds to wait for another run's lock (None: ever)
         self.provenance = provenance or {}
+        self.logbook = logbook  # receives what each stage call that ran printed, or its failure
         self.failures: list[StageError] = []
         self._state: dict[int, str] = {}
         self._pending: dict[int, int] = {}  # producers not settled yet, per node
@@ -126,6 +129,13 @@ class Scheduler:
         self._in_flight: dict[int, tuple[Job, Lock | None, float, int]] = {}
         self._slots = list(range(runner.capacity, 0, -1))  # free worker slots; 0 is here
         self._local = InlineRunner()
+        # Progress a stage reports (record.progress): from a job in this process at once, from
+        # workers by asking the runner every PROGRESS_POLL_S while jobs run.
+        self._polls = self._progress and not runner.inline and hasattr(runner, "progress")
+        if self._progress:
+            self._local.on_progress = self._on_progress
+            if isinstance(runner, InlineRunner):
+                runner.on_progress = self._on_progress
         self._placed: dict[int, bool] = {}  # node -> runs in this process
         self._timings: dict[str, list[float]] = {}  # stage -> seconds of its last calls
         self._fresh: set[int] = set()  # executed in this run
@@ -233,8 +243,14 @@ class Scheduler:
                 continue
             if self._in_flight:
                 timeout = 0.05 if self._locked else None
+                if self._polls and timeout is None:
+                    timeout = PROGRESS_POLL_S
                 for result in self.runner.wait(timeout):
                     self._complete(result)
+                if self._polls:
+                    for index, done, total in self.runner.progress():
+                        if index in self._in_flight:
+                            self._on_progress(index, done, total)
                 self._retry_locks(block=False)
             elif self._locked and self._stop is None:
                 self._retry_locks(block=True)
@@ -243,6 +259,10 @@ class Scheduler:
 
     def _emit(self, event: Event) -> None:
         self.reporter.emit(event)
+
+    def _on_progress(self, index: int, done: float, total: float | None) -> None:
+        node = self.nodes[index]
+        self._emit(NodeProgress(index, node.stage.name, node.record_name, done, total))
 
     def _finished(self, node: Node) -> None:
         if not self._progress:
@@ -610,6 +630,8 @@ class Scheduler:
         finally:
             if lock is not None:
                 lock.release()
+        if self.logbook is not None and (result.log or result.failure is not None):
+            self.logbook(_log_entry(node, result))
 
     def _fail(self, node: Node, error: BaseException, started: float) -> None:
         node.outcome = Outcome.FAILED
@@ -936,6 +958,25 @@ def _freeze_survivors(phase: str, info: dict[str, int]) -> None:
     # Right after a full collection every generation was just collected: what is left lives.
     if phase == "stop" and info["generation"] == 2:
         gc.freeze()
+
+
+def _log_entry(node: Node, result: JobResult) -> dict[str, Any]:
+    """A stage call's line in the run's log: what it printed, and why it failed."""
+    entry: dict[str, Any] = {
+        "position": node.index,
+        "stage": node.stage.name,
+        "record": node.record_name,
+        "outcome": node.outcome.value if node.outcome else "retried",
+        "seconds": round(node.seconds, 4),
+        "worker": result.worker,
+        "log": result.log,
+    }
+    failure = result.failure
+    if failure is not None:
+        entry["error"] = failure.message
+        if failure.traceback:
+            entry["traceback"] = failure.traceback
+    return entry
 
 
 def _record_info(record: Any) -> RecordInfo:

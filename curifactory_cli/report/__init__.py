@@ -25,6 +25,7 @@ from typing import Any
 
 from curifactory_cli.report import page
 from curifactory_cli.report.layout import graph_svg, stage_summary
+from curifactory_cli.report.logs import logs_html
 from curifactory_cli.reporting import INDEX, PATH_TOKEN, CachedReportable, load_reportables
 from curifactory_cli.store.entry import (
     META_NAME,
@@ -109,10 +110,15 @@ def _entry_reportables(directory: Path) -> list[CachedReportable]:
 
 
 def write_run_report(
-    root: Path, run: dict[str, Any], items: Sequence[Item], warnings: list[str]
+    root: Path,
+    run: dict[str, Any],
+    items: Sequence[Item],
+    warnings: list[str],
+    logs: Sequence[dict[str, Any]] = (),
 ) -> Path:
     """Write (or replace) a run's report folder; returns its index.html. Problems with one
-    reportable are shown in its place and added to `warnings`."""
+    reportable are shown in its place and added to `warnings`; `logs` is the run's log
+    (runlog.read_log)."""
     base = reports_dir(root)
     base.mkdir(parents=True, exist_ok=True)
     final = base / run["reference"]
@@ -124,7 +130,9 @@ def write_run_report(
         shown = reportables_html(
             calls, items, lambda k, item: _render(work, final, k, item), warnings
         )
-        html = page.run_page(run, calls, summary, graph, full, shown, len(items))
+        html = page.run_page(
+            run, calls, summary, graph, full, shown, len(items), logs_html(calls, logs)
+        )
         (work / INDEX_PAGE).write_text(html, encoding="utf-8")
         os.chmod(work, 0o755)  # mkdtemp makes it private; a report is for reading
         _swap_in(work, final)

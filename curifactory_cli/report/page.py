@@ -79,6 +79,9 @@ svg.graph .node.selected > rect { stroke: #ffb000; stroke-width: 3; }
   padding: 2px 8px; font-variant-numeric: tabular-nums; }
 .shape { color: var(--muted); margin: 2px 0; }
 details > summary { cursor: pointer; }
+details.stage-log { margin: 4px 0; } details.call { margin: 4px 0 4px 20px; }
+details.call.failed > summary { color: var(--failed); }
+details.call > :not(summary) { margin-left: 16px; }
 input#filter { padding: 4px 8px; width: 320px; margin: 6px 0; }
 .muted { color: var(--muted); }
 .nowrap { white-space: nowrap; }
@@ -336,6 +339,7 @@ def run_page(
     full_graph: bool,
     reportables: str,
     n_reportables: int,
+    logs: str = "",
 ) -> str:
     title = f"{run['reference']}"
     legend = " ".join(f'<span class="pill {o}">{o}</span>' for o in OUTCOMES)
@@ -350,8 +354,8 @@ def run_page(
  <span class="status {_e(run["status"])}">{_e(run["status"])}</span></h1>
 <div class="sub mono">{_e(run["reference"])}</div></header>
 <nav><a href="#run">Run</a><a href="#params">Parameters</a><a href="#graph">Stage graph</a>
-<a href="#timing">Timing</a><a href="#reportables">Reportables ({n_reportables})</a>
-<a href="../index.html">All runs</a></nav>
+<a href="#timing">Timing</a><a href="#logs">Logs</a>
+<a href="#reportables">Reportables ({n_reportables})</a><a href="../index.html">All runs</a></nav>
 <main>
 <section id="run"><h2>Run</h2>{_info(run)}</section>
 <section id="params"><h2>Parameter sets</h2>{_params(run)}</section>
@@ -364,6 +368,7 @@ def run_page(
 <table class="grid" id="calls"><thead><tr><th class=num>#</th><th>stage</th><th>record</th>
 <th>outcome</th><th class=num>s</th><th>reason</th><th>key</th><th>entry</th></tr></thead>
 <tbody id="calls-body"></tbody></table></section>
+<section id="logs"><h2>Logs</h2>{logs}</section>
 <section id="reportables"><h2>Reportables</h2>{reportables}</section>
 </main>
 <script type="application/json" id="run-data">{embed_json(run_data(calls))}</script>"""
