@@ -237,10 +237,10 @@ def run(
         str | None,
         typer.Option(
             "--executor",
-            metavar="local|dask",
-            help="Where stages run: 'local' (this process, or worker processes with -j) or "
-            "'dask' (a local Dask cluster, or the one at --scheduler). Needs "
-            "curifactory-cli[dask].",
+            metavar="local|dask|MODULE:CLASS",
+            help="Where stages run: 'local' (this process, or worker processes with -j), "
+            "'dask' (a local Dask cluster, or the one at --scheduler; needs "
+            "curifactory-cli[dask]), or a JobRunner class of your own as module:Class.",
         ),
     ] = None,
     scheduler: Annotated[

@@ -23,6 +23,7 @@ storage library's own places (for S3: AWS environment variables and config files
 from __future__ import annotations
 
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,9 @@ from typing import Any
 from curifactory_cli.discovery import project_root
 from curifactory_cli.errors import ConfigError, close_matches_hint
 
-EXECUTORS = ("local", "dask")
+EXECUTORS = ("local", "dask")  # by name; engine.executors makes them
+# A JobRunner class of the user's own, `module:Class` (checked when the run imports it).
+DOTTED_NAME = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*([.:][A-Za-z_]\w*)$")
 CONFIG_FILE = "curi.toml"
 ENV_PREFIX = "CURI_"
 DEFAULT_CACHE = "data/cache"
@@ -41,7 +44,7 @@ KEYS: dict[str, tuple[tuple[type, ...], Any, str]] = {
     "cache": ((str,), DEFAULT_CACHE, "the cache: a folder (relative to the project) or a URL"),
     "remote": ((str,), None, "a shared cache behind the local one (an fsspec URL)"),
     "workers": ((int, str), 1, "stage calls at once (a number or 'auto')"),
-    "executor": ((str,), "local", "where stage calls run: local or dask"),
+    "executor": ((str,), "local", "where stage calls run: local, dask, or module:RunnerClass"),
     "scheduler": ((str,), None, "an existing Dask scheduler's address"),
     "storage_options": ((dict,), None, "options for the fsspec filesystem of cache and remote"),
 }
@@ -104,9 +107,10 @@ def _check(where: str, key: str, value: Any) -> Any:
         )
     if not isinstance(value, KEYS[key][0]) or isinstance(value, bool):
         raise ConfigError(f"{where}: {key} = {value!r} has the wrong type")
-    if key == "executor" and value not in EXECUTORS:
+    if key == "executor" and value not in EXECUTORS and not DOTTED_NAME.match(str(value)):
         raise ConfigError(
-            f"{where}: executor = {value!r}", hint=f"use one of {', '.join(EXECUTORS)}."
+            f"{where}: executor = {value!r}",
+            hint=f"use one of {', '.join(EXECUTORS)}, or a JobRunner class as module:Class.",
         )
     return value
 

@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 from curifactory_cli import discovery
 from curifactory_cli.config import Settings
+from curifactory_cli.engine.executors import executor_named
 from curifactory_cli.engine.keys import KeyMaker
-from curifactory_cli.engine.runners import InlineRunner, parse_workers, usable_cores
+from curifactory_cli.engine.runners import InlineRunner, parse_workers
 from curifactory_cli.engine.scheduler import Scheduler, survivors_frozen
 from curifactory_cli.errors import (
     ConfigError,
@@ -61,7 +62,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from types import ModuleType
 
-    from curifactory_cli.engine.dask_runner import ClusterStart
+    from curifactory_cli.engine.executors import Executor, Starting
     from curifactory_cli.engine.runners import JobRunner
     from curifactory_cli.events import Reporter
     from curifactory_cli.store.base import Store
@@ -585,7 +586,10 @@ class _Run:
         self.reporter = reporter
         self.root = _root(options)
         self.execution = _execution(settings_for(options, self.root))
-        self.cluster = _start_cluster(self.execution)
+        # Started now: a cluster's workers come up while the experiment is traced.
+        self.starting: Starting | None = self.execution.executor.start(
+            self.execution.workers, self.execution.scheduler
+        )
         self.started = False
         self.store: Store | None = None
         self.runner: JobRunner | None = None
@@ -621,12 +625,13 @@ class _Run:
         # Workers (or a Dask cluster) before the run is recorded: failing to get them is a
         # setup error, which records nothing.
         if manager.graph.nodes:
-            self.runner = _make_runner(self.execution, prepared, self.cluster)
+            assert self.starting is not None
+            self.runner = _make_runner(prepared, self.starting)
         else:
             self.runner = InlineRunner()
-            if self.cluster is not None:
-                self.cluster.discard()
-        self.cluster = None
+            if self.starting is not None:
+                self.starting.discard()
+        self.starting = None
         try:
             run_id = self._record(prepared)
         except BaseException:
@@ -733,8 +738,8 @@ class _Run:
 
     def discard(self) -> None:
         """Setup failed before the run started: give back the cluster and the store."""
-        if self.cluster is not None:
-            self.cluster.discard()
+        if self.starting is not None:
+            self.starting.discard()
         if self.runner is not None:
             self.runner.close(cancel=True)
         if self.store is not None:
@@ -849,7 +854,7 @@ def _close_store(store: Store, result: RunResult, reporter: Reporter) -> None:
 
 @dataclass(frozen=True)
 class _Execution:
-    executor: str
+    executor: Executor
     workers: int
     scheduler: str | None
 
@@ -857,51 +862,23 @@ class _Execution:
 def _execution(settings: Settings) -> _Execution:
     """Where stages run: the command line, else CURI_* or the project settings, else in this
     process (`--scheduler` implies Dask)."""
-    from curifactory_cli.config import EXECUTORS
-
     scheduler = settings.scheduler
     implied = "dask" if settings.source("scheduler").startswith("--") else None
-    executor = settings.executor
+    name = settings.executor
     if implied and not settings.source("executor").startswith("--"):
-        executor = implied
-    executor = executor or "local"
-    if executor not in EXECUTORS:
-        raise ConfigError(
-            f"--executor {executor!r}: unknown executor", hint=f"use one of {', '.join(EXECUTORS)}."
-        )
+        name = implied
+    executor = executor_named(name or "local")
     given = settings.workers
-    if given is None:
-        workers = usable_cores() if executor == "dask" else 1
-    else:
-        workers = parse_workers(given)
+    workers = executor.default_workers() if given is None else parse_workers(given)
     return _Execution(executor, workers, scheduler)
 
 
-def _start_cluster(execution: _Execution) -> ClusterStart | None:
-    """A Dask cluster starts while the experiment is imported and traced."""
-    if execution.executor != "dask":
-        return None
-    from curifactory_cli.engine.dask_runner import ClusterStart
-
-    return ClusterStart(execution.workers, execution.scheduler)
-
-
-def _make_runner(
-    execution: _Execution, prepared: Prepared, cluster: ClusterStart | None
-) -> JobRunner:
+def _make_runner(prepared: Prepared, starting: Starting) -> JobRunner:
     from curifactory_cli.engine.jobs import Context
 
     module = prepared.module
     context = Context(str(prepared.root), module.__name__, str(module.__file__), os.getcwd())
-    if cluster is not None:
-        from curifactory_cli.engine.dask_runner import DaskRunner
-
-        return DaskRunner(cluster.result(), context)
-    if execution.workers <= 1:
-        return InlineRunner()
-    from curifactory_cli.engine.pool import PoolRunner
-
-    return PoolRunner(execution.workers, context)
+    return starting.runner(context)
 
 
 @contextlib.contextmanager

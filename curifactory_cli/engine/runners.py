@@ -28,6 +28,22 @@ if TYPE_CHECKING:
 
 
 class JobRunner(Protocol):
+    """Where jobs execute. The contract:
+
+    * `submit(job, record, fn)` starts a job and returns at once (an in-process runner may
+      run it before returning); the job is self-contained (`run_job(job)` needs nothing from
+      the driver but the project's files); `record`/`fn` are the live objects, for a runner
+      that runs jobs in the driver's process, and are ignored by others.
+    * `wait(timeout)` returns the results finished since the last call, in any order, after
+      at most `timeout` seconds (None: until one is ready); a job that could not finish
+      (its worker died) comes back as a result with a failure, never as an exception.
+    * `progress()` returns what running jobs reported since last asked: (index, done, total).
+    * `close(cancel)` frees the workers; with `cancel`, jobs in flight are abandoned and
+      their staging folders removed.
+
+    A runner never decides, keys, locks or publishes: the scheduler does, in the driver.
+    """
+
     capacity: int  # how many jobs may be in flight at once
     inline: bool  # runs in this process: live records and in-memory values are passed as is
     shares_files: bool  # its workers see this machine's files (the local cache tier)
