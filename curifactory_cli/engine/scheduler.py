@@ -15,17 +15,14 @@ linear in the number of stage calls, and there is no recursion.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import gc
 import heapq
-import os
-import sys
 import time
 from collections.abc import Callable, Iterator
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from curifactory_cli.caching import Lazy
+from curifactory_cli.engine.commit import Committer
 from curifactory_cli.engine.decide import (
     NEEDED_DOWNSTREAM,
     Action,
@@ -40,11 +37,9 @@ from curifactory_cli.engine.jobs import (
     InputValue,
     Job,
     JobResult,
-    RecordInfo,
-    bound_cacher,
     rebuild_error,
 )
-from curifactory_cli.engine.keys import memory_version, params_json
+from curifactory_cli.engine.keys import memory_version
 from curifactory_cli.engine.runners import InlineRunner
 from curifactory_cli.errors import CacheError, CurifactoryError, StageError
 from curifactory_cli.events import NodeFinished, NodeProgress, NodeStarted, NodeWaiting, Warned
@@ -53,13 +48,10 @@ from curifactory_cli.graph import (
     Node,
     Outcome,
     OutputRef,
-    entry_namespace,
     producers_through_memory,
 )
 from curifactory_cli.record import _CachedOutput
-from curifactory_cli.reporting import INDEX, load_reportables
 from curifactory_cli.store import CorruptEntryError, discard_staging
-from curifactory_cli.store.entry import bytes_match
 
 if TYPE_CHECKING:
     from curifactory_cli.engine.keys import KeyMaker
@@ -144,8 +136,9 @@ class Scheduler:
         self._done: set[int] = set()  # settled: consumers were told
         self._repaired: set[int] = set()
         self._warned: set[str] = set()
-        self._info: dict[int, dict[str, Any]] = {}  # node -> its entry's outputs metadata
-        self._records: dict[int, tuple[Any, tuple[RecordInfo, Any]]] = {}  # see _views
+        self.committer = Committer(
+            store, keys, experiment, self.provenance, self._lineage, self._warn
+        )
         self._stop: BaseException | None = None
         self.nodes: list[Node] = []
 
@@ -381,30 +374,7 @@ class Scheduler:
     def _hit(self, node: Node, entry: Entry, reason: str) -> None:
         node.outcome = Outcome.CACHED
         node.reason = reason
-        node.entry_dir = entry.location
-        node.versions = entry.meta.get("versions")
-        if node.key is None and entry.meta.get("key"):  # found by lineage: its key is the one
-            node.key, node.key_parts = entry.meta["key"], entry.meta.get("key_parts")
-        outputs = entry.meta["outputs"]
-        self._info[node.index] = outputs = _slim_outputs(outputs)
-        self._reportables(node, entry.meta)
-        node.key_parts = None  # only a call that runs records them
-        self.keys.forget(node)
-        templates = node.cacher_templates
-        assert templates is not None  # a cache hit is a stage with cachers
-        for i, ref in enumerate(node.outputs):
-            info = outputs[ref.name]
-            ref.version = info["version"]
-            make = _OutputCacher(
-                self.store,
-                templates[i],
-                node.entry_dir,
-                ref.name,
-                node.stage.name,
-                info,
-                node.record,
-            )
-            ref.value = ref.lazy._copy_for(make()) if ref.lazy else _CachedOutput(make, keep=True)
+        self.committer.use_entry(node, entry)
         self._state.pop(node.index, None)
         self._finished(node)
         self._settled(node)
@@ -615,7 +585,7 @@ class Scheduler:
                 self._fail(node, error, started)
             else:
                 try:
-                    self._commit(node, job, result)
+                    self.committer.publish(node, job, result, node.index in self._replace)
                 except CurifactoryError as exc:
                     self._fail(node, exc, started)
                     return
@@ -700,7 +670,7 @@ class Scheduler:
                 directory=directory,
                 output=ref.name,
                 cacher=producer.cacher_templates[i],  # type: ignore[index] # it has an entry
-                info=self._info[producer.index][ref.name],
+                info=self.committer.info[producer.index][ref.name],
                 lazy=ref.lazy,
                 verified=producer.index in self._fresh,
                 remote=self.store.remote_ref(directory),
@@ -738,7 +708,7 @@ class Scheduler:
             stage_ref=node.stage.ref,
             stage_name=node.stage.name,
             experiment=self.experiment,
-            record=self._record_info(record),
+            record=self.committer.record_info(record),
             key=node.key,
             lineage_key=self._lineage(node),
             staging=self.store.staging_path() if node.is_cached_stage else None,
@@ -754,7 +724,7 @@ class Scheduler:
             is_aggregate=node.stage.is_aggregate,
             inputs=inputs,
             aggregate_inputs=aggregate,
-            input_records=tuple(map(self._record_info, record.input_records)),
+            input_records=tuple(map(self.committer.record_info, record.input_records)),
             # With --dry the entry is gone after the run: values come back to the record.
             ship_values=here or self.store.dry,
             # A worker on another machine uploads its outputs itself; on this machine the
@@ -768,144 +738,6 @@ class Scheduler:
             ),
         )
 
-    # ------------------------------------------------------------------ committing
-    def _commit(self, node: Node, job: Job, result: JobResult) -> None:
-        """Publish an executed stage's staged files, then point its outputs at them."""
-        node.versions = result.versions
-        if not node.is_cached_stage:
-            for ref, value in zip(node.outputs, result.values):
-                ref.value = value
-            return
-        assert result.staging is not None and job.staging is not None
-        for ref in node.outputs:
-            ref.version = result.outputs_meta[ref.name]["version"]
-        meta = self._metadata(node, result)
-        self.keys.forget(node)
-        node.key_parts = None  # recorded in the entry now
-        if self.store.dry:
-            location = result.staging
-        else:
-            replace = node.index in self._replace
-            self.store.publish(
-                result.staging,
-                str(node.entry_dir),
-                meta,
-                replace,
-                attempt=result.attempt,
-                upload_error=result.upload_error,
-            )
-            location = str(node.entry_dir)
-        node.entry_dir = location
-        self._info[node.index] = result.outputs_meta
-        self._reportables(node, {"extra_files": result.extra_files})
-        templates = node.cacher_templates
-        assert templates is not None  # committed: a stage with cachers
-        for i, ref in enumerate(node.outputs):
-            make = partial(
-                bound_cacher,
-                templates[i],
-                location,
-                ref.name,
-                node.stage.name,
-                result.outputs_meta[ref.name],
-                True,
-                fetch=partial(self.store.materialize, location),
-            )
-            if ref.lazy:
-                ref.value = ref.lazy._copy_for(make())
-            elif job.ship_values:
-                ref.value = result.values[i]
-            else:
-                ref.value = _CachedOutput(make, keep=True)
-        result.values.clear()
-
-    def _reportables(self, node: Node, meta: dict[str, Any]) -> None:
-        """The reportables its entry carries, back on the record (a cached stage shows the
-        same ones as when it ran)."""
-        info = next((f for f in meta.get("extra_files") or () if f.get("path") == INDEX), None)
-        if info is None:
-            return
-        directory = str(node.entry_dir)
-        try:
-            self.store.materialize(directory)
-            with open(os.path.join(directory, INDEX), "rb") as infile:
-                data = infile.read()
-            if not bytes_match(data, info):
-                raise CorruptEntryError(f"{directory}/{INDEX} does not match its checksum")
-            for reportable in load_reportables(directory, data, meta.get("extra_files")):
-                reportable.record = node.record
-                node.record.reportables.append(reportable)
-        except (OSError, ValueError, CurifactoryError) as exc:
-            self._warn(f"{node.label}: its reportables cannot be read: {exc}")
-
-    def _metadata(self, node: Node, result: JobResult) -> dict[str, Any]:
-        record = node.record
-        inputs: dict[str, Any] = {}
-        for name, src in node.inputs.items():
-            if isinstance(src, OutputRef):
-                inputs[name] = self._input_meta(src)
-        for name, pairs in node.aggregate_inputs.items():
-            inputs[name] = [
-                {"record": rec.name, **self._input_meta(src)}
-                for rec, src in pairs
-                if isinstance(src, OutputRef)
-            ]
-        return {
-            "format": 1,
-            "key": node.key,
-            "lineage_key": self._lineage(node),
-            "key_parts": node.key_parts,
-            # What the code fingerprint covers, piece by piece: `curi plan` names what changed.
-            "code_parts": self.keys.fingerprinter.breakdown(node.stage.fn),
-            "experiment": entry_namespace(node, self.experiment),
-            "stage": node.stage.name,
-            "stage_ref": node.stage.ref,
-            "aggregate": node.stage.is_aggregate,
-            "record": record.name,
-            "params_hash": record.get_hash(),
-            "params": self._views(record)[1],
-            "input_records": [r.name for r in record.input_records],
-            "inputs": inputs,
-            "outputs": result.outputs_meta,
-            "extra_files": result.extra_files,
-            "timings": {
-                "finished": _utc_now(),
-                "compute_s": round(result.compute_s, 6),
-                "save_s": round(result.save_s, 6),
-            },
-            "versions": result.versions,
-            **self.provenance,
-        }
-
-    def _views(self, record: Any) -> tuple[RecordInfo, Any]:
-        """What a job sees of a record, and its parameters as entry metadata shows them:
-        made once per record (every stage call of the record shares them; nothing changes
-        them during a run)."""
-        found = self._records.get(id(record))
-        if found is None or found[0] is not record:
-            views = (_record_info(record), params_json(record.params))
-            found = self._records[id(record)] = (record, views)
-        return found[1]
-
-    def _record_info(self, record: Any) -> RecordInfo:
-        return self._views(record)[0]
-
-    def _input_meta(self, src: OutputRef) -> dict[str, Any]:
-        producer = src.node
-        entry = None
-        if producer.entry_dir and producer.is_cached_stage:
-            root = str(self.store.root) + os.sep
-            entry = producer.entry_dir
-            if entry.startswith(root):
-                entry = entry[len(root) :].replace(os.sep, "/")
-        return {
-            "stage": producer.stage.name,
-            "output": src.name,
-            "record": producer.record_name,
-            "version": src.version,
-            "entry": entry,
-        }
-
 
 class _InputDamaged(Exception):
     """An input's entry could not be fetched intact: (input, producer, message, hint)."""
@@ -913,23 +745,6 @@ class _InputDamaged(Exception):
 
 class RemoteError(Exception):
     """A stage's exception that could not travel back from another process, by its text."""
-
-
-class _UtcNow:
-    """The time in UTC to the second, ISO-formatted once per second (not per entry)."""
-
-    def __init__(self) -> None:
-        self.second, self.text = -1, ""
-
-    def __call__(self) -> str:
-        second = int(time.time())
-        if second != self.second:
-            when = dt.datetime.fromtimestamp(second, dt.timezone.utc)
-            self.second, self.text = second, when.isoformat(timespec="seconds")
-        return self.text
-
-
-_utc_now = _UtcNow()
 
 
 def remote_error(type_name: str, message: str) -> RemoteError:
@@ -977,57 +792,3 @@ def _log_entry(node: Node, result: JobResult) -> dict[str, Any]:
         if failure.traceback:
             entry["traceback"] = failure.traceback
     return entry
-
-
-def _record_info(record: Any) -> RecordInfo:
-    return RecordInfo(record.name, record.params, record.get_hash())
-
-
-class _OutputCacher:
-    """Makes the cacher of one cached output when the output is first read (most never are:
-    a cached run would otherwise build a cacher, and keep two partials, per output)."""
-
-    __slots__ = ("directory", "info", "output", "record", "stage", "store", "template")
-
-    def __init__(
-        self,
-        store: Any,
-        template: Any,
-        directory: str,
-        output: str,
-        stage: str,
-        info: Any,
-        record: Any = None,
-    ) -> None:
-        self.store, self.template, self.directory = store, template, directory
-        self.output, self.stage, self.info, self.record = output, stage, info, record
-
-    def __call__(self) -> Any:
-        cacher = bound_cacher(
-            self.template,
-            self.directory,
-            self.output,
-            self.stage,
-            self.info,
-            fetch=partial(self.store.materialize, self.directory),
-        )
-        cacher.record = self.record  # as in Curifactory: load() may read its record
-        return cacher
-
-
-def _slim_outputs(outputs: dict[str, Any]) -> dict[str, Any]:
-    """An entry's `outputs` metadata as kept for the rest of the run, its names shared with
-    every other entry's (parsed JSON repeats each key and cacher name per entry)."""
-    intern = sys.intern
-    slim = {}
-    for name, info in outputs.items():
-        kept = {intern(k): v for k, v in info.items()}
-        if isinstance(kept.get("cacher"), str):
-            kept["cacher"] = intern(kept["cacher"])
-        files = kept.get("files")
-        if isinstance(files, list):
-            kept["files"] = [
-                {intern(k): v for k, v in f.items()} if isinstance(f, dict) else f for f in files
-            ]
-        slim[intern(name)] = kept
-    return slim
