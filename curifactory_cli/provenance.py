@@ -61,7 +61,7 @@ def merge_versions(base: dict[str, str], more: Iterable[Any]) -> dict[str, str]:
 # ------------------------------------------------------------- distributions a process imported
 # Which installed distribution provides which top-level module is written in each
 # distribution's RECORD; reading them all takes 0.2 s, so the answer is kept on disk per
-# Python environment, keyed by the distributions installed (see _environment_signature).
+# set of installed distributions (see _environment_signature), in a file of its own.
 # The answer for a process's modules is reused while no module is added.
 
 _OWN = frozenset({"curifactory-cli", "curifactory_cli"})
@@ -105,10 +105,27 @@ def _environment_signature() -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
-def _memo_file() -> str:
+MEMOS_KEPT = 16  # memo files: one per set of installed distributions, the newest kept
+
+
+def _memo_file(signature: str) -> str:
+    """The memo for this set of installed distributions: one file each, so that projects
+    (or checkouts) whose folders hold different distributions never overwrite each other's."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    prefix = hashlib.sha256(sys.prefix.encode()).hexdigest()[:16]
-    return os.path.join(base, "curifactory-cli", f"distributions-{prefix}.json")
+    return os.path.join(base, "curifactory-cli", f"distributions-{signature[:32]}.json")
+
+
+def _prune_memos(folder: str) -> None:
+    """Keep the MEMOS_KEPT newest memo files (each environment change leaves one behind)."""
+    try:
+        names = [n for n in os.listdir(folder) if n.startswith("distributions-")]
+        if len(names) <= MEMOS_KEPT:
+            return
+        paths = sorted((os.path.join(folder, n) for n in names), key=os.path.getmtime)
+        for old in paths[:-MEMOS_KEPT]:
+            os.remove(old)
+    except OSError:
+        pass  # another process pruned first, or the folder is not ours to tidy
 
 
 def _distribution_index() -> tuple[dict[str, list[str]], dict[str, str]]:
@@ -118,7 +135,7 @@ def _distribution_index() -> tuple[dict[str, list[str]], dict[str, str]]:
     signature = _environment_signature()
     if _index is not None and _index[0] == signature:
         return _index[1], _index[2]
-    memo = _memo_file()
+    memo = _memo_file(signature)
     try:
         with open(memo, encoding="utf-8") as infile:
             data = json.load(infile)
@@ -135,6 +152,7 @@ def _distribution_index() -> tuple[dict[str, list[str]], dict[str, str]]:
         with open(temp, "w", encoding="utf-8") as out:
             json.dump({"signature": signature, "modules": modules, "versions": versions}, out)
         os.replace(temp, memo)
+        _prune_memos(os.path.dirname(memo))
     return modules, versions
 
 

@@ -118,3 +118,19 @@ def test_the_distribution_memo_is_kept_across_projects(tmp_path, monkeypatch):
     assert provenance._environment_signature() == before
     (tmp_path / "new_dist-1.0.dist-info").mkdir()
     assert provenance._environment_signature() != before
+
+
+def test_two_environments_keep_a_memo_each(tmp_path, monkeypatch):
+    """Two checkouts whose folders hold different distributions (an editable install's
+    egg-info) alternate without reading every distribution again each time."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    first = provenance._environment_signature()
+    provenance._distribution_index()
+    checkout = tmp_path / "checkout"
+    (checkout / "proj.egg-info").mkdir(parents=True)
+    monkeypatch.syspath_prepend(str(checkout))
+    second = provenance._environment_signature()
+    assert second != first
+    provenance._distribution_index()
+    memos = sorted(p.name for p in (tmp_path / "xdg" / "curifactory-cli").iterdir())
+    assert memos == sorted(f"distributions-{s[:32]}.json" for s in (first, second))
