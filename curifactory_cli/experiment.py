@@ -71,16 +71,10 @@ def run_experiment(
     `param_files` are names in params/ (or paths); none: the experiment's own get_params().
     `parallel=N` runs up to N stage calls at once in worker processes.
     """
-    from curifactory_cli.errors import ConfigError
     from curifactory_cli.runner import RunOptions
     from curifactory_cli.runner import run_experiment as run
 
-    for name, value in options.items():
-        if name in _OUTPUT_ONLY or value in (None, False):
-            continue
-        if name in _REPLACED:
-            raise ConfigError(f"run_experiment({name}=...) is not supported", hint=_REPLACED[name])
-        raise TypeError(f"run_experiment() got an unexpected keyword argument {name!r}")
+    _check_options(options)
     if isinstance(param_files, str):
         param_files = [param_files]
     result = run(
@@ -109,6 +103,19 @@ def run_experiment(
             result.manager, list(param_files or ()), experiment_name, result.param_sets
         )
     return result.results, result.manager
+
+
+def _check_options(options: dict[str, Any]) -> None:
+    """Curifactory's other options: those that only changed its output are accepted (and
+    do nothing); one whose job curi does another way says what to use instead."""
+    from curifactory_cli.errors import ConfigError
+
+    for name, value in options.items():
+        if name in _OUTPUT_ONLY or value in (None, False):
+            continue
+        if name in _REPLACED:
+            raise ConfigError(f"run_experiment({name}=...) is not supported", hint=_REPLACED[name])
+        raise TypeError(f"run_experiment() got an unexpected keyword argument {name!r}")
 
 
 def _describe_parameter_files(

@@ -65,21 +65,15 @@ class _Walker:
             raise self.fail(path, f"more than {MAX_NODES:,} values (an alias bomb?)")
         if depth > MAX_DEPTH:
             raise self.fail(path, f"nested deeper than {MAX_DEPTH} levels")
-        if obj is None or isinstance(obj, (bool, str)):
+        # Most values are plain scalars: their exact type answers before any isinstance.
+        cls = type(obj)
+        if cls in _AS_IS:
             return obj
-        if isinstance(obj, enum.Enum):
-            return {"__enum__": f"{type(obj).__qualname__}.{obj.name}"}
-        if isinstance(obj, int):
-            return obj
-        if isinstance(obj, float):
-            if math.isnan(obj) or math.isinf(obj):
-                return {"__float__": repr(obj)}
-            # 1 and 1.0 are the same parameter value: keep a YAML edit from `1` to `1.0` cheap.
-            return int(obj) if obj.is_integer() and abs(obj) < 2**53 else obj
-        if isinstance(obj, PurePath):
-            return {"__path__": obj.as_posix()}
-        if isinstance(obj, bytes):
-            return {"__bytes__": hashlib.sha256(obj).hexdigest()}
+        if cls is float:
+            return _float_tree(obj)
+        leaf = _leaf_tree(obj)
+        if leaf is not _NOT_A_LEAF:
+            return leaf
         ident = id(obj)
         if ident in self.active:
             raise self.fail(path, "it contains itself (a self-referencing structure)")
@@ -93,19 +87,26 @@ class _Walker:
         if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
             return {"__dataclass__": param_set_representation(obj, self, path, depth + 1)}
         if isinstance(obj, Mapping):
-            items = []
-            for key, value in obj.items():
-                key_tree = self.walk(key, f"{path}.<key>", depth + 1)
-                items.append(
-                    (canonical_json(key_tree), self.walk(value, f"{path}.{key}", depth + 1))
-                )
-            items.sort(key=lambda kv: kv[0])
-            return {"__map__": items}
+            return self._walk_mapping(obj, path, depth)
         if isinstance(obj, (list, tuple)):
             return [self.walk(v, f"{path}[{i}]", depth + 1) for i, v in enumerate(obj)]
         if isinstance(obj, (set, frozenset)):
             trees = [self.walk(v, f"{path}{{}}", depth + 1) for v in obj]
             return {"__set__": sorted(trees, key=canonical_json)}
+        return self._describe_object(obj, path)
+
+    def _walk_mapping(self, obj: Mapping[Any, Any], path: str, depth: int) -> Any:
+        """Items sorted by their key's canonical form: insertion order does not count."""
+        items = []
+        for key, value in obj.items():
+            key_tree = self.walk(key, f"{path}.<key>", depth + 1)
+            items.append((canonical_json(key_tree), self.walk(value, f"{path}.{key}", depth + 1)))
+        items.sort(key=lambda kv: kv[0])
+        return {"__map__": items}
+
+    def _describe_object(self, obj: Any, path: str) -> Any:
+        """Any other object: a function by name, an array by content, else its repr when
+        that is stable (not one that shows a memory address)."""
         if callable(obj) and hasattr(obj, "__qualname__"):
             return {"__callable__": f"{getattr(obj, '__module__', '')}.{obj.__qualname__}"}
         module = type(obj).__module__
@@ -115,6 +116,35 @@ class _Walker:
         if " at 0x" in text or " object at " in text:
             raise self.fail(path, f"a {type(obj).__name__} has no stable representation ({text})")
         return {"__repr__": f"{type(obj).__qualname__}:{text}"}
+
+
+# The scalar types a tree holds as they are (exact types: a subclass may be an Enum).
+_AS_IS = frozenset({str, int, bool, type(None)})
+_NOT_A_LEAF = object()
+
+
+def _leaf_tree(obj: Any) -> Any:
+    """The tree of a scalar, an Enum member, a path or bytes; _NOT_A_LEAF for anything else."""
+    if obj is None or isinstance(obj, (bool, str)):
+        return obj
+    if isinstance(obj, enum.Enum):
+        return {"__enum__": f"{type(obj).__qualname__}.{obj.name}"}
+    if isinstance(obj, int):
+        return obj
+    if isinstance(obj, float):
+        return _float_tree(obj)
+    if isinstance(obj, PurePath):
+        return {"__path__": obj.as_posix()}
+    if isinstance(obj, bytes):
+        return {"__bytes__": hashlib.sha256(obj).hexdigest()}
+    return _NOT_A_LEAF
+
+
+def _float_tree(obj: float) -> Any:
+    if math.isnan(obj) or math.isinf(obj):
+        return {"__float__": repr(obj)}
+    # 1 and 1.0 are the same parameter value: keep a YAML edit from `1` to `1.0` cheap.
+    return int(obj) if obj.is_integer() and abs(obj) < 2**53 else obj
 
 
 def _array_like_digest(obj: Any) -> str:
@@ -201,25 +231,32 @@ def hash_breakdown(params: Any) -> dict[str, tuple[str, Any]]:
     `("repr(a)", "6")`, `("SKIPPED: value is None", None)`, a nested dataclass as
     `("get_param_set_hash_values(param_set, sub)", {its fields})`."""
     reps = _representations(params)
-    items = param_fields(params)
     out: dict[str, tuple[str, Any]] = {}
-    for name, value in items:
-        if name in PARAMETERS_BLACKLIST:
-            out[name] = ("SKIPPED: blacklist", None)
-        elif name in reps and reps[name] is None:
-            out[name] = ("SKIPPED: set to None in hash_representations", None)
-        elif value is None:
-            out[name] = ("SKIPPED: value is None", None)
-        elif name in reps and callable(reps[name]):
-            how = f"param_set.hash_representations['{name}'](param_set, {name})"
-            out[name] = (how, reps[name](params, value))
-        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
-            out[name] = (f"get_param_set_hash_values(param_set, {name})", hash_breakdown(value))
-        elif callable(value) and hasattr(value, "__qualname__"):
-            out[name] = (f"{name}.__qualname__", value.__qualname__)
-        else:
-            out[name] = (f"repr({name})", repr(value))
+    for name, value in param_fields(params):
+        skipped = _skip_reason(name, value, reps)
+        out[name] = (skipped, None) if skipped else _how_hashed(params, name, value, reps)
     return out
+
+
+def _skip_reason(name: str, value: Any, reps: Mapping[str, Any]) -> str | None:
+    if name in PARAMETERS_BLACKLIST:
+        return "SKIPPED: blacklist"
+    if name in reps and reps[name] is None:
+        return "SKIPPED: set to None in hash_representations"
+    if value is None:
+        return "SKIPPED: value is None"
+    return None
+
+
+def _how_hashed(params: Any, name: str, value: Any, reps: Mapping[str, Any]) -> tuple[str, Any]:
+    if name in reps and callable(reps[name]):
+        how = f"param_set.hash_representations['{name}'](param_set, {name})"
+        return (how, reps[name](params, value))
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return (f"get_param_set_hash_values(param_set, {name})", hash_breakdown(value))
+    if callable(value) and hasattr(value, "__qualname__"):
+        return (f"{name}.__qualname__", value.__qualname__)
+    return (f"repr({name})", repr(value))
 
 
 def param_set_string_hash_representations(param_set: Any) -> dict[str, Any]:

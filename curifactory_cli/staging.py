@@ -71,33 +71,47 @@ class StageSpec:
         """Validate the declaration once, at its first call (so errors name the stage)."""
         if self._checked:
             return
+        self._check_names()
+        if self.cachers is not None:
+            self._check_cachers(self.cachers)
+        self._check_inputs()
+        self._checked = True
+
+    def _check_names(self) -> None:
         name = self.name
         check_name(name, "stage", name)
         for out in self.outputs:
             check_name(str(out), "output", name)
         if len({str(o) for o in self.outputs}) != len(self.outputs):
             raise GraphError(f"stage {name!r}: an output name is listed twice")
-        if self.cachers is not None:
-            if len(self.cachers) == 0:
-                raise EmptyCachersError(
-                    f"stage {name!r} has an empty cachers list",
-                    hint="use cachers=None for a stage whose outputs stay in memory.",
+
+    def _check_cachers(self, cachers: list[type[Cacheable] | Cacheable]) -> None:
+        """One Cacheable class or instance per output."""
+        name = self.name
+        if len(cachers) == 0:
+            raise EmptyCachersError(
+                f"stage {name!r} has an empty cachers list",
+                hint="use cachers=None for a stage whose outputs stay in memory.",
+            )
+        if len(cachers) != len(self.outputs):
+            raise CachersMismatchError(
+                f"stage {name!r} declares {len(self.outputs)} output(s) but "
+                f"{len(cachers)} cacher(s)",
+                hint="give exactly one cacher per output, in the same order.",
+            )
+        for cacher in cachers:
+            ok = isinstance(cacher, Cacheable) or (
+                isinstance(cacher, type) and issubclass(cacher, Cacheable)
+            )
+            if not ok:
+                raise GraphError(
+                    f"stage {name!r}: cacher {cacher!r} is not a Cacheable class or instance",
+                    hint="subclass curifactory_cli.caching.Cacheable.",
                 )
-            if len(self.cachers) != len(self.outputs):
-                raise CachersMismatchError(
-                    f"stage {name!r} declares {len(self.outputs)} output(s) but "
-                    f"{len(self.cachers)} cacher(s)",
-                    hint="give exactly one cacher per output, in the same order.",
-                )
-            for cacher in self.cachers:
-                ok = isinstance(cacher, Cacheable) or (
-                    isinstance(cacher, type) and issubclass(cacher, Cacheable)
-                )
-                if not ok:
-                    raise GraphError(
-                        f"stage {name!r}: cacher {cacher!r} is not a Cacheable class or instance",
-                        hint="subclass curifactory_cli.caching.Cacheable.",
-                    )
+
+    def _check_inputs(self) -> None:
+        """Each input is a parameter of the function (or it takes **kwargs)."""
+        name = self.name
         params = inspect.signature(self.fn).parameters
         takes_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
         for input_name in self.inputs:
@@ -109,7 +123,6 @@ class StageSpec:
                     f"parameter of that name",
                     hint=f"add `{input_name}` to the signature of {name}().",
                 )
-        self._checked = True
 
     def effective_outputs(
         self, manager: ArtifactManager
@@ -168,32 +181,38 @@ _DECLARED: weakref.WeakSet[StageSpec] = weakref.WeakSet()
 
 def _missing_input(spec: StageSpec, record: Record, name: str) -> MissingInputError:
     have = ", ".join(sorted(record.state)) or "nothing yet"
+    return MissingInputError(
+        f"stage {spec.name!r} needs input {name!r} for parameter set {record.name!r}, but no "
+        f"earlier stage produced it (the record has: {have})",
+        hint=_missing_input_hint(spec, name),
+    )
+
+
+def _missing_input_hint(spec: StageSpec, name: str) -> str:
+    """What would produce the input: the stages that declare it (or the cycle they form
+    with this one), else passing it by hand."""
     producers = sorted({s.name for s in _DECLARED if name in {str(o) for o in s.outputs}})
     own_outputs = {str(o) for o in spec.outputs}
     cycle = sorted(s.name for s in _DECLARED if s.name in producers and set(s.inputs) & own_outputs)
     if cycle:
-        hint = (
+        return (
             f"{cycle[0]} produces {name!r} but needs an output of {spec.name}: the two stages "
             "form a cycle; one of them must not depend on the other."
         )
-    elif producers:
-        hint = f"call {' or '.join(producers)} before {spec.name} on this record."
-    else:
-        hint = f"no stage declares an output {name!r}; pass it as {spec.name}(record, {name}=...)."
-    return MissingInputError(
-        f"stage {spec.name!r} needs input {name!r} for parameter set {record.name!r}, but no "
-        f"earlier stage produced it (the record has: {have})",
-        hint=hint,
-    )
+    if producers:
+        return f"call {' or '.join(producers)} before {spec.name} on this record."
+    return f"no stage declares an output {name!r}; pass it as {spec.name}(record, {name}=...)."
 
 
 def _trace(
     spec: StageSpec,
     record: Any,
-    args: tuple,
+    args: tuple[Any, ...],
     kwargs: dict[str, Any],
     records: list[Record] | None = None,
 ) -> Record:
+    """A stage call as a node of the manager's graph, its outputs as references in the
+    record's state; nothing runs here."""
     if not isinstance(record, Record):
         msg = f"stage {spec.name!r} was called with {type(record).__name__!s} instead of a Record"
         raise GraphError(msg, hint="call stages as `stage(record)` on a cf.Record.")
@@ -205,21 +224,9 @@ def _trace(
     inputs: dict[str, Any] = {}
     aggregate_inputs: dict[str, list[tuple[Record, OutputRef]]] = {}
     if spec.is_aggregate:
-        if records is None:
-            records = [r for r in manager.records if r is not record]
-        record._set_aggregate(records)
-        for name in spec.inputs:
-            aggregate_inputs[name] = [(r, r.state.raw(name)) for r in records if name in r.state]
+        aggregate_inputs = _aggregate_inputs(spec, record, records)
     else:
-        for name in spec.inputs:
-            if name in kwargs:
-                inputs[name] = kwargs.pop(name)
-            elif name in record.state:
-                inputs[name] = record.state.raw(name)
-            elif spec.suppress_missing_inputs:
-                spec.default_of(name)  # validates that the default exists
-            else:
-                raise _missing_input(spec, record, name)
+        inputs = _inputs(spec, record, kwargs)
     node = Node(
         index=len(manager.graph.nodes),
         stage=spec,
@@ -229,22 +236,60 @@ def _trace(
         kwargs=kwargs,
         cacher_templates=cachers,
     )
+    _link_upstream(node)
+    _publish_outputs(node, record, outputs)
+    manager._add_node(node)
+    return record
+
+
+def _inputs(spec: StageSpec, record: Record, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Each input from the call's keywords (taken out of `kwargs`), else from the record's
+    state; a missing one is an error unless the stage suppresses it (then its default)."""
+    inputs: dict[str, Any] = {}
+    for name in spec.inputs:
+        if name in kwargs:
+            inputs[name] = kwargs.pop(name)
+        elif name in record.state:
+            inputs[name] = record.state.raw(name)
+        elif spec.suppress_missing_inputs:
+            spec.default_of(name)  # validates that the default exists
+        else:
+            raise _missing_input(spec, record, name)
+    return inputs
+
+
+def _aggregate_inputs(
+    spec: StageSpec, record: Record, records: list[Record] | None
+) -> dict[str, list[tuple[Record, OutputRef]]]:
+    """For each input, the covered records that have it (every other record by default)."""
+    if records is None:
+        records = [r for r in record.manager.records if r is not record]
+    record._set_aggregate(records)
+    return {
+        name: [(r, r.state.raw(name)) for r in records if name in r.state] for name in spec.inputs
+    }
+
+
+def _link_upstream(node: Node) -> None:
+    """Count the node among its producers' consumers and dependants."""
     for ref in node.upstream():
         ref.node.consumers += 1
         dependants = ref.node.dependants
         if not dependants or dependants[-1] != node.index:  # this node's refs come together
             dependants.append(node.index)
             node.producers += 1
+
+
+def _publish_outputs(node: Node, record: Record, outputs: list[tuple[str, Lazy | None]]) -> None:
+    """References to the node's future outputs in the record's state and `record.output`."""
     node.outputs = [OutputRef(node, name, lazy) for name, lazy in outputs]
     for ref in node.outputs:
         dict.__setitem__(record.state, ref.name, ref)
-    record.stages.append(spec.name)
+    record.stages.append(node.stage.name)
     if len(node.outputs) == 1:
         record.output = node.outputs[0]
     elif node.outputs:
         record.output = tuple(node.outputs)
-    manager._add_node(node)
-    return record
 
 
 def _listed(value: Any, what: str, fn: Callable[..., Any]) -> list[Any]:
