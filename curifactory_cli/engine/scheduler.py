@@ -21,7 +21,6 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from curifactory_cli.caching import Lazy
 from curifactory_cli.engine.commit import Committer
 from curifactory_cli.engine.decide import (
     NEEDED_DOWNSTREAM,
@@ -32,9 +31,8 @@ from curifactory_cli.engine.decide import (
     needed_by,
     unneeded,
 )
+from curifactory_cli.engine.jobmaker import InputDamaged, JobMaker
 from curifactory_cli.engine.jobs import (
-    InputEntry,
-    InputValue,
     Job,
     JobResult,
     rebuild_error,
@@ -47,10 +45,8 @@ from curifactory_cli.graph import (
     NOT_COMPUTED,
     Node,
     Outcome,
-    OutputRef,
     producers_through_memory,
 )
-from curifactory_cli.record import _CachedOutput
 from curifactory_cli.store import CorruptEntryError, discard_staging
 
 if TYPE_CHECKING:
@@ -138,6 +134,15 @@ class Scheduler:
         self._warned: set[str] = set()
         self.committer = Committer(
             store, keys, experiment, self.provenance, self._lineage, self._warn
+        )
+        self.jobs = JobMaker(
+            store,
+            self.committer,
+            experiment,
+            keys.fingerprinter.root,
+            self._lineage,
+            self._fresh,
+            runner.shares_files,
         )
         self._stop: BaseException | None = None
         self.nodes: list[Node] = []
@@ -461,8 +466,8 @@ class Scheduler:
             self._set_memory_versions(node)
         here = self._placed[node.index] = self._here(node)
         try:
-            job = self.job(node, here)
-        except _InputDamaged as damaged:
+            job = self.jobs.job(node, here)
+        except InputDamaged as damaged:
             self._repair(node, damaged.args)
             return
         except CurifactoryError as exc:
@@ -651,96 +656,6 @@ class Scheduler:
         self._locked.clear()  # their locks were never acquired
 
     # ------------------------------------------------------------------ jobs
-    def _source(self, ref: OutputRef, here: bool) -> InputEntry | InputValue:
-        value = ref.value
-        if isinstance(value, _CachedOutput) and value.loaded and here:
-            return InputValue(value.value)
-        if isinstance(value, (_CachedOutput, Lazy)):
-            producer = ref.node
-            i = producer.outputs.index(ref)
-            directory = str(producer.entry_dir)
-            if here or self.runner.shares_files:
-                try:
-                    self.store.materialize(directory)
-                except CorruptEntryError as exc:
-                    raise _InputDamaged(ref.name, producer.index, exc.message, exc.hint) from None
-            return InputEntry(
-                producer=producer.index,
-                stage=producer.stage.name,
-                directory=directory,
-                output=ref.name,
-                cacher=producer.cacher_templates[i],  # type: ignore[index] # it has an entry
-                info=self.committer.info[producer.index][ref.name],
-                lazy=ref.lazy,
-                verified=producer.index in self._fresh,
-                remote=self.store.remote_ref(directory),
-            )
-        return InputValue(value)
-
-    def job(self, node: Node, here: bool) -> Job:
-        """The plain-data description of running `node` now (`here`: in this process)."""
-        record = node.record
-        inputs = tuple(
-            (name, self._source(src, here) if isinstance(src, OutputRef) else InputValue(src))
-            for name, src in node.inputs.items()
-        )
-        aggregate: tuple[Any, ...] = ()
-        if node.aggregate_inputs:
-            positions = {id(r): i for i, r in enumerate(record.input_records)}
-            aggregate = tuple(
-                (
-                    name,
-                    tuple(
-                        (
-                            positions[id(rec)],
-                            self._source(src, here)
-                            if isinstance(src, OutputRef)
-                            else InputValue(src),
-                        )
-                        for rec, src in pairs
-                    ),
-                )
-                for name, pairs in node.aggregate_inputs.items()
-            )
-        assert node.key is not None
-        return Job(
-            index=node.index,
-            stage_ref=node.stage.ref,
-            stage_name=node.stage.name,
-            experiment=self.experiment,
-            record=self.committer.record_info(record),
-            key=node.key,
-            lineage_key=self._lineage(node),
-            staging=self.store.staging_path() if node.is_cached_stage else None,
-            code_root=self.keys.fingerprinter.root,
-            # (--dry keeps a staging folder as it is: its paths stay valid for the run)
-            entry_dir=(
-                str(node.entry_dir) if node.is_cached_stage and not self.store.dry else None
-            ),
-            outputs=tuple(ref.name for ref in node.outputs),
-            lazy=tuple(ref.lazy is not None for ref in node.outputs),
-            cachers=None if node.cacher_templates is None else tuple(node.cacher_templates),
-            kwargs=dict(node.kwargs),
-            is_aggregate=node.stage.is_aggregate,
-            inputs=inputs,
-            aggregate_inputs=aggregate,
-            input_records=tuple(map(self.committer.record_info, record.input_records)),
-            # With --dry the entry is gone after the run: values come back to the record.
-            ship_values=here or self.store.dry,
-            # A worker on another machine uploads its outputs itself; on this machine the
-            # store uploads them in batches once published.
-            upload=(
-                self.store.remote_ref(str(node.entry_dir))
-                if node.is_cached_stage
-                and not self.store.dry
-                and not (here or self.runner.shares_files)
-                else None
-            ),
-        )
-
-
-class _InputDamaged(Exception):
-    """An input's entry could not be fetched intact: (input, producer, message, hint)."""
 
 
 class RemoteError(Exception):
