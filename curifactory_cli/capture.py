@@ -12,13 +12,15 @@ call, so log records are kept too. Not seen: output written to the file descript
 from __future__ import annotations
 
 import contextlib
-import logging
 import re
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import logging
 
 # Characters kept per stage call: the first quarter and the last three quarters (what led to
 # the end, or to a failure), with a line saying how much was left out between them.
@@ -166,16 +168,22 @@ class captured:
         self.tees = tees = (Tee(out, buffer, 1), Tee(err, buffer, 2))
         sys.stdout, sys.stderr = tees
         self.pointed: list[tuple[logging.StreamHandler[Any], Any]] = []
-        for handler in logging.root.handlers:
-            if not isinstance(handler, logging.StreamHandler) or isinstance(
-                handler, logging.FileHandler
-            ):
+        # Handlers exist only once logging is imported (importing it here costs a cached run
+        # that executes nothing 10 ms).
+        logs = sys.modules.get("logging")
+        if logs is not None:
+            self._point(logs.root.handlers, logs, out, err)
+        return buffer
+
+    def _point(self, handlers: list[Any], logs: Any, out: Any, err: Any) -> None:
+        """The root logger's console handlers write to the tees for the call."""
+        for handler in handlers:
+            if not isinstance(handler, logs.StreamHandler) or isinstance(handler, logs.FileHandler):
                 continue  # a file, a socket...: not the console
             fd = _console_fd(handler.stream, out, err)
             if fd is not None:
                 self.pointed.append((handler, handler.stream))
-                handler.stream = tees[fd - 1]
-        return buffer
+                handler.stream = self.tees[fd - 1]
 
     def __exit__(self, *exc: object) -> None:
         out_tee, err_tee = self.tees

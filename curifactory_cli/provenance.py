@@ -48,13 +48,17 @@ def library_versions() -> dict[str, str]:
 def merge_versions(base: dict[str, str], more: Iterable[Any]) -> dict[str, str]:
     """One table of versions from several (a run's own and those of the entries it used):
     a distribution seen at two versions shows both, `1.4.2 | 1.5.0`."""
-    seen: dict[str, set[str]] = {name: {version} for name, version in base.items()}
+    pairs = set(base.items())
     for versions in more:
-        if not isinstance(versions, dict):
-            continue  # an entry from before versions were kept per entry
-        for name, version in versions.items():
-            if isinstance(name, str) and isinstance(version, str):
-                seen.setdefault(name, set()).add(version)
+        if isinstance(versions, dict):  # else an entry from before versions were kept per entry
+            try:
+                pairs.update(versions.items())  # most entries repeat the same pairs: in C
+            except TypeError:  # a value that is not text (a damaged entry): left out below
+                pairs.update((k, v) for k, v in versions.items() if isinstance(v, str))
+    seen: dict[str, set[str]] = {}
+    for name, version in pairs:
+        if isinstance(name, str) and isinstance(version, str):
+            seen.setdefault(name, set()).add(version)
     return {name: " | ".join(sorted(found)) for name, found in sorted(seen.items())}
 
 
