@@ -282,3 +282,66 @@ def test_under_a_signing_key_no_field_can_be_forged(store, monkeypatch, forge):
     assert SIGNING_ENV in problem or problem == INVALIDATED
     if "invalidated" not in meta:
         assert SIGNING_ENV in problem  # removing the mark does not bring the entry back
+
+
+def test_a_lineage_lookup_passes_over_entries_that_cannot_serve(store):
+    """An entry found by its lineage is checked as a lookup by key checks it: its outputs,
+    its files and its invalidation."""
+    prefix, final, outputs = publish(store)
+    lineage = "L" * 64
+    assert store.find_by_lineage(prefix, lineage, ["model"]) is None  # other outputs
+    _damage(store, final, "table.csv", b"a")
+    found = store.find_by_lineage(prefix, lineage, outputs)
+    if hasattr(store, "remote"):  # the shared tier still has it whole
+        assert found is not None
+        assert read_back(store, found)["table.csv"] == b"a,b\n1,2\n"
+    else:
+        assert found is None
+
+
+def test_an_invalidated_entry_is_not_found_by_lineage(store):
+    prefix, _final, outputs = publish(store)
+    (entry,) = store.entries()
+    store.mark_invalidated(entry)
+    assert store.find_by_lineage(prefix, "L" * 64, outputs) is None
+
+
+def test_metadata_copied_into_another_entrys_folder_is_not_found_by_lineage(store):
+    """Whoever can write to the cache could copy an entry (metadata and files) under the
+    folder name of another key: its lineage then names an entry that is not there."""
+    prefix, final, outputs = publish(store)
+    other = store.entry_dir(prefix, OTHER)
+    _copy_entry(store, final, other)
+    _remove_entry(store, final)
+    assert store.find_by_lineage(prefix, "L" * 64, outputs) is None
+
+
+def _copy_entry(store, source: str, target: str) -> None:
+    import shutil
+
+    from curifactory_cli.store.remote import FsspecStore
+    from curifactory_cli.store.tiered import TieredStore
+
+    if isinstance(store, TieredStore):
+        shutil.copytree(source, target)
+        remote = store.remote
+        remote.fs.copy(store._remote_path(source), store._remote_path(target), recursive=True)
+    elif isinstance(store, FsspecStore):
+        store.fs.copy(source, target, recursive=True)
+    else:
+        shutil.copytree(source, target)
+
+
+def _remove_entry(store, final: str) -> None:
+    import shutil
+
+    from curifactory_cli.store.remote import FsspecStore
+    from curifactory_cli.store.tiered import TieredStore
+
+    if isinstance(store, TieredStore):
+        shutil.rmtree(final)
+        store.remote.fs.rm(store._remote_path(final), recursive=True)
+    elif isinstance(store, FsspecStore):
+        store.fs.rm(final, recursive=True)
+    else:
+        shutil.rmtree(final)

@@ -151,7 +151,12 @@ class TieredStore:
         found = remote.find_by_lineage(self._remote_path(stage_prefix), lineage_key, outputs)
         if found is None:
             return None
-        return self._served(found, str(self.local.root / found.rel(self.remote.root)))[0]
+        directory = str(self.local.root / found.rel(self.remote.root))
+        if self.local.lookup(directory, found.key, outputs)[1] == INVALIDATED:
+            # As `lookup`: invalidated here, it is not served from the remote (nor would the
+            # download replace the local entry and its mark).
+            return None
+        return self._served(found, directory)[0]
 
     def stage_entries(self, stage_prefix: str) -> list[Entry]:
         return self.local.stage_entries(stage_prefix)
