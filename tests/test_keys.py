@@ -219,6 +219,18 @@ def test_the_parts_of_a_stage_calls_keys_are_these_and_no_others(project):
     lineage_parts = {**base, "inputs": {**inputs, "numbers": "L:numbers"}, "lineage": True}
     assert keys.lineage_key(node, lambda n: "L") == digest(canonical_json(lineage_parts))
 
+    # A cacher instance is its type and its options (a class has no options).
+    from curifactory_cli.caching import JsonCacher
+    from curifactory_cli.engine.keys import _CACHER_PRIVATE, cacher_id
+
+    instance = JsonCacher(prefix="v2")
+    options = {k: v for k, v in vars(instance).items() if k not in _CACHER_PRIVATE}
+    assert options["prefix"] == "v2"
+    assert cacher_id(instance) == {
+        "type": "curifactory_cli.caching.JsonCacher",
+        "config": hash_value(options),
+    }
+
     # Another experiment's call of the same stage is another call.
     assert KeyMaker("other", fingerprinter).data_key(node, lambda ref: "V")[1] != key
 
@@ -356,6 +368,12 @@ def test_the_parameters_in_an_entrys_metadata_are_the_sets_name_and_values(proje
         skipped: str | None = None
 
     assert params_json(Typed(name="t", n=4)) == {"name": "t", "n": 4}
+
+    @dataclass
+    class Nameless:  # Curifactory takes any dataclass as parameters
+        n: int = 2
+
+    assert params_json(Nameless()) == {"name": None, "n": 2}
     assert params_json(None) is None
 
     @dataclass
