@@ -103,10 +103,11 @@ use_git_change_detection = false
 
 
 def mutmut() -> list[str]:
-    found = Path(sys.executable).with_name("mutmut")
-    if not found.exists():
+    beside = Path(sys.executable).with_name("mutmut")
+    found = str(beside) if beside.exists() else shutil.which("mutmut")
+    if found is None:
         sys.exit("mutmut is not installed: pip install -e '.[dev]'")
-    return [str(found)]
+    return [found]
 
 
 def environment() -> dict[str, str]:
