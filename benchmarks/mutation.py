@@ -17,7 +17,8 @@ missing test or an equivalent mutant (one that changes no behaviour): read it wi
 Each module runs in its own folder `.mutation/<module>/` (a copy of the package and the
 tests, and a pyproject.toml with that module's [tool.mutmut] settings), where mutmut keeps
 its `mutants/` copy and its results: run again after editing a test or the module, and only
-the mutants whose functions changed are run again (`--fresh` starts over).
+the mutants whose functions changed, and the earlier survivors, are run again (`--fresh`
+starts over).
 """
 
 from __future__ import annotations
@@ -152,16 +153,21 @@ def main() -> int:
     for module in modules:
         folder = prepare(module, args.fresh)
         print(f"== {module}: {', '.join(SELECTION[module])}", flush=True)
+        # mutmut keeps a verdict until the mutated function changes: the survivors of an
+        # earlier run are run again explicitly, since the tests may have changed since.
+        before = results(folder) if (folder / "mutants").is_dir() else {}
+        again = sorted(n for n, s in before.items() if s in COUNTED and s not in KILLED)
         started = time.perf_counter()
-        run = subprocess.run(
-            [*mutmut(), "run", "--max-children", str(args.jobs)],
-            cwd=folder,
-            env=environment(),
-            stdout=subprocess.DEVNULL,
-        )
-        if run.returncode != 0:
-            print(f"mutmut failed on {module} (exit {run.returncode})", file=sys.stderr)
-            return 1
+        for names in ([], again) if again else ([],):
+            run = subprocess.run(
+                [*mutmut(), "run", "--max-children", str(args.jobs), *names],
+                cwd=folder,
+                env=environment(),
+                stdout=subprocess.DEVNULL,
+            )
+            if run.returncode != 0:
+                print(f"mutmut failed on {module} (exit {run.returncode})", file=sys.stderr)
+                return 1
         seconds = time.perf_counter() - started
         status = results(folder)
         counted = [s for s in status.values() if s in COUNTED]
