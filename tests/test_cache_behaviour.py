@@ -270,6 +270,21 @@ def test_param_set_rename_keeps_cache(project):
     assert record(result, "second").state["value"] == 4
 
 
+def test_param_sets_in_another_order_keep_the_aggregate_cached(project):
+    """An aggregate's record hash covers the set of records, not their order in the file."""
+    project.write("experiments/typed.py", TYPED)
+    project.write("params/p.yaml", "- name: a\n  n: 1\n- name: b\n  n: 2\n")
+    first = project.run("typed", "params/p.yaml")
+    assert first.ok
+
+    project.write("params/p.yaml", "- name: b\n  n: 2\n- name: a\n  n: 1\n")
+    result = project.run("typed", "params/p.yaml")
+
+    assert result.ok
+    assert result.executed() == []
+    assert record(result, "aggregate").get_hash() == record(first, "aggregate").get_hash()
+
+
 def test_param_excluded_by_hash_representations_change_keeps_cache(project):
     project.write("experiments/typed.py", TYPED)
     project.write("params/p.yaml", "- name: a\n  n: 1\n  n_workers: 1\n")

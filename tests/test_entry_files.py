@@ -125,3 +125,40 @@ def test_every_entry_lists_exactly_the_files_it_holds(project, job_runner):
     assert second.executed() == []
     assert not second.warnings
     assert [r.state["circular"] for r in second.records if r.name in ("a", "b")] == [6, 7]
+
+
+MIXED = """
+import curifactory_cli as cf
+from curifactory_cli.caching import JsonCacher
+
+
+class CopyingJsonCacher(JsonCacher):
+    def save(self, obj):
+        path = super().save(obj)
+        with open(self.get_path("_copy"), "w") as out:
+            out.write("copy")
+        return path
+
+
+@cf.stage(inputs=None, outputs=["plain", "copied"], cachers=[JsonCacher, CopyingJsonCacher])
+def mixed(record):
+    return 1, 2
+
+
+def run(param_sets, manager):
+    for params in param_sets:
+        mixed(cf.Record(manager, params))
+"""
+
+
+def test_a_stage_with_one_cacher_that_writes_more_lists_its_whole_folder(project, job_runner):
+    """Only when every cacher of a stage checksums all it writes can the staging folder go
+    unlisted: one other cacher among them is enough to list it."""
+    project.write("experiments/mixed.py", MIXED)
+    project.write("params/p.yaml", "- name: a\n")
+    result = project.run("mixed", "params/p.yaml")
+    assert result.ok, result.error
+    (directory,) = project.entries()
+    meta = json.loads((directory / "meta.json").read_text())
+    assert _listed(meta) == _on_disk(directory)
+    assert [f["path"] for f in meta["outputs"]["copied"]["files"]] == ["copied.json", "copied_copy"]

@@ -401,3 +401,11 @@ def test_fingerprint_ignores_decorators(modules):
 def test_fingerprint_is_hex_digest(modules):
     fp = CodeFingerprinter(modules.root).fingerprint(modules("fp_f1", BASE_STAGE).stage)
     assert re.fullmatch(r"[0-9a-f]{64}", fp)
+
+
+def test_an_aggregates_record_hash_covers_its_records_in_any_order():
+    from curifactory_cli.hashing import combine_hashes
+
+    assert combine_hashes("own", ["a", "b", "c"]) == combine_hashes("own", ["c", "a", "b"])
+    assert combine_hashes("own", ["a", "b"]) != combine_hashes("own", ["a", "c"])
+    assert combine_hashes("own", ["a", "b"]) != combine_hashes("None", ["a", "b"])

@@ -12,8 +12,11 @@ from curifactory_cli.store.entry import (
     MAX_META_BYTES,
     MAX_META_DEPTH,
     check_meta,
+    lineage_match,
     meta_problem,
     parse_meta,
+    read_meta_file,
+    read_meta_file_stat,
     safe_rel,
 )
 
@@ -207,3 +210,42 @@ def test_control_characters_in_any_printed_field_are_shown_escaped(project, cli)
     shown = cli("cache", "inspect", listed[0]["id"]).output
     assert "\x1b" not in shown and "\x07" not in shown
     assert "\\x1b" in shown  # escaped, still readable
+
+
+@pytest.mark.parametrize("char", ["\x1b", "\x07", "\x7f", "\x85", "\x9b", "\x9f"])
+@pytest.mark.parametrize("encoded", [False, True], ids=["escaped", "utf8"])
+def test_c0_and_c1_control_characters_in_a_printed_field_are_damage(char, encoded):
+    """U+009B is a one-character CSI: a terminal acts on it like ESC [. Metadata written by
+    json escapes it (\\u009b); a planted file may hold its raw UTF-8 bytes (C2 9B)."""
+    text = json.dumps({**GOOD_META, "stage": f"make{char}[2J"}, ensure_ascii=not encoded)
+    meta, problem = check_meta(text.encode())
+    assert meta is None and problem == "field 'stage' holds control characters"
+    assert parse_meta(json.dumps({**GOOD_META, "stage": "make\u00a0"}).encode()) is not None
+
+
+@pytest.mark.parametrize("size", [(64 << 10) - 1, 64 << 10, (64 << 10) + 1, 3 << 20])
+def test_metadata_of_any_size_within_the_bound_is_read_whole(tmp_path, size):
+    meta = {**GOOD_META, "padding": "x" * size}
+    data = json.dumps(meta).encode()
+    path = tmp_path / "meta.json"
+    path.write_bytes(data)
+    assert read_meta_file(path) == data
+    assert read_meta_file_stat(path)[0] == data
+    assert parse_meta(read_meta_file(path)) == meta
+
+
+def test_a_key_that_shares_only_its_first_16_digits_is_another_key():
+    """The folder name carries 16 hex digits of the key; the metadata must carry all 64."""
+    key = "0123456789abcdef" + "a" * 48
+    twin = "0123456789abcdef" + "b" * 48
+    meta = json.loads(_meta_with(key=key))
+    assert meta_problem(meta, key, ["x"], "here") is None
+    assert meta_problem(meta, twin, ["x"], "here") == "metadata here belongs to another key"
+
+
+def test_lineage_match_takes_only_metadata_in_its_own_entrys_folder():
+    key = "0123456789abcdef" + "a" * 48
+    meta = {**json.loads(_meta_with(key=key)), "lineage_key": "L" * 64}
+    assert lineage_match("exp/p/make-0123456789abcdef", meta, "L" * 64) == key
+    assert lineage_match("exp/p/make-fedcba9876543210", meta, "L" * 64) is None
+    assert lineage_match("exp/p/make-0123456789abcdef", meta, "M" * 64) is None

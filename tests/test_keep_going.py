@@ -84,3 +84,27 @@ def test_keep_going_runs_everything_that_does_not_need_the_failure(project, cli)
         ("two", "y"),
     ]
     assert again.records[-1].state["all"] == [11, 21, 31]
+
+
+def test_keep_going_still_stops_at_the_tools_own_errors(project, cli):
+    """--keep-going goes on past the user's failing stages only: an output its cacher cannot
+    save is the tool's error (or the cache's), and the run stops there as without it."""
+    broken = EXPERIMENT.replace(
+        "def one(record):\n    return record.params.n",
+        "def one(record):\n    n = record.params.n\n    return {n} if n == 2 else n",
+    )
+    assert broken != EXPERIMENT
+    project.write("experiments/kg.py", broken)
+    project.write("params/p.yaml", PARAMS)
+    out = cli("run", "kg", "params/p.yaml", "--keep-going", "--json")
+    assert out.exit_code == 1
+    data = json.loads(out.stdout)
+    assert data["ok"] is False and "failures" not in data  # the run ended on the error
+    assert "JsonCacher cannot save this value" in data["error"]["message"]
+    assert "'one' (y)" in data["error"]["message"]
+    written = {json.loads((e / "meta.json").read_text())["stage"] for e in project.entries()}
+    assert "collect" not in written
+    if project.workers == 1:
+        # Stopped at once: nothing after `one` [y] ran (with workers, calls already sent to
+        # one may finish).
+        assert written == {"one"}

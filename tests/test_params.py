@@ -777,3 +777,15 @@ def test_sets_from_objects_accepts_mappings():
     assert s.name == "a"
     assert isinstance(s.params, Params)
     assert s.params.x == 1 and s.params.model.depth == 3
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("1e5", 1e5), ("1E5", 1e5), ("2e+3", 2e3), ("1e-3", 1e-3), (".5e2", 50.0), ("1.5e2", 150.0)],
+)
+def test_yaml_floats_read_as_yaml_1_2_writes_them(write, text, value):
+    """YAML 1.1 (PyYAML) needs a dot and a signed exponent: `1e5` would be the string "1e5"."""
+    path = write(f"- name: a\n  lr: {text}\n  label: '{text}'\n")
+    (params,) = load_yaml_sets(path)
+    assert type(params.params.lr) is float and params.params.lr == value
+    assert params.params.label == text  # quoted: still a string

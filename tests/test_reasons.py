@@ -9,6 +9,7 @@ what the plan said will happen happens, for the reason it gave. Only calls the p
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import pytest
@@ -157,3 +158,46 @@ def test_an_entry_cleared_on_purpose_is_no_longer_called_damaged(pipe, cli):
     assert cleared.exit_code == 0, cleared.output
     calls = plan_then_run(cli)
     assert calls["grand", "aggregate"][1] == "not computed yet"
+
+
+def test_a_miss_is_explained_against_the_newest_entry_of_the_stage(pipe, cli):
+    """Two entries of `scale` (before and after a code edit); changing its cacher then is
+    explained by what differs from the newer one: the cachers, not the code."""
+    older = list(pipe.cache.glob("pipe/*/scale-*/meta.json"))
+    for meta in older:  # written an hour ago
+        os.utime(meta, (meta.stat().st_atime, meta.stat().st_mtime - 3600))
+    edited = PIPELINE.replace("x * record.params.factor", "x * record.params.factor + 1")
+    pipe.write("experiments/pipe.py", edited)
+    assert cli("run", "pipe", "params/p.yaml", "-q", "--no-report").exit_code == 0
+    assert len(list(pipe.cache.glob("pipe/*/scale-*/meta.json"))) == 2 * len(older)
+    pipe.write(
+        "experiments/pipe.py",
+        edited.replace(
+            'outputs=["scaled"], cachers=[JsonCacher]', 'outputs=["scaled"], cachers=[PickleCacher]'
+        ),
+    )
+    calls = plan_then_run(cli)
+    assert_same_words(calls)
+    changed = "cachers or outputs changed"
+    assert calls["scale", "a"] == ("run", changed, "executed", changed)
+
+
+def test_a_new_stage_of_a_parameter_set_seen_before_is_not_computed_yet(pipe, cli):
+    """`parameters changed` says that this stage ran for the set under other values; a stage
+    added to the experiment never ran for any set."""
+    pipe.write(
+        "experiments/pipe.py",
+        PIPELINE.replace(
+            "def run(param_sets, manager):",
+            '@cf.stage(inputs=["raw"], outputs=["count"], cachers=[JsonCacher])\n'
+            "def count(record, raw):\n    return len(raw)\n\n\n"
+            "def run(param_sets, manager):",
+        ).replace(
+            "total(describe(scale(load(cf.Record(manager, p)))))",
+            "count(total(describe(scale(load(cf.Record(manager, p))))))",
+        ),
+    )
+    calls = plan_then_run(cli)
+    assert_same_words(calls)
+    for record in ("a", "b"):
+        assert calls["count", record] == ("run", "not computed yet", "executed", "not computed yet")

@@ -361,3 +361,94 @@ def test_the_index_shows_only_the_outcomes_that_happened(tmp_path):
     assert '<span class="counts"><span class="pill executed">3 executed</span> ' in index
     assert "16 cached" in index and "0 failed" not in index and "0 skipped" not in index
     assert '<span class="muted">none</span>' in index  # a run without stage calls
+
+
+@pytest.mark.parametrize("forge", ["index only", "index and its checksum"])
+def test_curi_report_shows_no_reportable_from_a_tampered_index(reported, cli, monkeypatch, forge):
+    """A rebuilt report reads reportables from cache entries: an index changed after the run
+    does not match its checksum, and one whose checksum was changed with it is not signed."""
+    import hashlib
+
+    monkeypatch.setenv("CURI_CACHE_KEY", "s3cret")
+    run = json.loads(cli("run", "rep", "p", "--json").stdout)
+    page = Path(run["report"])
+    assert "note of a" in page.read_text()
+    forged = 0
+    for meta_path in reported.cache.rglob("meta.json"):
+        meta = json.loads(meta_path.read_text())
+        if meta["stage"] != "fit" or meta["record"] != "a":
+            continue
+        index_path = meta_path.parent / "_reportables" / "index.json"
+        data = index_path.read_text().replace("note of a", "FORGED").encode()
+        index_path.write_bytes(data)
+        if forge == "index and its checksum":
+            for info in meta["extra_files"]:
+                if info["path"] == "_reportables/index.json":
+                    info.update(size=len(data), sha256=hashlib.sha256(data).hexdigest())
+            meta_path.write_text(json.dumps(meta))
+        forged += 1
+    assert forged == 1
+
+    rebuilt = cli("report")
+    assert rebuilt.exit_code == 0, rebuilt.output
+    problem = "does not match its checksum" if forge == "index only" else "not signed"
+    said = " ".join(rebuilt.output.split())
+    assert "fit [a]: reportables not read" in said and problem in said
+    text = page.read_text()
+    assert "FORGED" not in text and "note of a" not in text
+    assert "note of b" in text  # the other entry's reportables are shown
+
+
+FILE_REPORTER = """
+from curifactory_cli.reporting import Reportable
+
+
+class FileReporter(Reportable):
+    def render(self):
+        with open(f"{self.path}/rows.txt", "w") as out:
+            out.write("7 rows")
+
+    def html(self):
+        return f'<a href="{self.path}/rows.txt">rows</a>'
+
+
+@cf.stage(inputs=["table"], outputs=["rows"], cachers=[JsonCacher])
+def rows(record, table):
+    record.report(FileReporter(name="rows"))
+    return 7
+
+
+"""
+
+
+def test_the_run_and_curi_report_build_the_same_page(reported, cli):
+    """A report is written by the run (from its records) and rebuilt by `curi report` (from
+    the registry and the cache): both give each cached reportable the same title and body."""
+    import shutil
+
+    source = EXPERIMENT.replace("def run(", FILE_REPORTER + "def run(").replace(
+        "    table(cf.Record(manager, None), records)",
+        "    rows(table(cf.Record(manager, None), records))",
+    )
+    reported.write("experiments/rep.py", source)
+    run = json.loads(cli("run", "rep", "p", "--json").stdout)
+    page = Path(run["report"])
+    written = page.read_text()
+    written_data = run_data(page)
+    assert "rows.txt" in written
+    shutil.rmtree(reported.root / "reports")
+    assert cli("report").exit_code == 0
+    rebuilt = page.read_text()
+
+    def reportables(text: str) -> dict[str, str]:
+        found = re.findall(
+            r'<div class="reportable" id="[^"]*"><h4>([^<]*)</h4>(.*?)</div>', text, re.S
+        )
+        # Files are numbered by position: the in-memory stage's reportables are not rebuilt.
+        return {t: re.sub(r"reportables/\d+/", "", b) for t, b in found if "_score_" not in t}
+
+    assert reportables(rebuilt) == reportables(written)
+    assert len(reportables(written)) == 6  # two of fit for each set, the aggregate's, a file
+    (link,) = re.findall(r'<a href="([^"]+/rows\.txt)">', rebuilt)
+    assert (page.parent / link).read_text() == "7 rows"  # its file is in the rebuilt report
+    assert run_data(page) == written_data  # the same calls, outcomes and timings

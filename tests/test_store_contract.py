@@ -282,3 +282,138 @@ def test_under_a_signing_key_no_field_can_be_forged(store, monkeypatch, forge):
     assert SIGNING_ENV in problem or problem == INVALIDATED
     if "invalidated" not in meta:
         assert SIGNING_ENV in problem  # removing the mark does not bring the entry back
+
+
+def test_a_lineage_lookup_passes_over_entries_that_cannot_serve(store):
+    """An entry found by its lineage is checked as a lookup by key checks it: its outputs,
+    its files and its invalidation."""
+    prefix, final, outputs = publish(store)
+    lineage = "L" * 64
+    assert store.find_by_lineage(prefix, lineage, ["model"]) is None  # other outputs
+    _damage(store, final, "table.csv", b"a")
+    found = store.find_by_lineage(prefix, lineage, outputs)
+    if hasattr(store, "remote"):  # the shared tier still has it whole
+        assert found is not None
+        assert read_back(store, found)["table.csv"] == b"a,b\n1,2\n"
+    else:
+        assert found is None
+
+
+def test_an_invalidated_entry_is_not_found_by_lineage(store):
+    prefix, _final, outputs = publish(store)
+    (entry,) = store.entries()
+    store.mark_invalidated(entry)
+    assert store.find_by_lineage(prefix, "L" * 64, outputs) is None
+
+
+def test_metadata_copied_into_another_entrys_folder_is_not_found_by_lineage(store):
+    """Whoever can write to the cache could copy an entry (metadata and files) under the
+    folder name of another key: its lineage then names an entry that is not there."""
+    prefix, final, outputs = publish(store)
+    other = store.entry_dir(prefix, OTHER)
+    _copy_entry(store, final, other)
+    _remove_entry(store, final)
+    assert store.find_by_lineage(prefix, "L" * 64, outputs) is None
+
+
+def _copy_entry(store, source: str, target: str) -> None:
+    import shutil
+
+    from curifactory_cli.store.remote import FsspecStore
+    from curifactory_cli.store.tiered import TieredStore
+
+    if isinstance(store, TieredStore):
+        shutil.copytree(source, target)
+        remote = store.remote
+        remote.fs.copy(store._remote_path(source), store._remote_path(target), recursive=True)
+    elif isinstance(store, FsspecStore):
+        store.fs.copy(source, target, recursive=True)
+    else:
+        shutil.copytree(source, target)
+
+
+def _remove_entry(store, final: str) -> None:
+    import shutil
+
+    from curifactory_cli.store.remote import FsspecStore
+    from curifactory_cli.store.tiered import TieredStore
+
+    if isinstance(store, TieredStore):
+        shutil.rmtree(final)
+        store.remote.fs.rm(store._remote_path(final), recursive=True)
+    elif isinstance(store, FsspecStore):
+        store.fs.rm(final, recursive=True)
+    else:
+        shutil.rmtree(final)
+
+
+# ------------------------------------------------------------------ remote stores only
+@pytest.fixture(params=["memory", "s3"])
+def remote(request):
+    from curifactory_cli.store.remote import FsspecStore
+
+    if request.param == "memory":
+        made = FsspecStore(f"memory://curi-{uuid.uuid4().hex}")
+    else:
+        made = FsspecStore(request.getfixturevalue("bucket"))
+    yield made
+    made.close()
+
+
+def test_a_download_is_verified_against_its_checksums(remote, tmp_path):
+    _prefix, final, outputs = publish(remote)
+    _damage(remote, final, "model.json", b'{"w": 9}')
+    entry, problem = remote.lookup(final, KEY, outputs)
+    assert problem is None and entry is not None  # sizes match: only the checksum tells
+    with pytest.raises(CorruptEntryError, match=r"model\.json"):
+        remote.fetch(entry, str(tmp_path / "download"))
+    with pytest.raises(CorruptEntryError):
+        remote.local_dir(entry)
+
+
+def test_metadata_must_name_an_attempt_folder_of_its_entry(remote):
+    """`objects` is where the files are; anything but a fresh attempt's name (a folder of the
+    planter's choosing, a path) is refused, even with the files there."""
+    _prefix, final, outputs = publish(remote)
+    meta = parse_meta(remote.fs.cat_file(f"{final}/{META_NAME}"))
+    for info in meta["outputs"]["model"]["files"] + meta["outputs"]["table"]["files"]:
+        data = remote.fs.cat_file(f"{final}/{meta['objects']}/{info['path']}")
+        remote.fs.pipe_file(f"{final}/planted/{info['path']}", data)
+    remote.fs.pipe_file(f"{final}/{META_NAME}", dump_meta({**meta, "objects": "planted"}).encode())
+    entry, problem = remote.lookup(final, KEY, outputs)
+    assert entry is None and "names no folder of files" in problem
+
+
+def test_remote_gc_keeps_an_attempt_still_being_uploaded(remote):
+    """An attempt folder no `meta.json` names is a leftover only once older than the grace
+    period: a writer may be uploading it right now."""
+    import time
+
+    from curifactory_cli.store.local import GRACE_S
+
+    _prefix, final, _outputs = publish(remote)
+    files = [{"path": "model.json", "size": 3, "sha256": "0" * 64}]
+    staging = stage_files(remote, {"model.json": b"new"})
+    attempt = remote.put_files(staging, final, files)
+    now = time.time()
+    assert remote.leftovers(now) == []
+    later = [str(path) for path, _ in remote.leftovers(now + 2 * GRACE_S)]
+    assert later == [f"{final}/{attempt}"]
+
+
+def test_a_lasting_local_tier_verifies_a_remote_entry_at_lookup(tmp_path, bucket):
+    """With `--remote`, an entry found only remotely is downloaded and verified when looked up:
+    a damaged copy is a miss now (recomputed in this run), never a failure at load."""
+    import shutil
+
+    from curifactory_cli.store.remote import FsspecStore
+    from curifactory_cli.store.tiered import TieredStore
+
+    store = TieredStore(LocalStore(tmp_path / "cache"), FsspecStore(bucket))
+    _prefix, final, outputs = publish(store)
+    shutil.rmtree(final)
+    _damage(store.remote, store._remote_path(final), "model.json", b'{"w": 9}')
+    entry, problem = store.lookup(final, KEY, outputs)
+    assert entry is None and problem.startswith("remote entry unusable")
+    assert not os.path.exists(final)
+    store.close()

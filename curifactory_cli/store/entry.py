@@ -92,9 +92,15 @@ def check_meta(data: bytes | str) -> tuple[dict[str, Any] | None, str | None]:
         return None, "it is not JSON"
     if not isinstance(meta, dict) or "key" not in meta:
         return None, "it is not an entry's metadata"
-    # A control character reaches a parsed string only through an escape (a backslash) or,
-    # for U+0080..U+009F, as the UTF-8 lead byte 0xC2: without either, no string has one.
-    plain = isinstance(data, bytes) and b"\\" not in data and b"\xc2" not in data
+    # A control character reaches a parsed string only through an escape (a backslash), as
+    # DEL itself (JSON refuses only U+0000..U+001F unescaped) or, for U+0080..U+009F, as the
+    # UTF-8 lead byte 0xC2: without any of them, no string has one.
+    plain = (
+        isinstance(data, bytes)
+        and b"\\" not in data
+        and b"\xc2" not in data
+        and b"\x7f" not in data
+    )
     problem = shape_problem(meta, check_text=not plain)
     return (None, problem) if problem is not None else (meta, None)
 

@@ -259,7 +259,12 @@ class TieredStore:
             return None
         if found is None:
             return None
-        return self._served(found, str(self.local.root / found.rel(self.remote.root)))[0]
+        directory = str(self.local.root / found.rel(self.remote.root))
+        if self.local.lookup(directory, found.key, outputs)[1] == INVALIDATED:
+            # As `lookup`: invalidated here, it is not served from the remote (nor would the
+            # download replace the local entry and its mark).
+            return None
+        return self._served(found, directory)[0]
 
     def stage_entries(self, stage_prefix: str) -> list[Entry]:
         return self.local.stage_entries(stage_prefix)
