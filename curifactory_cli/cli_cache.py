@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from curifactory_cli import cli_cache_views as views
 from curifactory_cli import console as ui
 from curifactory_cli.cli_common import (
     CacheOpt,
@@ -38,8 +39,9 @@ if TYPE_CHECKING:
     from rich.text import Text
     from rich.tree import Tree
 
-    from curifactory_cli.cache_index import CacheEntry, FileCheck
     from curifactory_cli.store import LocalStore
+    from curifactory_cli.store.entry import FileCheck
+    from curifactory_cli.store.index import CacheEntry
     from curifactory_cli.store.remote import FsspecStore
 
 cache_app = typer.Typer(
@@ -132,7 +134,7 @@ def _stores(cache: str | None, remote: str | None) -> tuple[LocalStore, FsspecSt
 def _entries(
     store: LocalStore, experiment: str | None, stage: str | None, params: str | None
 ) -> list[CacheEntry]:
-    from curifactory_cli import cache_index
+    from curifactory_cli.store import index as cache_index
 
     return cache_index.select(store.entries(), experiment, stage, params)
 
@@ -140,7 +142,7 @@ def _entries(
 def _one_entry(
     store: LocalStore, ident: str, experiment: str | None, stage: str | None, params: str | None
 ) -> CacheEntry:
-    from curifactory_cli import cache_index
+    from curifactory_cli.store import index as cache_index
 
     entries = _entries(store, experiment, stage, params)
     return cache_index.resolve_entry(entries, ident, store.root)
@@ -228,7 +230,7 @@ def cache_ls(
     as_json: JsonOpt = False,
 ) -> None:
     """List cached entries: id, experiment, parameter set, stage, outputs, size and age."""
-    from curifactory_cli import cache_index
+    from curifactory_cli.store import index as cache_index
 
     store = _store(cache)
     root = store.root
@@ -335,7 +337,7 @@ def cache_inspect(
 ) -> None:
     """Show one entry: its key and what went into it, parameters, the run that made it,
     its files (checksums recomputed now) and its lineage, upstream and downstream."""
-    from curifactory_cli import cache_index
+    from curifactory_cli.store import index as cache_index
 
     store = _store(cache)
     root = store.root
@@ -354,7 +356,7 @@ def cache_inspect(
 
 
 def _inspect_data(store: LocalStore, entry: CacheEntry, lineage: Any) -> dict[str, Any]:
-    from curifactory_cli import cache_index
+    from curifactory_cli.store import index as cache_index
 
     root = store.root
     meta = entry.meta
@@ -479,7 +481,7 @@ def _key_rows(parts: dict[str, Any] | None) -> list[tuple[str, str]]:
 def _render_inspect(store: LocalStore, entry: CacheEntry, data: dict[str, Any]) -> None:
     from rich.text import Text
 
-    from curifactory_cli import cache_index
+    from curifactory_cli.store import index as cache_index
 
     damaged = [f for f in data["files"] if f["status"] != "ok"]
     if entry.invalidated:
@@ -660,7 +662,7 @@ def cache_dump(
     the experiment's latest run used for that stage and set. Without -p, the output of every
     set it ran: one table, a row per set, when each is a JSON mapping or scalar.
     """
-    from curifactory_cli import cache_dump as dump
+    from curifactory_cli.store import dump
 
     store = _store(cache)
     root = store.root
@@ -710,7 +712,7 @@ def _dump_targets(
     """The entries to dump (one, or one stage's entries over several parameter sets) and the
     output asked for. With -e and no entry id, the one word given is the OUTPUT (an entry id
     is hex, or a path): `dump -e demo -s fit model`."""
-    from curifactory_cli import cache_index
+    from curifactory_cli.store import index as cache_index
 
     if entry is not None and experiment and output is None and not cache_index.is_entry_ref(entry):
         entry, output = None, entry
@@ -740,14 +742,14 @@ def _dump_sets(
 ) -> None:
     """One stage's output over the parameter sets of a run: a row per set when each value is
     a JSON mapping or scalar, else each value in turn."""
-    from curifactory_cli import cache_dump as dump
+    from curifactory_cli.store import dump
 
     name = dump.pick_output(entries[0], output)
     try:
         values = [
             (e.params_name, dump.load_output(store, e, dump.pick_output(e, name))) for e in entries
         ]
-        table = dump.set_table(values, name)
+        table = views.set_table(values, name)
         if out is not None:
             if table is None:
                 raise ConfigError(
@@ -769,7 +771,7 @@ def _dump_sets(
             | dump.summary(value, rows)
             for e, (_, value) in zip(entries, values)
         ]
-        columns = dump.table_cells(table)[0] if table is not None else None
+        columns = views.table_cells(table)[0] if table is not None else None
         _print_json({"stage": stage, "output": name, "columns": columns, "sets": sets})
         return
     info = entries[0].outputs[name]
@@ -777,7 +779,7 @@ def _dump_sets(
     where = f"{entries[0].experiment} / {stage}, {plural(len(entries), 'parameter set')}"
     _line(f"{name}  ({cacher}; {where})", style="bold")
     if table is not None:
-        columns, cells = dump.table_cells(table)
+        columns, cells = views.table_cells(table)
         ui.stream_table(console, columns, cells)
         return
     for entry, (set_name, value) in zip(entries, values):
@@ -786,7 +788,7 @@ def _dump_sets(
 
 
 def _render_value(value: Any, rows: int) -> None:
-    from curifactory_cli import cache_dump as dump
+    from curifactory_cli.store import dump
 
     frame = dump.as_frame(value)
     if frame is not None:
@@ -805,7 +807,7 @@ def _render_value(value: Any, rows: int) -> None:
 def _render_frame(frame: Any, rows: int, kind: str) -> None:
     from rich.text import Text
 
-    from curifactory_cli import cache_dump as dump
+    from curifactory_cli.store import dump
 
     n_rows, n_cols = frame.shape
     _line(f"{kind.rsplit('.', 1)[-1]}: {plural(n_rows, 'row')} × {plural(n_cols, 'column')}")
@@ -841,7 +843,7 @@ def cache_invalidate(
 ) -> None:
     """Mark matching entries, and every entry computed from them, as stale: the next run
     recomputes them. Nothing is deleted; each meta.json gets "invalidated": true."""
-    from curifactory_cli import cache_index
+    from curifactory_cli.store import index as cache_index
 
     store = _store(cache)
     root = store.root
@@ -885,8 +887,8 @@ def cache_invalidate(
 def _invalidation_targets(
     every: list[CacheEntry], experiment: str, stage: str | None, params: str | None
 ) -> list[CacheEntry]:
-    from curifactory_cli import cache_index
     from curifactory_cli.errors import close_matches_hint
+    from curifactory_cli.store import index as cache_index
 
     mine = cache_index.select(every, experiment)
     if not mine:
@@ -930,7 +932,7 @@ def cache_verify(
     Exit code: 0 when everything is fine, 1 when a problem was found (also with --fix, so
     that scripts notice; run again to see it clean), 2 on a usage error.
     """
-    from curifactory_cli import cache_index
+    from curifactory_cli.store import index as cache_index
 
     store = _store(cache)
     try:
@@ -959,7 +961,9 @@ def cache_verify(
     except CurifactoryError as exc:
         raise fail(exc) from None
     counts = {kind: sum(p["kind"] == kind for p in problems) for kind in _PROBLEM_KINDS}
-    files = sum(len(list(cache_index.listed_files(e.meta))) for e in entries)
+    from curifactory_cli.store.entry import listed_files as entry_files
+
+    files = sum(len(list(entry_files(e.meta))) for e in entries)
     if as_json:
         _print_json(
             {
@@ -999,13 +1003,14 @@ def _filtered_orphans(
 ) -> list[Path]:
     """Entry-like folders without metadata; they have no parameter set name, so `--params`
     matches only a hash prefix (the folder's parent)."""
-    from curifactory_cli import cache_index
+    from curifactory_cli.store import index as cache_index
+    from curifactory_cli.store.entry import ENTRY_DIR_NAME
 
     out = []
     wanted = cache_index.experiment_name(experiment) if experiment else None
     for path in store.orphan_dirs():
         rel = path.relative_to(store.root).as_posix()
-        named = cache_index.ENTRY_DIR_NAME.match(path.name)
+        named = ENTRY_DIR_NAME.match(path.name)
         if wanted and not rel.startswith(wanted + "/"):
             continue
         if stage and (named is None or named["stage"] != stage):
@@ -1020,7 +1025,7 @@ def _verify(
     store: LocalStore, entries: list[CacheEntry], orphan_dirs: list[Path]
 ) -> tuple[list[dict[str, Any]], list[CacheEntry], list[PurePath]]:
     """Problems found (JSON-able), entries to remove, and stray files in good entries."""
-    from curifactory_cli import cache_index
+    from curifactory_cli.store import index as cache_index
     from curifactory_cli.store.entry import signature_problem
 
     root = store.root
@@ -1110,7 +1115,7 @@ def cache_gc(
     without a process id and older than an hour), and folders that look like entries but
     have no metadata (older than an hour). Entries only with --older-than / --keep-latest.
     """
-    from curifactory_cli import cache_index
+    from curifactory_cli.store import index as cache_index
 
     store = _store(cache)
     root = store.root
@@ -1182,7 +1187,7 @@ def cache_du(
     as_json: JsonOpt = False,
 ) -> None:
     """Disk use of cached entries (their data files) with entry counts."""
-    from curifactory_cli import cache_index
+    from curifactory_cli.store import index as cache_index
 
     store = _store(cache)
     groups = [by.value] if by else list(cache_index.DU_GROUPS)
@@ -1238,7 +1243,7 @@ def cache_clear(
     as_json: JsonOpt = False,
 ) -> None:
     """Remove cached entries: one ENTRY, or all matching the filters (all if none given)."""
-    from curifactory_cli import cache_index
+    from curifactory_cli.store import index as cache_index
 
     store = _store(cache)
     root = store.root

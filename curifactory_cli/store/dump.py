@@ -22,10 +22,10 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from curifactory_cli import cache_index
-from curifactory_cli.cache_index import CacheEntry
 from curifactory_cli.errors import CacheError, ConfigError
+from curifactory_cli.store import index as cache_index
 from curifactory_cli.store.entry import bytes_match, signature_problem
+from curifactory_cli.store.index import CacheEntry
 
 if TYPE_CHECKING:
     from curifactory_cli.store.local import LocalStore
@@ -292,10 +292,13 @@ def _split(part: Any) -> dict[str, Any]:
 
 def preview_cells(part: Any) -> list[list[str]]:
     """Rows of display strings, the index first (floats to 6 significant digits)."""
-    return [[_cell(i), *(_cell(v) for v in row)] for i, row in zip(part.index, part.to_numpy())]
+    return [
+        [display_cell(i), *(display_cell(v) for v in row)]
+        for i, row in zip(part.index, part.to_numpy())
+    ]
 
 
-def _cell(value: Any) -> str:
+def display_cell(value: Any) -> str:
     if isinstance(value, float) or type(value).__name__.startswith("float"):
         return f"{float(value):.6g}"
     return str(value)
@@ -331,42 +334,11 @@ def _truncate(text: str) -> tuple[str, int]:
     return text, cut
 
 
-# ------------------------------------------------------------------------- one stage, many sets
-def set_table(values: list[tuple[str, Any]], output: str) -> list[tuple[str, dict]] | None:
-    """One row per parameter set (`values`: set name, loaded value) when every value is a JSON
-    mapping or scalar: the mapping's values (nested ones as `a.b`), or the scalar under the
-    output's name. None when a value is anything else (a DataFrame, an array, a list): those
-    do not fit a row."""
-    from curifactory_cli.run_params import flat_values
-
-    rows = []
-    for name, value in values:
-        if isinstance(value, dict) and is_json(value):
-            rows.append((name, flat_values({str(k): v for k, v in value.items()})))
-        elif value is None or isinstance(value, (bool, int, float, str)):
-            rows.append((name, {output: value}))
-        else:
-            return None
-    return rows
-
-
-def table_cells(table: list[tuple[str, dict]]) -> tuple[list[str], list[list[str]]]:
-    """Columns (`set`, then every key in first-seen order) and display cells of a table."""
-    keys = list(dict.fromkeys(k for _, row in table for k in row))
-    cells = [[name, *(_json_cell(row[k]) if k in row else "" for k in keys)] for name, row in table]
-    return ["set", *keys], cells
-
-
-def _json_cell(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, float):
-        return _cell(value)
-    return json.dumps(value, ensure_ascii=False)
-
-
 def export_table(
-    values: list[tuple[str, Any]], table: list[tuple[str, dict]], target: Path, force: bool
+    values: list[tuple[str, Any]],
+    table: list[tuple[str, dict[str, Any]]],
+    target: Path,
+    force: bool,
 ) -> str:
     """A stage's output over parameter sets, written as .csv (the table: a header, then a row
     per set, full precision) or .json (a list of {"set", "value"}, values as cached)."""

@@ -2,7 +2,7 @@
 lineage, garbage and totals.
 
 Only metadata (and, to verify them, the bytes of cached files) is read: no artifact is loaded
-and no user code is imported here. Loading an output is `cache_dump`'s job; reading, writing
+and no user code is imported here. Loading an output is `store.dump`'s job; reading, writing
 and deleting are the store's.
 """
 
