@@ -26,12 +26,12 @@ import json
 import os
 import pickle
 import re
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from curifactory_cli.errors import CacheError, GraphError
+from curifactory_cli.store.atomic import WRITE_FLAGS, atomic_path, write_bytes_atomic
 
 __all__ = [
     "Cacheable",
@@ -124,43 +124,8 @@ def _with_extension(name: str, extension: str) -> str:
     return name if not extension or name.endswith(extension) else name + extension
 
 
-@contextlib.contextmanager
-def atomic_path(path: str) -> Iterator[str]:
-    """A temporary path beside `path` to write to; it replaces `path` only once the writer is
-    done, so no reader ever sees half a file, and a failed write leaves `path` as it was.
-
-    The temporary name keeps the extension: pandas picks its Excel writer by it.
-    """
-    folder, base = os.path.split(path)
-    if folder:
-        os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f".{base}.{uuid.uuid4().hex[:12]}.tmp{os.path.splitext(base)[1]}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
-
-
 def _write_text(path: str, text: str) -> None:
-    with atomic_path(path) as tmp:
-        _write_all(tmp, text.encode("utf-8"))
-
-
-_WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
-
-
-def _write_all(path: str, data: bytes) -> None:
-    # os.open and os.write: a buffered file object adds an ioctl, two lseeks and an fstat.
-    fd = os.open(path, _WRITE_FLAGS, 0o666)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-    finally:
-        os.close(fd)
+    write_bytes_atomic(path, text.encode("utf-8"))
 
 
 class _HashingFile:
@@ -281,7 +246,7 @@ class Cacheable:
         folder = os.path.dirname(path)
         if folder != bound:
             os.makedirs(folder, exist_ok=True)
-        fd = os.open(path, _WRITE_FLAGS, 0o666)
+        fd = os.open(path, WRITE_FLAGS, 0o666)
         try:
             hashing = _HashingFile(fd)
             yield hashing
@@ -303,7 +268,7 @@ class Cacheable:
             with self._write_file(path) as outfile:
                 outfile.write(data)
             return
-        fd = os.open(path, _WRITE_FLAGS, 0o666)
+        fd = os.open(path, WRITE_FLAGS, 0o666)
         try:
             view = memoryview(data)
             while view:

@@ -6,6 +6,7 @@ canonical JSON-compatible tree (sorted mappings and sets, numbers normalised) be
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
 import hashlib
@@ -17,6 +18,7 @@ from pathlib import PurePath
 from typing import Any
 
 from curifactory_cli.errors import ParamsError
+from curifactory_cli.store.atomic import write_bytes_atomic
 
 PARAMS_HASH_WIDTH = 32  # hex characters, fixed
 # Curifactory's built-in fields that never take part in a parameter hash.
@@ -356,11 +358,5 @@ class FileDigests:
             return
         self._changed = False
         target = os.path.join(self.root, FILE_MEMO)
-        try:
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            temp = f"{target}.{os.getpid()}.tmp"
-            with open(temp, "w", encoding="utf-8") as out:
-                json.dump(self._memo, out)
-            os.replace(temp, target)
-        except OSError:
-            pass
+        with contextlib.suppress(OSError):
+            write_bytes_atomic(target, json.dumps(self._memo).encode("utf-8"))

@@ -18,12 +18,12 @@ import pickle
 import pprint
 import reprlib
 import sys
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from curifactory_cli.errors import CacheError, ConfigError
 from curifactory_cli.store import index as cache_index
+from curifactory_cli.store.atomic import atomic_path
 from curifactory_cli.store.entry import bytes_match, signature_problem
 from curifactory_cli.store.index import CacheEntry
 
@@ -462,17 +462,10 @@ def _write_atomically(target: Path, write: Any) -> None:
     directory = target.parent if str(target.parent) else Path(".")
     if not directory.is_dir():
         raise ConfigError(f"cannot write {target}: folder {directory} does not exist")
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{target.name}-", suffix=".tmp")
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
     try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; a plain file would not be
-        os.replace(tmp, target)
+        with atomic_path(target) as tmp:
+            write(tmp)
     except OSError as exc:
         raise ConfigError(f"cannot write {target}: {exc.strerror or exc}") from None
     except Exception as exc:  # the library writing the format refused the value
         raise ConfigError(f"cannot write {target}: {type(exc).__name__}: {exc}") from None
-    finally:
-        Path(tmp).unlink(missing_ok=True)

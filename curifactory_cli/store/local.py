@@ -23,6 +23,7 @@ from pathlib import Path, PurePath
 from typing import Any
 
 from curifactory_cli.errors import CacheError
+from curifactory_cli.store.atomic import write_bytes_atomic
 from curifactory_cli.store.entry import (
     ENTRY_DIR_NAME,
     FORMAT_VERSION,
@@ -676,18 +677,10 @@ class LocalStore:
             return False
         meta["invalidated"] = True
         meta = sign(meta)  # the mark is signed too: without the key, the entry is refused anyway
-        st = meta_path.stat()
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".meta-", suffix=".tmp")
+        like = meta_path.stat()  # its mode and times are kept: its age stays what it was
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as outfile:
-                outfile.write(dump_meta(meta))
-                outfile.flush()
-                os.fsync(outfile.fileno())
-            os.chmod(tmp, stat.S_IMODE(st.st_mode))  # mkstemp makes it private
-            os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
-            os.replace(tmp, meta_path)
+            write_bytes_atomic(meta_path, dump_meta(meta).encode("utf-8"), durable=True, like=like)
         except OSError as exc:
-            Path(tmp).unlink(missing_ok=True)
             raise CacheError(f"cannot rewrite {meta_path}: {exc.strerror or exc}") from None
         entry.meta = meta
         return True
