@@ -246,9 +246,9 @@ def as_frame(obj: Any) -> Any:
 
 
 def is_json(obj: Any) -> bool:
-    from curifactory_cli.caching import _json_problem
+    from curifactory_cli.cacher_support.values import json_problem
 
-    return _json_problem(obj) is None
+    return json_problem(obj) is None
 
 
 def type_name(obj: Any) -> str:
