@@ -39,6 +39,7 @@ from curifactory_cli.cli_cache_args import (
     cache_store,
     confirm_or_exit,
     listed_entries,
+    named_entries,
     one_entry,
     remote_pair,
     run_registry,
@@ -338,11 +339,9 @@ def cache_verify(
     try:
         if fix:  # only --fix deletes: checking is harmless anywhere
             cache_index.require_mark(store, "fix")
-        if entry is not None:
-            entries = [one_entry(store, entry, experiment, stage, params)]
-            orphan_dirs: list[Path] = []
-        else:
-            entries = select_entries(store, experiment, stage, params)
+        entries = named_entries(store, entry, experiment, stage, params)
+        orphan_dirs: list[Path] = []
+        if entry is None:
             orphan_dirs = upkeep.filtered_orphans(store, experiment, stage, params)
         problems, bad, stray = upkeep.verify(store, entries, orphan_dirs)
         fixed = fix and bool(problems)
@@ -484,10 +483,7 @@ def cache_clear(
     root = store.root
     try:
         cache_index.require_mark(store, "clear")
-        if entry is not None:
-            entries = [one_entry(store, entry, experiment, stage, params)]
-        else:
-            entries = select_entries(store, experiment, stage, params)
+        entries = named_entries(store, entry, experiment, stage, params)
     except CurifactoryError as exc:
         raise fail(exc) from None
     size = sum(e.size for e in entries)
@@ -500,20 +496,24 @@ def cache_clear(
         console.print("nothing to remove")
         return
     if dry_run or not as_json:
-        for e in entries:
-            views.line(f"  {e.short_id}  {e.label()}")
+        views.entry_lines(entries)
     summary = f"{plural(len(entries), 'entry', 'entries')}, {views.human_size(size)}"
     if dry_run:
         console.print(f"would remove {summary} (dry run)")
         return
     confirm_or_exit(f"Remove {summary}?", yes)
+    _clear(store, entries, summary, as_json)
+
+
+def _clear(store: LocalStore, entries: list[CacheEntry], summary: str, as_json: bool) -> None:
     try:
         _remove(store, entries, [])
     except CurifactoryError as exc:
         raise fail(exc) from None
     if as_json:
+        root = store.root
         removed = [e.to_json(root) | {"path": store.display(e.directory)} for e in entries]
-        views.print_json({"removed": removed, "size": size})
+        views.print_json({"removed": removed, "size": sum(e.size for e in entries)})
     else:
         console.print(f"removed {summary}")
 

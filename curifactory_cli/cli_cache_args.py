@@ -241,6 +241,19 @@ def one_entry(
     return cache_index.resolve_entry(entries, ident, store.root)
 
 
+def named_entries(
+    store: LocalStore,
+    entry: str | None,
+    experiment: str | None,
+    stage: str | None,
+    params: str | None,
+) -> list[CacheEntry]:
+    """ENTRY when given (within the filters), else every entry matching the filters."""
+    if entry is not None:
+        return [one_entry(store, entry, experiment, stage, params)]
+    return select_entries(store, experiment, stage, params)
+
+
 def confirm_or_exit(question: str, yes: bool) -> None:
     if yes:
         return
@@ -291,10 +304,7 @@ def listed_entries(
 
     if current or stale or (sort is not None and sort is not SortKey.experiment):
         entries = select_entries(store, stale or experiment, stage, params)
-        if current:
-            entries = index.used_by(entries, index.latest_runs(run_registry(), None))
-        if stale:
-            entries = stale_only(entries, stale, stale_params, store.location)
+        entries = _narrowed(store, entries, current, stale, stale_params)
         return iter(index.sort_entries(entries, sort.value if sort else None))
     if hasattr(store, "entry_groups"):
         # The default order, streamed a parameter set at a time: memory stays flat whatever
@@ -302,3 +312,20 @@ def listed_entries(
         wanted = index.experiment_name(experiment) if experiment else None
         return (entry for group in store.entry_groups(wanted, stage, params) for entry in group)
     return iter(index.sort_entries(select_entries(store, experiment, stage, params)))
+
+
+def _narrowed(
+    store: LocalStore,
+    entries: list[CacheEntry],
+    current: bool,
+    stale: str | None,
+    stale_params: list[str] | None,
+) -> list[CacheEntry]:
+    """--current: only what the latest runs used; --stale: only what a run would not reuse."""
+    from curifactory_cli.store import index
+
+    if current:
+        entries = index.used_by(entries, index.latest_runs(run_registry(), None))
+    if stale:
+        entries = stale_only(entries, stale, stale_params, store.location)
+    return entries

@@ -48,6 +48,11 @@ def cacher_names(entry: CacheEntry) -> str:
     return ", ".join(sorted(names)) or "-"
 
 
+def entry_lines(entries: list[CacheEntry]) -> None:
+    for e in entries:
+        line(f"  {e.short_id}  {e.label()}")
+
+
 def counting(
     first: CacheEntry | None, rest: Iterator[CacheEntry], totals: dict[str, int]
 ) -> Iterator[CacheEntry]:
@@ -267,23 +272,29 @@ def _key_rows(parts: dict[str, Any] | None) -> list[tuple[str, str]]:
         ("stage", str(parts.get("stage"))),
         ("outputs", ", ".join(map(str, parts.get("outputs") or [])) or "-"),
     ]
-    cachers = [
-        str(c.get("type", c)).rsplit(".", 1)[-1] + (" (configured)" if "config" in c else "")
-        if isinstance(c, dict)
-        else str(c)
-        for c in parts.get("cachers") or []
-    ]
+    cachers = [_cacher_label(c) for c in parts.get("cachers") or []]
     rows.append(("cachers", ", ".join(cachers) or "none"))
-    for name, version in (parts.get("inputs") or {}).items():
-        if isinstance(version, list):  # an aggregate: one (params hash, version) per record
-            rows.append((f"input {name}", f"{plural(len(version), 'version')} (aggregate)"))
-        else:
-            rows.append((f"input {name}", f"version {_short(version)}"))
+    rows += [
+        (f"input {name}", _version_label(v)) for name, v in (parts.get("inputs") or {}).items()
+    ]
     known = {"format", "experiment", "stage", "params", "code", "outputs", "cachers", "inputs"}
     for name, value in parts.items():
         if name not in known:
             rows.append((name, _short(json.dumps(value, default=str), 80)))
     return rows
+
+
+def _cacher_label(cacher: Any) -> str:
+    if not isinstance(cacher, dict):
+        return str(cacher)
+    name = str(cacher.get("type", cacher)).rsplit(".", 1)[-1]
+    return name + (" (configured)" if "config" in cacher else "")
+
+
+def _version_label(version: Any) -> str:
+    if isinstance(version, list):  # an aggregate: one (params hash, version) per record
+        return f"{plural(len(version), 'version')} (aggregate)"
+    return f"version {_short(version)}"
 
 
 _STATUS_STYLE = {"deleted": "bold red", "memory": "dim", "invalidated": "yellow", "cached": ""}

@@ -170,24 +170,36 @@ def cacher_class(dotted: str, root: Path | None = None) -> type:
             hint="cachers must come from your project or installed packages, not the cache.",
         )
     for i in range(len(parts) - 1, 0, -1):
-        module_name = ".".join(parts[:i])
-        try:
-            obj: Any = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
-                continue  # no such module: the class may be nested one level up
-            raise _import_error(dotted, exc) from None
-        except Exception as exc:
-            raise _import_error(dotted, exc) from None
-        try:
-            for attr in parts[i:]:
-                obj = getattr(obj, attr)
-        except AttributeError as exc:
-            raise _import_error(dotted, exc) from None
+        module = _module_or_none(".".join(parts[:i]), dotted)
+        if module is None:
+            continue  # no such module: the class may be nested one level up
+        obj = _attribute(module, parts[i:], dotted)
         if isinstance(obj, type):
             return obj
         break
     raise _import_error(dotted, None)
+
+
+def _module_or_none(module_name: str, dotted: str) -> Any:
+    """The module, or None when there is no module of that name (an error inside it is an
+    error)."""
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
+            return None
+        raise _import_error(dotted, exc) from None
+    except Exception as exc:
+        raise _import_error(dotted, exc) from None
+
+
+def _attribute(obj: Any, path: list[str], dotted: str) -> Any:
+    try:
+        for attr in path:
+            obj = getattr(obj, attr)
+    except AttributeError as exc:
+        raise _import_error(dotted, exc) from None
+    return obj
 
 
 def _import_error(dotted: str, exc: BaseException | None) -> CacheError:
