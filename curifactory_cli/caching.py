@@ -23,22 +23,22 @@ import os
 import pickle
 from typing import Any
 
-from curifactory_cli.cacher_support import formats, options, writes
-from curifactory_cli.cacher_support.formats import (
+from curifactory_cli import cacher_support as support
+from curifactory_cli.cacher_support import (
+    JSON_WRITER,
     PANDAS_FORMATS,
     as_path_list,
+    constructor_options,
     default_pandas_args,
     exists,
+    json_problem,
+    json_safe,
     notebook_cell,
     notebook_json,
-)
-from curifactory_cli.cacher_support.options import (
-    constructor_options,
     with_extension,
     without_extension,
+    write_text,
 )
-from curifactory_cli.cacher_support.values import JSON_WRITER, json_problem, json_safe
-from curifactory_cli.cacher_support.writes import write_text
 from curifactory_cli.errors import CacheError, GraphError
 from curifactory_cli.store.atomic import atomic_path
 
@@ -101,10 +101,10 @@ class Cacheable:
     # ---------------------------------------------------------------- binding and writing
     # The runner binds a cacher to an output of the entry it writes; files written through
     # _write_file/_write_bytes into that staging folder are checksummed as they are written.
-    _bind = writes.bind
-    _write_file = writes.tracked_file
-    _write_bytes = writes.tracked_bytes
-    _published = writes.published
+    _bind = support.bind
+    _write_file = support.tracked_file
+    _write_bytes = support.tracked_bytes
+    _published = support.published
 
     # ---------------------------------------------------------------- paths
     @property
@@ -164,8 +164,8 @@ class Cacheable:
         os.makedirs(path, exist_ok=True)
         return path
 
-    _resolve_path_template = options.resolve_path_template
-    _template_fields = options.template_fields
+    _resolve_path_template = support.resolve_path_template
+    _template_fields = support.template_fields
 
     def check(self) -> bool:
         """Whether the artifact file exists (the runner decides cache hits from the entry's
@@ -183,7 +183,7 @@ class Cacheable:
     def collect_metadata(self) -> None:
         """Fill `metadata` from the record, with Curifactory's keys (`extra` is
         `extra_metadata`)."""
-        self.metadata = options.record_metadata(self)
+        self.metadata = support.record_metadata(self)
 
     def save_metadata(self) -> None:
         """Write `metadata` (with `extra_metadata` as its `extra`) beside the artifact, to
@@ -234,7 +234,7 @@ class Cacheable:
 
 
 Cacheable.__init__.__signature__ = inspect.Signature(  # type: ignore[attr-defined] # for help()
-    [options.SELF, *options.MODERN.parameters.values()]
+    [support.SELF, *support.MODERN.parameters.values()]
 )
 
 
@@ -375,10 +375,10 @@ class PandasCacher(Cacheable):
         except ImportError as exc:
             raise self._missing(spec, exc) from None
 
-    _saved_format = formats.saved_format
-    _label = formats.label
-    _require = formats.require
-    _missing = formats.missing
+    _saved_format = support.pandas_saved_format
+    _label = support.pandas_label
+    _require = support.pandas_require
+    _missing = support.pandas_missing
 
 
 class PandasCsvCacher(PandasCacher):

@@ -258,7 +258,7 @@ def as_frame(obj: Any) -> Any:
 
 
 def is_json(obj: Any) -> bool:
-    from curifactory_cli.cacher_support.values import json_problem
+    from curifactory_cli.cacher_support import json_problem
 
     return json_problem(obj) is None
 

@@ -381,20 +381,10 @@ class LocalStore:
         if meta is None:
             return None, f"damaged metadata {meta_path}: {damage}"
         problem = meta_problem(meta, key, outputs, meta_path)
+        if problem is None:
+            problem = _listed_file_problem(directory, meta)
         if problem is not None:
             return None, problem
-        for _, info in listed_files(meta):
-            path = f"{directory}{os.sep}{info['path']}"
-            try:
-                st = os.lstat(path)
-            except FileNotFoundError:
-                return None, f"{path} is missing"
-            except OSError as exc:
-                return None, f"{path} is unreadable ({exc.strerror or exc})"
-            if not stat.S_ISREG(st.st_mode):
-                return None, f"{path} is not a regular file"
-            if st.st_size != info["size"]:
-                return None, f"{path} has the wrong size (truncated or changed)"
         return Entry(directory, meta), None
 
     def entry_at(self, directory: str) -> Entry | None:
@@ -777,6 +767,25 @@ def is_marked(root: Path) -> bool:
         return False
     finally:
         os.close(fd)
+
+
+def _listed_file_problem(directory: str, meta: dict[str, Any]) -> str | None:
+    """Why the files an entry's metadata lists are not all there as written (missing, not a
+    regular file, another size), or None: the cheap check of every lookup (checksums are
+    `cache verify`'s)."""
+    for _, info in listed_files(meta):
+        path = f"{directory}{os.sep}{info['path']}"
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return f"{path} is missing"
+        except OSError as exc:
+            return f"{path} is unreadable ({exc.strerror or exc})"
+        if not stat.S_ISREG(st.st_mode):
+            return f"{path} is not a regular file"
+        if st.st_size != info["size"]:
+            return f"{path} has the wrong size (truncated or changed)"
+    return None
 
 
 def looks_like_cache(root: Path) -> bool:
