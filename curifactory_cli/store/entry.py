@@ -390,21 +390,6 @@ def safe_rel(rel: Any) -> str | None:
     return rel
 
 
-@dataclass(frozen=True)
-class RemoteRef:
-    """Where an entry lives in a remote store, as plain data a worker on another machine can
-    use: it opens the store itself (credentials from its own environment)."""
-
-    url: str
-    path: str  # the entry folder, in the store's own namespace
-    storage_options: tuple[tuple[str, Any], ...] = ()
-
-    def open(self) -> Any:
-        from curifactory_cli.store.remote import FsspecStore
-
-        return FsspecStore(self.url, storage_options=dict(self.storage_options))
-
-
 # ------------------------------------------------------------------------- the entry
 class Entry:
     """A committed cache entry: where its files are, and its metadata.

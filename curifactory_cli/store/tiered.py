@@ -31,7 +31,6 @@ from curifactory_cli.store.entry import (
     INVALIDATED,
     CorruptEntryError,
     Entry,
-    RemoteRef,
     listed_files,
 )
 from curifactory_cli.store.local import (
@@ -42,6 +41,7 @@ from curifactory_cli.store.local import (
     make_staging,
 )
 from curifactory_cli.store.reach import probe
+from curifactory_cli.store.ref import RemoteRef
 from curifactory_cli.store.remote import FsspecStore
 from curifactory_cli.wording import plural
 
