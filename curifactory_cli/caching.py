@@ -16,22 +16,31 @@ pandas and its optional IO libraries are imported only inside `save()`/`load()`.
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import datetime
-import hashlib
-import importlib.util
 import inspect
 import json
 import os
 import pickle
-import re
-import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
+from curifactory_cli import cacher_support as support
+from curifactory_cli.cacher_support import (
+    JSON_WRITER,
+    PANDAS_FORMATS,
+    as_path_list,
+    constructor_options,
+    default_pandas_args,
+    exists,
+    json_problem,
+    json_safe,
+    notebook_cell,
+    notebook_json,
+    with_extension,
+    without_extension,
+    write_text,
+)
 from curifactory_cli.errors import CacheError, GraphError
+from curifactory_cli.store.atomic import atomic_path
 
 __all__ = [
     "Cacheable",
@@ -46,151 +55,6 @@ __all__ = [
     "PickleCacher",
     "RawJupyterNotebookCacher",
 ]
-
-
-# ------------------------------------------------------------------------ constructor forms
-# Curifactory's Cacheable took `(extension, path_override=None)` up to 0.9 (the form its cache
-# documentation shows: `super().__init__("")`), and `(path_override, name, subdir, prefix,
-# extension, record, track)` since 0.10 (`super().__init__(*args, extension=".x", **kwargs)`,
-# `JsonCacher("out.json")`). Both are accepted: without an `extension=` keyword, a first
-# argument that looks like an extension ("", ".pt", ".tar.gz") is one.
-_P = inspect.Parameter
-_MODERN = inspect.Signature(
-    [
-        _P("path_override", _P.POSITIONAL_OR_KEYWORD, default=None),
-        _P("name", _P.POSITIONAL_OR_KEYWORD, default=None),
-        _P("subdir", _P.POSITIONAL_OR_KEYWORD, default=None),
-        _P("prefix", _P.POSITIONAL_OR_KEYWORD, default=None),
-        _P("extension", _P.POSITIONAL_OR_KEYWORD, default=None),
-        _P("record", _P.POSITIONAL_OR_KEYWORD, default=None),
-        _P("track", _P.POSITIONAL_OR_KEYWORD, default=True),
-    ]
-)
-_LEGACY = inspect.Signature(
-    [
-        _P("extension", _P.POSITIONAL_OR_KEYWORD, default=None),
-        _P("path_override", _P.POSITIONAL_OR_KEYWORD, default=None),
-        *(
-            _P(p.name, _P.KEYWORD_ONLY, default=p.default)
-            for p in _MODERN.parameters.values()
-            if p.name not in ("path_override", "extension")
-        ),
-    ]
-)
-_EXTENSION = re.compile(r"(\.[A-Za-z0-9_-]+)+")
-
-
-def _is_extension(value: Any) -> bool:
-    return isinstance(value, str) and (value == "" or _EXTENSION.fullmatch(value) is not None)
-
-
-_MODERN_DEFAULTS = {name: p.default for name, p in _MODERN.parameters.items()}
-
-
-def _constructor_options(owner: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    if not args and kwargs.keys() <= _MODERN_DEFAULTS.keys():
-        # The form the runner makes a cacher per stage call in: no binder needed.
-        return {**_MODERN_DEFAULTS, **kwargs}
-    legacy = "extension" not in kwargs and bool(args) and _is_extension(args[0])
-    try:
-        bound = (_LEGACY if legacy else _MODERN).bind(*args, **kwargs)
-    except TypeError as exc:
-        raise TypeError(f"{owner}(): {exc}") from None
-    bound.apply_defaults()
-    return bound.arguments
-
-
-# ------------------------------------------------------------------------ path helpers
-# Subfolder and prefix names in an entry follow the rule for output names (staging.check_name):
-# nothing that could climb out of the entry or hide a file.
-_SAFE_PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,99}$")
-
-
-def _check_part(owner: str, option: str, value: str, part: str) -> None:
-    if not _SAFE_PART.match(part) or ".." in part:
-        raise GraphError(
-            f"{owner}({option}={value!r}): {part!r} cannot be a name inside a cache entry",
-            hint="use letters, digits, '_', '-' and '.', with '/' between subfolders "
-            "(no leading '/', '.' or '..').",
-        )
-
-
-def _without_extension(path: str, extension: str) -> str:
-    return path[: -len(extension)] if extension and path.endswith(extension) else path
-
-
-def _with_extension(name: str, extension: str) -> str:
-    # As Curifactory: an output named "data.csv" is not saved as "data.csv.csv".
-    return name if not extension or name.endswith(extension) else name + extension
-
-
-@contextlib.contextmanager
-def atomic_path(path: str) -> Iterator[str]:
-    """A temporary path beside `path` to write to; it replaces `path` only once the writer is
-    done, so no reader ever sees half a file, and a failed write leaves `path` as it was.
-
-    The temporary name keeps the extension: pandas picks its Excel writer by it.
-    """
-    folder, base = os.path.split(path)
-    if folder:
-        os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f".{base}.{uuid.uuid4().hex[:12]}.tmp{os.path.splitext(base)[1]}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
-
-
-def _write_text(path: str, text: str) -> None:
-    with atomic_path(path) as tmp:
-        _write_all(tmp, text.encode("utf-8"))
-
-
-_WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
-
-
-def _write_all(path: str, data: bytes) -> None:
-    # os.open and os.write: a buffered file object adds an ioctl, two lseeks and an fstat.
-    fd = os.open(path, _WRITE_FLAGS, 0o666)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-    finally:
-        os.close(fd)
-
-
-class _HashingFile:
-    """A write-only file that keeps the sha256 and size of what went through it."""
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-        self.size = 0
-        self.hash = hashlib.sha256()
-        self.first = b""  # the first byte: tells a pickle (0x80) from other files
-
-    def write(self, data: Any) -> int:
-        view = memoryview(data).cast("B")
-        if not self.size and view:
-            self.first = bytes(view[:1])
-        self.hash.update(view)
-        written = len(view)
-        self.size += written
-        while view:
-            view = view[os.write(self.fd, view) :]
-        return written
-
-
-def json_safe(value: Any) -> Any:
-    """`value` as plain JSON data, other objects as their `str()` (as Curifactory's metadata
-    files store them), so the entry's metadata can always be written."""
-    try:
-        return json.loads(json.dumps(value, default=str))
-    except (TypeError, ValueError):
-        return repr(value)
 
 
 # ------------------------------------------------------------------------ Cacheable
@@ -212,7 +76,7 @@ class Cacheable:
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        options = _constructor_options(type(self).__name__, args, kwargs)
+        options = constructor_options(type(self).__name__, args, kwargs)
         self.path_override: str | None = options["path_override"]
         self.name: str | None = options["name"]
         self.subdir: str | None = options["subdir"]
@@ -234,92 +98,13 @@ class Cacheable:
         if options["record"] is not None:
             self.set_record(options["record"])
 
-    # ---------------------------------------------------------------- binding (the runner)
-    def _bind(self, directory: str, output_name: str) -> None:
-        """Point the cacher at output `output_name` of the entry being written (or read) in
-        `directory`."""
-        owner = type(self).__name__
-        if self.path_override is not None:
-            # The engine checksums every file of an entry and publishes it in one rename;
-            # a file elsewhere would be neither, and writing it before the stage's entry is
-            # published would leave it behind when the stage fails.
-            raise GraphError(
-                f"output {output_name!r}: {owner}(path_override={self.path_override!r}) "
-                "cannot be used in a stage's cachers: stage outputs are written into the "
-                "stage's cache entry",
-                hint="drop path_override: the file is then kept in the entry (inside the "
-                "stage, record.stage_cachers[i].get_path() is its path); for a copy at a "
-                "chosen path after the run, use `curi cache dump ENTRY OUTPUT --out FILE`.",
-            )
-        parts = [output_name]
-        if self.subdir is not None or self.prefix is not None:
-            # Keep the output's name first: the files of an output are those whose path in
-            # the entry starts with it (that is how they are verified and fetched).
-            subdir = self.subdir.split("/") if self.subdir else []
-            for part in subdir:
-                _check_part(owner, "subdir", str(self.subdir), part)
-            if self.prefix is not None:
-                _check_part(owner, "prefix", self.prefix, self.prefix)
-            filename = output_name if self.prefix is None else f"{self.prefix}_{output_name}"
-            parts = [output_name, *subdir, filename]
-        self.name = output_name
-        self._bound_dir = directory
-        # Always `<output><extension>`, even for an output named "data.csv": a sibling path
-        # (`get_path("_model")`) must still start with the output's name.
-        self._path = f"{directory}{os.sep}{os.sep.join(parts)}{self.extension}"
-
-    @contextlib.contextmanager
-    def _write_file(self, path: str) -> Iterator[Any]:
-        """A binary file to write `path` through. In the runner's staging folder it is written
-        in place (the folder is private, and published whole by one rename) and its checksum
-        is taken while it is written; anywhere else, atomically through a temporary file."""
-        bound = self._bound_dir
-        if bound is None or not path.startswith(bound + os.sep):
-            with atomic_path(path) as tmp, open(tmp, "wb") as outfile:
-                yield outfile
-            return
-        folder = os.path.dirname(path)
-        if folder != bound:
-            os.makedirs(folder, exist_ok=True)
-        fd = os.open(path, _WRITE_FLAGS, 0o666)
-        try:
-            hashing = _HashingFile(fd)
-            yield hashing
-            info = os.fstat(fd)
-        finally:
-            os.close(fd)
-        self._written[path] = (
-            hashing.size,
-            info.st_mtime_ns,
-            hashing.hash.hexdigest(),
-            hashing.first,
-        )
-
-    def _write_bytes(self, path: str, data: bytes) -> None:
-        """`_write_file` for content already in memory, in one call (for a small artifact,
-        the context manager and the hashing wrapper cost more than the write)."""
-        bound = self._bound_dir
-        if bound is None or path.rpartition(os.sep)[0] != bound:
-            with self._write_file(path) as outfile:
-                outfile.write(data)
-            return
-        fd = os.open(path, _WRITE_FLAGS, 0o666)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            info = os.fstat(fd)
-        finally:
-            os.close(fd)
-        sha = hashlib.sha256(data).hexdigest()
-        self._written[path] = (len(data), info.st_mtime_ns, sha, data[:1])
-
-    def _published(self, path: str) -> str:
-        """`path` as it will be once the runner has published the staging folder it is in."""
-        staged, final = self._bound_dir, self._entry_dir
-        if staged and final and (path == staged or path.startswith(staged + os.sep)):
-            return final + path[len(staged) :]
-        return path
+    # ---------------------------------------------------------------- binding and writing
+    # The runner binds a cacher to an output of the entry it writes; files written through
+    # _write_file/_write_bytes into that staging folder are checksummed as they are written.
+    _bind = support.bind
+    _write_file = support.tracked_file
+    _write_bytes = support.tracked_bytes
+    _published = support.published
 
     # ---------------------------------------------------------------- paths
     @property
@@ -349,7 +134,7 @@ class Cacheable:
                 )
             return str(
                 self.record.get_path(
-                    _with_extension(self.name, self.extension),
+                    with_extension(self.name, self.extension),
                     subdir=self.subdir,
                     prefix=self.prefix,
                     stage_name=self.stage,
@@ -367,7 +152,7 @@ class Cacheable:
         extension (`get_path("_model")`, `get_path("_metadata.json")`)."""
         path = self._artifact_path()
         if suffix is not None:
-            path = _without_extension(path, self.extension) + suffix
+            path = without_extension(path, self.extension) + suffix
         if path not in self.cache_paths:
             self.cache_paths.append(path)
         return path
@@ -375,44 +160,12 @@ class Cacheable:
     def get_dir(self, suffix: str | None = None) -> str:
         """A directory beside the artifact (created): its path without the extension, plus
         `suffix`."""
-        path = _without_extension(self._artifact_path(), self.extension) + (suffix or "")
+        path = without_extension(self._artifact_path(), self.extension) + (suffix or "")
         os.makedirs(path, exist_ok=True)
         return path
 
-    def _resolve_path_template(self, path: str) -> str:
-        """`path_override` with Curifactory's fields filled in; as in Curifactory, a cacher
-        without a record takes the path as it is."""
-        if self.record is None:
-            return path
-        try:
-            return path.format(**self._template_fields())
-        except (KeyError, AttributeError, IndexError, ValueError) as exc:
-            raise CacheError(
-                f"{type(self).__name__}: cannot fill in path_override {path!r}: "
-                f"{type(exc).__name__}: {exc}",
-                hint="the fields are {hash}, {cache}, {stage}, {name}, {params.NAME}, "
-                "{experiment} and {artifact_filename}; double braces for a literal brace.",
-            ) from None
-
-    def _template_fields(self) -> dict[str, Any]:
-        record = self.record
-        manager = getattr(record, "manager", None)
-        experiment = getattr(manager, "experiment_name", "experiment")
-        name = self.name if self.name is not None else "None"  # Curifactory's placeholder
-        stage = self.stage or _running_stage(record)
-        params_hash = record.get_hash()
-        prefix = getattr(manager, "prefix", None) or experiment
-        return {
-            "hash": params_hash,
-            "cache": str(getattr(manager, "cache_path", "")).rstrip("/"),
-            "stage": stage,
-            "name": name,
-            "params": record.params,
-            "experiment": experiment,
-            "artifact_filename": (
-                f"{prefix}_{params_hash}_{stage}_{_with_extension(name, self.extension)}"
-            ),
-        }
+    _resolve_path_template = support.resolve_path_template
+    _template_fields = support.template_fields
 
     def check(self) -> bool:
         """Whether the artifact file exists (the runner decides cache hits from the entry's
@@ -430,27 +183,7 @@ class Cacheable:
     def collect_metadata(self) -> None:
         """Fill `metadata` from the record, with Curifactory's keys (`extra` is
         `extra_metadata`)."""
-        record = self.record
-        if record is None:
-            raise CacheError(
-                "cannot collect metadata from a cacher with no associated record",
-                hint="assign cacher.record first.",
-            )
-        params = record.params
-        self.metadata = {
-            "artifact_generated": datetime.datetime.now().strftime("%Y-%m-%d-T%H%M%S"),
-            "params_hash": record.get_hash(),
-            "params_name": getattr(params, "name", None) if params is not None else None,
-            "record_name": record.get_reference_name(),
-            "stage": self.stage or _running_stage(record),
-            "artifact_name": self.name,
-            "cacher_type": str(type(self)),
-            "record_prior_stages": list(getattr(record, "stages", [])[:-1]),
-            "prior_records": [r.get_reference_name() for r in record.input_records],
-            "params": None if params is None else json_safe(_params_fields(params)),
-            "extra": self.extra_metadata,
-            "manager_run_info": {},
-        }
+        self.metadata = support.record_metadata(self)
 
     def save_metadata(self) -> None:
         """Write `metadata` (with `extra_metadata` as its `extra`) beside the artifact, to
@@ -468,7 +201,7 @@ class Cacheable:
         else:
             self.metadata.setdefault("extra", {}).update(self.extra_metadata)
             data = self.metadata
-        _write_text(self.get_path("_metadata.json"), json.dumps(data, indent=2, default=str))
+        write_text(self.get_path("_metadata.json"), json.dumps(data, indent=2, default=str))
 
     def load_metadata(self) -> dict[str, Any] | None:
         """Read the metadata saved with the artifact into `metadata` and `extra_metadata`;
@@ -501,23 +234,8 @@ class Cacheable:
 
 
 Cacheable.__init__.__signature__ = inspect.Signature(  # type: ignore[attr-defined] # for help()
-    [_P("self", _P.POSITIONAL_OR_KEYWORD), *_MODERN.parameters.values()]
+    [support.SELF, *support.MODERN.parameters.values()]
 )
-
-
-def _running_stage(record: Any) -> str | None:
-    current = getattr(record, "_current_stage", None)
-    return (current() or None) if callable(current) else None
-
-
-def _params_fields(params: Any) -> Any:
-    data = getattr(params, "_data", None)
-    if isinstance(data, dict):
-        return data
-    fields = getattr(params, "__dict__", None)
-    if isinstance(fields, dict):
-        return {k: v for k, v in fields.items() if not k.startswith("_")}
-    return repr(params)
 
 
 def new_cacher(template: type[Cacheable] | Cacheable) -> Cacheable:
@@ -527,54 +245,6 @@ def new_cacher(template: type[Cacheable] | Cacheable) -> Cacheable:
 
 
 # ------------------------------------------------------------------------ JSON and pickle
-_JSON_SCALARS = (bool, int, float, str)
-_JSON_SCALAR_TYPES = frozenset({type(None), bool, int, float, str})
-_JSON_MAX_DEPTH = 200
-# JsonCacher's files: json.dumps's format, without its circular-reference check (a value
-# with a cycle is refused first, as nested too deeply).
-_JSON_WRITER = json.JSONEncoder(check_circular=False)
-
-
-def _json_problem(obj: Any) -> str | None:
-    """Where `obj` stops being plain JSON that loads back as the same value, or None."""
-    found = _json_trouble(obj, 0)
-    if found is None:
-        return None
-    steps, message = found
-    return "$" + "".join(reversed(steps)) + message
-
-
-def _json_trouble(obj: Any, depth: int) -> tuple[list[str], str] | None:
-    """(the path to the trouble, innermost step first; what it is). The path is only built
-    for a value that has trouble: a string per element made a long list slow to check."""
-    if depth > _JSON_MAX_DEPTH:
-        return [], " is nested too deeply"
-    if obj is None or isinstance(obj, _JSON_SCALARS):
-        return None  # NaN and infinity round-trip through Python's json module
-    is_dict = isinstance(obj, dict)
-    if is_dict:
-        children, step = obj.items(), ".{}"
-    elif isinstance(obj, (list, tuple)):
-        children, step = enumerate(obj), "[{}]"
-    else:
-        return [], f" is a {type(obj).__name__}, which JSON cannot represent"
-    # Elements that are plain scalars (by exact type) need no call; subclasses get one.
-    plain = depth < _JSON_MAX_DEPTH
-    for name, value in children:
-        if is_dict and not isinstance(name, str):
-            return [], (
-                f" has a key {name!r} of type {type(name).__name__} "
-                "(JSON keys are strings, so it would load back as a different key)"
-            )
-        if plain and type(value) in _JSON_SCALAR_TYPES:
-            continue
-        found = _json_trouble(value, depth + 1)
-        if found is not None:
-            found[0].append(step.format(name))
-            return found
-    return None
-
-
 class JsonCacher(Cacheable):
     """Saves plain JSON data (dicts with string keys, lists, numbers, strings, booleans, None).
 
@@ -586,14 +256,14 @@ class JsonCacher(Cacheable):
         super().__init__(*args, extension=".json", **kwargs)
 
     def save(self, obj: Any) -> str:
-        problem = _json_problem(obj)
+        problem = json_problem(obj)
         if problem:
             msg = f"JsonCacher cannot save this value: {problem}"
             raise CacheError(msg, hint="convert it to plain JSON types or use PickleCacher.")
         path = self.get_path()
         # One line: json's C encoder (an indented file goes through its Python encoder, three
         # times slower); `curi cache dump` shows it indented.
-        self._write_bytes(path, _JSON_WRITER.encode(obj).encode("utf-8"))
+        self._write_bytes(path, JSON_WRITER.encode(obj).encode("utf-8"))
         return path
 
     def load(self) -> Any:
@@ -624,46 +294,6 @@ TRACKED_WRITERS = frozenset({JsonCacher, PickleCacher})
 
 
 # ------------------------------------------------------------------------ pandas
-@dataclass(frozen=True)
-class _PandasFormat:
-    extension: str
-    writer: str  # the DataFrame method
-    reader: str  # the pandas function
-    modules: tuple[str, ...] = ()  # any one of them will do
-    package: str = ""  # what to pip install
-    extra: str = ""  # curifactory-cli's extra that installs it
-
-
-# Curifactory's formats (and extensions), plus feather.
-_PANDAS_FORMATS = {
-    "csv": _PandasFormat(".csv", "to_csv", "read_csv"),
-    "json": _PandasFormat(".json", "to_json", "read_json"),
-    "parquet": _PandasFormat(
-        ".parquet", "to_parquet", "read_parquet", ("pyarrow", "fastparquet"), "pyarrow", "parquet"
-    ),
-    "feather": _PandasFormat(
-        ".feather", "to_feather", "read_feather", ("pyarrow",), "pyarrow", "feather"
-    ),
-    "pickle": _PandasFormat(".pkl", "to_pickle", "read_pickle"),
-    "orc": _PandasFormat(".orc", "to_orc", "read_orc", ("pyarrow",), "pyarrow", "orc"),
-    "hdf5": _PandasFormat(".h5", "to_hdf", "read_hdf", ("tables",), "tables", "hdf5"),
-    "excel": _PandasFormat(".xlsx", "to_excel", "read_excel", ("openpyxl",), "openpyxl", "excel"),
-    "xml": _PandasFormat(".xml", "to_xml", "read_xml", ("lxml",), "lxml", "xml"),
-}
-
-
-def _default_pandas_args(format: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Curifactory's defaults for `to_args` and `read_args`."""
-    defaults: dict[str, dict[str, Any]] = {
-        "json": {"double_precision": 15},
-        "hdf5": {"key": "df"},
-        "xml": {"index": False},
-    }
-    to_args = defaults.get(format, {})
-    read_args: dict[str, Any] = {"index_col": 0} if format in ("csv", "excel") else {}
-    return dict(to_args), read_args
-
-
 class PandasCacher(Cacheable):
     """A DataFrame in one of pandas' IO formats: `df.to_<format>(path, **to_args)`, read back
     with `pd.read_<format>(path, **read_args)`.
@@ -685,23 +315,23 @@ class PandasCacher(Cacheable):
         read_args: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        if format not in _PANDAS_FORMATS:
+        if format not in PANDAS_FORMATS:
             raise GraphError(
                 f"{type(self).__name__}: unknown format {format!r}",
-                hint="use one of: " + ", ".join(_PANDAS_FORMATS) + ".",
+                hint="use one of: " + ", ".join(PANDAS_FORMATS) + ".",
             )
-        default_to, default_read = _default_pandas_args(format)
+        default_to, default_read = default_pandas_args(format)
         self.format = format
         self.to_args = default_to if to_args is None else dict(to_args)
         self.read_args = default_read if read_args is None else dict(read_args)
         super().__init__(
-            path_override=path_override, extension=_PANDAS_FORMATS[format].extension, **kwargs
+            path_override=path_override, extension=PANDAS_FORMATS[format].extension, **kwargs
         )
 
     def save(self, obj: Any) -> str:
         import pandas as pd
 
-        spec = _PANDAS_FORMATS[self.format]
+        spec = PANDAS_FORMATS[self.format]
         self._require(spec, self.to_args)
         if not callable(getattr(obj, spec.writer, None)):
             raise CacheError(
@@ -745,38 +375,10 @@ class PandasCacher(Cacheable):
         except ImportError as exc:
             raise self._missing(spec, exc) from None
 
-    def _saved_format(self) -> tuple[_PandasFormat, dict[str, Any], str]:
-        """The format, read arguments and path to load. They are this cacher's, unless the
-        entry records another format: a cacher rebuilt without its options (`curi cache dump`)
-        then reads what was written."""
-        recorded = (self.extra_metadata or {}).get("format")
-        if self._bound_dir is None or recorded == self.format or recorded not in _PANDAS_FORMATS:
-            return _PANDAS_FORMATS[self.format], self.read_args, self.get_path()
-        spec = _PANDAS_FORMATS[recorded]
-        read_args = self.extra_metadata.get("read_args")
-        path = _without_extension(self.get_path(), self.extension) + spec.extension
-        return spec, dict(read_args) if isinstance(read_args, dict) else {}, path
-
-    def _label(self) -> str:
-        return f"PandasCacher(format={self.format!r})"
-
-    def _require(self, spec: _PandasFormat, args: dict[str, Any]) -> None:
-        """A clear error naming the package to install, before pandas fails half-way."""
-        if not spec.modules or "engine" in args:  # the user picked the library
-            return
-        if spec.reader == "read_xml" and args.get("parser", "lxml") != "lxml":
-            return  # parser="etree" is in the standard library
-        if any(importlib.util.find_spec(module) is not None for module in spec.modules):
-            return
-        raise self._missing(spec)
-
-    def _missing(self, spec: _PandasFormat, exc: ImportError | None = None) -> CacheError:
-        if not spec.package:
-            return CacheError(f"{self._label()}: {exc}", hint="install the package it names.")
-        return CacheError(
-            f"{self._label()} needs {spec.package}: pip install 'curifactory-cli[{spec.extra}]'",
-            hint="or use a format that needs nothing more: csv, json or pickle.",
-        )
+    _saved_format = support.pandas_saved_format
+    _label = support.pandas_label
+    _require = support.pandas_require
+    _missing = support.pandas_missing
 
 
 class PandasCsvCacher(PandasCacher):
@@ -838,18 +440,6 @@ class PandasParquetCacher(PandasCacher):
         )
 
 
-# ------------------------------------------------------------------------ paths and notebooks
-def _as_path_list(files: Any, owner: str) -> list[str] | str:
-    if isinstance(files, (str, os.PathLike)):
-        return os.fspath(files)
-    if isinstance(files, (list, tuple)) and all(isinstance(f, (str, os.PathLike)) for f in files):
-        return [os.fspath(f) for f in files]
-    raise CacheError(
-        f"{owner} saves a file path or a list of file paths, not a {type(files).__name__}",
-        hint="return the path(s) the stage wrote, e.g. files under record.get_dir(...).",
-    )
-
-
 class FileReferenceCacher(Cacheable):
     """Saves a file path, or a list of them, as JSON; the files themselves are not copied.
 
@@ -863,12 +453,12 @@ class FileReferenceCacher(Cacheable):
 
     def save(self, files: Any) -> str:
         path = self.get_path()
-        _write_text(path, json.dumps(_as_path_list(files, "FileReferenceCacher"), indent=4))
+        write_text(path, json.dumps(as_path_list(files, "FileReferenceCacher"), indent=4))
         return path
 
     def load(self) -> list[str] | str:
         files = self._read()
-        missing = [f for f in ([files] if isinstance(files, str) else files) if not _exists(f)]
+        missing = [f for f in ([files] if isinstance(files, str) else files) if not exists(f)]
         if missing:
             # Curifactory would quietly recompute the stage; the runner trusts its entry, so
             # say what is gone instead of handing out dangling paths.
@@ -884,15 +474,11 @@ class FileReferenceCacher(Cacheable):
         if not super().check():
             return False
         files = self._read()
-        return all(_exists(f) for f in ([files] if isinstance(files, str) else files))
+        return all(exists(f) for f in ([files] if isinstance(files, str) else files))
 
     def _read(self) -> list[str] | str:
         with open(self.get_path(), encoding="utf-8") as infile:
             return json.load(infile)
-
-
-def _exists(path: str) -> bool:
-    return os.path.exists(path)
 
 
 class RawJupyterNotebookCacher(Cacheable):
@@ -917,39 +503,13 @@ class RawJupyterNotebookCacher(Cacheable):
                 hint='return e.g. [["import pandas as pd"], ["df = pd.read_csv(path)"]].',
             )
         path = self.get_path()
-        notebook = _notebook([_notebook_cell("\n".join(cell)) for cell in obj])
-        _write_text(path, json.dumps(notebook, indent=2))
+        notebook = notebook_json([notebook_cell("\n".join(cell)) for cell in obj])
+        write_text(path, json.dumps(notebook, indent=2))
         JsonCacher(self.get_path("_cells.json")).save(obj)
         return path
 
     def load(self) -> list[list[str]]:
         return JsonCacher(self.get_path("_cells.json")).load()
-
-
-def _notebook_cell(text: str) -> dict[str, Any]:
-    for quotes in ('"""', "'''"):
-        if text.startswith(quotes):
-            source = text.strip(quotes[0] + "\n")
-            return {"cell_type": "markdown", "metadata": {}, "source": source.splitlines(True)}
-    return {
-        "cell_type": "code",
-        "execution_count": None,
-        "metadata": {},
-        "outputs": [],
-        "source": text.splitlines(True),
-    }
-
-
-def _notebook(cells: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "cells": cells,
-        "metadata": {
-            "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
-            "language_info": {"name": "python", "file_extension": ".py"},
-        },
-        "nbformat": 4,
-        "nbformat_minor": 4,
-    }
 
 
 class PathRef(Cacheable):

@@ -501,7 +501,7 @@ def _duration(seconds: float | None) -> str:
 def _counts_text(counts: dict | None) -> str:
     if not counts:
         return "-"
-    from curifactory_cli.cache_index import human_size
+    from curifactory_cli.store.index import human_size
 
     shown = []
     for key, value in counts.items():

@@ -383,7 +383,7 @@ def remote_summary(remote: dict[str, Any] | None) -> str:
     """What a run moved between its remote tier and the local one ("" without a remote)."""
     if remote is None:
         return ""
-    from curifactory_cli.cache_index import human_size
+    from curifactory_cli.store.index import human_size
 
     moved = [
         f"{way} {remote[way]['entries']} entries, {human_size(remote[way]['bytes'])}"

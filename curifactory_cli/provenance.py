@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
 
+from curifactory_cli.store.atomic import write_bytes_atomic
+
 
 @lru_cache(maxsize=8)
 def git_info(root: str) -> dict[str, Any]:
@@ -151,11 +153,8 @@ def _distribution_index() -> tuple[dict[str, list[str]], dict[str, str]]:
     modules, versions = _read_distributions()
     _index = (signature, modules, versions)
     with contextlib.suppress(OSError):  # best effort: it only saves reading them again
-        os.makedirs(os.path.dirname(memo), exist_ok=True)
-        temp = f"{memo}.{os.getpid()}.tmp"
-        with open(temp, "w", encoding="utf-8") as out:
-            json.dump({"signature": signature, "modules": modules, "versions": versions}, out)
-        os.replace(temp, memo)
+        data = {"signature": signature, "modules": modules, "versions": versions}
+        write_bytes_atomic(memo, json.dumps(data).encode("utf-8"))
         _prune_memos(os.path.dirname(memo))
     return modules, versions
 

@@ -766,7 +766,7 @@ def test_dump_refuses_a_planted_cacher_when_the_cache_is_a_link_to_a_shared_fold
 def test_a_params_filter_naming_a_set_is_not_also_a_hash_prefix():
     from types import SimpleNamespace
 
-    from curifactory_cli.cache_index import select
+    from curifactory_cli.store.index import select
 
     def made(name: str, digest: str) -> SimpleNamespace:
         return SimpleNamespace(experiment="x", stage="s", params_name=name, params_hash=digest)

@@ -41,7 +41,7 @@ from curifactory_cli.store import (
     verify_files,
     written_files,
 )
-from curifactory_cli.store.entry import RemoteRef
+from curifactory_cli.store.ref import RemoteRef
 from curifactory_cli.wording import plural
 
 # ---------------------------------------------------------------------------------- the job

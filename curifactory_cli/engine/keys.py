@@ -16,10 +16,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from curifactory_cli.engine.file_digests import FileDigests
 from curifactory_cli.errors import CurifactoryError
 from curifactory_cli.graph import OutputRef, entry_namespace
 from curifactory_cli.hashing import (
-    FileDigests,
     canonical_json,
     digest,
     hash_value,

@@ -7,7 +7,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
-from curifactory_cli.store.entry import Entry, RemoteRef
+from curifactory_cli.store.entry import Entry
+from curifactory_cli.store.ref import RemoteRef
 
 
 class Lock(Protocol):

@@ -162,6 +162,20 @@ def shape_problem(meta: dict[str, Any], check_text: bool = True) -> str | None:
     """What is malformed in metadata (a field of the wrong type, a file entry that is not a
     safe relative path with a size and a checksum, control characters in a name that
     commands print), or None."""
+    problem = _field_problem(meta, check_text)
+    if problem is not None:
+        return problem
+    for name, output in (meta.get("outputs") or {}).items():
+        problem = _output_problem(name, output)
+        if problem is not None:
+            return problem
+    for info in meta.get("extra_files") or ():
+        if _file_problem(info):
+            return "it lists an extra file it cannot have"
+    return None
+
+
+def _field_problem(meta: dict[str, Any], check_text: bool) -> str | None:
     for name, value in meta.items():
         types = _FIELD_SETS.get(name)
         if types is not None and type(value) not in types:
@@ -169,20 +183,20 @@ def shape_problem(meta: dict[str, Any], check_text: bool = True) -> str | None:
     for name in _SHOWN_FIELDS if check_text else ():
         if isinstance(meta.get(name), str) and has_control_characters(meta[name]):
             return f"field {name!r} holds control characters"
-    for name, output in (meta.get("outputs") or {}).items():
-        if type(output) is not dict:
-            return f"output {name!r} is not a mapping"
-        for field_name, value in output.items():
-            types = _OUTPUT_SETS.get(field_name)
-            if types is not None and type(value) not in types:
-                kind = _OUTPUT_TYPES[field_name][0].__name__
-                return f"field {field_name!r} of output {name!r} is not a {kind}"
-        for info in output.get("files") or ():
-            if _file_problem(info):
-                return f"output {name!r} lists a file it cannot have"
-    for info in meta.get("extra_files") or ():
+    return None
+
+
+def _output_problem(name: str, output: Any) -> str | None:
+    if type(output) is not dict:
+        return f"output {name!r} is not a mapping"
+    for field_name, value in output.items():
+        types = _OUTPUT_SETS.get(field_name)
+        if types is not None and type(value) not in types:
+            kind = _OUTPUT_TYPES[field_name][0].__name__
+            return f"field {field_name!r} of output {name!r} is not a {kind}"
+    for info in output.get("files") or ():
         if _file_problem(info):
-            return "it lists an extra file it cannot have"
+            return f"output {name!r} lists a file it cannot have"
     return None
 
 
@@ -380,21 +394,6 @@ def safe_rel(rel: Any) -> str | None:
     if "" in parts or "." in parts or ".." in parts:
         return None
     return rel
-
-
-@dataclass(frozen=True)
-class RemoteRef:
-    """Where an entry lives in a remote store, as plain data a worker on another machine can
-    use: it opens the store itself (credentials from its own environment)."""
-
-    url: str
-    path: str  # the entry folder, in the store's own namespace
-    storage_options: tuple[tuple[str, Any], ...] = ()
-
-    def open(self) -> Any:
-        from curifactory_cli.store.remote import FsspecStore
-
-        return FsspecStore(self.url, storage_options=dict(self.storage_options))
 
 
 # ------------------------------------------------------------------------- the entry

@@ -23,6 +23,7 @@ from pathlib import Path, PurePath
 from typing import Any
 
 from curifactory_cli.errors import CacheError
+from curifactory_cli.store.atomic import write_bytes_atomic
 from curifactory_cli.store.entry import (
     ENTRY_DIR_NAME,
     FORMAT_VERSION,
@@ -380,20 +381,10 @@ class LocalStore:
         if meta is None:
             return None, f"damaged metadata {meta_path}: {damage}"
         problem = meta_problem(meta, key, outputs, meta_path)
+        if problem is None:
+            problem = _listed_file_problem(directory, meta)
         if problem is not None:
             return None, problem
-        for _, info in listed_files(meta):
-            path = f"{directory}{os.sep}{info['path']}"
-            try:
-                st = os.lstat(path)
-            except FileNotFoundError:
-                return None, f"{path} is missing"
-            except OSError as exc:
-                return None, f"{path} is unreadable ({exc.strerror or exc})"
-            if not stat.S_ISREG(st.st_mode):
-                return None, f"{path} is not a regular file"
-            if st.st_size != info["size"]:
-                return None, f"{path} has the wrong size (truncated or changed)"
         return Entry(directory, meta), None
 
     def entry_at(self, directory: str) -> Entry | None:
@@ -523,24 +514,35 @@ class LocalStore:
         for exp in _subfolders(self._root):
             if experiment is not None and exp != experiment:
                 continue
-            exp_dir = os.path.join(self._root, exp)
-            named: dict[str, list[str]] = {}  # parameter-set name -> its folders
-            for folder in _subfolders(exp_dir):
-                path = os.path.join(exp_dir, folder)
-                name = self._set_name(path, stage)
-                if name is None:
-                    continue
-                if params is not None and params != name and not folder.startswith(params):
-                    continue
-                named.setdefault(name, []).append(path)
+            named = self._named_sets(os.path.join(self._root, exp), stage, params)
             for name in sorted(named):
-                group = [e for path in named[name] for e in self._folder_entries(path, stage)]
-                if params is not None and len(params) > 16:  # more of the hash than a folder
-                    group = [e for e in group if e.params_hash.startswith(params)]
-                group.sort(key=lambda e: -(e.mtime or 0.0))
-                group.sort(key=lambda e: (e.params_name, e.stage))
+                group = self._set_group(named[name], stage, params)
                 if group:
                     yield group
+
+    def _named_sets(
+        self, exp_dir: str, stage: str | None, params: str | None
+    ) -> dict[str, list[str]]:
+        """Parameter-set name -> its folders in an experiment folder, as `params` selects."""
+        named: dict[str, list[str]] = {}
+        for folder in _subfolders(exp_dir):
+            path = os.path.join(exp_dir, folder)
+            name = self._set_name(path, stage)
+            if name is None:
+                continue
+            if params is not None and params != name and not folder.startswith(params):
+                continue
+            named.setdefault(name, []).append(path)
+        return named
+
+    def _set_group(self, paths: list[str], stage: str | None, params: str | None) -> list[Entry]:
+        """One parameter set's entries, by stage, newest first."""
+        group = [e for path in paths for e in self._folder_entries(path, stage)]
+        if params is not None and len(params) > 16:  # more of the hash than a folder
+            group = [e for e in group if e.params_hash.startswith(params)]
+        group.sort(key=lambda e: -(e.mtime or 0.0))
+        group.sort(key=lambda e: (e.params_name, e.stage))
+        return group
 
     def _set_name(self, folder: str, stage: str | None) -> str | None:
         """The parameter-set name of a folder's entries, to order folders by (None: no entry
@@ -621,34 +623,11 @@ class LocalStore:
         out = []
         for sub in (STAGING_DIR, TRASH_DIR):
             base = self.root / sub
-            if not base.is_dir() or base.is_symlink():
-                continue
-            for path in sorted(base.iterdir()):
-                if path.is_symlink():
-                    continue  # never ours: not followed, not removed
-                head = path.name.split("-", 1)[0]
-                if head.isdigit():
-                    if pid_running(int(head)):
-                        continue
-                    out.append((path, f"process {head} is not running"))
-                elif age_of(path, now) >= grace:
-                    out.append((path, f"older than {human_duration(grace)}"))
+            if base.is_dir() and not base.is_symlink():
+                out += _abandoned(sorted(base.iterdir()), now, grace)
         base = self.root / LOCK_DIR
         if base.is_dir() and not base.is_symlink():
-            # Lock files not used for the grace period and not held now (flock keeps them).
-            for path in sorted(base.glob("*.lock")):
-                if path.is_symlink() or not path.is_file():
-                    # Planted: no run can lock through it. The link itself is removed, never
-                    # what it points to.
-                    out.append((path, "not a lock file (a folder or a link)"))
-                    continue
-                if age_of(path, now) < grace:
-                    continue
-                lock = EntryLock(str(path))
-                if not lock.acquire_nowait():
-                    continue  # a run is computing this entry right now
-                lock.release()
-                out.append((path, f"lock unused for {human_duration(grace)}"))
+            out += _unused_locks(sorted(base.glob("*.lock")), now, grace)
         return out
 
     @staticmethod
@@ -676,18 +655,10 @@ class LocalStore:
             return False
         meta["invalidated"] = True
         meta = sign(meta)  # the mark is signed too: without the key, the entry is refused anyway
-        st = meta_path.stat()
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".meta-", suffix=".tmp")
+        like = meta_path.stat()  # its mode and times are kept: its age stays what it was
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as outfile:
-                outfile.write(dump_meta(meta))
-                outfile.flush()
-                os.fsync(outfile.fileno())
-            os.chmod(tmp, stat.S_IMODE(st.st_mode))  # mkstemp makes it private
-            os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
-            os.replace(tmp, meta_path)
+            write_bytes_atomic(meta_path, dump_meta(meta).encode("utf-8"), durable=True, like=like)
         except OSError as exc:
-            Path(tmp).unlink(missing_ok=True)
             raise CacheError(f"cannot rewrite {meta_path}: {exc.strerror or exc}") from None
         entry.meta = meta
         return True
@@ -786,6 +757,60 @@ def is_marked(root: Path) -> bool:
         os.close(fd)
 
 
+def _listed_file_problem(directory: str, meta: dict[str, Any]) -> str | None:
+    """Why the files an entry's metadata lists are not all there as written (missing, not a
+    regular file, another size), or None: the cheap check of every lookup (checksums are
+    `cache verify`'s)."""
+    for _, info in listed_files(meta):
+        path = f"{directory}{os.sep}{info['path']}"
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return f"{path} is missing"
+        except OSError as exc:
+            return f"{path} is unreadable ({exc.strerror or exc})"
+        if not stat.S_ISREG(st.st_mode):
+            return f"{path} is not a regular file"
+        if st.st_size != info["size"]:
+            return f"{path} has the wrong size (truncated or changed)"
+    return None
+
+
+def _abandoned(paths: list[Path], now: float, grace: float) -> list[tuple[Path, str]]:
+    """Staging or trash folders whose process is gone (or, without a pid, older than `grace`)."""
+    out = []
+    for path in paths:
+        if path.is_symlink():
+            continue  # never ours: not followed, not removed
+        head = path.name.split("-", 1)[0]
+        if head.isdigit():
+            if not pid_running(int(head)):
+                out.append((path, f"process {head} is not running"))
+        elif age_of(path, now) >= grace:
+            out.append((path, f"older than {human_duration(grace)}"))
+    return out
+
+
+def _unused_locks(paths: list[Path], now: float, grace: float) -> list[tuple[Path, str]]:
+    """Lock files not used for `grace` and not held now (flock keeps them), and anything
+    planted where lock files go."""
+    out = []
+    for path in paths:
+        if path.is_symlink() or not path.is_file():
+            # Planted: no run can lock through it. The link itself is removed, never what it
+            # points to.
+            out.append((path, "not a lock file (a folder or a link)"))
+            continue
+        if age_of(path, now) < grace:
+            continue
+        lock = EntryLock(str(path))
+        if not lock.acquire_nowait():
+            continue  # a run is computing this entry right now
+        lock.release()
+        out.append((path, f"lock unused for {human_duration(grace)}"))
+    return out
+
+
 def looks_like_cache(root: Path) -> bool:
     """Whether `root` is missing, empty, or holds only this tool's cache layout:
     <experiment>/<params hash[:16]>/<stage>-<key[:16]>/meta.json, with our "format".
@@ -805,15 +830,23 @@ def looks_like_cache(root: Path) -> bool:
     for experiment in top:
         if not experiment.is_dir(follow_symlinks=False):
             return False
-        try:
-            hashes = list(os.scandir(experiment.path))
-        except OSError:
+        folders = _params_folders(experiment.path)
+        if folders is None:
             return False
-        for folder in hashes:
-            if not (_HASH_DIR.match(folder.name) and folder.is_dir(follow_symlinks=False)):
-                return False
-            sample = sample or folder.path
+        sample = sample or next(iter(folders), None)
     return not top or (sample is not None and _has_our_entry(sample))
+
+
+def _params_folders(experiment: str) -> list[str] | None:
+    """The parameter-set folders of an experiment folder, or None when it holds anything
+    else (or cannot be listed)."""
+    try:
+        folders = list(os.scandir(experiment))
+    except OSError:
+        return None
+    if not all(_HASH_DIR.match(f.name) and f.is_dir(follow_symlinks=False) for f in folders):
+        return None
+    return [f.path for f in folders]
 
 
 def _has_our_entry(params_dir: str) -> bool:

@@ -103,6 +103,22 @@ class NoLock:
         return None
 
 
+def _by_entry_folder(
+    listing: dict[str, dict[str, Any]], wanted: set[str]
+) -> dict[str, dict[str, int]]:
+    """Entry folder (a child of a `wanted` parameter-set folder) -> its files' sizes, by path
+    inside it."""
+    objects: dict[str, dict[str, int]] = {}
+    for name, info in listing.items():
+        folder, _, rest = name.rpartition("/")
+        while folder and folder.rpartition("/")[0] not in wanted:
+            folder, _, head = folder.rpartition("/")
+            rest = f"{head}/{rest}"
+        if folder and info.get("type", "file") == "file":
+            objects.setdefault(folder, {})[rest] = int(info.get("size") or 0)
+    return objects
+
+
 def _mtime(info: dict[str, Any]) -> float:
     for name in ("LastModified", "mtime", "created", "last_modified", "updated"):
         value = info.get(name)
@@ -236,6 +252,18 @@ class FsspecStore:
         wanted = {f.rstrip("/") for f in folders} - self._index_folders
         if not wanted:
             return
+        objects = _by_entry_folder(self._list_experiments(wanted), wanted)
+        data = self._cat_metas(
+            sorted(f"{d}/{META_NAME}" for d, names in objects.items() if META_NAME in names)
+        )
+        for directory, names in objects.items():
+            raw = data.get(f"{directory}/{META_NAME}")
+            meta = parse_meta(raw) if isinstance(raw, (bytes, str)) else None
+            self._index[directory] = (meta, names)
+        self._index_folders |= wanted
+
+    def _list_experiments(self, wanted: set[str]) -> dict[str, dict[str, Any]]:
+        """Everything under the experiment folders of the `wanted` parameter-set folders."""
         listing: dict[str, dict[str, Any]] = {}
         for top in sorted({f.rpartition("/")[0] for f in wanted}):
             self.calls += 1
@@ -245,27 +273,18 @@ class FsspecStore:
                 continue
             except Exception as exc:
                 raise self._error(f"cannot list {self.display(top)}", exc) from None
-        objects: dict[str, dict[str, int]] = {}
-        for name, info in listing.items():
-            folder, _, rest = name.rpartition("/")
-            while folder and folder.rpartition("/")[0] not in wanted:
-                folder, _, head = folder.rpartition("/")
-                rest = f"{head}/{rest}"
-            if folder and info.get("type", "file") == "file":
-                objects.setdefault(folder, {})[rest] = int(info.get("size") or 0)
-        metas = sorted(f"{d}/{META_NAME}" for d, names in objects.items() if META_NAME in names)
-        data: dict[str, Any] = {}
-        if metas:
-            self.calls += 1
-            try:
-                data = self.fs.cat(metas, on_error="return", **self._cat_kw)
-            except Exception as exc:
-                raise self._error(f"cannot read the entries of {self.url}", exc) from None
-        for directory, names in objects.items():
-            raw = data.get(f"{directory}/{META_NAME}")
-            meta = parse_meta(raw) if isinstance(raw, (bytes, str)) else None
-            self._index[directory] = (meta, names)
-        self._index_folders |= wanted
+        return listing
+
+    def _cat_metas(self, metas: list[str]) -> dict[str, Any]:
+        """The `meta.json` files at these paths, read in one batch (failures as exceptions)."""
+        if not metas:
+            return {}
+        self.calls += 1
+        try:
+            data: dict[str, Any] = self.fs.cat(metas, on_error="return", **self._cat_kw)
+        except Exception as exc:
+            raise self._error(f"cannot read the entries of {self.url}", exc) from None
+        return data
 
     def _indexed(self, directory: str) -> bool:
         return directory.rpartition("/")[0] in self._index_folders
@@ -287,18 +306,9 @@ class FsspecStore:
         """The committed entry at `directory` for `key`, or None and why it is unusable
         (`fresh`: ask the store, not what `prefetch` read)."""
         where = f"{self.display(directory)}/{META_NAME}"
-        if not fresh and self._indexed(directory):
-            meta, names = self._index.get(directory) or (None, {})
-            if meta is None:
-                if META_NAME not in names:
-                    return None, None
-                _, damage = self._checked_meta(directory)  # a damaged entry: say how
-                return None, f"damaged metadata {where}: {damage or 'unreadable'}"
-        else:
-            meta, damage = self._checked_meta(directory)
-            if meta is None:
-                return None, (f"damaged metadata {where}: {damage}" if damage else None)
-            names = None
+        meta, names, why = self._lookup_meta(directory, fresh, where)
+        if meta is None:
+            return None, why
         problem = meta_problem(meta, key, outputs, where)
         if problem is not None:
             return None, problem
@@ -310,13 +320,40 @@ class FsspecStore:
         else:
             attempt = str(meta["objects"]) + "/"
             sizes = {n[len(attempt) :]: v for n, v in names.items() if n.startswith(attempt)}
+        problem = self._size_problem(objects, meta, sizes)
+        if problem is not None:
+            return None, problem
+        return Entry(PurePosixPath(directory), meta, mtime=0.0), None
+
+    def _lookup_meta(
+        self, directory: str, fresh: bool, where: str
+    ) -> tuple[dict[str, Any] | None, dict[str, int] | None, str | None]:
+        """The entry's metadata, the names `prefetch` listed in its folder (None when it was
+        read now) and, without metadata, why (None: no entry there)."""
+        if fresh or not self._indexed(directory):
+            meta, damage = self._checked_meta(directory)
+            if meta is None:
+                return None, None, (f"damaged metadata {where}: {damage}" if damage else None)
+            return meta, None, None
+        meta, names = self._index.get(directory) or (None, {})
+        if meta is not None:
+            return meta, names, None
+        if META_NAME not in names:
+            return None, None, None
+        _, damage = self._checked_meta(directory)  # a damaged entry: say how
+        return None, None, f"damaged metadata {where}: {damage or 'unreadable'}"
+
+    def _size_problem(
+        self, objects: str, meta: dict[str, Any], sizes: dict[str, Any]
+    ) -> str | None:
+        """Why the files the metadata lists are not all in `objects` at their size, or None."""
         for _, info in listed_files(meta):
             size = sizes.get(info["path"])
             if size is None:
-                return None, f"{self.display(objects)}/{info['path']} is missing"
+                return f"{self.display(objects)}/{info['path']} is missing"
             if size != info["size"]:
-                return None, f"{self.display(objects)}/{info['path']} has the wrong size"
-        return Entry(PurePosixPath(directory), meta, mtime=0.0), None
+                return f"{self.display(objects)}/{info['path']} has the wrong size"
+        return None
 
     def _stage_dirs(self, stage_prefix: str) -> list[str]:
         directory, _, stage = stage_prefix.rpartition("/")
@@ -655,10 +692,8 @@ class FsspecStore:
         attempts: dict[str, float] = {}
         folders: dict[str, bool] = {}
         for name, info in self._listing().items():
-            parts = name[len(self._root) :].strip("/").split("/")
-            if len(parts) < 4 or any(p.startswith(".") for p in parts):
-                continue
-            if not ENTRY_DIR_NAME.match(parts[2]):
+            parts = self._inside_entry(name)
+            if parts is None:
                 continue
             directory = "/".join([self._root, *parts[:3]])
             has_meta = len(parts) == 4 and parts[3] == META_NAME
@@ -666,22 +701,36 @@ class FsspecStore:
             if len(parts) >= 5 and ATTEMPT.match(parts[3]):
                 folder = f"{directory}/{parts[3]}"
                 attempts[folder] = max(attempts.get(folder, 0.0), _mtime(info))
-        with_meta = sorted(d for d, has in folders.items() if has)
-        named: dict[str, str | None] = {}
-        if with_meta:
-            self.calls += 1
-            try:
-                paths = [f"{d}/{META_NAME}" for d in with_meta]
-                data = self.fs.cat(paths, on_error="return", **self._cat_kw)
-            except Exception as exc:
-                raise self._error(f"cannot read the entries of {self.url}", exc) from None
-            for directory in with_meta:
-                raw = data.get(f"{directory}/{META_NAME}")
-                meta = parse_meta(raw) if isinstance(raw, (bytes, str)) else None
-                attempt = meta.get("objects") if meta else None
-                named[directory] = attempt if isinstance(attempt, str) else None
+        named = self._named_attempts(sorted(d for d, has in folders.items() if has))
         missing = {d for d, has in folders.items() if not has}
         return named, attempts, missing
+
+    def _inside_entry(self, name: str) -> list[str] | None:
+        """The parts of a listed path inside an entry-like folder (experiment, params, entry,
+        then at least one more), or None for anything else (hidden names included)."""
+        parts = name[len(self._root) :].strip("/").split("/")
+        if len(parts) < 4 or any(p.startswith(".") for p in parts):
+            return None
+        return parts if ENTRY_DIR_NAME.match(parts[2]) else None
+
+    def _named_attempts(self, with_meta: list[str]) -> dict[str, str | None]:
+        """Entry folder -> the attempt its `meta.json` names (None when unreadable), all
+        read in one call."""
+        named: dict[str, str | None] = {}
+        if not with_meta:
+            return named
+        self.calls += 1
+        try:
+            paths = [f"{d}/{META_NAME}" for d in with_meta]
+            data = self.fs.cat(paths, on_error="return", **self._cat_kw)
+        except Exception as exc:
+            raise self._error(f"cannot read the entries of {self.url}", exc) from None
+        for directory in with_meta:
+            raw = data.get(f"{directory}/{META_NAME}")
+            meta = parse_meta(raw) if isinstance(raw, (bytes, str)) else None
+            attempt = meta.get("objects") if meta else None
+            named[directory] = attempt if isinstance(attempt, str) else None
+        return named
 
     def orphan_dirs(self) -> list[PurePosixPath]:
         """Entry-like folders without a readable `meta.json` (a writer killed mid-upload,

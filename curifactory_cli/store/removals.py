@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+from curifactory_cli.store.atomic import write_bytes_atomic
 
 LOG_NAME = ".removed-damaged.jsonl"
 MAX_RECORDS = 10_000  # the newest are kept: a line is ~250 bytes
@@ -99,11 +99,4 @@ def _rewrite(root: Path, records: list[dict[str, Any]]) -> None:
         path.unlink(missing_ok=True)
         return
     text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records)
-    # Replaced whole: a reader never sees half of it.
-    fd, tmp = tempfile.mkstemp(dir=root, prefix=f"{LOG_NAME}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    write_bytes_atomic(path, text.encode("utf-8"))  # replaced whole: never read half-written

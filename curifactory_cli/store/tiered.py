@@ -31,7 +31,6 @@ from curifactory_cli.store.entry import (
     INVALIDATED,
     CorruptEntryError,
     Entry,
-    RemoteRef,
     listed_files,
 )
 from curifactory_cli.store.local import (
@@ -42,6 +41,7 @@ from curifactory_cli.store.local import (
     make_staging,
 )
 from curifactory_cli.store.reach import probe
+from curifactory_cli.store.ref import RemoteRef
 from curifactory_cli.store.remote import FsspecStore
 from curifactory_cli.wording import plural
 
@@ -313,27 +313,44 @@ class TieredStore:
         if attempt is None and upload_error is None and here:
             # Written by this machine: upload in batches (one bulk `put`, then concurrent
             # commits) instead of two round trips per stage call.
-            self._uploads.append((final, target, replace))
-            if len(self._uploads) >= UPLOAD_BATCH:
-                self.flush()
+            self._queue_upload(final, target, replace)
             return
         try:
-            if upload_error is not None:
-                raise CacheError(upload_error)
-            if attempt is None:
-                raise CacheError(f"the files of {final} were staged where this process cannot see")
-            if not self.remote.commit(target, meta, attempt, replace):
-                found, _ = self.remote.lookup(target, str(meta.get("key")), list(meta["outputs"]))
-                if found is not None and not here:
-                    self._remote_only[final] = found  # theirs won: load theirs
-                return
-            self._count(self.pushed, meta)
-            if not here:
-                self._remote_only[final] = self.remote.entry_from(target, meta, attempt)
+            self._commit_attempt(final, target, meta, attempt, replace, here, upload_error)
         except CacheError as exc:
             if self.scratch is not None or not here:
                 raise  # the remote is the cache, or the only copy: the entry would be lost
             self._warn(f"{exc.message}; it is cached locally, `curi cache push` uploads it later")
+
+    def _queue_upload(self, final: str, target: str, replace: bool) -> None:
+        self._uploads.append((final, target, replace))
+        if len(self._uploads) >= UPLOAD_BATCH:
+            self.flush()
+
+    def _commit_attempt(
+        self,
+        final: str,
+        target: str,
+        meta: dict[str, Any],
+        attempt: str | None,
+        replace: bool,
+        here: bool,
+        upload_error: str | None,
+    ) -> None:
+        """Commit the attempt folder a job uploaded; when another run committed first, theirs
+        is the entry (and is what a remote-only output loads)."""
+        if upload_error is not None:
+            raise CacheError(upload_error)
+        if attempt is None:
+            raise CacheError(f"the files of {final} were staged where this process cannot see")
+        if not self.remote.commit(target, meta, attempt, replace):
+            found, _ = self.remote.lookup(target, str(meta.get("key")), list(meta["outputs"]))
+            if found is not None and not here:
+                self._remote_only[final] = found  # theirs won: load theirs
+            return
+        self._count(self.pushed, meta)
+        if not here:
+            self._remote_only[final] = self.remote.entry_from(target, meta, attempt)
 
     def flush(self) -> None:
         """Upload and commit the entries this machine published since the last flush."""
@@ -405,19 +422,9 @@ class TieredStore:
             names = dict.fromkeys(claimed.read_text(encoding="utf-8").split("\n"))
         except OSError:
             return
-        entries = []
-        for rel in names:
-            entry = self.local.entry_at(str(self.local.root / rel)) if rel else None
-            if entry is not None and not entry.invalidated:
-                entries.append(entry)
+        entries = self._listed_entries(names)
         try:
-            self.remote.prefetch({self._remote_path(str(e.directory.parent)) for e in entries})
-            items = []
-            for entry in entries:  # what someone else uploaded meanwhile is not sent again
-                target = self._remote_path(str(entry.directory))
-                there, _ = self.remote.lookup(target, entry.key, list(entry.outputs))
-                if there is None:
-                    items.append((str(entry.directory), target, entry.meta, False))
+            items = self._missing_remotely(entries)
             self.remote.upload_many(items)
         except CacheError as exc:
             self._kept += [str(e.directory) for e in entries]
@@ -431,6 +438,29 @@ class TieredStore:
                 self._count(self.pushed, meta)
         finally:
             claimed.unlink(missing_ok=True)
+
+    def _listed_entries(self, names: Iterable[str]) -> list[Entry]:
+        """The valid local entries named (relative to the cache root) in `.unpushed`."""
+        entries = []
+        for rel in names:
+            entry = self.local.entry_at(str(self.local.root / rel)) if rel else None
+            if entry is not None and not entry.invalidated:
+                entries.append(entry)
+        return entries
+
+    def _missing_remotely(
+        self, entries: list[Entry]
+    ) -> list[tuple[str, str, dict[str, Any], bool]]:
+        """Uploads for the entries the remote lacks: what someone else uploaded meanwhile is
+        not sent again."""
+        self.remote.prefetch({self._remote_path(str(e.directory.parent)) for e in entries})
+        items = []
+        for entry in entries:
+            target = self._remote_path(str(entry.directory))
+            there, _ = self.remote.lookup(target, entry.key, list(entry.outputs))
+            if there is None:
+                items.append((str(entry.directory), target, entry.meta, False))
+        return items
 
     # ---------------------------------------------------------------- maintenance
     def mark_invalidated(self, entry: Entry) -> bool:

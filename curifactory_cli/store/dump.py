@@ -18,14 +18,14 @@ import pickle
 import pprint
 import reprlib
 import sys
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from curifactory_cli import cache_index
-from curifactory_cli.cache_index import CacheEntry
 from curifactory_cli.errors import CacheError, ConfigError
+from curifactory_cli.store import index as cache_index
+from curifactory_cli.store.atomic import atomic_path
 from curifactory_cli.store.entry import bytes_match, signature_problem
+from curifactory_cli.store.index import CacheEntry
 
 if TYPE_CHECKING:
     from curifactory_cli.store.local import LocalStore
@@ -170,24 +170,36 @@ def cacher_class(dotted: str, root: Path | None = None) -> type:
             hint="cachers must come from your project or installed packages, not the cache.",
         )
     for i in range(len(parts) - 1, 0, -1):
-        module_name = ".".join(parts[:i])
-        try:
-            obj: Any = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
-                continue  # no such module: the class may be nested one level up
-            raise _import_error(dotted, exc) from None
-        except Exception as exc:
-            raise _import_error(dotted, exc) from None
-        try:
-            for attr in parts[i:]:
-                obj = getattr(obj, attr)
-        except AttributeError as exc:
-            raise _import_error(dotted, exc) from None
+        module = _module_or_none(".".join(parts[:i]), dotted)
+        if module is None:
+            continue  # no such module: the class may be nested one level up
+        obj = _attribute(module, parts[i:], dotted)
         if isinstance(obj, type):
             return obj
         break
     raise _import_error(dotted, None)
+
+
+def _module_or_none(module_name: str, dotted: str) -> Any:
+    """The module, or None when there is no module of that name (an error inside it is an
+    error)."""
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
+            return None
+        raise _import_error(dotted, exc) from None
+    except Exception as exc:
+        raise _import_error(dotted, exc) from None
+
+
+def _attribute(obj: Any, path: list[str], dotted: str) -> Any:
+    try:
+        for attr in path:
+            obj = getattr(obj, attr)
+    except AttributeError as exc:
+        raise _import_error(dotted, exc) from None
+    return obj
 
 
 def _import_error(dotted: str, exc: BaseException | None) -> CacheError:
@@ -246,9 +258,9 @@ def as_frame(obj: Any) -> Any:
 
 
 def is_json(obj: Any) -> bool:
-    from curifactory_cli.caching import _json_problem
+    from curifactory_cli.cacher_support import json_problem
 
-    return _json_problem(obj) is None
+    return json_problem(obj) is None
 
 
 def type_name(obj: Any) -> str:
@@ -292,10 +304,13 @@ def _split(part: Any) -> dict[str, Any]:
 
 def preview_cells(part: Any) -> list[list[str]]:
     """Rows of display strings, the index first (floats to 6 significant digits)."""
-    return [[_cell(i), *(_cell(v) for v in row)] for i, row in zip(part.index, part.to_numpy())]
+    return [
+        [display_cell(i), *(display_cell(v) for v in row)]
+        for i, row in zip(part.index, part.to_numpy())
+    ]
 
 
-def _cell(value: Any) -> str:
+def display_cell(value: Any) -> str:
     if isinstance(value, float) or type(value).__name__.startswith("float"):
         return f"{float(value):.6g}"
     return str(value)
@@ -331,42 +346,11 @@ def _truncate(text: str) -> tuple[str, int]:
     return text, cut
 
 
-# ------------------------------------------------------------------------- one stage, many sets
-def set_table(values: list[tuple[str, Any]], output: str) -> list[tuple[str, dict]] | None:
-    """One row per parameter set (`values`: set name, loaded value) when every value is a JSON
-    mapping or scalar: the mapping's values (nested ones as `a.b`), or the scalar under the
-    output's name. None when a value is anything else (a DataFrame, an array, a list): those
-    do not fit a row."""
-    from curifactory_cli.run_params import flat_values
-
-    rows = []
-    for name, value in values:
-        if isinstance(value, dict) and is_json(value):
-            rows.append((name, flat_values({str(k): v for k, v in value.items()})))
-        elif value is None or isinstance(value, (bool, int, float, str)):
-            rows.append((name, {output: value}))
-        else:
-            return None
-    return rows
-
-
-def table_cells(table: list[tuple[str, dict]]) -> tuple[list[str], list[list[str]]]:
-    """Columns (`set`, then every key in first-seen order) and display cells of a table."""
-    keys = list(dict.fromkeys(k for _, row in table for k in row))
-    cells = [[name, *(_json_cell(row[k]) if k in row else "" for k in keys)] for name, row in table]
-    return ["set", *keys], cells
-
-
-def _json_cell(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, float):
-        return _cell(value)
-    return json.dumps(value, ensure_ascii=False)
-
-
 def export_table(
-    values: list[tuple[str, Any]], table: list[tuple[str, dict]], target: Path, force: bool
+    values: list[tuple[str, Any]],
+    table: list[tuple[str, dict[str, Any]]],
+    target: Path,
+    force: bool,
 ) -> str:
     """A stage's output over parameter sets, written as .csv (the table: a header, then a row
     per set, full precision) or .json (a list of {"set", "value"}, values as cached)."""
@@ -490,17 +474,10 @@ def _write_atomically(target: Path, write: Any) -> None:
     directory = target.parent if str(target.parent) else Path(".")
     if not directory.is_dir():
         raise ConfigError(f"cannot write {target}: folder {directory} does not exist")
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{target.name}-", suffix=".tmp")
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
     try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; a plain file would not be
-        os.replace(tmp, target)
+        with atomic_path(target) as tmp:
+            write(tmp)
     except OSError as exc:
         raise ConfigError(f"cannot write {target}: {exc.strerror or exc}") from None
     except Exception as exc:  # the library writing the format refused the value
         raise ConfigError(f"cannot write {target}: {type(exc).__name__}: {exc}") from None
-    finally:
-        Path(tmp).unlink(missing_ok=True)

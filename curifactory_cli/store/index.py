@@ -2,7 +2,7 @@
 lineage, garbage and totals.
 
 Only metadata (and, to verify them, the bytes of cached files) is read: no artifact is loaded
-and no user code is imported here. Loading an output is `cache_dump`'s job; reading, writing
+and no user code is imported here. Loading an output is `store.dump`'s job; reading, writing
 and deleting are the store's.
 """
 
@@ -44,19 +44,20 @@ def select(
 ) -> list[CacheEntry]:
     """Entries matching every given filter (`params` matches a set name or a hash prefix; a
     set named `params` wins over hash prefixes: `-p b` is set b, not hashes starting with b)."""
-    out = []
-    wanted = experiment_name(experiment) if experiment else None
-    for entry in entries:
-        if wanted and entry.experiment != wanted:
-            continue
-        if stage and entry.stage != stage:
-            continue
-        if params and entry.params_name != params and not entry.params_hash.startswith(params):
-            continue
-        out.append(entry)
-    if params and any(e.params_name == params for e in out):
-        out = [e for e in out if e.params_name == params]
+    out = list(entries)
+    if experiment:
+        wanted = experiment_name(experiment)
+        out = [e for e in out if e.experiment == wanted]
+    if stage:
+        out = [e for e in out if e.stage == stage]
+    if params:
+        out = _by_params(out, params)
     return out
+
+
+def _by_params(entries: list[CacheEntry], params: str) -> list[CacheEntry]:
+    named = [e for e in entries if e.params_name == params]
+    return named or [e for e in entries if e.params_hash.startswith(params)]
 
 
 def experiment_name(text: str) -> str:
@@ -178,22 +179,7 @@ def resolve_entry(entries: list[CacheEntry], ident: str, root: Path) -> CacheEnt
     if "/" in text or os.sep in text:
         matches = _by_path(entries, text, root)
     else:
-        named = ENTRY_DIR_NAME.match(text)
-        if named:
-            text = named["key"]
-            entries = [e for e in entries if e.stage == named["stage"]]
-        text = text.lower()
-        if not _HEX.match(text):
-            raise ConfigError(
-                f"{ident!r} is not a cache entry id",
-                hint="entry ids are the hex ids in the first column of `curi cache ls`.",
-            )
-        if len(text) < MIN_ID_LENGTH:
-            raise ConfigError(
-                f"entry id {ident!r} is too short",
-                hint=f"give at least {MIN_ID_LENGTH} characters of the id `curi cache ls` prints.",
-            )
-        matches = [e for e in entries if e.key.startswith(text)]
+        matches = _by_id(entries, text, ident)
     if len(matches) == 1:
         return matches[0]
     if not matches:
@@ -207,6 +193,26 @@ def resolve_entry(entries: list[CacheEntry], ident: str, root: Path) -> CacheEnt
         f"entry id {ident!r} is ambiguous: it matches {len(matches)} entries",
         hint=f"candidates: {shown}{more}. Give more characters or filter with -e/-s/-p.",
     )
+
+
+def _by_id(entries: list[CacheEntry], text: str, ident: str) -> list[CacheEntry]:
+    """Entries whose key starts with `text` (a hex id, or a folder name `<stage>-<key16>`)."""
+    named = ENTRY_DIR_NAME.match(text)
+    if named:
+        text = named["key"]
+        entries = [e for e in entries if e.stage == named["stage"]]
+    text = text.lower()
+    if not _HEX.match(text):
+        raise ConfigError(
+            f"{ident!r} is not a cache entry id",
+            hint="entry ids are the hex ids in the first column of `curi cache ls`.",
+        )
+    if len(text) < MIN_ID_LENGTH:
+        raise ConfigError(
+            f"entry id {ident!r} is too short",
+            hint=f"give at least {MIN_ID_LENGTH} characters of the id `curi cache ls` prints.",
+        )
+    return [e for e in entries if e.key.startswith(text)]
 
 
 def is_entry_ref(text: str) -> bool:
