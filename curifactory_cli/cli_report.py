@@ -4,6 +4,7 @@ or serve the reports folder on 127.0.0.1."""
 from __future__ import annotations
 
 import functools
+import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -64,9 +65,11 @@ def report_command(
                 hint="`curi run EXPERIMENT PARAMS` writes one for every run.",
             )
         run = runs.get_run(reference or listed[0]["reference"])
-        items = report.items_from_cache(run, warnings)
-        logs = read_log(log_path(path, run["reference"]))
-        page = report.write_run_report(root, run, items, warnings, logs)
+        store = _url_store(root, str(run.get("cache_dir") or ""))
+        with tempfile.TemporaryDirectory(prefix="curi-report-") as scratch:
+            items = report.items_from_cache(run, warnings, store, Path(scratch))
+            logs = read_log(log_path(path, run["reference"]))
+            page = report.write_run_report(root, run, items, warnings, logs)
         index = report.update_index(root, listed)
     except OSError as exc:
         raise fail(
@@ -131,3 +134,16 @@ def _serve(folder: Path, port: int, page: str) -> None:
         pass
     finally:
         server.server_close()
+
+
+def _url_store(root: Path, cache: str) -> Any:
+    """The run's store when its cache is at a URL (`--cache s3://...`), opened with the
+    project's storage options; None for a local folder, read in place."""
+    from curifactory_cli.config import load_settings
+    from curifactory_cli.store import is_url
+    from curifactory_cli.store.remote import FsspecStore
+
+    if not is_url(cache):
+        return None
+    options = load_settings(root).get("storage_options")
+    return FsspecStore(cache, dry=True, storage_options=options)  # read only

@@ -452,3 +452,28 @@ def test_the_run_and_curi_report_build_the_same_page(reported, cli):
     (link,) = re.findall(r'<a href="([^"]+/rows\.txt)">', rebuilt)
     assert (page.parent / link).read_text() == "7 rows"  # its file is in the rebuilt report
     assert run_data(page) == written_data  # the same calls, outcomes and timings
+
+
+@pytest.fixture(params=["memory", "s3"])
+def url_cache(request, reported):
+    """A cache at a URL: fsspec's in-memory filesystem, or a bucket on moto's S3."""
+    if request.param == "memory":
+        pytest.importorskip("fsspec")
+        return f"memory://reports-{reported.root.name}/cache"
+    return request.getfixturevalue("bucket")
+
+
+def test_a_report_rebuilt_for_a_run_cached_at_a_url_keeps_its_reportables(url_cache, cli):
+    """`curi report` reads the entries of a run cached at a URL through its store, as the
+    run did: the rebuilt page has every reportable kept in the cache (`score` has no
+    cachers: its reportable lived in the run's memory only)."""
+    result = cli("run", "rep", "p", "--cache", url_cache, "--json")
+    assert result.exit_code == 0, result.output
+    page = Path(json.loads(result.stdout)["report"])
+    written = titles(page)
+    assert len(written) == 7
+    page.unlink()
+    rebuilt = cli("report", "--json")
+    assert rebuilt.exit_code == 0, rebuilt.output
+    assert json.loads(rebuilt.stdout)["warnings"] == []
+    assert titles(page) == [t for t in written if not t.endswith("_score_score")]

@@ -21,8 +21,9 @@ import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from curifactory_cli.errors import CurifactoryError
 from curifactory_cli.report import page
 from curifactory_cli.report.layout import graph_svg, stage_summary
 from curifactory_cli.report.logs import logs_html
@@ -35,6 +36,9 @@ from curifactory_cli.store.entry import (
     safe_rel,
     signature_problem,
 )
+
+if TYPE_CHECKING:
+    from curifactory_cli.store.base import Store
 
 REPORTS_DIR = "reports"
 LATEST = "_latest"
@@ -63,24 +67,56 @@ def items_from_records(records: Iterable[Any]) -> list[Item]:
     ]
 
 
-def items_from_cache(run: dict[str, Any], warnings: list[str]) -> list[Item]:
-    """The reportables kept in the cache entries of a run's stage calls (for a rebuild)."""
-    cache = Path(run.get("cache_dir") or "")
-    items: list[Item] = []
-    seen: set[str] = set()
+def items_from_cache(
+    run: dict[str, Any],
+    warnings: list[str],
+    store: Store | None = None,
+    scratch: Path | None = None,
+) -> list[Item]:
+    """The reportables kept in the cache entries of a run's stage calls (for a rebuild).
+
+    A local cache is read in place. A cache at a URL is read through its `store`: the
+    run's entries are found in one listing and downloaded (each file verified against its
+    checksum) into `scratch`, a folder the caller keeps until the report is written."""
+    calls: dict[str, dict[str, Any]] = {}
     for call in run.get("stages") or ():
         rel = safe_rel(call.get("entry"))
-        if rel is None or rel in seen:
-            continue
-        seen.add(rel)
-        directory = cache / rel
+        if rel is not None:
+            calls.setdefault(rel, call)
+    if store is not None and scratch is not None:
+        cache = scratch
+        _download(store, calls, scratch, warnings)
+    else:
+        cache = Path(run.get("cache_dir") or "")
+    items: list[Item] = []
+    for rel, call in calls.items():
         try:
-            loaded = _entry_reportables(directory)
+            loaded = _entry_reportables(cache / rel)
         except (OSError, ValueError) as exc:
             warnings.append(f"{call['stage']} [{call['record']}]: reportables not read: {exc}")
             continue
         items += [Item(call["record"], call["stage"], r) for r in loaded]
     return items
+
+
+def _download(
+    store: Store, calls: dict[str, dict[str, Any]], scratch: Path, warnings: list[str]
+) -> None:
+    """The entries of `calls` that carry reportables, from `store` into `scratch`."""
+    namespaces = {rel.split("/", 1)[0] for rel in calls}
+    for namespace in sorted(namespaces):
+        for entry in store.entries(namespace):
+            rel = entry.rel(store.root)
+            call = calls.get(rel)
+            if call is None or entry.key != call.get("key"):
+                continue
+            if not any(f.get("path") == INDEX for f in entry.meta.get("extra_files") or ()):
+                continue  # no reportables: nothing to download
+            try:
+                store.export(entry, scratch / rel)
+            except (OSError, CurifactoryError) as exc:
+                said = getattr(exc, "message", None) or exc
+                warnings.append(f"{call['stage']} [{call['record']}]: reportables not read: {said}")
 
 
 def _read_regular(path: Path) -> bytes:
