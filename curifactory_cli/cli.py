@@ -50,7 +50,7 @@ app = typer.Typer(
 
 def _print_version(value: bool) -> None:
     if value:
-        from curifactory_cli import __version__
+        from curifactory_cli._version import __version__
 
         console.print(f"curi {__version__}")
         raise typer.Exit()

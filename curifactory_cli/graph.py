@@ -10,12 +10,13 @@ import enum
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from curifactory_cli.protocols import RecordLike as Record
+from curifactory_cli.protocols import StageLike as StageSpec
+
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Iterable, Iterator, Mapping, Sequence
 
     from curifactory_cli.caching import Cacheable, Lazy
-    from curifactory_cli.record import Record
-    from curifactory_cli.staging import StageSpec
 
 
 class Outcome(str, enum.Enum):
@@ -59,7 +60,7 @@ class Node:
     stage: StageSpec
     record: Record
     inputs: dict[str, OutputRef | Any]  # input name -> producing artifact, or a kwarg value
-    aggregate_inputs: dict[str, list[tuple[Record, OutputRef]]]
+    aggregate_inputs: Mapping[str, Sequence[tuple[Record, OutputRef]]]
     kwargs: dict[str, Any]
     outputs: list[OutputRef] = field(default_factory=list)
     cacher_templates: list[type[Cacheable] | Cacheable] | None = None

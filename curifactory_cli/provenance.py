@@ -38,7 +38,7 @@ def git_info(root: str) -> dict[str, Any]:
 
 def library_versions() -> dict[str, str]:
     """Python, this package, and every installed distribution this process has imported."""
-    from curifactory_cli import __version__
+    from curifactory_cli._version import __version__
 
     return {
         "python": platform.python_version(),

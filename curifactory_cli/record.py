@@ -234,7 +234,7 @@ class Record:
         if self._staging is None:
             msg = "record.get_path() can only be used inside a stage that has cachers"
             raise CacheError(msg, hint="call it from the stage body, or add cachers to the stage.")
-        from curifactory_cli.staging import check_name
+        from curifactory_cli.names import check_name
 
         running = self._current_stage() or "?"
         if stage_name is not None and stage_name != running:

@@ -38,7 +38,7 @@ from curifactory_cli.wording import plural
 if TYPE_CHECKING:
     from curifactory_cli.params import ParamSet
     from curifactory_cli.registry import RunRegistry
-    from curifactory_cli.runner import RunResult
+    from curifactory_cli.run_types import RunResult
 
 RUNS_DIR = Path("data") / "runs"
 SOURCE_FILE = "experiment.py"

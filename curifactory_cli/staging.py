@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import re
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,24 +24,11 @@ from curifactory_cli.errors import (
     MissingInputError,
 )
 from curifactory_cli.graph import Node, OutputRef
+from curifactory_cli.names import check_name
 from curifactory_cli.record import Record
 
 if TYPE_CHECKING:
     from curifactory_cli.record import ArtifactManager
-
-# Letters of any script (a stage may be called `étape`), digits, '_', '-', '.'.
-_NAME_RE = re.compile(r"^\w[\w.\-]{0,99}$")
-
-
-def check_name(name: str, what: str, stage: str) -> None:
-    """Reject names that could escape the cache directory or confuse the layout."""
-    if not isinstance(name, str) or not _NAME_RE.match(name) or ".." in name:
-        msg = f"stage {stage!r}: invalid {what} name {name!r}"
-        raise GraphError(
-            msg,
-            hint="use letters (of any alphabet), digits, '_', '-' and '.', not starting with '.' "
-            "and without '..', spaces or path separators (at most 100 characters).",
-        )
 
 
 @dataclass(eq=False)

@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from typing import Any
 
 from curifactory_cli.errors import ConfigError
@@ -27,14 +28,14 @@ class FileDigests:
         self._changed = False
         self._runs: dict[tuple[str, ...], dict[str, str]] = {}  # once per run and patterns
 
-    def digests(self, patterns: list[str], stage: str) -> dict[str, str]:
+    def digests(self, patterns: Sequence[str], stage: str) -> dict[str, str]:
         """Relative path -> sha256 of every file the patterns name."""
         done = self._runs.get(tuple(patterns))
         if done is None:
             done = self._runs[tuple(patterns)] = self._digests(patterns, stage)
         return done
 
-    def _digests(self, patterns: list[str], stage: str) -> dict[str, str]:
+    def _digests(self, patterns: Sequence[str], stage: str) -> dict[str, str]:
         import glob
 
         out: dict[str, str] = {}

@@ -708,9 +708,8 @@ def _pickle_globals(data: bytes) -> set[tuple[str, str]]:
 
 def format_user_traceback(exc: BaseException) -> str:
     """The user's traceback with this package's frames removed."""
-    import curifactory_cli
-
-    package_dir = curifactory_cli.__path__[0]
+    # This package's folder (the folder above this module's engine/ folder).
+    package_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     tb = traceback.extract_tb(exc.__traceback__)
     frames = [f for f in tb if not f.filename.startswith((package_dir, "<frozen importlib"))]
     lines = ["Traceback (most recent call last):\n", *traceback.format_list(frames)]
