@@ -11,6 +11,7 @@ import contextlib
 import gc
 import os
 import sys
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -100,6 +101,41 @@ LazyOpt = Annotated[bool, typer.Option("--lazy", help="Treat every output as Laz
 IgnoreLazyOpt = Annotated[bool, typer.Option("--ignore-lazy", help="Keep Lazy outputs in memory.")]
 
 
+@dataclass(frozen=True)
+class _Given:
+    """What `run` and `plan` were given, by parameter name: made from the parsed parameters,
+    so a parameter these fields do not name (or a misspelt field) fails at once instead of
+    reading as None."""
+
+    experiment: str
+    params: list[str] | None = None
+    names: list[str] | None = None
+    indices: list[str] | None = None
+    sets: list[str] | None = None
+    overwrite: bool = False
+    overwrite_stage: list[str] | None = None
+    dry: bool = False
+    cache: str | None = None
+    remote: str | None = None
+    no_remote: bool = False
+    lazy: bool = False
+    ignore_lazy: bool = False
+    plan: bool = False
+    notes: str | None = None
+    store_full: bool = False
+    no_report: bool = False
+    keep_going: bool = False
+    lock_timeout: float | None = None
+    strict: bool = False
+    dry_cache: bool = False
+    workers: str | None = None
+    executor: str | None = None
+    scheduler: str | None = None
+    no_progress: bool = False
+    quiet: bool = False
+    as_json: bool = False
+
+
 def _options(ctx: typer.Context) -> RunOptions:
     """RunOptions from the parsed command line (`run` and `plan` share the selection options).
     The project is the nearest folder at or above the current one that is a project; paths on
@@ -107,41 +143,40 @@ def _options(ctx: typer.Context) -> RunOptions:
     from curifactory_cli.discovery import project_root
     from curifactory_cli.runner import RunOptions
 
-    given = ctx.params
-    cache = given.get("cache")
+    given = _Given(**ctx.params)
     return RunOptions(
-        experiment=given["experiment"],
+        experiment=given.experiment,
         root=str(project_root()),
-        params=tuple(given.get("params") or ()),
-        names=tuple(given.get("names") or ()),
-        indices=tuple(given.get("indices") or ()),
-        overrides=tuple(given.get("sets") or ()),
-        overwrite=bool(given.get("overwrite")),
-        overwrite_stages=tuple(given.get("overwrite_stage") or ()),
-        dry=bool(given.get("dry")),
-        cache_dir=str(cache) if cache else None,
+        params=tuple(given.params or ()),
+        names=tuple(given.names or ()),
+        indices=tuple(given.indices or ()),
+        overrides=tuple(given.sets or ()),
+        overwrite=given.overwrite,
+        overwrite_stages=tuple(given.overwrite_stage or ()),
+        dry=given.dry,
+        cache_dir=str(given.cache) if given.cache else None,
         remote=_remote(given),
-        lazy=bool(given.get("lazy")),
-        ignore_lazy=bool(given.get("ignore_lazy")),
-        notes=given.get("notes"),
-        store_full=bool(given.get("store_full")),
-        report=not given.get("no_report"),
-        dry_cache=bool(given.get("dry_cache")),
-        keep_going=bool(given.get("keep_going")),
-        strict=bool(given.get("strict")),
-        lock_timeout=given.get("lock_timeout"),
-        workers=given.get("workers"),
-        executor=given.get("executor"),
-        scheduler=given.get("scheduler"),
+        lazy=given.lazy,
+        ignore_lazy=given.ignore_lazy,
+        notes=given.notes,
+        store_full=given.store_full,
+        report=not given.no_report,
+        dry_cache=given.dry_cache,
+        keep_going=given.keep_going,
+        strict=given.strict,
+        lock_timeout=given.lock_timeout,
+        workers=given.workers,
+        executor=given.executor,
+        scheduler=given.scheduler,
         command=_command_line(ctx),
     )
 
 
-def _remote(given: dict) -> str | None:
+def _remote(given: _Given) -> str | None:
     """--remote URL, or "" for --no-remote (the settings then leave the remote out)."""
-    if not given.get("no_remote"):
-        return given.get("remote")
-    if given.get("remote"):
+    if not given.no_remote:
+        return given.remote
+    if given.remote:
         raise fail(
             ConfigError("--remote and --no-remote contradict each other", hint="give one of them.")
         )
