@@ -256,8 +256,9 @@ def runs_reproduce(
     as stored by --store-full, against its stored artifacts, read-only. Nothing executes when
     they hold everything (only uncached leaf stages run). Recorded as a run of its own."""
     from curifactory_cli import discovery, runstore
+    from curifactory_cli.param_selection import load_param_sets
     from curifactory_cli.registry import RunRegistry, registry_path
-    from curifactory_cli.runner import RunOptions, load_param_sets
+    from curifactory_cli.runner import RunOptions
 
     root = discovery.project_root()
     path = registry_path(root)

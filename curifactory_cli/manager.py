@@ -26,7 +26,7 @@ from curifactory_cli.events import Warned
 from curifactory_cli.graph import Node, Outcome
 from curifactory_cli.provenance import process_command, script_command
 from curifactory_cli.record import Record
-from curifactory_cli.runner import stage_row, transfer_counts
+from curifactory_cli.run_rows import stage_row, transfer_counts
 
 __all__ = ["ArtifactManager", "Record"]
 

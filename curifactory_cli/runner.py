@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import datetime as dt
-import functools
 import inspect
 import os
-import signal
-import threading
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -27,23 +21,17 @@ from curifactory_cli.errors import (
     ConfigError,
     CurifactoryError,
     GraphError,
-    ParamsError,
     RunFunctionError,
     StageError,
-    Terminated,
     close_matches_hint,
 )
 from curifactory_cli.events import NullReporter, RunFinished, RunStarted, Warned
 from curifactory_cli.fingerprint import CodeFingerprinter
 from curifactory_cli.graph import Graph, Node, Outcome
+from curifactory_cli.param_selection import load_param_sets
 from curifactory_cli.params import (
-    ExperimentParameters,
-    OverrideUse,
     ParamSet,
     display_values,
-    load_yaml_sets,
-    parse_override,
-    sets_from_objects,
 )
 from curifactory_cli.provenance import (
     curi_run_line,
@@ -55,12 +43,13 @@ from curifactory_cli.provenance import (
 )
 from curifactory_cli.record import ArtifactManager
 from curifactory_cli.registry import RunRegistry, registry_path
+from curifactory_cli.run_rows import param_files, stage_row, transfer_counts
 from curifactory_cli.run_types import RunOptions, RunResult
 from curifactory_cli.runlog import RunLog, log_path, read_log
-from curifactory_cli.store.entry import has_control_characters
+from curifactory_cli.signals import signals_deferred, terminate_as_interrupt
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable
     from types import ModuleType
 
     from curifactory_cli.engine.executors import Executor, Starting
@@ -69,186 +58,6 @@ if TYPE_CHECKING:
     from curifactory_cli.store.base import Store
 
 DEFAULT_CACHE = Path("data") / "cache"
-
-
-# ---------------------------------------------------------------------------------- selection
-def parse_indices(specs: tuple[str, ...]) -> set[int]:
-    """`--indices 0-2,5` -> {0, 1, 5}: `A-B` is A up to but excluding B, as in Curifactory."""
-    out: set[int] = set()
-    for spec in specs:
-        for part in spec.split(","):
-            part = part.strip()
-            try:
-                if "-" in part:
-                    low, high = (int(x) for x in part.split("-", 1))
-                    if high <= low:
-                        raise ValueError
-                    out.update(range(low, high))
-                else:
-                    out.add(int(part))
-            except ValueError:
-                raise ConfigError(
-                    f"--indices {spec!r}: expected numbers or ranges like 0-3 (3 excluded)",
-                    hint="e.g. --indices 0-2,5",
-                ) from None
-    return out
-
-
-def find_params_class(module: ModuleType) -> type | None:
-    """The ExperimentParameters subclass the experiment uses, if it defines or imports one.
-
-    `PARAMS_CLASS = MyParams` in the module decides; otherwise the one subclass in view (one
-    defined in the module itself wins over imported ones).
-    """
-    explicit = getattr(module, "PARAMS_CLASS", None)
-    if explicit is not None:
-        return explicit
-    found = [
-        value
-        for value in vars(module).values()
-        if inspect.isclass(value)
-        and issubclass(value, ExperimentParameters)
-        and value is not ExperimentParameters
-        and dataclasses.is_dataclass(value)
-    ]
-    own = [c for c in found if c.__module__ == module.__name__]
-    candidates = own or found
-    if len(candidates) > 1:
-        names = ", ".join(sorted(c.__name__ for c in candidates))
-        raise ParamsError(
-            f"experiment {module.__name__} has several parameter classes ({names})",
-            hint="set `PARAMS_CLASS = MyParams` in the experiment module.",
-        )
-    return candidates[0] if candidates else None
-
-
-def load_param_sets(
-    root: Path,
-    module: ModuleType,
-    options: RunOptions,
-    warn: Callable[[str], None] | None = None,
-) -> list[ParamSet]:
-    """The selected parameter sets, `--set` applied; `warn` hears about suspicious options."""
-    overrides = [parse_override(text) for text in options.overrides]
-    uses = OverrideUse([key for key, _ in overrides])
-    params_class = find_params_class(module)
-    sources: list[list[ParamSet]] = []
-    specs = list(options.params)
-    if not specs:
-        if callable(getattr(module, "get_params", None)):
-            sources.append(
-                _sets_from_get_params(
-                    module, f"experiments/{options.experiment}.py", overrides, uses
-                )
-            )
-        else:
-            try:
-                specs = [str(discovery.resolve_param_file(root, options.experiment))]
-            except CurifactoryError:
-                raise ConfigError(
-                    f"no parameters given for experiment {options.experiment!r}",
-                    hint=f"pass a file: `curi run {options.experiment} params/FILE.yaml`, or "
-                    "define get_params() in the experiment.",
-                ) from None
-    for spec in specs:
-        path = _display_path(discovery.resolve_param_file(root, spec))
-        if path.suffix == ".py":
-            param_module = discovery.import_param_module(root, path)
-            sources.append(_sets_from_get_params(param_module, str(path), overrides, uses))
-        else:
-            sources.append(load_yaml_sets(path, params_class, overrides, uses))
-    _check_overrides(uses, options.strict, warn)
-    indices = parse_indices(options.indices) if options.indices else None
-    if indices:
-        _check_indices(indices, sources)
-    selected: list[ParamSet] = []
-    for sets in sources:
-        for position, param_set in enumerate(sets):
-            if indices is not None and position not in indices:
-                continue
-            selected.append(param_set)
-    if options.names:
-        available = [p.name for p in selected]
-        for name in options.names:
-            if name not in available:
-                raise ParamsError(
-                    f"--names {name!r}: no parameter set of that name",
-                    hint=close_matches_hint(name, available, "sets", "see the parameter file"),
-                )
-        selected = [p for p in selected if p.name in set(options.names)]
-    if not selected:
-        raise ParamsError("no parameter sets selected", hint="check --names and --indices.")
-    names = Counter(p.name for p in selected)
-    duplicates = [n for n, count in names.items() if count > 1]
-    if duplicates:
-        raise ParamsError(
-            f"parameter set name {duplicates[0]!r} appears in more than one file",
-            hint="set names must be unique within a run; rename one of them.",
-        )
-    for param_set in selected:
-        if has_control_characters(param_set.name):
-            raise ParamsError(
-                f"{param_set.source}: parameter set name {param_set.name!r} contains control "
-                "characters",
-                hint="names are shown in terminals and reports: use printable characters.",
-            )
-        param_set.hash  # noqa: B018 - hash now, so a bad value fails before any stage runs
-    return selected
-
-
-def _check_overrides(uses: OverrideUse, strict: bool, warn: Callable[[str], None] | None) -> None:
-    """A --set key that no set has would be added to every set: a typo that recomputes
-    everything (untyped parameters) while the code never reads the value."""
-    for key in uses.unmatched():
-        message = f"--set {key}: no parameter set has a parameter {key!r}"
-        if strict:
-            raise ParamsError(
-                message, hint=f"{uses.hint(key)} (without --strict it is added to every set)."
-            )
-        if warn is not None:
-            warn(
-                f"{message}; it is added to every set, which changes their hashes "
-                f"({uses.hint(key)}; --strict makes this an error)"
-            )
-
-
-def _check_indices(indices: set[int], sources: list[list[ParamSet]]) -> None:
-    """An index past the end of every file would silently select nothing for it."""
-    largest = max(len(sets) for sets in sources)
-    beyond = sorted(i for i in indices if i >= largest)
-    if not beyond:
-        return
-    counts = ", ".join(f"{sets[0].source} has {len(sets)}" for sets in sources if sets)
-    raise ConfigError(
-        f"--indices {beyond[0]} selects no parameter sets: out of range ({counts})",
-        hint=f"--indices counts from 0 within each file: use 0 to {largest - 1} "
-        "(`A-B` excludes B).",
-    )
-
-
-def _display_path(path: Path) -> Path:
-    """Relative to the working directory when inside it, so messages read like the command."""
-    try:
-        return path.resolve().relative_to(Path.cwd().resolve())
-    except ValueError:
-        return path
-
-
-def _sets_from_get_params(
-    module: ModuleType,
-    source: str,
-    overrides: list[tuple[str, Any]],
-    uses: OverrideUse | None = None,
-) -> list[ParamSet]:
-    from curifactory_cli.errors import ExperimentImportError
-
-    try:
-        objects = module.get_params()
-    except Exception as exc:
-        raise ExperimentImportError(
-            f"{source}: get_params() raised {type(exc).__name__}: {exc}", exc
-        ) from exc
-    return sets_from_objects(objects, source, overrides, uses)
 
 
 # ---------------------------------------------------------------------------------- running
@@ -548,7 +357,7 @@ class _Run:
             # process's own command, and the `curi run` line that does the same.
             command=list(options.command) or process_command(),
             reproduce=None if options.command else curi_run_line(options),
-            param_files=_param_files(param_sets),
+            param_files=param_files(param_sets),
             param_sets=[
                 {
                     "name": p.name,
@@ -743,50 +552,6 @@ def _make_runner(prepared: Prepared, starting: Starting) -> JobRunner:
     return starting.runner(context)
 
 
-@contextlib.contextmanager
-def terminate_as_interrupt() -> Iterator[None]:
-    """SIGTERM (a CI timeout, `kill`) stops the run as Ctrl-C does, with its own exit code."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        raise Terminated
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-@contextlib.contextmanager
-def signals_deferred() -> Iterator[None]:
-    """While a run records how it ended, Ctrl-C and SIGTERM wait until that is written (a run
-    stopped halfway would stay 'running'); then they stop the process as usual. A second
-    signal stops at once."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    pending: list[KeyboardInterrupt] = []
-
-    def handler(signum: int, frame: Any) -> None:
-        stop = Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
-        if pending:
-            raise stop
-        pending.append(stop)
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, action in previous.items():
-            # None: a handler installed outside Python (an embedding host), not restorable.
-            signal.signal(sig, signal.SIG_DFL if action is None else action)
-    if pending:
-        raise pending[0]
-
-
 def _crash_text(crash: BaseException | None) -> str | None:
     """What to record as the error of a run stopped by something other than a stage."""
     if crash is None or isinstance(crash, KeyboardInterrupt):
@@ -809,13 +574,6 @@ def _execute(scheduler: Scheduler, result: RunResult) -> None:
         if result.failed_node is None:
             raise
         result.error = exc
-
-
-def _param_files(param_sets: list[ParamSet]) -> list[dict[str, Any]]:
-    files: dict[str, list[dict[str, str]]] = {}
-    for p in param_sets:
-        files.setdefault(p.source, []).append({"name": p.name, "hash": p.hash})
-    return [{"path": path, "sets": sets} for path, sets in files.items()]
 
 
 def _finish(
@@ -841,50 +599,6 @@ def _finish(
         versions=merge_versions(library_versions(), (n.versions for n in result.graph.nodes)),
     )
     return stages
-
-
-def transfer_counts(remote: dict[str, Any] | None) -> dict[str, int]:
-    """What came from (and went to) a remote tier, as the registry's counts keep it."""
-    if remote is None:
-        return {}
-    out = {}
-    for way in ("pulled", "pushed"):
-        out[way] = remote[way]["entries"]
-        out[f"{way}_bytes"] = remote[way]["bytes"]
-    return out
-
-
-def stage_row(node: Node, cache: Path | str) -> dict[str, Any]:
-    """A stage call as the registry records it (and the report draws it)."""
-    upstream = node.upstream()
-    if len(upstream) == 1:  # most calls: no set to build
-        inputs = [upstream[0].node.index]
-    else:
-        inputs = sorted({ref.node.index for ref in upstream})
-    return {
-        "stage": node.stage.name,
-        "record": node.record.name,
-        "outcome": (node.outcome or Outcome.SKIPPED).value,
-        "reason": node.reason,
-        "seconds": round(node.seconds, 4),
-        "key": node.key,
-        "entry": _relative(node.entry_dir, _prefix(cache)),
-        "inputs": inputs,
-        "aggregate": node.stage.is_aggregate,
-    }
-
-
-@functools.lru_cache(maxsize=8)
-def _prefix(root: Path | str) -> str:
-    return str(root).rstrip(os.sep) + os.sep  # string work: a Path per row is 30 us
-
-
-def _relative(path: str | None, prefix: str) -> str | None:
-    if not path:
-        return None
-    if path.startswith(prefix):
-        return path[len(prefix) :].replace(os.sep, "/")
-    return path
 
 
 def _trace(module: ModuleType, manager: ArtifactManager, param_sets: list[ParamSet]) -> Any:

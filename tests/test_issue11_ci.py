@@ -196,7 +196,7 @@ def test_a_run_stopped_by_an_unexpected_exception_records_it(project):
 
 def test_signals_wait_while_a_run_records_how_it_ended():
     from curifactory_cli.errors import Terminated
-    from curifactory_cli.runner import signals_deferred
+    from curifactory_cli.signals import signals_deferred
 
     went_on = []
     with pytest.raises(Terminated), signals_deferred():

@@ -1,0 +1,63 @@
+"""A run as the registry records it: its stage calls' rows, its parameter files, and what it
+moved to and from a remote tier."""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from typing import Any
+
+from curifactory_cli.graph import Node, Outcome
+from curifactory_cli.params import ParamSet
+
+
+def param_files(param_sets: list[ParamSet]) -> list[dict[str, Any]]:
+    files: dict[str, list[dict[str, str]]] = {}
+    for p in param_sets:
+        files.setdefault(p.source, []).append({"name": p.name, "hash": p.hash})
+    return [{"path": path, "sets": sets} for path, sets in files.items()]
+
+
+def transfer_counts(remote: dict[str, Any] | None) -> dict[str, int]:
+    """What came from (and went to) a remote tier, as the registry's counts keep it."""
+    if remote is None:
+        return {}
+    out = {}
+    for way in ("pulled", "pushed"):
+        out[way] = remote[way]["entries"]
+        out[f"{way}_bytes"] = remote[way]["bytes"]
+    return out
+
+
+def stage_row(node: Node, cache: Path | str) -> dict[str, Any]:
+    """A stage call as the registry records it (and the report draws it)."""
+    upstream = node.upstream()
+    if len(upstream) == 1:  # most calls: no set to build
+        inputs = [upstream[0].node.index]
+    else:
+        inputs = sorted({ref.node.index for ref in upstream})
+    return {
+        "stage": node.stage.name,
+        "record": node.record.name,
+        "outcome": (node.outcome or Outcome.SKIPPED).value,
+        "reason": node.reason,
+        "seconds": round(node.seconds, 4),
+        "key": node.key,
+        "entry": _relative(node.entry_dir, _prefix(cache)),
+        "inputs": inputs,
+        "aggregate": node.stage.is_aggregate,
+    }
+
+
+@functools.lru_cache(maxsize=8)
+def _prefix(root: Path | str) -> str:
+    return str(root).rstrip(os.sep) + os.sep  # string work: a Path per row is 30 us
+
+
+def _relative(path: str | None, prefix: str) -> str | None:
+    if not path:
+        return None
+    if path.startswith(prefix):
+        return path[len(prefix) :].replace(os.sep, "/")
+    return path
