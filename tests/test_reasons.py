@@ -201,3 +201,45 @@ def test_a_new_stage_of_a_parameter_set_seen_before_is_not_computed_yet(pipe, cl
     assert_same_words(calls)
     for record in ("a", "b"):
         assert calls["count", record] == ("run", "not computed yet", "executed", "not computed yet")
+
+
+def test_a_stage_defined_outside_the_project_names_its_changed_code(
+    project, cli, tmp_path_factory, monkeypatch
+):
+    """Stages shared from a folder outside any project: the plan still names what changed in
+    them (the run's own fingerprinter explains the miss; none could be found from their file)."""
+    import sys
+
+    shared = tmp_path_factory.mktemp("shared")
+    stages = """
+import curifactory_cli as cf
+from curifactory_cli.caching import JsonCacher
+
+
+@cf.stage(inputs=None, outputs=["v"], cachers=[JsonCacher])
+def compute(record):
+    return record.params.x + 1
+"""
+    (shared / "shared_stages.py").write_text(stages)
+    monkeypatch.syspath_prepend(str(shared))
+    project.write(
+        "experiments/ext.py",
+        """
+        import curifactory_cli as cf
+        from shared_stages import compute
+
+
+        def run(param_sets, manager):
+            for p in param_sets:
+                compute(cf.Record(manager, p))
+        """,
+    )
+    project.write("params/p.yaml", "- name: a\n  x: 1\n")
+    try:
+        assert project.run("ext", "params/p.yaml").records[0].state["v"] == 2
+        (shared / "shared_stages.py").write_text(stages.replace("x + 1", "x + 2"))
+        sys.modules.pop("shared_stages", None)
+        plan = json.loads(cli("plan", "ext", "params/p.yaml", "--json").stdout)
+        assert [n["reason"] for n in plan["nodes"]] == ["stage code changed (compute)"]
+    finally:
+        sys.modules.pop("shared_stages", None)
