@@ -58,7 +58,7 @@ SELECTION: dict[str, list[str]] = {
     "store/remote.py": ["tests/test_store_contract.py"],
     "store/tiered.py": ["tests/test_store_contract.py"],
     "hashing.py": ["tests/test_hashing.py", "tests/test_fingerprint_reach.py"],
-    "params.py": ["tests/test_params.py", "tests/test_issue11_params.py"],
+    "params.py": ["tests/test_params.py", "tests/test_params_as_written.py"],
 }
 CORE = [
     "engine/keys.py",

@@ -1,4 +1,4 @@
-"""Issue 11, the cache: folders are marked (CACHEDIR.TAG) and only marked ones are changed,
+"""The cache: folders are marked (CACHEDIR.TAG) and only marked ones are changed,
 `cache dump` without an id and `cache ls --current` follow the latest run, and a subfolder
 experiment is found by either spelling."""
 

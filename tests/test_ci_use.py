@@ -1,4 +1,4 @@
-"""`curi` in CI (issue 11): --json keeps stdout for JSON, SIGTERM and dead processes are
+"""`curi` in CI: --json keeps stdout for JSON, SIGTERM and dead processes are
 recorded, a closed stdout does not stop a run, logs hold whole table rows, and long stages
 show a heartbeat."""
 

@@ -1,4 +1,4 @@
-"""Issue 11, parameters: numbers as people write them, `--set` keys that match nothing,
+"""Parameters: numbers as people write them, `--set` keys that match nothing,
 `--indices` out of range, contradicting options, and where curi looks for files."""
 
 from __future__ import annotations
