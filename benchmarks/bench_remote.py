@@ -216,7 +216,7 @@ def main() -> None:
 
         # Compile the package's bytecode (and the S3 libraries') once so no timed run pays.
         run_checked(
-            [sys.executable, "-c", "import curifactory_cli.cli, curifactory_cli.runner, "
+            [sys.executable, "-c", "import curifactory_cli.cli.app, curifactory_cli.run.runner, "
              "curifactory_cli.store.tiered, s3fs"],
             base,
             "warm-up import",

@@ -83,12 +83,12 @@ CURI_MAIN = PEAK_REPORT + textwrap.dedent(
     """
     sys = _sys
     sys.argv = ["curi", *sys.argv[1:]]
-    from curifactory_cli.cli import main
+    from curifactory_cli.cli.app import main
     main()
     """
 )
 
-BASELINE_SNIPPET = PEAK_REPORT + "import curifactory_cli.cli, pandas, numpy\n"
+BASELINE_SNIPPET = PEAK_REPORT + "import curifactory_cli.cli.app, pandas, numpy\n"
 
 
 # ------------------------------------------------------------------------------ project files
@@ -421,7 +421,7 @@ def bench_syscalls(base: str, records: int, stages: int) -> dict[str, float] | N
     try:
         cold = strace_calls(curi(*RUN, "-q"), project)
         cached = strace_calls(curi(*RUN, "-q"), project)
-        idle = strace_calls([sys.executable, "-c", "import curifactory_cli.cli"], project)
+        idle = strace_calls([sys.executable, "-c", "import curifactory_cli.cli.app"], project)
     finally:
         shutil.rmtree(project, ignore_errors=True)
     if cold is None or cached is None or idle is None:

@@ -20,9 +20,9 @@ _EXPORTS = {
     "ArtifactManager": "curifactory_cli.manager",
     "ExperimentParameters": "curifactory_cli.params",
     "set_hash_functions": "curifactory_cli.hashing",
-    "RunOptions": "curifactory_cli.runner",
-    "RunResult": "curifactory_cli.runner",
-    "run_experiment": "curifactory_cli.runner",
+    "RunOptions": "curifactory_cli.run.runner",
+    "RunResult": "curifactory_cli.run.runner",
+    "run_experiment": "curifactory_cli.run.runner",
     "InputSignatureError": "curifactory_cli.errors",
     "OutputSignatureError": "curifactory_cli.errors",
     "CachersMismatchError": "curifactory_cli.errors",
@@ -52,7 +52,7 @@ if TYPE_CHECKING:
     from curifactory_cli.manager import ArtifactManager
     from curifactory_cli.params import ExperimentParameters
     from curifactory_cli.record import Record
-    from curifactory_cli.runner import RunOptions, RunResult, run_experiment
+    from curifactory_cli.run.runner import RunOptions, RunResult, run_experiment
     from curifactory_cli.staging import aggregate, stage
 
 

@@ -3,7 +3,7 @@ for code that runs experiments from Python: returns `(results, manager)` as ther
 
     results, manager = run_experiment("iris", ["iris"], param_set_names=["base"])
 
-It is `curi run` underneath (`curifactory_cli.runner.run_experiment` takes RunOptions and
+It is `curi run` underneath (`curifactory_cli.run.runner.run_experiment` takes RunOptions and
 returns a RunResult with more in it). A stage that fails raises its StageError here, as the
 exception did in Curifactory; setup problems raise CurifactoryError subclasses.
 """
@@ -71,8 +71,8 @@ def run_experiment(
     `param_files` are names in params/ (or paths); none: the experiment's own get_params().
     `parallel=N` runs up to N stage calls at once in worker processes.
     """
-    from curifactory_cli.runner import RunOptions
-    from curifactory_cli.runner import run_experiment as run
+    from curifactory_cli.run.runner import RunOptions
+    from curifactory_cli.run.runner import run_experiment as run
 
     _check_options(options)
     if isinstance(param_files, str):

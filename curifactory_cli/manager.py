@@ -26,7 +26,7 @@ from curifactory_cli.events import Warned
 from curifactory_cli.graph import Node, Outcome
 from curifactory_cli.provenance import process_command, script_command
 from curifactory_cli.record import Record
-from curifactory_cli.run_rows import stage_row, transfer_counts
+from curifactory_cli.run.rows import stage_row, transfer_counts
 
 __all__ = ["ArtifactManager", "Record"]
 
@@ -94,8 +94,8 @@ class ArtifactManager(_record.ArtifactManager):
                 "store_full is not available interactively: run the experiment with "
                 "`curi run EXPERIMENT PARAMS --store-full`"
             )
-        from curifactory_cli.config import load_settings, resolve_cache
         from curifactory_cli.discovery import project_root
+        from curifactory_cli.run.settings import load_settings, resolve_cache
 
         root = project_root().resolve()  # a notebook in notebooks/ uses its project's
         settings = load_settings(root, {"cache": cache_path})
@@ -230,8 +230,8 @@ class _Session:
         from curifactory_cli.engine.scheduler import Scheduler
         from curifactory_cli.fingerprint import CodeFingerprinter
         from curifactory_cli.provenance import git_info, host_info, library_versions
-        from curifactory_cli.registry import RunRegistry, registry_path
-        from curifactory_cli.runlog import RunLog, log_path
+        from curifactory_cli.run.log import RunLog, log_path
+        from curifactory_cli.run.registry import RunRegistry, registry_path
         from curifactory_cli.store import open_store
 
         self.manager = manager
@@ -344,7 +344,7 @@ class _Session:
         if self.registry is None or self.reference is None:
             return None
         from curifactory_cli import report
-        from curifactory_cli.runlog import read_log
+        from curifactory_cli.run.log import read_log
 
         run = self.registry.get_run(self.reference)
         logs = read_log(self.log.path) if self.log is not None else []

@@ -2,7 +2,7 @@
 Curifactory's names for parameters (`set_hash_functions`).
 
 Reading parameter files (YAML sets, defaults and grids; a Python `get_params()`), checking
-values against a class's annotations and `--set` overrides live in `curifactory_cli.run`;
+values against a class's annotations and `--set` overrides live in `curifactory_cli.parameters`;
 their public names are importable from here as well.
 """
 
@@ -21,9 +21,9 @@ from curifactory_cli.hashing import (
     set_hash_functions,
 )
 from curifactory_cli.hashing import MAX_NODES as MAX_VALUES
-from curifactory_cli.run.overrides import OverrideUse, parse_override
-from curifactory_cli.run.param_files import RESERVED_TOP_KEYS, load_yaml_sets, sets_from_objects
-from curifactory_cli.run.param_sets import Params, ParamSet, display_values
+from curifactory_cli.parameters.files import RESERVED_TOP_KEYS, load_yaml_sets, sets_from_objects
+from curifactory_cli.parameters.overrides import OverrideUse, parse_override
+from curifactory_cli.parameters.sets import Params, ParamSet, display_values
 
 __all__ = [
     "MAX_DEPTH",

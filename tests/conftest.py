@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from curifactory_cli.runner import RunOptions, run_experiment
+from curifactory_cli.run.runner import RunOptions, run_experiment
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -137,7 +137,7 @@ def project(tmp_path, monkeypatch) -> Project:
 @pytest.fixture
 def cli(project):
     """Invoke `curi` in the project folder: cli("run", "exp", "params/p.yaml")."""
-    from curifactory_cli.cli import app
+    from curifactory_cli.cli.app import app
 
     runner = CliRunner()
 

@@ -128,7 +128,7 @@ def test_read_only_commands_import_no_user_code_nor_pandas(project, cli):
     code = (
         "import sys\n"
         "from typer.testing import CliRunner\n"
-        "from curifactory_cli.cli import app\n"
+        "from curifactory_cli.cli.app import app\n"
         "for args in (['ls'], ['inspect', sys.argv[1]], ['verify'], ['du'], ['gc'],\n"
         "             ['invalidate', 'pipe', '--dry-run']):\n"
         "    result = CliRunner().invoke(app, ['cache', *args])\n"

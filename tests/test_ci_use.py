@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from curifactory_cli.registry import RunRegistry, registry_path
+from curifactory_cli.run.registry import RunRegistry, registry_path
 
 # `first` prints (a lot with `chatty`, enough to fill a pipe's buffer) and starts a program
 # that writes to the same stdout; `second` can sleep or fail.
@@ -158,7 +158,7 @@ def runs_with(cli, status):
 
 
 def test_a_live_run_reads_as_running_and_a_reused_pid_as_died():
-    from curifactory_cli.registry import _process_runs
+    from curifactory_cli.run.registry import _process_runs
 
     assert _process_runs(os.getpid(), "2000-01-01T00:00:00+00:00")
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
@@ -175,7 +175,7 @@ def test_a_live_run_reads_as_running_and_a_reused_pid_as_died():
 
 def test_a_run_stopped_by_an_unexpected_exception_records_it(project):
     from curifactory_cli.events import NodeFinished
-    from curifactory_cli.runner import RunOptions, run_experiment
+    from curifactory_cli.run.runner import RunOptions, run_experiment
 
     class Broken:
         progress = True
@@ -196,7 +196,7 @@ def test_a_run_stopped_by_an_unexpected_exception_records_it(project):
 
 def test_signals_wait_while_a_run_records_how_it_ended():
     from curifactory_cli.errors import Terminated
-    from curifactory_cli.signals import signals_deferred
+    from curifactory_cli.run.signals import signals_deferred
 
     went_on = []
     with pytest.raises(Terminated), signals_deferred():
@@ -207,7 +207,7 @@ def test_signals_wait_while_a_run_records_how_it_ended():
 
 
 def test_a_terminate_outside_a_command_exits_143(monkeypatch, capsys):
-    from curifactory_cli import cli
+    from curifactory_cli.cli import app as cli
     from curifactory_cli.errors import Terminated
 
     def app():
@@ -271,7 +271,7 @@ def test_outside_a_terminal_tables_keep_whole_rows(project, cli):
 
 # -------------------------------------------------------------------------- 5. heartbeat
 def test_a_long_stage_call_gets_heartbeat_lines_in_a_log(project, cli, monkeypatch):
-    from curifactory_cli import console
+    from curifactory_cli.cli import console
 
     monkeypatch.setattr(console, "HEARTBEAT_S", 0.2)
     setup(project, "- name: a\n  n: 1\n  sleep: 1.2\n")

@@ -221,7 +221,7 @@ def test_importing_the_cli_loads_no_heavy_or_user_modules(tmp_path):
     code = (
         "import sys\n"
         "import curifactory_cli\n"
-        "import curifactory_cli.cli\n"
+        "import curifactory_cli.cli.app\n"
         "heavy = ('pandas', 'numpy', 'experiments', 'experiments.touchy')\n"
         "bad = [m for m in heavy if m in sys.modules]\n"
         "print('LOADED=' + ','.join(bad))\n"
@@ -239,7 +239,7 @@ RICH_PROBE = (
     "import atexit, sys\n"
     "atexit.register(lambda: print('RICH=%s' % ('rich' in sys.modules), file=sys.stderr))\n"
     "sys.argv = ['curi', *sys.argv[1:]]\n"
-    "from curifactory_cli.cli import main\n"
+    "from curifactory_cli.cli.app import main\n"
     "main()\n"
 )
 
@@ -767,7 +767,7 @@ def test_stage_failure_exit_code_traceback_and_resume(project, cli):
     assert "ValueError: boom from second" in out
     # None of our own frames.
     assert "curifactory_cli/engine" not in flat
-    assert "curifactory_cli/runner.py" not in flat
+    assert "curifactory_cli/run/runner.py" not in flat
     assert "curifactory_cli" + os.sep not in out
     # The failing stage and parameter set are named.
     error_lines = [line for line in out.splitlines() if line.startswith("error:")]

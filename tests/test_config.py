@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from curifactory_cli.config import load_settings, resolve_cache
+from curifactory_cli.run.settings import load_settings, resolve_cache
 
 EXPERIMENT = """
 import curifactory_cli as cf

@@ -20,7 +20,7 @@ from test_run_logs import last_run
 from test_run_logs import setup as setup_talk
 from test_workers import EXPERIMENT, PARAMS, entry_versions, executions, setup
 
-from curifactory_cli.registry import registry_path
+from curifactory_cli.run.registry import registry_path
 
 pytest.importorskip("distributed")
 
@@ -54,7 +54,7 @@ def test_what_a_stage_prints_on_a_dask_worker_is_kept_in_the_runs_log(project, c
 
 
 def test_a_stage_on_a_dask_worker_reports_its_progress(project, cli, monkeypatch):
-    from curifactory_cli import console as ui
+    from curifactory_cli.cli import console as ui
 
     setup_progress(project)
     monkeypatch.setattr(ui, "HEARTBEAT_S", 0.3)

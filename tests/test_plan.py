@@ -9,7 +9,7 @@ import pytest
 
 from curifactory_cli.engine.planner import Plan
 from curifactory_cli.graph import Outcome
-from curifactory_cli.runner import RunOptions, plan_experiment
+from curifactory_cli.run.runner import RunOptions, plan_experiment
 
 pytestmark = pytest.mark.usefixtures("job_runner")
 

@@ -8,9 +8,9 @@ import re
 
 import pytest
 
-from curifactory_cli import console as ui
 from curifactory_cli.capture import progress_to, report_progress
-from curifactory_cli.eta import TimeLeft, left_text
+from curifactory_cli.cli import console as ui
+from curifactory_cli.cli.eta import TimeLeft, left_text
 from curifactory_cli.events import NodeFinished, NodeProgress, NodeStarted, RunStarted
 
 EXPERIMENT = """
@@ -84,8 +84,8 @@ def test_a_stage_using_curis_tqdm_reports_its_progress(project, cli, monkeypatch
     pytest.importorskip("tqdm")
     from test_run_logs import last_run
 
-    from curifactory_cli.registry import registry_path
-    from curifactory_cli.runlog import log_path, read_log
+    from curifactory_cli.run.log import log_path, read_log
+    from curifactory_cli.run.registry import registry_path
 
     project.write("experiments/prog.py", TQDM_EXPERIMENT)
     project.write("params/p.yaml", "- name: a\n")

@@ -13,9 +13,9 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from curifactory_cli.cli_runs import runs_app
+from curifactory_cli.cli.runs import runs_app
 from curifactory_cli.errors import CacheError, ConfigError
-from curifactory_cli.registry import RunRegistry, reproduce_command
+from curifactory_cli.run.registry import RunRegistry, reproduce_command
 
 STAGES = [
     {
@@ -265,7 +265,7 @@ WORKER = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from curifactory_cli.registry import RunRegistry
+    from curifactory_cli.run.registry import RunRegistry
 
     path, start_at = Path(sys.argv[1]), float(sys.argv[2])
     time.sleep(max(0.0, start_at - time.time()))  # start together: maximum contention
@@ -354,7 +354,7 @@ def test_cli_ls_table_and_json(tmp_path, runs_cli):
 def test_ls_table_adds_started_notes_and_command_when_they_fit(tmp_path):
     from rich.console import Console
 
-    from curifactory_cli.cli_runs import _runs_table
+    from curifactory_cli.cli.runs import _runs_table
 
     populate(tmp_path)
     runs = RunRegistry(tmp_path / "data" / "runs.sqlite").list_runs()

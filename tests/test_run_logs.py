@@ -11,8 +11,8 @@ import sys
 import pytest
 
 from curifactory_cli.capture import LOG_LIMIT, captured, overwritten
-from curifactory_cli.registry import RunRegistry, registry_path
-from curifactory_cli.runlog import log_path, read_log
+from curifactory_cli.run.log import log_path, read_log
+from curifactory_cli.run.registry import RunRegistry, registry_path
 
 pytestmark = pytest.mark.usefixtures("job_runner")
 

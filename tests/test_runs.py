@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from curifactory_cli.registry import RunRegistry, registry_path
+from curifactory_cli.run.registry import RunRegistry, registry_path
 
 EXPERIMENT = """
 import time
@@ -147,7 +147,7 @@ def test_ctrl_c_or_sigterm_records_interrupted_and_leaves_no_partial_entry(
 
 
 SCRIPT = """
-from curifactory_cli.runner import RunOptions, run_experiment
+from curifactory_cli.run.runner import RunOptions, run_experiment
 
 result = run_experiment(
     RunOptions(experiment="exp", params=("params/p.yaml",), names=("b",), overrides=("n=5",))
@@ -266,7 +266,7 @@ def test_runs_ls_param_keeps_the_runs_with_a_set_having_every_value(project, cli
 
 
 def test_param_conditions_compare_values_as_the_parameter_files_mean_them():
-    from curifactory_cli.run_params import flat_values, matching_sets, parse_conditions
+    from curifactory_cli.run.param_values import flat_values, matching_sets, parse_conditions
 
     run = {
         "param_sets": [

@@ -161,7 +161,7 @@ def test_workers_upload_to_the_bucket(tmp_path, bucket):
 def test_cache_commands_work_on_the_bucket(tmp_path, bucket, monkeypatch):
     from typer.testing import CliRunner
 
-    from curifactory_cli.cli import app
+    from curifactory_cli.cli.app import app
 
     project = clone(tmp_path, "alice")
     assert project.run("team", "p", cache_dir=bucket).ok
@@ -201,7 +201,7 @@ def test_cache_commands_work_on_the_bucket(tmp_path, bucket, monkeypatch):
 def test_push_and_pull(tmp_path, bucket, monkeypatch):
     from typer.testing import CliRunner
 
-    from curifactory_cli.cli import app
+    from curifactory_cli.cli.app import app
 
     runner = CliRunner()
     first, second = clone(tmp_path, "alice"), clone(tmp_path, "bob")
@@ -282,7 +282,7 @@ class ElsewhereRunner:
 
 
 def test_workers_on_other_machines_read_and_write_the_bucket(tmp_path, bucket, monkeypatch):
-    import curifactory_cli.runner as runner_module
+    import curifactory_cli.run.runner as runner_module
 
     runner = ElsewhereRunner()
     ordinary = runner_module._make_runner
@@ -340,7 +340,7 @@ def test_gc_on_the_bucket_removes_abandoned_uploads(tmp_path, bucket, monkeypatc
 
     from typer.testing import CliRunner
 
-    from curifactory_cli.cli import app
+    from curifactory_cli.cli.app import app
 
     project = clone(tmp_path, "alice")
     assert project.run("team", "p", cache_dir=bucket).ok
@@ -380,7 +380,7 @@ def test_dry_runs_read_the_bucket_and_write_nothing_locally(tmp_path, bucket):
 def test_invalidating_on_the_bucket_makes_every_clone_recompute(tmp_path, bucket, monkeypatch):
     from typer.testing import CliRunner
 
-    from curifactory_cli.cli import app
+    from curifactory_cli.cli.app import app
 
     first, second = clone(tmp_path, "alice"), clone(tmp_path, "bob")
     assert first.run("team", "p", cache_dir=bucket).ok
@@ -422,7 +422,7 @@ def test_a_bucket_that_does_not_exist_is_not_an_empty_cache(project, cli, bucket
 def test_plan_reads_the_bucket_and_downloads_nothing(tmp_path, bucket, monkeypatch):
     from typer.testing import CliRunner
 
-    from curifactory_cli.cli import app
+    from curifactory_cli.cli.app import app
 
     first, second = clone(tmp_path, "alice"), clone(tmp_path, "bob")
     assert first.run("team", "p", remote=bucket).ok

@@ -13,7 +13,7 @@ from collections import Counter
 
 import pytest
 
-from curifactory_cli.registry import RunRegistry, registry_path
+from curifactory_cli.run.registry import RunRegistry, registry_path
 
 # Every execution appends "<stage> <record> <pid>" to exec.log. `fit` can be made to raise
 # (`fail`), to kill its own process (`die`: once, while a marker file is absent) or to sleep.
@@ -368,7 +368,7 @@ def test_a_script_without_a_main_guard_is_not_run_again_by_workers(project):
 
 def test_events_say_which_worker_runs_what(project):
     from curifactory_cli.events import NodeFinished, NodeStarted, NullReporter, RunStarted
-    from curifactory_cli.runner import RunOptions, run_experiment
+    from curifactory_cli.run.runner import RunOptions, run_experiment
 
     setup(project, "- name: a\n  n: 1\n- name: b\n  n: 2\n")
     reporter = NullReporter(keep=True)
@@ -389,7 +389,7 @@ def test_live_display_shows_what_each_worker_runs():
 
     from rich.console import Console
 
-    from curifactory_cli.console import LiveReporter
+    from curifactory_cli.cli.console import LiveReporter
     from curifactory_cli.events import NodeFinished, NodeStarted, RunStarted
 
     out = Console(file=io.StringIO(), width=120)

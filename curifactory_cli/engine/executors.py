@@ -21,9 +21,9 @@ import importlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from curifactory_cli.config import DOTTED_NAME
 from curifactory_cli.engine.runners import InlineRunner, usable_cores
 from curifactory_cli.errors import ConfigError
+from curifactory_cli.run.settings import DOTTED_NAME
 
 if TYPE_CHECKING:
     from curifactory_cli.engine.jobs import Context

@@ -11,7 +11,7 @@ import argparse
 from .conftest import mocker  # noqa: F401 -- pytest-mock's, as a small stand-in
 
 try:  # import lines changed: curi's CLI has no argparse completers
-    from curifactory_cli.cli import completer_experiments, completer_params, main
+    from curifactory_cli.cli.app import completer_experiments, completer_params, main
 except ImportError:
     completer_experiments = completer_params = main = None
 from .differences import CLI  # import lines changed: skip reasons

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from curifactory_cli import discovery
-from curifactory_cli.config import Settings
 from curifactory_cli.engine.executors import executor_named
 from curifactory_cli.engine.keys import KeyMaker
 from curifactory_cli.engine.runners import InlineRunner, parse_workers
@@ -28,7 +27,6 @@ from curifactory_cli.errors import (
 from curifactory_cli.events import NullReporter, RunFinished, RunStarted, Warned
 from curifactory_cli.fingerprint import CodeFingerprinter
 from curifactory_cli.graph import Graph, Node, Outcome
-from curifactory_cli.param_selection import load_param_sets
 from curifactory_cli.params import (
     ParamSet,
     display_values,
@@ -42,11 +40,13 @@ from curifactory_cli.provenance import (
     process_command,
 )
 from curifactory_cli.record import ArtifactManager
-from curifactory_cli.registry import RunRegistry, registry_path
-from curifactory_cli.run_rows import param_files, stage_row, transfer_counts
-from curifactory_cli.run_types import RunOptions, RunResult
-from curifactory_cli.runlog import RunLog, log_path, read_log
-from curifactory_cli.signals import signals_deferred, terminate_as_interrupt
+from curifactory_cli.run.log import RunLog, log_path, read_log
+from curifactory_cli.run.options import RunOptions, RunResult
+from curifactory_cli.run.registry import RunRegistry, registry_path
+from curifactory_cli.run.rows import param_files, stage_row, transfer_counts
+from curifactory_cli.run.selection import load_param_sets
+from curifactory_cli.run.settings import Settings
+from curifactory_cli.run.signals import signals_deferred, terminate_as_interrupt
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -92,7 +92,7 @@ def _root(options: RunOptions) -> Path:
 
 def settings_for(options: RunOptions, root: Path) -> Settings:
     """Project settings, with what the command line gave on top."""
-    from curifactory_cli.config import load_settings
+    from curifactory_cli.run.settings import load_settings
 
     given = {
         "cache": options.cache_dir,
@@ -107,7 +107,7 @@ def settings_for(options: RunOptions, root: Path) -> Settings:
 def prepare(options: RunOptions, on_trace: Callable[[Prepared], None] | None = None) -> Prepared:
     """Import the experiment, load and validate its parameters, trace its run() once
     (`on_trace` sees the prepared experiment just before)."""
-    from curifactory_cli.config import resolve_cache
+    from curifactory_cli.run.settings import resolve_cache
 
     _check_options(options)
     root = _root(options)
@@ -442,7 +442,7 @@ class _Run:
         if result.error is not None and not isinstance(result.error, StageError):
             raise result.error
         if self.options.store_full and self.registry is not None:
-            from curifactory_cli.runstore import store_full_run
+            from curifactory_cli.run.full_store import store_full_run
 
             result.store_dir = store_full_run(self.root, result, self.registry)
         return result

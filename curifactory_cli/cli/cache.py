@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from curifactory_cli.cli_cache_args import (
+from curifactory_cli.cli.cache_args import (
     ByOpt,
     ClearDryRunOpt,
     ClearEntryArg,
@@ -44,7 +44,7 @@ from curifactory_cli.cli_cache_args import (
     run_registry,
     select_entries,
 )
-from curifactory_cli.cli_common import (
+from curifactory_cli.cli.common import (
     CacheOpt,
     ExperimentFilter,
     JsonOpt,
@@ -79,7 +79,7 @@ def cache_ls(
     as_json: JsonOpt = False,
 ) -> None:
     """List cached entries: id, experiment, parameter set, stage, outputs, size and age."""
-    from curifactory_cli import cli_cache_views as views
+    from curifactory_cli.cli import cache_views as views
 
     store = cache_store(cache)
     try:
@@ -114,7 +114,7 @@ def cache_inspect(
 ) -> None:
     """Show one entry: its key and what went into it, parameters, the run that made it,
     its files (checksums recomputed now) and its lineage, upstream and downstream."""
-    from curifactory_cli import cli_cache_views as views
+    from curifactory_cli.cli import cache_views as views
     from curifactory_cli.store import index as cache_index
     from curifactory_cli.store import upkeep
 
@@ -166,7 +166,7 @@ def cache_dump(
     the experiment's latest run used for that stage and set. Without -p, the output of every
     set it ran: one table, a row per set, when each is a JSON mapping or scalar.
     """
-    from curifactory_cli import cli_cache_views as views
+    from curifactory_cli.cli import cache_views as views
     from curifactory_cli.store import dump
 
     store = cache_store(cache)
@@ -243,7 +243,7 @@ def _dump_sets(
 ) -> None:
     """One stage's output over the parameter sets of a run: a row per set when each value is
     a JSON mapping or scalar, else each value in turn."""
-    from curifactory_cli import cli_cache_views as views
+    from curifactory_cli.cli import cache_views as views
     from curifactory_cli.store import dump
 
     name = dump.pick_output(entries[0], output)
@@ -290,7 +290,7 @@ def cache_invalidate(
 ) -> None:
     """Mark matching entries, and every entry computed from them, as stale: the next run
     recomputes them. Nothing is deleted; each meta.json gets "invalidated": true."""
-    from curifactory_cli import cli_cache_views as views
+    from curifactory_cli.cli import cache_views as views
     from curifactory_cli.store import index as cache_index
     from curifactory_cli.store import upkeep
 
@@ -336,7 +336,7 @@ def cache_verify(
     Exit code: 0 when everything is fine, 1 when a problem was found (also with --fix, so
     that scripts notice; run again to see it clean), 2 on a usage error.
     """
-    from curifactory_cli import cli_cache_views as views
+    from curifactory_cli.cli import cache_views as views
     from curifactory_cli.store import index as cache_index
     from curifactory_cli.store import upkeep
     from curifactory_cli.store.entry import listed_files
@@ -405,7 +405,7 @@ def cache_gc(
     without a process id and older than an hour), and folders that look like entries but
     have no metadata (older than an hour). Entries only with --older-than / --keep-latest.
     """
-    from curifactory_cli import cli_cache_views as views
+    from curifactory_cli.cli import cache_views as views
     from curifactory_cli.store import index as cache_index
     from curifactory_cli.store import upkeep
 
@@ -450,7 +450,7 @@ def cache_du(
     as_json: JsonOpt = False,
 ) -> None:
     """Disk use of cached entries (their data files) with entry counts."""
-    from curifactory_cli import cli_cache_views as views
+    from curifactory_cli.cli import cache_views as views
     from curifactory_cli.store import index as cache_index
 
     store = cache_store(cache)
@@ -485,7 +485,7 @@ def cache_clear(
     as_json: JsonOpt = False,
 ) -> None:
     """Remove cached entries: one ENTRY, or all matching the filters (all if none given)."""
-    from curifactory_cli import cli_cache_views as views
+    from curifactory_cli.cli import cache_views as views
     from curifactory_cli.store import index as cache_index
 
     store = cache_store(cache)
@@ -515,7 +515,7 @@ def cache_clear(
 
 
 def _clear(store: LocalStore, entries: list[CacheEntry], summary: str, as_json: bool) -> None:
-    from curifactory_cli import cli_cache_views as views
+    from curifactory_cli.cli import cache_views as views
 
     try:
         _remove(store, entries, [])
@@ -583,7 +583,7 @@ def cache_pull(
 
 
 def _moved(verb: str, done: int, tried: int, url: str, as_json: bool) -> None:
-    from curifactory_cli import cli_cache_views as views
+    from curifactory_cli.cli import cache_views as views
 
     if as_json:
         views.print_json({verb: done, "remote": url, "already_there": tried - done})

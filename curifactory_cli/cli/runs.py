@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from curifactory_cli.cli_common import (
+from curifactory_cli.cli.common import (
     ExperimentFilter,
     JsonOpt,
     NoProgressOpt,
@@ -23,7 +23,7 @@ from curifactory_cli.cli_common import (
     registry_file,
     shown_path,
 )
-from curifactory_cli.console import (
+from curifactory_cli.cli.console import (
     CONTROL_ESCAPES,
     LOG_WIDTH,
     print_rows,
@@ -81,7 +81,7 @@ def runs_ls(
     as_json: JsonOpt = False,
 ) -> None:
     """List recorded runs, newest first."""
-    from curifactory_cli import run_params
+    from curifactory_cli.run import param_values as run_params
 
     path = registry_file(registry)
     try:
@@ -136,7 +136,7 @@ def runs_show(
 ) -> None:
     """Show one run: status, error, parameter values, command, provenance and its stages;
     with --log, what its stage calls printed or logged (data/logs/<run>.jsonl)."""
-    from curifactory_cli.runlog import log_path, read_log
+    from curifactory_cli.run.log import log_path, read_log
 
     path = registry_file(registry)
     try:
@@ -226,7 +226,7 @@ def _safe_lines(lines: list[str]) -> list[str]:
 def _with_full_store(run: dict) -> None:
     """A run kept with --store-full is reproduced from its store, not from today's files."""
     from curifactory_cli.discovery import project_root
-    from curifactory_cli.runstore import RUNS_DIR, stored_reproduce_command
+    from curifactory_cli.run.full_store import RUNS_DIR, stored_reproduce_command
 
     folder = project_root() / RUNS_DIR / run["reference"]
     if (folder / "run.json").is_file():
@@ -255,10 +255,11 @@ def runs_reproduce(
     """Run a stored run again exactly as it ran: its experiment source and parameter values
     as stored by --store-full, against its stored artifacts, read-only. Nothing executes when
     they hold everything (only uncached leaf stages run). Recorded as a run of its own."""
-    from curifactory_cli import discovery, runstore
-    from curifactory_cli.param_selection import load_param_sets
-    from curifactory_cli.registry import RunRegistry, registry_path
-    from curifactory_cli.runner import RunOptions
+    from curifactory_cli import discovery
+    from curifactory_cli.run import full_store as runstore
+    from curifactory_cli.run.registry import RunRegistry, registry_path
+    from curifactory_cli.run.runner import RunOptions
+    from curifactory_cli.run.selection import load_param_sets
 
     root = discovery.project_root()
     path = registry_path(root)
@@ -405,8 +406,8 @@ def _print_run(run: dict, entries: list[dict] | None = None, file: Path | None =
 def _print_params(run: dict) -> None:
     """Each parameter set with its values, a table per parameter file: a column per parameter
     (nested ones as `model.C`), so the sets of a grid can be told apart at a glance."""
-    from curifactory_cli.console import print_heading, stream_table, write_line
-    from curifactory_cli.run_params import flat_values
+    from curifactory_cli.cli.console import print_heading, stream_table, write_line
+    from curifactory_cli.run.param_values import flat_values
 
     by_file: dict[str, list[dict]] = {}
     for s in run.get("param_sets") or []:

@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from curifactory_cli.errors import ParamsError
-from curifactory_cli.run.coerce import FieldError, build
-from curifactory_cli.run.overrides import OverrideUse, override_object
-from curifactory_cli.run.param_sets import Params, ParamSet, merge
-from curifactory_cli.run.yaml_lines import check_size, key_lines, line_of, read_yaml, where
+from curifactory_cli.parameters.coerce import FieldError, build
+from curifactory_cli.parameters.overrides import OverrideUse, override_object
+from curifactory_cli.parameters.sets import Params, ParamSet, merge
+from curifactory_cli.parameters.yaml_lines import check_size, key_lines, line_of, read_yaml, where
 
 RESERVED_TOP_KEYS = ("defaults", "sets", "grid")
 

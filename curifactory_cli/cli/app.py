@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from curifactory_cli.cli_cache import cache_app
-from curifactory_cli.cli_common import (
+from curifactory_cli.cli.cache import cache_app
+from curifactory_cli.cli.common import (
     CacheOpt,
     JsonOpt,
     NoProgressOpt,
@@ -31,13 +31,13 @@ from curifactory_cli.cli_common import (
     execute_run,
     fail,
 )
-from curifactory_cli.cli_report import report_command
-from curifactory_cli.cli_runs import runs_app
-from curifactory_cli.console import write_json
+from curifactory_cli.cli.console import write_json
+from curifactory_cli.cli.report import report_command
+from curifactory_cli.cli.runs import runs_app
 from curifactory_cli.errors import ConfigError, CurifactoryError
 
 if TYPE_CHECKING:
-    from curifactory_cli.runner import RunOptions
+    from curifactory_cli.run.runner import RunOptions
 
 app = typer.Typer(
     name="curi",
@@ -141,7 +141,7 @@ def _options(ctx: typer.Context) -> RunOptions:
     The project is the nearest folder at or above the current one that is a project; paths on
     the command line stay relative to the current folder."""
     from curifactory_cli.discovery import project_root
-    from curifactory_cli.runner import RunOptions
+    from curifactory_cli.run.runner import RunOptions
 
     given = _Given(**ctx.params)
     return RunOptions(
@@ -328,9 +328,9 @@ def plan_command(
 
 
 def _show_plan(options: RunOptions, as_json: bool) -> None:
-    from curifactory_cli import console as ui
+    from curifactory_cli.cli import console as ui
     from curifactory_cli.engine.planner import headline
-    from curifactory_cli.runner import plan_experiment
+    from curifactory_cli.run.runner import plan_experiment
 
     try:
         result = plan_experiment(options)
@@ -347,8 +347,8 @@ def _show_plan(options: RunOptions, as_json: bool) -> None:
 @app.command("ls")
 def list_project(as_json: JsonOpt = False) -> None:
     """List experiments and parameter files (without importing them)."""
-    from curifactory_cli import console as ui
     from curifactory_cli import discovery
+    from curifactory_cli.cli import console as ui
 
     root = discovery.project_root()
     experiments = discovery.list_experiments(root)
@@ -393,9 +393,9 @@ def show_config(as_json: JsonOpt = False) -> None:
     """Show the project settings in force (cache, remote, workers, executor, scheduler,
     storage_options) and where each comes from: curi.toml or [tool.curi] in pyproject.toml,
     a CURI_* environment variable, or the default."""
-    from curifactory_cli.config import KEYS, load_settings, resolve_cache
     from curifactory_cli.discovery import project_root
     from curifactory_cli.errors import CurifactoryError
+    from curifactory_cli.run.settings import KEYS, load_settings, resolve_cache
 
     root = project_root()
     try:

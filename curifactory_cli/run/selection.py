@@ -24,7 +24,7 @@ from curifactory_cli.params import (
 from curifactory_cli.store.entry import has_control_characters
 
 if TYPE_CHECKING:
-    from curifactory_cli.run_types import RunOptions
+    from curifactory_cli.run.options import RunOptions
 
 
 def parse_indices(specs: tuple[str, ...]) -> set[int]:

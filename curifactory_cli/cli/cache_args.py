@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from curifactory_cli.cli_common import err_console, fail
+from curifactory_cli.cli.common import err_console, fail
 from curifactory_cli.errors import ConfigError, CurifactoryError, ExitCode
 
 if TYPE_CHECKING:
@@ -179,7 +179,7 @@ ClearDryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Only list what 
 def cache_store(cache: str | None) -> LocalStore:
     """The store a cache command works on: --cache, else CURI_CACHE or the project's
     `cache` setting, else data/cache; a URL opens the remote store itself."""
-    from curifactory_cli.config import load_settings, resolve_cache
+    from curifactory_cli.run.settings import load_settings, resolve_cache
     from curifactory_cli.store import LocalStore, is_url
 
     root = Path.cwd()
@@ -199,7 +199,7 @@ def cache_store(cache: str | None) -> LocalStore:
 
 def remote_pair(cache: str | None, remote: str | None) -> tuple[LocalStore, FsspecStore]:
     """The local cache and the remote one, for push and pull."""
-    from curifactory_cli.config import load_settings
+    from curifactory_cli.run.settings import load_settings
     from curifactory_cli.store import is_url
 
     try:
@@ -266,7 +266,7 @@ def confirm_or_exit(question: str, yes: bool) -> None:
 
 def run_registry() -> Any:
     """The project's run registry, read-only (reading never creates it)."""
-    from curifactory_cli.cli_common import open_registry, registry_file
+    from curifactory_cli.cli.common import open_registry, registry_file
 
     return open_registry(registry_file(None))
 
@@ -275,7 +275,7 @@ def stale_only(entries: list, experiment: str, params: list[str] | None, locatio
     """Plan the experiment (this imports its code) and keep the entries it would not reuse."""
     from curifactory_cli.discovery import project_root
     from curifactory_cli.engine.planner import stale_keys
-    from curifactory_cli.runner import RunOptions, plan_experiment
+    from curifactory_cli.run.runner import RunOptions, plan_experiment
 
     plan = plan_experiment(
         RunOptions(

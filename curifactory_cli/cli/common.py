@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from curifactory_cli.console import Output, write_json
+from curifactory_cli.cli.console import Output, write_json
 from curifactory_cli.errors import (
     CurifactoryError,
     ExitCode,
@@ -23,8 +23,8 @@ from curifactory_cli.errors import (
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
-    from curifactory_cli.registry import RunRegistry
-    from curifactory_cli.runner import RunOptions
+    from curifactory_cli.run.registry import RunRegistry
+    from curifactory_cli.run.runner import RunOptions
 
 console = Output()
 err_console = Output(stderr=True)
@@ -93,13 +93,13 @@ def registry_file(registry: Path | None) -> Path:
     """`--registry`, else the registry of the project the current folder is in (the nearest
     project folder at or above it, as for every other curi command)."""
     from curifactory_cli.discovery import project_root
-    from curifactory_cli.registry import registry_path
+    from curifactory_cli.run.registry import registry_path
 
     return registry if registry is not None else registry_path(project_root())
 
 
 def open_registry(path: Path) -> RunRegistry:
-    from curifactory_cli.registry import RunRegistry
+    from curifactory_cli.run.registry import RunRegistry
 
     return RunRegistry(path, read_only=True)  # read-only: reading must not create the file
 
@@ -116,7 +116,7 @@ ParamsFilter = Annotated[
 
 def fail(exc: BaseException) -> typer.Exit:
     """Show an error the way its kind deserves and return the exit to raise."""
-    from curifactory_cli import console as ui
+    from curifactory_cli.cli import console as ui
 
     if isinstance(exc, (StageError, ExperimentImportError)):
         from curifactory_cli.engine.jobs import format_user_traceback
@@ -148,9 +148,9 @@ def execute_run(
     """Run, show the progress and the summary (or the --json document), and exit as the run
     ended: what `curi run` and `curi runs reproduce` share. `check` runs first, and a
     CurifactoryError it raises is reported like one from the run itself."""
-    from curifactory_cli import console as ui
+    from curifactory_cli.cli import console as ui
     from curifactory_cli.engine.jobs import guard_streams
-    from curifactory_cli.runner import run_experiment
+    from curifactory_cli.run.runner import run_experiment
 
     # `curi run ... | head`: a reader that goes away must not stop the computation; the run
     # finishes, is recorded and exits as its outcome says (other commands: click exits 1).

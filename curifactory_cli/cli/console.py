@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import IO, TYPE_CHECKING, Any
 
-from curifactory_cli.eta import TimeLeft, left_text
+from curifactory_cli.cli.eta import TimeLeft, left_text
 from curifactory_cli.events import (
     NodeFinished,
     NodeProgress,
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from curifactory_cli.events import Event
-    from curifactory_cli.runner import RunResult
+    from curifactory_cli.run.runner import RunResult
 
 # Control characters in data (names, metadata fields) are shown escaped, never sent to a terminal.
 CONTROL_ESCAPES = {c: f"\\x{c:02x}" for c in [*range(32), *range(127, 160)] if chr(c) not in "\n\t"}

@@ -11,9 +11,9 @@ from typing import Any
 import yaml
 
 from curifactory_cli.errors import ParamsError
-from curifactory_cli.run.coerce import Mismatch, coerce, suggest, type_hints
-from curifactory_cli.run.param_sets import Params, display_values, dotted_names, has_path, merge
-from curifactory_cli.run.yaml_lines import LineError, LineLoader
+from curifactory_cli.parameters.coerce import Mismatch, coerce, suggest, type_hints
+from curifactory_cli.parameters.sets import Params, display_values, dotted_names, has_path, merge
+from curifactory_cli.parameters.yaml_lines import LineError, LineLoader
 
 
 def parse_override(text: str, option: str = "--set") -> tuple[str, Any]:

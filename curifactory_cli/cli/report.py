@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from curifactory_cli.cli_common import (
+from curifactory_cli.cli.common import (
     JsonOpt,
     RegistryOpt,
     console,
@@ -20,7 +20,7 @@ from curifactory_cli.cli_common import (
     registry_file,
     shown_path,
 )
-from curifactory_cli.console import write_json
+from curifactory_cli.cli.console import write_json
 from curifactory_cli.errors import ConfigError, CurifactoryError
 
 
@@ -51,7 +51,7 @@ def report_command(
     (reports/index.html) from the run registry and the reportables kept in the cache."""
     from curifactory_cli import report
     from curifactory_cli.discovery import project_root
-    from curifactory_cli.runlog import log_path, read_log
+    from curifactory_cli.run.log import log_path, read_log
 
     root = project_root()
     warnings: list[str] = []
@@ -139,7 +139,7 @@ def _serve(folder: Path, port: int, page: str) -> None:
 def _url_store(root: Path, cache: str) -> Any:
     """The run's store when its cache is at a URL (`--cache s3://...`), opened with the
     project's storage options; None for a local folder, read in place."""
-    from curifactory_cli.config import load_settings
+    from curifactory_cli.run.settings import load_settings
     from curifactory_cli.store import is_url
     from curifactory_cli.store.remote import FsspecStore
 

@@ -14,9 +14,9 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from curifactory_cli import console as ui
-from curifactory_cli.cli_common import console
-from curifactory_cli.console import write_json
+from curifactory_cli.cli import console as ui
+from curifactory_cli.cli.common import console
+from curifactory_cli.cli.console import write_json
 from curifactory_cli.wording import plural
 
 if TYPE_CHECKING:
@@ -515,7 +515,7 @@ def set_table(
     mapping or scalar: the mapping's values (nested ones as `a.b`), or the scalar under the
     output's name. None when a value is anything else (a DataFrame, an array, a list): those
     do not fit a row."""
-    from curifactory_cli.run_params import flat_values
+    from curifactory_cli.run.param_values import flat_values
     from curifactory_cli.store.dump import is_json
 
     rows = []
