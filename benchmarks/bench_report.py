@@ -38,7 +38,7 @@ def median(values: list[float]) -> str:
 def in_process(project: Path, repeat: int) -> tuple[float, float]:
     """Seconds to write the newest run's report, and the index, in this process."""
     from curifactory_cli import report
-    from curifactory_cli.run.registry import RunRegistry, registry_path
+    from curifactory_cli.registry.database import RunRegistry, registry_path
 
     registry = RunRegistry(registry_path(project))
     write, index = [], []
@@ -57,7 +57,7 @@ def in_process(project: Path, repeat: int) -> tuple[float, float]:
 
 def index_of_many(base: Path, runs: int) -> tuple[float, int]:
     from curifactory_cli import report
-    from curifactory_cli.run.registry import RunRegistry, registry_path
+    from curifactory_cli.registry.database import RunRegistry, registry_path
 
     project = base / "many"
     registry = RunRegistry(registry_path(project))

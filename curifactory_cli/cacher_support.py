@@ -25,8 +25,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from curifactory_cli.atomic import WRITE_FLAGS, atomic_path, write_bytes_atomic
 from curifactory_cli.errors import CacheError, GraphError
-from curifactory_cli.store.atomic import WRITE_FLAGS, atomic_path, write_bytes_atomic
 
 
 # ------------------------------------------------------------------------ JSON values

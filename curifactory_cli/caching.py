@@ -24,6 +24,7 @@ import pickle
 from typing import Any
 
 from curifactory_cli import cacher_support as support
+from curifactory_cli.atomic import atomic_path
 from curifactory_cli.cacher_support import (
     JSON_WRITER,
     PANDAS_FORMATS,
@@ -40,7 +41,6 @@ from curifactory_cli.cacher_support import (
     write_text,
 )
 from curifactory_cli.errors import CacheError, GraphError
-from curifactory_cli.store.atomic import atomic_path
 
 __all__ = [
     "Cacheable",

@@ -230,8 +230,8 @@ class _Session:
         from curifactory_cli.engine.scheduler import Scheduler
         from curifactory_cli.fingerprint import CodeFingerprinter
         from curifactory_cli.provenance import git_info, host_info, library_versions
-        from curifactory_cli.run.log import RunLog, log_path
-        from curifactory_cli.run.registry import RunRegistry, registry_path
+        from curifactory_cli.registry.database import RunRegistry, registry_path
+        from curifactory_cli.registry.log import RunLog, log_path
         from curifactory_cli.store import open_store
 
         self.manager = manager
@@ -344,7 +344,7 @@ class _Session:
         if self.registry is None or self.reference is None:
             return None
         from curifactory_cli import report
-        from curifactory_cli.run.log import read_log
+        from curifactory_cli.registry.log import read_log
 
         run = self.registry.get_run(self.reference)
         logs = read_log(self.log.path) if self.log is not None else []

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
 
-from curifactory_cli.store.atomic import write_bytes_atomic
+from curifactory_cli.atomic import write_bytes_atomic
 
 
 @lru_cache(maxsize=8)

@@ -1,4 +1,4 @@
-"""The one atomic writer (curifactory_cli.store.atomic): a target is replaced whole or not at
+"""The one atomic writer (curifactory_cli.atomic): a target is replaced whole or not at
 all, and a rewrite can keep the old file's mode and times."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from curifactory_cli.store.atomic import atomic_path, write_bytes_atomic
+from curifactory_cli.atomic import atomic_path, write_bytes_atomic
 
 
 def test_a_failed_writer_leaves_the_target_as_it_was_and_no_temporary_file(tmp_path):

@@ -30,7 +30,7 @@ import curifactory_cli.store.entry
 from curifactory_cli.caching import Cacheable, JsonCacher, Lazy, PickleCacher
 from curifactory_cli.graph import Outcome
 from curifactory_cli.hashing import canonical_json, digest
-from curifactory_cli.run.registry import RunRegistry
+from curifactory_cli.registry.database import RunRegistry
 
 pytestmark = pytest.mark.usefixtures("job_runner")
 

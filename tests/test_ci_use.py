@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from curifactory_cli.run.registry import RunRegistry, registry_path
+from curifactory_cli.registry.database import RunRegistry, registry_path
 
 # `first` prints (a lot with `chatty`, enough to fill a pipe's buffer) and starts a program
 # that writes to the same stdout; `second` can sleep or fail.
@@ -158,7 +158,7 @@ def runs_with(cli, status):
 
 
 def test_a_live_run_reads_as_running_and_a_reused_pid_as_died():
-    from curifactory_cli.run.registry import _process_runs
+    from curifactory_cli.registry.database import _process_runs
 
     assert _process_runs(os.getpid(), "2000-01-01T00:00:00+00:00")
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])

@@ -20,7 +20,7 @@ from test_run_logs import last_run
 from test_run_logs import setup as setup_talk
 from test_workers import EXPERIMENT, PARAMS, entry_versions, executions, setup
 
-from curifactory_cli.run.registry import registry_path
+from curifactory_cli.registry.database import registry_path
 
 pytest.importorskip("distributed")
 

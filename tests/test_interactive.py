@@ -130,7 +130,7 @@ def run_script(folder: Path, name: str, text: str) -> subprocess.CompletedProces
 
 
 def runs(folder: Path) -> list[dict]:
-    from curifactory_cli.run.registry import RunRegistry, registry_path
+    from curifactory_cli.registry.database import RunRegistry, registry_path
 
     return RunRegistry(registry_path(folder), read_only=True).list_runs()
 
@@ -219,8 +219,8 @@ def test_a_failing_stage_raises_is_recorded_and_the_session_goes_on(session):
 
 def test_a_sessions_log_keeps_what_its_stages_printed_and_the_traceback(session, capsys):
     import curifactory_cli as cf
-    from curifactory_cli.run.log import log_path, read_log
-    from curifactory_cli.run.registry import registry_path
+    from curifactory_cli.registry.database import registry_path
+    from curifactory_cli.registry.log import log_path, read_log
 
     @cf.stage(inputs=None, outputs=["v"])
     def talkative(record):

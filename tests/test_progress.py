@@ -84,8 +84,8 @@ def test_a_stage_using_curis_tqdm_reports_its_progress(project, cli, monkeypatch
     pytest.importorskip("tqdm")
     from test_run_logs import last_run
 
-    from curifactory_cli.run.log import log_path, read_log
-    from curifactory_cli.run.registry import registry_path
+    from curifactory_cli.registry.database import registry_path
+    from curifactory_cli.registry.log import log_path, read_log
 
     project.write("experiments/prog.py", TQDM_EXPERIMENT)
     project.write("params/p.yaml", "- name: a\n")

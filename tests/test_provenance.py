@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from curifactory_cli import provenance
-from curifactory_cli.run.registry import RunRegistry
+from curifactory_cli.registry.database import RunRegistry
 
 EXPERIMENT = """
 import curifactory_cli as cf

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from curifactory_cli.cli.runs import runs_app
 from curifactory_cli.errors import CacheError, ConfigError
-from curifactory_cli.run.registry import RunRegistry, reproduce_command
+from curifactory_cli.registry.database import RunRegistry, reproduce_command
 
 STAGES = [
     {
@@ -265,7 +265,7 @@ WORKER = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from curifactory_cli.run.registry import RunRegistry
+    from curifactory_cli.registry.database import RunRegistry
 
     path, start_at = Path(sys.argv[1]), float(sys.argv[2])
     time.sleep(max(0.0, start_at - time.time()))  # start together: maximum contention

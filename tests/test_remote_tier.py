@@ -303,7 +303,7 @@ def test_the_next_run_that_reaches_the_remote_uploads_what_an_offline_run_kept(
 
 # ------------------------------------------------------------- what the run moved
 def test_a_run_says_how_much_it_pulled_from_the_remote(tmp_path, bucket, monkeypatch):
-    from curifactory_cli.run.registry import RunRegistry, registry_path
+    from curifactory_cli.registry.database import RunRegistry, registry_path
     from curifactory_cli.store.index import human_size
 
     first, second = clone(tmp_path, "alice"), clone(tmp_path, "bob")

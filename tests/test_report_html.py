@@ -271,8 +271,8 @@ def test_the_index_shows_a_run_whose_process_died(tmp_path):
     import subprocess
     import sys
 
+    from curifactory_cli.registry.database import RunRegistry, registry_path
     from curifactory_cli.report import update_index
-    from curifactory_cli.run.registry import RunRegistry, registry_path
     from curifactory_cli.store.index import latest_runs
 
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],

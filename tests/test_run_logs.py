@@ -11,8 +11,8 @@ import sys
 import pytest
 
 from curifactory_cli.capture import LOG_LIMIT, captured, overwritten
-from curifactory_cli.run.log import log_path, read_log
-from curifactory_cli.run.registry import RunRegistry, registry_path
+from curifactory_cli.registry.database import RunRegistry, registry_path
+from curifactory_cli.registry.log import log_path, read_log
 
 pytestmark = pytest.mark.usefixtures("job_runner")
 

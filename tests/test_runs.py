@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from curifactory_cli.run.registry import RunRegistry, registry_path
+from curifactory_cli.registry.database import RunRegistry, registry_path
 
 EXPERIMENT = """
 import time

@@ -13,7 +13,7 @@ from collections import Counter
 
 import pytest
 
-from curifactory_cli.run.registry import RunRegistry, registry_path
+from curifactory_cli.registry.database import RunRegistry, registry_path
 
 # Every execution appends "<stage> <record> <pid>" to exec.log. `fit` can be made to raise
 # (`fail`), to kill its own process (`die`: once, while a marker file is absent) or to sleep.

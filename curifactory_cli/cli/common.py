@@ -23,7 +23,7 @@ from curifactory_cli.errors import (
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
-    from curifactory_cli.run.registry import RunRegistry
+    from curifactory_cli.registry.database import RunRegistry
     from curifactory_cli.run.runner import RunOptions
 
 console = Output()
@@ -93,13 +93,13 @@ def registry_file(registry: Path | None) -> Path:
     """`--registry`, else the registry of the project the current folder is in (the nearest
     project folder at or above it, as for every other curi command)."""
     from curifactory_cli.discovery import project_root
-    from curifactory_cli.run.registry import registry_path
+    from curifactory_cli.registry.database import registry_path
 
     return registry if registry is not None else registry_path(project_root())
 
 
 def open_registry(path: Path) -> RunRegistry:
-    from curifactory_cli.run.registry import RunRegistry
+    from curifactory_cli.registry.database import RunRegistry
 
     return RunRegistry(path, read_only=True)  # read-only: reading must not create the file
 

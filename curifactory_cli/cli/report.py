@@ -51,7 +51,7 @@ def report_command(
     (reports/index.html) from the run registry and the reportables kept in the cache."""
     from curifactory_cli import report
     from curifactory_cli.discovery import project_root
-    from curifactory_cli.run.log import log_path, read_log
+    from curifactory_cli.registry.log import log_path, read_log
 
     root = project_root()
     warnings: list[str] = []

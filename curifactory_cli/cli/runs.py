@@ -136,7 +136,7 @@ def runs_show(
 ) -> None:
     """Show one run: status, error, parameter values, command, provenance and its stages;
     with --log, what its stage calls printed or logged (data/logs/<run>.jsonl)."""
-    from curifactory_cli.run.log import log_path, read_log
+    from curifactory_cli.registry.log import log_path, read_log
 
     path = registry_file(registry)
     try:
@@ -256,8 +256,8 @@ def runs_reproduce(
     as stored by --store-full, against its stored artifacts, read-only. Nothing executes when
     they hold everything (only uncached leaf stages run). Recorded as a run of its own."""
     from curifactory_cli import discovery
+    from curifactory_cli.registry.database import RunRegistry, registry_path
     from curifactory_cli.run import full_store as runstore
-    from curifactory_cli.run.registry import RunRegistry, registry_path
     from curifactory_cli.run.runner import RunOptions
     from curifactory_cli.run.selection import load_param_sets
 

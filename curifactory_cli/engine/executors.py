@@ -18,17 +18,19 @@ runner whose `inline` is True is given no jobs: the scheduler runs them in its o
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from curifactory_cli.engine.runners import InlineRunner, usable_cores
 from curifactory_cli.errors import ConfigError
-from curifactory_cli.run.settings import DOTTED_NAME
 
 if TYPE_CHECKING:
     from curifactory_cli.engine.jobs import Context
     from curifactory_cli.engine.runners import JobRunner
 
+# A JobRunner class of the user's own, `module:Class` (checked when the run imports it).
+DOTTED_NAME = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*([.:][A-Za-z_]\w*)$")
 _RUNNER_METHODS = ("submit", "wait", "progress", "close")
 _RUNNER_FIELDS = ("capacity", "inline", "shares_files")  # often set by the constructor
 

@@ -10,8 +10,8 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from curifactory_cli.atomic import write_bytes_atomic
 from curifactory_cli.errors import ConfigError
-from curifactory_cli.store.atomic import write_bytes_atomic
 
 FILE_MEMO = os.path.join("data", "file_digests.json")
 

@@ -37,8 +37,8 @@ from curifactory_cli.wording import plural
 
 if TYPE_CHECKING:
     from curifactory_cli.params import ParamSet
+    from curifactory_cli.registry.database import RunRegistry
     from curifactory_cli.run.options import RunResult
-    from curifactory_cli.run.registry import RunRegistry
 
 RUNS_DIR = Path("data") / "runs"
 SOURCE_FILE = "experiment.py"

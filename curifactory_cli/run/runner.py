@@ -40,9 +40,9 @@ from curifactory_cli.provenance import (
     process_command,
 )
 from curifactory_cli.record import ArtifactManager
-from curifactory_cli.run.log import RunLog, log_path, read_log
+from curifactory_cli.registry.database import RunRegistry, registry_path
+from curifactory_cli.registry.log import RunLog, log_path, read_log
 from curifactory_cli.run.options import RunOptions, RunResult
-from curifactory_cli.run.registry import RunRegistry, registry_path
 from curifactory_cli.run.rows import param_files, stage_row, transfer_counts
 from curifactory_cli.run.selection import load_param_sets
 from curifactory_cli.run.settings import Settings

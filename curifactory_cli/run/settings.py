@@ -23,7 +23,6 @@ storage library's own places (for S3: AWS environment variables and config files
 from __future__ import annotations
 
 import os
-import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,9 +31,6 @@ from typing import Any
 from curifactory_cli.discovery import project_root
 from curifactory_cli.errors import ConfigError, close_matches_hint
 
-EXECUTORS = ("local", "dask")  # by name; engine.executors makes them
-# A JobRunner class of the user's own, `module:Class` (checked when the run imports it).
-DOTTED_NAME = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*([.:][A-Za-z_]\w*)$")
 CONFIG_FILE = "curi.toml"
 ENV_PREFIX = "CURI_"
 DEFAULT_CACHE = "data/cache"
@@ -107,12 +103,21 @@ def _check(where: str, key: str, value: Any) -> Any:
         )
     if not isinstance(value, KEYS[key][0]) or isinstance(value, bool):
         raise ConfigError(f"{where}: {key} = {value!r} has the wrong type")
-    if key == "executor" and value not in EXECUTORS and not DOTTED_NAME.match(str(value)):
+    if key == "executor":
+        _check_executor(where, str(value))
+    return value
+
+
+def _check_executor(where: str, value: str) -> None:
+    # The engine's table of executors is the one list of names (imported only when a
+    # setting names one: reading settings stays cheap for `curi cache ls`).
+    from curifactory_cli.engine.executors import DOTTED_NAME, EXECUTORS
+
+    if value not in EXECUTORS and not DOTTED_NAME.match(value):
         raise ConfigError(
             f"{where}: executor = {value!r}",
             hint=f"use one of {', '.join(EXECUTORS)}, or a JobRunner class as module:Class.",
         )
-    return value
 
 
 def load_settings(root: Path, given: dict[str, Any] | None = None) -> Settings:

@@ -21,9 +21,9 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from curifactory_cli.atomic import atomic_path
 from curifactory_cli.errors import CacheError, ConfigError
 from curifactory_cli.store import index as cache_index
-from curifactory_cli.store.atomic import atomic_path
 from curifactory_cli.store.entry import bytes_match, signature_problem
 from curifactory_cli.store.index import CacheEntry
 

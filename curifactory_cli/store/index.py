@@ -28,7 +28,7 @@ from curifactory_cli.store.entry import (
 from curifactory_cli.store.local import GRACE_S, human_duration
 
 if TYPE_CHECKING:
-    from curifactory_cli.run.registry import RunRegistry
+    from curifactory_cli.registry.database import RunRegistry
     from curifactory_cli.store.local import LocalStore
 
 MIN_ID_LENGTH = 6  # shorter prefixes collide too easily to be safe for a delete

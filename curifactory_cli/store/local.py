@@ -22,8 +22,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path, PurePath
 from typing import Any
 
+from curifactory_cli.atomic import write_bytes_atomic
 from curifactory_cli.errors import CacheError
-from curifactory_cli.store.atomic import write_bytes_atomic
 from curifactory_cli.store.entry import (
     ENTRY_DIR_NAME,
     FORMAT_VERSION,

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from curifactory_cli.store.atomic import write_bytes_atomic
+from curifactory_cli.atomic import write_bytes_atomic
 
 LOG_NAME = ".removed-damaged.jsonl"
 MAX_RECORDS = 10_000  # the newest are kept: a line is ~250 bytes
