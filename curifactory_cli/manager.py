@@ -15,7 +15,6 @@ stage calls into a graph first (see `record.ArtifactManager`).
 
 from __future__ import annotations
 
-import datetime as dt
 import sys
 import weakref
 from pathlib import Path
@@ -23,10 +22,10 @@ from typing import Any
 
 from curifactory_cli import record as _record
 from curifactory_cli.events import Warned
-from curifactory_cli.graph import Node, Outcome
+from curifactory_cli.graph import Node
 from curifactory_cli.provenance import process_command, script_command
 from curifactory_cli.record import Record
-from curifactory_cli.run.rows import stage_row, transfer_counts
+from curifactory_cli.run.rows import stage_row
 
 __all__ = ["ArtifactManager", "Record"]
 
@@ -222,99 +221,52 @@ def _show(body: str) -> HTMLFragment | None:
 
 
 class _Session:
-    """What a `curi run` sets up, for a manager's stage calls made one by one."""
+    """A manager's stage calls, made one by one, as one run: the orchestrator of `curi run`
+    (`run.orchestrator.Run`) settling each call when it is made and recording the run as
+    it stands after each."""
 
     def __init__(self, manager: ArtifactManager) -> None:
-        from curifactory_cli.engine.keys import KeyMaker
         from curifactory_cli.engine.runners import InlineRunner
-        from curifactory_cli.engine.scheduler import Scheduler
-        from curifactory_cli.fingerprint import CodeFingerprinter
-        from curifactory_cli.provenance import git_info, host_info, library_versions
-        from curifactory_cli.registry.database import RunRegistry, registry_path
-        from curifactory_cli.registry.log import RunLog, log_path
-        from curifactory_cli.store import open_store
+        from curifactory_cli.run.orchestrator import Run, RunSpec
 
         self.manager = manager
-        root, settings = manager._root, manager._settings
-        self.store = open_store(
-            manager.cache_path,
-            remote=settings.get("remote"),
-            dry=manager.dry or manager.dry_cache,
-            storage_options=settings.get("storage_options"),
-        )
-        if not self.store.dry:
-            self.store.prepare()
-        self.started = dt.datetime.now()
-        git = git_info(str(root))
-        self.registry = None if manager.dry else RunRegistry(registry_path(root))
-        self.reference: str | None = None
-        self.log: RunLog | None = None
-        if self.registry is not None:
-            self.reference = self.registry.start_run(
-                experiment=manager.experiment_name,
-                command=process_command(),
-                reproduce=script_command(),
-                param_files=[],
-                param_sets=[],
-                git=git,
-                host=host_info(),
-                versions=library_versions(),
-                notes=manager.notes,
-                cache_dir=manager.cache_path,
-                dry=manager.dry_cache,
-                doc=_doc_of_main(),
-            ).reference
-            self.log = RunLog(log_path(self.registry.path, self.reference))
-        self.warnings: list[str] = []
-        reporter = _Warnings(self.warnings)
-        if hasattr(self.store, "notify"):  # a remote tier left out is said under the cell
-            self.store.notify = lambda message: reporter.emit(Warned(message))
-        self.scheduler = Scheduler(
-            store=self.store,
-            # A dry session writes nothing, the memo of depends_on files' checksums included.
-            keys=KeyMaker(
-                manager.experiment_name, CodeFingerprinter(root), write_memo=not manager.dry
-            ),
-            runner=InlineRunner(),
-            reporter=reporter,
+        spec = RunSpec(
+            root=manager._root,
+            settings=manager._settings,
             experiment=manager.experiment_name,
+            cache=manager.cache_path,
+            dry=manager.dry,
+            dry_cache=manager.dry_cache,
             overwrite=manager.overwrite,
             overwrite_stages=frozenset(manager.overwrite_stages),
-            provenance={"run": {"id": self.reference, "host": host_info()["host"]}},
-            logbook=self.log.add if self.log is not None else None,
+            reproduce=script_command(),
+            notes=manager.notes,
+            doc=_doc_of_main(),
+            report=False,  # written on demand: manager.generate_report()
+            progress=False,
         )
-        self.failed: list[Any] = []
+        self.warnings: list[str] = []
+        self.run = Run(spec, _Warnings(self.warnings))
+        result = self.run.start(manager.records, manager.graph, [], InlineRunner)
+        self.registry = self.run.registry
+        self.reference = None if self.registry is None else result.run_id
         # At exit, or when the session is collected: not an atexit hook holding the session
         # (and its whole graph) alive for the life of the process.
-        self._closer = weakref.finalize(self, _close_store, self.store)
-        if self.log is not None:
-            weakref.finalize(self, self.log.close)
+        self._closer = weakref.finalize(self, _close, self.run.store, self.run.log)
 
     def settle(self, node: Node) -> None:
         try:
-            self.scheduler.settle(self.manager.graph.nodes, [node])
+            self.run.settle([node])
         except BaseException as exc:
-            self.failed.append(exc)
+            self.run.failed.append(exc)
             raise
         finally:
             self._record()
 
     def _record(self) -> None:
         """The registry's row for the session, as it stands after this stage call."""
-        if self.registry is None or self.reference is None:
-            return
         from curifactory_cli.params import display_values
 
-        nodes = self.manager.graph.nodes
-        counts = dict.fromkeys(("executed", "cached", "skipped", "failed"), 0)
-        for node in nodes:
-            outcome = (node.outcome or Outcome.SKIPPED).value
-            counts[outcome] += 1
-        # Pulled so far (uploads are batched until the session closes: not counted here).
-        moved = transfer_counts(getattr(self.store, "transfers", None))
-        counts.update({k: v for k, v in moved.items() if k.startswith("pulled")})
-        failed = next((n for n in nodes if n.outcome is Outcome.FAILED), None)
-        error = self.failed[-1] if self.failed else None
         sets = [
             {
                 "name": r.name,
@@ -325,39 +277,29 @@ class _Session:
             for r in self.manager.records
             if r.params is not None
         ]
-        from curifactory_cli.provenance import library_versions, merge_versions
-
-        self.registry.finish_run(
-            self.reference,
-            status="error" if failed is not None else "complete",
-            duration_s=(dt.datetime.now() - self.started).total_seconds(),
-            counts=counts,
-            error=None if error is None else str(getattr(error, "message", error)),
-            failed_stage=failed.stage.name if failed else None,
-            failed_record=failed.record_name if failed else None,
-            stages=[stage_row(n, self.store.root) for n in nodes],
-            param_sets=sets,
-            versions=merge_versions(library_versions(), (n.versions for n in nodes)),
-        )
+        self.run.checkpoint(sets)
 
     def report(self) -> Path | None:
         if self.registry is None or self.reference is None:
             return None
-        from curifactory_cli import report
-        from curifactory_cli.registry.log import read_log
+        from curifactory_cli.run.reports import write_report
 
-        run = self.registry.get_run(self.reference)
-        logs = read_log(self.log.path) if self.log is not None else []
-        items = report.items_from_records(self.manager.records)
-        page = report.write_run_report(self.manager._root, run, items, [], logs)
-        report.update_index(self.manager._root, self.registry.list_runs(limit=None, brief=True))
-        return page
+        log = self.run.log
+        return write_report(
+            self.manager._root,
+            self.registry,
+            self.reference,
+            self.manager.records,
+            None if log is None else log.path,
+        )
 
     def close(self) -> None:
         self._closer()  # runs once
 
 
-def _close_store(store: Any) -> None:
+def _close(store: Any, log: Any) -> None:
+    if log is not None:
+        log.close()
     store.close()
     for warning in getattr(store, "warnings", ()):
         print(f"warning: {warning}", file=sys.stderr)

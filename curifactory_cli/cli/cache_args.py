@@ -179,47 +179,35 @@ ClearDryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Only list what 
 def cache_store(cache: str | None) -> LocalStore:
     """The store a cache command works on: --cache, else CURI_CACHE or the project's
     `cache` setting, else data/cache; a URL opens the remote store itself."""
-    from curifactory_cli.run.settings import load_settings, resolve_cache
-    from curifactory_cli.store import LocalStore, is_url
+    from curifactory_cli.run.settings import load_settings
+    from curifactory_cli.run.stores import project_store
 
     root = Path.cwd()
     try:
-        settings = load_settings(root, {"cache": cache})
-        location = resolve_cache(root, settings)
-        if is_url(location):
-            from curifactory_cli.store.remote import FsspecStore
-
-            options = settings.get("storage_options")
-            # Listing and tidying only: an FsspecStore is a full Store but for local locks.
-            return FsspecStore(location, storage_options=options)  # type: ignore[return-value]
+        store = project_store(root, load_settings(root, {"cache": cache}), tiers=False)
     except CurifactoryError as exc:
         raise fail(exc) from None
-    return LocalStore(location)
+    # Listing and tidying only: an FsspecStore answers every LocalStore method these
+    # commands call (the store contract suite runs them on both).
+    return store  # type: ignore[return-value]
 
 
 def remote_pair(cache: str | None, remote: str | None) -> tuple[LocalStore, FsspecStore]:
     """The local cache and the remote one, for push and pull."""
     from curifactory_cli.run.settings import load_settings
+    from curifactory_cli.run.stores import remote_store
     from curifactory_cli.store import is_url
 
     try:
         settings = load_settings(Path.cwd(), {"remote": remote})
-        url = settings.get("remote")
-        if not url:
-            raise ConfigError(
-                "no remote cache to push to or pull from",
-                hint="give --remote s3://bucket/prefix (any fsspec URL), or set `remote` in "
-                "curi.toml, [tool.curi] or CURI_REMOTE.",
-            )
+        shared = remote_store(settings)
         local = cache_store(cache)
         if is_url(local.location):
             raise ConfigError(
                 f"--cache {local.location} is not a local folder",
                 hint="push and pull move entries between a local cache and a remote one.",
             )
-        from curifactory_cli.store.remote import FsspecStore
-
-        return local, FsspecStore(url, storage_options=settings.get("storage_options"))
+        return local, shared
     except CurifactoryError as exc:
         raise fail(exc) from None
 

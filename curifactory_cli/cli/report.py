@@ -4,7 +4,6 @@ or serve the reports folder on 127.0.0.1."""
 from __future__ import annotations
 
 import functools
-import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,7 +15,6 @@ from curifactory_cli.cli.common import (
     console,
     err_console,
     fail,
-    open_registry,
     registry_file,
     shown_path,
 )
@@ -49,42 +47,26 @@ def report_command(
 ) -> None:
     """Rebuild a run's report (reports/<run>/index.html) and the index of all runs
     (reports/index.html) from the run registry and the reportables kept in the cache."""
-    from curifactory_cli import report
     from curifactory_cli.discovery import project_root
-    from curifactory_cli.registry.log import log_path, read_log
+    from curifactory_cli.run.reports import rebuild
 
-    root = project_root()
-    warnings: list[str] = []
     try:
-        path = registry_file(registry)
-        runs = open_registry(path)
-        listed = runs.list_runs(limit=None, brief=True)
-        if not listed:
-            raise ConfigError(
-                "no runs recorded yet, so there is no report to build",
-                hint="`curi run EXPERIMENT PARAMS` writes one for every run.",
-            )
-        run = runs.get_run(reference or listed[0]["reference"])
-        store = _url_store(root, str(run.get("cache_dir") or ""))
-        with tempfile.TemporaryDirectory(prefix="curi-report-") as scratch:
-            items = report.items_from_cache(run, warnings, store, Path(scratch))
-            logs = read_log(log_path(path, run["reference"]))
-            page = report.write_run_report(root, run, items, warnings, logs)
-        index = report.update_index(root, listed)
+        built = rebuild(project_root(), registry_file(registry), reference)
     except OSError as exc:
         raise fail(
             ConfigError(f"cannot write the report: {exc}", hint="check that reports/ is writable.")
         ) from None
     except CurifactoryError as exc:
         raise fail(exc) from None
-    for warning in warnings:
+    for warning in built.warnings:
         err_console.print(f"warning: {warning}", style="yellow", markup=False)
+    page = built.page
     if as_json:
         data: dict[str, Any] = {
-            "run": run["reference"],
+            "run": built.run,
             "report": str(page),
-            "index": str(index),
-            "warnings": warnings,
+            "index": str(built.index),
+            "warnings": built.warnings,
         }
         write_json(console, data)
     else:
@@ -95,7 +77,7 @@ def report_command(
             markup=False,
         )
     if serve:
-        _serve(report.reports_dir(root), port, f"{run['reference']}/index.html")
+        _serve(built.folder, port, f"{built.run}/index.html")
 
 
 def _open_in_browser(page: Path) -> bool:
@@ -134,16 +116,3 @@ def _serve(folder: Path, port: int, page: str) -> None:
         pass
     finally:
         server.server_close()
-
-
-def _url_store(root: Path, cache: str) -> Any:
-    """The run's store when its cache is at a URL (`--cache s3://...`), opened with the
-    project's storage options; None for a local folder, read in place."""
-    from curifactory_cli.run.settings import load_settings
-    from curifactory_cli.store import is_url
-    from curifactory_cli.store.remote import FsspecStore
-
-    if not is_url(cache):
-        return None
-    options = load_settings(root).get("storage_options")
-    return FsspecStore(cache, dry=True, storage_options=options)  # read only

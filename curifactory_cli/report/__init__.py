@@ -18,10 +18,10 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from pathlib import Path, PurePath
+from typing import TYPE_CHECKING, Any, Protocol
 
 from curifactory_cli.errors import CurifactoryError
 from curifactory_cli.report import page
@@ -29,16 +29,24 @@ from curifactory_cli.report.layout import graph_svg, stage_summary
 from curifactory_cli.report.logs import logs_html
 from curifactory_cli.reporting import INDEX, PATH_TOKEN, CachedReportable, load_reportables
 from curifactory_cli.store.entry import (
-    META_NAME,
     bytes_match,
-    parse_meta,
-    read_meta_file,
     safe_rel,
     signature_problem,
 )
 
 if TYPE_CHECKING:
-    from curifactory_cli.store.base import Store
+    from curifactory_cli.store.entry import Entry
+
+
+class EntrySource(Protocol):
+    """What a rebuilt report reads a cache through: any store's listing and local copies
+    (a local folder's entries in place, a bucket's downloaded and verified)."""
+
+    @property
+    def root(self) -> PurePath: ...
+    def entries(self, experiment: str | None = None) -> Iterator[Entry]: ...
+    def local_dir(self, entry: Entry) -> str: ...
+
 
 REPORTS_DIR = "reports"
 LATEST = "_latest"
@@ -67,56 +75,47 @@ def items_from_records(records: Iterable[Any]) -> list[Item]:
     ]
 
 
-def items_from_cache(
-    run: dict[str, Any],
-    warnings: list[str],
-    store: Store | None = None,
-    scratch: Path | None = None,
-) -> list[Item]:
-    """The reportables kept in the cache entries of a run's stage calls (for a rebuild).
-
-    A local cache is read in place. A cache at a URL is read through its `store`: the
-    run's entries are found in one listing and downloaded (each file verified against its
-    checksum) into `scratch`, a folder the caller keeps until the report is written."""
+def items_from_cache(run: dict[str, Any], warnings: list[str], store: EntrySource) -> list[Item]:
+    """The reportables kept in the cache entries of a run's stage calls (for a rebuild),
+    read through the `store` the run's cache opens as: a local folder is read in place; a
+    cache at a URL is listed once and the entries with reportables downloaded (each file
+    verified against its checksum) into the store's scratch folder, kept until it closes."""
     calls: dict[str, dict[str, Any]] = {}
     for call in run.get("stages") or ():
         rel = safe_rel(call.get("entry"))
         if rel is not None:
             calls.setdefault(rel, call)
-    if store is not None and scratch is not None:
-        cache = scratch
-        _download(store, calls, scratch, warnings)
-    else:
-        cache = Path(run.get("cache_dir") or "")
     items: list[Item] = []
-    for rel, call in calls.items():
+    for rel, entry in _entries(store, calls).items():
+        call = calls[rel]
         try:
-            loaded = _entry_reportables(cache / rel)
-        except (OSError, ValueError) as exc:
-            warnings.append(f"{call['stage']} [{call['record']}]: reportables not read: {exc}")
+            loaded = _entry_reportables(Path(store.local_dir(entry)), entry.meta)
+        except (OSError, ValueError, CurifactoryError) as exc:
+            said = getattr(exc, "message", None) or exc
+            warnings.append(f"{call['stage']} [{call['record']}]: reportables not read: {said}")
             continue
         items += [Item(call["record"], call["stage"], r) for r in loaded]
     return items
 
 
-def _download(
-    store: Store, calls: dict[str, dict[str, Any]], scratch: Path, warnings: list[str]
-) -> None:
-    """The entries of `calls` that carry reportables, from `store` into `scratch`."""
-    namespaces = {rel.split("/", 1)[0] for rel in calls}
-    for namespace in sorted(namespaces):
+def _entries(store: EntrySource, calls: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The entries of `calls` that are still in the cache with the key the run recorded
+    and that carry reportables, by their path in the cache (one listing per experiment
+    folder; an entry cleared since has nothing to show)."""
+    found: dict[str, Any] = {}
+    for namespace in sorted({rel.split("/", 1)[0] for rel in calls}):
         for entry in store.entries(namespace):
             rel = entry.rel(store.root)
             call = calls.get(rel)
             if call is None or entry.key != call.get("key"):
                 continue
-            if not any(f.get("path") == INDEX for f in entry.meta.get("extra_files") or ()):
-                continue  # no reportables: nothing to download
-            try:
-                store.export(entry, scratch / rel)
-            except (OSError, CurifactoryError) as exc:
-                said = getattr(exc, "message", None) or exc
-                warnings.append(f"{call['stage']} [{call['record']}]: reportables not read: {said}")
+            if any(f.get("path") == INDEX for f in _listed(entry.meta)):
+                found[rel] = entry
+    return {rel: found[rel] for rel in calls if rel in found}  # in the run's order
+
+
+def _listed(meta: dict[str, Any]) -> list[dict[str, Any]]:
+    return [f for f in meta.get("extra_files") or () if isinstance(f, dict)]
 
 
 def _read_regular(path: Path) -> bytes:
@@ -126,16 +125,11 @@ def _read_regular(path: Path) -> bytes:
         return infile.read()
 
 
-def _entry_reportables(directory: Path) -> list[CachedReportable]:
-    if directory.is_symlink() or not directory.is_dir():
-        return []  # the entry is gone (cleared); nothing to show
-    meta = parse_meta(read_meta_file(directory / META_NAME))
-    if meta is None:
-        raise ValueError(f"{directory / META_NAME} is not an entry's metadata")
+def _entry_reportables(directory: Path, meta: dict[str, Any]) -> list[CachedReportable]:
     problem = signature_problem(meta)
     if problem:
         raise ValueError(f"{directory}: {problem}")
-    listed = [f for f in meta.get("extra_files") or () if isinstance(f, dict)]
+    listed = _listed(meta)
     info = next((f for f in listed if f.get("path") == INDEX), None)
     if info is None:
         return []

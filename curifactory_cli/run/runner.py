@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import inspect
 import os
 import time
@@ -15,38 +14,29 @@ from curifactory_cli import discovery
 from curifactory_cli.engine.executors import executor_named
 from curifactory_cli.engine.keys import KeyMaker
 from curifactory_cli.engine.runners import InlineRunner, parse_workers
-from curifactory_cli.engine.scheduler import Scheduler, survivors_frozen
+from curifactory_cli.engine.scheduler import survivors_frozen
 from curifactory_cli.errors import (
     ConfigError,
     CurifactoryError,
-    GraphError,
     RunFunctionError,
     StageError,
     close_matches_hint,
 )
-from curifactory_cli.events import NullReporter, RunFinished, RunStarted, Warned
+from curifactory_cli.events import NullReporter, Warned
 from curifactory_cli.fingerprint import CodeFingerprinter
-from curifactory_cli.graph import Graph, Node, Outcome
+from curifactory_cli.graph import Node
 from curifactory_cli.params import (
     ParamSet,
-    display_values,
 )
 from curifactory_cli.provenance import (
     curi_run_line,
-    git_info,
-    host_info,
-    library_versions,
-    merge_versions,
-    process_command,
 )
 from curifactory_cli.record import ArtifactManager
-from curifactory_cli.registry.database import RunRegistry, registry_path
-from curifactory_cli.registry.log import RunLog, log_path, read_log
 from curifactory_cli.run.options import RunOptions, RunResult
-from curifactory_cli.run.rows import param_files, stage_row, transfer_counts
+from curifactory_cli.run.orchestrator import Run, RunSpec
 from curifactory_cli.run.selection import load_param_sets
 from curifactory_cli.run.settings import Settings
-from curifactory_cli.run.signals import signals_deferred, terminate_as_interrupt
+from curifactory_cli.run.signals import terminate_as_interrupt
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -76,14 +66,9 @@ class Prepared:
     warnings: list[str] = field(default_factory=list)  # found while loading the parameters
 
     def open_store(self, dry: bool) -> Store:
-        from curifactory_cli.store import open_store
+        from curifactory_cli.run.stores import project_store
 
-        return open_store(
-            self.cache,
-            remote=self.settings.get("remote"),
-            dry=dry,
-            storage_options=self.settings.get("storage_options"),
-        )
+        return project_store(self.root, self.settings, cache=self.cache, dry=dry)
 
 
 def _root(options: RunOptions) -> Path:
@@ -192,7 +177,6 @@ def _refuse_to_settle(prepared: Prepared) -> None:
 
 def plan_experiment(options: RunOptions) -> PlanResult:
     """What `run_experiment(options)` would do and why, without executing or loading anything."""
-    from curifactory_cli.engine.keys import KeyMaker
     from curifactory_cli.engine.planner import Planner
 
     prepared = prepare(options, on_trace=_refuse_to_settle)
@@ -219,57 +203,49 @@ def run_experiment(options: RunOptions, reporter: Reporter | None = None) -> Run
 
     Stage calls made by run() are traced first and executed after it returns. If run() reads
     an output that is not settled yet, the run starts then, settles just what that output
-    needs, and tracing goes on (see `_Run.demand`)."""
-    started = time.perf_counter()
+    needs, and tracing goes on (see `_Driver.demand`)."""
+    began = time.perf_counter()
     # SIGTERM stops the run as Ctrl-C does from the first moment: importing and tracing the
     # experiment can take long too, and the default action would leave no message.
     with terminate_as_interrupt(), survivors_frozen():
-        run = _Run(options, reporter or NullReporter())
+        driver = _Driver(options, reporter or NullReporter(), began)
         try:
             try:
-                prepared: Prepared | None = prepare(options, on_trace=run.attach)
+                prepared: Prepared | None = prepare(options, on_trace=driver.attach)
             except StageError as exc:  # a stage whose output run() read failed
-                if not run.started:
+                if driver.run is None:
                     raise
-                run.fail(exc)
+                driver.fail(exc)
                 prepared = None
-            if prepared is not None and not run.started:
-                run.start(prepared)
+            if prepared is not None and driver.run is None:
+                driver.start(prepared)
         except BaseException as exc:
-            if not run.started:
-                run.discard()
+            if driver.run is None:
+                driver.discard()
                 raise
             status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "error"
-            run.finish(status, started, crash=exc)
+            driver.run.finish(status, crash=exc)
             raise
-        return run.complete(prepared, started)
+        return driver.complete(prepared)
 
 
-class _Run:
-    """One `curi run` once it starts: its store, job runner, registry row and scheduler.
+class _Driver:
+    """A `curi run` around its `Run` (see `run.orchestrator`): the executor started while
+    the experiment is imported and traced, and the run started early, the first time run()
+    reads an output that is not settled; then that output and what it needs are settled at
+    once (`demand`), and the same run settles the rest of the graph after tracing."""
 
-    It starts after tracing, or earlier, the first time run() reads an output that is not
-    settled: then that output and what it needs are settled at once (`demand`), and the
-    same scheduler settles the rest of the graph after tracing."""
-
-    def __init__(self, options: RunOptions, reporter: Reporter) -> None:
+    def __init__(self, options: RunOptions, reporter: Reporter, began: float) -> None:
         self.options = options
         self.reporter = reporter
-        self.root = _root(options)
-        self.execution = _execution(settings_for(options, self.root))
+        self.began = began
+        self.execution = _execution(settings_for(options, _root(options)))
         # Started now: a cluster's workers come up while the experiment is traced.
         self.starting: Starting | None = self.execution.executor.start(
             self.execution.workers, self.execution.scheduler
         )
-        self.started = False
-        self.store: Store | None = None
-        self.runner: JobRunner | None = None
-        self.registry: RunRegistry | None = None
-        self.log: RunLog | None = None
-        self.scheduler: Scheduler | None = None
-        self.result: RunResult | None = None
-        self.announced = 0  # stage calls the reporter was told about
-        self.expected: dict[str, float] = {}  # stage -> seconds a call took in recent runs
+        self.run: Run | None = None  # set once the run is recorded
+        self.opening: Run | None = None
 
     def attach(self, prepared: Prepared) -> None:
         """Called before run() is traced: reading an unsettled output settles it."""
@@ -278,157 +254,56 @@ class _Run:
         prepared.manager._demand = partial(self.demand, prepared)
 
     def demand(self, prepared: Prepared, node: Node) -> None:
-        if not self.started:
+        if self.run is None:
             self.start(prepared)
-        assert self.scheduler is not None
-        self._announce(prepared.manager.graph)
+        assert self.run is not None
         with terminate_as_interrupt():
-            self.scheduler.settle(prepared.manager.graph.nodes, [node])
+            self.run.settle([node])
 
     def start(self, prepared: Prepared) -> None:
         """Open the store, get the job runner, record the run and make its scheduler."""
-        options, manager = self.options, prepared.manager
-        self.store = store = prepared.open_store(dry=options.dry or options.dry_cache)
-        if hasattr(store, "notify"):  # a remote tier says at once when it is left out
-            store.notify = lambda message: self.reporter.emit(Warned(message))
-        if not store.dry and manager.graph.nodes:
-            store.prepare()  # an unusable cache is a setup error: no run is recorded
-        # Workers (or a Dask cluster) before the run is recorded: failing to get them is a
-        # setup error, which records nothing.
-        if manager.graph.nodes:
-            assert self.starting is not None
-            self.runner = _make_runner(prepared, self.starting)
-        else:
-            self.runner = InlineRunner()
-            if self.starting is not None:
-                self.starting.discard()
-        self.starting = None
-        try:
-            run_id = self._record(prepared)
-        except BaseException:
-            self.runner.close(cancel=True)
-            store.close()
-            raise
-        self.started = True
-        result = RunResult(
-            prepared.experiment,
-            run_id,
-            prepared.param_sets,
-            manager.records,
-            manager.graph,
-            store.root,
+        manager = prepared.manager
+        spec = _spec(self.options, prepared, self.reporter)
+        run = self.opening = Run(spec, self.reporter, self.began)
+        result = run.start(
+            manager.records, manager.graph, prepared.param_sets, partial(self._runner, prepared)
         )
-        result.store = store  # outputs not loaded yet are read from its local tier later
         result.manager = manager
-        self.result = result
-        self.scheduler = Scheduler(
-            store=store,
-            keys=KeyMaker(
-                prepared.experiment, CodeFingerprinter(self.root), write_memo=not options.dry
-            ),
-            runner=self.runner,
-            reporter=self.reporter,
-            experiment=prepared.experiment,
-            overwrite=options.overwrite,
-            overwrite_stages=frozenset(options.overwrite_stages),
-            keep_going=options.keep_going,
-            lock_timeout=options.lock_timeout,
-            # Each entry names its run (and the machine): the run's command, git commit and
-            # library versions are kept once, in the registry (`curi cache inspect` shows them).
-            provenance={"run": {"id": run_id, "host": host_info()["host"]}},
-            logbook=self.log.add if self.log is not None else None,
-        )
+        self.run = run
 
-    def _record(self, prepared: Prepared) -> str:
-        options = self.options
-        self.git = git_info(str(self.root))
-        if options.dry:
-            return f"{prepared.experiment}_0_{dt.datetime.now().strftime('%Y-%m-%d-T%H%M%S')}"
-        self.registry = RunRegistry(registry_path(self.root))
-        param_sets = prepared.param_sets
-        if getattr(self.reporter, "progress", True):  # for the time left, where it is shown
-            try:
-                self.expected = self.registry.stage_seconds(prepared.experiment)
-            except CurifactoryError:
-                self.expected = {}
-        reference = self.registry.start_run(
-            experiment=prepared.experiment,
-            # Started by `curi`: its command line. From a script or a notebook: the
-            # process's own command, and the `curi run` line that does the same.
-            command=list(options.command) or process_command(),
-            reproduce=None if options.command else curi_run_line(options),
-            param_files=param_files(param_sets),
-            param_sets=[
-                {
-                    "name": p.name,
-                    "hash": p.hash,
-                    "source": p.source,
-                    "values": display_values(p.params),
-                }
-                for p in param_sets
-            ],
-            git=self.git,
-            host=host_info(),
-            versions=library_versions(),
-            notes=options.notes,
-            cache_dir=prepared.cache,
-            dry=options.dry_cache,
-            doc=inspect.getdoc(prepared.module),
-        ).reference
-        self.log = RunLog(log_path(self.registry.path, reference))
-        return reference
-
-    def _announce(self, graph: Graph) -> None:
-        """Tell the reporter about the stage calls traced since it was last told."""
-        assert self.result is not None and self.runner is not None
-        nodes = graph.nodes[self.announced :]
-        if not nodes:
-            return
-        stages: dict[str, int] = {}
-        for node in nodes:
-            stages[node.stage.name] = stages.get(node.stage.name, 0) + 1
-        records = len({id(n.record) for n in nodes})
-        more = self.announced > 0
-        self.announced = len(graph.nodes)
-        self.reporter.emit(
-            RunStarted(
-                self.result.run_id,
-                self.result.experiment,
-                records,
-                tuple(stages.items()),
-                self.runner.capacity,
-                more,
-                tuple((s, self.expected[s]) for s in stages if s in self.expected),
-            )
-        )
+    def _runner(self, prepared: Prepared) -> JobRunner:
+        starting, self.starting = self.starting, None
+        assert starting is not None
+        if prepared.manager.graph.nodes:
+            return _make_runner(prepared, starting)
+        starting.discard()
+        return InlineRunner()
 
     def fail(self, error: StageError) -> None:
-        assert self.result is not None
-        self.result.error = error
-        self.result.failures = [error]
+        assert self.run is not None and self.run.result is not None
+        self.run.result.error = error
+        self.run.result.failures = [error]
 
     def discard(self) -> None:
         """Setup failed before the run started: give back the cluster and the store."""
         if self.starting is not None:
             self.starting.discard()
-        if self.runner is not None:
-            self.runner.close(cancel=True)
-        if self.store is not None:
-            self.store.close()
+        if self.opening is not None:
+            self.opening.discard()
 
-    def complete(self, prepared: Prepared | None, started: float) -> RunResult:
+    def complete(self, prepared: Prepared | None) -> RunResult:
         """Settle the whole graph (unless a stage read while tracing failed), record how
         the run ended, and write its report."""
-        result, store = self.result, self.store
-        assert result is not None and store is not None and self.scheduler is not None
+        run = self.run
+        assert run is not None and run.result is not None
+        result = run.result
         status, crash = "error", None
         try:
             with terminate_as_interrupt():
                 if result.error is None:
                     result.results = prepared.results if prepared is not None else None
-                    self._announce(result.graph)
-                    _execute(self.scheduler, result)
-                _close_store(store, result, self.reporter)
+                    run.execute()
+                run.close_store()
             status = "complete" if result.error is None else "error"
         except KeyboardInterrupt:
             status = "interrupted"
@@ -437,90 +312,36 @@ class _Run:
             crash = exc
             raise
         finally:
-            self.finish(status, started, crash)
+            run.finish(status, crash)
         # Declaration errors found while executing (a wrong return count) are usage errors.
         if result.error is not None and not isinstance(result.error, StageError):
             raise result.error
-        if self.options.store_full and self.registry is not None:
+        if self.options.store_full and run.registry is not None:
             from curifactory_cli.run.full_store import store_full_run
 
-            result.store_dir = store_full_run(self.root, result, self.registry)
+            result.store_dir = store_full_run(run.spec.root, result, run.registry)
         return result
 
-    def finish(self, status: str, started: float, crash: BaseException | None = None) -> None:
-        """Stop the runner, close the store, record the outcome and write the report (`crash`:
-        what stopped the run when no stage failed, recorded as its error)."""
-        with signals_deferred():
-            self._wind_up(status, started, crash)
 
-    def _wind_up(self, status: str, started: float, crash: BaseException | None) -> None:
-        result, store, runner = self.result, self.store, self.runner
-        assert result is not None and store is not None and runner is not None
-        runner.close(cancel=status == "interrupted")
-        store.close(cancel=True)  # after an error or an interruption; else already closed
-        result.seconds = time.perf_counter() - started
-        result.remote = getattr(store, "transfers", None)
-        for node in result.graph.nodes:
-            if node.outcome is None:
-                node.outcome = Outcome.SKIPPED
-                node.reason = "not run: the run stopped before it"
-        if self.log is not None:
-            self.log.close()
-            if self.log.failed is not None:
-                self.reporter.emit(Warned(self.log.failed))
-            elif self.log.path.exists():
-                result.log = self.log.path
-        if self.registry is not None:
-            stages = _finish(self.registry, result, status, _crash_text(crash))
-            if self.options.report:
-                result.report = _write_report(
-                    self.root, self.registry, result, stages, self.reporter
-                )
-        result.warnings = list(getattr(self.reporter, "warnings", []))
-        counts = result.counts()
-        self.reporter.emit(
-            RunFinished(result.run_id, result.ok, result.seconds, tuple(sorted(counts.items())))
-        )
-
-
-def _write_report(
-    root: Path,
-    registry: RunRegistry,
-    result: RunResult,
-    stages: list[dict[str, Any]],
-    reporter: Reporter,
-) -> Path | None:
-    """The run's HTML report, from what the registry recorded (its stage calls as just
-    recorded) and the records' reportables. A report that cannot be written is a warning:
-    the run's results stand."""
-    from curifactory_cli import report
-
-    warnings: list[str] = []
-    path = None
-    try:
-        run = registry.get_run(result.run_id, stages=False)
-        run["stages"] = stages
-        items = report.items_from_records(result.records)
-        logs = read_log(result.log) if result.log is not None else []
-        path = report.write_run_report(root, run, items, warnings, logs)
-        report.update_index(root, registry.list_runs(limit=None, brief=True))
-    except (OSError, CurifactoryError) as exc:
-        warnings.append(f"the run's report was not written: {exc}")
-    for warning in warnings:
-        reporter.emit(Warned(warning))
-    return path
-
-
-def _close_store(store: Store, result: RunResult, reporter: Reporter) -> None:
-    """Finish with the store: a remote tier uploads what is queued and keeps what was served
-    remotely. An upload the run cannot do without (the bucket is the cache) fails the run."""
-    try:
-        store.close()
-    except CurifactoryError as exc:
-        if result.error is None:
-            result.error = exc
-    for warning in getattr(store, "warnings", ()):
-        reporter.emit(Warned(warning))
+def _spec(options: RunOptions, prepared: Prepared, reporter: Reporter) -> RunSpec:
+    return RunSpec(
+        root=prepared.root,
+        settings=prepared.settings,
+        experiment=prepared.experiment,
+        cache=prepared.cache,
+        dry=options.dry,
+        dry_cache=options.dry_cache,
+        overwrite=options.overwrite,
+        overwrite_stages=frozenset(options.overwrite_stages),
+        keep_going=options.keep_going,
+        lock_timeout=options.lock_timeout,
+        command=tuple(options.command),
+        reproduce=None if options.command else curi_run_line(options),
+        notes=options.notes,
+        doc=inspect.getdoc(prepared.module),
+        report=options.report,
+        progress=getattr(reporter, "progress", True),
+    )
 
 
 @dataclass(frozen=True)
@@ -550,55 +371,6 @@ def _make_runner(prepared: Prepared, starting: Starting) -> JobRunner:
     module = prepared.module
     context = Context(str(prepared.root), module.__name__, str(module.__file__), os.getcwd())
     return starting.runner(context)
-
-
-def _crash_text(crash: BaseException | None) -> str | None:
-    """What to record as the error of a run stopped by something other than a stage."""
-    if crash is None or isinstance(crash, KeyboardInterrupt):
-        return None
-    if isinstance(crash, CurifactoryError):
-        return crash.message
-    return f"{type(crash).__name__}: {crash}"
-
-
-def _execute(scheduler: Scheduler, result: RunResult) -> None:
-    try:
-        scheduler.run(result.graph.nodes)
-        result.failures = list(scheduler.failures)
-        if result.failures:
-            result.error = result.failures[0]
-    except StageError as exc:
-        result.error = exc
-        result.failures = [exc]
-    except GraphError as exc:
-        if result.failed_node is None:
-            raise
-        result.error = exc
-
-
-def _finish(
-    registry: RunRegistry, result: RunResult, status: str, crash: str | None = None
-) -> list[dict[str, Any]]:
-    """Record how the run ended (`crash`: the error when no stage failed); returns its stage
-    calls as recorded."""
-    failed = result.failed_node
-    counts = result.counts()
-    stages = [stage_row(n, result.cache_dir) for n in result.graph.nodes]
-    recorded = {k: counts.get(k, 0) for k in ("executed", "cached", "skipped", "failed")}
-    recorded.update(transfer_counts(result.remote))
-    registry.finish_run(
-        result.run_id,
-        status=status,
-        duration_s=round(result.seconds, 3),
-        counts=recorded,
-        error=crash if result.error is None else result.error.message,
-        failed_stage=failed.stage.name if failed else None,
-        failed_record=failed.record_name if failed else None,
-        stages=stages,
-        # The run's own, and those of every result it made or used.
-        versions=merge_versions(library_versions(), (n.versions for n in result.graph.nodes)),
-    )
-    return stages
 
 
 def _trace(module: ModuleType, manager: ArtifactManager, param_sets: list[ParamSet]) -> Any:

@@ -1,0 +1,100 @@
+"""A run's HTML report: written when the run ends, and rebuilt later (`curi report`) from
+what the registry recorded and the reportables kept in the run's cache, read through the
+store that cache opens as (a local folder, or a cache at a URL)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from curifactory_cli import report
+from curifactory_cli.errors import ConfigError, CurifactoryError
+from curifactory_cli.registry.database import RunRegistry
+from curifactory_cli.registry.log import log_path, read_log
+from curifactory_cli.run.settings import load_settings
+from curifactory_cli.run.stores import project_store
+
+if TYPE_CHECKING:
+    from curifactory_cli.run.options import RunResult
+
+
+def write_report(
+    root: Path,
+    registry: RunRegistry,
+    reference: str,
+    records: list[Any],
+    log_file: Path | None,
+    stages: list[dict[str, Any]] | None = None,
+    warnings: list[str] | None = None,
+) -> Path:
+    """A run's report from what the registry recorded (`stages`: its stage calls as just
+    recorded, instead of reading them back) and its records' reportables in memory, and
+    the index of all runs; returns the report's page."""
+    run = registry.get_run(reference, stages=stages is None)
+    if stages is not None:
+        run["stages"] = stages
+    items = report.items_from_records(records)
+    logs = read_log(log_file) if log_file is not None else []
+    page = report.write_run_report(root, run, items, [] if warnings is None else warnings, logs)
+    report.update_index(root, registry.list_runs(limit=None, brief=True))
+    return page
+
+
+def write_for_run(
+    root: Path,
+    registry: RunRegistry,
+    result: RunResult,
+    stages: list[dict[str, Any]],
+    warn: Callable[[str], None],
+) -> Path | None:
+    """The report of a run that just ended. A report that cannot be written is a warning:
+    the run's results stand."""
+    warnings: list[str] = []
+    path = None
+    try:
+        path = write_report(
+            root, registry, result.run_id, result.records, result.log, stages, warnings
+        )
+    except (OSError, CurifactoryError) as exc:
+        warnings.append(f"the run's report was not written: {exc}")
+    for warning in warnings:
+        warn(warning)
+    return path
+
+
+@dataclass
+class Rebuilt:
+    """A report rebuilt by `rebuild`: the run, its page, the index of all runs."""
+
+    run: str
+    page: Path
+    index: Path
+    folder: Path  # reports/, which holds every run's report
+    warnings: list[str] = field(default_factory=list)
+
+
+def rebuild(root: Path, registry_file: Path, reference: str | None = None) -> Rebuilt:
+    """Rebuild a run's report (the newest run's when `reference` is None) and the index of
+    all runs. Raises ConfigError when no run is recorded, OSError when reports/ cannot be
+    written."""
+    registry = RunRegistry(registry_file)
+    listed = registry.list_runs(limit=None, brief=True)
+    if not listed:
+        raise ConfigError(
+            "no runs recorded yet, so there is no report to build",
+            hint="`curi run EXPERIMENT PARAMS` writes one for every run.",
+        )
+    run = registry.get_run(reference or listed[0]["reference"])
+    warnings: list[str] = []
+    cache = str(run.get("cache_dir") or "")
+    store = project_store(root, load_settings(root), cache=cache, dry=True, tiers=False)
+    try:
+        items = report.items_from_cache(run, warnings, store)
+        logs = read_log(log_path(registry_file, run["reference"]))
+        page = report.write_run_report(root, run, items, warnings, logs)
+    finally:
+        store.close()  # the downloaded entries go with the store's scratch folder
+    index = report.update_index(root, listed)
+    return Rebuilt(run["reference"], page, index, report.reports_dir(root), warnings)
