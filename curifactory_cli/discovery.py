@@ -28,6 +28,7 @@ from curifactory_cli.errors import (
 )
 
 EXPERIMENTS_DIR = "experiments"
+DEFAULT_CACHE = "data/cache"  # the cache when no setting names another
 PARAMS_DIR = "params"
 PARAM_SUFFIXES = (".yaml", ".yml", ".py")
 

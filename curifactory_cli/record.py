@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from curifactory_cli.caching import Lazy, PathRef
 from curifactory_cli.capture import report_progress
+from curifactory_cli.discovery import DEFAULT_CACHE
 from curifactory_cli.errors import CacheError
 from curifactory_cli.graph import NOT_COMPUTED, Graph, Node, OutputRef
 from curifactory_cli.hashing import combine_hashes, hash_params
@@ -329,7 +330,7 @@ class ArtifactManager:
         ignore_lazy: bool = False,
         overwrite: bool = False,
         overwrite_stages: list[str] | None = None,
-        cache_path: str = "data/cache",
+        cache_path: str = DEFAULT_CACHE,
         param_hashes: dict[int, str] | None = None,
     ) -> None:
         self.experiment_name = experiment_name

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
     from curifactory_cli.registry.database import RunRegistry
+    from curifactory_cli.run.options import RunResult
     from curifactory_cli.run.runner import RunOptions
 
 console = Output()
@@ -169,17 +170,30 @@ def execute_run(
         if isinstance(reporter, ui.LiveReporter):
             reporter.close()
         if as_json:  # CI still gets a document on stdout
-            error = {
-                "message": getattr(exc, "message", "interrupted"),
-                "hint": getattr(exc, "hint", None),
-                "exit_code": int(exit_code_for(exc)),
-            }
-            document = {"experiment": options.experiment, "ok": False, "error": error}
-            write_json(console, document)
+            _json_failure(options.experiment, exc)
         raise fail(exc) from None
+    _show_result(result, reporter.warnings, as_json, quiet)
+    code = ExitCode.OK if result.error is None else exit_code_for(result.error)
+    raise typer.Exit(code=int(code))
+
+
+def _json_failure(experiment: str, exc: BaseException) -> None:
+    error = {
+        "message": getattr(exc, "message", "interrupted"),
+        "hint": getattr(exc, "hint", None),
+        "exit_code": int(exit_code_for(exc)),
+    }
+    write_json(console, {"experiment": experiment, "ok": False, "error": error})
+
+
+def _show_result(result: RunResult, shown: list[str], as_json: bool, quiet: bool) -> None:
+    """What a finished run prints after its progress: the warnings not shown yet, its
+    failures, then the summary (or the --json document)."""
+    from curifactory_cli.cli import console as ui
+
     # Warnings found once the run was over (--store-full could not keep something): the live
     # output has shown the others already.
-    for message in result.warnings[len(reporter.warnings) :]:
+    for message in result.warnings[len(shown) :]:
         ui.print_warning(err_console, message)
     if result.error is not None:
         fail(result.error)
@@ -193,8 +207,6 @@ def execute_run(
             ui.write_line(console, f"stored in {result.store_dir}")
         if result.report is not None:
             ui.write_line(console, f"report: {shown_path(result.report)}")
-    code = ExitCode.OK if result.error is None else exit_code_for(result.error)
-    raise typer.Exit(code=int(code))
 
 
 @contextlib.contextmanager

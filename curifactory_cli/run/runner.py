@@ -47,8 +47,6 @@ if TYPE_CHECKING:
     from curifactory_cli.events import Reporter
     from curifactory_cli.store.base import Store
 
-DEFAULT_CACHE = Path("data") / "cache"
-
 
 # ---------------------------------------------------------------------------------- running
 @dataclass

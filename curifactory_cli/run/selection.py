@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -86,25 +86,49 @@ def load_param_sets(
     """The selected parameter sets, `--set` applied; `warn` hears about suspicious options."""
     overrides = [parse_override(text) for text in options.overrides]
     uses = OverrideUse([key for key, _ in overrides])
+    sources = _sources(root, module, options, overrides, uses)
+    _check_overrides(uses, options.strict, warn)
+    indices = parse_indices(options.indices) if options.indices else None
+    if indices:
+        _check_indices(indices, sources)
+    selected = [
+        param_set
+        for sets in sources
+        for position, param_set in enumerate(sets)
+        if indices is None or position in indices
+    ]
+    if options.names:
+        selected = _named(selected, options.names)
+    if not selected:
+        raise ParamsError("no parameter sets selected", hint="check --names and --indices.")
+    _check_selected(selected)
+    return selected
+
+
+def _sources(
+    root: Path,
+    module: ModuleType,
+    options: RunOptions,
+    overrides: list[tuple[str, Any]],
+    uses: OverrideUse,
+) -> list[list[ParamSet]]:
+    """The parameter sets of each source, in order: the files given, else the experiment's
+    get_params(), else its parameter file of the same name."""
     params_class = find_params_class(module)
-    sources: list[list[ParamSet]] = []
     specs = list(options.params)
+    if not specs and callable(getattr(module, "get_params", None)):
+        source = f"experiments/{options.experiment}.py"
+        return [_sets_from_get_params(module, source, overrides, uses)]
     if not specs:
-        if callable(getattr(module, "get_params", None)):
-            sources.append(
-                _sets_from_get_params(
-                    module, f"experiments/{options.experiment}.py", overrides, uses
-                )
-            )
-        else:
-            try:
-                specs = [str(discovery.resolve_param_file(root, options.experiment))]
-            except CurifactoryError:
-                raise ConfigError(
-                    f"no parameters given for experiment {options.experiment!r}",
-                    hint=f"pass a file: `curi run {options.experiment} params/FILE.yaml`, or "
-                    "define get_params() in the experiment.",
-                ) from None
+        try:
+            specs = [str(discovery.resolve_param_file(root, options.experiment))]
+        except CurifactoryError:
+            raise ConfigError(
+                f"no parameters given for experiment {options.experiment!r}",
+                hint=f"pass a file: `curi run {options.experiment} params/FILE.yaml`, or "
+                "define get_params() in the experiment.",
+            ) from None
+    sources: list[list[ParamSet]] = []
     for spec in specs:
         path = _display_path(discovery.resolve_param_file(root, spec))
         if path.suffix == ".py":
@@ -112,27 +136,24 @@ def load_param_sets(
             sources.append(_sets_from_get_params(param_module, str(path), overrides, uses))
         else:
             sources.append(load_yaml_sets(path, params_class, overrides, uses))
-    _check_overrides(uses, options.strict, warn)
-    indices = parse_indices(options.indices) if options.indices else None
-    if indices:
-        _check_indices(indices, sources)
-    selected: list[ParamSet] = []
-    for sets in sources:
-        for position, param_set in enumerate(sets):
-            if indices is not None and position not in indices:
-                continue
-            selected.append(param_set)
-    if options.names:
-        available = [p.name for p in selected]
-        for name in options.names:
-            if name not in available:
-                raise ParamsError(
-                    f"--names {name!r}: no parameter set of that name",
-                    hint=close_matches_hint(name, available, "sets", "see the parameter file"),
-                )
-        selected = [p for p in selected if p.name in set(options.names)]
-    if not selected:
-        raise ParamsError("no parameter sets selected", hint="check --names and --indices.")
+    return sources
+
+
+def _named(selected: list[ParamSet], names: Sequence[str]) -> list[ParamSet]:
+    """The sets `--names` selects; a name no set has is an error, not an empty run."""
+    available = [p.name for p in selected]
+    for name in names:
+        if name not in available:
+            raise ParamsError(
+                f"--names {name!r}: no parameter set of that name",
+                hint=close_matches_hint(name, available, "sets", "see the parameter file"),
+            )
+    wanted = set(names)
+    return [p for p in selected if p.name in wanted]
+
+
+def _check_selected(selected: list[ParamSet]) -> None:
+    """Names unique and printable, and every set hashable, before any stage runs."""
     names = Counter(p.name for p in selected)
     duplicates = [n for n, count in names.items() if count > 1]
     if duplicates:
@@ -148,7 +169,6 @@ def load_param_sets(
                 hint="names are shown in terminals and reports: use printable characters.",
             )
         param_set.hash  # noqa: B018 - hash now, so a bad value fails before any stage runs
-    return selected
 
 
 def _check_overrides(uses: OverrideUse, strict: bool, warn: Callable[[str], None] | None) -> None:

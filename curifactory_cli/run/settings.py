@@ -28,12 +28,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from curifactory_cli.discovery import project_root
+from curifactory_cli.discovery import DEFAULT_CACHE, project_root
 from curifactory_cli.errors import ConfigError, close_matches_hint
 
 CONFIG_FILE = "curi.toml"
 ENV_PREFIX = "CURI_"
-DEFAULT_CACHE = "data/cache"
 
 # name -> (accepted types, default, what it is)
 KEYS: dict[str, tuple[tuple[type, ...], Any, str]] = {
