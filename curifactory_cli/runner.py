@@ -545,7 +545,7 @@ def _execution(settings: Settings) -> _Execution:
 
 
 def _make_runner(prepared: Prepared, starting: Starting) -> JobRunner:
-    from curifactory_cli.engine.jobs import Context
+    from curifactory_cli.engine.worker import Context
 
     module = prepared.module
     context = Context(str(prepared.root), module.__name__, str(module.__file__), os.getcwd())

@@ -26,8 +26,8 @@ from curifactory_cli.engine.runners import InlineRunner, usable_cores
 from curifactory_cli.errors import ConfigError
 
 if TYPE_CHECKING:
-    from curifactory_cli.engine.jobs import Context
     from curifactory_cli.engine.runners import JobRunner
+    from curifactory_cli.engine.worker import Context
 
 _RUNNER_METHODS = ("submit", "wait", "progress", "close")
 _RUNNER_FIELDS = ("capacity", "inline", "shares_files")  # often set by the constructor
