@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 from curifactory_cli import discovery
 from curifactory_cli.config import Settings
+from curifactory_cli.engine.collector import survivors_frozen
 from curifactory_cli.engine.executors import executor_named
 from curifactory_cli.engine.keys import KeyMaker
 from curifactory_cli.engine.runners import InlineRunner, parse_workers
-from curifactory_cli.engine.scheduler import Scheduler, survivors_frozen
+from curifactory_cli.engine.scheduler import Scheduler
 from curifactory_cli.errors import (
     ConfigError,
     CurifactoryError,
