@@ -115,7 +115,7 @@ class _CachedOutput:
     def get(self) -> Any:
         if self.loaded:
             return self.value
-        value = self.cacher._curi_loader()  # type: ignore[attr-defined] # set by engine.jobs
+        value = self.cacher._curi_loader()  # type: ignore[attr-defined] # set by engine.execute
         if self.keep:
             self.value, self.loaded = value, True
         return value

@@ -989,7 +989,7 @@ def test_pickled_cachers_keep_working():
 def test_relocation_keeps_types_stops_at_cycles_and_respects_folder_boundaries():
     from collections import namedtuple
 
-    from curifactory_cli.engine.jobs import _relocate
+    from curifactory_cli.engine.outputs import _relocate
 
     moves = {"/c/.staging/1": "/c/exp/h/st-k"}
     pair = namedtuple("pair", "a b")

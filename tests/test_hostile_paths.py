@@ -95,13 +95,13 @@ def test_planted_lock_paths_and_a_staging_file_get_clear_answers(project, cli, t
 def test_a_long_wait_for_another_runs_lock_is_said(project, monkeypatch):
     import threading
 
-    from curifactory_cli.engine import scheduler
+    from curifactory_cli.engine import dispatch
     from curifactory_cli.store.local import LocalStore
 
     setup(project)
     first = project.run("e", "params/p.yaml")
     key = first.graph.nodes[0].key
-    monkeypatch.setattr(scheduler, "LOCK_NOTICE_S", 0.2)
+    monkeypatch.setattr(dispatch, "LOCK_NOTICE_S", 0.2)
     held = LocalStore(str(project.cache)).entry_lock(key)
     assert held.acquire_nowait()  # another run computing the same entry
     threading.Timer(1.0, held.release).start()

@@ -259,7 +259,7 @@ class ElsewhereRunner:
     def submit(self, job, record, fn=None) -> None:
         from dataclasses import replace
 
-        from curifactory_cli.engine.jobs import run_job
+        from curifactory_cli.engine.execute import run_job
 
         job = replace(
             job,

@@ -389,7 +389,7 @@ def test_remote_gc_keeps_an_attempt_still_being_uploaded(remote):
     period: a writer may be uploading it right now."""
     import time
 
-    from curifactory_cli.store.local import GRACE_S
+    from curifactory_cli.store.local_tidy import GRACE_S
 
     _prefix, final, _outputs = publish(remote)
     files = [{"path": "model.json", "size": 3, "sha256": "0" * 64}]

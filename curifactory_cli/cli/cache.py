@@ -540,7 +540,7 @@ def cache_push(
     as_json: JsonOpt = False,
 ) -> None:
     """Upload local entries the remote cache lacks (all, or those matching the filters)."""
-    from curifactory_cli.store.local import UNPUSHED
+    from curifactory_cli.store.local_folder import UNPUSHED
     from curifactory_cli.store.tiered import push_entry
     from curifactory_cli.store.upkeep import missing_from
 

@@ -150,7 +150,7 @@ def execute_run(
     ended: what `curi run` and `curi runs reproduce` share. `check` runs first, and a
     CurifactoryError it raises is reported like one from the run itself."""
     from curifactory_cli.cli import console as ui
-    from curifactory_cli.engine.jobs import guard_streams
+    from curifactory_cli.engine.worker import guard_streams
     from curifactory_cli.run.runner import run_experiment
 
     # `curi run ... | head`: a reader that goes away must not stop the computation; the run

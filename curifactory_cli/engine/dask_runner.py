@@ -11,7 +11,7 @@ import threading
 from typing import Any
 
 from curifactory_cli.capture import progress_to
-from curifactory_cli.engine.jobs import Context, Job, JobResult, run_payload
+from curifactory_cli.engine.jobs import Job, JobResult
 from curifactory_cli.engine.runners import (
     WORKER_PRELOAD,
     died,
@@ -20,6 +20,7 @@ from curifactory_cli.engine.runners import (
     main_hidden,
     pickle_job,
 )
+from curifactory_cli.engine.worker import Context, run_payload
 from curifactory_cli.errors import ConfigError
 from curifactory_cli.store import discard_staging
 

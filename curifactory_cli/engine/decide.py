@@ -202,26 +202,26 @@ class MissExplainer:
             return PARAMS_CHANGED if self._made_under_other_params(node) else NOT_COMPUTED
         if not parts:
             return ENTRY_MISSING
-        stored = metas[0].get("key_parts") or {}
+        return self._what_changed(node, metas[0], parts, open_inputs)
+
+    def _what_changed(
+        self, node: Node, meta: dict[str, Any], parts: dict[str, Any], open_inputs: frozenset[str]
+    ) -> str:
+        """What differs between the newest entry's key parts (`meta`) and the call's, the
+        first of: its code, the files it declares, its cachers or outputs, its arguments,
+        its inputs' data."""
+        stored = _part(meta, "key_parts")
         if stored.get("code") != parts.get("code"):
-            return code_changed(self._changed_code(node, metas[0].get("code_parts") or {}))
+            return code_changed(self._changed_code(node, _part(meta, "code_parts")))
         if stored.get("files") != parts.get("files"):
-            old, new = stored.get("files") or {}, parts.get("files") or {}
-            return files_changed(
-                sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
-            )
-        if stored.get("cachers") != parts.get("cachers") or stored.get("outputs") != parts.get(
-            "outputs"
-        ):
+            return files_changed(_differing(_part(stored, "files"), _part(parts, "files")))
+        if stored.get("cachers") != parts.get("cachers"):
+            return CACHERS_CHANGED
+        if stored.get("outputs") != parts.get("outputs"):
             return CACHERS_CHANGED
         if stored.get("kwargs") != parts.get("kwargs"):
             return KWARGS_CHANGED
-        old_inputs = stored.get("inputs") or {}
-        changed = sorted(
-            name
-            for name, version in (parts.get("inputs") or {}).items()
-            if name not in open_inputs and old_inputs.get(name) != version
-        )
+        changed = _changed_inputs(_part(stored, "inputs"), _part(parts, "inputs"), open_inputs)
         return inputs_changed(changed) if changed else ENTRY_MISSING
 
     def _removed_record(self, key: str | None, lineage_key: str | None) -> dict[str, Any] | None:
@@ -242,8 +242,7 @@ class MissExplainer:
         fingerprinter = self.fingerprinter or self._fingerprinter_of(node.stage.fn)
         if fingerprinter is None:
             return []
-        new = fingerprinter.breakdown(node.stage.fn)
-        return sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+        return _differing(old, fingerprinter.breakdown(node.stage.fn))
 
     def _fingerprinter_of(self, fn: Callable[..., Any]) -> CodeFingerprinter | None:
         """A fingerprinter for the project `fn` is defined in, when none was given (the same
@@ -362,3 +361,26 @@ class FactFinder:
             if key is None
             else partial(self.explainer.explain, node, prefix, parts, key=key),
         )
+
+
+def _differing(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """The names whose value differs between `old` and `new` (or that only one has), sorted."""
+    return sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+
+
+def _changed_inputs(
+    old: dict[str, Any], new: dict[str, Any], open_inputs: frozenset[str]
+) -> list[str]:
+    """The inputs whose data version differs from the entry's, sorted; inputs whose data is
+    not known yet (`open_inputs`) are not compared."""
+    return sorted(
+        name
+        for name, version in new.items()
+        if name not in open_inputs and old.get(name) != version
+    )
+
+
+def _part(parts: dict[str, Any], name: str) -> dict[str, Any]:
+    """One part of a key's parts, {} when absent (or null, in an entry written so)."""
+    found: dict[str, Any] = parts.get(name) or {}
+    return found

@@ -26,8 +26,8 @@ from curifactory_cli.engine.runners import InlineRunner, usable_cores
 from curifactory_cli.errors import ConfigError
 
 if TYPE_CHECKING:
-    from curifactory_cli.engine.jobs import Context
     from curifactory_cli.engine.runners import JobRunner
+    from curifactory_cli.engine.worker import Context
 
 # A JobRunner class of the user's own, `module:Class` (checked when the run imports it).
 DOTTED_NAME = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*([.:][A-Za-z_]\w*)$")

@@ -15,6 +15,7 @@ from curifactory_cli.store import CorruptEntryError
 if TYPE_CHECKING:
     from curifactory_cli.engine.commit import Committer
     from curifactory_cli.store.base import Store
+    from curifactory_cli.store.ref import RemoteRef
 
 
 class InputDamaged(Exception):
@@ -71,29 +72,12 @@ class JobMaker:
     def job(self, node: Node, here: bool) -> Job:
         """The plain-data description of running `node` now (`here`: in this process)."""
         record = node.record
-        inputs = tuple(
-            (name, self._source(src, here) if isinstance(src, OutputRef) else InputValue(src))
-            for name, src in node.inputs.items()
-        )
-        aggregate: tuple[Any, ...] = ()
-        if node.aggregate_inputs:
-            positions = {id(r): i for i, r in enumerate(record.input_records)}
-            aggregate = tuple(
-                (
-                    name,
-                    tuple(
-                        (
-                            positions[id(rec)],
-                            self._source(src, here)
-                            if isinstance(src, OutputRef)
-                            else InputValue(src),
-                        )
-                        for rec, src in pairs
-                    ),
-                )
-                for name, pairs in node.aggregate_inputs.items()
-            )
+        # Inputs first: a damaged one (InputDamaged) stops here, before anything is named.
+        inputs = tuple((name, self._given(src, here)) for name, src in node.inputs.items())
+        aggregate = self._aggregate_inputs(node, here) if node.aggregate_inputs else ()
         assert node.key is not None
+        # (--dry keeps a staging folder as it is: its paths stay valid for the run)
+        published = node.is_cached_stage and not self.store.dry
         return Job(
             index=node.index,
             stage_ref=node.stage.ref,
@@ -104,10 +88,7 @@ class JobMaker:
             lineage_key=self._lineage(node),
             staging=self.store.staging_path() if node.is_cached_stage else None,
             code_root=self.code_root,
-            # (--dry keeps a staging folder as it is: its paths stay valid for the run)
-            entry_dir=(
-                str(node.entry_dir) if node.is_cached_stage and not self.store.dry else None
-            ),
+            entry_dir=str(node.entry_dir) if published else None,
             outputs=tuple(ref.name for ref in node.outputs),
             lazy=tuple(ref.lazy is not None for ref in node.outputs),
             cachers=None if node.cacher_templates is None else tuple(node.cacher_templates),
@@ -118,11 +99,25 @@ class JobMaker:
             input_records=tuple(map(self.committer.record_info, record.input_records)),
             # With --dry the entry is gone after the run: values come back to the record.
             ship_values=here or self.store.dry,
-            # A worker on another machine uploads its outputs itself; on this machine the
-            # store uploads them in batches once published.
-            upload=(
-                self.store.remote_ref(str(node.entry_dir))
-                if node.is_cached_stage and not self.store.dry and not (here or self.shares_files)
-                else None
-            ),
+            upload=self._upload(node, here) if published else None,
         )
+
+    def _given(self, src: Any, here: bool) -> InputEntry | InputValue:
+        """An input as the job gets it: another call's output (see _source), or a value."""
+        return self._source(src, here) if isinstance(src, OutputRef) else InputValue(src)
+
+    def _aggregate_inputs(self, node: Node, here: bool) -> tuple[Any, ...]:
+        """An aggregate's inputs: name -> (position in its input records, source) for each
+        record that has it."""
+        positions = {id(r): i for i, r in enumerate(node.record.input_records)}
+        return tuple(
+            (name, tuple((positions[id(rec)], self._given(src, here)) for rec, src in pairs))
+            for name, pairs in node.aggregate_inputs.items()
+        )
+
+    def _upload(self, node: Node, here: bool) -> RemoteRef | None:
+        """Where the job uploads its outputs itself: a worker on another machine does; on
+        this machine the store uploads them in batches once published."""
+        if here or self.shares_files:
+            return None
+        return self.store.remote_ref(str(node.entry_dir))

@@ -142,11 +142,12 @@ class Planner:
         return any(self._plans[p.index].plan in running for p in producers_through_memory([ref]))
 
     def _plan_node(self, node: Node) -> None:
+        """Plan a call as the scheduler would decide it, with what is known before anything
+        runs: cached, run, deferred, or a "maybe" whose inputs are recomputed first."""
         item = self._plans[node.index]
         facts = self._facts(node)
-        upstream = node.upstream()
-        uncertain = [ref for ref in upstream if self._version(ref) is None and self._uncertain(ref)]
-        if node.is_cached_stage and not facts.forced and not facts.inputs_known and uncertain:
+        uncertain = self._uncertain_inputs(node, facts)
+        if uncertain:
             # The scheduler would wait for those stages to run and then decide by their data.
             self._maybe(node, uncertain)
             return
@@ -161,16 +162,25 @@ class Planner:
         elif decision.action is Action.DEFER:
             if node.is_cached_stage:
                 item.reason = decision.reason
-        else:  # NEED_INPUTS: the scheduler computes the missing upstream stages first
-            missing = [ref for ref in upstream if self._version(ref) is None]
-            for ref in missing:
-                if self._plans[ref.node.index].plan is None:
-                    self._mark(
-                        ref.node,
-                        Plan.RUN,
-                        self._plans[ref.node.index].reason or needed_by(node.label),
-                    )
-            self._maybe(node, missing)
+        else:
+            self._need_inputs(node)
+
+    def _uncertain_inputs(self, node: Node, facts: Facts) -> list[OutputRef]:
+        """The inputs of a cached call, not forced, whose data is unknown until an upstream
+        stage re-runs (none otherwise)."""
+        if not node.is_cached_stage or facts.forced or facts.inputs_known:
+            return []
+        return [r for r in node.upstream() if self._version(r) is None and self._uncertain(r)]
+
+    def _need_inputs(self, node: Node) -> None:
+        """The scheduler computes the missing upstream stages first: they run, and `node`
+        may run after them."""
+        missing = [ref for ref in node.upstream() if self._version(ref) is None]
+        for ref in missing:
+            upstream = self._plans[ref.node.index]
+            if upstream.plan is None:
+                self._mark(ref.node, Plan.RUN, upstream.reason or needed_by(node.label))
+        self._maybe(node, missing)
 
     def _maybe(self, node: Node, uncertain: list[OutputRef]) -> None:
         """A call whose inputs are recomputed first. It stays cached if they come out
@@ -293,27 +303,42 @@ def stale_keys(plans: list[NodePlan], entries: list[Any]) -> set[str]:
     current = {item.key for item in plans if item.key}
     slots = {(item.node.record.get_hash(), item.node.stage.name) for item in plans}
     names = {item.node.record_name: item.node.record.get_hash() for item in plans}
-    possible = {
-        (item.node.record.get_hash(), item.node.stage.name, item.key_parts["code"])
-        for item in plans
-        if item.plan is Plan.MAYBE and item.key_parts
-    }
-    possible |= {
-        (item.node.record.get_hash(), item.node.stage.name, None)
-        for item in plans
-        if item.plan is Plan.MAYBE and not item.key_parts
-    }
+    possible = _maybe_reused(plans)
     stale = set()
     for entry in entries:
-        meta = entry.meta
-        params_hash, stage = meta.get("params_hash"), meta.get("stage")
-        code = (meta.get("key_parts") or {}).get("code")
-        if entry.key in current:
-            continue
-        if (params_hash, stage, code) in possible or (params_hash, stage, None) in possible:
-            continue
-        in_plan = (params_hash, stage) in slots
-        renamed = meta.get("record") in names and names[meta.get("record")] != params_hash
-        if in_plan or renamed:
+        if entry.key not in current and _stale(entry.meta, possible, slots, names):
             stale.add(entry.key)
     return stale
+
+
+def _stale(
+    meta: dict[str, Any],
+    possible: set[tuple[str, str, Any]],
+    slots: set[tuple[str, str]],
+    names: dict[str, str],
+) -> bool:
+    """Whether an entry the plan does not produce is stale: its (parameter set, stage) call is
+    planned with another key, or its parameter set's name now has other values; unless a
+    "maybe" call may still reuse it (`possible`, see _maybe_reused)."""
+    params_hash, stage = meta.get("params_hash"), meta.get("stage")
+    code = (meta.get("key_parts") or {}).get("code")
+    if (params_hash, stage, code) in possible or (params_hash, stage, None) in possible:
+        return False
+    record = meta.get("record")
+    renamed = isinstance(record, str) and record in names and names[record] != params_hash
+    return (params_hash, stage) in slots or renamed
+
+
+def _maybe_reused(plans: list[NodePlan]) -> set[tuple[str, str, Any]]:
+    """(parameter hash, stage, code part) of the "maybe" calls: their entries of the same code
+    may still be reused once their inputs are known (code None: a call whose key parts are
+    not known yet, any of its entries)."""
+    return {
+        (item.node.record.get_hash(), item.node.stage.name, _code_part(item))
+        for item in plans
+        if item.plan is Plan.MAYBE
+    }
+
+
+def _code_part(item: NodePlan) -> Any:
+    return item.key_parts["code"] if item.key_parts else None

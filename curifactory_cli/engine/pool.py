@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from curifactory_cli.capture import progress_to
-from curifactory_cli.engine.jobs import Context, Job, JobResult, run_payload
+from curifactory_cli.engine.jobs import Job, JobResult
 from curifactory_cli.engine.runners import (
     WORKER_PRELOAD,
     ProgressFile,
@@ -26,6 +26,7 @@ from curifactory_cli.engine.runners import (
     pickle_job,
     read_progress,
 )
+from curifactory_cli.engine.worker import Context, run_payload
 from curifactory_cli.store import discard_staging
 
 

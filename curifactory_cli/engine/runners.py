@@ -19,7 +19,8 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 from curifactory_cli.capture import progress_to
-from curifactory_cli.engine.jobs import Failure, InputValue, Job, JobResult, run_job
+from curifactory_cli.engine.execute import run_job
+from curifactory_cli.engine.jobs import Failure, InputValue, Job, JobResult
 from curifactory_cli.errors import CacheError, ConfigError
 from curifactory_cli.store import discard_staging
 
@@ -58,7 +59,11 @@ class JobRunner(Protocol):
 
 
 # What every job needs, imported once by the fork server that worker processes start from.
-WORKER_PRELOAD = ("curifactory_cli.engine.jobs", "curifactory_cli.record", "curifactory_cli.params")
+WORKER_PRELOAD = (
+    "curifactory_cli.engine.worker",
+    "curifactory_cli.record",
+    "curifactory_cli.params",
+)
 
 
 def forkserver_context(preload: tuple[str, ...]) -> Any:

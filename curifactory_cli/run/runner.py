@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from curifactory_cli import discovery
+from curifactory_cli.engine.collector import survivors_frozen
 from curifactory_cli.engine.executors import executor_named
 from curifactory_cli.engine.keys import KeyMaker
 from curifactory_cli.engine.runners import InlineRunner, parse_workers
-from curifactory_cli.engine.scheduler import survivors_frozen
 from curifactory_cli.errors import (
     ConfigError,
     CurifactoryError,
@@ -364,7 +364,7 @@ def _execution(settings: Settings) -> _Execution:
 
 
 def _make_runner(prepared: Prepared, starting: Starting) -> JobRunner:
-    from curifactory_cli.engine.jobs import Context
+    from curifactory_cli.engine.worker import Context
 
     module = prepared.module
     context = Context(str(prepared.root), module.__name__, str(module.__file__), os.getcwd())

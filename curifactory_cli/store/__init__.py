@@ -20,10 +20,10 @@ from curifactory_cli.store.entry import (
     file_sha256,
     verify_files,
 )
-from curifactory_cli.store.local import (
+from curifactory_cli.store.local import LocalStore
+from curifactory_cli.store.local_folder import EntryLock
+from curifactory_cli.store.local_write import (
     FAULT_POINTS,
-    EntryLock,
-    LocalStore,
     describe_files,
     discard_staging,
     fault_point,

@@ -5,7 +5,7 @@ metadata recorded when it was cached. That matters most for pickles: unpickling 
 so a pickle is only loaded when its checksum matches the metadata this tool wrote.
 
 Loading goes through the cacher class the metadata names (importing it, which for a custom
-cacher imports the user's module); nothing here renders: `cli_cache` does.
+cacher imports the user's module); nothing here renders: `cli/cache.py` does.
 """
 
 from __future__ import annotations

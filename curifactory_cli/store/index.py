@@ -25,7 +25,7 @@ from curifactory_cli.store.entry import (
     check_file,
     listed_files,
 )
-from curifactory_cli.store.local import GRACE_S, human_duration
+from curifactory_cli.store.local_tidy import GRACE_S, human_duration
 
 if TYPE_CHECKING:
     from curifactory_cli.registry.database import RunRegistry
@@ -71,7 +71,8 @@ def experiment_name(text: str) -> str:
 def require_mark(store: LocalStore, action: str) -> None:
     """Refuse to change a folder that is not marked as a cache: `--cache /` or a typo must
     not walk (and delete) other people's files. A folder that does not exist is harmless."""
-    from curifactory_cli.store.local import CACHEDIR_TAG, TAG_SIGNATURE, LocalStore, is_marked
+    from curifactory_cli.store.local import LocalStore
+    from curifactory_cli.store.local_folder import CACHEDIR_TAG, TAG_SIGNATURE, is_marked
 
     if not isinstance(store, LocalStore) or not store.root.exists() or is_marked(store.root):
         return

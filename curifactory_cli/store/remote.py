@@ -48,7 +48,8 @@ from curifactory_cli.store.entry import (
     sign,
     verify_files,
 )
-from curifactory_cli.store.local import GRACE_S, discard_staging, fault_point, human_duration
+from curifactory_cli.store.local_tidy import GRACE_S, human_duration
+from curifactory_cli.store.local_write import discard_staging, fault_point
 from curifactory_cli.wording import plural
 
 ATTEMPT = re.compile(r"^[0-9a-f]{32}$")

@@ -33,13 +33,9 @@ from curifactory_cli.store.entry import (
     Entry,
     listed_files,
 )
-from curifactory_cli.store.local import (
-    UNPUSHED,
-    EntryLock,
-    LocalStore,
-    discard_staging,
-    make_staging,
-)
+from curifactory_cli.store.local import LocalStore
+from curifactory_cli.store.local_folder import UNPUSHED, EntryLock
+from curifactory_cli.store.local_write import discard_staging, make_staging
 from curifactory_cli.store.reach import probe
 from curifactory_cli.store.ref import RemoteRef
 from curifactory_cli.store.remote import FsspecStore

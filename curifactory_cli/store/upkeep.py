@@ -1,6 +1,6 @@
 """What the cache commands decide and return, as JSON-able data: one entry described in full
 (`inspect`), the problems `verify` finds, what `gc` collects, what `invalidate` marks and
-what `push` and `pull` move. The commands show it (cli_cache, cli_cache_views); nothing here
+what `push` and `pull` move. The commands show it (cli/cache.py, cli/cache_views.py); nothing here
 prints.
 """
 
