@@ -271,9 +271,9 @@ def test_outside_a_terminal_tables_keep_whole_rows(project, cli):
 
 # -------------------------------------------------------------------------- 5. heartbeat
 def test_a_long_stage_call_gets_heartbeat_lines_in_a_log(project, cli, monkeypatch):
-    from curifactory_cli.cli import console
+    from curifactory_cli.cli import live
 
-    monkeypatch.setattr(console, "HEARTBEAT_S", 0.2)
+    monkeypatch.setattr(live, "HEARTBEAT_S", 0.2)
     setup(project, "- name: a\n  n: 1\n  sleep: 1.2\n")
     result = cli("run", "exp", "p", "--no-progress")
     assert result.exit_code == 0, result.output

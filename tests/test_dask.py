@@ -54,10 +54,10 @@ def test_what_a_stage_prints_on_a_dask_worker_is_kept_in_the_runs_log(project, c
 
 
 def test_a_stage_on_a_dask_worker_reports_its_progress(project, cli, monkeypatch):
-    from curifactory_cli.cli import console as ui
+    from curifactory_cli.cli import live
 
     setup_progress(project)
-    monkeypatch.setattr(ui, "HEARTBEAT_S", 0.3)
+    monkeypatch.setattr(live, "HEARTBEAT_S", 0.3)
     result = cli("run", "prog", "p", "--executor", "dask", "-j", "1", "--no-progress")
     assert result.exit_code == 0, result.output
     assert heartbeat_fractions(result.output), result.output

@@ -10,6 +10,7 @@ import pytest
 
 from curifactory_cli.capture import progress_to, report_progress
 from curifactory_cli.cli import console as ui
+from curifactory_cli.cli import live
 from curifactory_cli.cli.eta import TimeLeft, left_text
 from curifactory_cli.events import NodeFinished, NodeProgress, NodeStarted, RunStarted
 
@@ -50,7 +51,7 @@ def heartbeat_fractions(output: str) -> list[int]:
 @pytest.mark.usefixtures("job_runner")
 def test_log_lines_of_a_running_stage_say_how_far_it_is(project, cli, monkeypatch):
     setup(project)
-    monkeypatch.setattr(ui, "HEARTBEAT_S", 0.3)
+    monkeypatch.setattr(live, "HEARTBEAT_S", 0.3)
     result = cli("run", "prog", "p", "--no-progress")
     assert result.exit_code == 0, result.output
     done = heartbeat_fractions(result.output)
@@ -89,7 +90,7 @@ def test_a_stage_using_curis_tqdm_reports_its_progress(project, cli, monkeypatch
 
     project.write("experiments/prog.py", TQDM_EXPERIMENT)
     project.write("params/p.yaml", "- name: a\n")
-    monkeypatch.setattr(ui, "HEARTBEAT_S", 0.3)
+    monkeypatch.setattr(live, "HEARTBEAT_S", 0.3)
     result = cli("run", "prog", "p", "--no-progress")
     assert result.exit_code == 0, result.output
     done = heartbeat_fractions(result.output)
@@ -103,7 +104,7 @@ def test_a_stage_using_curis_tqdm_reports_its_progress(project, cli, monkeypatch
 
 def test_the_live_display_shows_a_running_calls_progress():
     out = io.StringIO()
-    reporter = ui.LiveReporter(ui.Output(), ui.Output(stderr=True))
+    reporter = live.LiveReporter(ui.Output(), ui.Output(stderr=True))
     reporter.show(RunStarted("r", "prog", 1, (("count", 2),), workers=2))
     try:
         reporter.show(NodeStarted(0, "count", "a", "not computed yet", "worker 1"))
@@ -147,7 +148,7 @@ def run(param_sets, manager):
 def test_log_lines_say_the_time_left_from_past_runs_of_the_same_stages(project, cli, monkeypatch):
     project.write("experiments/slow.py", SLOW)
     project.write("params/p.yaml", "- name: a\n  n: 1\n- name: b\n  n: 2\n")
-    monkeypatch.setattr(ui, "HEARTBEAT_S", 0.3)
+    monkeypatch.setattr(live, "HEARTBEAT_S", 0.3)
     first = cli("run", "slow", "p", "--no-progress")
     assert first.exit_code == 0, first.output
     # Before any call of `slow` has finished, nothing tells how long one takes.

@@ -389,7 +389,7 @@ def test_live_display_shows_what_each_worker_runs():
 
     from rich.console import Console
 
-    from curifactory_cli.cli.console import LiveReporter
+    from curifactory_cli.cli.live import LiveReporter
     from curifactory_cli.events import NodeFinished, NodeStarted, RunStarted
 
     out = Console(file=io.StringIO(), width=120)

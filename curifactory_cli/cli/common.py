@@ -149,7 +149,7 @@ def execute_run(
     """Run, show the progress and the summary (or the --json document), and exit as the run
     ended: what `curi run` and `curi runs reproduce` share. `check` runs first, and a
     CurifactoryError it raises is reported like one from the run itself."""
-    from curifactory_cli.cli import console as ui
+    from curifactory_cli.cli import live
     from curifactory_cli.engine.worker import guard_streams
     from curifactory_cli.run.runner import run_experiment
 
@@ -158,16 +158,16 @@ def execute_run(
     guard_streams()
     out = err_console if as_json else console
     if quiet or as_json or no_progress or not console.is_terminal:
-        reporter: ui.PlainReporter = ui.PlainReporter(out, err_console, quiet=quiet or as_json)
+        reporter: live.PlainReporter = live.PlainReporter(out, err_console, quiet=quiet or as_json)
     else:
-        reporter = ui.LiveReporter(console, err_console)
+        reporter = live.LiveReporter(console, err_console)
     try:
         if check is not None:
             check()
         with _stage_output_to_stderr() if as_json else contextlib.nullcontext():
             result = run_experiment(options, reporter=reporter)
     except (CurifactoryError, KeyboardInterrupt) as exc:
-        if isinstance(reporter, ui.LiveReporter):
+        if isinstance(reporter, live.LiveReporter):
             reporter.close()
         if as_json:  # CI still gets a document on stdout
             _json_failure(options.experiment, exc)
