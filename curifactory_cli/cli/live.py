@@ -19,7 +19,7 @@ from curifactory_cli.events import (
     Warned,
 )
 from curifactory_cli.graph import Outcome
-from curifactory_cli.wording import plural
+from curifactory_cli.wording import duration, plural
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -123,18 +123,10 @@ class PlainReporter:
                     call[2] = now
             for label, started, _, progress in due:
                 done = f": {progress}" if progress else ""
-                self._line(f"{'running':>8}  {label} for {_elapsed(now - started)}{done}")
+                self._line(f"{'running':>8}  {label} for {duration(now - started)}{done}")
             left = self.time_left.seconds(now) if due else None
             if left is not None:
                 self._line(f"{'eta':>8}  {left_text(left)} in the run")
-
-
-def _elapsed(seconds: float) -> str:
-    minutes, secs = divmod(round(seconds), 60)
-    if minutes == 0:
-        return f"{seconds:.1f}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
 
 
 class LiveReporter(PlainReporter):

@@ -489,15 +489,9 @@ def _when(iso: str | None) -> str:
 
 
 def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
+    from curifactory_cli.wording import duration
+
+    return "-" if seconds is None else duration(seconds)
 
 
 def _counts_text(counts: dict | None) -> str:

@@ -25,7 +25,8 @@ from curifactory_cli.store.entry import (
     check_file,
     listed_files,
 )
-from curifactory_cli.store.local_tidy import GRACE_S, human_duration
+from curifactory_cli.store.local_tidy import GRACE_S
+from curifactory_cli.wording import duration
 
 if TYPE_CHECKING:
     from curifactory_cli.registry.database import RunRegistry
@@ -521,4 +522,4 @@ def human_size(size: float) -> str:
 
 
 def human_age(seconds: float) -> str:
-    return f"{human_duration(seconds)} ago"
+    return f"{duration(seconds, coarse=True)} ago"

@@ -28,6 +28,7 @@ from curifactory_cli.store.entry import (
     sign,
 )
 from curifactory_cli.store.local_folder import EntryLock, LocalFolder, dir_files, read_meta
+from curifactory_cli.wording import duration
 
 GRACE_S = 3600.0  # leftovers younger than this may belong to a run still writing them
 
@@ -197,7 +198,7 @@ def _abandoned(paths: list[Path], now: float, grace: float) -> list[tuple[Path, 
             if not pid_running(int(head)):
                 out.append((path, f"process {head} is not running"))
         elif age_of(path, now) >= grace:
-            out.append((path, f"older than {human_duration(grace)}"))
+            out.append((path, f"older than {duration(grace, coarse=True)}"))
     return out
 
 
@@ -217,7 +218,7 @@ def _unused_locks(paths: list[Path], now: float, grace: float) -> list[tuple[Pat
         if not lock.acquire_nowait():
             continue  # a run is computing this entry right now
         lock.release()
-        out.append((path, f"lock unused for {human_duration(grace)}"))
+        out.append((path, f"lock unused for {duration(grace, coarse=True)}"))
     return out
 
 
@@ -253,11 +254,3 @@ def age_of(path: Path, now: float) -> float:
         return now - path.stat().st_mtime
     except OSError:
         return 0.0
-
-
-def human_duration(seconds: float) -> str:
-    seconds = max(0.0, seconds)
-    for unit, span in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= span:
-            return f"{seconds / span:.0f}{unit}"
-    return f"{seconds:.0f}s"

@@ -48,9 +48,9 @@ from curifactory_cli.store.entry import (
     sign,
     verify_files,
 )
-from curifactory_cli.store.local_tidy import GRACE_S, human_duration
+from curifactory_cli.store.local_tidy import GRACE_S
 from curifactory_cli.store.local_write import discard_staging, fault_point
-from curifactory_cli.wording import plural
+from curifactory_cli.wording import duration, plural
 
 ATTEMPT = re.compile(r"^[0-9a-f]{32}$")
 # Remote calls raise the storage library's own errors (botocore's, aiohttp's), not only
@@ -750,7 +750,7 @@ class FsspecStore:
             directory, _, attempt = folder.rpartition("/")
             if named.get(directory) in (None, attempt) or now - written < grace:
                 continue  # in use, or part of an orphaned folder (removed whole)
-            reason = f"no meta.json names it, older than {human_duration(grace)}"
+            reason = f"no meta.json names it, older than {duration(grace, coarse=True)}"
             out.append((PurePosixPath(folder), reason))
         return out
 
