@@ -1,4 +1,4 @@
-"""What a run reports while it works, as frozen data, and the `Reporter` that receives it.
+"""What a run reports while it works, as frozen data, and the `EventSink` that receives it.
 
 The core never prints. The scheduler emits these events; the live display, plain log lines,
 `--json` and tests consume them. They carry only plain values (no graph objects), so they can
@@ -100,7 +100,7 @@ class RunFinished:
 Event = RunStarted | NodeStarted | NodeProgress | NodeWaiting | NodeFinished | Warned | RunFinished
 
 
-class Reporter(Protocol):
+class EventSink(Protocol):
     """Receives every event. `progress = False` says it ignores the per-stage-call events
     (NodeStarted, NodeProgress, NodeWaiting, NodeFinished), so the scheduler need not build
     them."""
@@ -110,7 +110,7 @@ class Reporter(Protocol):
     def emit(self, event: Event) -> None: ...
 
 
-class NullReporter:
+class NullSink:
     """Shows nothing; keeps warnings (and, with `keep=True`, every event) for API callers."""
 
     def __init__(self, keep: bool = False) -> None:

@@ -53,7 +53,7 @@ _WITHOUT_EFFECT = frozenset(
 )
 
 
-class ArtifactManager(_record.ArtifactManager):
+class ArtifactManager(_record.TracingManager):
     """The records and stage calls of one interactive session (Curifactory's
     `ArtifactManager`): each stage call runs when it is made.
 

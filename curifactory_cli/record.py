@@ -1,4 +1,6 @@
-"""`Record` (one parameter set's state as stages pass over it) and `ArtifactManager`."""
+"""`Record` (one parameter set's state as stages pass over it) and `TracingManager`, the
+manager `curi run` hands to run(): it records stage calls into a graph (a notebook's
+`manager.ArtifactManager` builds on it and runs each call at once)."""
 
 from __future__ import annotations
 
@@ -130,7 +132,7 @@ class Record:
         hide: do not add the record to `manager.records`.
     """
 
-    def __init__(self, manager: ArtifactManager, params: Any, hide: bool = False) -> None:
+    def __init__(self, manager: TracingManager, params: Any, hide: bool = False) -> None:
         self.manager = manager
         self.params = params
         self.state = CacheAwareDict()
@@ -314,7 +316,7 @@ class Record:
         return f"Record({self.name!r})"
 
 
-class ArtifactManager:
+class TracingManager:
     """What `run(param_sets, manager)` receives: owns the records and the traced stage graph.
 
     Stage calls made while `run()` executes are recorded as graph nodes; the runner then

@@ -28,7 +28,7 @@ from curifactory_cli.names import check_name
 from curifactory_cli.record import Record
 
 if TYPE_CHECKING:
-    from curifactory_cli.record import ArtifactManager
+    from curifactory_cli.record import TracingManager
 
 
 @dataclass(eq=False)
@@ -111,7 +111,7 @@ class StageSpec:
                 )
 
     def effective_outputs(
-        self, manager: ArtifactManager
+        self, manager: TracingManager
     ) -> tuple[list[tuple[str, Lazy | None]], Any]:
         """Output names with their Lazy declaration, and the cachers, after --lazy/--ignore-lazy.
 

@@ -30,7 +30,7 @@ from curifactory_cli.caching import (
 )
 from curifactory_cli.errors import CacheError, GraphError
 from curifactory_cli.params import ExperimentParameters
-from curifactory_cli.record import ArtifactManager, Record
+from curifactory_cli.record import Record, TracingManager
 
 ONE_SET = "- name: a\n  n: 3\n"
 
@@ -196,7 +196,7 @@ class Params(ExperimentParameters):
 
 
 def a_record(tmp_path) -> Record:
-    manager = ArtifactManager("exp", cache_path=str(tmp_path / "cache") + "/")
+    manager = TracingManager("exp", cache_path=str(tmp_path / "cache") + "/")
     return Record(manager, Params(name="seven"))
 
 

@@ -104,18 +104,18 @@ def test_a_stage_using_curis_tqdm_reports_its_progress(project, cli, monkeypatch
 
 def test_the_live_display_shows_a_running_calls_progress():
     out = io.StringIO()
-    reporter = live.LiveReporter(ui.Output(), ui.Output(stderr=True))
-    reporter.show(RunStarted("r", "prog", 1, (("count", 2),), workers=2))
+    events = live.LiveProgress(ui.Output(), ui.Output(stderr=True))
+    events.show(RunStarted("r", "prog", 1, (("count", 2),), workers=2))
     try:
-        reporter.show(NodeStarted(0, "count", "a", "not computed yet", "worker 1"))
-        reporter.show(NodeStarted(1, "count", "b", "not computed yet", "worker 2"))
-        reporter.show(NodeProgress(0, "count", "a", 450, 1000))
-        reporter.show(NodeProgress(1, "count", "b", 7))
+        events.show(NodeStarted(0, "count", "a", "not computed yet", "worker 1"))
+        events.show(NodeStarted(1, "count", "b", "not computed yet", "worker 2"))
+        events.show(NodeProgress(0, "count", "a", 450, 1000))
+        events.show(NodeProgress(1, "count", "b", 7))
         from rich.console import Console
 
-        Console(file=out, width=200).print(reporter._render())
+        Console(file=out, width=200).print(events._render())
     finally:
-        reporter.close()
+        events.close()
     assert "running a (w1) 450/1000 (45%), b (w2) 7" in out.getvalue()
 
 

@@ -367,14 +367,14 @@ def test_a_script_without_a_main_guard_is_not_run_again_by_workers(project):
 
 
 def test_events_say_which_worker_runs_what(project):
-    from curifactory_cli.events import NodeFinished, NodeStarted, NullReporter, RunStarted
+    from curifactory_cli.events import NodeFinished, NodeStarted, NullSink, RunStarted
     from curifactory_cli.run.runner import RunOptions, run_experiment
 
     setup(project, "- name: a\n  n: 1\n- name: b\n  n: 2\n")
-    reporter = NullReporter(keep=True)
+    events = NullSink(keep=True)
     options = RunOptions("work", ("params/p.yaml",), root=str(project.root), workers=2)
-    assert run_experiment(options, reporter=reporter).ok
-    events = reporter.events
+    assert run_experiment(options, events=events).ok
+    events = events.events
     assert isinstance(events[0], RunStarted) and events[0].workers == 2 and events[0].total == 9
     started = [e for e in events if isinstance(e, NodeStarted)]
     assert {e.worker for e in started} == {"worker 1", "worker 2"}
@@ -389,11 +389,11 @@ def test_live_display_shows_what_each_worker_runs():
 
     from rich.console import Console
 
-    from curifactory_cli.cli.live import LiveReporter
+    from curifactory_cli.cli.live import LiveProgress
     from curifactory_cli.events import NodeFinished, NodeStarted, RunStarted
 
     out = Console(file=io.StringIO(), width=120)
-    live = LiveReporter(out, out)
+    live = LiveProgress(out, out)
     live.show(RunStarted("r", "e", 2, (("fit", 2),), 2))
     live.show(NodeStarted(0, "fit", "a", "no cache entry", "worker 1"))
     live.show(NodeStarted(1, "fit", "b", "no cache entry", "worker 2"))

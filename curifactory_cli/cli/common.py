@@ -158,21 +158,21 @@ def execute_run(
     guard_streams()
     out = err_console if as_json else console
     if quiet or as_json or no_progress or not console.is_terminal:
-        reporter: live.PlainReporter = live.PlainReporter(out, err_console, quiet=quiet or as_json)
+        events: live.PlainProgress = live.PlainProgress(out, err_console, quiet=quiet or as_json)
     else:
-        reporter = live.LiveReporter(console, err_console)
+        events = live.LiveProgress(console, err_console)
     try:
         if check is not None:
             check()
         with _stage_output_to_stderr() if as_json else contextlib.nullcontext():
-            result = run_experiment(options, reporter=reporter)
+            result = run_experiment(options, events=events)
     except (CurifactoryError, KeyboardInterrupt) as exc:
-        if isinstance(reporter, live.LiveReporter):
-            reporter.close()
+        if isinstance(events, live.LiveProgress):
+            events.close()
         if as_json:  # CI still gets a document on stdout
             _json_failure(options.experiment, exc)
         raise fail(exc) from None
-    _show_result(result, reporter.warnings, as_json, quiet)
+    _show_result(result, events.warnings, as_json, quiet)
     code = ExitCode.OK if result.error is None else exit_code_for(result.error)
     raise typer.Exit(code=int(code))
 

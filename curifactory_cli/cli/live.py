@@ -1,5 +1,5 @@
 """What a run shows while it runs: a line per stage call for logs, CI and pipes
-(`PlainReporter`), or a live table on a terminal (`LiveReporter`), with the time left."""
+(`PlainProgress`), or a live table on a terminal (`LiveProgress`), with the time left."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ class _Counts:
 HEARTBEAT_S = 60.0  # a stage call running this long gets a line in a log, and again after each
 
 
-class PlainReporter:
+class PlainProgress:
     """One line per stage execution (for logs, CI and pipes); `quiet` prints only warnings.
 
     A stage call running longer than HEARTBEAT_S gets a `running` line every HEARTBEAT_S, so
@@ -129,7 +129,7 @@ class PlainReporter:
                 self._line(f"{'eta':>8}  {left_text(left)} in the run")
 
 
-class LiveReporter(PlainReporter):
+class LiveProgress(PlainProgress):
     """A live table on a terminal: per stage, records done, executed vs cached, what runs now
     (and on which worker)."""
 

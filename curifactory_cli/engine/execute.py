@@ -336,9 +336,9 @@ def resolve_stage(ref: str) -> Any:
 
 def _worker_record(job: Job) -> tuple[Any, list[Any]]:
     """A Record for a job running away from the driver: params, name, inputs in its state."""
-    from curifactory_cli.record import ArtifactManager, Record
+    from curifactory_cli.record import Record, TracingManager
 
-    manager = ArtifactManager(job.experiment)
+    manager = TracingManager(job.experiment)
 
     def make(info: RecordInfo) -> Any:
         record = Record(manager, info.params, hide=True)

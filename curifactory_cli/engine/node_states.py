@@ -17,7 +17,7 @@ from curifactory_cli.store import CorruptEntryError
 
 if TYPE_CHECKING:
     from curifactory_cli.engine.commit import Committer
-    from curifactory_cli.events import Event, Reporter
+    from curifactory_cli.events import Event, EventSink
     from curifactory_cli.store import Entry
 
 # What the scheduler knows of a node beyond its outcome.
@@ -32,8 +32,8 @@ class NodeStates:
     which sets every field below)."""
 
     nodes: list[Node]
-    reporter: Reporter
-    # Per-stage-call events only for a reporter that shows or keeps them (not --quiet,
+    events: EventSink
+    # Per-stage-call events only for a sink that shows or keeps them (not --quiet,
     # --json or a plain API call): thousands of them would be built for nobody.
     _progress: bool
     committer: Committer
@@ -50,7 +50,7 @@ class NodeStates:
     _stop: BaseException | None  # what stops the run (running jobs finish first)
 
     def _emit(self, event: Event) -> None:
-        self.reporter.emit(event)
+        self.events.emit(event)
 
     def _on_progress(self, index: int, done: float, total: float | None) -> None:
         node = self.nodes[index]

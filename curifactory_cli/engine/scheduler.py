@@ -30,7 +30,7 @@ from curifactory_cli.graph import Node, Outcome, producers_through_memory
 if TYPE_CHECKING:
     from curifactory_cli.engine.keys import KeyMaker
     from curifactory_cli.engine.runners import JobRunner
-    from curifactory_cli.events import Reporter
+    from curifactory_cli.events import EventSink
     from curifactory_cli.store.base import Store
 
 PROGRESS_POLL_S = 0.25  # how often workers' progress is read while jobs run
@@ -47,7 +47,7 @@ class Scheduler(Dispatcher):
         store: Store,
         keys: KeyMaker,
         runner: JobRunner,
-        reporter: Reporter,
+        events: EventSink,
         experiment: str,
         overwrite: bool = False,
         overwrite_stages: frozenset[str] = frozenset(),
@@ -59,8 +59,8 @@ class Scheduler(Dispatcher):
         self.store = store
         self.keys = keys
         self.runner = runner
-        self.reporter = reporter
-        self._progress = getattr(reporter, "progress", True)
+        self.events = events
+        self._progress = getattr(events, "progress", True)
         self.experiment = experiment
         self.finder = FactFinder(
             store, experiment, overwrite, overwrite_stages, fingerprinter=keys.fingerprinter

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from curifactory_cli.errors import CurifactoryError, StageError
     from curifactory_cli.graph import Graph, Node
     from curifactory_cli.params import ParamSet
-    from curifactory_cli.record import ArtifactManager, Record
+    from curifactory_cli.record import Record, TracingManager
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ class RunResult:
     store_dir: Path | None = None  # the --store-full folder
     report: Path | None = None  # the run's HTML report (reports/<reference>/index.html)
     store: Any = None  # the store it used (a temporary local tier lives as long as it)
-    manager: ArtifactManager | None = None  # the manager run() received
+    manager: TracingManager | None = None  # the manager run() received
     failures: list[StageError] = field(default_factory=list)  # several with --keep-going
     # With a remote tier: its URL, whether it was reached, what was pulled and pushed.
     remote: dict[str, Any] | None = None

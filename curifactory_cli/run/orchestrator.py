@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from curifactory_cli.engine.runners import JobRunner
-    from curifactory_cli.events import Reporter
+    from curifactory_cli.events import EventSink
     from curifactory_cli.record import Record
     from curifactory_cli.store.base import Store
 
@@ -70,7 +70,7 @@ class RunSpec:
     notes: str | None = None
     doc: str | None = None  # the experiment's docstring
     report: bool = True  # write the HTML report when the run finishes
-    progress: bool = True  # the reporter shows progress: read recent stage times for ETAs
+    progress: bool = True  # the sink shows progress: read recent stage times for ETAs
 
     @property
     def dry_store(self) -> bool:
@@ -80,9 +80,9 @@ class RunSpec:
 class Run:
     """One run once it starts: its store, job runner, registry row, log and scheduler."""
 
-    def __init__(self, spec: RunSpec, reporter: Reporter, began: float | None = None) -> None:
+    def __init__(self, spec: RunSpec, events: EventSink, began: float | None = None) -> None:
         self.spec = spec
-        self.reporter = reporter
+        self.events = events
         self.began = time.perf_counter() if began is None else began  # for its duration
         self.store: Store | None = None
         self.runner: JobRunner | None = None
@@ -90,7 +90,7 @@ class Run:
         self.log: RunLog | None = None
         self.scheduler: Scheduler | None = None
         self.result: RunResult | None = None
-        self.announced = 0  # stage calls the reporter was told about
+        self.announced = 0  # stage calls the sink was told about
         self.expected: dict[str, float] = {}  # stage -> seconds a call took in recent runs
         self.failed: list[BaseException] = []  # what stopped settling (interactive)
 
@@ -133,7 +133,7 @@ class Run:
             # A dry run writes nothing, the memo of depends_on files' checksums included.
             keys=KeyMaker(spec.experiment, CodeFingerprinter(spec.root), write_memo=not spec.dry),
             runner=self.runner,
-            reporter=self.reporter,
+            events=self.events,
             experiment=spec.experiment,
             overwrite=spec.overwrite,
             overwrite_stages=spec.overwrite_stages,
@@ -201,7 +201,7 @@ class Run:
             result.error = exc
 
     def announce(self) -> None:
-        """Tell the reporter about the stage calls traced since it was last told."""
+        """Tell the sink about the stage calls traced since it was last told."""
         assert self.result is not None and self.runner is not None
         graph = self.result.graph
         nodes = graph.nodes[self.announced :]
@@ -213,7 +213,7 @@ class Run:
         records = len({id(n.record) for n in nodes})
         more = self.announced > 0
         self.announced = len(graph.nodes)
-        self.reporter.emit(
+        self.events.emit(
             RunStarted(
                 self.result.run_id,
                 self.result.experiment,
@@ -306,9 +306,9 @@ class Run:
                 result.report = write_for_run(
                     self.spec.root, self.registry, result, stages, self.warn
                 )
-        result.warnings = list(getattr(self.reporter, "warnings", []))
+        result.warnings = list(getattr(self.events, "warnings", []))
         counts = result.counts()
-        self.reporter.emit(
+        self.events.emit(
             RunFinished(result.run_id, result.ok, result.seconds, tuple(sorted(counts.items())))
         )
 
@@ -337,7 +337,7 @@ class Run:
         return stages
 
     def warn(self, message: str) -> None:
-        self.reporter.emit(Warned(message))
+        self.events.emit(Warned(message))
 
 
 def _set_rows(param_sets: list[ParamSet]) -> list[dict[str, Any]]:

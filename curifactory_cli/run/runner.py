@@ -22,7 +22,7 @@ from curifactory_cli.errors import (
     StageError,
     close_matches_hint,
 )
-from curifactory_cli.events import NullReporter, Warned
+from curifactory_cli.events import NullSink, Warned
 from curifactory_cli.fingerprint import CodeFingerprinter
 from curifactory_cli.graph import Node
 from curifactory_cli.params import (
@@ -31,7 +31,7 @@ from curifactory_cli.params import (
 from curifactory_cli.provenance import (
     curi_run_line,
 )
-from curifactory_cli.record import ArtifactManager
+from curifactory_cli.record import TracingManager
 from curifactory_cli.run.options import RunOptions, RunResult
 from curifactory_cli.run.orchestrator import Run, RunSpec
 from curifactory_cli.run.selection import load_param_sets
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 
     from curifactory_cli.engine.executors import Executor, Starting
     from curifactory_cli.engine.runners import JobRunner
-    from curifactory_cli.events import Reporter
+    from curifactory_cli.events import EventSink
     from curifactory_cli.store.base import Store
 
 
@@ -56,7 +56,7 @@ class Prepared:
     root: Path
     experiment: str
     param_sets: list[ParamSet]
-    manager: ArtifactManager
+    manager: TracingManager
     cache: str  # the cache: an absolute folder or a URL
     results: Any  # what the experiment's run() returned
     module: ModuleType  # the experiment module
@@ -102,7 +102,7 @@ def prepare(options: RunOptions, on_trace: Callable[[Prepared], None] | None = N
     experiment = options.experiment.removesuffix(".py").replace("/", ".").replace("\\", ".")
     if experiment.startswith("experiments."):
         experiment = experiment[len("experiments.") :]
-    manager = ArtifactManager(
+    manager = TracingManager(
         experiment,
         dry=options.dry,
         lazy=options.lazy,
@@ -118,7 +118,7 @@ def prepare(options: RunOptions, on_trace: Callable[[Prepared], None] | None = N
     if on_trace is not None:
         on_trace(prepared)
     try:
-        prepared.results = _trace(module, manager, param_sets)
+        prepared.results = _trace_experiment(module, manager, param_sets)
     finally:
         manager._demand = None  # settling on demand is for the time run() is traced
     stage_names = manager.graph.stage_names()
@@ -195,7 +195,7 @@ def plan_experiment(options: RunOptions) -> PlanResult:
     return PlanResult(prepared.experiment, prepared.param_sets, plans, store.root, warnings)
 
 
-def run_experiment(options: RunOptions, reporter: Reporter | None = None) -> RunResult:
+def run_experiment(options: RunOptions, events: EventSink | None = None) -> RunResult:
     """Load, trace and execute one experiment. Raises CurifactoryError for setup problems;
     a failing stage is returned as `result.error` (a StageError).
 
@@ -206,7 +206,7 @@ def run_experiment(options: RunOptions, reporter: Reporter | None = None) -> Run
     # SIGTERM stops the run as Ctrl-C does from the first moment: importing and tracing the
     # experiment can take long too, and the default action would leave no message.
     with terminate_as_interrupt(), survivors_frozen():
-        driver = _Driver(options, reporter or NullReporter(), began)
+        driver = _Driver(options, events or NullSink(), began)
         try:
             try:
                 prepared: Prepared | None = prepare(options, on_trace=driver.attach)
@@ -233,9 +233,9 @@ class _Driver:
     reads an output that is not settled; then that output and what it needs are settled at
     once (`demand`), and the same run settles the rest of the graph after tracing."""
 
-    def __init__(self, options: RunOptions, reporter: Reporter, began: float) -> None:
+    def __init__(self, options: RunOptions, events: EventSink, began: float) -> None:
         self.options = options
-        self.reporter = reporter
+        self.events = events
         self.began = began
         self.execution = _execution(settings_for(options, _root(options)))
         # Started now: a cluster's workers come up while the experiment is traced.
@@ -248,7 +248,7 @@ class _Driver:
     def attach(self, prepared: Prepared) -> None:
         """Called before run() is traced: reading an unsettled output settles it."""
         for message in prepared.warnings:  # about the parameters, found before any tracing
-            self.reporter.emit(Warned(message))
+            self.events.emit(Warned(message))
         prepared.manager._demand = partial(self.demand, prepared)
 
     def demand(self, prepared: Prepared, node: Node) -> None:
@@ -261,8 +261,8 @@ class _Driver:
     def start(self, prepared: Prepared) -> None:
         """Open the store, get the job runner, record the run and make its scheduler."""
         manager = prepared.manager
-        spec = _spec(self.options, prepared, self.reporter)
-        run = self.opening = Run(spec, self.reporter, self.began)
+        spec = _spec(self.options, prepared, self.events)
+        run = self.opening = Run(spec, self.events, self.began)
         result = run.start(
             manager.records, manager.graph, prepared.param_sets, partial(self._runner, prepared)
         )
@@ -321,7 +321,7 @@ class _Driver:
         return result
 
 
-def _spec(options: RunOptions, prepared: Prepared, reporter: Reporter) -> RunSpec:
+def _spec(options: RunOptions, prepared: Prepared, events: EventSink) -> RunSpec:
     return RunSpec(
         root=prepared.root,
         settings=prepared.settings,
@@ -338,7 +338,7 @@ def _spec(options: RunOptions, prepared: Prepared, reporter: Reporter) -> RunSpe
         notes=options.notes,
         doc=inspect.getdoc(prepared.module),
         report=options.report,
-        progress=getattr(reporter, "progress", True),
+        progress=getattr(events, "progress", True),
     )
 
 
@@ -371,7 +371,9 @@ def _make_runner(prepared: Prepared, starting: Starting) -> JobRunner:
     return starting.runner(context)
 
 
-def _trace(module: ModuleType, manager: ArtifactManager, param_sets: list[ParamSet]) -> Any:
+def _trace_experiment(
+    module: ModuleType, manager: TracingManager, param_sets: list[ParamSet]
+) -> Any:
     """Call the experiment's run() once; stage calls inside it only build the graph."""
     try:
         return module.run([p.params for p in param_sets], manager)

@@ -67,7 +67,7 @@ class TieredStore:
         # With `--cache URL` the local tier is temporary, and the remote is the cache.
         self.scratch: tempfile.TemporaryDirectory[str] | None = None
         self.warnings: list[str] = []  # uploads that failed: the run goes on, `push` retries
-        # Where a warning goes at once (the run's reporter); else kept in `warnings`.
+        # Where a warning goes at once (the run's events); else kept in `warnings`.
         self.notify: Callable[[str], None] | None = None
         self.offline: str | None = None  # why the remote is left out of the rest of the run
         self._probed = False
