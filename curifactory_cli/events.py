@@ -86,11 +86,17 @@ class NodeFinished:
 
 @dataclass(frozen=True)
 class Warned:
+    """Something the user should know that does not stop the run (a remote left out, a
+    report not written, a log not kept): shown at once and kept in `RunResult.warnings`."""
+
     message: str
 
 
 @dataclass(frozen=True)
 class RunFinished:
+    """The run ended, however it ended (last event of every run): `ok` is False when a
+    stage failed or the run stopped; `counts` are (outcome, number of stage calls)."""
+
     run_id: str
     ok: bool
     seconds: float
@@ -101,9 +107,12 @@ Event = RunStarted | NodeStarted | NodeProgress | NodeWaiting | NodeFinished | W
 
 
 class EventSink(Protocol):
-    """Receives every event. `progress = False` says it ignores the per-stage-call events
-    (NodeStarted, NodeProgress, NodeWaiting, NodeFinished), so the scheduler need not build
-    them."""
+    """Receives every event of a run, in order, on the driver's thread (RunStarted first,
+    RunFinished last; the per-stage-call events between). `emit` must return quickly and
+    never raise: a run does not stop for its display. `progress = False` says it ignores
+    the per-stage-call events (NodeStarted, NodeProgress, NodeWaiting, NodeFinished), so the
+    scheduler need not build them. A sink that keeps `warnings` (a list of messages) gives
+    them to `RunResult.warnings`."""
 
     progress: bool
 

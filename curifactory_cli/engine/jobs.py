@@ -64,6 +64,17 @@ Source = InputEntry | InputValue
 # changes a job once it is made.
 @dataclass(slots=True)
 class Job:
+    """One stage call, ready to run anywhere: everything `run_job` needs, picklable, with
+    no reference back to the driver's graph, store or records.
+
+    The contract for a `JobRunner`: ship the job as it is (to a thread, a process or another
+    machine), call `run_job(job)` there, and hand back the `JobResult` it returns. A job
+    with a `staging` folder writes its outputs there and nowhere else; the scheduler, not
+    the runner, publishes that folder as the cache entry (or discards it). Inputs come as
+    entries to load (`InputEntry`, verified against their checksums when read) or as values
+    (`InputValue`); a job never looks anything up in the cache itself.
+    """
+
     index: int  # the node's index in the graph
     stage_ref: str  # "module:qualname" of the decorated stage
     stage_name: str
