@@ -107,9 +107,10 @@ Event = RunStarted | NodeStarted | NodeProgress | NodeWaiting | NodeFinished | W
 
 
 class EventSink(Protocol):
-    """Receives every event of a run, in order, on the driver's thread (RunStarted first,
-    RunFinished last; the per-stage-call events between). `emit` must return quickly and
-    never raise: a run does not stop for its display. `progress = False` says it ignores
+    """Receives every event of a run, in order: RunStarted before the stage calls it
+    announces (again, with `more`, when run() traces more of them after reading an output),
+    the per-stage-call events, and RunFinished last; Warned at any time. `emit` must return
+    quickly and never raise: a run does not stop for its display. `progress = False` says it ignores
     the per-stage-call events (NodeStarted, NodeProgress, NodeWaiting, NodeFinished), so the
     scheduler need not build them. A sink that keeps `warnings` (a list of messages) gives
     them to `RunResult.warnings`."""
