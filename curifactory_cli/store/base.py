@@ -23,6 +23,21 @@ class Lock(Protocol):
 
 
 class Store(Protocol):
+    """A cache, whatever holds it (a local folder, an fsspec URL, a local tier in front of
+    a remote one). The contract every store keeps (tests/test_store_contract.py):
+
+    * An entry is published whole or not at all: readers never see a half-written entry,
+      and a publish that fails leaves the previous entry (or none) in place.
+    * `lookup` serves an entry only if its metadata is well-formed, signed (when a key is
+      set), for this key and these outputs, not invalidated, and every listed file is there
+      with its size; otherwise it returns None and the reason. Checksums are verified when
+      a file is loaded (`local_dir`, `export`, a job's `InputEntry`).
+    * Entries are immutable: replacing one is a new publish, never an edit in place.
+    * `entry_lock(key)` serializes runs computing the same entry (a store without locks
+      returns one that always succeeds: duplicate work, never a torn entry).
+    * A `dry` store writes nothing; `planning` answers from metadata, downloading nothing.
+    """
+
     root: Path
     dry: bool  # nothing is ever written
     planning: bool  # `curi plan`: decide from metadata, download nothing
