@@ -39,26 +39,26 @@ PACKAGE = "curifactory_cli"
 # that reach the mutated function).
 SELECTION: dict[str, list[str]] = {
     "engine/keys.py": [
-        "tests/test_keys.py",
-        "tests/test_key_pins.py",
-        "tests/test_reasons.py",
-        "tests/test_fingerprint_reach.py",
+        "tests/engine/test_keys.py",
+        "tests/engine/test_key_components.py",
+        "tests/engine/test_reasons.py",
+        "tests/engine/test_fingerprint_reach.py",
     ],
     "engine/decide.py": [
-        "tests/test_decide.py",
-        "tests/test_reasons.py",
-        "tests/test_plan.py",
-        "tests/test_key_pins.py",
+        "tests/engine/test_decide.py",
+        "tests/engine/test_reasons.py",
+        "tests/engine/test_plan.py",
+        "tests/engine/test_key_components.py",
     ],
     "store/entry.py": [
-        "tests/test_hostile_meta.py",
-        "tests/test_store_contract.py",
-        "tests/test_entry_files.py",
+        "tests/store/test_hostile_meta.py",
+        "tests/store/test_store_contract.py",
+        "tests/store/test_entry_files.py",
     ],
-    "store/remote.py": ["tests/test_store_contract.py"],
-    "store/tiered.py": ["tests/test_store_contract.py"],
-    "hashing.py": ["tests/test_hashing.py", "tests/test_fingerprint_reach.py"],
-    "params.py": ["tests/test_params.py", "tests/test_params_as_written.py"],
+    "store/remote.py": ["tests/store/test_store_contract.py"],
+    "store/tiered.py": ["tests/store/test_store_contract.py"],
+    "hashing.py": ["tests/model/test_hashing.py", "tests/engine/test_fingerprint_reach.py"],
+    "params.py": ["tests/run/test_params.py", "tests/run/test_params_as_written.py"],
 }
 CORE = [
     "engine/keys.py",

@@ -15,6 +15,11 @@ from typer.testing import CliRunner
 
 from curifactory_cli.run.runner import RunOptions, run_experiment
 
+# The tests mirror the package (tests/engine, tests/store, ...); a test module may reuse
+# another's helpers (`from test_workers import setup`) whichever folder it is in.
+for _folder in ("cli", "engine", "model", "report", "run", "store"):
+    sys.path.insert(0, str(Path(__file__).parent / _folder))
+
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(

@@ -1,5 +1,5 @@
 """The one interface to a cache, whatever holds it. The engine, the planner and every cache
-command go through it; `tests/test_store_contract.py` runs one suite against each store."""
+command go through it; `tests/store/test_store_contract.py` runs one suite against each store."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ class Lock(Protocol):
 
 class Store(Protocol):
     """A cache, whatever holds it (a local folder, an fsspec URL, a local tier in front of
-    a remote one). The contract every store keeps (tests/test_store_contract.py):
+    a remote one). The contract every store keeps (tests/store/test_store_contract.py):
 
     * An entry is published whole or not at all: readers never see a half-written entry,
       and a publish that fails leaves the previous entry (or none) in place.

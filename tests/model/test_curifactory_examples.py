@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-VENDORED = Path(__file__).resolve().parent / "curifactory_examples"
+VENDORED = Path(__file__).resolve().parents[1] / "curifactory_examples"
 
 
 @pytest.fixture

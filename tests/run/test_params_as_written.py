@@ -177,7 +177,7 @@ def test_a_missing_params_path_is_not_looked_for_under_params_twice(untyped, cli
 
 
 def test_run_from_a_subfolder_runs_the_project(untyped, cli, monkeypatch):
-    # The project is found by looking upward, as git does (tests/test_project_root.py
+    # The project is found by looking upward, as git does (tests/run/test_project_root.py
     # covers the rest); the cache is the project's, not the subfolder's.
     sub = untyped.root / "notes" / "deep"
     sub.mkdir(parents=True)

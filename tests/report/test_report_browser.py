@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(os.environ.get("CURI_TEST_ARTIFACTS", REPO / "test-artifacts"))
 
 
