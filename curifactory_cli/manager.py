@@ -19,7 +19,7 @@ import datetime as dt
 import sys
 import weakref
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from curifactory_cli import record as _record
 from curifactory_cli.events import Warned
@@ -27,6 +27,9 @@ from curifactory_cli.graph import Node, Outcome
 from curifactory_cli.provenance import process_command, script_command
 from curifactory_cli.record import Record
 from curifactory_cli.run.rows import stage_row, transfer_counts
+
+if TYPE_CHECKING:
+    from curifactory_cli.registry.records import RunRecord, StageRecord
 
 __all__ = ["ArtifactManager", "Record"]
 
@@ -172,26 +175,30 @@ class ArtifactManager(_record.ArtifactManager):
         )
         return _show(body)
 
-    def _calls(self) -> list[dict[str, Any]]:
+    def _calls(self) -> list[StageRecord]:
         cache = Path(self.cache_path)
         return [stage_row(node, cache) for node in self.graph.nodes]
 
-    def _run(self) -> dict[str, Any]:
+    def _run(self) -> RunRecord:
+        from curifactory_cli.registry.records import ParamSetRecord, RunRecord
+
         session = self._session
         if session is not None and session.registry is not None and session.reference:
             return session.registry.get_run(session.reference)
-        return {  # nothing recorded (no stage call yet, or dry)
-            "reference": "(not recorded)",
-            "experiment": self.experiment_name,
-            "status": "running" if session is None else "complete",
-            "command": process_command(),
-            "param_sets": [
-                {"name": r.name, "hash": r.get_hash(), "values": None}
+        return RunRecord(  # nothing recorded (no stage call yet, or dry)
+            reference="(not recorded)",
+            experiment=self.experiment_name,
+            number=0,
+            status="running" if session is None else "complete",
+            started="",
+            command=process_command(),
+            param_sets=[
+                ParamSetRecord(name=r.name, hash=r.get_hash())
                 for r in self.records
                 if r.params is not None
             ],
-            "stages": self._calls(),
-        }
+            stages=self._calls(),
+        )
 
 
 class HTMLFragment:
@@ -232,6 +239,7 @@ class _Session:
         from curifactory_cli.provenance import git_info, host_info, library_versions
         from curifactory_cli.registry.database import RunRegistry, registry_path
         from curifactory_cli.registry.log import RunLog, log_path
+        from curifactory_cli.registry.records import GitInfo, HostInfo
         from curifactory_cli.store import open_store
 
         self.manager = manager
@@ -256,8 +264,8 @@ class _Session:
                 reproduce=script_command(),
                 param_files=[],
                 param_sets=[],
-                git=git,
-                host=host_info(),
+                git=GitInfo.from_json(git),
+                host=HostInfo.from_json(host_info()),
                 versions=library_versions(),
                 notes=manager.notes,
                 cache_dir=manager.cache_path,
@@ -304,6 +312,7 @@ class _Session:
         if self.registry is None or self.reference is None:
             return
         from curifactory_cli.params import display_values
+        from curifactory_cli.registry.records import ParamSetRecord
 
         nodes = self.manager.graph.nodes
         counts = dict.fromkeys(("executed", "cached", "skipped", "failed"), 0)
@@ -316,12 +325,12 @@ class _Session:
         failed = next((n for n in nodes if n.outcome is Outcome.FAILED), None)
         error = self.failed[-1] if self.failed else None
         sets = [
-            {
-                "name": r.name,
-                "hash": r.get_hash(),
-                "source": "(interactive)",
-                "values": display_values(r.params),
-            }
+            ParamSetRecord(
+                name=r.name,
+                hash=r.get_hash(),
+                source="(interactive)",
+                values=display_values(r.params),
+            )
             for r in self.manager.records
             if r.params is not None
         ]

@@ -64,11 +64,11 @@ def report_command(
                 "no runs recorded yet, so there is no report to build",
                 hint="`curi run EXPERIMENT PARAMS` writes one for every run.",
             )
-        run = runs.get_run(reference or listed[0]["reference"])
-        store = _url_store(root, str(run.get("cache_dir") or ""))
+        run = runs.get_run(reference or listed[0].reference)
+        store = _url_store(root, run.cache_dir)
         with tempfile.TemporaryDirectory(prefix="curi-report-") as scratch:
             items = report.items_from_cache(run, warnings, store, Path(scratch))
-            logs = read_log(log_path(path, run["reference"]))
+            logs = read_log(log_path(path, run.reference))
             page = report.write_run_report(root, run, items, warnings, logs)
         index = report.update_index(root, listed)
     except OSError as exc:
@@ -81,7 +81,7 @@ def report_command(
         err_console.print(f"warning: {warning}", style="yellow", markup=False)
     if as_json:
         data: dict[str, Any] = {
-            "run": run["reference"],
+            "run": run.reference,
             "report": str(page),
             "index": str(index),
             "warnings": warnings,
@@ -95,7 +95,7 @@ def report_command(
             markup=False,
         )
     if serve:
-        _serve(report.reports_dir(root), port, f"{run['reference']}/index.html")
+        _serve(report.reports_dir(root), port, f"{run.reference}/index.html")
 
 
 def _open_in_browser(page: Path) -> bool:

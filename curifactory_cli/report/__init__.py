@@ -38,6 +38,7 @@ from curifactory_cli.store.entry import (
 )
 
 if TYPE_CHECKING:
+    from curifactory_cli.registry.records import RunRecord, StageRecord
     from curifactory_cli.store.base import Store
 
 REPORTS_DIR = "reports"
@@ -68,7 +69,7 @@ def items_from_records(records: Iterable[Any]) -> list[Item]:
 
 
 def items_from_cache(
-    run: dict[str, Any],
+    run: RunRecord,
     warnings: list[str],
     store: Store | None = None,
     scratch: Path | None = None,
@@ -78,29 +79,29 @@ def items_from_cache(
     A local cache is read in place. A cache at a URL is read through its `store`: the
     run's entries are found in one listing and downloaded (each file verified against its
     checksum) into `scratch`, a folder the caller keeps until the report is written."""
-    calls: dict[str, dict[str, Any]] = {}
-    for call in run.get("stages") or ():
-        rel = safe_rel(call.get("entry"))
+    calls: dict[str, StageRecord] = {}
+    for call in run.stages or ():
+        rel = safe_rel(call.entry)
         if rel is not None:
             calls.setdefault(rel, call)
     if store is not None and scratch is not None:
         cache = scratch
         _download(store, calls, scratch, warnings)
     else:
-        cache = Path(run.get("cache_dir") or "")
+        cache = Path(run.cache_dir)
     items: list[Item] = []
     for rel, call in calls.items():
         try:
             loaded = _entry_reportables(cache / rel)
         except (OSError, ValueError) as exc:
-            warnings.append(f"{call['stage']} [{call['record']}]: reportables not read: {exc}")
+            warnings.append(f"{call.stage} [{call.record}]: reportables not read: {exc}")
             continue
-        items += [Item(call["record"], call["stage"], r) for r in loaded]
+        items += [Item(call.record, call.stage, r) for r in loaded]
     return items
 
 
 def _download(
-    store: Store, calls: dict[str, dict[str, Any]], scratch: Path, warnings: list[str]
+    store: Store, calls: dict[str, StageRecord], scratch: Path, warnings: list[str]
 ) -> None:
     """The entries of `calls` that carry reportables, from `store` into `scratch`."""
     namespaces = {rel.split("/", 1)[0] for rel in calls}
@@ -108,7 +109,7 @@ def _download(
         for entry in store.entries(namespace):
             rel = entry.rel(store.root)
             call = calls.get(rel)
-            if call is None or entry.key != call.get("key"):
+            if call is None or entry.key != call.key:
                 continue
             if not any(f.get("path") == INDEX for f in entry.meta.get("extra_files") or ()):
                 continue  # no reportables: nothing to download
@@ -116,7 +117,7 @@ def _download(
                 store.export(entry, scratch / rel)
             except (OSError, CurifactoryError) as exc:
                 said = getattr(exc, "message", None) or exc
-                warnings.append(f"{call['stage']} [{call['record']}]: reportables not read: {said}")
+                warnings.append(f"{call.stage} [{call.record}]: reportables not read: {said}")
 
 
 def _read_regular(path: Path) -> bytes:
@@ -147,7 +148,7 @@ def _entry_reportables(directory: Path) -> list[CachedReportable]:
 
 def write_run_report(
     root: Path,
-    run: dict[str, Any],
+    run: RunRecord,
     items: Sequence[Item],
     warnings: list[str],
     logs: Sequence[dict[str, Any]] = (),
@@ -157,10 +158,10 @@ def write_run_report(
     (runlog.read_log)."""
     base = reports_dir(root)
     base.mkdir(parents=True, exist_ok=True)
-    final = base / run["reference"]
-    work = Path(tempfile.mkdtemp(prefix=f".{run['reference']}.", dir=base))
+    final = base / run.reference
+    work = Path(tempfile.mkdtemp(prefix=f".{run.reference}.", dir=base))
     try:
-        calls = run.get("stages") or []
+        calls = run.stages or []
         summary = stage_summary(calls)
         graph, full = graph_svg(calls, summary)
         shown = reportables_html(
@@ -175,7 +176,7 @@ def write_run_report(
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
-    _point_latest(base, run["reference"])
+    _point_latest(base, run.reference)
     return final / INDEX_PAGE
 
 
@@ -206,16 +207,16 @@ def _point_latest(base: Path, reference: str) -> None:
         pass
 
 
-def _order(calls: Sequence[dict[str, Any]]) -> dict[tuple[str, str], int]:
+def _order(calls: Sequence[StageRecord]) -> dict[tuple[str, str], int]:
     """(record, stage) -> the position of its first call: reportables follow the run."""
     first: dict[tuple[str, str], int] = {}
     for position, call in enumerate(calls):
-        first.setdefault((call["record"], call["stage"]), position)
+        first.setdefault((call.record, call.stage), position)
     return first
 
 
 def reportables_html(
-    calls: Sequence[dict[str, Any]],
+    calls: Sequence[StageRecord],
     items: Sequence[Item],
     render: Callable[[int, Item], str],
     warnings: list[str],
@@ -225,7 +226,7 @@ def reportables_html(
     if not items:
         return '<p class="muted">No stage of this run reported anything (record.report).</p>'
     first = _order(calls)
-    records = {call["record"]: None for call in calls}  # record order of the run
+    records = {call.record: None for call in calls}  # record order of the run
     ordered = sorted(
         enumerate(items), key=lambda pair: first.get((pair[1].record, pair[1].stage), 1 << 30)
     )
@@ -294,7 +295,7 @@ def _copy_files(source: Path, target: Path, files: dict[str, dict[str, Any]]) ->
         (target / name).write_bytes(data)
 
 
-def update_index(root: Path, runs: Sequence[dict[str, Any]]) -> Path:
+def update_index(root: Path, runs: Sequence[RunRecord]) -> Path:
     """Rewrite reports/index.html from the registry's runs (newest first); a run links to
     its report when its folder exists."""
     base = reports_dir(root)

@@ -6,7 +6,7 @@ import datetime as dt
 import inspect
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,10 +27,7 @@ from curifactory_cli.errors import (
 from curifactory_cli.events import NullReporter, RunFinished, RunStarted, Warned
 from curifactory_cli.fingerprint import CodeFingerprinter
 from curifactory_cli.graph import Graph, Node, Outcome
-from curifactory_cli.params import (
-    ParamSet,
-    display_values,
-)
+from curifactory_cli.params import ParamSet
 from curifactory_cli.provenance import (
     curi_run_line,
     git_info,
@@ -42,8 +39,9 @@ from curifactory_cli.provenance import (
 from curifactory_cli.record import ArtifactManager
 from curifactory_cli.registry.database import RunRegistry, registry_path
 from curifactory_cli.registry.log import RunLog, log_path, read_log
+from curifactory_cli.registry.records import GitInfo, HostInfo, StageRecord
 from curifactory_cli.run.options import RunOptions, RunResult
-from curifactory_cli.run.rows import param_files, stage_row, transfer_counts
+from curifactory_cli.run.rows import param_files, param_set_records, stage_row, transfer_counts
 from curifactory_cli.run.selection import load_param_sets
 from curifactory_cli.run.settings import Settings
 from curifactory_cli.run.signals import signals_deferred, terminate_as_interrupt
@@ -358,17 +356,9 @@ class _Run:
             command=list(options.command) or process_command(),
             reproduce=None if options.command else curi_run_line(options),
             param_files=param_files(param_sets),
-            param_sets=[
-                {
-                    "name": p.name,
-                    "hash": p.hash,
-                    "source": p.source,
-                    "values": display_values(p.params),
-                }
-                for p in param_sets
-            ],
-            git=self.git,
-            host=host_info(),
+            param_sets=param_set_records(param_sets),
+            git=GitInfo.from_json(self.git),
+            host=HostInfo.from_json(host_info()),
             versions=library_versions(),
             notes=options.notes,
             cache_dir=prepared.cache,
@@ -487,7 +477,7 @@ def _write_report(
     root: Path,
     registry: RunRegistry,
     result: RunResult,
-    stages: list[dict[str, Any]],
+    stages: list[StageRecord],
     reporter: Reporter,
 ) -> Path | None:
     """The run's HTML report, from what the registry recorded (its stage calls as just
@@ -498,8 +488,7 @@ def _write_report(
     warnings: list[str] = []
     path = None
     try:
-        run = registry.get_run(result.run_id, stages=False)
-        run["stages"] = stages
+        run = replace(registry.get_run(result.run_id, stages=False), stages=stages)
         items = report.items_from_records(result.records)
         logs = read_log(result.log) if result.log is not None else []
         path = report.write_run_report(root, run, items, warnings, logs)
@@ -578,7 +567,7 @@ def _execute(scheduler: Scheduler, result: RunResult) -> None:
 
 def _finish(
     registry: RunRegistry, result: RunResult, status: str, crash: str | None = None
-) -> list[dict[str, Any]]:
+) -> list[StageRecord]:
     """Record how the run ended (`crash`: the error when no stage failed); returns its stage
     calls as recorded."""
     failed = result.failed_node
