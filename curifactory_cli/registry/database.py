@@ -30,7 +30,7 @@ from curifactory_cli.registry.records import (
     RunRecord,
     StageRecord,
 )
-from curifactory_cli.registry.references import make_reference, numbered, reproduce_command
+from curifactory_cli.registry.references import make_reference, numbered
 
 REGISTRY_FILE = Path("data") / "runs.sqlite"
 SCHEMA_VERSION = 3
@@ -539,11 +539,7 @@ def _find_run(conn: sqlite3.Connection, reference: str, path: Path) -> sqlite3.R
 
 
 def _run_record(row: sqlite3.Row, stages: list[StageRecord] | None = None) -> RunRecord:
-    """A run row as its record, with the reproduce command derived from its command line
-    when the row has none (runs recorded before it was kept)."""
-    columns = dict(row)
-    reproduce = columns.get("reproduce") or reproduce_command(json.loads(columns["command"]))
-    return RunRecord.from_columns(columns, reproduce=reproduce, stages=stages)
+    return RunRecord.from_columns(dict(row), stages=stages)
 
 
 def _stage_record(row: sqlite3.Row) -> StageRecord:

@@ -1,5 +1,9 @@
 """A run and its stage calls as the registry records them: typed, read by attribute.
 
+Records are read-only by agreement, not frozen: a frozen dataclass costs four times as much
+to make, and there is one per stage call of a run and one per run of a listing (give a
+changed copy with `dataclasses.replace`).
+
 `RunRecord` is one row of the `runs` table, `StageRecord` one row of `run_stages`; the small
 JSON documents a run row holds (its parameter sets and files, git commit, host) have types of
 their own. Everything that shows a run (`curi runs`, `cache inspect`, the HTML report, the
@@ -14,6 +18,8 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from curifactory_cli.registry.references import reproduce_command
 
 # A field's metadata: how its column is stored (`decode` turns the column's value into the
 # field's), and whether a brief listing leaves it out (then it is None, and so is its key).
@@ -38,7 +44,7 @@ def _text(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class ParamSetRecord:
     """A parameter set as a run recorded it. `source` is the file it came from and `values`
     its values as plain data; None when not recorded (runs before values were kept; the sets
@@ -70,7 +76,7 @@ class ParamSetRecord:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class ParamFileRecord:
     """A parameter file a run read, and the sets it took from it (name and hash each)."""
 
@@ -90,7 +96,7 @@ class ParamFileRecord:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class GitInfo:
     """The project's commit when the run started, and whether its work tree had changes
     (both None outside a git repository)."""
@@ -108,7 +114,7 @@ class GitInfo:
         return cls(commit=_text(doc.get("commit")), dirty=None if dirty is None else bool(dirty))
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class HostInfo:
     """The machine and process a run ran in (the pid tells a live run from a dead one)."""
 
@@ -163,8 +169,7 @@ class StageRecord:
     calls it took inputs from (None in a registry of the first version, which kept no
     edges). Its fields are the table's columns, in order, and `to_json()` gives them so: a
     new column is one field here (with its column in `database._SCHEMA`, its migration, and
-    the INSERT of `finish_run`). Made for every call of every run, so not frozen (a frozen
-    one costs four times as much to make): treat it as read-only."""
+    the INSERT of `finish_run`)."""
 
     stage: str
     record: str
@@ -183,7 +188,7 @@ class StageRecord:
 STAGE_FIELDS = tuple(f.name for f in dataclasses.fields(StageRecord))
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class RunRecord:
     """One run as the registry recorded it (a row of `runs`), with its stage calls when they
     were asked for.
@@ -218,7 +223,7 @@ class RunRecord:
     )
     notes: str | None = None
     doc: str | None = None  # the experiment's docstring (None in a file of the first version)
-    reproduce: str = ""  # the command that runs it again
+    reproduce: str = ""  # the command that runs it again (read: derived from `command` if NULL)
     cache_dir: str = ""
     dry: bool = field(default=False, metadata=_column(bool))
     counts: dict[str, int] | None = field(default=None, metadata=_json_column(_counts))
@@ -246,17 +251,31 @@ class RunRecord:
     @classmethod
     def from_columns(cls, columns: Mapping[str, Any], **more: Any) -> RunRecord:
         """A record from a row's columns (those it has: a brief listing reads fewer, an
-        older file has fewer), each decoded as its field says; `more` sets other fields."""
+        older file has fewer), each decoded as its field says; `more` sets other fields. A
+        run without a reproduce command (recorded before it was kept) gets the one its
+        command line gives."""
         values: dict[str, Any] = {}
-        for name, decode in _COLUMNS:
-            if name in columns:
-                value = columns[name]
+        for name, value in columns.items():
+            if name in _DECODERS:  # not `id`
+                decode = _DECODERS[name]
                 values[name] = value if decode is None else decode(value)
-        order = tuple(name for name in columns if name in _COLUMN_SET)
-        if order != _COLUMN_NAMES:  # one tuple for every row of a file (or of a listing)
-            values["column_order"] = _ORDERS.setdefault(order, order)
+        if not values.get("reproduce"):
+            values["reproduce"] = reproduce_command(values.get("command") or [])
+        order = _column_order(tuple(columns))
+        if order:
+            values["column_order"] = order
         values.update(more)
         return cls(**values)
+
+
+def _column_order(keys: tuple[str, ...]) -> tuple[str, ...]:
+    """The order of a row's columns, when it is not the fields' (() when it is); one tuple
+    for all the rows of a listing."""
+    order = _ORDERS.get(keys)
+    if order is None:
+        order = tuple(name for name in keys if name in _COLUMN_SET)
+        order = _ORDERS[keys] = () if order == _COLUMN_NAMES else order
+    return order
 
 
 def _rank(order: tuple[str, ...], name: str) -> int:
@@ -281,6 +300,7 @@ _COLUMNS = tuple(
     if f.metadata.get("column", True)
 )
 _COLUMN_NAMES = tuple(name for name, _ in _COLUMNS)
+_DECODERS = dict(_COLUMNS)
 _COLUMN_SET = frozenset(_COLUMN_NAMES)
 _ORDERS: dict[tuple[str, ...], tuple[str, ...]] = {}
 _JSON_FIELDS = tuple(
