@@ -42,11 +42,11 @@ def in_process(project: Path, repeat: int) -> tuple[float, float]:
 
     registry = RunRegistry(registry_path(project))
     write, index = [], []
-    run = registry.get_run(registry.list_runs(limit=1)[0]["reference"])
+    run = registry.get_run(registry.list_runs(limit=1)[0].reference)
     for _ in range(repeat):
         # As a run does: its row from the registry; its stage calls it has in memory.
         started = time.perf_counter()
-        registry.get_run(run["reference"], stages=False)
+        registry.get_run(run.reference, stages=False)
         report.write_run_report(project, run, [], [])
         middle = time.perf_counter()
         report.update_index(project, registry.list_runs(limit=None, brief=True))
@@ -58,6 +58,7 @@ def in_process(project: Path, repeat: int) -> tuple[float, float]:
 def index_of_many(base: Path, runs: int) -> tuple[float, int]:
     from curifactory_cli import report
     from curifactory_cli.registry.database import RunRegistry, registry_path
+    from curifactory_cli.registry.records import GitInfo, HostInfo, ParamSetRecord
 
     project = base / "many"
     registry = RunRegistry(registry_path(project))
@@ -66,9 +67,9 @@ def index_of_many(base: Path, runs: int) -> tuple[float, int]:
             experiment=f"exp{i % 5}",
             command=["curi", "run", f"exp{i % 5}", "params/p.yaml"],
             param_files=[],
-            param_sets=[{"name": "a", "hash": "0" * 32, "source": "params/p.yaml"}],
-            git={"commit": f"{i:040x}", "dirty": bool(i % 2)},
-            host={"host": "box"},
+            param_sets=[ParamSetRecord(name="a", hash="0" * 32, source="params/p.yaml")],
+            git=GitInfo(commit=f"{i:040x}", dirty=bool(i % 2)),
+            host=HostInfo(host="box"),
             versions={},
             notes=f"note {i}" if i % 3 == 0 else None,
             cache_dir="data/cache",

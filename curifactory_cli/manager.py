@@ -18,7 +18,7 @@ from __future__ import annotations
 import sys
 import weakref
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from curifactory_cli import record as _record
 from curifactory_cli.events import Warned
@@ -26,6 +26,9 @@ from curifactory_cli.graph import Node
 from curifactory_cli.provenance import process_command, script_command
 from curifactory_cli.record import Record
 from curifactory_cli.run.rows import stage_row
+
+if TYPE_CHECKING:
+    from curifactory_cli.registry.records import RunRecord, StageRecord
 
 __all__ = ["ArtifactManager", "Record"]
 
@@ -171,26 +174,30 @@ class ArtifactManager(_record.TracingManager):
         )
         return _show(body)
 
-    def _calls(self) -> list[dict[str, Any]]:
+    def _calls(self) -> list[StageRecord]:
         cache = Path(self.cache_path)
         return [stage_row(node, cache) for node in self.graph.nodes]
 
-    def _run(self) -> dict[str, Any]:
+    def _run(self) -> RunRecord:
+        from curifactory_cli.registry.records import ParamSetRecord, RunRecord
+
         session = self._session
         if session is not None and session.registry is not None and session.reference:
             return session.registry.get_run(session.reference)
-        return {  # nothing recorded (no stage call yet, or dry)
-            "reference": "(not recorded)",
-            "experiment": self.experiment_name,
-            "status": "running" if session is None else "complete",
-            "command": process_command(),
-            "param_sets": [
-                {"name": r.name, "hash": r.get_hash(), "values": None}
+        return RunRecord(  # nothing recorded (no stage call yet, or dry)
+            reference="(not recorded)",
+            experiment=self.experiment_name,
+            number=0,
+            status="running" if session is None else "complete",
+            started="",
+            command=process_command(),
+            param_sets=[
+                ParamSetRecord(name=r.name, hash=r.get_hash())
                 for r in self.records
                 if r.params is not None
             ],
-            "stages": self._calls(),
-        }
+            stages=self._calls(),
+        )
 
 
 class HTMLFragment:
@@ -266,14 +273,15 @@ class _Session:
     def _record(self) -> None:
         """The registry's row for the session, as it stands after this stage call."""
         from curifactory_cli.params import display_values
+        from curifactory_cli.registry.records import ParamSetRecord
 
         sets = [
-            {
-                "name": r.name,
-                "hash": r.get_hash(),
-                "source": "(interactive)",
-                "values": display_values(r.params),
-            }
+            ParamSetRecord(
+                name=r.name,
+                hash=r.get_hash(),
+                source="(interactive)",
+                values=display_values(r.params),
+            )
             for r in self.manager.records
             if r.params is not None
         ]

@@ -58,6 +58,7 @@ from curifactory_cli.errors import ConfigError, CurifactoryError
 from curifactory_cli.wording import plural
 
 if TYPE_CHECKING:
+    from curifactory_cli.registry.records import RunRecord
     from curifactory_cli.store import LocalStore
     from curifactory_cli.store.index import CacheEntry
 
@@ -135,9 +136,8 @@ def cache_inspect(
         views.show_entry(store, found, data)
 
 
-def _lookup_run(run_id: str) -> dict[str, Any] | None:
-    found: dict[str, Any] | None = run_registry().get_run(run_id, stages=False)
-    return found
+def _lookup_run(run_id: str) -> RunRecord:
+    return run_registry().get_run(run_id, stages=False)
 
 
 # ---------------------------------------------------------------------------------- dump

@@ -9,7 +9,7 @@ import enum
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -17,6 +17,7 @@ from curifactory_cli.cli.common import err_console, fail
 from curifactory_cli.errors import ConfigError, CurifactoryError, ExitCode
 
 if TYPE_CHECKING:
+    from curifactory_cli.registry.database import RunRegistry
     from curifactory_cli.store import LocalStore
     from curifactory_cli.store.index import CacheEntry
     from curifactory_cli.store.remote import FsspecStore
@@ -252,7 +253,7 @@ def confirm_or_exit(question: str, yes: bool) -> None:
         raise typer.Exit(code=int(ExitCode.OK))
 
 
-def run_registry() -> Any:
+def run_registry() -> RunRegistry:
     """The project's run registry, read-only (reading never creates it)."""
     from curifactory_cli.cli.common import open_registry, registry_file
 

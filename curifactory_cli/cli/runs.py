@@ -39,6 +39,14 @@ if TYPE_CHECKING:
     from rich.table import Table
     from rich.text import Text
 
+    from curifactory_cli.registry.records import (
+        GitInfo,
+        HostInfo,
+        ParamSetRecord,
+        RunRecord,
+        StageRecord,
+    )
+
 runs_app = typer.Typer(
     help="The run registry: every curi run, its status and provenance.", no_args_is_help=True
 )
@@ -95,7 +103,7 @@ def runs_ls(
     if conditions:
         runs = [r for r in runs if run_params.matching_sets(r, conditions)][:limit]
     if as_json:
-        write_json(console, {"registry": str(path), "runs": runs})
+        write_json(console, {"registry": str(path), "runs": [r.to_json() for r in runs]})
         return
     if not runs:
         filtered = experiment is not None or status is not None or bool(conditions)
@@ -148,46 +156,51 @@ def runs_show(
                     f"no runs recorded yet in {path}",
                     hint="`curi run EXPERIMENT PARAMS` records every run there.",
                 )
-            reference = newest[0]["reference"]
+            reference = newest[0].reference
         run = runs.get_run(reference)
     except CurifactoryError as exc:
         raise fail(exc) from None
     if stage is not None and not log:
         raise fail(ConfigError("--stage filters the log", hint="add --log.")) from None
-    file = log_path(path, run["reference"])
+    file = log_path(path, run.reference)
     entries = read_log(file)
     if log:
         _show_log(run, entries, file, stage, as_json)
         return
-    _with_full_store(run)
+    run, full_store = _with_full_store(run)
     if as_json:
-        write_json(console, run | {"log": str(file) if entries else None})
+        data = run.to_json()
+        if full_store is not None:
+            data["full_store"] = full_store
+        write_json(console, data | {"log": str(file) if entries else None})
         return
-    _print_run(run, entries, file)
+    _print_run(run, full_store, entries, file)
 
 
-def _show_log(run: dict, entries: list[dict], file: Path, stage: str | None, as_json: bool) -> None:
+def _show_log(
+    run: RunRecord, entries: list[dict], file: Path, stage: str | None, as_json: bool
+) -> None:
     """The run's log as plain text: a header line per stage call, then what it printed."""
-    calls = run.get("stages") or []
+    calls = run.stages or []
     if stage is not None:
-        if not any(c["stage"] == stage for c in calls):
-            known = ", ".join(sorted({c["stage"] for c in calls})) or "none"
+        if not any(c.stage == stage for c in calls):
+            known = ", ".join(sorted({c.stage for c in calls})) or "none"
             raise fail(
                 ConfigError(
-                    f"run {run['reference']} has no stage {stage!r}", hint=f"its stages: {known}."
+                    f"run {run.reference} has no stage {stage!r}", hint=f"its stages: {known}."
                 )
             ) from None
         entries = [e for e in entries if e["stage"] == stage]
-        calls = [c for c in calls if c["stage"] == stage]
+        calls = [c for c in calls if c.stage == stage]
     cached: dict[str, list[str]] = {}
     for call in calls:
-        if call.get("outcome") == "cached":
-            cached.setdefault(call["stage"], []).append(call["record"])
+        if call.outcome == "cached":
+            cached.setdefault(call.stage, []).append(call.record)
     if as_json:
         write_json(
             console,
             {
-                "run": run["reference"],
+                "run": run.reference,
                 "log": str(file) if file.exists() else None,
                 "entries": entries,
                 "cached": cached,
@@ -223,15 +236,19 @@ def _safe_lines(lines: list[str]) -> list[str]:
     return [line.translate(CONTROL_ESCAPES) for line in lines]
 
 
-def _with_full_store(run: dict) -> None:
-    """A run kept with --store-full is reproduced from its store, not from today's files."""
+def _with_full_store(run: RunRecord) -> tuple[RunRecord, str | None]:
+    """A run kept with --store-full is reproduced from its store, not from today's files:
+    the run with that command, and the store's folder (None: not stored)."""
+    import dataclasses
+
     from curifactory_cli.discovery import project_root
     from curifactory_cli.run.full_store import RUNS_DIR, stored_reproduce_command
 
-    folder = project_root() / RUNS_DIR / run["reference"]
-    if (folder / "run.json").is_file():
-        run["full_store"] = str(folder)
-        run["reproduce"] = stored_reproduce_command(folder) or run.get("reproduce")
+    folder = project_root() / RUNS_DIR / run.reference
+    if not (folder / "run.json").is_file():
+        return run, None
+    reproduce = stored_reproduce_command(folder) or run.reproduce
+    return dataclasses.replace(run, reproduce=reproduce), str(folder)
 
 
 @runs_app.command("reproduce")
@@ -290,7 +307,7 @@ def runs_reproduce(
 
 
 # ------------------------------------------------------------------------------ helpers
-def _runs_table(runs: list[dict], width: int, caps: dict[str, int] | None = None) -> Table:
+def _runs_table(runs: list[RunRecord], width: int, caps: dict[str, int] | None = None) -> Table:
     """One line per run. The reference, status, duration and counts always show; started,
     notes and command are added while they fit in `width` (they are all in `runs show`),
     because rich would otherwise squeeze every column into unreadable ellipses. `caps`: the
@@ -299,17 +316,17 @@ def _runs_table(runs: list[dict], width: int, caps: dict[str, int] | None = None
 
     caps = _MAX_WIDTH if caps is None else caps
     columns: dict[str, list[Text]] = {
-        "reference": [Text(r["reference"]) for r in runs],
-        "status": [_status_text(r["status"]) for r in runs],
-        "duration": [Text(_duration(r.get("duration_s"))) for r in runs],
+        "reference": [Text(r.reference) for r in runs],
+        "status": [_status_text(r.status) for r in runs],
+        "duration": [Text(_duration(r.duration_s)) for r in runs],
     }
     for key, header in (("executed", "exec"), ("cached", "cached"), ("skipped", "skip")):
-        columns[header] = [Text(_count(r.get("counts"), key)) for r in runs]
+        columns[header] = [Text(_count(r.counts, key)) for r in runs]
     used = sum(_width(h, cells) for h, cells in columns.items()) + _GAP * (len(columns) - 1)
     optional = {
-        "started": [Text(_when(r["started"])) for r in runs],
-        "notes": [Text(_first_line(r.get("notes"))) for r in runs],
-        "command": [Text(_short_command(r.get("command") or [])) for r in runs],
+        "started": [Text(_when(r.started)) for r in runs],
+        "notes": [Text(_first_line(r.notes)) for r in runs],
+        "command": [Text(_short_command(r.command)) for r in runs],
     }
     widths: dict[str, int] = {}
     for header, cells in optional.items():
@@ -351,44 +368,49 @@ def _width(header: str, cells: list[Text]) -> int:
     return max([len(header), *(c.cell_len for c in cells)])
 
 
-def _count(counts: dict | None, key: str) -> str:
+def _count(counts: dict[str, int] | None, key: str) -> str:
     return str(counts.get(key, 0)) if counts else "-"
 
 
-def _print_run(run: dict, entries: list[dict] | None = None, file: Path | None = None) -> None:
+def _print_run(
+    run: RunRecord,
+    full_store: str | None = None,
+    entries: list[dict] | None = None,
+    file: Path | None = None,
+) -> None:
     """Key/value lines, then the stage calls as a table."""
     from rich.text import Text
 
     fields: list[tuple[str, Any]] = [
-        ("reference", Text(run["reference"], style="bold")),
-        ("status", _status_text(run["status"])),
-        ("experiment", run["experiment"]),
-        ("started", _when(run["started"])),
-        ("finished", _when(run.get("finished"))),
-        ("duration", _duration(run.get("duration_s"))),
-        ("counts", _counts_text(run.get("counts"))),
+        ("reference", Text(run.reference, style="bold")),
+        ("status", _status_text(run.status)),
+        ("experiment", run.experiment),
+        ("started", _when(run.started)),
+        ("finished", _when(run.finished)),
+        ("duration", _duration(run.duration_s)),
+        ("counts", _counts_text(run.counts)),
     ]
-    if run.get("error"):
-        fields.append(("error", Text(run["error"], style="red")))
-    if run.get("failed_stage"):
-        fields.append(("failed at", f"{run['failed_stage']} [{run.get('failed_record') or '?'}]"))
+    if run.error:
+        fields.append(("error", Text(run.error, style="red")))
+    if run.failed_stage:
+        fields.append(("failed at", f"{run.failed_stage} [{run.failed_record or '?'}]"))
     entries = entries or []
     if entries and file is not None:
         n = len(entries)
         calls = f"{n} stage call{'s' if n != 1 else ''}"
         fields.append(("log", f"{shown_path(file)} ({calls}; show it with --log)"))
-    if run.get("notes"):
-        fields.append(("notes", run["notes"]))
+    if run.notes:
+        fields.append(("notes", run.notes))
     fields += [
-        ("command", shlex.join(run.get("command") or []) or "-"),
-        ("reproduce", run.get("reproduce") or "-"),
-        *([("stored in", run["full_store"])] if run.get("full_store") else []),
-        ("git", _git_text(run.get("git") or {})),
-        ("host", _host_text(run.get("host") or {})),
-        ("versions", ", ".join(f"{k} {v}" for k, v in (run.get("versions") or {}).items()) or "-"),
-        ("cache", run.get("cache_dir") or "-"),
+        ("command", shlex.join(run.command) or "-"),
+        ("reproduce", run.reproduce or "-"),
+        *([("stored in", full_store)] if full_store else []),
+        ("git", _git_text(run.git)),
+        ("host", _host_text(run.host)),
+        ("versions", ", ".join(f"{k} {v}" for k, v in (run.versions or {}).items()) or "-"),
+        ("cache", run.cache_dir or "-"),
     ]
-    if run.get("dry"):
+    if run.dry:
         fields.append(("dry", "yes"))
     for label, value in fields:
         text = value if isinstance(value, Text) else Text(str(value))
@@ -400,27 +422,24 @@ def _print_run(run: dict, entries: list[dict] | None = None, file: Path | None =
         console.print(Text(f"traceback of {entry['stage']} [{entry['record']}]", style="bold"))
         print_traceback(console, entry["traceback"])
     _print_params(run)
-    _print_stages(run.get("stages") or [])
+    _print_stages(run.stages or [])
 
 
-def _print_params(run: dict) -> None:
+def _print_params(run: RunRecord) -> None:
     """Each parameter set with its values, a table per parameter file: a column per parameter
     (nested ones as `model.C`), so the sets of a grid can be told apart at a glance."""
     from curifactory_cli.cli.console import print_heading, stream_table, write_line
     from curifactory_cli.run.param_values import flat_values
 
-    by_file: dict[str, list[dict]] = {}
-    for s in run.get("param_sets") or []:
-        by_file.setdefault(str(s.get("source") or ""), []).append(s)
+    by_file: dict[str, list[ParamSetRecord]] = {}
+    for s in run.param_sets or []:
+        by_file.setdefault(s.source or "", []).append(s)
     for source, group in by_file.items():
-        flat = [
-            flat_values(s["values"]) if isinstance(s.get("values"), dict) else None for s in group
-        ]
+        flat = [flat_values(s.values) if s.values is not None else None for s in group]
         keys = list(dict.fromkeys(k for values in flat if values for k in values))
         print_heading(console, f"param sets ({source})" if source else "param sets")
         rows = [
-            [s["name"], str(s.get("hash", ""))[:10], *_value_cells(values, keys)]
-            for s, values in zip(group, flat)
+            [s.name, s.hash[:10], *_value_cells(values, keys)] for s, values in zip(group, flat)
         ]
         if console.is_terminal and len(keys) > _WIDE_PARAMS:
             # Too many columns for a screen: one line per set, its values as KEY=VALUE.
@@ -447,7 +466,7 @@ def _json_scalar(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, default=str)
 
 
-def _print_stages(stages: list[dict]) -> None:
+def _print_stages(stages: list[StageRecord]) -> None:
     from rich.text import Text
 
     if not stages:
@@ -459,15 +478,15 @@ def _print_stages(stages: list[dict]) -> None:
     for column in ("stage", "record", "outcome", "time", "entry", "reason"):
         table.add_column(column, justify="right" if column == "time" else "left")
     for s in stages:
-        outcome = s.get("outcome") or "?"
-        seconds = s.get("seconds")
+        outcome = s.outcome or "?"
+        seconds = s.seconds
         table.add_row(
-            Text(s["stage"]),
-            Text(s["record"]),
+            Text(s.stage),
+            Text(s.record),
             Text(outcome, style=OUTCOME_STYLE.get(outcome, "")),
             f"{seconds:.2f}s" if outcome == "executed" and seconds is not None else "",
-            Text(s.get("entry") or ""),
-            Text(s.get("reason") or "", style="dim"),
+            Text(s.entry or ""),
+            Text(s.reason or "", style="dim"),
         )
     print_rows(console, table)
 
@@ -494,7 +513,7 @@ def _duration(seconds: float | None) -> str:
     return "-" if seconds is None else duration(seconds)
 
 
-def _counts_text(counts: dict | None) -> str:
+def _counts_text(counts: dict[str, int] | None) -> str:
     if not counts:
         return "-"
     from curifactory_cli.store.index import human_size
@@ -508,17 +527,16 @@ def _counts_text(counts: dict | None) -> str:
     return ", ".join(shown) or "nothing ran"
 
 
-def _git_text(git: dict) -> str:
-    commit = git.get("commit")
-    if not commit:
+def _git_text(git: GitInfo) -> str:
+    if not git.commit:
         return "not a git repository"
-    return f"{commit[:12]}" + (" (uncommitted changes)" if git.get("dirty") else "")
+    return f"{git.commit[:12]}" + (" (uncommitted changes)" if git.dirty else "")
 
 
-def _host_text(host: dict) -> str:
-    parts = [str(host[k]) for k in ("host", "platform") if host.get(k)]
-    if host.get("pid"):
-        parts.append(f"pid {host['pid']}")
+def _host_text(host: HostInfo) -> str:
+    parts = [text for text in (host.host, host.platform) if text]
+    if host.pid:
+        parts.append(f"pid {host.pid}")
     return ", ".join(parts) or "-"
 
 

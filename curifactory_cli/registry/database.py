@@ -1,10 +1,10 @@
 """The run registry: one SQLite database per project (`data/runs.sqlite`) recording every run.
 
 Each `curi run` adds a row when it starts (status 'running') and completes it when it ends,
-with its stage outcomes in a child table. Many `curi run` processes may share the file at
-once, so the database is in WAL mode, waits up to 30 s for locks, and numbers runs inside a
-`BEGIN IMMEDIATE` transaction. Only the standard library is used; rendering lives in
-`cli_runs.py`.
+with its stage outcomes in a child table; it reads them back as typed records (`records.py`).
+Many `curi run` processes may share the file at once, so the database is in WAL mode, waits up
+to 30 s for locks, and numbers runs inside a `BEGIN IMMEDIATE` transaction. Only the standard
+library is used; rendering lives in `cli/runs.py` and `report/`.
 """
 
 from __future__ import annotations
@@ -12,17 +12,25 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
-import os
-import platform
-import shlex
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from curifactory_cli.errors import CacheError, ConfigError
+from curifactory_cli.registry.liveness import with_liveness
+from curifactory_cli.registry.records import (
+    BRIEF_COLUMNS,
+    GitInfo,
+    HostInfo,
+    ParamFileRecord,
+    ParamSetRecord,
+    RunRecord,
+    StageRecord,
+)
+from curifactory_cli.registry.references import make_reference, numbered
 
 REGISTRY_FILE = Path("data") / "runs.sqlite"
 SCHEMA_VERSION = 3
@@ -40,13 +48,8 @@ _MIGRATIONS = {
 BUSY_TIMEOUT_S = 30.0
 FINAL_STATUSES = ("complete", "error", "interrupted")
 # 'died' is never written: a 'running' run whose process is gone from this host reads so
-# (killed by SIGKILL, out of memory, the machine rebooted), see `_with_liveness`.
+# (killed by SIGKILL, out of memory, the machine rebooted), see `liveness.py`.
 STATUSES = ("running", "complete", "error", "interrupted", "died")
-PID_SLACK_S = 2.0  # a process started this long after its run: the pid was reused
-
-# Flags that make a run differ from "the same run again": dropped from the reproduce command.
-_DROP_FLAGS = frozenset({"--overwrite", "--store-full"})
-_DROP_OPTIONS = frozenset({"--overwrite-stage", "--notes"})  # each takes one value
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -92,18 +95,15 @@ CREATE TABLE IF NOT EXISTS run_stages (
 CREATE INDEX IF NOT EXISTS runs_by_status ON runs(status);
 """
 
-# What a brief listing reads: everything but the parameter sets, host and versions.
-_BRIEF = (
-    "id, reference, experiment, number, status, started, finished, duration_s, command, git, host,"
-    " notes, doc, reproduce, cache_dir, dry, counts, error, failed_stage, failed_record"
-)
-
-# Columns holding JSON documents; decoded when rows are read.
-_JSON_COLUMNS = ("command", "param_files", "param_sets", "git", "host", "versions", "counts")
+# What a brief listing reads: everything but the parameter sets and files and the versions.
+_BRIEF = ", ".join(("id", *BRIEF_COLUMNS))
+# A stage call's columns (a file of the first version has no edges and no aggregates).
+_STAGE_COLUMNS = "stage, record, outcome, reason, seconds, key, entry, inputs, aggregate"
+_STAGE_COLUMNS_V1 = "stage, record, outcome, reason, seconds, key, entry, NULL, 0"
 
 
 @dataclass(frozen=True)
-class RunRecord:
+class StartedRun:
     """The identity of a run just started: give `reference` back to `finish_run`."""
 
     reference: str
@@ -115,38 +115,6 @@ class RunRecord:
 def registry_path(root: Path) -> Path:
     """Where a project's registry lives."""
     return root / REGISTRY_FILE
-
-
-def reproduce_command(command: list[str]) -> str:
-    """The command line that runs the same thing again: `curi` + the original arguments,
-    minus the flags that only change how (or with which notes) it ran."""
-    if not command:
-        return ""
-    args: list[str] = []
-    rest = iter(command[1:])
-    for arg in rest:
-        if arg == "--":  # everything after is positional: keep it verbatim
-            args.extend([arg, *rest])
-            break
-        name = arg.split("=", 1)[0]
-        if arg in _DROP_FLAGS:
-            continue
-        if name in _DROP_OPTIONS:
-            if "=" not in arg:
-                next(rest, None)  # the option's value is the next argument
-            continue
-        args.append(arg)
-    return shlex.join(["curi", *args])
-
-
-def make_reference(experiment: str, number: int, when: dt.datetime) -> str:
-    """`<experiment>_<n>_<YYYY-MM-DD-THHMMSS>`; '/' becomes '.' so it is one path component."""
-    return f"{_numbered(experiment, number)}_{when.strftime('%Y-%m-%d-T%H%M%S')}"
-
-
-def _numbered(experiment: str, number: int) -> str:
-    """`<experiment>_<n>`: the start of a reference, also accepted on its own by get_run."""
-    return f"{experiment.replace('/', '.').replace(chr(92), '.')}_{number}"
 
 
 class RunRegistry:
@@ -164,18 +132,18 @@ class RunRegistry:
         self,
         *,
         experiment: str,
-        command: list[str],
-        param_files: list[dict],
-        param_sets: list[dict],
-        git: dict,
-        host: dict,
-        versions: dict,
+        command: Sequence[str],
+        param_files: Sequence[ParamFileRecord],
+        param_sets: Sequence[ParamSetRecord],
+        git: GitInfo,
+        host: HostInfo,
+        versions: dict[str, str],
         notes: str | None,
         cache_dir: str,
         dry: bool,
         doc: str | None = None,
         reproduce: str | None = None,
-    ) -> RunRecord:
+    ) -> StartedRun:
         """Record a run as 'running' and give it the next number of its experiment.
         `reproduce`: the command that runs it again, when `command` is not a `curi` command
         line (a script's run; without it, the reproduce command comes from `command`)."""
@@ -199,10 +167,10 @@ class RunRegistry:
                     number,
                     started,
                     _dumps(list(command)),
-                    _dumps(param_files),
-                    _dumps(param_sets),
-                    _dumps(git),
-                    _dumps(host),
+                    _dumps([f.to_json() for f in param_files]),
+                    _dumps([p.to_json() for p in param_sets]),
+                    _dumps(git.to_json()),
+                    _dumps(host.to_json()),
                     _dumps(versions),
                     notes,
                     cache_dir,
@@ -211,7 +179,7 @@ class RunRegistry:
                     reproduce,
                 ),
             )
-        return RunRecord(reference, number, experiment, started)
+        return StartedRun(reference, number, experiment, started)
 
     def finish_run(
         self,
@@ -219,13 +187,13 @@ class RunRegistry:
         *,
         status: str,
         duration_s: float,
-        counts: dict,
+        counts: dict[str, int],
         error: str | None,
         failed_stage: str | None,
         failed_record: str | None,
-        stages: list[dict],
-        param_sets: list[dict] | None = None,
-        versions: dict | None = None,
+        stages: Sequence[StageRecord],
+        param_sets: Sequence[ParamSetRecord] | None = None,
+        versions: dict[str, str] | None = None,
     ) -> None:
         """Store how a run ended and what each stage call did (replacing any earlier finish);
         `param_sets` replaces the sets recorded at the start (an interactive session learns
@@ -262,7 +230,8 @@ class RunRegistry:
             )
             if param_sets is not None:
                 conn.execute(
-                    "UPDATE runs SET param_sets = ? WHERE id = ?", (_dumps(param_sets), run_id)
+                    "UPDATE runs SET param_sets = ? WHERE id = ?",
+                    (_dumps([p.to_json() for p in param_sets]), run_id),
                 )
             if versions is not None:
                 conn.execute(
@@ -276,15 +245,15 @@ class RunRegistry:
                     (
                         run_id,
                         position,
-                        s["stage"],
-                        s["record"],
-                        s["outcome"],
-                        s.get("reason"),
-                        s.get("seconds"),
-                        s.get("key"),
-                        s.get("entry"),
-                        _int_list(s.get("inputs")),
-                        int(bool(s.get("aggregate"))),
+                        s.stage,
+                        s.record,
+                        s.outcome,
+                        s.reason,
+                        s.seconds,
+                        s.key,
+                        s.entry,
+                        _int_list(s.inputs),
+                        int(s.aggregate),
                     )
                     for position, s in enumerate(stages)
                 ],
@@ -297,7 +266,7 @@ class RunRegistry:
         status: str | None = None,
         limit: int | None = 50,
         brief: bool = False,
-    ) -> list[dict]:
+    ) -> list[RunRecord]:
         """Runs newest first (without their stages), optionally filtered; `limit=None`: all.
         `brief` leaves out the parameter sets, host and versions (what a listing of many
         runs does not show, and the bulk of a big sweep's row)."""
@@ -329,15 +298,15 @@ class RunRegistry:
         with self._reader() as conn:
             if conn is None:
                 return []
-            # A file of version 1 (read-only, not upgraded) has no `doc` column.
-            brief = brief and self._schema_version(conn) >= 2
+            # An older file (read-only, not upgraded) lacks some of the brief columns.
+            brief = brief and self._schema_version(conn) >= SCHEMA_VERSION
             sql = sql.format(columns=_BRIEF if brief else "*")
-            runs = [_with_liveness(_run_dict(row)) for row in conn.execute(sql, args)]
+            runs = [with_liveness(_run_record(row)) for row in conn.execute(sql, args)]
         if wanted in ("running", "died"):
-            runs = [r for r in runs if r["status"] == wanted][:limit_after]
+            runs = [r for r in runs if r.status == wanted][:limit_after]
         return runs
 
-    def get_run(self, reference: str, stages: bool = True) -> dict:
+    def get_run(self, reference: str, stages: bool = True) -> RunRecord:
         """One run with its stages, by exact reference, `<experiment>_<n>`, or unique prefix
         (`stages=False`: without them, for a caller that has them already)."""
         with self._reader() as conn:
@@ -348,13 +317,17 @@ class RunRegistry:
                     "file.",
                 )
             row = _find_run(conn, reference, self.path)
-            run = _with_liveness(_run_dict(row))
+            calls = None
             if stages:
-                rows = conn.execute(
-                    "SELECT * FROM run_stages WHERE run_id = ? ORDER BY position", (row["id"],)
-                )
-                run["stages"] = [_stage_dict(s) for s in rows]
-        return run
+                columns = _STAGE_COLUMNS if self._schema_version(conn) >= 2 else _STAGE_COLUMNS_V1
+                calls = [
+                    _stage_record(s)
+                    for s in conn.execute(
+                        f"SELECT {columns} FROM run_stages WHERE run_id = ? ORDER BY position",
+                        (row["id"],),
+                    )
+                ]
+            return with_liveness(_run_record(row, calls))
 
     def stage_seconds(self, experiment: str, runs: int = 10) -> dict[str, float]:
         """The mean time of a stage call that executed, per stage, over the experiment's last
@@ -477,7 +450,7 @@ class RunRegistry:
 
     def _schema_version(self, conn: sqlite3.Connection) -> int:
         """The file's schema version; refuses files written by a newer curifactory_cli."""
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
         if version > SCHEMA_VERSION:
             raise CacheError(
                 f"the run registry {self.path} has schema version {version}, newer than this "
@@ -494,7 +467,10 @@ class RunRegistry:
             raise _registry_error(self.path, exc) from exc
 
 
-def _retry_locked(action: Any, deadline_s: float = BUSY_TIMEOUT_S) -> Any:
+_T = TypeVar("_T")
+
+
+def _retry_locked(action: Callable[[], _T], deadline_s: float = BUSY_TIMEOUT_S) -> _T:
     """Run `action`, retrying while the database is locked. SQLite skips the busy handler in
     some cases (switching to WAL, lock upgrades), so a short backoff loop covers those."""
     deadline = time.monotonic() + deadline_s
@@ -535,17 +511,19 @@ def _registry_error(path: Path, exc: sqlite3.Error) -> CacheError:
 def _find_run(conn: sqlite3.Connection, reference: str, path: Path) -> sqlite3.Row:
     """Resolve a reference: exact, then `<experiment>_<n>` (so `exp_1` is not `exp_10`),
     then a unique prefix."""
-    row = conn.execute("SELECT * FROM runs WHERE reference = ?", (reference,)).fetchone()
+    row: sqlite3.Row | None = conn.execute(
+        "SELECT * FROM runs WHERE reference = ?", (reference,)
+    ).fetchone()
     if row is not None:
         return row
     # substr() rather than LIKE: references contain '_', a LIKE wildcard.
-    matches = conn.execute(
+    matches: list[sqlite3.Row] = conn.execute(
         "SELECT * FROM runs WHERE substr(reference, 1, ?) = ? ORDER BY id DESC",
         (len(reference), reference),
     ).fetchall()
-    numbered = [m for m in matches if _numbered(m["experiment"], m["number"]) == reference]
-    if len(numbered) == 1:
-        return numbered[0]
+    named = [m for m in matches if numbered(m["experiment"], m["number"]) == reference]
+    if len(named) == 1:
+        return named[0]
     if len(matches) == 1:
         return matches[0]
     if not matches:
@@ -560,81 +538,24 @@ def _find_run(conn: sqlite3.Connection, reference: str, path: Path) -> sqlite3.R
     )
 
 
-def _run_dict(row: sqlite3.Row) -> dict[str, Any]:
-    """A run row as plain JSON-ready data, with the derived reproduce command."""
-    run = dict(row)
-    run.pop("id", None)
-    for column in _JSON_COLUMNS:
-        if run.get(column) is not None:
-            run[column] = json.loads(run[column])
-    run["dry"] = bool(run["dry"])
-    run.setdefault("doc", None)  # a file of schema version 1
-    run["reproduce"] = run.get("reproduce") or reproduce_command(run["command"])
-    return run
+def _run_record(row: sqlite3.Row, stages: list[StageRecord] | None = None) -> RunRecord:
+    return RunRecord.from_columns(dict(row), stages=stages)
 
 
-def _with_liveness(run: dict[str, Any]) -> dict[str, Any]:
-    """A 'running' run whose process is gone from this host reads as 'died'. Only read: the
-    row is left as it is (a reader may be read-only, and the process may be on another
-    machine, where its pid says nothing)."""
-    host = run.get("host")
-    if run.get("status") != "running" or not isinstance(host, dict):
-        return run
-    pid = host.get("pid")
-    if host.get("host") != platform.node() or not isinstance(pid, int):
-        return run
-    if not _process_runs(pid, run.get("started")):
-        run["status"] = "died"
-    return run
-
-
-def _process_runs(pid: int, since: str | None) -> bool:
-    """Whether process `pid` still runs and started before `since` (ISO time): a later one
-    reuses the number of a process that is gone. Without /proc, kill(pid, 0) decides."""
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError):
-        pass  # another user's process: it exists
-    started = _process_start(pid)
-    if started is None:
-        return True
-    if started == 0.0:  # a zombie: dead, not yet reaped by its parent
-        return False
-    try:
-        run_started = dt.datetime.fromisoformat(since or "").timestamp()
-    except ValueError:
-        return True
-    return started <= run_started + PID_SLACK_S
-
-
-def _process_start(pid: int) -> float | None:
-    """When `pid` started (Unix time) from /proc; 0.0 for a zombie; None when unknown."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            fields = stat.read().rpartition(b")")[2].split()
-        with open("/proc/stat", "rb") as system:
-            boot = next(line for line in system if line.startswith(b"btime"))
-        if fields[0] in (b"Z", b"X"):
-            return 0.0
-        ticks = int(fields[19])  # field 22 of stat(5): start time after boot, in clock ticks
-        return int(boot.split()[1]) + ticks / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError, StopIteration):
-        return None
-
-
-def _stage_dict(row: sqlite3.Row) -> dict[str, Any]:
-    """A stage call of a run (a file of schema version 1 has no edges: inputs is None)."""
-    stage = dict(row)
-    stage.pop("run_id", None)
-    stage.pop("position", None)
-    inputs = stage.get("inputs")
-    stage["inputs"] = None if inputs is None else json.loads(inputs)
-    stage["aggregate"] = bool(stage.get("aggregate"))
-    return stage
+def _stage_record(row: sqlite3.Row) -> StageRecord:
+    """A stage call of a run, from its `_STAGE_COLUMNS`."""
+    stage, record, outcome, reason, seconds, key, entry, inputs, aggregate = row
+    return StageRecord(
+        stage=stage,
+        record=record,
+        outcome=outcome,
+        reason=reason,
+        seconds=seconds,
+        key=key,
+        entry=entry,
+        inputs=None if inputs is None else json.loads(inputs),
+        aggregate=bool(aggregate),
+    )
 
 
 def _int_list(value: list[int] | None) -> str | None:

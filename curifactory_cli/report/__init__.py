@@ -35,6 +35,7 @@ from curifactory_cli.store.entry import (
 )
 
 if TYPE_CHECKING:
+    from curifactory_cli.registry.records import RunRecord, StageRecord
     from curifactory_cli.store.entry import Entry
 
 
@@ -75,14 +76,14 @@ def items_from_records(records: Iterable[Any]) -> list[Item]:
     ]
 
 
-def items_from_cache(run: dict[str, Any], warnings: list[str], store: EntrySource) -> list[Item]:
+def items_from_cache(run: RunRecord, warnings: list[str], store: EntrySource) -> list[Item]:
     """The reportables kept in the cache entries of a run's stage calls (for a rebuild),
     read through the `store` the run's cache opens as: a local folder is read in place; a
     cache at a URL is listed once and the entries with reportables downloaded (each file
     verified against its checksum) into the store's scratch folder, kept until it closes."""
-    calls: dict[str, dict[str, Any]] = {}
-    for call in run.get("stages") or ():
-        rel = safe_rel(call.get("entry"))
+    calls: dict[str, StageRecord] = {}
+    for call in run.stages or ():
+        rel = safe_rel(call.entry)
         if rel is not None:
             calls.setdefault(rel, call)
     items: list[Item] = []
@@ -92,13 +93,13 @@ def items_from_cache(run: dict[str, Any], warnings: list[str], store: EntrySourc
             loaded = _entry_reportables(Path(store.local_dir(entry)), entry.meta)
         except (OSError, ValueError, CurifactoryError) as exc:
             said = getattr(exc, "message", None) or exc
-            warnings.append(f"{call['stage']} [{call['record']}]: reportables not read: {said}")
+            warnings.append(f"{call.stage} [{call.record}]: reportables not read: {said}")
             continue
-        items += [Item(call["record"], call["stage"], r) for r in loaded]
+        items += [Item(call.record, call.stage, r) for r in loaded]
     return items
 
 
-def _entries(store: EntrySource, calls: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def _entries(store: EntrySource, calls: dict[str, StageRecord]) -> dict[str, Any]:
     """The entries of `calls` that are still in the cache with the key the run recorded
     and that carry reportables, by their path in the cache (one listing per experiment
     folder; an entry cleared since has nothing to show)."""
@@ -107,7 +108,7 @@ def _entries(store: EntrySource, calls: dict[str, dict[str, Any]]) -> dict[str, 
         for entry in store.entries(namespace):
             rel = entry.rel(store.root)
             call = calls.get(rel)
-            if call is None or entry.key != call.get("key"):
+            if call is None or entry.key != call.key:
                 continue
             if any(f.get("path") == INDEX for f in _listed(entry.meta)):
                 found[rel] = entry
@@ -141,7 +142,7 @@ def _entry_reportables(directory: Path, meta: dict[str, Any]) -> list[CachedRepo
 
 def write_run_report(
     root: Path,
-    run: dict[str, Any],
+    run: RunRecord,
     items: Sequence[Item],
     warnings: list[str],
     logs: Sequence[dict[str, Any]] = (),
@@ -151,10 +152,10 @@ def write_run_report(
     (runlog.read_log)."""
     base = reports_dir(root)
     base.mkdir(parents=True, exist_ok=True)
-    final = base / run["reference"]
-    work = Path(tempfile.mkdtemp(prefix=f".{run['reference']}.", dir=base))
+    final = base / run.reference
+    work = Path(tempfile.mkdtemp(prefix=f".{run.reference}.", dir=base))
     try:
-        calls = run.get("stages") or []
+        calls = run.stages or []
         summary = stage_summary(calls)
         graph, full = graph_svg(calls, summary)
         shown = reportables_html(
@@ -169,7 +170,7 @@ def write_run_report(
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
-    _point_latest(base, run["reference"])
+    _point_latest(base, run.reference)
     return final / INDEX_PAGE
 
 
@@ -200,16 +201,16 @@ def _point_latest(base: Path, reference: str) -> None:
         pass
 
 
-def _order(calls: Sequence[dict[str, Any]]) -> dict[tuple[str, str], int]:
+def _order(calls: Sequence[StageRecord]) -> dict[tuple[str, str], int]:
     """(record, stage) -> the position of its first call: reportables follow the run."""
     first: dict[tuple[str, str], int] = {}
     for position, call in enumerate(calls):
-        first.setdefault((call["record"], call["stage"]), position)
+        first.setdefault((call.record, call.stage), position)
     return first
 
 
 def reportables_html(
-    calls: Sequence[dict[str, Any]],
+    calls: Sequence[StageRecord],
     items: Sequence[Item],
     render: Callable[[int, Item], str],
     warnings: list[str],
@@ -219,7 +220,7 @@ def reportables_html(
     if not items:
         return '<p class="muted">No stage of this run reported anything (record.report).</p>'
     first = _order(calls)
-    records = {call["record"]: None for call in calls}  # record order of the run
+    records = {call.record: None for call in calls}  # record order of the run
     ordered = sorted(
         enumerate(items), key=lambda pair: first.get((pair[1].record, pair[1].stage), 1 << 30)
     )
@@ -288,7 +289,7 @@ def _copy_files(source: Path, target: Path, files: dict[str, dict[str, Any]]) ->
         (target / name).write_bytes(data)
 
 
-def update_index(root: Path, runs: Sequence[dict[str, Any]]) -> Path:
+def update_index(root: Path, runs: Sequence[RunRecord]) -> Path:
     """Rewrite reports/index.html from the registry's runs (newest first); a run links to
     its report when its folder exists."""
     base = reports_dir(root)

@@ -15,9 +15,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from html import escape
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from curifactory_cli.wording import plural
+
+if TYPE_CHECKING:
+    from curifactory_cli.registry.records import StageRecord
 
 FULL_MAX = 400
 FULL_RECORDS = 40
@@ -32,19 +35,19 @@ BOLD_W = 8.0  # px per character of a band's (bold) label, with room for wide gl
 BREAKS = "_.=-/, "  # a label line preferably ends after one of these
 
 
-def depths(calls: Sequence[dict[str, Any]]) -> list[int]:
+def depths(calls: Sequence[StageRecord]) -> list[int]:
     """Each call's depth; inputs always come earlier in trace order, so one pass does."""
     out: list[int] = []
     for call in calls:
-        above = [out[i] for i in call.get("inputs") or () if 0 <= i < len(out)]
+        above = [out[i] for i in call.inputs or () if 0 <= i < len(out)]
         out.append(1 + max(above) if above else 0)
     return out
 
 
-def graph_svg(calls: Sequence[dict[str, Any]], summary: list[dict[str, Any]]) -> tuple[str, bool]:
+def graph_svg(calls: Sequence[StageRecord], summary: list[dict[str, Any]]) -> tuple[str, bool]:
     """The run's graph and whether it is the full one (False: summarised by stage, from
     `summary`, which is `stage_summary(calls)`)."""
-    records = {call["record"] for call in calls}
+    records = {call.record for call in calls}
     if len(calls) <= FULL_MAX and len(records) <= FULL_RECORDS:
         return _full(calls), True
     return _by_stage(calls, summary), False
@@ -117,22 +120,22 @@ def _svg(width: float, height: float, body: list[str], label: str) -> str:
     )
 
 
-def _full(calls: Sequence[dict[str, Any]]) -> str:
+def _full(calls: Sequence[StageRecord]) -> str:
     depth = depths(calls)
     # A record made only of aggregate calls (Record(manager, None)) has no column: its calls
     # go in rows below all the others, each under the middle of the calls it joins.
-    joining = {c["record"] for c in calls}
+    joining = {c.record for c in calls}
     for call in calls:
-        if not call.get("aggregate"):
-            joining.discard(call["record"])
+        if not call.aggregate:
+            joining.discard(call.record)
     # Other records in order of first appearance; in a record, one slot per call at a depth.
     order: dict[str, int] = {}
     slot: list[int] = []
     used: dict[tuple[str, int], int] = {}
     for i, call in enumerate(calls):
-        if call["record"] not in joining:
-            order.setdefault(call["record"], len(order))
-        cell = (call["record"], depth[i])
+        if call.record not in joining:
+            order.setdefault(call.record, len(order))
+        cell = (call.record, depth[i])
         slot.append(used.get(cell, 0))
         used[cell] = slot[-1] + 1
     width_of = dict.fromkeys(order, 1)
@@ -151,22 +154,20 @@ def _full(calls: Sequence[dict[str, Any]]) -> str:
     label_h = LABEL_H + LINE_H * (max(map(len, labels.values()), default=1) - 1)
     top = MARGIN + label_h + BAND_PAD
     step = BOX_H + GAP_Y
-    rows = 1 + max(
-        (depth[i] for i, c in enumerate(calls) if c["record"] not in joining), default=-1
-    )
+    rows = 1 + max((depth[i] for i, c in enumerate(calls) if c.record not in joining), default=-1)
     where: dict[int, tuple[float, float]] = {}
     for i, call in enumerate(calls):
-        if call["record"] not in joining:
-            bx = left[call["record"]] + BAND_PAD + slot[i] * (BOX_W + GAP_X)
+        if call.record not in joining:
+            bx = left[call.record] + BAND_PAD + slot[i] * (BOX_W + GAP_X)
             where[i] = (bx, top + depth[i] * step)
     band_h = rows * step - GAP_Y + 2 * BAND_PAD if rows else 0
-    lowest = min((depth[i] for i, c in enumerate(calls) if c["record"] in joining), default=0)
+    lowest = min((depth[i] for i, c in enumerate(calls) if c.record in joining), default=0)
     right_edge: dict[int, float] = {}  # per joining row: where the next box may start
     for i, call in enumerate(calls):
-        if call["record"] not in joining:
+        if call.record not in joining:
             continue
         row = rows + depth[i] - lowest
-        above = [where[j][0] for j in call.get("inputs") or () if j in where]
+        above = [where[j][0] for j in call.inputs or () if j in where]
         bx = sum(above) / len(above) if above else MARGIN
         bx = max(bx, right_edge.get(row, MARGIN))
         right_edge[row] = bx + BOX_W + GAP_X
@@ -185,25 +186,25 @@ def _full(calls: Sequence[dict[str, Any]]) -> str:
         )
     for i, call in enumerate(calls):
         x2, y2 = where[i]
-        for j in call.get("inputs") or ():
+        for j in call.inputs or ():
             if j in where:
                 x1, y1 = where[j]
                 body.append(_edge(x1 + BOX_W / 2, y1 + BOX_H, x2 + BOX_W / 2, y2 - 1))
     for i, call in enumerate(calls):
         bx, by = where[i]
-        kind = " aggregate" if call.get("aggregate") else ""
+        kind = " aggregate" if call.aggregate else ""
         label = ""
-        if call["record"] in joining:  # its record's name, since it has no band
+        if call.record in joining:  # its record's name, since it has no band
             label = (
                 f'<text class="record" x="{bx + BOX_W / 2:.0f}" y="{by + BOX_H + 13:.0f}">'
-                f"{escape(_short(call['record']))}</text>"
+                f"{escape(_short(call.record))}</text>"
             )
         body.append(
-            f'<g class="node {escape(call["outcome"])}{kind}" data-i="{i}" tabindex="0">'
+            f'<g class="node {escape(call.outcome)}{kind}" data-i="{i}" tabindex="0">'
             f"<title>{escape(_tooltip(call))}</title>"
             f'<rect x="{bx:.0f}" y="{by:.0f}" width="{BOX_W}" height="{BOX_H}" rx="5"/>'
             f'<text x="{bx + BOX_W / 2:.0f}" y="{by + BOX_H / 2 + 4:.0f}">'
-            f"{escape(_short(call['stage']))}</text>{label}</g>"
+            f"{escape(_short(call.stage))}</text>{label}</g>"
         )
     return _svg(
         width,
@@ -213,35 +214,35 @@ def _full(calls: Sequence[dict[str, Any]]) -> str:
     )
 
 
-def _tooltip(call: dict[str, Any]) -> str:
-    lines = [f"{call['stage']} [{call['record']}]", f"{call['outcome']}"]
-    if call.get("seconds"):
-        lines[-1] += f" in {call['seconds']:.3f} s"
-    if call.get("reason"):
-        lines.append(str(call["reason"]))
-    if call.get("key"):
-        lines.append(f"key {call['key']}")
-    if call.get("entry"):
-        lines.append(f"entry {call['entry']}")
+def _tooltip(call: StageRecord) -> str:
+    lines = [f"{call.stage} [{call.record}]", f"{call.outcome}"]
+    if call.seconds:
+        lines[-1] += f" in {call.seconds:.3f} s"
+    if call.reason:
+        lines.append(str(call.reason))
+    if call.key:
+        lines.append(f"key {call.key}")
+    if call.entry:
+        lines.append(f"entry {call.entry}")
     return "\n".join(lines)
 
 
 OUTCOMES = ("executed", "cached", "failed", "skipped")
 
 
-def stage_summary(calls: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+def stage_summary(calls: Sequence[StageRecord]) -> list[dict[str, Any]]:
     """Per stage, in order of first call: its calls by outcome and their time."""
     stages: dict[str, dict[str, Any]] = {}
     for call in calls:
-        stage = call["stage"]
+        stage = call.stage
         row = stages.get(stage)
         if row is None:
             row = stages[stage] = {"stage": stage, "calls": 0, "seconds": 0.0, "max": 0.0}
             row.update(dict.fromkeys(OUTCOMES, 0))
         row["calls"] += 1
-        outcome = call["outcome"]
+        outcome = call.outcome
         row[outcome] = row.get(outcome, 0) + 1
-        seconds = call.get("seconds") or 0.0
+        seconds = call.seconds or 0.0
         if seconds:
             row["seconds"] += seconds
             if seconds > row["max"]:
@@ -249,16 +250,16 @@ def stage_summary(calls: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(stages.values())
 
 
-def _by_stage(calls: Sequence[dict[str, Any]], stage_rows: list[dict[str, Any]]) -> str:
+def _by_stage(calls: Sequence[StageRecord], stage_rows: list[dict[str, Any]]) -> str:
     depth = depths(calls)
     stage_depth: dict[str, int] = {}
     edges: set[tuple[str, str]] = set()
     for i, call in enumerate(calls):
-        stage = call["stage"]
+        stage = call.stage
         stage_depth[stage] = max(stage_depth.get(stage, 0), depth[i])
-        for j in call.get("inputs") or ():
-            if 0 <= j < len(calls) and calls[j]["stage"] != stage:
-                edges.add((calls[j]["stage"], stage))
+        for j in call.inputs or ():
+            if 0 <= j < len(calls) and calls[j].stage != stage:
+                edges.add((calls[j].stage, stage))
     summary = {row["stage"]: row for row in stage_rows}
     rows: dict[int, list[str]] = {}
     for stage in summary:  # first-call order within a row

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from html import escape
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from curifactory_cli.registry.records import StageRecord
 
 
 def _e(value: Any) -> str:
@@ -38,14 +41,15 @@ def _call(entry: dict[str, Any]) -> str:
     )
 
 
-def logs_html(calls: Sequence[dict[str, Any]], entries: Sequence[dict[str, Any]]) -> str:
-    """One collapsed block per stage that printed something, failed or was cached."""
+def logs_html(calls: Sequence[StageRecord], entries: Sequence[dict[str, Any]]) -> str:
+    """One collapsed block per stage that printed something, failed or was cached (`entries`:
+    the run's log, as `registry.log.read_log` reads it)."""
     stages: dict[str, list[dict[str, Any]]] = {}
     cached: dict[str, int] = {}
     for call in calls:
-        stages.setdefault(call["stage"], [])
-        if call.get("outcome") == "cached":
-            cached[call["stage"]] = cached.get(call["stage"], 0) + 1
+        stages.setdefault(call.stage, [])
+        if call.outcome == "cached":
+            cached[call.stage] = cached.get(call.stage, 0) + 1
     for entry in entries:
         stages.setdefault(entry["stage"], []).append(entry)
     blocks = []

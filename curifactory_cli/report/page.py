@@ -6,9 +6,12 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from html import escape
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from curifactory_cli.report.layout import OUTCOMES
+
+if TYPE_CHECKING:
+    from curifactory_cli.registry.records import GitInfo, ParamSetRecord, RunRecord, StageRecord
 
 CSS = """
 :root { --executed: #2e9d4f; --cached: #2f7fc1; --failed: #d23b3b; --skipped: #9aa0a6;
@@ -164,7 +167,7 @@ def embed_json(value: Any) -> str:
     return text.replace("</", "<\\/").replace("<!--", "<\\!--")
 
 
-def run_data(calls: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def run_data(calls: Sequence[StageRecord]) -> dict[str, Any]:
     """The run's stage calls once, compactly: repeated names and reasons as indexes."""
     stages: dict[str, int] = {}
     records: dict[str, int] = {}
@@ -173,17 +176,17 @@ def run_data(calls: Sequence[dict[str, Any]]) -> dict[str, Any]:
     skipped = outcome_index["skipped"]
     rows = []
     for c in calls:
-        stage, record, reason = c["stage"], c["record"], c.get("reason") or ""
+        stage, record, reason = c.stage, c.record, c.reason or ""
         rows.append(
             [
                 stages.setdefault(stage, len(stages)),
                 records.setdefault(record, len(records)),
-                outcome_index.get(c["outcome"], skipped),
-                round(c.get("seconds") or 0.0, 4),
-                c.get("key") or "",
-                c.get("entry") or "",
+                outcome_index.get(c.outcome, skipped),
+                round(c.seconds or 0.0, 4),
+                c.key or "",
+                c.entry or "",
                 reasons.setdefault(reason, len(reasons)),
-                c.get("inputs") or [],
+                c.inputs or [],
             ]
         )
     return {
@@ -205,45 +208,38 @@ def _counts(counts: dict[str, int] | None) -> str:
     return f'<span class="counts">{" ".join(shown)}</span>'
 
 
-def _git(git: dict[str, Any] | None) -> str:
-    git = git or {}
-    commit = git.get("commit")
-    if not commit:
+def _git(git: GitInfo) -> str:
+    if not git.commit:
         return '<span class="muted">not a git repository</span>'
-    dirty = ' <span class="dirty" title="uncommitted changes">*</span>' if git.get("dirty") else ""
-    branch = f" ({_e(git.get('branch'))})" if git.get("branch") else ""
-    return f"<code>{_e(str(commit)[:12])}</code>{dirty}{branch}"
+    dirty = ' <span class="dirty" title="uncommitted changes">*</span>' if git.dirty else ""
+    return f"<code>{_e(git.commit[:12])}</code>{dirty}"
 
 
-def _info(run: dict[str, Any]) -> str:
-    host = run.get("host") or {}
+def _info(run: RunRecord) -> str:
     rows = [
-        ("status", f'<span class="status {_e(run["status"])}">{_e(run["status"])}</span>'),
-        ("experiment", f"<code>{_e(run['experiment'])}</code>"),
-        ("started", _e(run.get("started"))),
-        (
-            "duration",
-            "" if run.get("duration_s") is None else f"{float(run['duration_s']):.2f} s",
-        ),
-        ("stage calls", _counts(run.get("counts"))),
-        ("command", f"<code>{_e(' '.join(run.get('command') or []))}</code>"),
-        ("reproduce", f"<code>{_e(run.get('reproduce'))}</code>"),
-        ("git", _git(run.get("git"))),
-        ("host", _e(host.get("hostname") or host.get("host"))),
-        ("cache", f"<code>{_e(run.get('cache_dir'))}</code>{' (dry)' if run.get('dry') else ''}"),
+        ("status", f'<span class="status {_e(run.status)}">{_e(run.status)}</span>'),
+        ("experiment", f"<code>{_e(run.experiment)}</code>"),
+        ("started", _e(run.started)),
+        ("duration", "" if run.duration_s is None else f"{float(run.duration_s):.2f} s"),
+        ("stage calls", _counts(run.counts)),
+        ("command", f"<code>{_e(' '.join(run.command))}</code>"),
+        ("reproduce", f"<code>{_e(run.reproduce)}</code>"),
+        ("git", _git(run.git)),
+        ("host", _e(run.host.host)),
+        ("cache", f"<code>{_e(run.cache_dir)}</code>{' (dry)' if run.dry else ''}"),
     ]
-    if run.get("notes"):
-        rows.append(("notes", f"<pre>{_e(run['notes'])}</pre>"))
+    if run.notes:
+        rows.append(("notes", f"<pre>{_e(run.notes)}</pre>"))
     body = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows)
     parts = [f'<table class="info">{body}</table>']
-    if run.get("error"):
+    if run.error:
         where = ""
-        if run.get("failed_stage"):
-            where = f" in <code>{_e(run['failed_stage'])}</code> [{_e(run.get('failed_record'))}]"
-        error = f"<pre>{_e(run['error'])}</pre>"
+        if run.failed_stage:
+            where = f" in <code>{_e(run.failed_stage)}</code> [{_e(run.failed_record)}]"
+        error = f"<pre>{_e(run.error)}</pre>"
         parts.append(f'<div class="error-box"><b>error</b>{where}{error}</div>')
-    if run.get("doc"):
-        parts.append(f"<h3>About the experiment</h3><pre>{_e(run['doc'])}</pre>")
+    if run.doc:
+        parts.append(f"<h3>About the experiment</h3><pre>{_e(run.doc)}</pre>")
     return "".join(parts)
 
 
@@ -272,22 +268,22 @@ def _cell(value: Any) -> str:
     return f"<td>{_e(text)}</td>"
 
 
-def _params(run: dict[str, Any]) -> str:
-    sets = run.get("param_sets") or []
-    by_file: dict[str, list[dict[str, Any]]] = {}
+def _params(run: RunRecord) -> str:
+    sets = run.param_sets or []
+    by_file: dict[str, list[ParamSetRecord]] = {}
     for p in sets:
-        by_file.setdefault(str(p.get("source") or ""), []).append(p)
+        by_file.setdefault(p.source or "", []).append(p)
     out = [f"<p>{len(sets)} parameter set{'s' if len(sets) != 1 else ''}</p>"]
     for source, group in by_file.items():
         out.append(f"<h3><code>{_e(source)}</code></h3>")
-        flat = [None if p.get("values") is None else flatten(p["values"]) for p in group]
+        flat = [None if p.values is None else flatten(p.values) for p in group]
         keys: dict[str, None] = {}
         for values in flat:
             keys.update(dict.fromkeys(values or {}))
         if len(keys) > WIDE:
             for p in group:
-                head = f"<b>{_e(p.get('name'))}</b> <code class='muted'>{_e(p.get('hash'))}</code>"
-                text = json.dumps(p.get("values"), indent=2, default=str)
+                head = f"<b>{_e(p.name)}</b> <code class='muted'>{_e(p.hash)}</code>"
+                text = json.dumps(p.values, indent=2, default=str)
                 out.append(f"<details><summary>{head}</summary><pre>{_e(text)}</pre></details>")
             continue
         # Parameters with the same value in every set are greyed: the others tell them apart.
@@ -305,8 +301,8 @@ def _params(run: dict[str, Any]) -> str:
                 else f'<td colspan="{len(keys) or 1}" class="muted">values not recorded</td>'
             )
             rows.append(
-                f"<tr><td><b>{_e(p.get('name'))}</b></td>"
-                f"<td class=mono title='{_e(p.get('hash'))}'>{_e(str(p.get('hash'))[:12])}</td>"
+                f"<tr><td><b>{_e(p.name)}</b></td>"
+                f"<td class=mono title='{_e(p.hash)}'>{_e(p.hash[:12])}</td>"
                 f"{cells}</tr>"
             )
         out.append(
@@ -332,8 +328,8 @@ def _timing(summary: list[dict[str, Any]]) -> str:
 
 
 def run_page(
-    run: dict[str, Any],
-    calls: Sequence[dict[str, Any]],
+    run: RunRecord,
+    calls: Sequence[StageRecord],
     summary: list[dict[str, Any]],
     graph: str,
     full_graph: bool,
@@ -341,7 +337,7 @@ def run_page(
     n_reportables: int,
     logs: str = "",
 ) -> str:
-    title = f"{run['reference']}"
+    title = run.reference
     legend = " ".join(f'<span class="pill {o}">{o}</span>' for o in OUTCOMES)
     graph_note = (
         "One box per stage call, a column per record; click a box for its details."
@@ -350,9 +346,9 @@ def run_page(
         "click a stage to list its calls below."
     )
     body = f"""
-<header><h1>{_e(run["experiment"])} <span class="muted">#{_e(run.get("number"))}</span>
- <span class="status {_e(run["status"])}">{_e(run["status"])}</span></h1>
-<div class="sub mono">{_e(run["reference"])}</div></header>
+<header><h1>{_e(run.experiment)} <span class="muted">#{_e(run.number)}</span>
+ <span class="status {_e(run.status)}">{_e(run.status)}</span></h1>
+<div class="sub mono">{_e(run.reference)}</div></header>
 <nav><a href="#run">Run</a><a href="#params">Parameters</a><a href="#graph">Stage graph</a>
 <a href="#timing">Timing</a><a href="#logs">Logs</a>
 <a href="#reportables">Reportables ({n_reportables})</a><a href="../index.html">All runs</a></nav>
@@ -393,10 +389,10 @@ def _when(started: Any) -> str:
     return f"<span class=nowrap>{_e(date)}T</span><wbr><span class=nowrap>{_e(time)}</span>"
 
 
-def index_page(runs: Sequence[dict[str, Any]], reports: set[str]) -> str:
-    by_experiment: dict[str, list[dict[str, Any]]] = {}
+def index_page(runs: Sequence[RunRecord], reports: set[str]) -> str:
+    by_experiment: dict[str, list[RunRecord]] = {}
     for run in runs:  # newest first already
-        by_experiment.setdefault(run["experiment"], []).append(run)
+        by_experiment.setdefault(run.experiment, []).append(run)
     out = [
         "<header><h1>Runs</h1>"
         f'<div class="sub">{_count(len(runs), "run")} of '
@@ -408,23 +404,23 @@ def index_page(runs: Sequence[dict[str, Any]], reports: set[str]) -> str:
         "<th>stage calls</th><th>git</th><th>notes</th><th>command</th></tr>"
     )
     for experiment, group in sorted(by_experiment.items()):
-        doc = next((r.get("doc") for r in group if r.get("doc")), None)
-        about = f'<p class="muted">{_e(str(doc).strip().splitlines()[0])}</p>' if doc else ""
+        doc = next((r.doc for r in group if r.doc), None)
+        about = f'<p class="muted">{_e(doc.strip().splitlines()[0])}</p>' if doc else ""
         rows = []
         for run in group:
-            ref = run["reference"]
+            ref = run.reference
             name = f'<a href="{_e(ref)}/index.html">{_e(ref)}</a>' if ref in reports else _e(ref)
-            duration = "" if run.get("duration_s") is None else f"{run['duration_s']:.2f} s"
-            notes = str(run.get("notes") or "").strip().splitlines()
-            error = f'<div class="muted">{_e(run["error"])}</div>' if run.get("error") else ""
+            duration = "" if run.duration_s is None else f"{run.duration_s:.2f} s"
+            notes = (run.notes or "").strip().splitlines()
+            error = f'<div class="muted">{_e(run.error)}</div>' if run.error else ""
             rows.append(
                 f"<tr><td class='mono nowrap'>{name}</td>"
-                f'<td><span class="status {_e(run["status"])}">{_e(run["status"])}</span>'
-                f"{error}</td><td>{_when(run.get('started'))}</td>"
+                f'<td><span class="status {_e(run.status)}">{_e(run.status)}</span>'
+                f"{error}</td><td>{_when(run.started)}</td>"
                 f"<td class=num>{duration}</td>"
-                f"<td>{_counts(run.get('counts'))}</td><td>{_git(run.get('git'))}</td>"
+                f"<td>{_counts(run.counts)}</td><td>{_git(run.git)}</td>"
                 f"<td>{_e(notes[0] if notes else '')}</td>"
-                f"<td><code>{_e(' '.join(run.get('command') or []))}</code></td></tr>"
+                f"<td><code>{_e(' '.join(run.command))}</code></td></tr>"
             )
         out.append(
             f"<h2><code>{_e(experiment)}</code> <span class='muted'>({len(group)})</span></h2>"

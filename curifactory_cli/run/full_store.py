@@ -51,7 +51,8 @@ def store_full_run(root: Path, result: RunResult, registry: RunRegistry) -> Path
     try:
         target.mkdir(parents=True, exist_ok=False)
         untracked = _copy_entries(result, target / ARTIFACTS_DIR)
-        run = registry.get_run(result.run_id)
+        # The registry's record, what is kept, and the command that reproduces it from here.
+        run = registry.get_run(result.run_id).to_json()
         run["stored"] = _store_inputs(result, target)
         if untracked:
             # Curifactory's track=False: the file stays in the cache, not in the store; a
@@ -373,7 +374,6 @@ def _store_folder(root: Path, reference: str, registry: RunRegistry | None) -> P
     runs = root / RUNS_DIR
     if (runs / reference / "run.json").is_file():
         return runs / reference
-    run = None
     if registry is not None and registry.path.is_file():
         run = registry.get_run(reference, stages=False)  # ConfigError: unknown or ambiguous
     else:
@@ -386,18 +386,18 @@ def _store_folder(root: Path, reference: str, registry: RunRegistry | None) -> P
             + (f" ({len(matches)} match)" if matches else ""),
             hint="give a reference from `curi runs ls`, or the store's folder.",
         )
-    folder = runs / run["reference"]
+    folder = runs / run.reference
     if not (folder / "run.json").is_file():
-        command = run.get("command") or []
+        command = run.command
         if command[1:3] == ["runs", "reproduce"] and len(command) > 3:
             hint = f"it reproduced {command[3]}: `curi runs reproduce {command[3]}` again."
         else:
             hint = (
                 "only a full store keeps the source and parameter values a run used; "
-                f"`{run.get('reproduce')}` runs it again with the files as they are now, and "
+                f"`{run.reproduce}` runs it again with the files as they are now, and "
                 "adding --store-full keeps that run."
             )
         raise ConfigError(
-            f"run {run['reference']} was not stored with --store-full (no {folder})", hint=hint
+            f"run {run.reference} was not stored with --store-full (no {folder})", hint=hint
         )
     return folder

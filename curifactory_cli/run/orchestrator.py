@@ -15,7 +15,7 @@ import datetime as dt
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from curifactory_cli.engine.keys import KeyMaker
 from curifactory_cli.engine.scheduler import Scheduler
@@ -23,7 +23,7 @@ from curifactory_cli.errors import CurifactoryError, GraphError, StageError
 from curifactory_cli.events import RunFinished, RunStarted, Warned
 from curifactory_cli.fingerprint import CodeFingerprinter
 from curifactory_cli.graph import Graph, Node, Outcome
-from curifactory_cli.params import ParamSet, display_values
+from curifactory_cli.params import ParamSet
 from curifactory_cli.provenance import (
     git_info,
     host_info,
@@ -33,8 +33,9 @@ from curifactory_cli.provenance import (
 )
 from curifactory_cli.registry.database import RunRegistry, registry_path
 from curifactory_cli.registry.log import RunLog, log_path
+from curifactory_cli.registry.records import GitInfo, HostInfo, ParamSetRecord, StageRecord
 from curifactory_cli.run.options import RunResult
-from curifactory_cli.run.rows import param_files, stage_row, transfer_counts
+from curifactory_cli.run.rows import param_files, param_set_records, stage_row, transfer_counts
 from curifactory_cli.run.settings import Settings
 from curifactory_cli.run.signals import signals_deferred
 from curifactory_cli.run.stores import project_store
@@ -163,9 +164,9 @@ class Run:
             command=list(spec.command) or process_command(),
             reproduce=spec.reproduce,
             param_files=param_files(param_sets),
-            param_sets=_set_rows(param_sets),
-            git=git_info(str(spec.root)),
-            host=host_info(),
+            param_sets=param_set_records(param_sets),
+            git=GitInfo.from_json(git_info(str(spec.root))),
+            host=HostInfo.from_json(host_info()),
             versions=library_versions(),
             notes=spec.notes,
             cache_dir=spec.cache,
@@ -225,7 +226,7 @@ class Run:
             )
         )
 
-    def checkpoint(self, param_sets: list[dict[str, Any]]) -> None:
+    def checkpoint(self, param_sets: list[ParamSetRecord]) -> None:
         """The registry's row as the run stands (a notebook's session, after each stage
         call): its outcome so far, its parameter sets, its stage calls."""
         result, store = self.result, self.store
@@ -312,7 +313,7 @@ class Run:
             RunFinished(result.run_id, result.ok, result.seconds, tuple(sorted(counts.items())))
         )
 
-    def _finish_row(self, status: str, crash: str | None) -> list[dict[str, Any]]:
+    def _finish_row(self, status: str, crash: str | None) -> list[StageRecord]:
         """Record how the run ended (`crash`: the error when no stage failed); returns its
         stage calls as recorded."""
         result, registry = self.result, self.registry
@@ -338,13 +339,6 @@ class Run:
 
     def warn(self, message: str) -> None:
         self.events.emit(Warned(message))
-
-
-def _set_rows(param_sets: list[ParamSet]) -> list[dict[str, Any]]:
-    return [
-        {"name": p.name, "hash": p.hash, "source": p.source, "values": display_values(p.params)}
-        for p in param_sets
-    ]
 
 
 def _crash_text(crash: BaseException | None) -> str | None:

@@ -4,9 +4,12 @@ which runs had a parameter set with given values (`curi runs ls --param KEY=VALU
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from curifactory_cli.params import parse_override
+
+if TYPE_CHECKING:
+    from curifactory_cli.registry.records import RunRecord
 
 
 def flat_values(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -26,26 +29,24 @@ def parse_conditions(texts: Iterable[str]) -> list[tuple[str, Any]]:
     return [parse_override(text, option="--param") for text in texts]
 
 
-def matching_sets(run: Mapping[str, Any], conditions: list[tuple[str, Any]]) -> list[str]:
+def matching_sets(run: RunRecord, conditions: list[tuple[str, Any]]) -> list[str]:
     """The names of the run's parameter sets that have every one of `conditions` (a run whose
     values were not recorded has none)."""
     names = []
-    for recorded in run.get("param_sets") or []:
-        values = recorded.get("values")
-        if isinstance(values, Mapping) and all(
-            _has(values, key, wanted) for key, wanted in conditions
-        ):
-            names.append(str(recorded.get("name")))
+    for recorded in run.param_sets or []:
+        values = recorded.values
+        if values is not None and all(_has(values, key, wanted) for key, wanted in conditions):
+            names.append(recorded.name)
     return names
 
 
-def known_key(runs: Iterable[Mapping[str, Any]], key: str) -> bool:
+def known_key(runs: Iterable[RunRecord], key: str) -> bool:
     """Whether any parameter set of `runs` has a parameter `key` (to tell a typo from a value
     that no run had)."""
     for run in runs:
-        for recorded in run.get("param_sets") or []:
-            values = recorded.get("values")
-            if isinstance(values, Mapping) and _lookup(values, key) is not _MISSING:
+        for recorded in run.param_sets or []:
+            values = recorded.values
+            if values is not None and _lookup(values, key) is not _MISSING:
                 return True
     return False
 

@@ -5,7 +5,7 @@ store that cache opens as (a local folder, or a cache at a URL)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +17,7 @@ from curifactory_cli.run.settings import load_settings
 from curifactory_cli.run.stores import project_store
 
 if TYPE_CHECKING:
+    from curifactory_cli.registry.records import StageRecord
     from curifactory_cli.run.options import RunResult
 
 
@@ -26,7 +27,7 @@ def write_report(
     reference: str,
     records: list[Any],
     log_file: Path | None,
-    stages: list[dict[str, Any]] | None = None,
+    stages: list[StageRecord] | None = None,
     warnings: list[str] | None = None,
 ) -> Path:
     """A run's report from what the registry recorded (`stages`: its stage calls as just
@@ -34,7 +35,7 @@ def write_report(
     the index of all runs; returns the report's page."""
     run = registry.get_run(reference, stages=stages is None)
     if stages is not None:
-        run["stages"] = stages
+        run = replace(run, stages=stages)
     items = report.items_from_records(records)
     logs = read_log(log_file) if log_file is not None else []
     page = report.write_run_report(root, run, items, [] if warnings is None else warnings, logs)
@@ -46,7 +47,7 @@ def write_for_run(
     root: Path,
     registry: RunRegistry,
     result: RunResult,
-    stages: list[dict[str, Any]],
+    stages: list[StageRecord],
     warn: Callable[[str], None],
 ) -> Path | None:
     """The report of a run that just ended. A report that cannot be written is a warning:
@@ -86,15 +87,15 @@ def rebuild(root: Path, registry_file: Path, reference: str | None = None) -> Re
             "no runs recorded yet, so there is no report to build",
             hint="`curi run EXPERIMENT PARAMS` writes one for every run.",
         )
-    run = registry.get_run(reference or listed[0]["reference"])
+    run = registry.get_run(reference or listed[0].reference)
     warnings: list[str] = []
-    cache = str(run.get("cache_dir") or "")
+    cache = str(run.cache_dir or "")
     store = project_store(root, load_settings(root), cache=cache, dry=True, tiers=False)
     try:
         items = report.items_from_cache(run, warnings, store)
-        logs = read_log(log_path(registry_file, run["reference"]))
+        logs = read_log(log_path(registry_file, run.reference))
         page = report.write_run_report(root, run, items, warnings, logs)
     finally:
         store.close()  # the downloaded entries go with the store's scratch folder
     index = report.update_index(root, listed)
-    return Rebuilt(run["reference"], page, index, report.reports_dir(root), warnings)
+    return Rebuilt(run.reference, page, index, report.reports_dir(root), warnings)

@@ -1,5 +1,5 @@
-"""A run as the registry records it: its stage calls' rows, its parameter files, and what it
-moved to and from a remote tier."""
+"""A run as the registry records it: its stage calls, its parameter sets and files, and what
+it moved to and from a remote tier."""
 
 from __future__ import annotations
 
@@ -9,14 +9,23 @@ from pathlib import Path
 from typing import Any
 
 from curifactory_cli.graph import Node, Outcome
-from curifactory_cli.params import ParamSet
+from curifactory_cli.params import ParamSet, display_values
+from curifactory_cli.registry.records import ParamFileRecord, ParamSetRecord, StageRecord
 
 
-def param_files(param_sets: list[ParamSet]) -> list[dict[str, Any]]:
-    files: dict[str, list[dict[str, str]]] = {}
+def param_files(param_sets: list[ParamSet]) -> list[ParamFileRecord]:
+    files: dict[str, list[ParamSetRecord]] = {}
     for p in param_sets:
-        files.setdefault(p.source, []).append({"name": p.name, "hash": p.hash})
-    return [{"path": path, "sets": sets} for path, sets in files.items()]
+        files.setdefault(p.source, []).append(ParamSetRecord(name=p.name, hash=p.hash))
+    return [ParamFileRecord(path, sets) for path, sets in files.items()]
+
+
+def param_set_records(param_sets: list[ParamSet]) -> list[ParamSetRecord]:
+    """The sets a run ran with: name, hash, the file they came from and their values."""
+    return [
+        ParamSetRecord(name=p.name, hash=p.hash, source=p.source, values=display_values(p.params))
+        for p in param_sets
+    ]
 
 
 def transfer_counts(remote: dict[str, Any] | None) -> dict[str, int]:
@@ -30,24 +39,24 @@ def transfer_counts(remote: dict[str, Any] | None) -> dict[str, int]:
     return out
 
 
-def stage_row(node: Node, cache: Path | str) -> dict[str, Any]:
+def stage_row(node: Node, cache: Path | str) -> StageRecord:
     """A stage call as the registry records it (and the report draws it)."""
     upstream = node.upstream()
     if len(upstream) == 1:  # most calls: no set to build
         inputs = [upstream[0].node.index]
     else:
         inputs = sorted({ref.node.index for ref in upstream})
-    return {
-        "stage": node.stage.name,
-        "record": node.record.name,
-        "outcome": (node.outcome or Outcome.SKIPPED).value,
-        "reason": node.reason,
-        "seconds": round(node.seconds, 4),
-        "key": node.key,
-        "entry": _relative(node.entry_dir, _prefix(cache)),
-        "inputs": inputs,
-        "aggregate": node.stage.is_aggregate,
-    }
+    return StageRecord(
+        stage=node.stage.name,
+        record=node.record.name,
+        outcome=(node.outcome or Outcome.SKIPPED).value,
+        reason=node.reason,
+        seconds=round(node.seconds, 4),
+        key=node.key,
+        entry=_relative(node.entry_dir, _prefix(cache)),
+        inputs=inputs,
+        aggregate=node.stage.is_aggregate,
+    )
 
 
 @functools.lru_cache(maxsize=8)

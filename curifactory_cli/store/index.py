@@ -29,8 +29,8 @@ from curifactory_cli.store.local_tidy import GRACE_S
 from curifactory_cli.wording import duration
 
 if TYPE_CHECKING:
-    from curifactory_cli.registry.database import RunRegistry
     from curifactory_cli.store.local import LocalStore
+    from curifactory_cli.store.recorded import RecordedRun, RunSource
 
 MIN_ID_LENGTH = 6  # shorter prefixes collide too easily to be safe for a delete
 _HEX = re.compile(r"^[0-9a-f]+$")
@@ -87,41 +87,41 @@ def require_mark(store: LocalStore, action: str) -> None:
 
 
 # ------------------------------------------------------------------------- current entries
-def _finished_runs(registry: RunRegistry, experiment: str | None) -> Iterator[dict[str, Any]]:
+def _finished_runs(registry: RunSource, experiment: str | None) -> Iterator[RecordedRun]:
     """Runs newest first, those still running (or that died running) left out: their stage
     calls are recorded when they end."""
     for run in registry.list_runs(experiment, limit=None, brief=True):
-        if run["status"] not in ("running", "died"):
+        if run.status not in ("running", "died"):
             yield run
 
 
-def latest_runs(registry: RunRegistry, experiment: str | None = None) -> list[dict[str, Any]]:
+def latest_runs(registry: RunSource, experiment: str | None = None) -> list[RecordedRun]:
     """The latest finished run of each experiment (or of one), with its stage calls."""
     seen: set[str] = set()
     out = []
     for run in _finished_runs(registry, experiment):
-        if run["experiment"] not in seen:
-            seen.add(run["experiment"])
-            out.append(registry.get_run(run["reference"]))
+        if run.experiment not in seen:
+            seen.add(run.experiment)
+            out.append(registry.get_run(run.reference))
     return out
 
 
-def used_by(entries: Iterable[CacheEntry], runs: list[dict[str, Any]]) -> list[CacheEntry]:
+def used_by(entries: Iterable[CacheEntry], runs: Iterable[RecordedRun]) -> list[CacheEntry]:
     """The entries the runs' stage calls used (found by key: the entry a call computed or
     read), each once."""
     by_key = {e.key: e for e in entries}
     out: dict[str, CacheEntry] = {}
     for run in runs:
-        for call in run.get("stages") or ():
-            entry = by_key.get(call.get("key") or "")
-            if entry is not None and call.get("entry"):
+        for call in run.stages or ():
+            entry = by_key.get(call.key or "")
+            if entry is not None and call.entry:
                 out.setdefault(entry.key, entry)
     return list(out.values())
 
 
 def current_entry(
     store: LocalStore,
-    registry: RunRegistry,
+    registry: RunSource,
     experiment: str,
     stage: str | None,
     params: str | None,
@@ -132,19 +132,18 @@ def current_entry(
         return matched[0]
     shown = "; ".join(f"{e.short_id} ({e.label()})" for e in matched[:8])
     raise ConfigError(
-        f"the latest run of {experiment!r} ({run['reference']}) used {len(matched)} matching "
-        "entries",
+        f"the latest run of {experiment!r} ({run.reference}) used {len(matched)} matching entries",
         hint=f"narrow it with -s STAGE and -p SET; candidates: {shown}.",
     )
 
 
 def current_entries(
     store: LocalStore,
-    registry: RunRegistry,
+    registry: RunSource,
     experiment: str,
     stage: str | None,
     params: str | None,
-) -> tuple[dict[str, Any], list[CacheEntry]]:
+) -> tuple[RecordedRun, list[CacheEntry]]:
     """The latest run of `experiment` and the entries it used that match the filters (at
     least one), in the run's order (its parameter sets' order for one stage)."""
     runs = latest_runs(registry, experiment_name(experiment))
@@ -154,15 +153,15 @@ def current_entries(
             hint="run it first (`curi run ...`), or give an entry id from `curi cache ls`.",
         )
     run = runs[0]
-    used = used_by(store.entries(run["experiment"]), [run])
+    used = used_by(store.entries(run.experiment), [run])
     matched = select(used, None, stage, params)
     if matched:
         return run, matched
-    ref = run["reference"]
+    ref = run.reference
     if not used:
         raise ConfigError(
             f"none of the entries the latest run of {experiment!r} ({ref}) used is in {store.root}",
-            hint=f"that run used the cache {run.get('cache_dir')}: pass it with --cache.",
+            hint=f"that run used the cache {run.cache_dir}: pass it with --cache.",
         )
     stages = ", ".join(sorted({e.stage for e in used}))
     sets = ", ".join(sorted({e.params_name for e in used}))

@@ -17,10 +17,11 @@ from curifactory_cli.store.index import CacheEntry
 
 if TYPE_CHECKING:
     from curifactory_cli.store.local import LocalStore
+    from curifactory_cli.store.recorded import RecordedRun
     from curifactory_cli.store.remote import FsspecStore
 
-# run id -> the run registry's row for it (None when unknown)
-RunLookup = Callable[[str], "dict[str, Any] | None"]
+# run id -> the run registry's record of it (None when unknown)
+RunLookup = Callable[[str], "RecordedRun | None"]
 
 PROBLEM_KINDS = ("missing", "corrupt", "orphan_file", "orphan_dir")
 
@@ -81,18 +82,18 @@ def run_provenance(meta: dict[str, Any], lookup_run: RunLookup) -> dict[str, Any
             recorded = None
     if recorded is not None:
         _fill_from_registry(run, recorded)
-        git = git if git is not None else recorded.get("git")
-        versions = versions if versions is not None else recorded.get("versions")
+        git = git if git is not None else recorded.git.to_json()
+        versions = versions if versions is not None else recorded.versions
     return {"run": run or None, "git": git, "versions": versions}
 
 
-def _fill_from_registry(run: dict[str, Any], recorded: dict[str, Any]) -> None:
-    host = recorded.get("host") or {}
-    run.setdefault("started", recorded.get("started"))
-    run.setdefault("command", recorded.get("command"))
-    for name in ("host", "pid", "platform"):
-        if host.get(name) is not None:
-            run.setdefault(name, host[name])
+def _fill_from_registry(run: dict[str, Any], recorded: RecordedRun) -> None:
+    host = recorded.host
+    run.setdefault("started", recorded.started)
+    run.setdefault("command", list(recorded.command))
+    for name, value in (("host", host.host), ("pid", host.pid), ("platform", host.platform)):
+        if value is not None:
+            run.setdefault(name, value)
 
 
 # ---------------------------------------------------------------------------------- verify

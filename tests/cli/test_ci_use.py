@@ -132,7 +132,7 @@ def test_a_ci_timeout_stops_workers_and_records_the_run(project):
     assert proc.returncode == 124, proc.stderr  # timeout's own code: it timed out
     assert "Traceback" not in proc.stderr
     assert "error: terminated (SIGTERM); finished stages stay cached" in proc.stderr
-    assert runs(project)[0]["status"] == "interrupted"
+    assert runs(project)[0].status == "interrupted"
     assert not any((project.cache / ".staging").glob("*"))
 
 
@@ -140,7 +140,7 @@ def test_a_killed_run_reads_as_died_but_stays_recorded_as_running(project, cli):
     setup(project, "- name: a\n  n: 1\n  sleep: 60\n")
     proc = curi(project, "run", "exp", "p", stdout=-3, stderr=-3)
     wait_for(lambda: registry_path(project.root).exists() and runs(project))
-    assert runs(project)[0]["status"] == "running"
+    assert runs(project)[0].status == "running"
     proc.kill()
     proc.wait(timeout=30)
     listed = json.loads(cli("runs", "ls", "--json").stdout)["runs"]
@@ -158,19 +158,19 @@ def runs_with(cli, status):
 
 
 def test_a_live_run_reads_as_running_and_a_reused_pid_as_died():
-    from curifactory_cli.registry.database import _process_runs
+    from curifactory_cli.registry.liveness import process_runs
 
-    assert _process_runs(os.getpid(), "2000-01-01T00:00:00+00:00")
+    assert process_runs(os.getpid(), "2000-01-01T00:00:00+00:00")
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
-        assert _process_runs(sleeper.pid, "2999-01-01T00:00:00+00:00")
+        assert process_runs(sleeper.pid, "2999-01-01T00:00:00+00:00")
         if os.path.exists(f"/proc/{sleeper.pid}/stat"):
             # The pid's process started long after the run: the number was reused.
-            assert not _process_runs(sleeper.pid, "2000-01-01T00:00:00+00:00")
+            assert not process_runs(sleeper.pid, "2000-01-01T00:00:00+00:00")
     finally:
         sleeper.kill()
         sleeper.wait()
-    assert not _process_runs(sleeper.pid, "2999-01-01T00:00:00+00:00")
+    assert not process_runs(sleeper.pid, "2999-01-01T00:00:00+00:00")
 
 
 def test_a_run_stopped_by_an_unexpected_exception_records_it(project):
@@ -191,7 +191,7 @@ def test_a_run_stopped_by_an_unexpected_exception_records_it(project):
     with pytest.raises(RuntimeError):
         run_experiment(RunOptions("exp", ("params/p.yaml",), root=str(project.root)), Broken())
     run = runs(project)[0]
-    assert run["status"] == "error" and run["error"] == "RuntimeError: the display broke"
+    assert run.status == "error" and run.error == "RuntimeError: the display broke"
 
 
 def test_signals_wait_while_a_run_records_how_it_ended():
@@ -236,7 +236,7 @@ def test_a_closed_stdout_does_not_stop_the_run(project, workers, merged, quiet):
     assert proc.wait(timeout=120) == 0, err
     assert "Traceback" not in err and "BrokenPipe" not in err
     run = runs(project)[0]
-    assert run["status"] == "complete" and run["counts"]["executed"] == 4
+    assert run.status == "complete" and run.counts["executed"] == 4
 
 
 def test_a_closed_stdout_still_exits_as_the_run_ended(project):
@@ -245,7 +245,7 @@ def test_a_closed_stdout_still_exits_as_the_run_ended(project):
     proc.stdout.close()
     assert proc.wait(timeout=120) == 1
     run = runs(project)[0]
-    assert run["status"] == "error" and "boom" in run["error"]
+    assert run.status == "error" and "boom" in run.error
 
 
 # -------------------------------------------------------------------- 4. whole rows in logs
@@ -263,7 +263,7 @@ def test_outside_a_terminal_tables_keep_whole_rows(project, cli):
     assert ran.exit_code == 0, ran.output
     assert any(line.split()[:2] == ["second", "2"] for line in ran.stdout.splitlines())
     listed = cli("runs", "ls").stdout.splitlines()
-    reference = runs(project)[0]["reference"]
+    reference = runs(project)[0].reference
     (row,) = [line for line in listed if line.startswith(reference)]
     assert notes in row and row.endswith(f"--notes '{notes}' --no-progress"), row
     assert all(line == line.rstrip() for line in listed)

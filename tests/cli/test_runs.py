@@ -12,6 +12,7 @@ import time
 import pytest
 
 from curifactory_cli.registry.database import RunRegistry, registry_path
+from curifactory_cli.registry.records import ParamSetRecord, RunRecord
 
 EXPERIMENT = """
 import time
@@ -49,14 +50,14 @@ def test_runs_are_numbered_and_record_outcomes(project, cli):
     assert cli("run", "exp", "p", "-q", "--notes", "baseline").exit_code == 0
     assert cli("run", "exp", "p", "-q").exit_code == 0
     runs = registry(project).list_runs()
-    assert [r["number"] for r in runs] == [2, 1]
-    first = registry(project).get_run(runs[1]["reference"])
-    assert first["status"] == "complete" and first["notes"] == "baseline"
-    assert first["counts"] == {"executed": 4, "cached": 0, "skipped": 0, "failed": 0}
-    assert runs[0]["counts"]["cached"] == 4
-    assert [s["stage"] for s in first["stages"]] == ["first", "second", "first", "second"]
-    assert first["param_files"][0]["path"].endswith("p.yaml")
-    assert first["reproduce"].startswith("curi run exp p")
+    assert [r.number for r in runs] == [2, 1]
+    first = registry(project).get_run(runs[1].reference)
+    assert first.status == "complete" and first.notes == "baseline"
+    assert first.counts == {"executed": 4, "cached": 0, "skipped": 0, "failed": 0}
+    assert runs[0].counts["cached"] == 4
+    assert [s.stage for s in first.stages] == ["first", "second", "first", "second"]
+    assert first.param_files[0].path.endswith("p.yaml")
+    assert first.reproduce.startswith("curi run exp p")
 
 
 def test_cached_entries_name_the_run_that_made_them(project):
@@ -72,8 +73,8 @@ def test_failed_run_is_recorded_as_error_with_the_stage(project, cli):
     result = cli("run", "exp", "p", "-q")
     assert result.exit_code == 1
     run = registry(project).list_runs()[0]
-    assert run["status"] == "error" and run["failed_stage"] == "second"
-    assert run["failed_record"] == "a" and "boom" in run["error"]
+    assert run.status == "error" and run.failed_stage == "second"
+    assert run.failed_record == "a" and "boom" in run.error
 
 
 def test_setup_errors_and_dry_runs_record_nothing(project, cli):
@@ -81,6 +82,96 @@ def test_setup_errors_and_dry_runs_record_nothing(project, cli):
     assert cli("run", "exp", "nope").exit_code == 2
     assert cli("run", "exp", "p", "--dry", "-q").exit_code == 0
     assert not registry_path(project.root).exists()
+
+
+# What `curi runs show --json` and `curi runs ls --json` give for a run, key by key, in order.
+RUN_KEYS = [
+    "reference",
+    "experiment",
+    "number",
+    "status",
+    "started",
+    "finished",
+    "duration_s",
+    "command",
+    "param_files",
+    "param_sets",
+    "git",
+    "host",
+    "versions",
+    "notes",
+    "doc",
+    "reproduce",
+    "cache_dir",
+    "dry",
+    "counts",
+    "error",
+    "failed_stage",
+    "failed_record",
+]
+STAGE_KEYS = [
+    "stage",
+    "record",
+    "outcome",
+    "reason",
+    "seconds",
+    "key",
+    "entry",
+    "inputs",
+    "aggregate",
+]
+
+
+def test_runs_json_gives_every_field_of_a_run_in_its_order(project, cli):
+    setup(project, "- name: a\n  n: 1\n  model: {kind: rf}\n")
+    assert cli("run", "exp", "p", "-q", "--notes", "why").exit_code == 0
+    shown = json.loads(cli("runs", "show", "--json").stdout)
+    assert list(shown) == [*RUN_KEYS, "stages", "log"]
+    assert shown["number"] == 1 and shown["status"] == "complete" and shown["notes"] == "why"
+    assert shown["reproduce"] == "curi run exp p --quiet" and shown["dry"] is False
+    assert shown["error"] is None and shown["failed_stage"] is None and shown["log"] is None
+    assert shown["cache_dir"] == str(project.cache) and shown["doc"] is None
+    assert shown["command"][1:] == ["run", "exp", "p", "--notes", "why", "--quiet"]
+    assert shown["counts"] == {"cached": 0, "executed": 2, "failed": 0, "skipped": 0}
+    assert list(shown["counts"]) == ["cached", "executed", "failed", "skipped"]  # as stored
+    (params,) = shown["param_sets"]
+    assert list(params) == ["hash", "name", "source", "values"]
+    assert params["name"] == "a" and params["source"].endswith("p.yaml")
+    assert params["values"] == {"model": {"kind": "rf"}, "n": 1}
+    assert shown["param_files"] == [
+        {"path": params["source"], "sets": [{"hash": params["hash"], "name": "a"}]}
+    ]
+    assert list(shown["git"]) == ["commit", "dirty"]
+    assert list(shown["host"]) == ["host", "pid", "platform"]
+    assert shown["versions"]["curifactory_cli"] and shown["versions"]["python"]
+    first, second = shown["stages"]
+    assert list(first) == list(second) == STAGE_KEYS
+    assert [first[k] for k in ("stage", "record", "outcome", "inputs", "aggregate")] == [
+        "first",
+        "a",
+        "executed",
+        [],
+        False,
+    ]
+    assert second["stage"] == "second" and second["inputs"] == [0] and second["reason"]
+    assert second["entry"].startswith("exp/") and len(second["key"]) == 64
+
+    listed = json.loads(cli("runs", "ls", "--json").stdout)
+    assert list(listed) == ["registry", "runs"]
+    (run,) = listed["runs"]
+    assert list(run) == RUN_KEYS  # no stages in a listing
+    assert run == {k: v for k, v in shown.items() if k in RUN_KEYS}
+
+    # A run kept with --store-full: its folder before the log, its record in run.json.
+    assert cli("run", "exp", "p", "-q", "--store-full").exit_code == 0
+    stored = json.loads(cli("runs", "show", "--json").stdout)
+    assert list(stored) == [*RUN_KEYS, "stages", "full_store", "log"]
+    folder = project.root / "data" / "runs" / stored["reference"]
+    assert stored["full_store"] == str(folder)
+    assert stored["reproduce"] == f"curi runs reproduce {stored['reference']}"
+    kept = json.loads((folder / "run.json").read_text())
+    assert list(kept) == [*RUN_KEYS, "stages", "stored"]
+    assert kept["stages"] == stored["stages"] and kept["reproduce"] == stored["reproduce"]
 
 
 def test_store_full_then_reproduce_executes_nothing_and_writes_nothing(project, cli):
@@ -141,7 +232,7 @@ def test_ctrl_c_or_sigterm_records_interrupted_and_leaves_no_partial_entry(
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == code, err
     assert "Traceback" not in err and says in err
-    assert registry(project).list_runs()[0]["status"] == "interrupted"
+    assert registry(project).list_runs()[0].status == "interrupted"
     assert not any((project.cache / ".staging").glob("*"))  # the half-done stage was cleaned up
     assert not list(project.cache.glob("exp/*/second-*"))
 
@@ -221,7 +312,7 @@ def two_runs(project, cli) -> list[str]:
     setup(project, NESTED)
     assert cli("run", "exp", "p", "-q").exit_code == 0
     assert cli("run", "exp", "p", "-q", "--set", "n=5").exit_code == 0
-    return [r["reference"] for r in registry(project).list_runs()]  # newest first
+    return [r.reference for r in registry(project).list_runs()]  # newest first
 
 
 def test_runs_show_without_a_reference_shows_the_newest_run_with_its_values(project, cli):
@@ -232,7 +323,7 @@ def test_runs_show_without_a_reference_shows_the_newest_run_with_its_values(proj
     lines = [" ".join(line.split()) for line in result.stdout.splitlines()]
     assert "param sets (params/p.yaml)" in lines
     assert "set hash model.depth model.kind n" in lines, "\n".join(lines)
-    hashes = {p["name"]: p["hash"][:10] for p in registry(project).get_run(newest)["param_sets"]}
+    hashes = {p.name: p.hash[:10] for p in registry(project).get_run(newest).param_sets}
     assert f"a {hashes['a']} 3 rf 5" in lines and f"b {hashes['b']} 3 svm 5" in lines
 
 
@@ -268,14 +359,22 @@ def test_runs_ls_param_keeps_the_runs_with_a_set_having_every_value(project, cli
 def test_param_conditions_compare_values_as_the_parameter_files_mean_them():
     from curifactory_cli.run.param_values import flat_values, matching_sets, parse_conditions
 
-    run = {
-        "param_sets": [
-            {"name": "on", "values": {"flag": True, "layers": [1, 2], "opt": {"lr": 0.1}}},
-            {"name": "one", "values": {"flag": 1, "layers": [1], "opt": {"lr": 1}}},
-            {"name": "old"},  # recorded before values were kept: matches nothing
-        ]
-    }
-    assert flat_values(run["param_sets"][0]["values"]) == {
+    on = {"flag": True, "layers": [1, 2], "opt": {"lr": 0.1}}
+    run = RunRecord(
+        reference="exp_1_2026-01-01-T000000",
+        experiment="exp",
+        number=1,
+        status="complete",
+        started="2026-01-01T00:00:00+00:00",
+        param_sets=[
+            ParamSetRecord(name="on", hash="1" * 32, values=on),
+            ParamSetRecord(
+                name="one", hash="2" * 32, values={"flag": 1, "layers": [1], "opt": {"lr": 1}}
+            ),
+            ParamSetRecord(name="old", hash="3" * 32),  # recorded before values were kept
+        ],
+    )
+    assert flat_values(on) == {
         "flag": True,
         "layers": [1, 2],
         "opt.lr": 0.1,

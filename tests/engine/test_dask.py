@@ -46,7 +46,7 @@ def test_what_a_stage_prints_on_a_dask_worker_is_kept_in_the_runs_log(project, c
     setup_talk(project)
     result = cli("run", "talk", "p", "--executor", "dask", "-j", "2", "--keep-going")
     assert result.exit_code == 1, result.output
-    shown = cli("runs", "show", last_run(project)["reference"], "--log")
+    shown = cli("runs", "show", last_run(project).reference, "--log")
     pids = {int(pid) for pid in re.findall(r"loading \d rows in pid (\d+)", shown.output)}
     assert len(pids) >= 1 and os.getpid() not in pids  # printed by the Dask workers
     assert "INFO talk: loaded b" in shown.output

@@ -96,7 +96,7 @@ def test_a_stage_using_curis_tqdm_reports_its_progress(project, cli, monkeypatch
     done = heartbeat_fractions(result.output)
     assert done and done == sorted(done), result.output
     assert not re.search(r"running  count [^\n]*: \d+/3 \(", result.output)  # not the inner bar
-    (entry,) = read_log(log_path(registry_path(project.root), last_run(project)["reference"]))
+    (entry,) = read_log(log_path(registry_path(project.root), last_run(project).reference))
     # The bar as the terminal leaves it: its last state, not every redraw.
     assert entry["log"].count("counting: 100%") == 1, entry["log"]
     assert entry["log"].startswith("counting: 100%") and "20/20" in entry["log"]

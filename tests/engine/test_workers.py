@@ -330,7 +330,7 @@ def test_interrupt_stops_workers_records_the_run_and_cleans_up(project, sig, cod
     assert proc.returncode == code, err
     assert "Traceback" not in err
     runs = RunRegistry(registry_path(project.root), read_only=True).list_runs()
-    assert runs[0]["status"] == "interrupted"
+    assert runs[0].status == "interrupted"
     assert not any((project.cache / ".staging").glob("*"))
     time.sleep(0.5)
     assert not _pids_alive(workers), "worker processes outlived the run"

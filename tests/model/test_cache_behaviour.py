@@ -655,8 +655,8 @@ def test_cache_layout_and_meta_json_contents(project):
     assert meta["run"] == {"id": result.run_id, "host": socket.gethostname()}
     assert "git" not in meta and isinstance(meta["versions"], dict)
     run = RunRegistry(project.root / "data" / "runs.sqlite").get_run(result.run_id)
-    assert run["versions"]["curifactory_cli"] and run["versions"]["python"]
-    assert "commit" in run["git"]
+    assert run.versions["curifactory_cli"] and run.versions["python"]
+    assert run.git.commit is None or len(run.git.commit) == 40
     inside_git = (
         subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=project.root, capture_output=True
@@ -664,7 +664,7 @@ def test_cache_layout_and_meta_json_contents(project):
         == 0
     )
     if not inside_git:
-        assert run["git"]["commit"] is None
+        assert run.git.commit is None
 
     # The consumer's key part for its input is the producer's data version.
     double_meta = json.loads((entry_of(result, "double", "a") / "meta.json").read_text())

@@ -287,21 +287,22 @@ def test_the_index_shows_counts_on_one_row_without_a_red_zero(browser, layout_ru
 
 
 def test_the_index_keeps_four_counts_on_one_row_beside_long_columns(browser, tmp_path):
+    from curifactory_cli.registry.records import GitInfo, RunRecord
     from curifactory_cli.report import update_index
 
-    run = {
-        "reference": "exp_3_2026-01-01-T000000",
-        "experiment": "exp",
-        "number": 3,
-        "status": "error",
-        "started": "2026-01-01T00:00:00+00:00",
-        "duration_s": 12.5,
-        "counts": {"executed": 12, "cached": 140, "failed": 1, "skipped": 33},
-        "git": {"commit": "0123456789abcdef", "branch": "a-long-branch-name", "dirty": True},
-        "notes": "why this run was made, in a sentence long enough to fill its column " * 2,
-        "command": ["curi", "run", "exp", "params/a.yaml", "params/b.yaml", "--set", "x=1"] * 2,
-        "error": "ValueError: a message long enough to fill the status column " * 2,
-    }
+    run = RunRecord(
+        reference="exp_3_2026-01-01-T000000",
+        experiment="exp",
+        number=3,
+        status="error",
+        started="2026-01-01T00:00:00+00:00",
+        duration_s=12.5,
+        counts={"executed": 12, "cached": 140, "failed": 1, "skipped": 33},
+        git=GitInfo(commit="0123456789abcdef", dirty=True),
+        notes="why this run was made, in a sentence long enough to fill its column " * 2,
+        command=["curi", "run", "exp", "params/a.yaml", "params/b.yaml", "--set", "x=1"] * 2,
+        error="ValueError: a message long enough to fill the status column " * 2,
+    )
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     view = Page(browser, update_index(tmp_path, [run]).as_uri())
     try:

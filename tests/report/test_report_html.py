@@ -10,6 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from curifactory_cli.registry.records import (
+    GitInfo,
+    HostInfo,
+    ParamSetRecord,
+    RunRecord,
+    StageRecord,
+)
 from curifactory_cli.report.layout import FULL_MAX, graph_svg, stage_summary
 
 EXPERIMENT = '''
@@ -204,31 +211,40 @@ def test_serving_on_a_port_in_use_is_a_clear_error(reported, cli):
     assert f"cannot serve on 127.0.0.1:{port}" in result.output and "--port" in result.output
 
 
-def _calls(records: int, stages: int, outcome: str = "cached") -> list[dict]:
+def _calls(records: int, stages: int, outcome: str = "cached") -> list[StageRecord]:
     calls = []
     for r in range(records):
         for s in range(stages):
             inputs = [len(calls) - 1] if s else []
-            calls.append(
-                {"stage": f"s{s}", "record": f"r{r}", "outcome": outcome, "inputs": inputs}
-            )
+            calls.append(StageRecord(stage=f"s{s}", record=f"r{r}", outcome=outcome, inputs=inputs))
     calls.append(
-        {
-            "stage": "agg",
-            "record": "aggregate",
-            "outcome": "executed",
-            "inputs": [i for i, c in enumerate(calls) if c["stage"] == f"s{stages - 1}"],
-            "aggregate": True,
-        }
+        StageRecord(
+            stage="agg",
+            record="aggregate",
+            outcome="executed",
+            inputs=[i for i, c in enumerate(calls) if c.stage == f"s{stages - 1}"],
+            aggregate=True,
+        )
     )
     return calls
+
+
+def _run(number: int = 1, **fields) -> RunRecord:
+    return RunRecord(
+        reference=f"exp_{number}_2026-01-01-T000000",
+        experiment="exp",
+        number=number,
+        status="complete",
+        started="2026-01-01T00:00:00+00:00",
+        **fields,
+    )
 
 
 def test_the_graph_draws_every_call_when_readable_and_by_stage_when_not():
     small = _calls(4, 3)
     svg, full = graph_svg(small, stage_summary(small))
     assert full and svg.count('class="node ') == len(small)
-    assert svg.count('class="edge"') == sum(len(c["inputs"]) for c in small)
+    assert svg.count('class="edge"') == sum(len(c.inputs) for c in small)
     assert 'class="node executed aggregate"' in svg
 
     big = _calls(FULL_MAX, 5)
@@ -244,23 +260,15 @@ def test_a_report_of_a_thousand_records_stays_small(tmp_path):
 
     calls = _calls(1000, 5)
     for i, c in enumerate(calls):
-        c.update(
-            reason="cached",
-            seconds=0.001,
-            key=f"{i:064x}",
-            entry=f"exp/{i:016x}/{c['stage']}-{i:016x}",
-        )
-    run = {
-        "reference": "exp_1_2026-01-01-T000000",
-        "experiment": "exp",
-        "number": 1,
-        "status": "complete",
-        "param_sets": [
-            {"name": f"r{i}", "hash": f"{i:032x}", "source": "params/p.yaml", "values": {"i": i}}
+        c.reason, c.seconds, c.key = "cached", 0.001, f"{i:064x}"
+        c.entry = f"exp/{i:016x}/{c.stage}-{i:016x}"
+    run = _run(
+        param_sets=[
+            ParamSetRecord(name=f"r{i}", hash=f"{i:032x}", source="params/p.yaml", values={"i": i})
             for i in range(1000)
         ],
-        "stages": calls,
-    }
+        stages=calls,
+    )
     page = write_run_report(tmp_path, run, [], [])
     assert page.stat().st_size < 5 * 2**20
     assert len(run_data(page)["calls"]) == len(calls)
@@ -283,15 +291,15 @@ def test_the_index_shows_a_run_whose_process_died(tmp_path):
         command=["curi", "run", "exp"],
         param_files=[],
         param_sets=[],
-        git={},
-        host={"host": socket.gethostname(), "pid": int(gone.stdout)},
+        git=GitInfo(),
+        host=HostInfo(host=socket.gethostname(), pid=int(gone.stdout)),
         versions={},
         notes=None,
         cache_dir="data/cache",
         dry=False,
     )
     (run,) = registry.list_runs(limit=None, brief=True)
-    assert run["status"] == "died"
+    assert run.status == "died"
     page = update_index(tmp_path, registry.list_runs(limit=None, brief=True)).read_text()
     assert 'class="status died"' in page
     assert latest_runs(registry) == []  # it recorded no stage calls: nothing current
@@ -301,22 +309,18 @@ def test_nested_parameters_are_flattened_to_dotted_columns(tmp_path):
     from curifactory_cli.report import write_run_report
 
     values = {"model": {"kind": "svm", "C": 1.0}, "split": {"test": 0.2, "folds": []}, "n": 3}
-    run = {
-        "reference": "exp_1_2026-01-01-T000000",
-        "experiment": "exp",
-        "number": 1,
-        "status": "complete",
-        "param_sets": [
-            {"name": "a", "hash": "0" * 32, "source": "params/p.yaml", "values": values},
-            {
-                "name": "b",
-                "hash": "1" * 32,
-                "source": "params/p.yaml",
-                "values": {**values, "model": {"kind": "svm", "C": 10.0}},
-            },
+    run = _run(
+        param_sets=[
+            ParamSetRecord(name="a", hash="0" * 32, source="params/p.yaml", values=values),
+            ParamSetRecord(
+                name="b",
+                hash="1" * 32,
+                source="params/p.yaml",
+                values={**values, "model": {"kind": "svm", "C": 10.0}},
+            ),
         ],
-        "stages": [],
-    }
+        stages=[],
+    )
     html = write_run_report(tmp_path, run, [], []).read_text()
     table = re.search(r'<table class="grid params">.*?</table>', html, re.S).group(0)
     heads = re.findall(r"<th[^>]*>([^<]*)</th>", table)
@@ -340,7 +344,7 @@ def test_graph_labels_wrap_and_names_alike_stay_apart():
     too_long = "_".join(f"key{k}=value{k}" for k in range(12))
     lines = wrap(too_long, 18)
     assert len(lines) == 4 and lines[-1].endswith("key11=value11")  # cut in the middle
-    calls = [{"stage": "fit", "record": name, "outcome": "executed"} for name in (a, b)]
+    calls = [StageRecord(stage="fit", record=name, outcome="executed") for name in (a, b)]
     svg, _ = graph_svg(calls, stage_summary(calls))
     labels = re.findall(r'<g class="band">.*?<text[^>]*>(.*?)</text>', svg)
     assert len(labels) == 2 and labels[0] != labels[1]
@@ -350,13 +354,8 @@ def test_graph_labels_wrap_and_names_alike_stay_apart():
 def test_the_index_shows_only_the_outcomes_that_happened(tmp_path):
     from curifactory_cli.report import update_index
 
-    run = {
-        "reference": "exp_1_2026-01-01-T000000",
-        "experiment": "exp",
-        "status": "complete",
-        "counts": {"executed": 3, "cached": 16, "failed": 0, "skipped": 0},
-    }
-    empty = {**run, "reference": "exp_2_2026-01-01-T000001", "counts": {}}
+    run = _run(counts={"executed": 3, "cached": 16, "failed": 0, "skipped": 0})
+    empty = _run(2, counts={})
     index = update_index(tmp_path, [empty, run]).read_text()
     assert '<span class="counts"><span class="pill executed">3 executed</span> ' in index
     assert "16 cached" in index and "0 failed" not in index and "0 skipped" not in index

@@ -147,8 +147,8 @@ def test_notebook_0_gives_curifactorys_values(tmp_path):
         "{'all_final_values': {'doubled': 20.0, 'uber-double': 80.0}, 'maximum_value': 80.0}"
     )
     (run,) = runs(tmp_path)
-    assert run["experiment"] == "notebook_example_0" and run["status"] == "complete"
-    assert run["counts"]["executed"] == 6
+    assert run.experiment == "notebook_example_0" and run.status == "complete"
+    assert run.counts["executed"] == 6
 
 
 def test_manual_script_runs_through_the_cache_and_writes_a_report(tmp_path):
@@ -159,10 +159,10 @@ def test_manual_script_runs_through_the_cache_and_writes_a_report(tmp_path):
     assert again.stdout == first.stdout
     newest, oldest = runs(tmp_path)
     # (2, 2): the same parameters twice, so the second one is served from the first's entry.
-    assert oldest["counts"] == {"executed": 6, "cached": 2, "skipped": 0, "failed": 0}
-    assert newest["counts"] == {"executed": 0, "cached": 8, "skipped": 0, "failed": 0}
+    assert oldest.counts == {"executed": 6, "cached": 2, "skipped": 0, "failed": 0}
+    assert newest.counts == {"executed": 0, "cached": 8, "skipped": 0, "failed": 0}
     assert "THIS IS A LOG MESSAGE" in (tmp_path / "logs" / "this.log").read_text()
-    page = tmp_path / "reports" / newest["reference"] / "index.html"
+    page = tmp_path / "reports" / newest.reference / "index.html"
     assert "multiply_again" in page.read_text()
     assert (tmp_path / "reports" / "_latest").resolve() == page.parent
 
@@ -194,7 +194,7 @@ def test_a_session_reuses_the_cache_of_an_earlier_one(session):
     ran = cf.ArtifactManager("sums", overwrite=True)
     total(cf.Record(ran, params))
     assert calls == ["x", "x"]
-    assert [r["counts"]["cached"] for r in runs(session)] == [0, 1, 0]
+    assert [r.counts["cached"] for r in runs(session)] == [0, 1, 0]
 
 
 def test_a_failing_stage_raises_is_recorded_and_the_session_goes_on(session):
@@ -210,11 +210,11 @@ def test_a_failing_stage_raises_is_recorded_and_the_session_goes_on(session):
     with pytest.raises(StageError, match="no good"):
         shaky(cf.Record(manager, cf.ExperimentParameters(name="bad")))
     (run,) = runs(session)
-    assert run["status"] == "error" and "no good" in run["error"]
+    assert run.status == "error" and "no good" in run.error
     fine = shaky(cf.Record(manager, cf.ExperimentParameters(name="good")))
     assert fine.state["v"] == 1
     (run,) = runs(session)
-    assert run["counts"]["executed"] == 1 and run["counts"]["failed"] == 1
+    assert run.counts["executed"] == 1 and run.counts["failed"] == 1
 
 
 def test_a_sessions_log_keeps_what_its_stages_printed_and_the_traceback(session, capsys):
@@ -235,7 +235,7 @@ def test_a_sessions_log_keeps_what_its_stages_printed_and_the_traceback(session,
     with pytest.raises(StageError, match="no good"):
         talkative(cf.Record(manager, cf.ExperimentParameters(name="bad")))
     (run,) = runs(session)
-    entries = read_log(log_path(registry_path(session), run["reference"]))
+    entries = read_log(log_path(registry_path(session), run.reference))
     assert [(e["record"], e["outcome"], e["log"]) for e in entries] == [
         ("good", "executed", "hello from good\n"),
         ("bad", "failed", "hello from bad\n"),

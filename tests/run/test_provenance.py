@@ -48,7 +48,7 @@ def installed(tmp_path_factory, monkeypatch):
 
 
 def run_versions(project, run_id: str) -> dict[str, str]:
-    return RunRegistry(project.root / "data" / "runs.sqlite").get_run(run_id)["versions"]
+    return RunRegistry(project.root / "data" / "runs.sqlite").get_run(run_id).versions
 
 
 def test_entries_and_runs_record_the_packages_the_stage_imported(project, installed, job_runner):

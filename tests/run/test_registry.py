@@ -15,31 +15,51 @@ from typer.testing import CliRunner
 
 from curifactory_cli.cli.runs import runs_app
 from curifactory_cli.errors import CacheError, ConfigError
-from curifactory_cli.registry.database import RunRegistry, reproduce_command
+from curifactory_cli.registry.database import RunRegistry
+from curifactory_cli.registry.records import (
+    GitInfo,
+    HostInfo,
+    ParamFileRecord,
+    ParamSetRecord,
+    StageRecord,
+)
+from curifactory_cli.registry.references import reproduce_command
+
+STAGE_KEYS = [
+    "stage",
+    "record",
+    "outcome",
+    "reason",
+    "seconds",
+    "key",
+    "entry",
+    "inputs",
+    "aggregate",
+]
 
 STAGES = [
-    {
-        "stage": "load",
-        "record": "a",
-        "outcome": "cached",
-        "reason": "cache hit",
-        "seconds": 0.0,
-        "key": "k1" * 32,
-        "entry": "exp/abcd/load/k1k1",
-        "inputs": [],
-        "aggregate": False,
-    },
-    {
-        "stage": "total",
-        "record": "a",
-        "outcome": "failed",
-        "reason": None,
-        "seconds": 0.25,
-        "key": None,
-        "entry": None,
-        "inputs": [0],
-        "aggregate": True,
-    },
+    StageRecord(
+        stage="load",
+        record="a",
+        outcome="cached",
+        reason="cache hit",
+        seconds=0.0,
+        key="k1" * 32,
+        entry="exp/abcd/load/k1k1",
+        inputs=[],
+        aggregate=False,
+    ),
+    StageRecord(
+        stage="total",
+        record="a",
+        outcome="failed",
+        reason=None,
+        seconds=0.25,
+        key=None,
+        entry=None,
+        inputs=[0],
+        aggregate=True,
+    ),
 ]
 
 
@@ -47,10 +67,12 @@ def start(registry: RunRegistry, experiment: str = "exp", **changes):
     fields = {
         "experiment": experiment,
         "command": ["/venv/bin/curi", "run", experiment, "params/p.yaml"],
-        "param_files": [{"path": "params/p.yaml", "sets": [{"name": "a", "hash": "h" * 32}]}],
-        "param_sets": [{"name": "a", "hash": "h" * 32, "source": "params/p.yaml"}],
-        "git": {"commit": "c" * 40, "dirty": True},
-        "host": {"host": "box", "pid": 123, "platform": "Linux"},
+        "param_files": [
+            ParamFileRecord("params/p.yaml", [ParamSetRecord(name="a", hash="h" * 32)])
+        ],
+        "param_sets": [ParamSetRecord(name="a", hash="h" * 32, source="params/p.yaml")],
+        "git": GitInfo(commit="c" * 40, dirty=True),
+        "host": HostInfo(host="box", pid=123, platform="Linux"),
         "versions": {"python": "3.11", "curifactory_cli": "0.1.0"},
         "notes": None,
         "cache_dir": "data/cache",
@@ -129,18 +151,63 @@ def test_a_registry_of_the_first_version_is_read_as_is_and_upgraded_by_a_writer(
     conn.close()
     # Reading (curi runs, curi report) never changes the file.
     old = RunRegistry(path, read_only=True).get_run("exp_1")
-    assert old["doc"] is None and old["stages"][0]["inputs"] is None
-    assert old["stages"][0]["stage"] == "load"
-    assert old["reproduce"] == "curi"  # from its command, as that version did
+    assert old.doc is None and old.stages[0].inputs is None
+    assert old.stages[0].stage == "load"
+    assert old.reproduce == "curi"  # from its command, as that version did
     assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 1
     # The next run upgrades it in place, keeping what was there.
     writer = RunRegistry(path)
     new = start(writer)
     finish(writer, new.reference, status="complete")
     assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 3
-    assert writer.get_run(old["reference"])["reproduce"] == "curi"
-    assert [r["reference"] for r in writer.list_runs()] == [new.reference, old["reference"]]
-    assert writer.get_run(new.reference)["stages"] == STAGES
+    assert writer.get_run(old.reference).reproduce == "curi"
+    assert [r.reference for r in writer.list_runs()] == [new.reference, old.reference]
+    assert writer.get_run(new.reference).stages == STAGES
+
+
+def _old_registry(path: Path, version: int) -> None:
+    """A registry file as curi of `version` made it (its later columns come last)."""
+    import sqlite3
+
+    from curifactory_cli.registry.database import _MIGRATIONS
+
+    conn = sqlite3.connect(path)
+    conn.executescript(V1_SCHEMA)
+    for step in range(1, version):
+        for statement in _MIGRATIONS[step]:
+            conn.execute(statement)
+    conn.execute(f"PRAGMA user_version = {version}")
+    conn.commit()
+    conn.close()
+
+
+def test_runs_of_an_older_file_read_as_json_in_the_order_of_its_columns(tmp_path, runs_cli):
+    path = tmp_path / "data" / "runs.sqlite"
+    path.parent.mkdir()
+    _old_registry(path, 1)
+    old = RunRegistry(path, read_only=True).get_run("exp_1").to_json()
+    # Version 1 had no doc or reproduce columns: they follow its own, then the stages.
+    assert list(old)[-5:] == ["failed_stage", "failed_record", "doc", "reproduce", "stages"]
+    assert list(old["stages"][0]) == [*STAGE_KEYS[:7], "inputs", "aggregate"]
+    writer = RunRegistry(path)  # upgrades it: the new columns are added last
+    new = start(writer)
+    finish(writer, new.reference, status="complete")
+    for ref in ("exp_1", new.reference):
+        data = json.loads(runs_cli("runs", "show", ref, "--json").output)
+        tail = ["failed_stage", "failed_record", "doc", "reproduce", "stages", "log"]
+        assert list(data)[-6:] == tail
+    fresh = RunRegistry(tmp_path / "fresh.sqlite")  # made by this version: in the fields' order
+    keys = list(fresh.get_run(start(fresh).reference).to_json())
+    assert keys[keys.index("notes") :][:4] == ["notes", "doc", "reproduce", "cache_dir"]
+
+
+def test_a_file_of_version_2_is_listed_read_only(tmp_path, runs_cli):
+    path = tmp_path / "data" / "runs.sqlite"
+    path.parent.mkdir()
+    _old_registry(path, 2)  # it has a doc column, but no reproduce column yet
+    (brief,) = RunRegistry(path, read_only=True).list_runs(brief=True)
+    assert brief.reference == "exp_1_2026-01-01-T000000" and brief.reproduce == "curi"
+    assert runs_cli("runs", "show").exit_code == 0  # finds the newest run by a brief listing
 
 
 def test_finish_list_get_round_trip(registry):
@@ -148,27 +215,29 @@ def test_finish_list_get_round_trip(registry):
     second = start(registry)
     finish(registry, first.reference)
     runs = registry.list_runs()
-    assert [r["reference"] for r in runs] == [second.reference, first.reference]  # newest first
-    assert runs[0]["status"] == "running" and runs[0]["counts"] is None
+    assert [r.reference for r in runs] == [second.reference, first.reference]  # newest first
+    assert runs[0].status == "running" and runs[0].counts is None
     got = registry.get_run(first.reference)
-    assert got["status"] == "error"
-    assert got["duration_s"] == 1.5
-    assert got["failed_stage"] == "total" and got["failed_record"] == "a"
-    assert got["counts"] == {"executed": 0, "cached": 1, "skipped": 0, "failed": 1}
-    assert got["stages"] == STAGES
-    assert got["git"] == {"commit": "c" * 40, "dirty": True}
-    assert got["param_files"][0]["sets"][0]["name"] == "a"
-    assert got["notes"] == "baseline\nsecond line"
-    assert got["reproduce"] == "curi run exp params/p.yaml"
-    assert got["finished"] is not None and got["dry"] is False
+    assert got.status == "error"
+    assert got.duration_s == 1.5
+    assert got.failed_stage == "total" and got.failed_record == "a"
+    assert got.counts == {"executed": 0, "cached": 1, "skipped": 0, "failed": 1}
+    assert got.stages == STAGES
+    assert got.git == GitInfo(commit="c" * 40, dirty=True)
+    assert got.host == HostInfo(host="box", pid=123, platform="Linux")
+    assert got.param_files[0].sets[0].name == "a"
+    assert got.param_sets == [ParamSetRecord(name="a", hash="h" * 32, source="params/p.yaml")]
+    assert got.notes == "baseline\nsecond line"
+    assert got.reproduce == "curi run exp params/p.yaml"
+    assert got.finished is not None and got.dry is False
 
 
 def test_list_filters(registry):
     a = start(registry, "exp")
     start(registry, "sub/other")
     finish(registry, a.reference, status="complete")
-    assert [r["experiment"] for r in registry.list_runs(experiment="sub/other")] == ["sub/other"]
-    assert [r["reference"] for r in registry.list_runs(status="complete")] == [a.reference]
+    assert [r.experiment for r in registry.list_runs(experiment="sub/other")] == ["sub/other"]
+    assert [r.reference for r in registry.list_runs(status="complete")] == [a.reference]
     assert len(registry.list_runs(limit=1)) == 1
     assert len(registry.list_runs(limit=None)) == 2
     with pytest.raises(ConfigError, match="unknown run status"):
@@ -188,16 +257,16 @@ def test_finishing_twice_replaces_the_stages(registry):
     finish(registry, run.reference)
     finish(registry, run.reference, status="complete", stages=STAGES[:1], error=None)
     got = registry.get_run(run.reference)
-    assert got["status"] == "complete" and got["stages"] == STAGES[:1]
+    assert got.status == "complete" and got.stages == STAGES[:1]
 
 
 def test_prefix_lookup_and_ambiguity(registry):
     runs = [start(registry, "exp") for _ in range(10)]  # exp_1 ... exp_10
     other = start(registry, "expo")
-    assert registry.get_run(runs[3].reference)["number"] == 4
+    assert registry.get_run(runs[3].reference).number == 4
     # `<experiment>_<n>` picks that run although exp_10_... starts with "exp_1" too
-    assert registry.get_run("exp_1")["reference"] == runs[0].reference
-    assert registry.get_run("expo")["reference"] == other.reference  # unique prefix
+    assert registry.get_run("exp_1").reference == runs[0].reference
+    assert registry.get_run("expo").reference == other.reference  # unique prefix
     with pytest.raises(ConfigError, match="ambiguous") as info:
         registry.get_run("exp")
     assert "curi runs ls" in info.value.hint
@@ -223,7 +292,7 @@ def test_read_only_never_creates_the_file(tmp_path):
 def test_read_only_sees_what_a_writer_recorded(registry):
     run = start(registry)
     reader = RunRegistry(registry.path, read_only=True)
-    assert reader.get_run(run.reference)["status"] == "running"
+    assert reader.get_run(run.reference).status == "running"
 
 
 @pytest.mark.parametrize(
@@ -266,6 +335,7 @@ WORKER = textwrap.dedent(
     import sys, time
     from pathlib import Path
     from curifactory_cli.registry.database import RunRegistry
+    from curifactory_cli.registry.records import GitInfo, HostInfo, StageRecord
 
     path, start_at = Path(sys.argv[1]), float(sys.argv[2])
     time.sleep(max(0.0, start_at - time.time()))  # start together: maximum contention
@@ -273,13 +343,13 @@ WORKER = textwrap.dedent(
     for _ in range(10):
         run = registry.start_run(
             experiment="exp", command=["curi", "run", "exp"], param_files=[], param_sets=[],
-            git={}, host={}, versions={}, notes=None, cache_dir="data/cache", dry=False,
+            git=GitInfo(), host=HostInfo(), versions={}, notes=None, cache_dir="data/cache",
+            dry=False,
         )
         registry.finish_run(
             run.reference, status="complete", duration_s=0.1, counts={"executed": 1},
             error=None, failed_stage=None, failed_record=None,
-            stages=[{"stage": "s", "record": "r", "outcome": "executed", "reason": None,
-                     "seconds": 0.1, "key": None, "entry": None}],
+            stages=[StageRecord(stage="s", record="r", outcome="executed", seconds=0.1)],
         )
     """
 )
@@ -301,10 +371,10 @@ def test_concurrent_processes_never_share_a_number(tmp_path):
         _, err = worker.communicate(timeout=60)
         assert worker.returncode == 0, err
     runs = RunRegistry(path, read_only=True).list_runs(limit=None)
-    assert sorted(r["number"] for r in runs) == list(range(1, 81))
-    assert len({r["reference"] for r in runs}) == 80
-    assert {r["status"] for r in runs} == {"complete"}
-    assert len(RunRegistry(path, read_only=True).get_run(runs[0]["reference"])["stages"]) == 1
+    assert sorted(r.number for r in runs) == list(range(1, 81))
+    assert len({r.reference for r in runs}) == 80
+    assert {r.status for r in runs} == {"complete"}
+    assert len(RunRegistry(path, read_only=True).get_run(runs[0].reference).stages) == 1
 
 
 # ----------------------------------------------------------------------------- CLI

@@ -13,6 +13,7 @@ import pytest
 from curifactory_cli.capture import LOG_LIMIT, captured, overwritten
 from curifactory_cli.registry.database import RunRegistry, registry_path
 from curifactory_cli.registry.log import log_path, read_log
+from curifactory_cli.registry.records import RunRecord
 
 pytestmark = pytest.mark.usefixtures("job_runner")
 
@@ -60,9 +61,9 @@ def setup(project) -> None:
     project.write("params/p.yaml", PARAMS)
 
 
-def last_run(project) -> dict:
+def last_run(project) -> RunRecord:
     registry = RunRegistry(registry_path(project.root), read_only=True)
-    return registry.get_run(registry.list_runs(limit=1)[0]["reference"])
+    return registry.get_run(registry.list_runs(limit=1)[0].reference)
 
 
 def test_the_log_keeps_what_each_stage_call_printed_and_logged_and_the_full_traceback(project, cli):
@@ -72,7 +73,7 @@ def test_the_log_keeps_what_each_stage_call_printed_and_logged_and_the_full_trac
     if project.workers == 1:  # still shown as it happens (worker processes print to fd 1)
         assert "loading 2 rows" in result.output
     run = last_run(project)
-    entries = read_log(log_path(registry_path(project.root), run["reference"]))
+    entries = read_log(log_path(registry_path(project.root), run.reference))
     by_call = {(e["stage"], e["record"]): e for e in entries}
     assert set(by_call) == {("load", "a"), ("load", "b"), ("train", "a"), ("train", "b")}
     load_a = by_call["load", "a"]
@@ -92,7 +93,7 @@ def test_the_log_keeps_what_each_stage_call_printed_and_logged_and_the_full_trac
         in (failed["traceback"])
     )
 
-    shown = cli("runs", "show", run["reference"], "--log")
+    shown = cli("runs", "show", run.reference, "--log")
     assert shown.exit_code == 0, shown.output
     text = shown.output
     assert "== load [a]  executed" in text
@@ -101,13 +102,13 @@ def test_the_log_keeps_what_each_stage_call_printed_and_logged_and_the_full_trac
     assert "training b\nTraceback (most recent call last):" in text
     assert "    helper(data)" in text
 
-    only = cli("runs", "show", run["reference"], "--log", "--stage", "train")
+    only = cli("runs", "show", run.reference, "--log", "--stage", "train")
     assert "== train [a]" in only.output and "== load" not in only.output
-    unknown = cli("runs", "show", run["reference"], "--log", "--stage", "nope")
+    unknown = cli("runs", "show", run.reference, "--log", "--stage", "nope")
     assert unknown.exit_code == 2
     assert "has no stage 'nope'" in unknown.output and "load, train" in unknown.output
 
-    details = cli("runs", "show", run["reference"])
+    details = cli("runs", "show", run.reference)
     assert "traceback of train [b]" in details.output
     assert "    helper(data)" in details.output
 
@@ -120,7 +121,7 @@ def test_a_cached_stage_call_has_no_output_in_its_run(project, cli):
     assert again.exit_code == 0, again.output
     assert json.loads(again.output)["log"] is None  # nothing ran, nothing printed
     run = last_run(project)
-    shown = cli("runs", "show", run["reference"], "--log")
+    shown = cli("runs", "show", run.reference, "--log")
     assert shown.output.splitlines() == [
         "== load: 1 call cached (no output in this run)",
         "== train: 1 call cached (no output in this run)",
@@ -131,7 +132,7 @@ def test_the_report_shows_each_calls_log_collapsed_and_a_failure_open(project, c
     setup(project)
     assert cli("run", "talk", "p", "--keep-going").exit_code == 1
     run = last_run(project)
-    page = project.root / "reports" / run["reference"] / "index.html"
+    page = project.root / "reports" / run.reference / "index.html"
 
     def check(html: str) -> None:
         logs = html[html.index('<section id="logs">') :]
@@ -146,7 +147,7 @@ def test_the_report_shows_each_calls_log_collapsed_and_a_failure_open(project, c
 
     check(page.read_text())
     page.unlink()
-    rebuilt = cli("report", run["reference"])  # from the registry and the log on disk
+    rebuilt = cli("report", run.reference)  # from the registry and the log on disk
     assert rebuilt.exit_code == 0, rebuilt.output
     check(page.read_text())
 
@@ -156,7 +157,7 @@ def test_a_full_store_keeps_the_runs_log(project, cli):
     project.write("params/p.yaml", "- name: a\n  n: 2\n")
     assert cli("run", "talk", "p", "--store-full").exit_code == 0
     run = last_run(project)
-    stored = read_log(project.root / "data" / "runs" / run["reference"] / "output.jsonl")
+    stored = read_log(project.root / "data" / "runs" / run.reference / "output.jsonl")
     assert [(e["stage"], e["log"].splitlines()[0][:14]) for e in stored] == [
         ("load", "loading 2 rows"),
         ("train", "training a"),

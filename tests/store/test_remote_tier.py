@@ -330,8 +330,8 @@ def test_a_run_says_how_much_it_pulled_from_the_remote(tmp_path, bucket, monkeyp
 
     registry = RunRegistry(registry_path(second.root))
     (run,) = registry.list_runs()
-    assert run["counts"]["pulled"] == 7 and run["counts"]["pulled_bytes"] == size
-    shown = curi("runs", "show", run["reference"])
+    assert run.counts["pulled"] == 7 and run.counts["pulled_bytes"] == size
+    shown = curi("runs", "show", run.reference)
     assert f"counts  7 cached, 7 pulled ({human_size(size)})" in shown.stdout, shown.output
 
     again = second.run("team", "p", remote=bucket)
