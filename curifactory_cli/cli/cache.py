@@ -60,7 +60,7 @@ from curifactory_cli.wording import plural
 if TYPE_CHECKING:
     from curifactory_cli.registry.records import RunRecord
     from curifactory_cli.store import LocalStore
-    from curifactory_cli.store.index import CacheEntry
+    from curifactory_cli.store.entry import Entry
 
 cache_app = typer.Typer(
     help="See and steer the artifact cache (data/cache/).", no_args_is_help=True
@@ -209,7 +209,7 @@ def _dump_targets(
     experiment: str | None,
     stage: str | None,
     params: str | None,
-) -> tuple[list[CacheEntry], str | None]:
+) -> tuple[list[Entry], str | None]:
     """The entries to dump (one, or one stage's entries over several parameter sets) and the
     output asked for. With -e and no entry id, the one word given is the OUTPUT (an entry id
     is hex, or a path): `dump -e demo -s fit model`."""
@@ -234,7 +234,7 @@ def _dump_targets(
 
 def _dump_sets(
     store: LocalStore,
-    entries: list[CacheEntry],
+    entries: list[Entry],
     output: str | None,
     rows: int,
     out: Path | None,
@@ -376,7 +376,7 @@ def cache_verify(
 
 def _remove_damaged(
     store: LocalStore,
-    bad: list[CacheEntry],
+    bad: list[Entry],
     paths: list[Any],
     problems: list[dict[str, Any]],
 ) -> int:
@@ -431,7 +431,7 @@ def cache_gc(
         views.show_garbage(garbage, store.root, yes)
 
 
-def _remove(store: LocalStore, entries: list[CacheEntry], paths: list[Any]) -> None:
+def _remove(store: LocalStore, entries: list[Entry], paths: list[Any]) -> None:
     """Remove entries (and other paths): what a run knew of them is forgotten too."""
     from curifactory_cli.store import removals
 
@@ -514,7 +514,7 @@ def cache_clear(
     _clear(store, entries, summary, as_json)
 
 
-def _clear(store: LocalStore, entries: list[CacheEntry], summary: str, as_json: bool) -> None:
+def _clear(store: LocalStore, entries: list[Entry], summary: str, as_json: bool) -> None:
     from curifactory_cli.cli import cache_views as views
 
     try:

@@ -19,7 +19,7 @@ from curifactory_cli.errors import ConfigError, CurifactoryError, ExitCode
 if TYPE_CHECKING:
     from curifactory_cli.registry.database import RunRegistry
     from curifactory_cli.store import LocalStore
-    from curifactory_cli.store.index import CacheEntry
+    from curifactory_cli.store.entry import Entry
     from curifactory_cli.store.remote import FsspecStore
 
 EntryArg = Annotated[
@@ -215,7 +215,7 @@ def remote_pair(cache: str | None, remote: str | None) -> tuple[LocalStore, Fssp
 
 def select_entries(
     store: LocalStore | FsspecStore, experiment: str | None, stage: str | None, params: str | None
-) -> list[CacheEntry]:
+) -> list[Entry]:
     from curifactory_cli.store import index as cache_index
 
     return cache_index.select(store.entries(), experiment, stage, params)
@@ -223,7 +223,7 @@ def select_entries(
 
 def one_entry(
     store: LocalStore, ident: str, experiment: str | None, stage: str | None, params: str | None
-) -> CacheEntry:
+) -> Entry:
     from curifactory_cli.store import index as cache_index
 
     entries = select_entries(store, experiment, stage, params)
@@ -236,7 +236,7 @@ def named_entries(
     experiment: str | None,
     stage: str | None,
     params: str | None,
-) -> list[CacheEntry]:
+) -> list[Entry]:
     """ENTRY when given (within the filters), else every entry matching the filters."""
     if entry is not None:
         return [one_entry(store, entry, experiment, stage, params)]
@@ -287,7 +287,7 @@ def listed_entries(
     current: bool,
     stale: str | None,
     stale_params: list[str] | None,
-) -> Iterator[CacheEntry]:
+) -> Iterator[Entry]:
     """The entries `cache ls` lists, in its order."""
     from curifactory_cli.store import index
 
@@ -305,11 +305,11 @@ def listed_entries(
 
 def _narrowed(
     store: LocalStore,
-    entries: list[CacheEntry],
+    entries: list[Entry],
     current: bool,
     stale: str | None,
     stale_params: list[str] | None,
-) -> list[CacheEntry]:
+) -> list[Entry]:
     """--current: only what the latest runs used; --stale: only what a run would not reuse."""
     from curifactory_cli.store import index
 

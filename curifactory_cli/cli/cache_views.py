@@ -24,7 +24,8 @@ if TYPE_CHECKING:
     from rich.tree import Tree
 
     from curifactory_cli.store import LocalStore
-    from curifactory_cli.store.index import CacheEntry, Garbage
+    from curifactory_cli.store.entry import Entry
+    from curifactory_cli.store.index import Garbage
 
 
 def print_json(data: Any) -> None:
@@ -43,19 +44,17 @@ def human_size(size: float) -> str:
 
 
 # ---------------------------------------------------------------------------------- ls
-def cacher_names(entry: CacheEntry) -> str:
+def cacher_names(entry: Entry) -> str:
     names = {str(o.get("cacher", "?")).rsplit(".", 1)[-1] for o in entry.outputs.values()}
     return ", ".join(sorted(names)) or "-"
 
 
-def entry_lines(entries: list[CacheEntry]) -> None:
+def entry_lines(entries: list[Entry]) -> None:
     for e in entries:
         line(f"  {e.short_id}  {e.label()}")
 
 
-def counting(
-    first: CacheEntry | None, rest: Iterator[CacheEntry], totals: dict[str, int]
-) -> Iterator[CacheEntry]:
+def counting(first: Entry | None, rest: Iterator[Entry], totals: dict[str, int]) -> Iterator[Entry]:
     """`first`, then `rest`, adding each entry to `totals` (count, size) as it goes by."""
     if first is None:
         return
@@ -65,7 +64,7 @@ def counting(
         yield entry
 
 
-def entry_table(listed: Iterable[CacheEntry], totals: dict[str, int]) -> None:
+def entry_table(listed: Iterable[Entry], totals: dict[str, int]) -> None:
     """The entries, a row each, streamed (the caption counts them once all are shown)."""
     from curifactory_cli.store.index import human_age
 
@@ -120,7 +119,7 @@ def stream_json(location: str, items: Iterable[dict[str, Any]], totals: dict[str
 
 
 # ---------------------------------------------------------------------------------- inspect
-def show_entry(store: LocalStore, entry: CacheEntry, data: dict[str, Any]) -> None:
+def show_entry(store: LocalStore, entry: Entry, data: dict[str, Any]) -> None:
     """`cache inspect`: the entry, its key, parameters, run, files and lineage."""
     _grid(
         [
@@ -139,7 +138,7 @@ def show_entry(store: LocalStore, entry: CacheEntry, data: dict[str, Any]) -> No
     _show_lineage(data["upstream"], data["downstream"])
 
 
-def _entry_status(entry: CacheEntry, data: dict[str, Any]) -> str:
+def _entry_status(entry: Entry, data: dict[str, Any]) -> str:
     damaged = [f for f in data["files"] if f["status"] != "ok"]
     if entry.invalidated:
         return "INVALIDATED (the next run recomputes it)"
@@ -148,7 +147,7 @@ def _entry_status(entry: CacheEntry, data: dict[str, Any]) -> str:
     return "valid"
 
 
-def _show_params(entry: CacheEntry, params: dict[str, Any]) -> None:
+def _show_params(entry: Entry, params: dict[str, Any]) -> None:
     values = params["values"]
     head = f"{entry.params_name}  (hash {_short(entry.params_hash, 16)})"
     _grid([("params", head)])
@@ -458,7 +457,7 @@ def show_totals(
 
 # ---------------------------------------------------------------------------------- invalidate
 def show_invalidated(
-    matched: list[CacheEntry], downstream: list[CacheEntry], changed: int, dry_run: bool
+    matched: list[Entry], downstream: list[Entry], changed: int, dry_run: bool
 ) -> None:
     for label, group in (("matched", matched), ("downstream", downstream)):
         for e in group:
@@ -477,7 +476,7 @@ def show_invalidated(
 
 
 # ---------------------------------------------------------------------------------- dump
-def show_output(entry: CacheEntry, name: str, value: Any, rows: int) -> None:
+def show_output(entry: Entry, name: str, value: Any, rows: int) -> None:
     """One output of one entry: a heading naming it, then its value."""
     info = entry.outputs[name]
     cacher = str(info.get("cacher", "?")).rsplit(".", 1)[-1]
@@ -487,7 +486,7 @@ def show_output(entry: CacheEntry, name: str, value: Any, rows: int) -> None:
 
 
 def show_sets(
-    entries: list[CacheEntry],
+    entries: list[Entry],
     name: str,
     values: list[tuple[str, Any]],
     table: list[tuple[str, dict[str, Any]]] | None,

@@ -24,8 +24,7 @@ from typing import TYPE_CHECKING, Any
 from curifactory_cli.atomic import atomic_path
 from curifactory_cli.errors import CacheError, ConfigError
 from curifactory_cli.store import index as cache_index
-from curifactory_cli.store.entry import bytes_match, signature_problem
-from curifactory_cli.store.index import CacheEntry
+from curifactory_cli.store.entry import Entry, bytes_match, signature_problem
 
 if TYPE_CHECKING:
     from curifactory_cli.store.local import LocalStore
@@ -37,7 +36,7 @@ _BIG = 10_000  # containers longer than this are summarized by reprlib, not pret
 
 
 # ------------------------------------------------------------------------- loading
-def pick_output(entry: CacheEntry, output: str | None) -> str:
+def pick_output(entry: Entry, output: str | None) -> str:
     names = list(entry.outputs)
     if output is None:
         if len(names) == 1:
@@ -62,7 +61,7 @@ def is_pickle(info: dict[str, Any]) -> bool:
     )
 
 
-def verified_files(store: LocalStore, entry: CacheEntry, output: str) -> list[dict[str, Any]]:
+def verified_files(store: LocalStore, entry: Entry, output: str) -> list[dict[str, Any]]:
     """The output's file records, after checking every file against its recorded sha256."""
     info = entry.outputs[output]
     files = info.get("files") or []
@@ -89,7 +88,7 @@ def verified_files(store: LocalStore, entry: CacheEntry, output: str) -> list[di
     return files
 
 
-def load_output(store: LocalStore, entry: CacheEntry, output: str) -> Any:
+def load_output(store: LocalStore, entry: Entry, output: str) -> Any:
     """The output's value, loaded by its cacher once its files are verified."""
     info = entry.outputs[output]
     files = verified_files(store, entry, output)
@@ -212,7 +211,7 @@ def _import_error(dotted: str, exc: BaseException | None) -> CacheError:
 
 def make_cacher(
     dotted: str,
-    entry: CacheEntry,
+    entry: Entry,
     directory: str,
     output: str,
     files: list[dict[str, Any]],

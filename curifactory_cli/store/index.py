@@ -34,15 +34,14 @@ if TYPE_CHECKING:
 
 MIN_ID_LENGTH = 6  # shorter prefixes collide too easily to be safe for a delete
 _HEX = re.compile(r"^[0-9a-f]+$")
-CacheEntry = Entry  # the cache commands' name for it
 
 
 def select(
-    entries: Iterable[CacheEntry],
+    entries: Iterable[Entry],
     experiment: str | None = None,
     stage: str | None = None,
     params: str | None = None,
-) -> list[CacheEntry]:
+) -> list[Entry]:
     """Entries matching every given filter (`params` matches a set name or a hash prefix; a
     set named `params` wins over hash prefixes: `-p b` is set b, not hashes starting with b)."""
     out = list(entries)
@@ -56,7 +55,7 @@ def select(
     return out
 
 
-def _by_params(entries: list[CacheEntry], params: str) -> list[CacheEntry]:
+def _by_params(entries: list[Entry], params: str) -> list[Entry]:
     named = [e for e in entries if e.params_name == params]
     return named or [e for e in entries if e.params_hash.startswith(params)]
 
@@ -106,11 +105,11 @@ def latest_runs(registry: RunSource, experiment: str | None = None) -> list[Reco
     return out
 
 
-def used_by(entries: Iterable[CacheEntry], runs: Iterable[RecordedRun]) -> list[CacheEntry]:
+def used_by(entries: Iterable[Entry], runs: Iterable[RecordedRun]) -> list[Entry]:
     """The entries the runs' stage calls used (found by key: the entry a call computed or
     read), each once."""
     by_key = {e.key: e for e in entries}
-    out: dict[str, CacheEntry] = {}
+    out: dict[str, Entry] = {}
     for run in runs:
         for call in run.stages or ():
             entry = by_key.get(call.key or "")
@@ -125,7 +124,7 @@ def current_entry(
     experiment: str,
     stage: str | None,
     params: str | None,
-) -> CacheEntry:
+) -> Entry:
     """The one entry the latest run of `experiment` used for this stage and parameter set."""
     run, matched = current_entries(store, registry, experiment, stage, params)
     if len(matched) == 1:
@@ -143,7 +142,7 @@ def current_entries(
     experiment: str,
     stage: str | None,
     params: str | None,
-) -> tuple[RecordedRun, list[CacheEntry]]:
+) -> tuple[RecordedRun, list[Entry]]:
     """The latest run of `experiment` and the entries it used that match the filters (at
     least one), in the run's order (its parameter sets' order for one stage)."""
     runs = latest_runs(registry, experiment_name(experiment))
@@ -172,7 +171,7 @@ def current_entries(
 
 
 # ------------------------------------------------------------------------- addressing
-def resolve_entry(entries: list[CacheEntry], ident: str, root: Path) -> CacheEntry:
+def resolve_entry(entries: list[Entry], ident: str, root: Path) -> Entry:
     """The one entry `ident` names: a key prefix (as `cache ls` prints), a folder name
     `<stage>-<key16>`, or the entry's path (relative to the cache root or the current dir).
     """
@@ -196,7 +195,7 @@ def resolve_entry(entries: list[CacheEntry], ident: str, root: Path) -> CacheEnt
     )
 
 
-def _by_id(entries: list[CacheEntry], text: str, ident: str) -> list[CacheEntry]:
+def _by_id(entries: list[Entry], text: str, ident: str) -> list[Entry]:
     """Entries whose key starts with `text` (a hex id, or a folder name `<stage>-<key16>`)."""
     named = ENTRY_DIR_NAME.match(text)
     if named:
@@ -225,7 +224,7 @@ def is_entry_ref(text: str) -> bool:
     return bool(_HEX.match(bare)) and len(bare) >= MIN_ID_LENGTH
 
 
-def _by_path(entries: list[CacheEntry], text: str, root: Path) -> list[CacheEntry]:
+def _by_path(entries: list[Entry], text: str, root: Path) -> list[Entry]:
     wanted = {text.strip("/")}
     with contextlib.suppress(OSError, ValueError):  # a path outside the cache names nothing
         wanted.add(Path(text).resolve().relative_to(root.resolve()).as_posix())
@@ -236,7 +235,7 @@ def _by_path(entries: list[CacheEntry], text: str, root: Path) -> list[CacheEntr
 SORT_KEYS = ("experiment", "params", "stage", "age", "size")
 
 
-def sort_entries(entries: list[CacheEntry], by: str | None = None) -> list[CacheEntry]:
+def sort_entries(entries: list[Entry], by: str | None = None) -> list[Entry]:
     """Entries by experiment, params, stage, newest first; `by` puts one criterion first
     (age: newest first, size: largest first)."""
     default = sorted(entries, key=lambda e: -e.created)  # sorts are stable: newest last wins
@@ -268,17 +267,17 @@ class Lineage:
 
     MAX_DEPTH = 64  # metadata is data: never trust it to be acyclic or shallow
 
-    def __init__(self, root: Path, entries: list[CacheEntry]) -> None:
+    def __init__(self, root: Path, entries: list[Entry]) -> None:
         self.root = root
         self.by_path = {e.rel(root): e for e in entries}
-        self.consumers: dict[str, list[CacheEntry]] = defaultdict(list)
+        self.consumers: dict[str, list[Entry]] = defaultdict(list)
         for entry in entries:
             for rel in dict.fromkeys(r.get("entry") for _, r in input_refs(entry.meta)):
                 if isinstance(rel, str):
                     self.consumers[rel].append(entry)
 
     def upstream(
-        self, entry: CacheEntry, _seen: set[str] | None = None, _depth: int = 0
+        self, entry: Entry, _seen: set[str] | None = None, _depth: int = 0
     ) -> list[dict[str, Any]]:
         """The producers of `entry`'s inputs, each with its own producers (JSON-able)."""
         seen = _seen if _seen is not None else {entry.rel(self.root)}
@@ -326,7 +325,7 @@ class Lineage:
         }
 
     def downstream(
-        self, entry: CacheEntry, _seen: set[str] | None = None, _depth: int = 0
+        self, entry: Entry, _seen: set[str] | None = None, _depth: int = 0
     ) -> list[dict[str, Any]]:
         """The entries computed from `entry`, each with what was computed from it (JSON-able)."""
         rel = entry.rel(self.root)
@@ -352,7 +351,7 @@ class Lineage:
             out.append(node)
         return out
 
-    def descendants(self, entries: list[CacheEntry]) -> list[CacheEntry]:
+    def descendants(self, entries: list[Entry]) -> list[Entry]:
         """Every entry computed, directly or transitively, from `entries` (not those)."""
         start = {e.rel(self.root) for e in entries}
         seen, todo, out = set(start), list(start), []
@@ -386,7 +385,7 @@ class Garbage:
     kind: str  # "leftover", "orphan", "old" or "superseded"
     size: int
     reason: str
-    entry: CacheEntry | None = field(default=None, repr=False)
+    entry: Entry | None = field(default=None, repr=False)
 
     def to_json(self, root: Path) -> dict[str, Any]:
         data = {
@@ -417,7 +416,7 @@ def orphans(store: LocalStore, now: float, grace: float = GRACE_S) -> list[Garba
     ]
 
 
-def older_than(entries: list[CacheEntry], seconds: float, now: float) -> list[Garbage]:
+def older_than(entries: list[Entry], seconds: float, now: float) -> list[Garbage]:
     return [
         Garbage(e.directory, "old", e.size, f"written {human_age(now - e.created)}", e)
         for e in entries
@@ -425,10 +424,10 @@ def older_than(entries: list[CacheEntry], seconds: float, now: float) -> list[Ga
     ]
 
 
-def superseded(entries: list[CacheEntry], keep: int) -> list[Garbage]:
+def superseded(entries: list[Entry], keep: int) -> list[Garbage]:
     """All but the `keep` newest entries of each (experiment, parameter set, stage): older
     versions left behind after the code or an input changed."""
-    groups: dict[tuple[str, str, str], list[CacheEntry]] = defaultdict(list)
+    groups: dict[tuple[str, str, str], list[Entry]] = defaultdict(list)
     for entry in entries:
         groups[(entry.experiment, entry.params_hash, entry.stage)].append(entry)
     out = []
@@ -458,14 +457,14 @@ def parse_duration(text: str) -> float:
 DU_GROUPS = ("experiment", "stage", "params")
 
 
-def totals(entries: list[CacheEntry], by: str) -> list[dict[str, Any]]:
+def totals(entries: list[Entry], by: str) -> list[dict[str, Any]]:
     """Entry counts and sizes grouped by experiment, by (experiment, stage) or by
     (experiment, parameter set), largest first."""
     return totals_by(entries, [by])[0][by]
 
 
 def totals_by(
-    entries: Iterable[CacheEntry], groupings: list[str]
+    entries: Iterable[Entry], groupings: list[str]
 ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, int]]:
     """`totals` for several groupings, in one pass over entries that are not kept (a cache
     of any size fits), and the overall {entries, size}."""
@@ -499,7 +498,7 @@ def totals_by(
     return ordered, overall
 
 
-def _group_fields(entry: CacheEntry, by: str) -> dict[str, Any]:
+def _group_fields(entry: Entry, by: str) -> dict[str, Any]:
     if by == "experiment":
         return {"experiment": entry.experiment}
     if by == "stage":

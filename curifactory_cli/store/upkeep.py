@@ -12,8 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from curifactory_cli.errors import ConfigError, CurifactoryError, close_matches_hint
 from curifactory_cli.store import index
-from curifactory_cli.store.entry import ENTRY_DIR_NAME, FileCheck, signature_problem
-from curifactory_cli.store.index import CacheEntry
+from curifactory_cli.store.entry import ENTRY_DIR_NAME, Entry, FileCheck, signature_problem
 
 if TYPE_CHECKING:
     from curifactory_cli.store.local import LocalStore
@@ -28,7 +27,7 @@ PROBLEM_KINDS = ("missing", "corrupt", "orphan_file", "orphan_dir")
 
 # ---------------------------------------------------------------------------------- inspect
 def inspect_data(
-    store: LocalStore, entry: CacheEntry, lineage: index.Lineage, lookup_run: RunLookup
+    store: LocalStore, entry: Entry, lineage: index.Lineage, lookup_run: RunLookup
 ) -> dict[str, Any]:
     """Everything `cache inspect` shows of one entry (its `--json` output)."""
     root = store.root
@@ -118,11 +117,11 @@ def filtered_orphans(
 
 
 def verify(
-    store: LocalStore, entries: list[CacheEntry], orphan_dirs: list[Path]
-) -> tuple[list[dict[str, Any]], list[CacheEntry], list[PurePath]]:
+    store: LocalStore, entries: list[Entry], orphan_dirs: list[Path]
+) -> tuple[list[dict[str, Any]], list[Entry], list[PurePath]]:
     """Problems found (JSON-able), entries to remove, and stray files in good entries."""
     problems: list[dict[str, Any]] = []
-    bad: list[CacheEntry] = []
+    bad: list[Entry] = []
     stray: list[PurePath] = []
     for entry in entries:
         found, damaged, unlisted = _entry_problems(store, entry)
@@ -137,7 +136,7 @@ def verify(
 
 
 def _entry_problems(
-    store: LocalStore, entry: CacheEntry
+    store: LocalStore, entry: Entry
 ) -> tuple[list[dict[str, Any]], bool, list[str]]:
     """One entry's problems, whether they damage it (a file missing or changed, or a
     signature that does not match), and the files in it that its metadata does not list."""
@@ -164,7 +163,7 @@ def _entry_problems(
 
 
 def problem(
-    root: Path, kind: str, path: PurePath, entry: CacheEntry | None, detail: str
+    root: Path, kind: str, path: PurePath, entry: Entry | None, detail: str
 ) -> dict[str, Any]:
     return {
         "kind": kind,
@@ -215,8 +214,8 @@ def garbage(
 
 # ---------------------------------------------------------------------------------- invalidate
 def invalidation_targets(
-    every: list[CacheEntry], experiment: str, stage: str | None, params: str | None
-) -> list[CacheEntry]:
+    every: list[Entry], experiment: str, stage: str | None, params: str | None
+) -> list[Entry]:
     """The entries `cache invalidate` names (their descendants are added by the lineage);
     none is an error that lists what there is."""
     mine = index.select(every, experiment)
@@ -239,8 +238,8 @@ def invalidation_targets(
 def missing_from(
     source: LocalStore | FsspecStore,
     target: LocalStore | FsspecStore,
-    chosen: Callable[[], Iterable[CacheEntry]],
-) -> list[CacheEntry]:
+    chosen: Callable[[], Iterable[Entry]],
+) -> list[Entry]:
     """The entries of `source` that `chosen()` lists and `target` lacks (or holds another
     version of); invalidated ones are not moved. `target` is listed first."""
     there = {e.rel(target.root): e.key for e in target.entries()}
