@@ -207,27 +207,32 @@ def _show_log(
             },
         )
         return
-    lines: list[str] = []
-    for entry in entries:
-        facts = [str(entry.get("outcome") or "")]
-        if entry.get("seconds") is not None:
-            facts.append(f"{float(entry['seconds']):.2f}s")
-        if entry.get("worker"):
-            facts.append(str(entry["worker"]))
-        lines.append(f"== {entry['stage']} [{entry['record']}]  {'  '.join(facts)}")
-        text = entry.get("log") or ""
-        if text:
-            lines.append(text.rstrip("\n"))
-        if entry.get("traceback"):
-            lines.append(entry["traceback"].rstrip("\n"))
-        elif entry.get("error"):
-            lines.append(f"error: {entry['error']}")
+    lines = [line for entry in entries for line in _entry_lines(entry)]
     for name, records in cached.items():
         n = len(records)
         lines.append(f"== {name}: {n} call{'s' if n != 1 else ''} cached (no output in this run)")
     if not lines:
         lines.append("no stage call of this run printed or logged anything")
     write_text(console, "\n".join(_safe_lines(lines)) + "\n")
+
+
+def _entry_lines(entry: dict[str, Any]) -> list[str]:
+    """One stage call of the log: a header line (outcome, time, worker), then what it printed
+    and its traceback or error."""
+    facts = [str(entry.get("outcome") or "")]
+    if entry.get("seconds") is not None:
+        facts.append(f"{float(entry['seconds']):.2f}s")
+    if entry.get("worker"):
+        facts.append(str(entry["worker"]))
+    lines = [f"== {entry['stage']} [{entry['record']}]  {'  '.join(facts)}"]
+    text = entry.get("log") or ""
+    if text:
+        lines.append(text.rstrip("\n"))
+    if entry.get("traceback"):
+        lines.append(entry["traceback"].rstrip("\n"))
+    elif entry.get("error"):
+        lines.append(f"error: {entry['error']}")
+    return lines
 
 
 def _safe_lines(lines: list[str]) -> list[str]:

@@ -122,26 +122,8 @@ def _svg(width: float, height: float, body: list[str], label: str) -> str:
 
 def _full(calls: Sequence[StageRecord]) -> str:
     depth = depths(calls)
-    # A record made only of aggregate calls (Record(manager, None)) has no column: its calls
-    # go in rows below all the others, each under the middle of the calls it joins.
-    joining = {c.record for c in calls}
-    for call in calls:
-        if not call.aggregate:
-            joining.discard(call.record)
-    # Other records in order of first appearance; in a record, one slot per call at a depth.
-    order: dict[str, int] = {}
-    slot: list[int] = []
-    used: dict[tuple[str, int], int] = {}
-    for i, call in enumerate(calls):
-        if call.record not in joining:
-            order.setdefault(call.record, len(order))
-        cell = (call.record, depth[i])
-        slot.append(used.get(cell, 0))
-        used[cell] = slot[-1] + 1
-    width_of = dict.fromkeys(order, 1)
-    for (record, _), n in used.items():
-        if record in width_of:
-            width_of[record] = max(width_of[record], n)
+    joining = _joining(calls)
+    order, slot, width_of = _slots(calls, depth, joining)
     left: dict[str, float] = {}
     labels: dict[str, list[str]] = {}
     x = MARGIN
@@ -161,17 +143,7 @@ def _full(calls: Sequence[StageRecord]) -> str:
             bx = left[call.record] + BAND_PAD + slot[i] * (BOX_W + GAP_X)
             where[i] = (bx, top + depth[i] * step)
     band_h = rows * step - GAP_Y + 2 * BAND_PAD if rows else 0
-    lowest = min((depth[i] for i, c in enumerate(calls) if c.record in joining), default=0)
-    right_edge: dict[int, float] = {}  # per joining row: where the next box may start
-    for i, call in enumerate(calls):
-        if call.record not in joining:
-            continue
-        row = rows + depth[i] - lowest
-        above = [where[j][0] for j in call.inputs or () if j in where]
-        bx = sum(above) / len(above) if above else MARGIN
-        bx = max(bx, right_edge.get(row, MARGIN))
-        right_edge[row] = bx + BOX_W + GAP_X
-        where[i] = (bx, top + row * step + (LABEL_H if rows else 0))
+    _place_joining(calls, depth, joining, where, rows, top)
     width = max([x - GAP_X + MARGIN, 200] + [bx + BOX_W + MARGIN for bx, _ in where.values()])
     height = max(by for _, by in where.values()) + BOX_H + BAND_PAD + MARGIN if where else 60
 
@@ -184,33 +156,97 @@ def _full(calls: Sequence[StageRecord]) -> str:
             f"{_label(x0 + BAND_PAD, MARGIN + 13, labels[record])}"
             f"<title>{escape(record)}</title></g>"
         )
-    for i, call in enumerate(calls):
-        x2, y2 = where[i]
-        for j in call.inputs or ():
-            if j in where:
-                x1, y1 = where[j]
-                body.append(_edge(x1 + BOX_W / 2, y1 + BOX_H, x2 + BOX_W / 2, y2 - 1))
-    for i, call in enumerate(calls):
-        bx, by = where[i]
-        kind = " aggregate" if call.aggregate else ""
-        label = ""
-        if call.record in joining:  # its record's name, since it has no band
-            label = (
-                f'<text class="record" x="{bx + BOX_W / 2:.0f}" y="{by + BOX_H + 13:.0f}">'
-                f"{escape(_short(call.record))}</text>"
-            )
-        body.append(
-            f'<g class="node {escape(call.outcome)}{kind}" data-i="{i}" tabindex="0">'
-            f"<title>{escape(_tooltip(call))}</title>"
-            f'<rect x="{bx:.0f}" y="{by:.0f}" width="{BOX_W}" height="{BOX_H}" rx="5"/>'
-            f'<text x="{bx + BOX_W / 2:.0f}" y="{by + BOX_H / 2 + 4:.0f}">'
-            f"{escape(_short(call.stage))}</text>{label}</g>"
-        )
+    body += _edges(calls, where)
+    body += [_node_box(i, call, where[i], call.record in joining) for i, call in enumerate(calls)]
     return _svg(
         width,
         height + (14 if joining else 0),
         body,
         f"stage graph: {plural(len(calls), 'stage call')}",
+    )
+
+
+def _joining(calls: Sequence[StageRecord]) -> set[str]:
+    """A record made only of aggregate calls (Record(manager, None)) has no column: its calls
+    go in rows below all the others, each under the middle of the calls it joins."""
+    joining = {c.record for c in calls}
+    for call in calls:
+        if not call.aggregate:
+            joining.discard(call.record)
+    return joining
+
+
+def _slots(
+    calls: Sequence[StageRecord], depth: list[int], joining: set[str]
+) -> tuple[dict[str, int], list[int], dict[str, int]]:
+    """Records with a column, in order of first appearance; each call's slot in its record
+    at its depth; each record's width in slots."""
+    order: dict[str, int] = {}
+    slot: list[int] = []
+    used: dict[tuple[str, int], int] = {}
+    for i, call in enumerate(calls):
+        if call.record not in joining:
+            order.setdefault(call.record, len(order))
+        cell = (call.record, depth[i])
+        slot.append(used.get(cell, 0))
+        used[cell] = slot[-1] + 1
+    width_of = dict.fromkeys(order, 1)
+    for (record, _), n in used.items():
+        if record in width_of:
+            width_of[record] = max(width_of[record], n)
+    return order, slot, width_of
+
+
+def _place_joining(
+    calls: Sequence[StageRecord],
+    depth: list[int],
+    joining: set[str],
+    where: dict[int, tuple[float, float]],
+    rows: int,
+    top: float,
+) -> None:
+    """The calls of joining records, in rows below the bands, each under the middle of
+    the calls it joins (never overlapping the box before it in its row)."""
+    step = BOX_H + GAP_Y
+    lowest = min((depth[i] for i, c in enumerate(calls) if c.record in joining), default=0)
+    right_edge: dict[int, float] = {}  # per joining row: where the next box may start
+    for i, call in enumerate(calls):
+        if call.record not in joining:
+            continue
+        row = rows + depth[i] - lowest
+        above = [where[j][0] for j in call.inputs or () if j in where]
+        bx = sum(above) / len(above) if above else MARGIN
+        bx = max(bx, right_edge.get(row, MARGIN))
+        right_edge[row] = bx + BOX_W + GAP_X
+        where[i] = (bx, top + row * step + (LABEL_H if rows else 0))
+
+
+def _edges(calls: Sequence[StageRecord], where: dict[int, tuple[float, float]]) -> list[str]:
+    out = []
+    for i, call in enumerate(calls):
+        x2, y2 = where[i]
+        for j in call.inputs or ():
+            if j in where:
+                x1, y1 = where[j]
+                out.append(_edge(x1 + BOX_W / 2, y1 + BOX_H, x2 + BOX_W / 2, y2 - 1))
+    return out
+
+
+def _node_box(i: int, call: StageRecord, at: tuple[float, float], joining: bool) -> str:
+    bx, by = at
+    kind = " aggregate" if call.aggregate else ""
+    label = ""
+    if joining:  # its record's name, since it has no band
+        label = (
+            f'<text class="record" x="{bx + BOX_W / 2:.0f}" y="{by + BOX_H + 13:.0f}">'
+            f"{escape(_short(call.record))}</text>"
+        )
+    return (
+        f'<g class="node {escape(call.outcome)}{kind}" data-i="{i}" tabindex="0">'
+        f"<title>{escape(_tooltip(call))}</title>"
+        f'<rect x="{bx:.0f}" y="{by:.0f}" width="{BOX_W}" height="{BOX_H}" rx="5"/>'
+        f'<text x="{bx + BOX_W / 2:.0f}" y="{by + BOX_H / 2 + 4:.0f}">'
+        f"{escape(_short(call.stage))}</text>{label}</g>"
     )
 
 
