@@ -199,14 +199,32 @@ def _whole_digest(params: Any) -> str:
     return hash_params(hash_view(params), "parameter set")
 
 
+def _kind(value: Any) -> str | None:
+    """What a stage learns of a nested object by taking it (before reading any of it): a
+    mapping, or a dataclass of some class; None for a value no view is made of."""
+    if isinstance(value, (Mapping, Params)):
+        return "kind:mapping"
+    if hasattr(type(value), "__dataclass_fields__") and not isinstance(value, type):
+        return f"kind:dataclass:{type(value).__module__}.{type(value).__qualname__}"
+    return None
+
+
 def _take_whole(reads: Reads, target: Any, parts: Parts, parent: Any, set_level: Any) -> None:
     """A read of everything under `parts` (of the whole set at the root)."""
     if not parts:
         reads.everything = True
         reads._note((), _whole_digest, target)
-    else:
+        return
+    # A nested object's path holds its kind since it was taken: now its kind and its value.
+    kind = reads._seen.get(parts)
+    if kind is not None and "|" not in kind:
+        del reads._seen[parts]
         value = target._data if isinstance(target, Params) else target
-        reads._note(parts, _field_digest, parent, parts[-1], value, set_level)
+        reads._note(parts, _node_digest, parent, parts[-1], value, set_level)
+
+
+def _node_digest(container: Any, key: Key, value: Any, set_level: bool) -> str:
+    return f"{_kind(value)}|{_field_digest(container, key, value, set_level)}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -220,7 +238,7 @@ def first_difference(params: Any, reads: Reads | Iterable[tuple[str, str]]) -> s
     items = reads.items if isinstance(reads, Reads) else reads
     for path, recorded in sorted(items):
         try:
-            current = _digest_at(params, parse_path(path))
+            current = _digest_at(params, parse_path(path), recorded)
         except (ParamsError, ValueError):
             return path
         if current != recorded or recorded == UNHASHABLE_DIGEST:
@@ -232,20 +250,28 @@ def reads_match(params: Any, reads: Reads | Iterable[tuple[str, str]]) -> bool:
     return first_difference(params, reads) is None
 
 
-def _digest_at(params: Any, parts: Parts) -> str:
+def _digest_at(params: Any, parts: Parts, recorded: str) -> str | None:
+    """The digest of `params` at `parts`, computed as `recorded` was."""
     if not parts:
         return _whole_digest(params)
     container, set_level, raw = params, True, False
     for key in parts[:-1]:
         value = _child(container, key)
-        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        if hasattr(type(value), "__dataclass_fields__") and not isinstance(value, type):
             container, set_level, raw = value, True, False
         elif isinstance(value, Mapping) and (raw or isinstance(container, Params)):
             container, set_level, raw = value, False, True
         else:
             return ABSENT_DIGEST  # a view is made only of those two kinds
-    value = _child(container, parts[-1])
-    digest = _field_digest(hash_view(container), parts[-1], value, set_level)
+    key = parts[-1]
+    value = _child(container, key)
+    if recorded.startswith("kind:"):  # a nested object taken (and maybe read whole)
+        if isinstance(value, Mapping) and not (raw or isinstance(container, Params)):
+            return None  # a mapping in a dataclass is a value, not a nested object
+        if "|" in recorded:
+            return _node_digest(hash_view(container), key, value, set_level)
+        return _kind(value)
+    digest = _field_digest(hash_view(container), key, value, set_level)
     return ABSENT_DIGEST if digest is None else digest
 
 
@@ -352,16 +378,16 @@ def _build_view_class(cls: type) -> type:
 def _read_field(state: tuple[Any, ...], key: Any, value: Any) -> Any:
     """A field read through a view: recorded, or wrapped in a view of its own."""
     reads: Reads = state[2]
+    target = state[0]
     if reads.everything:
-        return value
+        return _wrap_plain(target, key, value)
     path: Parts = (*state[1], key)
     # A path read before: its view, or the value (its digest is the first read's).
     cached = reads._views.get(path)
     if cached is not None and cached[0] is value:
         return cached[1]
     if path in reads._seen:
-        return value
-    target = state[0]
+        return _wrap_plain(target, key, value)
     if not isinstance(key, _PATH_KEYS):  # a key no path can name: the container is read
         _whole(state)
         return _wrap_plain(target, key, value)
@@ -375,6 +401,7 @@ def _read_field(state: tuple[Any, ...], key: Any, value: Any) -> Any:
         view = _make_view(obj, path, reads, hash_view(target), set_level, nested_set_level)
         if view is not None:
             reads._views[path] = (value, view)
+            reads._note(path, _kind, value)  # taking it tells its kind
             return view
         value = obj
     reads._note(path, _field_digest, hash_view(target), key, value, set_level)
