@@ -61,6 +61,15 @@ class WithReps(ExperimentParameters):
     )
 
 
+@dataclass
+class NestedReps(ExperimentParameters):
+    model: Model = field(default_factory=Model)
+    cluster: Model = field(default_factory=Model)
+    hash_representations: dict = set_hash_functions(  # noqa: RUF009 - Curifactory's idiom
+        cluster=None, model=lambda params, value: value.depth
+    )
+
+
 @dataclass(frozen=True)
 class Frozen:
     lr: float = 0.1
@@ -324,6 +333,22 @@ def test_hash_representations_opt_outs_are_not_recorded_and_functions_are_used()
     assert reads_match(WithReps(lr=0.1, workers=16), reads)
     assert reads_match(WithReps(lr=0.1001), reads)  # the same to two places
     assert first_difference(WithReps(lr=0.2), reads) == "lr"
+
+
+def test_a_nested_object_with_a_hash_representation_is_read_as_that_representation():
+    view, reads = watch(NestedReps(model=Model(depth=2, width=5), cluster=Model(depth=9)))
+    assert view.model.width == 5  # the hash sees only the depth: so does the read
+    assert view.cluster.depth == 9  # left out of the hash: not read
+    assert reads.items == (("model", digest(2)),)
+    assert reads_match(NestedReps(model=Model(depth=2, width=6), cluster=Model(depth=1)), reads)
+    assert first_difference(NestedReps(model=Model(depth=3, width=5)), reads) == "model"
+
+
+def test_a_value_changed_in_place_keeps_the_digest_of_its_first_read():
+    view, reads = watch(P(layers=[4, 8]))
+    view.layers.append(16)  # changes the set itself, as it would without a view
+    assert view.layers == [4, 8, 16]
+    assert reads.items == (("layers", digest([4, 8])),)
 
 
 def test_writes_are_refused_as_the_set_refuses_them():
