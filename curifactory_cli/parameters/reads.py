@@ -65,6 +65,7 @@ _WHOLE_METHODS = (
     "__format__",
     "__dir__",
     "__bytes__",
+    "__replace__",  # copy.replace (Python 3.13)
 )
 
 
@@ -93,6 +94,10 @@ class Reads:
     def __repr__(self) -> str:
         return f"Reads(everything={self.everything}, items={self.items!r})"
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # What was read, without the views (pickling a view would read its whole set).
+        return (_restored_reads, (dict(self._seen), self.everything))
+
     def _note(self, parts: Parts, compute: Any, *args: Any) -> None:
         """Records the first read of a path (a later one may see the stage's own write)."""
         if parts in self._seen or (self._written and _written_over(self._written, parts)):
@@ -111,10 +116,18 @@ def _written_over(written: set[Parts], parts: Parts) -> bool:
     return any(parts[:n] in written for n in range(1, len(parts) + 1))
 
 
+def _restored_reads(seen: dict[Parts, str], everything: bool) -> Reads:
+    reads = Reads()
+    reads._seen.update(seen)
+    reads.everything = everything
+    return reads
+
+
 def watch(params: Any) -> tuple[Any, Reads]:
     """A view of `params` that records what is read of it, and the record. A set whose class
     cannot be viewed (a subclass of a built-in type) is given as it is, read in full."""
     reads = Reads()
+    params = unwrap(params)  # a view of a view would record in the inner one's Reads too
     if params is None:
         return None, reads
     view = _make_view(params, (), reads, None, None, set_level=True)

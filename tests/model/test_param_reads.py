@@ -363,6 +363,15 @@ def test_writes_are_refused_as_the_set_refuses_them():
     assert frozen.lr == 0.1 and frozen_reads.items == (("lr", digest(0.1)),)
 
 
+def test_a_record_of_reads_pickles_without_reading_the_set():
+    view, reads = watch(P(model=Model(depth=4)))
+    assert view.model.depth == 4
+    copied = pickle.loads(pickle.dumps(reads))
+    assert not reads.everything  # the view it holds was not pickled
+    assert (copied.items, copied.everything) == (reads.items, False)
+    assert first_difference(P(model=Model(depth=5)), copied) == "model.depth"
+
+
 def test_unwrap_gives_the_set_without_reading_it():
     params = P()
     view, reads = watch(params)
