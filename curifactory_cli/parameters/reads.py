@@ -19,6 +19,7 @@ too. `view.__class__` is the set's class; `type(view)` is the subclass.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -161,6 +162,7 @@ def render_path(parts: Parts) -> str:
 _DECODER = json.JSONDecoder()
 
 
+@functools.lru_cache(maxsize=4096)  # a lookup parses the same few paths for every candidate
 def parse_path(path: str) -> Parts:
     """The keys of a rendered path (render_path's inverse)."""
     parts: list[Key] = []
@@ -302,13 +304,21 @@ def _child(container: Any, key: Key) -> Any:
     return own[key] if isinstance(own, dict) and key in own else _ABSENT
 
 
+_FIELD_NAMES: dict[type, frozenset[str]] = {}
+
+
 def _field_names(cls: type) -> frozenset[str]:
     """A class's dataclass fields and slots: the fields not in an instance's __dict__."""
-    names = {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else set()
-    for klass in cls.__mro__:
-        slots = klass.__dict__.get("__slots__", ())
-        names.update([slots] if isinstance(slots, str) else slots)
-    return frozenset(names - {"__dict__", "__weakref__"})
+    known = _FIELD_NAMES.get(cls)
+    if known is None:
+        names = (
+            {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else set()
+        )
+        for klass in cls.__mro__:
+            slots = klass.__dict__.get("__slots__", ())
+            names.update([slots] if isinstance(slots, str) else slots)
+        known = _FIELD_NAMES[cls] = frozenset(names - {"__dict__", "__weakref__"})
+    return known
 
 
 # --------------------------------------------------------------------------------------------
