@@ -15,7 +15,7 @@ from curifactory_cli.hashing import MAX_DEPTH
 from curifactory_cli.hashing import MAX_NODES as MAX_VALUES
 
 
-class LineMapping(dict):
+class LineMapping(dict[Any, Any]):
     """A dict that remembers the line of each key (1-based) and its own line."""
 
     line: int = 0

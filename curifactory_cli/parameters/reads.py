@@ -1,0 +1,586 @@
+"""A view of a parameter set that records what a stage reads of it.
+
+`watch(params)` gives a view that behaves like the set for the code that uses it, and a `Reads`
+that fills as that code reads: each parameter path read (`p.model.depth` reads `model.depth`,
+`p["lr"]` reads `lr`) with a digest of the value read, computed as the parameter hash computes
+it (built-in fields, `hash_representations` opt-outs and functions respected). Anything that
+takes the whole set (iteration, `to_dict()`, `vars`, `dataclasses.asdict`, pickling, `repr`,
+`==`, `hash`, `copy`, ...) reads everything. `first_difference(params, reads)` says whether
+another set has the same value at every path read, naming the first one that differs.
+
+The view is an instance of a subclass of the set's own class, made once per class, whose
+storage is empty: every attribute lookup goes through its `__getattribute__`, which reads the
+set's field, records it, and wraps a nested dataclass or mapping in a view of its own. Being a
+subclass keeps `isinstance`, `dataclasses.is_dataclass` (so `asdict` works, and reads
+everything) and the class's methods, which run with the view as `self` and so are recorded
+too. `view.__class__` is the set's class; `type(view)` is the subclass.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from curifactory_cli.errors import ParamsError
+from curifactory_cli.hashing import (
+    PARAMETERS_BLACKLIST,
+    _representations,
+    hash_params,
+    hash_value,
+)
+from curifactory_cli.parameters.sets import Params, hash_view
+
+Key = str | int | float | bool | None
+Parts = tuple[Key, ...]
+
+ABSENT_DIGEST = "absent"  # a path the set has no value at (never a hex digest)
+UNHASHABLE_DIGEST = "unhashable"  # a value that cannot be hashed: never matches
+_ABSENT: Any = object()
+_get = object.__getattribute__
+_set = object.__setattr__
+
+# Reading these through a view takes the whole object (its field names and values).
+_WHOLE_ATTRIBUTES = frozenset({"__dict__", "__dataclass_fields__", "__slots__"})
+# Special methods that take the whole object; a view class has those its set's class has.
+_WHOLE_METHODS = (
+    "__iter__",
+    "__reversed__",
+    "__len__",
+    "__bool__",
+    "__contains__",
+    "__getitem__",
+    "__lt__",
+    "__le__",
+    "__gt__",
+    "__ge__",
+    "__copy__",
+    "__deepcopy__",
+    "__getstate__",
+    "__reduce__",
+    "__reduce_ex__",
+    "__repr__",
+    "__str__",
+    "__format__",
+    "__dir__",
+    "__bytes__",
+    "__replace__",  # copy.replace (Python 3.13)
+)
+
+
+class Reads:
+    """What a stage call read of its parameter set: `items` (sorted (path, digest) pairs;
+    the whole set is the path "") and `everything` (whether it took the whole set)."""
+
+    __slots__ = ("_seen", "_views", "_written", "everything")
+
+    def __init__(self) -> None:
+        self._seen: dict[Parts, str] = {}
+        self._written: set[Parts] = set()
+        # The view last made at a path, with the object it wraps: reading `p.model` in a loop
+        # makes one view, not one per read.
+        self._views: dict[Parts, tuple[Any, Any]] = {}
+        self.everything = False
+
+    @property
+    def items(self) -> tuple[tuple[str, str], ...]:
+        return tuple(sorted((render_path(parts), d) for parts, d in self._seen.items()))
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        return tuple(path for path, _ in self.items)
+
+    def __repr__(self) -> str:
+        return f"Reads(everything={self.everything}, items={self.items!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # What was read, without the views (pickling a view would read its whole set).
+        return (_restored_reads, (dict(self._seen), self.everything))
+
+    def _note(self, parts: Parts, compute: Any, *args: Any) -> None:
+        """Records the first read of a path (a later one may see the stage's own write)."""
+        if parts in self._seen or (self._written and _written_over(self._written, parts)):
+            return
+        try:
+            digest = compute(*args)
+        except ParamsError:
+            digest = UNHASHABLE_DIGEST
+        if digest is not None:  # None: a field the parameter hash leaves out
+            self._seen[parts] = digest
+
+
+def _written_over(written: set[Parts], parts: Parts) -> bool:
+    """Whether the stage set this path (or one above it) before reading it: what it reads
+    there is its own value, a function of what it read before."""
+    return any(parts[:n] in written for n in range(1, len(parts) + 1))
+
+
+def _restored_reads(seen: dict[Parts, str], everything: bool) -> Reads:
+    reads = Reads()
+    reads._seen.update(seen)
+    reads.everything = everything
+    return reads
+
+
+def watch(params: Any) -> tuple[Any, Reads]:
+    """A view of `params` that records what is read of it, and the record. A set whose class
+    cannot be viewed (a subclass of a built-in type) is given as it is, read in full."""
+    reads = Reads()
+    params = unwrap(params)  # a view of a view would record in the inner one's Reads too
+    if params is None:
+        return None, reads
+    view = _make_view(params, (), reads, None, None, set_level=True)
+    if view is None:
+        _take_whole(reads, params, (), None, None)
+        return params, reads
+    return view, reads
+
+
+def unwrap(value: Any) -> Any:
+    """The object a view wraps (anything else as it is), without reading it."""
+    if type(value).__dict__.get("_rv_view", False):
+        return _get(value, "_rv")[0]
+    return value
+
+
+# --------------------------------------------------------------------------------------------
+# Paths: dotted names, other keys in brackets as JSON (`model.depth`, `grid[1]`, `a["x.y"]`)
+
+
+def render_path(parts: Parts) -> str:
+    out: list[str] = []
+    for part in parts:
+        if isinstance(part, str) and part and not any(c in part for c in '.[]"'):
+            out.append(f".{part}" if out else part)
+        else:
+            out.append(f"[{json.dumps(part)}]")
+    return "".join(out)
+
+
+_DECODER = json.JSONDecoder()
+
+
+@functools.lru_cache(maxsize=4096)  # a lookup parses the same few paths for every candidate
+def parse_path(path: str) -> Parts:
+    """The keys of a rendered path (render_path's inverse)."""
+    parts: list[Key] = []
+    i = 0
+    while i < len(path):
+        if path[i] == "[":
+            value, end = _DECODER.raw_decode(path, i + 1)
+            if end >= len(path) or path[end] != "]":
+                raise ValueError(f"bad parameter path {path!r}")
+            parts.append(value)
+            i = end + 1
+            continue
+        if path[i] == "." and parts:
+            i += 1
+        end = i
+        while end < len(path) and path[end] not in ".[":
+            end += 1
+        if end == i:
+            raise ValueError(f"bad parameter path {path!r}")
+        parts.append(path[i:end])
+        i = end
+    return tuple(parts)
+
+
+# --------------------------------------------------------------------------------------------
+# Digests, as the parameter hash computes them
+
+
+def _field_digest(container: Any, key: Key, value: Any, set_level: bool) -> str | None:
+    """The digest of `container`'s field `key` holding `value`; None when the field is not
+    part of the parameter hash. `set_level`: the container is a set or a dataclass, whose
+    built-in fields and `hash_representations` count (a mapping's keys are all hashed)."""
+    if value is _ABSENT:
+        return ABSENT_DIGEST
+    if set_level:
+        if key in PARAMETERS_BLACKLIST:
+            return None
+        reps = _representations(container)
+        if key in reps:
+            rep = reps[key]
+            if rep is None:
+                return None
+            if callable(rep):
+                value = rep(container, value)
+    return hash_value(hash_view(value), "parameter value")
+
+
+def _whole_digest(params: Any) -> str:
+    return hash_params(hash_view(params), "parameter set")
+
+
+def _kind(value: Any) -> str | None:
+    """What a stage learns of a nested object by taking it (before reading any of it): a
+    mapping, or a dataclass of some class; None for a value no view is made of."""
+    if isinstance(value, (Mapping, Params)):
+        return "kind:mapping"
+    if hasattr(type(value), "__dataclass_fields__") and not isinstance(value, type):
+        return f"kind:dataclass:{type(value).__module__}.{type(value).__qualname__}"
+    return None
+
+
+def _take_whole(reads: Reads, target: Any, parts: Parts, parent: Any, set_level: Any) -> None:
+    """A read of everything under `parts` (of the whole set at the root)."""
+    if not parts:
+        reads.everything = True
+        reads._note((), _whole_digest, target)
+        return
+    # A nested object's path holds its kind since it was taken: now its kind and its value.
+    kind = reads._seen.get(parts)
+    if kind is not None and "|" not in kind:
+        del reads._seen[parts]
+        value = target._data if isinstance(target, Params) else target
+        reads._note(parts, _node_digest, parent, parts[-1], value, set_level)
+
+
+def _node_digest(container: Any, key: Key, value: Any, set_level: bool) -> str:
+    return f"{_kind(value)}|{_field_digest(container, key, value, set_level)}"
+
+
+# --------------------------------------------------------------------------------------------
+# Comparing a set with what was read of another
+
+
+def first_difference(params: Any, reads: Reads | Iterable[tuple[str, str]]) -> str | None:
+    """The first recorded path whose value in `params` has another digest ("" for the whole
+    set), or None when every one is the same: a stage call that read those values of
+    another set would read the same of this one."""
+    items = reads.items if isinstance(reads, Reads) else reads
+    for path, recorded in sorted(items):
+        try:
+            current = _digest_at(params, parse_path(path), recorded)
+        except (ParamsError, ValueError):
+            return path
+        if current != recorded or recorded == UNHASHABLE_DIGEST:
+            return path
+    return None
+
+
+def reads_match(params: Any, reads: Reads | Iterable[tuple[str, str]]) -> bool:
+    return first_difference(params, reads) is None
+
+
+def _digest_at(params: Any, parts: Parts, recorded: str) -> str | None:
+    """The digest of `params` at `parts`, computed as `recorded` was."""
+    if not parts:
+        return _whole_digest(params)
+    container, set_level, raw = params, True, False
+    for key in parts[:-1]:
+        value = _child(container, key)
+        if hasattr(type(value), "__dataclass_fields__") and not isinstance(value, type):
+            container, set_level, raw = value, True, False
+        elif isinstance(value, Mapping) and (raw or isinstance(container, Params)):
+            container, set_level, raw = value, False, True
+        else:
+            return ABSENT_DIGEST  # a view is made only of those two kinds
+    key = parts[-1]
+    value = _child(container, key)
+    if recorded.startswith("kind:"):  # a nested object taken (and maybe read whole)
+        if isinstance(value, Mapping) and not (raw or isinstance(container, Params)):
+            return None  # a mapping in a dataclass is a value, not a nested object
+        if "|" in recorded:
+            return _node_digest(hash_view(container), key, value, set_level)
+        return _kind(value)
+    digest = _field_digest(hash_view(container), key, value, set_level)
+    return ABSENT_DIGEST if digest is None else digest
+
+
+def _child(container: Any, key: Key) -> Any:
+    """A field of a set, a dataclass or a mapping (not a class attribute), or _ABSENT."""
+    if isinstance(container, Params):
+        container = container._data
+    if isinstance(container, Mapping):
+        return container.get(key, _ABSENT)
+    if not isinstance(key, str):
+        return _ABSENT
+    if key in _field_names(type(container)):
+        return getattr(container, key, _ABSENT)
+    own = getattr(container, "__dict__", None)
+    return own[key] if isinstance(own, dict) and key in own else _ABSENT
+
+
+_FIELD_NAMES: dict[type, frozenset[str]] = {}
+
+
+def _field_names(cls: type) -> frozenset[str]:
+    """A class's dataclass fields and slots: the fields not in an instance's __dict__."""
+    known = _FIELD_NAMES.get(cls)
+    if known is None:
+        names = (
+            {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else set()
+        )
+        for klass in cls.__mro__:
+            slots = klass.__dict__.get("__slots__", ())
+            names.update([slots] if isinstance(slots, str) else slots)
+        known = _FIELD_NAMES[cls] = frozenset(names - {"__dict__", "__weakref__"})
+    return known
+
+
+# --------------------------------------------------------------------------------------------
+# The views
+#
+# A view's one slot `_rv` holds its state, a tuple (read on every attribute access):
+# (target, parts, reads, set_level, reps, names, target's __dict__ or None, parent,
+# parent's set_level). `names`: for a Params view, every attribute of its class; else the
+# class's dataclass fields and slots.
+
+_PATH_KEYS = (str, int, float, bool, type(None))
+_VIEW_CLASSES: dict[type, tuple[type, frozenset[str]] | None] = {}
+_CLASS_CONSTANTS: dict[tuple[type, str], bool] = {}
+
+
+def _make_view(
+    obj: Any, parts: Parts, reads: Reads, parent: Any, parent_set_level: Any, set_level: bool
+) -> Any:
+    info = _view_class(type(obj))
+    if info is None:
+        return None
+    view_cls, names = info
+    view: Any = object.__new__(view_cls)
+    reps = _representations(hash_view(obj)) if set_level else {}
+    own = None if isinstance(obj, Params) else getattr(obj, "__dict__", None)
+    state = (obj, parts, reads, set_level, reps, names, own, parent, parent_set_level)
+    _set(view, "_rv", state)
+    return view
+
+
+def _view_class(cls: type) -> tuple[type, frozenset[str]] | None:
+    try:
+        return _VIEW_CLASSES[cls]
+    except KeyError:
+        pass
+    info: tuple[type, frozenset[str]] | None = None
+    try:
+        view_cls = _build_view_class(cls)
+        object.__new__(view_cls)  # refused for a subclass of a built-in type (dict, tuple...)
+        if issubclass(cls, Params):
+            names = frozenset(n for klass in cls.__mro__ for n in vars(klass))
+        else:
+            names = _field_names(cls)
+        info = (view_cls, names)
+    except TypeError:
+        pass
+    _VIEW_CLASSES[cls] = info
+    return info
+
+
+def _build_view_class(cls: type) -> type:
+    ns: dict[str, Any] = {
+        "__slots__": ("_rv",),
+        "__module__": cls.__module__,
+        "__qualname__": cls.__qualname__,
+        "_rv_view": True,
+        "__setattr__": _view_setattr,
+        "__delattr__": _view_delattr,
+        "__eq__": _view_eq,
+        "__ne__": _view_ne,
+        "__hash__": None if cls.__hash__ is None else _view_hash,
+    }
+    # Only the special methods the class has: a view of a class that is not iterable is not.
+    for name in _WHOLE_METHODS:
+        if getattr(cls, name, None) is not None:
+            ns[name] = _whole_method(name)
+    if issubclass(cls, Params):
+        ns.update(
+            __getattribute__=_params_getattribute,
+            __getattr__=_params_getattr,
+            __getitem__=_params_getitem,
+            __contains__=_params_contains,
+            get=_params_get,
+        )
+    else:
+        ns["__getattribute__"] = _object_getattribute
+    return type(cls)(cls.__name__, (cls,), ns)
+
+
+def _read_field(state: tuple[Any, ...], key: Any, value: Any) -> Any:
+    """A field read through a view: recorded, or wrapped in a view of its own."""
+    reads: Reads = state[2]
+    target = state[0]
+    if reads.everything:
+        return _wrap_plain(target, key, value)
+    path: Parts = (*state[1], key)
+    # A path read before: its view, or the value (its digest is the first read's).
+    cached = reads._views.get(path)
+    if cached is not None and cached[0] is value:
+        return cached[1]
+    if path in reads._seen:
+        return _wrap_plain(target, key, value)
+    if not isinstance(key, _PATH_KEYS):  # a key no path can name: the container is read
+        _whole(state)
+        return _wrap_plain(target, key, value)
+    set_level = state[3]
+    if set_level and (key in PARAMETERS_BLACKLIST or key in state[4]):
+        reads._note(path, _field_digest, hash_view(target), key, value, True)
+        return value
+    nested_set_level = hasattr(type(value), "__dataclass_fields__") and not isinstance(value, type)
+    if nested_set_level or (isinstance(target, Params) and isinstance(value, Mapping)):
+        obj = value if nested_set_level else Params(key, value)  # type: ignore[arg-type]
+        view = _make_view(obj, path, reads, hash_view(target), set_level, nested_set_level)
+        if view is not None:
+            reads._views[path] = (value, view)
+            reads._note(path, _kind, value)  # taking it tells its kind
+            return view
+        value = obj
+    reads._note(path, _field_digest, hash_view(target), key, value, set_level)
+    return value
+
+
+def _wrap_plain(target: Any, key: Any, value: Any) -> Any:
+    return (
+        Params(key, value) if isinstance(target, Params) and isinstance(value, Mapping) else value
+    )
+
+
+def _whole(state: tuple[Any, ...]) -> None:
+    _take_whole(state[2], state[0], state[1], state[7], state[8])
+
+
+def _note_absent(state: tuple[Any, ...], name: Any) -> None:
+    if not isinstance(name, _PATH_KEYS):
+        _whole(state)
+    elif not state[2].everything:
+        state[2]._note((*state[1], name), _absent)
+
+
+def _absent() -> str:
+    return ABSENT_DIGEST
+
+
+def _is_dunder(name: str) -> bool:
+    return name[:2] == "__" and name[-2:] == "__"
+
+
+def _object_getattribute(self: Any, name: str) -> Any:
+    state = _get(self, "_rv")
+    own = state[6]
+    if name in state[5] or (own is not None and name in own):
+        return _read_field(state, name, getattr(state[0], name))
+    target = state[0]
+    if name == "__class__":
+        return type(target)
+    if name in _WHOLE_ATTRIBUTES:
+        _whole(state)
+        return getattr(target, name)
+    try:
+        found = _get(self, name)  # a method or property runs with the view as self
+    except AttributeError:
+        if not _is_dunder(name):
+            _note_absent(state, name)
+        raise
+    if not _is_dunder(name) and _is_class_constant(type(target), name):
+        # A class attribute, where another set may hold an instance field of that name.
+        _note_absent(state, name)
+    return found
+
+
+def _is_class_constant(cls: type, name: str) -> bool:
+    known = _CLASS_CONSTANTS.get((cls, name))
+    if known is None:
+        raw = next((vars(k)[name] for k in cls.__mro__ if name in vars(k)), None)
+        known = raw is not None and not hasattr(type(raw), "__get__")
+        _CLASS_CONSTANTS[(cls, name)] = known
+    return known
+
+
+def _params_getattribute(self: Any, name: str) -> Any:
+    state = _get(self, "_rv")
+    target = state[0]
+    if name in state[5]:
+        if name == "name":
+            return target.name  # the set's (or the mapping's) name is not a parameter
+        if name == "__class__":
+            return type(target)
+        if name == "_data" or name in _WHOLE_ATTRIBUTES:
+            _whole(state)
+            return getattr(target, name)
+        return _get(self, name)
+    if name in _WHOLE_ATTRIBUTES:
+        _whole(state)
+        return getattr(target, name)
+    data = target._data
+    if name in data:
+        return _read_field(state, name, data[name])
+    if not _is_dunder(name):
+        _note_absent(state, name)
+    raise AttributeError(name)
+
+
+def _params_getattr(self: Any, name: str) -> Any:
+    target = _get(self, "_rv")[0]
+    return type(target).__getattr__(target, name)  # raises, with the set's message
+
+
+def _params_getitem(self: Any, key: Any) -> Any:
+    state = _get(self, "_rv")
+    data = state[0]._data
+    if key in data:
+        return _read_field(state, key, data[key])
+    _note_absent(state, key)
+    raise KeyError(key)
+
+
+def _params_contains(self: Any, key: object) -> bool:
+    state = _get(self, "_rv")
+    data = state[0]._data
+    if key in data:
+        _read_field(state, key, data[key])
+        return True
+    _note_absent(state, key)
+    return False
+
+
+def _params_get(self: Any, key: str, default: Any = None) -> Any:
+    state = _get(self, "_rv")
+    target = state[0]
+    if key in target._data:
+        return _read_field(state, key, target._data[key])
+    _note_absent(state, key)
+    return target.get(key, default)
+
+
+def _whole_method(name: str) -> Any:
+    def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+        state = _get(self, "_rv")
+        _whole(state)
+        return getattr(state[0], name)(*[unwrap(a) for a in args], **kwargs)
+
+    method.__name__ = name
+    return method
+
+
+def _view_eq(self: Any, other: object) -> Any:
+    state = _get(self, "_rv")
+    _whole(state)
+    return state[0] == unwrap(other)
+
+
+def _view_ne(self: Any, other: object) -> Any:
+    state = _get(self, "_rv")
+    _whole(state)
+    return state[0] != unwrap(other)
+
+
+def _view_hash(self: Any) -> int:
+    state = _get(self, "_rv")
+    _whole(state)
+    return hash(state[0])
+
+
+def _view_setattr(self: Any, name: str, value: Any) -> None:
+    """A write goes to the set (raising what it raises: a frozen dataclass, a read-only
+    Params); what the stage reads there afterwards is its own value, not recorded."""
+    state = _get(self, "_rv")
+    setattr(state[0], name, unwrap(value))
+    state[2]._written.add((*state[1], name))
+
+
+def _view_delattr(self: Any, name: str) -> None:
+    state = _get(self, "_rv")
+    delattr(state[0], name)
+    state[2]._written.add((*state[1], name))
