@@ -19,7 +19,7 @@ Sections:
              and the system temp folder), with what is on by default (run registry, HTML report);
              joblib.Memory on the same chain and payloads in the same folders, interleaved
              (needs `pip install joblib`); a floor: a plain loop writing the same entries with the
-             same layout (staging folder, artifact, meta.json with sha256, lock file + flock,
+             same layout (draft folder, artifact, meta.json with sha256, lock file + flock,
              rename) and reading them back.
 * syscalls:  per stage call, cold and cached, counted with `strace -f -c` (when installed).
 * commands:  on the cached R-record project: `curi cache ls` (R*S+1 entries), `cache ls --json`,
@@ -204,16 +204,16 @@ FLOOR = '''\
 import fcntl, hashlib, json, os, sys
 
 root, n, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-staging, locks = os.path.join(root, ".staging"), os.path.join(root, ".locks")
+draft, locks = os.path.join(root, ".staging"), os.path.join(root, ".locks")
 folders = [os.path.join(root, "exp", f"{i // 5:016x}") for i in range(n)]
 if mode == "write":
-    for d in (staging, locks, *set(folders)):
+    for d in (draft, locks, *set(folders)):
         os.makedirs(d, exist_ok=True)
     for i in range(n):
         key = hashlib.sha256(str(i).encode()).hexdigest()
         fd = os.open(os.path.join(locks, key[:32] + ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
         fcntl.flock(fd, fcntl.LOCK_EX)
-        stage = os.path.join(staging, str(i))
+        stage = os.path.join(draft, str(i))
         os.mkdir(stage)
         data = json.dumps({"i": i % 5, "value": i}).encode()
         with open(os.path.join(stage, "out.json"), "wb") as f:

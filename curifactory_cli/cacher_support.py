@@ -3,7 +3,7 @@ keeps the user-facing classes): which values JSON keeps and JsonCacher's encoder
 is constructed (Curifactory's two constructor forms), which names it may use inside an entry,
 its `path_override` templates and a standalone cacher's metadata; binding a cacher to an
 output of the entry being written and writing its files (checksummed as they are written into
-the runner's staging folder, atomically anywhere else); the file formats of the built-in
+the runner's draft folder, atomically anywhere else); the file formats of the built-in
 cachers (pandas' IO formats and what each needs installed, notebooks, lists of file paths).
 
 The functions taking a `cacher` are the bodies of `Cacheable` (and `PandasCacher`) methods,
@@ -305,7 +305,7 @@ def bind(cacher: Any, directory: str, output_name: str) -> None:
 
 @contextlib.contextmanager
 def tracked_file(cacher: Any, path: str) -> Iterator[Any]:
-    """A binary file to write `path` through. In the runner's staging folder it is written
+    """A binary file to write `path` through. In the runner's draft folder it is written
     in place (the folder is private, and published whole by one rename) and its checksum
     is taken while it is written; anywhere else, atomically through a temporary file."""
     bound = cacher._bound_dir
@@ -352,7 +352,7 @@ def tracked_bytes(cacher: Any, path: str, data: bytes) -> None:
 
 
 def published(cacher: Any, path: str) -> str:
-    """`path` as it will be once the runner has published the staging folder it is in."""
+    """`path` as it will be once the runner has published the draft folder it is in."""
     staged, final = cacher._bound_dir, cacher._entry_dir
     if staged and final and (path == staged or path.startswith(staged + os.sep)):
         return final + path[len(staged) :]

@@ -4,7 +4,7 @@ A cacher saves and loads one object. It is used in one of two ways, as in Curifa
 
 * **In a stage's `cachers=[...]`.** The runner binds a fresh copy to the output before the stage
   runs: `path` (a `str`) and `get_path()` point at `<output><extension>` inside the stage's
-  private staging folder, which the runner checksums and publishes atomically as the cache
+  private draft folder, which the runner checksums and publishes atomically as the cache
   entry. A cacher may also write sibling files whose names start with the path
   (`self.path + "_model"`, `get_path("_model")`, `get_dir()`): they are part of the entry too.
 * **Standalone ("inline"), with a path:** `JsonCacher("out.json").save(x)`, `.load()`. The path
@@ -89,18 +89,18 @@ class Cacheable:
         self.metadata: dict[str, Any] | None = None
         self.extra_metadata: dict[str, Any] = {}
         self._path: str | None = None  # set by the runner (or assigned to `path`)
-        self._bound_dir: str | None = None  # the staging folder the runner bound it to
+        self._bound_dir: str | None = None  # the draft folder the runner bound it to
         self._entry_dir: str | None = None  # where that folder is published (see _published)
         self._paths_given = False  # whether a path was asked for (path, get_path, get_dir)
         # path -> (size, mtime_ns, sha256, first byte) of files written through _write_file
-        # into the staging folder: the runner then need not read them back for checksums.
+        # into the draft folder: the runner then need not read them back for checksums.
         self._written: dict[str, tuple[int, int, str, bytes]] = {}
         if options["record"] is not None:
             self.set_record(options["record"])
 
     # ---------------------------------------------------------------- binding and writing
     # The runner binds a cacher to an output of the entry it writes; files written through
-    # _write_file/_write_bytes into that staging folder are checksummed as they are written.
+    # _write_file/_write_bytes into that draft folder are checksummed as they are written.
     _bind = support.bind
     _write_file = support.tracked_file
     _write_bytes = support.tracked_bytes
@@ -527,7 +527,7 @@ class PathRef(Cacheable):
     def save(self, obj: Any) -> str:
         internal = self.get_path()
         returned = os.fspath(obj) if isinstance(obj, (str, os.PathLike)) else obj
-        # The runner rewrites returned staging paths to their published place before saving.
+        # The runner rewrites returned draft paths to their published place before saving.
         published = self._published(internal)
         if returned not in (internal, published):
             raise CacheError(

@@ -144,7 +144,7 @@ class Record:
         self.reportables: list[Any] = []
         self._hash: str | None = None
         self._combo_hash: str | None = None
-        self._staging: Any = None  # the running stage's staging folder, set by run_job
+        self._draft: Any = None  # the running stage's draft folder, set by run_job
         self._paths_given = False  # get_path()/get_dir() used since run_job reset it
         self._running_stage: str | None = None  # its name (record.stages is the traced list)
         self.index = -1
@@ -223,7 +223,7 @@ class Record:
         """A path for an extra file written by the running stage; it is published with the
         stage's cache entry (and checksummed), like the files its cachers write.
 
-        The stage writes into a staging folder that becomes the entry's folder when its outputs
+        The stage writes into a draft folder that becomes the entry's folder when its outputs
         are published; a path the stage returns (also inside a list, tuple or dict) is rewritten
         to the published place, so it stays valid downstream and on cached runs.
 
@@ -234,7 +234,7 @@ class Record:
         chooses what Curifactory's --store-full copies; here --store-full copies whole entries.
         """
         self._paths_given = True  # the runner then looks for staged paths in returned values
-        if self._staging is None:
+        if self._draft is None:
             msg = "record.get_path() can only be used inside a stage that has cachers"
             raise CacheError(msg, hint="call it from the stage body, or add cachers to the stage.")
         from curifactory_cli.names import check_name
@@ -255,7 +255,7 @@ class Record:
         folders = subdir.split("/") if subdir else []
         for part in [*folders, name]:
             check_name(part, "file", running)
-        base = os.path.join(str(self._staging), "files", *folders)
+        base = os.path.join(str(self._draft), "files", *folders)
         os.makedirs(base, exist_ok=True)
         return os.path.join(base, name)
 

@@ -278,14 +278,14 @@ class CachedReportable(Reportable):
         return self.stored_html.replace(PATH_TOKEN, self.path)
 
 
-def save_reportables(staging: str, reportables: list[Reportable]) -> None:
-    """Render each reportable into the staging folder of its stage's entry, with its HTML,
+def save_reportables(draft: str, reportables: list[Reportable]) -> None:
+    """Render each reportable into the draft folder of its stage's entry, with its HTML,
     so the entry (checksummed, and signed with CURI_CACHE_KEY) carries them."""
     if not reportables:
         return
     index = []
     for i, reportable in enumerate(reportables):
-        folder = os.path.join(staging, REPORTABLES_DIR, str(i))
+        folder = os.path.join(draft, REPORTABLES_DIR, str(i))
         os.makedirs(folder, exist_ok=True)
         reportable.path = folder
         reportable.render()
@@ -309,7 +309,7 @@ def save_reportables(staging: str, reportables: list[Reportable]) -> None:
                 "dir": f"{REPORTABLES_DIR}/{i}",
             }
         )
-    with open(os.path.join(staging, INDEX), "w", encoding="utf-8") as outfile:
+    with open(os.path.join(draft, INDEX), "w", encoding="utf-8") as outfile:
         json.dump(index, outfile)
 
 

@@ -401,7 +401,7 @@ def cache_gc(
 ) -> None:
     """Remove what is no longer useful. A dry run unless --yes.
 
-    Always: staging and trash folders left by interrupted runs (whose process is gone, or
+    Always: draft and trash folders left by interrupted runs (whose process is gone, or
     without a process id and older than an hour), and folders that look like entries but
     have no metadata (older than an hour). Entries only with --older-than / --keep-latest.
     """

@@ -89,17 +89,17 @@ class Committer:
             for ref, value in zip(node.outputs, result.values):
                 ref.value = value
             return
-        assert result.staging is not None and job.staging is not None
+        assert result.draft is not None and job.draft is not None
         for ref in node.outputs:
             ref.version = result.outputs_meta[ref.name]["version"]
         meta = self.metadata(node, result)
         self.keys.forget(node)
         node.key_parts = None  # recorded in the entry now
         if self.store.dry:
-            location = result.staging
+            location = result.draft
         else:
             self.store.publish(
-                result.staging,
+                result.draft,
                 str(node.entry_dir),
                 meta,
                 replace,

@@ -22,7 +22,7 @@ from curifactory_cli.engine.runners import (
 )
 from curifactory_cli.engine.worker import Context, run_payload
 from curifactory_cli.errors import ConfigError
-from curifactory_cli.store import discard_staging
+from curifactory_cli.store import discard_draft
 
 # The local cluster curi starts has no dashboard, so nothing reads the statistical profiler
 # (a thread in each worker sampling the running stage every 10 ms: 4-8% slower pure-Python
@@ -221,7 +221,7 @@ class DaskRunner:
             try:
                 results.append(pickle.loads(future.result()))
             except KilledWorker:
-                discard_staging(job.staging)
+                discard_draft(job.draft)
                 results.append(died(job, "the Dask worker running it was lost"))
             except Exception as exc:
                 hint = (
@@ -244,6 +244,6 @@ class DaskRunner:
         if cancel and self._futures:
             self._client.cancel(list(self._futures))
             for job in self._futures.values():
-                discard_staging(job.staging)
+                discard_draft(job.draft)
         self._futures.clear()
         self._cluster.close()

@@ -17,7 +17,7 @@ from curifactory_cli.engine.node_states import RUNNING, NodeStates
 from curifactory_cli.errors import CacheError, CurifactoryError, StageError
 from curifactory_cli.events import NodeStarted, NodeWaiting
 from curifactory_cli.graph import Node, Outcome
-from curifactory_cli.store import discard_staging
+from curifactory_cli.store import discard_draft
 
 if TYPE_CHECKING:
     from curifactory_cli.engine.decide import FactFinder
@@ -228,7 +228,7 @@ class Dispatcher(NodeStates):
         self.runner.close(cancel=True)
         self._local.close(cancel=True)
         for job, lock, _started, _slot in self._in_flight.values():
-            discard_staging(job.staging)
+            discard_draft(job.draft)
             if lock is not None:
                 lock.release()
         self._in_flight.clear()

@@ -1,5 +1,5 @@
 """Running one stage call anywhere: `run_job` loads the inputs through their cachers
-(verifying checksums first), calls the function, and has its outputs saved into the staging
+(verifying checksums first), calls the function, and has its outputs saved into the draft
 folder (see engine.outputs), returning their checksums. The same function runs in-process,
 in a worker process and on a Dask worker.
 """
@@ -32,8 +32,8 @@ from curifactory_cli.errors import CacheError, CurifactoryError, OutputSignature
 from curifactory_cli.provenance import imported_distributions
 from curifactory_cli.store import (
     CorruptEntryError,
-    discard_staging,
-    make_staging,
+    discard_draft,
+    make_draft,
     verify_files,
 )
 from curifactory_cli.store.ref import RemoteRef
@@ -41,7 +41,7 @@ from curifactory_cli.wording import plural
 
 
 def run_job(job: Job, record: Any = None, fn: Any = None) -> JobResult:
-    """Execute one stage call; save its outputs into `job.staging`.
+    """Execute one stage call; save its outputs into `job.draft`.
 
     `record` is the live Record and `fn` the stage's function when the job runs in the
     driver's process (a stage defined in a notebook cell or inside a function has no import
@@ -57,31 +57,31 @@ def run_job(job: Job, record: Any = None, fn: Any = None) -> JobResult:
 
 def _run_job(job: Job, record: Any, fn: Any) -> JobResult:
     """The story of one stage call: find the stage, take (or rebuild) its record, load its
-    inputs, call it with cachers bound to its staging folder, then keep what it returned:
+    inputs, call it with cachers bound to its draft folder, then keep what it returned:
     saved there (engine.outputs), or as values for a stage without cachers."""
     result = JobResult(job.index, worker=_worker_name())
     started = time.perf_counter()
-    staging = _staging_folder(job)
+    draft = _draft_folder(job)
     scratch: list[str] = []  # folders of inputs downloaded for this job only
     try:
         fn, record, inputs, rebuilt = _prepare(job, record, fn, scratch)
         reported = len(record.reportables)
-        cachers = _bind_cachers(job, staging)
-        values = _call(job, fn, record, inputs, cachers, staging)
+        cachers = _bind_cachers(job, draft)
+        values = _call(job, fn, record, inputs, cachers, draft)
         del inputs
         if isinstance(values, Failure):
             result.failure = values
-            discard_staging(staging)
+            discard_draft(draft)
             return result
         tracked = False
-        if staging is not None:
-            values, tracked = relocated(job, record, reported, staging, values, cachers)
+        if draft is not None:
+            values, tracked = relocated(job, record, reported, draft, values, cachers)
         result.values = values
         result.compute_s = time.perf_counter() - started
-        if staging is None:
+        if draft is None:
             if rebuilt:  # a stage without cachers: its reportables travel back as they are
                 result.reportables = record.reportables[reported:]
-        elif not keep_outputs(job, record, reported, staging, cachers, result, tracked):
+        elif not keep_outputs(job, record, reported, draft, cachers, result, tracked):
             return result
         result.versions = imported_distributions()
         return result
@@ -89,28 +89,24 @@ def _run_job(job: Job, record: Any, fn: Any) -> JobResult:
         result.corrupt = damaged.args
         return result
     except CurifactoryError as exc:
-        discard_staging(staging)
-        result.staging = None
+        discard_draft(draft)
+        result.draft = None
         result.failure = error_failure(exc)
         return result
     except BaseException:
-        discard_staging(staging)
+        discard_draft(draft)
         raise
     finally:
         _discard_all(scratch)
 
 
-def _staging_folder(job: Job) -> str | None:
+def _draft_folder(job: Job) -> str | None:
     """Where this job stages its outputs: the job's folder, or, on a machine that does not see
     the cache (a job that uploads), a local temporary one: the upload is what counts."""
-    staging = job.staging
-    if (
-        staging is not None
-        and job.upload is not None
-        and not os.path.isdir(os.path.dirname(staging))
-    ):
-        staging = os.path.join(tempfile.mkdtemp(prefix="curi-job-"), "staging")
-    return staging
+    draft = job.draft
+    if draft is not None and job.upload is not None and not os.path.isdir(os.path.dirname(draft)):
+        draft = os.path.join(tempfile.mkdtemp(prefix="curi-job-"), "draft")
+    return draft
 
 
 def _prepare(
@@ -134,7 +130,7 @@ def _prepare(
 
 def _discard_all(folders: list[str]) -> None:
     for folder in folders:
-        discard_staging(folder)
+        discard_draft(folder)
 
 
 class _WorkerName:
@@ -242,14 +238,14 @@ def bound_cacher(
     return cacher
 
 
-def _bind_cachers(job: Job, staging: str | None) -> list[Cacheable]:
-    """The job's cachers, fresh, bound to its staging folder (created here)."""
-    if staging is not None:
-        make_staging(staging)
+def _bind_cachers(job: Job, draft: str | None) -> list[Cacheable]:
+    """The job's cachers, fresh, bound to its draft folder (created here)."""
+    if draft is not None:
+        make_draft(draft)
     cachers: list[Cacheable] = []
     for name, template in zip(job.outputs, job.cachers or ()):
         cacher = new_cacher(template)
-        cacher._bind(str(staging), name)
+        cacher._bind(str(draft), name)
         cacher.stage = job.stage_name
         cachers.append(cacher)
     return cachers
@@ -261,7 +257,7 @@ def _call(
     record: Any,
     inputs: dict[str, Any],
     cachers: list[Cacheable],
-    staging: str | None,
+    draft: str | None,
 ) -> list[Any] | Failure:
     kwargs = dict(job.kwargs)
     args = kwargs.pop("__args__", ())
@@ -270,7 +266,7 @@ def _call(
         cacher.record = record  # as in Curifactory: a cacher may read its record's params
     # The folder this job really writes to (a local one on a machine without the cache), so
     # that record.get_path() files are saved and uploaded with the outputs.
-    record._staging = staging
+    record._draft = draft
     record._running_stage = job.stage_name
     record._paths_given = False
     call_inputs = {**inputs, **kwargs}
@@ -285,7 +281,7 @@ def _call(
     finally:
         del call_inputs
         record.stage_cachers = None
-        record._staging = None
+        record._draft = None
         record._running_stage = None
     return split_outputs(job, returned)
 

@@ -76,7 +76,7 @@ class JobMaker:
         inputs = tuple((name, self._given(src, here)) for name, src in node.inputs.items())
         aggregate = self._aggregate_inputs(node, here) if node.aggregate_inputs else ()
         assert node.key is not None
-        # (--dry keeps a staging folder as it is: its paths stay valid for the run)
+        # (--dry keeps a draft folder as it is: its paths stay valid for the run)
         published = node.is_cached_stage and not self.store.dry
         return Job(
             index=node.index,
@@ -86,7 +86,7 @@ class JobMaker:
             record=self.committer.record_info(record),
             key=node.key,
             lineage_key=self._lineage(node),
-            staging=self.store.staging_path() if node.is_cached_stage else None,
+            draft=self.store.draft_path() if node.is_cached_stage else None,
             code_root=self.code_root,
             entry_dir=str(node.entry_dir) if published else None,
             outputs=tuple(ref.name for ref in node.outputs),

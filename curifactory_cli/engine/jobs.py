@@ -2,7 +2,7 @@
 failures as they travel between processes.
 
 A job holds no graph objects: a reference to the stage function, the record's name and
-parameters, where each input comes from (a cache entry, or an in-memory value) and the staging
+parameters, where each input comes from (a cache entry, or an in-memory value) and the draft
 folder to write into. `engine.execute.run_job` runs it anywhere (in-process, in a worker
 process, on a Dask worker); it never publishes: the driver alone publishes, writes the
 registry and emits events.
@@ -69,7 +69,7 @@ class Job:
 
     The contract for a `JobRunner`: ship the job as it is (to a thread, a process or another
     machine), call `run_job(job)` there, and hand back the `JobResult` it returns. A job
-    with a `staging` folder writes its outputs there and nowhere else; the scheduler, not
+    with a `draft` folder writes its outputs there and nowhere else; the scheduler, not
     the runner, publishes that folder as the cache entry (or discards it). Inputs come as
     entries to load (`InputEntry`, verified against their checksums when read) or as values
     (`InputValue`); a job never looks anything up in the cache itself.
@@ -82,7 +82,7 @@ class Job:
     record: RecordInfo
     key: str
     lineage_key: str
-    staging: str | None  # the folder to create and save into; None for a stage without cachers
+    draft: str | None  # the folder to create and save into; None for a stage without cachers
     outputs: tuple[str, ...]
     lazy: tuple[bool, ...]
     cachers: tuple[Any, ...] | None  # cacher classes or instances, one per output
@@ -96,8 +96,8 @@ class Job:
     # A remote store to upload the outputs to, from wherever the job runs (the driver then
     # only commits the entry's metadata).
     upload: RemoteRef | None = None
-    # The folder the staging folder becomes when the driver publishes it (paths the stage
-    # returns into its staging folder are pointed there).
+    # The folder the draft folder becomes when the driver publishes it (paths the stage
+    # returns into its draft folder are pointed there).
     entry_dir: str | None = None
     # The project's root: classes defined under it whose instances are pickled into an
     # output count in that output's version (their code travels inside the value).
@@ -123,11 +123,11 @@ class Failure:
 
 @dataclass
 class JobResult:
-    """What executing a Job produced (files are still in `staging`, unpublished)."""
+    """What executing a Job produced (files are still in `draft`, unpublished)."""
 
     index: int
     values: list[Any] = field(default_factory=list)  # None where not shipped (or Lazy)
-    staging: str | None = None
+    draft: str | None = None
     outputs_meta: dict[str, Any] = field(default_factory=dict)
     extra_files: list[dict[str, Any]] = field(default_factory=list)
     compute_s: float = 0.0

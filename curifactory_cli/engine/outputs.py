@@ -1,4 +1,4 @@
-"""What a stage call returned, kept: paths into its staging folder pointed at the entry it
+"""What a stage call returned, kept: paths into its draft folder pointed at the entry it
 becomes, its reportables rendered into it, each output saved through its cacher and described
 (files, checksums, version), and the files uploaded when the job names a remote store.
 """
@@ -17,16 +17,16 @@ from curifactory_cli.engine.keys import cacher_type
 from curifactory_cli.engine.pickled import pickled_classes
 from curifactory_cli.errors import CacheError, CurifactoryError
 from curifactory_cli.hashing import canonical_json, digest
-from curifactory_cli.store import describe_files, discard_staging, fault_point, written_files
+from curifactory_cli.store import describe_files, discard_draft, fault_point, written_files
 from curifactory_cli.store.ref import RemoteRef
 
 
 def relocated(
-    job: Job, record: Any, reported: int, staging: str, values: list[Any], cachers: list[Cacheable]
+    job: Job, record: Any, reported: int, draft: str, values: list[Any], cachers: list[Cacheable]
 ) -> tuple[list[Any], bool]:
     """The returned values with their staged paths moved (see relocate_staged_paths), and
-    whether the staging folder need not be listed afterwards (`tracked`)."""
-    # Whether a path into the staging folder reached the stage (record.get_path(), a
+    whether the draft folder need not be listed afterwards (`tracked`)."""
+    # Whether a path into the draft folder reached the stage (record.get_path(), a
     # cacher's path): only then can its values hold one, or its code write files there.
     handed_out = getattr(record, "_paths_given", True) or any(
         getattr(c, "_paths_given", True) for c in cachers
@@ -38,32 +38,32 @@ def relocated(
         and not record.reportables[reported:]
         and all(type(c) in TRACKED_WRITERS for c in cachers)
     )
-    return relocate_staged_paths(job, staging, values, cachers, handed_out), tracked
+    return relocate_staged_paths(job, draft, values, cachers, handed_out), tracked
 
 
 def keep_outputs(
     job: Job,
     record: Any,
     reported: int,
-    staging: str,
+    draft: str,
     cachers: list[Cacheable],
     result: JobResult,
     tracked: bool,
 ) -> bool:
-    """Keep a call's outputs in its staging folder: the reportables it made since `reported`,
+    """Keep a call's outputs in its draft folder: the reportables it made since `reported`,
     each output saved through its cacher and described, uploaded when the job names a remote
     store. False when a reportable could not be rendered (`result.failure` says why; the
-    staging folder is gone)."""
-    result.staging = staging
+    draft folder is gone)."""
+    result.draft = draft
     new_reportables = record.reportables[reported:]
     if new_reportables:
         # Kept with the entry: the driver reads them back from it, cached or not.
         del record.reportables[reported:]
-        failure = _save_reportables(staging, new_reportables)
+        failure = _save_reportables(draft, new_reportables)
         if failure is not None:
             result.failure = failure
-            result.staging = None
-            discard_staging(staging)
+            result.draft = None
+            discard_draft(draft)
             return False
     _save_outputs(job, cachers, result, tracked)
     if job.upload is not None:
@@ -73,13 +73,13 @@ def keep_outputs(
     return True
 
 
-def _save_reportables(staging: str, reportables: list[Any]) -> Failure | None:
+def _save_reportables(draft: str, reportables: list[Any]) -> Failure | None:
     """Render the stage's reportables into its entry; one that raises fails the stage, with
     the user's traceback, like the stage itself."""
     from curifactory_cli.reporting import save_reportables
 
     try:
-        save_reportables(staging, reportables)
+        save_reportables(draft, reportables)
     except Exception as exc:
         return stage_failure(exc, " (rendering a reportable)")
     return None
@@ -87,23 +87,23 @@ def _save_reportables(staging: str, reportables: list[Any]) -> Failure | None:
 
 def _upload(target: RemoteRef, result: JobResult) -> None:
     """Upload the staged outputs (not yet visible to anyone: the driver commits them)."""
-    assert result.staging is not None
+    assert result.draft is not None
     files = [f for info in result.outputs_meta.values() for f in info["files"]]
     try:
         result.attempt = target.open().put_files(
-            result.staging, target.path, files + result.extra_files
+            result.draft, target.path, files + result.extra_files
         )
     except CacheError as exc:
         result.upload_error = exc.message
 
 
 def relocate_staged_paths(
-    job: Job, staging: str, values: list[Any], cachers: list[Cacheable], handed_out: bool = True
+    job: Job, draft: str, values: list[Any], cachers: list[Cacheable], handed_out: bool = True
 ) -> list[Any]:
-    """The stage's returned values with every path into its staging folder pointed at the
+    """The stage's returned values with every path into its draft folder pointed at the
     published entry instead.
 
-    A path from record.get_path()/get_dir() or a cacher's get_path() is in the staging folder,
+    A path from record.get_path()/get_dir() or a cacher's get_path() is in the draft folder,
     which is renamed when the outputs are published: returned as it is, it would dangle for the
     stages that receive it and, once cached, on every later run. `str` and `pathlib` values are
     rewritten, also inside lists, tuples and dicts, before the outputs are saved.
@@ -114,16 +114,16 @@ def relocate_staged_paths(
     for cacher in cachers:
         cacher._entry_dir = final  # PathRef accepts its own path, relocated
     if not handed_out:
-        return values  # no path into the staging folder was handed out: none to find
+        return values  # no path into the draft folder was handed out: none to find
     # The same folders as the user may spell them (os.path.abspath/realpath of a path).
-    moves = {staging: final}
+    moves = {draft: final}
     for spell in (os.path.abspath, _realpath):
-        moves.setdefault(spell(staging), spell(final))
+        moves.setdefault(spell(draft), spell(final))
     return [_relocate(value, moves, set()) for value in values]
 
 
 def _realpath(path: str) -> str:
-    """os.path.realpath of a staging or entry folder, resolving the folder two levels up once
+    """os.path.realpath of a draft or entry folder, resolving the folder two levels up once
     per process (a dozen lstat calls each time otherwise): the cache creates the two last
     levels itself, as folders, never links."""
     rest, name = os.path.split(os.path.abspath(path))
@@ -192,18 +192,18 @@ def _save_outputs(
         if job.lazy[i]:
             values[i] = None  # drop the object as soon as it is on disk
     fault_point("after-data")
-    assert result.staging is not None
+    assert result.draft is not None
     known: dict[str, tuple[int, int, str, bytes]] = {}
     for cacher in cachers:
         known.update(getattr(cacher, "_written", None) or {})
-    files = written_files(result.staging, list(job.outputs), known) if tracked else None
+    files = written_files(result.draft, list(job.outputs), known) if tracked else None
     if files is None:
-        files = describe_files(result.staging, list(job.outputs), known)
+        files = describe_files(result.draft, list(job.outputs), known)
     for i, (name, cacher) in enumerate(zip(job.outputs, cachers)):
         own = files[name]
         cacher_name = cacher_type(type(cacher))
         identity: list[Any] = [cacher_name, [(f["path"][len(name) :], f["sha256"]) for f in own]]
-        classes = pickled_classes(result.staging, own, job.code_root, known)
+        classes = pickled_classes(result.draft, own, job.code_root, known)
         if classes:
             # Editing such a class's methods changes what consumers compute from the same
             # bytes: it is part of the data's identity.

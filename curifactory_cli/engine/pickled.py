@@ -18,7 +18,7 @@ _STRING_OPS = frozenset(
 
 
 def pickled_classes(
-    staging: str,
+    draft: str,
     files: list[dict[str, Any]],
     root: str | None,
     known: dict[str, tuple[int, int, str, bytes]],
@@ -30,7 +30,7 @@ def pickled_classes(
     for info in files:
         if info["size"] > PICKLE_SCAN_LIMIT:
             continue
-        path = f"{staging}{os.sep}{info['path']}"
+        path = f"{draft}{os.sep}{info['path']}"
         seen = known.get(path)
         if seen is not None and seen[3] != b"\x80":
             continue  # written by a cacher, and not a pickle (protocol 2 or later)

@@ -27,7 +27,7 @@ from curifactory_cli.engine.runners import (
     read_progress,
 )
 from curifactory_cli.engine.worker import Context, run_payload
-from curifactory_cli.store import discard_staging
+from curifactory_cli.store import discard_draft
 
 
 def _init_worker(driver: int, environ: dict[str, str]) -> None:
@@ -192,7 +192,7 @@ class PoolRunner:
         results = []
         for job, payload in lost:
             ran_in = running.get(job.index)
-            discard_staging(job.staging)
+            discard_draft(job.draft)
             resent = self._resent.get(job.index, 0)
             if ran_in in culprits:
                 results.append(died(job, exit_description(exits.get(ran_in))))
@@ -212,6 +212,6 @@ class PoolRunner:
             pool.shutdown(wait=True, cancel_futures=cancel)
         if cancel:
             for job, _payload in self._futures.values():
-                discard_staging(job.staging)
+                discard_draft(job.draft)
         self._futures.clear()
         shutil.rmtree(self._marks, ignore_errors=True)

@@ -22,7 +22,7 @@ from curifactory_cli.capture import progress_to
 from curifactory_cli.engine.execute import run_job
 from curifactory_cli.engine.jobs import Failure, InputValue, Job, JobResult
 from curifactory_cli.errors import CacheError, ConfigError
-from curifactory_cli.store import discard_staging
+from curifactory_cli.store import discard_draft
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -40,7 +40,7 @@ class JobRunner(Protocol):
       (its worker died) comes back as a result with a failure, never as an exception.
     * `progress()` returns what running jobs reported since last asked: (index, done, total).
     * `close(cancel)` frees the workers; with `cancel`, jobs in flight are abandoned and
-      their staging folders removed.
+      their draft folders removed.
 
     A runner never decides, keys, locks or publishes: the scheduler does, in the driver.
     """
@@ -229,7 +229,7 @@ def died(job: Job, how: str) -> JobResult:
 
 def lost_job(job: Job, where: str, exc: BaseException, hint: str) -> JobResult:
     """The result of a job that our own code could not run `where` (an error, exit 1)."""
-    discard_staging(job.staging)
+    discard_draft(job.draft)
     result = JobResult(job.index)
     result.failure = Failure(
         "error",

@@ -15,7 +15,7 @@ from typing import Any
 
 from curifactory_cli.engine.execute import run_job
 from curifactory_cli.engine.jobs import Failure, Job, JobResult
-from curifactory_cli.store import discard_staging
+from curifactory_cli.store import discard_draft
 
 
 @dataclass(frozen=True)
@@ -119,7 +119,7 @@ def run_payload(context: Context, payload: bytes) -> bytes:
         try:
             data = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
         except Exception:
-            discard_staging(result.staging)
+            discard_draft(result.draft)
             result = JobResult(job.index, worker=result.worker)
             result.failure = Failure(
                 "error",

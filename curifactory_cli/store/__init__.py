@@ -25,9 +25,9 @@ from curifactory_cli.store.local_folder import EntryLock
 from curifactory_cli.store.local_write import (
     FAULT_POINTS,
     describe_files,
-    discard_staging,
+    discard_draft,
     fault_point,
-    make_staging,
+    make_draft,
     written_files,
 )
 
@@ -86,12 +86,12 @@ __all__ = [
     "LocalStore",
     "check_file",
     "describe_files",
-    "discard_staging",
+    "discard_draft",
     "fault_point",
     "file_sha256",
     "is_url",
     "local_path",
-    "make_staging",
+    "make_draft",
     "open_store",
     "verify_files",
     "written_files",

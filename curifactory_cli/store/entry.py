@@ -30,7 +30,9 @@ from curifactory_cli.errors import CacheError
 
 META_NAME = "meta.json"
 FORMAT_VERSION = 1
-STAGING_DIR = ".staging"
+# Draft folders: where entries are written before their atomic publish. The folder keeps
+# its name from before they were called drafts, so a cache made then is tidied the same.
+DRAFTS_DIR = ".staging"
 TRASH_DIR = ".trash"
 LOCK_DIR = ".locks"
 GITIGNORE = "*\n"

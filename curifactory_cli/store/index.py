@@ -400,7 +400,7 @@ class Garbage:
 
 
 def leftovers(store: LocalStore, now: float, grace: float = GRACE_S) -> list[Garbage]:
-    """Staging and trash folders of interrupted runs, and lock files nobody uses."""
+    """Draft and trash folders of interrupted runs, and lock files nobody uses."""
     return [
         Garbage(path, "leftover", store.path_size(path), reason)
         for path, reason in store.leftovers(now, grace)

@@ -5,7 +5,7 @@ rename, locked with `flock`, and tidied by the cache commands.
 as parts it inherits (methods, not module functions it delegates to: a run calls `lookup`,
 `entry_lock` and `publish` once per stage call, and a delegating call would cost each of them
 one more Python call): `local_folder` the layout, the folders it creates and the entry locks,
-`local_read` the lookups, `local_write` staging and publishing, `local_list` the listings of
+`local_read` the lookups, `local_write` draft and publishing, `local_list` the listings of
 the cache commands, `local_tidy` what `cache gc` removes, invalidating and exporting.
 """
 

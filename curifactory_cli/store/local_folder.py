@@ -20,12 +20,12 @@ from typing import Any
 
 from curifactory_cli.errors import CacheError
 from curifactory_cli.store.entry import (
+    DRAFTS_DIR,
     ENTRY_DIR_NAME,
     FORMAT_VERSION,
     GITIGNORE,
     LOCK_DIR,
     META_NAME,
-    STAGING_DIR,
     TRASH_DIR,
     entry_dir,
     is_entry_of,
@@ -45,7 +45,7 @@ TAG_TEXT = (
 )
 # Entries a remote tier has not received yet (one folder a line; see store.tiered).
 UNPUSHED = ".unpushed"
-_OWN_NAMES = frozenset({".gitignore", STAGING_DIR, TRASH_DIR, LOCK_DIR, CACHEDIR_TAG})
+_OWN_NAMES = frozenset({".gitignore", DRAFTS_DIR, TRASH_DIR, LOCK_DIR, CACHEDIR_TAG})
 _HASH_DIR = re.compile(r"^[0-9a-f]{16}$")
 
 
@@ -60,7 +60,7 @@ def read_meta(directory: str | os.PathLike[str]) -> dict[str, Any] | None:
 def dir_files(root: str) -> list[tuple[str, str]]:
     """(absolute path, path relative to root with '/') of every file under root: a folder's
     files in name order, then its subfolders' (as os.walk gives them; links to folders are
-    not followed). One scandir per folder: os.walk costs more than a staging folder's file."""
+    not followed). One scandir per folder: os.walk costs more than a draft folder's file."""
     out: list[tuple[str, str]] = []
     _list_files(root, "", out)
     return out
@@ -99,7 +99,7 @@ class LocalFolder:
         self._prepared = False
         self._made: set[str] = set()  # folders in the cache known to be real folders
         self._listed: dict[str, set[str]] = {}  # see _listing
-        self._staging_base: str | None = None  # made once
+        self._draft_base: str | None = None  # made once
 
     @staticmethod
     def display(path: str | os.PathLike[str]) -> str:

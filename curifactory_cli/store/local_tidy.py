@@ -17,10 +17,10 @@ from pathlib import Path, PurePath
 from curifactory_cli.atomic import write_bytes_atomic
 from curifactory_cli.errors import CacheError
 from curifactory_cli.store.entry import (
+    DRAFTS_DIR,
     ENTRY_DIR_NAME,
     LOCK_DIR,
     META_NAME,
-    STAGING_DIR,
     TRASH_DIR,
     Entry,
     dump_meta,
@@ -62,15 +62,15 @@ class LocalTidying(LocalFolder):
         return out
 
     def leftovers(self, now: float, grace: float = GRACE_S) -> list[tuple[Path, str]]:
-        """Staging and trash folders left behind by interrupted runs, and unused lock files.
+        """Draft and trash folders left behind by interrupted runs, and unused lock files.
 
         Their names start with the writing process's id. A folder whose process is gone is a
         leftover at once. One whose process is still running is kept however old it is: a
-        stage may compute for hours into its staging folder (and a reused pid only delays the
+        stage may compute for hours into its draft folder (and a reused pid only delays the
         cleanup). Without a readable pid, only the grace period tells.
         """
         out = []
-        for sub in (STAGING_DIR, TRASH_DIR):
+        for sub in (DRAFTS_DIR, TRASH_DIR):
             base = self.root / sub
             if base.is_dir() and not base.is_symlink():
                 out += _abandoned(sorted(base.iterdir()), now, grace)
@@ -188,7 +188,7 @@ class LocalTidying(LocalFolder):
 
 
 def _abandoned(paths: list[Path], now: float, grace: float) -> list[tuple[Path, str]]:
-    """Staging or trash folders whose process is gone (or, without a pid, older than `grace`)."""
+    """Draft or trash folders whose process is gone (or, without a pid, older than `grace`)."""
     out = []
     for path in paths:
         if path.is_symlink():

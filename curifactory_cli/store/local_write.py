@@ -1,4 +1,4 @@
-"""Writing a local cache: staging folders, the files a stage wrote described with their
+"""Writing a local cache: draft folders, the files a stage wrote described with their
 checksums, and the atomic publish of an entry (its metadata last, then one rename).
 """
 
@@ -14,8 +14,8 @@ from typing import Any
 
 from curifactory_cli.errors import CacheError
 from curifactory_cli.store.entry import (
+    DRAFTS_DIR,
     META_NAME,
-    STAGING_DIR,
     TRASH_DIR,
     dump_meta,
     file_sha256,
@@ -36,11 +36,11 @@ def fault_point(point: str, fault: str | None = "") -> None:
 
 
 def describe_files(
-    staging: str,
+    draft: str,
     outputs: list[str],
     known: dict[str, tuple[int, int, str, bytes]] | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
-    """Sizes and checksums of everything in `staging`, grouped by the output they belong to
+    """Sizes and checksums of everything in `draft`, grouped by the output they belong to
     (see `_by_output`). `known` holds the (size, mtime_ns, sha256, ...) a writer took while
     writing a file: used when the file still has that size and time, instead of reading it
     again.
@@ -48,7 +48,7 @@ def describe_files(
     known = known or {}
 
     def described() -> Iterator[tuple[str, int, str]]:
-        for path, rel in dir_files(staging):
+        for path, rel in dir_files(draft):
             info = os.stat(path)
             seen = known.get(path)
             if seen is not None and seen[0] == info.st_size and seen[1] == info.st_mtime_ns:
@@ -61,13 +61,13 @@ def describe_files(
 
 
 def written_files(
-    staging: str, outputs: list[str], known: dict[str, tuple[int, int, str, bytes]]
+    draft: str, outputs: list[str], known: dict[str, tuple[int, int, str, bytes]]
 ) -> dict[str, list[dict[str, Any]]] | None:
-    """What describe_files says of a staging folder that only checksumming writers wrote into
+    """What describe_files says of a draft folder that only checksumming writers wrote into
     (`known`, as they took it): the same answer without listing the folder or reading a
     file's size back. None when a file is in a subfolder (the listing's order then differs
     from the names' order): describe_files must look."""
-    prefix = staging + os.sep
+    prefix = draft + os.sep
     files = []
     for path in sorted(known):
         rel = path[len(prefix) :]
@@ -93,21 +93,21 @@ def _by_output(
     return by_output
 
 
-def make_staging(path: str) -> None:
-    """Create a staging folder. One left by an earlier attempt at the same job (a Dask task
+def make_draft(path: str) -> None:
+    """Create a draft folder. One left by an earlier attempt at the same job (a Dask task
     retried after its worker died) is replaced: its name is unique to the job."""
     try:
         try:
             os.mkdir(path)
         except FileExistsError:
-            discard_staging(path)
+            discard_draft(path)
             os.mkdir(path)
     except OSError as exc:
         raise CacheError(f"cannot create {path}: {exc.strerror or exc}") from None
 
 
-def discard_staging(path: str | None) -> None:
-    """Remove a staging folder and whatever a stage wrote into it (nothing if None)."""
+def discard_draft(path: str | None) -> None:
+    """Remove a draft folder and whatever a stage wrote into it (nothing if None)."""
     if path is not None:
         shutil.rmtree(path, ignore_errors=True)
 
@@ -136,31 +136,31 @@ _unique_name = _Names()
 
 
 class LocalWriting(LocalFolder):
-    """The staging and publishing of `LocalStore`."""
+    """The draft and publishing of `LocalStore`."""
 
-    def staging_base(self) -> str:
-        """The folder that holds staging folders (created); a temporary one when dry."""
+    def draft_base(self) -> str:
+        """The folder that holds draft folders (created); a temporary one when dry."""
         if self.dry:
             if self._tmp is None:
                 self._tmp = tempfile.TemporaryDirectory(prefix="curi-dry-")
             return self._tmp.name
-        if self._staging_base is None:
+        if self._draft_base is None:
             self.prepare()
-            base = f"{self._root}{os.sep}{STAGING_DIR}"
+            base = f"{self._root}{os.sep}{DRAFTS_DIR}"
             self._makedirs(base)
-            self._staging_base = base
-        return self._staging_base
+            self._draft_base = base
+        return self._draft_base
 
-    def staging_path(self) -> str:
-        """A fresh name for a staging folder; whoever runs the stage creates it.
+    def draft_path(self) -> str:
+        """A fresh name for a draft folder; whoever runs the stage creates it.
 
         It carries this process's pid, so `cache gc` keeps it while this run is alive.
         """
-        return f"{self.staging_base()}{os.sep}{_unique_name()}"
+        return f"{self.draft_base()}{os.sep}{_unique_name()}"
 
     def publish(
         self,
-        staging: str,
+        draft: str,
         final: str,
         meta: dict[str, Any],
         replace: bool = False,
@@ -171,7 +171,7 @@ class LocalWriting(LocalFolder):
         same key is always replaced: this process holds the entry's lock).
 
         `meta.json` is the entry's commit record: it lists every file with its checksum, and
-        it goes into the staging folder last, so the entry appears in one step, whole.
+        it goes into the draft folder last, so the entry appears in one step, whole.
         """
         meta = sign(meta)
         parent, _, name = final.rpartition(os.sep)
@@ -179,7 +179,7 @@ class LocalWriting(LocalFolder):
             fault = os.environ.get(FAULT_ENV)  # once per publish: the crash tests' hook
             fault_point("before-meta", fault)
             data = dump_meta(meta).encode("utf-8")
-            fd = os.open(f"{staging}{os.sep}{META_NAME}", _NEW_FILE, 0o644)
+            fd = os.open(f"{draft}{os.sep}{META_NAME}", _NEW_FILE, 0o644)
             try:
                 if fault == "mid-meta":
                     os.write(fd, data[: len(data) // 2])
@@ -192,7 +192,7 @@ class LocalWriting(LocalFolder):
             self._makedirs(parent)
             fault_point("before-rename", fault)
             try:
-                os.replace(staging, final)
+                os.replace(draft, final)
             except OSError:
                 if not os.path.isdir(final):
                     raise
@@ -200,14 +200,14 @@ class LocalWriting(LocalFolder):
                 trash = self.root / TRASH_DIR / f"{os.getpid()}-{uuid.uuid4().hex}"
                 self._makedirs(str(trash.parent))
                 os.replace(final, trash)
-                os.replace(staging, final)
+                os.replace(draft, final)
                 shutil.rmtree(trash, ignore_errors=True)
             fault_point("after-rename", fault)
             listed = self._listed.get(parent)
             if listed is not None:
                 listed.add(name)
         except OSError as exc:
-            shutil.rmtree(staging, ignore_errors=True)
+            shutil.rmtree(draft, ignore_errors=True)
             raise CacheError(
                 f"cannot publish cache entry {final}: {exc.strerror or exc}",
                 hint="check free space and permissions of the cache directory.",

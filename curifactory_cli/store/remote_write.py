@@ -16,7 +16,7 @@ from curifactory_cli.store.entry import (
     listed_files,
     sign,
 )
-from curifactory_cli.store.local_write import discard_staging, fault_point
+from curifactory_cli.store.local_write import discard_draft, fault_point
 from curifactory_cli.store.remote_folder import NoLock
 from curifactory_cli.store.remote_read import RemoteReading
 from curifactory_cli.wording import plural
@@ -30,18 +30,16 @@ class RemoteWriting(RemoteReading):
     def entry_lock(self, key: str) -> NoLock:
         return NoLock()
 
-    def staging_path(self) -> str:
+    def draft_path(self) -> str:
         return os.path.join(self._scratch_dir(), f"{os.getpid()}-{uuid.uuid4().hex}")
 
-    def publish(
-        self, staging: str, final: str, meta: dict[str, Any], replace: bool = False
-    ) -> None:
-        """Upload a staged entry, then commit it by writing its `meta.json` (the staging
+    def publish(self, draft: str, final: str, meta: dict[str, Any], replace: bool = False) -> None:
+        """Upload a staged entry, then commit it by writing its `meta.json` (the draft
         folder is removed either way)."""
         try:
-            self.upload(staging, final, meta, replace)
+            self.upload(draft, final, meta, replace)
         finally:
-            discard_staging(staging)
+            discard_draft(draft)
 
     def upload(self, folder: str, final: str, meta: dict[str, Any], replace: bool = False) -> bool:
         """Upload the files `meta` lists from a local folder, then commit them (`commit`)."""

@@ -35,7 +35,7 @@ from curifactory_cli.store.entry import (
 )
 from curifactory_cli.store.local import LocalStore
 from curifactory_cli.store.local_folder import UNPUSHED, EntryLock
-from curifactory_cli.store.local_write import discard_staging, make_staging
+from curifactory_cli.store.local_write import discard_draft, make_draft
 from curifactory_cli.store.reach import probe
 from curifactory_cli.store.ref import RemoteRef
 from curifactory_cli.store.remote import FsspecStore
@@ -125,17 +125,17 @@ class TieredStore:
         if self.dry:
             # Nothing may be written to the local tier: download into a temporary folder
             # (removed with the store) and serve the entry from there.
-            staging = self.local.staging_path()
-            make_staging(staging)
+            draft = self.local.draft_path()
+            make_draft(draft)
             try:
-                self.remote.fetch(found, staging)
+                self.remote.fetch(found, draft)
             except CorruptEntryError as exc:
                 return None, f"remote entry unusable: {exc.message}"
             except CacheError as exc:
                 self._lost(exc)
                 return None, f"remote entry unusable: {exc.message}"
             self._count(self.pulled, found.meta)
-            return Entry(Path(staging), _local_meta(found.meta)), None
+            return Entry(Path(draft), _local_meta(found.meta)), None
         self._remote_only[directory] = found
         if self.scratch is None:
             # A lasting local tier keeps what the run uses, downloaded and verified now: a
@@ -229,13 +229,13 @@ class TieredStore:
         found = self._remote_only.get(directory)
         if found is None:
             return
-        staging = self.local.staging_path()
-        make_staging(staging)
+        draft = self.local.draft_path()
+        make_draft(draft)
         try:
-            self.remote.fetch(found, staging)
-            self.local.publish(staging, directory, _local_meta(found.meta))
+            self.remote.fetch(found, draft)
+            self.local.publish(draft, directory, _local_meta(found.meta))
         except BaseException:
-            discard_staging(staging)
+            discard_draft(draft)
             raise
         del self._remote_only[directory]
         self._count(self.pulled, found.meta)
@@ -283,23 +283,23 @@ class TieredStore:
     def entry_lock(self, key: str) -> EntryLock:
         return self.local.entry_lock(key)
 
-    def staging_path(self) -> str:
-        return self.local.staging_path()
+    def draft_path(self) -> str:
+        return self.local.draft_path()
 
     def publish(
         self,
-        staging: str,
+        draft: str,
         final: str,
         meta: dict[str, Any],
         replace: bool = False,
         attempt: str | None = None,
         upload_error: str | None = None,
     ) -> None:
-        """Commit a stage's outputs: locally when its staging folder is here (else it stays
+        """Commit a stage's outputs: locally when its draft folder is here (else it stays
         remote until loaded), and remotely (uploaded by the job, or now)."""
-        here = os.path.isdir(staging)
+        here = os.path.isdir(draft)
         if here:
-            self.local.publish(staging, final, meta)
+            self.local.publish(draft, final, meta)
         if self.dry:
             return
         if here and self.offline is not None:
@@ -473,13 +473,13 @@ class TieredStore:
 def pull_entry(local: LocalStore, remote: FsspecStore, entry: Entry) -> None:
     """Copy one remote entry into the local store (`curi cache pull`), verified."""
     rel = entry.rel(remote.root)
-    staging = local.staging_path()
-    make_staging(staging)
+    draft = local.draft_path()
+    make_draft(draft)
     try:
-        remote.fetch(entry, staging)
-        local.publish(staging, str(local.root / rel), _local_meta(entry.meta))
+        remote.fetch(entry, draft)
+        local.publish(draft, str(local.root / rel), _local_meta(entry.meta))
     except BaseException:
-        discard_staging(staging)
+        discard_draft(draft)
         raise
 
 

@@ -457,7 +457,7 @@ def test_subdir_and_prefix_cannot_leave_the_entry(tmp_path, options, shown, bad)
 
 
 # ============================================================================================
-# End to end: paths a stage returns stay valid once its staging folder is published
+# End to end: paths a stage returns stay valid once its draft folder is published
 
 PATHS = """
 import os
@@ -514,7 +514,7 @@ def check_paths(project, result) -> None:
 
 
 @pytest.mark.usefixtures("job_runner")
-def test_returned_staging_paths_stay_valid_cold_and_cached(project):
+def test_returned_draft_paths_stay_valid_cold_and_cached(project):
     project.write("experiments/paths.py", PATHS)
     project.write("params/p.yaml", ONE_SET)
     first = run_ok(project, "paths")

@@ -73,7 +73,7 @@ def test_crash_at_publish_step_then_recover(faulty, kind, point):
         assert entry_problems(entries[0]) == []
     else:
         assert entries == [], "a crash before the rename published an entry"
-        assert len(staged) == 1, staged  # the half-published entry stays in staging
+        assert len(staged) == 1, staged  # the half-published entry stays in draft
         has_meta = (staged[0] / "meta.json").exists()
         assert has_meta == (point in ("mid-meta", "before-rename")), point
 
@@ -85,7 +85,7 @@ def test_crash_at_publish_step_then_recover(faulty, kind, point):
         expected.insert(0, (f"make_{kind}", kind))
     assert result.executed() == expected
     assert results_of(result, kind) == clean
-    # The leftover staging folder is ignored, never adopted.
+    # The leftover draft folder is ignored, never adopted.
     for leftover in staged:
         assert leftover.exists()
 
@@ -114,7 +114,7 @@ def test_crash_at_every_point_in_sequence_then_recover(faulty, kind):
 @pytest.mark.parametrize("point", FAULT_POINTS)
 def test_crash_in_a_worker_or_in_its_driver_then_recover(faulty, kind, point):
     """With -j 2 the cachers write in a worker process and the driver publishes: a death while
-    saving kills the worker (the driver fails the stage and removes its staging folder), a
+    saving kills the worker (the driver fails the stage and removes its draft folder), a
     death while publishing kills the driver. Neither leaves a loadable bad entry."""
     clean = clean_results(faulty, kind)
     args = ("run", "faulty", "params/p.yaml", "--names", kind, "-j", "2")

@@ -8,7 +8,7 @@ entries, for every built-in cacher and a slow multi-file custom cacher. After ea
 
 Each trial is its own tiny project; trials run 4 at a time. The kill moment is drawn from a
 seeded RNG, as a fraction of the time a clean run needs from a moment to its exit; the moment
-is, in turn, the producer's start, its first file appearing in staging, and its publish. So
+is, in turn, the producer's start, its first file appearing in its draft folder, and its publish. So
 kills land in the compute, the save (the custom cacher writes in small chunks with sleeps),
 the checksumming, the publish, the consumer and the registry update alike.
 """
@@ -58,8 +58,8 @@ class Trial:
     fraction: float
     killed: bool = False
     published_before_kill: list[str] = field(default_factory=list)
-    staging_left: int = 0
-    partial_files: int = 0  # files found in leftover staging folders: killed mid-save
+    drafts_left: int = 0
+    partial_files: int = 0  # files found in leftover draft folders: killed mid-save
     warnings: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
@@ -146,9 +146,9 @@ def _trial(base: Path, trial: Trial, windows: dict[str, float], clean: dict) -> 
     for entry in entry_dirs(cache):
         trial.published_before_kill.append(entry.name.split("-")[0])
         trial.problems.extend(f"after the kill: {p}" for p in entry_problems(entry))
-    staging = cache / ".staging"
-    left = list(staging.iterdir()) if staging.is_dir() else []
-    trial.staging_left = len(left)
+    draft = cache / ".staging"
+    left = list(draft.iterdir()) if draft.is_dir() else []
+    trial.drafts_left = len(left)
     trial.partial_files = sum(1 for d in left for f in d.rglob("*") if f.is_file())
 
     proc2, doc = run_json(root, "faulty", "params/p.yaml")
@@ -201,7 +201,7 @@ def test_sigkill_at_random_moments_never_yields_bad_data(tmp_path):
     print(
         f"\n{len(done)} trials, {len(killed)} killed mid-run "
         f"({sum(1 for t in killed if t.published_before_kill)} after a publish, "
-        f"{sum(1 for t in killed if t.staging_left)} leaving staging folders, "
+        f"{sum(1 for t in killed if t.drafts_left)} leaving draft folders, "
         f"{sum(1 for t in killed if t.partial_files)} with files in them), "
         f"{sum(len(t.warnings) for t in done)} warnings, 0 bad loads; windows: "
         + ", ".join(f"{k}={w['start']:.2f}s" for k, (w, _) in calibrated.items())
@@ -209,7 +209,7 @@ def test_sigkill_at_random_moments_never_yields_bad_data(tmp_path):
     assert len(killed) >= MIN_KILLS, f"only {len(killed)} of {len(done)} runs were killed"
     assert sum(1 for t in killed if t.partial_files) >= 5, "too few kills during a save"
     for kind in KINDS:
-        assert any(t.kind == kind and t.killed and t.staging_left for t in done), (
+        assert any(t.kind == kind and t.killed and t.drafts_left for t in done), (
             f"no {kind} trial was killed while an entry was being staged"
         )
         assert any(t.kind == kind and t.killed and t.published_before_kill for t in done), (

@@ -152,7 +152,7 @@ def run(param_sets, manager):
 
 
 def test_a_stage_with_one_cacher_that_writes_more_lists_its_whole_folder(project, job_runner):
-    """Only when every cacher of a stage checksums all it writes can the staging folder go
+    """Only when every cacher of a stage checksums all it writes can the draft folder go
     unlisted: one other cacher among them is enough to list it."""
     project.write("experiments/mixed.py", MIXED)
     project.write("params/p.yaml", "- name: a\n")

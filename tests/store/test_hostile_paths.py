@@ -66,7 +66,7 @@ def test_links_in_the_cache_bookkeeping_create_nothing_outside(project, cli, tmp
     assert list(outside.iterdir()) == []
 
 
-def test_planted_lock_paths_and_a_staging_file_get_clear_answers(project, cli, tmp_path_factory):
+def test_planted_lock_paths_and_a_draft_file_get_clear_answers(project, cli, tmp_path_factory):
     setup(project)
     assert cli("run", "e", "p").exit_code == 0
     locks = project.cache / ".locks"

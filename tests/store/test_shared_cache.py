@@ -235,7 +235,7 @@ def test_push_without_a_remote_is_a_clear_error(project, cli):
 
 
 class ElsewhereRunner:
-    """Runs jobs as a worker on another machine would: it sees neither the driver's staging
+    """Runs jobs as a worker on another machine would: it sees neither the driver's draft
     folders nor its local cache tier, only the bucket."""
 
     capacity = 2
@@ -263,7 +263,7 @@ class ElsewhereRunner:
 
         job = replace(
             job,
-            staging=None if job.staging is None else "/elsewhere" + job.staging,
+            draft=None if job.draft is None else "/elsewhere" + job.draft,
             inputs=tuple((n, self._away(s)) for n, s in job.inputs),
             aggregate_inputs=tuple(
                 (n, tuple((i, self._away(s)) for i, s in pairs))

@@ -18,7 +18,7 @@ from curifactory_cli.store import (
     CorruptEntryError,
     LocalStore,
     describe_files,
-    make_staging,
+    make_draft,
     verify_files,
 )
 from curifactory_cli.store.entry import META_NAME, dump_meta, parse_meta
@@ -51,21 +51,21 @@ def store(request, tmp_path):
 
 
 def stage_files(store, files: dict[str, bytes]) -> str:
-    staging = store.staging_path()
-    os.makedirs(os.path.dirname(staging), exist_ok=True)
-    make_staging(staging)
+    draft = store.draft_path()
+    os.makedirs(os.path.dirname(draft), exist_ok=True)
+    make_draft(draft)
     for rel, data in files.items():
-        path = Path(staging, rel)
+        path = Path(draft, rel)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
-    return staging
+    return draft
 
 
 def publish(store, stage="fit", key=KEY, files=None, lineage="L" * 64, record="set1"):
     files = files or {"model.json": b'{"w": 1}', "table.csv": b"a,b\n1,2\n"}
-    staging = stage_files(store, files)
+    draft = stage_files(store, files)
     outputs = sorted({rel.split(".")[0] for rel in files})
-    described = describe_files(staging, outputs)
+    described = describe_files(draft, outputs)
     meta = {
         "format": FORMAT_VERSION,
         "key": key,
@@ -82,7 +82,7 @@ def publish(store, stage="fit", key=KEY, files=None, lineage="L" * 64, record="s
     }
     prefix = store.stage_prefix("exp", PARAMS, stage)
     final = store.entry_dir(prefix, key)
-    store.publish(staging, final, meta)
+    store.publish(draft, final, meta)
     if hasattr(store, "flush"):
         store.flush()  # a tiered store uploads in batches
     return prefix, final, outputs
@@ -393,8 +393,8 @@ def test_remote_gc_keeps_an_attempt_still_being_uploaded(remote):
 
     _prefix, final, _outputs = publish(remote)
     files = [{"path": "model.json", "size": 3, "sha256": "0" * 64}]
-    staging = stage_files(remote, {"model.json": b"new"})
-    attempt = remote.put_files(staging, final, files)
+    draft = stage_files(remote, {"model.json": b"new"})
+    attempt = remote.put_files(draft, final, files)
     now = time.time()
     assert remote.leftovers(now) == []
     later = [str(path) for path, _ in remote.leftovers(now + 2 * GRACE_S)]
