@@ -3,6 +3,8 @@ bomb nested deeper than any metadata, or a giant file named meta.json is a damag
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 
@@ -11,13 +13,16 @@ import pytest
 from curifactory_cli.store.entry import (
     MAX_META_BYTES,
     MAX_META_DEPTH,
+    SIGNING_ENV,
     check_meta,
+    entry_signature,
     lineage_match,
     meta_problem,
     parse_meta,
     read_meta_file,
     read_meta_file_stat,
     safe_rel,
+    sign,
 )
 
 EXPERIMENT = """
@@ -249,3 +254,42 @@ def test_lineage_match_takes_only_metadata_in_its_own_entrys_folder():
     assert lineage_match("exp/p/make-0123456789abcdef", meta, "L" * 64) == key
     assert lineage_match("exp/p/make-fedcba9876543210", meta, "L" * 64) is None
     assert lineage_match("exp/p/make-0123456789abcdef", meta, "M" * 64) is None
+
+
+@pytest.mark.parametrize("missing", ["version", "files"])
+def test_an_output_without_its_version_or_its_files_is_incomplete(missing):
+    meta = json.loads(_meta_with())
+    del meta["outputs"]["x"][missing]
+    assert meta_problem(meta, meta["key"], ["x"], "here") == "metadata here is incomplete"
+
+
+SIGNED = {
+    "format": 1,
+    "key": "k" * 64,
+    "lineage_key": "L" * 64,
+    "stage": "make",
+    "outputs": {"x": {"cacher": "JsonCacher", "lazy": False, "version": "v", "files": []}},
+    "extra_files": [],
+}
+
+
+def test_a_signature_is_the_hmac_of_the_metadata_as_canonical_json(monkeypatch):
+    """HMAC-SHA256 of the metadata without `signature` and `objects`, as JSON with sorted keys
+    and no spaces: what a cache signed by another version (or checked by another tool) gives,
+    whatever order or spacing its meta.json was written with."""
+    secret = "team secret"
+    payload = json.dumps(SIGNED, sort_keys=True, separators=(",", ":")).encode()
+    expected = hmac.new(secret.encode(), payload, hashlib.sha256).hexdigest()
+    # Fixed: a new version must verify the entries an older one signed.
+    assert expected == "39385c192c66017acdcc1469e0ca27787a2aecd3ae6ac99a325f2a04d3f987fc"
+    placed = {"objects": "0" * 32, **dict(reversed(list(SIGNED.items()))), "signature": expected}
+    assert entry_signature(placed, secret.encode()) == expected
+    monkeypatch.setenv(SIGNING_ENV, secret)
+    assert sign(SIGNED)["signature"] == expected
+    pretty = json.dumps(placed, indent=2, sort_keys=False).encode()
+    where = "exp/p/make-kkkkkkkkkkkkkkkk/meta.json"
+    assert meta_problem(parse_meta(pretty), "k" * 64, ["x"], where) is None
+    forged = {**placed, "lineage_key": "M" * 64}
+    assert meta_problem(forged, "k" * 64, ["x"], where) == (
+        f"entry exp/p/make-kkkkkkkkkkkkkkkk is not signed with this {SIGNING_ENV}"
+    )

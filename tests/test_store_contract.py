@@ -417,3 +417,55 @@ def test_a_lasting_local_tier_verifies_a_remote_entry_at_lookup(tmp_path, bucket
     assert entry is None and problem.startswith("remote entry unusable")
     assert not os.path.exists(final)
     store.close()
+
+
+def _attempt(remote, final: str) -> str:
+    return parse_meta(remote.fs.cat_file(f"{final}/{META_NAME}"))["objects"]
+
+
+def _seen(found: tuple) -> tuple:
+    entry, problem = found
+    return (None if entry is None else (str(entry.directory), entry.meta), problem)
+
+
+def test_a_prefetched_remote_answers_lookups_as_the_store_does_without_a_request(remote):
+    """`prefetch` reads a parameter set's folders in one listing and one batch of reads; the
+    lookups then answer from memory exactly as the store would: whole, damaged, truncated and
+    missing entries alike, and the entries this process publishes meanwhile."""
+    prefix, final, outputs = publish(remote)
+    _p, truncated, _o = publish(remote, stage="score")
+    _damage(remote, truncated, "model.json", b"{")
+    _p, garbled, _o = publish(remote, stage="clean")
+    remote.fs.pipe_file(f"{garbled}/{META_NAME}", b"not json")
+    absent = remote.entry_dir(prefix, OTHER)
+    asked = [(final, KEY, outputs), (final, KEY, ["model"]), (final, OTHER, outputs)]
+    asked += [(truncated, KEY, outputs), (garbled, KEY, outputs), (absent, OTHER, outputs)]
+    direct = [_seen(remote.lookup(*args)) for args in asked]
+    assert [problem for _, problem in direct] == [
+        None,
+        f"metadata {remote.display(final)}/{META_NAME} lists other outputs than the stage declares",
+        f"metadata {remote.display(final)}/{META_NAME} belongs to another key",
+        f"{remote.display(truncated)}/{_attempt(remote, truncated)}/model.json has the wrong size",
+        f"damaged metadata {remote.display(garbled)}/{META_NAME}: it is not JSON",
+        None,
+    ]
+
+    before = remote.calls
+    remote.prefetch([prefix.rpartition("/")[0]])
+    assert remote.calls == before + 2  # one listing, one batch of metadata reads
+    before = remote.calls
+    assert [_seen(remote.lookup(*args)) for args in asked[:4] + asked[5:]] == (
+        direct[:4] + direct[5:]
+    )
+    assert remote.find_by_lineage(prefix, "L" * 64, outputs).meta == direct[0][0][1]
+    assert [e.stage for e in remote.stage_entries(prefix)] == ["fit"]
+    assert remote.calls == before  # all from memory
+    assert _seen(remote.lookup(*asked[4])) == direct[4]  # damaged: read again to say how
+
+    later = publish(remote, stage="late")[1]
+    before = remote.calls
+    found, problem = remote.lookup(later, KEY, outputs)
+    assert problem is None and found.stage == "late" and remote.calls == before
+    remote.fs.rm(later, recursive=True)  # gone behind this process's back
+    assert remote.lookup(later, KEY, outputs)[0] is not None  # from memory: no request
+    assert remote.lookup(later, KEY, outputs, fresh=True) == (None, None)

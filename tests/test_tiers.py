@@ -1,0 +1,146 @@
+"""A local tier in front of a shared one (here an fsspec `memory://` store: what the tiers
+decide does not depend on which): entries uploaded by workers are committed by the driver
+and loaded from the remote when asked for; the first writer of an entry wins; what this
+machine publishes goes up in batches; the run says what it moved."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+from curifactory_cli.errors import CacheError
+from curifactory_cli.store import FORMAT_VERSION, LocalStore, describe_files, make_staging
+from curifactory_cli.store.entry import META_NAME
+from curifactory_cli.store.local import UNPUSHED
+from curifactory_cli.store.remote import FsspecStore
+from curifactory_cli.store.tiered import UPLOAD_BATCH, TieredStore
+
+KEY = "a" * 64
+PARAMS = "c" * 64
+OURS = {"model.json": b'{"w": 1}'}
+THEIRS = {"model.json": b'{"w": 22}'}
+
+
+@pytest.fixture
+def tiers(tmp_path):
+    made = TieredStore(
+        LocalStore(tmp_path / "cache"), FsspecStore(f"memory://curi-{uuid.uuid4().hex}")
+    )
+    yield made
+    made.close()
+
+
+def staged(folder: Path, files: dict[str, bytes]) -> tuple[str, dict]:
+    """A staging folder with these files, and the metadata of the entry they make."""
+    os.makedirs(folder.parent, exist_ok=True)
+    make_staging(str(folder))
+    for rel, data in files.items():
+        (folder / rel).write_bytes(data)
+    described = describe_files(str(folder), ["model"])
+    meta = {
+        "format": FORMAT_VERSION,
+        "key": KEY,
+        "lineage_key": "L" * 64,
+        "experiment": "exp",
+        "stage": "fit",
+        "record": "set1",
+        "params_hash": PARAMS,
+        "outputs": {"model": {"version": "v", "cacher": "JsonCacher", "files": described["model"]}},
+        "extra_files": described[""],
+    }
+    return str(folder), meta
+
+
+def final_of(store: TieredStore, stage: str = "fit") -> str:
+    return store.entry_dir(store.stage_prefix("exp", PARAMS, stage), KEY)
+
+
+def test_an_entry_a_worker_uploaded_is_committed_and_loaded_from_the_remote(tiers, tmp_path):
+    """A worker on another machine uploads the files; the driver commits them. Nothing is
+    downloaded until something loads the entry, which then is a verified local entry."""
+    final = final_of(tiers)
+    worker, meta = staged(tmp_path / "worker" / "job", OURS)
+    attempt = tiers.remote.put_files(
+        worker, tiers._remote_path(final), meta["outputs"]["model"]["files"]
+    )
+    tiers.publish(str(tmp_path / "not-here"), final, meta, attempt=attempt)
+    assert not os.path.exists(final)
+    assert tiers.transfers["pushed"] == {"entries": 1, "bytes": 8}
+    assert tiers.remote.lookup(tiers._remote_path(final), KEY, ["model"])[0] is not None
+
+    entry = tiers.entry_at(final)
+    assert entry is not None and entry.key == KEY
+    assert Path(final, "model.json").read_bytes() == OURS["model.json"]
+    assert "objects" not in entry.meta  # the local layout: files beside meta.json
+    assert tiers.transfers["pulled"] == {"entries": 1, "bytes": 8}
+    assert tiers.entry_at(final) is not None  # once: nothing more to download
+    assert tiers.transfers["pulled"] == {"entries": 1, "bytes": 8}
+
+
+def test_when_another_run_committed_first_its_entry_is_the_one_loaded(tiers, tmp_path):
+    final = final_of(tiers)
+    target = tiers._remote_path(final)
+    other, theirs = staged(tmp_path / "other" / "job", THEIRS)
+    assert tiers.remote.upload(other, target, theirs) is True  # another machine, first
+    worker, meta = staged(tmp_path / "worker" / "job", OURS)
+    attempt = tiers.remote.put_files(worker, target, meta["outputs"]["model"]["files"])
+    tiers.publish(str(tmp_path / "not-here"), final, meta, attempt=attempt)
+    assert tiers.transfers["pushed"] == {"entries": 0, "bytes": 0}
+    assert not tiers.remote.fs.exists(f"{target}/{attempt}")  # ours is removed
+    assert tiers.entry_at(final) is not None
+    assert Path(final, "model.json").read_bytes() == THEIRS["model.json"]
+
+
+def test_a_failed_upload_of_the_only_copy_fails_and_of_a_local_one_warns(tiers, tmp_path):
+    final = final_of(tiers)
+    _staging, meta = staged(tmp_path / "worker" / "job", OURS)
+    with pytest.raises(CacheError, match="connection reset"):
+        tiers.publish(str(tmp_path / "not-here"), final, meta, upload_error="connection reset")
+    with pytest.raises(CacheError, match="staged where this process cannot see"):
+        tiers.publish(str(tmp_path / "not-here"), final, meta)
+
+    here, meta = staged(Path(tiers.staging_path()), OURS)
+    tiers.publish(here, final, meta, upload_error="connection reset")
+    assert Path(final, "model.json").read_bytes() == OURS["model.json"]  # kept locally
+    assert tiers.warnings == [
+        "connection reset; it is cached locally, `curi cache push` uploads it later"
+    ]
+
+
+def test_what_this_machine_publishes_is_uploaded_in_batches(tiers, tmp_path):
+    finals = []
+    for n in range(UPLOAD_BATCH + 1):
+        final = final_of(tiers, f"s{n}")
+        staging, meta = staged(Path(tiers.staging_path()), OURS)
+        tiers.publish(staging, final, {**meta, "stage": f"s{n}"})
+        finals.append(final)
+    # A full batch went up at once; the one after it waits for the next flush.
+    remote = [tiers._remote_path(f) for f in finals]
+    there = [tiers.remote.fs.exists(f"{r}/{META_NAME}") for r in remote]
+    assert there == [True] * UPLOAD_BATCH + [False]
+    tiers.flush()
+    assert tiers.remote.fs.exists(f"{remote[-1]}/{META_NAME}")
+    assert tiers.transfers["pushed"] == {"entries": UPLOAD_BATCH + 1, "bytes": 8 * 65}
+
+
+def test_an_interrupted_run_keeps_its_queued_entries_for_the_next_push(tmp_path):
+    store = TieredStore(
+        LocalStore(tmp_path / "cache"), FsspecStore(f"memory://curi-{uuid.uuid4().hex}")
+    )
+    final = final_of(store)
+    staging, meta = staged(Path(store.staging_path()), OURS)
+    store.publish(staging, final, meta)
+    store.close(cancel=True)
+    assert not store.remote.fs.exists(f"{store._remote_path(final)}/{META_NAME}")
+    listed = (tmp_path / "cache" / UNPUSHED).read_text().splitlines()
+    assert listed == [os.path.relpath(final, tmp_path / "cache")]
+
+    # The next run that reaches the remote uploads it, and empties the list.
+    again = TieredStore(LocalStore(tmp_path / "cache"), store.remote)
+    again.close()
+    assert store.remote.lookup(store._remote_path(final), KEY, ["model"])[0] is not None
+    assert not (tmp_path / "cache" / UNPUSHED).exists()
+    assert again.transfers["pushed"] == {"entries": 1, "bytes": 8}
