@@ -293,3 +293,66 @@ def test_a_signature_is_the_hmac_of_the_metadata_as_canonical_json(monkeypatch):
     assert meta_problem(forged, "k" * 64, ["x"], where) == (
         f"entry exp/p/make-kkkkkkkkkkkkkkkk is not signed with this {SIGNING_ENV}"
     )
+
+
+def _fstat_says(monkeypatch, size: int) -> None:
+    """The file grows between the size check and the read (a planter still writing it)."""
+    real = os.fstat
+
+    def fstat(fd):
+        fields = list(real(fd))
+        fields[6] = size  # st_size
+        return os.stat_result(fields)
+
+    monkeypatch.setattr(os, "fstat", fstat)
+
+
+def test_metadata_growing_while_read_is_read_whole(tmp_path, monkeypatch):
+    data = json.dumps({**GOOD_META, "padding": "x" * (3 << 20)}).encode()
+    path = tmp_path / "meta.json"
+    path.write_bytes(data)
+    _fstat_says(monkeypatch, 100 << 10)
+    assert read_meta_file(path) == data
+    assert read_meta_file_stat(path)[0] == data
+
+
+def test_metadata_growing_past_the_bound_while_read_is_refused(tmp_path, monkeypatch):
+    path = tmp_path / "meta.json"
+    with open(path, "wb") as out:
+        out.truncate(MAX_META_BYTES + 10)  # sparse
+    _fstat_says(monkeypatch, 100 << 10)
+    with pytest.raises(ValueError, match=f"grew past {MAX_META_BYTES} bytes while read"):
+        read_meta_file(path)
+
+
+def test_metadata_of_exactly_the_bound_is_read_and_a_byte_more_is_refused(tmp_path):
+    path = tmp_path / "meta.json"
+    with open(path, "wb") as out:
+        out.truncate(MAX_META_BYTES)  # sparse
+    assert len(read_meta_file(path)) == MAX_META_BYTES
+    with open(path, "r+b") as out:
+        out.truncate(MAX_META_BYTES + 1)
+    with pytest.raises(ValueError) as refused:
+        read_meta_file(path)
+    assert str(refused.value) == (
+        f"{path} is {MAX_META_BYTES + 1} bytes, more than metadata ever is"
+    )
+
+
+def test_a_fifo_full_of_data_named_meta_json_is_refused_without_blocking(tmp_path):
+    path = tmp_path / "meta.json"
+    os.mkfifo(path)
+    reader = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # so the writer can open
+    writer = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+    try:
+        written = 0
+        with pytest.raises(BlockingIOError):
+            while True:  # fill the pipe: the first read gets all it holds
+                written += os.write(writer, b" " * 4096)
+        assert written >= 1 << 16
+        with pytest.raises(ValueError) as refused:
+            read_meta_file(path)
+        assert str(refused.value) == f"{path} is not a regular file"
+    finally:
+        os.close(writer)
+        os.close(reader)

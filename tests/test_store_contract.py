@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import uuid
 from pathlib import Path
 
@@ -61,8 +62,11 @@ def stage_files(store, files: dict[str, bytes]) -> str:
     return staging
 
 
+FILES = {"model.json": b'{"w": 1}', "table.csv": b"a,b\n1,2\n"}
+
+
 def publish(store, stage="fit", key=KEY, files=None, lineage="L" * 64, record="set1"):
-    files = files or {"model.json": b'{"w": 1}', "table.csv": b"a,b\n1,2\n"}
+    files = files or FILES
     staging = stage_files(store, files)
     outputs = sorted({rel.split(".")[0] for rel in files})
     described = describe_files(staging, outputs)
@@ -174,6 +178,17 @@ def test_publishing_the_same_key_again_leaves_one_whole_entry(store):
         {"model.json": b'{"w": 2}', "table.csv": b"a,b\n3,4\n"},
     )
     assert len(list(store.entries())) == 1
+
+
+def test_a_free_entry_lock_is_taken_at_once_and_given_back(store):
+    store.prepare()
+    lock = store.entry_lock(KEY)
+    assert lock.acquire_nowait() is True
+    lock.release()
+    assert lock.acquire_within(0.5) is True
+    lock.release()
+    lock.acquire()
+    lock.release()
 
 
 def test_an_exported_entry_is_a_local_entry(store, tmp_path):
@@ -387,8 +402,6 @@ def test_metadata_must_name_an_attempt_folder_of_its_entry(remote):
 def test_remote_gc_keeps_an_attempt_still_being_uploaded(remote):
     """An attempt folder no `meta.json` names is a leftover only once older than the grace
     period: a writer may be uploading it right now."""
-    import time
-
     from curifactory_cli.store.local import GRACE_S
 
     _prefix, final, _outputs = publish(remote)
@@ -469,3 +482,89 @@ def test_a_prefetched_remote_answers_lookups_as_the_store_does_without_a_request
     remote.fs.rm(later, recursive=True)  # gone behind this process's back
     assert remote.lookup(later, KEY, outputs)[0] is not None  # from memory: no request
     assert remote.lookup(later, KEY, outputs, fresh=True) == (None, None)
+
+
+def _attempts(remote, final: str) -> list[str]:
+    return sorted(
+        p.rpartition("/")[2] for p in remote.fs.ls(final, detail=False) if not p.endswith(".json")
+    )
+
+
+def test_a_remote_download_of_some_outputs_brings_only_their_files(remote, tmp_path):
+    _prefix, final, outputs = publish(remote)
+    entry, _ = remote.lookup(final, KEY, outputs)
+    remote.fetch(entry, str(tmp_path / "some"), ["model"])
+    assert sorted(p.name for p in (tmp_path / "some").iterdir()) == ["model.json"]
+    folder = remote.local_dir(entry)
+    assert sorted(os.listdir(folder)) == ["model.json", "table.csv"]
+    assert remote.local_dir(entry) == folder  # downloaded once
+
+
+def test_a_remote_commit_replaces_an_entry_only_on_purpose_or_when_it_is_damaged(remote):
+    _prefix, final, outputs = publish(remote)
+    (first,) = _attempts(remote, final)
+    staging = stage_files(remote, {"model.json": b'{"w": 2}', "table.csv": b"a,b\n3,4\n"})
+    there = remote.lookup(final, KEY, outputs)[0]
+    meta = {k: v for k, v in there.meta.items() if k != "objects"}
+    meta["outputs"] = {
+        name: {**out, "files": describe_files(staging, outputs)[name]}
+        for name, out in meta["outputs"].items()
+    }
+    # Not on purpose: the entry there is whole, it stays; this upload is removed.
+    assert remote.upload(staging, final, meta) is False
+    assert _attempts(remote, final) == [first]
+    # On purpose (--overwrite, an invalidated entry): ours replaces it, theirs is removed.
+    assert remote.upload(staging, final, meta, replace=True) is True
+    (second,) = _attempts(remote, final)
+    assert second != first
+    assert read_back(remote, remote.lookup(final, KEY, outputs)[0])["model.json"] == b'{"w": 2}'
+    # Damaged metadata there: replaced without being asked.
+    remote.fs.pipe_file(f"{final}/{META_NAME}", b"{not json")
+    assert remote.upload(staging, final, meta) is True
+    assert remote.lookup(final, KEY, outputs)[0] is not None
+
+
+def test_a_batch_upload_keeps_whole_entries_and_replaces_on_purpose(remote):
+    prefix, final, outputs = publish(remote)
+    (first,) = _attempts(remote, final)
+    entry = remote.lookup(final, KEY, outputs)[0]
+    meta = {k: v for k, v in entry.meta.items() if k != "objects"}
+    new = stage_files(remote, FILES)
+    other = remote.entry_dir(prefix, OTHER)
+    remote.upload_many([(new, final, meta, False), (new, other, {**meta, "key": OTHER}, False)])
+    assert _attempts(remote, final) == [first]  # whole already: kept
+    assert remote.lookup(other, OTHER, outputs)[0] is not None
+    remote.upload_many([(new, final, meta, True)])
+    (second,) = _attempts(remote, final)
+    assert second != first and remote.lookup(final, KEY, outputs)[0] is not None
+
+
+def test_remote_entries_are_only_metadata_in_entry_folders(remote):
+    _prefix, final, _outputs = publish(remote)
+    data = remote.fs.cat_file(f"{final}/{META_NAME}")
+    for where in ("exp", f"exp/{PARAMS[:16]}", ".trash/exp/p/fit-0123456789abcdef"):
+        remote.fs.pipe_file(f"{remote.path_of(where)}/{META_NAME}", data)
+    assert [str(e.directory) for e in remote.entries()] == [final]
+
+
+def test_remote_maintenance_finds_stray_objects_and_deletes_only_inside_the_cache(remote):
+    from curifactory_cli.errors import CacheError
+
+    _prefix, final, outputs = publish(remote)
+    entry = remote.lookup(final, KEY, outputs)[0]
+    attempt = entry.meta["objects"]
+    remote.fs.pipe_file(f"{final}/{attempt}/planted.bin", b"1234")
+    assert remote.orphan_files(entry) == [f"{attempt}/planted.bin"]
+    assert remote.path_size(f"{final}/{attempt}") == len(b'{"w": 1}a,b\n1,2\n') + 4
+    assert 0 <= remote.age_of(final, time.time()) < 600
+    for outside in (remote.path_of("") + "/../elsewhere", "/tmp", remote.path_of("exp/../..")):
+        with pytest.raises(CacheError, match="refusing to delete"):
+            remote.remove_paths([outside])
+    stray = f"{final}/{'0' * 32}"  # an upload whose writer died
+    remote.fs.pipe_file(f"{stray}/x.bin", b"12345")
+    assert remote.remove_paths([stray]) == 5
+    assert _attempts(remote, final) == [attempt]
+    remote.fs.rm(f"{final}/{META_NAME}")
+    assert [str(p) for p in remote.orphan_dirs()] == [final]
+    with pytest.raises(CacheError, match="cannot read"):
+        remote.mark_invalidated(entry)
