@@ -87,6 +87,15 @@ def test_a_planted_meta_json_is_a_damaged_entry_for_every_command(project, cli, 
 def test_metadata_bounds():
     assert parse_meta(_deep(MAX_META_DEPTH - 2)) is not None
     assert parse_meta(_deep(MAX_META_DEPTH + 1)) is None
+    siblings = '"pad": [' + ",".join(["[]"] * 10) + "], "
+    deepest = _deep(MAX_META_DEPTH - 1).replace('"note"', siblings + '"note"')
+    assert parse_meta(deepest) is not None  # nested exactly as deep as allowed
+    assert check_meta(b" " * (MAX_META_BYTES + 1)) == (None, "it is larger than metadata ever is")
+    padded = json.dumps({**GOOD_META, "padding": ""}).encode()
+    exact = padded.replace(
+        b'"padding": ""', b'"padding": "' + b"x" * (MAX_META_BYTES - len(padded)) + b'"'
+    )
+    assert len(exact) == MAX_META_BYTES and parse_meta(exact) is not None
     assert parse_meta(_deep(500_000)) is None  # no RecursionError
     assert parse_meta(b"[" + b" " * MAX_META_BYTES + b"]") is None
 
@@ -148,6 +157,14 @@ def test_a_listed_file_inside_its_entry_is_accepted(rel):
     meta, problem = check_meta(_meta_with(file={**GOOD_FILE, "path": rel}))
     assert problem is None and meta is not None
     assert meta_problem(meta, "k" * 64, ["x"], "m") is None
+
+
+def test_an_empty_listed_file_is_accepted_and_a_negative_size_is_not():
+    empty = {**GOOD_FILE, "size": 0}
+    assert check_meta(_meta_with(file=empty))[1] is None
+    assert check_meta(_meta_with(file={**GOOD_FILE, "size": -1}))[1] == (
+        "output 'x' lists a file it cannot have"
+    )
 
 
 @pytest.mark.parametrize(

@@ -65,10 +65,10 @@ def stage_files(store, files: dict[str, bytes]) -> str:
 FILES = {"model.json": b'{"w": 1}', "table.csv": b"a,b\n1,2\n"}
 
 
-def publish(store, stage="fit", key=KEY, files=None, lineage="L" * 64, record="set1"):
+def publish(store, stage="fit", key=KEY, files=None, lineage="L" * 64, record="set1", outputs=None):
     files = files or FILES
     staging = stage_files(store, files)
-    outputs = sorted({rel.split(".")[0] for rel in files})
+    outputs = outputs or sorted({rel.split(".")[0] for rel in files})
     described = describe_files(staging, outputs)
     meta = {
         "format": FORMAT_VERSION,
@@ -111,6 +111,20 @@ def test_a_published_entry_is_found_by_key_with_its_files(store):
     assert entry.key == KEY and entry.stage == "fit" and entry.params_name == "set1"
     assert read_back(store, entry) == {"model.json": b'{"w": 1}', "table.csv": b"a,b\n1,2\n"}
     verify_files(store.local_dir(entry), entry.output_files("model"))
+
+
+def test_an_entrys_other_files_are_kept_counted_and_verified(store):
+    """Files no output claims (a reportable's, a cacher's extra files) belong to the entry."""
+    files = {**FILES, "notes.txt": b"extra"}
+    _prefix, final, outputs = publish(store, files=files, outputs=["model", "table"])
+    entry, problem = store.lookup(final, KEY, outputs)
+    assert problem is None and read_back(store, entry) == files
+    assert entry.size == sum(len(data) for data in files.values())
+    assert entry.meta["extra_files"][0]["path"] == "notes.txt"
+    _damage(store, final, "notes.txt", b"extr")
+    if not hasattr(store, "remote"):  # a tier would serve its remote's whole copy
+        entry, problem = store.lookup(final, KEY, outputs)
+        assert entry is None and "notes.txt" in problem
 
 
 def test_nothing_there_is_a_plain_miss(store):
@@ -491,12 +505,14 @@ def _attempts(remote, final: str) -> list[str]:
 
 
 def test_a_remote_download_of_some_outputs_brings_only_their_files(remote, tmp_path):
-    _prefix, final, outputs = publish(remote)
+    """...and the entry's other files (a reportable's, a cacher's extra files): always."""
+    files = {**FILES, "notes.txt": b"extra"}
+    _prefix, final, outputs = publish(remote, files=files, outputs=["model", "table"])
     entry, _ = remote.lookup(final, KEY, outputs)
     remote.fetch(entry, str(tmp_path / "some"), ["model"])
-    assert sorted(p.name for p in (tmp_path / "some").iterdir()) == ["model.json"]
+    assert sorted(p.name for p in (tmp_path / "some").iterdir()) == ["model.json", "notes.txt"]
     folder = remote.local_dir(entry)
-    assert sorted(os.listdir(folder)) == ["model.json", "table.csv"]
+    assert sorted(os.listdir(folder)) == ["model.json", "notes.txt", "table.csv"]
     assert remote.local_dir(entry) == folder  # downloaded once
 
 
@@ -544,7 +560,9 @@ def test_remote_entries_are_only_metadata_in_entry_folders(remote):
     data = remote.fs.cat_file(f"{final}/{META_NAME}")
     for where in ("exp", f"exp/{PARAMS[:16]}", ".trash/exp/p/fit-0123456789abcdef"):
         remote.fs.pipe_file(f"{remote.path_of(where)}/{META_NAME}", data)
-    assert [str(e.directory) for e in remote.entries()] == [final]
+    (entry,) = remote.entries()
+    assert str(entry.directory) == final
+    assert abs(entry.created - time.time()) < 600  # when it was uploaded: its age in `ls`
 
 
 def test_remote_maintenance_finds_stray_objects_and_deletes_only_inside_the_cache(remote):
