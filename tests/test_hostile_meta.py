@@ -373,3 +373,30 @@ def test_a_fifo_full_of_data_named_meta_json_is_refused_without_blocking(tmp_pat
     finally:
         os.close(writer)
         os.close(reader)
+
+
+def _nested(depth: int) -> str:
+    """Metadata nested `depth` deep, with more brackets than that beside it (a parameter set
+    of many lists), and text that is not ASCII or brackets."""
+    lists = ",".join(["[]"] * (MAX_META_DEPTH + 10))
+    note = "[" * (depth - 1) + "]" * (depth - 1)
+    return (
+        json.dumps({"key": "k", "stage": "XGBoost fit é", "lists": "L", "note": "N"})
+        .replace('"L"', f"[{lists}]")
+        .replace('"N"', note)
+    )
+
+
+@pytest.mark.parametrize("as_bytes", [True, False], ids=["bytes", "text"])
+def test_metadata_nested_as_deep_as_allowed_is_read_and_one_more_is_refused(as_bytes):
+    def check(text: str):
+        return check_meta(text.encode() if as_bytes else text)
+
+    meta, problem = check(_nested(MAX_META_DEPTH))
+    assert problem is None and meta["stage"] == "XGBoost fit é"
+    assert check(_nested(MAX_META_DEPTH + 1)) == (None, "it nests deeper than metadata ever does")
+
+
+@pytest.mark.parametrize("data", [b'{"stage": "fit"}', b'["key"]', b'"key"'])
+def test_json_that_is_not_an_object_with_a_key_is_not_metadata(data):
+    assert check_meta(data) == (None, "it is not an entry's metadata")
