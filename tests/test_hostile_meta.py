@@ -324,8 +324,9 @@ def _fstat_says(monkeypatch, size: int) -> None:
     monkeypatch.setattr(os, "fstat", fstat)
 
 
-def test_metadata_growing_while_read_is_read_whole(tmp_path, monkeypatch):
-    data = json.dumps({**GOOD_META, "padding": "x" * (3 << 20)}).encode()
+@pytest.mark.parametrize("size", [500 << 10, 3 << 20])  # read on in one chunk, or several
+def test_metadata_growing_while_read_is_read_whole(tmp_path, monkeypatch, size):
+    data = json.dumps({**GOOD_META, "padding": "x" * size}).encode()
     path = tmp_path / "meta.json"
     path.write_bytes(data)
     _fstat_says(monkeypatch, 100 << 10)
