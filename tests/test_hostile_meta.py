@@ -23,6 +23,7 @@ from curifactory_cli.store.entry import (
     read_meta_file_stat,
     safe_rel,
     sign,
+    signature_problem,
 )
 
 EXPERIMENT = """
@@ -306,6 +307,8 @@ def test_a_signature_is_the_hmac_of_the_metadata_as_canonical_json(monkeypatch):
     pretty = json.dumps(placed, indent=2, sort_keys=False).encode()
     where = "exp/p/make-kkkkkkkkkkkkkkkk/meta.json"
     assert meta_problem(parse_meta(pretty), "k" * 64, ["x"], where) is None
+    odd = parse_meta(b'{"key": "k", "params": {"a": [1, null, 2.5, "\\u00e9", {"": []}]}}')
+    assert signature_problem(odd) == f"metadata is not signed with this {SIGNING_ENV}"
     forged = {**placed, "lineage_key": "M" * 64}
     assert meta_problem(forged, "k" * 64, ["x"], where) == (
         f"entry exp/p/make-kkkkkkkkkkkkkkkk is not signed with this {SIGNING_ENV}"
@@ -380,12 +383,15 @@ def _nested(depth: int) -> str:
     """Metadata nested `depth` deep, with more brackets than that beside it (a parameter set
     of many lists), and text that is not ASCII or brackets."""
     lists = ",".join(["[]"] * (MAX_META_DEPTH + 10))
-    note = "[" * (depth - 1) + "]" * (depth - 1)
-    return (
-        json.dumps({"key": "k", "stage": "XGBoost fit é", "lists": "L", "note": "N"})
-        .replace('"L"', f"[{lists}]")
-        .replace('"N"', note)
-    )
+    note = "[[]," + "[" * (depth - 2) + "]" * (depth - 2) + "]"  # closes, then goes deeper
+    fields = {"key": "k", "stage": "XGBoost fit é", "lists": "L", "note": "N"}
+    text = json.dumps(fields, ensure_ascii=False)
+    return text.replace('"L"', f"[{lists}]").replace('"N"', note)
+
+
+def _objects(depth: int) -> str:
+    """Metadata nested `depth` deep in objects only."""
+    return '{"key": "k", "note": ' + '{"a": ' * (depth - 1) + "1" + "}" * depth
 
 
 @pytest.mark.parametrize("as_bytes", [True, False], ids=["bytes", "text"])
@@ -396,6 +402,8 @@ def test_metadata_nested_as_deep_as_allowed_is_read_and_one_more_is_refused(as_b
     meta, problem = check(_nested(MAX_META_DEPTH))
     assert problem is None and meta["stage"] == "XGBoost fit é"
     assert check(_nested(MAX_META_DEPTH + 1)) == (None, "it nests deeper than metadata ever does")
+    assert check(_objects(MAX_META_DEPTH))[1] is None
+    assert check(_objects(MAX_META_DEPTH + 1)) == (None, "it nests deeper than metadata ever does")
 
 
 @pytest.mark.parametrize("data", [b'{"stage": "fit"}', b'["key"]', b'"key"'])
