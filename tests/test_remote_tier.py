@@ -255,6 +255,7 @@ def test_a_remote_lost_mid_run_leaves_the_rest_to_the_local_cache(
     assert executed == [(stage, name) for stage in ("make", "total") for name in "abcd"]
     (warning,) = document["warnings"]
     assert f"remote {bucket} stopped answering" in warning and "--no-remote" in warning
+    assert "the rest of this run uses the local cache only" in warning
     assert document["remote"]["reached"] is False
     assert document["remote"]["pushed"]["entries"] == 0
     assert len(second.entries()) == 8  # all computed and kept locally

@@ -144,3 +144,119 @@ def test_an_interrupted_run_keeps_its_queued_entries_for_the_next_push(tmp_path)
     assert store.remote.lookup(store._remote_path(final), KEY, ["model"])[0] is not None
     assert not (tmp_path / "cache" / UNPUSHED).exists()
     assert again.transfers["pushed"] == {"entries": 1, "bytes": 8}
+
+
+def test_a_worker_opens_the_remote_the_driver_commits_to(tmp_path):
+    """The reference a job carries to a worker names the same store, place and options."""
+    url = f"memory://curi-{uuid.uuid4().hex}"
+    options = {"skip_instance_cache": False}
+    store = TieredStore(LocalStore(tmp_path / "cache"), FsspecStore(url), options)
+    final = final_of(store)
+    ref = store.remote_ref(final)
+    assert (ref.url, ref.path, dict(ref.storage_options)) == (
+        url,
+        store._remote_path(final),
+        options,
+    )
+    worker, meta = staged(tmp_path / "worker" / "job", OURS)
+    attempt = ref.open().put_files(worker, ref.path, meta["outputs"]["model"]["files"])
+    store.publish(str(tmp_path / "not-here"), final, meta, attempt=attempt)
+    assert store.entry_at(final) is not None
+    assert Path(final, "model.json").read_bytes() == OURS["model.json"]
+    assert store.display(final) == final  # messages name the local folder
+    store.close()
+
+
+def test_a_worker_upload_made_on_purpose_replaces_the_entry_there(tiers, tmp_path):
+    """`--overwrite` (or an invalidated entry): the run's upload replaces what is there."""
+    final = final_of(tiers)
+    target = tiers._remote_path(final)
+    other, theirs = staged(tmp_path / "other" / "job", THEIRS)
+    tiers.remote.upload(other, target, theirs)
+    worker, meta = staged(tmp_path / "worker" / "job", OURS)
+    attempt = tiers.remote.put_files(worker, target, meta["outputs"]["model"]["files"])
+    tiers.publish(str(tmp_path / "not-here"), final, meta, replace=True, attempt=attempt)
+    assert tiers.remote.lookup(target, KEY, ["model"])[0].meta["objects"] == attempt
+    assert tiers.entry_at(final) is not None
+    assert Path(final, "model.json").read_bytes() == OURS["model.json"]
+
+
+def test_a_local_copy_stays_when_another_run_committed_the_entry_first(tiers, tmp_path):
+    final = final_of(tiers)
+    target = tiers._remote_path(final)
+    other, theirs = staged(tmp_path / "other" / "job", THEIRS)
+    tiers.remote.upload(other, target, theirs)
+    here, meta = staged(Path(tiers.staging_path()), OURS)
+    attempt = tiers.remote.put_files(here, target, meta["outputs"]["model"]["files"])
+    tiers.publish(here, final, meta, attempt=attempt)
+    assert tiers.entry_at(final) is not None
+    assert Path(final, "model.json").read_bytes() == OURS["model.json"]
+    assert tiers.transfers["pulled"]["entries"] == 0
+
+
+def test_a_temporary_local_tier_downloads_an_entry_only_when_it_is_read(tmp_path):
+    """`--cache URL`: a lookup reads metadata; the files come down when loaded or exported."""
+    from curifactory_cli.store import open_store
+
+    url = f"memory://curi-{uuid.uuid4().hex}"
+    first = open_store(url)
+    final = final_of(first)
+    staging, meta = staged(Path(first.staging_path()), OURS)
+    first.publish(staging, final, meta)
+    first.close()
+
+    for read in ("local_dir", "export"):
+        store = open_store(url)
+        final = final_of(store)
+        entry, problem = store.lookup(final, KEY, ["model"])
+        assert problem is None and not os.path.exists(final)
+        if read == "local_dir":
+            folder = store.local_dir(entry)
+        else:
+            folder = tmp_path / "exported"
+            store.export(entry, folder)
+        assert Path(folder, "model.json").read_bytes() == OURS["model.json"]
+        assert store.transfers["pulled"] == {"entries": 1, "bytes": 8}
+        store.close()
+
+
+def test_pushing_what_an_earlier_run_kept_skips_what_the_remote_has_meanwhile(tmp_path):
+    remote = FsspecStore(f"memory://curi-{uuid.uuid4().hex}")
+    offline = TieredStore(LocalStore(tmp_path / "cache"), remote)
+    final = final_of(offline)
+    staging, meta = staged(Path(offline.staging_path()), OURS)
+    offline.publish(staging, final, meta)
+    offline.close(cancel=True)  # kept for later, listed in .unpushed
+    other, theirs = staged(tmp_path / "other" / "job", THEIRS)
+    target = offline._remote_path(final)
+    remote.upload(other, target, theirs)  # someone else uploads it meanwhile
+    attempt = remote.lookup(target, KEY, ["model"])[0].meta["objects"]
+
+    again = TieredStore(LocalStore(tmp_path / "cache"), remote)
+    again.close()
+    assert again.transfers["pushed"] == {"entries": 0, "bytes": 0}
+    assert remote.lookup(target, KEY, ["model"])[0].meta["objects"] == attempt  # theirs
+
+
+def test_a_pulled_entry_is_a_verified_local_entry_and_a_damaged_one_leaves_nothing(tmp_path):
+    from curifactory_cli.store import CorruptEntryError
+    from curifactory_cli.store.tiered import pull_entry
+
+    remote = FsspecStore(f"memory://curi-{uuid.uuid4().hex}")
+    local = LocalStore(tmp_path / "cache")
+    source, meta = staged(tmp_path / "other" / "job", OURS)
+    target = remote.entry_dir(remote.stage_prefix("exp", PARAMS, "fit"), KEY)
+    remote.upload(source, target, meta)
+    (entry,) = remote.entries()
+    pull_entry(local, remote, entry)
+    final = final_of(local)
+    found, problem = local.lookup(final, KEY, ["model"])
+    assert problem is None and "objects" not in found.meta
+
+    remote.fs.pipe_file(f"{target}/{entry.meta['objects']}/model.json", b'{"w": 9}')
+    elsewhere = LocalStore(tmp_path / "other-cache")
+    with pytest.raises(CorruptEntryError):
+        pull_entry(elsewhere, remote, entry)
+    assert list(elsewhere.entries()) == []
+    staging = tmp_path / "other-cache" / ".staging"
+    assert not staging.exists() or list(staging.iterdir()) == []
