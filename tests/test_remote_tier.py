@@ -78,6 +78,7 @@ def test_an_unreachable_remote_leaves_the_run_to_the_local_cache(
     assert len(warnings) == 1, result.stderr
     (warning,) = warnings
     assert "remote s3://lab-bucket/curi cannot be reached" in warning
+    assert "): this run uses the local cache only" in warning
     assert "--no-remote" in warning and "CURI_REMOTE=" in warning
     assert "`curi cache push`" in warning
     assert "remote not reached (s3://lab-bucket/curi)" in result.stdout
