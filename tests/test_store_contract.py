@@ -4,6 +4,7 @@ find them by key and by lineage, refuse what does not match, and tidy up."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import time
@@ -208,11 +209,12 @@ def test_a_free_entry_lock_is_taken_at_once_and_given_back(store):
 def test_an_exported_entry_is_a_local_entry(store, tmp_path):
     _prefix, _final, outputs = publish(store)
     (entry,) = store.entries()
-    target = tmp_path / "copy"
+    target = tmp_path / "exports" / "copy"  # made, parents too
     store.export(entry, target)
     again = LocalStore(tmp_path).lookup(str(target), KEY, outputs)[0]
-    assert again is not None
+    assert again is not None and "objects" not in again.meta  # files beside meta.json
     assert (target / "model.json").read_bytes() == b'{"w": 1}'
+    assert sorted(os.listdir(target)) == ["meta.json", "model.json", "table.csv"]
 
 
 def test_a_signed_cache_refuses_unsigned_metadata(store, monkeypatch):
@@ -586,3 +588,37 @@ def test_remote_maintenance_finds_stray_objects_and_deletes_only_inside_the_cach
     assert [str(p) for p in remote.orphan_dirs()] == [final]
     with pytest.raises(CacheError, match="cannot read"):
         remote.mark_invalidated(entry)
+
+
+def test_a_remote_reads_metadata_and_lists_a_stages_entries_where_they_are(remote):
+    prefix, final, outputs = publish(remote)
+    assert remote.read_meta(final) == remote.lookup(final, KEY, outputs)[0].meta
+    assert remote.read_meta(remote.entry_dir(prefix, OTHER)) is None
+    assert [str(e.directory) for e in remote.stage_entries(prefix)] == [final]
+
+
+def test_a_remote_that_fails_names_itself_and_what_to_check(remote, monkeypatch):
+    from curifactory_cli.errors import CacheError
+
+    publish(remote)
+
+    def refuse(*args, **kwargs):
+        raise PermissionError("access denied")
+
+    monkeypatch.setattr(remote.fs, "find", refuse)
+    with pytest.raises(CacheError) as failed:
+        list(remote.entries())
+    assert failed.value.message == (f"cannot list {remote.url}: PermissionError: access denied")
+    assert failed.value.hint == "check the store URL, your credentials and the network."
+
+
+def test_a_store_whose_filesystem_library_is_missing_says_what_to_install():
+    from curifactory_cli.errors import ConfigError
+    from curifactory_cli.store.remote import FsspecStore
+
+    if importlib.util.find_spec("paramiko") is not None:
+        pytest.skip("the sftp:// library is installed")
+    with pytest.raises(ConfigError) as missing:
+        FsspecStore("sftp://host/cache")
+    assert "the sftp:// filesystem is not installed" in missing.value.message
+    assert missing.value.hint == "pip install 'curifactory-cli[remote]'"
