@@ -24,6 +24,7 @@ from curifactory_cli.store import (
     verify_files,
 )
 from curifactory_cli.store.entry import META_NAME, dump_meta, parse_meta
+from curifactory_cli.store.remote import _mtime
 
 pytest.importorskip("fsspec")
 
@@ -426,8 +427,34 @@ def test_remote_gc_keeps_an_attempt_still_being_uploaded(remote):
     attempt = remote.put_files(staging, final, files)
     now = time.time()
     assert remote.leftovers(now) == []
-    later = [str(path) for path, _ in remote.leftovers(now + 2 * GRACE_S)]
-    assert later == [f"{final}/{attempt}"]
+    later = [(str(path), why) for path, why in remote.leftovers(now + 2 * GRACE_S)]
+    assert later == [(f"{final}/{attempt}", "no meta.json names it, older than 1h")]
+    written = max(_mtime(i) for i in remote.fs.find(f"{final}/{attempt}", detail=True).values())
+    assert [str(p) for p, _ in remote.leftovers(written + GRACE_S)] == [f"{final}/{attempt}"]
+
+
+def test_removing_remote_entries_frees_their_size_even_when_half_deleted(remote, monkeypatch):
+    from curifactory_cli.errors import CacheError
+
+    _prefix, final, _outputs = publish(remote)
+    _p, other, _o = publish(remote, stage="score")
+    entries = sorted(remote.entries(), key=lambda e: e.stage)
+    remote.fs.rm(f"{other}/{META_NAME}")  # a removal interrupted after its first step
+    assert remote.remove(entries) == 2 * len(b'{"w": 1}a,b\n1,2\n')
+    assert not remote.fs.exists(final) and not remote.fs.exists(other)
+
+    publish(remote)
+    (entry,) = remote.entries()
+
+    def refuse(*args, **kwargs):
+        raise PermissionError("read-only bucket")
+
+    monkeypatch.setattr(remote.fs, "rm_file", refuse)
+    with pytest.raises(CacheError) as failed:
+        remote.remove([entry])
+    assert failed.value.message == (
+        f"cannot delete {remote.display(final)}: PermissionError: read-only bucket"
+    )
 
 
 def test_a_lasting_local_tier_verifies_a_remote_entry_at_lookup(tmp_path, bucket):
