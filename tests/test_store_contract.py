@@ -488,7 +488,7 @@ def test_a_prefetched_remote_answers_lookups_as_the_store_does_without_a_request
     """`prefetch` reads a parameter set's folders in one listing and one batch of reads; the
     lookups then answer from memory exactly as the store would: whole, damaged, truncated and
     missing entries alike, and the entries this process publishes meanwhile."""
-    prefix, final, outputs = publish(remote)
+    prefix, final, outputs = publish(remote, files={**FILES, "table.csv": b""})  # an empty file
     _p, truncated, _o = publish(remote, stage="score")
     _damage(remote, truncated, "model.json", b"{")
     _p, garbled, _o = publish(remote, stage="clean")
@@ -525,6 +525,47 @@ def test_a_prefetched_remote_answers_lookups_as_the_store_does_without_a_request
     remote.fs.rm(later, recursive=True)  # gone behind this process's back
     assert remote.lookup(later, KEY, outputs)[0] is not None  # from memory: no request
     assert remote.lookup(later, KEY, outputs, fresh=True) == (None, None)
+
+    # Reading ahead in other folders later keeps what was read: still no request here.
+    remote.prefetch([remote.stage_prefix("other", PARAMS, "fit").rpartition("/")[0]])
+    before = remote.calls
+    assert _seen(remote.lookup(*asked[0])) == direct[0] and remote.calls == before
+
+
+def test_a_prefetch_passes_over_what_vanished_or_is_not_there(remote, monkeypatch):
+    """An entry removed between the listing and the read, or an experiment with no folder,
+    is a miss, not an error for the whole run."""
+    prefix, final, outputs = publish(remote, stage="fit")
+    ghost = remote.entry_dir(prefix, OTHER)
+    listed = remote.fs.find
+
+    def find(path, **kwargs):
+        found = dict(listed(path, **kwargs))
+        if found:
+            found[f"{ghost}/{META_NAME}"] = {
+                "name": f"{ghost}/{META_NAME}",
+                "size": 9,
+                "type": "file",
+            }
+        return found
+
+    monkeypatch.setattr(remote.fs, "find", find)
+    folders = [remote.stage_prefix(e, PARAMS, "fit").rpartition("/")[0] for e in ("a-none", "exp")]
+    remote.prefetch(folders)
+    monkeypatch.undo()
+    before = remote.calls
+    assert _seen(remote.lookup(final, KEY, outputs))[1] is None and remote.calls == before
+    assert remote.lookup(ghost, OTHER, outputs)[0] is None
+
+
+def test_a_bucket_that_does_not_exist_is_not_an_empty_cache(bucket):
+    from curifactory_cli.errors import CacheError
+    from curifactory_cli.store.remote import FsspecStore
+
+    missing = FsspecStore(f"s3://no-such-bucket-{uuid.uuid4().hex[:8]}/cache")
+    with pytest.raises(CacheError, match="there is no bucket s3://no-such-bucket-"):
+        list(missing.entries())
+    assert list(FsspecStore(bucket).entries()) == []  # there, empty
 
 
 def _attempts(remote, final: str) -> list[str]:
@@ -637,6 +678,10 @@ def test_a_remote_that_fails_names_itself_and_what_to_check(remote, monkeypatch)
         list(remote.entries())
     assert failed.value.message == (f"cannot list {remote.url}: PermissionError: access denied")
     assert failed.value.hint == "check the store URL, your credentials and the network."
+    folder = remote.stage_prefix("exp", PARAMS, "fit").rpartition("/")[0]
+    with pytest.raises(CacheError) as failed:
+        remote.prefetch([folder])
+    assert failed.value.message == f"cannot list {remote.url}/exp: PermissionError: access denied"
 
 
 def test_a_store_whose_filesystem_library_is_missing_says_what_to_install():
