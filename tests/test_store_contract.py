@@ -563,8 +563,9 @@ def test_a_bucket_that_does_not_exist_is_not_an_empty_cache(bucket):
     from curifactory_cli.store.remote import FsspecStore
 
     missing = FsspecStore(f"s3://no-such-bucket-{uuid.uuid4().hex[:8]}/cache")
-    with pytest.raises(CacheError, match="there is no bucket s3://no-such-bucket-"):
+    with pytest.raises(CacheError, match="there is no bucket s3://no-such-bucket-") as raised:
         list(missing.entries())
+    assert raised.value.hint == "check the URL (and that these credentials may see it)."
     assert list(FsspecStore(bucket).entries()) == []  # there, empty
 
 
@@ -644,16 +645,21 @@ def test_remote_maintenance_finds_stray_objects_and_deletes_only_inside_the_cach
     remote.fs.pipe_file(f"{final}/{attempt}/planted.bin", b"1234")
     assert remote.orphan_files(entry) == [f"{attempt}/planted.bin"]
     assert remote.path_size(f"{final}/{attempt}") == len(b'{"w": 1}a,b\n1,2\n') + 4
-    assert 0 <= remote.age_of(final, time.time()) < 600
+    written = max(_mtime(i) for i in remote.fs.find(final, detail=True).values())
+    assert remote.age_of(final, written + 100) == pytest.approx(100)
+    assert remote.age_of(f"{final}/nothing-here", written + 100) == 0.0
     for outside in (remote.path_of("") + "/../elsewhere", "/tmp", remote.path_of("exp/../..")):
         with pytest.raises(CacheError, match="refusing to delete"):
             remote.remove_paths([outside])
-    stray = f"{final}/{'0' * 32}"  # an upload whose writer died
-    remote.fs.pipe_file(f"{stray}/x.bin", b"12345")
-    assert remote.remove_paths([stray]) == 5
+    strays = [f"{final}/{'0' * 32}", f"{final}/{'1' * 32}"]  # uploads whose writers died
+    remote.fs.pipe_file(f"{strays[0]}/x.bin", b"12345")
+    remote.fs.pipe_file(f"{strays[1]}/y.bin", b"12")
+    assert remote.remove_paths(strays) == 7
     assert _attempts(remote, final) == [attempt]
+    _p, garbled, _o = publish(remote, stage="score")
+    remote.fs.pipe_file(f"{garbled}/{META_NAME}", b"{not json")
     remote.fs.rm(f"{final}/{META_NAME}")
-    assert [str(p) for p in remote.orphan_dirs()] == [final]
+    assert [str(p) for p in remote.orphan_dirs()] == [final, garbled]
     with pytest.raises(CacheError, match="cannot read"):
         remote.mark_invalidated(entry)
 
