@@ -567,6 +567,7 @@ def test_a_bucket_that_does_not_exist_is_not_an_empty_cache(bucket):
         list(missing.entries())
     assert raised.value.hint == "check the URL (and that these credentials may see it)."
     assert list(FsspecStore(bucket).entries()) == []  # there, empty
+    assert list(FsspecStore(f"{bucket}/deeper/still").entries()) == []
 
 
 def _attempts(remote, final: str) -> list[str]:
