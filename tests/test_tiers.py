@@ -260,3 +260,48 @@ def test_a_pulled_entry_is_a_verified_local_entry_and_a_damaged_one_leaves_nothi
     assert list(elsewhere.entries()) == []
     staging = tmp_path / "other-cache" / ".staging"
     assert not staging.exists() or list(staging.iterdir()) == []
+
+
+def _remote_only(tiers, tmp_path, files=OURS) -> str:
+    """An entry another machine uploaded: on the remote, not in this local tier."""
+    final = final_of(tiers)
+    other, meta = staged(tmp_path / "other" / "job", files)
+    tiers.remote.upload(other, tiers._remote_path(final), meta)
+    return final
+
+
+@pytest.mark.parametrize("dry", [False, True], ids=["lasting", "dry run"])
+def test_a_damaged_remote_entry_is_a_miss_and_the_remote_stays_in_use(tmp_path, dry):
+    remote = FsspecStore(f"memory://curi-{uuid.uuid4().hex}")
+    tiers = TieredStore(LocalStore(tmp_path / "cache", dry=dry), remote)
+    final = _remote_only(tiers, tmp_path)
+    target = tiers._remote_path(final)
+    attempt = remote.lookup(target, KEY, ["model"])[0].meta["objects"]
+    remote.fs.pipe_file(f"{target}/{attempt}/model.json", b'{"w": 7}')  # same size
+    entry, problem = tiers.lookup(final, KEY, ["model"])
+    assert entry is None and problem.startswith("remote entry unusable: cached file ")
+    assert tiers.offline is None and tiers.warnings == []
+    assert not os.path.exists(final)
+    staging = tmp_path / "cache" / ".staging"
+    assert not staging.exists() or list(staging.iterdir()) == []  # the download is gone
+    tiers.close()
+
+
+@pytest.mark.parametrize("dry", [False, True], ids=["lasting", "dry run"])
+def test_a_remote_that_fails_mid_download_is_left_out_of_the_rest_of_the_run(
+    tmp_path, monkeypatch, dry
+):
+    remote = FsspecStore(f"memory://curi-{uuid.uuid4().hex}")
+    tiers = TieredStore(LocalStore(tmp_path / "cache", dry=dry), remote)
+    final = _remote_only(tiers, tmp_path)
+
+    def cut(*args, **kwargs):
+        raise ConnectionError("connection reset by peer")
+
+    monkeypatch.setattr(remote.fs, "get", cut)
+    entry, problem = tiers.lookup(final, KEY, ["model"])
+    assert entry is None and "connection reset by peer" in problem
+    assert tiers.offline is not None and tiers.transfers["reached"] is False
+    (warning,) = tiers.warnings
+    assert warning.startswith(f"remote {remote.url} stopped answering (")
+    tiers.close(cancel=True)
