@@ -689,6 +689,19 @@ def test_a_remote_that_fails_names_itself_and_what_to_check(remote, monkeypatch)
     with pytest.raises(CacheError) as failed:
         remote.prefetch([folder])
     assert failed.value.message == f"cannot list {remote.url}/exp: PermissionError: access denied"
+    monkeypatch.undo()
+    monkeypatch.setattr(remote.fs, "ls", refuse)
+    prefix = remote.stage_prefix("exp", PARAMS, "fit")
+    with pytest.raises(CacheError) as failed:
+        remote.find_by_lineage(prefix, "L" * 64, ["model"])
+    where = remote.display(prefix.rpartition("/")[0])
+    assert failed.value.message == f"cannot list {where}: PermissionError: access denied"
+    monkeypatch.setattr(remote.fs, "cat", refuse)
+    with pytest.raises(CacheError) as failed:
+        remote.orphan_dirs()
+    assert failed.value.message == (
+        f"cannot read the entries of {remote.url}: PermissionError: access denied"
+    )
 
 
 def test_a_store_whose_filesystem_library_is_missing_says_what_to_install():
@@ -701,3 +714,76 @@ def test_a_store_whose_filesystem_library_is_missing_says_what_to_install():
         FsspecStore("sftp://host/cache")
     assert "the sftp:// filesystem is not installed" in missing.value.message
     assert missing.value.hint == "pip install 'curifactory-cli[remote]'"
+
+
+def test_remote_gc_sees_only_entry_folders_and_their_state(remote, monkeypatch):
+    """What `curi cache gc` would remove on a bucket: folders named like an entry whose
+    `meta.json` is missing or unreadable (one that vanished after the listing included);
+    never a committed entry (whatever else lies beside its `meta.json`), a hidden folder or a
+    folder not named like an entry."""
+    prefix, final, _outputs = publish(remote)
+    remote.fs.pipe_file(f"{final}/zz-notes.txt", b"beside meta.json")
+    half = remote.entry_dir(remote.stage_prefix("exp", PARAMS, "score"), KEY)
+    remote.fs.pipe_file(f"{half}/{'0' * 32}/model.json", b"{}")  # a writer killed mid-upload
+    for other in (".hidden/p/fit-0123456789abcdef/x.json", "exp/p/notes/x.txt", "exp/x.txt"):
+        remote.fs.pipe_file(remote.path_of(other), b"1")
+    ghost = remote.entry_dir(prefix, OTHER)
+    listed = remote.fs.find
+
+    def find(path, **kwargs):
+        found = dict(listed(path, **kwargs))
+        found[f"{ghost}/{META_NAME}"] = {"name": f"{ghost}/{META_NAME}", "size": 9, "type": "file"}
+        return found
+
+    monkeypatch.setattr(remote.fs, "find", find)
+    assert [str(p) for p in remote.orphan_dirs()] == sorted([half, ghost])
+
+
+def test_each_remote_entry_is_downloaded_once_into_its_own_folder_removed_at_close(remote):
+    _p, first, outputs = publish(remote)
+    _p, second, _o = publish(remote, stage="score", files={"model.json": b"2", "table.csv": b"3"})
+    folders = [remote.local_dir(remote.lookup(f, KEY, outputs)[0]) for f in (first, second)]
+    assert folders[0] != folders[1]
+    assert Path(folders[1], "model.json").read_bytes() == b"2"
+    assert remote.local_dir(remote.lookup(first, KEY, outputs)[0]) == folders[0]
+    remote.close()
+    assert not any(os.path.exists(folder) for folder in folders)
+
+
+@pytest.mark.parametrize("count", [1, 2])
+def test_a_failed_batch_upload_names_what_it_could_not_upload_and_leaves_nothing(
+    remote, monkeypatch, count
+):
+    from curifactory_cli.errors import CacheError
+
+    files = {"model.json": b"{}", "parts/p0.csv": b"a\n"}
+    staging = stage_files(remote, files)
+    described = describe_files(staging, ["model", "parts"])
+    meta = {
+        "format": FORMAT_VERSION,
+        "key": KEY,
+        "outputs": {n: {"version": "v", "files": described[n]} for n in ("model", "parts")},
+    }
+    prefix = remote.stage_prefix("exp", PARAMS, "fit")
+    items = [
+        (staging, remote.entry_dir(prefix, k), {**meta, "key": k}, False) for k in (KEY, OTHER)
+    ]
+    real_put = remote.fs.put
+
+    def put(local, remote_paths, **kwargs):
+        real_put(local[:1], remote_paths[:1], **kwargs)  # some files went up, then:
+        raise ConnectionError("connection reset")
+
+    monkeypatch.setattr(remote.fs, "put", put)
+    with pytest.raises(CacheError) as failed:
+        remote.upload_many(items[:count])
+    what = "1 entry" if count == 1 else "2 entries"
+    assert failed.value.message == (
+        f"cannot upload {what} to {remote.url}: ConnectionError: connection reset"
+    )
+    monkeypatch.undo()
+    assert not remote.fs.find(remote.path_of("exp"))  # the partial upload is removed
+    remote.upload_many(items[:count])
+    (entry,) = [e for e in remote.entries() if e.key == KEY]
+    folder = remote.local_dir(entry)
+    assert Path(folder, "parts", "p0.csv").read_bytes() == b"a\n"
