@@ -649,7 +649,8 @@ def test_remote_maintenance_finds_stray_objects_and_deletes_only_inside_the_cach
     written = max(_mtime(i) for i in remote.fs.find(final, detail=True).values())
     assert remote.age_of(final, written + 100) == pytest.approx(100)
     assert remote.age_of(f"{final}/nothing-here", written + 100) == 0.0
-    for outside in (remote.path_of("") + "/../elsewhere", "/tmp", remote.path_of("exp/../..")):
+    refused = (remote.path_of("") + "/../elsewhere", "/tmp", remote.path_of("exp/../.."))
+    for outside in (*refused, remote.path_of("exp/./x"), remote.path_of("exp//x")):
         with pytest.raises(CacheError, match="refusing to delete"):
             remote.remove_paths([outside])
     strays = [f"{final}/{'0' * 32}", f"{final}/{'1' * 32}"]  # uploads whose writers died
@@ -672,7 +673,7 @@ def test_a_remote_reads_metadata_and_lists_a_stages_entries_where_they_are(remot
     assert [str(e.directory) for e in remote.stage_entries(prefix)] == [final]
 
 
-def test_a_remote_that_fails_names_itself_and_what_to_check(remote, monkeypatch):
+def test_a_remote_that_fails_names_itself_and_what_to_check(remote, monkeypatch, tmp_path):
     from curifactory_cli.errors import CacheError
 
     publish(remote)
@@ -702,6 +703,30 @@ def test_a_remote_that_fails_names_itself_and_what_to_check(remote, monkeypatch)
     assert failed.value.message == (
         f"cannot read the entries of {remote.url}: PermissionError: access denied"
     )
+    monkeypatch.undo()
+    final = remote.entry_dir(prefix, KEY)
+    (entry,) = remote.entries()
+    monkeypatch.setattr(remote.fs, "get", refuse)
+    with pytest.raises(CacheError) as failed:
+        remote.fetch(entry, str(tmp_path / "download"))
+    assert failed.value.message == (
+        f"cannot download {remote.display(final)}: PermissionError: access denied"
+    )
+    monkeypatch.setattr(remote.fs, "pipe_file", refuse)
+    with pytest.raises(CacheError) as failed:
+        remote.mark_invalidated(entry)
+    assert failed.value.message == (
+        f"cannot rewrite {remote.display(final)}/{META_NAME}: PermissionError: access denied"
+    )
+    monkeypatch.undo()
+    astray = type(entry)(entry.directory, {**entry.meta, "objects": "../elsewhere"})
+    with pytest.raises(CacheError) as failed:
+        remote.fetch(astray, str(tmp_path / "download"))
+    assert failed.value.message == f"entry {remote.display(final)} names no folder of files"
+    remote.fs.rm(f"{final}/{META_NAME}")
+    with pytest.raises(CacheError) as failed:
+        remote.mark_invalidated(entry)
+    assert failed.value.message == f"cannot read {remote.display(final)}/{META_NAME}"
 
 
 def test_a_store_whose_filesystem_library_is_missing_says_what_to_install():
