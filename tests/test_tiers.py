@@ -305,3 +305,11 @@ def test_a_remote_that_fails_mid_download_is_left_out_of_the_rest_of_the_run(
     (warning,) = tiers.warnings
     assert warning.startswith(f"remote {remote.url} stopped answering (")
     tiers.close(cancel=True)
+
+
+def test_a_plan_answers_from_remote_metadata_and_downloads_nothing(tiers, tmp_path):
+    final = _remote_only(tiers, tmp_path)
+    tiers.planning = True
+    entry, problem = tiers.lookup(final, KEY, ["model"])
+    assert problem is None and str(entry.directory) == final and "objects" not in entry.meta
+    assert not os.path.exists(final) and tiers.transfers["pulled"]["entries"] == 0
