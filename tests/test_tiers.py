@@ -294,6 +294,9 @@ def test_a_remote_that_fails_mid_download_is_left_out_of_the_rest_of_the_run(
     remote = FsspecStore(f"memory://curi-{uuid.uuid4().hex}")
     tiers = TieredStore(LocalStore(tmp_path / "cache", dry=dry), remote)
     final = _remote_only(tiers, tmp_path)
+    if not dry:  # one entry computed here, queued for upload
+        staging, meta = staged(Path(tiers.staging_path()), OURS)
+        tiers.publish(staging, final_of(tiers, "other"), {**meta, "stage": "other"})
 
     def cut(*args, **kwargs):
         raise ConnectionError("connection reset by peer")
@@ -304,6 +307,8 @@ def test_a_remote_that_fails_mid_download_is_left_out_of_the_rest_of_the_run(
     assert tiers.offline is not None and tiers.transfers["reached"] is False
     (warning,) = tiers.warnings
     assert warning.startswith(f"remote {remote.url} stopped answering (")
+    queued = " (1 entries not uploaded yet)" if not dry else ""
+    assert f"what it computes stays there{queued} until" in warning
     tiers.close(cancel=True)
 
 
