@@ -812,3 +812,41 @@ def test_a_failed_batch_upload_names_what_it_could_not_upload_and_leaves_nothing
     (entry,) = [e for e in remote.entries() if e.key == KEY]
     folder = remote.local_dir(entry)
     assert Path(folder, "parts", "p0.csv").read_bytes() == b"a\n"
+
+
+def test_a_failed_upload_or_commit_names_the_entry_and_leaves_no_files(remote, monkeypatch):
+    from curifactory_cli.errors import CacheError
+
+    prefix = remote.stage_prefix("exp", PARAMS, "fit")
+    final = remote.entry_dir(prefix, KEY)
+    staging = stage_files(remote, FILES)
+    files = [f for group in describe_files(staging, ["model", "table"]).values() for f in group]
+    meta = {"format": FORMAT_VERSION, "key": KEY, "outputs": {}, "extra_files": files}
+    real_put, real_pipe = remote.fs.put, remote.fs.pipe_file
+
+    def put(local, remote_paths, **kwargs):
+        real_put(local[:1], remote_paths[:1], **kwargs)
+        raise ConnectionError("connection reset")
+
+    monkeypatch.setattr(remote.fs, "put", put)
+    with pytest.raises(CacheError) as failed:
+        remote.upload(staging, final, meta)
+    assert failed.value.message == (
+        f"cannot upload to {remote.display(final)}: ConnectionError: connection reset"
+    )
+    assert not remote.fs.find(final)
+    monkeypatch.setattr(remote.fs, "put", real_put)
+
+    def pipe_file(path, data, **kwargs):
+        if path.endswith(META_NAME):
+            raise PermissionError("read-only bucket")
+        return real_pipe(path, data, **kwargs)
+
+    monkeypatch.setattr(remote.fs, "pipe_file", pipe_file)
+    with pytest.raises(CacheError) as failed:
+        remote.upload(staging, final, meta)
+    assert failed.value.message == (
+        f"cannot publish cache entry {remote.display(final)}/{META_NAME}: "
+        "PermissionError: read-only bucket"
+    )
+    assert not remote.fs.find(final)
