@@ -318,3 +318,27 @@ def test_a_plan_answers_from_remote_metadata_and_downloads_nothing(tiers, tmp_pa
     entry, problem = tiers.lookup(final, KEY, ["model"])
     assert problem is None and str(entry.directory) == final and "objects" not in entry.meta
     assert not os.path.exists(final) and tiers.transfers["pulled"]["entries"] == 0
+
+
+def test_what_an_earlier_run_kept_stays_listed_when_its_upload_fails(tmp_path, monkeypatch):
+    remote = FsspecStore(f"memory://curi-{uuid.uuid4().hex}")
+    offline = TieredStore(LocalStore(tmp_path / "cache"), remote)
+    final = final_of(offline)
+    staging, meta = staged(Path(offline.staging_path()), OURS)
+    offline.publish(staging, final, meta)
+    offline.close(cancel=True)  # kept for later, listed in .unpushed
+    listed = (tmp_path / "cache" / UNPUSHED).read_text()
+
+    def cut(*args, **kwargs):
+        raise ConnectionError("connection reset")
+
+    monkeypatch.setattr(remote.fs, "put", cut)
+    again = TieredStore(LocalStore(tmp_path / "cache"), remote)
+    again.close()
+    assert (tmp_path / "cache" / UNPUSHED).read_text() == listed  # still to upload
+    assert again.transfers["reached"] is False
+    (warning,) = again.warnings
+    assert warning.endswith(
+        "; 1 entries of earlier runs are still to upload: the next run that reaches the "
+        "remote (or `curi cache push`) uploads them"
+    )
