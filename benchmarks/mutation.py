@@ -13,6 +13,7 @@ module's selection that reach the changed function. A mutant is killed when a te
 The script prints, per module, the mutants killed (a timeout counts as killed), those that
 survived, and the kill rate: killed / (killed + survived + no tests). A survivor is either a
 missing test or an equivalent mutant (one that changes no behaviour): read it with `--show`.
+The equivalent ones found so far are listed, with why, in `benchmarks/mutation-survivors.md`.
 
 Each module runs in its own folder `.mutation/<module>/` (a copy of the package and the
 tests, and a pyproject.toml with that module's [tool.mutmut] settings), where mutmut keeps
