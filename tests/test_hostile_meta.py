@@ -337,11 +337,12 @@ def test_metadata_growing_while_read_is_read_whole(tmp_path, monkeypatch, size):
     assert read_meta_file_stat(path)[0] == data
 
 
-def test_metadata_growing_past_the_bound_while_read_is_refused(tmp_path, monkeypatch):
+@pytest.mark.parametrize("said", [100 << 10, (1 << 20) - 1])  # the last read: 1 byte, or more
+def test_metadata_growing_past_the_bound_while_read_is_refused(tmp_path, monkeypatch, said):
     path = tmp_path / "meta.json"
     with open(path, "wb") as out:
         out.truncate(MAX_META_BYTES + 10)  # sparse
-    _fstat_says(monkeypatch, 100 << 10)
+    _fstat_says(monkeypatch, said)
     with pytest.raises(ValueError, match=f"grew past {MAX_META_BYTES} bytes while read"):
         read_meta_file(path)
 
