@@ -214,6 +214,51 @@ def test_ls_sort_totals_and_json(project, cli):
     assert "1 entry," in one
 
 
+def test_ls_json_describes_each_entry_as_its_metadata_and_folder_say(project, cli):
+    result = setup(project)
+    now = time.time()
+    for age, meta in enumerate(sorted(project.cache.glob("*/*/*/meta.json"))):
+        os.utime(meta, (now - 600 * (age + 1), now - 600 * (age + 1)))
+    listed = {(e["stage"], e["params"]): e for e in entries(cli)}
+    assert set(listed) == {
+        *((stage, name) for stage in ("load", "frame", "model") for name in "ab"),
+        ("summary", "aggregate"),
+    }
+    for item in listed.values():
+        folder = project.cache / item["path"]
+        meta = json.loads((folder / "meta.json").read_text())
+        held = [p for p in folder.rglob("*") if p.is_file() and p.name != "meta.json"]
+        written = (folder / "meta.json").stat().st_mtime
+        assert item == {
+            "id": meta["key"][:10],
+            "key": meta["key"],
+            "experiment": "pipe",
+            "params": meta["record"],
+            "params_hash": meta["params_hash"],
+            "stage": meta["stage"],
+            "outputs": {
+                name: {"cacher": out["cacher"], "lazy": out["lazy"]}
+                for name, out in meta["outputs"].items()
+            },
+            "size": sum(p.stat().st_size for p in held),
+            "created": written,
+            "age_s": pytest.approx(now - written, abs=60),
+            "run": result.run_id,
+            "invalidated": False,
+            "path": f"pipe/{meta['params_hash'][:16]}/{meta['stage']}-{meta['key'][:16]}",
+        }
+        assert item["age_s"] >= 600 and item["age_s"] == round(item["age_s"], 1)  # to a tenth
+        assert isinstance(item["age_s"], float)
+    assert listed["model", "a"]["outputs"] == {
+        "model": {"cacher": "curifactory_cli.caching.PickleCacher", "lazy": False},
+        "big": {"cacher": "curifactory_cli.caching.JsonCacher", "lazy": True},
+    }
+
+    ok(cli, "cache", "invalidate", "pipe", "--stage", "model", "--params", "a")
+    assert entry(cli, "model", "a")["invalidated"] is True
+    assert entry(cli, "model", "b")["invalidated"] is False
+
+
 # ---------------------------------------------------------------------------------- inspect
 def test_inspect_shows_key_params_run_files_and_lineage(project, cli):
     result = setup(project)

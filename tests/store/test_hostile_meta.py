@@ -3,6 +3,8 @@ bomb nested deeper than any metadata, or a giant file named meta.json is a damag
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 
@@ -11,13 +13,17 @@ import pytest
 from curifactory_cli.store.entry import (
     MAX_META_BYTES,
     MAX_META_DEPTH,
+    SIGNING_ENV,
     check_meta,
+    entry_signature,
     lineage_match,
     meta_problem,
     parse_meta,
     read_meta_file,
     read_meta_file_stat,
     safe_rel,
+    sign,
+    signature_problem,
 )
 
 EXPERIMENT = """
@@ -82,6 +88,15 @@ def test_a_planted_meta_json_is_a_damaged_entry_for_every_command(project, cli, 
 def test_metadata_bounds():
     assert parse_meta(_deep(MAX_META_DEPTH - 2)) is not None
     assert parse_meta(_deep(MAX_META_DEPTH + 1)) is None
+    siblings = '"pad": [' + ",".join(["[]"] * 10) + "], "
+    deepest = _deep(MAX_META_DEPTH - 1).replace('"note"', siblings + '"note"')
+    assert parse_meta(deepest) is not None  # nested exactly as deep as allowed
+    assert check_meta(b" " * (MAX_META_BYTES + 1)) == (None, "it is larger than metadata ever is")
+    padded = json.dumps({**GOOD_META, "padding": ""}).encode()
+    exact = padded.replace(
+        b'"padding": ""', b'"padding": "' + b"x" * (MAX_META_BYTES - len(padded)) + b'"'
+    )
+    assert len(exact) == MAX_META_BYTES and parse_meta(exact) is not None
     assert parse_meta(_deep(500_000)) is None  # no RecursionError
     assert parse_meta(b"[" + b" " * MAX_META_BYTES + b"]") is None
 
@@ -143,6 +158,14 @@ def test_a_listed_file_inside_its_entry_is_accepted(rel):
     meta, problem = check_meta(_meta_with(file={**GOOD_FILE, "path": rel}))
     assert problem is None and meta is not None
     assert meta_problem(meta, "k" * 64, ["x"], "m") is None
+
+
+def test_an_empty_listed_file_is_accepted_and_a_negative_size_is_not():
+    empty = {**GOOD_FILE, "size": 0}
+    assert check_meta(_meta_with(file=empty))[1] is None
+    assert check_meta(_meta_with(file={**GOOD_FILE, "size": -1}))[1] == (
+        "output 'x' lists a file it cannot have"
+    )
 
 
 @pytest.mark.parametrize(
@@ -249,3 +272,141 @@ def test_lineage_match_takes_only_metadata_in_its_own_entrys_folder():
     assert lineage_match("exp/p/make-0123456789abcdef", meta, "L" * 64) == key
     assert lineage_match("exp/p/make-fedcba9876543210", meta, "L" * 64) is None
     assert lineage_match("exp/p/make-0123456789abcdef", meta, "M" * 64) is None
+
+
+@pytest.mark.parametrize("missing", ["version", "files"])
+def test_an_output_without_its_version_or_its_files_is_incomplete(missing):
+    meta = json.loads(_meta_with())
+    del meta["outputs"]["x"][missing]
+    assert meta_problem(meta, meta["key"], ["x"], "here") == "metadata here is incomplete"
+
+
+SIGNED = {
+    "format": 1,
+    "key": "k" * 64,
+    "lineage_key": "L" * 64,
+    "stage": "make",
+    "outputs": {"x": {"cacher": "JsonCacher", "lazy": False, "version": "v", "files": []}},
+    "extra_files": [],
+}
+
+
+def test_a_signature_is_the_hmac_of_the_metadata_as_canonical_json(monkeypatch):
+    """HMAC-SHA256 of the metadata without `signature` and `objects`, as JSON with sorted keys
+    and no spaces: what a cache signed by another version (or checked by another tool) gives,
+    whatever order or spacing its meta.json was written with."""
+    secret = "team secret"
+    payload = json.dumps(SIGNED, sort_keys=True, separators=(",", ":")).encode()
+    expected = hmac.new(secret.encode(), payload, hashlib.sha256).hexdigest()
+    # Fixed: a new version must verify the entries an older one signed.
+    assert expected == "39385c192c66017acdcc1469e0ca27787a2aecd3ae6ac99a325f2a04d3f987fc"
+    placed = {"objects": "0" * 32, **dict(reversed(list(SIGNED.items()))), "signature": expected}
+    assert entry_signature(placed, secret.encode()) == expected
+    monkeypatch.setenv(SIGNING_ENV, secret)
+    assert sign(SIGNED)["signature"] == expected
+    pretty = json.dumps(placed, indent=2, sort_keys=False).encode()
+    where = "exp/p/make-kkkkkkkkkkkkkkkk/meta.json"
+    assert meta_problem(parse_meta(pretty), "k" * 64, ["x"], where) is None
+    odd = parse_meta(b'{"key": "k", "params": {"a": [1, null, 2.5, "\\u00e9", {"": []}]}}')
+    assert signature_problem(odd) == f"metadata is not signed with this {SIGNING_ENV}"
+    forged = {**placed, "lineage_key": "M" * 64}
+    assert meta_problem(forged, "k" * 64, ["x"], where) == (
+        f"entry exp/p/make-kkkkkkkkkkkkkkkk is not signed with this {SIGNING_ENV}"
+    )
+
+
+def _fstat_says(monkeypatch, size: int) -> None:
+    """The file grows between the size check and the read (a planter still writing it)."""
+    real = os.fstat
+
+    def fstat(fd):
+        fields = list(real(fd))
+        fields[6] = size  # st_size
+        return os.stat_result(fields)
+
+    monkeypatch.setattr(os, "fstat", fstat)
+
+
+@pytest.mark.parametrize("size", [500 << 10, 3 << 20])  # read on in one chunk, or several
+def test_metadata_growing_while_read_is_read_whole(tmp_path, monkeypatch, size):
+    data = json.dumps({**GOOD_META, "padding": "x" * size}).encode()
+    path = tmp_path / "meta.json"
+    path.write_bytes(data)
+    _fstat_says(monkeypatch, 100 << 10)
+    assert read_meta_file(path) == data
+    assert read_meta_file_stat(path)[0] == data
+
+
+@pytest.mark.parametrize("said", [100 << 10, (1 << 20) - 1])  # the last read: 1 byte, or more
+def test_metadata_growing_past_the_bound_while_read_is_refused(tmp_path, monkeypatch, said):
+    path = tmp_path / "meta.json"
+    with open(path, "wb") as out:
+        out.truncate(MAX_META_BYTES + 10)  # sparse
+    _fstat_says(monkeypatch, said)
+    with pytest.raises(ValueError, match=f"grew past {MAX_META_BYTES} bytes while read"):
+        read_meta_file(path)
+
+
+def test_metadata_of_exactly_the_bound_is_read_and_a_byte_more_is_refused(tmp_path):
+    path = tmp_path / "meta.json"
+    with open(path, "wb") as out:
+        out.truncate(MAX_META_BYTES)  # sparse
+    assert len(read_meta_file(path)) == MAX_META_BYTES
+    with open(path, "r+b") as out:
+        out.truncate(MAX_META_BYTES + 1)
+    with pytest.raises(ValueError) as refused:
+        read_meta_file(path)
+    assert str(refused.value) == (
+        f"{path} is {MAX_META_BYTES + 1} bytes, more than metadata ever is"
+    )
+
+
+def test_a_fifo_full_of_data_named_meta_json_is_refused_without_blocking(tmp_path):
+    path = tmp_path / "meta.json"
+    os.mkfifo(path)
+    reader = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # so the writer can open
+    writer = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+    try:
+        written = 0
+        with pytest.raises(BlockingIOError):
+            while True:  # fill the pipe: the first read gets all it holds
+                written += os.write(writer, b" " * 4096)
+        assert written >= 1 << 16
+        with pytest.raises(ValueError) as refused:
+            read_meta_file(path)
+        assert str(refused.value) == f"{path} is not a regular file"
+    finally:
+        os.close(writer)
+        os.close(reader)
+
+
+def _nested(depth: int) -> str:
+    """Metadata nested `depth` deep, with more brackets than that beside it (a parameter set
+    of many lists), and text that is not ASCII or brackets."""
+    lists = ",".join(["[]"] * (MAX_META_DEPTH + 10))
+    note = "[[]," + "[" * (depth - 2) + "]" * (depth - 2) + "]"  # closes, then goes deeper
+    fields = {"key": "k", "stage": "XGBoost fit é", "lists": "L", "note": "N"}
+    text = json.dumps(fields, ensure_ascii=False)
+    return text.replace('"L"', f"[{lists}]").replace('"N"', note)
+
+
+def _objects(depth: int) -> str:
+    """Metadata nested `depth` deep in objects only."""
+    return '{"key": "k", "note": ' + '{"a": ' * (depth - 1) + "1" + "}" * depth
+
+
+@pytest.mark.parametrize("as_bytes", [True, False], ids=["bytes", "text"])
+def test_metadata_nested_as_deep_as_allowed_is_read_and_one_more_is_refused(as_bytes):
+    def check(text: str):
+        return check_meta(text.encode() if as_bytes else text)
+
+    meta, problem = check(_nested(MAX_META_DEPTH))
+    assert problem is None and meta["stage"] == "XGBoost fit é"
+    assert check(_nested(MAX_META_DEPTH + 1)) == (None, "it nests deeper than metadata ever does")
+    assert check(_objects(MAX_META_DEPTH))[1] is None
+    assert check(_objects(MAX_META_DEPTH + 1)) == (None, "it nests deeper than metadata ever does")
+
+
+@pytest.mark.parametrize("data", [b'{"stage": "fit"}', b'["key"]', b'"key"'])
+def test_json_that_is_not_an_object_with_a_key_is_not_metadata(data):
+    assert check_meta(data) == (None, "it is not an entry's metadata")

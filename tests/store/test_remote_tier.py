@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import socket
 import sys
 import threading
@@ -77,7 +78,15 @@ def test_an_unreachable_remote_leaves_the_run_to_the_local_cache(
     warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1, result.stderr
     (warning,) = warnings
-    assert "remote s3://lab-bucket/curi cannot be reached" in warning
+    said = re.fullmatch(
+        r"warning: remote s3://lab-bucket/curi cannot be reached \((?P<reason>.+)\): this run "
+        r"uses the local cache only; what it computes stays there until a run reaches the "
+        r"remote again or `curi cache push` uploads it\. To leave the remote out: "
+        r"--no-remote, or CURI_REMOTE= \(empty\)",
+        warning,
+    )
+    assert said is not None, warning
+    assert said["reason"] not in ("", "None") and "cannot reach" not in said["reason"], warning
     assert "--no-remote" in warning and "CURI_REMOTE=" in warning
     assert "`curi cache push`" in warning
     assert "remote not reached (s3://lab-bucket/curi)" in result.stdout
@@ -255,6 +264,7 @@ def test_a_remote_lost_mid_run_leaves_the_rest_to_the_local_cache(
     assert executed == [(stage, name) for stage in ("make", "total") for name in "abcd"]
     (warning,) = document["warnings"]
     assert f"remote {bucket} stopped answering" in warning and "--no-remote" in warning
+    assert "the rest of this run uses the local cache only" in warning
     assert document["remote"]["reached"] is False
     assert document["remote"]["pushed"]["entries"] == 0
     assert len(second.entries()) == 8  # all computed and kept locally
