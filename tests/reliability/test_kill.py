@@ -70,7 +70,11 @@ def _started(root: Path) -> bool:
 
 def _saving(root: Path) -> bool:
     # Or already past it: a slow poll must not miss a short save.
-    return any((root / "data" / "cache" / ".staging").glob("*/*")) or _published(root)
+    try:
+        saving = any((root / "data" / "cache" / ".staging").glob("*/*"))
+    except FileNotFoundError:  # a draft folder was published while the poll listed it
+        saving = True
+    return saving or _published(root)
 
 
 def _published(root: Path) -> bool:
