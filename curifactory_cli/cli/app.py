@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from curifactory_cli.cli.cache import cache_app
 from curifactory_cli.cli.common import (
     CacheOpt,
     JsonOpt,
@@ -32,14 +31,17 @@ from curifactory_cli.cli.common import (
     fail,
 )
 from curifactory_cli.cli.console import write_json
-from curifactory_cli.cli.report import report_command
-from curifactory_cli.cli.runs import runs_app
 from curifactory_cli.errors import ConfigError, CurifactoryError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from curifactory_cli.run.runner import RunOptions
 
-app = typer.Typer(
+# The commands defined here (run, plan, ls, config). The others live in their own modules,
+# added by `full_app()` when the command line names them or asks for the list: a `curi run`
+# does not import them. `app` (this module's attribute) is the whole command line.
+_app = typer.Typer(
     name="curi",
     help="Run Curifactory-style experiments with a code- and lineage-aware cache.",
     no_args_is_help=True,
@@ -57,7 +59,7 @@ def _print_version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
+@_app.callback()
 def _main_options(
     version: Annotated[
         bool,
@@ -67,9 +69,24 @@ def _main_options(
     """Run Curifactory-style experiments with a code- and lineage-aware cache."""
 
 
-app.add_typer(cache_app, name="cache")
-app.add_typer(runs_app, name="runs")
-app.command("report")(report_command)
+def full_app() -> typer.Typer:
+    """The `curi` application with every command (added once)."""
+    if not _app.registered_groups:
+        from curifactory_cli.cli.cache import cache_app
+        from curifactory_cli.cli.report import report_command
+        from curifactory_cli.cli.runs import runs_app
+
+        _app.add_typer(cache_app, name="cache")
+        _app.add_typer(runs_app, name="runs")
+        _app.command("report")(report_command)
+        _app.registered_commands.insert(0, _app.registered_commands.pop())  # first in --help
+    return _app
+
+
+def __getattr__(name: str) -> typer.Typer:
+    if name == "app":
+        return full_app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 ExperimentArg = Annotated[str, typer.Argument(help="Experiment name: experiments/NAME.py.")]
@@ -101,7 +118,7 @@ LazyOpt = Annotated[bool, typer.Option("--lazy", help="Treat every output as Laz
 IgnoreLazyOpt = Annotated[bool, typer.Option("--ignore-lazy", help="Keep Lazy outputs in memory.")]
 
 
-@dataclass(frozen=True)
+@dataclass(repr=False, eq=False)  # only read; each generated method costs every start
 class _Given:
     """What `run` and `plan` were given, by parameter name: made from the parsed parameters,
     so a parameter these fields do not name (or a misspelt field) fails at once instead of
@@ -202,7 +219,7 @@ def _command_line(ctx: typer.Context) -> tuple[str, ...]:
     return tuple(words)
 
 
-@app.command()
+@_app.command()
 def run(
     ctx: typer.Context,
     experiment: ExperimentArg,
@@ -299,7 +316,7 @@ def run(
     execute_run(options, as_json=as_json, quiet=quiet, no_progress=no_progress)
 
 
-@app.command("plan")
+@_app.command("plan")
 def plan_command(
     ctx: typer.Context,
     experiment: ExperimentArg,
@@ -344,7 +361,7 @@ def _show_plan(options: RunOptions, as_json: bool) -> None:
     ui.print_plan(console, headline(result.plans), result.plans)
 
 
-@app.command("ls")
+@_app.command("ls")
 def list_project(as_json: JsonOpt = False) -> None:
     """List experiments and parameter files (without importing them)."""
     from curifactory_cli import discovery
@@ -388,7 +405,7 @@ def list_project(as_json: JsonOpt = False) -> None:
         ui.write_line(console, "  (none in params/)")
 
 
-@app.command("config")
+@_app.command("config")
 def show_config(as_json: JsonOpt = False) -> None:
     """Show the project settings in force (cache, remote, workers, executor, scheduler,
     storage_options) and where each comes from: curi.toml or [tool.curi] in pyproject.toml,
@@ -420,26 +437,30 @@ def show_config(as_json: JsonOpt = False) -> None:
         )
 
 
-def _only_the_command_asked_for(first: list[str]) -> None:
-    """Build only the command (or command group) named first on the command line: typer
-    builds every command's options from its signature when it starts, 15 ms that a `curi run`
-    does not need. Anything else (no command, an option first, an unknown name: click then
-    suggests the nearest) builds them all."""
-    if not first:
-        return
-    name = first[0]
-    commands = [
-        c
-        for c in app.registered_commands
-        if (c.name or typer.main.get_command_name(getattr(c.callback, "__name__", ""))) == name
-    ]
+def app_for(first: list[str]) -> typer.Typer:
+    """The application built for a command line whose first word is `first`: only the
+    command (or command group) it names, as typer builds every command's options from its
+    signature when it starts (15 ms a `curi run` does not need). Anything else (no command,
+    an option first, an unknown name: click then suggests the nearest) gets them all."""
+    name = first[0] if first else None
+    own = [c for c in _app.registered_commands if _command_name(c) == name]
+    if own:  # run, plan, ls or config: the other modules are not even imported
+        _app.registered_commands = own
+        return _app
+    app = full_app()
+    commands = [c for c in app.registered_commands if _command_name(c) == name]
     groups = [g for g in app.registered_groups if g.name == name]
     if commands or groups:
         app.registered_commands = commands
         app.registered_groups = groups
+    return app
 
 
-def run_app() -> None:
+def _command_name(command: typer.models.CommandInfo) -> str:
+    return command.name or typer.main.get_command_name(getattr(command.callback, "__name__", ""))
+
+
+def run_app(app: Callable[[], object]) -> None:
     """Run the command line; ends with SystemExit, as a click application does."""
     try:
         app()
@@ -456,9 +477,8 @@ def main() -> None:
     then: commands close what they open).
     """
     gc.freeze()  # what importing created lives to the end: the collector need not walk it
-    _only_the_command_asked_for(sys.argv[1:2])
     try:
-        run_app()
+        run_app(app_for(sys.argv[1:2]))
         code: int = 0
     except SystemExit as exc:
         if exc.code is None or isinstance(exc.code, int):

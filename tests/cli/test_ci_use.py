@@ -206,16 +206,15 @@ def test_signals_wait_while_a_run_records_how_it_ended():
     assert went_on == [True]
 
 
-def test_a_terminate_outside_a_command_exits_143(monkeypatch, capsys):
+def test_a_terminate_outside_a_command_exits_143(capsys):
     from curifactory_cli.cli import app as cli
     from curifactory_cli.errors import Terminated
 
     def app():
         raise Terminated
 
-    monkeypatch.setattr(cli, "app", app)
     with pytest.raises(SystemExit) as stopped:
-        cli.run_app()
+        cli.run_app(app)
     assert stopped.value.code == 143
     assert "terminated (SIGTERM)" in capsys.readouterr().err
 
