@@ -13,6 +13,7 @@ from curifactory_cli.discovery import DEFAULT_CACHE
 from curifactory_cli.errors import CacheError
 from curifactory_cli.graph import NOT_COMPUTED, Graph, Node, OutputRef
 from curifactory_cli.hashing import combine_hashes, hash_params
+from curifactory_cli.parameters.reads import read_whole
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -180,7 +181,9 @@ class Record:
         if self._combo_hash is not None:
             return self._combo_hash
         if self._hash is None:
-            self._hash = self.manager._params_hash(self.params)
+            self._hash = self.manager._params_hash(read_whole(self.params))
+        elif self.params is not None:
+            read_whole(self.params)  # inside a stage, a value made from the whole set
         return self._hash
 
     def _set_aggregate(self, records: list[Record]) -> None:
@@ -203,7 +206,9 @@ class Record:
 
     def make_copy(self, param_set: Any = None, add_to_manager: bool = True) -> Record:
         """A new record with this one's state (its artifacts) and optionally other params."""
-        child = Record(self.manager, self.params if param_set is None else param_set, hide=True)
+        # A copy made inside a stage carries the set away from the view: read in full.
+        params = read_whole(self.params if param_set is None else param_set)
+        child = Record(self.manager, params, hide=True)
         if add_to_manager:
             child.index = len(self.manager.records)
             self.manager.records.append(child)

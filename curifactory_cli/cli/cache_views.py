@@ -155,6 +155,17 @@ def _show_params(entry: Entry, params: dict[str, Any]) -> None:
         _grid([(k, v) for k, v in _flat(values) if k != "name"], indent=2)
     if params["input_records"]:
         _grid([("records", ", ".join(params["input_records"]))], indent=2)
+    _grid([("reads", _reads_text(params.get("reads")))])
+
+
+def _reads_text(reads: dict[str, Any] | None) -> str:
+    """What the call read of its parameters, as `cache inspect` says it."""
+    if reads is None:
+        return "(not recorded by the version that made it)"
+    if reads["everything"]:
+        return "the whole parameter set"
+    paths = [path for path, _ in reads["items"]]
+    return ", ".join(paths) + " (of its parameters)" if paths else "none of its parameters"
 
 
 def _show_run(run: dict[str, Any], timings: dict[str, Any]) -> None:

@@ -27,6 +27,7 @@ from curifactory_cli.store.entry import bytes_match
 
 if TYPE_CHECKING:
     from curifactory_cli.engine.keys import KeyMaker
+    from curifactory_cli.parameters.reads import Reads
     from curifactory_cli.store import Entry
     from curifactory_cli.store.base import Store
 
@@ -177,6 +178,7 @@ class Committer:
             "record": record.name,
             "params_hash": record.get_hash(),
             "params": self._views(record)[1],
+            "reads": reads_json(result.reads),
             "input_records": [r.name for r in record.input_records],
             "inputs": inputs,
             "outputs": result.outputs_meta,
@@ -287,3 +289,11 @@ def slim_outputs(outputs: dict[str, Any]) -> dict[str, Any]:
             ]
         slim[intern(name)] = kept
     return slim
+
+
+def reads_json(reads: Reads | None) -> dict[str, Any] | None:
+    """What metadata keeps of what a call read of its parameter set: whether it took the
+    whole set, and each path read with the digest of its value, sorted by path."""
+    if reads is None:
+        return None
+    return {"everything": reads.everything, "items": [list(item) for item in reads.items]}

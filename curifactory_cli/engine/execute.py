@@ -29,6 +29,7 @@ from curifactory_cli.engine.jobs import (
 )
 from curifactory_cli.engine.outputs import keep_outputs, relocated
 from curifactory_cli.errors import CacheError, CurifactoryError, OutputSignatureError
+from curifactory_cli.parameters.reads import watch
 from curifactory_cli.provenance import imported_distributions
 from curifactory_cli.store import (
     CorruptEntryError,
@@ -67,7 +68,7 @@ def _run_job(job: Job, record: Any, fn: Any) -> JobResult:
         fn, record, inputs, rebuilt = _prepare(job, record, fn, scratch)
         reported = len(record.reportables)
         cachers = _bind_cachers(job, draft)
-        values = _call(job, fn, record, inputs, cachers, draft)
+        values = _call(job, fn, record, inputs, cachers, draft, result)
         del inputs
         if isinstance(values, Failure):
             result.failure = values
@@ -258,7 +259,10 @@ def _call(
     inputs: dict[str, Any],
     cachers: list[Cacheable],
     draft: str | None,
+    result: JobResult,
 ) -> list[Any] | Failure:
+    """Call the stage, its record's parameters seen through a view that records, into
+    `result.reads`, what the call reads of them."""
     kwargs = dict(job.kwargs)
     args = kwargs.pop("__args__", ())
     record.stage_cachers = cachers
@@ -271,6 +275,9 @@ def _call(
     record._paths_given = False
     call_inputs = {**inputs, **kwargs}
     inputs.clear()
+    params = record.params
+    if params is not None:
+        record.params, result.reads = watch(params)
     try:
         if job.is_aggregate:
             returned = fn(record, record.input_records, *args, **call_inputs)
@@ -280,6 +287,7 @@ def _call(
         return stage_failure(exc)
     finally:
         del call_inputs
+        record.params = params
         record.stage_cachers = None
         record._draft = None
         record._running_stage = None

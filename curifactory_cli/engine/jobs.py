@@ -14,11 +14,14 @@ import importlib
 import os
 import traceback
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from curifactory_cli.caching import Lazy
 from curifactory_cli.errors import CacheError, CurifactoryError
 from curifactory_cli.store.ref import RemoteRef
+
+if TYPE_CHECKING:
+    from curifactory_cli.parameters.reads import Reads
 
 # ---------------------------------------------------------------------------------- the job
 
@@ -141,6 +144,8 @@ class JobResult:
     # Installed distributions imported in the process that ran it, when it finished.
     versions: dict[str, str] = field(default_factory=dict)
     log: str = ""  # what the call printed or logged (bounded: see capture.LOG_LIMIT)
+    # What the call read of its parameter set (None: it had none).
+    reads: Reads | None = None
 
 
 # ------------------------------------------------------------------------------- failures

@@ -145,6 +145,16 @@ def unwrap(value: Any) -> Any:
     return value
 
 
+def read_whole(value: Any) -> Any:
+    """The object a view wraps, recorded as read in full (what code that hands the object on
+    to something the view cannot follow must do); anything else as it is."""
+    if type(value).__dict__.get("_rv_view", False):
+        state = _get(value, "_rv")
+        _whole(state)
+        return state[0]
+    return value
+
+
 # --------------------------------------------------------------------------------------------
 # Paths: dotted names, other keys in brackets as JSON (`model.depth`, `grid[1]`, `a["x.y"]`)
 

@@ -121,6 +121,7 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "record": (str,),
     "params_hash": (str,),
     "params": (dict, type(None)),
+    "reads": (dict, type(None)),
     "aggregate": (bool,),
     "invalidated": (bool,),
     "inputs": (dict,),
@@ -174,7 +175,17 @@ def shape_problem(meta: dict[str, Any], check_text: bool = True) -> str | None:
     for info in meta.get("extra_files") or ():
         if _file_problem(info):
             return "it lists an extra file it cannot have"
+    reads = meta.get("reads")
+    if reads is not None and _reads_problem(reads):
+        return "field 'reads' is not a list of parameter paths and digests"
     return None
+
+
+def _reads_problem(reads: dict[str, Any]) -> bool:
+    items = reads.get("items")
+    if type(reads.get("everything")) is not bool or type(items) is not list:
+        return True
+    return not all(type(i) is list and [type(x) for x in i] == [str, str] for i in items)
 
 
 def _field_problem(meta: dict[str, Any], check_text: bool) -> str | None:

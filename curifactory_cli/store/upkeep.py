@@ -47,6 +47,8 @@ def inspect_data(
             "hash": entry.params_hash,
             "values": meta.get("params"),
             "input_records": meta.get("input_records") or [],
+            # What the call read of them (None: made by a version that did not record it).
+            "reads": meta.get("reads"),
         },
         "invalidated": entry.invalidated,
         "key_parts": meta.get("key_parts"),
