@@ -312,4 +312,6 @@ def hash_params(params: Any, where: str = "parameters") -> str:
 
 def hash_value(value: Any, where: str = "value") -> str:
     """Digest of any parameter-like value (used for keyword arguments given to stage calls)."""
+    if type(value) in _AS_IS:  # a plain scalar is its own tree (a read of one parameter)
+        return digest(_CANONICAL.encode(value))
     return digest(canonical_json(_Walker(where).walk(value)))
