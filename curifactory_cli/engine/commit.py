@@ -23,7 +23,7 @@ from curifactory_cli.graph import Node, OutputRef, entry_namespace
 from curifactory_cli.record import _CachedOutput
 from curifactory_cli.reporting import INDEX, load_reportables
 from curifactory_cli.store import CorruptEntryError
-from curifactory_cli.store.entry import bytes_match
+from curifactory_cli.store.file_checks import bytes_match
 
 if TYPE_CHECKING:
     from curifactory_cli.engine.keys import KeyMaker

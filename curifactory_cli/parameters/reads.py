@@ -19,22 +19,20 @@ too. `view.__class__` is the set's class; `type(view)` is the subclass.
 from __future__ import annotations
 
 import dataclasses
-import functools
-import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from curifactory_cli.errors import ParamsError
 from curifactory_cli.hashing import (
+    MAX_DEPTH,
     PARAMETERS_BLACKLIST,
     _representations,
+    digest,
     hash_params,
     hash_value,
 )
+from curifactory_cli.parameters.paths import Key, Parts, parse_path, render_path
 from curifactory_cli.parameters.sets import Params, hash_view
-
-Key = str | int | float | bool | None
-Parts = tuple[Key, ...]
 
 ABSENT_DIGEST = "absent"  # a path the set has no value at (never a hex digest)
 UNHASHABLE_DIGEST = "unhashable"  # a value that cannot be hashed: never matches
@@ -156,48 +154,6 @@ def read_whole(value: Any) -> Any:
 
 
 # --------------------------------------------------------------------------------------------
-# Paths: dotted names, other keys in brackets as JSON (`model.depth`, `grid[1]`, `a["x.y"]`)
-
-
-def render_path(parts: Parts) -> str:
-    out: list[str] = []
-    for part in parts:
-        if isinstance(part, str) and part and not any(c in part for c in '.[]"'):
-            out.append(f".{part}" if out else part)
-        else:
-            out.append(f"[{json.dumps(part)}]")
-    return "".join(out)
-
-
-_DECODER = json.JSONDecoder()
-
-
-@functools.lru_cache(maxsize=4096)  # a lookup parses the same few paths for every candidate
-def parse_path(path: str) -> Parts:
-    """The keys of a rendered path (render_path's inverse)."""
-    parts: list[Key] = []
-    i = 0
-    while i < len(path):
-        if path[i] == "[":
-            value, end = _DECODER.raw_decode(path, i + 1)
-            if end >= len(path) or path[end] != "]":
-                raise ValueError(f"bad parameter path {path!r}")
-            parts.append(value)
-            i = end + 1
-            continue
-        if path[i] == "." and parts:
-            i += 1
-        end = i
-        while end < len(path) and path[end] not in ".[":
-            end += 1
-        if end == i:
-            raise ValueError(f"bad parameter path {path!r}")
-        parts.append(path[i:end])
-        i = end
-    return tuple(parts)
-
-
-# --------------------------------------------------------------------------------------------
 # Digests, as the parameter hash computes them
 
 
@@ -221,7 +177,38 @@ def _field_digest(container: Any, key: Key, value: Any, set_level: bool) -> str 
 
 
 def _whole_digest(params: Any) -> str:
-    return hash_params(hash_view(params), "parameter set")
+    return _with_classes(hash_params(hash_view(params), "parameter set"), _classes(params))
+
+
+def _with_classes(value_digest: str, classes: str) -> str:
+    """A value's digest made to tell the classes of the dataclasses in it apart: the
+    parameter hash leaves them out (as Curifactory's does), but code given the whole object
+    sees them (`repr`, `isinstance`)."""
+    return digest(f"{value_digest}{classes}", len(value_digest)) if classes else value_digest
+
+
+def _classes(value: Any, depth: int = 0, own: bool = True) -> str:
+    """Which class each dataclass in `value` is ("" when there is none); `own`: `value`'s
+    own class too, when it is a dataclass."""
+    if depth > MAX_DEPTH:
+        return "..."
+    cls = type(value)
+    if hasattr(cls, "__dataclass_fields__") and not isinstance(value, type):
+        inner = ",".join(
+            _classes(getattr(value, f.name, None), depth + 1) for f in dataclasses.fields(value)
+        )
+        if not own:
+            return inner if inner.strip(",") else ""
+        return f":{cls.__module__}.{cls.__qualname__}({inner})"
+    if isinstance(value, Params):
+        value = value._data
+    if isinstance(value, Mapping):
+        inner = ",".join(_classes(value[k], depth + 1) for k in sorted(value, key=repr))
+        return f"{{{inner}}}" if inner.strip("{}[],") else ""
+    if isinstance(value, (list, tuple)):
+        inner = ",".join(_classes(v, depth + 1) for v in value)
+        return f"[{inner}]" if inner.strip("{}[],") else ""
+    return ""
 
 
 def _kind(value: Any) -> str | None:
@@ -249,7 +236,10 @@ def _take_whole(reads: Reads, target: Any, parts: Parts, parent: Any, set_level:
 
 
 def _node_digest(container: Any, key: Key, value: Any, set_level: bool) -> str:
-    return f"{_kind(value)}|{_field_digest(container, key, value, set_level)}"
+    field = _field_digest(container, key, value, set_level)
+    if field is not None:  # its own class is its kind already: the classes inside it count
+        field = _with_classes(field, _classes(value, own=False))
+    return f"{_kind(value)}|{field}"
 
 
 # --------------------------------------------------------------------------------------------

@@ -29,10 +29,10 @@ from curifactory_cli.report.layout import graph_svg, stage_summary
 from curifactory_cli.report.logs import logs_html
 from curifactory_cli.reporting import INDEX, PATH_TOKEN, CachedReportable, load_reportables
 from curifactory_cli.store.entry import (
-    bytes_match,
     safe_rel,
     signature_problem,
 )
+from curifactory_cli.store.file_checks import bytes_match
 
 if TYPE_CHECKING:
     from curifactory_cli.registry.records import RunRecord, StageRecord

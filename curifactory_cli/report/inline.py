@@ -13,7 +13,7 @@ from typing import Any
 
 from curifactory_cli.report.page import CSS
 from curifactory_cli.reporting import PATH_TOKEN, CachedReportable
-from curifactory_cli.store.entry import bytes_match
+from curifactory_cli.store.file_checks import bytes_match
 
 SCOPE = "curi-report"
 _MIME = {

@@ -13,8 +13,10 @@ from curifactory_cli.store.entry import (
     INVALIDATED,
     META_NAME,
     SIGNING_ENV,
-    CorruptEntryError,
     Entry,
+)
+from curifactory_cli.store.file_checks import (
+    CorruptEntryError,
     FileCheck,
     check_file,
     file_sha256,

@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 from curifactory_cli.atomic import atomic_path
 from curifactory_cli.errors import CacheError, ConfigError
 from curifactory_cli.store import index as cache_index
-from curifactory_cli.store.entry import Entry, bytes_match, signature_problem
+from curifactory_cli.store.entry import Entry, signature_problem
+from curifactory_cli.store.file_checks import bytes_match
 
 if TYPE_CHECKING:
     from curifactory_cli.store.local import LocalStore

@@ -21,10 +21,9 @@ from curifactory_cli.errors import ConfigError
 from curifactory_cli.store.entry import (
     ENTRY_DIR_NAME,
     Entry,
-    FileCheck,
-    check_file,
     listed_files,
 )
+from curifactory_cli.store.file_checks import FileCheck, check_file
 from curifactory_cli.store.local_tidy import GRACE_S
 from curifactory_cli.wording import duration
 

@@ -18,9 +18,9 @@ from curifactory_cli.store.entry import (
     META_NAME,
     TRASH_DIR,
     dump_meta,
-    file_sha256,
     sign,
 )
+from curifactory_cli.store.file_checks import file_sha256
 from curifactory_cli.store.local_folder import LocalFolder, dir_files
 
 # Test hook: `CURI_FAULT=<point>` makes the process die (as if killed) at that step of a

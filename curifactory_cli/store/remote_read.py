@@ -20,8 +20,8 @@ from curifactory_cli.store.entry import (
     listed_files,
     meta_problem,
     parse_meta,
-    verify_files,
 )
+from curifactory_cli.store.file_checks import verify_files
 from curifactory_cli.store.remote_folder import (
     ATTEMPT,
     BUCKETS,

@@ -29,10 +29,10 @@ from typing import Any
 from curifactory_cli.errors import CacheError
 from curifactory_cli.store.entry import (
     INVALIDATED,
-    CorruptEntryError,
     Entry,
     listed_files,
 )
+from curifactory_cli.store.file_checks import CorruptEntryError
 from curifactory_cli.store.local import LocalStore
 from curifactory_cli.store.local_folder import UNPUSHED, EntryLock
 from curifactory_cli.store.local_write import discard_draft, make_draft

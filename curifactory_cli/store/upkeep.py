@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from curifactory_cli.errors import ConfigError, CurifactoryError, close_matches_hint
 from curifactory_cli.store import index
-from curifactory_cli.store.entry import ENTRY_DIR_NAME, Entry, FileCheck, signature_problem
+from curifactory_cli.store.entry import ENTRY_DIR_NAME, Entry, signature_problem
+from curifactory_cli.store.file_checks import FileCheck
 
 if TYPE_CHECKING:
     from curifactory_cli.store.local import LocalStore

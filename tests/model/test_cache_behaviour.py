@@ -26,7 +26,7 @@ from experiments_src import (
     edit,
 )
 
-import curifactory_cli.store.entry
+import curifactory_cli.store.file_checks
 from curifactory_cli.caching import Cacheable, JsonCacher, Lazy, PickleCacher
 from curifactory_cli.graph import Outcome
 from curifactory_cli.hashing import canonical_json, digest
@@ -103,13 +103,13 @@ class LoadCounter:
 
         monkeypatch.setattr(builtins, "open", spy_open)
 
-        real_sha = curifactory_cli.store.entry.file_sha256
+        real_sha = curifactory_cli.store.file_checks.file_sha256
 
         def spy_sha(path):
             counter.checksummed.append(str(path))
             return real_sha(path)
 
-        monkeypatch.setattr(curifactory_cli.store.entry, "file_sha256", spy_sha)
+        monkeypatch.setattr(curifactory_cli.store.file_checks, "file_sha256", spy_sha)
 
 
 # ---------------------------------------------------------------------------------- 1

@@ -10,7 +10,7 @@ import os
 import pytest
 
 from curifactory_cli.store import CorruptEntryError, FileCheck, check_file, verify_files
-from curifactory_cli.store.entry import bytes_match
+from curifactory_cli.store.file_checks import bytes_match
 
 DATA = b'{"w": [1, 2, 3]}'
 
