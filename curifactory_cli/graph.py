@@ -71,6 +71,7 @@ class Node:
     key: str | None = None
     lineage_key: str | None = None
     key_parts: dict[str, Any] | None = None
+    probe: str | None = None  # the key but the parameters (engine.sharing)
     outcome: Outcome | None = None
     reason: str = ""
     seconds: float = 0.0

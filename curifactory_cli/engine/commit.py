@@ -15,6 +15,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from curifactory_cli.engine.decide import shareable
 from curifactory_cli.engine.execute import bound_cacher
 from curifactory_cli.engine.jobs import Job, JobResult, RecordInfo
 from curifactory_cli.engine.keys import params_json
@@ -27,6 +28,7 @@ from curifactory_cli.store.file_checks import bytes_match
 
 if TYPE_CHECKING:
     from curifactory_cli.engine.keys import KeyMaker
+    from curifactory_cli.engine.sharing import Sharing
     from curifactory_cli.parameters.reads import Reads
     from curifactory_cli.store import Entry
     from curifactory_cli.store.base import Store
@@ -43,6 +45,7 @@ class Committer:
         provenance: dict[str, Any],
         lineage: Callable[[Node], str],
         warn: Callable[[str], None],
+        sharing: Sharing | None = None,
     ) -> None:
         self.store = store
         self.keys = keys
@@ -50,6 +53,7 @@ class Committer:
         self.provenance = provenance
         self._lineage = lineage
         self._warn = warn
+        self.sharing = sharing  # where an executed call's entry is indexed for other sets
         self.info: dict[int, dict[str, Any]] = {}  # node -> its entry's outputs metadata
         self._records: dict[int, tuple[Any, tuple[RecordInfo, Any]]] = {}  # see _views
 
@@ -108,6 +112,15 @@ class Committer:
                 upload_error=result.upload_error,
             )
             location = str(node.entry_dir)
+            if self.sharing is not None and node.probe is not None and shareable(node):
+                self.sharing.add(
+                    meta["experiment"],
+                    node.stage.name,
+                    node.probe,
+                    meta["reads"],
+                    meta["params_hash"],
+                    meta["key"],
+                )
         node.entry_dir = location
         self.info[node.index] = result.outputs_meta
         self.reportables(node, {"extra_files": result.extra_files})

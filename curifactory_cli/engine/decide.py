@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from curifactory_cli.discovery import find_project_root
+from curifactory_cli.engine.sharing import Sharing
 from curifactory_cli.fingerprint import CodeFingerprinter
 from curifactory_cli.graph import entry_namespace
 from curifactory_cli.store import INVALIDATED, removals
@@ -108,6 +109,8 @@ class Facts:
     # Why there is no entry under `key` (NOT_COMPUTED, PARAMS_CHANGED, code_changed(...), ...):
     # asked only on a miss, since it reads the stage's other entries.
     explain: Callable[[], str] | None = None
+    # Another set's entry this call may use, and why (engine.sharing): asked only on a miss.
+    shared: Callable[[], tuple[Entry, str] | None] | None = None
 
 
 @dataclass(slots=True)
@@ -152,6 +155,10 @@ def decide(facts: Facts, store: StoreView) -> Decision:
         entry, problem = store.lookup(facts.entry_dir, facts.key, outputs)
         if entry is not None:
             return Decision(Action.CACHED, HIT, entry)
+        if problem is None and facts.shared is not None:  # (an invalidated entry is not)
+            found = facts.shared()
+            if found is not None:
+                return Decision(Action.CACHED, found[1], found[0])
         reason = miss_reason(problem, facts.explain)
         problem = problem if problem != INVALIDATED else None
         # A leaf must run, and so must a stage whose inputs were just recomputed. Any other
@@ -285,6 +292,7 @@ class FactFinder:
         self.overwrite = overwrite
         self.overwrite_stages = overwrite_stages
         self.explainer = MissExplainer(store, experiment, fingerprinter)
+        self.sharing = Sharing(store)
         self._prefixes: dict[int, str] = {}
         self._overwrite: dict[int, bool] = {}  # id(params) -> overwrite: true (params live on)
 
@@ -337,6 +345,7 @@ class FactFinder:
         key: str | None,
         fresh: bool,
         key_parts: dict[str, Any] | None = None,
+        probe: str | None = None,
     ) -> Facts:
         """`key` is the data key when every input's version is known, else None; `key_parts`
         are its parts (default: `node.key_parts`, where the scheduler keeps them)."""
@@ -346,6 +355,8 @@ class FactFinder:
             )
         prefix = self.stage_prefix(node)
         parts = node.key_parts if key_parts is None else key_parts
+        probe = node.probe if probe is None else probe
+        entry_dir = None if key is None else self.store.entry_dir(prefix, key)
         return Facts(
             cached_stage=True,
             leaf=node.consumers == 0,
@@ -356,11 +367,35 @@ class FactFinder:
             lineage_key=lineage_key,
             stage_prefix=prefix,
             key=key,
-            entry_dir=None if key is None else self.store.entry_dir(prefix, key),
+            entry_dir=entry_dir,
             explain=None
             if key is None
             else partial(self.explainer.explain, node, prefix, parts, key=key),
+            # Asked only on a miss: a cached run never reads the reads index.
+            shared=None
+            if entry_dir is None or probe is None or not shareable(node)
+            else partial(self.share, node, probe, entry_dir),
         )
+
+    def share(self, node: Node, probe: str, own: str) -> tuple[Entry, str] | None:
+        """Another set's entry this call may use (see engine.sharing)."""
+        namespace = entry_namespace(node, self.experiment)
+        if self.forced(node) or not self.sharing.known(namespace, node.stage.name, probe):
+            return None
+        return self.sharing.find(
+            namespace,
+            node.stage.name,
+            probe,
+            node.record.params,
+            [ref.name for ref in node.outputs],
+            own,
+        )
+
+
+def shareable(node: Node) -> bool:
+    """Whether a call may use (and give) another set's entry: a cached stage call with a
+    parameter set of its own (an aggregate's covers its records: it is not shared)."""
+    return node.is_cached_stage and not node.stage.is_aggregate and node.record.params is not None
 
 
 def _differing(old: dict[str, Any], new: dict[str, Any]) -> list[str]:

@@ -62,7 +62,7 @@ class Dispatcher(NodeStates):
         # Inputs are final now (a damaged upstream may have been recomputed): key them, unless
         # the key was made from these very versions.
         if self._keyed.pop(node.index, None) != [ref.version for ref in node.upstream()]:
-            node.key_parts, node.key = self.keys.data_key(node, lambda ref: ref.version)
+            node.key_parts, node.key, node.probe = self.keys.data_key(node, lambda r: r.version)
         if node.is_cached_stage:
             assert node.key is not None  # keyed above
             node.entry_dir = self.finder.entry_dir(node, node.key)

@@ -121,9 +121,15 @@ class KeyMaker:
             inputs[name] = sorted([rec.get_hash(), part(src)] for rec, src in pairs)
         return inputs
 
-    def data_key(self, node: Node, version: Version) -> tuple[dict[str, Any], str]:
+    def data_key(self, node: Node, version: Version) -> tuple[dict[str, Any], str, str]:
+        """The data key's parts, the key, and its probe: the digest of every part but the
+        parameters (see engine.sharing), from one encoding of the parts."""
         parts = {**self.base(node), "inputs": self.input_parts(node, version)}
-        return parts, digest(canonical_json(parts))
+        text = canonical_json(parts)
+        # Keys are sorted, and "stage" follows "params": leaving out `"params":<hash>,` is
+        # the encoding of the parts without it.
+        probe = digest(text.replace(f'"params":{canonical_json(parts["params"])},', "", 1))
+        return parts, digest(text), probe
 
     def lineage_key(self, node: Node, lineage: Callable[[Node], str | None]) -> str:
         parts = {

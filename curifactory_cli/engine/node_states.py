@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 DEFERRED = "deferred"  # decided: missing or uncached, not needed yet
 REDECIDE = "redecide"  # waiting for upstream calls that must run before it can be decided
 REQUESTED = "requested"  # must run; waiting for its inputs
+FOLLOWING = "following"  # must run, unless the same computation for another set, running
+# now, turns out to have read what this set has (engine.sharing): decided again after it
 RUNNING = "running"  # handed to the runner (or waiting for another run's lock)
 
 
@@ -75,9 +77,18 @@ class NodeStates:
     def _warn(self, message: str) -> None:
         self._emit(Warned(message))
 
+    def _follows(self, node: Node, reason: str) -> bool:
+        """Whether `node`, about to be requested, waits for another call instead (see
+        Scheduler._follows)."""
+        return False
+
+    def _release_followers(self, node: Node) -> None:
+        """`node` settled: the calls that waited to share its entry go on (Scheduler)."""
+
     def _settled(self, node: Node) -> None:
         """The node's consumers may be decidable now (once: a deferred call that later runs,
         or a damaged entry that is recomputed, is not settled twice)."""
+        self._release_followers(node)  # each time: a deferred leader settles again when run
         if node.index in self._done:
             return
         self._done.add(node.index)
@@ -108,7 +119,9 @@ class NodeStates:
         while stack:
             current, why = stack.pop()
             state = self._state.get(current.index)
-            if current.outcome is not None or state in (REQUESTED, RUNNING):
+            if current.outcome is not None or state in (REQUESTED, RUNNING, FOLLOWING):
+                continue
+            if self._follows(current, why):
                 continue
             self._state[current.index] = REQUESTED
             current.reason = why

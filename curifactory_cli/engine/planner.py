@@ -50,6 +50,7 @@ class NodePlan:
     depends_on: list[str] = field(default_factory=list)  # stages whose re-run decides a MAYBE
     key: str | None = None
     key_parts: dict[str, Any] | None = None
+    probe: str | None = None
     entry: str | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -106,14 +107,19 @@ class Planner:
         item = self._plans[node.index]
         known = all(self._version(ref) is not None for ref in node.upstream())
         if known:
-            item.key_parts, item.key = self.keys.data_key(node, self._version)
+            item.key_parts, item.key, item.probe = self.keys.data_key(node, self._version)
             if not node.is_cached_stage:
                 for ref in node.outputs:
                     self._versions[ref] = memory_version(item.key, ref.name)
         fresh = known and any(self._uncertain(ref) for ref in node.upstream())
         lineage = "" if known else self._lineage_of(node)  # only needed without a data key
         facts = self.finder.facts(
-            node, lineage, item.key if known else None, fresh, item.key_parts if known else None
+            node,
+            lineage,
+            item.key if known else None,
+            fresh,
+            item.key_parts if known else None,
+            item.probe if known else None,
         )
         if facts.entry_dir is not None:
             item.entry = facts.entry_dir

@@ -20,12 +20,20 @@ from typing import TYPE_CHECKING, Any
 
 from curifactory_cli.engine import collector
 from curifactory_cli.engine.commit import Committer
-from curifactory_cli.engine.decide import Action, FactFinder, Facts, decide, needed_by, unneeded
+from curifactory_cli.engine.decide import (
+    Action,
+    FactFinder,
+    Facts,
+    decide,
+    needed_by,
+    shareable,
+    unneeded,
+)
 from curifactory_cli.engine.dispatch import Dispatcher
 from curifactory_cli.engine.jobmaker import JobMaker
-from curifactory_cli.engine.node_states import DEFERRED, REDECIDE
+from curifactory_cli.engine.node_states import DEFERRED, FOLLOWING, REDECIDE
 from curifactory_cli.engine.runners import InlineRunner
-from curifactory_cli.graph import Node, Outcome, producers_through_memory
+from curifactory_cli.graph import Node, Outcome, entry_namespace, producers_through_memory
 
 if TYPE_CHECKING:
     from curifactory_cli.engine.keys import KeyMaker
@@ -97,7 +105,7 @@ class Scheduler(Dispatcher):
         self._repaired = set()
         self._warned: set[str] = set()  # entry folders whose problem was said
         self.committer = Committer(
-            store, keys, experiment, self.provenance, self._lineage, self._warn
+            store, keys, experiment, self.provenance, self._lineage, self._warn, self.finder.sharing
         )
         self.jobs = JobMaker(
             store,
@@ -110,6 +118,10 @@ class Scheduler(Dispatcher):
         )
         self._stop = None
         self.nodes = []
+        # Sharing in the run (engine.sharing): probe -> the call computing it, and the calls
+        # of other sets waiting to see whether they can use its entry.
+        self._leaders: dict[tuple[str, Any], int] = {}
+        self._followers: dict[int, list[tuple[int, str]]] = {}
 
     # ------------------------------------------------------------------ driving
     def run(self, nodes: list[Node]) -> None:
@@ -118,7 +130,10 @@ class Scheduler(Dispatcher):
         """
         self.nodes = nodes
         self._activate(nodes)
-        self._drive()
+        try:
+            self._drive()
+        finally:
+            self.finder.sharing.write()  # what it published, for other runs to share
         if self._stop is not None:
             raise self._stop
         for node in nodes:
@@ -143,11 +158,14 @@ class Scheduler(Dispatcher):
             needed[node.index] = node
             stack.extend(ref.node for ref in node.upstream())
         self._activate([needed[i] for i in sorted(needed)])
-        self._drive()
-        for node in wanted:
-            if node.outcome is None and self._state.get(node.index) == DEFERRED:
-                self._request(node, node.reason or "asked for")
-        self._drive()
+        try:
+            self._drive()
+            for node in wanted:
+                if node.outcome is None and self._state.get(node.index) == DEFERRED:
+                    self._request(node, node.reason or "asked for")
+            self._drive()
+        finally:
+            self.finder.sharing.write()
         stop, self._stop = self._stop, None
         if stop is not None:
             raise stop
@@ -226,7 +244,7 @@ class Scheduler(Dispatcher):
         """Compute the node's keys (as far as its inputs allow) and what decide() needs."""
         known = all(ref.version is not None for ref in node.upstream())
         if known:
-            node.key_parts, node.key = self.keys.data_key(node, lambda ref: ref.version)
+            node.key_parts, node.key, node.probe = self.keys.data_key(node, lambda r: r.version)
             self._keyed[node.index] = [ref.version for ref in node.upstream()]
             if not node.is_cached_stage:
                 self._set_memory_versions(node)
@@ -256,6 +274,43 @@ class Scheduler(Dispatcher):
             stack.pop()
         assert node.lineage_key is not None
         return node.lineage_key
+
+    # ------------------------------------------------------------------ sharing
+    def _follows(self, node: Node, reason: str) -> bool:
+        """A call that must run waits, instead, for a call of another set computing the same
+        thing (the same probe) right now: once that one is published, this one may use its
+        entry (when it read nothing this set has otherwise), or runs after all."""
+        probe = node.probe
+        if probe is None or node.key is None or not shareable(node):
+            return False
+        sharing = self.finder.sharing
+        # Before any call of this probe has run, every one waits for the first; once one has
+        # (its reads known), only those with its values where it read wait for one another.
+        namespace = entry_namespace(node, self.experiment)
+        key = (probe, sharing.group(namespace, node.stage.name, probe, node.record.params))
+        leader = self._leaders.get(key)
+        if leader is None or leader == node.index or self.nodes[leader].outcome is not None:
+            self._leaders[key] = node.index
+            return False
+        self._state[node.index] = FOLLOWING
+        node.reason = reason
+        self._followers.setdefault(leader, []).append((node.index, reason))
+        return True
+
+    def _release_followers(self, node: Node) -> None:
+        for index, reason in self._followers.pop(node.index, ()):
+            follower = self.nodes[index]
+            if follower.outcome is not None or self._state.get(index) != FOLLOWING:
+                continue
+            del self._state[index]
+            assert follower.probe is not None and follower.entry_dir is not None
+            found = None
+            if not self.finder.forced(follower):
+                found = self.finder.share(follower, follower.probe, follower.entry_dir)
+            if found is not None:
+                self._hit(follower, found[0], found[1])
+            else:
+                self._request(follower, reason)
 
     def _decide(self, node: Node) -> None:
         """Decide a call whose upstream calls are settled: cached (a hit), run (requested),

@@ -265,6 +265,21 @@ def reads_match(params: Any, reads: Reads | Iterable[tuple[str, str]]) -> bool:
     return first_difference(params, reads) is None
 
 
+def current_items(params: Any, items: Iterable[Any]) -> tuple[tuple[str, str], ...] | None:
+    """What `params` has at the paths of recorded `items` ((path, digest) pairs), digested
+    as each was recorded; None when a path has no digest that could match."""
+    out = []
+    for path, recorded in items:
+        try:
+            current = _digest_at(params, parse_path(path), recorded)
+        except (ParamsError, ValueError):
+            return None
+        if current is None or recorded == UNHASHABLE_DIGEST:
+            return None
+        out.append((path, current))
+    return tuple(out)
+
+
 def _digest_at(params: Any, parts: Parts, recorded: str) -> str | None:
     """The digest of `params` at `parts`, computed as `recorded` was."""
     if not parts:

@@ -11,10 +11,13 @@ the cache commands, `local_tidy` what `cache gc` removes, invalidating and expor
 
 from __future__ import annotations
 
+from typing import Any
+
 from curifactory_cli.store.local_list import LocalListing
 from curifactory_cli.store.local_read import LocalReading
 from curifactory_cli.store.local_tidy import LocalTidying
 from curifactory_cli.store.local_write import LocalWriting
+from curifactory_cli.store.reads_index import LocalIndexFiles
 
 
 class LocalStore(LocalReading, LocalWriting, LocalListing, LocalTidying):
@@ -28,6 +31,24 @@ class LocalStore(LocalReading, LocalWriting, LocalListing, LocalTidying):
     def remote_ref(self, directory: str) -> None:
         """No remote store behind this one (see `TieredStore.remote_ref`)."""
 
+    # ---------------------------------------------------------------- the reads index
+    _reads: LocalIndexFiles | None = None
+
+    def _reads_index(self) -> LocalIndexFiles:
+        if self._reads is None:
+            self._reads = LocalIndexFiles(self._root, self.dry)
+        return self._reads
+
+    def read_index(self, experiment: str) -> list[dict[str, Any]]:
+        """Every record of the experiment's reads index (see `store.reads_index`)."""
+        return self._reads_index().read(experiment)
+
+    def append_index(self, experiment: str, records: list[dict[str, Any]]) -> None:
+        """Add records to the reads index, at once (nothing when dry)."""
+        self._reads_index().append(experiment, records)
+
     def close(self, cancel: bool = False) -> None:
         """The end of a run. A dry run's temporary folder stays until the store is garbage
         collected (the run's result holds it): outputs not loaded yet are read from there."""
+        if self._reads is not None:
+            self._reads.close()

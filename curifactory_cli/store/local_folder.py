@@ -32,6 +32,7 @@ from curifactory_cli.store.entry import (
     parse_meta,
     read_meta_file,
 )
+from curifactory_cli.store.reads_index import READS_DIR
 
 # The Cache Directory Tagging spec (https://bford.info/cachedir/): a file of this name whose
 # first bytes are exactly this line. Backup tools skip such folders, and the cache commands
@@ -45,7 +46,7 @@ TAG_TEXT = (
 )
 # Entries a remote tier has not received yet (one folder a line; see store.tiered).
 UNPUSHED = ".unpushed"
-_OWN_NAMES = frozenset({".gitignore", DRAFTS_DIR, TRASH_DIR, LOCK_DIR, CACHEDIR_TAG})
+_OWN_NAMES = frozenset({".gitignore", DRAFTS_DIR, TRASH_DIR, LOCK_DIR, READS_DIR, CACHEDIR_TAG})
 _HASH_DIR = re.compile(r"^[0-9a-f]{16}$")
 
 

@@ -22,6 +22,17 @@ the project configuration; never from the cache itself.
 
 from __future__ import annotations
 
+import contextlib
+from typing import Any
+
+from curifactory_cli.store.reads_index import (
+    MAX_FILE_BYTES,
+    READS_DIR,
+    SUFFIX,
+    parse_lines,
+    record_line,
+    writer_name,
+)
 from curifactory_cli.store.remote_tidy import RemoteTidying
 
 
@@ -29,3 +40,54 @@ class FsspecStore(RemoteTidying):
     """A cache at an fsspec URL. With `dry=True` nothing is ever written to it. Made of its
     parts, one module each (inherited, so a lookup or a publish costs no extra call):
     `remote_folder` (the URL and its layout), `remote_read`, `remote_write`, `remote_tidy`."""
+
+    # ---------------------------------------------------------------- the reads index
+    _pending_index: dict[str, list[str]] | None = None
+
+    def read_index(self, experiment: str) -> list[dict[str, Any]]:
+        """Every record of the experiment's reads index (see `store.reads_index`): one
+        listing and one batched read. An unreachable store has none to give."""
+        folder = f"{self._root}/{READS_DIR}/{experiment}"
+        try:
+            self.calls += 1
+            found = self.fs.find(folder, detail=True)
+            paths = sorted(
+                p
+                for p, info in found.items()
+                if p.endswith(SUFFIX) and int(info.get("size") or 0) <= MAX_FILE_BYTES
+            )
+            if not paths:
+                return []
+            self.calls += 1
+            data = self.fs.cat(paths, on_error="return", **self._cat_kw)
+        except Exception:  # the storage library's own errors: no index is no sharing
+            return []
+        records: list[dict[str, Any]] = []
+        for path in paths:
+            if isinstance(data.get(path), bytes):
+                records += parse_lines(data[path])
+        return records
+
+    def append_index(self, experiment: str, records: list[dict[str, Any]]) -> None:
+        """Add records to the reads index: written as one object when the run ends (an
+        object store appends nothing)."""
+        if self.dry or not records:
+            return
+        if self._pending_index is None:
+            self._pending_index = {}
+        self._pending_index.setdefault(experiment, []).extend(record_line(r) for r in records)
+
+    def flush_index(self) -> None:
+        """Write the records added since the last flush, one new object per experiment."""
+        pending, self._pending_index = self._pending_index, None
+        for experiment, lines in (pending or {}).items():
+            path = f"{self._root}/{READS_DIR}/{experiment}/{writer_name()}{SUFFIX}"
+            with contextlib.suppress(Exception):  # unwritable: entries stay reachable by key
+                self.calls += 1
+                self.fs.pipe_file(path, "".join(lines).encode())
+
+    def close(self, cancel: bool = False) -> None:
+        if not cancel:
+            self.flush_index()
+        self._pending_index = None
+        super().close(cancel)

@@ -66,6 +66,7 @@ class TieredStore:
         self.dry = local.dry
         # With `--cache URL` the local tier is temporary, and the remote is the cache.
         self.scratch: tempfile.TemporaryDirectory[str] | None = None
+        self._index_records: dict[str, list[dict[str, Any]]] = {}  # for the remote's index
         self.warnings: list[str] = []  # uploads that failed: the run goes on, `push` retries
         # Where a warning goes at once (the run's events); else kept in `warnings`.
         self.notify: Callable[[str], None] | None = None
@@ -374,6 +375,19 @@ class TieredStore:
         for _, _, meta, _ in items:
             self._count(self.pushed, meta)
 
+    # ---------------------------------------------------------------- the reads index
+    def read_index(self, experiment: str) -> list[dict[str, Any]]:
+        """The records of both tiers (the remote's when it answers)."""
+        records = self.local.read_index(experiment) if self.scratch is None else []
+        return records + (self.remote.read_index(experiment) if self._reachable() else [])
+
+    def append_index(self, experiment: str, records: list[dict[str, Any]]) -> None:
+        """Records go to the local tier at once, and to the remote when the run ends."""
+        if self.scratch is None:
+            self.local.append_index(experiment, records)
+        if not self.dry:
+            self._index_records.setdefault(experiment, []).extend(records)
+
     def close(self, cancel: bool = False) -> None:
         """The end of a run: upload what is queued (not when the run was interrupted: a
         local tier keeps its entries for `curi cache push`, a temporary one loses only work
@@ -385,6 +399,10 @@ class TieredStore:
             elif not self.dry:
                 self.flush()
                 self._push_unpushed()
+                if self._index_records and self.offline is None and self._reachable():
+                    for experiment, records in self._index_records.items():
+                        self.remote.append_index(experiment, records)
+                    self.remote.flush_index()
         finally:
             try:
                 self._note_unpushed()

@@ -1,0 +1,179 @@
+"""Entries shared between parameter sets: a stage call is served from an entry that another
+set's call computed when both calls are the same computation on what they read.
+
+Two calls are the same computation when their keys agree on everything but the parameters
+(experiment, stage, code, cachers, outputs, call arguments, input files and input data: the
+*probe*, a digest of those parts) and the set of this call has, at every parameter path the
+other call read, the value that call read. The argument is the one build systems make for
+dynamic dependencies: the same code on the same inputs, given the same values for everything
+it read, reads the same things in the same order and computes the same result. A call that
+took the whole set (iterated it, printed it, copied it, hashed it) shares with no other set.
+
+Which entries could serve a call is found in the store's reads index (`store.reads_index`),
+loaded once per experiment on the first miss (a fully cached run never reads it), grouped by
+(stage, probe) and then by the paths read, so a lookup costs one dictionary access per group
+of paths; every candidate is then looked up and checked against its own metadata.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from curifactory_cli.hashing import canonical_json, digest
+from curifactory_cli.parameters.reads import current_items, reads_match
+
+if TYPE_CHECKING:
+    from curifactory_cli.store import Entry
+    from curifactory_cli.store.base import Store
+
+# One group per shape of reads: the paths, with how each was recorded.
+Shape = tuple[tuple[str, str], ...]
+# Index records are written to the store in batches (and when the run ends): another run
+# finds an entry computed by this one in its index at most this many entries late (and by
+# its key at once, as before).
+WRITE_BATCH = 256
+
+
+def probe_of(parts: dict[str, Any]) -> str:
+    """The digest of a call's key parts but its parameters."""
+    return digest(canonical_json({k: v for k, v in parts.items() if k != "params"}))
+
+
+def shared_reason(meta: dict[str, Any]) -> str:
+    """Why a call is served from another set's entry, naming what that call read."""
+    paths = [path for path, _ in meta["reads"]["items"]]
+    read = ", ".join(paths) if paths else "no parameters"
+    return f"shared with set {meta.get('record')!r} (reads {read})"
+
+
+def _shape(items: list[list[str]] | tuple[tuple[str, str], ...]) -> Shape:
+    return tuple((path, _form(recorded)) for path, recorded in items)
+
+
+def _form(recorded: str) -> str:
+    if recorded.startswith("kind:"):
+        return "node" if "|" in recorded else "kind"
+    return "value"
+
+
+def _values(items: Any) -> tuple[str, ...]:
+    return tuple(recorded for _, recorded in items)
+
+
+class Sharing:
+    """The reads index of one run's store, as a run looks it up and adds to it."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        # experiment -> (stage, probe) -> shape -> (a recorded reads list, values -> entry)
+        self._index: dict[str, dict[tuple[str, str], dict[Shape, Any]]] = {}
+        self._unwritten: dict[str, list[dict[str, Any]]] = {}
+
+    def group(
+        self, experiment: str, stage: str, probe: str, params: Any
+    ) -> tuple[tuple[str, ...] | None, ...] | None:
+        """What `params` has at the paths calls of this probe read, per way of reading seen
+        (None before any is seen): calls of the same group are likely to share an entry."""
+        groups = self._of(experiment).get((stage, probe))
+        if not groups:
+            return None
+        out = []
+        for reads, _ in groups.values():
+            current = current_items(params, reads)
+            out.append(None if current is None else _values(current))
+        return tuple(out)
+
+    def _of(self, experiment: str) -> dict[tuple[str, str], dict[Shape, Any]]:
+        found = self._index.get(experiment)
+        if found is None:
+            found = self._index[experiment] = {}
+            for record in self.store.read_index(experiment):
+                self._put(found, record)
+        return found
+
+    @staticmethod
+    def _put(index: dict[tuple[str, str], dict[Shape, Any]], record: dict[str, Any]) -> None:
+        reads = record["reads"]
+        groups = index.setdefault((record["stage"], record["probe"]), {})
+        group = groups.setdefault(_shape(reads), (reads, {}))
+        group[1][_values(reads)] = (record["params_hash"], record["key"])
+
+    def known(self, experiment: str, stage: str, probe: str) -> bool:
+        """Whether any entry of this stage and probe is indexed (the index is read first)."""
+        return (stage, probe) in self._of(experiment)
+
+    def candidates(
+        self, experiment: str, stage: str, probe: str, params: Any
+    ) -> Iterator[tuple[str, str]]:
+        """(params hash, key) of each indexed entry whose call read, at every path it read,
+        the value `params` has there."""
+        groups = self._of(experiment).get((stage, probe))
+        for reads, by_values in (groups or {}).values():
+            current = current_items(params, reads)
+            if current is not None:
+                found = by_values.get(_values(current))
+                if found is not None:
+                    yield found
+
+    def find(
+        self,
+        experiment: str,
+        stage: str,
+        probe: str,
+        params: Any,
+        outputs: list[str],
+        own: str,
+    ) -> tuple[Entry, str] | None:
+        """An entry another set's call computed that this call (`own`: its own entry
+        folder; `probe`: its key but the parameters) may use, and why; None when there is
+        none."""
+        store = self.store
+        for params_hash, key in self.candidates(experiment, stage, probe, params):
+            directory = store.entry_dir(store.stage_prefix(experiment, params_hash, stage), key)
+            if directory == own:
+                continue
+            entry, _problem = store.lookup(directory, key, outputs)
+            if entry is None:
+                continue  # removed, invalidated or damaged since: not a candidate
+            meta = entry.meta
+            reads = meta.get("reads")
+            if (  # the index only says where to look: the entry itself must say the same
+                meta.get("stage") == stage
+                and probe_of(meta.get("key_parts") or {}) == probe
+                and reads is not None
+                and not reads["everything"]
+                and reads_match(params, reads["items"])
+            ):
+                return entry, shared_reason(meta)
+        return None
+
+    def add(
+        self,
+        experiment: str,
+        stage: str,
+        probe: str,
+        reads: dict[str, Any] | None,
+        params_hash: str,
+        key: str,
+    ) -> None:
+        """Index an entry just published (one that took the whole set is not shared)."""
+        if reads is None or reads["everything"]:
+            return
+        record = {
+            "stage": stage,
+            "probe": probe,
+            "reads": reads["items"],
+            "params_hash": params_hash,
+            "key": key,
+        }
+        self._put(self._of(experiment), record)
+        self._unwritten.setdefault(experiment, []).append(record)
+        if len(self._unwritten[experiment]) >= WRITE_BATCH:
+            self.write()
+
+    def write(self) -> None:
+        """Add what this run indexed to the store's index (in batches: one write each)."""
+        unwritten, self._unwritten = self._unwritten, {}
+        for experiment, records in unwritten.items():
+            self.store.append_index(experiment, records)
