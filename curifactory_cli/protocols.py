@@ -20,6 +20,8 @@ class StageLike(Protocol):
     def is_aggregate(self) -> bool: ...
     @property
     def depends_on(self) -> Sequence[str]: ...
+    @property
+    def params(self) -> str | None: ...  # "all": keyed on the whole parameter set
 
 
 class RecordLike(Protocol):

@@ -42,6 +42,8 @@ class StageSpec:
     suppress_missing_inputs: bool = False
     is_aggregate: bool = False
     depends_on: list[str] = field(default_factory=list)  # files it reads (globs), key part
+    # "all": keyed on the whole parameter set, never shared between sets (engine.sharing)
+    params: str | None = None
     _checked: bool = False
 
     @functools.cached_property
@@ -298,6 +300,7 @@ def stage(
     cachers: list[type[Cacheable] | Cacheable] | None = None,
     suppress_missing_inputs: bool = False,
     depends_on: list[str] | None = None,
+    params: str | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Record]]:
     """Declare a stage: `fn(record, <one argument per input>)` returns one value per output.
 
@@ -308,9 +311,18 @@ def stage(
         suppress_missing_inputs: use the function's default for inputs that are not present.
         depends_on: files the stage reads, relative to the project root (globs allowed):
             their contents are part of its cache key.
+        params: "all" keys the stage on its whole parameter set, as Curifactory does: its
+            entries serve no other set. By default a call is keyed on the parameters it
+            reads, and shares its entry with sets that have the same values there.
     """
 
     def decorator(fn: Callable[..., Any]) -> Callable[..., Record]:
+        if params not in (None, "all"):
+            raise GraphError(
+                f"stage {fn.__name__!r}: params={params!r} is not a choice",
+                hint='leave it out (keys over what the stage reads) or give params="all" (keys '
+                "over the whole parameter set).",
+            )
         spec = StageSpec(
             fn,
             _listed(inputs, "inputs", fn),
@@ -318,6 +330,7 @@ def stage(
             None if cachers is None else _listed(cachers, "cachers", fn),
             suppress_missing_inputs,
             depends_on=[str(p) for p in _listed(depends_on, "depends_on", fn)],
+            params=params,
         )
         _DECLARED.add(spec)
 

@@ -338,7 +338,8 @@ def plan_command(
 
     Writes nothing and loads no artifact. Each stage is cached, will run (with the reason:
     not computed yet, code changed, parameters changed, input data changed, forced, entry
-    unusable, ...), may run (only if an upstream re-run changes its outputs), or is skipped
+    unusable, ...), may run (only if an upstream re-run changes its outputs, or
+    it reads values another set's call of the same computation did not), or is skipped
     because nothing that runs needs it.
     """
     _show_plan(_options(ctx), as_json)

@@ -286,8 +286,10 @@ class FactFinder:
         overwrite: bool = False,
         overwrite_stages: frozenset[str] = frozenset(),
         fingerprinter: CodeFingerprinter | None = None,
+        whole_params: bool = False,
     ) -> None:
         self.store = store
+        self.whole_params = whole_params  # [tool.curi] params = "all": no entry is shared
         self.experiment = experiment
         self.overwrite = overwrite
         self.overwrite_stages = overwrite_stages
@@ -373,9 +375,13 @@ class FactFinder:
             else partial(self.explainer.explain, node, prefix, parts, key=key),
             # Asked only on a miss: a cached run never reads the reads index.
             shared=None
-            if entry_dir is None or probe is None or not shareable(node)
+            if entry_dir is None or probe is None or not self.shares(node)
             else partial(self.share, node, probe, entry_dir),
         )
+
+    def shares(self, node: Node) -> bool:
+        """Whether the call may use (and give) another set's entry in this run."""
+        return not self.whole_params and shareable(node)
 
     def share(self, node: Node, probe: str, own: str) -> tuple[Entry, str] | None:
         """Another set's entry this call may use (see engine.sharing)."""
@@ -386,6 +392,7 @@ class FactFinder:
             namespace,
             node.stage.name,
             probe,
+            node.record_name,
             node.record.params,
             [ref.name for ref in node.outputs],
             own,
@@ -394,8 +401,15 @@ class FactFinder:
 
 def shareable(node: Node) -> bool:
     """Whether a call may use (and give) another set's entry: a cached stage call with a
-    parameter set of its own (an aggregate's covers its records: it is not shared)."""
-    return node.is_cached_stage and not node.stage.is_aggregate and node.record.params is not None
+    parameter set of its own (an aggregate's covers its records: it is not shared), of a
+    stage not keyed on whole sets (`params="all"`)."""
+    stage = node.stage
+    return (
+        node.is_cached_stage
+        and not stage.is_aggregate
+        and stage.params is None
+        and node.record.params is not None
+    )
 
 
 def _differing(old: dict[str, Any], new: dict[str, Any]) -> list[str]:

@@ -29,7 +29,7 @@ from curifactory_cli.engine.jobs import (
 )
 from curifactory_cli.engine.outputs import keep_outputs, relocated
 from curifactory_cli.errors import CacheError, CurifactoryError, OutputSignatureError
-from curifactory_cli.parameters.reads import watch
+from curifactory_cli.parameters.reads import read_whole, watch
 from curifactory_cli.provenance import imported_distributions
 from curifactory_cli.store import (
     CorruptEntryError,
@@ -278,6 +278,8 @@ def _call(
     params = record.params
     if params is not None:
         record.params, result.reads = watch(params)
+        if job.whole_params:
+            record.params = read_whole(record.params)
     try:
         if job.is_aggregate:
             returned = fn(record, record.input_records, *args, **call_inputs)

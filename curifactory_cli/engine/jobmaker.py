@@ -34,6 +34,7 @@ class JobMaker:
         lineage: Callable[[Node], str],
         fresh: set[int],
         shares_files: bool,
+        whole_params: bool = False,
     ) -> None:
         self.store = store
         self.committer = committer
@@ -42,6 +43,7 @@ class JobMaker:
         self._lineage = lineage
         self.fresh = fresh  # stage calls executed in this run (their entries are verified)
         self.shares_files = shares_files  # the runner's workers see this machine's files
+        self.whole_params = whole_params  # [tool.curi] params = "all": no stage gets a view
 
     def _source(self, ref: OutputRef, here: bool) -> InputEntry | InputValue:
         value = ref.value
@@ -99,6 +101,7 @@ class JobMaker:
             input_records=tuple(map(self.committer.record_info, record.input_records)),
             # With --dry the entry is gone after the run: values come back to the record.
             ship_values=here or self.store.dry,
+            whole_params=self.whole_params or node.stage.params == "all",
             upload=self._upload(node, here) if published else None,
         )
 

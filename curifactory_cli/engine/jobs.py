@@ -96,6 +96,9 @@ class Job:
     aggregate_inputs: tuple[tuple[str, tuple[tuple[int, Source], ...]], ...] = ()
     input_records: tuple[RecordInfo, ...] = ()
     ship_values: bool = True  # return the values of cached outputs (False in other processes)
+    # The stage is keyed on its whole parameter set (params="all"): it gets the set itself,
+    # not a view that records what it reads.
+    whole_params: bool = False
     # A remote store to upload the outputs to, from wherever the job runs (the driver then
     # only commits the entry's metadata).
     upload: RemoteRef | None = None

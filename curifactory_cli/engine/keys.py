@@ -131,6 +131,15 @@ class KeyMaker:
         probe = digest(text.replace(f'"params":{canonical_json(parts["params"])},', "", 1))
         return parts, digest(text), probe
 
+    def lineage_probe(self, node: Node, probes: Callable[[Node], str]) -> str:
+        """The lineage key but the parameters, of the call and of every call upstream of it:
+        the same for calls of two sets that compute the same thing if they read the same
+        values (how `curi plan` tells which calls a run may share: engine.sharing)."""
+        parts = {k: v for k, v in self.base(node).items() if k != "params"}
+        parts["inputs"] = self.input_parts(node, lambda ref: f"{probes(ref.node)}:{ref.name}")
+        parts["lineage"] = True
+        return digest(canonical_json(parts))
+
     def lineage_key(self, node: Node, lineage: Callable[[Node], str | None]) -> str:
         parts = {
             **self.base(node),

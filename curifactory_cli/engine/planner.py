@@ -76,16 +76,24 @@ class Planner:
         experiment: str,
         overwrite: bool = False,
         overwrite_stages: frozenset[str] = frozenset(),
+        whole_params: bool = False,
     ) -> None:
         self.store = store
         self.keys = keys
         self.experiment = experiment
         self.finder = FactFinder(
-            store, experiment, overwrite, overwrite_stages, fingerprinter=keys.fingerprinter
+            store,
+            experiment,
+            overwrite,
+            overwrite_stages,
+            fingerprinter=keys.fingerprinter,
+            whole_params=whole_params,
         )
         self.warnings: list[str] = []
         self._versions: dict[OutputRef, str | None] = {}
         self._lineage: dict[int, str] = {}
+        self._probes: dict[int, str] = {}  # node -> its lineage probe (see _shares)
+        self._running: dict[str, Node] = {}  # lineage probe -> the first call planned to run
 
     def plan(self, nodes: list[Node]) -> list[NodePlan]:
         self._plans = {node.index: NodePlan(node) for node in nodes}
@@ -162,7 +170,7 @@ class Planner:
             self.warnings.append(f"{node.label}: ignoring cache entry: {decision.problem}")
         if decision.action is Action.CACHED:
             assert decision.entry is not None
-            self._cached(node, decision.entry)
+            self._cached(node, decision.entry, decision.reason)
         elif decision.action is Action.RUN:
             self._mark(node, Plan.RUN, decision.reason)
         elif decision.action is Action.DEFER:
@@ -214,6 +222,14 @@ class Planner:
             if item.plan in (Plan.RUN, Plan.CACHED):
                 continue
             item.plan, item.reason, item.depends_on = plan, why, depends or []
+            if plan is Plan.RUN and not self.finder.forced(current):
+                other = self._shares(current)
+                if other is not None:
+                    item.plan, item.depends_on = Plan.MAYBE, [other.stage.name]
+                    item.reason = (
+                        f"shared with set {other.record_name!r} if they read the same values; "
+                        f"else {why}"
+                    )
             if current.is_cached_stage:
                 for ref in current.outputs:
                     self._versions[ref] = None  # its data is not known until it has run
@@ -233,9 +249,40 @@ class Planner:
                         why = f"{cause}; runs only if this runs: {current.stage.name!r}"
                         stack.append((ref.node, why))
 
-    def _cached(self, node: Node, entry: Entry) -> None:
+    def _shares(self, node: Node) -> Node | None:
+        """The call of another set, planned to run, whose entry `node` may use once it has
+        run (a run lets `node` wait for it: engine.sharing); None when there is none."""
+        if not self.finder.shares(node):
+            return None
+        other = self._running.setdefault(self._probe(node), node)
+        return None if other is node else other
+
+    def _probe(self, node: Node) -> str:
+        """The call's probe when its inputs' data is known; else its lineage probe, made
+        from the probes of the calls it reads from (the same for calls of two sets that
+        compute the same thing if they read the same values)."""
+        probes, stack = self._probes, [node]
+        while stack:
+            top = stack[-1]
+            if top.index in probes:
+                stack.pop()
+                continue
+            known = self._plans[top.index].probe
+            if known is not None:
+                probes[top.index] = known
+                stack.pop()
+                continue
+            missing = [r.node for r in top.upstream() if r.node.index not in probes]
+            if missing:
+                stack.extend(missing)
+                continue
+            probes[top.index] = self.keys.lineage_probe(top, lambda n: probes[n.index])
+            stack.pop()
+        return probes[node.index]
+
+    def _cached(self, node: Node, entry: Entry, reason: str = HIT) -> None:
         item = self._plans[node.index]
-        item.plan, item.reason = Plan.CACHED, HIT
+        item.plan, item.reason = Plan.CACHED, reason
         item.entry = entry.location
         item.key, item.key_parts = entry.meta.get("key"), entry.meta.get("key_parts")
         for ref in node.outputs:
@@ -292,7 +339,7 @@ def headline(plans: list[NodePlan]) -> str:
     counts = summarize(plans)
     text = f"{counts['cached']} of {plural(len(plans), 'stage')} cached, {counts['run']} to run"
     if counts["maybe"]:
-        text += f", {counts['maybe']} may run (if upstream outputs change)"
+        text += f", {counts['maybe']} may run (if upstream outputs change or reads differ)"
     if counts["skipped"]:
         text += f", {counts['skipped']} skipped (not needed)"
     return text

@@ -26,7 +26,6 @@ from curifactory_cli.engine.decide import (
     Facts,
     decide,
     needed_by,
-    shareable,
     unneeded,
 )
 from curifactory_cli.engine.dispatch import Dispatcher
@@ -63,6 +62,7 @@ class Scheduler(Dispatcher):
         lock_timeout: float | None = None,
         provenance: dict[str, Any] | None = None,
         logbook: Callable[[dict[str, Any]], None] | None = None,
+        whole_params: bool = False,
     ) -> None:
         self.store = store
         self.keys = keys
@@ -71,7 +71,12 @@ class Scheduler(Dispatcher):
         self._progress = getattr(events, "progress", True)
         self.experiment = experiment
         self.finder = FactFinder(
-            store, experiment, overwrite, overwrite_stages, fingerprinter=keys.fingerprinter
+            store,
+            experiment,
+            overwrite,
+            overwrite_stages,
+            fingerprinter=keys.fingerprinter,
+            whole_params=whole_params,
         )
         self.keep_going = keep_going
         self.lock_timeout = lock_timeout
@@ -105,7 +110,13 @@ class Scheduler(Dispatcher):
         self._repaired = set()
         self._warned: set[str] = set()  # entry folders whose problem was said
         self.committer = Committer(
-            store, keys, experiment, self.provenance, self._lineage, self._warn, self.finder.sharing
+            store,
+            keys,
+            experiment,
+            self.provenance,
+            self._lineage,
+            self._warn,
+            None if whole_params else self.finder.sharing,
         )
         self.jobs = JobMaker(
             store,
@@ -115,6 +126,7 @@ class Scheduler(Dispatcher):
             self._lineage,
             self._fresh,
             runner.shares_files,
+            whole_params,
         )
         self._stop = None
         self.nodes = []
@@ -281,7 +293,7 @@ class Scheduler(Dispatcher):
         thing (the same probe) right now: once that one is published, this one may use its
         entry (when it read nothing this set has otherwise), or runs after all."""
         probe = node.probe
-        if probe is None or node.key is None or not shareable(node):
+        if probe is None or node.key is None or not self.finder.shares(node):
             return False
         sharing = self.finder.sharing
         # Before any call of this probe has run, every one waits for the first; once one has

@@ -40,10 +40,13 @@ def probe_of(parts: dict[str, Any]) -> str:
     return digest(canonical_json({k: v for k, v in parts.items() if k != "params"}))
 
 
-def shared_reason(meta: dict[str, Any]) -> str:
-    """Why a call is served from another set's entry, naming what that call read."""
+def shared_reason(meta: dict[str, Any], own: str) -> str:
+    """Why a call of set `own` is served from an entry made under other parameter values,
+    naming what its call read."""
     paths = [path for path, _ in meta["reads"]["items"]]
     read = ", ".join(paths) if paths else "no parameters"
+    if meta.get("record") == own:  # this set's own entry, from before a parameter edit
+        return f"what it reads is unchanged ({read})" if paths else "it reads no parameters"
     return f"shared with set {meta.get('record')!r} (reads {read})"
 
 
@@ -121,13 +124,14 @@ class Sharing:
         experiment: str,
         stage: str,
         probe: str,
+        record: str,
         params: Any,
         outputs: list[str],
         own: str,
     ) -> tuple[Entry, str] | None:
-        """An entry another set's call computed that this call (`own`: its own entry
-        folder; `probe`: its key but the parameters) may use, and why; None when there is
-        none."""
+        """An entry another call computed that this call may use, and why; None when there
+        is none. `probe`: its key but the parameters; `record`: its set's name; `own`: its
+        own entry folder."""
         store = self.store
         for params_hash, key in self.candidates(experiment, stage, probe, params):
             directory = store.entry_dir(store.stage_prefix(experiment, params_hash, stage), key)
@@ -145,7 +149,7 @@ class Sharing:
                 and not reads["everything"]
                 and reads_match(params, reads["items"])
             ):
-                return entry, shared_reason(meta)
+                return entry, shared_reason(meta, record)
         return None
 
     def add(

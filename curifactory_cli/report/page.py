@@ -33,6 +33,7 @@ h4 { font-size: 14px; margin: 14px 0 6px; color: var(--muted); }
 table { border-collapse: collapse; }
 td, th { padding: 3px 10px 3px 0; text-align: left; vertical-align: top; }
 table.grid td, table.grid th { border-bottom: 1px solid var(--line); padding: 4px 10px; }
+table.grid td { overflow-wrap: anywhere; }  /* a set's name in a reason is one long word */
 table.grid th { background: var(--band); position: sticky; top: 38px; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 .info th { color: var(--muted); font-weight: 500; white-space: nowrap; }

@@ -144,6 +144,7 @@ class Run:
             # library versions are kept once, in the registry (`curi cache inspect` shows them).
             provenance={"run": {"id": run_id, "host": host_info()["host"]}},
             logbook=self.log.add if self.log is not None else None,
+            whole_params=spec.settings.whole_params,
         )
         return result
 

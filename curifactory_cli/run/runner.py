@@ -186,6 +186,7 @@ def plan_experiment(options: RunOptions) -> PlanResult:
         experiment=prepared.experiment,
         overwrite=options.overwrite,
         overwrite_stages=frozenset(options.overwrite_stages),
+        whole_params=prepared.settings.whole_params,
     )
     try:
         plans = planner.plan(prepared.manager.graph.nodes)

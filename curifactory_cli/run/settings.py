@@ -8,6 +8,7 @@ From `curi.toml` in the project folder (top-level keys), else `[tool.curi]` in i
     workers = 4                        # or "auto": one per usable core
     executor = "local"                 # or "dask"
     scheduler = "tcp://10.0.0.5:8786"  # an existing Dask scheduler (with executor = "dask")
+    params = "all"                     # key stages on whole parameter sets (no sharing)
 
     [storage_options]                  # ([tool.curi.storage_options] in pyproject.toml)
     endpoint_url = "https://minio.lab.example:9000"   # passed to the fsspec filesystem
@@ -42,6 +43,7 @@ KEYS: dict[str, tuple[tuple[type, ...], Any, str]] = {
     "executor": ((str,), "local", "where stage calls run: local, dask, or module:RunnerClass"),
     "scheduler": ((str,), None, "an existing Dask scheduler's address"),
     "storage_options": ((dict,), None, "options for the fsspec filesystem of cache and remote"),
+    "params": ((str,), None, "'all': key every stage on its whole parameter set"),
 }
 
 
@@ -70,6 +72,11 @@ class Settings:
     @property
     def scheduler(self) -> str | None:
         return self.values.get("scheduler")
+
+    @property
+    def whole_params(self) -> bool:
+        """`params = "all"`: every stage keyed on its whole parameter set."""
+        return self.values.get("params") == "all"
 
 
 def _read_toml(path: Path, table_path: tuple[str, ...]) -> dict[str, Any] | None:
@@ -104,6 +111,12 @@ def _check(where: str, key: str, value: Any) -> Any:
         raise ConfigError(f"{where}: {key} = {value!r} has the wrong type")
     if key == "executor":
         _check_executor(where, str(value))
+    if key == "params" and value != "all":
+        raise ConfigError(
+            f"{where}: params = {value!r}",
+            hint='"all" keys every stage on its whole parameter set; leave it out to key each '
+            "stage on the parameters it reads.",
+        )
     return value
 
 

@@ -87,3 +87,8 @@ INIT = (
     "with experiments/, its settings in curi.toml"
 )
 NOTEBOOK = "--notebook (curifactory.notebook.write_experiment_notebook) is not provided"
+SHARED = (
+    "a stage call is keyed on the parameters it reads: two sets that agree on those share its "
+    "entry (a stage that reads none computes once for every set), where Curifactory keys it "
+    'on the whole set; @stage(..., params="all") keeps Curifactory\'s keys'
+)

@@ -34,6 +34,7 @@ from .differences import (  # import lines changed: skip reasons
     ARTIFACTS,
     LAYOUT,
     NO_CACHERS_GET_PATH,
+    SHARED,
     NUMBERING,
     PATH_OVERRIDE,
     STORE_FULL,
@@ -1346,6 +1347,7 @@ def test_separate_managers_common_prefix_cacher_crosscaches(
     assert run_count == 1
 
 
+@pytest.mark.skip(reason=SHARED)
 def test_separate_managers_common_prefix_cacher_no_crosscache_if_args_diff(
     configured_test_manager, alternate_test_manager2
 ):

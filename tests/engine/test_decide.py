@@ -313,6 +313,7 @@ def test_a_stage_never_run_for_this_experiments_set_is_not_computed_yet():
         outputs=[SimpleNamespace(name="model")],
         cacher_templates=None,
         key_parts=None,
+        probe=None,
     )
     found = finder.facts(call, "L" * 64, "k" * 64, fresh=False, key_parts=PARTS)
     assert found.explain() == NOT_COMPUTED
@@ -335,6 +336,7 @@ def test_the_facts_of_a_stage_call():
         outputs=[SimpleNamespace(name="model"), SimpleNamespace(name="score")],
         cacher_templates=None,
         key_parts=None,
+        probe=None,
     )
     known = finder.facts(cached, "L", "k" * 64, fresh=True)
     assert (known.cached_stage, known.leaf, known.forced, known.inputs_known) == (

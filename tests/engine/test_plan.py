@@ -87,9 +87,16 @@ def pipe(project):
 
 
 def test_plan_of_an_empty_cache_runs_everything(pipe):
-    plans, reasons, _ = plan_and_run(pipe)
-    assert set(plans.values()) == {Plan.RUN}
+    plans, reasons, result = plan_and_run(pipe)
+    # Set b's calls may share set a's entries (a run lets them wait for a's): they do if
+    # they read the same values (b reads n: 4, a n: 3, so here they run).
+    assert set(plans.values()) == {Plan.RUN, Plan.MAYBE}
     assert reasons[("load", "a")] == "not computed yet"
+    assert plans[("load", "b")] is Plan.MAYBE
+    assert reasons[("load", "b")] == (
+        "shared with set 'a' if they read the same values; else not computed yet"
+    )
+    assert ("load", "b") in result.executed()
 
 
 def test_plan_of_a_full_cache_is_all_cached(pipe):
@@ -126,7 +133,10 @@ def test_plan_names_a_parameter_change(pipe):
     plan_and_run(pipe)
     pipe.write("params/p.yaml", PARAMS.replace("factor: 3", "factor: 5"))
     plans, reasons, _ = plan_and_run(pipe)
-    assert reasons[("load", "b")].startswith("parameters changed")
+    # load reads n, not factor: its entry serves the edited set.
+    assert plans[("load", "b")] is Plan.CACHED
+    assert reasons[("load", "b")] == "what it reads is unchanged (n)"
+    assert reasons[("scale", "b")].startswith("parameters changed")
     assert plans[("load", "a")] is Plan.CACHED
     assert plans[("grand", "aggregate")] in (Plan.RUN, Plan.MAYBE)
 
@@ -189,7 +199,7 @@ def test_plan_cli_json_and_headline(pipe, cli):
         + data["counts"]["skipped"]
         == 9
     )
-    node = next(n for n in data["nodes"] if n["stage"] == "load" and n["record"] == "b")
+    node = next(n for n in data["nodes"] if n["stage"] == "scale" and n["record"] == "b")
     assert node["plan"] == "run" and node["reason"] == "parameters changed"
     assert pipe.snapshot() == before  # planning writes nothing
 

@@ -94,11 +94,15 @@ def test_after_a_parameter_edit_plan_and_run_name_the_change_alike(pipe, cli):
     pipe.write("params/p.yaml", PARAMS.replace("factor: 3", "factor: 5"))
     calls = plan_then_run(cli)
     assert_same_words(calls)
-    for stage in ("load", "scale", "total"):
+    unchanged = "what it reads is unchanged (n)"  # load reads n, not factor
+    assert calls["load", "b"] == ("cached", unchanged, "cached", unchanged)
+    for stage in ("scale", "total"):
         changed = "parameters changed"
         assert calls[stage, "b"] == ("run", changed, "executed", changed), stage
+    for stage in ("load", "scale", "total"):
         assert calls[stage, "a"][0::2] == ("cached", "cached"), stage
-    assert calls["describe", "b"] == ("run", "needed downstream", "executed", "needed downstream")
+    needed = "needed by total [b]"
+    assert calls["describe", "b"] == ("run", needed, "executed", needed)
 
 
 def test_after_deleting_an_entry_plan_and_run_agree(pipe, cli):
