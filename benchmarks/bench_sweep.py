@@ -98,9 +98,7 @@ def main() -> None:
                 figures.setdefault((mode, "cold"), []).append(curi(root, args.workers))
                 figures.setdefault((mode, "cached"), []).append(curi(root, args.workers))
                 (root / "params" / "grid.yaml").write_text(sets(args.values + 1))
-                figures.setdefault((mode, "one value added"), []).append(
-                    curi(root, args.workers)
-                )
+                figures.setdefault((mode, "one value added"), []).append(curi(root, args.workers))
             finally:
                 shutil.rmtree(root, ignore_errors=True)
     print(
