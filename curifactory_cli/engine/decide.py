@@ -295,6 +295,7 @@ class FactFinder:
         self.overwrite_stages = overwrite_stages
         self.explainer = MissExplainer(store, experiment, fingerprinter)
         self.sharing = Sharing(store)
+        self._shares: dict[int, bool] = {}  # node -> whether it may share (see shares)
         self._prefixes: dict[int, str] = {}
         self._overwrite: dict[int, bool] = {}  # id(params) -> overwrite: true (params live on)
 
@@ -380,13 +381,19 @@ class FactFinder:
         )
 
     def shares(self, node: Node) -> bool:
-        """Whether the call may use (and give) another set's entry in this run."""
-        return not self.whole_params and shareable(node)
+        """Whether the call may use (and give) another set's entry in this run (not forced:
+        a forced call runs whatever is cached)."""
+        found = self._shares.get(node.index)
+        if found is None:
+            found = self._shares[node.index] = (
+                not self.whole_params and shareable(node) and self.forced(node) is None
+            )
+        return found
 
     def share(self, node: Node, probe: str, own: str) -> tuple[Entry, str] | None:
         """Another set's entry this call may use (see engine.sharing)."""
         namespace = entry_namespace(node, self.experiment)
-        if self.forced(node) or not self.sharing.known(namespace, node.stage.name, probe):
+        if not self.sharing.known(namespace, node.stage.name, probe):
             return None
         return self.sharing.find(
             namespace,

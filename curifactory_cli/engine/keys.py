@@ -128,7 +128,7 @@ class KeyMaker:
         text = canonical_json(parts)
         # Keys are sorted, and "stage" follows "params": leaving out `"params":<hash>,` is
         # the encoding of the parts without it.
-        probe = digest(text.replace(f'"params":{canonical_json(parts["params"])},', "", 1))
+        probe = digest(text.replace(f'"params":"{parts["params"]}",', "", 1))  # a hex digest
         return parts, digest(text), probe
 
     def lineage_probe(self, node: Node, probes: Callable[[Node], str]) -> str:

@@ -316,9 +316,7 @@ class Scheduler(Dispatcher):
                 continue
             del self._state[index]
             assert follower.probe is not None and follower.entry_dir is not None
-            found = None
-            if not self.finder.forced(follower):
-                found = self.finder.share(follower, follower.probe, follower.entry_dir)
+            found = self.finder.share(follower, follower.probe, follower.entry_dir)
             if found is not None:
                 self._hit(follower, found[0], found[1])
             else:

@@ -72,6 +72,18 @@ class Sharing:
         # experiment -> (stage, probe) -> shape -> (a recorded reads list, values -> entry)
         self._index: dict[str, dict[tuple[str, str], dict[Shape, Any]]] = {}
         self._unwritten: dict[str, list[dict[str, Any]]] = {}
+        # (id of a parameter set, shape) -> its values there: asked again as calls wait
+        # and are decided again (the sets live as long as the run).
+        self._current: dict[tuple[int, Shape], tuple[Any, tuple[str, ...] | None]] = {}
+
+    def _values_of(self, params: Any, shape: Shape, reads: Any) -> tuple[str, ...] | None:
+        """What `params` has at the paths of a group (`reads`: one of its recorded lists)."""
+        key = (id(params), shape)
+        found = self._current.get(key)
+        if found is None or found[0] is not params:
+            current = current_items(params, reads)
+            found = self._current[key] = (params, None if current is None else _values(current))
+        return found[1]
 
     def group(
         self, experiment: str, stage: str, probe: str, params: Any
@@ -81,11 +93,7 @@ class Sharing:
         groups = self._of(experiment).get((stage, probe))
         if not groups:
             return None
-        out = []
-        for reads, _ in groups.values():
-            current = current_items(params, reads)
-            out.append(None if current is None else _values(current))
-        return tuple(out)
+        return tuple(self._values_of(params, shape, reads) for shape, (reads, _) in groups.items())
 
     def _of(self, experiment: str) -> dict[tuple[str, str], dict[Shape, Any]]:
         found = self._index.get(experiment)
@@ -112,10 +120,10 @@ class Sharing:
         """(params hash, key) of each indexed entry whose call read, at every path it read,
         the value `params` has there."""
         groups = self._of(experiment).get((stage, probe))
-        for reads, by_values in (groups or {}).values():
-            current = current_items(params, reads)
-            if current is not None:
-                found = by_values.get(_values(current))
+        for shape, (reads, by_values) in (groups or {}).items():
+            values = self._values_of(params, shape, reads)
+            if values is not None:
+                found = by_values.get(values)
                 if found is not None:
                     yield found
 
