@@ -234,6 +234,7 @@ def test_local_cluster_workers_see_the_environment_of_this_run(project, monkeypa
         "from curifactory_cli.caching import JsonCacher\n"
         "@cf.stage(inputs=None, outputs=['seen'], cachers=[JsonCacher])\n"
         "def probe(record):\n"
+        "    record.params.n  # each set its own call\n"
         "    return {'mark': os.environ.get('CURI_TEST_MARK'), 'pid': os.getpid()}\n"
         "def run(param_sets, manager):\n"
         "    for p in param_sets:\n        probe(cf.Record(manager, p))\n",

@@ -140,7 +140,12 @@ def test_iris_gives_curifactorys_numbers(tmp_path):
 
     out, scores = run_iris()
     assert [p["name"] for p in out["param_sets"]] == ["simple_lr", "simple_rf"]
-    assert out["counts"]["executed"] == 5
+    # load_data reads the same parameters in both sets: computed once, its entry shared.
+    assert out["counts"]["executed"] == 4
+    shared = next(
+        n for n in out["nodes"] if (n["stage"], n["record"]) == ("load_data", "simple_rf")
+    )
+    assert shared["reason"].startswith("shared with set 'simple_lr' (reads ")
     assert scores == IRIS_SCORES
     page = html.unescape(Path(out["report"]).read_text())
     assert all(f'"{name}": {score!r}' in page for name, score in IRIS_SCORES.items())
