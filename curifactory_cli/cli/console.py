@@ -328,7 +328,7 @@ def _plan_row(item: Any) -> list[str]:
         item.node.record_name,
         item.node.stage.name,
         value,
-        "" if value == "cached" else item.reason,
+        "" if item.reason == "cached" else item.reason,  # a shared entry says whose
     ]
 
 
@@ -356,7 +356,7 @@ def print_plan(console: Console | Output, title: str, plans: list) -> None:
             Text(record if record != previous else ""),
             Text(item.node.stage.name),
             Text(value, style=_PLAN_STYLE.get(value, "")),
-            Text(item.reason if value != "cached" else ""),
+            Text(item.reason if item.reason != "cached" else ""),
         )
         previous = record
     console.print(table)
