@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import inspect
+import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,9 +19,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from curifactory_cli.discovery import find_project_root
-from curifactory_cli.engine.sharing import Sharing
+from curifactory_cli.engine.sharing import Sharing, probe_of
 from curifactory_cli.fingerprint import CodeFingerprinter
 from curifactory_cli.graph import entry_namespace
+from curifactory_cli.parameters.read_values import ABSENT, first_difference, value_at
 from curifactory_cli.store import INVALIDATED, removals
 
 if TYPE_CHECKING:
@@ -180,11 +182,16 @@ class MissExplainer:
     before only under other parameter values, or never."""
 
     def __init__(
-        self, store: Store, experiment: str, fingerprinter: CodeFingerprinter | None = None
+        self,
+        store: Store,
+        experiment: str,
+        fingerprinter: CodeFingerprinter | None = None,
+        sharing: Sharing | None = None,
     ) -> None:
         self.store = store
         self.experiment = experiment
         self.fingerprinter = fingerprinter
+        self.sharing = sharing
         self._by_root: dict[str, CodeFingerprinter] = {}
         self._index: set[tuple[str, str]] | None = None
         self._removed: dict[str, dict[str, Any]] | None = None
@@ -206,6 +213,12 @@ class MissExplainer:
             return removed_damaged(removed)
         metas = [entry.meta for entry in self.store.stage_entries(stage_prefix)]
         if not metas:
+            # A set that ran before, whose call used (or made) an entry of the same
+            # computation: what it reads changed.
+            ran = parts is not None and self._made_under_other_params(node, any_stage=True)
+            changed = self._changed_fields(node, parts) if ran and parts is not None else None
+            if changed:
+                return f"{PARAMS_CHANGED} ({changed})"
             return PARAMS_CHANGED if self._made_under_other_params(node) else NOT_COMPUTED
         if not parts:
             return ENTRY_MISSING
@@ -230,6 +243,33 @@ class MissExplainer:
             return KWARGS_CHANGED
         changed = _changed_inputs(_part(stored, "inputs"), _part(parts, "inputs"), open_inputs)
         return inputs_changed(changed) if changed else ENTRY_MISSING
+
+    def _changed_fields(self, node: Node, parts: dict[str, Any]) -> str | None:
+        """Which value the call reads changed since the newest entry of the same computation
+        (the same key but the parameters), this set's own if it has one: `lr: 0.1 -> 0.01`;
+        None when no such entry is indexed, or it read the whole set."""
+        if self.sharing is None or not shareable(node):
+            return None
+        params, newest = node.record.params, None
+        namespace, stage = entry_namespace(node, self.experiment), node.stage.name
+        for params_hash, key, reads in self.sharing.indexed(namespace, stage, probe_of(parts)):
+            directory = self.store.entry_dir(
+                self.store.stage_prefix(namespace, params_hash, stage), key
+            )
+            entry, _ = self.store.lookup(directory, key, [ref.name for ref in node.outputs])
+            if entry is None:
+                continue
+            own = entry.meta.get("record") == node.record_name
+            rank = (own, str(_part(entry.meta, "timings").get("finished", "")))
+            if newest is None or rank > newest[0]:
+                newest = (rank, entry.meta, reads)
+        if newest is None:
+            return None
+        path = first_difference(params, newest[2])
+        if not path:  # the whole set, or nothing (then the entry would have served)
+            return None
+        old = value_at(newest[1].get("params") or {}, path)
+        return f"{path}: {_shown(old)} -> {_shown(value_at(params, path))}"
 
     def _removed_record(self, key: str | None, lineage_key: str | None) -> dict[str, Any] | None:
         """What the log of entries removed as damaged says of this key (read once, on the
@@ -266,12 +306,14 @@ class MissExplainer:
             found = self._by_root[str(root)] = CodeFingerprinter(root)
         return found
 
-    def _made_under_other_params(self, node: Node) -> bool:
-        """Whether this stage was run for a parameter set of this name with other values (read
-        once per run, and only when a call is missing with no entry of its own)."""
+    def _made_under_other_params(self, node: Node, any_stage: bool = False) -> bool:
+        """Whether this stage (`any_stage`: any stage) was run for a parameter set of this
+        name with other values (read once per run, and only when a call is missing with no
+        entry of its own)."""
         if self._index is None:
             self._index = {(e.params_name, e.stage) for e in self.store.entries(self.experiment)}
-        return (node.record_name, node.stage.name) in self._index
+            self._index |= {(name, "") for name, _ in self._index}
+        return (node.record_name, "" if any_stage else node.stage.name) in self._index
 
 
 class FactFinder:
@@ -293,8 +335,8 @@ class FactFinder:
         self.experiment = experiment
         self.overwrite = overwrite
         self.overwrite_stages = overwrite_stages
-        self.explainer = MissExplainer(store, experiment, fingerprinter)
         self.sharing = Sharing(store)
+        self.explainer = MissExplainer(store, experiment, fingerprinter, self.sharing)
         self._shares: dict[int, bool] = {}  # node -> whether it may share (see shares)
         self._prefixes: dict[int, str] = {}
         self._overwrite: dict[int, bool] = {}  # id(params) -> overwrite: true (params live on)
@@ -417,6 +459,17 @@ def shareable(node: Node) -> bool:
         and stage.params is None
         and node.record.params is not None
     )
+
+
+def _shown(value: Any) -> str:
+    """A parameter's value in a reason: short, JSON where it can be."""
+    if value is ABSENT:
+        return "(none)"
+    try:
+        text = json.dumps(value, ensure_ascii=False, default=repr)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= 40 else text[:39] + "…"
 
 
 def _differing(old: dict[str, Any], new: dict[str, Any]) -> list[str]:

@@ -110,6 +110,16 @@ class Sharing:
         group = groups.setdefault(_shape(reads), (reads, {}))
         group[1][_values(reads)] = (record["params_hash"], record["key"])
 
+    def indexed(
+        self, experiment: str, stage: str, probe: str
+    ) -> Iterator[tuple[str, str, list[tuple[str, str]]]]:
+        """(params hash, key, reads) of every indexed entry of this stage and probe."""
+        groups = self._of(experiment).get((stage, probe))
+        for reads, by_values in (groups or {}).values():
+            paths = [path for path, _ in reads]
+            for values, (params_hash, key) in by_values.items():
+                yield params_hash, key, list(zip(paths, values))
+
     def known(self, experiment: str, stage: str, probe: str) -> bool:
         """Whether any entry of this stage and probe is indexed (the index is read first)."""
         return (stage, probe) in self._of(experiment)

@@ -200,7 +200,7 @@ def test_plan_cli_json_and_headline(pipe, cli):
         == 9
     )
     node = next(n for n in data["nodes"] if n["stage"] == "scale" and n["record"] == "b")
-    assert node["plan"] == "run" and node["reason"] == "parameters changed"
+    assert node["plan"] == "run" and node["reason"] == "parameters changed (factor: 3 -> 5)"
     assert pipe.snapshot() == before  # planning writes nothing
 
 

@@ -96,9 +96,10 @@ def test_after_a_parameter_edit_plan_and_run_name_the_change_alike(pipe, cli):
     assert_same_words(calls)
     unchanged = "what it reads is unchanged (n)"  # load reads n, not factor
     assert calls["load", "b"] == ("cached", unchanged, "cached", unchanged)
-    for stage in ("scale", "total"):
-        changed = "parameters changed"
-        assert calls[stage, "b"] == ("run", changed, "executed", changed), stage
+    # scale reads factor: the reason names it, with the old and the new value.
+    changed = "parameters changed (factor: 3 -> 5)"
+    assert calls["scale", "b"] == ("run", changed, "executed", changed)
+    assert calls["total", "b"] == ("run", "parameters changed", "executed", "parameters changed")
     for stage in ("load", "scale", "total"):
         assert calls[stage, "a"][0::2] == ("cached", "cached"), stage
     needed = "needed by total [b]"
@@ -121,7 +122,7 @@ def test_every_reason_matches_when_several_things_changed_at_once(pipe, cli):
     calls = plan_then_run(cli)
     assert_same_words(calls)
     assert calls["total", "b"] == ("run", INVALIDATED, "executed", INVALIDATED)
-    assert calls["load", "a"][1] == calls["load", "a"][3] == "parameters changed"
+    assert calls["load", "a"][1] == calls["load", "a"][3] == "parameters changed (n: 3 -> 5)"
 
 
 def test_a_skipped_call_reads_the_same_in_plan_and_run(pipe, cli):
