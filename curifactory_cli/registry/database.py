@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import math
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -33,10 +34,22 @@ from curifactory_cli.registry.records import (
 from curifactory_cli.registry.references import make_reference, numbered
 
 REGISTRY_FILE = Path("data") / "runs.sqlite"
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # What turns a file of an older version into the current one (each step in one transaction).
 # Version 2: the stage graph's edges and the experiment's docstring, for the HTML report.
 # Version 3: the command that runs a run again, for runs not started by `curi` itself.
+# Version 4: the metrics of each stage call (`run_metrics`), for `curi metrics`.
+# A metric's value column has no type, so an int stays an int; `kind` tells a bool from an
+# int, and a float NaN (which SQLite stores as NULL) from a missing value.
+_METRICS_TABLE = """
+CREATE TABLE IF NOT EXISTS run_metrics (
+    run_id   INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    position INTEGER NOT NULL,
+    name     TEXT    NOT NULL,
+    value,
+    kind     TEXT    NOT NULL,
+    PRIMARY KEY (run_id, position, name)
+)"""
 _MIGRATIONS = {
     1: (
         "ALTER TABLE runs ADD COLUMN doc TEXT",
@@ -44,6 +57,7 @@ _MIGRATIONS = {
         "ALTER TABLE run_stages ADD COLUMN aggregate INTEGER NOT NULL DEFAULT 0",
     ),
     2: ("ALTER TABLE runs ADD COLUMN reproduce TEXT",),
+    3: (_METRICS_TABLE,),
 }
 BUSY_TIMEOUT_S = 30.0
 FINAL_STATUSES = ("complete", "error", "interrupted")
@@ -94,12 +108,17 @@ CREATE TABLE IF NOT EXISTS run_stages (
 );
 CREATE INDEX IF NOT EXISTS runs_by_status ON runs(status);
 """
+_SCHEMA += ";" + _METRICS_TABLE
 
 # What a brief listing reads: everything but the parameter sets and files and the versions.
 _BRIEF = ", ".join(("id", *BRIEF_COLUMNS))
 # A stage call's columns (a file of the first version has no edges and no aggregates).
 _STAGE_COLUMNS = "stage, record, outcome, reason, seconds, key, entry, inputs, aggregate"
 _STAGE_COLUMNS_V1 = "stage, record, outcome, reason, seconds, key, entry, NULL, 0"
+
+
+# A metric as `metric_rows` gives it: run reference, stage, record, name, value.
+MetricRow = tuple[str, str, str, str, "int | float | bool"]
 
 
 @dataclass(frozen=True)
@@ -258,6 +277,17 @@ class RunRegistry:
                     for position, s in enumerate(stages)
                 ],
             )
+            conn.execute("DELETE FROM run_metrics WHERE run_id = ?", (run_id,))
+            conn.executemany(
+                "INSERT INTO run_metrics (run_id, position, name, value, kind)"
+                " VALUES (?, ?, ?, ?, ?)",
+                [
+                    (run_id, position, name, *_metric_column(value))
+                    for position, s in enumerate(stages)
+                    if s.metrics
+                    for name, value in s.metrics.items()
+                ],
+            )
 
     # ------------------------------------------------------------------------- reading
     def list_runs(
@@ -327,6 +357,12 @@ class RunRegistry:
                         (row["id"],),
                     )
                 ]
+                for position, name, value in self._metric_rows(conn, [row["id"]]):
+                    if 0 <= position < len(calls):
+                        found = calls[position].metrics
+                        if found is None:
+                            found = calls[position].metrics = {}
+                        found[name] = value
             return with_liveness(_run_record(row, calls))
 
     def stage_seconds(self, experiment: str, runs: int = 10) -> dict[str, float]:
@@ -352,6 +388,42 @@ class RunRegistry:
                 ids,
             )
             return {stage: float(seconds) for stage, seconds in rows}
+
+    def metric_rows(self, references: Sequence[str]) -> list[MetricRow]:
+        """(run reference, stage, record, metric name, value) of every metric of the given
+        runs, in run and call order; none from a file older than the metrics. Only the
+        registry is read: no cache entry is opened."""
+        out: list[MetricRow] = []
+        with self._reader() as conn:
+            if conn is None or not references or self._schema_version(conn) < 4:
+                return out
+            for start in range(0, len(references), 500):  # SQLite's limit on parameters
+                chunk = list(references[start : start + 500])
+                rows = conn.execute(
+                    "SELECT r.reference, s.stage, s.record, m.name, m.value, m.kind"
+                    " FROM runs AS r JOIN run_metrics AS m ON m.run_id = r.id"
+                    " JOIN run_stages AS s ON s.run_id = m.run_id AND s.position = m.position"
+                    f" WHERE r.reference IN ({','.join('?' * len(chunk))})"
+                    " ORDER BY m.run_id, m.position",
+                    chunk,
+                )
+                out.extend(
+                    (ref, stage, record, name, _metric_value(value, kind))
+                    for ref, stage, record, name, value, kind in rows
+                )
+        return out
+
+    def _metric_rows(
+        self, conn: sqlite3.Connection, run_ids: list[int]
+    ) -> list[tuple[int, str, int | float | bool]]:
+        if self._schema_version(conn) < 4:
+            return []
+        rows = conn.execute(
+            "SELECT position, name, value, kind FROM run_metrics WHERE run_id = ?"
+            " ORDER BY position",
+            run_ids,
+        )
+        return [(p, n, _metric_value(v, k)) for p, n, v, k in rows]
 
     # ------------------------------------------------------------------------- plumbing
     def _require_writable(self) -> None:
@@ -556,6 +628,23 @@ def _stage_record(row: sqlite3.Row) -> StageRecord:
         inputs=None if inputs is None else json.loads(inputs),
         aggregate=bool(aggregate),
     )
+
+
+def _metric_column(value: int | float | bool) -> tuple[int | float | None, str]:
+    """A metric's value and kind as stored (NaN as NULL, which SQLite would make of it)."""
+    if isinstance(value, bool):
+        return int(value), "bool"
+    if isinstance(value, int):
+        return value, "int"
+    return (None if math.isnan(value) else float(value)), "float"
+
+
+def _metric_value(value: Any, kind: str) -> int | float | bool:
+    if kind == "bool":
+        return bool(value)
+    if kind == "int" and isinstance(value, int):
+        return value
+    return math.nan if value is None else float(value)
 
 
 def _int_list(value: list[int] | None) -> str | None:

@@ -180,12 +180,20 @@ class StageRecord:
     entry: str | None = None
     inputs: list[int] | None = None
     aggregate: bool = False
+    # The metrics it recorded, by name (rows of `run_metrics`, not a column): None when it
+    # recorded none, and then left out of the JSON.
+    metrics: dict[str, int | float | bool] | None = field(default=None, metadata={"column": False})
 
     def to_json(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in STAGE_FIELDS}
+        out = {name: getattr(self, name) for name in STAGE_FIELDS}
+        if self.metrics:
+            out["metrics"] = self.metrics
+        return out
 
 
-STAGE_FIELDS = tuple(f.name for f in dataclasses.fields(StageRecord))
+STAGE_FIELDS = tuple(
+    f.name for f in dataclasses.fields(StageRecord) if f.metadata.get("column", True)
+)
 
 
 @dataclass(slots=True, kw_only=True)
