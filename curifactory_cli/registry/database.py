@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
-import math
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -38,18 +37,7 @@ SCHEMA_VERSION = 4
 # What turns a file of an older version into the current one (each step in one transaction).
 # Version 2: the stage graph's edges and the experiment's docstring, for the HTML report.
 # Version 3: the command that runs a run again, for runs not started by `curi` itself.
-# Version 4: the metrics of each stage call (`run_metrics`), for `curi metrics`.
-# A metric's value column has no type, so an int stays an int; `kind` tells a bool from an
-# int, and a float NaN (which SQLite stores as NULL) from a missing value.
-_METRICS_TABLE = """
-CREATE TABLE IF NOT EXISTS run_metrics (
-    run_id   INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-    position INTEGER NOT NULL,
-    name     TEXT    NOT NULL,
-    value,
-    kind     TEXT    NOT NULL,
-    PRIMARY KEY (run_id, position, name)
-)"""
+# Version 4: the metrics of each stage call, for `curi metrics`.
 _MIGRATIONS = {
     1: (
         "ALTER TABLE runs ADD COLUMN doc TEXT",
@@ -57,7 +45,7 @@ _MIGRATIONS = {
         "ALTER TABLE run_stages ADD COLUMN aggregate INTEGER NOT NULL DEFAULT 0",
     ),
     2: ("ALTER TABLE runs ADD COLUMN reproduce TEXT",),
-    3: (_METRICS_TABLE,),
+    3: ("ALTER TABLE run_stages ADD COLUMN metrics TEXT",),
 }
 BUSY_TIMEOUT_S = 30.0
 FINAL_STATUSES = ("complete", "error", "interrupted")
@@ -104,21 +92,31 @@ CREATE TABLE IF NOT EXISTS run_stages (
     entry    TEXT,
     inputs   TEXT,
     aggregate INTEGER NOT NULL DEFAULT 0,
+    metrics  TEXT,
     PRIMARY KEY (run_id, position)
 );
 CREATE INDEX IF NOT EXISTS runs_by_status ON runs(status);
 """
-_SCHEMA += ";" + _METRICS_TABLE
 
 # What a brief listing reads: everything but the parameter sets and files and the versions.
 _BRIEF = ", ".join(("id", *BRIEF_COLUMNS))
-# A stage call's columns (a file of the first version has no edges and no aggregates).
-_STAGE_COLUMNS = "stage, record, outcome, reason, seconds, key, entry, inputs, aggregate"
-_STAGE_COLUMNS_V1 = "stage, record, outcome, reason, seconds, key, entry, NULL, 0"
+# A stage call's columns (a file of the first version has no edges and no aggregates; before
+# the fourth, no metrics).
+_STAGE_COLUMNS = "stage, record, outcome, reason, seconds, key, entry, inputs, aggregate, metrics"
+_STAGE_COLUMNS_V2 = "stage, record, outcome, reason, seconds, key, entry, inputs, aggregate, NULL"
+_STAGE_COLUMNS_V1 = "stage, record, outcome, reason, seconds, key, entry, NULL, 0, NULL"
 
 
-# A metric as `metric_rows` gives it: run reference, stage, record, name, value.
-MetricRow = tuple[str, str, str, str, "int | float | bool"]
+@dataclass(frozen=True)
+class RunMetrics:
+    """What `curi metrics` reads of a run: its parameter sets' values by name, and the
+    metrics of its stage calls that recorded some, as (record, metrics) in call order."""
+
+    reference: str
+    experiment: str
+    number: int
+    values: dict[str, dict[str, Any]]
+    calls: list[tuple[str, dict[str, Any]]]
 
 
 @dataclass(frozen=True)
@@ -259,7 +257,8 @@ class RunRegistry:
             conn.execute("DELETE FROM run_stages WHERE run_id = ?", (run_id,))
             conn.executemany(
                 "INSERT INTO run_stages (run_id, position, stage, record, outcome, reason,"
-                " seconds, key, entry, inputs, aggregate) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " seconds, key, entry, inputs, aggregate, metrics)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
                         run_id,
@@ -273,19 +272,9 @@ class RunRegistry:
                         s.entry,
                         _int_list(s.inputs),
                         int(s.aggregate),
+                        _metrics_text(s.metrics),
                     )
                     for position, s in enumerate(stages)
-                ],
-            )
-            conn.execute("DELETE FROM run_metrics WHERE run_id = ?", (run_id,))
-            conn.executemany(
-                "INSERT INTO run_metrics (run_id, position, name, value, kind)"
-                " VALUES (?, ?, ?, ?, ?)",
-                [
-                    (run_id, position, name, *_metric_column(value))
-                    for position, s in enumerate(stages)
-                    if s.metrics
-                    for name, value in s.metrics.items()
                 ],
             )
 
@@ -349,7 +338,14 @@ class RunRegistry:
             row = _find_run(conn, reference, self.path)
             calls = None
             if stages:
-                columns = _STAGE_COLUMNS if self._schema_version(conn) >= 2 else _STAGE_COLUMNS_V1
+                version = self._schema_version(conn)
+                columns = (
+                    _STAGE_COLUMNS
+                    if version >= 4
+                    else _STAGE_COLUMNS_V2
+                    if version >= 2
+                    else _STAGE_COLUMNS_V1
+                )
                 calls = [
                     _stage_record(s)
                     for s in conn.execute(
@@ -357,12 +353,6 @@ class RunRegistry:
                         (row["id"],),
                     )
                 ]
-                for position, name, value in self._metric_rows(conn, [row["id"]]):
-                    if 0 <= position < len(calls):
-                        found = calls[position].metrics
-                        if found is None:
-                            found = calls[position].metrics = {}
-                        found[name] = value
             return with_liveness(_run_record(row, calls))
 
     def stage_seconds(self, experiment: str, runs: int = 10) -> dict[str, float]:
@@ -389,41 +379,44 @@ class RunRegistry:
             )
             return {stage: float(seconds) for stage, seconds in rows}
 
-    def metric_rows(self, references: Sequence[str]) -> list[MetricRow]:
-        """(run reference, stage, record, metric name, value) of every metric of the given
-        runs, in run and call order; none from a file older than the metrics. Only the
-        registry is read: no cache entry is opened."""
-        out: list[MetricRow] = []
+    def run_metrics(self, references: Sequence[str]) -> list[RunMetrics]:
+        """The parameter values and stage-call metrics of the given runs, in the order given
+        (none recorded in a file older than the metrics). Only the registry is read: no
+        cache entry is opened."""
+        found: dict[str, RunMetrics] = {}
         with self._reader() as conn:
-            if conn is None or not references or self._schema_version(conn) < 4:
-                return out
+            if conn is None or not references:
+                return []
+            with_metrics = self._schema_version(conn) >= 4
+            parsed: dict[str, dict[str, dict[str, Any]]] = {}  # sets of a sweep run again
             for start in range(0, len(references), 500):  # SQLite's limit on parameters
                 chunk = list(references[start : start + 500])
-                rows = conn.execute(
-                    "SELECT r.reference, s.stage, s.record, m.name, m.value, m.kind"
-                    " FROM runs AS r JOIN run_metrics AS m ON m.run_id = r.id"
-                    " JOIN run_stages AS s ON s.run_id = m.run_id AND s.position = m.position"
-                    f" WHERE r.reference IN ({','.join('?' * len(chunk))})"
-                    " ORDER BY m.run_id, m.position",
+                marks = ",".join("?" * len(chunk))
+                ids = {}
+                for run_id, reference, experiment, number, sets in conn.execute(
+                    "SELECT id, reference, experiment, number, param_sets FROM runs"
+                    f" WHERE reference IN ({marks})",
                     chunk,
-                )
-                out.extend(
-                    (ref, stage, record, name, _metric_value(value, kind))
-                    for ref, stage, record, name, value, kind in rows
-                )
-        return out
-
-    def _metric_rows(
-        self, conn: sqlite3.Connection, run_ids: list[int]
-    ) -> list[tuple[int, str, int | float | bool]]:
-        if self._schema_version(conn) < 4:
-            return []
-        rows = conn.execute(
-            "SELECT position, name, value, kind FROM run_metrics WHERE run_id = ?"
-            " ORDER BY position",
-            run_ids,
-        )
-        return [(p, n, _metric_value(v, k)) for p, n, v, k in rows]
+                ):
+                    values = parsed.get(sets)
+                    if values is None:
+                        values = parsed[sets] = _set_values(sets)
+                    ids[run_id] = reference
+                    found[reference] = RunMetrics(reference, experiment, number, values, [])
+                if not with_metrics or not ids:
+                    continue
+                # A run's calls with metrics as one JSON array [record, metrics, ...], parsed
+                # at once: the metrics' text is written by Python, exact (NaN included).
+                for run_id, text in conn.execute(
+                    "SELECT run_id, '[' || group_concat(json_quote(record) || ',' || metrics)"
+                    " || ']' FROM run_stages WHERE metrics IS NOT NULL AND run_id IN"
+                    f" ({','.join('?' * len(ids))}) GROUP BY run_id",
+                    list(ids),
+                ):
+                    # Written by finish_run from checked metrics: read as they are.
+                    items = json.loads(text)
+                    found[ids[run_id]].calls.extend(zip(items[::2], items[1::2]))
+        return [found[r] for r in dict.fromkeys(references) if r in found]
 
     # ------------------------------------------------------------------------- plumbing
     def _require_writable(self) -> None:
@@ -616,7 +609,7 @@ def _run_record(row: sqlite3.Row, stages: list[StageRecord] | None = None) -> Ru
 
 def _stage_record(row: sqlite3.Row) -> StageRecord:
     """A stage call of a run, from its `_STAGE_COLUMNS`."""
-    stage, record, outcome, reason, seconds, key, entry, inputs, aggregate = row
+    stage, record, outcome, reason, seconds, key, entry, inputs, aggregate, metrics = row
     return StageRecord(
         stage=stage,
         record=record,
@@ -627,24 +620,37 @@ def _stage_record(row: sqlite3.Row) -> StageRecord:
         entry=entry,
         inputs=None if inputs is None else json.loads(inputs),
         aggregate=bool(aggregate),
+        metrics=None if metrics is None else _metrics_doc(json.loads(metrics)),
     )
 
 
-def _metric_column(value: int | float | bool) -> tuple[int | float | None, str]:
-    """A metric's value and kind as stored (NaN as NULL, which SQLite would make of it)."""
-    if isinstance(value, bool):
-        return int(value), "bool"
-    if isinstance(value, int):
-        return value, "int"
-    return (None if math.isnan(value) else float(value)), "float"
+def _metrics_text(metrics: dict[str, Any] | None) -> str | None:
+    """A stage call's metrics as stored: a JSON object (NaN and infinities as Python's JSON
+    writes them), or NULL for none."""
+    if not metrics:
+        return None
+    return json.dumps(metrics)
 
 
-def _metric_value(value: Any, kind: str) -> int | float | bool:
-    if kind == "bool":
-        return bool(value)
-    if kind == "int" and isinstance(value, int):
-        return value
-    return math.nan if value is None else float(value)
+def _metrics_doc(doc: Any) -> dict[str, Any]:
+    """Stored metrics as read: numbers and bools only (the file is data)."""
+    if not isinstance(doc, dict):
+        return {}
+    return {str(k): v for k, v in doc.items() if isinstance(v, (int, float))}
+
+
+def _set_values(text: str | None) -> dict[str, dict[str, Any]]:
+    """A run's parameter sets (its `param_sets` column) as name -> recorded values."""
+    try:
+        doc = json.loads(text) if text else []
+    except ValueError:
+        return {}
+    out: dict[str, dict[str, Any]] = {}
+    for item in doc if isinstance(doc, list) else ():
+        if isinstance(item, dict):
+            values = item.get("values")
+            out[str(item.get("name", ""))] = values if isinstance(values, dict) else {}
+    return out
 
 
 def _int_list(value: list[int] | None) -> str | None:

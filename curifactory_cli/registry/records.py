@@ -180,9 +180,9 @@ class StageRecord:
     entry: str | None = None
     inputs: list[int] | None = None
     aggregate: bool = False
-    # The metrics it recorded, by name (rows of `run_metrics`, not a column): None when it
-    # recorded none, and then left out of the JSON.
-    metrics: dict[str, int | float | bool] | None = field(default=None, metadata={"column": False})
+    # The metrics it recorded, by name (a JSON object in its column): None when it recorded
+    # none (or in a file older than metrics), and then left out of the JSON.
+    metrics: dict[str, int | float | bool] | None = None
 
     def to_json(self) -> dict[str, Any]:
         out = {name: getattr(self, name) for name in STAGE_FIELDS}
@@ -191,9 +191,7 @@ class StageRecord:
         return out
 
 
-STAGE_FIELDS = tuple(
-    f.name for f in dataclasses.fields(StageRecord) if f.metadata.get("column", True)
-)
+STAGE_FIELDS = tuple(f.name for f in dataclasses.fields(StageRecord) if f.name != "metrics")
 
 
 @dataclass(slots=True, kw_only=True)

@@ -246,11 +246,11 @@ def test_a_run_without_metrics_says_so(project, cli):
 
 
 def test_a_registry_older_than_metrics_still_opens(swept, cli):
-    """A registry file of the version before metrics (no run_metrics table) is read as it
-    is: runs show, metrics finds none; the next run upgrades it and records them."""
+    """A registry file of the version before metrics (no metrics column) is read as it is:
+    runs show, metrics finds none; the next run upgrades it and records them."""
     path = registry_path(swept.root)
     conn = sqlite3.connect(path)
-    conn.execute("DROP TABLE run_metrics")
+    conn.execute("ALTER TABLE run_stages DROP COLUMN metrics")
     conn.execute("PRAGMA user_version = 3")
     conn.commit()
     conn.close()

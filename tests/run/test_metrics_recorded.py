@@ -198,3 +198,26 @@ def test_metric_values_and_names_checked():
         assert where in caught.value.message
     with pytest.raises(MetricError, match="too large"):
         metric_value("a", 2**70, where)
+
+
+def test_a_metric_recorded_outside_a_stage_is_a_usage_error(project, cli):
+    project.write(
+        "experiments/early.py",
+        """
+        import curifactory_cli as cf
+
+        @cf.stage(outputs=["x"])
+        def make(record):
+            return 1
+
+        def run(param_sets, manager):
+            for p in param_sets:
+                r = cf.Record(manager, p)
+                r.metric("acc", 1.0)
+                make(r)
+        """,
+    )
+    project.write("params/one.yaml", "- name: a\n  v: 1\n")
+    out = cli("run", "early", "one", "--no-report")
+    assert out.exit_code == 2, out.output
+    assert "record.metric('acc') outside a stage (parameter set 'a')" in out.output
