@@ -117,6 +117,7 @@ class RunMetrics:
     number: int
     values: dict[str, dict[str, Any]]
     calls: list[tuple[str, dict[str, Any]]]
+    nested: bool = True  # False: no set's values hold a mapping (none to flatten)
 
 
 @dataclass(frozen=True)
@@ -388,7 +389,8 @@ class RunRegistry:
             if conn is None or not references:
                 return []
             with_metrics = self._schema_version(conn) >= 4
-            parsed: dict[str, dict[str, dict[str, Any]]] = {}  # sets of a sweep run again
+            # The sets of a sweep run again are parsed once.
+            parsed: dict[str, tuple[dict[str, dict[str, Any]], bool]] = {}
             for start in range(0, len(references), 500):  # SQLite's limit on parameters
                 chunk = list(references[start : start + 500])
                 marks = ",".join("?" * len(chunk))
@@ -398,11 +400,12 @@ class RunRegistry:
                     f" WHERE reference IN ({marks})",
                     chunk,
                 ):
-                    values = parsed.get(sets)
-                    if values is None:
-                        values = parsed[sets] = _set_values(sets)
+                    known = parsed.get(sets)
+                    if known is None:
+                        known = parsed[sets] = _set_values(sets)
+                    values, nested = known
                     ids[run_id] = reference
-                    found[reference] = RunMetrics(reference, experiment, number, values, [])
+                    found[reference] = RunMetrics(reference, experiment, number, values, [], nested)
                 if not with_metrics or not ids:
                     continue
                 # A run's calls with metrics as one JSON array [record, metrics, ...], parsed
@@ -639,18 +642,23 @@ def _metrics_doc(doc: Any) -> dict[str, Any]:
     return {str(k): v for k, v in doc.items() if isinstance(v, (int, float))}
 
 
-def _set_values(text: str | None) -> dict[str, dict[str, Any]]:
-    """A run's parameter sets (its `param_sets` column) as name -> recorded values."""
+def _set_values(text: str | None) -> tuple[dict[str, dict[str, Any]], bool]:
+    """A run's parameter sets (its `param_sets` column) as name -> recorded values, and
+    whether any value may be a mapping (to flatten)."""
     try:
         doc = json.loads(text) if text else []
     except ValueError:
-        return {}
+        return {}, False
     out: dict[str, dict[str, Any]] = {}
+    braces = 0  # those of the sets and of their values objects
     for item in doc if isinstance(doc, list) else ():
         if isinstance(item, dict):
             values = item.get("values")
+            braces += 1 + isinstance(values, dict)
             out[str(item.get("name", ""))] = values if isinstance(values, dict) else {}
-    return out
+    # Any other brace is a nested mapping (or a brace inside a string: then flattened for
+    # nothing); counting them is quicker than looking into every set.
+    return out, text is not None and text.count("{") > braces
 
 
 def _int_list(value: list[int] | None) -> str | None:

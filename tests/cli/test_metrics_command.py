@@ -301,6 +301,42 @@ def test_nan_and_infinite_metrics_in_every_format(project, cli):
     rows = list(csv.DictReader(io.StringIO(cli("metrics", "-f", "csv").output)))
     assert [r["loss"] for r in rows] == ["nan", "inf"]
     assert math.isnan(float(rows[0]["loss"]))
+    # A NaN in a group makes its mean NaN (null in JSON), counted.
+    grouped = json.loads(cli("metrics", "--over", "loss", "-f", "json").output)
+    assert grouped["rows"] == [
+        {"group": {}, "metrics": {"loss": {"mean": None, "std": None, "n": 2}}}
+    ]
     # NaN sorts last either way.
     assert table_lines(cli("metrics", "--sort", "loss").output)[-1][0] == "a"
     assert table_lines(cli("metrics", "--sort=-loss").output)[-1][0] == "a"
+
+
+def test_nested_parameters_are_dotted_columns(project, cli):
+    project.write(
+        "experiments/deep.py",
+        """
+        import curifactory_cli as cf
+
+        @cf.stage(outputs=["x"])
+        def make(record):
+            record.metric("depth_seen", record.params.model.depth)
+            return 1
+
+        def run(param_sets, manager):
+            for p in param_sets:
+                make(cf.Record(manager, p))
+        """,
+    )
+    project.write(
+        "params/deep.yaml",
+        "- {name: a, note: '{x}', model: {depth: 3, kind: rf}}\n"
+        "- {name: b, note: '{x}', model: {depth: 8, kind: rf}}\n",
+    )
+    assert cli("run", "deep", "deep", "--no-report").exit_code == 0
+    lines = table_lines(cli("metrics").output)
+    assert lines == [["set", "model.depth", "depth_seen"], ["a", "3", "3"], ["b", "8", "8"]]
+    # One row left: nothing differs, so no parameter column.
+    lines = table_lines(cli("metrics", "--filter", "model.depth>4").output)
+    assert lines == [["set", "depth_seen"], ["b", "8"]]
+    doc = json.loads(cli("metrics", "--all-params", "-f", "json").output)
+    assert doc["rows"][0]["params"] == {"note": "{x}", "model.depth": 3, "model.kind": "rf"}
