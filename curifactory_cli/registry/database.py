@@ -21,6 +21,12 @@ from typing import Any, TypeVar
 
 from curifactory_cli.errors import CacheError, ConfigError
 from curifactory_cli.registry.liveness import with_liveness
+from curifactory_cli.registry.metric_rows import (
+    RunMetrics,
+    metrics_doc,
+    metrics_text,
+    read_run_metrics,
+)
 from curifactory_cli.registry.records import (
     BRIEF_COLUMNS,
     GitInfo,
@@ -105,19 +111,6 @@ _BRIEF = ", ".join(("id", *BRIEF_COLUMNS))
 _STAGE_COLUMNS = "stage, record, outcome, reason, seconds, key, entry, inputs, aggregate, metrics"
 _STAGE_COLUMNS_V2 = "stage, record, outcome, reason, seconds, key, entry, inputs, aggregate, NULL"
 _STAGE_COLUMNS_V1 = "stage, record, outcome, reason, seconds, key, entry, NULL, 0, NULL"
-
-
-@dataclass(frozen=True)
-class RunMetrics:
-    """What `curi metrics` reads of a run: its parameter sets' values by name, and the
-    metrics of its stage calls that recorded some, as (record, metrics) in call order."""
-
-    reference: str
-    experiment: str
-    number: int
-    values: dict[str, dict[str, Any]]
-    calls: list[tuple[str, dict[str, Any]]]
-    nested: bool = True  # False: no set's values hold a mapping (none to flatten)
 
 
 @dataclass(frozen=True)
@@ -273,7 +266,7 @@ class RunRegistry:
                         s.entry,
                         _int_list(s.inputs),
                         int(s.aggregate),
-                        _metrics_text(s.metrics),
+                        metrics_text(s.metrics),
                     )
                     for position, s in enumerate(stages)
                 ],
@@ -384,42 +377,10 @@ class RunRegistry:
         """The parameter values and stage-call metrics of the given runs, in the order given
         (none recorded in a file older than the metrics). Only the registry is read: no
         cache entry is opened."""
-        found: dict[str, RunMetrics] = {}
         with self._reader() as conn:
             if conn is None or not references:
                 return []
-            with_metrics = self._schema_version(conn) >= 4
-            # The sets of a sweep run again are parsed once.
-            parsed: dict[str, tuple[dict[str, dict[str, Any]], bool]] = {}
-            for start in range(0, len(references), 500):  # SQLite's limit on parameters
-                chunk = list(references[start : start + 500])
-                marks = ",".join("?" * len(chunk))
-                ids = {}
-                for run_id, reference, experiment, number, sets in conn.execute(
-                    "SELECT id, reference, experiment, number, param_sets FROM runs"
-                    f" WHERE reference IN ({marks})",
-                    chunk,
-                ):
-                    known = parsed.get(sets)
-                    if known is None:
-                        known = parsed[sets] = _set_values(sets)
-                    values, nested = known
-                    ids[run_id] = reference
-                    found[reference] = RunMetrics(reference, experiment, number, values, [], nested)
-                if not with_metrics or not ids:
-                    continue
-                # A run's calls with metrics as one JSON array [record, metrics, ...], parsed
-                # at once: the metrics' text is written by Python, exact (NaN included).
-                for run_id, text in conn.execute(
-                    "SELECT run_id, '[' || group_concat(json_quote(record) || ',' || metrics)"
-                    " || ']' FROM run_stages WHERE metrics IS NOT NULL AND run_id IN"
-                    f" ({','.join('?' * len(ids))}) GROUP BY run_id",
-                    list(ids),
-                ):
-                    # Written by finish_run from checked metrics: read as they are.
-                    items = json.loads(text)
-                    found[ids[run_id]].calls.extend(zip(items[::2], items[1::2]))
-        return [found[r] for r in dict.fromkeys(references) if r in found]
+            return read_run_metrics(conn, references, self._schema_version(conn) >= 4)
 
     # ------------------------------------------------------------------------- plumbing
     def _require_writable(self) -> None:
@@ -623,42 +584,8 @@ def _stage_record(row: sqlite3.Row) -> StageRecord:
         entry=entry,
         inputs=None if inputs is None else json.loads(inputs),
         aggregate=bool(aggregate),
-        metrics=None if metrics is None else _metrics_doc(json.loads(metrics)),
+        metrics=None if metrics is None else metrics_doc(json.loads(metrics)),
     )
-
-
-def _metrics_text(metrics: dict[str, Any] | None) -> str | None:
-    """A stage call's metrics as stored: a JSON object (NaN and infinities as Python's JSON
-    writes them), or NULL for none."""
-    if not metrics:
-        return None
-    return json.dumps(metrics)
-
-
-def _metrics_doc(doc: Any) -> dict[str, Any]:
-    """Stored metrics as read: numbers and bools only (the file is data)."""
-    if not isinstance(doc, dict):
-        return {}
-    return {str(k): v for k, v in doc.items() if isinstance(v, (int, float))}
-
-
-def _set_values(text: str | None) -> tuple[dict[str, dict[str, Any]], bool]:
-    """A run's parameter sets (its `param_sets` column) as name -> recorded values, and
-    whether any value may be a mapping (to flatten)."""
-    try:
-        doc = json.loads(text) if text else []
-    except ValueError:
-        return {}, False
-    out: dict[str, dict[str, Any]] = {}
-    braces = 0  # those of the sets and of their values objects
-    for item in doc if isinstance(doc, list) else ():
-        if isinstance(item, dict):
-            values = item.get("values")
-            braces += 1 + isinstance(values, dict)
-            out[str(item.get("name", ""))] = values if isinstance(values, dict) else {}
-    # Any other brace is a nested mapping (or a brace inside a string: then flattened for
-    # nothing); counting them is quicker than looking into every set.
-    return out, text is not None and text.count("{") > braces
 
 
 def _int_list(value: list[int] | None) -> str | None:
