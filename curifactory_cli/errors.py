@@ -78,6 +78,11 @@ class MissingInputError(GraphError, KeyError):
         return Exception.__str__(self)
 
 
+class MetricError(CurifactoryError):
+    """A stage recorded a metric that is not a number, or named it badly (a usage error: exit
+    2, though raised while the stage runs)."""
+
+
 class CacheError(CurifactoryError):
     """An artifact cannot be written to or read from the cache (the run fails: exit 1)."""
 

@@ -78,6 +78,8 @@ class Node:
     entry_dir: str | None = None
     # Installed distributions its result was made with (its process's, or its entry's).
     versions: dict[str, str] | None = None
+    # The metrics the call recorded (its process's, or its entry's); None: none.
+    metrics: dict[str, int | float | bool] | None = None
     _upstream: list[OutputRef] | None = field(default=None, init=False, repr=False, compare=False)
 
     @property

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from curifactory_cli.caching import Lazy, PathRef
 from curifactory_cli.capture import report_progress
 from curifactory_cli.discovery import DEFAULT_CACHE
-from curifactory_cli.errors import CacheError
+from curifactory_cli.errors import CacheError, MetricError
 from curifactory_cli.graph import NOT_COMPUTED, Graph, Node, OutputRef
 from curifactory_cli.hashing import combine_hashes, hash_params
 from curifactory_cli.parameters.reads import read_whole
@@ -148,6 +148,7 @@ class Record:
         self._draft: Any = None  # the running stage's draft folder, set by run_job
         self._paths_given = False  # get_path()/get_dir() used since run_job reset it
         self._running_stage: str | None = None  # its name (record.stages is the traced list)
+        self._call_metrics: dict[str, Any] = {}  # the running call's metrics (a new dict each)
         self.index = -1
         every = getattr(manager, "_every_record", None)
         if every is not None:
@@ -299,6 +300,9 @@ class Record:
             )
         reportable.record = self
         reportable.stage = self._current_stage()
+        bind = getattr(reportable, "_curi_bind_metrics", None)
+        if callable(bind):  # a MetricReporter of the call's own metrics: they are these
+            bind(self._call_metrics)
         prefix = "(Aggregate)_" if self.is_aggregate else ""
         if self.params is not None:
             prefix += f"{getattr(self.params, 'name', '')}_"
@@ -306,6 +310,35 @@ class Record:
         name = getattr(reportable, "name", None)
         reportable.qualified_name = prefix + (str(len(self.reportables)) if name is None else name)
         self.reportables.append(reportable)
+
+    def metric(self, name: str, value: Any) -> None:
+        """Record a named scalar metric of the running stage call (int, float, bool or a
+        numpy scalar; the last value of a name counts). It is kept with the call's cache
+        entry and in the run registry: `curi metrics` tables them across sets and runs."""
+        from curifactory_cli.metrics import metric_value
+
+        stage = self._running_stage
+        where = f"stage {stage!r} (parameter set {self.name!r})"
+        if stage is None:
+            raise MetricError(
+                f"record.metric({name!r}) outside a stage (parameter set {self.name!r})",
+                hint="record metrics from the body of the stage that computes them.",
+            )
+        key, plain = metric_value(name, value, where)
+        self._call_metrics[key] = plain
+
+    def metrics(self, values: Any) -> None:
+        """Record several metrics at once: `record.metrics({"acc": 0.9, "loss": 0.3})`."""
+        items = getattr(values, "items", None)
+        if not callable(items):
+            raise MetricError(
+                f"record.metrics() takes a mapping of names to numbers, not "
+                f"{type(values).__name__} (stage {self._running_stage!r}, parameter set "
+                f"{self.name!r})",
+                hint="pass a dict, or call record.metric(name, value) for one metric.",
+            )
+        for name, value in items():
+            self.metric(name, value)
 
     def progress(self, done: float, total: float | None = None) -> None:
         """Say how far the running stage is (`done` of `total` steps; `total` may be left out):

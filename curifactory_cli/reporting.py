@@ -27,6 +27,7 @@ __all__ = [
     "JsonReporter",
     "LatexTableReporter",
     "LinePlotReporter",
+    "MetricReporter",
     "Reportable",
 ]
 
@@ -96,6 +97,42 @@ class JsonReporter(Reportable):
     def html(self) -> list[str]:
         text = json.dumps(self.data, indent=4, default=str)
         return ["<pre>", _escape(text), "</pre>"]
+
+
+class MetricReporter(Reportable):
+    """A stage call's metrics as a small table. `MetricReporter()` shows the metrics the call
+    records (`record.metric`), also those recorded after it is reported;
+    `MetricReporter({"acc": 0.9})` records the given ones (as `record.metrics` does) and
+    shows them."""
+
+    def __init__(
+        self,
+        metrics: dict[str, Any] | None = None,
+        name: str | None = None,
+        group: str | None = None,
+    ) -> None:
+        self.given = None if metrics is None else dict(metrics)
+        self.metrics: dict[str, Any] = dict(self.given or {})
+        super().__init__(name=name, group=group)
+
+    def _curi_bind_metrics(self, call_metrics: dict[str, Any]) -> None:
+        """Called by record.report(): the running call's metrics dict, filled as it runs."""
+        if self.given is None:
+            self.metrics = call_metrics
+            return
+        self.record.metrics(self.given)
+        self.metrics = {k: call_metrics[k] for k in self.given}
+
+    def html(self) -> list[str]:
+        from curifactory_cli.metrics import format_metric
+
+        rows = [
+            f"<tr><th>{_escape(str(k))}</th><td>{_escape(format_metric(v))}</td></tr>"
+            for k, v in self.metrics.items()
+        ]
+        if not rows:
+            return ["<p><em>no metrics recorded</em></p>"]
+        return ['<table class="metrics">', *rows, "</table>"]
 
 
 class DFReporter(Reportable):

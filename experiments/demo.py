@@ -47,6 +47,8 @@ def summarize(record, fit, residuals):
         "residual_std": float(residuals["residual"].std()),
     }
     record.report(cf.reporting.JsonReporter(summary, name="summary"))
+    # Kept with the entry and in the run registry: `curi metrics demo` tables them.
+    record.metrics({k: summary[k] for k in ("slope_error", "residual_std")})
     return summary
 
 

@@ -73,13 +73,16 @@ def full_app() -> typer.Typer:
     """The `curi` application with every command (added once)."""
     if not _app.registered_groups:
         from curifactory_cli.cli.cache import cache_app
+        from curifactory_cli.cli.metrics import metrics_command
         from curifactory_cli.cli.report import report_command
         from curifactory_cli.cli.runs import runs_app
 
         _app.add_typer(cache_app, name="cache")
         _app.add_typer(runs_app, name="runs")
         _app.command("report")(report_command)
-        _app.registered_commands.insert(0, _app.registered_commands.pop())  # first in --help
+        _app.command("metrics")(metrics_command)
+        # first in --help, after run: report, then metrics
+        _app.registered_commands[:0] = [_app.registered_commands.pop() for _ in range(2)][::-1]
     return _app
 
 

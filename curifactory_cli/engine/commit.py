@@ -21,6 +21,7 @@ from curifactory_cli.engine.jobs import Job, JobResult, RecordInfo
 from curifactory_cli.engine.keys import params_json
 from curifactory_cli.errors import CurifactoryError
 from curifactory_cli.graph import Node, OutputRef, entry_namespace
+from curifactory_cli.metrics import METRICS_FILE, load_metrics
 from curifactory_cli.record import _CachedOutput
 from curifactory_cli.reporting import INDEX, load_reportables
 from curifactory_cli.store import CorruptEntryError
@@ -67,6 +68,7 @@ class Committer:
         outputs = entry.meta["outputs"]
         self.info[node.index] = outputs = slim_outputs(outputs)
         self.reportables(node, entry.meta)
+        node.metrics = self.metrics(node, entry.meta)
         node.key_parts = None  # only a call that runs records them
         self.keys.forget(node)
         templates = node.cacher_templates
@@ -90,6 +92,7 @@ class Committer:
         """Publish an executed stage's staged files (`replace`: over an entry recomputed on
         purpose), then point its outputs at them."""
         node.versions = result.versions
+        node.metrics = result.metrics
         if not node.is_cached_stage:
             for ref, value in zip(node.outputs, result.values):
                 ref.value = value
@@ -148,21 +151,39 @@ class Committer:
     def reportables(self, node: Node, meta: dict[str, Any]) -> None:
         """The reportables its entry carries, back on the record (a cached stage shows the
         same ones as when it ran)."""
-        info = next((f for f in meta.get("extra_files") or () if f.get("path") == INDEX), None)
-        if info is None:
-            return
-        directory = str(node.entry_dir)
         try:
-            self.store.materialize(directory)
-            with open(os.path.join(directory, INDEX), "rb") as infile:
-                data = infile.read()
-            if not bytes_match(data, info):
-                raise CorruptEntryError(f"{directory}/{INDEX} does not match its checksum")
+            data = self._entry_file(node, meta, INDEX)
+            if data is None:
+                return
+            directory = str(node.entry_dir)
             for reportable in load_reportables(directory, data, meta.get("extra_files")):
                 reportable.record = node.record
                 node.record.reportables.append(reportable)
         except (OSError, ValueError, CurifactoryError) as exc:
             self._warn(f"{node.label}: its reportables cannot be read: {exc}")
+
+    def metrics(self, node: Node, meta: dict[str, Any]) -> dict[str, Any] | None:
+        """The metrics its entry carries (a cached call has those of the call that ran)."""
+        try:
+            data = self._entry_file(node, meta, METRICS_FILE)
+            return None if data is None else load_metrics(data)
+        except (OSError, ValueError, CurifactoryError) as exc:
+            self._warn(f"{node.label}: its metrics cannot be read: {exc}")
+            return None
+
+    def _entry_file(self, node: Node, meta: dict[str, Any], rel: str) -> bytes | None:
+        """The bytes of one of the entry's extra files, checked against its checksum; None
+        when the entry lists no such file."""
+        info = next((f for f in meta.get("extra_files") or () if f.get("path") == rel), None)
+        if info is None:
+            return None
+        directory = str(node.entry_dir)
+        self.store.materialize(directory)
+        with open(os.path.join(directory, rel), "rb") as infile:
+            data = infile.read()
+        if not bytes_match(data, info):
+            raise CorruptEntryError(f"{directory}/{rel} does not match its checksum")
+        return data
 
     def metadata(self, node: Node, result: JobResult) -> dict[str, Any]:
         """The entry's meta.json for an executed call (see store.entry for its fields)."""

@@ -28,7 +28,12 @@ from curifactory_cli.engine.jobs import (
     stage_failure,
 )
 from curifactory_cli.engine.outputs import keep_outputs, relocated
-from curifactory_cli.errors import CacheError, CurifactoryError, OutputSignatureError
+from curifactory_cli.errors import (
+    CacheError,
+    CurifactoryError,
+    MetricError,
+    OutputSignatureError,
+)
 from curifactory_cli.parameters.reads import read_whole, watch
 from curifactory_cli.provenance import imported_distributions
 from curifactory_cli.store import (
@@ -273,6 +278,8 @@ def _call(
     record._draft = draft
     record._running_stage = job.stage_name
     record._paths_given = False
+    metrics: dict[str, Any] = {}  # a new dict each call: a MetricReporter may hold the last
+    record._call_metrics = metrics
     call_inputs = {**inputs, **kwargs}
     inputs.clear()
     params = record.params
@@ -285,6 +292,8 @@ def _call(
             returned = fn(record, record.input_records, *args, **call_inputs)
         else:
             returned = fn(record, *args, **call_inputs)
+    except MetricError:
+        raise  # a usage error, named as such (exit 2), not the stage's own failure
     except Exception as exc:
         return stage_failure(exc)
     finally:
@@ -293,6 +302,8 @@ def _call(
         record.stage_cachers = None
         record._draft = None
         record._running_stage = None
+    if metrics:
+        result.metrics = dict(metrics)
     return split_outputs(job, returned)
 
 

@@ -149,6 +149,8 @@ class JobResult:
     log: str = ""  # what the call printed or logged (bounded: see capture.LOG_LIMIT)
     # What the call read of its parameter set (None: it had none).
     reads: Reads | None = None
+    # The metrics it recorded (record.metric), by name; None: it recorded none.
+    metrics: dict[str, int | float | bool] | None = None
 
 
 # ------------------------------------------------------------------------------- failures

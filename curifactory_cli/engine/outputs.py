@@ -17,6 +17,7 @@ from curifactory_cli.engine.keys import cacher_type
 from curifactory_cli.engine.pickled import pickled_classes
 from curifactory_cli.errors import CacheError, CurifactoryError
 from curifactory_cli.hashing import canonical_json, digest
+from curifactory_cli.metrics import METRICS_FILE, dump_metrics
 from curifactory_cli.store import describe_files, discard_draft, fault_point, written_files
 from curifactory_cli.store.ref import RemoteRef
 
@@ -36,6 +37,7 @@ def relocated(
     tracked = (
         not handed_out
         and not record.reportables[reported:]
+        and not getattr(record, "_call_metrics", None)
         and all(type(c) in TRACKED_WRITERS for c in cachers)
     )
     return relocate_staged_paths(job, draft, values, cachers, handed_out), tracked
@@ -65,6 +67,10 @@ def keep_outputs(
             result.draft = None
             discard_draft(draft)
             return False
+    if result.metrics:
+        # Kept with the entry (listed and checksummed with its files): a cached call has them.
+        with open(os.path.join(draft, METRICS_FILE), "wb") as outfile:
+            outfile.write(dump_metrics(result.metrics))
     _save_outputs(job, cachers, result, tracked)
     if job.upload is not None:
         _upload(job.upload, result)

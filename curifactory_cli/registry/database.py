@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from curifactory_cli.errors import CacheError, ConfigError
+from curifactory_cli.registry import metric_rows
 from curifactory_cli.registry.liveness import with_liveness
 from curifactory_cli.registry.records import (
     BRIEF_COLUMNS,
@@ -33,10 +34,11 @@ from curifactory_cli.registry.records import (
 from curifactory_cli.registry.references import make_reference, numbered
 
 REGISTRY_FILE = Path("data") / "runs.sqlite"
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # What turns a file of an older version into the current one (each step in one transaction).
 # Version 2: the stage graph's edges and the experiment's docstring, for the HTML report.
 # Version 3: the command that runs a run again, for runs not started by `curi` itself.
+# Version 4: the metrics of each stage call, for `curi metrics`.
 _MIGRATIONS = {
     1: (
         "ALTER TABLE runs ADD COLUMN doc TEXT",
@@ -44,6 +46,7 @@ _MIGRATIONS = {
         "ALTER TABLE run_stages ADD COLUMN aggregate INTEGER NOT NULL DEFAULT 0",
     ),
     2: ("ALTER TABLE runs ADD COLUMN reproduce TEXT",),
+    3: ("ALTER TABLE run_stages ADD COLUMN metrics TEXT",),
 }
 BUSY_TIMEOUT_S = 30.0
 FINAL_STATUSES = ("complete", "error", "interrupted")
@@ -90,6 +93,7 @@ CREATE TABLE IF NOT EXISTS run_stages (
     entry    TEXT,
     inputs   TEXT,
     aggregate INTEGER NOT NULL DEFAULT 0,
+    metrics  TEXT,
     PRIMARY KEY (run_id, position)
 );
 CREATE INDEX IF NOT EXISTS runs_by_status ON runs(status);
@@ -97,9 +101,11 @@ CREATE INDEX IF NOT EXISTS runs_by_status ON runs(status);
 
 # What a brief listing reads: everything but the parameter sets and files and the versions.
 _BRIEF = ", ".join(("id", *BRIEF_COLUMNS))
-# A stage call's columns (a file of the first version has no edges and no aggregates).
-_STAGE_COLUMNS = "stage, record, outcome, reason, seconds, key, entry, inputs, aggregate"
-_STAGE_COLUMNS_V1 = "stage, record, outcome, reason, seconds, key, entry, NULL, 0"
+# A stage call's columns (a file of the first version has no edges and no aggregates; before
+# the fourth, no metrics).
+_STAGE_COLUMNS = "stage, record, outcome, reason, seconds, key, entry, inputs, aggregate, metrics"
+_STAGE_COLUMNS_V2 = "stage, record, outcome, reason, seconds, key, entry, inputs, aggregate, NULL"
+_STAGE_COLUMNS_V1 = "stage, record, outcome, reason, seconds, key, entry, NULL, 0, NULL"
 
 
 @dataclass(frozen=True)
@@ -240,7 +246,8 @@ class RunRegistry:
             conn.execute("DELETE FROM run_stages WHERE run_id = ?", (run_id,))
             conn.executemany(
                 "INSERT INTO run_stages (run_id, position, stage, record, outcome, reason,"
-                " seconds, key, entry, inputs, aggregate) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " seconds, key, entry, inputs, aggregate, metrics)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
                         run_id,
@@ -254,6 +261,7 @@ class RunRegistry:
                         s.entry,
                         _int_list(s.inputs),
                         int(s.aggregate),
+                        metric_rows.metrics_text(s.metrics),
                     )
                     for position, s in enumerate(stages)
                 ],
@@ -319,7 +327,7 @@ class RunRegistry:
             row = _find_run(conn, reference, self.path)
             calls = None
             if stages:
-                columns = _STAGE_COLUMNS if self._schema_version(conn) >= 2 else _STAGE_COLUMNS_V1
+                columns = _stage_columns(self._schema_version(conn))
                 calls = [
                     _stage_record(s)
                     for s in conn.execute(
@@ -352,6 +360,15 @@ class RunRegistry:
                 ids,
             )
             return {stage: float(seconds) for stage, seconds in rows}
+
+    def run_metrics(self, references: Sequence[str]) -> list[metric_rows.RunMetrics]:
+        """The parameter values and stage-call metrics of the given runs, in the order given
+        (none recorded in a file older than the metrics). Only the registry is read: no
+        cache entry is opened."""
+        with self._reader() as conn:
+            if conn is None or not references:
+                return []
+            return metric_rows.read_run_metrics(conn, references, self._schema_version(conn) >= 4)
 
     # ------------------------------------------------------------------------- plumbing
     def _require_writable(self) -> None:
@@ -542,9 +559,15 @@ def _run_record(row: sqlite3.Row, stages: list[StageRecord] | None = None) -> Ru
     return RunRecord.from_columns(dict(row), stages=stages)
 
 
+def _stage_columns(version: int) -> str:
+    return (
+        _STAGE_COLUMNS if version >= 4 else _STAGE_COLUMNS_V2 if version >= 2 else _STAGE_COLUMNS_V1
+    )
+
+
 def _stage_record(row: sqlite3.Row) -> StageRecord:
     """A stage call of a run, from its `_STAGE_COLUMNS`."""
-    stage, record, outcome, reason, seconds, key, entry, inputs, aggregate = row
+    stage, record, outcome, reason, seconds, key, entry, inputs, aggregate, metrics = row
     return StageRecord(
         stage=stage,
         record=record,
@@ -555,6 +578,7 @@ def _stage_record(row: sqlite3.Row) -> StageRecord:
         entry=entry,
         inputs=None if inputs is None else json.loads(inputs),
         aggregate=bool(aggregate),
+        metrics=None if metrics is None else metric_rows.metrics_doc(json.loads(metrics)),
     )
 
 

@@ -180,12 +180,18 @@ class StageRecord:
     entry: str | None = None
     inputs: list[int] | None = None
     aggregate: bool = False
+    # The metrics it recorded, by name (a JSON object in its column): None when it recorded
+    # none (or in a file older than metrics), and then left out of the JSON.
+    metrics: dict[str, int | float | bool] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in STAGE_FIELDS}
+        out = {name: getattr(self, name) for name in STAGE_FIELDS}
+        if self.metrics:
+            out["metrics"] = self.metrics
+        return out
 
 
-STAGE_FIELDS = tuple(f.name for f in dataclasses.fields(StageRecord))
+STAGE_FIELDS = tuple(f.name for f in dataclasses.fields(StageRecord) if f.name != "metrics")
 
 
 @dataclass(slots=True, kw_only=True)

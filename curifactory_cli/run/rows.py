@@ -56,6 +56,7 @@ def stage_row(node: Node, cache: Path | str) -> StageRecord:
         entry=_relative(node.entry_dir, _prefix(cache)),
         inputs=inputs,
         aggregate=node.stage.is_aggregate,
+        metrics=node.metrics,
     )
 
 

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from curifactory_cli.cli.runs import runs_app
 from curifactory_cli.errors import CacheError, ConfigError
-from curifactory_cli.registry.database import RunRegistry
+from curifactory_cli.registry.database import SCHEMA_VERSION, RunRegistry
 from curifactory_cli.registry.records import (
     GitInfo,
     HostInfo,
@@ -118,7 +118,7 @@ def test_schema_is_versioned_and_in_wal_mode(registry):
     import sqlite3
 
     conn = sqlite3.connect(registry.path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     conn.close()
 
@@ -159,7 +159,7 @@ def test_a_registry_of_the_first_version_is_read_as_is_and_upgraded_by_a_writer(
     writer = RunRegistry(path)
     new = start(writer)
     finish(writer, new.reference, status="complete")
-    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 3
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert writer.get_run(old.reference).reproduce == "curi"
     assert [r.reference for r in writer.list_runs()] == [new.reference, old.reference]
     assert writer.get_run(new.reference).stages == STAGES
