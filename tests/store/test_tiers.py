@@ -16,7 +16,7 @@ from curifactory_cli.store import FORMAT_VERSION, LocalStore, describe_files, ma
 from curifactory_cli.store.entry import META_NAME
 from curifactory_cli.store.local_folder import UNPUSHED
 from curifactory_cli.store.remote import FsspecStore
-from curifactory_cli.store.tiered import UPLOAD_BATCH, TieredStore
+from curifactory_cli.store.tiered import UPLOAD_BATCH, TieredStore, push_entry
 
 KEY = "a" * 64
 PARAMS = "c" * 64
@@ -424,3 +424,28 @@ def test_a_remote_lost_during_a_lineage_lookup_leaves_the_run_to_the_local_tier(
     assert "connection reset" in tiers.offline
     (warning,) = tiers.warnings
     assert warning.startswith(f"remote {tiers.remote.url} stopped answering (")
+
+
+def test_an_entry_recomputed_on_purpose_replaces_the_one_on_the_remote(tiers, tmp_path):
+    final = _remote_only(tiers, tmp_path, files=THEIRS)
+    draft, meta = staged(Path(tiers.draft_path()), OURS)
+    tiers.publish(draft, final, meta, replace=True)  # --overwrite
+    tiers.flush()
+    there = tiers.remote.lookup(tiers._remote_path(final), KEY, ["model"])[0]
+    assert read_remote(tiers.remote, there) == OURS["model.json"]
+
+
+def test_cache_push_uploads_an_entry_where_the_local_tier_has_it(tmp_path):
+    local = LocalStore(tmp_path / "cache")
+    remote = FsspecStore(f"memory://curi-{uuid.uuid4().hex}")
+    final = local.entry_dir(local.stage_prefix("exp", PARAMS, "fit"), KEY)
+    draft, meta = staged(Path(local.draft_path()), OURS)
+    local.publish(draft, final, meta)
+    (entry,) = local.entries()
+    assert push_entry(local, remote, entry) is True
+    target = remote.path_of(entry.rel(local.root))
+    assert read_remote(remote, remote.lookup(target, KEY, ["model"])[0]) == OURS["model.json"]
+
+
+def read_remote(remote: FsspecStore, entry) -> bytes:
+    return remote.fs.cat_file(f"{entry.directory}/{entry.meta['objects']}/model.json")
