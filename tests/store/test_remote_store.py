@@ -212,7 +212,7 @@ def test_publishing_replaces_an_entry_only_when_asked_and_removes_the_draft(remo
 
 
 def test_gc_finds_entry_folders_without_metadata_and_not_the_whole_ones(remote):
-    prefix, final, _outputs = publish(remote)
+    prefix, _final, _outputs = publish(remote)
     stray = remote.entry_dir(prefix, "b" * 64)
     remote.fs.pipe_file(f"{stray}/model.json", b"{}")  # a writer killed before meta.json
     assert [str(p) for p in remote.orphan_dirs()] == [stray]
@@ -221,7 +221,7 @@ def test_gc_finds_entry_folders_without_metadata_and_not_the_whole_ones(remote):
 def test_gc_lists_every_leftover_attempt_after_one_in_use(remote):
     from curifactory_cli.store.local_tidy import GRACE_S
 
-    prefix, first, _outputs = publish(remote)  # its attempt is in use, listed first
+    _prefix, _first, _outputs = publish(remote)  # its attempt is in use, listed first
     _p, second, _o = publish(remote, key="b" * 64)
     files = [{"path": "model.json", "size": 3, "sha256": "0" * 64}]
     attempt = remote.put_files(stage_files(remote, {"model.json": b"new"}), second, files)
@@ -246,3 +246,29 @@ def test_an_entry_is_exported_again_into_the_same_folder(remote, tmp_path):
         "model.json",
         "table.csv",
     ]
+
+
+def test_an_empty_listing_of_a_bucket_that_cannot_be_reached_names_the_bucket(monkeypatch):
+    """An empty listing asks whether the bucket exists (a typo must not read as an empty
+    cache): that request failing names the bucket. No server: the requests are refused."""
+    pytest.importorskip("s3fs")
+    from curifactory_cli.store.remote import FsspecStore
+
+    store = FsspecStore("s3://lab-bucket/team/cache")
+    monkeypatch.setattr(store.fs, "find", lambda *args, **kwargs: {})
+    monkeypatch.setattr(store.fs, "exists", _refuse)
+    store.calls = 3
+    with pytest.raises(CacheError) as failed:
+        list(store.entries())
+    assert failed.value.message == "cannot reach s3://lab-bucket: PermissionError: access denied"
+    assert store.calls == 5  # the listing, then the bucket
+
+
+def test_metadata_unreadable_at_prefetch_and_gone_since_is_damage_said_so(remote):
+    prefix, final, outputs = publish(remote)
+    remote.fs.pipe_file(f"{final}/{META_NAME}", b"{not json")
+    remote.prefetch([prefix.rpartition("/")[0]])
+    remote.fs.rm_file(f"{final}/{META_NAME}")
+    entry, problem = remote.lookup(final, KEY, outputs)
+    assert entry is None
+    assert problem == f"damaged metadata {remote.display(final)}/{META_NAME}: unreadable"
