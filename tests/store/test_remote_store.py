@@ -272,3 +272,37 @@ def test_metadata_unreadable_at_prefetch_and_gone_since_is_damage_said_so(remote
     entry, problem = remote.lookup(final, KEY, outputs)
     assert entry is None
     assert problem == f"damaged metadata {remote.display(final)}/{META_NAME}: unreadable"
+
+
+def test_a_batch_commit_that_fails_names_the_entry_and_leaves_no_files(remote, monkeypatch):
+    prefix = remote.stage_prefix("exp", PARAMS, "fit")
+    final = remote.entry_dir(prefix, KEY)
+    draft = stage_files(remote, FILES)
+    _p, _f, _outputs = publish(remote, key="b" * 64)
+    meta = {k: v for k, v in next(iter(remote.entries())).meta.items() if k != "objects"}
+
+    async def refuse_async(*args, **kwargs):
+        raise PermissionError("access denied")
+
+    monkeypatch.setattr(remote.fs, "pipe_file", _refuse)  # one after the other (memory://)
+    monkeypatch.setattr(remote.fs, "_pipe_file", refuse_async, raising=False)  # at once (s3)
+    with pytest.raises(CacheError) as failed:
+        remote.upload_many([(draft, final, {**meta, "key": KEY}, False)])
+    assert failed.value.message == (
+        f"cannot publish cache entry {remote.display(final)}: PermissionError: access denied"
+    )
+    monkeypatch.undo()
+    assert not remote.fs.find(final)  # its uploaded files are removed
+
+
+def test_an_entry_replaced_after_a_prefetch_is_answered_from_the_index(remote):
+    prefix = remote.stage_prefix("exp", PARAMS, "fit")
+    remote.prefetch([prefix.rpartition("/")[0]])
+    _prefix, final, outputs = publish(remote)
+    meta = {k: v for k, v in remote.lookup(final, KEY, outputs)[0].meta.items() if k != "objects"}
+    remote.publish(stage_files(remote, FILES), final, meta, replace=True)
+    attempt = parse_meta(remote.fs.cat_file(f"{final}/{META_NAME}"))["objects"]
+    before = remote.calls
+    entry, problem = remote.lookup(final, KEY, outputs)
+    assert problem is None and entry.meta["objects"] == attempt
+    assert remote.calls == before
