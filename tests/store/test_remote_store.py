@@ -76,6 +76,11 @@ def test_each_remote_operation_costs_the_requests_it_needs(remote, tmp_path):
         [(other, remote.entry_dir(prefix, "b" * 64), {**meta, "key": "b" * 64}, False)]
     )
     assert remote.calls - before == 2
+    # Removing entries: their meta.json, then their folder, each.
+    entries = list(remote.entries())
+    before = remote.calls
+    remote.remove(entries)
+    assert remote.calls - before == 2 * len(entries) == 4
 
 
 def test_a_remote_read_that_fails_names_what_it_was_reading(remote, monkeypatch):
