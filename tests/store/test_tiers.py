@@ -449,3 +449,10 @@ def test_cache_push_uploads_an_entry_where_the_local_tier_has_it(tmp_path):
 
 def read_remote(remote: FsspecStore, entry) -> bytes:
     return remote.fs.cat_file(f"{entry.directory}/{entry.meta['objects']}/model.json")
+
+
+def test_an_empty_file_adds_nothing_to_what_a_run_says_it_pushed(tiers):
+    draft, meta = staged(Path(tiers.draft_path()), {"model.json": b""})
+    tiers.publish(draft, final_of(tiers), meta)
+    tiers.flush()
+    assert tiers.transfers["pushed"] == {"entries": 1, "bytes": 0}
