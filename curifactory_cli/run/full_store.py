@@ -84,9 +84,15 @@ def _copy_entries(result: RunResult, artifacts: Path) -> list[str]:
     # The run's own store: with a remote tier, an entry served from there is fetched first.
     store = result.store or LocalStore(result.cache_dir)
     untracked: list[str] = []
+    copied: set[str] = set()
     for node in result.graph.nodes:
         if node.outcome not in (Outcome.CACHED, Outcome.EXECUTED) or not node.entry_dir:
             continue
+        # Calls of equal key (two sets of the same values) share one entry: copied once, as
+        # a second copy onto its own hard links fails.
+        if node.entry_dir in copied:
+            continue
+        copied.add(node.entry_dir)
         entry = store.entry_at(node.entry_dir)
         if entry is None:
             continue  # e.g. produced by --dry-cache: never published

@@ -28,6 +28,7 @@ from curifactory_cli.engine.decide import (
     files_changed,
     inputs_changed,
     miss_reason,
+    removed_damaged,
     unneeded,
 )
 from curifactory_cli.store import INVALIDATED, Entry
@@ -352,3 +353,11 @@ def test_the_facts_of_a_stage_call():
     unknown = finder.facts(cached, "L", None, fresh=True)
     assert (unknown.inputs_known, unknown.fresh_inputs, unknown.key) == (False, False, None)
     assert unknown.entry_dir is None and unknown.explain is None
+
+
+def test_a_removal_is_told_with_its_problem_and_day_and_without_what_the_log_lacks():
+    said = "cache entry removed as damaged{} by `curi cache verify --fix`{}"
+    record = {"problem": "corrupt x.json", "removed": "2026-03-04T05:06:07+00:00"}
+    assert removed_damaged(record) == said.format(" (corrupt x.json)", " on 2026-03-04")
+    assert removed_damaged({"problem": "", "removed": None}) == said.format("", "")
+    assert removed_damaged({}) == said.format("", "")

@@ -248,3 +248,20 @@ def compute(record):
         assert [n["reason"] for n in plan["nodes"]] == ["stage code changed (compute)"]
     finally:
         sys.modules.pop("shared_stages", None)
+
+
+def test_a_call_whose_inputs_are_not_known_yet_is_told_removed_by_its_lineage(pipe, cli):
+    # load [a] and scale [a] both removed as damaged: the plan cannot know scale's key (load
+    # runs first), so it finds the removal under scale's lineage key, and the run agrees.
+    for stage, name in (("load", "raw"), ("scale", "scaled")):
+        (entry_of(pipe, stage, "a") / f"{name}.json").write_text("[-1]")
+    assert cli("cache", "verify", "--fix").exit_code == 1
+    calls = plan_then_run(cli)
+    assert_same_words(calls)
+    for stage, name in (("load", "raw"), ("scale", "scaled")):
+        plan, reason, outcome, _ = calls[stage, "a"]
+        assert (plan, outcome) == ("run", "executed")
+        assert reason.startswith(f"cache entry removed as damaged (corrupt {name}.json) by "), (
+            stage,
+            reason,
+        )

@@ -281,3 +281,18 @@ def test_track_false_keeps_a_file_out_of_the_store_and_reproducing_does_without_
     # What reads it is found by lineage, so the untracked output is not even needed again.
     assert nodes[("total", "a")] == "cached"
     assert nodes[("load", "a")] == "skipped"
+
+
+def test_a_full_store_keeps_an_entry_two_sets_share_once(project, cli):
+    # Two sets with the same values share their entries: the second copy of an entry into the
+    # run's folder finds its hard links already there.
+    project.write("experiments/exp.py", EXPERIMENT)
+    project.write("params/p.yaml", PARAMS + "- name: twin\n  n: 1\n  factor: 2\n")
+    result = cli("run", "exp", "p", "-n", "a", "-n", "twin", "--store-full", "--json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    folders = {n["entry"] for n in doc["nodes"] if n["stage"] == "load"}
+    assert len(folders) == 1  # one entry for both sets
+    artifacts = project.root / "data" / "runs" / doc["run_id"] / "artifacts"
+    kept = [p for p in artifacts.rglob("meta.json") if p.parent.name.startswith("load-")]
+    assert len(kept) == 1 and (kept[0].parent / "raw.json").read_text().strip() == "[1, 1, 1]"

@@ -16,7 +16,7 @@ from curifactory_cli.store import FORMAT_VERSION, LocalStore, describe_files, ma
 from curifactory_cli.store.entry import META_NAME
 from curifactory_cli.store.local_folder import UNPUSHED
 from curifactory_cli.store.remote import FsspecStore
-from curifactory_cli.store.tiered import UPLOAD_BATCH, TieredStore
+from curifactory_cli.store.tiered import UPLOAD_BATCH, TieredStore, push_entry
 
 KEY = "a" * 64
 PARAMS = "c" * 64
@@ -342,3 +342,117 @@ def test_what_an_earlier_run_kept_stays_listed_when_its_upload_fails(tmp_path, m
         "; 1 entries of earlier runs are still to upload: the next run that reaches the "
         "remote (or `curi cache push`) uploads them"
     )
+
+
+@pytest.mark.parametrize("count", [1, 2])
+def test_a_failed_batch_upload_says_how_many_entries_wait_locally(tmp_path, monkeypatch, count):
+    remote = FsspecStore(f"memory://curi-{uuid.uuid4().hex}")
+    tiers = TieredStore(LocalStore(tmp_path / "cache"), remote)
+    finals = [final_of(tiers, f"s{n}") for n in range(count)]
+    for n, final in enumerate(finals):
+        draft, meta = staged(Path(tiers.draft_path()), OURS)
+        tiers.publish(draft, final, {**meta, "stage": f"s{n}"})
+
+    def cut(*args, **kwargs):
+        raise ConnectionError("connection reset")
+
+    monkeypatch.setattr(remote.fs, "put", cut)
+    tiers.flush()
+    entries = "1 entry is" if count == 1 else f"{count} entries are"
+    uploads = "1 entry" if count == 1 else f"{count} entries"
+    failed = f"cannot upload {uploads} to {remote.url}: ConnectionError: connection reset"
+    assert tiers.warnings == [
+        f"{failed}; {entries} cached locally, the next run that reaches the remote (or "
+        "`curi cache push`) uploads them"
+    ]
+    assert tiers.offline == failed
+    tiers.close()
+    kept = (tmp_path / "cache" / UNPUSHED).read_text().split()
+    assert sorted(kept) == sorted(
+        Path(f).relative_to(tmp_path / "cache").as_posix() for f in finals
+    )
+
+
+def test_a_dry_run_reads_a_remote_entry_from_a_download_it_throws_away(tmp_path):
+    remote = FsspecStore(f"memory://curi-{uuid.uuid4().hex}")
+    tiers = TieredStore(LocalStore(tmp_path / "cache", dry=True), remote)
+    assert tiers.dry is True
+    final = _remote_only(tiers, tmp_path)
+    entry, problem = tiers.lookup(final, KEY, ["model"])
+    assert problem is None and "objects" not in entry.meta and entry.key == KEY
+    assert (Path(entry.directory) / "model.json").read_bytes() == OURS["model.json"]
+    assert not os.path.exists(final)  # nothing written to the local tier
+    assert tiers.transfers["pulled"] == {"entries": 1, "bytes": len(OURS["model.json"])}
+    tiers.close()
+
+
+def test_the_tiers_answer_as_their_local_tier_where_it_has_the_entry(tiers, tmp_path):
+    assert tiers.root == tiers.local.root and tiers.dry is False
+    assert tiers.location == f"{tiers.local.location} (remote {tiers.remote.url})"
+    final = final_of(tiers)
+    draft, meta = staged(Path(tiers.draft_path()), OURS)
+    tiers.publish(draft, final, meta)
+    before = tiers.remote.calls
+    prefix = tiers.stage_prefix("exp", PARAMS, "fit")
+    assert str(tiers.find_by_lineage(prefix, "L" * 64, ["model"]).directory) == final
+    entry, problem = tiers.recheck(final, KEY, ["model"])
+    assert problem is None and str(entry.directory) == final
+    assert tiers.remote.calls == before  # the remote was not asked
+
+
+def test_a_damaged_remote_entry_is_named_when_the_local_tier_has_none(tiers, tmp_path):
+    final = _remote_only(tiers, tmp_path)
+    target = tiers._remote_path(final)
+    tiers.remote.fs.pipe_file(f"{target}/{META_NAME}", b"{not json")
+    entry, problem = tiers.lookup(final, KEY, ["model"])
+    assert entry is None
+    assert problem == f"damaged metadata {tiers.remote.display(target)}/{META_NAME}: it is not JSON"
+
+
+def test_a_remote_lost_during_a_lineage_lookup_leaves_the_run_to_the_local_tier(
+    tiers, tmp_path, monkeypatch
+):
+    _remote_only(tiers, tmp_path)
+    assert tiers.lookup(final_of(tiers, "other"), KEY, ["model"]) == (None, None)  # reached
+
+    def cut(*args, **kwargs):
+        raise ConnectionError("connection reset")
+
+    monkeypatch.setattr(tiers.remote.fs, "ls", cut)
+    prefix = tiers.stage_prefix("exp", PARAMS, "fit")
+    assert tiers.find_by_lineage(prefix, "L" * 64, ["model"]) is None
+    assert "connection reset" in tiers.offline
+    (warning,) = tiers.warnings
+    assert warning.startswith(f"remote {tiers.remote.url} stopped answering (")
+
+
+def test_an_entry_recomputed_on_purpose_replaces_the_one_on_the_remote(tiers, tmp_path):
+    final = _remote_only(tiers, tmp_path, files=THEIRS)
+    draft, meta = staged(Path(tiers.draft_path()), OURS)
+    tiers.publish(draft, final, meta, replace=True)  # --overwrite
+    tiers.flush()
+    there = tiers.remote.lookup(tiers._remote_path(final), KEY, ["model"])[0]
+    assert read_remote(tiers.remote, there) == OURS["model.json"]
+
+
+def test_cache_push_uploads_an_entry_where_the_local_tier_has_it(tmp_path):
+    local = LocalStore(tmp_path / "cache")
+    remote = FsspecStore(f"memory://curi-{uuid.uuid4().hex}")
+    final = local.entry_dir(local.stage_prefix("exp", PARAMS, "fit"), KEY)
+    draft, meta = staged(Path(local.draft_path()), OURS)
+    local.publish(draft, final, meta)
+    (entry,) = local.entries()
+    assert push_entry(local, remote, entry) is True
+    target = remote.path_of(entry.rel(local.root))
+    assert read_remote(remote, remote.lookup(target, KEY, ["model"])[0]) == OURS["model.json"]
+
+
+def read_remote(remote: FsspecStore, entry) -> bytes:
+    return remote.fs.cat_file(f"{entry.directory}/{entry.meta['objects']}/model.json")
+
+
+def test_an_empty_file_adds_nothing_to_what_a_run_says_it_pushed(tiers):
+    draft, meta = staged(Path(tiers.draft_path()), {"model.json": b""})
+    tiers.publish(draft, final_of(tiers), meta)
+    tiers.flush()
+    assert tiers.transfers["pushed"] == {"entries": 1, "bytes": 0}
