@@ -51,13 +51,17 @@ SELECTION: dict[str, list[str]] = {
         "tests/engine/test_plan.py",
         "tests/engine/test_key_components.py",
     ],
-    "store/entry.py": [
-        "tests/store/test_hostile_meta.py",
-        "tests/store/test_file_checks.py",
-        "tests/store/test_store_contract.py",
-        "tests/store/test_entry_files.py",
-        "tests/cli/test_cache_commands.py",  # `cache verify`, `cache ls --json`
-    ],
+    # entry.py and file_checks.py were one module (the verifier of cached files moved out).
+    **dict.fromkeys(
+        ("store/entry.py", "store/file_checks.py"),
+        [
+            "tests/store/test_hostile_meta.py",
+            "tests/store/test_file_checks.py",
+            "tests/store/test_store_contract.py",
+            "tests/store/test_entry_files.py",
+            "tests/cli/test_cache_commands.py",  # `cache verify`, `cache ls --json`
+        ],
+    ),
     # The contract's local and memory:// cases and the tiers over memory://: its S3 cases and
     # the runs over a bucket (test_shared_cache) reach the same code of FsspecStore through
     # moto's server, many times slower per mutant. store/remote.py is FsspecStore made of four
@@ -89,6 +93,7 @@ SELECTION: dict[str, list[str]] = {
 # S3 cases take 15 s, the other 80 cases 4 s.
 LEFT_OUT: dict[str, str] = {
     "store/entry.py": "s3 or tiered",
+    "store/file_checks.py": "s3 or tiered",
     **{f"store/remote_{part}.py": "s3 or tiered" for part in ("folder", "read", "tidy")},
     # The concurrent conditional creates of a batch run on an async filesystem only (s3fs):
     # the batch cases over S3 are kept for them.
@@ -99,6 +104,7 @@ CORE = [
     "engine/keys.py",
     "engine/decide.py",
     "store/entry.py",
+    "store/file_checks.py",
     "store/remote_folder.py",
     "store/remote_read.py",
     "store/remote_write.py",
