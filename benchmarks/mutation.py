@@ -52,16 +52,16 @@ SELECTION: dict[str, list[str]] = {
         "tests/engine/test_key_components.py",
     ],
     # entry.py and file_checks.py were one module (the verifier of cached files moved out).
-    **dict.fromkeys(
-        ("store/entry.py", "store/file_checks.py"),
-        [
+    **{
+        module: [
             "tests/store/test_hostile_meta.py",
             "tests/store/test_file_checks.py",
             "tests/store/test_store_contract.py",
             "tests/store/test_entry_files.py",
             "tests/cli/test_cache_commands.py",  # `cache verify`, `cache ls --json`
-        ],
-    ),
+        ]
+        for module in ("store/entry.py", "store/file_checks.py")
+    },
     # The contract's local and memory:// cases and the tiers over memory://: its S3 cases and
     # the runs over a bucket (test_shared_cache) reach the same code of FsspecStore through
     # moto's server, many times slower per mutant. store/remote.py is FsspecStore made of four
