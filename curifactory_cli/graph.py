@@ -71,7 +71,9 @@ class Node:
     key: str | None = None
     lineage_key: str | None = None
     key_parts: dict[str, Any] | None = None
-    probe: str | None = None  # the key but the parameters (engine.sharing)
+    # The key but the parameters (engine.sharing): what it digests, and the digest once made.
+    probe_source: str | None = None
+    probe: str | None = None
     outcome: Outcome | None = None
     reason: str = ""
     seconds: float = 0.0

@@ -183,7 +183,7 @@ class Record:
             return self._combo_hash
         if self._hash is None:
             self._hash = self.manager._params_hash(read_whole(self.params))
-        elif self.params is not None:
+        elif self._running_stage is not None:
             read_whole(self.params)  # inside a stage, a value made from the whole set
         return self._hash
 

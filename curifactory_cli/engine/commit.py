@@ -19,6 +19,7 @@ from curifactory_cli.engine.decide import shareable
 from curifactory_cli.engine.execute import bound_cacher
 from curifactory_cli.engine.jobs import Job, JobResult, RecordInfo
 from curifactory_cli.engine.keys import params_json
+from curifactory_cli.engine.sharing import probe_of_call
 from curifactory_cli.errors import CurifactoryError
 from curifactory_cli.graph import Node, OutputRef, entry_namespace
 from curifactory_cli.metrics import METRICS_FILE, load_metrics
@@ -115,11 +116,12 @@ class Committer:
                 upload_error=result.upload_error,
             )
             location = str(node.entry_dir)
-            if self.sharing is not None and node.probe is not None and shareable(node):
+            probe = probe_of_call(node)
+            if self.sharing is not None and probe is not None and shareable(node):
                 self.sharing.add(
                     meta["experiment"],
                     node.stage.name,
-                    node.probe,
+                    probe,
                     meta["reads"],
                     meta["params_hash"],
                     meta["key"],
@@ -174,7 +176,10 @@ class Committer:
     def _entry_file(self, node: Node, meta: dict[str, Any], rel: str) -> bytes | None:
         """The bytes of one of the entry's extra files, checked against its checksum; None
         when the entry lists no such file."""
-        info = next((f for f in meta.get("extra_files") or () if f.get("path") == rel), None)
+        files = meta.get("extra_files")
+        if not files:  # most entries: a cached run asks twice per call
+            return None
+        info = next((f for f in files if f.get("path") == rel), None)
         if info is None:
             return None
         directory = str(node.entry_dir)

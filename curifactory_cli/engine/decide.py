@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from curifactory_cli.discovery import find_project_root
-from curifactory_cli.engine.sharing import Sharing, probe_of
+from curifactory_cli.engine.sharing import Sharing, probe_of, probe_of_call
 from curifactory_cli.fingerprint import CodeFingerprinter
 from curifactory_cli.graph import entry_namespace
 from curifactory_cli.parameters.read_values import ABSENT, first_difference, value_at
@@ -390,7 +390,7 @@ class FactFinder:
         key: str | None,
         fresh: bool,
         key_parts: dict[str, Any] | None = None,
-        probe: str | None = None,
+        keyed: Any = None,
     ) -> Facts:
         """`key` is the data key when every input's version is known, else None; `key_parts`
         are its parts (default: `node.key_parts`, where the scheduler keeps them)."""
@@ -400,7 +400,7 @@ class FactFinder:
             )
         prefix = self.stage_prefix(node)
         parts = node.key_parts if key_parts is None else key_parts
-        probe = node.probe if probe is None else probe
+        keyed = node if keyed is None else keyed  # what holds its probe (a NodePlan: planning)
         entry_dir = None if key is None else self.store.entry_dir(prefix, key)
         return Facts(
             cached_stage=True,
@@ -417,9 +417,7 @@ class FactFinder:
             if key is None
             else partial(self.explainer.explain, node, prefix, parts, key=key),
             # Asked only on a miss: a cached run never reads the reads index.
-            shared=None
-            if entry_dir is None or probe is None or not self.shares(node)
-            else partial(self.share, node, probe, entry_dir),
+            shared=None if entry_dir is None else partial(self.share, node, keyed, entry_dir),
         )
 
     def shares(self, node: Node) -> bool:
@@ -432,8 +430,12 @@ class FactFinder:
             )
         return found
 
-    def share(self, node: Node, probe: str, own: str) -> tuple[Entry, str] | None:
-        """Another set's entry this call may use (see engine.sharing)."""
+    def share(self, node: Node, keyed: Any, own: str) -> tuple[Entry, str] | None:
+        """Another set's entry this call may use (see engine.sharing); `keyed` holds its
+        probe (the node, or the planner's plan of it)."""
+        probe = probe_of_call(keyed)
+        if probe is None or not self.shares(node):
+            return None
         namespace = entry_namespace(node, self.experiment)
         if not self.sharing.known(namespace, node.stage.name, probe):
             return None

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from curifactory_cli.engine.jobmaker import InputDamaged
 from curifactory_cli.engine.jobs import Failure, Job, JobResult, rebuild_error
-from curifactory_cli.engine.keys import memory_version
+from curifactory_cli.engine.keys import known_version, memory_version
 from curifactory_cli.engine.node_states import RUNNING, NodeStates
 from curifactory_cli.errors import CacheError, CurifactoryError, StageError
 from curifactory_cli.events import NodeStarted, NodeWaiting
@@ -62,7 +62,8 @@ class Dispatcher(NodeStates):
         # Inputs are final now (a damaged upstream may have been recomputed): key them, unless
         # the key was made from these very versions.
         if self._keyed.pop(node.index, None) != [ref.version for ref in node.upstream()]:
-            node.key_parts, node.key, node.probe = self.keys.data_key(node, lambda r: r.version)
+            node.key_parts, node.key, node.probe_source = self.keys.data_key(node, known_version)
+            node.probe = None
         if node.is_cached_stage:
             assert node.key is not None  # keyed above
             node.entry_dir = self.finder.entry_dir(node, node.key)

@@ -66,6 +66,11 @@ def params_json(params: Any) -> Any:
     return {"name": getattr(params, "name", None), **data}
 
 
+def known_version(ref: OutputRef) -> str | None:
+    """An input's data version as the run knows it (None until its producer settled)."""
+    return ref.version
+
+
 def memory_version(key: str, output: str) -> str:
     """An in-memory output has no bytes to checksum: its version is derived from its key."""
     return digest(f"memory:{key}:{output}")
@@ -122,14 +127,15 @@ class KeyMaker:
         return inputs
 
     def data_key(self, node: Node, version: Version) -> tuple[dict[str, Any], str, str]:
-        """The data key's parts, the key, and its probe: the digest of every part but the
-        parameters (see engine.sharing), from one encoding of the parts."""
+        """The data key's parts, the key, and what its probe digests: every part but the
+        parameters (see engine.sharing; digested only when a call misses or runs), from one
+        encoding of the parts."""
         parts = {**self.base(node), "inputs": self.input_parts(node, version)}
         text = canonical_json(parts)
         # Keys are sorted, and "stage" follows "params": leaving out `"params":<hash>,` is
         # the encoding of the parts without it.
-        probe = digest(text.replace(f'"params":"{parts["params"]}",', "", 1))  # a hex digest
-        return parts, digest(text), probe
+        probe_source = text.replace(f'"params":"{parts["params"]}",', "", 1)  # a hex digest
+        return parts, digest(text), probe_source
 
     def lineage_probe(self, node: Node, probes: Callable[[Node], str]) -> str:
         """The lineage key but the parameters, of the call and of every call upstream of it:

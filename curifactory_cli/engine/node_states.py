@@ -50,6 +50,7 @@ class NodeStates:
     _done: set[int]  # settled: consumers were told
     _repaired: set[int]  # recomputed because their entry was damaged
     _stop: BaseException | None  # what stops the run (running jobs finish first)
+    _followers: dict[int, list[tuple[int, str]]]  # see Scheduler._follows
 
     def _emit(self, event: Event) -> None:
         self.events.emit(event)
@@ -88,7 +89,8 @@ class NodeStates:
     def _settled(self, node: Node) -> None:
         """The node's consumers may be decidable now (once: a deferred call that later runs,
         or a damaged entry that is recomputed, is not settled twice)."""
-        self._release_followers(node)  # each time: a deferred leader settles again when run
+        if self._followers:  # each time: a deferred leader settles again when it runs
+            self._release_followers(node)
         if node.index in self._done:
             return
         self._done.add(node.index)

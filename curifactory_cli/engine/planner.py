@@ -24,6 +24,7 @@ from curifactory_cli.engine.decide import (
     unneeded,
 )
 from curifactory_cli.engine.keys import memory_version
+from curifactory_cli.engine.sharing import probe_of_call
 from curifactory_cli.graph import Node, OutputRef, producers_through_memory
 from curifactory_cli.wording import plural
 
@@ -50,7 +51,8 @@ class NodePlan:
     depends_on: list[str] = field(default_factory=list)  # stages whose re-run decides a MAYBE
     key: str | None = None
     key_parts: dict[str, Any] | None = None
-    probe: str | None = None
+    probe: str | None = None  # see sharing.probe_of_call
+    probe_source: str | None = None
     entry: str | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -115,7 +117,8 @@ class Planner:
         item = self._plans[node.index]
         known = all(self._version(ref) is not None for ref in node.upstream())
         if known:
-            item.key_parts, item.key, item.probe = self.keys.data_key(node, self._version)
+            item.key_parts, item.key, item.probe_source = self.keys.data_key(node, self._version)
+            item.probe = None
             if not node.is_cached_stage:
                 for ref in node.outputs:
                     self._versions[ref] = memory_version(item.key, ref.name)
@@ -127,7 +130,7 @@ class Planner:
             item.key if known else None,
             fresh,
             item.key_parts if known else None,
-            item.probe if known else None,
+            item if known else None,
         )
         if facts.entry_dir is not None:
             item.entry = facts.entry_dir
@@ -267,7 +270,7 @@ class Planner:
             if top.index in probes:
                 stack.pop()
                 continue
-            known = self._plans[top.index].probe
+            known = probe_of_call(self._plans[top.index])
             if known is not None:
                 probes[top.index] = known
                 stack.pop()

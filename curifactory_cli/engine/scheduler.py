@@ -30,8 +30,10 @@ from curifactory_cli.engine.decide import (
 )
 from curifactory_cli.engine.dispatch import Dispatcher
 from curifactory_cli.engine.jobmaker import JobMaker
+from curifactory_cli.engine.keys import known_version
 from curifactory_cli.engine.node_states import DEFERRED, FOLLOWING, REDECIDE
 from curifactory_cli.engine.runners import InlineRunner
+from curifactory_cli.engine.sharing import probe_of_call
 from curifactory_cli.graph import Node, Outcome, entry_namespace, producers_through_memory
 
 if TYPE_CHECKING:
@@ -256,7 +258,8 @@ class Scheduler(Dispatcher):
         """Compute the node's keys (as far as its inputs allow) and what decide() needs."""
         known = all(ref.version is not None for ref in node.upstream())
         if known:
-            node.key_parts, node.key, node.probe = self.keys.data_key(node, lambda r: r.version)
+            node.key_parts, node.key, node.probe_source = self.keys.data_key(node, known_version)
+            node.probe = None
             self._keyed[node.index] = [ref.version for ref in node.upstream()]
             if not node.is_cached_stage:
                 self._set_memory_versions(node)
@@ -292,8 +295,10 @@ class Scheduler(Dispatcher):
         """A call that must run waits, instead, for a call of another set computing the same
         thing (the same probe) right now: once that one is published, this one may use its
         entry (when it read nothing this set has otherwise), or runs after all."""
-        probe = node.probe
-        if probe is None or node.key is None or not self.finder.shares(node):
+        if node.key is None or not self.finder.shares(node):
+            return False
+        probe = probe_of_call(node)
+        if probe is None:
             return False
         sharing = self.finder.sharing
         # Before any call of this probe has run, every one waits for the first; once one has
@@ -315,8 +320,8 @@ class Scheduler(Dispatcher):
             if follower.outcome is not None or self._state.get(index) != FOLLOWING:
                 continue
             del self._state[index]
-            assert follower.probe is not None and follower.entry_dir is not None
-            found = self.finder.share(follower, follower.probe, follower.entry_dir)
+            assert follower.entry_dir is not None
+            found = self.finder.share(follower, follower, follower.entry_dir)
             if found is not None:
                 self._hit(follower, found[0], found[1])
             else:

@@ -40,6 +40,16 @@ def probe_of(parts: dict[str, Any]) -> str:
     return digest(canonical_json({k: v for k, v in parts.items() if k != "params"}))
 
 
+def probe_of_call(call: Any) -> str | None:
+    """The probe of a keyed call (a Node, or the planner's NodePlan), digested when first
+    asked for: a cached call never needs it."""
+    if call.probe is None and call.probe_source is not None:
+        call.probe = digest(call.probe_source)
+        call.probe_source = None
+    probe: str | None = call.probe
+    return probe
+
+
 def shared_reason(meta: dict[str, Any], own: str) -> str:
     """Why a call of set `own` is served from an entry made under other parameter values,
     naming what its call read."""

@@ -182,7 +182,12 @@ def _reads_problem(reads: dict[str, Any]) -> bool:
     items = reads.get("items")
     if type(reads.get("everything")) is not bool or type(items) is not list:
         return True
-    return not all(type(i) is list and [type(x) for x in i] == [str, str] for i in items)
+    for item in items:  # (most calls read a few parameters, or none)
+        if type(item) is not list or len(item) != 2:
+            return True
+        if type(item[0]) is not str or type(item[1]) is not str:
+            return True
+    return False
 
 
 def _field_problem(meta: dict[str, Any], check_text: bool) -> str | None:

@@ -315,6 +315,7 @@ def test_a_stage_never_run_for_this_experiments_set_is_not_computed_yet():
         cacher_templates=None,
         key_parts=None,
         probe=None,
+        probe_source=None,
     )
     found = finder.facts(call, "L" * 64, "k" * 64, fresh=False, key_parts=PARTS)
     assert found.explain() == NOT_COMPUTED
@@ -338,6 +339,7 @@ def test_the_facts_of_a_stage_call():
         cacher_templates=None,
         key_parts=None,
         probe=None,
+        probe_source=None,
     )
     known = finder.facts(cached, "L", "k" * 64, fresh=True)
     assert (known.cached_stage, known.leaf, known.forced, known.inputs_known) == (
