@@ -260,7 +260,8 @@ class MissExplainer:
             if entry is None:
                 continue
             own = entry.meta.get("record") == node.record_name
-            rank = (own, str(_part(entry.meta, "timings").get("finished", "")))
+            # Its own first, then the newest (to the second, then by when it was written).
+            rank = (own, str(_part(entry.meta, "timings").get("finished", "")), entry.created)
             if newest is None or rank > newest[0]:
                 newest = (rank, entry.meta, reads)
         if newest is None:

@@ -221,6 +221,11 @@ def test_the_parts_of_a_stage_calls_keys_are_these_and_no_others(project):
 
     lineage_parts = {**base, "inputs": {**inputs, "numbers": "L:numbers"}, "lineage": True}
     assert keys.lineage_key(node, lambda n: "L") == digest(canonical_json(lineage_parts))
+    # The lineage probe (how `curi plan` tells which calls may share): the lineage key's
+    # parts but the parameters, with the probes of the calls it reads from.
+    probe_parts = {k: v for k, v in lineage_parts.items() if k != "params"}
+    probe_parts["inputs"] = {**inputs, "numbers": "P:numbers"}
+    assert keys.lineage_probe(node, lambda n: "P") == digest(canonical_json(probe_parts))
 
     # A cacher instance is its type and its options (a class has no options).
     from curifactory_cli.caching import JsonCacher

@@ -265,3 +265,53 @@ def test_a_call_whose_inputs_are_not_known_yet_is_told_removed_by_its_lineage(pi
             stage,
             reason,
         )
+
+
+# ------------------------------------------------------------------ which value changed
+FIELDS = """
+import curifactory_cli as cf
+from curifactory_cli.caching import JsonCacher
+
+@cf.stage(outputs=["out"], cachers=[JsonCacher])
+def fit(record):
+    p = record.params
+    return [p.alpha, p.get("zeta"), p.model.depth]
+
+def run(param_sets, manager):
+    for p in param_sets:
+        fit(cf.Record(manager, p))
+"""
+
+
+def _reason(project, stage="fit", record="b"):
+    result = project.run("fields", "params/p.yaml")
+    assert result.ok, result.error
+    (node,) = [n for n in result.graph.nodes if (n.stage.name, n.record_name) == (stage, record)]
+    return node.reason
+
+
+def _sets(b_zeta, b_depth=3, b_extra=""):
+    return (
+        "- name: a\n  alpha: 1\n  zeta: 1\n  model: {depth: 3}\n"
+        f"- name: b\n  alpha: 1\n  zeta: {b_zeta}\n  model: {{depth: {b_depth}}}\n{b_extra}"
+    )
+
+
+def test_a_miss_names_the_value_read_that_changed_against_the_sets_newest_entry(project):
+    project.write("experiments/fields.py", FIELDS)
+    project.write("params/p.yaml", _sets(2))
+    assert _reason(project) == "not computed yet"
+    project.write("params/p.yaml", _sets(3))
+    # b's own entry (zeta 2), not a's (zeta 1).
+    assert _reason(project) == "parameters changed (zeta: 2 -> 3)"
+    project.write("params/p.yaml", _sets(4))
+    assert _reason(project) == "parameters changed (zeta: 3 -> 4)"  # the newest one
+    project.write("params/p.yaml", _sets(4, b_depth=5))
+    assert _reason(project) == "parameters changed (model.depth: 3 -> 5)"
+    project.write("params/p.yaml", _sets('"a long text value that goes on and on and on"', 5))
+    assert _reason(project) == (
+        'parameters changed (zeta: 4 -> "a long text value that goes on and on …)'
+    )
+    # A value that is not there any more is "(none)".
+    project.write("params/p.yaml", "- name: a\n  alpha: 1\n  model: {depth: 3}\n")
+    assert _reason(project, record="a") == "parameters changed (zeta: 1 -> (none))"
