@@ -198,22 +198,3 @@ def test_cache_inspect_says_what_the_call_read(project, cli):
     data = json.loads(cli("cache", "inspect", ids["some"], "--json").stdout)
     read = [path for path, _ in data["params"]["reads"]["items"]]
     assert read == ["lr", "model", "model.depth", "seed"]
-
-
-@pytest.mark.parametrize(
-    "reads",
-    [
-        {"everything": "no", "items": []},
-        {"everything": False, "items": "lr"},
-        {"everything": False, "items": [["lr"]]},
-        {"everything": False, "items": [["lr", 5]]},
-        {"everything": False},
-    ],
-)
-def test_malformed_reads_make_an_entry_damaged(reads):
-    from curifactory_cli.store.entry import shape_problem
-
-    assert shape_problem({"key": "k", "reads": {"everything": False, "items": []}}) is None
-    assert shape_problem({"key": "k", "reads": reads}) == (
-        "field 'reads' is not a list of parameter paths and digests"
-    )

@@ -410,3 +410,32 @@ def test_metadata_nested_as_deep_as_allowed_is_read_and_one_more_is_refused(as_b
 @pytest.mark.parametrize("data", [b'{"stage": "fit"}', b'["key"]', b'"key"'])
 def test_json_that_is_not_an_object_with_a_key_is_not_metadata(data):
     assert check_meta(data) == (None, "it is not an entry's metadata")
+
+
+@pytest.mark.parametrize(
+    "reads",
+    [
+        {"everything": "no", "items": []},
+        {"everything": False, "items": "lr"},
+        {"everything": False, "items": [["lr"]]},
+        {"everything": False, "items": [["lr", 5]]},
+        {"everything": False, "items": [[5, "d"]]},
+        {"everything": False, "items": [["lr", "d", "x"]]},
+        {"everything": False, "items": [["lr", "d"], "x"]},
+        {"everything": False, "items": [["lr", "d"], ("a", "d")]},
+        {"everything": 1, "items": []},
+        {"everything": False},
+    ],
+)
+def test_malformed_reads_make_an_entry_damaged(reads):
+    """What a call read of its parameters decides which other sets its entry serves: a
+    malformed list makes the entry damaged, as any malformed field does."""
+    from curifactory_cli.store.entry import shape_problem
+
+    good = [["a", "d"], ["b.c", "e"]]
+    assert shape_problem({"key": "k", "reads": {"everything": False, "items": good}}) is None
+    assert shape_problem({"key": "k", "reads": {"everything": True, "items": []}}) is None
+    assert shape_problem({"key": "k", "reads": None}) is None  # made before reads were kept
+    assert shape_problem({"key": "k", "reads": reads}) == (
+        "field 'reads' is not a list of parameter paths and digests"
+    )
