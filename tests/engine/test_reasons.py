@@ -315,3 +315,78 @@ def test_a_miss_names_the_value_read_that_changed_against_the_sets_newest_entry(
     # A value that is not there any more is "(none)".
     project.write("params/p.yaml", "- name: a\n  alpha: 1\n  model: {depth: 3}\n")
     assert _reason(project, record="a") == "parameters changed (zeta: 1 -> (none))"
+
+
+def test_a_value_in_a_reason_is_short_json():
+    from curifactory_cli.engine.decide import _shown
+    from curifactory_cli.parameters.read_values import ABSENT
+
+    assert _shown(0.5) == "0.5" and _shown("é") == '"é"' and _shown(ABSENT) == "(none)"
+    assert _shown({1}) == '"{1}"'  # not JSON: its repr
+    assert _shown("x" * 38) == '"' + "x" * 38 + '"'  # 40 characters: whole
+    assert _shown("x" * 39) == '"' + "x" * 38 + "…"  # 41: cut to 39 and an ellipsis
+
+
+SHARED_THEN_CHANGED = """
+import curifactory_cli as cf
+from curifactory_cli.caching import JsonCacher
+
+@cf.stage(outputs=["out"], cachers=[JsonCacher])
+def fit(record):
+    return record.params.alpha
+
+@cf.stage(inputs=["out"], outputs=["tagged"], cachers=[JsonCacher])
+def tag(record, out):
+    return [out, record.params.tag]
+
+def run(param_sets, manager):
+    for p in param_sets:
+        tag(fit(cf.Record(manager, p)))
+"""
+
+
+def test_a_call_that_shared_another_sets_entry_names_the_value_that_changed(project):
+    """b's `fit` used a's entry (both read alpha 1); b has entries of its own (`tag`), so
+    it ran before: once its alpha changes, the miss names it."""
+    project.write("experiments/fields.py", SHARED_THEN_CHANGED)
+    project.write(
+        "params/p.yaml", "- name: a\n  alpha: 1\n  tag: x\n- name: b\n  alpha: 1\n  tag: y\n"
+    )
+    assert project.run("fields", "params/p.yaml").ok
+    project.write(
+        "params/p.yaml", "- name: a\n  alpha: 1\n  tag: x\n- name: b\n  alpha: 2\n  tag: y\n"
+    )
+    assert _reason(project) == "parameters changed (alpha: 1 -> 2)"
+    # A set never run before: nothing changed for it, it was not computed.
+    project.write("params/p.yaml", "- name: c\n  alpha: 3\n  tag: z\n")
+    assert _reason(project, record="c") == "not computed yet"
+
+
+def test_which_calls_may_share(project):
+    from types import SimpleNamespace
+
+    from curifactory_cli.engine.decide import FactFinder, shareable
+
+    def call(**changes):
+        fields = {
+            "index": len(changes),
+            "is_cached_stage": True,
+            "stage": SimpleNamespace(is_aggregate=False, params=None, name="s"),
+            "record": SimpleNamespace(params=object(), input_records=[]),
+        }
+        return SimpleNamespace(**{**fields, **changes})
+
+    assert shareable(call())
+    assert not shareable(call(is_cached_stage=False))
+    assert not shareable(call(stage=SimpleNamespace(is_aggregate=True, params=None)))
+    assert not shareable(call(stage=SimpleNamespace(is_aggregate=False, params="all")))
+    assert not shareable(call(record=SimpleNamespace(params=None, input_records=[])))
+    assert FactFinder(None, "exp").shares(call())
+    assert not FactFinder(None, "exp", whole_params=True).shares(call())
+    assert not FactFinder(None, "exp", overwrite=True).shares(call())
+    # Asked once per call: the answer is kept.
+    finder = FactFinder(None, "exp")
+    first = call()
+    assert finder.shares(first)
+    first.is_cached_stage = False
+    assert finder.shares(first)
