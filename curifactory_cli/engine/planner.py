@@ -9,6 +9,7 @@ re-run and may or may not reproduce identical outputs), it says so.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -138,19 +139,11 @@ class Planner:
 
     def _lineage_of(self, node: Node) -> str:
         """The node's lineage key, made with those of its upstream calls when first asked."""
-        lineage, stack = self._lineage, [node]
-        while stack:
-            top = stack[-1]
-            if top.index in lineage:
-                stack.pop()
-                continue
-            missing = [r.node for r in top.upstream() if r.node.index not in lineage]
-            if missing:
-                stack.extend(missing)
-                continue
-            lineage[top.index] = self.keys.lineage_key(top, lambda n: lineage[n.index])
-            stack.pop()
-        return lineage[node.index]
+        return _upstream_first(
+            node,
+            self._lineage,
+            lambda top: self.keys.lineage_key(top, lambda n: self._lineage[n.index]),
+        )
 
     # ------------------------------------------------------------------ decisions
     def _uncertain(self, ref: OutputRef) -> bool:
@@ -264,24 +257,12 @@ class Planner:
         """The call's probe when its inputs' data is known; else its lineage probe, made
         from the probes of the calls it reads from (the same for calls of two sets that
         compute the same thing if they read the same values)."""
-        probes, stack = self._probes, [node]
-        while stack:
-            top = stack[-1]
-            if top.index in probes:
-                stack.pop()
-                continue
-            known = probe_of_call(self._plans[top.index])
-            if known is not None:
-                probes[top.index] = known
-                stack.pop()
-                continue
-            missing = [r.node for r in top.upstream() if r.node.index not in probes]
-            if missing:
-                stack.extend(missing)
-                continue
-            probes[top.index] = self.keys.lineage_probe(top, lambda n: probes[n.index])
-            stack.pop()
-        return probes[node.index]
+        return _upstream_first(
+            node,
+            self._probes,
+            lambda top: self.keys.lineage_probe(top, lambda n: self._probes[n.index]),
+            known=lambda top: probe_of_call(self._plans[top.index]),
+        )
 
     def _cached(self, node: Node, entry: Entry, reason: str = HIT) -> None:
         item = self._plans[node.index]
@@ -398,3 +379,30 @@ def _maybe_reused(plans: list[NodePlan]) -> set[tuple[str, str, Any]]:
 
 def _code_part(item: NodePlan) -> Any:
     return item.key_parts["code"] if item.key_parts else None
+
+
+def _upstream_first(
+    node: Node,
+    memo: dict[int, str],
+    make: Callable[[Node], str],
+    known: Callable[[Node], str | None] = lambda top: None,
+) -> str:
+    """`memo[node.index]`, made (`make(call)`, once every call it reads from has its value,
+    unless `known(call)` gives it at once) for the node and every call upstream of it that
+    has none yet; iterative: a chain of any length."""
+    stack = [node]
+    while stack:
+        top = stack[-1]
+        if top.index in memo:
+            stack.pop()
+            continue
+        value = known(top)
+        if value is None:
+            missing = [r.node for r in top.upstream() if r.node.index not in memo]
+            if missing:
+                stack.extend(missing)
+                continue
+            value = make(top)
+        memo[top.index] = value
+        stack.pop()
+    return memo[node.index]
