@@ -33,7 +33,7 @@ h4 { font-size: 14px; margin: 14px 0 6px; color: var(--muted); }
 table { border-collapse: collapse; }
 td, th { padding: 3px 10px 3px 0; text-align: left; vertical-align: top; }
 table.grid td, table.grid th { border-bottom: 1px solid var(--line); padding: 4px 10px; }
-table.grid td { overflow-wrap: anywhere; }  /* a set's name in a reason is one long word */
+table.grid td.reason { overflow-wrap: anywhere; min-width: 12em; }  /* a set name: one long word */
 table.grid th { background: var(--band); position: sticky; top: 38px; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 .info th { color: var(--muted); font-weight: 500; white-space: nowrap; }
@@ -108,7 +108,7 @@ SCRIPT = """
     var out = cell(tr, ''); var pill = document.createElement('span');
     pill.className = 'pill ' + data.outcomes[c[2]]; pill.textContent = data.outcomes[c[2]];
     out.appendChild(pill);
-    cell(tr, c[3] ? c[3].toFixed(3) : '', 'num'); cell(tr, data.reasons[c[6]] || '');
+    cell(tr, c[3] ? c[3].toFixed(3) : '', 'num'); cell(tr, data.reasons[c[6]] || '', 'reason');
     cell(tr, (c[4] || '').slice(0, 16), 'mono').title = c[4] || ''; cell(tr, c[5] || '', 'mono');
     body.appendChild(tr); rows.push(tr);
   });
