@@ -216,7 +216,9 @@ def set_hash_functions(*args: Any, **kwargs: Any) -> Any:
 
 
 def _representations(params: Any) -> dict[str, Any]:
-    reps = getattr(params, "hash_representations", None) or {}
+    reps = getattr(params, "hash_representations", None)
+    if not reps:  # most sets have none (a mapping's check below is an ABC's: slow)
+        return {}
     if isinstance(reps, dataclasses.Field):
         # `field(default_factory=lambda: set_hash_functions(...))` wraps the field in a field.
         factory: Any = reps.default_factory

@@ -434,8 +434,10 @@ class FactFinder:
     def share(self, node: Node, keyed: Any, own: str) -> tuple[Entry, str] | None:
         """Another set's entry this call may use (see engine.sharing); `keyed` holds its
         probe (the node, or the planner's plan of it)."""
+        if not self.shares(node):
+            return None
         probe = probe_of_call(keyed)
-        if probe is None or not self.shares(node):
+        if probe is None:
             return None
         namespace = entry_namespace(node, self.experiment)
         if not self.sharing.known(namespace, node.stage.name, probe):

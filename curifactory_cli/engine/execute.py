@@ -34,7 +34,7 @@ from curifactory_cli.errors import (
     MetricError,
     OutputSignatureError,
 )
-from curifactory_cli.parameters.reads import read_whole, watch
+from curifactory_cli.parameters.reads import watch, whole_reads
 from curifactory_cli.provenance import imported_distributions
 from curifactory_cli.store import (
     CorruptEntryError,
@@ -284,9 +284,10 @@ def _call(
     inputs.clear()
     params = record.params
     if params is not None:
-        record.params, result.reads = watch(params)
-        if job.whole_params:
-            record.params = read_whole(record.params)
+        if job.whole_params:  # keyed on the whole set: nothing to record, nothing shared
+            result.reads = whole_reads()
+        else:
+            record.params, result.reads = watch(params)
     try:
         if job.is_aggregate:
             returned = fn(record, record.input_records, *args, **call_inputs)

@@ -135,6 +135,9 @@ class Scheduler(Dispatcher):
         # Sharing in the run (engine.sharing): probe -> the call computing it, and the calls
         # of other sets waiting to see whether they can use its entry.
         self._leaders: dict[tuple[str, Any], int] = {}
+        # Probes whose first call settled giving nothing to share (it took the whole set,
+        # or failed): their calls run side by side, none waits for another.
+        self._unshared: set[str] = set()
         self._followers: dict[int, list[tuple[int, str]]] = {}
 
     # ------------------------------------------------------------------ driving
@@ -298,7 +301,7 @@ class Scheduler(Dispatcher):
         if node.key is None or not self.finder.shares(node):
             return False
         probe = probe_of_call(node)
-        if probe is None:
+        if probe is None or probe in self._unshared:
             return False
         sharing = self.finder.sharing
         # Before any call of this probe has run, every one waits for the first; once one has
@@ -315,7 +318,14 @@ class Scheduler(Dispatcher):
         return True
 
     def _release_followers(self, node: Node) -> None:
-        for index, reason in self._followers.pop(node.index, ()):
+        followers = self._followers.pop(node.index, ())
+        if followers and node.probe is not None:
+            namespace = entry_namespace(node, self.experiment)
+            if not self.finder.sharing.known(namespace, node.stage.name, node.probe):
+                # Else each follower, requested again, would wait for the next: one at a
+                # time, and quadratic in their number.
+                self._unshared.add(node.probe)
+        for index, reason in followers:
             follower = self.nodes[index]
             if follower.outcome is not None or self._state.get(index) != FOLLOWING:
                 continue

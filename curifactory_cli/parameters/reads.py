@@ -57,6 +57,7 @@ __all__ = [
     "unwrap",
     "value_at",
     "watch",
+    "whole_reads",
 ]
 
 _get = object.__getattribute__
@@ -156,6 +157,14 @@ def watch(params: Any) -> tuple[Any, Reads]:
         _take_whole(reads, params, (), None, None)
         return params, reads
     return view, reads
+
+
+def whole_reads() -> Reads:
+    """What a call keyed on its whole set (`params="all"`) is said to have read: everything
+    (with no digest: its key holds the set's hash)."""
+    reads = Reads()
+    reads.everything = True
+    return reads
 
 
 def unwrap(value: Any) -> Any:

@@ -157,6 +157,52 @@ def test_a_call_that_takes_the_whole_set_shares_with_no_other_set(project):
     assert executed(project.run("whole", "params/p.yaml")) == {"describe": 1}
 
 
+TOGETHER = """
+import time
+from pathlib import Path
+import curifactory_cli as cf
+from curifactory_cli.caching import JsonCacher
+
+MARKS = Path({marks!r})
+
+@cf.stage(outputs=["out"], cachers=[JsonCacher])
+def describe(record):
+    repr(record.params)  # the whole set: nothing to share
+    me = record.name
+    (MARKS / f"{{me}}.start").touch()
+    deadline = time.time() + 2
+    while time.time() < deadline:  # is another call running now?
+        started = {{p.stem for p in MARKS.glob("*.start")}}
+        done = {{p.stem for p in MARKS.glob("*.done")}}
+        if started - done - {{me}}:
+            break
+        time.sleep(0.02)
+    else:
+        me = None
+    (MARKS / f"{{record.name}}.done").touch()
+    return me is not None
+
+def run(param_sets, manager):
+    for p in param_sets:
+        describe(cf.Record(manager, p))
+"""
+
+
+@pytest.mark.slow
+def test_calls_that_take_the_whole_set_run_side_by_side_after_the_first(project, tmp_path):
+    # The first call of a stage runs alone (the others may share its entry); it took the
+    # whole set, so the others then run on both workers at once, not one after another.
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    project.write("experiments/together.py", TOGETHER.format(marks=str(marks)))
+    project.write("params/p.yaml", "".join(f"- name: s{i}\n  n: {i}\n" for i in range(3)))
+    result = project.run("together", "params/p.yaml", workers=2)
+    assert result.ok, result.error
+    assert executed(result) == {"describe": 3}
+    together = [r.state["out"] for r in result.records]
+    assert together.count(True) >= 1, together
+
+
 def index_records(project) -> list[dict]:
     folder = project.cache / ".reads" / "sweep"
     return [
