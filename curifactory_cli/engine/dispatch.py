@@ -14,9 +14,11 @@ from curifactory_cli.engine.jobmaker import InputDamaged
 from curifactory_cli.engine.jobs import Failure, Job, JobResult, rebuild_error
 from curifactory_cli.engine.keys import known_version, memory_version
 from curifactory_cli.engine.node_states import RUNNING, NodeStates
+from curifactory_cli.engine.probe_locks import ProbeLock, ProbeLocks
+from curifactory_cli.engine.sharing import probe_of_call
 from curifactory_cli.errors import CacheError, CurifactoryError, StageError
 from curifactory_cli.events import NodeStarted, NodeWaiting
-from curifactory_cli.graph import Node, Outcome
+from curifactory_cli.graph import Node, Outcome, entry_namespace
 from curifactory_cli.store import discard_draft
 
 if TYPE_CHECKING:
@@ -33,6 +35,7 @@ INLINE_AFTER = 3
 # Waiting this long for another run's lock is said on stderr (even with -q or --json): a run
 # that prints nothing for minutes looks hung.
 LOCK_NOTICE_S = 10.0
+CONCURRENT = "cached (computed by a concurrent run)"
 
 
 class Dispatcher(NodeStates):
@@ -56,6 +59,8 @@ class Dispatcher(NodeStates):
     _fresh: set[int]  # executed in this run
     _keyed: dict[int, list[str | None]]  # input versions a node was keyed from
     _replace: set[int]  # recomputed over an existing entry on purpose
+    _probe_locks: ProbeLocks
+    experiment: str
 
     def _dispatch(self, node: Node) -> None:
         self._state[node.index] = RUNNING
@@ -80,13 +85,22 @@ class Dispatcher(NodeStates):
             return
         lock = None
         if node.is_cached_stage and not self.store.dry and node.key is not None:
-            lock = self.store.entry_lock(node.key)
+            lock = self._lock(node)
             if not lock.acquire_nowait():
                 if self._progress:
                     self._emit(NodeWaiting(node.index, node.stage.name, node.record_name))
                 self._locked.append((node.index, job, lock, time.monotonic(), False))
                 return
         self._locked_in(node, job, lock)
+
+    def _lock(self, node: Node) -> Lock:
+        """The lock a call holds while it runs: its entry's, or, for a call that may share
+        its entry with other sets, its probe's (engine.probe_locks)."""
+        if node.index not in self._repaired and self.finder.shares(node):
+            probe = probe_of_call(node)
+            if probe is not None:
+                return self._probe_locks.lock(probe)
+        return self.store.entry_lock(node.key)  # type: ignore[arg-type]
 
     def _retry_locks(self, block: bool) -> None:
         """Try the locks other runs hold; with `block`, wait a little for the first (the
@@ -98,17 +112,17 @@ class Dispatcher(NodeStates):
                 continue
             lock_free = lock.acquire_within(0.5) if block and i == 0 else lock.acquire_nowait()
             if lock_free:
-                self._locked_in(self.nodes[index], job, lock)
+                self._locked_in(self.nodes[index], job, lock, waited=True)
                 continue
             node, waited = self.nodes[index], time.monotonic() - since
             if self.lock_timeout is not None and waited >= self.lock_timeout:
                 self._fail(
                     node,
                     CacheError(
-                        f"{node.label}: waited {waited:.0f} s for the lock of its cache entry, "
-                        f"held by another run ({lock.path})",
-                        hint="that run is computing the same entry: let it finish, or raise "
-                        "--lock-timeout.",
+                        f"{node.label}: waited {waited:.0f} s for the lock of its "
+                        f"{_what(lock)}, held by another run ({lock.path})",
+                        hint=f"that run is computing the same {_what(lock)}: let it finish, "
+                        "or raise --lock-timeout.",
                     ),
                     time.perf_counter(),
                 )
@@ -116,8 +130,8 @@ class Dispatcher(NodeStates):
             if not said and waited >= LOCK_NOTICE_S:
                 said = True
                 self._warn(
-                    f"{node.label}: waiting for another run computing the same entry "
-                    f"(lock {lock.path})"
+                    f"{node.label}: waiting for another run computing the same "
+                    f"{_what(lock)} (lock {lock.path})"
                 )
             self._locked.append((index, job, lock, since, said))
 
@@ -137,10 +151,10 @@ class Dispatcher(NodeStates):
             and sorted(seen)[len(seen) // 2] < INLINE_BELOW_S  # the median
         )
 
-    def _locked_in(self, node: Node, job: Job, lock: Lock | None) -> None:
+    def _locked_in(self, node: Node, job: Job, lock: Lock | None, waited: bool = False) -> None:
         """Start a call whose entry's lock is held (or that needs none), in this process or
-        on a worker; one placed here runs to its end now."""
-        if lock is not None and self._published_meanwhile(node, job, lock):
+        on a worker; one placed here runs to its end now. `waited`: another run held it."""
+        if lock is not None and self._published_meanwhile(node, job, lock, waited):
             return
         here = self._placed.pop(node.index)
         slot = 0 if here and not self.runner.inline else self._slots.pop()
@@ -160,18 +174,24 @@ class Dispatcher(NodeStates):
             for result in self._local.wait(0):
                 self._complete(result)
 
-    def _published_meanwhile(self, node: Node, job: Job, lock: Lock) -> bool:
-        """Whether another run published this entry while we waited for its lock: then the
-        call is a hit and the lock is released. (Not for a repair or a forced run: they
-        replace the entry there.)"""
+    def _published_meanwhile(self, node: Node, job: Job, lock: Lock, waited: bool) -> bool:
+        """Whether another run published this entry while we waited for its lock, or, after
+        waiting for a probe's lock, an entry this call may share: then the call is a hit and
+        the lock is released. (Not for a repair or a forced run: they replace the entry.)"""
         if node.index in self._repaired or self.finder.forced(node):
             return False
         assert node.entry_dir is not None and node.key is not None
         entry, _ = self.store.recheck(node.entry_dir, node.key, list(job.outputs))
+        reason = CONCURRENT
+        if entry is None and waited and isinstance(lock, ProbeLock):
+            self.finder.sharing.refresh(entry_namespace(node, self.experiment))
+            found = self.finder.share(node, node, node.entry_dir)
+            if found is not None:
+                entry, reason = found[0], f"{found[1]}, computed by a concurrent run"
         if entry is None:
             return False
         lock.release()
-        self._hit(node, entry, "cached (computed by a concurrent run)")
+        self._hit(node, entry, reason)
         return True
 
     def _not_sent(self, node: Node, slot: int, lock: Lock | None, error: CurifactoryError) -> None:
@@ -279,3 +299,10 @@ def _log_entry(node: Node, result: JobResult) -> dict[str, Any]:
         if failure.traceback:
             entry["traceback"] = failure.traceback
     return entry
+
+
+def _what(lock: Lock) -> str:
+    """What a lock keeps two runs from computing at once."""
+    if isinstance(lock, ProbeLock):  # a computation other sets may share
+        return "computation (stage, code and inputs)"
+    return "cache entry"

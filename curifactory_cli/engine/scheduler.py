@@ -32,6 +32,7 @@ from curifactory_cli.engine.dispatch import Dispatcher
 from curifactory_cli.engine.jobmaker import JobMaker
 from curifactory_cli.engine.keys import known_version
 from curifactory_cli.engine.node_states import DEFERRED, FOLLOWING, REDECIDE
+from curifactory_cli.engine.probe_locks import ProbeLocks
 from curifactory_cli.engine.runners import InlineRunner
 from curifactory_cli.engine.sharing import probe_of_call
 from curifactory_cli.graph import Node, Outcome, entry_namespace, producers_through_memory
@@ -139,6 +140,7 @@ class Scheduler(Dispatcher):
         # or failed): their calls run side by side, none waits for another.
         self._unshared: set[str] = set()
         self._followers: dict[int, list[tuple[int, str]]] = {}
+        self._probe_locks = ProbeLocks(store, self.finder.sharing.write)
 
     # ------------------------------------------------------------------ driving
     def run(self, nodes: list[Node]) -> None:

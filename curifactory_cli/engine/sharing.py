@@ -17,6 +17,7 @@ of paths; every candidate is then looked up and checked against its own metadata
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +34,9 @@ Shape = tuple[tuple[str, str], ...]
 # finds an entry computed by this one in its index at most this many entries late (and by
 # its key at once, as before).
 WRITE_BATCH = 256
+# ... or once the oldest record held back is this old (a run of slow stages writes each soon;
+# a run waiting for one of its probes' locks is told at once: engine.probe_locks).
+WRITE_AFTER_S = 1.0
 
 
 def probe_of(parts: dict[str, Any]) -> str:
@@ -82,6 +86,7 @@ class Sharing:
         # experiment -> (stage, probe) -> shape -> (a recorded reads list, values -> entry)
         self._index: dict[str, dict[tuple[str, str], dict[Shape, Any]]] = {}
         self._unwritten: dict[str, list[dict[str, Any]]] = {}
+        self._since = 0.0  # when the oldest record held back was added
         # (id of a parameter set, shape) -> its values there: asked again as calls wait
         # and are decided again (the sets live as long as the run).
         self._current: dict[tuple[int, Shape], tuple[Any, tuple[str, ...] | None]] = {}
@@ -200,12 +205,26 @@ class Sharing:
             "key": key,
         }
         self._put(self._of(experiment), record)
-        self._unwritten.setdefault(experiment, []).append(record)
-        if len(self._unwritten[experiment]) >= WRITE_BATCH:
+        unwritten = self._unwritten.get(experiment)
+        if unwritten is None:
+            unwritten = self._unwritten[experiment] = []
+            if not self._since:
+                self._since = time.monotonic()
+        unwritten.append(record)
+        if len(unwritten) >= WRITE_BATCH or time.monotonic() - self._since >= WRITE_AFTER_S:
             self.write()
+
+    def refresh(self, experiment: str) -> None:
+        """Read the index of `experiment` again (another run added to it meanwhile), with
+        what this run has not written yet."""
+        if self._index.pop(experiment, None) is None:
+            return
+        index = self._of(experiment)
+        for record in self._unwritten.get(experiment, ()):
+            self._put(index, record)
 
     def write(self) -> None:
         """Add what this run indexed to the store's index (in batches: one write each)."""
-        unwritten, self._unwritten = self._unwritten, {}
+        unwritten, self._unwritten, self._since = self._unwritten, {}, 0.0
         for experiment, records in unwritten.items():
             self.store.append_index(experiment, records)

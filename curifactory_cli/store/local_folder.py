@@ -359,3 +359,27 @@ class EntryLock:
         fd, self._fd = self._fd, None
         if fd is not None:
             os.close(fd)  # closing the last descriptor releases the flock
+
+    # A run that finds the lock held says so in the lock file (flock cannot tell the holder
+    # that someone waits): the holder then makes what it computed findable before it lets go.
+    def mark_waiting(self) -> None:
+        """Say, in the lock file, that a run waits for it (the holder sees it)."""
+        flags = os.O_WRONLY | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0)
+        try:
+            fd = os.open(self.path, flags)
+        except OSError:
+            return  # gone (tidied): the holder flushes at its end anyway
+        try:
+            os.write(fd, b".")
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+    def waited_on(self) -> bool:
+        """Whether a run said it waits for this lock (while it is held)."""
+        return self._fd is not None and os.fstat(self._fd).st_size > 0
+
+    def clear_waiting(self) -> None:
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)

@@ -66,6 +66,15 @@ class NoLock:
     def release(self) -> None:
         return None
 
+    def mark_waiting(self) -> None:
+        return None
+
+    def waited_on(self) -> bool:
+        return False
+
+    def clear_waiting(self) -> None:
+        return None
+
 
 def by_entry_folder(
     listing: dict[str, dict[str, Any]], wanted: set[str]

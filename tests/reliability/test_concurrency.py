@@ -183,6 +183,71 @@ def test_concurrent_runs_execute_each_stage_once(project):
     assert {r["reference"] for r in runs} == {doc["run_id"] for doc in docs}
 
 
+SHARED = """
+import os
+import time
+
+import curifactory_cli as cf
+from curifactory_cli.caching import JsonCacher
+
+
+def _log(stage, name):
+    with open("exec.log", "a", encoding="utf-8") as out:
+        out.write(f"{stage} {name} {os.getpid()}\\n")
+
+
+@cf.stage(outputs=["data"], cachers=[JsonCacher])
+def make_data(record):
+    _log("make_data", record.name)
+    time.sleep(1.5)
+    return list(range(record.params.n_rows))
+
+
+@cf.stage(inputs=["data"], outputs=["model"], cachers=[JsonCacher])
+def train(record, data):
+    _log("train", record.name)
+    time.sleep(1.5)  # the first run is still busy when the second takes make_data's lock
+    return sum(data) * record.params.lr
+
+
+def run(param_sets, manager):
+    for p in param_sets:
+        train(make_data(cf.Record(manager, p)))
+"""
+
+
+def test_concurrent_runs_of_two_sets_compute_the_stage_they_share_once(project):
+    # Two people sweep lr over the same data at once: the second run waits for the first's
+    # make_data (the same computation on what it reads) and uses its entry.
+    project.write("experiments/shared.py", SHARED)
+    project.write("params/a.yaml", "- name: a\n  n_rows: 5\n  lr: 0.1\n")
+    project.write("params/b.yaml", "- name: b\n  n_rows: 5\n  lr: 0.2\n")
+    first = start_runs(project.root, 1, "shared", "params/a.yaml")
+    log = project.root / "exec.log"
+    deadline = time.monotonic() + RUN_TIMEOUT
+    while not (log.exists() and "make_data a" in log.read_text()):
+        assert time.monotonic() < deadline and first[0][0].poll() is None
+        time.sleep(0.02)
+    with open(project.root / "second.json", "w") as stdout:
+        second = subprocess.Popen(
+            curi_args("run", "shared", "params/b.yaml", "--json"),
+            cwd=project.root,
+            env=env(),
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    docs = finish([*first, (second, project.root / "second.json")])
+    counts = execution_counts(project.root)
+    assert counts == Counter({("make_data", "a"): 1, ("train", "a"): 1, ("train", "b"): 1})
+    nodes = {(n["stage"], n["record"]): n for n in docs[1]["nodes"]}
+    assert nodes["make_data", "b"]["outcome"] == "cached"
+    assert nodes["make_data", "b"]["reason"] == (
+        "shared with set 'a' (reads n_rows), computed by a concurrent run"
+    )
+    assert nodes["train", "b"]["outcome"] == "executed"
+
+
 def test_concurrent_runs_of_overlapping_selections(project):
     """Runs selecting different, overlapping parameter sets share the stage calls they have
     in common (the aggregate differs per selection, so it is one entry per selection)."""
