@@ -149,6 +149,9 @@ class Record:
         self._paths_given = False  # get_path()/get_dir() used since run_job reset it
         self._running_stage: str | None = None  # its name (record.stages is the traced list)
         self._call_metrics: dict[str, Any] = {}  # the running call's metrics (a new dict each)
+        # What the running aggregate call reads of its records' sets (engine.execute): its
+        # hash over them is made from all of them.
+        self._covered_reads: Any = None
         self.index = -1
         every = getattr(manager, "_every_record", None)
         if every is not None:
@@ -180,11 +183,13 @@ class Record:
     def get_hash(self) -> str:
         """The parameter hash that names this record's cache folder."""
         if self._combo_hash is not None:
+            if self._covered_reads is not None:
+                self._covered_reads.everything = True
             return self._combo_hash
         if self._hash is None:
             self._hash = self.manager._params_hash(read_whole(self.params))
-        elif self._running_stage is not None:
-            read_whole(self.params)  # inside a stage, a value made from the whole set
+        else:  # in a call (a view of the set is given), a value made from the whole set
+            read_whole(self.params)
         return self._hash
 
     def _set_aggregate(self, records: list[Record]) -> None:
@@ -196,6 +201,8 @@ class Record:
     @property
     def combo_hash(self) -> str | None:
         """An aggregate's hash over the records it covers (Curifactory's; None otherwise)."""
+        if self._covered_reads is not None:
+            self._covered_reads.everything = True
         return self._combo_hash
 
     @combo_hash.setter

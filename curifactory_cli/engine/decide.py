@@ -22,7 +22,7 @@ from curifactory_cli.discovery import find_project_root
 from curifactory_cli.engine.sharing import Sharing, probe_of, probe_of_call
 from curifactory_cli.fingerprint import CodeFingerprinter
 from curifactory_cli.graph import entry_namespace
-from curifactory_cli.parameters.read_values import ABSENT, first_difference, value_at
+from curifactory_cli.parameters.read_values import ABSENT, RecordSets, first_difference, value_at
 from curifactory_cli.store import INVALIDATED, removals
 
 if TYPE_CHECKING:
@@ -38,6 +38,9 @@ NOT_COMPUTED = "not computed yet"
 PARAMS_CHANGED = "parameters changed"
 CACHERS_CHANGED = "cachers or outputs changed"
 KWARGS_CHANGED = "call arguments changed"
+RECORDS_REORDERED = "its records come in another order"
+# An aggregate entry made before its key held the order of its records.
+RECORDS_KEYED = "its key now holds the order of its records: computed again once"
 ENTRY_MISSING = "cache entry missing"
 INVALIDATED_REASON = "invalidated by `curi cache invalidate`"
 FORCED_ALL = "forced by --overwrite"
@@ -241,6 +244,8 @@ class MissExplainer:
             return CACHERS_CHANGED
         if stored.get("kwargs") != parts.get("kwargs"):
             return KWARGS_CHANGED
+        if stored.get("records") != parts.get("records"):  # an aggregate's, same set of them
+            return RECORDS_REORDERED if "records" in stored else RECORDS_KEYED
         changed = _changed_inputs(_part(stored, "inputs"), _part(parts, "inputs"), open_inputs)
         return inputs_changed(changed) if changed else ENTRY_MISSING
 
@@ -248,7 +253,7 @@ class MissExplainer:
         """Which value the call reads changed since the newest entry of the same computation
         (the same key but the parameters), this set's own if it has one: `lr: 0.1 -> 0.01`;
         None when no such entry is indexed, or it read the whole set."""
-        if self.sharing is None or not shareable(node):
+        if self.sharing is None or not shareable(node) or node.stage.is_aggregate:
             return None
         params, newest = node.record.params, None
         namespace, stage = entry_namespace(node, self.experiment), node.stage.name
@@ -447,7 +452,7 @@ class FactFinder:
             node.stage.name,
             probe,
             node.record_name,
-            node.record.params,
+            sharing_params(node),
             [ref.name for ref in node.outputs],
             own,
         )
@@ -455,15 +460,21 @@ class FactFinder:
 
 def shareable(node: Node) -> bool:
     """Whether a call may use (and give) another set's entry: a cached stage call with a
-    parameter set of its own (an aggregate's covers its records: it is not shared), of a
-    stage not keyed on whole sets (`params="all"`)."""
+    parameter set of its own, or an aggregate without one (keyed on what it reads of its
+    records' sets), of a stage not keyed on whole sets (`params="all"`)."""
     stage = node.stage
-    return (
-        node.is_cached_stage
-        and not stage.is_aggregate
-        and stage.params is None
-        and node.record.params is not None
-    )
+    if not node.is_cached_stage or stage.params is not None:
+        return False
+    if stage.is_aggregate:
+        return node.record.params is None
+    return node.record.params is not None
+
+
+def sharing_params(node: Node) -> Any:
+    """What a shareable call's reads are paths of: its set, or an aggregate's records' sets."""
+    if node.stage.is_aggregate:
+        return RecordSets(tuple(r.params for r in node.record.input_records))
+    return node.record.params
 
 
 def _shown(value: Any) -> str:

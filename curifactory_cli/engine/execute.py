@@ -34,7 +34,7 @@ from curifactory_cli.errors import (
     MetricError,
     OutputSignatureError,
 )
-from curifactory_cli.parameters.reads import watch, whole_reads
+from curifactory_cli.parameters.reads import watch, watch_records, whole_reads
 from curifactory_cli.provenance import imported_distributions
 from curifactory_cli.store import (
     CorruptEntryError,
@@ -283,9 +283,18 @@ def _call(
     call_inputs = {**inputs, **kwargs}
     inputs.clear()
     params = record.params
-    if params is not None:
+    covered = record.input_records if job.is_aggregate and params is None else ()
+    given = [r.params for r in covered]
+    if params is not None or covered:
         if job.whole_params:  # keyed on the whole set: nothing to record, nothing shared
             result.reads = whole_reads()
+        elif covered:  # an aggregate of its own: what it reads of its records' sets
+            views, result.reads = watch_records(given)
+            for r, view in zip(covered, views):
+                r.params = view
+            record._covered_reads = result.reads
+            if any(r._combo_hash is not None for r in covered):
+                result.reads.everything = True  # an aggregate's hash is of all it covers
         else:
             record.params, result.reads = watch(params)
     try:
@@ -300,6 +309,9 @@ def _call(
     finally:
         del call_inputs
         record.params = params
+        for r, own in zip(covered, given):
+            r.params = own
+        record._covered_reads = None
         record.stage_cachers = None
         record._draft = None
         record._running_stage = None

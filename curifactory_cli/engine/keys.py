@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from curifactory_cli.engine.file_digests import FileDigests
+from curifactory_cli.engine.sharing import probe_parts
 from curifactory_cli.errors import CurifactoryError
 from curifactory_cli.graph import OutputRef, entry_namespace
 from curifactory_cli.hashing import (
@@ -105,6 +106,8 @@ class KeyMaker:
                 found["kwargs"] = hash_value(node.kwargs, f"keyword arguments of {spec.name!r}")
             if spec.depends_on:  # only then: keys of other stages stay as they were
                 found["files"] = self.files.digests(spec.depends_on, spec.name)
+            if spec.is_aggregate:  # the records it is given, in their order
+                found["records"] = [r.get_hash() for r in node.record.input_records]
             self._bases[node.index] = found
         return found
 
@@ -114,16 +117,19 @@ class KeyMaker:
 
     @staticmethod
     def input_parts(node: Node, version: Version) -> dict[str, Any]:
-        """Input name -> what identifies its data (`version(ref)` for an artifact)."""
-
-        def part(src: Any) -> Any:
-            if isinstance(src, OutputRef):
-                return version(src)
-            return "value:" + hash_value(src, f"input of {node.stage.name!r}")
-
-        inputs: dict[str, Any] = {name: part(src) for name, src in node.inputs.items()}
-        for name, pairs in node.aggregate_inputs.items():
-            inputs[name] = sorted([rec.get_hash(), part(src)] for rec, src in pairs)
+        """Input name -> what identifies its data (`version(ref)` for an artifact); an
+        aggregate's, per record by its position in the records it is given (their order is
+        the `records` key part)."""
+        inputs: dict[str, Any] = {
+            name: _input_part(node, src, version) for name, src in node.inputs.items()
+        }
+        if node.aggregate_inputs:
+            positions = {id(r): i for i, r in enumerate(node.record.input_records)}
+            for name, pairs in node.aggregate_inputs.items():
+                inputs[name] = sorted(
+                    [positions.get(id(rec), -1), _input_part(node, src, version)]
+                    for rec, src in pairs
+                )
         return inputs
 
     def data_key(self, node: Node, version: Version) -> tuple[dict[str, Any], str, str]:
@@ -132,6 +138,8 @@ class KeyMaker:
         encoding of the parts."""
         parts = {**self.base(node), "inputs": self.input_parts(node, version)}
         text = canonical_json(parts)
+        if "records" in parts:  # an aggregate
+            return parts, digest(text), canonical_json(probe_parts(parts))
         # Keys are sorted, and "stage" follows "params": leaving out `"params":<hash>,` is
         # the encoding of the parts without it.
         probe_source = text.replace(f'"params":"{parts["params"]}",', "", 1)  # a hex digest
@@ -153,3 +161,10 @@ class KeyMaker:
             "lineage": True,
         }
         return digest(canonical_json(parts))
+
+
+def _input_part(node: Node, src: Any, version: Version) -> Any:
+    """What identifies one input's data: its version, or a given value's hash."""
+    if isinstance(src, OutputRef):
+        return version(src)
+    return "value:" + hash_value(src, f"input of {node.stage.name!r}")

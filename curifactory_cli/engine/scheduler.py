@@ -26,6 +26,7 @@ from curifactory_cli.engine.decide import (
     Facts,
     decide,
     needed_by,
+    sharing_params,
     unneeded,
 )
 from curifactory_cli.engine.dispatch import Dispatcher
@@ -309,7 +310,7 @@ class Scheduler(Dispatcher):
         # Before any call of this probe has run, every one waits for the first; once one has
         # (its reads known), only those with its values where it read wait for one another.
         namespace = entry_namespace(node, self.experiment)
-        key = (probe, sharing.group(namespace, node.stage.name, probe, node.record.params))
+        key = (probe, sharing.group(namespace, node.stage.name, probe, sharing_params(node)))
         leader = self._leaders.get(key)
         if leader is None or leader == node.index or self.nodes[leader].outcome is not None:
             self._leaders[key] = node.index

@@ -39,9 +39,18 @@ WRITE_BATCH = 256
 WRITE_AFTER_S = 1.0
 
 
+def probe_parts(parts: dict[str, Any]) -> dict[str, Any]:
+    """A call's key parts but its parameters (engine.sharing): an aggregate's records are
+    left as how many there are (what it reads of their sets is matched by position)."""
+    probe = {k: v for k, v in parts.items() if k != "params"}
+    if isinstance(probe.get("records"), list):
+        probe["records"] = len(probe["records"])
+    return probe
+
+
 def probe_of(parts: dict[str, Any]) -> str:
-    """The digest of a call's key parts but its parameters."""
-    return digest(canonical_json({k: v for k, v in parts.items() if k != "params"}))
+    """The digest of a call's key parts but its parameters (engine.keys.probe_parts)."""
+    return digest(canonical_json(probe_parts(parts)))
 
 
 def probe_of_call(call: Any) -> str | None:

@@ -27,6 +27,18 @@ UNHASHABLE_DIGEST = "unhashable"  # a value that cannot be hashed: never matches
 ABSENT: Any = object()  # what a set has at a path it has no value at
 _ABSENT = ABSENT
 
+
+class RecordSets:
+    """The parameter sets of the records an aggregate covers, in the order it gets them, as
+    one object: what an aggregate call read of them are paths under each record's position
+    (`[0].lr` is `records[0].params.lr`)."""
+
+    __slots__ = ("sets",)
+
+    def __init__(self, sets: tuple[Any, ...]) -> None:
+        self.sets = sets
+
+
 # --------------------------------------------------------------------------------------------
 # Digests, as the parameter hash computes them
 
@@ -147,7 +159,11 @@ def _digest_at(params: Any, parts: Parts, recorded: str) -> str | None:
     container, set_level, raw = params, True, False
     for key in parts[:-1]:
         value = _child(container, key)
-        if hasattr(type(value), "__dataclass_fields__") and not isinstance(value, type):
+        if isinstance(container, RecordSets):  # a record's set: its paths as a stage's
+            if value is _ABSENT:
+                return ABSENT_DIGEST
+            container, set_level, raw = value, True, False
+        elif hasattr(type(value), "__dataclass_fields__") and not isinstance(value, type):
             container, set_level, raw = value, True, False
         elif isinstance(value, Mapping) and (raw or isinstance(container, Params)):
             container, set_level, raw = value, False, True
@@ -178,6 +194,9 @@ def value_at(params: Any, path: str) -> Any:
 
 def _child(container: Any, key: Key) -> Any:
     """A field of a set, a dataclass or a mapping (not a class attribute), or _ABSENT."""
+    if isinstance(container, RecordSets):
+        sets = container.sets
+        return sets[key] if type(key) is int and 0 <= key < len(sets) else _ABSENT
     if isinstance(container, Params):
         container = container._data
     if isinstance(container, Mapping):

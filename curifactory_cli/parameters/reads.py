@@ -57,6 +57,7 @@ __all__ = [
     "unwrap",
     "value_at",
     "watch",
+    "watch_records",
     "whole_reads",
 ]
 
@@ -95,9 +96,11 @@ class Reads:
     """What a stage call read of its parameter set: `items` (sorted (path, digest) pairs;
     the whole set is the path "") and `everything` (whether it took the whole set)."""
 
-    __slots__ = ("_seen", "_views", "_written", "everything")
+    __slots__ = ("_root", "_seen", "_views", "_written", "everything")
 
-    def __init__(self) -> None:
+    def __init__(self, root: int = 0) -> None:
+        # How many parts of a path name the set read (one: an aggregate's record position).
+        self._root = root
         self._seen: dict[Parts, str] = {}
         self._written: set[Parts] = set()
         # The view last made at a path, with the object it wraps: reading `p.model` in a loop
@@ -139,7 +142,7 @@ def _written_over(written: set[Parts], parts: Parts) -> bool:
 
 
 def _restored_reads(seen: dict[Parts, str], everything: bool) -> Reads:
-    reads = Reads()
+    reads = Reads()  # (unpickled: no views will record into it)
     reads._seen.update(seen)
     reads.everything = everything
     return reads
@@ -157,6 +160,21 @@ def watch(params: Any) -> tuple[Any, Reads]:
         _take_whole(reads, params, (), None, None)
         return params, reads
     return view, reads
+
+
+def watch_records(sets: list[Any]) -> tuple[list[Any], Reads]:
+    """Views of the parameter sets of an aggregate's records (in the order it gets them),
+    recording into one Reads what it reads of each under the record's position (`[0].lr`:
+    see read_values.RecordSets). Taking one of them whole takes everything."""
+    reads = Reads(root=1)
+    views = []
+    for position, params in enumerate(sets):
+        params = unwrap(params)
+        view = None if params is None else _make_view(params, (position,), reads, None, None, True)
+        if view is None and params is not None:
+            reads.everything = True  # a set no view can be made of is read in full
+        views.append(params if view is None else view)
+    return views, reads
 
 
 def whole_reads() -> Reads:
@@ -189,6 +207,9 @@ def _take_whole(reads: Reads, target: Any, parts: Parts, parent: Any, set_level:
     if not parts:
         reads.everything = True
         reads._note((), _whole_digest, target)
+        return
+    if len(parts) <= reads._root:  # a record's whole set, read by an aggregate
+        reads.everything = True
         return
     # A nested object's path holds its kind since it was taken: now its kind and its value.
     kind = reads._seen.get(parts)

@@ -203,6 +203,79 @@ def test_calls_that_take_the_whole_set_run_side_by_side_after_the_first(project,
     assert together.count(True) >= 1, together
 
 
+AGGREGATE = """
+import curifactory_cli as cf
+from curifactory_cli.caching import JsonCacher
+
+@cf.stage(outputs=["score"], cachers=[JsonCacher])
+def train(record):
+    return record.params.lr * 10
+
+@cf.aggregate(inputs=["score"], outputs=["table"], cachers=[JsonCacher])
+def compare(record, records, score):
+    # The records in the order given, each with what it read of its set and its score.
+    return [[r.params.lr, score[r]{extra}] for r in records]
+
+def run(param_sets, manager):
+    records = [train(cf.Record(manager, p)) for p in param_sets]
+    compare(cf.Record(manager, None, ), records)
+"""
+
+
+def sets(*pairs, extra=""):
+    return "".join(f"- name: {name}\n  lr: {lr}\n{extra}" for name, lr in pairs)
+
+
+def aggregate_project(project, extra=""):
+    project.write("experiments/agg.py", AGGREGATE.format(extra=extra))
+    project.write("params/p.yaml", sets(("a", 0.1), ("b", 0.2)))
+    first = project.run("agg", "params/p.yaml")
+    assert executed(first) == {"train": 2, "compare": 1}
+
+
+def table(result):
+    return next(r for r in result.records if r.params is None).state["table"]
+
+
+def test_an_aggregate_is_keyed_on_what_it_reads_of_its_records(project):
+    aggregate_project(project)
+    # A parameter nothing reads: nothing runs, the aggregate's entry is used as it is.
+    project.write("params/p.yaml", sets(("a", 0.1), ("b", 0.2), extra="  unused: 1\n"))
+    again = project.run("agg", "params/p.yaml")
+    assert executed(again) == {}
+    assert outcomes(again)[("compare", "aggregate")][1] == (
+        "what it reads is unchanged ([0].lr, [1].lr)"
+    )
+    assert table(again) == [[0.1, 1.0], [0.2, 2.0]]
+    # A value it reads: it runs.
+    project.write("params/p.yaml", sets(("a", 0.1), ("b", 0.3), extra="  unused: 1\n"))
+    changed = project.run("agg", "params/p.yaml")
+    assert executed(changed) == {"train": 1, "compare": 1}
+    assert table(changed) == [[0.1, 1.0], [0.3, 3.0]]
+
+
+def test_an_aggregate_over_its_records_in_another_order_runs_again(project):
+    aggregate_project(project)
+    project.write("params/p.yaml", sets(("b", 0.2), ("a", 0.1)))
+    swapped = project.run("agg", "params/p.yaml")
+    assert executed(swapped) == {"compare": 1}
+    assert table(swapped) == [[0.2, 2.0], [0.1, 1.0]]
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [", r.get_hash()", ", repr(r.params)", ", record.get_hash()", ", record.combo_hash"],
+    ids=["a record's hash", "a record's set printed", "its own hash", "its combo hash"],
+)
+def test_an_aggregate_that_takes_a_whole_set_runs_again_when_any_value_changes(project, extra):
+    aggregate_project(project, extra=extra)
+    metas = [json.loads(p.read_text()) for p in project.cache.rglob("meta.json")]
+    (compare,) = [m for m in metas if m["stage"] == "compare"]
+    assert compare["reads"]["everything"] is True
+    project.write("params/p.yaml", sets(("a", 0.1), ("b", 0.2), extra="  unused: 1\n"))
+    assert executed(project.run("agg", "params/p.yaml")) == {"compare": 1}
+
+
 def index_records(project) -> list[dict]:
     folder = project.cache / ".reads" / "sweep"
     return [
@@ -351,9 +424,13 @@ def body(record):
 def after(record, out):
     return [out, record.params.c]
 
+@cf.aggregate(inputs=["out"], outputs=["all"], cachers=[JsonCacher])
+def gather(record, records, out):
+    return [[r.params.d, evaluate(r.params, PROGRAM[::-1]), out[r]] for r in records]
+
 def run(param_sets, manager):
-    for p in param_sets:
-        after(body(cf.Record(manager, p)))
+    records = [after(body(cf.Record(manager, p))) for p in param_sets]
+    gather(cf.Record(manager, None), records)
 """
 
 _FIELDS = ["a", "b", "c", "d"]
@@ -395,7 +472,8 @@ def _yaml(sets: list[dict]) -> str:
 def test_every_result_served_is_the_one_its_set_computes(tmp_path_factory, program, first, second):
     """Random stage bodies reading random fields (some only on a branch) of random sets, run
     over two sweeps in one cache: every value a run ends with, executed or served from an
-    entry of another set, is what the body computes on that very set."""
+    entry of another set, is what the body computes on that very set; and an aggregate's,
+    reading its records' sets, is what it computes on those very records in their order."""
     from curifactory_cli.run.runner import RunOptions, run_experiment
 
     root = tmp_path_factory.mktemp("prop")
@@ -411,3 +489,8 @@ def test_every_result_served_is_the_one_its_set_computes(tmp_path_factory, progr
         for record, values in zip(result.records, sets):
             assert record.state["out"] == _direct(values, program)
             assert record.state["twice"] == [_direct(values, program), values["c"]]
+        (gathered,) = [r for r in result.records if r.params is None]
+        assert gathered.state["all"] == [
+            [values["d"], _direct(values, program[::-1]), _direct(values, program)]
+            for values in sets
+        ]

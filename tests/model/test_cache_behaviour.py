@@ -277,8 +277,10 @@ def test_param_set_rename_keeps_cache(project):
     assert record(result, "second").state["value"] == 4
 
 
-def test_param_sets_in_another_order_keep_the_aggregate_cached(project):
-    """An aggregate's record hash covers the set of records, not their order in the file."""
+def test_param_sets_in_another_order_run_only_the_aggregate_again(project):
+    """An aggregate's record hash (its folder) covers the set of records, not their order in
+    the file; its key holds the order it is given them (what it builds in that order, a
+    list or a table's rows, would be served in the other order), so it runs again, alone."""
     project.write("experiments/typed.py", TYPED)
     project.write("params/p.yaml", "- name: a\n  n: 1\n- name: b\n  n: 2\n")
     first = project.run("typed", "params/p.yaml")
@@ -288,8 +290,34 @@ def test_param_sets_in_another_order_keep_the_aggregate_cached(project):
     result = project.run("typed", "params/p.yaml")
 
     assert result.ok
-    assert result.executed() == []
+    assert result.executed() == [("combine", "aggregate")]
+    (combine,) = [n for n in result.graph.nodes if n.stage.name == "combine"]
+    assert combine.reason == "its records come in another order"
     assert record(result, "aggregate").get_hash() == record(first, "aggregate").get_hash()
+
+
+ORDERED = """
+import curifactory_cli as cf
+from curifactory_cli.caching import JsonCacher
+
+@cf.aggregate(outputs=["order"], cachers=[JsonCacher])
+def order(record, records):
+    return [r.params.n for r in records]
+
+def run(param_sets, manager):
+    records = [cf.Record(manager, p) for p in param_sets]
+    order(cf.Record(manager, None), records)
+"""
+
+
+def test_an_aggregate_without_inputs_is_keyed_on_the_order_of_its_records(project):
+    project.write("experiments/ordered.py", ORDERED)
+    project.write("params/p.yaml", "- name: a\n  n: 1\n- name: b\n  n: 2\n")
+    assert project.run("ordered", "params/p.yaml").executed() == [("order", "aggregate")]
+    project.write("params/p.yaml", "- name: b\n  n: 2\n- name: a\n  n: 1\n")
+    again = project.run("ordered", "params/p.yaml")
+    assert again.executed() == [("order", "aggregate")]
+    assert record(again, "aggregate").state["order"] == [2, 1]
 
 
 def test_param_excluded_by_hash_representations_change_keeps_cache(project):
