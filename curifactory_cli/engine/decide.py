@@ -12,7 +12,7 @@ import enum
 import inspect
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -48,16 +48,65 @@ NEEDED_DOWNSTREAM = "needed downstream"  # a deferred call that a running call r
 UNDECIDABLE = "its inputs must be computed to decide"
 
 
-def code_changed(names: list[str]) -> str:
-    return f"stage code changed ({', '.join(names)})" if names else "stage code changed"
+class Reason(str):
+    """A reason's words, with what changed as data (`changed`: one dict per changed part,
+    `{"part": "params", "path": "lr", "old": 0.1, "new": 0.01}`, `{"part": "code", "name":
+    "_residuals", "kind": "helper"}`, ...) for the JSON outputs. It is the string it says
+    everywhere else (the registry, the tables, comparisons)."""
+
+    changed: tuple[dict[str, Any], ...]
+
+    def __new__(cls, text: str, changed: Iterable[dict[str, Any]] = ()) -> Reason:
+        made = super().__new__(cls, text)
+        made.changed = tuple(changed)
+        return made
+
+
+def changes_of(reason: str) -> list[dict[str, Any]]:
+    """What a reason says changed, as data ([] when it says nothing of the kind)."""
+    return list(getattr(reason, "changed", ()))
+
+
+def code_changed(names: list[str], kinds: dict[str, str] | None = None) -> str:
+    """`names`: what differs in the code's breakdown; `kinds`: what each name is in the
+    current code (a name it no longer has is said to be gone)."""
+    if not names:
+        return Reason("stage code changed", [{"part": "code"}])
+    kinds = kinds or {}
+    stage = [n for n in names if kinds.get(n) == "stage"]
+    ordered = stage + [n for n in names if n not in stage]
+    words = [_code_word(name, kinds.get(name), bool(kinds)) for name in ordered]
+    return Reason(
+        f"stage code changed ({', '.join(words)})",
+        [{"part": "code", "name": name, "kind": kinds.get(name)} for name in ordered],
+    )
+
+
+def _code_word(name: str, kind: str | None, known: bool) -> str:
+    """A changed name in a reason: the stage itself bare, the others with their kind."""
+    if kind == "stage" or not known:
+        return name
+    return f"{kind} {name}" if kind else f"removed {name}"
 
 
 def files_changed(paths: list[str]) -> str:
-    return f"input files changed ({', '.join(paths)})"
+    return Reason(
+        f"input files changed ({', '.join(paths)})", [{"part": "files", "path": p} for p in paths]
+    )
 
 
 def inputs_changed(names: list[str]) -> str:
-    return f"input data changed ({', '.join(names)})"
+    return Reason(
+        f"input data changed ({', '.join(names)})", [{"part": "inputs", "name": n} for n in names]
+    )
+
+
+def params_changed(path: str, old: Any, new: Any) -> str:
+    """A value the call reads changed: `parameters changed (lr: 0.1 -> 0.01)`."""
+    return Reason(
+        f"{PARAMS_CHANGED} ({path}: {_shown(old)} -> {_shown(new)})",
+        [{"part": "params", "path": path, "old": json_value(old), "new": json_value(new)}],
+    )
 
 
 def removed_damaged(record: dict[str, Any]) -> str:
@@ -187,13 +236,19 @@ class MissExplainer:
         experiment: str,
         fingerprinter: CodeFingerprinter | None = None,
         sharing: Sharing | None = None,
+        history: Callable[[], dict[tuple[str, str], list[str]]] | None = None,
     ) -> None:
         self.store = store
         self.experiment = experiment
         self.fingerprinter = fingerprinter
         self.sharing = sharing
+        # The entries each (set name, stage) used in earlier runs, newest first (the run
+        # registry's): read on the first miss of a set with no entry of its own.
+        self._history = history
+        self._used: dict[tuple[str, str], list[str]] | None = None
         self._by_root: dict[str, CodeFingerprinter] = {}
         self._index: set[tuple[str, str]] | None = None
+        self._present: set[str] | None = None  # every entry of the experiment, by location
         self._removed: dict[str, dict[str, Any]] | None = None
 
     def explain(
@@ -214,12 +269,16 @@ class MissExplainer:
         metas = [entry.meta for entry in self.store.stage_entries(stage_prefix)]
         if not metas:
             # A set that ran before, whose call used (or made) an entry of the same
-            # computation: what it reads changed.
-            ran = parts is not None and self._made_under_other_params(node, any_stage=True)
-            changed = self._changed_fields(node, parts) if ran and parts is not None else None
+            # computation (its own, or one it shared with another set): what it reads
+            # changed.
+            used = self.used_elsewhere(node, stage_prefix)
+            ran = bool(used) or self._made_under_other_params(node, any_stage=True)
+            changed = self._changed_fields(node, parts, used) if ran and parts else None
             if changed:
-                return f"{PARAMS_CHANGED} ({changed})"
-            return PARAMS_CHANGED if self._made_under_other_params(node) else NOT_COMPUTED
+                return changed
+            if used or self._made_under_other_params(node):
+                return PARAMS_CHANGED
+            return NOT_COMPUTED
         if not parts:
             return ENTRY_MISSING
         return self._what_changed(node, metas[0], parts, open_inputs)
@@ -232,25 +291,47 @@ class MissExplainer:
         its inputs' data."""
         stored = _part(meta, "key_parts")
         if stored.get("code") != parts.get("code"):
-            return code_changed(self._changed_code(node, _part(meta, "code_parts")))
+            return code_changed(*self.changed_code(node, _part(meta, "code_parts")))
         if stored.get("files") != parts.get("files"):
             return files_changed(_differing(_part(stored, "files"), _part(parts, "files")))
-        if stored.get("cachers") != parts.get("cachers"):
-            return CACHERS_CHANGED
-        if stored.get("outputs") != parts.get("outputs"):
-            return CACHERS_CHANGED
+        for part in ("cachers", "outputs"):
+            if stored.get(part) != parts.get(part):
+                return Reason(CACHERS_CHANGED, [{"part": part}])
         if stored.get("kwargs") != parts.get("kwargs"):
-            return KWARGS_CHANGED
+            return Reason(KWARGS_CHANGED, [{"part": "kwargs"}])
         changed = _changed_inputs(_part(stored, "inputs"), _part(parts, "inputs"), open_inputs)
         return inputs_changed(changed) if changed else ENTRY_MISSING
 
-    def _changed_fields(self, node: Node, parts: dict[str, Any]) -> str | None:
-        """Which value the call reads changed since the newest entry of the same computation
-        (the same key but the parameters), this set's own if it has one: `lr: 0.1 -> 0.01`;
-        None when no such entry is indexed, or it read the whole set."""
+    def used_elsewhere(self, node: Node, stage_prefix: str) -> list[str]:
+        """The entries (relative to the cache) this set's calls of this stage used in
+        earlier runs, newest first, that are still in the cache and were made under other
+        parameter values (another set's, or this set's before an edit): one of its own
+        deleted since says nothing of what changed."""
+        if self._used is None:
+            self._used = self._history() if self._history is not None else {}
+        used = self._used.get((node.record_name, node.stage.name))
+        if not used:
+            return []
+        own = self._rel(stage_prefix)
+        self._made_under_other_params(node)  # lists the entries once
+        assert self._present is not None
+        return [u for u in used if u in self._present and not u.startswith(own)]
+
+    def _rel(self, location: str) -> str:
+        """A location in the store relative to its root, with `/` (as the registry has it)."""
+        root = str(self.store.root)
+        rel = location[len(root) :] if location.startswith(root) else location
+        return rel.lstrip("/\\").replace(os.sep, "/")
+
+    def closest_same_computation(
+        self, node: Node, parts: dict[str, Any], used: Sequence[str] = ()
+    ) -> tuple[Entry, list[tuple[str, str]]] | None:
+        """The entry of the same computation (the same key but the parameters) a miss is
+        told against, with what its call read: the set's own, or one its calls used before
+        (`used`), first; else the newest."""
         if self.sharing is None or not shareable(node):
             return None
-        params, newest = node.record.params, None
+        newest: tuple[Any, Entry, list[tuple[str, str]]] | None = None
         namespace, stage = entry_namespace(node, self.experiment), node.stage.name
         for params_hash, key, reads in self.sharing.indexed(namespace, stage, probe_of(parts)):
             directory = self.store.entry_dir(
@@ -259,18 +340,30 @@ class MissExplainer:
             entry, _ = self.store.lookup(directory, key, [ref.name for ref in node.outputs])
             if entry is None:
                 continue
-            own = entry.meta.get("record") == node.record_name
+            own = entry.meta.get("record") == node.record_name or (
+                bool(used) and self._rel(entry.location) in used
+            )
             # Its own first, then the newest (to the second, then by when it was written).
             rank = (own, str(_part(entry.meta, "timings").get("finished", "")), entry.created)
             if newest is None or rank > newest[0]:
-                newest = (rank, entry.meta, reads)
-        if newest is None:
+                newest = (rank, entry, reads)
+        return None if newest is None else (newest[1], newest[2])
+
+    def _changed_fields(
+        self, node: Node, parts: dict[str, Any], used: Sequence[str] = ()
+    ) -> str | None:
+        """Which value the call reads changed since the closest entry of the same
+        computation (see closest_same_computation): `parameters changed (lr: 0.1 -> 0.01)`;
+        None when no such entry is indexed, or it read the whole set."""
+        closest = self.closest_same_computation(node, parts, used)
+        if closest is None:
             return None
-        path = first_difference(params, newest[2])
+        params = node.record.params
+        path = first_difference(params, closest[1])
         if not path:  # the whole set, or nothing (then the entry would have served)
             return None
-        old = value_at(newest[1].get("params") or {}, path)
-        return f"{path}: {_shown(old)} -> {_shown(value_at(params, path))}"
+        old = value_at(closest[0].meta.get("params") or {}, path)
+        return params_changed(path, old, value_at(params, path))
 
     def _removed_record(self, key: str | None, lineage_key: str | None) -> dict[str, Any] | None:
         """What the log of entries removed as damaged says of this key (read once, on the
@@ -285,12 +378,14 @@ class MissExplainer:
             return self._removed.get("lineage:" + lineage_key)
         return None
 
-    def _changed_code(self, node: Node, old: dict[str, str]) -> list[str]:
-        """The functions, classes and constants whose fingerprint differs from `old`."""
+    def changed_code(self, node: Node, old: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+        """The functions, classes and constants whose fingerprint differs from `old`, and
+        what each name of the current code is (see CodeFingerprinter.kinds)."""
         fingerprinter = self.fingerprinter or self._fingerprinter_of(node.stage.fn)
         if fingerprinter is None:
-            return []
-        return _differing(old, fingerprinter.breakdown(node.stage.fn))
+            return [], {}
+        fn = node.stage.fn
+        return _differing(old, fingerprinter.breakdown(fn)), fingerprinter.kinds(fn)
 
     def _fingerprinter_of(self, fn: Callable[..., Any]) -> CodeFingerprinter | None:
         """A fingerprinter for the project `fn` is defined in, when none was given (the same
@@ -312,7 +407,10 @@ class MissExplainer:
         name with other values (read once per run, and only when a call is missing with no
         entry of its own)."""
         if self._index is None:
-            self._index = {(e.params_name, e.stage) for e in self.store.entries(self.experiment)}
+            self._index, self._present = set(), set()
+            for entry in self.store.entries(self.experiment):
+                self._index.add((entry.params_name, entry.stage))
+                self._present.add(self._rel(entry.location))
             self._index |= {(name, "") for name, _ in self._index}
         return (node.record_name, "" if any_stage else node.stage.name) in self._index
 
@@ -330,6 +428,7 @@ class FactFinder:
         overwrite_stages: frozenset[str] = frozenset(),
         fingerprinter: CodeFingerprinter | None = None,
         whole_params: bool = False,
+        history: Callable[[], dict[tuple[str, str], list[str]]] | None = None,
     ) -> None:
         self.store = store
         self.whole_params = whole_params  # [tool.curi] params = "all": no entry is shared
@@ -337,7 +436,7 @@ class FactFinder:
         self.overwrite = overwrite
         self.overwrite_stages = overwrite_stages
         self.sharing = Sharing(store)
-        self.explainer = MissExplainer(store, experiment, fingerprinter, self.sharing)
+        self.explainer = MissExplainer(store, experiment, fingerprinter, self.sharing, history)
         self._shares: dict[int, bool] = {}  # node -> whether it may share (see shares)
         self._prefixes: dict[int, str] = {}
         self._overwrite: dict[int, bool] = {}  # id(params) -> overwrite: true (params live on)
@@ -462,6 +561,17 @@ def shareable(node: Node) -> bool:
         and stage.params is None
         and node.record.params is not None
     )
+
+
+def json_value(value: Any) -> Any:
+    """A parameter's value as JSON data (None for a value that is not there; the repr of
+    what JSON cannot hold)."""
+    if value is ABSENT:
+        return None
+    try:
+        return json.loads(json.dumps(value, ensure_ascii=False, default=repr))
+    except (TypeError, ValueError):
+        return repr(value)
 
 
 def _shown(value: Any) -> str:

@@ -20,6 +20,8 @@ from curifactory_cli.engine.decide import (
     Action,
     FactFinder,
     Facts,
+    Reason,
+    changes_of,
     decide,
     needed_by,
     unneeded,
@@ -62,6 +64,7 @@ class NodePlan:
             "record": self.node.record_name,
             "plan": self.plan.value if self.plan else None,
             "reason": self.reason,
+            "changed": changes_of(self.reason),
             "depends_on": self.depends_on,
             "key": self.key,
             "entry": self.entry,
@@ -80,6 +83,7 @@ class Planner:
         overwrite: bool = False,
         overwrite_stages: frozenset[str] = frozenset(),
         whole_params: bool = False,
+        history: Callable[[], dict[tuple[str, str], list[str]]] | None = None,
     ) -> None:
         self.store = store
         self.keys = keys
@@ -91,6 +95,7 @@ class Planner:
             overwrite_stages,
             fingerprinter=keys.fingerprinter,
             whole_params=whole_params,
+            history=history,
         )
         self.warnings: list[str] = []
         self._versions: dict[OutputRef, str | None] = {}
@@ -222,9 +227,10 @@ class Planner:
                 other = self._shares(current)
                 if other is not None:
                     item.plan, item.depends_on = Plan.MAYBE, [other.stage.name]
-                    item.reason = (
+                    item.reason = Reason(
                         f"shared with set {other.record_name!r} if they read the same values; "
-                        f"else {why}"
+                        f"else {why}",
+                        changes_of(why),
                     )
             if current.is_cached_stage:
                 for ref in current.outputs:

@@ -65,6 +65,7 @@ class Scheduler(Dispatcher):
         provenance: dict[str, Any] | None = None,
         logbook: Callable[[dict[str, Any]], None] | None = None,
         whole_params: bool = False,
+        history: Callable[[], dict[tuple[str, str], list[str]]] | None = None,
     ) -> None:
         self.store = store
         self.keys = keys
@@ -79,6 +80,7 @@ class Scheduler(Dispatcher):
             overwrite_stages,
             fingerprinter=keys.fingerprinter,
             whole_params=whole_params,
+            history=history,  # the entries each set's calls used in earlier runs
         )
         self.keep_going = keep_going
         self.lock_timeout = lock_timeout

@@ -34,6 +34,7 @@ from curifactory_cli.provenance import (
 from curifactory_cli.record import TracingManager
 from curifactory_cli.run.options import RunOptions, RunResult
 from curifactory_cli.run.orchestrator import Run, RunSpec
+from curifactory_cli.run.rows import entries_used
 from curifactory_cli.run.selection import load_param_sets
 from curifactory_cli.run.settings import Settings
 from curifactory_cli.run.signals import terminate_as_interrupt
@@ -187,6 +188,7 @@ def plan_experiment(options: RunOptions) -> PlanResult:
         overwrite=options.overwrite,
         overwrite_stages=frozenset(options.overwrite_stages),
         whole_params=prepared.settings.whole_params,
+        history=entries_used(prepared.root, prepared.experiment),
     )
     try:
         plans = planner.plan(prepared.manager.graph.nodes)
