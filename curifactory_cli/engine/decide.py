@@ -22,7 +22,7 @@ from curifactory_cli.discovery import find_project_root
 from curifactory_cli.engine.sharing import Sharing, probe_of, probe_of_call
 from curifactory_cli.fingerprint import CodeFingerprinter
 from curifactory_cli.graph import entry_namespace
-from curifactory_cli.parameters.read_values import ABSENT, first_difference, value_at
+from curifactory_cli.parameters.read_values import ABSENT, first_difference, json_value, value_at
 from curifactory_cli.store import INVALIDATED, removals
 
 if TYPE_CHECKING:
@@ -561,17 +561,6 @@ def shareable(node: Node) -> bool:
         and stage.params is None
         and node.record.params is not None
     )
-
-
-def json_value(value: Any) -> Any:
-    """A parameter's value as JSON data (None for a value that is not there; the repr of
-    what JSON cannot hold)."""
-    if value is ABSENT:
-        return None
-    try:
-        return json.loads(json.dumps(value, ensure_ascii=False, default=repr))
-    except (TypeError, ValueError):
-        return repr(value)
 
 
 def _shown(value: Any) -> str:

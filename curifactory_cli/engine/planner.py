@@ -305,9 +305,14 @@ class Planner:
                 out.append(entry.meta)
         return out
 
+    def call_parts(self, node: Node) -> dict[str, Any]:
+        """The call's key parts as far as the plan knows them: an input whose data is not
+        known until an upstream call runs is None."""
+        return {**self.keys.base(node), "inputs": self.keys.input_parts(node, self._version)}
+
     def _explain(self, node: Node, open_inputs: frozenset[str]) -> str:
         """Why `node` has no usable entry, from what is known before its inputs are."""
-        parts = {**self.keys.base(node), "inputs": self.keys.input_parts(node, self._version)}
+        parts = self.call_parts(node)
         return self.finder.explainer.explain(
             node,
             self.finder.stage_prefix(node),
