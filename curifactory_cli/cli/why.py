@@ -176,7 +176,8 @@ def _lines(call: dict[str, Any]) -> list[str]:
     row("parameters", _reads(parts["params"]))
     closest = call["closest"]
     if closest is None:
-        row("closest", "no entry of this stage in the cache")
+        no_entry = "no entry of this stage in the cache"
+        row("closest", no_entry if parts["cachers"] else "none: the stage has no cachers")
         return lines
     by = f"set {closest['record']!r}" + (f", {closest['finished']}" if closest["finished"] else "")
     row("closest", f"{closest['entry']} ({closest['chosen']}; {by})")

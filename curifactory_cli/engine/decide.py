@@ -10,19 +10,26 @@ from __future__ import annotations
 
 import enum
 import inspect
-import json
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from curifactory_cli.discovery import find_project_root
+from curifactory_cli.engine.reasons import (
+    PARAMS_CHANGED,
+    Reason,
+    code_changed,
+    files_changed,
+    inputs_changed,
+    params_changed,
+)
 from curifactory_cli.engine.sharing import Sharing, probe_of, probe_of_call
 from curifactory_cli.fingerprint import CodeFingerprinter
 from curifactory_cli.graph import entry_namespace
-from curifactory_cli.parameters.read_values import ABSENT, first_difference, json_value, value_at
+from curifactory_cli.parameters.read_values import first_difference, value_at
 from curifactory_cli.store import INVALIDATED, removals
 
 if TYPE_CHECKING:
@@ -35,7 +42,6 @@ if TYPE_CHECKING:
 # (its --json, the registry, the report) and `curi runs show` all use.
 HIT = "cached"
 NOT_COMPUTED = "not computed yet"
-PARAMS_CHANGED = "parameters changed"
 CACHERS_CHANGED = "cachers or outputs changed"
 KWARGS_CHANGED = "call arguments changed"
 ENTRY_MISSING = "cache entry missing"
@@ -46,67 +52,6 @@ UNCACHED_LEAF = "uncached leaf stage"
 UNCACHED_UNNEEDED = "uncached, and nothing needs its outputs"
 NEEDED_DOWNSTREAM = "needed downstream"  # a deferred call that a running call reads
 UNDECIDABLE = "its inputs must be computed to decide"
-
-
-class Reason(str):
-    """A reason's words, with what changed as data (`changed`: one dict per changed part,
-    `{"part": "params", "path": "lr", "old": 0.1, "new": 0.01}`, `{"part": "code", "name":
-    "_residuals", "kind": "helper"}`, ...) for the JSON outputs. It is the string it says
-    everywhere else (the registry, the tables, comparisons)."""
-
-    changed: tuple[dict[str, Any], ...]
-
-    def __new__(cls, text: str, changed: Iterable[dict[str, Any]] = ()) -> Reason:
-        made = super().__new__(cls, text)
-        made.changed = tuple(changed)
-        return made
-
-
-def changes_of(reason: str) -> list[dict[str, Any]]:
-    """What a reason says changed, as data ([] when it says nothing of the kind)."""
-    return list(getattr(reason, "changed", ()))
-
-
-def code_changed(names: list[str], kinds: dict[str, str] | None = None) -> str:
-    """`names`: what differs in the code's breakdown; `kinds`: what each name is in the
-    current code (a name it no longer has is said to be gone)."""
-    if not names:
-        return Reason("stage code changed", [{"part": "code"}])
-    kinds = kinds or {}
-    stage = [n for n in names if kinds.get(n) == "stage"]
-    ordered = stage + [n for n in names if n not in stage]
-    words = [_code_word(name, kinds.get(name), bool(kinds)) for name in ordered]
-    return Reason(
-        f"stage code changed ({', '.join(words)})",
-        [{"part": "code", "name": name, "kind": kinds.get(name)} for name in ordered],
-    )
-
-
-def _code_word(name: str, kind: str | None, known: bool) -> str:
-    """A changed name in a reason: the stage itself bare, the others with their kind."""
-    if kind == "stage" or not known:
-        return name
-    return f"{kind} {name}" if kind else f"removed {name}"
-
-
-def files_changed(paths: list[str]) -> str:
-    return Reason(
-        f"input files changed ({', '.join(paths)})", [{"part": "files", "path": p} for p in paths]
-    )
-
-
-def inputs_changed(names: list[str]) -> str:
-    return Reason(
-        f"input data changed ({', '.join(names)})", [{"part": "inputs", "name": n} for n in names]
-    )
-
-
-def params_changed(path: str, old: Any, new: Any) -> str:
-    """A value the call reads changed: `parameters changed (lr: 0.1 -> 0.01)`."""
-    return Reason(
-        f"{PARAMS_CHANGED} ({path}: {_shown(old)} -> {_shown(new)})",
-        [{"part": "params", "path": path, "old": json_value(old), "new": json_value(new)}],
-    )
 
 
 def removed_damaged(record: dict[str, Any]) -> str:
@@ -259,10 +204,12 @@ class MissExplainer:
         open_inputs: frozenset[str] = frozenset(),
         key: str | None = None,
         lineage_key: str | None = None,
+        keyed: Any = None,
     ) -> str:
         """`parts`: the call's key parts (inputs whose data is not known yet are left out of
         the comparison: `open_inputs`); `key` (or, while inputs are open, `lineage_key`): to
-        tell an entry `curi cache verify --fix` removed."""
+        tell an entry `curi cache verify --fix` removed; `keyed`: what holds the call's
+        probe, when it has one (see FactFinder.share)."""
         removed = self._removed_record(key, lineage_key)
         if removed is not None:
             return removed_damaged(removed)
@@ -270,10 +217,13 @@ class MissExplainer:
         if not metas:
             # A set that ran before, whose call used (or made) an entry of the same
             # computation (its own, or one it shared with another set): what it reads
-            # changed.
-            used = self.used_elsewhere(node, stage_prefix)
+            # changed. The registry is asked only when the reads index has such entries.
+            probe = self._indexed_probe(node, parts, keyed)
+            used = self.used_elsewhere(node, stage_prefix) if probe else []
             ran = bool(used) or self._made_under_other_params(node, any_stage=True)
-            changed = self._changed_fields(node, parts, used) if ran and parts else None
+            changed = None
+            if ran and parts and probe:
+                changed = self._changed_fields(node, parts, used, probe)
             if changed:
                 return changed
             if used or self._made_under_other_params(node):
@@ -323,17 +273,28 @@ class MissExplainer:
         rel = location[len(root) :] if location.startswith(root) else location
         return rel.lstrip("/\\").replace(os.sep, "/")
 
+    def _indexed_probe(self, node: Node, parts: dict[str, Any] | None, keyed: Any) -> str | None:
+        """The call's probe when the reads index has entries of it (None otherwise): the
+        probe `keyed` holds, digested from `parts` only when it holds none."""
+        if self.sharing is None or not parts or not shareable(node):
+            return None
+        probe = probe_of_call(keyed) if keyed is not None else None
+        probe = probe or probe_of(parts)
+        namespace = entry_namespace(node, self.experiment)
+        return probe if self.sharing.known(namespace, node.stage.name, probe) else None
+
     def closest_same_computation(
-        self, node: Node, parts: dict[str, Any], used: Sequence[str] = ()
+        self, node: Node, parts: dict[str, Any], used: Sequence[str] = (), probe: str = ""
     ) -> tuple[Entry, list[tuple[str, str]]] | None:
         """The entry of the same computation (the same key but the parameters) a miss is
         told against, with what its call read: the set's own, or one its calls used before
-        (`used`), first; else the newest."""
+        (`used`), first; else the newest. `probe`: the parts' own, when known."""
         if self.sharing is None or not shareable(node):
             return None
         newest: tuple[Any, Entry, list[tuple[str, str]]] | None = None
         namespace, stage = entry_namespace(node, self.experiment), node.stage.name
-        for params_hash, key, reads in self.sharing.indexed(namespace, stage, probe_of(parts)):
+        probe = probe or probe_of(parts)
+        for params_hash, key, reads in self.sharing.indexed(namespace, stage, probe):
             directory = self.store.entry_dir(
                 self.store.stage_prefix(namespace, params_hash, stage), key
             )
@@ -350,12 +311,12 @@ class MissExplainer:
         return None if newest is None else (newest[1], newest[2])
 
     def _changed_fields(
-        self, node: Node, parts: dict[str, Any], used: Sequence[str] = ()
+        self, node: Node, parts: dict[str, Any], used: Sequence[str], probe: str
     ) -> str | None:
         """Which value the call reads changed since the closest entry of the same
         computation (see closest_same_computation): `parameters changed (lr: 0.1 -> 0.01)`;
         None when no such entry is indexed, or it read the whole set."""
-        closest = self.closest_same_computation(node, parts, used)
+        closest = self.closest_same_computation(node, parts, used, probe)
         if closest is None:
             return None
         params = node.record.params
@@ -515,7 +476,7 @@ class FactFinder:
             entry_dir=entry_dir,
             explain=None
             if key is None
-            else partial(self.explainer.explain, node, prefix, parts, key=key),
+            else partial(self.explainer.explain, node, prefix, parts, key=key, keyed=keyed),
             # Asked only on a miss: a cached run never reads the reads index.
             shared=None if entry_dir is None else partial(self.share, node, keyed, entry_dir),
         )
@@ -561,17 +522,6 @@ def shareable(node: Node) -> bool:
         and stage.params is None
         and node.record.params is not None
     )
-
-
-def _shown(value: Any) -> str:
-    """A parameter's value in a reason: short, JSON where it can be."""
-    if value is ABSENT:
-        return "(none)"
-    try:
-        text = json.dumps(value, ensure_ascii=False, default=repr)
-    except (TypeError, ValueError):
-        text = repr(value)
-    return text if len(text) <= 40 else text[:39] + "…"
 
 
 def _differing(old: dict[str, Any], new: dict[str, Any]) -> list[str]:

@@ -20,13 +20,12 @@ from curifactory_cli.engine.decide import (
     Action,
     FactFinder,
     Facts,
-    Reason,
-    changes_of,
     decide,
     needed_by,
     unneeded,
 )
 from curifactory_cli.engine.keys import memory_version
+from curifactory_cli.engine.reasons import Reason, changes_of
 from curifactory_cli.engine.sharing import probe_of_call
 from curifactory_cli.graph import Node, OutputRef, producers_through_memory
 from curifactory_cli.wording import plural

@@ -15,9 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from curifactory_cli.engine.decide import changes_of
 from curifactory_cli.engine.keys import params_json
 from curifactory_cli.engine.planner import Plan
+from curifactory_cli.engine.reasons import changes_of
 from curifactory_cli.graph import OutputRef, entry_namespace
 from curifactory_cli.parameters.read_values import ABSENT, differing_paths, json_value, value_at
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from curifactory_cli.errors import CacheError, ConfigError
-from curifactory_cli.registry import metric_rows
+from curifactory_cli.registry import entry_use, metric_rows
 from curifactory_cli.registry.liveness import with_liveness
 from curifactory_cli.registry.records import (
     BRIEF_COLUMNS,
@@ -361,22 +361,10 @@ class RunRegistry:
             )
             return {stage: float(seconds) for stage, seconds in rows}
 
-    def entries_used(self, experiment: str) -> dict[tuple[str, str], list[str]]:
-        """(set name, stage) -> the cache entries its calls used (computed, or shared with
-        another set), newest run first: what a miss is explained against when a set has no
-        entry of its own."""
+    def entries_used(self, experiment: str, runs: int = 20) -> dict[tuple[str, str], list[str]]:
+        """See `entry_use.entries_used` (nothing recorded yet: {})."""
         with self._reader() as conn:
-            if conn is None:
-                return {}
-            used: dict[tuple[str, str], list[str]] = {}
-            for record, stage, entry in conn.execute(
-                "SELECT s.record, s.stage, s.entry FROM run_stages s JOIN runs r"
-                " ON r.id = s.run_id WHERE r.experiment = ? AND s.entry IS NOT NULL"
-                " ORDER BY r.id DESC, s.position",
-                (experiment,),
-            ):
-                used.setdefault((record, stage), []).append(entry)
-            return used
+            return {} if conn is None else entry_use.entries_used(conn, experiment, runs)
 
     def run_metrics(self, references: Sequence[str]) -> list[metric_rows.RunMetrics]:
         """The parameter values and stage-call metrics of the given runs, in the order given

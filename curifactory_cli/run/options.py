@@ -110,7 +110,7 @@ class RunResult:
         return list(by_stage.values())
 
     def to_json(self) -> dict[str, Any]:
-        from curifactory_cli.engine.decide import changes_of
+        from curifactory_cli.engine.reasons import changes_of
 
         failed = self.failed_node
         return {

@@ -23,7 +23,6 @@ from curifactory_cli.engine.decide import (
     FactFinder,
     Facts,
     MissExplainer,
-    changes_of,
     code_changed,
     decide,
     files_changed,
@@ -32,6 +31,7 @@ from curifactory_cli.engine.decide import (
     removed_damaged,
     unneeded,
 )
+from curifactory_cli.engine.reasons import changes_of
 from curifactory_cli.store import INVALIDATED, Entry
 from curifactory_cli.store.entry import entry_dir
 
@@ -208,6 +208,9 @@ class Entries:
     def stage_prefix(self, experiment, params_hash, stage):
         return f"{experiment}/{params_hash[:16]}/{stage}"
 
+    def read_index(self, experiment):  # the reads index: nothing indexed
+        return []
+
     entry_dir = staticmethod(entry_dir)
 
 
@@ -323,7 +326,7 @@ def test_a_stage_never_run_for_this_experiments_set_is_not_computed_yet():
     params = _params()
     call = SimpleNamespace(
         index=0,
-        stage=SimpleNamespace(name="fit", fn=None),
+        stage=SimpleNamespace(name="fit", fn=None, is_aggregate=False, params=None),
         record=SimpleNamespace(
             params=params, input_records=[], get_hash=lambda: "h" * 64, name="a"
         ),

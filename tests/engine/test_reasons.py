@@ -318,7 +318,7 @@ def test_a_miss_names_the_value_read_that_changed_against_the_sets_newest_entry(
 
 
 def test_a_value_in_a_reason_is_short_json():
-    from curifactory_cli.engine.decide import _shown
+    from curifactory_cli.engine.reasons import _shown
     from curifactory_cli.parameters.read_values import ABSENT
 
     assert _shown(0.5) == "0.5" and _shown("é") == '"é"' and _shown(ABSENT) == "(none)"
