@@ -182,11 +182,12 @@ class MissExplainer:
         fingerprinter: CodeFingerprinter | None = None,
         sharing: Sharing | None = None,
         history: Callable[[], dict[tuple[str, str], list[str]]] | None = None,
+        whole_params: bool = False,
     ) -> None:
         self.store = store
         self.experiment = experiment
         self.fingerprinter = fingerprinter
-        self.sharing = sharing
+        self.sharing = None if whole_params else sharing  # params = "all": nothing shared
         # The entries each (set name, stage) used in earlier runs, newest first (the run
         # registry's): read on the first miss of a set with no entry of its own.
         self._history = history
@@ -397,7 +398,9 @@ class FactFinder:
         self.overwrite = overwrite
         self.overwrite_stages = overwrite_stages
         self.sharing = Sharing(store)
-        self.explainer = MissExplainer(store, experiment, fingerprinter, self.sharing, history)
+        self.explainer = MissExplainer(
+            store, experiment, fingerprinter, self.sharing, history, whole_params
+        )
         self._shares: dict[int, bool] = {}  # node -> whether it may share (see shares)
         self._prefixes: dict[int, str] = {}
         self._overwrite: dict[int, bool] = {}  # id(params) -> overwrite: true (params live on)

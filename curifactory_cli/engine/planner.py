@@ -27,7 +27,9 @@ from curifactory_cli.engine.decide import (
 from curifactory_cli.engine.keys import memory_version
 from curifactory_cli.engine.reasons import Reason, changes_of
 from curifactory_cli.engine.sharing import probe_of_call
-from curifactory_cli.graph import Node, OutputRef, producers_through_memory
+from curifactory_cli.graph import Node, OutputRef, entry_namespace, producers_through_memory
+from curifactory_cli.hashing import canonical_json
+from curifactory_cli.parameters.read_values import current_items
 from curifactory_cli.wording import plural
 
 if TYPE_CHECKING:
@@ -101,6 +103,7 @@ class Planner:
         self._lineage: dict[int, str] = {}
         self._probes: dict[int, str] = {}  # node -> its lineage probe (see _shares)
         self._running: dict[str, Node] = {}  # lineage probe -> the first call planned to run
+        self._other_values = OtherValues(self)
 
     def plan(self, nodes: list[Node]) -> list[NodePlan]:
         self._plans = {node.index: NodePlan(node) for node in nodes}
@@ -202,7 +205,8 @@ class Planner:
         the run will give the reason said here (the same comparison, made with the data)."""
         names = sorted({ref.node.stage.name for ref in uncertain})
         similar = self._similar_entries(node, uncertain)
-        if any(not meta.get("invalidated") for meta in similar):
+        usable = any(not meta.get("invalidated") for meta in similar)
+        if usable or (not similar and self._other_values.may_serve(node, uncertain)):
             self._mark(
                 node,
                 Plan.MAYBE,
@@ -319,6 +323,72 @@ class Planner:
             open_inputs,
             lineage_key=self._lineage_of(node),
         )
+
+
+class OtherValues:
+    """Entries made under other parameter values (another set's, or this set's before an
+    edit) that may serve a call whose inputs are not known yet: equal to its key in every
+    part but the parameters and those inputs, made by a call that read, at every path it
+    read, the value this set has there. Once its inputs are known, the run finds such an
+    entry through the reads index and serves the call from it (engine.sharing), so the plan
+    says the call may run rather than that it runs. The stage's entries are read once, in
+    one listing of the experiment's entries, and grouped so that a call costs a lookup per
+    way of reading seen, not a pass over every entry."""
+
+    def __init__(self, planner: Planner) -> None:
+        self.planner = planner
+        # namespace -> (stage, parts but params and inputs) -> paths and forms read ->
+        #   (a recorded reads list, values read -> the inputs of each entry)
+        self._groups: dict[str, dict[tuple[str, str], dict[Any, Any]]] = {}
+
+    def may_serve(self, node: Node, uncertain: list[OutputRef]) -> bool:
+        planner = self.planner
+        if not planner.finder.shares(node):
+            return False
+        base = {k: v for k, v in planner.keys.base(node).items() if k != "params"}
+        namespace = entry_namespace(node, planner.experiment)
+        groups = self._of(namespace).get((node.stage.name, canonical_json(base)))
+        if not groups:
+            return False
+        open_inputs = planner._open_inputs(node, uncertain)
+        inputs = planner.keys.input_parts(node, planner._version)
+        known = {k: v for k, v in inputs.items() if k not in open_inputs}
+        for items, by_values in groups.values():
+            current = current_items(node.record.params, items)
+            if current is None:
+                continue
+            for stored in by_values.get(tuple(d for _, d in current), ()):
+                if all(stored.get(k) == v for k, v in known.items()):
+                    return True
+        return False
+
+    def _of(self, namespace: str) -> dict[tuple[str, str], dict[Any, Any]]:
+        found = self._groups.get(namespace)
+        if found is None:
+            found = self._groups[namespace] = {}
+            for entry in self.planner.store.entries(namespace):
+                meta, reads = entry.meta, entry.meta.get("reads")
+                if meta.get("invalidated") or not isinstance(reads, dict):
+                    continue
+                items = reads.get("items")
+                if reads.get("everything") or not isinstance(items, list):
+                    continue
+                parts = meta.get("key_parts") or {}
+                base = {k: v for k, v in parts.items() if k not in ("params", "inputs")}
+                group = found.setdefault((str(meta.get("stage")), canonical_json(base)), {})
+                shape = tuple((path, _form(recorded)) for path, recorded in items)
+                by_values = group.setdefault(shape, (items, {}))[1]
+                values = tuple(recorded for _, recorded in items)
+                by_values.setdefault(values, []).append(parts.get("inputs") or {})
+        return found
+
+
+def _form(recorded: str) -> str:
+    """How a read was recorded (what `current_items` digests alike): a value, the kind of a
+    nested object, or a nested object with its digest."""
+    if recorded.startswith("kind:"):
+        return "node" if "|" in recorded else "kind"
+    return "value"
 
 
 def summarize(plans: list[NodePlan]) -> dict[str, int]:
