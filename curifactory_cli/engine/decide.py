@@ -195,6 +195,8 @@ class MissExplainer:
         self._by_root: dict[str, CodeFingerprinter] = {}
         self._index: set[tuple[str, str]] | None = None
         self._present: set[str] | None = None  # every entry of the experiment, by location
+        # (set name, stage) -> (when, location, key) of its newest entry
+        self._newest: dict[tuple[str, str], tuple[str, str, str]] | None = None
         self._removed: dict[str, dict[str, Any]] | None = None
 
     def explain(
@@ -227,9 +229,15 @@ class MissExplainer:
                 changed = self._changed_fields(node, parts, used, probe)
             if changed:
                 return changed
-            if used or self._made_under_other_params(node):
-                return PARAMS_CHANGED
-            return NOT_COMPUTED
+            if not self._made_under_other_params(node):
+                return PARAMS_CHANGED if used else NOT_COMPUTED
+            # Against the set's newest entry of the stage (under its old values): what
+            # differs, the values it read first (a call that reads none of what changed runs
+            # because its inputs did).
+            previous = self._previous(node) if parts and shareable(node) else None
+            if previous is not None and parts:
+                return self._compared(node, previous, parts, open_inputs) or PARAMS_CHANGED
+            return PARAMS_CHANGED
         if not parts:
             return ENTRY_MISSING
         return self._what_changed(node, metas[0], parts, open_inputs)
@@ -364,15 +372,45 @@ class MissExplainer:
             found = self._by_root[str(root)] = CodeFingerprinter(root)
         return found
 
+    def _compared(
+        self, node: Node, meta: dict[str, Any], parts: dict[str, Any], open_inputs: frozenset[str]
+    ) -> str | None:
+        """What differs from an entry made under other values of the set: its code, a value
+        its call read, then the other parts (None: nothing but values it did not read)."""
+        if _part(meta, "key_parts").get("code") == parts.get("code"):
+            reads = meta.get("reads")
+            if not isinstance(reads, dict) or reads.get("everything"):
+                return PARAMS_CHANGED  # it took the whole set, whose values changed
+            path = first_difference(node.record.params, reads.get("items") or [])
+            if path:
+                old = value_at(meta.get("params") or {}, path)
+                return params_changed(path, old, value_at(node.record.params, path))
+        what = self._what_changed(node, meta, parts, open_inputs)
+        return None if what == ENTRY_MISSING else what
+
+    def _previous(self, node: Node) -> dict[str, Any] | None:
+        """The metadata of the newest entry of this stage made for a set of this name (under
+        other values), if it is still usable."""
+        assert self._newest is not None  # (after _made_under_other_params)
+        found = self._newest.get((node.record_name, node.stage.name))
+        if found is None:
+            return None
+        entry, _ = self.store.lookup(found[1], found[2], [ref.name for ref in node.outputs])
+        return None if entry is None else entry.meta
+
     def _made_under_other_params(self, node: Node, any_stage: bool = False) -> bool:
         """Whether this stage (`any_stage`: any stage) was run for a parameter set of this
         name with other values (read once per run, and only when a call is missing with no
         entry of its own)."""
         if self._index is None:
-            self._index, self._present = set(), set()
+            self._index, self._present, self._newest = set(), set(), {}
             for entry in self.store.entries(self.experiment):
-                self._index.add((entry.params_name, entry.stage))
+                pair = (entry.params_name, entry.stage)
+                self._index.add(pair)
                 self._present.add(self._rel(entry.location))
+                finished = str(_part(entry.meta, "timings").get("finished", ""))
+                if finished >= self._newest.get(pair, ("",))[0]:
+                    self._newest[pair] = (finished, entry.location, entry.key)
             self._index |= {(name, "") for name, _ in self._index}
         return (node.record_name, "" if any_stage else node.stage.name) in self._index
 

@@ -100,12 +100,12 @@ def test_after_a_parameter_edit_plan_and_run_name_the_change_alike(pipe, cli):
     changed = "parameters changed (factor: 3 -> 5)"
     assert calls["scale", "b"] == ("run", changed, "executed", changed)
     # total reads no parameter: a's entry (or b's own, of factor 3) would serve it if its
-    # inputs came out as they were; they do not, and the run says why it ran.
+    # inputs came out as they were; they do not, and the run says so (not "parameters").
     assert calls["total", "b"] == (
         "maybe",
         "cached unless describe, scale produce(s) different outputs",
         "executed",
-        "parameters changed",
+        "input data changed (memo, scaled)",
     )
     for stage in ("load", "scale", "total"):
         assert calls[stage, "a"][0::2] == ("cached", "cached"), stage
@@ -480,3 +480,16 @@ def test_the_json_outputs_carry_what_changed_in_the_code(pipe, cli):
             {"part": "code", "name": "OFFSET", "kind": "constant"},
             {"part": "code", "name": "_shift", "kind": "helper"},
         ]
+
+
+def test_a_call_whose_inputs_and_read_value_changed_names_the_value(pipe, cli):
+    """b's n and factor change: load reruns (it reads n); scale, whose input is recomputed
+    first, is told against b's entry made under the old values: the value it reads changed,
+    in the plan and the run alike; total reads none of them and ran for its inputs."""
+    pipe.write("params/p.yaml", PARAMS.replace("n: 4", "n: 5").replace("factor: 3", "factor: 5"))
+    calls = plan_then_run(cli)
+    assert_same_words(calls)
+    assert calls["load", "b"][1] == "parameters changed (n: 4 -> 5)"
+    changed = "parameters changed (factor: 3 -> 5)"
+    assert calls["scale", "b"] == ("run", changed, "executed", changed)
+    assert calls["total", "b"][2:] == ("executed", "input data changed (memo, scaled)")
