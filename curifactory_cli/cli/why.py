@@ -74,7 +74,8 @@ def why_command(
 
     The closest entry is the one that serves the call; else this set's newest entry of the
     stage; else an entry of the same computation under other parameter values (one this
-    set used before first); else the newest entry of the stage. Like `curi plan`, it runs
+    set used before first); else this set's newest entry of the stage under its old values;
+    else the newest entry of the stage. Like `curi plan`, it runs
     nothing and writes nothing. (`curi plan` lists every call with its reason in one line.)
     """
     from curifactory_cli.discovery import project_root

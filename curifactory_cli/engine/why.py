@@ -6,8 +6,9 @@ arguments, input files, input data and the parameters it reads. The plan says wh
 entry serves the call; this says, part by part, how the call compares with the entry that
 comes closest: the one that serves it; else this set's newest entry of the stage; else an
 entry of the same computation under other parameter values (the one this set's calls used
-before first: a set's own, or one it shared); else the newest entry of the stage (this set's
-name first). Nothing is run or loaded: it reads the plan's keys and the entries' metadata.
+before first: a set's own, or one it shared); else this set's newest entry of the stage
+under its old values (or one its calls used); else the newest entry of the stage. Nothing
+is run or loaded: it reads the plan's keys and the entries' metadata.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
 SERVES = "serves it"
 OWN_NEWEST = "this set's newest entry of the stage"
 SAME_COMPUTATION = "same computation under other parameter values"
+OWN_BEFORE = "this set's newest entry of the stage, under its old values"
+USED_BEFORE = "the entry this set's call used before"
 NEWEST_OF_STAGE = "newest entry of the stage"
 
 
@@ -148,17 +151,21 @@ class _Explainer:
             same = self.explainer.closest_same_computation(node, parts, used)
             if same is not None:
                 return Closest(same[0], SAME_COMPUTATION)
-        best: tuple[Any, Entry] | None = None
+        best: tuple[Any, Entry, str] | None = None
         namespace = entry_namespace(node, self.planner.experiment)
         for entry in self.store.entries(namespace):
             if entry.stage != node.stage.name:
                 continue
-            mine = entry.params_name == node.record_name or _rel(entry.location, self.root) in used
+            chosen = NEWEST_OF_STAGE
+            if entry.params_name == node.record_name:
+                chosen = OWN_BEFORE
+            elif _rel(entry.location, self.root) in used:
+                chosen = USED_BEFORE
             finished = str((entry.meta.get("timings") or {}).get("finished", ""))
-            rank = (mine, finished, entry.created)
+            rank = (chosen != NEWEST_OF_STAGE, finished, entry.created)
             if best is None or rank > best[0]:
-                best = (rank, entry)
-        return None if best is None else Closest(best[1], NEWEST_OF_STAGE)
+                best = (rank, entry, chosen)
+        return None if best is None else Closest(best[1], best[2])
 
     # ------------------------------------------------------------------ the parts
     def _inputs(self, node: Node, parts: dict[str, Any]) -> dict[str, dict[str, Any]]:

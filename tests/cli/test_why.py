@@ -55,6 +55,19 @@ def test_why_names_the_value_read_that_changed_and_runs_nothing(pipe, cli):
     assert call["differences"] == [change] and call["changed"] == [change]
     assert call["closest"]["record"] == "b"
     assert call["parts"]["params"]["reads"] == [{"path": "factor", "value": 5}]
+    # total reads no parameter; scale runs first: told against b's entry of its old values,
+    # its inputs not known yet.
+    (total,) = why_json(cli, "pipe", "params/p.yaml", "total", "-p", "b")
+    assert total["plan"] == "maybe"
+    assert (
+        total["closest"]["chosen"] == "this set's newest entry of the stage, under its old values"
+    )
+    assert total["closest"]["record"] == "b"
+    assert {(d["part"], d["name"], d["new"]) for d in total["differences"]} == {
+        ("inputs", "scaled", None),
+        ("inputs", "memo", None),
+    }
+    assert total["parts"]["params"]["reads"] == []
 
 
 def test_why_names_a_changed_helper_and_constant_by_kind(pipe, cli):
