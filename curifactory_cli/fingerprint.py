@@ -206,6 +206,15 @@ def _find_file(name: str) -> str | None:
     return spec.origin
 
 
+class _Parts(dict[str, str]):
+    """A fingerprint's breakdown (name -> digest, kept in each entry's metadata), with what
+    each name is (`kinds`: not kept, said in reasons)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.kinds: dict[str, str] = {}
+
+
 class CodeFingerprinter:
     """Fingerprints a stage function's logic plus the project-local code and constants it uses.
 
@@ -221,7 +230,7 @@ class CodeFingerprinter:
 
     def __init__(self, project_root: str | os.PathLike[str]) -> None:
         self.root = os.path.abspath(os.fspath(project_root))
-        self._cache: dict[int, tuple[str, dict[str, str]]] = {}
+        self._cache: dict[int, tuple[str, _Parts]] = {}
 
     def fingerprint(self, fn: Callable[..., Any]) -> str:
         return self._fingerprinted(fn)[0]
@@ -231,21 +240,27 @@ class CodeFingerprinter:
         own fingerprint (to say which one changed)."""
         return self._fingerprinted(fn)[1]
 
-    def _fingerprinted(self, fn: Callable[..., Any]) -> tuple[str, dict[str, str]]:
+    def kinds(self, fn: Callable[..., Any]) -> dict[str, str]:
+        """What each name of the breakdown is: "stage" (the function itself), "helper" (a
+        function it calls), "class" or "constant" (to say what changed in words)."""
+        return self._fingerprinted(fn)[1].kinds
+
+    def _fingerprinted(self, fn: Callable[..., Any]) -> tuple[str, _Parts]:
         cached = self._cache.get(id(fn))
         if cached is None:
-            parts: dict[str, str] = {}
+            parts = _Parts()
             cached = (self._fingerprint(fn, set(), parts, getattr(fn, "__name__", "?")), parts)
             self._cache[id(fn)] = cached
         return cached
 
-    def _fingerprint(self, fn: Any, seen: set[Any], parts: dict[str, str], label: str) -> str:
+    def _fingerprint(self, fn: Any, seen: set[Any], parts: _Parts, label: str) -> str:
         seen.add(id(fn))
         own = _source_fingerprint(fn)
         code = getattr(fn, "__code__", None)
         if own is None:
             own = _bytecode_fingerprint(code) if code is not None else repr(fn)
         parts[label] = digest(own)
+        parts.kinds[label] = "helper" if parts.kinds else "stage"
         deps: list[str] = []
         glob = getattr(fn, "__globals__", {})
         names = _global_names(code) if code is not None else set()
@@ -268,7 +283,7 @@ class CodeFingerprinter:
         package: str,
         names: set[str],
         seen: set[Any],
-        parts: dict[str, str],
+        parts: _Parts,
     ) -> str | None:
         """What an import in a function's body adds: the project module (or the names taken
         from it) followed as if it were imported at the top of the module. An installed
@@ -313,7 +328,7 @@ class CodeFingerprinter:
         return f"from {full} import " + ",".join(inner)
 
     def _dependency(
-        self, value: Any, name: str, names: set[str], seen: set[Any], parts: dict[str, str]
+        self, value: Any, name: str, names: set[str], seen: set[Any], parts: _Parts
     ) -> str | None:
         """What a referenced global adds to the fingerprint (None: nothing, it is not ours
         or not code)."""
@@ -338,6 +353,7 @@ class CodeFingerprinter:
         constant = _constant_repr(value)
         if constant is not None:
             parts[name] = digest(constant)
+            parts.kinds[name] = "constant"
             return f"={constant}"
         if (
             (inspect.isfunction(value) or inspect.isclass(value))
@@ -349,6 +365,7 @@ class CodeFingerprinter:
                 return ":" + self._fingerprint(value, seen, parts, name)
             source = _source_fingerprint(value) or value.__qualname__
             parts[name] = digest(source)
+            parts.kinds[name] = "class"
             return ":" + source
         return None
 

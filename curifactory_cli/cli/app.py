@@ -83,6 +83,12 @@ def full_app() -> typer.Typer:
         _app.command("metrics")(metrics_command)
         # first in --help, after run: report, then metrics
         _app.registered_commands[:0] = [_app.registered_commands.pop() for _ in range(2)][::-1]
+        # after plan: the same selection, one stage's calls part by part
+        from curifactory_cli.cli.why import why_command
+
+        plan = next(i for i, c in enumerate(_app.registered_commands) if _command_name(c) == "plan")
+        _app.command("why")(why_command)
+        _app.registered_commands.insert(plan + 1, _app.registered_commands.pop())
     return _app
 
 

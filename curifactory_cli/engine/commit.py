@@ -15,11 +15,10 @@ from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from curifactory_cli.engine.decide import shareable
 from curifactory_cli.engine.execute import bound_cacher
 from curifactory_cli.engine.jobs import Job, JobResult, RecordInfo
 from curifactory_cli.engine.keys import params_json
-from curifactory_cli.engine.sharing import probe_of_call
+from curifactory_cli.engine.sharing import probe_of_call, shareable
 from curifactory_cli.errors import CurifactoryError
 from curifactory_cli.graph import Node, OutputRef, entry_namespace
 from curifactory_cli.metrics import METRICS_FILE, load_metrics

@@ -10,19 +10,32 @@ from __future__ import annotations
 
 import enum
 import inspect
-import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from curifactory_cli.discovery import find_project_root
-from curifactory_cli.engine.sharing import Sharing, probe_of, probe_of_call
+from curifactory_cli.engine.reasons import (
+    PARAMS_CHANGED,
+    Reason,
+    code_changed,
+    files_changed,
+    inputs_changed,
+    params_changed,
+)
+from curifactory_cli.engine.sharing import (
+    Sharing,
+    probe_of,
+    probe_of_call,
+    shareable,
+    sharing_params,
+)
 from curifactory_cli.fingerprint import CodeFingerprinter
 from curifactory_cli.graph import entry_namespace
-from curifactory_cli.parameters.read_values import ABSENT, RecordSets, first_difference, value_at
+from curifactory_cli.parameters.read_values import first_difference, value_at
 from curifactory_cli.store import INVALIDATED, removals
 
 if TYPE_CHECKING:
@@ -35,7 +48,6 @@ if TYPE_CHECKING:
 # (its --json, the registry, the report) and `curi runs show` all use.
 HIT = "cached"
 NOT_COMPUTED = "not computed yet"
-PARAMS_CHANGED = "parameters changed"
 CACHERS_CHANGED = "cachers or outputs changed"
 KWARGS_CHANGED = "call arguments changed"
 RECORDS_REORDERED = "its records come in another order"
@@ -49,18 +61,6 @@ UNCACHED_LEAF = "uncached leaf stage"
 UNCACHED_UNNEEDED = "uncached, and nothing needs its outputs"
 NEEDED_DOWNSTREAM = "needed downstream"  # a deferred call that a running call reads
 UNDECIDABLE = "its inputs must be computed to decide"
-
-
-def code_changed(names: list[str]) -> str:
-    return f"stage code changed ({', '.join(names)})" if names else "stage code changed"
-
-
-def files_changed(paths: list[str]) -> str:
-    return f"input files changed ({', '.join(paths)})"
-
-
-def inputs_changed(names: list[str]) -> str:
-    return f"input data changed ({', '.join(names)})"
 
 
 def removed_damaged(record: dict[str, Any]) -> str:
@@ -190,13 +190,22 @@ class MissExplainer:
         experiment: str,
         fingerprinter: CodeFingerprinter | None = None,
         sharing: Sharing | None = None,
+        history: Callable[[], dict[tuple[str, str], list[str]]] | None = None,
+        whole_params: bool = False,
     ) -> None:
         self.store = store
         self.experiment = experiment
         self.fingerprinter = fingerprinter
-        self.sharing = sharing
+        self.sharing = None if whole_params else sharing  # params = "all": nothing shared
+        # The entries each (set name, stage) used in earlier runs, newest first (the run
+        # registry's): read on the first miss of a set with no entry of its own.
+        self._history = history
+        self._used: dict[tuple[str, str], list[str]] | None = None
         self._by_root: dict[str, CodeFingerprinter] = {}
         self._index: set[tuple[str, str]] | None = None
+        self._present: set[str] | None = None  # every entry of the experiment, by location
+        # (set name, stage) -> (when, location, key) of its newest entry
+        self._newest: dict[tuple[str, str], tuple[str, str, str]] | None = None
         self._removed: dict[str, dict[str, Any]] | None = None
 
     def explain(
@@ -207,22 +216,37 @@ class MissExplainer:
         open_inputs: frozenset[str] = frozenset(),
         key: str | None = None,
         lineage_key: str | None = None,
+        keyed: Any = None,
     ) -> str:
         """`parts`: the call's key parts (inputs whose data is not known yet are left out of
         the comparison: `open_inputs`); `key` (or, while inputs are open, `lineage_key`): to
-        tell an entry `curi cache verify --fix` removed."""
+        tell an entry `curi cache verify --fix` removed; `keyed`: what holds the call's
+        probe, when it has one (see FactFinder.share)."""
         removed = self._removed_record(key, lineage_key)
         if removed is not None:
             return removed_damaged(removed)
         metas = [entry.meta for entry in self.store.stage_entries(stage_prefix)]
         if not metas:
             # A set that ran before, whose call used (or made) an entry of the same
-            # computation: what it reads changed.
-            ran = parts is not None and self._made_under_other_params(node, any_stage=True)
-            changed = self._changed_fields(node, parts) if ran and parts is not None else None
+            # computation (its own, or one it shared with another set): what it reads
+            # changed. The registry is asked only when the reads index has such entries.
+            probe = self._indexed_probe(node, parts, keyed)
+            used = self.used_elsewhere(node, stage_prefix) if probe else []
+            ran = bool(used) or self._made_under_other_params(node, any_stage=True)
+            changed = None
+            if ran and parts and probe:
+                changed = self._changed_fields(node, parts, used, probe)
             if changed:
-                return f"{PARAMS_CHANGED} ({changed})"
-            return PARAMS_CHANGED if self._made_under_other_params(node) else NOT_COMPUTED
+                return changed
+            if not self._made_under_other_params(node):
+                return PARAMS_CHANGED if used else NOT_COMPUTED
+            # Against the set's newest entry of the stage (under its old values): what
+            # differs, the values it read first (a call that reads none of what changed runs
+            # because its inputs did).
+            previous = self._previous(node) if parts and shareable(node) else None
+            if previous is not None and parts:
+                return self._compared(node, previous, parts, open_inputs) or PARAMS_CHANGED
+            return PARAMS_CHANGED
         if not parts:
             return ENTRY_MISSING
         return self._what_changed(node, metas[0], parts, open_inputs)
@@ -235,47 +259,94 @@ class MissExplainer:
         its inputs' data."""
         stored = _part(meta, "key_parts")
         if stored.get("code") != parts.get("code"):
-            return code_changed(self._changed_code(node, _part(meta, "code_parts")))
+            return code_changed(*self.changed_code(node, _part(meta, "code_parts")))
         if stored.get("files") != parts.get("files"):
             return files_changed(_differing(_part(stored, "files"), _part(parts, "files")))
-        if stored.get("cachers") != parts.get("cachers"):
-            return CACHERS_CHANGED
-        if stored.get("outputs") != parts.get("outputs"):
-            return CACHERS_CHANGED
+        for part in ("cachers", "outputs"):
+            if stored.get(part) != parts.get(part):
+                return Reason(CACHERS_CHANGED, [{"part": part}])
         if stored.get("kwargs") != parts.get("kwargs"):
-            return KWARGS_CHANGED
+            return Reason(KWARGS_CHANGED, [{"part": "kwargs"}])
         if stored.get("records") != parts.get("records"):  # an aggregate's, same set of them
-            return RECORDS_REORDERED if "records" in stored else RECORDS_KEYED
+            records = RECORDS_REORDERED if "records" in stored else RECORDS_KEYED
+            return Reason(records, [{"part": "records"}])
         changed = _changed_inputs(_part(stored, "inputs"), _part(parts, "inputs"), open_inputs)
         return inputs_changed(changed) if changed else ENTRY_MISSING
 
-    def _changed_fields(self, node: Node, parts: dict[str, Any]) -> str | None:
-        """Which value the call reads changed since the newest entry of the same computation
-        (the same key but the parameters), this set's own if it has one: `lr: 0.1 -> 0.01`;
-        None when no such entry is indexed, or it read the whole set."""
+    def used_elsewhere(self, node: Node, stage_prefix: str) -> list[str]:
+        """The entries (relative to the cache) this set's calls of this stage used in
+        earlier runs, newest first, that are still in the cache and were made under other
+        parameter values (another set's, or this set's before an edit): one of its own
+        deleted since says nothing of what changed."""
+        if self._used is None:
+            self._used = self._history() if self._history is not None else {}
+        used = self._used.get((node.record_name, node.stage.name))
+        if not used:
+            return []
+        own = self._rel(stage_prefix)
+        self._made_under_other_params(node)  # lists the entries once
+        assert self._present is not None
+        return [u for u in used if u in self._present and not u.startswith(own)]
+
+    def _rel(self, location: str) -> str:
+        """A location in the store relative to its root, with `/` (as the registry has it)."""
+        root = str(self.store.root)
+        rel = location[len(root) :] if location.startswith(root) else location
+        return rel.lstrip("/\\").replace(os.sep, "/")
+
+    def _indexed_probe(self, node: Node, parts: dict[str, Any] | None, keyed: Any) -> str | None:
+        """The call's probe when the reads index has entries of it (None otherwise): the
+        probe `keyed` holds, digested from `parts` only when it holds none."""
+        if self.sharing is None or not parts or not shareable(node):
+            return None
+        probe = probe_of_call(keyed) if keyed is not None else None
+        probe = probe or probe_of(parts)
+        namespace = entry_namespace(node, self.experiment)
+        return probe if self.sharing.known(namespace, node.stage.name, probe) else None
+
+    def closest_same_computation(
+        self, node: Node, parts: dict[str, Any], used: Sequence[str] = (), probe: str = ""
+    ) -> tuple[Entry, list[tuple[str, str]]] | None:
+        """The entry of the same computation (the same key but the parameters) a miss is
+        told against, with what its call read: the set's own, or one its calls used before
+        (`used`), first; else the newest. `probe`: the parts' own, when known. (Not an
+        aggregate's: what it read are paths of its records' sets, not of a set.)"""
         if self.sharing is None or not shareable(node) or node.stage.is_aggregate:
             return None
-        params, newest = node.record.params, None
+        newest: tuple[Any, Entry, list[tuple[str, str]]] | None = None
         namespace, stage = entry_namespace(node, self.experiment), node.stage.name
-        for params_hash, key, reads in self.sharing.indexed(namespace, stage, probe_of(parts)):
+        probe = probe or probe_of(parts)
+        for params_hash, key, reads in self.sharing.indexed(namespace, stage, probe):
             directory = self.store.entry_dir(
                 self.store.stage_prefix(namespace, params_hash, stage), key
             )
             entry, _ = self.store.lookup(directory, key, [ref.name for ref in node.outputs])
             if entry is None:
                 continue
-            own = entry.meta.get("record") == node.record_name
+            own = entry.meta.get("record") == node.record_name or (
+                bool(used) and self._rel(entry.location) in used
+            )
             # Its own first, then the newest (to the second, then by when it was written).
             rank = (own, str(_part(entry.meta, "timings").get("finished", "")), entry.created)
             if newest is None or rank > newest[0]:
-                newest = (rank, entry.meta, reads)
-        if newest is None:
+                newest = (rank, entry, reads)
+        return None if newest is None else (newest[1], newest[2])
+
+    def _changed_fields(
+        self, node: Node, parts: dict[str, Any], used: Sequence[str], probe: str
+    ) -> str | None:
+        """Which value the call reads changed since the closest entry of the same
+        computation (see closest_same_computation): `parameters changed (lr: 0.1 -> 0.01)`;
+        None when no such entry is indexed, or it read the whole set."""
+        closest = self.closest_same_computation(node, parts, used, probe)
+        if closest is None:
             return None
-        path = first_difference(params, newest[2])
+        params = node.record.params
+        path = first_difference(params, closest[1])
         if not path:  # the whole set, or nothing (then the entry would have served)
             return None
-        old = value_at(newest[1].get("params") or {}, path)
-        return f"{path}: {_shown(old)} -> {_shown(value_at(params, path))}"
+        old = value_at(closest[0].meta.get("params") or {}, path)
+        return params_changed(path, old, value_at(params, path))
 
     def _removed_record(self, key: str | None, lineage_key: str | None) -> dict[str, Any] | None:
         """What the log of entries removed as damaged says of this key (read once, on the
@@ -290,12 +361,14 @@ class MissExplainer:
             return self._removed.get("lineage:" + lineage_key)
         return None
 
-    def _changed_code(self, node: Node, old: dict[str, str]) -> list[str]:
-        """The functions, classes and constants whose fingerprint differs from `old`."""
+    def changed_code(self, node: Node, old: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+        """The functions, classes and constants whose fingerprint differs from `old`, and
+        what each name of the current code is (see CodeFingerprinter.kinds)."""
         fingerprinter = self.fingerprinter or self._fingerprinter_of(node.stage.fn)
         if fingerprinter is None:
-            return []
-        return _differing(old, fingerprinter.breakdown(node.stage.fn))
+            return [], {}
+        fn = node.stage.fn
+        return _differing(old, fingerprinter.breakdown(fn)), fingerprinter.kinds(fn)
 
     def _fingerprinter_of(self, fn: Callable[..., Any]) -> CodeFingerprinter | None:
         """A fingerprinter for the project `fn` is defined in, when none was given (the same
@@ -312,12 +385,45 @@ class MissExplainer:
             found = self._by_root[str(root)] = CodeFingerprinter(root)
         return found
 
+    def _compared(
+        self, node: Node, meta: dict[str, Any], parts: dict[str, Any], open_inputs: frozenset[str]
+    ) -> str | None:
+        """What differs from an entry made under other values of the set: its code, a value
+        its call read, then the other parts (None: nothing but values it did not read)."""
+        if _part(meta, "key_parts").get("code") == parts.get("code"):
+            reads = meta.get("reads")
+            if not isinstance(reads, dict) or reads.get("everything"):
+                return PARAMS_CHANGED  # it took the whole set, whose values changed
+            path = first_difference(node.record.params, reads.get("items") or [])
+            if path:
+                old = value_at(meta.get("params") or {}, path)
+                return params_changed(path, old, value_at(node.record.params, path))
+        what = self._what_changed(node, meta, parts, open_inputs)
+        return None if what == ENTRY_MISSING else what
+
+    def _previous(self, node: Node) -> dict[str, Any] | None:
+        """The metadata of the newest entry of this stage made for a set of this name (under
+        other values), if it is still usable."""
+        assert self._newest is not None  # (after _made_under_other_params)
+        found = self._newest.get((node.record_name, node.stage.name))
+        if found is None:
+            return None
+        entry, _ = self.store.lookup(found[1], found[2], [ref.name for ref in node.outputs])
+        return None if entry is None else entry.meta
+
     def _made_under_other_params(self, node: Node, any_stage: bool = False) -> bool:
         """Whether this stage (`any_stage`: any stage) was run for a parameter set of this
         name with other values (read once per run, and only when a call is missing with no
         entry of its own)."""
         if self._index is None:
-            self._index = {(e.params_name, e.stage) for e in self.store.entries(self.experiment)}
+            self._index, self._present, self._newest = set(), set(), {}
+            for entry in self.store.entries(self.experiment):
+                pair = (entry.params_name, entry.stage)
+                self._index.add(pair)
+                self._present.add(self._rel(entry.location))
+                finished = str(_part(entry.meta, "timings").get("finished", ""))
+                if finished >= self._newest.get(pair, ("",))[0]:
+                    self._newest[pair] = (finished, entry.location, entry.key)
             self._index |= {(name, "") for name, _ in self._index}
         return (node.record_name, "" if any_stage else node.stage.name) in self._index
 
@@ -335,6 +441,7 @@ class FactFinder:
         overwrite_stages: frozenset[str] = frozenset(),
         fingerprinter: CodeFingerprinter | None = None,
         whole_params: bool = False,
+        history: Callable[[], dict[tuple[str, str], list[str]]] | None = None,
     ) -> None:
         self.store = store
         self.whole_params = whole_params  # [tool.curi] params = "all": no entry is shared
@@ -342,7 +449,9 @@ class FactFinder:
         self.overwrite = overwrite
         self.overwrite_stages = overwrite_stages
         self.sharing = Sharing(store)
-        self.explainer = MissExplainer(store, experiment, fingerprinter, self.sharing)
+        self.explainer = MissExplainer(
+            store, experiment, fingerprinter, self.sharing, history, whole_params
+        )
         self._shares: dict[int, bool] = {}  # node -> whether it may share (see shares)
         self._prefixes: dict[int, str] = {}
         self._overwrite: dict[int, bool] = {}  # id(params) -> overwrite: true (params live on)
@@ -421,7 +530,7 @@ class FactFinder:
             entry_dir=entry_dir,
             explain=None
             if key is None
-            else partial(self.explainer.explain, node, prefix, parts, key=key),
+            else partial(self.explainer.explain, node, prefix, parts, key=key, keyed=keyed),
             # Asked only on a miss: a cached run never reads the reads index.
             shared=None if entry_dir is None else partial(self.share, node, keyed, entry_dir),
         )
@@ -456,36 +565,6 @@ class FactFinder:
             [ref.name for ref in node.outputs],
             own,
         )
-
-
-def shareable(node: Node) -> bool:
-    """Whether a call may use (and give) another set's entry: a cached stage call with a
-    parameter set of its own, or an aggregate without one (keyed on what it reads of its
-    records' sets), of a stage not keyed on whole sets (`params="all"`)."""
-    stage = node.stage
-    if not node.is_cached_stage or stage.params is not None:
-        return False
-    if stage.is_aggregate:
-        return node.record.params is None
-    return node.record.params is not None
-
-
-def sharing_params(node: Node) -> Any:
-    """What a shareable call's reads are paths of: its set, or an aggregate's records' sets."""
-    if node.stage.is_aggregate:
-        return RecordSets(tuple(r.params for r in node.record.input_records))
-    return node.record.params
-
-
-def _shown(value: Any) -> str:
-    """A parameter's value in a reason: short, JSON where it can be."""
-    if value is ABSENT:
-        return "(none)"
-    try:
-        text = json.dumps(value, ensure_ascii=False, default=repr)
-    except (TypeError, ValueError):
-        text = repr(value)
-    return text if len(text) <= 40 else text[:39] + "…"
 
 
 def _differing(old: dict[str, Any], new: dict[str, Any]) -> list[str]:

@@ -25,8 +25,11 @@ from curifactory_cli.engine.decide import (
     unneeded,
 )
 from curifactory_cli.engine.keys import memory_version
-from curifactory_cli.engine.sharing import probe_of_call
-from curifactory_cli.graph import Node, OutputRef, producers_through_memory
+from curifactory_cli.engine.reasons import Reason, changes_of
+from curifactory_cli.engine.sharing import probe_of_call, probe_parts, sharing_params
+from curifactory_cli.graph import Node, OutputRef, entry_namespace, producers_through_memory
+from curifactory_cli.hashing import canonical_json
+from curifactory_cli.parameters.read_values import current_items
 from curifactory_cli.wording import plural
 
 if TYPE_CHECKING:
@@ -62,6 +65,7 @@ class NodePlan:
             "record": self.node.record_name,
             "plan": self.plan.value if self.plan else None,
             "reason": self.reason,
+            "changed": changes_of(self.reason),
             "depends_on": self.depends_on,
             "key": self.key,
             "entry": self.entry,
@@ -80,6 +84,7 @@ class Planner:
         overwrite: bool = False,
         overwrite_stages: frozenset[str] = frozenset(),
         whole_params: bool = False,
+        history: Callable[[], dict[tuple[str, str], list[str]]] | None = None,
     ) -> None:
         self.store = store
         self.keys = keys
@@ -91,12 +96,14 @@ class Planner:
             overwrite_stages,
             fingerprinter=keys.fingerprinter,
             whole_params=whole_params,
+            history=history,
         )
         self.warnings: list[str] = []
         self._versions: dict[OutputRef, str | None] = {}
         self._lineage: dict[int, str] = {}
         self._probes: dict[int, str] = {}  # node -> its lineage probe (see _shares)
         self._running: dict[str, Node] = {}  # lineage probe -> the first call planned to run
+        self._other_values = OtherValues(self)
 
     def plan(self, nodes: list[Node]) -> list[NodePlan]:
         self._plans = {node.index: NodePlan(node) for node in nodes}
@@ -198,7 +205,8 @@ class Planner:
         the run will give the reason said here (the same comparison, made with the data)."""
         names = sorted({ref.node.stage.name for ref in uncertain})
         similar = self._similar_entries(node, uncertain)
-        if any(not meta.get("invalidated") for meta in similar):
+        usable = any(not meta.get("invalidated") for meta in similar)
+        if usable or (not similar and self._other_values.may_serve(node, uncertain)):
             self._mark(
                 node,
                 Plan.MAYBE,
@@ -222,9 +230,10 @@ class Planner:
                 other = self._shares(current)
                 if other is not None:
                     item.plan, item.depends_on = Plan.MAYBE, [other.stage.name]
-                    item.reason = (
+                    item.reason = Reason(
                         f"shared with set {other.record_name!r} if they read the same values; "
-                        f"else {why}"
+                        f"else {why}",
+                        changes_of(why),
                     )
             if current.is_cached_stage:
                 for ref in current.outputs:
@@ -299,9 +308,14 @@ class Planner:
                 out.append(entry.meta)
         return out
 
+    def call_parts(self, node: Node) -> dict[str, Any]:
+        """The call's key parts as far as the plan knows them: an input whose data is not
+        known until an upstream call runs is None."""
+        return {**self.keys.base(node), "inputs": self.keys.input_parts(node, self._version)}
+
     def _explain(self, node: Node, open_inputs: frozenset[str]) -> str:
         """Why `node` has no usable entry, from what is known before its inputs are."""
-        parts = {**self.keys.base(node), "inputs": self.keys.input_parts(node, self._version)}
+        parts = self.call_parts(node)
         return self.finder.explainer.explain(
             node,
             self.finder.stage_prefix(node),
@@ -309,6 +323,72 @@ class Planner:
             open_inputs,
             lineage_key=self._lineage_of(node),
         )
+
+
+class OtherValues:
+    """Entries made under other parameter values (another set's, or this set's before an
+    edit) that may serve a call whose inputs are not known yet: equal to its key in every
+    part but the parameters and those inputs, made by a call that read, at every path it
+    read, the value this set has there. Once its inputs are known, the run finds such an
+    entry through the reads index and serves the call from it (engine.sharing), so the plan
+    says the call may run rather than that it runs. The stage's entries are read once, in
+    one listing of the experiment's entries, and grouped so that a call costs a lookup per
+    way of reading seen, not a pass over every entry."""
+
+    def __init__(self, planner: Planner) -> None:
+        self.planner = planner
+        # namespace -> (stage, parts but params and inputs) -> paths and forms read ->
+        #   (a recorded reads list, values read -> the inputs of each entry)
+        self._groups: dict[str, dict[tuple[str, str], dict[Any, Any]]] = {}
+
+    def may_serve(self, node: Node, uncertain: list[OutputRef]) -> bool:
+        planner = self.planner
+        if not planner.finder.shares(node):
+            return False
+        base = probe_parts(planner.keys.base(node))  # (an aggregate's records: how many)
+        namespace = entry_namespace(node, planner.experiment)
+        groups = self._of(namespace).get((node.stage.name, canonical_json(base)))
+        if not groups:
+            return False
+        open_inputs = planner._open_inputs(node, uncertain)
+        inputs = planner.keys.input_parts(node, planner._version)
+        known = {k: v for k, v in inputs.items() if k not in open_inputs}
+        for items, by_values in groups.values():
+            current = current_items(sharing_params(node), items)
+            if current is None:
+                continue
+            for stored in by_values.get(tuple(d for _, d in current), ()):
+                if all(stored.get(k) == v for k, v in known.items()):
+                    return True
+        return False
+
+    def _of(self, namespace: str) -> dict[tuple[str, str], dict[Any, Any]]:
+        found = self._groups.get(namespace)
+        if found is None:
+            found = self._groups[namespace] = {}
+            for entry in self.planner.store.entries(namespace):
+                meta, reads = entry.meta, entry.meta.get("reads")
+                if meta.get("invalidated") or not isinstance(reads, dict):
+                    continue
+                items = reads.get("items")
+                if reads.get("everything") or not isinstance(items, list):
+                    continue
+                parts = meta.get("key_parts") or {}
+                base = {k: v for k, v in probe_parts(parts).items() if k != "inputs"}
+                group = found.setdefault((str(meta.get("stage")), canonical_json(base)), {})
+                shape = tuple((path, _form(recorded)) for path, recorded in items)
+                by_values = group.setdefault(shape, (items, {}))[1]
+                values = tuple(recorded for _, recorded in items)
+                by_values.setdefault(values, []).append(parts.get("inputs") or {})
+        return found
+
+
+def _form(recorded: str) -> str:
+    """How a read was recorded (what `current_items` digests alike): a value, the kind of a
+    nested object, or a nested object with its digest."""
+    if recorded.startswith("kind:"):
+        return "node" if "|" in recorded else "kind"
+    return "value"
 
 
 def summarize(plans: list[NodePlan]) -> dict[str, int]:

@@ -26,7 +26,6 @@ from curifactory_cli.engine.decide import (
     Facts,
     decide,
     needed_by,
-    sharing_params,
     unneeded,
 )
 from curifactory_cli.engine.dispatch import Dispatcher
@@ -35,7 +34,7 @@ from curifactory_cli.engine.keys import known_version
 from curifactory_cli.engine.node_states import DEFERRED, FOLLOWING, REDECIDE
 from curifactory_cli.engine.probe_locks import ProbeLocks
 from curifactory_cli.engine.runners import InlineRunner
-from curifactory_cli.engine.sharing import probe_of_call
+from curifactory_cli.engine.sharing import probe_of_call, sharing_params
 from curifactory_cli.graph import Node, Outcome, entry_namespace, producers_through_memory
 
 if TYPE_CHECKING:
@@ -67,6 +66,7 @@ class Scheduler(Dispatcher):
         provenance: dict[str, Any] | None = None,
         logbook: Callable[[dict[str, Any]], None] | None = None,
         whole_params: bool = False,
+        history: Callable[[], dict[tuple[str, str], list[str]]] | None = None,
     ) -> None:
         self.store = store
         self.keys = keys
@@ -81,6 +81,7 @@ class Scheduler(Dispatcher):
             overwrite_stages,
             fingerprinter=keys.fingerprinter,
             whole_params=whole_params,
+            history=history,  # the entries each set's calls used in earlier runs
         )
         self.keep_going = keep_going
         self.lock_timeout = lock_timeout

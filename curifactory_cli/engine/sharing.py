@@ -22,9 +22,11 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from curifactory_cli.hashing import canonical_json, digest
+from curifactory_cli.parameters.read_values import RecordSets
 from curifactory_cli.parameters.reads import current_items, reads_match
 
 if TYPE_CHECKING:
+    from curifactory_cli.graph import Node
     from curifactory_cli.store import Entry
     from curifactory_cli.store.base import Store
 
@@ -46,6 +48,25 @@ def probe_parts(parts: dict[str, Any]) -> dict[str, Any]:
     if isinstance(probe.get("records"), list):
         probe["records"] = len(probe["records"])
     return probe
+
+
+def shareable(node: Node) -> bool:
+    """Whether a call may use (and give) another set's entry: a cached stage call with a
+    parameter set of its own, or an aggregate without one (keyed on what it reads of its
+    records' sets), of a stage not keyed on whole sets (`params="all"`)."""
+    stage = node.stage
+    if not node.is_cached_stage or stage.params is not None:
+        return False
+    if stage.is_aggregate:
+        return node.record.params is None
+    return node.record.params is not None
+
+
+def sharing_params(node: Node) -> Any:
+    """What a shareable call's reads are paths of: its set, or an aggregate's records' sets."""
+    if node.stage.is_aggregate:
+        return RecordSets(tuple(r.params for r in node.record.input_records))
+    return node.record.params
 
 
 def probe_of(parts: dict[str, Any]) -> str:

@@ -7,6 +7,7 @@ another set is compared with what was read (`first_difference`, `reads_match`,
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -133,6 +134,14 @@ def first_difference(params: Any, reads: Any) -> str | None:
     return None
 
 
+def differing_paths(params: Any, items: Iterable[tuple[str, str]]) -> list[str]:
+    """Every recorded path ((path, digest) pairs, as `first_difference` takes them) whose
+    value in `params` has another digest, sorted ("" for the whole set)."""
+    return sorted(
+        path for path, recorded in items if first_difference(params, [(path, recorded)]) is not None
+    )
+
+
 def reads_match(params: Any, reads: Any) -> bool:
     return first_difference(params, reads) is None
 
@@ -190,6 +199,17 @@ def value_at(params: Any, path: str) -> Any:
         if value is _ABSENT:
             break
     return value
+
+
+def json_value(value: Any) -> Any:
+    """A parameter's value as JSON data, as a reason's `changed` carries it (None for a value
+    that is not there; the repr of what JSON cannot hold)."""
+    if value is ABSENT:
+        return None
+    try:
+        return json.loads(json.dumps(value, ensure_ascii=False, default=repr))
+    except (TypeError, ValueError):
+        return repr(value)
 
 
 def _child(container: Any, key: Key) -> Any:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from curifactory_cli.errors import CacheError, ConfigError
-from curifactory_cli.registry import metric_rows
+from curifactory_cli.registry import entry_use, metric_rows
 from curifactory_cli.registry.liveness import with_liveness
 from curifactory_cli.registry.records import (
     BRIEF_COLUMNS,
@@ -360,6 +360,11 @@ class RunRegistry:
                 ids,
             )
             return {stage: float(seconds) for stage, seconds in rows}
+
+    def entries_used(self, experiment: str, runs: int = 20) -> dict[tuple[str, str], list[str]]:
+        """See `entry_use.entries_used` (nothing recorded yet: {})."""
+        with self._reader() as conn:
+            return {} if conn is None else entry_use.entries_used(conn, experiment, runs)
 
     def run_metrics(self, references: Sequence[str]) -> list[metric_rows.RunMetrics]:
         """The parameter values and stage-call metrics of the given runs, in the order given

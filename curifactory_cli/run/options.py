@@ -110,6 +110,8 @@ class RunResult:
         return list(by_stage.values())
 
     def to_json(self) -> dict[str, Any]:
+        from curifactory_cli.engine.reasons import changes_of
+
         failed = self.failed_node
         return {
             "experiment": self.experiment,
@@ -133,6 +135,7 @@ class RunResult:
                     "record": n.record_name,
                     "outcome": (n.outcome or Outcome.SKIPPED).value,
                     "reason": n.reason,
+                    "changed": changes_of(n.reason),
                     "seconds": round(n.seconds, 4),
                     "key": n.key,
                     "entry": n.entry_dir,

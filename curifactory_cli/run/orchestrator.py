@@ -35,7 +35,13 @@ from curifactory_cli.registry.database import RunRegistry, registry_path
 from curifactory_cli.registry.log import RunLog, log_path
 from curifactory_cli.registry.records import GitInfo, HostInfo, ParamSetRecord, StageRecord
 from curifactory_cli.run.options import RunResult
-from curifactory_cli.run.rows import param_files, param_set_records, stage_row, transfer_counts
+from curifactory_cli.run.rows import (
+    entries_used,
+    param_files,
+    param_set_records,
+    stage_row,
+    transfer_counts,
+)
 from curifactory_cli.run.settings import Settings
 from curifactory_cli.run.signals import signals_deferred
 from curifactory_cli.run.stores import project_store
@@ -145,6 +151,7 @@ class Run:
             provenance={"run": {"id": run_id, "host": host_info()["host"]}},
             logbook=self.log.add if self.log is not None else None,
             whole_params=spec.settings.whole_params,
+            history=entries_used(spec.root, spec.experiment),
         )
         return result
 

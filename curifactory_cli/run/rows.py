@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -71,3 +72,19 @@ def _relative(path: str | None, prefix: str) -> str | None:
     if path.startswith(prefix):
         return path[len(prefix) :].replace(os.sep, "/")
     return path
+
+
+def entries_used(root: Path, experiment: str) -> Callable[[], dict[tuple[str, str], list[str]]]:
+    """What the project's registry says each (set name, stage) of `experiment` used in
+    earlier runs, read when first asked (a run none of whose sets misses never reads it)."""
+
+    def read() -> dict[tuple[str, str], list[str]]:
+        from curifactory_cli.errors import CurifactoryError
+        from curifactory_cli.registry.database import RunRegistry, registry_path
+
+        try:
+            return RunRegistry(registry_path(root), read_only=True).entries_used(experiment)
+        except CurifactoryError:  # an unreadable registry only makes a reason vaguer
+            return {}
+
+    return read

@@ -34,6 +34,7 @@ from curifactory_cli.provenance import (
 from curifactory_cli.record import TracingManager
 from curifactory_cli.run.options import RunOptions, RunResult
 from curifactory_cli.run.orchestrator import Run, RunSpec
+from curifactory_cli.run.rows import entries_used
 from curifactory_cli.run.selection import load_param_sets
 from curifactory_cli.run.settings import Settings
 from curifactory_cli.run.signals import terminate_as_interrupt
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
     from types import ModuleType
 
     from curifactory_cli.engine.executors import Executor, Starting
+    from curifactory_cli.engine.planner import Planner
     from curifactory_cli.engine.runners import JobRunner
     from curifactory_cli.events import EventSink
     from curifactory_cli.store.base import Store
@@ -148,6 +150,7 @@ class PlanResult:
     plans: list[Any]  # engine.planner.NodePlan, in traced order
     cache_dir: Path
     warnings: list[str] = field(default_factory=list)
+    explained: Any = None  # what `plan_experiment`'s `explain` gave
 
     def to_json(self) -> dict[str, Any]:
         from curifactory_cli.engine.planner import headline, summarize
@@ -173,8 +176,12 @@ def _refuse_to_settle(prepared: Prepared) -> None:
     prepared.manager._demand = refuse
 
 
-def plan_experiment(options: RunOptions) -> PlanResult:
-    """What `run_experiment(options)` would do and why, without executing or loading anything."""
+def plan_experiment(
+    options: RunOptions, explain: Callable[[Planner, list[Any]], Any] | None = None
+) -> PlanResult:
+    """What `run_experiment(options)` would do and why, without executing or loading anything.
+    `explain(planner, plans)`: called while the store is open (`curi why`), its answer kept
+    as the result's `explained`."""
     from curifactory_cli.engine.planner import Planner
 
     prepared = prepare(options, on_trace=_refuse_to_settle)
@@ -187,13 +194,17 @@ def plan_experiment(options: RunOptions) -> PlanResult:
         overwrite=options.overwrite,
         overwrite_stages=frozenset(options.overwrite_stages),
         whole_params=prepared.settings.whole_params,
+        history=entries_used(prepared.root, prepared.experiment),
     )
     try:
         plans = planner.plan(prepared.manager.graph.nodes)
+        explained = explain(planner, plans) if explain is not None else None
     finally:
         store.close()
     warnings = [*prepared.warnings, *planner.warnings, *getattr(store, "warnings", ())]
-    return PlanResult(prepared.experiment, prepared.param_sets, plans, store.root, warnings)
+    return PlanResult(
+        prepared.experiment, prepared.param_sets, plans, store.root, warnings, explained
+    )
 
 
 def run_experiment(options: RunOptions, events: EventSink | None = None) -> RunResult:

@@ -31,6 +31,7 @@ from curifactory_cli.engine.decide import (
     removed_damaged,
     unneeded,
 )
+from curifactory_cli.engine.reasons import changes_of
 from curifactory_cli.store import INVALIDATED, Entry
 from curifactory_cli.store.entry import entry_dir
 
@@ -193,6 +194,8 @@ def test_reasons_are_worded_once():
 class Entries:
     """A store holding the entries given, by stage prefix and by experiment."""
 
+    root = ""
+
     def __init__(self, stage=(), everywhere=()) -> None:
         self.stage, self.everywhere = list(stage), list(everywhere)
 
@@ -205,6 +208,9 @@ class Entries:
     def stage_prefix(self, experiment, params_hash, stage):
         return f"{experiment}/{params_hash[:16]}/{stage}"
 
+    def read_index(self, experiment):  # the reads index: nothing indexed
+        return []
+
     entry_dir = staticmethod(entry_dir)
 
 
@@ -216,11 +222,14 @@ def _entry(experiment="exp", record="a", stage="fit", parts=None, code_parts=Non
 
 
 class Breakdown:
-    def __init__(self, parts):
-        self.parts = parts
+    def __init__(self, parts, kinds=None):
+        self.parts, self._kinds = parts, kinds or {}
 
     def breakdown(self, fn):
         return self.parts
+
+    def kinds(self, fn):
+        return self._kinds
 
 
 def _call(stage="fit", record="a", fn=None):
@@ -267,7 +276,20 @@ def test_a_code_change_names_the_functions_and_constants_that_changed():
     stored = _entry(parts=PARTS, code_parts={"fit": "1", "helper": "1", "GONE": "1"})
     explainer = MissExplainer(Entries([stored]), "exp", Breakdown({"fit": "2", "helper": "1"}))
     said = explainer.explain(_call(), "exp/p/fit", {**PARTS, "code": "c2"})
-    assert said == "stage code changed (GONE, fit)"
+    assert said == "stage code changed (GONE, fit)"  # what each name is not known: bare
+    # Known: the stage itself first and bare, the others by kind, a name gone as removed.
+    kinds = {"fit": "stage", "helper": "helper", "K": "constant"}
+    new = Breakdown({"fit": "2", "helper": "2", "K": "2"}, kinds)
+    said = MissExplainer(Entries([stored]), "exp", new).explain(
+        _call(), "exp/p/fit", {**PARTS, "code": "c2"}
+    )
+    assert said == "stage code changed (fit, removed GONE, constant K, helper helper)"
+    assert changes_of(said) == [
+        {"part": "code", "name": "fit", "kind": "stage"},
+        {"part": "code", "name": "GONE", "kind": None},
+        {"part": "code", "name": "K", "kind": "constant"},
+        {"part": "code", "name": "helper", "kind": "helper"},
+    ]
 
 
 def test_without_a_fingerprinter_a_code_change_is_named_by_the_stages_own_project(project):
@@ -282,11 +304,11 @@ def test_without_a_fingerprinter_a_code_change_is_named_by_the_stages_own_projec
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     expected = sorted(CodeFingerprinter(project.root).breakdown(module.fit))
-    assert expected  # the function, and the constant it reads
+    assert expected == ["K", "fit"]  # the function, and the constant it reads
     stored = _entry(parts=PARTS, code_parts={})
     explainer = MissExplainer(Entries([stored]), "exp")
     said = explainer.explain(_call(fn=module.fit), "exp/p/fit", {**PARTS, "code": "c2"})
-    assert said == code_changed(expected)
+    assert said == "stage code changed (fit, constant K)"
     # A function with no source file to find a project by: the change is still said.
     said = explainer.explain(_call(fn=len), "exp/p/fit", {**PARTS, "code": "c2"})
     assert said == code_changed([])
@@ -304,7 +326,7 @@ def test_a_stage_never_run_for_this_experiments_set_is_not_computed_yet():
     params = _params()
     call = SimpleNamespace(
         index=0,
-        stage=SimpleNamespace(name="fit", fn=None),
+        stage=SimpleNamespace(name="fit", fn=None, is_aggregate=False, params=None),
         record=SimpleNamespace(
             params=params, input_records=[], get_hash=lambda: "h" * 64, name="a"
         ),

@@ -108,7 +108,7 @@ def test_editing_a_helper_imported_inside_the_stage_reruns_it(helpers, cli, form
     assert run(helpers, "inner", "params/p.yaml").executed() == []
     # The function it calls is.
     helpers.write(edited, LIB.replace("x + 1", "x + 100"))
-    assert plan_reasons(cli, "inner") == {"compute": f"stage code changed ({label})"}
+    assert plan_reasons(cli, "inner") == {"compute": f"stage code changed (helper {label})"}
     again = run(helpers, "inner", "params/p.yaml")
     assert again.executed() == [("compute", "a")]
     assert again.records[0].state["v"] == 101
@@ -131,7 +131,7 @@ def test_imports_inside_a_followed_helper_are_followed_too(helpers, cli, job_run
     )
     assert run(helpers, "chain", "params/p.yaml").records[0].state["v"] == 20
     helpers.write("helpers/lib.py", LIB.replace("x + 1", "x + 2"))
-    assert plan_reasons(cli, "chain") == {"compute": "stage code changed (helpers.lib.f)"}
+    assert plan_reasons(cli, "chain") == {"compute": "stage code changed (helper helpers.lib.f)"}
     assert run(helpers, "chain", "params/p.yaml").records[0].state["v"] == 30
 
 

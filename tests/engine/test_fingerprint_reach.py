@@ -70,7 +70,7 @@ def test_editing_a_method_of_a_pickled_project_class_reruns_its_consumers(lib, c
     forget("mylib")
     plan = json.loads(cli("plan", "fit", "params/p.yaml", "--json").stdout)
     reasons = {n["stage"]: n["reason"] for n in plan["nodes"]}
-    assert reasons["train"] == "stage code changed (Model)"
+    assert reasons["train"] == "stage code changed (class Model)"
     again = run(lib, "fit", "params/p.yaml")
     # train's pickle has the same bytes, but the code inside it changed: predict re-runs.
     assert set(again.executed()) == {("train", "a"), ("predict", "a")}
@@ -155,8 +155,8 @@ def test_code_reached_through_a_project_module_counts(lib, cli):
     plan = json.loads(cli("plan", "m", "params/p.yaml", "--json").stdout)
     reasons = {n["stage"]: n["reason"] for n in plan["nodes"]}
     assert reasons == {
-        "aliased": "stage code changed (F.scale)",
-        "from_package": "stage code changed (features.scale)",
+        "aliased": "stage code changed (helper F.scale)",
+        "from_package": "stage code changed (helper features.scale)",
     }
     again = run(lib, "m", "params/p.yaml")
     assert len(again.executed()) == 2 and again.records[0].state["w"] == 6

@@ -231,3 +231,50 @@ def test_cache_ls_stale_lists_what_current_code_no_longer_produces(pipe, cli):
         ("scale", "a"),
         ("scale", "b"),
     ]
+
+
+QUIET = """
+import curifactory_cli as cf
+from curifactory_cli.caching import JsonCacher
+
+
+@cf.stage(outputs=["raw"], cachers=[JsonCacher])
+def load(record):
+    if record.params.verbose:
+        print("loading")
+    return list(range(record.params.n))
+
+
+@cf.stage(inputs=["raw"], outputs=["scaled"], cachers=[JsonCacher])
+def scale(record, raw):
+    return [x * record.params.factor for x in raw]
+
+
+def run(param_sets, manager):
+    for p in param_sets:
+        scale(load(cf.Record(manager, p)))
+"""
+
+
+def test_a_call_an_entry_of_other_values_may_serve_may_run_rather_than_runs(project):
+    """load reads `verbose`, which changes nothing it returns. Once it changes, load runs;
+    scale reads only `factor`, so the entry it made before (or another set's, of the same
+    factor) serves it if load's output comes out the same, as it does: the plan says it
+    may run, and the run serves it. A set whose factor is new runs scale."""
+    project.write("experiments/pipe.py", QUIET)
+    sets = "- name: a\n  n: 3\n  factor: 2\n  verbose: {v}\n"
+    project.write("params/p.yaml", sets.format(v="false"))
+    assert project.run("pipe", "params/p.yaml").ok
+    new = "- name: {name}\n  n: 3\n  factor: {f}\n  verbose: 3\n"
+    project.write("params/p.yaml", sets.format(v="true") + new.format(name="c2", f=2))
+    plans, reasons, result = plan_and_run(project)
+    assert plans["load", "a"] is Plan.RUN  # (c2's may share a's call: both in this run)
+    for record in ("a", "c2"):
+        assert plans["scale", record] is Plan.MAYBE, reasons["scale", record]
+        assert reasons["scale", record] == "cached unless load produce(s) different outputs"
+    outcomes = {(n.stage.name, n.record_name): (n.outcome, n.reason) for n in result.graph.nodes}
+    assert outcomes["scale", "a"] == (Outcome.CACHED, "what it reads is unchanged (factor)")
+    assert outcomes["scale", "c2"] == (Outcome.CACHED, "shared with set 'a' (reads factor)")
+    project.write("params/p.yaml", new.format(name="c", f=7))
+    plans, reasons, _ = plan_and_run(project)
+    assert plans["scale", "c"] is Plan.RUN  # no entry read factor 7

@@ -99,7 +99,14 @@ def test_after_a_parameter_edit_plan_and_run_name_the_change_alike(pipe, cli):
     # scale reads factor: the reason names it, with the old and the new value.
     changed = "parameters changed (factor: 3 -> 5)"
     assert calls["scale", "b"] == ("run", changed, "executed", changed)
-    assert calls["total", "b"] == ("run", "parameters changed", "executed", "parameters changed")
+    # total reads no parameter: a's entry (or b's own, of factor 3) would serve it if its
+    # inputs came out as they were; they do not, and the run says so (not "parameters").
+    assert calls["total", "b"] == (
+        "maybe",
+        "cached unless describe, scale produce(s) different outputs",
+        "executed",
+        "input data changed (memo, scaled)",
+    )
     for stage in ("load", "scale", "total"):
         assert calls[stage, "a"][0::2] == ("cached", "cached"), stage
     needed = "needed by total [b]"
@@ -318,7 +325,7 @@ def test_a_miss_names_the_value_read_that_changed_against_the_sets_newest_entry(
 
 
 def test_a_value_in_a_reason_is_short_json():
-    from curifactory_cli.engine.decide import _shown
+    from curifactory_cli.engine.reasons import _shown
     from curifactory_cli.parameters.read_values import ABSENT
 
     assert _shown(0.5) == "0.5" and _shown("é") == '"é"' and _shown(ABSENT) == "(none)"
@@ -365,7 +372,8 @@ def test_a_call_that_shared_another_sets_entry_names_the_value_that_changed(proj
 def test_which_calls_may_share(project):
     from types import SimpleNamespace
 
-    from curifactory_cli.engine.decide import FactFinder, shareable
+    from curifactory_cli.engine.decide import FactFinder
+    from curifactory_cli.engine.sharing import shareable
 
     def call(**changes):
         fields = {
@@ -390,3 +398,99 @@ def test_which_calls_may_share(project):
     assert finder.shares(first)
     first.is_cached_stage = False
     assert finder.shares(first)
+
+
+SHARED_ONLY = """
+import curifactory_cli as cf
+from curifactory_cli.caching import JsonCacher
+
+@cf.stage(outputs=["out"], cachers=[JsonCacher])
+def fit(record):
+    return record.params.alpha
+
+def run(param_sets, manager):
+    for p in param_sets:
+        fit(cf.Record(manager, p))
+"""
+
+
+def test_a_set_whose_only_earlier_call_was_served_from_another_sets_entry_names_the_change(
+    project, cli
+):
+    """b never computed anything of its own: its one call used a's entry (both read alpha
+    1). Once its alpha changes, the miss names the value (the run registry says which entry
+    b used), in the plan, the run and their JSON."""
+    project.write("experiments/fields.py", SHARED_ONLY)
+    two = "- name: a\n  alpha: 1\n  tag: x\n- name: b\n  alpha: {b}\n  tag: y\n"
+    project.write("params/p.yaml", two.format(b=1))
+    ran = project.run("fields", "params/p.yaml")
+    assert ran.executed() == [("fit", "a")]
+    project.write("params/p.yaml", two.format(b=2) + "- name: c\n  alpha: 3\n  tag: z\n")
+    planned = json.loads(cli("plan", "fields", "params/p.yaml", "--json").stdout)["nodes"]
+    result = cli("run", "fields", "params/p.yaml", "--json", "--no-report")
+    assert result.exit_code == 0, result.output
+    run = json.loads(result.stdout)["nodes"]
+    changed = [{"part": "params", "path": "alpha", "old": 1, "new": 2}]
+    for nodes in (planned, run):
+        (b,) = [n for n in nodes if n["record"] == "b"]
+        assert b["reason"] == "parameters changed (alpha: 1 -> 2)"
+        assert b["changed"] == changed
+    # c never ran: nothing changed for it (its plan says it may share b's call first).
+    (c,) = [n for n in run if n["record"] == "c"]
+    assert (c["reason"], c["changed"]) == ("not computed yet", [])
+    (a,) = [n for n in run if n["record"] == "a"]
+    assert (a["reason"], a["changed"]) == ("cached", [])
+
+
+def test_a_deleted_entry_a_set_had_shared_is_not_told_as_a_parameter_change(project):
+    """b used a's entry; once that entry is gone (and nothing changed), b's miss is not
+    'parameters changed'."""
+    project.write("experiments/fields.py", SHARED_ONLY)
+    project.write("params/p.yaml", "- name: a\n  alpha: 1\n- name: b\n  alpha: 1\n")
+    assert project.run("fields", "params/p.yaml").executed() == [("fit", "a")]
+    shutil.rmtree(entry_of(project, "fit", "a"))
+    project.write("params/p.yaml", "- name: b\n  alpha: 1\n")
+    assert _reason(project) == "not computed yet"
+
+
+def test_the_json_outputs_carry_what_changed_in_the_code(pipe, cli):
+    """A helper and a constant the stage uses change: the reason names each by kind, and
+    the JSON of the plan and of the run carries them as data."""
+    pipe.write(
+        "experiments/pipe.py",
+        PIPELINE.replace(
+            '@cf.stage(inputs=["raw"], outputs=["scaled"]',
+            "OFFSET = 0\n\n\ndef _shift(x):\n    return x + OFFSET\n\n\n"
+            '@cf.stage(inputs=["raw"], outputs=["scaled"]',
+        ).replace("x * record.params.factor for", "_shift(x) * record.params.factor for"),
+    )
+    assert cli("run", "pipe", "params/p.yaml", "-q", "--no-report").exit_code == 0
+    pipe.write(
+        "experiments/pipe.py",
+        (pipe.root / "experiments/pipe.py")
+        .read_text()
+        .replace("OFFSET = 0", "OFFSET = 1")
+        .replace("return x + OFFSET", "return x + OFFSET * 1"),
+    )
+    planned = json.loads(cli("plan", "pipe", "params/p.yaml", "--json").stdout)["nodes"]
+    ran = json.loads(cli("run", "pipe", "params/p.yaml", "--json", "--no-report").stdout)
+    for nodes in (planned, ran["nodes"]):
+        (scale,) = [n for n in nodes if (n["stage"], n["record"]) == ("scale", "a")]
+        assert scale["reason"] == "stage code changed (constant OFFSET, helper _shift)"
+        assert scale["changed"] == [
+            {"part": "code", "name": "OFFSET", "kind": "constant"},
+            {"part": "code", "name": "_shift", "kind": "helper"},
+        ]
+
+
+def test_a_call_whose_inputs_and_read_value_changed_names_the_value(pipe, cli):
+    """b's n and factor change: load reruns (it reads n); scale, whose input is recomputed
+    first, is told against b's entry made under the old values: the value it reads changed,
+    in the plan and the run alike; total reads none of them and ran for its inputs."""
+    pipe.write("params/p.yaml", PARAMS.replace("n: 4", "n: 5").replace("factor: 3", "factor: 5"))
+    calls = plan_then_run(cli)
+    assert_same_words(calls)
+    assert calls["load", "b"][1] == "parameters changed (n: 4 -> 5)"
+    changed = "parameters changed (factor: 3 -> 5)"
+    assert calls["scale", "b"] == ("run", changed, "executed", changed)
+    assert calls["total", "b"][2:] == ("executed", "input data changed (memo, scaled)")

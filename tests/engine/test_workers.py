@@ -152,8 +152,11 @@ def test_plan_and_run_agree_with_workers(project, cli):
     planned = {(n["stage"], n["record"]): n["plan"] for n in plan["nodes"]}
     result = project.run("work", "params/p.yaml", workers=2)
     ran = {(n.stage.name, n.record_name): n.outcome.value for n in result.graph.nodes}
-    expected = {"run": "executed", "cached": "cached", "skipped": "skipped"}
-    assert {k: expected[v] for k, v in planned.items()} == ran
+    maybe = {"executed", "cached", "skipped"}  # decided by data the plan does not have
+    expected = {"run": {"executed"}, "cached": {"cached"}, "skipped": {"skipped"}, "maybe": maybe}
+    assert planned.keys() == ran.keys()
+    for call, plan in planned.items():
+        assert ran[call] in expected[plan], (call, plan, ran[call])
 
 
 def test_a_failing_stage_in_a_worker_fails_the_run_like_in_process(project, cli):

@@ -489,3 +489,22 @@ def test_cli_registry_option(tmp_path, runs_cli):
     assert result.exit_code == 2 and "ambiguous" in result.output
     result = runs_cli("runs", "ls", "--registry", str(elsewhere / "data" / "runs.sqlite"), "--json")
     assert len(json.loads(result.output)["runs"]) == 2
+
+
+def test_the_entries_each_set_used_newest_run_first_over_the_last_runs(registry, tmp_path):
+    """What a miss is explained against: (set, stage) -> the entries its calls used, newest
+    run first, other experiments and calls with no entry left out, the last `runs` only."""
+
+    def call(stage: str, record: str, entry: str | None) -> StageRecord:
+        return StageRecord(stage=stage, record=record, outcome="cached", entry=entry)
+
+    assert RunRegistry(tmp_path / "none.sqlite", read_only=True).entries_used("exp") == {}
+    for number in (1, 2, 3):
+        ref = start(registry).reference
+        stages = [call("fit", "a", f"exp/h/fit-{number}"), call("fit", "b", None)]
+        finish(registry, ref, stages=stages)
+    finish(registry, start(registry, "other").reference, stages=[call("fit", "a", "x")])
+    assert registry.entries_used("exp") == {
+        ("a", "fit"): ["exp/h/fit-3", "exp/h/fit-2", "exp/h/fit-1"]
+    }
+    assert registry.entries_used("exp", runs=2) == {("a", "fit"): ["exp/h/fit-3", "exp/h/fit-2"]}
