@@ -76,7 +76,9 @@ def full_app() -> typer.Typer:
         from curifactory_cli.cli.metrics import metrics_command
         from curifactory_cli.cli.report import report_command
         from curifactory_cli.cli.runs import runs_app
+        from curifactory_cli.cli.runs_diff import runs_diff_command
 
+        runs_app.command("diff")(runs_diff_command)
         _app.add_typer(cache_app, name="cache")
         _app.add_typer(runs_app, name="runs")
         _app.command("report")(report_command)
