@@ -61,7 +61,8 @@ def runs_diff_command(
     stage, the stage calls run in one and reused in the other (and why), whether outputs are
     byte-identical (by checksum), and the metrics' deltas. Without B: A against the newest
     run of its experiment (A being the newest: the run before it against A); without A
-    either: the newest run against the one before it. Read from the run registry alone."""
+    either: the newest run against the one before it. Read from the run registry (a run
+    recorded by an older curi: from its entries' metadata while they exist)."""
     from curifactory_cli.run.runs_diff import chosen_runs, diff_runs
 
     if as_json and md:
@@ -194,10 +195,9 @@ def _code_text(change: Any) -> str:
 def _calls_title(diff: RunsDiff, every: bool) -> str:
     a_name, b_name = diff.names
     counts: dict[str, int] = {}
-    for call in diff.calls:
-        if not call.same:
-            kind = _kind(call, a_name, b_name)
-            counts[kind] = counts.get(kind, 0) + 1
+    for call in diff.shown_calls():
+        kind = _kind(call, a_name, b_name)
+        counts[kind] = counts.get(kind, 0) + 1
     same = sum(c.same for c in diff.calls)
     parts = [f"{n} {kind}" for kind, n in counts.items()]
     if same:

@@ -65,6 +65,17 @@ class Call:
         return a is not None and b is not None and (a.outcome, a.key) == (b.outcome, b.key)
 
     @property
+    def rank(self) -> int:
+        """Where it is listed: the calls B ran first (what a reader asks about), then those
+        B reused, then other outcomes, then the calls only B, then only A, has."""
+        a, b = self.a, self.b
+        if a is None or b is None:
+            return 3 if a is None else 4
+        if b.outcome == "executed":
+            return 0
+        return 1 if (a.outcome, b.outcome) == ("executed", "cached") else 2
+
+    @property
     def reason(self) -> str:
         """Why it did what it did in B (in A, for a call B does not have)."""
         shown = self.b if self.b is not None else self.a
@@ -136,7 +147,9 @@ class RunsDiff:
         )
 
     def shown_calls(self, every: bool = False) -> list[Call]:
-        return self.calls if every else [c for c in self.calls if not c.same]
+        """The calls that differ (`every`: all), those B ran first (see `Call.rank`)."""
+        shown = self.calls if every else [c for c in self.calls if not c.same]
+        return sorted(shown, key=lambda c: c.rank)
 
     def shown_outputs(self, every: bool = False) -> list[Output]:
         return self.outputs if every else [o for o in self.outputs if o.status != "identical"]

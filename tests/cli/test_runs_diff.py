@@ -102,6 +102,8 @@ def test_the_diff_names_the_changed_field_the_changed_helper_and_the_reused_call
         "stages_added": [],
         "stages_removed": [],
     }
+    outcomes = [r["b"]["outcome"] for r in doc["calls"]["rows"]]
+    assert outcomes == sorted(outcomes, key=lambda o: o != "executed")  # what B ran first
     calls = {(r["stage"], r["set"]): r for r in doc["calls"]["rows"]}
     # load ran in run 1 and was reused in run 2 for every set (b's load reads only n_rows).
     reused = {
