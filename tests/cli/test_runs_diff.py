@@ -75,7 +75,10 @@ def diff_json(cli, *args: str) -> dict:
     return json.loads(out.stdout)
 
 
-def test_the_diff_names_the_changed_field_the_changed_helper_and_the_reused_calls(two_runs, cli):
+def test_the_diff_names_the_changed_field_the_changed_helper_and_the_reused_calls(
+    job_runner, two_runs, cli
+):
+    """Inline and with worker processes (-j 2): what a worker computed is recorded alike."""
     out = cli("runs", "diff")
     assert out.exit_code == 0, out.output
     text = out.stdout
