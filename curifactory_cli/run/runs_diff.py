@@ -322,7 +322,6 @@ class _Facts:
         self.run = run
         self.recorded = run.code is not None  # output versions are kept with it
         self._metas: dict[str, dict[str, Any] | None] = {}
-        self._gone = 0
         self.notes = notes
 
     def code(self) -> dict[str, dict[str, str]] | None:
