@@ -73,12 +73,16 @@ def full_app() -> typer.Typer:
     """The `curi` application with every command (added once)."""
     if not _app.registered_groups:
         from curifactory_cli.cli.cache import cache_app
+        from curifactory_cli.cli.export import export_app
         from curifactory_cli.cli.metrics import metrics_command
         from curifactory_cli.cli.report import report_command
         from curifactory_cli.cli.runs import runs_app
+        from curifactory_cli.cli.runs_diff import runs_diff_command
 
+        runs_app.command("diff")(runs_diff_command)
         _app.add_typer(cache_app, name="cache")
         _app.add_typer(runs_app, name="runs")
+        _app.add_typer(export_app, name="export")
         _app.command("report")(report_command)
         _app.command("metrics")(metrics_command)
         # first in --help, after run: report, then metrics

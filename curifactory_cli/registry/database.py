@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from curifactory_cli.errors import CacheError, ConfigError
-from curifactory_cli.registry import entry_use, metric_rows
+from curifactory_cli.registry import entry_use, metric_rows, stage_rows
 from curifactory_cli.registry.liveness import with_liveness
 from curifactory_cli.registry.records import (
     BRIEF_COLUMNS,
@@ -34,11 +34,13 @@ from curifactory_cli.registry.records import (
 from curifactory_cli.registry.references import make_reference, numbered
 
 REGISTRY_FILE = Path("data") / "runs.sqlite"
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 # What turns a file of an older version into the current one (each step in one transaction).
 # Version 2: the stage graph's edges and the experiment's docstring, for the HTML report.
 # Version 3: the command that runs a run again, for runs not started by `curi` itself.
 # Version 4: the metrics of each stage call, for `curi metrics`.
+# Version 5: each stage's code fingerprints, part by part, and each call's output versions
+# (checksums of their bytes), so `curi runs diff` answers when entries are gone.
 _MIGRATIONS = {
     1: (
         "ALTER TABLE runs ADD COLUMN doc TEXT",
@@ -47,6 +49,10 @@ _MIGRATIONS = {
     ),
     2: ("ALTER TABLE runs ADD COLUMN reproduce TEXT",),
     3: ("ALTER TABLE run_stages ADD COLUMN metrics TEXT",),
+    4: (
+        "ALTER TABLE runs ADD COLUMN code TEXT",
+        "ALTER TABLE run_stages ADD COLUMN outputs TEXT",
+    ),
 }
 BUSY_TIMEOUT_S = 30.0
 FINAL_STATUSES = ("complete", "error", "interrupted")
@@ -79,6 +85,7 @@ CREATE TABLE IF NOT EXISTS runs (
     error         TEXT,
     failed_stage  TEXT,
     failed_record TEXT,
+    code          TEXT,
     UNIQUE (experiment, number)
 );
 CREATE TABLE IF NOT EXISTS run_stages (
@@ -94,6 +101,7 @@ CREATE TABLE IF NOT EXISTS run_stages (
     inputs   TEXT,
     aggregate INTEGER NOT NULL DEFAULT 0,
     metrics  TEXT,
+    outputs  TEXT,
     PRIMARY KEY (run_id, position)
 );
 CREATE INDEX IF NOT EXISTS runs_by_status ON runs(status);
@@ -101,11 +109,6 @@ CREATE INDEX IF NOT EXISTS runs_by_status ON runs(status);
 
 # What a brief listing reads: everything but the parameter sets and files and the versions.
 _BRIEF = ", ".join(("id", *BRIEF_COLUMNS))
-# A stage call's columns (a file of the first version has no edges and no aggregates; before
-# the fourth, no metrics).
-_STAGE_COLUMNS = "stage, record, outcome, reason, seconds, key, entry, inputs, aggregate, metrics"
-_STAGE_COLUMNS_V2 = "stage, record, outcome, reason, seconds, key, entry, inputs, aggregate, NULL"
-_STAGE_COLUMNS_V1 = "stage, record, outcome, reason, seconds, key, entry, NULL, 0, NULL"
 
 
 @dataclass(frozen=True)
@@ -200,11 +203,12 @@ class RunRegistry:
         stages: Sequence[StageRecord],
         param_sets: Sequence[ParamSetRecord] | None = None,
         versions: dict[str, str] | None = None,
+        code: dict[str, dict[str, str]] | None = None,
     ) -> None:
         """Store how a run ended and what each stage call did (replacing any earlier finish);
         `param_sets` replaces the sets recorded at the start (an interactive session learns
         them as it goes), `versions` the library versions (stages import pandas, numpy...
-        as they run)."""
+        as they run), `code` each stage's code fingerprints by part."""
         self._require_writable()
         if status not in FINAL_STATUSES:
             raise ConfigError(
@@ -243,28 +247,12 @@ class RunRegistry:
                 conn.execute(
                     "UPDATE runs SET versions = ? WHERE id = ?", (_dumps(versions), run_id)
                 )
+            if code is not None:
+                conn.execute("UPDATE runs SET code = ? WHERE id = ?", (_dumps(code), run_id))
             conn.execute("DELETE FROM run_stages WHERE run_id = ?", (run_id,))
             conn.executemany(
-                "INSERT INTO run_stages (run_id, position, stage, record, outcome, reason,"
-                " seconds, key, entry, inputs, aggregate, metrics)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        run_id,
-                        position,
-                        s.stage,
-                        s.record,
-                        s.outcome,
-                        s.reason,
-                        s.seconds,
-                        s.key,
-                        s.entry,
-                        _int_list(s.inputs),
-                        int(s.aggregate),
-                        metric_rows.metrics_text(s.metrics),
-                    )
-                    for position, s in enumerate(stages)
-                ],
+                stage_rows.INSERT,
+                [stage_rows.row(run_id, position, s) for position, s in enumerate(stages)],
             )
 
     # ------------------------------------------------------------------------- reading
@@ -327,9 +315,9 @@ class RunRegistry:
             row = _find_run(conn, reference, self.path)
             calls = None
             if stages:
-                columns = _stage_columns(self._schema_version(conn))
+                columns = stage_rows.columns(self._schema_version(conn))
                 calls = [
-                    _stage_record(s)
+                    stage_rows.record(s)
                     for s in conn.execute(
                         f"SELECT {columns} FROM run_stages WHERE run_id = ? ORDER BY position",
                         (row["id"],),
@@ -562,39 +550,6 @@ def _find_run(conn: sqlite3.Connection, reference: str, path: Path) -> sqlite3.R
 
 def _run_record(row: sqlite3.Row, stages: list[StageRecord] | None = None) -> RunRecord:
     return RunRecord.from_columns(dict(row), stages=stages)
-
-
-def _stage_columns(version: int) -> str:
-    return (
-        _STAGE_COLUMNS if version >= 4 else _STAGE_COLUMNS_V2 if version >= 2 else _STAGE_COLUMNS_V1
-    )
-
-
-def _stage_record(row: sqlite3.Row) -> StageRecord:
-    """A stage call of a run, from its `_STAGE_COLUMNS`."""
-    stage, record, outcome, reason, seconds, key, entry, inputs, aggregate, metrics = row
-    return StageRecord(
-        stage=stage,
-        record=record,
-        outcome=outcome,
-        reason=reason,
-        seconds=seconds,
-        key=key,
-        entry=entry,
-        inputs=None if inputs is None else json.loads(inputs),
-        aggregate=bool(aggregate),
-        metrics=None if metrics is None else metric_rows.metrics_doc(json.loads(metrics)),
-    )
-
-
-def _int_list(value: list[int] | None) -> str | None:
-    """A stage row's inputs (positions) as `_dumps` writes them, without the encoder: there
-    is one per stage call of a run."""
-    if value is None:
-        return None
-    if all(type(v) is int for v in value):
-        return "[" + ", ".join(map(str, value)) + "]"
-    return _dumps(value)
 
 
 def _dumps(value: Any) -> str:

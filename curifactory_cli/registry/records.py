@@ -162,6 +162,10 @@ def _counts(doc: Any) -> dict[str, int] | None:
     return None if doc is None else dict(_mapping(doc))
 
 
+def _code(doc: Any) -> dict[str, dict[str, str]]:
+    return {str(stage): dict(_mapping(parts)) for stage, parts in _mapping(doc).items()}
+
+
 @dataclass(slots=True)
 class StageRecord:
     """One stage call of a run (a row of `run_stages`): what it did and why, how long it
@@ -183,15 +187,23 @@ class StageRecord:
     # The metrics it recorded, by name (a JSON object in its column): None when it recorded
     # none (or in a file older than metrics), and then left out of the JSON.
     metrics: dict[str, int | float | bool] | None = None
+    # The data version of each output of a call with cachers (a checksum of its files: equal
+    # versions, identical bytes), by output name; None for a call without cachers, one that
+    # did not settle, or in a file older than them (and then left out of the JSON).
+    outputs: dict[str, str] | None = None
 
     def to_json(self) -> dict[str, Any]:
         out = {name: getattr(self, name) for name in STAGE_FIELDS}
         if self.metrics:
             out["metrics"] = self.metrics
+        if self.outputs:
+            out["outputs"] = self.outputs
         return out
 
 
-STAGE_FIELDS = tuple(f.name for f in dataclasses.fields(StageRecord) if f.name != "metrics")
+STAGE_FIELDS = tuple(
+    f.name for f in dataclasses.fields(StageRecord) if f.name not in ("metrics", "outputs")
+)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -236,6 +248,11 @@ class RunRecord:
     error: str | None = None
     failed_stage: str | None = None
     failed_record: str | None = None
+    # Each stage's code fingerprints by part (the stage function, the helpers and constants
+    # it uses), as `curi runs diff` compares them; None in a file older than them.
+    code: dict[str, dict[str, str]] | None = field(
+        default=None, metadata=_json_column(_code, brief=False)
+    )
     stages: list[StageRecord] | None = field(default=None, metadata={"column": False})
     # The columns of the file it was read from, in its order, where that is not the fields'.
     column_order: tuple[str, ...] = field(

@@ -39,6 +39,7 @@ from curifactory_cli.run.rows import (
     entries_used,
     param_files,
     param_set_records,
+    stage_code,
     stage_row,
     transfer_counts,
 )
@@ -100,6 +101,7 @@ class Run:
         self.announced = 0  # stage calls the sink was told about
         self.expected: dict[str, float] = {}  # stage -> seconds a call took in recent runs
         self.failed: list[BaseException] = []  # what stopped settling (interactive)
+        self.fingerprinter: CodeFingerprinter | None = None  # the keys' (for the registry)
 
     # ------------------------------------------------------------------------ starting
     def open_store(self) -> Store:
@@ -135,10 +137,11 @@ class Run:
         result = RunResult(spec.experiment, run_id, param_sets, records, graph, store.root)
         result.store = store  # outputs not loaded yet are read from its local tier later
         self.result = result
+        self.fingerprinter = CodeFingerprinter(spec.root)
         self.scheduler = Scheduler(
             store=store,
             # A dry run writes nothing, the memo of depends_on files' checksums included.
-            keys=KeyMaker(spec.experiment, CodeFingerprinter(spec.root), write_memo=not spec.dry),
+            keys=KeyMaker(spec.experiment, self.fingerprinter, write_memo=not spec.dry),
             runner=self.runner,
             events=self.events,
             experiment=spec.experiment,
@@ -260,6 +263,7 @@ class Run:
             stages=[stage_row(n, store.root) for n in nodes],
             param_sets=param_sets,
             versions=merge_versions(library_versions(), (n.versions for n in nodes)),
+            code=self._code(nodes),
         )
 
     # ------------------------------------------------------------------------ ending
@@ -342,8 +346,19 @@ class Run:
             stages=stages,
             # The run's own, and those of every result it made or used.
             versions=merge_versions(library_versions(), (n.versions for n in result.graph.nodes)),
+            code=self._code(result.graph.nodes),
         )
         return stages
+
+    def _code(self, nodes: list[Node]) -> dict[str, dict[str, str]] | None:
+        """Each stage's code fingerprints by part (what `curi runs diff` compares); a stage
+        whose code cannot be read is left out, never failing the run's record."""
+        if self.fingerprinter is None:
+            return None
+        try:
+            return stage_code(nodes, self.fingerprinter)
+        except Exception:  # the run's outcome matters more than this detail
+            return None
 
     def warn(self, message: str) -> None:
         self.events.emit(Warned(message))

@@ -58,7 +58,32 @@ def stage_row(node: Node, cache: Path | str) -> StageRecord:
         inputs=inputs,
         aggregate=node.stage.is_aggregate,
         metrics=node.metrics,
+        outputs=_versions(node),
     )
+
+
+def _versions(node: Node) -> dict[str, str] | None:
+    """The data versions of a settled call's outputs, when they are checksums of files (a
+    call without cachers has versions derived from its key: nothing to compare bytes by)."""
+    if not node.is_cached_stage or node.outcome not in _SETTLED:
+        return None
+    found = {ref.name: ref.version for ref in node.outputs if ref.version is not None}
+    return found or None
+
+
+_SETTLED = (Outcome.EXECUTED, Outcome.CACHED)
+
+
+def stage_code(nodes: list[Node], fingerprinter: Any) -> dict[str, dict[str, str]]:
+    """Each stage's code fingerprints by part (its function, and the helpers and constants
+    it uses), as the run's keys were made from them: one breakdown per stage, not per call
+    (the fingerprinter keeps them)."""
+    code: dict[str, dict[str, str]] = {}
+    for node in nodes:
+        name = node.stage.name
+        if name not in code:
+            code[name] = fingerprinter.breakdown(node.stage.fn)
+    return code
 
 
 @functools.lru_cache(maxsize=8)

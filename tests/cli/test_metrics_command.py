@@ -14,7 +14,7 @@ import statistics
 
 import pytest
 
-from curifactory_cli.registry.database import RunRegistry, registry_path
+from curifactory_cli.registry.database import SCHEMA_VERSION, RunRegistry, registry_path
 from curifactory_cli.run.metrics_table import MetricsQuery, metrics_table
 
 # acc is made from the parameters alone, so each test knows every value it expects.
@@ -251,6 +251,8 @@ def test_a_registry_older_than_metrics_still_opens(swept, cli):
     path = registry_path(swept.root)
     conn = sqlite3.connect(path)
     conn.execute("ALTER TABLE run_stages DROP COLUMN metrics")
+    conn.execute("ALTER TABLE run_stages DROP COLUMN outputs")  # and those of later versions
+    conn.execute("ALTER TABLE runs DROP COLUMN code")
     conn.execute("PRAGMA user_version = 3")
     conn.commit()
     conn.close()
@@ -262,7 +264,7 @@ def test_a_registry_older_than_metrics_still_opens(swept, cli):
     assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 3
     again = cli("run", "train", "sweep", "--no-report")  # cached: metrics from the entries
     assert again.exit_code == 0, again.output
-    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 4
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert len(table_lines(cli("metrics", "train").output)) == 7
 
 

@@ -126,7 +126,12 @@ def test_runs_json_gives_every_field_of_a_run_in_its_order(project, cli):
     setup(project, "- name: a\n  n: 1\n  model: {kind: rf}\n")
     assert cli("run", "exp", "p", "-q", "--notes", "why").exit_code == 0
     shown = json.loads(cli("runs", "show", "--json").stdout)
-    assert list(shown) == [*RUN_KEYS, "stages", "log"]
+    # A run shows its stages' code fingerprints (a listing does not read them).
+    assert list(shown) == [*RUN_KEYS, "code", "stages", "log"]
+    assert list(shown["code"]) == ["first", "second"]
+    assert (
+        list(shown["code"]["second"]) == ["second"] and len(shown["code"]["second"]["second"]) == 64
+    )
     assert shown["number"] == 1 and shown["status"] == "complete" and shown["notes"] == "why"
     assert shown["reproduce"] == "curi run exp p --quiet" and shown["dry"] is False
     assert shown["error"] is None and shown["failed_stage"] is None and shown["log"] is None
@@ -145,7 +150,9 @@ def test_runs_json_gives_every_field_of_a_run_in_its_order(project, cli):
     assert list(shown["host"]) == ["host", "pid", "platform"]
     assert shown["versions"]["curifactory_cli"] and shown["versions"]["python"]
     first, second = shown["stages"]
-    assert list(first) == list(second) == STAGE_KEYS
+    # The calls with cachers keep the data version (a checksum of the files) of each output.
+    assert list(first) == list(second) == [*STAGE_KEYS, "outputs"]
+    assert list(first["outputs"]) == ["x"] and list(second["outputs"]) == ["y"]
     assert [first[k] for k in ("stage", "record", "outcome", "inputs", "aggregate")] == [
         "first",
         "a",
@@ -159,18 +166,18 @@ def test_runs_json_gives_every_field_of_a_run_in_its_order(project, cli):
     listed = json.loads(cli("runs", "ls", "--json").stdout)
     assert list(listed) == ["registry", "runs"]
     (run,) = listed["runs"]
-    assert list(run) == RUN_KEYS  # no stages in a listing
-    assert run == {k: v for k, v in shown.items() if k in RUN_KEYS}
+    assert list(run) == [*RUN_KEYS, "code"]  # no stages in a listing
+    assert run == {k: v for k, v in shown.items() if k not in ("stages", "log")}
 
     # A run kept with --store-full: its folder before the log, its record in run.json.
     assert cli("run", "exp", "p", "-q", "--store-full").exit_code == 0
     stored = json.loads(cli("runs", "show", "--json").stdout)
-    assert list(stored) == [*RUN_KEYS, "stages", "full_store", "log"]
+    assert list(stored) == [*RUN_KEYS, "code", "stages", "full_store", "log"]
     folder = project.root / "data" / "runs" / stored["reference"]
     assert stored["full_store"] == str(folder)
     assert stored["reproduce"] == f"curi runs reproduce {stored['reference']}"
     kept = json.loads((folder / "run.json").read_text())
-    assert list(kept) == [*RUN_KEYS, "stages", "stored"]
+    assert list(kept) == [*RUN_KEYS, "code", "stages", "stored"]
     assert kept["stages"] == stored["stages"] and kept["reproduce"] == stored["reproduce"]
 
 

@@ -195,6 +195,15 @@ def test_a_session_reuses_the_cache_of_an_earlier_one(session):
     total(cf.Record(ran, params))
     assert calls == ["x", "x"]
     assert [r.counts["cached"] for r in runs(session)] == [0, 1, 0]
+    # Each session records its stage's code by part and its output's version, as a run does
+    # (what `curi runs diff` compares): the same bytes each time.
+    from curifactory_cli.registry.database import RunRegistry, registry_path
+
+    registry = RunRegistry(registry_path(session), read_only=True)
+    recorded = [registry.get_run(r.reference) for r in runs(session)]
+    assert [list(r.code or {}) for r in recorded] == [["total"]] * 3
+    versions = [r.stages[0].outputs for r in recorded]
+    assert versions[0] == versions[1] == versions[2] and list(versions[0]) == ["total"]
 
 
 def test_a_failing_stage_raises_is_recorded_and_the_session_goes_on(session):

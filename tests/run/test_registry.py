@@ -232,6 +232,36 @@ def test_finish_list_get_round_trip(registry):
     assert got.finished is not None and got.dry is False
 
 
+def test_code_fingerprints_and_output_versions_round_trip_and_upgrade_a_file_of_version_4(
+    tmp_path,
+):
+    """Each stage's code parts (per run) and each call's output versions are kept, so
+    `curi runs diff` answers without cache entries; a file of version 4 gains the columns,
+    its runs reading None (not recorded) for them."""
+    import dataclasses
+    import sqlite3
+
+    path = tmp_path / "runs.sqlite"
+    _old_registry(path, 4)
+    writer = RunRegistry(path)
+    old = writer.get_run("exp_1")
+    assert old.code is None and old.stages[0].outputs is None
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    code = {"load": {"load": "f" * 64, "_helper": "e" * 64, "LIMIT": "d" * 64}}
+    calls = [dataclasses.replace(STAGES[0], outputs={"data": "v" * 64, "extra": "w" * 64})]
+    calls.append(STAGES[1])  # failed: no outputs
+    run = start(writer)
+    finish(writer, run.reference, stages=calls, code=code)
+    got = writer.get_run(run.reference)
+    assert got.code == code and got.stages == calls
+    data = got.to_json()
+    assert data["code"] == code
+    assert data["stages"][0]["outputs"] == {"data": "v" * 64, "extra": "w" * 64}
+    assert "outputs" not in data["stages"][1]
+    # A listing of many runs does not read them.
+    assert writer.list_runs(brief=True)[0].code is None
+
+
 def test_list_filters(registry):
     a = start(registry, "exp")
     start(registry, "sub/other")
