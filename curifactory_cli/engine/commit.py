@@ -334,4 +334,6 @@ def reads_json(reads: Reads | None) -> dict[str, Any] | None:
     whole set, and each path read with the digest of its value, sorted by path."""
     if reads is None:
         return None
+    if not reads._seen:  # most calls of a chain read nothing of their set
+        return {"everything": reads.everything, "items": []}
     return {"everything": reads.everything, "items": [list(item) for item in reads.items]}

@@ -152,8 +152,8 @@ class Sharing:
     def _put(index: dict[tuple[str, str], dict[Shape, Any]], record: dict[str, Any]) -> None:
         reads = record["reads"]
         groups = index.setdefault((record["stage"], record["probe"]), {})
-        group = groups.setdefault(_shape(reads), (reads, {}))
-        group[1][_values(reads)] = (record["params_hash"], record["key"])
+        group = groups.setdefault(_shape(reads) if reads else (), (reads, {}))
+        group[1][_values(reads) if reads else ()] = (record["params_hash"], record["key"])
 
     def indexed(
         self, experiment: str, stage: str, probe: str
