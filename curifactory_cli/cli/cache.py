@@ -81,11 +81,14 @@ def cache_ls(
 ) -> None:
     """List cached entries: id, experiment, parameter set, stage, outputs, size and age."""
     from curifactory_cli.cli import cache_views as views
+    from curifactory_cli.store.uses import UseBook, json_fields
 
     store = cache_store(cache)
+    book = UseBook(store)  # which sets use each entry, read from the cache when asked
+    shared_from: dict[str, str] = {}  # with -p: entries of other sets that the set used
     try:
         listed = listed_entries(
-            store, experiment, stage, params, sort, current, stale, stale_params
+            store, experiment, stage, params, sort, current, stale, stale_params, book, shared_from
         )
         first = next(listed, None)
     except CurifactoryError as exc:
@@ -93,14 +96,19 @@ def cache_ls(
     totals = {"count": 0, "size": 0}
     counted = views.counting(first, listed, totals)
     if as_json:
-        views.stream_json(store.location, (e.to_json(store.root) for e in counted), totals)
+        root = store.root
+        views.stream_json(
+            store.location,
+            (e.to_json(root) | json_fields(e, book, shared_from) for e in counted),
+            totals,
+        )
     elif first is None:
         filtered = " matching the filters" if (experiment or stage or params) else ""
         what = f"no stale entries of {stale!r}" if stale else "no cached entries"
         what += " used by the latest runs" if current else ""
         console.print(f"{what} in {store.location}{filtered}", markup=False)
     else:
-        views.entry_table(counted, totals)
+        views.entry_table(counted, totals, book, shared_from)
 
 
 # ---------------------------------------------------------------------------------- inspect
@@ -289,17 +297,25 @@ def cache_invalidate(
     as_json: JsonOpt = False,
 ) -> None:
     """Mark matching entries, and every entry computed from them, as stale: the next run
-    recomputes them. Nothing is deleted; each meta.json gets "invalidated": true."""
+    recomputes them. Nothing is deleted; each meta.json gets "invalidated": true.
+
+    With -p SET, the entries the set's calls used are matched, also those that live in
+    another set's folder (shared): invalidating one invalidates it for every set using it,
+    and each such set is named."""
     from curifactory_cli.cli import cache_views as views
     from curifactory_cli.store import index as cache_index
     from curifactory_cli.store import upkeep
+    from curifactory_cli.store.uses import UseBook, sharing_fields
 
     store = cache_store(cache)
     root = store.root
+    book = UseBook(store)
     try:
         cache_index.require_mark(store, "invalidate entries in")
         every = list(store.entries())
-        matched = upkeep.invalidation_targets(every, experiment, stage, params)
+        matched, shared_from = upkeep.invalidation_targets(
+            store, every, experiment, stage, params, book
+        )
         downstream = cache_index.Lineage(root, every).descendants(matched)
         changed = 0
         if not dry_run:
@@ -311,13 +327,16 @@ def cache_invalidate(
         views.print_json(
             {
                 "dry_run": dry_run,
-                "matched": [e.to_json(root) for e in matched],
+                "matched": [
+                    e.to_json(root) | sharing_fields(e, book, shared_from, params) for e in matched
+                ],
                 "downstream": [e.to_json(root) for e in downstream],
                 "invalidated": changed,
             }
         )
         return
-    views.show_invalidated(matched, downstream, changed, dry_run)
+    notes = views.sharing_notes(matched, book, shared_from, params)
+    views.show_invalidated(matched, downstream, changed, dry_run, notes)
 
 
 # ---------------------------------------------------------------------------------- verify
@@ -484,28 +503,37 @@ def cache_clear(
     dry_run: ClearDryRunOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Remove cached entries: one ENTRY, or all matching the filters (all if none given)."""
+    """Remove cached entries: one ENTRY, or all matching the filters (all if none given).
+
+    With -p SET, the entries the set's calls used are removed, also those that live in
+    another set's folder (shared): each such entry is gone for every set using it, and
+    those sets are named."""
     from curifactory_cli.cli import cache_views as views
     from curifactory_cli.store import index as cache_index
+    from curifactory_cli.store.uses import UseBook, sharing_fields, with_shared
 
     store = cache_store(cache)
     root = store.root
+    book = UseBook(store)
+    shared_from: dict[str, str] = {}
     try:
         cache_index.require_mark(store, "clear")
         entries = named_entries(store, entry, experiment, stage, params)
+        if entry is None and params:
+            wanted = cache_index.experiment_name(experiment) if experiment else None
+            entries, shared_from = with_shared(store, entries, wanted, stage, params, book)
     except CurifactoryError as exc:
         raise fail(exc) from None
     size = sum(e.size for e in entries)
     if as_json and (dry_run or not entries):
-        views.print_json(
-            {"removed": [], "would_remove": [e.to_json(root) for e in entries], "size": size}
-        )
+        would = [e.to_json(root) | sharing_fields(e, book, shared_from, params) for e in entries]
+        views.print_json({"removed": [], "would_remove": would, "size": size})
         return
     if not entries:
         console.print("nothing to remove")
         return
     if dry_run or not as_json:
-        views.entry_lines(entries)
+        views.entry_lines(entries, views.sharing_notes(entries, book, shared_from, params))
     summary = f"{plural(len(entries), 'entry', 'entries')}, {views.human_size(size)}"
     if dry_run:
         console.print(f"would remove {summary} (dry run)")

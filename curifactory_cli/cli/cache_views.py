@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from curifactory_cli.store import LocalStore
     from curifactory_cli.store.entry import Entry
     from curifactory_cli.store.index import Garbage
+    from curifactory_cli.store.uses import UseBook
 
 
 def print_json(data: Any) -> None:
@@ -49,9 +50,10 @@ def cacher_names(entry: Entry) -> str:
     return ", ".join(sorted(names)) or "-"
 
 
-def entry_lines(entries: list[Entry]) -> None:
+def entry_lines(entries: list[Entry], notes: dict[str, str] | None = None) -> None:
     for e in entries:
-        line(f"  {e.short_id}  {e.label()}")
+        shared = (notes or {}).get(e.key)
+        line(f"  {e.short_id}  {e.label()}" + (f"  ({shared})" if shared else ""))
 
 
 def counting(first: Entry | None, rest: Iterator[Entry], totals: dict[str, int]) -> Iterator[Entry]:
@@ -64,9 +66,13 @@ def counting(first: Entry | None, rest: Iterator[Entry], totals: dict[str, int])
         yield entry
 
 
-def entry_table(listed: Iterable[Entry], totals: dict[str, int]) -> None:
-    """The entries, a row each, streamed (the caption counts them once all are shown)."""
+def entry_table(
+    listed: Iterable[Entry], totals: dict[str, int], book: UseBook, shared_from: dict[str, str]
+) -> None:
+    """The entries, a row each, streamed (the caption counts them once all are shown); the
+    state says whether an entry is invalidated and which other sets share it."""
     from curifactory_cli.store.index import human_age
+    from curifactory_cli.store.uses import note
 
     now = time.time()
 
@@ -82,7 +88,9 @@ def entry_table(listed: Iterable[Entry], totals: dict[str, int]) -> None:
                 human_size(e.size),
                 human_age(now - e.created),
             ]
-            yield [*row, "invalidated"] if e.invalidated else row
+            shared = note(e, book, shared_from)
+            state = ", ".join(s for s in ("invalidated" if e.invalidated else "", shared) if s)
+            yield [*row, state] if state else row
 
     ui.stream_table(
         console,
@@ -132,6 +140,7 @@ def show_entry(store: LocalStore, entry: Entry, data: dict[str, Any]) -> None:
     )
     _grid(_key_rows(data["key_parts"]), indent=2)
     _show_params(entry, data["params"])
+    _grid([("sets", _sets_text(data["used_by"]))])
     _show_run(data["run"] or {}, data["timings"] or {})
     _show_code(data["git"] or {}, data["versions"] or {})
     _show_files(data)
@@ -156,6 +165,15 @@ def _show_params(entry: Entry, params: dict[str, Any]) -> None:
     if params["input_records"]:
         _grid([("records", ", ".join(params["input_records"]))], indent=2)
     _grid([("reads", _reads_text(params.get("reads")))])
+
+
+def _sets_text(users: list[dict[str, Any]]) -> str:
+    """The sets that used an entry, as `cache inspect` says it."""
+    names = list(dict.fromkeys(u["name"] for u in users))
+    if len(names) == 1:
+        return f"{names[0]}  (no other set used it)"
+    others = plural(len(names) - 1, "other set")
+    return f"{', '.join(names)}  (computed for {names[0]}; shared with {others})"
 
 
 def _reads_text(reads: dict[str, Any] | None) -> str:
@@ -467,12 +485,28 @@ def show_totals(
 
 
 # ---------------------------------------------------------------------------------- invalidate
+def sharing_notes(
+    entries: list[Entry], book: UseBook, shared_from: dict[str, str], params: str | None
+) -> dict[str, str]:
+    """Entry key -> what a line says of the sets sharing it, for the entries that are."""
+    from curifactory_cli.store.uses import sharing_note
+
+    notes = {e.key: sharing_note(e, book, shared_from, params) for e in entries}
+    return {key: text for key, text in notes.items() if text}
+
+
 def show_invalidated(
-    matched: list[Entry], downstream: list[Entry], changed: int, dry_run: bool
+    matched: list[Entry],
+    downstream: list[Entry],
+    changed: int,
+    dry_run: bool,
+    notes: dict[str, str] | None = None,
 ) -> None:
+    notes = notes or {}
     for label, group in (("matched", matched), ("downstream", downstream)):
         for e in group:
-            line(f"  {e.short_id}  {e.label()}  ({label})")
+            shared = notes.get(e.key) if label == "matched" else None
+            line(f"  {e.short_id}  {e.label()}  ({label}{'; ' + shared if shared else ''})")
     total = len(matched) + len(downstream)
     summary = (
         f"{plural(total, 'entry', 'entries')} ({len(matched)} matched, "

@@ -70,6 +70,8 @@ class Committer:
         self.info[node.index] = outputs = slim_outputs(outputs)
         self.reportables(node, entry.meta)
         node.metrics = self.metrics(node, entry.meta)
+        if self.sharing is not None and shareable(node):
+            self._note_use(node, entry.meta)
         node.key_parts = None  # only a call that runs records them
         self.keys.forget(node)
         templates = node.cacher_templates
@@ -87,6 +89,20 @@ class Committer:
                 node.record,
             )
             ref.value = ref.lazy._copy_for(make()) if ref.lazy else _CachedOutput(make, keep=True)
+
+    def _note_use(self, node: Node, meta: dict[str, Any]) -> None:
+        """A call served from another set's entry: the store's index records that this set
+        uses it (see `store.reads_index`), for the cache commands."""
+        own = node.record.get_hash()
+        if meta.get("params_hash") != own and self.sharing is not None:
+            self.sharing.use(
+                str(meta.get("experiment")),
+                node.stage.name,
+                str(meta.get("params_hash")),
+                str(meta.get("key")),
+                own,
+                node.record_name,
+            )
 
     # ------------------------------------------------------------------ an executed call
     def publish(self, node: Node, job: Job, result: JobResult, replace: bool) -> None:

@@ -204,6 +204,33 @@ class Sharing:
         if len(self._unwritten[experiment]) >= WRITE_BATCH:
             self.write()
 
+    # (experiment, entry key, set hash, set name) of the uses recorded, per experiment
+    _uses: dict[str, set[tuple[str, str, str]]] | None = None
+
+    def use(
+        self, experiment: str, stage: str, params_hash: str, key: str, by: str, record: str
+    ) -> None:
+        """Record, in the store's index, that set `record` (hash `by`) used the entry of
+        another set (`params_hash`, `key`): once, whatever the number of runs doing so
+        (the uses the store has are read with its index, which a run that shares has read)."""
+        from curifactory_cli.store.reads_index import use_record
+
+        if self._uses is None:
+            self._uses = {}
+        known = self._uses.get(experiment)
+        if known is None:
+            known = self._uses[experiment] = {
+                (u["use"], u["by"], u["record"]) for u in self.store.read_uses(experiment)
+            }
+        mark = (key, by, record)
+        if mark in known:
+            return
+        known.add(mark)
+        unwritten = self._unwritten.setdefault(experiment, [])
+        unwritten.append(use_record(stage, params_hash, key, by, record))
+        if len(unwritten) >= WRITE_BATCH:
+            self.write()
+
     def write(self) -> None:
         """Add what this run indexed to the store's index (in batches: one write each)."""
         unwritten, self._unwritten = self._unwritten, {}

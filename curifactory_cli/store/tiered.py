@@ -381,6 +381,11 @@ class TieredStore:
         records = self.local.read_index(experiment) if self.scratch is None else []
         return records + (self.remote.read_index(experiment) if self._reachable() else [])
 
+    def read_uses(self, experiment: str) -> list[dict[str, Any]]:
+        """The use lines of both tiers (read with their records, if they were)."""
+        uses = self.local.read_uses(experiment) if self.scratch is None else []
+        return uses + (self.remote.read_uses(experiment) if self._reachable() else [])
+
     def append_index(self, experiment: str, records: list[dict[str, Any]]) -> None:
         """Records go to the local tier at once, and to the remote when the run ends."""
         if self.scratch is None:

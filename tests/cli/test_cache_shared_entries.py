@@ -1,0 +1,159 @@
+"""The cache commands on entries that parameter sets share: a set's calls served from another
+set's entry make that entry the set's too, for `cache ls -p`, `inspect`, `invalidate -p` and
+`clear -p`, in a local cache and in one at a URL; `cache gc` compacts the reads index."""
+
+from __future__ import annotations
+
+import json
+
+from test_sharing import SWEEP, executed, index_records, sweep_params
+
+
+def ok(cli, *args: str):
+    result = cli(*args)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def listed(cli, *args: str) -> list[dict]:
+    return json.loads(ok(cli, "cache", "ls", *args, "--json").stdout)["entries"]
+
+
+def swept(project, lrs=(0.1, 0.2, 0.3)):
+    """Three sets that share `load` and `clean` (computed for lr0.1) and run the rest."""
+    project.write("experiments/sweep.py", SWEEP)
+    project.write("params/p.yaml", sweep_params(list(lrs)))
+    result = project.run("sweep", "params/p.yaml")
+    assert result.ok, result.error
+    assert executed(result) == {"load": 1, "clean": 1, "train": len(lrs), "evaluate": len(lrs)}
+    return result
+
+
+def uses(project) -> list[dict]:
+    return [r for r in index_records(project) if "use" in r]
+
+
+def test_ls_of_a_set_lists_the_entries_its_calls_used_from_another_set(project, cli):
+    swept(project)
+    rows = listed(cli, "-p", "lr0.2")
+    assert {(r["stage"], r["params"]) for r in rows} == {
+        ("train", "lr0.2"),
+        ("evaluate", "lr0.2"),
+        ("load", "lr0.1"),
+        ("clean", "lr0.1"),
+    }
+    shared = {r["stage"]: r for r in rows if "shared_from" in r}
+    assert set(shared) == {"load", "clean"}
+    assert shared["load"]["shared_from"] == "lr0.1"
+    assert shared["load"]["used_by"] == ["lr0.1", "lr0.2", "lr0.3"]
+    assert shared["load"]["path"].startswith("sweep/" + rows[0]["params_hash"][:0])
+    own = next(r for r in rows if r["stage"] == "train")
+    assert "shared_from" not in own and "used_by" not in own
+    # The table says so in its state column, and the totals count what the set uses.
+    text = ok(cli, "cache", "ls", "-p", "lr0.2").stdout
+    load_row = next(line for line in text.splitlines() if " load " in line)
+    assert load_row.rstrip().endswith("shared from lr0.1")
+    assert "4 entries" in text
+    # A stage filter, and the set named by a prefix of its hash, select the same way.
+    assert [r["stage"] for r in listed(cli, "-p", "lr0.3", "-s", "load")] == ["load"]
+    by_hash = own["params_hash"][:8]
+    assert {r["stage"] for r in listed(cli, "-p", by_hash)} == {
+        "train",
+        "evaluate",
+        "load",
+        "clean",
+    }
+    # The set that computed them lists them as its own, saying who else uses them.
+    first = {r["stage"]: r for r in listed(cli, "-p", "lr0.1")}
+    assert set(first) == {"load", "clean", "train", "evaluate"}
+    assert "shared_from" not in first["load"] and first["load"]["used_by"][1:] == [
+        "lr0.2",
+        "lr0.3",
+    ]
+    whole = ok(cli, "cache", "ls").stdout
+    assert any(
+        " load " in line and line.rstrip().endswith("shared with lr0.2, lr0.3")
+        for line in whole.splitlines()
+    )
+
+
+def test_a_set_uses_another_sets_entry_in_one_use_line_whatever_the_runs(project, cli):
+    swept(project)
+    first = uses(project)
+    assert sorted((u["stage"], u["record"]) for u in first) == [
+        ("clean", "lr0.2"),
+        ("clean", "lr0.3"),
+        ("load", "lr0.2"),
+        ("load", "lr0.3"),
+    ]
+    again = project.run("sweep", "params/p.yaml")
+    assert again.ok and executed(again) == {}
+    assert len(uses(project)) == len(first)
+    # A set added later, served from the same entries, is added to them.
+    project.write("params/p.yaml", sweep_params([0.1, 0.2, 0.3, 0.4]))
+    assert executed(project.run("sweep", "params/p.yaml")) == {"train": 1, "evaluate": 1}
+    assert len(uses(project)) == len(first) + 2
+    assert listed(cli, "-p", "lr0.4", "-s", "load")[0]["shared_from"] == "lr0.1"
+
+
+def test_inspect_names_every_set_that_used_the_entry(project, cli):
+    swept(project)
+    (load,) = listed(cli, "-p", "lr0.1", "-s", "load")
+    text = ok(cli, "cache", "inspect", load["id"]).stdout
+    sets = next(line for line in text.splitlines() if line.startswith("sets"))
+    assert "lr0.1, lr0.2, lr0.3" in sets and "computed for lr0.1" in sets
+    data = json.loads(ok(cli, "cache", "inspect", load["id"], "--json").stdout)
+    assert [(u["name"], u["computed"]) for u in data["used_by"]] == [
+        ("lr0.1", True),
+        ("lr0.2", False),
+        ("lr0.3", False),
+    ]
+    (train,) = listed(cli, "-p", "lr0.2", "-s", "train")
+    text = ok(cli, "cache", "inspect", train["id"]).stdout
+    assert "lr0.2  (no other set used it)" in text
+
+
+def test_invalidate_of_a_set_covers_the_entry_it_shares_and_names_the_other_sets(project, cli):
+    swept(project)
+    shown = ok(cli, "cache", "invalidate", "sweep", "-s", "load", "-p", "lr0.2")
+    first = shown.stdout.splitlines()[0]
+    assert "sweep / lr0.1 / load" in first
+    assert "(matched; shared from lr0.1; also used by lr0.1, lr0.3)" in first
+    # The shared entry is invalidated for every set: the next run computes it once again,
+    # and what each set computed from it.
+    again = project.run("sweep", "params/p.yaml")
+    assert executed(again) == {"load": 1, "clean": 1, "train": 3, "evaluate": 3}
+    data = json.loads(
+        ok(cli, "cache", "invalidate", "sweep", "-s", "clean", "-p", "lr0.3", "--json").stdout
+    )
+    (matched,) = data["matched"]
+    assert matched["stage"] == "clean" and matched["shared_from"] == "lr0.1"
+    assert matched["also_used_by"] == ["lr0.1", "lr0.2"]
+
+
+def test_clear_of_a_set_removes_the_entry_it_shares_and_names_the_other_sets(project, cli):
+    swept(project)
+    dry = ok(cli, "cache", "clear", "-p", "lr0.3", "-s", "load", "--dry-run").stdout
+    assert "shared from lr0.1; also used by lr0.1, lr0.2" in dry
+    assert "would remove 1 entry" in dry
+    ok(cli, "cache", "clear", "-p", "lr0.3", "-s", "load", "--yes")
+    assert not [r for r in listed(cli) if r["stage"] == "load"]
+    # Gone for every set: computed once more at most (what followed it is kept), and every
+    # set gets its own result.
+    again = project.run("sweep", "params/p.yaml")
+    assert again.ok and executed(again) in ({}, {"load": 1})
+    assert [r.state["score"] for r in again.records] == [9.1, 18.2, 27.3]
+
+
+def test_ls_of_a_set_in_a_cache_at_a_url_lists_what_it_shares(project, cli):
+    project.write("experiments/sweep.py", SWEEP)
+    project.write("params/p.yaml", sweep_params([0.1, 0.2]))
+    url = f"memory://shared-ls-{id(project)}"
+    assert executed(project.run("sweep", "params/p.yaml", cache_dir=url))["load"] == 1
+    rows = listed(cli, "--cache", url, "-p", "lr0.2")
+    assert {(r["stage"], r.get("shared_from")) for r in rows} == {
+        ("load", "lr0.1"),
+        ("clean", "lr0.1"),
+        ("train", None),
+        ("evaluate", None),
+    }
