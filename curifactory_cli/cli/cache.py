@@ -40,16 +40,13 @@ from curifactory_cli.cli.cache_args import (
     listed_entries,
     named_entries,
     one_entry,
-    remote_pair,
     run_registry,
-    select_entries,
 )
 from curifactory_cli.cli.common import (
     CacheOpt,
     ExperimentFilter,
     JsonOpt,
     ParamsFilter,
-    RemoteOpt,
     StageFilter,
     console,
     fail,
@@ -423,10 +420,13 @@ def cache_gc(
     Always: draft and trash folders left by interrupted runs (whose process is gone, or
     without a process id and older than an hour), and folders that look like entries but
     have no metadata (older than an hour). Entries only with --older-than / --keep-latest.
+    The reads index (.reads/) of each experiment is compacted into one file, without the
+    lines of entries that no longer exist; files runs are still writing are left alone.
     """
     from curifactory_cli.cli import cache_views as views
     from curifactory_cli.store import index as cache_index
     from curifactory_cli.store import upkeep
+    from curifactory_cli.store.reads_compact import compact
 
     store = cache_store(cache)
     try:
@@ -435,6 +435,10 @@ def cache_gc(
         if yes and garbage:
             entries = [g.entry for g in garbage if g.entry is not None]
             _remove(store, entries, [g.path for g in garbage if g.entry is None])
+        # The reads index, compacted once entries are removed (a dry run counts the lines of
+        # those it would remove as gone).
+        gone = frozenset(g.entry.key for g in garbage if g.entry is not None and not yes)
+        compacted = compact(store, dry=not yes, gone=gone)
     except CurifactoryError as exc:
         raise fail(exc) from None
     if as_json:
@@ -444,10 +448,11 @@ def cache_gc(
                 "items": [g.to_json(store.root) for g in garbage],
                 "count": len(garbage),
                 "size": sum(g.size for g in garbage),
+                "index": [c.to_json() for c in compacted],
             }
         )
     else:
-        views.show_garbage(garbage, store.root, yes)
+        views.show_garbage(garbage, store.root, yes, compacted)
 
 
 def _remove(store: LocalStore, entries: list[Entry], paths: list[Any]) -> None:
@@ -558,63 +563,7 @@ def _clear(store: LocalStore, entries: list[Entry], summary: str, as_json: bool)
 
 
 # ---------------------------------------------------------------------------------- push, pull
-@cache_app.command("push")
-def cache_push(
-    experiment: ExperimentFilter = None,
-    stage: StageFilter = None,
-    params: ParamsFilter = None,
-    remote: RemoteOpt = None,
-    cache: CacheOpt = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """Upload local entries the remote cache lacks (all, or those matching the filters)."""
-    from curifactory_cli.store.local_folder import UNPUSHED
-    from curifactory_cli.store.tiered import push_entry
-    from curifactory_cli.store.upkeep import missing_from
+from curifactory_cli.cli.cache_transfer import cache_pull, cache_push  # noqa: E402
 
-    local, shared = remote_pair(cache, remote)
-    try:
-        todo = missing_from(local, shared, lambda: select_entries(local, experiment, stage, params))
-        pushed = sum(push_entry(local, shared, entry) for entry in todo)
-    except CurifactoryError as exc:
-        raise fail(exc) from None
-    if not (experiment or stage or params):  # all there now: no run need upload them
-        (local.root / UNPUSHED).unlink(missing_ok=True)
-    _moved("pushed", pushed, len(todo), shared.url, as_json)
-
-
-@cache_app.command("pull")
-def cache_pull(
-    experiment: ExperimentFilter = None,
-    stage: StageFilter = None,
-    params: ParamsFilter = None,
-    remote: RemoteOpt = None,
-    cache: CacheOpt = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """Download remote entries the local cache lacks (all, or those matching the filters);
-    every file is verified against its checksum (and signature) before it is kept."""
-    from curifactory_cli.store.tiered import pull_entry
-    from curifactory_cli.store.upkeep import missing_from
-
-    local, shared = remote_pair(cache, remote)
-    try:
-        todo = missing_from(
-            shared, local, lambda: select_entries(shared, experiment, stage, params)
-        )
-        local.prepare()
-        for entry in todo:
-            pull_entry(local, shared, entry)
-    except CurifactoryError as exc:
-        raise fail(exc) from None
-    _moved("pulled", len(todo), len(todo), shared.url, as_json)
-
-
-def _moved(verb: str, done: int, tried: int, url: str, as_json: bool) -> None:
-    from curifactory_cli.cli import cache_views as views
-
-    if as_json:
-        views.print_json({verb: done, "remote": url, "already_there": tried - done})
-        return
-    where = "to" if verb == "pushed" else "from"
-    console.print(f"{verb} {plural(done, 'entry', 'entries')} {where} {url}", markup=False)
+cache_app.command("push")(cache_push)
+cache_app.command("pull")(cache_pull)

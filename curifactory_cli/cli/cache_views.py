@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from curifactory_cli.cli import console as ui
 from curifactory_cli.cli.common import console
 from curifactory_cli.cli.console import write_json
+from curifactory_cli.store.reads_index import READS_DIR
 from curifactory_cli.wording import plural
 
 if TYPE_CHECKING:
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from curifactory_cli.store import LocalStore
     from curifactory_cli.store.entry import Entry
     from curifactory_cli.store.index import Garbage
+    from curifactory_cli.store.reads_compact import Compaction
     from curifactory_cli.store.uses import UseBook
 
 
@@ -446,9 +448,25 @@ def show_verify(
 
 
 # ---------------------------------------------------------------------------------- gc, du
-def show_garbage(garbage: list[Garbage], root: Path, yes: bool) -> None:
+def show_garbage(
+    garbage: list[Garbage], root: Path, yes: bool, compacted: list[Compaction] | None = None
+) -> None:
+    for c in compacted or ():
+        what = f"{plural(c.files, 'file')}, {plural(c.lines, 'line')} -> {plural(c.kept, 'line')}"
+        why = [
+            f"{c.gone} of entries gone" if c.gone else "",
+            f"{c.repeated} repeated" if c.repeated else "",
+        ]
+        held = f"; {plural(c.held, 'file')} being written left as is" if c.held else ""
+        detail = "; ".join(w for w in why if w) or "merged"
+        line(f"{'index':<10} {'-':<10}  {READS_DIR}/{c.experiment}  {what}  ({detail}{held})")
     if not garbage:
-        line("nothing to collect")
+        if compacted:
+            verb = "compacted" if yes else "would compact"
+            what = plural(len(compacted), "experiment")
+            line(f"{verb} the reads index of {what}; no other garbage")
+        else:
+            line("nothing to collect")
         return
     for g in garbage:  # one line each, never wrapped (paths stay whole)
         ident = g.entry.short_id if g.entry else "-"

@@ -23,6 +23,7 @@ the project configuration; never from the cache itself.
 from __future__ import annotations
 
 import contextlib
+import uuid
 from typing import Any
 
 from curifactory_cli.store.reads_index import (
@@ -115,6 +116,20 @@ class FsspecStore(RemoteTidying):
             with contextlib.suppress(Exception):  # unwritable: entries stay reachable by key
                 self.calls += 1
                 self.fs.pipe_file(path, "".join(lines).encode())
+
+    def rewrite_index(self, experiment: str, data: bytes, replaced: list[str]) -> None:
+        """`cache gc`: write the experiment's compacted index as a new object, then delete
+        the objects it was made of (`replaced`, as `index_objects` named them), and no
+        other: one a run wrote meanwhile stays."""
+        if self.dry:
+            return
+        if data:
+            self.calls += 1
+            name = f"compact-{uuid.uuid4().hex}{SUFFIX}"
+            self.fs.pipe_file(f"{self._root}/{READS_DIR}/{experiment}/{name}", data)
+        if replaced:
+            self.calls += 1
+            self.fs.rm(replaced)
 
     def close(self, cancel: bool = False) -> None:
         if not cancel:

@@ -157,3 +157,103 @@ def test_ls_of_a_set_in_a_cache_at_a_url_lists_what_it_shares(project, cli):
         ("train", None),
         ("evaluate", None),
     }
+
+
+# ---------------------------------------------------------------------------------- gc
+def index_files(project) -> list:
+    return sorted((project.cache / ".reads" / "sweep").glob("*.jsonl"))
+
+
+def test_gc_compacts_the_reads_index_into_one_file_without_lines_of_entries_gone(project, cli):
+    swept(project, (0.1, 0.2))
+    project.write("params/q.yaml", sweep_params([0.3]))
+    assert executed(project.run("sweep", "params/q.yaml")) == {"train": 1, "evaluate": 1}
+    assert len(index_files(project)) == 2
+    before = index_records(project)
+    (train,) = listed(cli, "-p", "lr0.3", "-s", "train")
+    ok(cli, "cache", "clear", train["id"], "--yes")
+    # A dry run says what it would do and changes nothing.
+    dry = ok(cli, "cache", "gc").stdout
+    assert ".reads/sweep  2 files" in dry and "1 of entries gone" in dry
+    assert len(index_files(project)) == 2
+    data = json.loads(ok(cli, "cache", "gc", "--yes", "--json").stdout)
+    (done,) = data["index"]
+    assert (done["files"], done["lines"], done["gone"]) == (2, len(before), 1)
+    assert done["kept"] == len(before) - 1
+    assert len(index_files(project)) == 1
+    after = index_records(project)
+    assert len(after) == len(before) - 1
+    assert train["key"] not in {r.get("key") for r in after}
+    assert sorted(map(json.dumps, after)) == sorted(
+        json.dumps(r) for r in before if r.get("key") != train["key"]
+    )
+    assert "nothing to collect" in ok(cli, "cache", "gc").stdout  # one file, all alive
+    # The compacted index serves as the files did: a new set shares, the rest is cached.
+    project.write("params/q.yaml", sweep_params([0.1, 0.2, 0.4]))
+    third = project.run("sweep", "params/q.yaml")
+    assert executed(third) == {"train": 1, "evaluate": 1}
+    assert listed(cli, "-p", "lr0.4", "-s", "load")[0]["shared_from"] == "lr0.1"
+
+
+def test_gc_leaves_a_file_a_run_is_writing_and_loses_no_line(project, cli):
+    import threading
+    import time
+
+    from curifactory_cli.store.reads_compact import _take
+    from curifactory_cli.store.reads_index import LocalIndexFiles
+
+    swept(project, (0.1, 0.2))
+    project.write("params/q.yaml", sweep_params([0.3]))
+    assert project.run("sweep", "params/q.yaml").ok
+    (load,) = listed(cli, "-p", "lr0.1", "-s", "load")
+    record = {
+        "stage": "load",
+        "probe": "ab" * 32,
+        "reads": [],
+        "params_hash": load["params_hash"],
+        "key": load["key"],
+    }
+    # A run writing now holds its file: gc compacts the others and leaves it.
+    writer = LocalIndexFiles(str(project.cache), dry=False)
+    writer.append("sweep", [record])
+    data = json.loads(ok(cli, "cache", "gc", "--yes", "--json").stdout)
+    assert data["index"][0]["held"] == 1 and data["index"][0]["files"] == 2
+    writer.append("sweep", [{**record, "probe": "cd" * 32}])
+    writer.close()
+    probes = [r["probe"] for r in index_records(project) if "probe" in r]
+    assert {"ab" * 32, "cd" * 32} <= set(probes)
+    # A writer that opened its file just before gc took it waits for the lock, finds the
+    # file gone, and writes to a new one: its line is on disk.
+    late = LocalIndexFiles(str(project.cache), dry=False)
+    path = project.cache / ".reads" / "sweep" / f"{late._name}.jsonl"
+    path.write_text("")
+    fd, _ = _take(str(path))
+    thread = threading.Thread(target=late.append, args=("sweep", [{**record, "probe": "ef" * 32}]))
+    thread.start()
+    time.sleep(0.2)
+    path.unlink()
+    import os
+
+    os.close(fd)
+    thread.join(5)
+    late.close()
+    assert "ef" * 32 in {r.get("probe") for r in index_records(project)}
+
+
+def test_gc_compacts_the_reads_index_of_a_cache_at_a_url(project, cli):
+    import fsspec
+
+    project.write("experiments/sweep.py", SWEEP)
+    url = f"memory://shared-gc-{id(project)}"
+    for lrs in ([0.1, 0.2], [0.3]):
+        project.write("params/p.yaml", sweep_params(lrs))
+        assert project.run("sweep", "params/p.yaml", cache_dir=url).ok
+    fs = fsspec.filesystem("memory")
+    folder = url.removeprefix("memory://") + "/.reads/sweep"
+    assert len(fs.ls(folder)) == 2
+    data = json.loads(ok(cli, "cache", "gc", "--cache", url, "--yes", "--json").stdout)
+    assert data["index"][0]["files"] == 2 and data["index"][0]["gone"] == 0
+    assert len(fs.ls(folder)) == 1
+    project.write("params/p.yaml", sweep_params([0.1, 0.4]))
+    again = project.run("sweep", "params/p.yaml", cache_dir=url)
+    assert executed(again) == {"train": 1, "evaluate": 1}
