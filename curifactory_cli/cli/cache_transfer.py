@@ -28,6 +28,7 @@ def cache_push(
 ) -> None:
     """Upload local entries the remote cache lacks (all, or those matching the filters)."""
     from curifactory_cli.store.local_folder import UNPUSHED
+    from curifactory_cli.store.reads_compact import copy_index
     from curifactory_cli.store.tiered import push_entry
     from curifactory_cli.store.upkeep import missing_from
 
@@ -35,6 +36,8 @@ def cache_push(
     try:
         todo = missing_from(local, shared, lambda: select_entries(local, experiment, stage, params))
         pushed = sum(push_entry(local, shared, entry) for entry in todo)
+        # Their lines of the reads index too: other sets on other machines share them.
+        copy_index(local, shared, _experiment(experiment), target_remote=True)
     except CurifactoryError as exc:
         raise fail(exc) from None
     if not (experiment or stage or params):  # all there now: no run need upload them
@@ -52,6 +55,7 @@ def cache_pull(
 ) -> None:
     """Download remote entries the local cache lacks (all, or those matching the filters);
     every file is verified against its checksum (and signature) before it is kept."""
+    from curifactory_cli.store.reads_compact import copy_index
     from curifactory_cli.store.tiered import pull_entry
     from curifactory_cli.store.upkeep import missing_from
 
@@ -63,6 +67,7 @@ def cache_pull(
         local.prepare()
         for entry in todo:
             pull_entry(local, shared, entry)
+        copy_index(shared, local, _experiment(experiment), target_remote=False)
     except CurifactoryError as exc:
         raise fail(exc) from None
     _moved("pulled", len(todo), len(todo), shared.url, as_json)
@@ -76,3 +81,9 @@ def _moved(verb: str, done: int, tried: int, url: str, as_json: bool) -> None:
         return
     where = "to" if verb == "pushed" else "from"
     console.print(f"{verb} {plural(done, 'entry', 'entries')} {where} {url}", markup=False)
+
+
+def _experiment(text: str | None) -> str | None:
+    from curifactory_cli.store.index import experiment_name
+
+    return experiment_name(text) if text else None

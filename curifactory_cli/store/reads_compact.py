@@ -237,3 +237,33 @@ def compact(store: Any, dry: bool, gone: frozenset[str] = frozenset()) -> list[C
 
 def _without(exists: Exists, gone: frozenset[str]) -> Exists:
     return lambda params_hash, stage, key: key not in gone and exists(params_hash, stage, key)
+
+
+# ---------------------------------------------------------------------------------- push, pull
+def copy_index(source: Any, target: Any, experiment: str | None, target_remote: bool) -> int:
+    """`cache push` and `pull`: add to `target`'s reads index the lines of `source`'s whose
+    entries `target` now has and that it lacks, so that its sets share them as they did
+    (an entry moved without its line would be found by its own set only). Returns the
+    number of lines added."""
+    added = 0
+    experiments = [experiment] if experiment else source.index_experiments()
+    for name in experiments:
+        lines = [*source.read_index(name), *source.read_uses(name)]
+        if not lines:
+            continue
+        have = {record_line(r) for r in [*target.read_index(name), *target.read_uses(name)]}
+        exists = (remote_exists if target_remote else local_exists)(target, name)
+        todo = []
+        for record in lines:
+            line = record_line(record)
+            key = record["use"] if "use" in record else record["key"]
+            if line not in have and exists(record["params_hash"], record["stage"], key):
+                have.add(line)
+                todo.append(record)
+        target.append_index(name, todo)
+        added += len(todo)
+    if target_remote:
+        target.flush_index()
+    else:
+        target.close()
+    return added

@@ -257,3 +257,42 @@ def test_gc_compacts_the_reads_index_of_a_cache_at_a_url(project, cli):
     project.write("params/p.yaml", sweep_params([0.1, 0.4]))
     again = project.run("sweep", "params/p.yaml", cache_dir=url)
     assert executed(again) == {"train": 1, "evaluate": 1}
+
+
+# ---------------------------------------------------------------------------------- push, pull
+def test_push_and_pull_carry_the_index_so_other_machines_share_the_entries(project, cli):
+    import shutil
+
+    swept(project, (0.1, 0.2))
+    url = f"memory://shared-push-{id(project)}"
+    pushed = json.loads(ok(cli, "cache", "push", "--remote", url, "--json").stdout)
+    assert pushed["pushed"] == 6
+    # Another machine, its own cache empty, with the bucket behind it: a new set shares
+    # load and clean from the bucket (their index lines went with them).
+    shutil.move(project.cache, project.root / "first-cache")
+    project.write("params/q.yaml", sweep_params([0.3]))
+    other = project.run("sweep", "params/q.yaml", remote=url)
+    assert other.ok, other.error
+    assert executed(other) == {"train": 1, "evaluate": 1}
+    assert other.records[0].state["score"] == 27.3
+    # A third one pulls the bucket and then works alone: its own index has the lines.
+    shutil.rmtree(project.cache)
+    pulled = json.loads(ok(cli, "cache", "pull", "--remote", url, "--json").stdout)
+    assert pulled["pulled"] == 8
+    project.write("params/q.yaml", sweep_params([0.4]))
+    alone = project.run("sweep", "params/q.yaml")
+    assert executed(alone) == {"train": 1, "evaluate": 1}
+    # Pushing again adds no line the bucket has.
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    folder = url.removeprefix("memory://") + "/.reads/sweep"
+
+    def remote_lines() -> int:
+        return sum(fs.cat(path).count(b"\n") for path in fs.ls(folder, detail=False))
+
+    before = remote_lines()
+    shutil.rmtree(project.cache)
+    shutil.move(project.root / "first-cache", project.cache)
+    ok(cli, "cache", "push", "--remote", url)
+    assert remote_lines() == before
