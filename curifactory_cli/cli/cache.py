@@ -181,7 +181,7 @@ def cache_dump(
         if len(targets) > 1:
             _dump_sets(store, targets, output, rows, out, force, as_json)
             return
-        found = targets[0]
+        found = targets[0][1]
         name = dump.pick_output(found, output)
         value = dump.load_output(store, found, name)
         if out is not None:
@@ -214,16 +214,17 @@ def _dump_targets(
     experiment: str | None,
     stage: str | None,
     params: str | None,
-) -> tuple[list[Entry], str | None]:
-    """The entries to dump (one, or one stage's entries over several parameter sets) and the
-    output asked for. With -e and no entry id, the one word given is the OUTPUT (an entry id
-    is hex, or a path): `dump -e demo -s fit model`."""
+) -> tuple[list[tuple[str, Entry]], str | None]:
+    """The entries to dump, each with the set it is dumped for (one, or one stage's entries
+    over several parameter sets) and the output asked for. With -e and no entry id, the one
+    word given is the OUTPUT (an entry id is hex, or a path): `dump -e demo -s fit model`."""
     from curifactory_cli.store import index as cache_index
 
     if entry is not None and experiment and output is None and not cache_index.is_entry_ref(entry):
         entry, output = None, entry
     if entry is not None:
-        return [one_entry(store, entry, experiment, stage, params)], output
+        found = one_entry(store, entry, experiment, stage, params)
+        return [(found.params_name, found)], output
     if not experiment:
         raise ConfigError(
             "cache dump needs an ENTRY id, or -e EXPERIMENT to dump what its latest run used",
@@ -231,15 +232,16 @@ def _dump_targets(
             "`curi cache ls`.",
         )
     registry = run_registry()
-    _, matched = cache_index.current_entries(store, registry, experiment, stage, params)
-    if len(matched) > 1 and stage and len({e.stage for e in matched}) == 1:
-        return matched, output  # one stage over the sets the run ran
-    return [cache_index.current_entry(store, registry, experiment, stage, params)], output
+    _, calls = cache_index.current_calls(store, registry, experiment, stage, params)
+    if len(calls) > 1 and stage and len({e.stage for _, e in calls}) == 1:
+        return calls, output  # one stage over the sets the run ran (shared entries too)
+    found = cache_index.current_entry(store, registry, experiment, stage, params)
+    return [(found.params_name, found)], output
 
 
 def _dump_sets(
     store: LocalStore,
-    entries: list[Entry],
+    targets: list[tuple[str, Entry]],
     output: str | None,
     rows: int,
     out: Path | None,
@@ -251,11 +253,14 @@ def _dump_sets(
     from curifactory_cli.cli import cache_views as views
     from curifactory_cli.store import dump
 
+    entries = [e for _, e in targets]
     name = dump.pick_output(entries[0], output)
     try:
-        values = [
-            (e.params_name, dump.load_output(store, e, dump.pick_output(e, name))) for e in entries
-        ]
+        loaded: dict[str, Any] = {}  # an entry sets share is loaded once
+        for e in entries:
+            if e.key not in loaded:
+                loaded[e.key] = dump.load_output(store, e, dump.pick_output(e, name))
+        values = [(set_name, loaded[e.key]) for set_name, e in targets]
         table = views.set_table(values, name)
         if out is not None:
             if table is None:
@@ -273,9 +278,9 @@ def _dump_sets(
         views.line(f"wrote {out} ({fmt}) from {plural(len(entries), 'parameter set')}: {what}")
     elif as_json:
         sets = [
-            {"params": e.params_name, "id": e.short_id, "entry": e.rel(store.root)}
+            {"params": set_name, "id": e.short_id, "entry": e.rel(store.root)}
             | dump.summary(value, rows)
-            for e, (_, value) in zip(entries, values)
+            for e, (set_name, value) in zip(entries, values)
         ]
         columns = views.table_cells(table)[0] if table is not None else None
         views.print_json({"stage": stage, "output": name, "columns": columns, "sets": sets})

@@ -296,3 +296,19 @@ def test_push_and_pull_carry_the_index_so_other_machines_share_the_entries(proje
     shutil.move(project.root / "first-cache", project.cache)
     ok(cli, "cache", "push", "--remote", url)
     assert remote_lines() == before
+
+
+def test_dump_of_the_latest_run_follows_the_entries_sets_share(project, cli):
+    swept(project)
+    (load,) = listed(cli, "-p", "lr0.1", "-s", "load")
+    dumped = ok(cli, "cache", "dump", "-e", "sweep", "-s", "load", "-p", "lr0.2", "--json")
+    one = json.loads(dumped.stdout)
+    assert one["id"] == load["id"] and one["value"] == list(range(10))
+    every = json.loads(ok(cli, "cache", "dump", "-e", "sweep", "-s", "load", "--json").stdout)
+    assert [(s["params"], s["id"]) for s in every["sets"]] == [
+        ("lr0.1", load["id"]),
+        ("lr0.2", load["id"]),
+        ("lr0.3", load["id"]),
+    ]
+    table = ok(cli, "cache", "dump", "-e", "sweep", "-s", "train").stdout
+    assert "3 parameter sets" in table
