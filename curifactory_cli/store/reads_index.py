@@ -110,7 +110,9 @@ def parse_lines(data: bytes) -> list[dict[str, Any]]:
 
 def parse_uses(data: bytes) -> list[dict[str, Any]]:
     """The well-formed use lines of a file's bytes (anything else is skipped)."""
-    out = []
+    out: list[dict[str, Any]] = []
+    if USE_PREFIX not in data:  # most files: no set shared another's entry
+        return out
     for line in data[:MAX_FILE_BYTES].split(b"\n"):
         if not line.startswith(USE_PREFIX) or len(line) > MAX_LINE_BYTES:
             continue
