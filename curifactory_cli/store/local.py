@@ -22,6 +22,8 @@ from curifactory_cli.store.reads_index import READS_DIR, LocalIndexFiles
 
 
 def _index_folders(folder: str) -> list[str]:
+    if os.path.islink(folder):
+        return []
     try:
         with os.scandir(folder) as items:
             return sorted(i.name for i in items if i.is_dir(follow_symlinks=False))

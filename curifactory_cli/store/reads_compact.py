@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import stat
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -108,11 +109,14 @@ def local_exists(store: Any, experiment: str) -> Exists:
 
 def _take(path: str) -> tuple[int, bytes] | None:
     """The file's lock and bytes, or None when a writer holds it (or it is gone)."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | os.O_CLOEXEC
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | os.O_CLOEXEC)
+        fd = os.open(path, flags)  # a FIFO planted there: no wait; a link: refused
     except OSError:
         return None
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError("not a regular file")
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         if os.fstat(fd).st_ino != os.stat(path, follow_symlinks=False).st_ino:
             raise OSError("replaced")
@@ -133,6 +137,8 @@ def _take(path: str) -> tuple[int, bytes] | None:
 def compact_local(root: str, experiment: str, exists: Exists, dry: bool) -> Compaction | None:
     """Compact one experiment's index in a local cache (None: it has none)."""
     folder = os.path.join(root, READS_DIR, experiment)
+    if os.path.islink(os.path.join(root, READS_DIR)) or os.path.islink(folder):
+        return None  # a link planted in the cache: nothing outside it is touched
     try:
         names = sorted(n for n in os.listdir(folder) if n.endswith(SUFFIX))
     except OSError:

@@ -37,6 +37,7 @@ import fcntl
 import json
 import os
 import re
+import stat
 import uuid
 from typing import Any
 
@@ -53,6 +54,7 @@ _FIELDS = {
 }
 _HEX = re.compile(r"^[0-9a-f]{16,64}$")
 USE_PREFIX = b'{"use"'
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 MAX_NAME = 4096  # a set's name in a use line
 
 
@@ -125,11 +127,31 @@ def parse_uses(data: bytes) -> list[dict[str, Any]]:
             and all(type(record.get(k)) is str for k in ("use", "stage", "params_hash", "by"))
             and type(record.get("record")) is str
             and 0 < len(record["record"]) <= MAX_NAME
+            and not _CONTROL.search(record["record"])  # a name printed to a terminal
             and record["stage"]
             and all(_HEX.match(record[k]) for k in ("use", "params_hash", "by"))
         ):
             out.append(record)
     return out
+
+
+def read_regular(path: str) -> bytes | None:
+    """A regular file's bytes (up to the bound), never following a link nor waiting on a
+    FIFO planted under an index file's name; None for anything else."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        with os.fdopen(os.dup(fd), "rb") as infile:
+            return infile.read(MAX_FILE_BYTES)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 class LocalIndexFiles:
@@ -154,11 +176,9 @@ class LocalIndexFiles:
             return []
         out = []
         for name in names:
-            try:
-                with open(os.path.join(folder, name), "rb") as infile:
-                    out.append(infile.read(MAX_FILE_BYTES))
-            except OSError:
-                continue
+            data = read_regular(os.path.join(folder, name))
+            if data is not None:
+                out.append(data)
         return out
 
     def read(self, experiment: str) -> list[dict[str, Any]]:

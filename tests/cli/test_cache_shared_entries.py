@@ -312,3 +312,33 @@ def test_dump_of_the_latest_run_follows_the_entries_sets_share(project, cli):
     ]
     table = ok(cli, "cache", "dump", "-e", "sweep", "-s", "train").stdout
     assert "3 parameter sets" in table
+
+
+def test_planted_index_files_neither_hang_nor_reach_outside_nor_print_controls(
+    project, cli, tmp_path_factory
+):
+    import os
+
+    swept(project, (0.1, 0.2))
+    folder = project.cache / ".reads" / "sweep"
+    os.mkfifo(folder / "fifo.jsonl")  # opening it to read would wait for a writer
+    outside = tmp_path_factory.mktemp("outside")
+    (outside / "theirs.jsonl").write_text("not ours\n")
+    (project.cache / ".reads" / "linked").symlink_to(outside)
+    (load,) = listed(cli, "-p", "lr0.1", "-s", "load")
+    forged = {
+        "use": load["key"],
+        "stage": "load",
+        "params_hash": load["params_hash"],
+        "by": "ab" * 16,
+        "record": "\x1b]0;owned\x07x",
+    }
+    (folder / "forged.jsonl").write_text(json.dumps(forged) + "\n")
+    again = project.run("sweep", "params/p.yaml")
+    assert again.ok and executed(again) == {}
+    text = ok(cli, "cache", "ls").stdout + ok(cli, "cache", "inspect", load["id"]).stdout
+    assert "\x1b" not in text and "owned" not in text
+    ok(cli, "cache", "gc", "--yes")
+    assert (outside / "theirs.jsonl").read_text() == "not ours\n"
+    assert (folder / "fifo.jsonl").exists()  # not a file of the index: left alone
+    assert listed(cli, "-p", "lr0.2", "-s", "load")[0]["shared_from"] == "lr0.1"
