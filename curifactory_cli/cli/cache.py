@@ -307,7 +307,7 @@ def cache_invalidate(
     from curifactory_cli.cli import cache_views as views
     from curifactory_cli.store import index as cache_index
     from curifactory_cli.store import upkeep
-    from curifactory_cli.store.uses import UseBook, sharing_fields
+    from curifactory_cli.store.uses import UseBook, sharing_fields, sharing_notes
 
     store = cache_store(cache)
     root = store.root
@@ -337,7 +337,7 @@ def cache_invalidate(
             }
         )
         return
-    notes = views.sharing_notes(matched, book, shared_from, params)
+    notes = sharing_notes(matched, book, shared_from, params)
     views.show_invalidated(matched, downstream, changed, dry_run, notes)
 
 
@@ -520,7 +520,7 @@ def cache_clear(
     those sets are named."""
     from curifactory_cli.cli import cache_views as views
     from curifactory_cli.store import index as cache_index
-    from curifactory_cli.store.uses import UseBook, sharing_fields, with_shared
+    from curifactory_cli.store.uses import UseBook, sharing_fields, sharing_notes, with_shared
 
     store = cache_store(cache)
     root = store.root
@@ -543,7 +543,7 @@ def cache_clear(
         console.print("nothing to remove")
         return
     if dry_run or not as_json:
-        views.entry_lines(entries, views.sharing_notes(entries, book, shared_from, params))
+        views.entry_lines(entries, sharing_notes(entries, book, shared_from, params))
     summary = f"{plural(len(entries), 'entry', 'entries')}, {views.human_size(size)}"
     if dry_run:
         console.print(f"would remove {summary} (dry run)")

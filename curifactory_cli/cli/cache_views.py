@@ -452,14 +452,7 @@ def show_garbage(
     garbage: list[Garbage], root: Path, yes: bool, compacted: list[Compaction] | None = None
 ) -> None:
     for c in compacted or ():
-        what = f"{plural(c.files, 'file')}, {plural(c.lines, 'line')} -> {plural(c.kept, 'line')}"
-        why = [
-            f"{c.gone} of entries gone" if c.gone else "",
-            f"{c.repeated} repeated" if c.repeated else "",
-        ]
-        held = f"; {plural(c.held, 'file')} being written left as is" if c.held else ""
-        detail = "; ".join(w for w in why if w) or "merged"
-        line(f"{'index':<10} {'-':<10}  {READS_DIR}/{c.experiment}  {what}  ({detail}{held})")
+        line(f"{'index':<10} {'-':<10}  {READS_DIR}/{c.experiment}  {c.summary()}")
     if not garbage:
         if compacted:
             verb = "compacted" if yes else "would compact"
@@ -503,16 +496,6 @@ def show_totals(
 
 
 # ---------------------------------------------------------------------------------- invalidate
-def sharing_notes(
-    entries: list[Entry], book: UseBook, shared_from: dict[str, str], params: str | None
-) -> dict[str, str]:
-    """Entry key -> what a line says of the sets sharing it, for the entries that are."""
-    from curifactory_cli.store.uses import sharing_note
-
-    notes = {e.key: sharing_note(e, book, shared_from, params) for e in entries}
-    return {key: text for key, text in notes.items() if text}
-
-
 def show_invalidated(
     matched: list[Entry],
     downstream: list[Entry],

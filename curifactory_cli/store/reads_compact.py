@@ -37,6 +37,7 @@ from curifactory_cli.store.reads_index import (
     parse_uses,
     record_line,
 )
+from curifactory_cli.wording import plural
 
 # (params hash, stage, key) of an entry -> whether it exists
 Exists = Callable[[str, str, str], bool]
@@ -60,6 +61,17 @@ class Compaction:
     def useful(self) -> bool:
         """Whether compacting changes anything (one file of distinct lines stays as it is)."""
         return self.files > 1 or self.gone > 0 or self.repeated > 0 or self.kept == 0
+
+    def summary(self) -> str:
+        """`2 files, 21 lines -> 20 lines  (1 of entries gone)`, as `cache gc` says it."""
+        what = f"{plural(self.files, 'file')}, {plural(self.lines, 'line')}"
+        why = [
+            f"{self.gone} of entries gone" if self.gone else "",
+            f"{self.repeated} repeated" if self.repeated else "",
+        ]
+        held = f"; {plural(self.held, 'file')} being written left as is" if self.held else ""
+        detail = "; ".join(w for w in why if w) or "merged"
+        return f"{what} -> {plural(self.kept, 'line')}  ({detail}{held})"
 
     def to_json(self) -> dict[str, Any]:
         return {

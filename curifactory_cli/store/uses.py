@@ -205,3 +205,11 @@ def sharing_note(
     if "also_used_by" in fields:
         parts.append("also used by " + ", ".join(fields["also_used_by"]))
     return "; ".join(parts)
+
+
+def sharing_notes(
+    entries: list[Entry], book: UseBook, shared_from: dict[str, str], params: str | None
+) -> dict[str, str]:
+    """Entry key -> what a line says of the sets sharing it, for the entries that are."""
+    notes = {e.key: sharing_note(e, book, shared_from, params) for e in entries}
+    return {key: text for key, text in notes.items() if text}
