@@ -3,6 +3,8 @@ one, each verified before it is kept."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from curifactory_cli.cli.cache_args import remote_pair, select_entries
 from curifactory_cli.cli.common import (
     CacheOpt,
@@ -17,6 +19,11 @@ from curifactory_cli.cli.common import (
 from curifactory_cli.errors import CurifactoryError
 from curifactory_cli.wording import plural
 
+if TYPE_CHECKING:
+    from curifactory_cli.store import LocalStore
+    from curifactory_cli.store.entry import Entry
+    from curifactory_cli.store.remote import FsspecStore
+
 
 def cache_push(
     experiment: ExperimentFilter = None,
@@ -29,12 +36,12 @@ def cache_push(
     """Upload local entries the remote cache lacks (all, or those matching the filters)."""
     from curifactory_cli.store.local_folder import UNPUSHED
     from curifactory_cli.store.reads_compact import copy_index
-    from curifactory_cli.store.tiered import push_entry
+    from curifactory_cli.store.tiered import UNPUSHED_INDEX, push_entry
     from curifactory_cli.store.upkeep import missing_from
 
     local, shared = remote_pair(cache, remote)
     try:
-        todo = missing_from(local, shared, lambda: select_entries(local, experiment, stage, params))
+        todo = missing_from(local, shared, lambda: _chosen(local, experiment, stage, params))
         pushed = sum(push_entry(local, shared, entry) for entry in todo)
         # Their lines of the reads index too: other sets on other machines share them.
         copy_index(local, shared, _experiment(experiment), target_remote=True)
@@ -42,6 +49,7 @@ def cache_push(
         raise fail(exc) from None
     if not (experiment or stage or params):  # all there now: no run need upload them
         (local.root / UNPUSHED).unlink(missing_ok=True)
+        (local.root / UNPUSHED_INDEX).unlink(missing_ok=True)
     _moved("pushed", pushed, len(todo), shared.url, as_json)
 
 
@@ -61,9 +69,7 @@ def cache_pull(
 
     local, shared = remote_pair(cache, remote)
     try:
-        todo = missing_from(
-            shared, local, lambda: select_entries(shared, experiment, stage, params)
-        )
+        todo = missing_from(shared, local, lambda: _chosen(shared, experiment, stage, params))
         local.prepare()
         for entry in todo:
             pull_entry(local, shared, entry)
@@ -87,3 +93,16 @@ def _experiment(text: str | None) -> str | None:
     from curifactory_cli.store.index import experiment_name
 
     return experiment_name(text) if text else None
+
+
+def _chosen(
+    store: LocalStore | FsspecStore, experiment: str | None, stage: str | None, params: str | None
+) -> list[Entry]:
+    """The entries the filters select; with `-p SET`, also those of other sets that the set's
+    calls used (so that the set is served whole where they are moved)."""
+    from curifactory_cli.store.uses import with_shared
+
+    entries = select_entries(store, experiment, stage, params)
+    if not params:
+        return entries
+    return with_shared(store, entries, _experiment(experiment), stage, params)[0]

@@ -16,6 +16,7 @@ from curifactory_cli.store.entry import Entry
 
 if TYPE_CHECKING:
     from curifactory_cli.store.local import LocalStore
+    from curifactory_cli.store.remote import FsspecStore
 
 MAX_NAMED = 3  # sets named in a listing's row; more are counted
 
@@ -103,7 +104,7 @@ def index_experiments(store: Any, experiment: str | None) -> list[str]:
 
 
 def with_shared(
-    store: LocalStore,
+    store: LocalStore | FsspecStore,
     entries: list[Entry],
     experiment: str | None,
     stage: str | None,

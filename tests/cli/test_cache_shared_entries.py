@@ -342,3 +342,25 @@ def test_planted_index_files_neither_hang_nor_reach_outside_nor_print_controls(
     assert (outside / "theirs.jsonl").read_text() == "not ours\n"
     assert (folder / "fifo.jsonl").exists()  # not a file of the index: left alone
     assert listed(cli, "-p", "lr0.2", "-s", "load")[0]["shared_from"] == "lr0.1"
+
+
+def test_push_and_pull_of_a_set_move_the_entries_it_shares_too(project, cli):
+    import shutil
+
+    swept(project, (0.1, 0.2))
+    url = f"memory://shared-push-set-{id(project)}"
+    pushed = json.loads(ok(cli, "cache", "push", "-p", "lr0.2", "--remote", url, "--json").stdout)
+    assert pushed["pushed"] == 4  # its train and evaluate, and lr0.1's load and clean
+    remote = {(r["stage"], r["params"]) for r in listed(cli, "--cache", url)}
+    assert remote == {
+        ("load", "lr0.1"),
+        ("clean", "lr0.1"),
+        ("train", "lr0.2"),
+        ("evaluate", "lr0.2"),
+    }
+    shutil.rmtree(project.cache)
+    pulled = json.loads(ok(cli, "cache", "pull", "-p", "lr0.2", "--remote", url, "--json").stdout)
+    assert pulled["pulled"] == 4
+    project.write("params/q.yaml", sweep_params([0.2]))
+    alone = project.run("sweep", "params/q.yaml")
+    assert alone.ok and executed(alone) == {}
