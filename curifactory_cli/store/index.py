@@ -105,16 +105,25 @@ def latest_runs(registry: RunSource, experiment: str | None = None) -> list[Reco
 
 
 def used_by(entries: Iterable[Entry], runs: Iterable[RecordedRun]) -> list[Entry]:
-    """The entries the runs' stage calls used (found by key: the entry a call computed or
-    read), each once."""
-    by_key = {e.key: e for e in entries}
+    """The entries the runs' stage calls used (found by the folder a call names, which for a
+    call served from another set's entry is that set's, else by key), each once."""
+    listed = list(entries)
+    by_key = {e.key: e for e in listed}
+    by_folder = {_folder_tail(e.location): e for e in listed}
     out: dict[str, Entry] = {}
     for run in runs:
         for call in run.stages or ():
-            entry = by_key.get(call.key or "")
-            if entry is not None and call.entry:
+            if not call.entry:
+                continue
+            entry = by_folder.get(_folder_tail(call.entry)) or by_key.get(call.key or "")
+            if entry is not None:
                 out.setdefault(entry.key, entry)
     return list(out.values())
+
+
+def _folder_tail(path: str) -> str:
+    """`<experiment>/<params hash>/<stage>-<key>` of an entry's folder, wherever the cache."""
+    return "/".join(path.replace(os.sep, "/").rsplit("/", 3)[-3:])
 
 
 def current_entry(

@@ -364,3 +364,23 @@ def test_push_and_pull_of_a_set_move_the_entries_it_shares_too(project, cli):
     project.write("params/q.yaml", sweep_params([0.2]))
     alone = project.run("sweep", "params/q.yaml")
     assert alone.ok and executed(alone) == {}
+
+
+def test_ls_current_keeps_what_the_latest_run_used_from_sets_it_did_not_run(project, cli):
+    swept(project, (0.1, 0.2))
+    project.write("params/q.yaml", sweep_params([0.3]))
+    assert executed(project.run("sweep", "params/q.yaml")) == {"train": 1, "evaluate": 1}
+    rows = listed(cli, "--current", "-p", "lr0.3")
+    assert sorted((r["stage"], r.get("shared_from")) for r in rows) == [
+        ("clean", "lr0.1"),
+        ("evaluate", None),
+        ("load", "lr0.1"),
+        ("train", None),
+    ]
+    # Without -p: what that run used, lr0.1's shared entries with it.
+    assert {(r["stage"], r["params"]) for r in listed(cli, "--current")} == {
+        ("load", "lr0.1"),
+        ("clean", "lr0.1"),
+        ("train", "lr0.3"),
+        ("evaluate", "lr0.3"),
+    }
