@@ -384,3 +384,15 @@ def test_ls_current_keeps_what_the_latest_run_used_from_sets_it_did_not_run(proj
         ("train", "lr0.3"),
         ("evaluate", "lr0.3"),
     }
+
+
+def test_ls_stale_keeps_an_entry_another_set_is_served_from(project, cli):
+    swept(project, (0.1, 0.2))
+    # lr0.1 now reads other values: its own entries are stale, but load and clean, computed
+    # for it with n_rows 10, still serve lr0.2.
+    project.write("params/p.yaml", "- name: lr0.1\n  n_rows: 12\n  lr: 0.1\n" + sweep_params([0.2]))
+    stale = {
+        (r["stage"], r["params"])
+        for r in listed(cli, "--stale", "sweep", "--stale-params", "params/p.yaml")
+    }
+    assert stale == {("train", "lr0.1"), ("evaluate", "lr0.1")}
