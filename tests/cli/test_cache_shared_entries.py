@@ -396,3 +396,31 @@ def test_ls_stale_keeps_an_entry_another_set_is_served_from(project, cli):
         for r in listed(cli, "--stale", "sweep", "--stale-params", "params/p.yaml")
     }
     assert stale == {("train", "lr0.1"), ("evaluate", "lr0.1")}
+
+
+def test_gc_of_a_cache_at_a_url_keeps_an_object_a_run_writes_meanwhile(project):
+    import fsspec
+
+    from curifactory_cli.store.reads_compact import compact
+    from curifactory_cli.store.remote import FsspecStore
+
+    project.write("experiments/sweep.py", SWEEP)
+    url = f"memory://shared-gc-race-{id(project)}"
+    for lrs in ([0.1, 0.2], [0.3]):
+        project.write("params/p.yaml", sweep_params(lrs))
+        assert project.run("sweep", "params/p.yaml", cache_dir=url).ok
+    fs = fsspec.filesystem("memory")
+    folder = url.removeprefix("memory://") + "/.reads/sweep"
+    store = FsspecStore(url)
+    listed_then = store.index_objects
+
+    def listed_and_then_a_run_writes(experiment: str) -> dict:
+        found = listed_then(experiment)
+        fs.pipe_file(f"{folder}/late-run.jsonl", b'{"stage":"x"}\n')  # after the listing
+        return found
+
+    store.index_objects = listed_and_then_a_run_writes  # type: ignore[method-assign]
+    (done,) = compact(store, dry=False)
+    assert done.files == 2
+    names = sorted(p.rsplit("/", 1)[-1] for p in fs.ls(folder, detail=False))
+    assert len(names) == 2 and "late-run.jsonl" in names
