@@ -62,6 +62,7 @@ class Committer:
     # ------------------------------------------------------------------ a cached call
     def use_entry(self, node: Node, entry: Entry) -> None:
         """Point a cached call's outputs at its entry (nothing is loaded yet)."""
+        own = node.entry_dir  # where its own entry is (None: found by lineage)
         node.entry_dir = entry.location
         node.versions = entry.meta.get("versions")
         if node.key is None and entry.meta.get("key"):  # found by lineage: its key is the one
@@ -70,7 +71,8 @@ class Committer:
         self.info[node.index] = outputs = slim_outputs(outputs)
         self.reportables(node, entry.meta)
         node.metrics = self.metrics(node, entry.meta)
-        if self.sharing is not None and shareable(node):
+        # A hit on its own entry (most calls): one string comparison.
+        if own != node.entry_dir and self.sharing is not None and shareable(node):
             self._note_use(node, entry.meta)
         node.key_parts = None  # only a call that runs records them
         self.keys.forget(node)
