@@ -40,16 +40,13 @@ from curifactory_cli.cli.cache_args import (
     listed_entries,
     named_entries,
     one_entry,
-    remote_pair,
     run_registry,
-    select_entries,
 )
 from curifactory_cli.cli.common import (
     CacheOpt,
     ExperimentFilter,
     JsonOpt,
     ParamsFilter,
-    RemoteOpt,
     StageFilter,
     console,
     fail,
@@ -81,11 +78,14 @@ def cache_ls(
 ) -> None:
     """List cached entries: id, experiment, parameter set, stage, outputs, size and age."""
     from curifactory_cli.cli import cache_views as views
+    from curifactory_cli.store.uses import UseBook, json_fields
 
     store = cache_store(cache)
+    book = UseBook(store)  # which sets use each entry, read from the cache when asked
+    shared_from: dict[str, str] = {}  # with -p: entries of other sets that the set used
     try:
         listed = listed_entries(
-            store, experiment, stage, params, sort, current, stale, stale_params
+            store, experiment, stage, params, sort, current, stale, stale_params, book, shared_from
         )
         first = next(listed, None)
     except CurifactoryError as exc:
@@ -93,14 +93,19 @@ def cache_ls(
     totals = {"count": 0, "size": 0}
     counted = views.counting(first, listed, totals)
     if as_json:
-        views.stream_json(store.location, (e.to_json(store.root) for e in counted), totals)
+        root = store.root
+        views.stream_json(
+            store.location,
+            (e.to_json(root) | json_fields(e, book, shared_from) for e in counted),
+            totals,
+        )
     elif first is None:
         filtered = " matching the filters" if (experiment or stage or params) else ""
         what = f"no stale entries of {stale!r}" if stale else "no cached entries"
         what += " used by the latest runs" if current else ""
         console.print(f"{what} in {store.location}{filtered}", markup=False)
     else:
-        views.entry_table(counted, totals)
+        views.entry_table(counted, totals, book, shared_from)
 
 
 # ---------------------------------------------------------------------------------- inspect
@@ -176,7 +181,7 @@ def cache_dump(
         if len(targets) > 1:
             _dump_sets(store, targets, output, rows, out, force, as_json)
             return
-        found = targets[0]
+        found = targets[0][1]
         name = dump.pick_output(found, output)
         value = dump.load_output(store, found, name)
         if out is not None:
@@ -209,16 +214,17 @@ def _dump_targets(
     experiment: str | None,
     stage: str | None,
     params: str | None,
-) -> tuple[list[Entry], str | None]:
-    """The entries to dump (one, or one stage's entries over several parameter sets) and the
-    output asked for. With -e and no entry id, the one word given is the OUTPUT (an entry id
-    is hex, or a path): `dump -e demo -s fit model`."""
+) -> tuple[list[tuple[str, Entry]], str | None]:
+    """The entries to dump, each with the set it is dumped for (one, or one stage's entries
+    over several parameter sets) and the output asked for. With -e and no entry id, the one
+    word given is the OUTPUT (an entry id is hex, or a path): `dump -e demo -s fit model`."""
     from curifactory_cli.store import index as cache_index
 
     if entry is not None and experiment and output is None and not cache_index.is_entry_ref(entry):
         entry, output = None, entry
     if entry is not None:
-        return [one_entry(store, entry, experiment, stage, params)], output
+        found = one_entry(store, entry, experiment, stage, params)
+        return [(found.params_name, found)], output
     if not experiment:
         raise ConfigError(
             "cache dump needs an ENTRY id, or -e EXPERIMENT to dump what its latest run used",
@@ -226,15 +232,16 @@ def _dump_targets(
             "`curi cache ls`.",
         )
     registry = run_registry()
-    _, matched = cache_index.current_entries(store, registry, experiment, stage, params)
-    if len(matched) > 1 and stage and len({e.stage for e in matched}) == 1:
-        return matched, output  # one stage over the sets the run ran
-    return [cache_index.current_entry(store, registry, experiment, stage, params)], output
+    _, calls = cache_index.current_calls(store, registry, experiment, stage, params)
+    if len(calls) > 1 and stage and len({e.stage for _, e in calls}) == 1:
+        return calls, output  # one stage over the sets the run ran (shared entries too)
+    found = cache_index.current_entry(store, registry, experiment, stage, params)
+    return [(found.params_name, found)], output
 
 
 def _dump_sets(
     store: LocalStore,
-    entries: list[Entry],
+    targets: list[tuple[str, Entry]],
     output: str | None,
     rows: int,
     out: Path | None,
@@ -246,11 +253,14 @@ def _dump_sets(
     from curifactory_cli.cli import cache_views as views
     from curifactory_cli.store import dump
 
+    entries = [e for _, e in targets]
     name = dump.pick_output(entries[0], output)
     try:
-        values = [
-            (e.params_name, dump.load_output(store, e, dump.pick_output(e, name))) for e in entries
-        ]
+        loaded: dict[str, Any] = {}  # an entry sets share is loaded once
+        for e in entries:
+            if e.key not in loaded:
+                loaded[e.key] = dump.load_output(store, e, dump.pick_output(e, name))
+        values = [(set_name, loaded[e.key]) for set_name, e in targets]
         table = views.set_table(values, name)
         if out is not None:
             if table is None:
@@ -268,9 +278,9 @@ def _dump_sets(
         views.line(f"wrote {out} ({fmt}) from {plural(len(entries), 'parameter set')}: {what}")
     elif as_json:
         sets = [
-            {"params": e.params_name, "id": e.short_id, "entry": e.rel(store.root)}
+            {"params": set_name, "id": e.short_id, "entry": e.rel(store.root)}
             | dump.summary(value, rows)
-            for e, (_, value) in zip(entries, values)
+            for e, (set_name, value) in zip(entries, values)
         ]
         columns = views.table_cells(table)[0] if table is not None else None
         views.print_json({"stage": stage, "output": name, "columns": columns, "sets": sets})
@@ -289,17 +299,25 @@ def cache_invalidate(
     as_json: JsonOpt = False,
 ) -> None:
     """Mark matching entries, and every entry computed from them, as stale: the next run
-    recomputes them. Nothing is deleted; each meta.json gets "invalidated": true."""
+    recomputes them. Nothing is deleted; each meta.json gets "invalidated": true.
+
+    With -p SET, the entries the set's calls used are matched, also those that live in
+    another set's folder (shared): invalidating one invalidates it for every set using it,
+    and each such set is named."""
     from curifactory_cli.cli import cache_views as views
     from curifactory_cli.store import index as cache_index
     from curifactory_cli.store import upkeep
+    from curifactory_cli.store.uses import UseBook, sharing_fields, sharing_notes
 
     store = cache_store(cache)
     root = store.root
+    book = UseBook(store)
     try:
         cache_index.require_mark(store, "invalidate entries in")
         every = list(store.entries())
-        matched = upkeep.invalidation_targets(every, experiment, stage, params)
+        matched, shared_from = upkeep.invalidation_targets(
+            store, every, experiment, stage, params, book
+        )
         downstream = cache_index.Lineage(root, every).descendants(matched)
         changed = 0
         if not dry_run:
@@ -311,13 +329,16 @@ def cache_invalidate(
         views.print_json(
             {
                 "dry_run": dry_run,
-                "matched": [e.to_json(root) for e in matched],
+                "matched": [
+                    e.to_json(root) | sharing_fields(e, book, shared_from, params) for e in matched
+                ],
                 "downstream": [e.to_json(root) for e in downstream],
                 "invalidated": changed,
             }
         )
         return
-    views.show_invalidated(matched, downstream, changed, dry_run)
+    notes = sharing_notes(matched, book, shared_from, params)
+    views.show_invalidated(matched, downstream, changed, dry_run, notes)
 
 
 # ---------------------------------------------------------------------------------- verify
@@ -404,10 +425,13 @@ def cache_gc(
     Always: draft and trash folders left by interrupted runs (whose process is gone, or
     without a process id and older than an hour), and folders that look like entries but
     have no metadata (older than an hour). Entries only with --older-than / --keep-latest.
+    The reads index (.reads/) of each experiment is compacted into one file, without the
+    lines of entries that no longer exist; files runs are still writing are left alone.
     """
     from curifactory_cli.cli import cache_views as views
     from curifactory_cli.store import index as cache_index
     from curifactory_cli.store import upkeep
+    from curifactory_cli.store.reads_compact import compact
 
     store = cache_store(cache)
     try:
@@ -416,6 +440,10 @@ def cache_gc(
         if yes and garbage:
             entries = [g.entry for g in garbage if g.entry is not None]
             _remove(store, entries, [g.path for g in garbage if g.entry is None])
+        # The reads index, compacted once entries are removed (a dry run counts the lines of
+        # those it would remove as gone).
+        gone = frozenset(g.entry.key for g in garbage if g.entry is not None and not yes)
+        compacted = compact(store, dry=not yes, gone=gone)
     except CurifactoryError as exc:
         raise fail(exc) from None
     if as_json:
@@ -425,10 +453,11 @@ def cache_gc(
                 "items": [g.to_json(store.root) for g in garbage],
                 "count": len(garbage),
                 "size": sum(g.size for g in garbage),
+                "index": [c.to_json() for c in compacted],
             }
         )
     else:
-        views.show_garbage(garbage, store.root, yes)
+        views.show_garbage(garbage, store.root, yes, compacted)
 
 
 def _remove(store: LocalStore, entries: list[Entry], paths: list[Any]) -> None:
@@ -484,28 +513,37 @@ def cache_clear(
     dry_run: ClearDryRunOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Remove cached entries: one ENTRY, or all matching the filters (all if none given)."""
+    """Remove cached entries: one ENTRY, or all matching the filters (all if none given).
+
+    With -p SET, the entries the set's calls used are removed, also those that live in
+    another set's folder (shared): each such entry is gone for every set using it, and
+    those sets are named."""
     from curifactory_cli.cli import cache_views as views
     from curifactory_cli.store import index as cache_index
+    from curifactory_cli.store.uses import UseBook, sharing_fields, sharing_notes, with_shared
 
     store = cache_store(cache)
     root = store.root
+    book = UseBook(store)
+    shared_from: dict[str, str] = {}
     try:
         cache_index.require_mark(store, "clear")
         entries = named_entries(store, entry, experiment, stage, params)
+        if entry is None and params:
+            wanted = cache_index.experiment_name(experiment) if experiment else None
+            entries, shared_from = with_shared(store, entries, wanted, stage, params, book)
     except CurifactoryError as exc:
         raise fail(exc) from None
     size = sum(e.size for e in entries)
     if as_json and (dry_run or not entries):
-        views.print_json(
-            {"removed": [], "would_remove": [e.to_json(root) for e in entries], "size": size}
-        )
+        would = [e.to_json(root) | sharing_fields(e, book, shared_from, params) for e in entries]
+        views.print_json({"removed": [], "would_remove": would, "size": size})
         return
     if not entries:
         console.print("nothing to remove")
         return
     if dry_run or not as_json:
-        views.entry_lines(entries)
+        views.entry_lines(entries, sharing_notes(entries, book, shared_from, params))
     summary = f"{plural(len(entries), 'entry', 'entries')}, {views.human_size(size)}"
     if dry_run:
         console.print(f"would remove {summary} (dry run)")
@@ -530,63 +568,7 @@ def _clear(store: LocalStore, entries: list[Entry], summary: str, as_json: bool)
 
 
 # ---------------------------------------------------------------------------------- push, pull
-@cache_app.command("push")
-def cache_push(
-    experiment: ExperimentFilter = None,
-    stage: StageFilter = None,
-    params: ParamsFilter = None,
-    remote: RemoteOpt = None,
-    cache: CacheOpt = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """Upload local entries the remote cache lacks (all, or those matching the filters)."""
-    from curifactory_cli.store.local_folder import UNPUSHED
-    from curifactory_cli.store.tiered import push_entry
-    from curifactory_cli.store.upkeep import missing_from
+from curifactory_cli.cli.cache_transfer import cache_pull, cache_push  # noqa: E402
 
-    local, shared = remote_pair(cache, remote)
-    try:
-        todo = missing_from(local, shared, lambda: select_entries(local, experiment, stage, params))
-        pushed = sum(push_entry(local, shared, entry) for entry in todo)
-    except CurifactoryError as exc:
-        raise fail(exc) from None
-    if not (experiment or stage or params):  # all there now: no run need upload them
-        (local.root / UNPUSHED).unlink(missing_ok=True)
-    _moved("pushed", pushed, len(todo), shared.url, as_json)
-
-
-@cache_app.command("pull")
-def cache_pull(
-    experiment: ExperimentFilter = None,
-    stage: StageFilter = None,
-    params: ParamsFilter = None,
-    remote: RemoteOpt = None,
-    cache: CacheOpt = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """Download remote entries the local cache lacks (all, or those matching the filters);
-    every file is verified against its checksum (and signature) before it is kept."""
-    from curifactory_cli.store.tiered import pull_entry
-    from curifactory_cli.store.upkeep import missing_from
-
-    local, shared = remote_pair(cache, remote)
-    try:
-        todo = missing_from(
-            shared, local, lambda: select_entries(shared, experiment, stage, params)
-        )
-        local.prepare()
-        for entry in todo:
-            pull_entry(local, shared, entry)
-    except CurifactoryError as exc:
-        raise fail(exc) from None
-    _moved("pulled", len(todo), len(todo), shared.url, as_json)
-
-
-def _moved(verb: str, done: int, tried: int, url: str, as_json: bool) -> None:
-    from curifactory_cli.cli import cache_views as views
-
-    if as_json:
-        views.print_json({verb: done, "remote": url, "already_there": tried - done})
-        return
-    where = "to" if verb == "pushed" else "from"
-    console.print(f"{verb} {plural(done, 'entry', 'entries')} {where} {url}", markup=False)
+cache_app.command("push")(cache_push)
+cache_app.command("pull")(cache_pull)

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from curifactory_cli.store import LocalStore
     from curifactory_cli.store.entry import Entry
     from curifactory_cli.store.remote import FsspecStore
+    from curifactory_cli.store.uses import UseBook
 
 EntryArg = Annotated[
     str,
@@ -287,20 +288,32 @@ def listed_entries(
     current: bool,
     stale: str | None,
     stale_params: list[str] | None,
+    book: UseBook,
+    shared_from: dict[str, str],
 ) -> Iterator[Entry]:
-    """The entries `cache ls` lists, in its order."""
+    """The entries `cache ls` lists, in its order. With `-p SET`, the set's own entries and
+    then those of other sets its calls used (each noted in `shared_from`)."""
     from curifactory_cli.store import index
+    from curifactory_cli.store.uses import then_shared
 
+    wanted = index.experiment_name(experiment) if experiment else None
     if current or stale or (sort is not None and sort is not SortKey.experiment):
         entries = select_entries(store, stale or experiment, stage, params)
+        if params and not stale:
+            entries = list(then_shared(entries, book, wanted, stage, params, shared_from))
         entries = _narrowed(store, entries, current, stale, stale_params)
         return iter(index.sort_entries(entries, sort.value if sort else None))
     if hasattr(store, "entry_groups"):
         # The default order, streamed a parameter set at a time: memory stays flat whatever
         # the size of the cache.
-        wanted = index.experiment_name(experiment) if experiment else None
-        return (entry for group in store.entry_groups(wanted, stage, params) for entry in group)
-    return iter(index.sort_entries(select_entries(store, experiment, stage, params)))
+        listed: Iterator[Entry] = (
+            entry for group in store.entry_groups(wanted, stage, params) for entry in group
+        )
+    else:
+        listed = iter(index.sort_entries(select_entries(store, experiment, stage, params)))
+    if params:
+        return then_shared(listed, book, wanted, stage, params, shared_from)
+    return listed
 
 
 def _narrowed(

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from curifactory_cli.cli import console as ui
 from curifactory_cli.cli.common import console
 from curifactory_cli.cli.console import write_json
+from curifactory_cli.store.reads_index import READS_DIR
 from curifactory_cli.wording import plural
 
 if TYPE_CHECKING:
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
     from curifactory_cli.store import LocalStore
     from curifactory_cli.store.entry import Entry
     from curifactory_cli.store.index import Garbage
+    from curifactory_cli.store.reads_compact import Compaction
+    from curifactory_cli.store.uses import UseBook
 
 
 def print_json(data: Any) -> None:
@@ -49,9 +52,10 @@ def cacher_names(entry: Entry) -> str:
     return ", ".join(sorted(names)) or "-"
 
 
-def entry_lines(entries: list[Entry]) -> None:
+def entry_lines(entries: list[Entry], notes: dict[str, str] | None = None) -> None:
     for e in entries:
-        line(f"  {e.short_id}  {e.label()}")
+        shared = (notes or {}).get(e.key)
+        line(f"  {e.short_id}  {e.label()}" + (f"  ({shared})" if shared else ""))
 
 
 def counting(first: Entry | None, rest: Iterator[Entry], totals: dict[str, int]) -> Iterator[Entry]:
@@ -64,9 +68,13 @@ def counting(first: Entry | None, rest: Iterator[Entry], totals: dict[str, int])
         yield entry
 
 
-def entry_table(listed: Iterable[Entry], totals: dict[str, int]) -> None:
-    """The entries, a row each, streamed (the caption counts them once all are shown)."""
+def entry_table(
+    listed: Iterable[Entry], totals: dict[str, int], book: UseBook, shared_from: dict[str, str]
+) -> None:
+    """The entries, a row each, streamed (the caption counts them once all are shown); the
+    state says whether an entry is invalidated and which other sets share it."""
     from curifactory_cli.store.index import human_age
+    from curifactory_cli.store.uses import note
 
     now = time.time()
 
@@ -82,7 +90,9 @@ def entry_table(listed: Iterable[Entry], totals: dict[str, int]) -> None:
                 human_size(e.size),
                 human_age(now - e.created),
             ]
-            yield [*row, "invalidated"] if e.invalidated else row
+            shared = note(e, book, shared_from)
+            state = ", ".join(s for s in ("invalidated" if e.invalidated else "", shared) if s)
+            yield [*row, state] if state else row
 
     ui.stream_table(
         console,
@@ -132,6 +142,7 @@ def show_entry(store: LocalStore, entry: Entry, data: dict[str, Any]) -> None:
     )
     _grid(_key_rows(data["key_parts"]), indent=2)
     _show_params(entry, data["params"])
+    _grid([("sets", _sets_text(data["used_by"]))])
     _show_run(data["run"] or {}, data["timings"] or {})
     _show_code(data["git"] or {}, data["versions"] or {})
     _show_files(data)
@@ -156,6 +167,15 @@ def _show_params(entry: Entry, params: dict[str, Any]) -> None:
     if params["input_records"]:
         _grid([("records", ", ".join(params["input_records"]))], indent=2)
     _grid([("reads", _reads_text(params.get("reads")))])
+
+
+def _sets_text(users: list[dict[str, Any]]) -> str:
+    """The sets that used an entry, as `cache inspect` says it."""
+    names = list(dict.fromkeys(u["name"] for u in users))
+    if len(names) == 1:
+        return f"{names[0]}  (no other set used it)"
+    others = plural(len(names) - 1, "other set")
+    return f"{', '.join(names)}  (computed for {names[0]}; shared with {others})"
 
 
 def _reads_text(reads: dict[str, Any] | None) -> str:
@@ -428,9 +448,18 @@ def show_verify(
 
 
 # ---------------------------------------------------------------------------------- gc, du
-def show_garbage(garbage: list[Garbage], root: Path, yes: bool) -> None:
+def show_garbage(
+    garbage: list[Garbage], root: Path, yes: bool, compacted: list[Compaction] | None = None
+) -> None:
+    for c in compacted or ():
+        line(f"{'index':<10} {'-':<10}  {READS_DIR}/{c.experiment}  {c.summary()}")
     if not garbage:
-        line("nothing to collect")
+        if compacted:
+            verb = "compacted" if yes else "would compact"
+            what = plural(len(compacted), "experiment")
+            line(f"{verb} the reads index of {what}; no other garbage")
+        else:
+            line("nothing to collect")
         return
     for g in garbage:  # one line each, never wrapped (paths stay whole)
         ident = g.entry.short_id if g.entry else "-"
@@ -468,11 +497,17 @@ def show_totals(
 
 # ---------------------------------------------------------------------------------- invalidate
 def show_invalidated(
-    matched: list[Entry], downstream: list[Entry], changed: int, dry_run: bool
+    matched: list[Entry],
+    downstream: list[Entry],
+    changed: int,
+    dry_run: bool,
+    notes: dict[str, str] | None = None,
 ) -> None:
+    notes = notes or {}
     for label, group in (("matched", matched), ("downstream", downstream)):
         for e in group:
-            line(f"  {e.short_id}  {e.label()}  ({label})")
+            shared = notes.get(e.key) if label == "matched" else None
+            line(f"  {e.short_id}  {e.label()}  ({label}{'; ' + shared if shared else ''})")
     total = len(matched) + len(downstream)
     summary = (
         f"{plural(total, 'entry', 'entries')} ({len(matched)} matched, "

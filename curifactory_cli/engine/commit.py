@@ -61,6 +61,7 @@ class Committer:
     # ------------------------------------------------------------------ a cached call
     def use_entry(self, node: Node, entry: Entry) -> None:
         """Point a cached call's outputs at its entry (nothing is loaded yet)."""
+        own = node.entry_dir  # where its own entry is (None: found by lineage)
         node.entry_dir = entry.location
         node.versions = entry.meta.get("versions")
         if node.key is None and entry.meta.get("key"):  # found by lineage: its key is the one
@@ -69,6 +70,9 @@ class Committer:
         self.info[node.index] = outputs = slim_outputs(outputs)
         self.reportables(node, entry.meta)
         node.metrics = self.metrics(node, entry.meta)
+        # A hit on its own entry (most calls): one string comparison.
+        if own != node.entry_dir and self.sharing is not None and shareable(node):
+            self._note_use(node, entry.meta)
         node.key_parts = None  # only a call that runs records them
         self.keys.forget(node)
         templates = node.cacher_templates
@@ -86,6 +90,20 @@ class Committer:
                 node.record,
             )
             ref.value = ref.lazy._copy_for(make()) if ref.lazy else _CachedOutput(make, keep=True)
+
+    def _note_use(self, node: Node, meta: dict[str, Any]) -> None:
+        """A call served from another set's entry: the store's index records that this set
+        uses it (see `store.reads_index`), for the cache commands."""
+        own = node.record.get_hash()
+        if meta.get("params_hash") != own and self.sharing is not None:
+            self.sharing.use(
+                str(meta.get("experiment")),
+                node.stage.name,
+                str(meta.get("params_hash")),
+                str(meta.get("key")),
+                own,
+                node.record_name,
+            )
 
     # ------------------------------------------------------------------ an executed call
     def publish(self, node: Node, job: Job, result: JobResult, replace: bool) -> None:

@@ -235,6 +235,10 @@ class Sharing:
             "key": key,
         }
         self._put(self._of(experiment), record)
+        self._hold(experiment, record)
+
+    def _hold(self, experiment: str, record: dict[str, Any]) -> None:
+        """Keep a record for the next batch (written when full, or once a second old)."""
         unwritten = self._unwritten.get(experiment)
         if unwritten is None:
             unwritten = self._unwritten[experiment] = []
@@ -251,7 +255,32 @@ class Sharing:
             return
         index = self._of(experiment)
         for record in self._unwritten.get(experiment, ()):
-            self._put(index, record)
+            if "probe" in record:  # (not a use line)
+                self._put(index, record)
+
+    # (experiment, entry key, set hash, set name) of the uses recorded, per experiment
+    _uses: dict[str, set[tuple[str, str, str]]] | None = None
+
+    def use(
+        self, experiment: str, stage: str, params_hash: str, key: str, by: str, record: str
+    ) -> None:
+        """Record, in the store's index, that set `record` (hash `by`) used the entry of
+        another set (`params_hash`, `key`): once, whatever the number of runs doing so
+        (the uses the store has are read with its index, which a run that shares has read)."""
+        from curifactory_cli.store.reads_index import use_record
+
+        if self._uses is None:
+            self._uses = {}
+        known = self._uses.get(experiment)
+        if known is None:
+            known = self._uses[experiment] = {
+                (u["use"], u["by"], u["record"]) for u in self.store.read_uses(experiment)
+            }
+        mark = (key, by, record)
+        if mark in known:
+            return
+        known.add(mark)
+        self._hold(experiment, use_record(stage, params_hash, key, by, record))
 
     def write(self) -> None:
         """Add what this run indexed to the store's index (in batches: one write each)."""

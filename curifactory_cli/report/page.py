@@ -51,6 +51,7 @@ pre { background: var(--band); padding: 8px 10px; border-radius: 4px; overflow: 
 .pill { display: inline-block; padding: 0 6px; border-radius: 8px; color: #fff; font-size: 12px; }
 .pill.executed { background: var(--executed); } .pill.cached { background: var(--cached); }
 .pill.failed { background: var(--failed); } .pill.skipped { background: var(--skipped); }
+.shared { display: block; font-size: 12px; color: var(--muted); overflow-wrap: anywhere; }
 .counts { white-space: nowrap; }
 .graph-wrap { overflow: auto; border: 1px solid var(--line); border-radius: 6px;
   max-height: 720px; background: #fff; }
@@ -108,6 +109,10 @@ SCRIPT = """
     var out = cell(tr, ''); var pill = document.createElement('span');
     pill.className = 'pill ' + data.outcomes[c[2]]; pill.textContent = data.outcomes[c[2]];
     out.appendChild(pill);
+    if (data.shared[i] !== undefined) {
+      var from = document.createElement('span'); from.className = 'shared';
+      from.textContent = 'shared from ' + data.shared[i]; out.appendChild(from);
+    }
     cell(tr, c[3] ? c[3].toFixed(3) : '', 'num'); cell(tr, data.reasons[c[6]] || '', 'reason');
     cell(tr, (c[4] || '').slice(0, 16), 'mono').title = c[4] || ''; cell(tr, c[5] || '', 'mono');
     body.appendChild(tr); rows.push(tr);
@@ -128,6 +133,7 @@ SCRIPT = """
     b.textContent = data.stages[c[0]] + ' [' + data.records[c[1]] + ']: ' + data.outcomes[c[2]];
     details.appendChild(b);
     var lines = [c[3] ? 'time: ' + c[3].toFixed(3) + ' s' : '', data.reasons[c[6]] || '',
+      data.shared[i] !== undefined ? 'shared from: ' + data.shared[i] : '',
       c[4] ? 'key: ' + c[4] : '', c[5] ? 'entry: ' + c[5] : '',
       c[7].length ? 'inputs from: ' + c[7].map(function (j) {
         return data.stages[calls[j][0]] + ' [' + data.records[calls[j][1]] + ']';
@@ -168,8 +174,29 @@ def embed_json(value: Any) -> str:
     return text.replace("</", "<\\/").replace("<!--", "<\\!--")
 
 
-def run_data(calls: Sequence[StageRecord]) -> dict[str, Any]:
-    """The run's stage calls once, compactly: repeated names and reasons as indexes."""
+def shared_from(
+    calls: Sequence[StageRecord], sets: Sequence[ParamSetRecord] | None
+) -> dict[int, str]:
+    """Call index -> the set whose entry a cached call used, for the calls served from
+    another set's entry (its folder is not the call's set's): that set's name when the run
+    ran it, else its hash (it ran in an earlier run)."""
+    folders = {s.hash[:16]: s.name for s in sets or ()}
+    own = {s.name: s.hash[:16] for s in sets or ()}
+    out: dict[int, str] = {}
+    for i, c in enumerate(calls):
+        if c.outcome != "cached" or c.aggregate or not c.entry or c.record not in own:
+            continue
+        folder = c.entry.rsplit("/", 2)[-2] if c.entry.count("/") >= 2 else ""
+        if folder and folder != own[c.record]:
+            out[i] = folders.get(folder) or f"a set of hash {folder[:12]}"
+    return out
+
+
+def run_data(
+    calls: Sequence[StageRecord], sets: Sequence[ParamSetRecord] | None = None
+) -> dict[str, Any]:
+    """The run's stage calls once, compactly: repeated names and reasons as indexes; and
+    which set's entry each call served from another set's entry used (`shared`)."""
     stages: dict[str, int] = {}
     records: dict[str, int] = {}
     reasons: dict[str, int] = {}
@@ -196,6 +223,7 @@ def run_data(calls: Sequence[StageRecord]) -> dict[str, Any]:
         "reasons": list(reasons),
         "outcomes": list(OUTCOMES),
         "calls": rows,
+        "shared": {str(i): name for i, name in shared_from(calls, sets).items()},
     }
 
 
@@ -339,6 +367,7 @@ def run_page(
     logs: str = "",
 ) -> str:
     title = run.reference
+    data = embed_json(run_data(calls, run.param_sets))
     legend = " ".join(f'<span class="pill {o}">{o}</span>' for o in OUTCOMES)
     graph_note = (
         "One box per stage call, a column per record; click a box for its details."
@@ -368,7 +397,7 @@ def run_page(
 <section id="logs"><h2>Logs</h2>{logs}</section>
 <section id="reportables"><h2>Reportables</h2>{reportables}</section>
 </main>
-<script type="application/json" id="run-data">{embed_json(run_data(calls))}</script>"""
+<script type="application/json" id="run-data">{data}</script>"""
     return _page(title, body, SCRIPT)
 
 

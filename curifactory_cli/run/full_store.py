@@ -33,6 +33,7 @@ from curifactory_cli.errors import CacheError, ConfigError, CurifactoryError
 from curifactory_cli.graph import Outcome
 from curifactory_cli.params import ExperimentParameters, Params, load_yaml_sets
 from curifactory_cli.store import LocalStore
+from curifactory_cli.store.reads_compact import copy_index
 from curifactory_cli.wording import plural
 
 if TYPE_CHECKING:
@@ -85,6 +86,7 @@ def _copy_entries(result: RunResult, artifacts: Path) -> list[str]:
     store = result.store or LocalStore(result.cache_dir)
     untracked: list[str] = []
     copied: set[str] = set()
+    experiments: set[str] = set()
     for node in result.graph.nodes:
         if node.outcome not in (Outcome.CACHED, Outcome.EXECUTED) or not node.entry_dir:
             continue
@@ -98,6 +100,7 @@ def _copy_entries(result: RunResult, artifacts: Path) -> list[str]:
             continue  # e.g. produced by --dry-cache: never published
         rel = entry.rel(store.root)
         store.export(entry, artifacts / rel)
+        experiments.add(entry.experiment)
         for output in (entry.meta.get("outputs") or {}).values():
             if isinstance(output, dict) and output.get("track") is False:
                 for info in output.get("files") or ():
@@ -105,6 +108,11 @@ def _copy_entries(result: RunResult, artifacts: Path) -> list[str]:
                     (artifacts / name).unlink(missing_ok=True)
                     untracked.append(name)
     artifacts.mkdir(parents=True, exist_ok=True)
+    # The reads index of those entries: a call served from another set's entry is served so
+    # again when the run is reproduced from here.
+    kept = LocalStore(artifacts)
+    for experiment in sorted(experiments):
+        copy_index(store, kept, experiment, target_remote=False)
     return untracked
 
 

@@ -105,16 +105,25 @@ def latest_runs(registry: RunSource, experiment: str | None = None) -> list[Reco
 
 
 def used_by(entries: Iterable[Entry], runs: Iterable[RecordedRun]) -> list[Entry]:
-    """The entries the runs' stage calls used (found by key: the entry a call computed or
-    read), each once."""
-    by_key = {e.key: e for e in entries}
+    """The entries the runs' stage calls used (found by the folder a call names, which for a
+    call served from another set's entry is that set's, else by key), each once."""
+    listed = list(entries)
+    by_key = {e.key: e for e in listed}
+    by_folder = {_folder_tail(e.location): e for e in listed}
     out: dict[str, Entry] = {}
     for run in runs:
         for call in run.stages or ():
-            entry = by_key.get(call.key or "")
-            if entry is not None and call.entry:
+            if not call.entry:
+                continue
+            entry = by_folder.get(_folder_tail(call.entry)) or by_key.get(call.key or "")
+            if entry is not None:
                 out.setdefault(entry.key, entry)
     return list(out.values())
+
+
+def _folder_tail(path: str) -> str:
+    """`<experiment>/<params hash>/<stage>-<key>` of an entry's folder, wherever the cache."""
+    return "/".join(path.replace(os.sep, "/").rsplit("/", 3)[-3:])
 
 
 def current_entry(
@@ -143,7 +152,22 @@ def current_entries(
     params: str | None,
 ) -> tuple[RecordedRun, list[Entry]]:
     """The latest run of `experiment` and the entries it used that match the filters (at
-    least one), in the run's order (its parameter sets' order for one stage)."""
+    least one), in the run's order (its parameter sets' order for one stage), each once."""
+    run, calls = current_calls(store, registry, experiment, stage, params)
+    unique = {entry.key: entry for _, entry in calls}
+    return run, list(unique.values())
+
+
+def current_calls(
+    store: LocalStore,
+    registry: RunSource,
+    experiment: str,
+    stage: str | None,
+    params: str | None,
+) -> tuple[RecordedRun, list[tuple[str, Entry]]]:
+    """The latest run of `experiment` and, for each of its stage calls matching the filters
+    (at least one), in the run's order, its set's name and the entry it used: that set's
+    own, or another set's that it shared (`-p` names the set of the call, not the folder)."""
     runs = latest_runs(registry, experiment_name(experiment))
     if not runs:
         raise ConfigError(
@@ -151,8 +175,11 @@ def current_entries(
             hint="run it first (`curi run ...`), or give an entry id from `curi cache ls`.",
         )
     run = runs[0]
-    used = used_by(store.entries(run.experiment), [run])
-    matched = select(used, None, stage, params)
+    used = _calls_entries(store, run)
+    matched = [(name, e) for name, e in used if not stage or e.stage == stage]
+    if params:
+        named = [(name, e) for name, e in matched if name == params]
+        matched = named or [(n, e) for n, e in matched if e.params_hash.startswith(params)]
     if matched:
         return run, matched
     ref = run.reference
@@ -161,12 +188,30 @@ def current_entries(
             f"none of the entries the latest run of {experiment!r} ({ref}) used is in {store.root}",
             hint=f"that run used the cache {run.cache_dir}: pass it with --cache.",
         )
-    stages = ", ".join(sorted({e.stage for e in used}))
-    sets = ", ".join(sorted({e.params_name for e in used}))
+    stages = ", ".join(sorted({e.stage for _, e in used}))
+    sets = ", ".join(sorted({name for name, _ in used}))
     raise ConfigError(
         f"the latest run of {experiment!r} ({ref}) used no entry matching the filters",
         hint=f"its stages: {stages}; its parameter sets: {sets}.",
     )
+
+
+def _calls_entries(store: LocalStore, run: RecordedRun) -> list[tuple[str, Entry]]:
+    """(set name, entry) of each call of `run` whose entry the store has: found by the
+    folder the call used (a call served from another set's entry names that set's folder),
+    else by key."""
+    entries = list(store.entries(run.experiment))
+    root = store.root
+    by_rel = {e.rel(root): e for e in entries}
+    by_key = {e.key: e for e in entries}
+    out = []
+    for call in run.stages or ():
+        if not call.entry:
+            continue
+        entry = by_rel.get(call.entry) or by_key.get(call.key or "")
+        if entry is not None:
+            out.append((call.record, entry))
+    return out
 
 
 # ------------------------------------------------------------------------- addressing

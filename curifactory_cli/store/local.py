@@ -11,13 +11,24 @@ the cache commands, `local_tidy` what `cache gc` removes, invalidating and expor
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from curifactory_cli.store.local_list import LocalListing
 from curifactory_cli.store.local_read import LocalReading
 from curifactory_cli.store.local_tidy import LocalTidying
 from curifactory_cli.store.local_write import LocalWriting
-from curifactory_cli.store.reads_index import LocalIndexFiles
+from curifactory_cli.store.reads_index import READS_DIR, LocalIndexFiles
+
+
+def _index_folders(folder: str) -> list[str]:
+    if os.path.islink(folder):
+        return []
+    try:
+        with os.scandir(folder) as items:
+            return sorted(i.name for i in items if i.is_dir(follow_symlinks=False))
+    except OSError:
+        return []
 
 
 class LocalStore(LocalReading, LocalWriting, LocalListing, LocalTidying):
@@ -46,6 +57,14 @@ class LocalStore(LocalReading, LocalWriting, LocalListing, LocalTidying):
     def append_index(self, experiment: str, records: list[dict[str, Any]]) -> None:
         """Add records to the reads index, at once (nothing when dry)."""
         self._reads_index().append(experiment, records)
+
+    def read_uses(self, experiment: str) -> list[dict[str, Any]]:
+        """The use lines of the experiment's reads index: which sets used another's entry."""
+        return self._reads_index().read_uses(experiment)
+
+    def index_experiments(self) -> list[str]:
+        """The experiments the reads index has a folder for."""
+        return _index_folders(os.path.join(self._root, READS_DIR))
 
     def close(self, cancel: bool = False) -> None:
         """The end of a run. A dry run's temporary folder stays until the store is garbage

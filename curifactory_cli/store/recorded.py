@@ -10,7 +10,11 @@ from typing import Any, Protocol
 
 
 class RecordedCall(Protocol):
-    """A stage call of a run: the cache entry it computed or read (by key and folder)."""
+    """A stage call of a run: the cache entry it computed or read (by key and folder), and
+    the parameter set it was a call of."""
+
+    @property
+    def record(self) -> str: ...
 
     @property
     def key(self) -> str | None: ...

@@ -37,11 +37,13 @@ from curifactory_cli.store.local import LocalStore
 from curifactory_cli.store.local_folder import UNPUSHED, EntryLock
 from curifactory_cli.store.local_write import discard_draft, make_draft
 from curifactory_cli.store.reach import probe
+from curifactory_cli.store.reads_index import parse_lines, parse_uses, record_line
 from curifactory_cli.store.ref import RemoteRef
 from curifactory_cli.store.remote import FsspecStore
 from curifactory_cli.wording import plural
 
 UPLOAD_BATCH = 64  # entries per bulk upload
+UNPUSHED_INDEX = UNPUSHED + "-reads"  # index lines an offline run kept for the remote
 
 
 def _local_meta(meta: dict[str, Any]) -> dict[str, Any]:
@@ -381,6 +383,11 @@ class TieredStore:
         records = self.local.read_index(experiment) if self.scratch is None else []
         return records + (self.remote.read_index(experiment) if self._reachable() else [])
 
+    def read_uses(self, experiment: str) -> list[dict[str, Any]]:
+        """The use lines of both tiers (read with their records, if they were)."""
+        uses = self.local.read_uses(experiment) if self.scratch is None else []
+        return uses + (self.remote.read_uses(experiment) if self._reachable() else [])
+
     def append_index(self, experiment: str, records: list[dict[str, Any]]) -> None:
         """Records go to the local tier at once, and to the remote when the run ends."""
         if self.scratch is None:
@@ -399,10 +406,13 @@ class TieredStore:
             elif not self.dry:
                 self.flush()
                 self._push_unpushed()
+                self._take_unpushed_index()
                 if self._index_records and self.offline is None and self._reachable():
                     for experiment, records in self._index_records.items():
                         self.remote.append_index(experiment, records)
                     self.remote.flush_index()
+                    self._index_records = {}
+                self._note_unpushed_index()
         finally:
             try:
                 self._note_unpushed()
@@ -452,6 +462,42 @@ class TieredStore:
                 self._count(self.pushed, meta)
         finally:
             claimed.unlink(missing_ok=True)
+
+    def _note_unpushed_index(self) -> None:
+        """The reads index lines the remote did not get (it was offline), for the next run
+        that reaches it: without them, other machines' sets would not share these entries."""
+        records, self._index_records = self._index_records, {}
+        if not records or self.scratch is not None:
+            return
+        lines = "".join(
+            f"{experiment}\t{record_line(r)}" for experiment, rs in records.items() for r in rs
+        )
+        with (
+            contextlib.suppress(OSError),  # `curi cache push` copies the index anyway
+            open(self.local.root / UNPUSHED_INDEX, "a", encoding="utf-8") as journal,
+        ):
+            journal.write(lines)
+
+    def _take_unpushed_index(self) -> None:
+        """Add the lines earlier offline runs kept (`_note_unpushed_index`) to what this run
+        gives the remote's index, once the remote answers."""
+        listed = self.local.root / UNPUSHED_INDEX
+        if self.scratch is not None or not listed.exists() or not self._reachable():
+            return
+        claimed = listed.with_name(f"{UNPUSHED_INDEX}-{uuid.uuid4().hex}")
+        try:
+            os.replace(listed, claimed)
+            data = claimed.read_bytes()
+        except OSError:
+            return
+        finally:
+            claimed.unlink(missing_ok=True)
+        for raw in data.split(b"\n"):
+            experiment, _, line = raw.partition(b"\t")
+            name = experiment.decode(errors="replace")
+            found = parse_lines(line) + parse_uses(line)
+            if found and "/" not in name and not name.startswith("."):
+                self._index_records.setdefault(name, []).extend(found)
 
     def _listed_entries(self, names: Iterable[str]) -> list[Entry]:
         """The valid local entries named (relative to the cache root) in `.unpushed`."""

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from curifactory_cli.store.local import LocalStore
     from curifactory_cli.store.recorded import RecordedRun
     from curifactory_cli.store.remote import FsspecStore
+    from curifactory_cli.store.uses import UseBook
 
 # run id -> the run registry's record of it (None when unknown)
 RunLookup = Callable[[str], "RecordedRun | None"]
@@ -31,6 +32,8 @@ def inspect_data(
     store: LocalStore, entry: Entry, lineage: index.Lineage, lookup_run: RunLookup
 ) -> dict[str, Any]:
     """Everything `cache inspect` shows of one entry (its `--json` output)."""
+    from curifactory_cli.store.uses import UseBook
+
     root = store.root
     meta = entry.meta
     checks = index.check_files(store, entry)
@@ -51,6 +54,8 @@ def inspect_data(
             # What the call read of them (None: made by a version that did not record it).
             "reads": meta.get("reads"),
         },
+        # Every set that used it: the one it was computed for, then those served from it.
+        "used_by": UseBook(store).users(entry),
         "invalidated": entry.invalidated,
         "key_parts": meta.get("key_parts"),
         "lineage_key": meta.get("lineage_key"),
@@ -217,16 +222,31 @@ def garbage(
 
 # ---------------------------------------------------------------------------------- invalidate
 def invalidation_targets(
-    every: list[Entry], experiment: str, stage: str | None, params: str | None
-) -> list[Entry]:
-    """The entries `cache invalidate` names (their descendants are added by the lineage);
-    none is an error that lists what there is."""
+    store: LocalStore,
+    every: list[Entry],
+    experiment: str,
+    stage: str | None,
+    params: str | None,
+    book: UseBook | None = None,
+) -> tuple[list[Entry], dict[str, str]]:
+    """The entries `cache invalidate` names (their descendants are added by the lineage):
+    with `-p SET`, the set's own and those of other sets its calls used (entry key -> the
+    set whose folder holds it); none is an error that lists what there is."""
+    from curifactory_cli.store.uses import with_shared
+
     mine = index.select(every, experiment)
     if not mine:
         known = sorted({e.experiment for e in every})
         hint = close_matches_hint(experiment, known, "experiments", "`curi cache ls`")
         raise ConfigError(f"no cached entries of experiment {experiment!r}", hint=hint)
-    matched = index.select(mine, None, stage, params)
+    matched, shared_from = with_shared(
+        store,
+        index.select(mine, None, stage, params),
+        index.experiment_name(experiment),
+        stage,
+        params,
+        book,
+    )
     if not matched:
         stages = sorted({e.stage for e in mine})
         sets = sorted({e.params_name for e in mine})
@@ -234,7 +254,7 @@ def invalidation_targets(
             f"no cached entries of experiment {experiment!r} match the filters",
             hint=f"its stages: {', '.join(stages)}; its parameter sets: {', '.join(sets)}.",
         )
-    return matched
+    return matched, shared_from
 
 
 # ---------------------------------------------------------------------------------- push, pull

@@ -315,3 +315,50 @@ def test_the_index_keeps_four_counts_on_one_row_beside_long_columns(browser, tmp
         assert table["right"] <= main["right"] - 28, (table, main)  # main's padding
     finally:
         view.close()
+
+
+def test_the_stage_calls_say_which_set_a_shared_call_used(browser, project, cli):
+    # Three sets share load and clean, computed for lr0.1; a later run of lr0.4 alone shares
+    # them from a set it did not run (named by its hash).
+    from test_sharing import SWEEP, sweep_params
+
+    project.write("experiments/sweep.py", SWEEP)
+    project.write("params/p.yaml", sweep_params([0.1, 0.2, 0.3]))
+    project.write("params/q.yaml", sweep_params([0.4]))
+    pages = []
+    for params in ("params/p.yaml", "params/q.yaml"):
+        result = cli("run", "sweep", params, "--json")
+        assert result.exit_code == 0, result.output
+        pages.append(json.loads(result.stdout)["report"])
+    view = Page(browser, Path(pages[0]).as_uri())
+    page = view.page
+    try:
+        rows = page.locator("#calls-body tr")
+        assert rows.count() == 12
+        texts = rows.all_inner_texts()
+        marked = [t.split("\t")[1:3] for t in texts if "shared from lr0.1" in t]
+        assert sorted(marked) == [
+            ["clean", "lr0.2"],
+            ["clean", "lr0.3"],
+            ["load", "lr0.2"],
+            ["load", "lr0.3"],
+        ]
+        assert page.locator("#calls-body .shared").first.is_visible()
+        page.fill("#filter", "shared from")
+        assert page.locator("#calls-body tr:visible").count() == 4
+        index = next(i for i, t in enumerate(texts) if "load" in t and "lr0.2" in t)
+        page.locator(f"svg.graph g.node[data-i='{index}']").click()
+        assert "shared from: lr0.1" in page.locator("#details").inner_text()
+        assert view.problems == []
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "shared-report.png"), full_page=True)
+    finally:
+        view.close()
+    later = Page(browser, Path(pages[1]).as_uri())
+    try:
+        texts = later.page.locator("#calls-body tr").all_inner_texts()
+        shared = [t for t in texts if "shared from a set of hash" in t]
+        assert len(shared) == 2 and all(("load" in t or "clean" in t) for t in shared)
+        assert later.problems == []
+    finally:
+        later.close()

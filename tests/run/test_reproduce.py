@@ -296,3 +296,24 @@ def test_a_full_store_keeps_an_entry_two_sets_share_once(project, cli):
     artifacts = project.root / "data" / "runs" / doc["run_id"] / "artifacts"
     kept = [p for p in artifacts.rglob("meta.json") if p.parent.name.startswith("load-")]
     assert len(kept) == 1 and (kept[0].parent / "raw.json").read_text().strip() == "[1, 1, 1]"
+
+
+def test_a_reproduced_sweep_serves_shared_entries_from_the_store_again(project, cli):
+    # Three sets share load and clean: the full store keeps the index lines saying so, and
+    # the reproduction, on the stored artifacts alone, executes nothing.
+    from test_sharing import SWEEP, sweep_params
+
+    project.write("experiments/sweep.py", SWEEP)
+    project.write("params/p.yaml", sweep_params([0.1, 0.2, 0.3]))
+    made = cli("run", "sweep", "p", "--store-full", "--json")
+    assert made.exit_code == 0, made.output
+    doc = json.loads(made.stdout)
+    shared = [n for n in doc["nodes"] if n["outcome"] == "cached"]
+    assert {n["stage"] for n in shared} == {"load", "clean"} and len(shared) == 4
+    again = cli("runs", "reproduce", doc["run_id"], "--json")
+    assert again.exit_code == 0, again.output
+    nodes = json.loads(again.stdout)["nodes"]
+    assert {n["outcome"] for n in nodes} == {"cached"}
+    assert [n["reason"] for n in nodes if (n["stage"], n["record"]) == ("load", "lr0.2")] == [
+        "shared with set 'lr0.1' (reads n_rows)"
+    ]

@@ -383,3 +383,36 @@ def test_an_interactive_session_works_offline_and_says_so_at_once(
     assert len(warned) == 1 and "cannot be reached" in lines[warned[0]], proc.stdout
     assert warned[0] < lines.index("total {'sum': 3}")  # under the cell that met it
     assert len(list(project.cache.rglob("meta.json"))) == 1
+
+
+def test_an_offline_run_keeps_its_index_lines_for_the_remote_so_other_machines_share(
+    tmp_path, bucket, s3_endpoint, monkeypatch
+):
+    # Sets that share entries, computed offline: the next run that reaches the bucket gives
+    # it the entries and their index lines, so a new set on another machine shares them.
+    import s3fs
+    from test_sharing import SWEEP, executed, sweep_params
+
+    first = clone(tmp_path, "alice")
+    first.write("experiments/sweep.py", SWEEP)
+    first.write("params/s.yaml", sweep_params([0.1, 0.2]))
+    monkeypatch.chdir(first.root)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", closed_endpoint())
+    s3fs.S3FileSystem.clear_instance_cache()
+    offline = first.run("sweep", "params/s.yaml", remote=bucket)
+    assert offline.ok and offline.remote["reached"] is False
+    assert (first.cache / ".unpushed-reads").exists()
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)  # back online
+    s3fs.S3FileSystem.clear_instance_cache()
+    online = first.run("sweep", "params/s.yaml", remote=bucket)
+    assert online.ok and online.remote["pushed"]["entries"] == 6
+    assert not (first.cache / ".unpushed-reads").exists()
+
+    other = clone(tmp_path, "bob")
+    other.write("experiments/sweep.py", SWEEP)
+    other.write("params/s.yaml", sweep_params([0.3]))
+    monkeypatch.chdir(other.root)
+    third = other.run("sweep", "params/s.yaml", remote=bucket)
+    assert third.ok, third.error
+    assert executed(third) == {"train": 1, "evaluate": 1}
