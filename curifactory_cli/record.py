@@ -152,6 +152,7 @@ class Record:
         # What the running aggregate call reads of its records' sets (engine.execute): its
         # hash over them is made from all of them.
         self._covered_reads: Any = None
+        self._watched = False  # an aggregate running over this record reads its set
         self.index = -1
         every = getattr(manager, "_every_record", None)
         if every is not None:
@@ -188,8 +189,8 @@ class Record:
             return self._combo_hash
         if self._hash is None:
             self._hash = self.manager._params_hash(read_whole(self.params))
-        else:  # in a call (a view of the set is given), a value made from the whole set
-            read_whole(self.params)
+        elif self._running_stage is not None or self._watched:
+            read_whole(self.params)  # in a call (given a view of the set): the whole set
         return self._hash
 
     def _set_aggregate(self, records: list[Record]) -> None:

@@ -291,7 +291,7 @@ def _call(
         elif covered:  # an aggregate of its own: what it reads of its records' sets
             views, result.reads = watch_records(given)
             for r, view in zip(covered, views):
-                r.params = view
+                r.params, r._watched = view, True
             record._covered_reads = result.reads
             if any(r._combo_hash is not None for r in covered):
                 result.reads.everything = True  # an aggregate's hash is of all it covers
@@ -310,7 +310,7 @@ def _call(
         del call_inputs
         record.params = params
         for r, own in zip(covered, given):
-            r.params = own
+            r.params, r._watched = own, False
         record._covered_reads = None
         record.stage_cachers = None
         record._draft = None
