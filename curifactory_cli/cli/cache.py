@@ -367,6 +367,11 @@ def cache_verify(
         if fix:  # only --fix deletes: checking is harmless anywhere
             cache_index.require_mark(store, "fix")
         entries = named_entries(store, entry, experiment, stage, params)
+        if entry is None and params:  # and the entries of other sets that the set used
+            from curifactory_cli.store.uses import with_shared
+
+            wanted = cache_index.experiment_name(experiment) if experiment else None
+            entries, _ = with_shared(store, entries, wanted, stage, params)
         orphan_dirs: list[Path] = []
         if entry is None:
             orphan_dirs = upkeep.filtered_orphans(store, experiment, stage, params)

@@ -424,3 +424,17 @@ def test_gc_of_a_cache_at_a_url_keeps_an_object_a_run_writes_meanwhile(project):
     assert done.files == 2
     names = sorted(p.rsplit("/", 1)[-1] for p in fs.ls(folder, detail=False))
     assert len(names) == 2 and "late-run.jsonl" in names
+
+
+def test_verify_of_a_set_checks_the_entries_it_shares_too(project, cli):
+    swept(project)
+    checked = json.loads(ok(cli, "cache", "verify", "-p", "lr0.2", "--json").stdout)
+    assert checked["ok"] and checked["checked"]["entries"] == 4  # train, evaluate, load, clean
+    # Damage the shared load entry (it lives in lr0.1's folder): lr0.2's check finds it.
+    (load,) = listed(cli, "-s", "load")
+    data = project.cache / load["path"] / "data.json"
+    data.write_text(data.read_text() + " ")
+    damaged = cli("cache", "verify", "-p", "lr0.2", "--json")
+    assert damaged.exit_code == 1, damaged.output
+    problems = json.loads(damaged.stdout)["problems"]
+    assert [(p["kind"], p["id"]) for p in problems] == [("corrupt", load["id"])]
