@@ -2,11 +2,14 @@
 
     python benchmarks/bench_remote.py [--records 200] [--stages 5] [--repeat 3]
                                       [--ls-records 200] [--tmpdir /dev/shm]
+                                      [--latency-ms 30] [--faults 0.05]
 
 Needs s3fs and moto[server] (the dev extras): the S3 API is moto's server, started on
 127.0.0.1 in a separate process (`moto_server`); every `curi` subprocess finds it through
 AWS_ENDPOINT_URL, with dummy credentials. Nothing leaves the machine, so the figures are
-curi's own overhead (requests, checksums, uploads) without network latency.
+curi's own overhead (requests, checksums, uploads) without network latency. With
+`--latency-ms`, every request goes through `latency_proxy.py` and takes that much longer (a
+bucket far away); with `--faults`, that share of requests fails (503, 500, reset, cut short).
 
 What it measures (each run a fresh `python -m curifactory_cli ...` subprocess with `-q`, on
 the chain of bench_run.py: `--records` x `--stages` tiny JSON-cached stages; every variant
@@ -49,6 +52,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_run import curi, filesystem, grid_yaml, run_checked, synthetic_experiment
+from latency_proxy import LatencyProxy
 
 LS_MIN_ENTRIES = 1000
 AWS_ENV = {
@@ -198,6 +202,8 @@ def main() -> None:
     parser.add_argument(
         "--tmpdir", default=None, help="where to create the temp folders (e.g. /dev/shm)"
     )
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="added to each request")
+    parser.add_argument("--faults", type=float, default=0.0, help="share of requests failed")
     opts = parser.parse_args()
     if min(opts.records, opts.stages, opts.repeat, opts.ls_records) < 1:
         parser.error("counts must be positive")
@@ -207,9 +213,13 @@ def main() -> None:
     scratch = base / "tmp"  # TMPDIR of the subprocesses: `--cache s3://`'s local tier
     scratch.mkdir()
     moto: subprocess.Popen[bytes] | None = None
+    proxy: LatencyProxy | None = None
     saved_env = {k: os.environ.get(k) for k in [*AWS_ENV, "AWS_ENDPOINT_URL", "TMPDIR"]}
     try:
         moto, endpoint = start_moto(base)
+        if opts.latency_ms or opts.faults:
+            proxy = LatencyProxy(endpoint, opts.latency_ms / 1000, opts.faults, seed=1)
+            endpoint = proxy.start()
         os.environ.update(AWS_ENV, AWS_ENDPOINT_URL=endpoint, TMPDIR=str(scratch))
         buckets = Buckets()
         projects = Projects(base, opts.records, opts.stages)
@@ -259,6 +269,8 @@ def main() -> None:
 
             times[LS].append(list_remote(local, ls_url or s3_url, ls_entries))
     finally:
+        if proxy is not None:
+            proxy.stop()
         if moto is not None:
             stop(moto)
         for key, value in saved_env.items():
@@ -275,6 +287,9 @@ def main() -> None:
     print(f"\nmachine: {platform.machine()}, {cores} usable cores, ", end="")
     print(f"Python {platform.python_version()}; project on {filesystem(base.parent)}")
     print(f"S3: moto {moto_pkg.__version__} server on 127.0.0.1, s3fs {s3fs.__version__}")
+    if proxy is not None:
+        print(f"through the latency proxy: +{opts.latency_ms:g} ms a request, ", end="")
+        print(f"{opts.faults:.0%} failed; requests: {dict(proxy.counts)}")
     print(f"chain: {opts.records} records x {opts.stages} stages = {nodes} nodes (JsonCacher)")
     ls_from = "the S3 cold run's bucket" if ls_url is None else "a bucket filled once"
     print(f"cache ls: {ls_entries} entries ({ls_from}); medians of {opts.repeat}\n")

@@ -18,9 +18,11 @@ if TYPE_CHECKING:
 
 # Seconds for the probe to connect, then to read the answer; one attempt, no retries.
 PROBE_TIMEOUT_S = 2.0
+# A link that drops a request now and then is not unreachable: a second attempt at once.
+PROBE_ATTEMPTS = 2
 # Whatever the library does (other protocols retry on their own terms), the probe gives up
 # after this long.
-PROBE_DEADLINE_S = 2 * PROBE_TIMEOUT_S + 1.0
+PROBE_DEADLINE_S = PROBE_ATTEMPTS * PROBE_TIMEOUT_S + 1.0
 
 
 def _probe_filesystem(store: FsspecStore, timeout: float) -> Any:
@@ -47,12 +49,17 @@ def probe(
     outcome: list[BaseException] = []
 
     def ask() -> None:
-        try:
-            _probe_filesystem(store, timeout).ls(store.path_of(""), detail=False)
-        except FileNotFoundError:
-            pass
-        except BaseException as exc:  # the library's own errors (botocore's, aiohttp's)
-            outcome.append(exc)
+        for attempt in range(PROBE_ATTEMPTS):
+            try:
+                _probe_filesystem(store, timeout).ls(store.path_of(""), detail=False)
+                return
+            except FileNotFoundError:
+                return
+            except BaseException as exc:  # the library's own errors (botocore's, aiohttp's)
+                if _server_error(exc):
+                    return  # it answered: a busy or failing server is reached (and retried)
+                if attempt + 1 == PROBE_ATTEMPTS:
+                    outcome.append(exc)
 
     # A thread, so that no library can make the run wait longer than the deadline; left
     # behind (a daemon) if it hangs.
@@ -70,3 +77,19 @@ def probe(
             f"cannot reach {store.url}: {type(exc).__name__}: {exc}",
             hint="check the store URL, your credentials and the network.",
         )
+
+
+def _server_error(exc: BaseException) -> bool:
+    """Whether the error is the server's answer (an HTTP 5xx: SlowDown, InternalError), found
+    where the library keeps the response (botocore's ClientError, as s3fs's cause)."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # a chain of causes, bounded
+        if seen is None:
+            return False
+        response = getattr(seen, "response", None)
+        if isinstance(response, dict):
+            status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
+            if isinstance(status, int) and status >= 500:
+                return True
+        seen = seen.__cause__ or seen.__context__
+    return False
