@@ -51,6 +51,7 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_run
 from bench_run import curi, filesystem, grid_yaml, run_checked, synthetic_experiment
 from latency_proxy import LatencyProxy
 
@@ -221,6 +222,8 @@ def main() -> None:
             proxy = LatencyProxy(endpoint, opts.latency_ms / 1000, opts.faults, seed=1)
             endpoint = proxy.start()
         os.environ.update(AWS_ENV, AWS_ENDPOINT_URL=endpoint, TMPDIR=str(scratch))
+        # bench_run's children get the environment it copied at import: the same settings.
+        bench_run.ENV.update(AWS_ENV, AWS_ENDPOINT_URL=endpoint, TMPDIR=str(scratch))
         buckets = Buckets()
         projects = Projects(base, opts.records, opts.stages)
 
