@@ -79,12 +79,12 @@ def _runs(diff: RunsDiff, reports: set[str]) -> str:
         git = run.git
         commit = f"{git.commit[:12]}{'*' if git.dirty else ''}" if git.commit else "no git"
         rows.append(
-            f"<tr><th>{label}</th><td class=mono>{_e(name)}</td><td class=mono>{shown}</td>"
+            f"<tr><td><b>{label}</b></td><td class=mono>{_e(name)}</td><td class=mono>{shown}</td>"
             f'<td><span class="status {_e(run.status)}">{_e(run.status)}</span></td>'
             f"<td>{_e(run.started)}</td><td class=mono>{_e(commit)}</td></tr>"
         )
-    head = "<tr><th></th><th>run</th><th>reference</th><th>status</th><th>started</th>"
-    return f'<table class="grid">{head}<th>git</th></tr>{"".join(rows)}</table>'
+    head = "<tr><th></th><th>run</th><th>reference</th><th>status</th><th>started</th><th>git</th>"
+    return f'<table class="grid"><thead>{head}</tr></thead>{"".join(rows)}</table>'
 
 
 def _counted(pairs: Sequence[tuple[int, str]]) -> str:
@@ -119,7 +119,7 @@ def _params(diff: RunsDiff) -> str:
     out = []
     if rows:
         head = f"<tr><th>set</th><th>parameter</th><th>{_e(a_name)}</th><th>{_e(b_name)}</th></tr>"
-        out.append(f'<table class="grid">{head}{"".join(rows)}</table>')
+        out.append(f'<table class="grid" id="set-changes">{head}{"".join(rows)}</table>')
     for names, whose in ((diff.sets_added, b_name), (diff.sets_removed, a_name)):
         if names:
             listed = ", ".join(f"<b>{_e(n)}</b>" for n in names)
@@ -145,7 +145,7 @@ def _code(diff: RunsDiff) -> str:
     out = []
     if rows:
         head = "<tr><th>stage</th><th>changed</th><th>new</th><th>no longer used</th></tr>"
-        out.append(f'<table class="grid">{head}{"".join(rows)}</table>')
+        out.append(f'<table class="grid" id="code-changes">{head}{"".join(rows)}</table>')
     for stages, whose in ((diff.stages_added, b_name), (diff.stages_removed, a_name)):
         if stages:
             out.append(f"<p>stages only {_e(whose)} calls: {_e(', '.join(stages))}</p>")
@@ -206,7 +206,7 @@ def _outputs(diff: RunsDiff) -> str:
         for o in outputs
     ]
     head = "<tr><th>stage</th><th>set</th><th>output</th><th>bytes</th></tr>"
-    return f'<table class="grid">{head}{"".join(rows)}</table>'
+    return f'<table class="grid" id="outputs-differ">{head}{"".join(rows)}</table>'
 
 
 def _metrics_title(diff: RunsDiff) -> str:
@@ -309,9 +309,10 @@ def _chart(metric: str, rows: list[Metric]) -> str:
         if a is not None and b is not None:
             parts.append(f'<line class="move" x1="{x(a):.1f}" x2="{x(b):.1f}" y1="{y}" y2="{y}"/>')
         if a is not None:
-            parts.append(f'<circle class="a" cx="{x(a):.1f}" cy="{y}" r="4.5"/>')
+            # Wider than B's point: a value the same in both is a dot in a ring.
+            parts.append(f'<circle class="a" cx="{x(a):.1f}" cy="{y}" r="5.5"/>')
         if b is not None:
-            parts.append(f'<circle class="b" cx="{x(b):.1f}" cy="{y}" r="4"/>')
+            parts.append(f'<circle class="b" cx="{x(b):.1f}" cy="{y}" r="3.5"/>')
         parts.append("</g>")
     svg = (
         f'<svg class="chart" width="{_RIGHT + 24}" height="{height}" '
