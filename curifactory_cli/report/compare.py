@@ -274,7 +274,7 @@ def _chart(metric: str, rows: list[Metric]) -> str:
     shown = rows
     caption = metric
     if len(rows) > CHART_SETS:
-        moved = sorted(rows, key=lambda m: -abs(m.delta) if _number(m.delta) is not None else 0)
+        moved = sorted(rows, key=lambda m: -abs(_number(m.delta) or 0.0))
         keep = {id(m) for m in moved[:CHART_SETS]}
         shown = [m for m in rows if id(m) in keep]
         caption += f" (the {CHART_SETS} of {len(rows)} sets that moved most)"

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from curifactory_cli.report.metrics_html import Cell, Summary, Table, sort_number
@@ -135,22 +135,36 @@ def index_summaries(
     registry: RunRegistry, references: Sequence[str]
 ) -> dict[str, dict[str, Summary]]:
     """Each run's metrics over its parameter sets (a metric several calls of a set
-    recorded: the last), by reference; runs without metrics are left out."""
+    recorded: the last), by reference; runs without metrics are left out. The index is
+    rewritten after every run, over every run: this is its Python work per call, kept
+    small."""
     out = {}
     for reference, calls in registry.call_metrics(references).items():
-        per_set: dict[str, dict[str, Any]] = {}
-        for record, metrics in calls:
-            per_set.setdefault(record, {}).update(metrics)
-        values: dict[str, list[float]] = {}
-        for metrics in per_set.values():
-            for name, value in metrics.items():
-                values.setdefault(name, []).append(float(value))
-        out[reference] = {name: _summary(numbers) for name, numbers in values.items()}
+        records = {record for record, _ in calls}
+        if len(records) == len(calls):  # a call with metrics per set: nothing to merge
+            sets = [metrics for _, metrics in calls]
+        else:
+            per_set: dict[str, dict[str, Any]] = {}
+            for record, metrics in calls:
+                known = per_set.get(record)
+                per_set[record] = metrics if known is None else {**known, **metrics}
+            sets = list(per_set.values())
+        names: dict[str, None] = {}
+        for metrics in sets:
+            names.update(metrics)  # the names in the order they come (values unused)
+        out[reference] = {name: _summary([m[name] for m in sets if name in m]) for name in names}
     return out
 
 
-def _summary(numbers: Iterable[float]) -> Summary:
-    numbers = list(numbers)
-    known = [v for v in numbers if not math.isnan(v)]
-    low, high = (min(known), max(known)) if known else (math.nan, math.nan)
-    return Summary(low, high, stat(numbers).mean, len(numbers))
+def _summary(numbers: list[Any]) -> Summary:
+    """Lowest and highest leaving NaN out (NaN when all are), the mean (NaN with a NaN)."""
+    known = [v for v in numbers if v == v]  # NaN is not equal to itself
+    low, high = (float(min(known)), float(max(known))) if known else (math.nan, math.nan)
+    if len(known) < len(numbers):
+        mean = math.nan
+    else:
+        try:
+            mean = math.fsum(numbers) / len(numbers)
+        except ValueError:  # inf and -inf
+            mean = math.nan
+    return Summary(low, high, mean, len(numbers))

@@ -188,7 +188,20 @@ def test_compare_with_an_unknown_run_names_it(seeded, cli):
 def test_compare_takes_no_run_argument(seeded, cli):
     result = cli("report", "seeds_1", "--compare", "seeds_1", "seeds_1")
     assert result.exit_code == 2
-    assert "--compare" in result.output
+    assert "--compare A B names the runs of the comparison page: RUN does not apply" in (
+        " ".join(result.output.split())
+    )
+
+
+def test_the_index_range_leaves_out_nan_and_says_the_mean_is_nan(project, cli):
+    nan_for_seed_2 = 'float("nan") if p.seed == 2 else 1.0 / score'
+    project.write("experiments/seeds.py", EXPERIMENT.replace("1.0 / score", nan_for_seed_2))
+    project.write("params/seeds.yaml", PARAMS)
+    result = cli("run", "seeds", "seeds")
+    assert result.exit_code == 0, result.output
+    html = unescape((project.root / "reports" / "index.html").read_text())
+    # loss: 1/5 (single), 1/2, 1/4 (lr 0.1), 1/3, 1/5 (lr 0.2); seed 2 NaN in both.
+    assert 'title="7 sets: 0.2 to 0.5, mean nan"' in html
 
 
 def test_a_chart_of_many_sets_shows_those_that_moved_most():
