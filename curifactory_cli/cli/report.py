@@ -82,28 +82,26 @@ def report_command(
         groups = [name.strip() for name in group_by.split(",") if name.strip()]
     try:
         if compare is not None:
-            built = write_comparison(project_root(), registry_file(registry), *compare)
+            compared = write_comparison(project_root(), registry_file(registry), *compare)
+            page, folder = compared.page, compared.folder
+            data: dict[str, Any] = {"a": compared.a, "b": compared.b, "compare": str(page)}
+            warnings: list[str] = []
         else:
             built = rebuild(project_root(), registry_file(registry), reference, groups)
+            page, folder, warnings = built.page, built.folder, built.warnings
+            data = {"run": built.run, "report": str(page), "index": str(built.index)}
     except OSError as exc:
         raise fail(
             ConfigError(f"cannot write the report: {exc}", hint="check that reports/ is writable.")
         ) from None
     except CurifactoryError as exc:
         raise fail(exc) from None
-    for warning in built.warnings:
+    for warning in warnings:
         err_console.print(f"warning: {warning}", style="yellow", markup=False)
-    page = built.page
-    what = "report" if compare is None else "compare"
     if as_json:
-        data: dict[str, Any] = {
-            "run" if compare is None else "compare": built.run,
-            what: str(page),
-            "index": str(built.index),
-            "warnings": built.warnings,
-        }
-        write_json(console, data)
+        write_json(console, {**data, "warnings": warnings})
     else:
+        what = "report" if compare is None else "compare"
         console.print(f"{what}: {shown_path(page)}", markup=False, soft_wrap=True)
     if open_ and not _open_in_browser(page):
         err_console.print(
@@ -111,7 +109,7 @@ def report_command(
             markup=False,
         )
     if serve:
-        _serve(built.folder, port, page.relative_to(built.folder).as_posix())
+        _serve(folder, port, page.relative_to(folder).as_posix())
 
 
 def _open_in_browser(page: Path) -> bool:

@@ -120,7 +120,17 @@ def rebuild(
     return Rebuilt(run.reference, page, index, report.reports_dir(root), warnings)
 
 
-def write_comparison(root: Path, registry_file: Path, first: str, second: str) -> Rebuilt:
+@dataclass
+class Compared:
+    """A comparison page written by `write_comparison`: its runs (A, B) and its path."""
+
+    a: str
+    b: str
+    page: Path
+    folder: Path  # reports/
+
+
+def write_comparison(root: Path, registry_file: Path, first: str, second: str) -> Compared:
     """reports/compare/<A>-vs-<B>.html: the diff of run A and run B (`curi runs diff`'s) and
     a chart per metric; the runs' reports are linked where they exist. Raises ConfigError for
     a reference that matches no run (or several), OSError when reports/ cannot be written."""
@@ -135,4 +145,4 @@ def write_comparison(root: Path, registry_file: Path, first: str, second: str) -
     present = {p.name for p in base.iterdir() if p.is_dir()} if base.is_dir() else set()
     a_name, b_name = diff.names
     page = report.write_compare_page(root, f"{a_name}-vs-{b_name}", compare_page(diff, present))
-    return Rebuilt(f"{a_name}-vs-{b_name}", page, base / report.INDEX_PAGE, base)
+    return Compared(a, b, page, base)

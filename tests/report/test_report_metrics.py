@@ -157,6 +157,7 @@ def test_compare_writes_the_diff_and_a_chart_per_metric(seeded, project, cli):
     result = cli("report", "--compare", "seeds_1", "seeds_2", "--json")
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
+    assert out["a"].startswith("seeds_1_") and out["b"].startswith("seeds_2_")
     page = Path(out["compare"])
     assert page == project.root / "reports" / "compare" / "seeds_1-vs-seeds_2.html"
     html = page.read_text()
