@@ -138,7 +138,7 @@ def _serve(folder: Path, port: int, page: str) -> None:
         ) from None
     address = f"http://127.0.0.1:{server.server_address[1]}/"
     console.print(
-        f"serving {shown_path(folder)} at {address} (this run: {address}{page}); Ctrl-C stops",
+        f"serving {shown_path(folder)} at {address} (this page: {address}{page}); Ctrl-C stops",
         markup=False,
         soft_wrap=True,
     )
