@@ -58,7 +58,6 @@ table.sortable th::after { content: " \\2195"; color: #b5bcc3; font-weight: 400;
 table.sortable th[aria-sort=ascending]::after { content: " \\25B2"; color: var(--ink); }
 table.sortable th[aria-sort=descending]::after { content: " \\25BC"; color: var(--ink); }
 table.sortable th:focus-visible { outline: 2px solid #ffb000; }
-table.metrics td.metric { font-weight: 600; }
 p.caption { margin: 14px 0 4px; }
 td.range { font-variant-numeric: tabular-nums; }
 /* In a scrolling box a sticky header would stick to the box, over its first rows. */
