@@ -4,7 +4,6 @@ comment. The diff itself is `run.runs_diff`'s, from the run registry."""
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -139,7 +138,9 @@ def _sections(diff: RunsDiff) -> list[tuple[str, list[str]]]:
         if s.unknown:
             lines.append(f"{s.name}  changed (its values were not recorded)")
         else:
-            lines.append(f"{s.name}  " + ", ".join(_field_text(*f) for f in s.fields))
+            lines.append(
+                f"{s.name}  " + ", ".join(f"{k} {a} -> {b}" for k, a, b in s.shown_fields())
+            )
     lines += [f"added    {name}" for name in diff.sets_added]
     lines += [f"removed  {name}" for name in diff.sets_removed]
     counts = _counted(
@@ -169,18 +170,6 @@ def _counted(pairs: list[tuple[int, str]]) -> str:
     return ", ".join(f"{n} {what}" for n, what in pairs if n)
 
 
-def _field_text(key: str, a: Any, b: Any) -> str:
-    return f"{key} {_value(a)} -> {_value(b)}"
-
-
-def _value(value: Any) -> str:
-    from curifactory_cli.run.runs_diff import ABSENT
-
-    if value is ABSENT:
-        return "(absent)"
-    return value if isinstance(value, str) else json.dumps(value, default=str)
-
-
 def _code_text(change: Any) -> str:
     parts = []
     if change.changed:
@@ -196,29 +185,13 @@ def _calls_title(diff: RunsDiff, every: bool) -> str:
     a_name, b_name = diff.names
     counts: dict[str, int] = {}
     for call in diff.shown_calls():
-        kind = _kind(call, a_name, b_name)
+        kind = call.kind(a_name, b_name)
         counts[kind] = counts.get(kind, 0) + 1
     same = sum(c.same for c in diff.calls)
     parts = [f"{n} {kind}" for kind, n in counts.items()]
     if same:
         parts.append(f"{same} the same in both" + ("" if every else " (--all lists them)"))
     return "stage calls: " + ("; ".join(parts) or "none")
-
-
-def _kind(call: Call, a_name: str, b_name: str) -> str:
-    """What a call that differs did, in a few words."""
-    if call.a is None:
-        return f"only in {b_name}"
-    if call.b is None:
-        return f"only in {a_name}"
-    a, b = call.a.outcome, call.b.outcome
-    if a == "executed" and b == "executed":
-        return "executed in both"
-    if a == "executed" and b == "cached":
-        return f"executed in {a_name}, reused in {b_name}"
-    if a == "cached" and b == "executed":
-        return f"reused in {a_name}, executed in {b_name}"
-    return f"{a} in {a_name}, {b} in {b_name}"
 
 
 def _call_rows(calls: list[Call]) -> list[list[str]]:

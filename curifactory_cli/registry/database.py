@@ -363,6 +363,15 @@ class RunRegistry:
                 return []
             return metric_rows.read_run_metrics(conn, references, self._schema_version(conn) >= 4)
 
+    def call_metrics(
+        self, references: Sequence[str]
+    ) -> dict[str, list[tuple[str, dict[str, Any]]]]:
+        """The metrics of the given runs' stage calls, by run (see `read_call_metrics`)."""
+        with self._reader() as conn:
+            if conn is None or not references or self._schema_version(conn) < 4:
+                return {}
+            return metric_rows.read_call_metrics(conn, references)
+
     # ------------------------------------------------------------------------- plumbing
     def _require_writable(self) -> None:
         if self.read_only:

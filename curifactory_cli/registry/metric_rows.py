@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,18 +49,46 @@ def read_run_metrics(
             found[reference] = RunMetrics(reference, experiment, number, values, [], nested)
         if not with_metrics or not ids:
             continue
-        # A run's calls with metrics as one JSON array [record, metrics, ...], parsed
-        # at once: the metrics' text is written by Python, exact (NaN included).
-        for run_id, text in conn.execute(
-            "SELECT run_id, '[' || group_concat(json_quote(record) || ',' || metrics)"
-            " || ']' FROM run_stages WHERE metrics IS NOT NULL AND run_id IN"
-            f" ({','.join('?' * len(ids))}) GROUP BY run_id",
-            list(ids),
-        ):
-            # Written by finish_run from checked metrics: read as they are.
-            items = json.loads(text)
-            found[ids[run_id]].calls.extend(zip(items[::2], items[1::2]))
+        for run_id, calls in _calls(conn, list(ids)):
+            found[ids[run_id]].calls.extend(calls)
     return [found[r] for r in dict.fromkeys(references) if r in found]
+
+
+def read_call_metrics(
+    conn: sqlite3.Connection, references: Sequence[str]
+) -> dict[str, list[tuple[str, dict[str, Any]]]]:
+    """The metrics of each run's stage calls that recorded some, as (record, metrics) in
+    call order, by run reference (a run without metrics is left out); its parameter sets
+    are not read (the index of all runs shows metrics, not parameters)."""
+    found: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    for start in range(0, len(references), 500):  # SQLite's limit on parameters
+        chunk = list(references[start : start + 500])
+        ids = dict(
+            conn.execute(
+                f"SELECT id, reference FROM runs WHERE reference IN ({','.join('?' * len(chunk))})",
+                chunk,
+            ).fetchall()
+        )
+        if ids:
+            for run_id, calls in _calls(conn, list(ids)):
+                found[ids[run_id]] = calls
+    return found
+
+
+def _calls(
+    conn: sqlite3.Connection, run_ids: list[int]
+) -> Iterator[tuple[int, list[tuple[str, dict[str, Any]]]]]:
+    # A run's calls with metrics as one JSON array [record, metrics, ...], parsed at
+    # once: the metrics' text is written by Python, exact (NaN included).
+    for run_id, text in conn.execute(
+        "SELECT run_id, '[' || group_concat(json_quote(record) || ',' || metrics)"
+        " || ']' FROM run_stages WHERE metrics IS NOT NULL AND run_id IN"
+        f" ({','.join('?' * len(run_ids))}) GROUP BY run_id",
+        run_ids,
+    ):
+        # Written by finish_run from checked metrics: read as they are.
+        items = json.loads(text)
+        yield run_id, list(zip(items[::2], items[1::2], strict=True))
 
 
 def _set_values(text: str | None) -> tuple[dict[str, dict[str, Any]], bool]:

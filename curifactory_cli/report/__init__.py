@@ -27,6 +27,7 @@ from curifactory_cli.errors import CurifactoryError
 from curifactory_cli.report import page
 from curifactory_cli.report.layout import graph_svg, stage_summary
 from curifactory_cli.report.logs import logs_html
+from curifactory_cli.report.metrics_html import Summary, Table, metrics_section
 from curifactory_cli.reporting import INDEX, PATH_TOKEN, CachedReportable, load_reportables
 from curifactory_cli.store.entry import (
     safe_rel,
@@ -52,6 +53,7 @@ class EntrySource(Protocol):
 REPORTS_DIR = "reports"
 LATEST = "_latest"
 INDEX_PAGE = "index.html"
+COMPARE_DIR = "compare"  # reports/compare/<A>-vs-<B>.html
 
 
 @dataclass
@@ -146,10 +148,11 @@ def write_run_report(
     items: Sequence[Item],
     warnings: list[str],
     logs: Sequence[dict[str, Any]] = (),
+    metrics: Sequence[Table] = (),
 ) -> Path:
     """Write (or replace) a run's report folder; returns its index.html. Problems with one
     reportable are shown in its place and added to `warnings`; `logs` is the run's log
-    (runlog.read_log)."""
+    (runlog.read_log), `metrics` the tables of its metrics (shown first)."""
     base = reports_dir(root)
     base.mkdir(parents=True, exist_ok=True)
     final = base / run.reference
@@ -162,7 +165,15 @@ def write_run_report(
             calls, items, lambda k, item: _render(work, final, k, item), warnings
         )
         html = page.run_page(
-            run, calls, summary, graph, full, shown, len(items), logs_html(calls, logs)
+            run,
+            calls,
+            summary,
+            graph,
+            full,
+            shown,
+            len(items),
+            logs_html(calls, logs),
+            metrics_section(metrics),
         )
         (work / INDEX_PAGE).write_text(html, encoding="utf-8")
         os.chmod(work, 0o755)  # mkdtemp makes it private; a report is for reading
@@ -289,24 +300,38 @@ def _copy_files(source: Path, target: Path, files: dict[str, dict[str, Any]]) ->
         (target / name).write_bytes(data)
 
 
-def update_index(root: Path, runs: Sequence[RunRecord]) -> Path:
+def update_index(
+    root: Path, runs: Sequence[RunRecord], metrics: dict[str, dict[str, Summary]] | None = None
+) -> Path:
     """Rewrite reports/index.html from the registry's runs (newest first); a run links to
-    its report when its folder exists."""
+    its report when its folder exists; `metrics`: each run's metrics over its sets."""
     base = reports_dir(root)
     base.mkdir(parents=True, exist_ok=True)
     try:
         present = {e.name for e in os.scandir(base) if e.is_dir(follow_symlinks=False)}
     except OSError:
         present = set()
-    html = page.index_page(runs, present)
-    fd, temp = tempfile.mkstemp(prefix=".index.", suffix=".html", dir=base)
+    _replace(base / INDEX_PAGE, page.index_page(runs, present, metrics))
+    return base / INDEX_PAGE
+
+
+def write_compare_page(root: Path, name: str, html: str) -> Path:
+    """Write (or replace, atomically) reports/compare/<name>.html; returns its path."""
+    folder = reports_dir(root) / COMPARE_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{name}.html"
+    _replace(target, html)
+    return target
+
+
+def _replace(target: Path, html: str) -> None:
+    fd, temp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=".html", dir=target.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             out.write(html)
         os.chmod(temp, 0o644)
-        os.replace(temp, base / INDEX_PAGE)
+        os.replace(temp, target)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(temp)
         raise
-    return base / INDEX_PAGE

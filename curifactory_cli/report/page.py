@@ -8,12 +8,15 @@ from collections.abc import Sequence
 from html import escape
 from typing import TYPE_CHECKING, Any
 
+from curifactory_cli.report import metrics_html
 from curifactory_cli.report.layout import OUTCOMES
 
 if TYPE_CHECKING:
     from curifactory_cli.registry.records import GitInfo, ParamSetRecord, RunRecord, StageRecord
+    from curifactory_cli.report.metrics_html import Summary
 
-CSS = """
+CSS = (
+    """
 :root { --executed: #2e9d4f; --cached: #2f7fc1; --failed: #d23b3b; --skipped: #9aa0a6;
   --ink: #1d232a; --muted: #5f6b76; --line: #dde2e7; --band: #f5f7f9; }
 * { box-sizing: border-box; }
@@ -91,7 +94,10 @@ input#filter { padding: 4px 8px; width: 320px; margin: 6px 0; }
 .muted { color: var(--muted); }
 .nowrap { white-space: nowrap; }
 .dirty { color: var(--failed); font-weight: 700; }
+.table-wrap { overflow-x: auto; max-width: 100%; }
 """
+    + metrics_html.CSS
+)
 
 SCRIPT = """
 (function () {
@@ -159,12 +165,13 @@ def _e(value: Any) -> str:
     return escape("" if value is None else str(value))
 
 
-def _page(title: str, body: str, script: str = "") -> str:
+def page_html(title: str, body: str, script: str = "", css: str = "") -> str:
+    """A whole page: `body` and `script` with the shared CSS (and `css`), nothing fetched."""
     tail = f"<script>{script}</script>" if script else ""
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{_e(title)}</title><style>{CSS}</style></head><body>{body}{tail}</body></html>\n"
+        f"<title>{_e(title)}</title><style>{CSS}{css}</style></head><body>{body}{tail}</body></html>\n"
     )
 
 
@@ -365,7 +372,10 @@ def run_page(
     reportables: str,
     n_reportables: int,
     logs: str = "",
+    metrics: str = "",
 ) -> str:
+    """A run's page; `metrics` is its metrics section (metrics_html.metrics_section), shown
+    first."""
     title = run.reference
     data = embed_json(run_data(calls, run.param_sets))
     legend = " ".join(f'<span class="pill {o}">{o}</span>' for o in OUTCOMES)
@@ -375,14 +385,16 @@ def run_page(
         else f"{len(calls)} stage calls, drawn by stage (too many to draw one by one); "
         "click a stage to list its calls below."
     )
+    metrics_link = '<a href="#metrics">Metrics</a>' if metrics else ""
     body = f"""
 <header><h1>{_e(run.experiment)} <span class="muted">#{_e(run.number)}</span>
  <span class="status {_e(run.status)}">{_e(run.status)}</span></h1>
 <div class="sub mono">{_e(run.reference)}</div></header>
-<nav><a href="#run">Run</a><a href="#params">Parameters</a><a href="#graph">Stage graph</a>
+<nav>{metrics_link}<a href="#run">Run</a><a href="#params">Parameters</a>
+<a href="#graph">Stage graph</a>
 <a href="#timing">Timing</a><a href="#logs">Logs</a>
 <a href="#reportables">Reportables ({n_reportables})</a><a href="../index.html">All runs</a></nav>
-<main>
+<main>{metrics}
 <section id="run"><h2>Run</h2>{_info(run)}</section>
 <section id="params"><h2>Parameter sets</h2>{_params(run)}</section>
 <section id="graph"><h2>Stage graph</h2><p class="legend">{legend}
@@ -398,7 +410,7 @@ def run_page(
 <section id="reportables"><h2>Reportables</h2>{reportables}</section>
 </main>
 <script type="application/json" id="run-data">{data}</script>"""
-    return _page(title, body, SCRIPT)
+    return page_html(title, body, SCRIPT + metrics_html.SORT_SCRIPT)
 
 
 def reportable_html(title: str, body: str) -> str:
@@ -419,7 +431,14 @@ def _when(started: Any) -> str:
     return f"<span class=nowrap>{_e(date)}T</span><wbr><span class=nowrap>{_e(time)}</span>"
 
 
-def index_page(runs: Sequence[RunRecord], reports: set[str]) -> str:
+def index_page(
+    runs: Sequence[RunRecord],
+    reports: set[str],
+    metrics: dict[str, dict[str, Summary]] | None = None,
+) -> str:
+    """The index of runs, by experiment, newest first; `metrics`: each run's metrics over its
+    sets (by reference), shown as columns of its experiment (see metrics_html.summary_cell)."""
+    metrics = metrics or {}
     by_experiment: dict[str, list[RunRecord]] = {}
     for run in runs:  # newest first already
         by_experiment.setdefault(run.experiment, []).append(run)
@@ -429,13 +448,21 @@ def index_page(runs: Sequence[RunRecord], reports: set[str]) -> str:
         f"{_count(len(by_experiment), 'experiment')}</div></header>"
         "<main>"
     ]
-    head = (
-        "<tr><th>run</th><th>status</th><th>started</th><th class=num>duration</th>"
-        "<th>stage calls</th><th>git</th><th>notes</th><th>command</th></tr>"
-    )
     for experiment, group in sorted(by_experiment.items()):
         doc = next((r.doc for r in group if r.doc), None)
         about = f'<p class="muted">{_e(doc.strip().splitlines()[0])}</p>' if doc else ""
+        names, more = metrics_html.index_metric_names([metrics.get(r.reference, {}) for r in group])
+        if names:
+            note = "metrics over each run's sets: one value, or lowest – highest"
+            if more:
+                note += f"; {_count(more, 'more metric')} on the runs' pages"
+            about += f'<p class="muted">{_e(note)}</p>'
+        head = (
+            "<tr><th>run</th><th>status</th><th>started</th><th class=num>duration</th>"
+            "<th>stage calls</th>"
+            + "".join(f"<th class=metric>{_e(n)}</th>" for n in names)
+            + "<th>git</th><th>notes</th><th>command</th></tr>"
+        )
         rows = []
         for run in group:
             ref = run.reference
@@ -443,12 +470,14 @@ def index_page(runs: Sequence[RunRecord], reports: set[str]) -> str:
             duration = "" if run.duration_s is None else f"{run.duration_s:.2f} s"
             notes = (run.notes or "").strip().splitlines()
             error = f'<div class="muted">{_e(run.error)}</div>' if run.error else ""
+            summaries = metrics.get(ref, {})
+            cells = "".join(metrics_html.summary_cell(summaries.get(n)) for n in names)
             rows.append(
                 f"<tr><td class='mono nowrap'>{name}</td>"
                 f'<td><span class="status {_e(run.status)}">{_e(run.status)}</span>'
                 f"{error}</td><td>{_when(run.started)}</td>"
                 f"<td class=num>{duration}</td>"
-                f"<td>{_counts(run.counts)}</td><td>{_git(run.git)}</td>"
+                f"<td>{_counts(run.counts)}</td>{cells}<td>{_git(run.git)}</td>"
                 f"<td>{_e(notes[0] if notes else '')}</td>"
                 f"<td><code>{_e(' '.join(run.command))}</code></td></tr>"
             )
@@ -457,4 +486,4 @@ def index_page(runs: Sequence[RunRecord], reports: set[str]) -> str:
             f'{about}<table class="grid">{head}{"".join(rows)}</table>'
         )
     out.append("</main>")
-    return _page("curi runs", "".join(out))
+    return page_html("curi runs", "".join(out))

@@ -340,13 +340,13 @@ def _grouped(
         for name in metrics:
             values = [r.metrics[name] for r in members if name in r.metrics]
             if values:
-                stats[name] = _stat(values)
+                stats[name] = stat(values)
         params = {p: members[0].params.get(p) for p in keep}
         out.append(Row("", "", params, stats))
     return keep, out
 
 
-def _stat(values: list[Any]) -> Stat:
+def stat(values: list[Any]) -> Stat:
     # Two passes with exact sums (statistics.stdev computes in fractions: 50x slower here).
     numbers = [float(v) for v in values]
     n = len(numbers)

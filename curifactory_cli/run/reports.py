@@ -4,7 +4,7 @@ store that cache opens as (a local folder, or a cache at a URL)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,6 +13,7 @@ from curifactory_cli import report
 from curifactory_cli.errors import ConfigError, CurifactoryError
 from curifactory_cli.registry.database import RunRegistry
 from curifactory_cli.registry.log import log_path, read_log
+from curifactory_cli.run.report_metrics import index_summaries, run_metric_tables
 from curifactory_cli.run.settings import load_settings
 from curifactory_cli.run.stores import project_store
 
@@ -38,9 +39,20 @@ def write_report(
         run = replace(run, stages=stages)
     items = report.items_from_records(records)
     logs = read_log(log_file) if log_file is not None else []
-    page = report.write_run_report(root, run, items, [] if warnings is None else warnings, logs)
-    report.update_index(root, registry.list_runs(limit=None, brief=True))
+    metrics = run_metric_tables(registry, run.reference)
+    page = report.write_run_report(
+        root, run, items, [] if warnings is None else warnings, logs, metrics
+    )
+    _write_index(root, registry)
     return page
+
+
+def _write_index(root: Path, registry: RunRegistry, runs: list[Any] | None = None) -> Path:
+    """reports/index.html over every recorded run, with their metrics."""
+    if runs is None:
+        runs = registry.list_runs(limit=None, brief=True)
+    summaries = index_summaries(registry, [r.reference for r in runs])
+    return report.update_index(root, runs, summaries)
 
 
 def write_for_run(
@@ -76,10 +88,16 @@ class Rebuilt:
     warnings: list[str] = field(default_factory=list)
 
 
-def rebuild(root: Path, registry_file: Path, reference: str | None = None) -> Rebuilt:
-    """Rebuild a run's report (the newest run's when `reference` is None) and the index of
-    all runs. Raises ConfigError when no run is recorded, OSError when reports/ cannot be
-    written."""
+def rebuild(
+    root: Path,
+    registry_file: Path,
+    reference: str | None = None,
+    group_by: Sequence[str] | None = None,
+) -> Rebuilt:
+    """Rebuild a run's report (the newest run's when `reference` is None; `group_by`: its
+    metrics' means by those parameters) and the index of all runs. Raises ConfigError when
+    no run is recorded (or `group_by` names no parameter of the run), OSError when reports/
+    cannot be written."""
     registry = RunRegistry(registry_file)
     listed = registry.list_runs(limit=None, brief=True)
     if not listed:
@@ -88,14 +106,43 @@ def rebuild(root: Path, registry_file: Path, reference: str | None = None) -> Re
             hint="`curi run EXPERIMENT PARAMS` writes one for every run.",
         )
     run = registry.get_run(reference or listed[0].reference)
+    metrics = run_metric_tables(registry, run.reference, group_by)
     warnings: list[str] = []
     cache = str(run.cache_dir or "")
     store = project_store(root, load_settings(root), cache=cache, dry=True, tiers=False)
     try:
         items = report.items_from_cache(run, warnings, store)
         logs = read_log(log_path(registry_file, run.reference))
-        page = report.write_run_report(root, run, items, warnings, logs)
+        page = report.write_run_report(root, run, items, warnings, logs, metrics)
     finally:
         store.close()  # the downloaded entries go with the store's scratch folder
-    index = report.update_index(root, listed)
+    index = _write_index(root, registry, listed)
     return Rebuilt(run.reference, page, index, report.reports_dir(root), warnings)
+
+
+@dataclass
+class Compared:
+    """A comparison page written by `write_comparison`: its runs (A, B) and its path."""
+
+    a: str
+    b: str
+    page: Path
+    folder: Path  # reports/
+
+
+def write_comparison(root: Path, registry_file: Path, first: str, second: str) -> Compared:
+    """reports/compare/<A>-vs-<B>.html: the diff of run A and run B (`curi runs diff`'s) and
+    a chart per metric; the runs' reports are linked where they exist. Raises ConfigError for
+    a reference that matches no run (or several), OSError when reports/ cannot be written."""
+    from curifactory_cli.report.compare import compare_page
+    from curifactory_cli.run.runs_diff import diff_runs
+
+    registry = RunRegistry(registry_file)
+    a = registry.get_run(first, stages=False).reference
+    b = registry.get_run(second, stages=False).reference
+    diff = diff_runs(registry, a, b)
+    base = report.reports_dir(root)
+    present = {p.name for p in base.iterdir() if p.is_dir()} if base.is_dir() else set()
+    a_name, b_name = diff.names
+    page = report.write_compare_page(root, f"{a_name}-vs-{b_name}", compare_page(diff, present))
+    return Compared(a, b, page, base)

@@ -38,6 +38,10 @@ class SetChange:
     fields: list[tuple[str, Any, Any]]
     unknown: bool = False
 
+    def shown_fields(self) -> list[tuple[str, str, str]]:
+        """Each field as text: (key, A's value, B's value); `(absent)` where a set lacks it."""
+        return [(key, value_text(a), value_text(b)) for key, a, b in self.fields]
+
 
 @dataclass
 class StageCode:
@@ -74,6 +78,21 @@ class Call:
         if b.outcome == "executed":
             return 0
         return 1 if (a.outcome, b.outcome) == ("executed", "cached") else 2
+
+    def kind(self, a_name: str, b_name: str) -> str:
+        """What a call that differs did, in a few words (`a_name`, `b_name`: the runs)."""
+        if self.a is None:
+            return f"only in {b_name}"
+        if self.b is None:
+            return f"only in {a_name}"
+        a, b = self.a.outcome, self.b.outcome
+        if a == "executed" and b == "executed":
+            return "executed in both"
+        if a == "executed" and b == "cached":
+            return f"executed in {a_name}, reused in {b_name}"
+        if a == "cached" and b == "executed":
+            return f"reused in {a_name}, executed in {b_name}"
+        return f"{a} in {a_name}, {b} in {b_name}"
 
     @property
     def reason(self) -> str:
@@ -475,6 +494,13 @@ def _set_metrics(calls: list[StageRecord]) -> dict[tuple[str, str], Any]:
         for name, value in (call.metrics or {}).items():
             found[(call.record, name)] = value
     return found
+
+
+def value_text(value: Any) -> str:
+    """A parameter's value as the diff shows it (JSON; text as it is; `(absent)`)."""
+    if value is ABSENT:
+        return "(absent)"
+    return value if isinstance(value, str) else json.dumps(value, default=str)
 
 
 # ------------------------------------------------------------------------------ JSON

@@ -54,6 +54,14 @@ class Page:
         )
         self.page.on("pageerror", lambda e: self.problems.append(str(e)))
         self.page.on("requestfailed", lambda r: self.problems.append(f"failed: {r.url}"))
+        self.page.on(
+            "request",
+            lambda r: (
+                None
+                if r.url.startswith(("file:", "data:", "about:"))
+                else self.problems.append(f"fetched: {r.url}")
+            ),
+        )
         self.page.goto(url)
         self.page.wait_for_load_state("load")
 
@@ -112,11 +120,111 @@ def test_the_demo_report_in_chromium(browser, demo):
     assert shown[0] == shown[1]  # a cached re-run shows the same reportables
 
 
+def _column(page, table: str, index: int) -> list[str]:
+    return page.locator(f"{table} tbody tr").evaluate_all(
+        f"rs => rs.map(r => r.cells[{index}].textContent)"
+    )
+
+
+def test_the_metrics_table_sorts_by_the_column_clicked(browser, demo):
+    view = Page(browser, Path(demo[0]["report"]).as_uri())
+    page = view.page
+    try:
+        heads = page.locator("#metrics-sets thead th").all_inner_texts()
+        names = [h.rstrip(" \u2195\u25b2\u25bc") for h in heads]
+        # The parameters that differ between the demo's sets, then its metrics; the seed
+        # (the same in every set) is left out.
+        assert names == ["set", "n_rows", "noise", "slope", "slope_error", "residual_std"]
+        error = names.index("slope_error")
+        before = _column(page, "#metrics-sets", 0)
+        assert before[0] == "clean"  # the run's order until a column is clicked
+        unsorted = [float(v) for v in _column(page, "#metrics-sets", error)]
+        page.locator("#metrics-sets thead th").nth(error).click()
+        values = [float(v) for v in _column(page, "#metrics-sets", error)]
+        assert values == sorted(values) and values != unsorted
+        assert _column(page, "#metrics-sets", 0)[0] == "clean"  # the smallest error
+        page.locator("#metrics-sets thead th").nth(error).click()
+        values = [float(v) for v in _column(page, "#metrics-sets", error)]
+        assert values == sorted(values, reverse=True)
+        # Whole rows move: each set keeps its value.
+        pairs = dict(zip(before, unsorted, strict=True))
+        assert [pairs[name] for name in _column(page, "#metrics-sets", 0)] == values
+        arrow = page.locator("#metrics-sets thead th").nth(error)
+        assert arrow.get_attribute("aria-sort") == "descending"
+        # By keyboard too, and text columns as text.
+        page.locator("#metrics-sets thead th").nth(0).focus()
+        page.keyboard.press("Enter")
+        assert _column(page, "#metrics-sets", 0) == sorted(before, key=str.lower)
+        assert page.locator("#metrics-sets thead th[aria-sort]").count() == 1
+        assert view.problems == []
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.locator("#metrics").screenshot(path=str(ARTIFACTS / "demo-metrics.png"))
+    finally:
+        view.close()
+
+
+def test_the_comparison_page_renders_offline(browser, demo, project, cli):
+    project.write("params/demo.yaml", (REPO / "params/demo.yaml").read_text().replace("5.0", "4.0"))
+    result = cli("run", "demo", "params/demo.yaml", "--json")
+    assert result.exit_code == 0, result.output
+    result = cli("report", "--compare", "demo_1", "demo_3", "--json")
+    assert result.exit_code == 0, result.output
+    view = Page(browser, Path(json.loads(result.stdout)["compare"]).as_uri())
+    page = view.page
+    try:
+        assert page.locator("h1").inner_text() == "demo_1 \u2192 demo_3"
+        headings = page.locator("h2").all_inner_texts()
+        assert headings[:4] == [
+            "Runs",
+            "Parameter sets: 1 changed",
+            "Code: the same",
+            "Stage calls: 4 executed in both; 15 executed in demo_1, reused in demo_3",
+        ]
+        assert page.locator("#set-changes td").all_inner_texts() == ["noisy", "noise", "5.0", "4.0"]
+        # A chart per metric, each point drawn inside its chart.
+        charts = page.locator("figure.chart")
+        assert charts.count() == 2
+        boxes = page.locator("figure.chart svg").evaluate_all(
+            """svgs => svgs.map(s => { const r = s.getBoundingClientRect();
+                 return [...s.querySelectorAll('circle')].map(c => {
+                   const b = c.getBoundingClientRect();
+                   return b.width > 0 && b.left >= r.left && b.right <= r.right
+                          && b.top >= r.top && b.bottom <= r.bottom; }); })"""
+        )
+        assert [len(b) for b in boxes] == [12, 12] and all(all(b) for b in boxes)
+        # The deltas sort; both runs' reports are linked and open.
+        deltas = page.locator("#metric-deltas thead th")
+        deltas.nth(4).click()
+        values = [float(v) for v in _column(page, "#metric-deltas", 4)]
+        assert values == sorted(values)
+        links = page.locator("#runs a").evaluate_all("els => els.map(e => e.href)")
+        assert len(links) == 2
+        for link in links:
+            target = view.context.new_page()
+            response = target.goto(link)
+            assert response is not None and response.ok, link
+            assert target.locator("#metrics-sets").count() == 1
+            target.close()
+        assert view.problems == []
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.evaluate("window.scrollTo(0, 0)")  # sticky headers are drawn where scrolled
+        page.screenshot(path=str(ARTIFACTS / "demo-compare.png"), full_page=True)
+    finally:
+        view.close()
+
+
 def test_the_index_lists_both_runs_and_its_links_resolve(browser, demo, project):
     view = Page(browser, (project.root / "reports" / "index.html").as_uri())
     try:
         links = view.page.locator("a").evaluate_all("els => els.map(e => e.href)")
         assert len(links) == 2
+        heads = view.page.locator("th.metric").all_inner_texts()
+        assert sorted(heads) == ["residual_std", "slope_error"]
+        ranges = view.page.locator("td.range").all_inner_texts()
+        assert len(ranges) == 4 and ranges[0] == ranges[2]  # the cached run: the same values
+        assert view.page.evaluate(
+            "document.documentElement.scrollWidth <= document.documentElement.clientWidth"
+        )
         for link in links:
             target = view.context.new_page()
             response = target.goto(link)
