@@ -73,7 +73,7 @@ class Committer:
         # A hit on its own entry (most calls): one string comparison.
         if own != node.entry_dir and self.sharing is not None and shareable(node):
             self._note_use(node, entry.meta)
-        node.key_parts = None  # only a call that runs records them
+        node.key_parts = node.probe_source = None  # only a call that runs records them
         self.keys.forget(node)
         templates = node.cacher_templates
         assert templates is not None  # a cache hit is a stage with cachers

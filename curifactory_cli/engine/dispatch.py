@@ -66,7 +66,9 @@ class Dispatcher(NodeStates):
         self._state[node.index] = RUNNING
         # Inputs are final now (a damaged upstream may have been recomputed): key them, unless
         # the key was made from these very versions.
-        if self._keyed.pop(node.index, None) != [ref.version for ref in node.upstream()]:
+        versions = [ref.version for ref in node.upstream()]
+        if self._keyed.pop(node.index, None) != versions or node.probe_source is node.probe:
+            # (both None: a hit, recomputed now that its entry was found damaged)
             node.key_parts, node.key, node.probe_source = self.keys.data_key(node, known_version)
             node.probe = None
         if node.is_cached_stage:

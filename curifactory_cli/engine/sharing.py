@@ -108,13 +108,23 @@ def _values(items: Any) -> tuple[str, ...]:
     return tuple(recorded for _, recorded in items)
 
 
+def _groups(found: Any) -> dict[Shape, Any] | None:
+    """An index slot as groups: shape -> (a recorded reads list, values -> (params hash,
+    key)); a slot of one entry is kept as a flat tuple (see Sharing._put)."""
+    if type(found) is tuple:
+        shape, reads, values, params_hash, key = found
+        return {shape: (reads, {values: (params_hash, key)})}
+    return found  # type: ignore[no-any-return]
+
+
 class Sharing:
     """The reads index of one run's store, as a run looks it up and adds to it."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        # experiment -> (stage, probe) -> shape -> (a recorded reads list, values -> entry)
-        self._index: dict[str, dict[tuple[str, str], dict[Shape, Any]]] = {}
+        # experiment -> (stage, probe) -> shape -> (a recorded reads list, values -> entry),
+        # or the one entry of a probe as a tuple (see _groups)
+        self._index: dict[str, dict[tuple[str, str], Any]] = {}
         self._unwritten: dict[str, list[dict[str, Any]]] = {}
         self._since = 0.0  # when the oldest record held back was added
         # (id of a parameter set, shape) -> its values there: asked again as calls wait
@@ -135,12 +145,12 @@ class Sharing:
     ) -> tuple[tuple[str, ...] | None, ...] | None:
         """What `params` has at the paths calls of this probe read, per way of reading seen
         (None before any is seen): calls of the same group are likely to share an entry."""
-        groups = self._of(experiment).get((stage, probe))
+        groups = _groups(self._of(experiment).get((stage, probe)))
         if not groups:
             return None
         return tuple(self._values_of(params, shape, reads) for shape, (reads, _) in groups.items())
 
-    def _of(self, experiment: str) -> dict[tuple[str, str], dict[Shape, Any]]:
+    def _of(self, experiment: str) -> dict[tuple[str, str], Any]:
         found = self._index.get(experiment)
         if found is None:
             found = self._index[experiment] = {}
@@ -149,17 +159,24 @@ class Sharing:
         return found
 
     @staticmethod
-    def _put(index: dict[tuple[str, str], dict[Shape, Any]], record: dict[str, Any]) -> None:
+    def _put(index: dict[tuple[str, str], Any], record: dict[str, Any]) -> None:
         reads = record["reads"]
-        groups = index.setdefault((record["stage"], record["probe"]), {})
-        group = groups.setdefault(_shape(reads) if reads else (), (reads, {}))
-        group[1][_values(reads) if reads else ()] = (record["params_hash"], record["key"])
+        shape, values = (_shape(reads), _values(reads)) if reads else ((), ())
+        where = (record["stage"], record["probe"])
+        found = index.get(where)
+        if found is None:  # most probes have one entry: one flat tuple (a fifth of the memory)
+            index[where] = (shape, reads, values, record["params_hash"], record["key"])
+            return
+        if type(found) is tuple:
+            found = index[where] = {found[0]: (found[1], {found[2]: (found[3], found[4])})}
+        group = found.setdefault(shape, (reads, {}))
+        group[1][values] = (record["params_hash"], record["key"])
 
     def indexed(
         self, experiment: str, stage: str, probe: str
     ) -> Iterator[tuple[str, str, list[tuple[str, str]]]]:
         """(params hash, key, reads) of every indexed entry of this stage and probe."""
-        groups = self._of(experiment).get((stage, probe))
+        groups = _groups(self._of(experiment).get((stage, probe)))
         for reads, by_values in (groups or {}).values():
             paths = [path for path, _ in reads]
             for values, (params_hash, key) in by_values.items():
@@ -174,7 +191,7 @@ class Sharing:
     ) -> Iterator[tuple[str, str]]:
         """(params hash, key) of each indexed entry whose call read, at every path it read,
         the value `params` has there."""
-        groups = self._of(experiment).get((stage, probe))
+        groups = _groups(self._of(experiment).get((stage, probe)))
         for shape, (reads, by_values) in (groups or {}).items():
             values = self._values_of(params, shape, reads)
             if values is not None:
