@@ -15,8 +15,16 @@ STORE_FULL = (
     "data/runs/<reference>/, from `curi run` only"
 )
 MANAGER_PATHS = (
-    "manager.get_artifact_path(), get_run_output_path() and current_stage_name: replaced by "
-    "record.get_path(), whose files are kept in the stage's cache entry"
+    "Curifactory's artifact paths are files of the cache folder that curifactory_config.json "
+    "names (test/examples/data/cache/<prefix>_<hash>_<stage>_<name>): curi's "
+    "manager.get_artifact_path() gives the same file name in the run's own folder "
+    "(data/runs/<reference>/), or a file of the running stage's cache entry in a stage with "
+    "cachers; nothing is written into the cache outside an entry"
+)
+RUNS_PATH = (
+    "Curifactory's run folder is under the runs_path that curifactory_config.json names "
+    "(test/examples/data/runs/<experiment>_<n>_<timestamp>): curi's is the same folder name "
+    "under data/runs in the project (curifactory_config.json is not read)"
 )
 CONFIG = "curifactory_config.json is not read: curi's settings live in curi.toml or [tool.curi]"
 DAG = (
@@ -40,8 +48,9 @@ LAZY_PICKLE = (
     "OutputSignatureError"
 )
 NO_CACHERS_GET_PATH = (
-    "record.get_path() is for stages with cachers (a stage without cachers has no cache entry "
-    "to keep the file in), and Curifactory's cache file names"
+    "record.get_path() in a stage without cachers gives Curifactory's file name in the run's "
+    "own folder (data/runs/<reference>/), not in the cache folder: such a stage has no cache "
+    "entry, and nothing is written into the cache outside an entry"
 )
 NUMBERING = (
     "an unnamed reportable is numbered within its record, not across the run, so titles do "
