@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import enum
 import hashlib
 import importlib.util
 import inspect
@@ -386,6 +387,28 @@ PANDAS_FORMATS = {
     "excel": PandasFormat(".xlsx", "to_excel", "read_excel", ("openpyxl",), "openpyxl", "excel"),
     "xml": PandasFormat(".xml", "to_xml", "read_xml", ("lxml",), "lxml", "xml"),
 }
+
+
+class _PandasIOType(enum.Enum):
+    """Curifactory's enum of the pandas formats (some user code and its tests import it from
+    `caching`): the member's name is the `format=` of PandasCacher, its value the file's
+    extension. feather is curi's own addition."""
+
+    csv = "csv"
+    json = "json"
+    parquet = "parquet"
+    feather = "feather"
+    pickle = "pkl"
+    orc = "orc"
+    hdf5 = "h5"
+    excel = "xlsx"
+    xml = "xml"
+
+
+def pandas_format_name(format: Any) -> Any:
+    """A `format=` as a name: a `_PandasIOType` member gives its name, anything else is
+    returned as it is (PandasCacher says what it accepts)."""
+    return format.name if isinstance(format, _PandasIOType) else format
 
 
 def default_pandas_args(format: str) -> tuple[dict[str, Any], dict[str, Any]]:

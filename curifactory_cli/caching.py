@@ -28,6 +28,7 @@ from curifactory_cli.atomic import atomic_path
 from curifactory_cli.cacher_support import (
     JSON_WRITER,
     PANDAS_FORMATS,
+    _PandasIOType,
     as_path_list,
     constructor_options,
     default_pandas_args,
@@ -36,6 +37,7 @@ from curifactory_cli.cacher_support import (
     json_safe,
     notebook_cell,
     notebook_json,
+    pandas_format_name,
     with_extension,
     without_extension,
     write_text,
@@ -310,11 +312,12 @@ class PandasCacher(Cacheable):
     def __init__(
         self,
         path_override: str | None = None,
-        format: str = "pickle",
+        format: str | _PandasIOType = "pickle",
         to_args: dict[str, Any] | None = None,
         read_args: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
+        format = pandas_format_name(format)  # Curifactory's enum is accepted too
         if format not in PANDAS_FORMATS:
             raise GraphError(
                 f"{type(self).__name__}: unknown format {format!r}",

@@ -26,7 +26,7 @@ from curifactory_cli.caching import (
     PathRef,
     PickleCacher,
     RawJupyterNotebookCacher,
-    # _PandasIOType: Curifactory's private enum of pandas formats, not provided
+    _PandasIOType,
 )
 from curifactory_cli.reporting import JsonReporter
 from .differences import (  # import lines changed: skip reasons

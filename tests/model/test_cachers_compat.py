@@ -289,6 +289,45 @@ def test_pandas_cacher_round_trips_every_format(tmp_path, fmt):
     assert extra["to_args"] == cacher.to_args and extra["read_args"] == cacher.read_args
 
 
+def test_pandas_io_type_names_each_format_with_its_extension():
+    # Curifactory's enum, imported from caching as its tests and some user code do
+    from curifactory_cli.caching import _PandasIOType
+
+    assert sorted(member.name for member in _PandasIOType) == sorted(FORMATS)
+    for member in _PandasIOType:
+        assert FORMATS[member.name][0] == f".{member.value}"
+        by_member = PandasCacher(format=member)
+        assert by_member.format == member.name and by_member.extension == f".{member.value}"
+        assert by_member.to_args == PandasCacher(format=member.name).to_args
+
+
+def test_a_stage_cacher_given_a_pandas_io_type_caches_in_that_format(project):
+    project.write(
+        "experiments/typed.py",
+        """
+        import pandas as pd
+        import curifactory_cli as cf
+        from curifactory_cli.caching import PandasCacher, _PandasIOType
+
+        @cf.stage(None, ["df"], [PandasCacher(format=_PandasIOType.csv)])
+        def make(record):
+            return pd.DataFrame({"a": [1, 2], "b": ["x", "y"]})
+
+        def run(param_sets, manager):
+            for p in param_sets:
+                make(cf.Record(manager, p))
+        """,
+    )
+    project.write("params/p.yaml", "- name: one\n  a: 1\n")
+    first = project.run("typed", "params/p.yaml")
+    assert first.error is None and first.executed() == [("make", "one")]
+    (entry,) = project.entries()
+    assert [p.name for p in entry.rglob("*.csv")] == ["df.csv"]
+    again = project.run("typed", "params/p.yaml")
+    assert again.executed() == []
+    assert again.records[0].state["df"].to_dict("list") == {"a": [1, 2], "b": ["x", "y"]}
+
+
 def test_pandas_cacher_defaults_are_curifactorys():
     assert PandasCacher().format == "pickle" and PandasCacher().extension == ".pkl"
     assert PandasCacher(format="json").to_args == {"double_precision": 15}
@@ -886,6 +925,20 @@ def test_subdir_prefix_track_and_metadata_in_a_stage(project):
     assert second.executed() == [("total", "a")]  # an uncached stage always runs
     assert second.records[0].state["total"] == 6
     assert second.records[0].state["counted"] == {"text": "ttt", "count": 3}
+
+
+def test_dry_cache_writes_no_entry_and_no_metadata(project, cli):
+    project.write("experiments/options.py", OPTIONS)
+    project.write("params/p.yaml", ONE_SET)
+    result = cli("run", "options", "p", "--dry-cache", "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert "ok: 2 executed, 0 cached" in result.output  # the values still reach `total`
+    cache = project.root / "data" / "cache"
+    assert not project.entries()
+    assert not [p for p in cache.rglob("*") if p.is_file() and ".locks" not in p.parts]
+    assert not list(project.root.rglob("*metadata*"))
+    # nothing was cached, so the next run computes `make` again
+    assert ("make", "a") in run_ok(project, "options").executed()
 
 
 def test_path_override_in_a_stage_is_refused(project, cli):
