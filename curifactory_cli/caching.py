@@ -67,8 +67,8 @@ class Cacheable:
     Args (Curifactory >= 0.10 order; `Cacheable(extension, path_override)` works too):
         path_override: where a standalone cacher saves and loads. With a `record`, the fields
             `{hash}`, `{cache}`, `{stage}`, `{name}`, `{params.X}`, `{experiment}` and
-            `{artifact_filename}` are filled in. Refused for a cacher listed in a stage's
-            `cachers`: a stage's outputs live in its cache entry.
+            `{artifact_filename}` are filled in. In a stage's `cachers`, the output is
+            saved in its cache entry and a verified copy kept at that path (engine.exports).
         name: the object name; in a stage it is the output's name.
         subdir, prefix: in a stage, the file becomes `<output>/<subdir>/<prefix>_<output><ext>`
             inside the entry (the entry itself is where the runner puts it).

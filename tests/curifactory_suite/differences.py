@@ -37,7 +37,10 @@ ARTIFACTS = (
     "curi's record.state refers into its stage graph (manager.graph)"
 )
 PATH_OVERRIDE = (
-    "a path_override in a stage's cachers is refused: the cache decides where an entry's files live"
+    "a path_override in a stage's cachers: the cacher saves into the stage's cache entry (in "
+    "the stage, its get_path() is the entry's file) and curi keeps a verified copy at the "
+    "path once the entry is published; Curifactory's tests check the path the stage itself "
+    "sees, and a _metadata.json beside the file (curi keeps metadata in the entry)"
 )
 STAGE_ERROR = (
     "a stage that raises raises curi's StageError (the original exception chained), naming "
