@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import enum
 import hashlib
 import importlib.util
 import inspect
@@ -272,19 +273,9 @@ class HashingFile:
 def bind(cacher: Any, directory: str, output_name: str) -> None:
     """Point the cacher at output `output_name` of the entry being written (or read) in
     `directory`."""
+    # A path_override does not move the output out of its entry: the entry keeps it, and
+    # the driver keeps a copy at that path (engine.exports).
     owner = type(cacher).__name__
-    if cacher.path_override is not None:
-        # The engine checksums every file of an entry and publishes it in one rename;
-        # a file elsewhere would be neither, and writing it before the stage's entry is
-        # published would leave it behind when the stage fails.
-        raise GraphError(
-            f"output {output_name!r}: {owner}(path_override={cacher.path_override!r}) "
-            "cannot be used in a stage's cachers: stage outputs are written into the "
-            "stage's cache entry",
-            hint="drop path_override: the file is then kept in the entry (inside the "
-            "stage, record.stage_cachers[i].get_path() is its path); for a copy at a "
-            "chosen path after the run, use `curi cache dump ENTRY OUTPUT --out FILE`.",
-        )
     parts = [output_name]
     if cacher.subdir is not None or cacher.prefix is not None:
         # Keep the output's name first: the files of an output are those whose path in
@@ -386,6 +377,28 @@ PANDAS_FORMATS = {
     "excel": PandasFormat(".xlsx", "to_excel", "read_excel", ("openpyxl",), "openpyxl", "excel"),
     "xml": PandasFormat(".xml", "to_xml", "read_xml", ("lxml",), "lxml", "xml"),
 }
+
+
+class _PandasIOType(enum.Enum):
+    """Curifactory's enum of the pandas formats (some user code and its tests import it from
+    `caching`): the member's name is the `format=` of PandasCacher, its value the file's
+    extension. feather is curi's own addition."""
+
+    csv = "csv"
+    json = "json"
+    parquet = "parquet"
+    feather = "feather"
+    pickle = "pkl"
+    orc = "orc"
+    hdf5 = "h5"
+    excel = "xlsx"
+    xml = "xml"
+
+
+def pandas_format_name(format: Any) -> Any:
+    """A `format=` as a name: a `_PandasIOType` member gives its name, anything else is
+    returned as it is (PandasCacher says what it accepts)."""
+    return format.name if isinstance(format, _PandasIOType) else format
 
 
 def default_pandas_args(format: str) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -28,6 +28,7 @@ from curifactory_cli.atomic import atomic_path
 from curifactory_cli.cacher_support import (
     JSON_WRITER,
     PANDAS_FORMATS,
+    _PandasIOType,
     as_path_list,
     constructor_options,
     default_pandas_args,
@@ -36,6 +37,7 @@ from curifactory_cli.cacher_support import (
     json_safe,
     notebook_cell,
     notebook_json,
+    pandas_format_name,
     with_extension,
     without_extension,
     write_text,
@@ -65,8 +67,8 @@ class Cacheable:
     Args (Curifactory >= 0.10 order; `Cacheable(extension, path_override)` works too):
         path_override: where a standalone cacher saves and loads. With a `record`, the fields
             `{hash}`, `{cache}`, `{stage}`, `{name}`, `{params.X}`, `{experiment}` and
-            `{artifact_filename}` are filled in. Refused for a cacher listed in a stage's
-            `cachers`: a stage's outputs live in its cache entry.
+            `{artifact_filename}` are filled in. In a stage's `cachers`, the output is
+            saved in its cache entry and a verified copy kept at that path (engine.exports).
         name: the object name; in a stage it is the output's name.
         subdir, prefix: in a stage, the file becomes `<output>/<subdir>/<prefix>_<output><ext>`
             inside the entry (the entry itself is where the runner puts it).
@@ -310,11 +312,12 @@ class PandasCacher(Cacheable):
     def __init__(
         self,
         path_override: str | None = None,
-        format: str = "pickle",
+        format: str | _PandasIOType = "pickle",
         to_args: dict[str, Any] | None = None,
         read_args: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
+        format = pandas_format_name(format)  # Curifactory's enum is accepted too
         if format not in PANDAS_FORMATS:
             raise GraphError(
                 f"{type(self).__name__}: unknown format {format!r}",

@@ -29,6 +29,7 @@ from curifactory_cli.errors import (
 
 EXPERIMENTS_DIR = "experiments"
 DEFAULT_CACHE = "data/cache"  # the cache when no setting names another
+RUNS_FOLDER = "data/runs"  # each run's own folder, data/runs/<reference> (and --store-full's)
 PARAMS_DIR = "params"
 PARAM_SUFFIXES = (".yaml", ".yml", ".py")
 

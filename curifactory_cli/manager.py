@@ -112,16 +112,26 @@ class ArtifactManager(_record.TracingManager):
         )
         self.dry_cache = dry_cache
         self.notes = notes
+        # Curifactory's custom name: it names the files of the run's folder (get_path()).
+        self.prefix = curifactory_options.get("prefix")
         self._root = root
         self._settings = settings
         self._session: _Session | None = None
+        self._begin = self._start
 
     # Each stage call is traced into the graph like under `curi run`, then settled at once.
     def _add_node(self, node: Node) -> None:
         super()._add_node(node)
+        self._start()
+        assert self._session is not None
+        self._session.settle(node)
+
+    def _start(self) -> None:
+        """The session's run, recorded at its first stage call, or when its reference or
+        folder is asked for."""
         if self._session is None:
             self._session = _Session(self)
-        self._session.settle(node)
+            self._session.run.bind(self)
 
     @property
     def run_name(self) -> str | None:

@@ -14,6 +14,7 @@ from curifactory_cli.errors import CacheError, MetricError
 from curifactory_cli.graph import NOT_COMPUTED, Graph, Node, OutputRef
 from curifactory_cli.hashing import combine_hashes, hash_params
 from curifactory_cli.parameters.reads import read_whole
+from curifactory_cli.run_paths import RunPaths
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -146,6 +147,9 @@ class Record:
         self._hash: str | None = None
         self._combo_hash: str | None = None
         self._draft: Any = None  # the running stage's draft folder, set by run_job
+        # The run's own folder (data/runs/<reference>), set by run_job: where a stage without
+        # cachers writes the files it asks get_path() for.
+        self._run_dir: str | None = None
         self._paths_given = False  # get_path()/get_dir() used since run_job reset it
         self._running_stage: str | None = None  # its name (record.stages is the traced list)
         self._call_metrics: dict[str, Any] = {}  # the running call's metrics (a new dict each)
@@ -234,26 +238,37 @@ class Record:
         stage_name: str | None = None,
         track: bool = True,
     ) -> str:
-        """A path for an extra file written by the running stage; it is published with the
-        stage's cache entry (and checksummed), like the files its cachers write.
+        """A path for an extra file written by the running stage.
 
-        The stage writes into a draft folder that becomes the entry's folder when its outputs
-        are published; a path the stage returns (also inside a list, tuple or dict) is rewritten
-        to the published place, so it stays valid downstream and on cached runs.
+        In a stage with cachers it is published with the stage's cache entry (and
+        checksummed), like the files its cachers write: the stage writes into a draft folder
+        that becomes the entry's folder when its outputs are published, and a path the stage
+        returns (also inside a list, tuple or dict) is rewritten to the published place, so it
+        stays valid downstream and on cached runs. `subdir` nests the file in folders and
+        `prefix` is put before its name (`<prefix>_<obj_name>`), inside the entry;
+        `stage_name` may only name the running stage (another stage's files are in that
+        stage's entry). The name of an output whose cacher is a `PathRef` gives that cacher's
+        path, as in Curifactory.
 
-        The name of an output whose cacher is a `PathRef` gives that cacher's path, as in
-        Curifactory. Curifactory's arguments: `subdir` nests the file in folders and `prefix`
-        is put before its name (`<prefix>_<obj_name>`), inside the entry. `stage_name` may only
-        name the running stage: another stage's files are in that stage's entry. `track`
-        chooses what Curifactory's --store-full copies; here --store-full copies whole entries.
+        Elsewhere (a stage without cachers, which has no entry, or outside a stage) the path
+        is in the run's own folder, `data/runs/<reference>/[<subdir>/]`, under Curifactory's
+        file name `<prefix or experiment>_<parameter hash>_<stage>_<obj_name>`: each run
+        writes its own files there, nothing is served from it later. `track` chooses what
+        Curifactory's --store-full copies; here --store-full copies whole entries, and the
+        run's folder is the store's.
         """
         self._paths_given = True  # the runner then looks for staged paths in returned values
-        if self._draft is None:
-            msg = "record.get_path() can only be used inside a stage that has cachers"
-            raise CacheError(msg, hint="call it from the stage body, or add cachers to the stage.")
         from curifactory_cli.names import check_name
 
         running = self._current_stage() or "?"
+        folders = subdir.split("/") if subdir else []
+        if self._draft is None:
+            name = self.manager.get_artifact_filename(obj_name, self, prefix, stage_name)
+            for part in [*folders, name]:
+                check_name(part, "file", running)
+            base = os.path.join(self._run_dir or self.manager._run_folder(), *folders)
+            os.makedirs(base, exist_ok=True)
+            return os.path.join(base, name)
         if stage_name is not None and stage_name != running:
             raise CacheError(
                 f"record.get_path({obj_name!r}, stage_name={stage_name!r}) in stage "
@@ -266,12 +281,18 @@ class Record:
             if ref_path is not None:
                 return ref_path
         name = obj_name if prefix is None else f"{prefix}_{obj_name}"
-        folders = subdir.split("/") if subdir else []
         for part in [*folders, name]:
             check_name(part, "file", running)
         base = os.path.join(str(self._draft), "files", *folders)
         os.makedirs(base, exist_ok=True)
         return os.path.join(base, name)
+
+    def _own_hash(self) -> str:
+        """The record's hash (an aggregate's over its records) as a file name part: inside a
+        stage call, known without reading the set through its view."""
+        if self._combo_hash is not None:
+            return self._combo_hash
+        return self._hash if self._hash is not None else self.get_hash()
 
     def _path_ref_named(self, obj_name: str) -> str | None:
         """The path of the running stage's PathRef cacher whose file is `obj_name`: as in
@@ -362,7 +383,7 @@ class Record:
         return f"Record({self.name!r})"
 
 
-class TracingManager:
+class TracingManager(RunPaths):
     """What `run(param_sets, manager)` receives: owns the records and the traced stage graph.
 
     Stage calls made while `run()` executes are recorded as graph nodes; the runner then
@@ -398,6 +419,7 @@ class TracingManager:
         # Set by `curi run` while run() is traced: settles a stage call whose output run()
         # reads (and what it needs) at once, instead of after tracing.
         self._demand: Any = None
+        RunPaths.__init__(self)
 
     def _params_hash(self, params: Any) -> str:
         if params is None:
@@ -410,9 +432,6 @@ class TracingManager:
 
     def _add_node(self, node: Node) -> None:
         self.graph.nodes.append(node)
-
-    def get_reference_name(self) -> str:
-        return self.experiment_name
 
     @property
     def reportables(self) -> list[Any]:

@@ -15,6 +15,7 @@ import subprocess
 __all__ = [
     "check_git_dirty_workingdir",
     "get_command_output",
+    "get_conda_env",
     "get_current_commit",
     "get_os",
     "get_pip_freeze",
@@ -92,6 +93,15 @@ def check_git_dirty_workingdir() -> bool:
 
 def get_pip_freeze() -> str:
     return get_command_output(["pip", "freeze"])
+
+
+def get_conda_env() -> str:
+    """`conda env export --from-history` (or mamba's, micromamba's); "" outside conda."""
+    for tool in ("conda", "mamba", "micromamba"):
+        output = get_command_output([tool, "env", "export", "--from-history"], silent=True)
+        if output:
+            return output
+    return ""
 
 
 def get_os() -> str:

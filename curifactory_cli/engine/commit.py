@@ -16,6 +16,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from curifactory_cli.engine.execute import bound_cacher
+from curifactory_cli.engine.exports import claim, export_targets, exports_of, keep_exports
 from curifactory_cli.engine.jobs import Job, JobResult, RecordInfo
 from curifactory_cli.engine.keys import params_json
 from curifactory_cli.engine.sharing import probe_of_call, shareable
@@ -24,10 +25,11 @@ from curifactory_cli.graph import Node, OutputRef, entry_namespace
 from curifactory_cli.metrics import METRICS_FILE, load_metrics
 from curifactory_cli.record import _CachedOutput
 from curifactory_cli.reporting import INDEX, load_reportables
-from curifactory_cli.store import CorruptEntryError
+from curifactory_cli.store import CorruptEntryError, discard_draft
 from curifactory_cli.store.file_checks import bytes_match
 
 if TYPE_CHECKING:
+    from curifactory_cli.engine.exports import Export
     from curifactory_cli.engine.keys import KeyMaker
     from curifactory_cli.engine.sharing import Sharing
     from curifactory_cli.parameters.reads import Reads
@@ -57,6 +59,7 @@ class Committer:
         self.sharing = sharing  # where an executed call's entry is indexed for other sets
         self.info: dict[int, dict[str, Any]] = {}  # node -> its entry's outputs metadata
         self._records: dict[int, tuple[Any, tuple[RecordInfo, Any]]] = {}  # see _views
+        self._claims: dict[str, tuple[str, str]] = {}  # path_override copies (exports.claim)
 
     # ------------------------------------------------------------------ a cached call
     def use_entry(self, node: Node, entry: Entry) -> None:
@@ -77,6 +80,14 @@ class Committer:
         self.keys.forget(node)
         templates = node.cacher_templates
         assert templates is not None  # a cache hit is a stage with cachers
+        if not self.store.dry and any(
+            getattr(t, "path_override", None) is not None for t in templates
+        ):
+            # its copies at their path_override, checked against the entry (engine.exports)
+            targets = export_targets(node, self.keys.fingerprinter.root)
+            exports = exports_of(node, targets, outputs)
+            claim(self._claims, exports, node.label)
+            keep_exports(self.store, str(node.entry_dir), exports, self._warn)
         for i, ref in enumerate(node.outputs):
             info = outputs[ref.name]
             ref.version = info["version"]
@@ -118,6 +129,11 @@ class Committer:
         assert result.draft is not None and job.draft is not None
         for ref in node.outputs:
             ref.version = result.outputs_meta[ref.name]["version"]
+        try:
+            exports = self._exports(node, result)
+        except CurifactoryError:
+            discard_draft(result.draft)  # a path_override the call may not write: no entry
+            raise
         meta = self.metadata(node, result)
         self.keys.forget(node)
         node.key_parts = None  # recorded in the entry now
@@ -144,6 +160,8 @@ class Committer:
                     meta["key"],
                 )
         node.entry_dir = location
+        if exports:
+            keep_exports(self.store, location, exports, None)
         self.info[node.index] = result.outputs_meta
         self.reportables(node, {"extra_files": result.extra_files})
         templates = node.cacher_templates
@@ -166,6 +184,20 @@ class Committer:
             else:
                 ref.value = _CachedOutput(make, keep=True)
         result.values.clear()
+
+    def _exports(self, node: Node, result: JobResult) -> list[Export]:
+        """The copies at their path_override an executed call keeps (engine.exports),
+        recorded in its outputs' metadata; none in a dry run."""
+        templates = node.cacher_templates or ()
+        if self.store.dry or all(getattr(t, "path_override", None) is None for t in templates):
+            return []
+        targets = export_targets(node, self.keys.fingerprinter.root)
+        exports = exports_of(node, targets, result.outputs_meta)
+        claim(self._claims, exports, node.label)
+        for export in exports:
+            info = result.outputs_meta[export.output]
+            info.setdefault("exported", []).append(export.to_json())
+        return exports
 
     def reportables(self, node: Node, meta: dict[str, Any]) -> None:
         """The reportables its entry carries, back on the record (a cached stage shows the

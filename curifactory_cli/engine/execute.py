@@ -276,6 +276,7 @@ def _call(
     # The folder this job really writes to (a local one on a machine without the cache), so
     # that record.get_path() files are saved and uploaded with the outputs.
     record._draft = draft
+    record._run_dir = job.run_dir
     record._running_stage = job.stage_name
     record._paths_given = False
     metrics: dict[str, Any] = {}  # a new dict each call: a MetricReporter may hold the last
@@ -314,6 +315,7 @@ def _call(
         record._covered_reads = None
         record.stage_cachers = None
         record._draft = None
+        record._run_dir = None
         record._running_stage = None
     if metrics:
         result.metrics = dict(metrics)

@@ -44,6 +44,7 @@ class JobMaker:
         self.fresh = fresh  # stage calls executed in this run (their entries are verified)
         self.shares_files = shares_files  # the runner's workers see this machine's files
         self.whole_params = whole_params  # [tool.curi] params = "all": no stage gets a view
+        self.run_dir: str | None = None  # the run's own folder (set once the run is recorded)
 
     def _source(self, ref: OutputRef, here: bool) -> InputEntry | InputValue:
         value = ref.value
@@ -90,6 +91,7 @@ class JobMaker:
             lineage_key=self._lineage(node),
             draft=self.store.draft_path() if node.is_cached_stage else None,
             code_root=self.code_root,
+            run_dir=None if node.is_cached_stage else self.run_dir,
             entry_dir=str(node.entry_dir) if published else None,
             outputs=tuple(ref.name for ref in node.outputs),
             lazy=tuple(ref.lazy is not None for ref in node.outputs),

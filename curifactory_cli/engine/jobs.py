@@ -108,6 +108,9 @@ class Job:
     # The project's root: classes defined under it whose instances are pickled into an
     # output count in that output's version (their code travels inside the value).
     code_root: str | None = None
+    # The run's own folder (data/runs/<reference>): where a stage without cachers writes the
+    # files it asks record.get_path() for.
+    run_dir: str | None = None
 
     @property
     def label(self) -> str:

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from curifactory_cli.registry.database import RunRegistry
     from curifactory_cli.run.options import RunResult
 
-RUNS_DIR = Path("data") / "runs"
+RUNS_DIR = Path(discovery.RUNS_FOLDER)
 SOURCE_FILE = "experiment.py"
 PARAMS_FILE = "params.yaml"
 ARTIFACTS_DIR = "artifacts"
@@ -50,7 +50,8 @@ ARTIFACTS_DIR = "artifacts"
 def store_full_run(root: Path, result: RunResult, registry: RunRegistry) -> Path:
     target = root / RUNS_DIR / result.run_id
     try:
-        target.mkdir(parents=True, exist_ok=False)
+        # The run's own folder may hold what its stages wrote there (record.get_path()).
+        target.mkdir(parents=True, exist_ok=True)
         untracked = _copy_entries(result, target / ARTIFACTS_DIR)
         # The registry's record, what is kept, and the command that reproduces it from here.
         run = registry.get_run(result.run_id).to_json()

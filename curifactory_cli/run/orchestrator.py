@@ -12,11 +12,13 @@ call as it is made and records the run as it stands after each (`checkpoint`).
 from __future__ import annotations
 
 import datetime as dt
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from curifactory_cli.discovery import RUNS_FOLDER
 from curifactory_cli.engine.keys import KeyMaker
 from curifactory_cli.engine.scheduler import Scheduler
 from curifactory_cli.errors import CurifactoryError, GraphError, StageError
@@ -52,10 +54,19 @@ if TYPE_CHECKING:
 
     from curifactory_cli.engine.runners import JobRunner
     from curifactory_cli.events import EventSink
-    from curifactory_cli.record import Record
+    from curifactory_cli.record import Record, TracingManager
     from curifactory_cli.store.base import Store
 
 COUNTED = ("executed", "cached", "skipped", "failed")
+
+
+def run_folder(root: Path, reference: str, dry: bool) -> str:
+    """The run's own folder, `data/runs/<reference>`: files that stages without cachers ask
+    for (record.get_path()) and Curifactory's manager.get_run_output_path(); --store-full
+    writes there too. A --dry run writes nothing in the project: a temporary folder."""
+    if dry:
+        return str(Path(tempfile.gettempdir()) / "curi-dry-runs" / reference)
+    return str(root / RUNS_FOLDER / reference)
 
 
 @dataclass(frozen=True)
@@ -102,6 +113,7 @@ class Run:
         self.expected: dict[str, float] = {}  # stage -> seconds a call took in recent runs
         self.failed: list[BaseException] = []  # what stopped settling (interactive)
         self.fingerprinter: CodeFingerprinter | None = None  # the keys' (for the registry)
+        self.run_dir: str | None = None  # the run's own folder (see run_folder)
 
     # ------------------------------------------------------------------------ starting
     def open_store(self) -> Store:
@@ -156,7 +168,17 @@ class Run:
             whole_params=spec.settings.whole_params,
             history=entries_used(spec.root, spec.experiment),
         )
+        self.scheduler.jobs.run_dir = self.run_dir = run_folder(spec.root, run_id, spec.dry)
         return result
+
+    def bind(self, manager: TracingManager) -> None:
+        """Give the run's manager its reference and own folder (Curifactory's run folder)."""
+        reference = None if self.result is None else self.result.run_id
+        manager._run_reference = reference
+        manager._run_dir = self.run_dir
+        registry = self.registry
+        if registry is not None and reference is not None:
+            manager._run_record = lambda: registry.get_run(reference).to_json()
 
     def _record(self, param_sets: list[ParamSet]) -> str:
         spec = self.spec

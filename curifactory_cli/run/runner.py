@@ -114,6 +114,7 @@ def prepare(options: RunOptions, on_trace: Callable[[Prepared], None] | None = N
         cache_path=cache,
         param_hashes={id(p.params): p.hash for p in param_sets},
     )
+    manager.store_full = options.store_full
     prepared = Prepared(
         root, experiment, param_sets, manager, cache, None, module, settings, warnings
     )
@@ -173,7 +174,15 @@ def _refuse_to_settle(prepared: Prepared) -> None:
             hint="`curi run` settles it (and what it needs) then goes on tracing.",
         )
 
+    def no_run() -> None:
+        raise ConfigError(
+            "run() asks for the run's reference or folder while it is traced; `curi plan` "
+            "records no run and has none to give",
+            hint="`curi run` records the run then and gives them.",
+        )
+
     prepared.manager._demand = refuse
+    prepared.manager._begin = no_run
 
 
 def plan_experiment(
@@ -262,6 +271,12 @@ class _Driver:
         for message in prepared.warnings:  # about the parameters, found before any tracing
             self.events.emit(Warned(message))
         prepared.manager._demand = partial(self.demand, prepared)
+        # run() asking for the run's reference or folder records the run then.
+        prepared.manager._begin = partial(self.begin, prepared)
+
+    def begin(self, prepared: Prepared) -> None:
+        if self.run is None:
+            self.start(prepared)
 
     def demand(self, prepared: Prepared, node: Node) -> None:
         if self.run is None:
@@ -279,6 +294,7 @@ class _Driver:
             manager.records, manager.graph, prepared.param_sets, partial(self._runner, prepared)
         )
         result.manager = manager
+        run.bind(manager)
         self.run = run
 
     def _runner(self, prepared: Prepared) -> JobRunner:

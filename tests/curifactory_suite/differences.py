@@ -15,8 +15,16 @@ STORE_FULL = (
     "data/runs/<reference>/, from `curi run` only"
 )
 MANAGER_PATHS = (
-    "manager.get_artifact_path(), get_run_output_path() and current_stage_name: replaced by "
-    "record.get_path(), whose files are kept in the stage's cache entry"
+    "Curifactory's artifact paths are files of the cache folder that curifactory_config.json "
+    "names (test/examples/data/cache/<prefix>_<hash>_<stage>_<name>): curi's "
+    "manager.get_artifact_path() gives the same file name in the run's own folder "
+    "(data/runs/<reference>/), or a file of the running stage's cache entry in a stage with "
+    "cachers; nothing is written into the cache outside an entry"
+)
+RUNS_PATH = (
+    "Curifactory's run folder is under the runs_path that curifactory_config.json names "
+    "(test/examples/data/runs/<experiment>_<n>_<timestamp>): curi's is the same folder name "
+    "under data/runs in the project (curifactory_config.json is not read)"
 )
 CONFIG = "curifactory_config.json is not read: curi's settings live in curi.toml or [tool.curi]"
 DAG = (
@@ -29,7 +37,10 @@ ARTIFACTS = (
     "curi's record.state refers into its stage graph (manager.graph)"
 )
 PATH_OVERRIDE = (
-    "a path_override in a stage's cachers is refused: the cache decides where an entry's files live"
+    "a path_override in a stage's cachers: the cacher saves into the stage's cache entry (in "
+    "the stage, its get_path() is the entry's file) and curi keeps a verified copy at the "
+    "path once the entry is published; Curifactory's tests check the path the stage itself "
+    "sees, and a _metadata.json beside the file (curi keeps metadata in the entry)"
 )
 STAGE_ERROR = (
     "a stage that raises raises curi's StageError (the original exception chained), naming "
@@ -40,8 +51,9 @@ LAZY_PICKLE = (
     "OutputSignatureError"
 )
 NO_CACHERS_GET_PATH = (
-    "record.get_path() is for stages with cachers (a stage without cachers has no cache entry "
-    "to keep the file in), and Curifactory's cache file names"
+    "record.get_path() in a stage without cachers gives Curifactory's file name in the run's "
+    "own folder (data/runs/<reference>/), not in the cache folder: such a stage has no cache "
+    "entry, and nothing is written into the cache outside an entry"
 )
 NUMBERING = (
     "an unnamed reportable is numbered within its record, not across the run, so titles do "

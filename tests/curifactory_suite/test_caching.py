@@ -26,7 +26,7 @@ from curifactory_cli.caching import (
     PathRef,
     PickleCacher,
     RawJupyterNotebookCacher,
-    # _PandasIOType: Curifactory's private enum of pandas formats, not provided
+    _PandasIOType,
 )
 from curifactory_cli.reporting import JsonReporter
 from .differences import (  # import lines changed: skip reasons
@@ -1142,7 +1142,6 @@ def test_overwrites_stage_doesnot_break_storefull_of_other_stages(
     assert os.path.exists(overwritten_output_path)
 
 
-@pytest.mark.skip(reason=STORE_FULL)
 def test_non_tracked_cacher_does_not_copy_metadata_to_full_store(
     configured_test_manager,
 ):
@@ -1165,7 +1164,6 @@ def test_non_tracked_cacher_does_not_copy_metadata_to_full_store(
     assert not os.path.exists(metadata_path)
 
 
-@pytest.mark.skip(reason=STORE_FULL)
 def test_no_metadata_written_to_dry_cache_folder(
     configured_test_manager,
 ):

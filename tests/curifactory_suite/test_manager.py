@@ -15,6 +15,7 @@ from curifactory_cli.caching import JsonCacher, Lazy, PickleCacher
 from .differences import (  # import lines changed: skip reasons
     LAYOUT,
     MANAGER_PATHS,
+    RUNS_PATH,
     STORE_FULL,
 )
 
@@ -136,7 +137,7 @@ def test_get_path_no_args(configured_test_manager):
 # -----------------------------------------
 
 
-@pytest.mark.skip(reason=MANAGER_PATHS)
+@pytest.mark.skip(reason=RUNS_PATH)
 def test_get_run_output_path(configured_test_manager):
     ts = configured_test_manager.get_str_timestamp()
     path = configured_test_manager.get_run_output_path()
@@ -146,7 +147,7 @@ def test_get_run_output_path(configured_test_manager):
     )
 
 
-@pytest.mark.skip(reason=MANAGER_PATHS)
+@pytest.mark.skip(reason=RUNS_PATH)
 def test_get_run_output_path_w_obj_name(configured_test_manager):
     ts = configured_test_manager.get_str_timestamp()
     path = configured_test_manager.get_run_output_path("testing_file.txt")
@@ -162,7 +163,7 @@ def test_get_run_output_path_w_obj_name(configured_test_manager):
     )
 
 
-@pytest.mark.skip(reason=MANAGER_PATHS)
+@pytest.mark.skip(reason=RUNS_PATH)
 def test_get_run_output_path_w_subdirs_obj_name(configured_test_manager):
     ts = configured_test_manager.get_str_timestamp()
     path = configured_test_manager.get_run_output_path("subs/testing_file.txt")
@@ -180,7 +181,7 @@ def test_get_run_output_path_w_subdirs_obj_name(configured_test_manager):
 # -----------------------------------------
 
 
-@pytest.mark.skip(reason=STORE_FULL)
+@pytest.mark.skip(reason=RUNS_PATH)
 def test_write_run_env_output(configured_test_manager):
     """Storing a manager run should output the four expected environment info textfiles into the store-full folder."""
     configured_test_manager.store()
@@ -198,7 +199,7 @@ def test_write_run_env_output(configured_test_manager):
     )
 
 
-@pytest.mark.skip(reason=STORE_FULL)
+@pytest.mark.skip(reason=RUNS_PATH)
 def test_run_line_sanitization_normal(configured_test_manager):
     """Ensure that a normal store-full run-line will result in a correct reproduction line in the run info."""
     configured_test_manager.run_line = "experiment test -p params1 --store-full"
@@ -211,7 +212,7 @@ def test_run_line_sanitization_normal(configured_test_manager):
     )
 
 
-@pytest.mark.skip(reason=STORE_FULL)
+@pytest.mark.skip(reason=RUNS_PATH)
 def test_run_line_sanitization_order(configured_test_manager):
     """The placement of the --store-full flag in the initial run line should not impact the reproduction line."""
     configured_test_manager.run_line = (
@@ -226,7 +227,7 @@ def test_run_line_sanitization_order(configured_test_manager):
     )
 
 
-@pytest.mark.skip(reason=STORE_FULL)
+@pytest.mark.skip(reason=RUNS_PATH)
 def test_run_line_sanitization_overwrite(configured_test_manager):
     """The reproduction line should not include overwrite."""
     configured_test_manager.run_line = (

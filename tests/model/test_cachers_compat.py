@@ -4,6 +4,7 @@ metadata; standalone cachers; and paths a stage returns staying valid once publi
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import json
 import os
@@ -287,6 +288,45 @@ def test_pandas_cacher_round_trips_every_format(tmp_path, fmt):
     extra = json.loads((tmp_path / "df_metadata.json").read_text())["extra"]
     assert extra["format"] == fmt and extra["pandas_version"] == pd.__version__
     assert extra["to_args"] == cacher.to_args and extra["read_args"] == cacher.read_args
+
+
+def test_pandas_io_type_names_each_format_with_its_extension():
+    # Curifactory's enum, imported from caching as its tests and some user code do
+    from curifactory_cli.caching import _PandasIOType
+
+    assert sorted(member.name for member in _PandasIOType) == sorted(FORMATS)
+    for member in _PandasIOType:
+        assert FORMATS[member.name][0] == f".{member.value}"
+        by_member = PandasCacher(format=member)
+        assert by_member.format == member.name and by_member.extension == f".{member.value}"
+        assert by_member.to_args == PandasCacher(format=member.name).to_args
+
+
+def test_a_stage_cacher_given_a_pandas_io_type_caches_in_that_format(project):
+    project.write(
+        "experiments/typed.py",
+        """
+        import pandas as pd
+        import curifactory_cli as cf
+        from curifactory_cli.caching import PandasCacher, _PandasIOType
+
+        @cf.stage(None, ["df"], [PandasCacher(format=_PandasIOType.csv)])
+        def make(record):
+            return pd.DataFrame({"a": [1, 2], "b": ["x", "y"]})
+
+        def run(param_sets, manager):
+            for p in param_sets:
+                make(cf.Record(manager, p))
+        """,
+    )
+    project.write("params/p.yaml", "- name: one\n  a: 1\n")
+    first = project.run("typed", "params/p.yaml")
+    assert first.error is None and first.executed() == [("make", "one")]
+    (entry,) = project.entries()
+    assert [p.name for p in entry.rglob("*.csv")] == ["df.csv"]
+    again = project.run("typed", "params/p.yaml")
+    assert again.executed() == []
+    assert again.records[0].state["df"].to_dict("list") == {"a": [1, 2], "b": ["x", "y"]}
 
 
 def test_pandas_cacher_defaults_are_curifactorys():
@@ -888,34 +928,117 @@ def test_subdir_prefix_track_and_metadata_in_a_stage(project):
     assert second.records[0].state["counted"] == {"text": "ttt", "count": 3}
 
 
-def test_path_override_in_a_stage_is_refused(project, cli):
-    project.write(
-        "experiments/override.py",
-        """
-        import curifactory_cli as cf
-        from curifactory_cli.caching import JsonCacher
-
-        @cf.stage(inputs=None, outputs=["x"], cachers=[JsonCacher("out/{params.n}.json")])
-        def make(record):
-            return {"n": record.params.n}
-
-        def run(param_sets, manager):
-            for p in param_sets:
-                make(cf.Record(manager, p))
-        """,
-    )
+def test_dry_cache_writes_no_entry_and_no_metadata(project, cli):
+    project.write("experiments/options.py", OPTIONS)
     project.write("params/p.yaml", ONE_SET)
-    result = cli("run", "override", "params/p.yaml", "--no-progress")
-    assert result.exit_code == 2  # a declaration the tool refuses, like other graph errors
+    result = cli("run", "options", "p", "--dry-cache", "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert "ok: 2 executed, 0 cached" in result.output  # the values still reach `total`
+    cache = project.root / "data" / "cache"
+    assert not project.entries()
+    assert not [p for p in cache.rglob("*") if p.is_file() and ".locks" not in p.parts]
+    assert not list(project.root.rglob("*metadata*"))
+    # nothing was cached, so the next run computes `make` again
+    assert ("make", "a") in run_ok(project, "options").executed()
+
+
+OVERRIDE = """
+import json
+import curifactory_cli as cf
+from curifactory_cli.caching import JsonCacher
+
+@cf.stage(inputs=None, outputs=["x"], cachers=[JsonCacher("out/{params.name}_{stage}.json")])
+def make(record):
+    return {"n": record.params.n}
+
+@cf.stage(inputs=["x"], outputs=["seen"], cachers=None)
+def read_back(record, x):
+    with open(f"out/{record.params.name}_make.json") as infile:  # as another tool would
+        return [x["n"], json.load(infile)["n"]]
+
+def run(param_sets, manager):
+    for p in param_sets:
+        read_back(make(cf.Record(manager, p)))
+"""
+
+
+@pytest.mark.usefixtures("job_runner")
+def test_path_override_in_a_stage_keeps_a_verified_copy_of_the_entrys_file(project, cli):
+    project.write("experiments/override.py", OVERRIDE)
+    project.write("params/p.yaml", ONE_SET)
+    first = run_ok(project, "override")
+    target = project.root / "out" / "a_make.json"
+    assert first.records[0].state["seen"] == [3, 3]  # written before the stage after it ran
+    entry = entry_of(project, "make")
+    assert listing(entry) == ["meta.json", "x.json"]  # the entry keeps the output itself
+    assert target.read_bytes() == (entry / "x.json").read_bytes()
+    (recorded,) = meta_of(entry)["outputs"]["x"]["exported"]
+    assert recorded == {
+        "path": str(target),
+        "from": "x.json",
+        "size": target.stat().st_size,
+        "sha256": hashlib.sha256(target.read_bytes()).hexdigest(),
+    }
+    assert not [p for p in target.parent.iterdir() if p != target]  # no temporary left
+
+    # cached: the copy is left as it is when it matches the entry
+    mtime = target.stat().st_mtime_ns
+    assert ("make", "a") not in run_ok(project, "override").executed()
+    assert target.stat().st_mtime_ns == mtime
+
+    # changed by hand, or deleted: written again from the entry, and said so
+    target.write_text('{"n": 99}')
+    result = cli("run", "override", "p", "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert "out/a_make.json had changed: written again from its cache entry" in result.output
+    assert json.loads(target.read_text()) == {"n": 3}
+    target.unlink()
+    result = cli("run", "override", "p", "--no-progress")
+    assert "out/a_make.json was missing: written again from its cache entry" in result.output
+    assert target.read_bytes() == (entry / "x.json").read_bytes()
+
+
+def test_path_override_stays_in_the_folder_its_template_names(project, cli, tmp_path_factory):
+    project.write("experiments/override.py", OVERRIDE)
+    project.write("params/p.yaml", "- name: ../../escaped\n  n: 1\n")
+    result = cli("run", "override", "p", "--no-progress")
+    assert result.exit_code == 2, result.output
     text = " ".join(result.output.split())
     assert (
-        "output 'x': JsonCacher(path_override='out/{params.n}.json') cannot be used in a "
-        "stage's cachers: stage outputs are written into the stage's cache entry" in text
+        "stage 'make' (../../escaped), output 'x': path_override 'out/{params.name}_{stage}.json'"
+        in text
     )
-    assert "hint: drop path_override: the file is then kept in the entry" in text
-    assert "curi cache dump ENTRY OUTPUT --out FILE" in text
-    assert not (project.root / "out").exists()
+    assert f"outside {project.root / 'out'}" in text
+    assert not list(project.root.parent.rglob("escaped_make.json"))
     assert project.entries() == []
+    assert not any((project.cache / ".staging").iterdir())
+
+    # a folder the template itself names, outside the project, is the user's choice
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    project.write("experiments/outside.py", OVERRIDE.replace("out/{", f"{elsewhere}/{{"))
+    project.write("params/q.yaml", ONE_SET)
+    assert cli("run", "outside", "q", "--no-progress").exit_code == 0
+    assert json.loads((elsewhere / "a_make.json").read_text()) == {"n": 3}
+
+
+def test_two_calls_may_not_keep_different_files_at_one_path(project, cli):
+    same = OVERRIDE.replace("{params.name}_{stage}", "same").replace("read_back(make(", "(make(")
+    project.write("experiments/override.py", same)
+    project.write("params/p.yaml", "- name: a\n  n: 1\n- name: b\n  n: 2\n")
+    result = cli("run", "override", "p", "--no-progress")
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    assert "make [b] and make [a] both keep a different file at" in text
+    assert "out/same.json" in text
+
+
+def test_dry_runs_write_no_path_override_copy(project, cli):
+    project.write("experiments/override.py", OVERRIDE.replace("read_back(make(", "(make("))
+    project.write("params/p.yaml", ONE_SET)
+    for flag in ("--dry", "--dry-cache"):
+        result = cli("run", "override", "p", "--no-progress", flag)
+        assert result.exit_code == 0, result.output
+        assert not (project.root / "out").exists(), result.output
 
 
 def test_custom_subclass_with_curifactory_init_in_a_stage(project):
