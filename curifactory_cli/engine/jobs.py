@@ -108,6 +108,8 @@ class Job:
     # The project's root: classes defined under it whose instances are pickled into an
     # output count in that output's version (their code travels inside the value).
     code_root: str | None = None
+    # Dask worker resources the call needs (`@stage(resources=...)`), None for any worker.
+    resources: dict[str, float] | None = None
 
     @property
     def label(self) -> str:
