@@ -8,6 +8,7 @@ import importlib.util
 import os
 import pickle
 import threading
+import time
 from typing import Any
 
 from curifactory_cli.capture import progress_to
@@ -143,6 +144,9 @@ class Cluster:
     # Stages' `resources=` mean nothing here: a local cluster's workers have none (None:
     # resources ignored; a batch cluster gives what its workers have).
     offered_resources: dict[str, float] | None = None
+    # A cluster that starts its workers as batch jobs says here why it could not.
+    failure: ConfigError | None = None
+    starts_workers = False
 
     def close(self) -> None:
         self.client.close()
@@ -248,10 +252,22 @@ class DaskRunner:
         if self._refused:
             refused, self._refused = self._refused, []
             return refused
-        try:
-            done, _ = wait(list(self._futures), timeout=timeout, return_when="FIRST_COMPLETED")
-        except TimeoutError:
-            return []
+        # A cluster that submits jobs is looked at every second: a failed submission stops
+        # the run instead of leaving it waiting for workers that never come.
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if self._cluster.failure is not None:
+                raise self._cluster.failure
+            step = timeout
+            if self._cluster.starts_workers:
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                step = 1.0 if left is None else min(1.0, left)
+            try:
+                done, _ = wait(list(self._futures), timeout=step, return_when="FIRST_COMPLETED")
+                break
+            except TimeoutError:
+                if step == timeout or (deadline is not None and time.monotonic() >= deadline):
+                    return []
         results = []
         for future in done:
             job = self._futures.pop(future)

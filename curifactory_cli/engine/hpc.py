@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import logging
 import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -214,10 +216,21 @@ class _Watch:
             self._proc.wait(timeout=30)
 
 
-def _watched_job_cls(job_cls: Any, watch: _Watch) -> Any:
-    """The jobqueue job class, telling the watch each job it submits and cancels."""
+def _watched_job_cls(job_cls: Any, watch: _Watch, failed: Callable[[BaseException], None]) -> Any:
+    """The jobqueue job class, telling the watch each job it submits and cancels, and
+    `failed` a submission that failed (the run stops instead of waiting for workers)."""
 
     class Watched(job_cls):
+        async def start(self) -> None:
+            try:
+                await super().start()
+            except Exception as exc:
+                from distributed.core import Status
+
+                self.status = Status.failed  # else closing the cluster waits for it
+                failed(exc)
+                raise
+
         def _job_id_from_submit_output(self, out: str) -> str:
             # Right after the submission returns: the id is known to the watch before
             # anything else can happen to this process.
@@ -241,6 +254,7 @@ class BatchCluster:
     # Workers on other nodes see the project and the cache at the same paths (a shared
     # file system, see the README): they read inputs and write entries there themselves.
     shares_files = True
+    starts_workers = True  # DaskRunner watches `failure` while it waits
 
     def __init__(self, kind: str, config: dict[str, Any]) -> None:
         cluster_cls = _jobqueue(kind)
@@ -250,6 +264,8 @@ class BatchCluster:
         from curifactory_cli.engine.dask_runner import LOCAL_CLUSTER_CONFIG
 
         kwargs = _job_kwargs(config)
+        self.kind = kind
+        self.failure: ConfigError | None = None  # a submission that failed
         self.max_jobs = config.get("max_jobs", DEFAULTS["max_jobs"])
         # What each worker has (`resources`): stages asking for it run only there.
         self.offered_resources = {k: float(v) for k, v in config.get("resources", {}).items()}
@@ -260,10 +276,12 @@ class BatchCluster:
             # next run resumes) instead of rerunning it over a half-written draft.
             with dask.config.set(LOCAL_CLUSTER_CONFIG):
                 self.cluster = cluster_cls(
-                    job_cls=_watched_job_cls(cluster_cls.job_cls, self._watch),
+                    job_cls=_watched_job_cls(cluster_cls.job_cls, self._watch, self._failed),
                     config_name=kind,
                     scheduler_options={"dashboard_address": None},
-                    silence_logs="error",
+                    # A failed submission is reported as the run's error, once (Dask would log
+                    # it with a traceback at each attempt).
+                    silence_logs=logging.CRITICAL,
                     **kwargs,
                 )
                 # As many jobs as calls handed to the cluster (ready or running), up to
@@ -277,11 +295,24 @@ class BatchCluster:
             self._watch.close()
             raise
 
+    def _failed(self, exc: BaseException) -> None:
+        if self.failure is None:
+            command = self.cluster.job_cls.submit_command.split()[0]
+            # dask-jobqueue's message holds the command's whole output: its stderr says why.
+            said = str(exc).rpartition("stderr:")[2].strip() or str(exc).strip() or repr(exc)
+            self.failure = ConfigError(
+                f"cannot submit a {self.kind} job: {said}",
+                hint=f"check [tool.curi.{self.kind}] (see `curi plan --executor {self.kind}`) "
+                f"and that `{command}` works here.",
+            )
+
     def close(self) -> None:
         try:
             with contextlib.suppress(Exception):
-                self.client.close()
-            self.cluster.close()  # cancels every job it submitted
+                self.client.close(timeout=10)
+            # Cancels every job it submitted; the watch cancels what is left if it fails.
+            with contextlib.suppress(Exception):
+                self.cluster.close(timeout=30)
         finally:
             self._watch.close()
 

@@ -193,6 +193,23 @@ def test_a_job_killed_mid_stage_fails_that_stage_and_the_next_run_resumes(projec
     assert after[("fit", "doomed")] == 1
 
 
+@pytest.mark.slow
+def test_a_refused_submission_stops_the_run_with_the_batch_systems_message(
+    project, cli, batch, monkeypatch
+):
+    setup(project, "- name: a\n  n: 1\n")
+    project.write("pyproject.toml", SLURM)
+    monkeypatch.setenv("FAKE_BATCH_REFUSE", "invalid partition specified: nope")
+    started = time.monotonic()
+    result = cli("run", "work", "p", "--executor", "slurm", "--no-progress")
+    assert time.monotonic() - started < 30  # not waiting for workers that never come
+    assert result.exit_code == 2, result.output
+    assert "cannot submit a slurm job" in result.output
+    assert "sbatch: error: invalid partition specified: nope" in result.output
+    assert "Traceback" not in result.output
+    assert _alive(batch) == []
+
+
 def test_plan_prints_the_job_script_and_submits_nothing(project, cli, batch):
     setup(project, "- name: a\n  n: 1\n")
     project.write("pyproject.toml", SLURM)
