@@ -372,6 +372,12 @@ def _execution(
     scheduler = settings.scheduler
     name = executor_name(settings)
     batch = batch_settings(settings, name, cluster_opts)
+    if batch is not None and settings.source("workers") == "--workers":
+        raise ConfigError(
+            f"-j/--workers does not size --executor {name}",
+            hint="it starts up to max_jobs jobs of `processes` workers each: "
+            "--cluster-opt max_jobs=N.",
+        )
     executor = executor_named("local" if dry and batch is not None else name, batch)
     given = settings.workers
     workers = executor.default_workers() if given is None else parse_workers(given)

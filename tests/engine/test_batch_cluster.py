@@ -246,6 +246,9 @@ def test_cluster_settings_are_checked(project, cli, batch):
     project.write("pyproject.toml", SLURM)
     result = cli("plan", "work", "p", "--executor", "slurm", "--cluster-opt", "cores")
     assert result.exit_code == 2 and "--cluster-opt 'cores': not KEY=VALUE" in result.output
+    result = cli("run", "work", "p", "--executor", "slurm", "-j", "8")
+    assert result.exit_code == 2 and "-j/--workers does not size --executor slurm" in result.output
+    assert "--cluster-opt max_jobs=N" in result.output
     result = cli("run", "work", "p", "--cluster-opt", "cores=2")
     assert result.exit_code == 2 and "--cluster-opt goes with a batch executor" in result.output
     assert _calls(batch) == []
