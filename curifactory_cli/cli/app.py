@@ -411,25 +411,33 @@ def _dry_batch_plan(options: RunOptions) -> None:
     _show_batch_plan(batch_plan(options), err_console, None)
 
 
-def _show_batch_plan(plan: ClusterPlan | None, out: Any, document: dict[str, Any] | None) -> None:
-    """With a batch executor: the job script it would submit and how many jobs at most,
+def _show_batch_plan(
+    plans: list[ClusterPlan] | None, out: Any, document: dict[str, Any] | None
+) -> None:
+    """With a batch executor: the job script of each pool and how many jobs at most,
     printed to `out` or kept in the JSON `document`; nothing is submitted."""
-    if plan is None:
+    if plans is None:
         return
     if document is not None:
-        document["batch"] = {
-            "executor": plan.kind,
-            "max_jobs": plan.max_jobs,
-            "workers_per_job": plan.workers_per_job,
-            "job_script": plan.script,
-        }
+        document["batch"] = [
+            {
+                "executor": plan.kind,
+                "pool": plan.pool or None,
+                "max_jobs": plan.max_jobs,
+                "workers_per_job": plan.workers_per_job,
+                "job_script": plan.script,
+            }
+            for plan in plans
+        ]
         return
-    per = f"{plan.workers_per_job} worker{'s' if plan.workers_per_job > 1 else ''}"
-    write_text(
-        out,
-        f"\nJob script ({plan.kind}: at most {plan.max_jobs} jobs of {per}, started as stages "
-        f"are ready; nothing submitted):\n{plan.script.rstrip()}\n",
-    )
+    for plan in plans:
+        per = f"{plan.workers_per_job} worker{'s' if plan.workers_per_job > 1 else ''}"
+        pool = f", pool {plan.pool}" if plan.pool else ""
+        write_text(
+            out,
+            f"\nJob script ({plan.kind}{pool}: at most {plan.max_jobs} jobs of {per}, started "
+            f"as stages are ready; nothing submitted):\n{plan.script.rstrip()}\n",
+        )
 
 
 @_app.command("ls")

@@ -143,10 +143,19 @@ class Cluster:
 
     # Stages' `resources=` mean nothing here: a local cluster's workers have none (None:
     # resources ignored; a batch cluster gives what its workers have).
-    offered_resources: dict[str, float] | None = None
+    offered_resources: list[dict[str, float]] | None = None  # per pool of workers
     # A cluster that starts its workers as batch jobs says here why it could not.
     failure: ConfigError | None = None
     starts_workers = False
+
+    def took(self, resources: dict[str, float] | None) -> None:
+        """A call asking for `resources` was handed to the cluster (pools scale on it)."""
+
+    def gave_back(self, resources: dict[str, float] | None) -> None:
+        """That call is over."""
+
+    def tick(self) -> None:
+        """Once a second while the run waits (a batch cluster sizes its pools)."""
 
     def close(self) -> None:
         self.client.close()
@@ -227,7 +236,10 @@ class DaskRunner:
         needs = job.resources if self._offered is not None else None
         if needs:
             assert self._offered is not None
-            short = {k: v for k, v in needs.items() if self._offered.get(k, 0) < v}
+            shorts = [
+                {k: v for k, v in needs.items() if has.get(k, 0) < v} for has in self._offered
+            ]
+            short = min(shorts, key=len) if shorts and all(shorts) else {}
             if short:  # it would wait forever for a worker that never comes
                 self._refused.append(_refused(job, short))
                 return
@@ -244,6 +256,7 @@ class DaskRunner:
             resources=needs or None,
         )
         self._futures[future] = job
+        self._cluster.took(needs)
 
     def wait(self, timeout: float | None) -> list[JobResult]:
         from distributed import wait
@@ -256,6 +269,8 @@ class DaskRunner:
         # the run instead of leaving it waiting for workers that never come.
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
+            if self._cluster.starts_workers:
+                self._cluster.tick()
             if self._cluster.failure is not None:
                 raise self._cluster.failure
             step = timeout
@@ -271,6 +286,7 @@ class DaskRunner:
         results = []
         for future in done:
             job = self._futures.pop(future)
+            self._cluster.gave_back(job.resources if self._offered is not None else None)
             try:
                 results.append(pickle.loads(future.result()))
             except KilledWorker:

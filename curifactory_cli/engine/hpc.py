@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -48,6 +49,7 @@ OPTIONS: dict[str, tuple[tuple[type, ...], str]] = {
     "local_directory": ((str,), "node-local scratch for the workers"),
     "death_timeout": ((int,), "seconds a worker waits for a lost scheduler (default 60)"),
     "resources": ((dict,), "Dask resources each worker has, e.g. {GPU = 1}"),
+    "pools": ((dict,), "more pools of jobs, each a table of these settings: pools.gpu"),
 }
 DEFAULTS: dict[str, Any] = {"cores": 1, "memory": "4GB", "max_jobs": 4}
 
@@ -71,6 +73,14 @@ def check_options(kind: str, where: str, table: dict[str, Any]) -> dict[str, Any
             raise ConfigError(f"{where}: {kind}.{key} = {value!r} must be at least 1")
         if key in ("job_directives", "prologue") and not all(isinstance(v, str) for v in value):
             raise ConfigError(f"{where}: {kind}.{key} must be a list of strings")
+        if key == "pools":
+            for name, pool in value.items():
+                if not isinstance(pool, dict) or "pools" in pool:
+                    raise ConfigError(
+                        f"{where}: {kind}.pools.{name} must be a table of settings (no pools)",
+                        hint=f"[tool.curi.{kind}.pools.{name}] with resources, job_directives...",
+                    )
+                check_options(f"{kind}.pools.{name}", where, pool)
         if key == "resources" and not all(
             isinstance(v, (int, float)) and not isinstance(v, bool) for v in value.values()
         ):
@@ -115,6 +125,7 @@ class ClusterPlan:
     script: str
     max_jobs: int
     workers_per_job: int
+    pool: str = ""  # "" for the main pool, else the name of one of `pools`
 
 
 def _jobqueue(kind: str) -> Any:
@@ -166,18 +177,49 @@ def _job_kwargs(config: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
-def plan_cluster(kind: str, config: dict[str, Any]) -> ClusterPlan:
-    """The job script the executor would submit, made without a scheduler or a submission."""
+def pool_settings(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each extra pool's settings: its own over the main table's."""
+    base = {k: v for k, v in config.items() if k not in ("pools", "max_jobs")}
+    return {name: {**base, **table} for name, table in config.get("pools", {}).items()}
+
+
+def plan_cluster(kind: str, config: dict[str, Any]) -> list[ClusterPlan]:
+    """The job scripts the executor would submit (the main pool's, then each extra pool's),
+    made without a scheduler or a submission."""
     cluster_cls = _jobqueue(kind)
-    kwargs = _job_kwargs(config)
-    try:
-        job = cluster_cls.job_cls(
-            "tcp://<this-host>:<port>", name="curi-worker", config_name=kind, **kwargs
-        )
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"[tool.curi.{kind}]: {exc}") from None
-    max_jobs = config.get("max_jobs", DEFAULTS["max_jobs"])
-    return ClusterPlan(kind, job.job_script(), max_jobs, kwargs["processes"])
+    plans = []
+    for pool, table in [("", config), *pool_settings(config).items()]:
+        kwargs = _job_kwargs(table)
+        name = f"{pool}-worker" if pool else "curi-worker"
+        try:
+            job = cluster_cls.job_cls(
+                "tcp://<this-host>:<port>", name=name, config_name=kind, **kwargs
+            )
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"[tool.curi.{kind}]: {exc}") from None
+        max_jobs = table.get("max_jobs", DEFAULTS["max_jobs"])
+        plans.append(ClusterPlan(kind, job.job_script(), max_jobs, kwargs["processes"], pool))
+    return plans
+
+
+class _Pool:
+    """Jobs of one extra pool (a GPU pool): started as calls that only its workers can take
+    are handed to the cluster, retired when none is left."""
+
+    IDLE_S = 3.0  # as the main pool's adaptive scaling: 3 checks a second apart
+
+    def __init__(self, name: str, config: dict[str, Any]) -> None:
+        self.name = name
+        self.kwargs = _job_kwargs(config)
+        self.max_jobs: int = config.get("max_jobs", DEFAULTS["max_jobs"])
+        self.offered = {k: float(v) for k, v in config.get("resources", {}).items()}
+        self.calls = 0  # its calls handed to the cluster and not over
+        self.jobs: list[Any] = []
+        self.started = 0
+        self.idle_since: float | None = None
+
+    def covers(self, resources: dict[str, float]) -> bool:
+        return all(self.offered.get(k, 0) >= v for k, v in resources.items())
 
 
 class _Watch:
@@ -268,15 +310,21 @@ class BatchCluster:
         self.failure: ConfigError | None = None  # a submission that failed
         self.max_jobs = config.get("max_jobs", DEFAULTS["max_jobs"])
         # What each worker has (`resources`): stages asking for it run only there.
-        self.offered_resources = {k: float(v) for k, v in config.get("resources", {}).items()}
-        self.workers = self.max_jobs * kwargs["processes"]
+        self.offered_resources: Any = {k: float(v) for k, v in config.get("resources", {}).items()}
+        self.pools = [_Pool(name, table) for name, table in pool_settings(config).items()]
+        main_offers = self.offered_resources
+        self.offered_resources = [main_offers, *(pool.offered for pool in self.pools)]
+        self.workers = self.max_jobs * kwargs["processes"] + sum(
+            pool.max_jobs * pool.kwargs["processes"] for pool in self.pools
+        )
         self._watch = _Watch(cluster_cls.job_cls.cancel_command)
+        self._job_cls = _watched_job_cls(cluster_cls.job_cls, self._watch, self._failed)
         try:
             # A job lost to walltime or preemption fails its stage (its draft discarded, the
             # next run resumes) instead of rerunning it over a half-written draft.
             with dask.config.set(LOCAL_CLUSTER_CONFIG):
                 self.cluster = cluster_cls(
-                    job_cls=_watched_job_cls(cluster_cls.job_cls, self._watch, self._failed),
+                    job_cls=self._job_cls,
                     config_name=kind,
                     scheduler_options={"dashboard_address": None},
                     # A failed submission is reported as the run's error, once (Dask would log
@@ -306,8 +354,77 @@ class BatchCluster:
                 f"and that `{command}` works here.",
             )
 
+    def _pool_of(self, resources: dict[str, float] | None) -> _Pool | None:
+        """The extra pool a call goes to: None when the main pool's workers can take it."""
+        if not resources or all(
+            self.offered_resources[0].get(k, 0) >= v for k, v in resources.items()
+        ):
+            return None
+        return next((pool for pool in self.pools if pool.covers(resources)), None)
+
+    def took(self, resources: dict[str, float] | None) -> None:
+        pool = self._pool_of(resources)
+        if pool is not None:
+            pool.calls += 1
+            self.tick()  # its first job is submitted now, not a second later
+
+    def gave_back(self, resources: dict[str, float] | None) -> None:
+        pool = self._pool_of(resources)
+        if pool is not None:
+            pool.calls -= 1
+
+    def tick(self) -> None:
+        """Size each extra pool: a job per `processes` of its calls, up to its max_jobs."""
+        from distributed.core import Status
+
+        now = time.monotonic()
+        for pool in self.pools:
+            pool.jobs = [j for j in pool.jobs if j.status not in (Status.closed, Status.failed)]
+            wanted = min(pool.max_jobs, -(-pool.calls // pool.kwargs["processes"]))
+            while len(pool.jobs) < wanted and self.failure is None:
+                self._start(pool)
+            if pool.calls or not pool.jobs:
+                pool.idle_since = None
+            elif pool.idle_since is None:
+                pool.idle_since = now
+            elif now - pool.idle_since >= pool.IDLE_S:
+                self._retire(pool)
+
+    def _start(self, pool: _Pool) -> None:
+        job = self._job_cls(
+            scheduler=self.cluster.scheduler_address,
+            name=f"{pool.name}-{pool.started}",
+            config_name=self.kind,
+            **pool.kwargs,
+        )
+        pool.started += 1
+        pool.jobs.append(job)
+        with contextlib.suppress(Exception):  # a failed submission is self.failure
+            self.cluster.sync(job.start)
+
+    def _retire(self, pool: _Pool) -> None:
+        """Its workers may run calls that any worker takes: they move elsewhere first."""
+        names = {job.name for job in pool.jobs}
+        workers = self.client.scheduler_info(n_workers=-1).get("workers", {})
+        mine = [
+            a
+            for a, w in workers.items()
+            if str(w.get("name", "")).rsplit("-", 1)[0] in names or w.get("name") in names
+        ]
+        with contextlib.suppress(Exception):
+            self.client.retire_workers(mine, close_workers=True)
+        for job in pool.jobs:
+            with contextlib.suppress(Exception):
+                self.cluster.sync(job.close)
+        pool.jobs = []
+        pool.idle_since = None
+
     def close(self) -> None:
         try:
+            for pool in self.pools:
+                for job in pool.jobs:
+                    with contextlib.suppress(Exception):
+                        self.cluster.sync(job.close, callback_timeout=30)
             with contextlib.suppress(Exception):
                 self.client.close(timeout=10)
             # Cancels every job it submitted; the watch cancels what is left if it fails.

@@ -384,9 +384,9 @@ def _execution(
     return _Execution(executor, workers, scheduler)
 
 
-def batch_plan(options: RunOptions) -> ClusterPlan | None:
-    """The job script a batch executor would submit and how many jobs at most (None when
-    the run's executor is not a batch system); submits nothing."""
+def batch_plan(options: RunOptions) -> list[ClusterPlan] | None:
+    """The job scripts a batch executor would submit (one per pool) and how many jobs at
+    most (None when the run's executor is not a batch system); submits nothing."""
     from curifactory_cli.engine.hpc import plan_cluster
 
     settings = settings_for(options, _root(options))

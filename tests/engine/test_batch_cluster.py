@@ -220,7 +220,7 @@ def test_plan_prints_the_job_script_and_submits_nothing(project, cli, batch):
     assert "#SBATCH --qos=short" in result.output
     assert "-m distributed.cli.dask_worker" in result.output
     as_json = json.loads(cli("plan", "work", "p", "--executor", "slurm", "--json").output)
-    assert as_json["batch"]["max_jobs"] == 2 and "#SBATCH" in as_json["batch"]["job_script"]
+    assert as_json["batch"][0]["max_jobs"] == 2 and "#SBATCH" in as_json["batch"][0]["job_script"]
     assert _calls(batch) == []
 
 
@@ -243,6 +243,9 @@ def test_cluster_settings_are_checked(project, cli, batch):
     project.write("pyproject.toml", "[tool.curi.slurm]\nmax_jobs = 'many'\n")
     result = cli("plan", "work", "p", "--executor", "slurm")
     assert result.exit_code == 2 and "slurm.max_jobs = 'many' must be a int" in result.output
+    project.write("pyproject.toml", "[tool.curi.slurm.pools.gpu]\nresorces = {GPU = 1}\n")
+    result = cli("plan", "work", "p", "--executor", "slurm")
+    assert result.exit_code == 2 and "unknown slurm.pools.gpu setting 'resorces'" in result.output
     project.write("pyproject.toml", SLURM)
     result = cli("plan", "work", "p", "--executor", "slurm", "--cluster-opt", "cores")
     assert result.exit_code == 2 and "--cluster-opt 'cores': not KEY=VALUE" in result.output
@@ -272,6 +275,8 @@ def train(record, data):
     try:
         from distributed import get_worker
         has = get_worker().state.total_resources
+        with open("train.worker", "a") as out:
+            out.write(str(get_worker().name) + "\\n")
     except (ImportError, ValueError):
         has = None  # not on a Dask worker
     with open("train.log", "a") as out:
@@ -324,6 +329,85 @@ def test_a_gpu_stage_runs_on_workers_that_have_the_resource(project, batch):
     ]
     assert "#SBATCH --gres=gpu:1" in next(batch.glob("job-*.sh")).read_text()
     assert "--resources GPU=1" in next(batch.glob("job-*.sh")).read_text()
+    assert _nothing_left(batch)
+
+
+GPU_POOL = """
+[tool.curi.slurm]
+max_jobs = 1
+job_directives = ["--qos=short"]
+
+[tool.curi.slurm.pools.gpu]
+max_jobs = 1
+resources = {GPU = 1}
+job_directives = ["--qos=short", "--gres=gpu:1"]
+"""
+
+
+def test_plan_prints_each_pools_job_script(project, cli, batch):
+    _gpu_project(project, ', resources={"GPU": 1}')
+    project.write("pyproject.toml", GPU_POOL)
+    result = cli("plan", "gpu", "p", "--executor", "slurm")
+    assert result.exit_code == 0, result.output
+    main, gpu = result.output.split("Job script (slurm")[1:]
+    assert "--gres" not in main and "--resources" not in main
+    assert gpu.startswith(", pool gpu: at most 1 jobs of 1 worker")
+    assert "#SBATCH --gres=gpu:1" in gpu and "--resources GPU=1" in gpu
+    assert _calls(batch) == []
+
+
+@pytest.mark.slow
+def test_a_gpu_stage_goes_to_the_gpu_pool_only(project, batch):
+    _gpu_project(project, ', resources={"GPU": 1}')
+    project.write("pyproject.toml", GPU_POOL)
+    result = project.run("gpu", "params/p.yaml", executor="slurm")
+    assert result.ok, result.error
+    assert [json.loads(line) for line in (project.root / "train.log").read_text().splitlines()] == [
+        {"GPU": 1.0}
+    ]
+    assert (project.root / "train.worker").read_text().split() == ["gpu-0"]  # the pool's job
+    scripts = [p.read_text() for p in sorted(batch.glob("job-*.sh"))]
+    gpu_jobs = [s for s in scripts if "#SBATCH --gres=gpu:1" in s]
+    assert len(gpu_jobs) == 1 and "--resources GPU=1" in gpu_jobs[0]
+    assert all("--resources" not in s for s in scripts if s not in gpu_jobs)
+    assert _nothing_left(batch)
+
+
+IDLE_POOL = """
+import os
+import time
+import curifactory_cli as cf
+
+
+@cf.stage(outputs=["model"], resources={"GPU": 1})
+def train(record):
+    return 1
+
+
+@cf.stage(inputs=["model"], outputs=["score"])
+def evaluate(record, model):
+    time.sleep(8)  # long enough for the idle GPU job to be given back
+    with open(os.path.join(os.environ["FAKE_BATCH_DIR"], "calls"), "a") as out:
+        out.write("evaluate-done\\n")
+    return model
+
+
+def run(param_sets, manager):
+    for p in param_sets:
+        evaluate(train(cf.Record(manager, p)))
+"""
+
+
+@pytest.mark.slow
+def test_an_idle_gpu_pool_job_is_given_back_while_the_run_goes_on(project, batch):
+    project.write("experiments/idle.py", IDLE_POOL)
+    project.write("params/p.yaml", "- name: a\n  n: 1\n")
+    project.write("pyproject.toml", GPU_POOL)
+    result = project.run("idle", "params/p.yaml", executor="slurm")
+    assert result.ok, result.error
+    gpu = next(p.stem[4:] for p in batch.glob("job-*.sh") if "--gres" in p.read_text())
+    calls = [" ".join(c) for c in _calls(batch)]
+    assert calls.index(f"scancel {gpu}") < calls.index("evaluate-done"), calls
     assert _nothing_left(batch)
 
 
