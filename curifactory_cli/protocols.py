@@ -22,6 +22,8 @@ class StageLike(Protocol):
     def depends_on(self) -> Sequence[str]: ...
     @property
     def params(self) -> str | None: ...  # "all": keyed on the whole parameter set
+    @property
+    def resources(self) -> dict[str, float] | None: ...  # Dask worker resources; not keyed
 
 
 class RecordLike(Protocol):

@@ -44,6 +44,9 @@ class StageSpec:
     depends_on: list[str] = field(default_factory=list)  # files it reads (globs), key part
     # "all": keyed on the whole parameter set, never shared between sets (engine.sharing)
     params: str | None = None
+    # Dask worker resources a call needs ({"GPU": 1}) on a batch cluster; not a key part:
+    # where a call runs does not change what it computes.
+    resources: dict[str, float] | None = None
     _checked: bool = False
 
     @functools.cached_property
@@ -301,6 +304,7 @@ def stage(
     suppress_missing_inputs: bool = False,
     depends_on: list[str] | None = None,
     params: str | None = None,
+    resources: dict[str, float] | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Record]]:
     """Declare a stage: `fn(record, <one argument per input>)` returns one value per output.
 
@@ -331,6 +335,7 @@ def stage(
             suppress_missing_inputs,
             depends_on=[str(p) for p in _listed(depends_on, "depends_on", fn)],
             params=params,
+            resources=_resources(resources, fn),
         )
         _DECLARED.add(spec)
 
@@ -344,11 +349,28 @@ def stage(
     return decorator
 
 
+def _resources(given: Any, fn: Callable[..., Any]) -> dict[str, float] | None:
+    """`resources=` checked: names to amounts (Dask worker resources are numbers)."""
+    if not given:
+        return None
+    if not isinstance(given, dict) or not all(
+        isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool)
+        for k, v in given.items()
+    ):
+        raise GraphError(
+            f"stage {fn.__name__!r}: resources={given!r} must map names to numbers",
+            hint='e.g. resources={"GPU": 1}; workers declare theirs in [tool.curi.slurm] '
+            "resources.",
+        )
+    return {k: float(v) for k, v in given.items()}
+
+
 def aggregate(
     inputs: list[str] | None = None,
     outputs: list[str | Lazy] | None = None,
     cachers: list[type[Cacheable] | Cacheable] | None = None,
     depends_on: list[str] | None = None,
+    resources: dict[str, float] | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Record]]:
     """Declare a stage over many records: `fn(record, records, <input>: dict[Record, value])`.
 
@@ -364,6 +386,7 @@ def aggregate(
             None if cachers is None else _listed(cachers, "cachers", fn),
             is_aggregate=True,
             depends_on=[str(p) for p in _listed(depends_on, "depends_on", fn)],
+            resources=_resources(resources, fn),
         )
         _DECLARED.add(spec)
 

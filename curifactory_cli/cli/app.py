@@ -12,7 +12,8 @@ import gc
 import os
 import sys
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated
+from functools import partial
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -30,12 +31,13 @@ from curifactory_cli.cli.common import (
     execute_run,
     fail,
 )
-from curifactory_cli.cli.console import write_json
+from curifactory_cli.cli.console import write_json, write_text
 from curifactory_cli.errors import ConfigError, CurifactoryError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from curifactory_cli.engine.hpc import ClusterPlan
     from curifactory_cli.run.runner import RunOptions
 
 # The commands defined here (run, plan, ls, config). The others live in their own modules,
@@ -161,6 +163,7 @@ class _Given:
     workers: str | None = None
     executor: str | None = None
     scheduler: str | None = None
+    cluster_opt: list[str] | None = None
     no_progress: bool = False
     quiet: bool = False
     as_json: bool = False
@@ -198,6 +201,7 @@ def _options(ctx: typer.Context) -> RunOptions:
         workers=given.workers,
         executor=given.executor,
         scheduler=given.scheduler,
+        cluster_opts=tuple(given.cluster_opt or ()),
         command=_command_line(ctx),
     )
 
@@ -230,6 +234,30 @@ def _command_line(ctx: typer.Context) -> tuple[str, ...]:
             for v in values:
                 words.extend([param.opts[0], str(v)])
     return tuple(words)
+
+
+ExecutorOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--executor",
+        metavar="local|dask|slurm|pbs|lsf|sge|MODULE:CLASS",
+        help="Where stages run: 'local' (this process, or worker processes with -j), "
+        "'dask' (a local Dask cluster, or the one at --scheduler; needs "
+        "curifactory-cli[dask]), 'slurm', 'pbs', 'lsf' or 'sge' (Dask workers as batch jobs, "
+        "set in [tool.curi.slurm] and so on; needs curifactory-cli[hpc]), or a JobRunner "
+        "class of your own as module:Class.",
+    ),
+]
+ClusterOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--cluster-opt",
+        metavar="KEY=VALUE",
+        help="A batch executor's setting over [tool.curi.slurm] (or pbs, lsf, sge): "
+        "walltime=02:00:00, max_jobs=8, queue=gpu... Repeatable.",
+        show_default=False,
+    ),
+]
 
 
 @_app.command()
@@ -298,16 +326,7 @@ def run(
             "per usable core. Default 1 (in this process), or [tool.curi] workers.",
         ),
     ] = None,
-    executor: Annotated[
-        str | None,
-        typer.Option(
-            "--executor",
-            metavar="local|dask|MODULE:CLASS",
-            help="Where stages run: 'local' (this process, or worker processes with -j), "
-            "'dask' (a local Dask cluster, or the one at --scheduler; needs "
-            "curifactory-cli[dask]), or a JobRunner class of your own as module:Class.",
-        ),
-    ] = None,
+    executor: ExecutorOpt = None,
     scheduler: Annotated[
         str | None,
         typer.Option(
@@ -317,6 +336,7 @@ def run(
             "DASK_SCHEDULER_ADDRESS. Implies --executor dask.",
         ),
     ] = None,
+    cluster_opt: ClusterOpt = None,
     no_progress: NoProgressOpt = False,
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
@@ -326,7 +346,9 @@ def run(
     if plan:
         _show_plan(options, as_json)
         return
-    execute_run(options, as_json=as_json, quiet=quiet, no_progress=no_progress)
+    # --dry with a batch executor: the job script it would submit, then the stages here.
+    check = partial(_dry_batch_plan, options) if dry else None
+    execute_run(options, as_json=as_json, quiet=quiet, no_progress=no_progress, check=check)
 
 
 @_app.command("plan")
@@ -345,6 +367,8 @@ def plan_command(
     lazy: LazyOpt = False,
     ignore_lazy: IgnoreLazyOpt = False,
     strict: StrictOpt = False,
+    executor: ExecutorOpt = None,
+    cluster_opt: ClusterOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Show what `curi run` would do for each stage of each parameter set, and why.
@@ -353,7 +377,8 @@ def plan_command(
     not computed yet, code changed, parameters changed, input data changed, forced, entry
     unusable, ...), may run (only if an upstream re-run changes its outputs, or
     it reads values another set's call of the same computation did not), or is skipped
-    because nothing that runs needs it.
+    because nothing that runs needs it. With a batch executor (`--executor slurm`), also
+    the job script it would submit and how many jobs at most (nothing is submitted).
     """
     _show_plan(_options(ctx), as_json)
 
@@ -361,18 +386,58 @@ def plan_command(
 def _show_plan(options: RunOptions, as_json: bool) -> None:
     from curifactory_cli.cli import console as ui
     from curifactory_cli.engine.planner import headline
-    from curifactory_cli.run.runner import plan_experiment
+    from curifactory_cli.run.runner import batch_plan, plan_experiment
 
     try:
+        batch = batch_plan(options)  # wrong cluster settings stop it before anything shows
         result = plan_experiment(options)
     except CurifactoryError as exc:
         raise fail(exc) from None
     if as_json:
-        write_json(console, result.to_json())
+        document = result.to_json()
+        _show_batch_plan(batch, None, document)
+        write_json(console, document)
         return
     for message in result.warnings:  # --set keys that match nothing, as `run` warns of them
         ui.print_warning(err_console, message)
     ui.print_plan(console, headline(result.plans), result.plans)
+    _show_batch_plan(batch, console, None)
+
+
+def _dry_batch_plan(options: RunOptions) -> None:
+    """`run --dry` with a batch executor: the job script it would submit (on stderr)."""
+    from curifactory_cli.run.runner import batch_plan
+
+    _show_batch_plan(batch_plan(options), err_console, None)
+
+
+def _show_batch_plan(
+    plans: list[ClusterPlan] | None, out: Any, document: dict[str, Any] | None
+) -> None:
+    """With a batch executor: the job script of each pool and how many jobs at most,
+    printed to `out` or kept in the JSON `document`; nothing is submitted."""
+    if plans is None:
+        return
+    if document is not None:
+        document["batch"] = [
+            {
+                "executor": plan.kind,
+                "pool": plan.pool or None,
+                "max_jobs": plan.max_jobs,
+                "workers_per_job": plan.workers_per_job,
+                "job_script": plan.script,
+            }
+            for plan in plans
+        ]
+        return
+    for plan in plans:
+        per = f"{plan.workers_per_job} worker{'s' if plan.workers_per_job > 1 else ''}"
+        pool = f", pool {plan.pool}" if plan.pool else ""
+        write_text(
+            out,
+            f"\nJob script ({plan.kind}{pool}: at most {plan.max_jobs} jobs of {per}, started "
+            f"as stages are ready; nothing submitted):\n{plan.script.rstrip()}\n",
+        )
 
 
 @_app.command("ls")

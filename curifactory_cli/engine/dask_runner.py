@@ -8,10 +8,11 @@ import importlib.util
 import os
 import pickle
 import threading
+import time
 from typing import Any
 
 from curifactory_cli.capture import progress_to
-from curifactory_cli.engine.jobs import Job, JobResult
+from curifactory_cli.engine.jobs import Failure, Job, JobResult
 from curifactory_cli.engine.runners import (
     WORKER_PRELOAD,
     died,
@@ -135,6 +136,27 @@ class Cluster:
             workers = max(1, len(self.client.scheduler_info().get("workers", {})))
         self.workers = workers
 
+    @property
+    def shares_files(self) -> bool:
+        """A cluster curi started runs here; workers of another one may be on other machines."""
+        return self.local is not None
+
+    # Stages' `resources=` mean nothing here: a local cluster's workers have none (None:
+    # resources ignored; a batch cluster gives what its workers have).
+    offered_resources: list[dict[str, float]] | None = None  # per pool of workers
+    # A cluster that starts its workers as batch jobs says here why it could not.
+    failure: ConfigError | None = None
+    starts_workers = False
+
+    def took(self, resources: dict[str, float] | None) -> None:
+        """A call asking for `resources` was handed to the cluster (pools scale on it)."""
+
+    def gave_back(self, resources: dict[str, float] | None) -> None:
+        """That call is over."""
+
+    def tick(self) -> None:
+        """Once a second while the run waits (a batch cluster sizes its pools)."""
+
     def close(self) -> None:
         self.client.close()
         if self.local is not None:
@@ -175,6 +197,21 @@ class ClusterStart:
             self._cluster.close()
 
 
+def _refused(job: Job, short: dict[str, float]) -> JobResult:
+    """The result of a call that asks for resources no worker of the cluster has."""
+    wanted = ", ".join(f"{k}={v:g}" for k, v in short.items())
+    result = JobResult(job.index)
+    result.failure = Failure(
+        "error",
+        f"stage {job.stage_name!r} ({job.record.name}) needs {wanted}, which no worker of "
+        "the cluster has",
+        hint="give the workers them (resources = {GPU = 1} in [tool.curi.slurm], with the job "
+        "directives that request them), or leave resources= out of the stage.",
+        error_type="curifactory_cli.errors:ConfigError",
+    )
+    return result
+
+
 class DaskRunner:
     """Jobs as tasks on a cluster; the driver keeps the graph and publishes."""
 
@@ -185,8 +222,9 @@ class DaskRunner:
         self._cluster = cluster
         self._client = cluster.client
         self.capacity = cluster.workers
-        # A cluster curi started runs here; workers of another one may be on other machines.
-        self.shares_files = cluster.local is not None
+        self.shares_files = cluster.shares_files
+        self._offered = cluster.offered_resources
+        self._refused: list[JobResult] = []  # calls no worker can take, failed at once
         self._futures: dict[Any, Job] = {}
         # Progress comes back as events of a topic of this run only (a shared scheduler may
         # serve other runs), appended by the client's thread and taken by progress().
@@ -195,6 +233,16 @@ class DaskRunner:
         self._client.subscribe_topic(self._topic, self._updates.append)
 
     def submit(self, job: Job, record: Any, fn: Any = None) -> None:
+        needs = job.resources if self._offered is not None else None
+        if needs:
+            assert self._offered is not None
+            shorts = [
+                {k: v for k, v in needs.items() if has.get(k, 0) < v} for has in self._offered
+            ]
+            short = min(shorts, key=len) if shorts and all(shorts) else {}
+            if short:  # it would wait forever for a worker that never comes
+                self._refused.append(_refused(job, short))
+                return
         payload = pickle_job(job)
         future = self._client.submit(
             _dask_entry,
@@ -204,20 +252,41 @@ class DaskRunner:
             payload,
             pure=False,
             key=f"curi-{job.label}-{os.urandom(4).hex()}",
+            # Only workers that have them take the call (a GPU pool's, say).
+            resources=needs or None,
         )
         self._futures[future] = job
+        self._cluster.took(needs)
 
     def wait(self, timeout: float | None) -> list[JobResult]:
         from distributed import wait
         from distributed.scheduler import KilledWorker
 
-        try:
-            done, _ = wait(list(self._futures), timeout=timeout, return_when="FIRST_COMPLETED")
-        except TimeoutError:
-            return []
+        if self._refused:
+            refused, self._refused = self._refused, []
+            return refused
+        # A cluster that submits jobs is looked at every second: a failed submission stops
+        # the run instead of leaving it waiting for workers that never come.
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if self._cluster.starts_workers:
+                self._cluster.tick()
+            if self._cluster.failure is not None:
+                raise self._cluster.failure
+            step = timeout
+            if self._cluster.starts_workers:
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                step = 1.0 if left is None else min(1.0, left)
+            try:
+                done, _ = wait(list(self._futures), timeout=step, return_when="FIRST_COMPLETED")
+                break
+            except TimeoutError:
+                if step == timeout or (deadline is not None and time.monotonic() >= deadline):
+                    return []
         results = []
         for future in done:
             job = self._futures.pop(future)
+            self._cluster.gave_back(job.resources if self._offered is not None else None)
             try:
                 results.append(pickle.loads(future.result()))
             except KilledWorker:

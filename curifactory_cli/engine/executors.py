@@ -1,5 +1,6 @@
 """Executors: where a run's stage calls execute, chosen by name from one table (`local`,
-`dask`) or by a dotted path to a `JobRunner` class (`--executor mypkg.runners:RayRunner`).
+`dask`, and the batch systems `slurm`, `pbs`, `lsf`, `sge`) or by a dotted path to a
+`JobRunner` class (`--executor mypkg.runners:RayRunner`).
 
 An executor is made in two steps, so that a slow start (a Dask cluster's worker processes)
 overlaps importing and tracing the experiment:
@@ -142,17 +143,25 @@ class ClassExecutor:
 
 
 EXECUTORS: dict[str, Callable[[], Executor]] = {"local": LocalExecutor, "dask": DaskExecutor}
+# Dask workers as batch jobs (engine.hpc), each configured by its own settings table.
+BATCH_EXECUTORS = ("slurm", "pbs", "lsf", "sge")
+NAMES = (*EXECUTORS, *BATCH_EXECUTORS)
 
 
-def executor_named(name: str) -> Executor:
-    """The executor `name` stands for: one of EXECUTORS, or a runner class's dotted path."""
+def executor_named(name: str, cluster: dict[str, Any] | None = None) -> Executor:
+    """The executor `name` stands for: one of EXECUTORS, a batch system of BATCH_EXECUTORS
+    (`cluster`: its settings), or a runner class's dotted path."""
+    if name in BATCH_EXECUTORS:
+        from curifactory_cli.engine.hpc import BatchExecutor
+
+        return BatchExecutor(name, cluster or {})
     made = EXECUTORS.get(name)
     if made is not None:
         return made()
     if not DOTTED_NAME.match(name):
         raise ConfigError(
             f"--executor {name!r}: unknown executor",
-            hint=f"use one of {', '.join(EXECUTORS)}, or a JobRunner class as module:Class.",
+            hint=f"use one of {', '.join(NAMES)}, or a JobRunner class as module:Class.",
         )
     module_name, _, attr = name.replace(":", ".").rpartition(".")
     try:

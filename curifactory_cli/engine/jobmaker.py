@@ -105,6 +105,7 @@ class JobMaker:
             ship_values=here or self.store.dry,
             whole_params=self.whole_params or node.stage.params == "all",
             upload=self._upload(node, here) if published else None,
+            resources=node.stage.resources,
         )
 
     def _given(self, src: Any, here: bool) -> InputEntry | InputValue:

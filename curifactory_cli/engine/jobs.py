@@ -111,6 +111,8 @@ class Job:
     # The run's own folder (data/runs/<reference>): where a stage without cachers writes the
     # files it asks record.get_path() for.
     run_dir: str | None = None
+    # Dask worker resources the call needs (`@stage(resources=...)`), None for any worker.
+    resources: dict[str, float] | None = None
 
     @property
     def label(self) -> str:

@@ -43,8 +43,10 @@ class RunOptions:
     # Stage calls run at once: 1 runs them in this process, "auto" one per usable core.
     # None: [tool.curi] in pyproject.toml decides, else 1 (Dask: one per usable core).
     workers: int | str | None = None
-    executor: str | None = None  # "local" (this process or worker processes) or "dask"
+    executor: str | None = None  # "local", "dask", a batch system ("slurm"...) or module:Class
     scheduler: str | None = None  # address of an existing Dask scheduler
+    # KEY=VALUE over the batch executor's settings table ([tool.curi.slurm] for slurm)
+    cluster_opts: tuple[str, ...] = ()
     remote: str | None = None  # a shared cache behind the local one (an fsspec URL)
     strict: bool = False  # a --set key no parameter set has is an error (else a warning)
     lock_timeout: float | None = None  # seconds to wait for another run's entry lock

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from types import ModuleType
 
     from curifactory_cli.engine.executors import Executor, Starting
+    from curifactory_cli.engine.hpc import ClusterPlan
     from curifactory_cli.engine.planner import Planner
     from curifactory_cli.engine.runners import JobRunner
     from curifactory_cli.events import EventSink
@@ -258,7 +259,9 @@ class _Driver:
         self.options = options
         self.events = events
         self.began = began
-        self.execution = _execution(settings_for(options, _root(options)))
+        self.execution = _execution(
+            settings_for(options, _root(options)), options.cluster_opts, options.dry
+        )
         # Started now: a cluster's workers come up while the experiment is traced.
         self.starting: Starting | None = self.execution.executor.start(
             self.execution.workers, self.execution.scheduler
@@ -377,18 +380,63 @@ class _Execution:
     scheduler: str | None
 
 
-def _execution(settings: Settings) -> _Execution:
+def _execution(
+    settings: Settings, cluster_opts: tuple[str, ...] = (), dry: bool = False
+) -> _Execution:
     """Where stages run: the command line, else CURI_* or the project settings, else in this
-    process (`--scheduler` implies Dask)."""
+    process (`--scheduler` implies Dask). A dry run submits no batch job: it runs here."""
     scheduler = settings.scheduler
-    implied = "dask" if settings.source("scheduler").startswith("--") else None
-    name = settings.executor
-    if implied and not settings.source("executor").startswith("--"):
-        name = implied
-    executor = executor_named(name or "local")
+    name = executor_name(settings)
+    batch = batch_settings(settings, name, cluster_opts)
+    if batch is not None and settings.source("workers") == "--workers":
+        raise ConfigError(
+            f"-j/--workers does not size --executor {name}",
+            hint="it starts up to max_jobs jobs of `processes` workers each: "
+            "--cluster-opt max_jobs=N.",
+        )
+    executor = executor_named("local" if dry and batch is not None else name, batch)
     given = settings.workers
     workers = executor.default_workers() if given is None else parse_workers(given)
     return _Execution(executor, workers, scheduler)
+
+
+def batch_plan(options: RunOptions) -> list[ClusterPlan] | None:
+    """The job scripts a batch executor would submit (one per pool) and how many jobs at
+    most (None when the run's executor is not a batch system); submits nothing."""
+    from curifactory_cli.engine.hpc import plan_cluster
+
+    settings = settings_for(options, _root(options))
+    name = executor_name(settings)
+    batch = batch_settings(settings, name, options.cluster_opts)
+    return None if batch is None else plan_cluster(name, batch)
+
+
+def executor_name(settings: Settings) -> str:
+    """The executor in force (`--scheduler` implies Dask)."""
+    name = settings.executor
+    if settings.source("scheduler").startswith("--") and not settings.source("executor").startswith(
+        "--"
+    ):
+        name = "dask"
+    return name or "local"
+
+
+def batch_settings(
+    settings: Settings, name: str, cluster_opts: tuple[str, ...]
+) -> dict[str, Any] | None:
+    """A batch executor's settings table with `--cluster-opt` on top (None for others)."""
+    from curifactory_cli.engine.executors import BATCH_EXECUTORS
+
+    if name not in BATCH_EXECUTORS:
+        if cluster_opts:
+            raise ConfigError(
+                f"--cluster-opt goes with a batch executor, not --executor {name}",
+                hint=f"use --executor {' or '.join(BATCH_EXECUTORS)}.",
+            )
+        return None
+    from curifactory_cli.engine.hpc import parse_cluster_opts
+
+    return {**(settings.get(name) or {}), **parse_cluster_opts(name, cluster_opts)}
 
 
 def _make_runner(prepared: Prepared, starting: Starting) -> JobRunner:

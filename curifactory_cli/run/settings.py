@@ -6,9 +6,13 @@ From `curi.toml` in the project folder (top-level keys), else `[tool.curi]` in i
     cache = "data/cache"               # or an fsspec URL: "s3://bucket/prefix"
     remote = "s3://lab-bucket/curi"    # a shared second tier behind the local cache
     workers = 4                        # or "auto": one per usable core
-    executor = "local"                 # or "dask"
+    executor = "local"                 # or "dask", "slurm", "pbs", "lsf", "sge"
     scheduler = "tcp://10.0.0.5:8786"  # an existing Dask scheduler (with executor = "dask")
     params = "all"                     # key stages on whole parameter sets (no sharing)
+
+    [slurm]                            # ([tool.curi.slurm]) for executor = "slurm"; also
+    queue = "gpu"                      # [pbs], [lsf], [sge]: see engine.hpc.OPTIONS
+    walltime = "02:00:00"
 
     [storage_options]                  # ([tool.curi.storage_options] in pyproject.toml)
     endpoint_url = "https://minio.lab.example:9000"   # passed to the fsspec filesystem
@@ -40,11 +44,21 @@ KEYS: dict[str, tuple[tuple[type, ...], Any, str]] = {
     "cache": ((str,), DEFAULT_CACHE, "the cache: a folder (relative to the project) or a URL"),
     "remote": ((str,), None, "a shared cache behind the local one (an fsspec URL)"),
     "workers": ((int, str), 1, "stage calls at once (a number or 'auto')"),
-    "executor": ((str,), "local", "where stage calls run: local, dask, or module:RunnerClass"),
+    "executor": (
+        (str,),
+        "local",
+        "where stage calls run: local, dask, slurm (pbs, lsf, sge), or module:Class",
+    ),
     "scheduler": ((str,), None, "an existing Dask scheduler's address"),
     "storage_options": ((dict,), None, "options for the fsspec filesystem of cache and remote"),
     "params": ((str,), None, "'all': key every stage on its whole parameter set"),
+    "slurm": ((dict,), None, "the Slurm jobs of --executor slurm (queue, walltime, cores...)"),
+    "pbs": ((dict,), None, "the PBS jobs of --executor pbs"),
+    "lsf": ((dict,), None, "the LSF jobs of --executor lsf"),
+    "sge": ((dict,), None, "the SGE jobs of --executor sge"),
 }
+# Tables: set in the file only (no CURI_<NAME> variable).
+_TABLES = ("storage_options", "slurm", "pbs", "lsf", "sge")
 
 
 @dataclass(frozen=True)
@@ -111,6 +125,10 @@ def _check(where: str, key: str, value: Any) -> Any:
         raise ConfigError(f"{where}: {key} = {value!r} has the wrong type")
     if key == "executor":
         _check_executor(where, str(value))
+    if key in ("slurm", "pbs", "lsf", "sge") and isinstance(value, dict):
+        from curifactory_cli.engine.hpc import check_options
+
+        check_options(key, where, value)
     if key == "params" and value != "all":
         raise ConfigError(
             f"{where}: params = {value!r}",
@@ -123,12 +141,12 @@ def _check(where: str, key: str, value: Any) -> Any:
 def _check_executor(where: str, value: str) -> None:
     # The engine's table of executors is the one list of names (imported only when a
     # setting names one: reading settings stays cheap for `curi cache ls`).
-    from curifactory_cli.engine.executors import DOTTED_NAME, EXECUTORS
+    from curifactory_cli.engine.executors import DOTTED_NAME, NAMES
 
-    if value not in EXECUTORS and not DOTTED_NAME.match(value):
+    if value not in NAMES and not DOTTED_NAME.match(value):
         raise ConfigError(
             f"{where}: executor = {value!r}",
-            hint=f"use one of {', '.join(EXECUTORS)}, or a JobRunner class as module:Class.",
+            hint=f"use one of {', '.join(NAMES)}, or a JobRunner class as module:Class.",
         )
 
 
@@ -150,7 +168,7 @@ def load_settings(root: Path, given: dict[str, Any] | None = None) -> Settings:
         sources[key] = where
     for key in KEYS:
         env = os.environ.get(ENV_PREFIX + key.upper())
-        if env is not None and key != "storage_options" and env.strip():
+        if env is not None and key not in _TABLES and env.strip():
             values[key] = _check(ENV_PREFIX + key.upper(), key, env.strip())
             sources[key] = ENV_PREFIX + key.upper()
         elif env is not None and key == "remote":

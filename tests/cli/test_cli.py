@@ -222,7 +222,8 @@ def test_importing_the_cli_loads_no_heavy_or_user_modules(tmp_path):
         "import sys\n"
         "import curifactory_cli\n"
         "import curifactory_cli.cli.app\n"
-        "heavy = ('pandas', 'numpy', 'experiments', 'experiments.touchy')\n"
+        "heavy = ('pandas', 'numpy', 'dask', 'dask_jobqueue', 'experiments',\n"
+        "         'experiments.touchy')\n"
         "bad = [m for m in heavy if m in sys.modules]\n"
         "print('LOADED=' + ','.join(bad))\n"
     )

@@ -98,4 +98,6 @@ def test_an_unknown_executor_name_in_the_settings_says_what_is_accepted(project,
     project.write("curi.toml", 'executor = "spark"\n')
     result = cli("run", "ex", "params/p.yaml")
     assert result.exit_code == 2
-    assert "local, dask, or a JobRunner class as module:Class" in " ".join(result.output.split())
+    assert "local, dask, slurm, pbs, lsf, sge, or a JobRunner class as module:Class" in " ".join(
+        result.output.split()
+    )
