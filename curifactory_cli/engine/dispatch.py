@@ -102,7 +102,8 @@ class Dispatcher(NodeStates):
             probe = probe_of_call(node)
             if probe is not None:
                 return self._probe_locks.lock(probe)
-        return self.store.entry_lock(node.key)  # type: ignore[arg-type]
+        assert node.key is not None  # keyed before it is dispatched
+        return self.store.entry_lock(node.key)
 
     def _retry_locks(self, block: bool) -> None:
         """Try the locks other runs hold; with `block`, wait a little for the first (the

@@ -39,6 +39,7 @@ import os
 import re
 import stat
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 READS_DIR = ".reads"
@@ -86,53 +87,50 @@ def record_line(record: dict[str, Any]) -> str:
     )
 
 
-def parse_lines(data: bytes) -> list[dict[str, Any]]:
-    """The well-formed records of a file's bytes (anything else is skipped)."""
-    out = []
+def _json_lines(data: bytes, uses: bool) -> Iterator[Any]:
+    """The decoded lines of a file's bytes, within the bounds: the use lines (`uses`) or
+    the others (a line that is not JSON is skipped)."""
     for line in data[:MAX_FILE_BYTES].split(b"\n"):
-        if not line or len(line) > MAX_LINE_BYTES or line.startswith(USE_PREFIX):
+        if not line or len(line) > MAX_LINE_BYTES or line.startswith(USE_PREFIX) != uses:
             continue
         try:
-            record = json.loads(line)
+            yield json.loads(line)
         except ValueError:
             continue
-        if (
-            isinstance(record, dict)
-            and all(type(record.get(k)) is t for k, t in _FIELDS.items())
-            and all(
-                type(item) is list and [type(x) for x in item] == [str, str]
-                for item in record["reads"]
-            )
-            and _HEX.match(record["params_hash"])
-            and _HEX.match(record["key"])
-        ):
-            out.append(record)
-    return out
+
+
+def parse_lines(data: bytes) -> list[dict[str, Any]]:
+    """The well-formed records of a file's bytes (anything else is skipped)."""
+    return [
+        record
+        for record in _json_lines(data, uses=False)
+        if isinstance(record, dict)
+        and all(type(record.get(k)) is t for k, t in _FIELDS.items())
+        and all(_pair(item) for item in record["reads"])
+        and _HEX.match(record["params_hash"])
+        and _HEX.match(record["key"])
+    ]
+
+
+def _pair(item: Any) -> bool:
+    return type(item) is list and [type(x) for x in item] == [str, str]
 
 
 def parse_uses(data: bytes) -> list[dict[str, Any]]:
     """The well-formed use lines of a file's bytes (anything else is skipped)."""
-    out: list[dict[str, Any]] = []
     if USE_PREFIX not in data:  # most files: no set shared another's entry
-        return out
-    for line in data[:MAX_FILE_BYTES].split(b"\n"):
-        if not line.startswith(USE_PREFIX) or len(line) > MAX_LINE_BYTES:
-            continue
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if (
-            isinstance(record, dict)
-            and all(type(record.get(k)) is str for k in ("use", "stage", "params_hash", "by"))
-            and type(record.get("record")) is str
-            and 0 < len(record["record"]) <= MAX_NAME
-            and not _CONTROL.search(record["record"])  # a name printed to a terminal
-            and record["stage"]
-            and all(_HEX.match(record[k]) for k in ("use", "params_hash", "by"))
-        ):
-            out.append(record)
-    return out
+        return []
+    return [
+        record
+        for record in _json_lines(data, uses=True)
+        if isinstance(record, dict)
+        and all(type(record.get(k)) is str for k in ("use", "stage", "params_hash", "by"))
+        and type(record.get("record")) is str
+        and 0 < len(record["record"]) <= MAX_NAME
+        and not _CONTROL.search(record["record"])  # a name printed to a terminal
+        and record["stage"]
+        and all(_HEX.match(record[k]) for k in ("use", "params_hash", "by"))
+    ]
 
 
 def read_regular(path: str) -> bytes | None:
