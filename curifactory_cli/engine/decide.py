@@ -25,6 +25,7 @@ from curifactory_cli.engine.reasons import (
     files_changed,
     inputs_changed,
     params_changed,
+    records_reordered,
 )
 from curifactory_cli.engine.sharing import (
     Sharing,
@@ -50,9 +51,6 @@ HIT = "cached"
 NOT_COMPUTED = "not computed yet"
 CACHERS_CHANGED = "cachers or outputs changed"
 KWARGS_CHANGED = "call arguments changed"
-RECORDS_REORDERED = "its records come in another order"
-# An aggregate entry made before its key held the order of its records.
-RECORDS_KEYED = "its key now holds the order of its records: computed again once"
 ENTRY_MISSING = "cache entry missing"
 INVALIDATED_REASON = "invalidated by `curi cache invalidate`"
 FORCED_ALL = "forced by --overwrite"
@@ -267,9 +265,9 @@ class MissExplainer:
                 return Reason(CACHERS_CHANGED, [{"part": part}])
         if stored.get("kwargs") != parts.get("kwargs"):
             return Reason(KWARGS_CHANGED, [{"part": "kwargs"}])
-        if stored.get("records") != parts.get("records"):  # an aggregate's, same set of them
-            records = RECORDS_REORDERED if "records" in stored else RECORDS_KEYED
-            return Reason(records, [{"part": "records"}])
+        reordered = records_reordered(stored, parts)
+        if reordered:
+            return Reason(reordered, [{"part": "records"}])
         changed = _changed_inputs(_part(stored, "inputs"), _part(parts, "inputs"), open_inputs)
         return inputs_changed(changed) if changed else ENTRY_MISSING
 

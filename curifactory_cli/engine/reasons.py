@@ -83,3 +83,20 @@ def _shown(value: Any) -> str:
     except (TypeError, ValueError):
         text = repr(value)
     return text if len(text) <= 40 else text[:39] + "…"
+
+
+RECORDS_REORDERED = "its records come in another order"
+# An aggregate entry made before its key held the order of its records.
+RECORDS_KEYED = "its key now holds the order of its records: computed again once"
+
+
+def records_reordered(stored: dict[str, Any], parts: dict[str, Any]) -> str | None:
+    """For an aggregate: whether it is given the same records in another order (other
+    records are other parameters or inputs, told as such), or its entry was keyed before
+    its key held their order."""
+    records = parts.get("records")
+    if records is None or stored.get("records") == records:
+        return None
+    if "records" not in stored:
+        return RECORDS_KEYED
+    return RECORDS_REORDERED if sorted(stored["records"]) == sorted(records) else None

@@ -262,6 +262,8 @@ def test_param_value_change_reruns_only_that_set_and_aggregate(project):
     assert result.executed() == [("compute", "b"), ("combine", "aggregate")]
     assert node(result, "compute", "a").outcome is Outcome.CACHED
     assert record(result, "aggregate").state["total"] == 2 + 10
+    # Its records are the same, in the same order: what changed is b's value it reads.
+    assert node(result, "combine", "aggregate").reason == "input data changed (value)"
 
 
 def test_param_set_rename_keeps_cache(project):
