@@ -276,6 +276,35 @@ def test_an_aggregate_that_takes_a_whole_set_runs_again_when_any_value_changes(p
     assert executed(project.run("agg", "params/p.yaml")) == {"compare": 1}
 
 
+COUNTED = """
+import curifactory_cli as cf
+from curifactory_cli.caching import JsonCacher
+
+@cf.aggregate(outputs=["summary"], cachers=[JsonCacher])
+def summary(record, records):
+    return [records[0].params.n, len(records)]
+
+def run(param_sets, manager):
+    summary(cf.Record(manager, None), [cf.Record(manager, p) for p in param_sets])
+"""
+
+
+def test_an_aggregate_over_more_records_is_not_served_what_fewer_computed(project):
+    # It reads only the first record's n; how many records it covers is part of the
+    # computation all the same.
+    project.write("experiments/counted.py", COUNTED)
+    project.write("params/p.yaml", "- name: a\n  n: 1\n- name: b\n  n: 2\n")
+    assert executed(project.run("counted", "params/p.yaml")) == {"summary": 1}
+    project.write("params/p.yaml", "- name: a\n  n: 1\n- name: b\n  n: 2\n- name: c\n  n: 3\n")
+    more = project.run("counted", "params/p.yaml")
+    assert executed(more) == {"summary": 1}
+    assert table_of_summary(more) == [1, 3]
+
+
+def table_of_summary(result):
+    return next(r for r in result.records if r.params is None).state["summary"]
+
+
 def index_records(project) -> list[dict]:
     folder = project.cache / ".reads" / "sweep"
     return [
